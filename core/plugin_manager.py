@@ -1,0 +1,250 @@
+"""Loads plugins (built-in, installed, named on the command line) and fills the registries.
+
+Built-in plugins go through exactly the same path as third-party ones; only their origin
+differs: a tuple of module names here versus the ``clf`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata as md
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import Backbone, CallbackFactory, DataLoader, Exporter, Head, Registry
+
+ENTRY_POINT_GROUP = "clf"
+
+BUILTIN_PLUGINS = (
+    "clf.plugins.keras_applications",
+    "clf.plugins.heads",
+    "clf.plugins.directory_loader",
+    "clf.plugins.h5_exporter",
+)
+
+# hook name -> (registry attribute, component class, kind, listing command)
+HOOKS = {
+    "register_backbones": ("backbones", Backbone, "backbone", "backbones"),
+    "register_heads": ("heads", Head, "head", "heads"),
+    "register_data_loaders": ("loaders", DataLoader, "data loader", "loaders"),
+    "register_exporters": ("exporters", Exporter, "exporter", "exporters"),
+    "register_callbacks": ("callbacks", CallbackFactory, "callback", "plugins"),
+}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    origin: str  # "builtin", "entrypoint", "module", "file" or "object"
+    distribution: str | None = None
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    components: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def builtin(self) -> bool:
+        return self.origin == "builtin"
+
+
+class PluginHost:
+    """One plugin manager plus the registries its hooks filled."""
+
+    def __init__(self, plugins: Iterable[str] = (), *, entry_points: bool = True):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self.registries: dict[str, Registry] = {
+            attr: Registry(kind, command, cls) for attr, cls, kind, command in HOOKS.values()
+        }
+        from . import __version__
+
+        for module_name in BUILTIN_PLUGINS:
+            self.register(importlib.import_module(module_name), name=module_name,
+                          origin="builtin", distribution="clf", version=__version__)
+        if entry_points:
+            self._load_entry_points()
+        for spec in plugins:
+            self.load(spec)
+
+    # -- loading -------------------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"Plugin {ep.name!r} ({ep.value}) failed to import: "
+                    f"{type(exc).__name__}: {exc}. Fix or uninstall its package"
+                    f"{' ' + repr(ep.dist.name) if ep.dist else ''}."
+                ) from exc
+            dist = ep.dist
+            self.register(obj, name=ep.name, origin="entrypoint",
+                          distribution=dist.name if dist else None,
+                          version=dist.version if dist else None)
+
+    def load(self, spec: str) -> PluginInfo:
+        """Load an unpackaged plugin: a module name or a path to a ``.py`` file."""
+        path = Path(spec)
+        if spec.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise PluginError(
+                    f"Plugin file {spec!r} does not exist; expected a path to a .py file or "
+                    f"an importable module name. Check the --plugin value."
+                )
+            name = f"clf_plugin_{path.stem}"
+            module = _import_file(name, path)
+            return self.register(module, name=str(path), origin="file")
+        try:
+            module = importlib.import_module(spec)
+        except ImportError as exc:
+            raise PluginError(
+                f"Plugin module {spec!r} could not be imported ({exc}); expected an "
+                f"importable module name or a path to a .py file. Check the --plugin value "
+                f"and that the module is on PYTHONPATH."
+            ) from exc
+        return self.register(module, name=spec, origin="module")
+
+    def register(self, plugin: Any, *, name: str | None = None, origin: str = "object",
+                 distribution: str | None = None, version: str | None = None) -> PluginInfo:
+        """Register one plugin object (module, class or instance) and collect its components."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        if self.pm.has_plugin(name):
+            raise PluginError(
+                f"A plugin named {name!r} is already registered; expected unique plugin "
+                f"names. Give the second one another name."
+            )
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            detail = " ".join(str(exc).split("\n")[1:]) or str(exc)
+            raise PluginError(
+                f"Plugin {name!r} has an invalid hook implementation: {detail} Expected the "
+                f"hook's own arguments (each hook takes 'register'); see clf.hookspecs."
+            ) from None
+        self._check_pending(name)
+        info = PluginInfo(name, origin, distribution, version)
+        self.infos[name] = info
+        try:
+            self._collect(name)
+        except BaseException:
+            self.unregister(name)
+            raise
+        return info
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.infos.pop(name, None)
+        for attr, *_ in HOOKS.values():
+            getattr(self, attr).remove_plugin(name)
+
+    def _check_pending(self, plugin_name: str) -> None:
+        """Like ``pm.check_pending()``, but names the plugin and the hook it probably meant."""
+        plugin = self.pm.get_plugin(plugin_name)
+        for hook_name in dir(self.pm.hook):
+            caller = getattr(self.pm.hook, hook_name)
+            if not isinstance(caller, pluggy.HookCaller) or caller.spec is not None:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not impl.opts.get("optionalhook"):
+                    guess = difflib.get_close_matches(hook_name, list(HOOKS), n=1)
+                    hint = f"Did you mean {guess[0]!r}?" if guess else f"Known hooks: {', '.join(HOOKS)}."
+                    self.pm.unregister(name=plugin_name)
+                    raise PluginError(
+                        f"Plugin {plugin_name!r} implements unknown hook {hook_name!r}; "
+                        f"expected one of {', '.join(HOOKS)}. {hint}"
+                    )
+        self.pm.check_pending()
+
+    # -- registries ----------------------------------------------------------------------
+    @property
+    def backbones(self) -> Registry[Backbone]:
+        return self._registry("backbones")
+
+    @property
+    def heads(self) -> Registry[Head]:
+        return self._registry("heads")
+
+    @property
+    def loaders(self) -> Registry[DataLoader]:
+        return self._registry("loaders")
+
+    @property
+    def exporters(self) -> Registry[Exporter]:
+        return self._registry("exporters")
+
+    @property
+    def callbacks(self) -> Registry[CallbackFactory]:
+        return self._registry("callbacks")
+
+    def _registry(self, attr: str) -> Registry:
+        return self.registries[attr]
+
+    def _collect(self, plugin_name: str) -> None:
+        """Call each hook of one plugin with a register callback that records the plugin."""
+        plugin = self.pm.get_plugin(plugin_name)
+        info = self.infos[plugin_name]
+        for hook_name, (attr, *_rest) in HOOKS.items():
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                registry = self._registry(attr)
+                before = set(registry.names())
+                kwargs = {"register": registry.callback(plugin_name)}
+                try:
+                    impl.function(*(kwargs[a] for a in impl.argnames))
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(
+                        f"Plugin {plugin_name!r} raised {type(exc).__name__} in hook "
+                        f"{hook_name!r}: {exc}. Fix the plugin or uninstall it."
+                    ) from exc
+                info.hooks.append(hook_name)
+                info.components[attr] = sorted(set(registry.names()) - before)
+
+
+def _import_file(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"Cannot import plugin file {str(path)!r}; expected a Python file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise PluginError(
+            f"Plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}. "
+            f"Fix the file."
+        ) from exc
+    return module
+
+
+_default_host: PluginHost | None = None
+
+
+def get_host(plugins: Iterable[str] = ()) -> PluginHost:
+    """The process-wide host (built-ins and installed plugins), plus any extra plugins."""
+    global _default_host
+    if _default_host is None:
+        _default_host = PluginHost()
+    for spec in plugins:
+        if spec not in _default_host.infos and str(Path(spec)) not in _default_host.infos:
+            _default_host.load(spec)
+    return _default_host
+
+
+def reset_host() -> None:
+    """Forget the process-wide host (tests, or after installing a plugin)."""
+    global _default_host
+    _default_host = None

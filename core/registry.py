@@ -1,0 +1,152 @@
+"""Registries of the components plugins provide, filled through the register callbacks.
+
+Each component remembers the plugin that provided it, so listings can show it and a name
+provided twice is an error naming both plugins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+from .errors import PluginError, UnknownComponentError
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    plugin: str
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Backbone(Component):
+    build: Callable[..., Any] = None  # type: ignore[assignment]
+    preprocess: str = "none"
+    input_size: tuple[int, int] = (224, 224)
+    min_size: int = 32
+    params: int | None = None
+    features: int | None = None
+
+
+@dataclass(frozen=True)
+class Head(Component):
+    build: Callable[..., Any] = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class DataLoader(Component):
+    load: Callable[..., Any] = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Exporter(Component):
+    export: Callable[..., Any] = None  # type: ignore[assignment]
+    load: Callable[..., Any] | None = None
+
+
+@dataclass(frozen=True)
+class CallbackFactory(Component):
+    make: Callable[..., Any] = None  # type: ignore[assignment]
+
+
+C = TypeVar("C", bound=Component)
+
+
+@dataclass
+class Registry(Generic[C]):
+    """Components of one kind, by name and alias."""
+
+    kind: str  # "backbone", used in messages
+    list_command: str  # the CLI command that lists them, for "Run 'clf ...'"
+    factory: type[C]
+    _items: dict[str, C] = field(default_factory=dict)
+    _aliases: dict[str, str] = field(default_factory=dict)
+
+    def callback(self, plugin: str) -> Callable[..., None]:
+        """The ``register`` function handed to one plugin's hook."""
+
+        def register(name: str, fn: Callable[..., Any], /, *, aliases=(), description=None, **extra):
+            self.add(plugin, name, fn, aliases=tuple(aliases), description=description, **extra)
+
+        return register
+
+    def add(self, plugin: str, name: str, fn, *, aliases=(), description=None, **extra) -> C:
+        for n in (name, *aliases):
+            if not isinstance(n, str) or not _NAME.match(n):
+                raise PluginError(
+                    f"Plugin {plugin!r} registered a {self.kind} named {n!r}; expected a "
+                    f"lowercase name of letters, digits and '_' starting with a letter. "
+                    f"Rename it in the plugin."
+                )
+            owner = self._owner(n)
+            if owner is not None:
+                raise PluginError(
+                    f"{self.kind.capitalize()} {n!r} is provided by both plugin {owner!r} and "
+                    f"plugin {plugin!r}; expected each name once. Uninstall or rename one of "
+                    f"them (or block one with CLF_LOAD_PLUGINS)."
+                )
+        if not callable(fn):
+            raise PluginError(
+                f"Plugin {plugin!r} registered {self.kind} {name!r} with {fn!r}, which is not "
+                f"callable; expected a function. Pass the function itself."
+            )
+        fn_field = _FN_FIELD[self.factory]
+        try:
+            item = self.factory(
+                name=name, plugin=plugin, aliases=aliases,
+                description=description or _first_line(fn.__doc__), **{fn_field: fn}, **extra,
+            )
+        except TypeError as exc:
+            raise PluginError(
+                f"Plugin {plugin!r} registered {self.kind} {name!r} with unexpected options: "
+                f"{exc}. See the hook's docstring in clf.hookspecs for the accepted ones."
+            ) from None
+        self._items[name] = item
+        for a in aliases:
+            self._aliases[a] = name
+        return item
+
+    def _owner(self, name: str) -> str | None:
+        if name in self._items:
+            return self._items[name].plugin
+        if name in self._aliases:
+            return self._items[self._aliases[name]].plugin
+        return None
+
+    def get(self, name: str) -> C:
+        key = name.strip().lower().replace("-", "_")
+        key = self._aliases.get(key, key)
+        try:
+            return self._items[key]
+        except KeyError:
+            raise UnknownComponentError(self.kind, name, self.names(), self.list_command) from None
+
+    def remove_plugin(self, plugin: str) -> None:
+        for name in [n for n, c in self._items.items() if c.plugin == plugin]:
+            del self._items[name]
+        self._aliases = {a: n for a, n in self._aliases.items() if n in self._items}
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __iter__(self):
+        return iter(self._items[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return self._owner(name) is not None
+
+
+_FN_FIELD = {Backbone: "build", Head: "build", DataLoader: "load", Exporter: "export",
+             CallbackFactory: "make"}
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""
