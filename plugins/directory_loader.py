@@ -1,0 +1,118 @@
+"""The default data loader: one folder per class.
+
+``--data DIR`` either holds the class folders directly (then a stratified, seeded
+validation split is drawn) or train/val(/test) folders that each hold the class folders,
+named as people name them (``train|training|entrenamiento``, ``val|valid|validation|
+validacion``, ``test``), compared case-insensitively.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from clf import hookimpl
+from clf.data import DatasetBundle, Split, files_dataset, is_image_file
+from clf.errors import DataError
+
+TRAIN_NAMES = ("train", "training", "entrenamiento")
+VAL_NAMES = ("val", "valid", "validation", "validacion", "validación")
+TEST_NAMES = ("test", "testing", "prueba")
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+
+
+def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
+    for sub in _subdirs(folder):
+        if sub.name.lower() in names:
+            return sub
+    return None
+
+
+def _images(class_dir: Path) -> list[Path]:
+    return sorted(p for p in class_dir.rglob("*") if is_image_file(p))
+
+
+def scan_classes(folder: Path) -> dict[str, list[Path]]:
+    """Class name -> image files, for a folder of class folders (sorted by name)."""
+    return {sub.name: _images(sub) for sub in _subdirs(folder)}
+
+
+def stratified_split(per_class: dict[str, list[Path]], fraction: float, seed: int):
+    """Per class, a seeded shuffle puts ``round(n * fraction)`` (at least 1) files in val."""
+    rng = random.Random(seed)
+    train, val = {}, {}
+    for name, files in per_class.items():
+        if len(files) < 2:
+            raise DataError(
+                f"Class {name!r} has {len(files)} image(s); a validation split needs at least "
+                f"2 per class. Add images to that class folder, or provide a separate val/ folder."
+            )
+        shuffled = files[:]
+        rng.shuffle(shuffled)
+        n_val = min(max(1, round(len(files) * fraction)), len(files) - 1)
+        val[name], train[name] = sorted(shuffled[:n_val]), sorted(shuffled[n_val:])
+    return train, val
+
+
+def _split(per_class: dict[str, list[Path]], class_names: list[str]) -> Split:
+    files, labels = [], []
+    for index, name in enumerate(class_names):
+        for f in per_class.get(name, []):
+            files.append(str(f))
+            labels.append(index)
+    return Split(files, labels)
+
+
+def load_directory(source, *, image_size, seed, validation_split, **_):
+    """Folder-per-class images (class folders, or train/val/test folders of them)."""
+    root = Path(source)
+    if not root.is_dir():
+        raise DataError(
+            f"Data directory {str(source)!r} does not exist or is not a folder; expected a "
+            f"folder of class folders (or train/ and val/ folders of them). Pass --data DIR "
+            f"(the bundled sample: examples/sample_data)."
+        )
+    train_dir, val_dir, test_dir = _find(root, TRAIN_NAMES), _find(root, VAL_NAMES), _find(root, TEST_NAMES)
+    train_classes = scan_classes(train_dir or root)
+    class_names = sorted(train_classes)
+    if len(class_names) < 2:
+        raise DataError(
+            f"{str(train_dir or root)!r} has {len(class_names)} class folder(s) "
+            f"({', '.join(class_names) or 'none'}); expected at least 2, one folder of images "
+            f"per class. Add a folder per class."
+        )
+    empty = [n for n, files in train_classes.items() if not files]
+    if empty:
+        raise DataError(
+            f"Class folder(s) {', '.join(map(repr, empty))} in {str(train_dir or root)!r} hold "
+            f"no images (.jpg, .jpeg, .png, .bmp, .gif); expected at least one per class. Add "
+            f"images or remove the empty folder."
+        )
+    if val_dir is not None:
+        val_classes = scan_classes(val_dir)
+        extra = sorted(set(val_classes) - set(class_names))
+        if extra:
+            raise DataError(
+                f"{str(val_dir)!r} has class folder(s) {', '.join(map(repr, extra))} that "
+                f"{str(train_dir or root)!r} lacks; expected the same classes "
+                f"({', '.join(class_names)}). Rename or remove them."
+            )
+    else:
+        train_classes, val_classes = stratified_split(train_classes, validation_split, seed)
+    splits = {"train": _split(train_classes, class_names), "validation": _split(val_classes, class_names)}
+    if test_dir is not None:
+        splits["test"] = _split(scan_classes(test_dir), class_names)
+    datasets = {name: files_dataset(s.files, s.labels, image_size) if len(s) else None
+                for name, s in splits.items()}
+    return DatasetBundle(class_names, datasets["train"], datasets.get("validation"),
+                         datasets.get("test"), splits)
+
+
+@hookimpl
+def register_data_loaders(register):
+    register("directory", load_directory, aliases=("folder", "dir"),
+             description="One folder per class; train/val(/test) folders or a seeded split")

@@ -1,0 +1,35 @@
+"""The default exporter, as the tutorial saved its model: ``model.h5`` plus the weights.
+
+Keras calls HDF5 legacy, but it is what the tutorial's readers load; the ``Preprocess``
+layer is a registered serializable, so the file reloads wherever ``clf`` is importable.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from clf import hookimpl
+from clf.predict import KerasPredictor
+
+
+def export_h5(model, directory: Path, metadata: dict) -> list[Path]:
+    """Keras HDF5 model (model.h5) and weights (model.weights.h5)."""
+    directory = Path(directory)
+    model_path, weights_path = directory / "model.h5", directory / "model.weights.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras' "HDF5 is legacy" warning: known, intended
+        for path, save in ((model_path, model.save), (weights_path, model.save_weights)):
+            # Write under a temporary name with the same suffix (Keras picks the format by
+            # suffix), then rename: a crash mid-write never leaves a valid-looking file.
+            tmp = path.with_name(f".tmp-{path.name}")
+            save(str(tmp))
+            os.replace(tmp, path)
+    return [model_path, weights_path]
+
+
+@hookimpl
+def register_exporters(register):
+    register("h5", export_h5, load=KerasPredictor,
+             description="Keras HDF5: model.h5 + model.weights.h5 (the tutorial's format)")

@@ -1,0 +1,26 @@
+"""The default classification head: softmax over the classes, optionally after a hidden
+layer and dropout (the tutorial's head was Dense(256, relu) + Dropout(0.5) + softmax)."""
+
+from __future__ import annotations
+
+from clf import hookimpl
+
+
+def softmax_head(features, num_classes, *, dropout=0.0, hidden_units=0, **_):
+    """Dense softmax classifier; optional hidden ReLU layer and dropout."""
+    import keras
+
+    x = features
+    if hidden_units:
+        x = keras.layers.Dense(int(hidden_units), activation="relu", name="head_hidden")(x)
+    if dropout:
+        x = keras.layers.Dropout(float(dropout), name="head_dropout")(x)
+    # float32 output even under a mixed-precision policy: softmax in float16 is unstable.
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                              name="predictions")(x)
+
+
+@hookimpl
+def register_heads(register):
+    register("softmax", softmax_head, aliases=("dense",),
+             description="Dense softmax over the classes (optional --hidden-units, --dropout)")
