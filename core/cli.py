@@ -1,0 +1,252 @@
+"""The ``clf`` command: a thin typer + rich layer over the Python API.
+
+Only this module prints and chooses exit codes: 0 success, 1 a run failed, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are noise here
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from .errors import ClfError  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train image classifiers by transfer learning, built from plugins.")
+out = Console()
+err = Console(stderr=True)
+
+PluginOpt = typer.Option(None, "--plugin", "-p", help="Extra plugin: module name or .py file (repeatable).")
+
+
+def _host(plugins):
+    from .plugin_manager import get_host
+
+    return get_host(plugins or ())
+
+
+def _fail(exc: ClfError) -> None:
+    err.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+class RichObserver:
+    """Renders engine events as plain lines (one per epoch, so log files stay readable)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def note(self, text):
+        self.console.print(f"[yellow]note:[/] {text}", highlight=False)
+
+    def phase_start(self, phase, total=None, unit=""):
+        pass
+
+    def phase_advance(self, phase, amount=1):
+        pass
+
+    def phase_end(self, phase, **info):
+        c = self.console
+        if phase == "data":
+            c.print(f"classes: {', '.join(info['class_names'])}", highlight=False)
+            for split, counts in info["counts"].items():
+                c.print(f"  {split}: {sum(counts.values())} images "
+                        f"({', '.join(f'{k} {v}' for k, v in counts.items())})", highlight=False)
+        elif phase == "build":
+            c.print(f"model: {info['params']:,} parameters; backbone weights: {info['weights']}")
+        elif phase == "train":
+            c.print(f"trained in {info['seconds']:.1f}s")
+        elif phase == "evaluate":
+            for k, v in info["metrics"].items():
+                c.print(f"{k}: {v:.4f}")
+        elif phase == "export":
+            c.print(f"[green]saved[/] {info['run_dir']}")
+            for name, files in info["artifacts"].items():
+                c.print(f"  {name}: {', '.join(Path(f).name for f in files)}")
+
+    def epoch_end(self, phase, epoch, epochs, logs):
+        parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
+        self.console.print(f"{phase} epoch {epoch}/{epochs} {parts}", highlight=False)
+
+
+@app.command()
+def run(
+    backbone: str = typer.Option("vgg16", help="Backbone name (see 'clf backbones')."),
+    classes: Optional[int] = typer.Option(None, help="Number of classes; checked against the data. Omit to infer."),
+    data: str = typer.Option("data", help="Folder of class folders, or of train/ val/ (test/) folders."),
+    epochs: int = typer.Option(10, help="Training epochs."),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    image_size: Optional[int] = typer.Option(None, help="Square input size; default: the backbone's."),
+    lr: float = typer.Option(4e-4, help="Adam learning rate."),
+    head: str = typer.Option("softmax", help="Head name (see 'clf heads')."),
+    loader: str = typer.Option("directory", help="Data loader name (see 'clf loaders')."),
+    export: str = typer.Option("h5", help="Comma-separated exporter names (see 'clf exporters')."),
+    output: Optional[str] = typer.Option(None, help="Run folder; default runs/<timestamp>-<backbone>."),
+    weights: str = typer.Option("imagenet", help="'imagenet' (Keras cache, then download), 'none', or a weights file."),
+    seed: int = typer.Option(42, help="Random seed for the split, initialisation and shuffling."),
+    validation_split: float = typer.Option(0.2, help="Validation fraction when the data has no val/ folder."),
+    augment: bool = typer.Option(True, help="Shear/zoom/flip training images (the tutorial's augmentation)."),
+    dropout: float = typer.Option(0.0, help="Dropout before the softmax layer."),
+    hidden_units: int = typer.Option(0, help="Width of a hidden ReLU layer in the head (0: none)."),
+    plugin: Optional[List[str]] = PluginOpt,
+):
+    """Train a classifier on a folder of images and export it."""
+    from .config import RunConfig
+    from .engine import run as run_engine
+
+    try:
+        config = RunConfig(backbone=backbone, classes=classes, data=data, epochs=epochs,
+                           batch_size=batch_size, image_size=image_size, lr=lr, head=head,
+                           loader=loader, export=export, output=output, weights=weights, seed=seed,
+                           plugins=tuple(plugin or ()), validation_split=validation_split,
+                           augment=augment, dropout=dropout, hidden_units=hidden_units)
+        result = run_engine(config, RichObserver(out), _host(plugin))
+    except ClfError as exc:
+        _fail(exc)
+    out.print(f"[bold green]done[/] run folder: {result.run_dir}")
+
+
+def _component_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        # Names are what people copy: never wrap them; let the description take the squeeze.
+        table.add_column(col, no_wrap=col != "description", overflow="fold" if col == "description" else "ellipsis")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _list(kind: str, plugins, as_json: bool, extra_cols=(), extra=lambda c: []) -> None:
+    try:
+        registry = getattr(_host(plugins), kind)
+    except ClfError as exc:
+        _fail(exc)
+    if as_json:
+        rows = []
+        for c in registry:
+            row = {"name": c.name, "aliases": list(c.aliases), "plugin": c.plugin, "description": c.description}
+            row.update(dict(zip([col.lower().replace(" ", "_") for col in extra_cols], extra(c, raw=True))))
+            rows.append(row)
+        out.print_json(json.dumps(rows))
+        return
+    rows = [[c.name, ", ".join(c.aliases), *extra(c), _short_plugin(c.plugin), c.description] for c in registry]
+    out.print(_component_table(f"{len(rows)} {kind}", ["name", "aliases", *extra_cols, "plugin", "description"], rows))
+
+
+def _short_plugin(name: str) -> str:
+    from .plugin_manager import BUILTIN_PLUGINS
+
+    return "built-in" if name in BUILTIN_PLUGINS else name
+
+
+def _count(n: int | None) -> str:
+    if not n:
+        return "?"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+
+
+def _backbone_cols(c, raw=False):
+    if raw:
+        return [list(c.input_size), c.params, c.features, c.preprocess]
+    return [f"{c.input_size[0]}x{c.input_size[1]}", _count(c.params),
+            str(c.features or "?"), c.preprocess]
+
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+@app.command()
+def backbones(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+    """List the available backbones."""
+    _list("backbones", plugin, as_json, ("input size", "params", "features", "preprocess"), _backbone_cols)
+
+
+@app.command()
+def heads(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+    """List the available heads."""
+    _list("heads", plugin, as_json)
+
+
+@app.command()
+def loaders(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+    """List the available data loaders."""
+    _list("loaders", plugin, as_json)
+
+
+@app.command()
+def exporters(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+    """List the available exporters."""
+    _list("exporters", plugin, as_json)
+
+
+@app.command()
+def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+    """List loaded plugins: origin, version, hooks and what each registered."""
+    try:
+        host = _host(plugin)
+    except ClfError as exc:
+        _fail(exc)
+    infos = list(host.infos.values())
+    if as_json:
+        out.print_json(json.dumps([{
+            "name": i.name, "origin": i.origin, "builtin": i.builtin, "distribution": i.distribution,
+            "version": i.version, "hooks": i.hooks, "components": i.components} for i in infos]))
+        return
+    rows = [[i.name + (" (built-in)" if i.builtin else ""), i.origin,
+             f"{i.distribution or '-'} {i.version or ''}".strip(), ", ".join(i.hooks),
+             "; ".join(f"{k}: {', '.join(v)}" for k, v in i.components.items())] for i in infos]
+    out.print(_component_table(f"{len(rows)} plugins", ["plugin", "origin", "distribution", "hooks", "registered"], rows))
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="A clf run folder or an exported model file in one."),
+    paths: List[str] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    top_k: int = typer.Option(1, "--top-k", min=1, help="Classes to show per image."),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    as_json: bool = JsonOpt,
+    plugin: Optional[List[str]] = PluginOpt,
+):
+    """Predict class names and probabilities, using the class names saved with the model."""
+    from .predict import collect_images, load_predictor, predict_files
+
+    try:
+        predictor = load_predictor(model, _host(plugin))
+        results = predict_files(predictor, collect_images(paths), batch_size)
+    except ClfError as exc:
+        _fail(exc)
+    k = min(top_k, len(predictor.class_names))
+    if as_json:
+        out.print_json(json.dumps([{"path": r.path, "error": r.error,
+                                    "top": [{"class": n, "probability": p} for n, p in r.top(predictor.class_names, k)]
+                                    if r.error is None else []} for r in results]))
+    else:
+        table = Table(title=f"{len(results)} images")
+        for col in ("image", "class", "probability"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            if r.error:
+                table.add_row(r.path, f"[red]error: {r.error}[/]", "")
+                continue
+            top = r.top(predictor.class_names, k)
+            table.add_row(r.path, "\n".join(n for n, _ in top), "\n".join(f"{p:.4f}" for _, p in top))
+        out.print(table)
+    if any(r.error for r in results):
+        err.print(f"[yellow]{sum(1 for r in results if r.error)} file(s) could not be read[/]")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""RunConfig: one flat, validated description of a training run.
+
+The CLI, a TOML file and Python code all produce the same object; ``validate`` runs on
+construction so an invalid run fails before any data is read or model built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    backbone: str = "vgg16"
+    classes: int | None = None  # None: inferred from the data
+    data: str = "data"
+    epochs: int = 10
+    batch_size: int = 32
+    image_size: int | None = None  # None: the backbone's default input size
+    lr: float = 4e-4  # the tutorial's Adam learning rate
+    head: str = "softmax"
+    loader: str = "directory"
+    export: tuple[str, ...] = ("h5",)
+    output: str | None = None  # None: runs/<timestamp>-<backbone>
+    weights: str = "imagenet"  # "imagenet", "none" or a path to a weights file
+    seed: int = 42
+    plugins: tuple[str, ...] = ()
+    validation_split: float = 0.2  # used when the data has no val/ folder
+    augment: bool = True  # the tutorial's shear/zoom/flip on training images
+    dropout: float = 0.0
+    hidden_units: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if isinstance(self.export, str):
+            self.export = tuple(e.strip() for e in self.export.split(",") if e.strip())
+        self.export = tuple(self.export)
+        self.plugins = tuple(self.plugins)
+        self.data = str(self.data)
+        if self.output is not None:
+            self.output = str(self.output)
+        self.weights = _normalise_weights(self.weights)
+        for name in ("backbone", "head", "loader"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                _bad(name, value, "a non-empty name", f"Run 'clf {name}s' to list them.")
+        _positive_int(self, "epochs")
+        _positive_int(self, "batch_size")
+        if self.classes is not None:
+            _positive_int(self, "classes", minimum=2,
+                          fix="A classifier needs at least two classes; omit --classes to infer it.")
+        if self.image_size is not None:
+            _positive_int(self, "image_size", minimum=8)
+        _positive_int(self, "seed", minimum=0)
+        _positive_int(self, "hidden_units", minimum=0)
+        if not _is_number(self.lr) or not 0 < self.lr < 1:
+            _bad("lr", self.lr, "a learning rate between 0 and 1 (e.g. 4e-4)")
+        if not _is_number(self.validation_split) or not 0 < self.validation_split < 1:
+            _bad("validation_split", self.validation_split, "a fraction between 0 and 1 (e.g. 0.2)")
+        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
+            _bad("dropout", self.dropout, "a fraction in [0, 1) (e.g. 0.5)")
+        if not isinstance(self.augment, bool):
+            _bad("augment", self.augment, "true or false")
+        if not self.export:
+            _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "RunConfig":
+        """Build from a flat mapping (a parsed TOML file); unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown configuration key(s): {', '.join(map(repr, unknown))}. Expected "
+                f"only: {', '.join(sorted(known))}. Remove or rename them."
+            )
+        return cls(**dict(values))
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (lists, not tuples; no None) suitable for TOML and JSON."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def _normalise_weights(value: Any) -> str:
+    if value is None:
+        return "none"
+    text = str(value).strip()
+    if text.lower() in ("imagenet", "none"):
+        return text.lower()
+    if not text:
+        _bad("weights", value, "'imagenet', 'none' or a path to a weights file")
+    return str(Path(text).expanduser())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(cfg: RunConfig, name: str, minimum: int = 1, fix: str = "") -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _bad(name, value, f"an integer >= {minimum}", fix)
+
+
+def _bad(name: str, value: Any, expected: str, fix: str = "") -> None:
+    flag = "--" + name.replace("_", "-")
+    raise ConfigError(
+        f"Invalid {name} {value!r}: expected {expected}. "
+        + (fix or f"Pass a valid {flag} (or '{name}' in the config file).")
+    )

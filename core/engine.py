@@ -1,0 +1,204 @@
+"""``run(config)``: load data, build, train, evaluate, export. Never prints; raises ClfError."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .errors import ClfError, ConfigError, DataError, ExportError, UsageError
+from .events import Observer
+from .labels import make_metadata, write_labels
+from .model import Classifier, build_classifier
+from .plugin_manager import PluginHost, get_host
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    run_dir: Path
+    class_names: list[str]
+    history: dict[str, list[float]]
+    metrics: dict[str, float]
+    artifacts: dict[str, list[Path]]
+    classifier: Classifier = field(repr=False)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def model(self):
+        return self.classifier.model
+
+    def predict(self, images) -> Any:
+        """Probabilities for a batch of raw RGB 0-255 images ``[n, h, w, 3]``."""
+        import numpy as np
+
+        return self.model.predict(np.asarray(images, np.float32), verbose=0)
+
+
+def resolve_components(config: RunConfig, host: PluginHost):
+    """Look up every named component before any work, so a typo fails at once."""
+    backbone = host.backbones.get(config.backbone)
+    head = host.heads.get(config.head)
+    loader = host.loaders.get(config.loader)
+    exporters = [host.exporters.get(name) for name in config.export]
+    return backbone, head, loader, exporters
+
+
+def image_size_for(config: RunConfig, backbone) -> tuple[int, int]:
+    size = (config.image_size, config.image_size) if config.image_size else tuple(backbone.input_size)
+    if min(size) < backbone.min_size:
+        raise ConfigError(
+            f"--image-size {min(size)} is below the minimum of {backbone.min_size} pixels for "
+            f"backbone {backbone.name!r}; expected >= {backbone.min_size} (default "
+            f"{backbone.input_size[0]}). Pass a larger --image-size."
+        )
+    return size  # type: ignore[return-value]
+
+
+def new_run_dir(config: RunConfig) -> Path:
+    """``--output`` or ``runs/<timestamp>-<backbone>``; never reuses an existing folder."""
+    if config.output:
+        path = Path(config.output)
+        if path.exists() and any(path.iterdir()):
+            raise UsageError(
+                f"Output folder {str(path)!r} already exists and is not empty; expected a new "
+                f"or empty folder so no earlier run is overwritten. Pass another --output."
+            )
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path("runs") / f"{stamp}-{config.backbone}"
+        path, n = base, 2
+        while path.exists():
+            path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot create output folder {str(path)!r}: {exc.strerror}; expected a writable "
+            f"location. Pass another --output."
+        ) from None
+    return path
+
+
+def augmentation_layers(seed: int):
+    """The tutorial's augmentation (shear 0.2, zoom 0.2, horizontal flip), on training only."""
+    import keras
+
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 1),
+        keras.layers.RandomShear(x_factor=0.2, y_factor=0.0, fill_mode="nearest", seed=seed + 2),
+    ], name="augmentation")
+
+
+class _EpochReporter:
+    """Bridges Keras' per-epoch logs to the observer."""
+
+    @staticmethod
+    def make(observer: Observer, phase: str, epochs: int):
+        import keras
+
+        class Reporter(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                observer.epoch_end(phase, epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+        return Reporter()
+
+
+def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None) -> RunResult:
+    """Train, evaluate and export one classifier as ``config`` describes."""
+    observer = observer or Observer()
+    host = host or get_host(config.plugins)
+    backbone, head, loader, exporters = resolve_components(config, host)
+    image_size = image_size_for(config, backbone)
+
+    import keras
+    import tensorflow as tf
+
+    observer.phase_start("data")
+    t0 = time.perf_counter()
+    bundle = loader.load(config.data, image_size=image_size, seed=config.seed,
+                         validation_split=config.validation_split)
+    if config.classes is not None and config.classes != bundle.num_classes:
+        raise DataError(
+            f"--classes {config.classes} but {config.data} has {bundle.num_classes} class "
+            f"folders ({', '.join(bundle.class_names)}). Pass --classes {bundle.num_classes} "
+            f"or omit --classes to infer it."
+        )
+    counts = {name: bundle.counts(name) for name in bundle.splits}
+    observer.phase_end("data", class_names=bundle.class_names, counts=counts,
+                       seconds=time.perf_counter() - t0)
+
+    if config.weights == "none":
+        observer.note(f"Backbone {backbone.name} uses random weights (--weights none): "
+                      f"expect much lower accuracy than with pretrained weights.")
+    observer.phase_start("build")
+    keras.utils.set_random_seed(config.seed)
+    clf_model = build_classifier(
+        backbone, head, bundle.num_classes, image_size,
+        None if config.weights == "none" else config.weights,
+        {"dropout": config.dropout, "hidden_units": config.hidden_units},
+    )
+    clf_model.model.compile(optimizer=keras.optimizers.Adam(config.lr),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    observer.phase_end("build", weights=config.weights, params=clf_model.model.count_params())
+
+    train = bundle.train.shuffle(max(1, len(bundle.splits.get("train", [])) or 1024),
+                                 seed=config.seed).batch(config.batch_size)
+    if config.augment:
+        aug = augmentation_layers(config.seed)
+        train = train.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.prefetch(tf.data.AUTOTUNE)
+    val = bundle.validation.batch(config.batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None
+
+    run_dir = new_run_dir(config)
+    callbacks = [_EpochReporter.make(observer, "train", config.epochs)]
+    for factory in host.callbacks:
+        cb = factory.make(config, run_dir)
+        if cb is not None:
+            callbacks.append(cb)
+
+    observer.phase_start("train", total=config.epochs, unit="epoch")
+    t0 = time.perf_counter()
+    history = clf_model.model.fit(train, validation_data=val, epochs=config.epochs,
+                                  callbacks=callbacks, verbose=0, shuffle=False)
+    observer.phase_end("train", seconds=time.perf_counter() - t0)
+
+    metrics: dict[str, float] = {}
+    observer.phase_start("evaluate")
+    for split_name, ds in (("validation", val), ("test", bundle.test)):
+        if ds is None:
+            continue
+        if split_name == "test":
+            ds = ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+        loss, acc = clf_model.model.evaluate(ds, verbose=0)
+        metrics[f"{split_name}_loss"], metrics[f"{split_name}_accuracy"] = float(loss), float(acc)
+    observer.phase_end("evaluate", metrics=metrics)
+
+    observer.phase_start("export", total=len(exporters))
+    metadata = make_metadata(bundle.class_names, backbone.name, image_size, backbone.preprocess,
+                             weights=config.weights)
+    artifacts: dict[str, list[Path]] = {}
+    for exporter in exporters:
+        try:
+            files = [Path(f) for f in exporter.export(clf_model.model, run_dir, dict(metadata))]
+        except ClfError:
+            raise
+        except Exception as exc:
+            raise ExportError(
+                f"Exporter {exporter.name!r} (plugin {exporter.plugin!r}) failed: "
+                f"{type(exc).__name__}: {exc}. The run folder {str(run_dir)!r} keeps what was "
+                f"written before; try another --export."
+            ) from exc
+        artifacts[exporter.name] = files
+        observer.phase_advance("export")
+    metadata["artifacts"] = {name: [f.name for f in files] for name, files in artifacts.items()}
+    write_labels(run_dir, metadata)
+    observer.phase_end("export", artifacts=artifacts, run_dir=run_dir)
+
+    return RunResult(config, run_dir, bundle.class_names,
+                     {k: [float(v) for v in vs] for k, vs in history.history.items()},
+                     metrics, artifacts, clf_model, counts)

@@ -1,0 +1,72 @@
+"""Assemble the classifier: raw RGB input -> Preprocess -> frozen backbone -> head.
+
+The head is its own small ``keras.Model`` over the feature vector, so it can be trained on
+cached features and then joined to the backbone unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import PluginError
+from .preprocessing import Preprocess
+from .registry import Backbone, Head
+
+
+@dataclass
+class Classifier:
+    model: Any  # keras.Model: images (0-255 RGB) -> probabilities
+    backbone: Any  # keras.Model: preprocessed images -> pooled features
+    head: Any  # keras.Model: features -> probabilities
+    preprocess: str
+
+
+def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights):
+    model = backbone.build((image_size[0], image_size[1], 3), weights)
+    shape = tuple(model.output_shape)
+    if len(shape) != 2:
+        raise PluginError(
+            f"Backbone {backbone.name!r} (plugin {backbone.plugin!r}) outputs shape {shape}; "
+            f"expected pooled features [batch, features]. Build it with pooling='avg' or add "
+            f"a GlobalAveragePooling2D layer."
+        )
+    model.trainable = False
+    return model
+
+
+def build_head(head: Head, num_features: int, num_classes: int, options: dict[str, Any]):
+    import keras
+
+    features = keras.Input(shape=(num_features,), name="features")
+    outputs = head.build(features, num_classes, **options)
+    shape = tuple(outputs.shape)
+    if shape[-1] != num_classes:
+        raise PluginError(
+            f"Head {head.name!r} (plugin {head.plugin!r}) outputs shape {shape}; expected "
+            f"[batch, {num_classes}] class probabilities. Fix the head's build function."
+        )
+    return keras.Model(features, outputs, name="head")
+
+
+def build_classifier(backbone: Backbone, head: Head, num_classes: int,
+                     image_size: tuple[int, int], weights, head_options: dict[str, Any]) -> Classifier:
+    import keras
+
+    base = build_backbone(backbone, image_size, weights)
+    head_model = build_head(head, int(base.output_shape[-1]), num_classes, head_options)
+    return join(base, head_model, backbone.preprocess, image_size)
+
+
+def join(base, head_model, preprocess: str, image_size) -> Classifier:
+    """The exported model: takes raw RGB 0-255 and runs the backbone in inference mode."""
+    import keras
+
+    inputs = keras.Input(shape=(image_size[0], image_size[1], 3), name="image")
+    x = Preprocess(preprocess, name="preprocess")(inputs)
+    # training=False keeps BatchNormalization in inference mode even when layers of the
+    # backbone are unfrozen for fine-tuning.
+    x = base(x, training=False)
+    outputs = head_model(x)
+    model = keras.Model(inputs, outputs, name="clf_classifier")
+    return Classifier(model, base, head_model, preprocess)
