@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny generated image folders, the shared real data, a fresh plugin host."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+WEIGHTS = SHARED / "weights"
+DATASETS = SHARED / "datasets"
+MOBILENET_V2_035 = WEIGHTS / "mobilenet_v2_0.35_224_imagenet_notop.weights.h5"
+MOBILENET_025 = WEIGHTS / "mobilenet_v1_0.25_224_imagenet_notop.weights.h5"
+
+# A small backbone and size that keep end-to-end tests to seconds on two cores.
+SMALL_BACKBONE = "mobilenet_v2_035"
+SMALL_SIZE = 32
+
+
+def make_image(path: Path, label: int, rng: np.random.Generator, size: int = 40, fmt: str = "JPEG") -> None:
+    """A class-dependent image: class k has a bright band at a k-dependent position."""
+    img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+    band = slice((label * size) // 4, (label * size) // 4 + size // 4)
+    img[band, :, label % 3] = 230
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path, format=fmt)
+
+
+def make_folder(root: Path, classes=("ant", "bee", "cat"), per_class: int = 6, *, split_dirs: bool = False,
+                val_per_class: int = 2, seed: int = 0) -> Path:
+    """Class folders of generated JPEGs; with ``split_dirs``, train/ and val/ folders."""
+    rng = np.random.default_rng(seed)
+    layouts = [("train", per_class), ("val", val_per_class)] if split_dirs else [("", per_class)]
+    for sub, n in layouts:
+        for label, name in enumerate(classes):
+            for i in range(n):
+                make_image(root / sub / name / f"{name}_{i}.jpg", label, rng)
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """3 classes x 6 generated images, class folders directly under the root."""
+    return make_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def split_folder(tmp_path) -> Path:
+    """train/ and val/ folders, 3 classes."""
+    return make_folder(tmp_path / "data", split_dirs=True)
+
+
+@pytest.fixture
+def host():
+    """A fresh plugin host (built-ins and installed plugins) that a test may add to freely."""
+    from clf import PluginHost
+
+    return PluginHost()
+
+
+@pytest.fixture
+def small_config(tmp_path, image_folder):
+    """A RunConfig that trains in seconds: small backbone, random weights, tiny images."""
+    from clf import RunConfig
+
+    def make(**changes):
+        base = dict(backbone=SMALL_BACKBONE, data=str(image_folder), weights="none", epochs=1,
+                    batch_size=4, image_size=SMALL_SIZE, output=str(tmp_path / "run"), augment=False)
+        base.update(changes)
+        return RunConfig(**base)
+
+    return make
+
+
+def require_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared weights/datasets folder is not beside this checkout")
+    return path

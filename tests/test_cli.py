@@ -1,0 +1,89 @@
+"""The CLI through typer's CliRunner, and once as a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from clf.cli import app
+from conftest import SMALL_BACKBONE, SMALL_SIZE, make_image
+
+runner = CliRunner()
+
+
+def test_backbones_lists_every_backbone_as_table_and_json():
+    table = runner.invoke(app, ["backbones"])
+    assert table.exit_code == 0 and "vgg16" in table.output and "224x224" in table.output
+    data = json.loads(runner.invoke(app, ["backbones", "--json"]).output)
+    names = {row["name"] for row in data}
+    assert len(data) >= 50 and {"vgg16", "mobilenet_v2_035", "efficientnet_b0"} <= names
+    vgg = next(r for r in data if r["name"] == "vgg16")
+    assert vgg["params"] == 14714688 and vgg["input_size"] == [224, 224] and vgg["preprocess"] == "vgg16"
+
+
+def test_other_listings():
+    assert "softmax" in runner.invoke(app, ["heads"]).output
+    assert "directory" in runner.invoke(app, ["loaders"]).output
+    assert "h5" in runner.invoke(app, ["exporters"]).output
+    plugins = json.loads(runner.invoke(app, ["plugins", "--json"]).output)
+    builtin = {p["name"]: p for p in plugins if p["builtin"]}
+    assert builtin["clf.plugins.keras_applications"]["hooks"] == ["register_backbones"]
+    assert "vgg16" in builtin["clf.plugins.keras_applications"]["components"]["backbones"]
+
+
+def test_unknown_backbone_is_one_clear_line_and_exit_2(image_folder):
+    res = runner.invoke(app, ["run", "--backbone", "vgg61", "--data", str(image_folder)])
+    assert res.exit_code == 2
+    assert "Unknown backbone 'vgg61'" in res.output and "Run 'clf backbones'" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_bad_value_exits_2_and_data_error_exits_1(tmp_path):
+    assert runner.invoke(app, ["run", "--epochs", "0"]).exit_code == 2
+    res = runner.invoke(app, ["run", "--data", str(tmp_path / "nope"), "--weights", "none"])
+    assert res.exit_code == 1 and "does not exist" in res.output
+
+
+def test_run_then_predict_with_saved_class_names(image_folder, tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--backbone", SMALL_BACKBONE, "--classes", "3", "--data", str(image_folder),
+                              "--epochs", "1", "--batch-size", "4", "--image-size", str(SMALL_SIZE),
+                              "--weights", "none", "--output", str(out), "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    assert "backbone weights: none" in res.output and "train epoch 1/1" in res.output
+    pred = runner.invoke(app, ["predict", str(out / "model.h5"), str(image_folder / "bee"), "--json", "--top-k", "3"])
+    assert pred.exit_code == 0, pred.output
+    rows = json.loads(pred.output)
+    assert len(rows) == 6
+    assert {t["class"] for t in rows[0]["top"]} == {"ant", "bee", "cat"}
+    assert abs(sum(t["probability"] for t in rows[0]["top"]) - 1) < 1e-4
+
+
+def test_predict_reports_unreadable_files_and_goes_on(image_folder, tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", "--backbone", SMALL_BACKBONE, "--data", str(image_folder), "--epochs", "1",
+                               "--image-size", str(SMALL_SIZE), "--weights", "none", "--output", str(out)]).exit_code == 0
+    bad = tmp_path / "imgs"
+    bad.mkdir()
+    (bad / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (bad / "empty.png").write_bytes(b"")
+    import numpy as np
+
+    make_image(bad / "good.jpg", 0, np.random.default_rng(0))
+    res = runner.invoke(app, ["predict", str(out), str(bad), "--json"])
+    assert res.exit_code == 1
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(res.output.split("\n2 file")[0])}
+    assert rows["good.jpg"]["error"] is None and rows["good.jpg"]["top"]
+    assert "0 bytes" in rows["empty.png"]["error"] and "decodable" in rows["broken.jpg"]["error"]
+
+
+def test_real_subprocess_lists_backbones_and_misspelled_plugin_file_fails(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "clf.cli", "backbones", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0 and "vgg16" in done.stdout
+    typo = tmp_path / "typo_plugin.py"
+    typo.write_text("from clf import hookimpl\n\n@hookimpl\ndef register_head(register):\n    pass\n")
+    done = subprocess.run([sys.executable, "-m", "clf.cli", "heads", "--plugin", str(typo)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "unknown hook 'register_head'" in done.stderr and "Did you mean 'register_heads'" in done.stderr
