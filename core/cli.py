@@ -117,14 +117,16 @@ def run(
 def _component_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title)
     for col in columns:
-        # Names are what people copy: never wrap them; let the description take the squeeze.
-        table.add_column(col, no_wrap=col != "description", overflow="fold" if col == "description" else "ellipsis")
+        # Short numeric columns never wrap; long text folds rather than being cut off, so a
+        # narrow terminal still shows every name whole (if on two lines).
+        short = col in ("input size", "params", "features")
+        table.add_column(col, no_wrap=short, overflow="fold", min_width=8 if short else None)
     for row in rows:
         table.add_row(*row)
     return table
 
 
-def _list(kind: str, plugins, as_json: bool, extra_cols=(), extra=lambda c: []) -> None:
+def _list(kind: str, plugins, as_json: bool, extra_cols=(), extra=lambda c, raw=False: []) -> None:
     try:
         registry = getattr(_host(plugins), kind)
     except ClfError as exc:
@@ -133,12 +135,12 @@ def _list(kind: str, plugins, as_json: bool, extra_cols=(), extra=lambda c: []) 
         rows = []
         for c in registry:
             row = {"name": c.name, "aliases": list(c.aliases), "plugin": c.plugin, "description": c.description}
-            row.update(dict(zip([col.lower().replace(" ", "_") for col in extra_cols], extra(c, raw=True))))
+            row.update(extra(c, raw=True) or {})
             rows.append(row)
         out.print_json(json.dumps(rows))
         return
     rows = [[c.name, ", ".join(c.aliases), *extra(c), _short_plugin(c.plugin), c.description] for c in registry]
-    out.print(_component_table(f"{len(rows)} {kind}", ["name", "aliases", *extra_cols, "plugin", "description"], rows))
+    out.print(_component_table(f"{kind} ({len(rows)})", ["name", "aliases", *extra_cols, "plugin", "description"], rows))
 
 
 def _short_plugin(name: str) -> str:
@@ -155,9 +157,9 @@ def _count(n: int | None) -> str:
 
 def _backbone_cols(c, raw=False):
     if raw:
-        return [list(c.input_size), c.params, c.features, c.preprocess]
-    return [f"{c.input_size[0]}x{c.input_size[1]}", _count(c.params),
-            str(c.features or "?"), c.preprocess]
+        return {"input_size": list(c.input_size), "params": c.params, "features": c.features,
+                "preprocess": c.preprocess, "min_size": c.min_size}
+    return [f"{c.input_size[0]}x{c.input_size[1]}", _count(c.params)]
 
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -166,7 +168,7 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 @app.command()
 def backbones(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
     """List the available backbones."""
-    _list("backbones", plugin, as_json, ("input size", "params", "features", "preprocess"), _backbone_cols)
+    _list("backbones", plugin, as_json, ("input size", "params"), _backbone_cols)
 
 
 @app.command()
@@ -203,7 +205,7 @@ def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
     rows = [[i.name + (" (built-in)" if i.builtin else ""), i.origin,
              f"{i.distribution or '-'} {i.version or ''}".strip(), ", ".join(i.hooks),
              "; ".join(f"{k}: {', '.join(v)}" for k, v in i.components.items())] for i in infos]
-    out.print(_component_table(f"{len(rows)} plugins", ["plugin", "origin", "distribution", "hooks", "registered"], rows))
+    out.print(_component_table(f"plugins ({len(rows)})", ["plugin", "origin", "distribution", "hooks", "registered"], rows))
 
 
 @app.command()
