@@ -3,26 +3,43 @@
     import clf
     result = clf.run(clf.RunConfig(backbone="vgg16", data="photos/", epochs=5))
     predictor = clf.load_predictor(result.run_dir)
+
+Names are imported on first use, so ``import clf`` (and ``clf --help``) does not pay for
+importing TensorFlow until something needs it.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .hookspecs import hookimpl  # noqa: E402  (plugins import it; keep it first and cheap)
-from .config import RunConfig  # noqa: E402
-from .data import DatasetBundle, Split  # noqa: E402
-from .engine import RunResult, run  # noqa: E402
-from .errors import (  # noqa: E402
-    ClfError, ConfigError, DataError, ExportError, ModelError, PluginError,
-    UnknownComponentError, UsageError, WeightsError,
-)
-from .events import Observer, RecordingObserver  # noqa: E402
-from .plugin_manager import PluginHost, get_host  # noqa: E402
-from .predict import Prediction, Predictor, collect_images, load_predictor, predict_files  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402  (plugins import it: keep it eager and cheap)
 
-__all__ = [
-    "ClfError", "ConfigError", "DataError", "DatasetBundle", "ExportError", "ModelError",
-    "Observer", "PluginError", "PluginHost", "Prediction", "Predictor", "RecordingObserver",
-    "RunConfig", "RunResult", "Split", "UnknownComponentError", "UsageError", "WeightsError",
-    "collect_images", "get_host", "hookimpl", "load_predictor", "predict_files", "run",
-    "__version__",
-]
+_LAZY = {
+    "RunConfig": "config",
+    "DatasetBundle": "data", "Split": "data",
+    "RunResult": "engine", "run": "engine",
+    "ClfError": "errors", "ConfigError": "errors", "DataError": "errors", "ExportError": "errors",
+    "ModelError": "errors", "PluginError": "errors", "UnknownComponentError": "errors",
+    "UsageError": "errors", "WeightsError": "errors",
+    "Observer": "events", "RecordingObserver": "events",
+    "PluginHost": "plugin_manager", "get_host": "plugin_manager",
+    "Prediction": "predict", "Predictor": "predict", "collect_images": "predict",
+    "load_predictor": "predict", "predict_files": "predict",
+}
+
+__all__ = sorted([*_LAZY, "hookimpl", "__version__"])
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
