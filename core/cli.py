@@ -38,47 +38,54 @@ def _fail(exc: ClfError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-class RichObserver:
-    """Renders engine events as plain lines (one per epoch, so log files stay readable)."""
+LogFormatOpt = typer.Option("auto", "--log-format", help="auto (rich bars on a terminal, plain lines otherwise), rich, plain or jsonl.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only notes, errors and the final line.")
 
-    def __init__(self, console: Console):
-        self.console = console
 
-    def note(self, text):
-        self.console.print(f"[yellow]note:[/] {text}", highlight=False)
+def _observer(log_format: str, quiet: bool):
+    from .render import LOG_FORMATS, make_observer
 
-    def phase_start(self, phase, total=None, unit=""):
-        pass
+    if log_format not in LOG_FORMATS:
+        err.print(f"[bold red]Error:[/] Invalid --log-format {log_format!r}: expected one of "
+                  f"{', '.join(LOG_FORMATS)}. Pass one of them.", highlight=False)
+        raise typer.Exit(2)
+    return make_observer(out, log_format, quiet)
 
-    def phase_advance(self, phase, amount=1):
-        pass
 
-    def phase_end(self, phase, **info):
-        c = self.console
-        if phase == "data":
-            c.print(f"classes: {', '.join(info['class_names'])}", highlight=False)
-            for split, counts in info["counts"].items():
-                c.print(f"  {split}: {sum(counts.values())} images "
-                        f"({', '.join(f'{k} {v}' for k, v in counts.items())})", highlight=False)
-        elif phase == "build":
-            c.print(f"model: {info['params']:,} parameters; backbone weights: {info['weights']}")
-        elif phase == "train":
-            c.print(f"trained in {info['seconds']:.1f}s")
-        elif phase == "evaluate":
-            for k, v in info["metrics"].items():
-                c.print(f"{k}: {v:.4f}")
-        elif phase == "export":
-            c.print(f"[green]saved[/] {info['run_dir']}")
-            for name, files in info["artifacts"].items():
-                c.print(f"  {name}: {', '.join(Path(f).name for f in files)}")
+def _close(observer) -> None:
+    if hasattr(observer, "close"):
+        observer.close()
 
-    def epoch_end(self, phase, epoch, epochs, logs):
-        parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-        self.console.print(f"{phase} epoch {epoch}/{epochs} {parts}", highlight=False)
+
+def _explicit(ctx: typer.Context, values: dict) -> dict:
+    """The options given on the command line (not defaults), so they override --config."""
+    # Compared by name: typer >= 0.26 vendors click, so its ParameterSource enum moved.
+    def given(name):
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {k: v for k, v in values.items() if given(k)}
+
+
+def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
+    from .render import print_report, resolved_format
+
+    fmt = resolved_format(out, log_format, quiet)
+    if fmt == "jsonl":
+        print(json.dumps({"event": "report", "reports": reports}, default=str), flush=True)
+    elif fmt != "quiet":
+        for name, report in reports.items():
+            print_report(out, report, name)
+
+
+# Option name -> RunConfig field, for the flags whose names differ.
+_FIELD = {"plugin": "plugins"}
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
+    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of run options; flags given here override it."),
     backbone: str = typer.Option("vgg16", help="Backbone name (see 'clf backbones')."),
     classes: Optional[int] = typer.Option(None, help="Number of classes; checked against the data. Omit to infer."),
     data: str = typer.Option("data", help="Folder of class folders, or of train/ val/ (test/) folders."),
@@ -96,22 +103,84 @@ def run(
     augment: bool = typer.Option(True, help="Shear/zoom/flip training images (the tutorial's augmentation)."),
     dropout: float = typer.Option(0.0, help="Dropout before the softmax layer."),
     hidden_units: int = typer.Option(0, help="Width of a hidden ReLU layer in the head (0: none)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard logs to <run folder>/tensorboard."),
     plugin: Optional[List[str]] = PluginOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
+    log_format: str = LogFormatOpt,
+    quiet: bool = QuietOpt,
 ):
-    """Train a classifier on a folder of images and export it."""
+    """Train a classifier on a folder of images, evaluate it and export it."""
     from .config import RunConfig
+    from .configfile import config_from_file
     from .engine import run as run_engine
 
+    values = dict(backbone=backbone, classes=classes, data=data, epochs=epochs, batch_size=batch_size,
+                  image_size=image_size, lr=lr, head=head, loader=loader, export=export, output=output,
+                  weights=weights, seed=seed, plugin=tuple(plugin or ()), validation_split=validation_split,
+                  augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard)
+    observer = None
     try:
-        config = RunConfig(backbone=backbone, classes=classes, data=data, epochs=epochs,
-                           batch_size=batch_size, image_size=image_size, lr=lr, head=head,
-                           loader=loader, export=export, output=output, weights=weights, seed=seed,
-                           plugins=tuple(plugin or ()), validation_split=validation_split,
-                           augment=augment, dropout=dropout, hidden_units=hidden_units)
-        result = run_engine(config, RichObserver(out), _host(plugin))
+        if config_file is not None:
+            given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
+            config = config_from_file(config_file, given)
+        else:
+            config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
+        if dry_run:
+            from .dryrun import plan
+
+            summary = plan(config, _host(config.plugins))
+            print(summary["toml"], end="", flush=True)  # plain print: rich must not re-wrap the TOML
+            lines = [f"# backbone {summary['backbone']} at {summary['image_size'][0]}x{summary['image_size'][1]}, "
+                     f"head {summary['head']}, loader {summary['loader']}, export {', '.join(summary['exporters'])}",
+                     f"# classes ({len(summary['class_names'])}): {', '.join(summary['class_names'])}"]
+            lines += [f"# {split}: {sum(c.values())} images ({', '.join(f'{k} {v}' for k, v in c.items())})"
+                      for split, c in summary["counts"].items()]
+            print("\n".join(lines + ["# dry run: nothing trained or written"]), flush=True)
+            return
+        observer = _observer(log_format, quiet)
+        result = run_engine(config, observer, _host(config.plugins))
     except ClfError as exc:
+        _close(observer)
         _fail(exc)
-    out.print(f"[bold green]done[/] run folder: {result.run_dir}")
+    _close(observer)
+    _print_reports(result.evaluation, log_format, quiet)
+    if log_format != "jsonl" or quiet:
+        out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., help="A clf run folder or an exported model file in one."),
+    data: str = typer.Option(..., "--data", help="A folder of class folders named after the model's classes."),
+    output: Optional[str] = typer.Option(None, help="Where to write the report; default <run>/evaluations/<timestamp>-<data>."),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    assert_accuracy_at_least: Optional[float] = typer.Option(
+        None, "--assert-accuracy-at-least", min=0.0, max=1.0, help="Exit 1 when accuracy is below this (a CI gate)."),
+    plugin: Optional[List[str]] = PluginOpt,
+    log_format: str = LogFormatOpt,
+    quiet: bool = QuietOpt,
+):
+    """Evaluate a saved model on a labelled folder: accuracy, per-class scores, confusion matrix."""
+    from .evaluation import evaluate_folder
+
+    observer = _observer(log_format, quiet)
+    try:
+        result = evaluate_folder(model, data, output=output, batch_size=batch_size, host=_host(plugin),
+                                 observer=observer)
+    except ClfError as exc:
+        _close(observer)
+        _fail(exc)
+    _close(observer)
+    _print_reports({"evaluation": result.report}, log_format, quiet)
+    for path, why in result.unreadable:
+        err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False)
+    if log_format != "jsonl" or quiet:
+        out.print(f"saved {', '.join(p.name for p in result.files)} in {result.output}", highlight=False)
+    accuracy = result.report["accuracy"]
+    if assert_accuracy_at_least is not None and accuracy < assert_accuracy_at_least:
+        err.print(f"[bold red]Accuracy {accuracy:.4f} is below the required {assert_accuracy_at_least:.4f}[/] "
+                  f"(--assert-accuracy-at-least).", highlight=False)
+        raise typer.Exit(1)
 
 
 def _component_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:

@@ -8,9 +8,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import runrecord
 from .config import RunConfig
+from .evaluation import evaluate_dataset
 from .errors import ClfError, ConfigError, DataError, ExportError, UsageError
 from .events import Observer
+from .history import RunRecorder, TeeObserver
 from .labels import make_metadata, write_labels
 from .model import Classifier, build_classifier
 from .plugin_manager import PluginHost, get_host
@@ -26,6 +29,9 @@ class RunResult:
     artifacts: dict[str, list[Path]]
     classifier: Classifier = field(repr=False)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # split name -> clf.metrics.evaluation_report (also in metrics.json)
+    evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self):
@@ -71,8 +77,19 @@ def new_run_dir(config: RunConfig) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path("runs") / f"{stamp}-{config.backbone}"
         path, n = base, 2
-        while path.exists():
-            path, n = base.with_name(f"{base.name}-{n}"), n + 1
+        while True:
+            # mkdir without exist_ok claims the name atomically: two runs started in the
+            # same second get -2, -3, ... instead of sharing (and overwriting) one folder.
+            try:
+                path.mkdir(parents=True)
+                return path
+            except FileExistsError:
+                path, n = base.with_name(f"{base.name}-{n}"), n + 1
+            except OSError as exc:
+                raise UsageError(
+                    f"Cannot create output folder {str(path)!r}: {exc.strerror}; expected a "
+                    f"writable location. Pass --output."
+                ) from None
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -110,7 +127,11 @@ class _EpochReporter:
 
 def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None) -> RunResult:
     """Train, evaluate and export one classifier as ``config`` describes."""
-    observer = observer or Observer()
+    # The recorder sees every event first: epoch history per phase and wall time per phase
+    # for history.csv, training_curves.png and manifest.json.
+    recorder = RunRecorder()
+    observer = TeeObserver(recorder, observer or Observer())
+    started = datetime.now()
     host = host or get_host(config.plugins)
     backbone, head, loader, exporters = resolve_components(config, host)
     image_size = image_size_for(config, backbone)
@@ -155,6 +176,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     val = bundle.validation.batch(config.batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None
 
     run_dir = new_run_dir(config)
+    runrecord.write_config(run_dir, config)  # first, so even a crashed run says what it was
     callbacks = [_EpochReporter.make(observer, "train", config.epochs)]
     for factory in host.callbacks:
         cb = factory.make(config, run_dir)
@@ -168,15 +190,17 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     observer.phase_end("train", seconds=time.perf_counter() - t0)
 
     metrics: dict[str, float] = {}
-    observer.phase_start("evaluate")
-    for split_name, ds in (("validation", val), ("test", bundle.test)):
-        if ds is None:
-            continue
+    reports: dict[str, dict[str, Any]] = {}
+    to_evaluate = {name: ds for name, ds in (("validation", val), ("test", bundle.test)) if ds is not None}
+    observer.phase_start("evaluate", total=sum(len(bundle.splits[n]) for n in to_evaluate if n in bundle.splits)
+                         or None, unit="image")
+    for split_name, ds in to_evaluate.items():
         if split_name == "test":
             ds = ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-        loss, acc = clf_model.model.evaluate(ds, verbose=0)
-        metrics[f"{split_name}_loss"], metrics[f"{split_name}_accuracy"] = float(loss), float(acc)
-    observer.phase_end("evaluate", metrics=metrics)
+        reports[split_name] = evaluate_dataset(clf_model.model, ds, bundle.class_names, observer)
+        metrics[f"{split_name}_loss"] = reports[split_name]["loss"]
+        metrics[f"{split_name}_accuracy"] = reports[split_name]["accuracy"]
+    observer.phase_end("evaluate", metrics=metrics, reports=reports)
 
     observer.phase_start("export", total=len(exporters))
     metadata = make_metadata(bundle.class_names, backbone.name, image_size, backbone.preprocess,
@@ -199,6 +223,18 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     write_labels(run_dir, metadata)
     observer.phase_end("export", artifacts=artifacts, run_dir=run_dir)
 
+    observer.phase_start("record")
+    primary = "test" if "test" in reports else ("validation" if "validation" in reports else None)
+    record = runrecord.write_evaluation(run_dir, reports, primary) + runrecord.write_history(run_dir, recorder.epochs)
+    manifest = runrecord.build_manifest(
+        config=config, class_names=bundle.class_names, counts=counts, splits=bundle.splits,
+        seconds={**recorder.seconds, "total": (datetime.now() - started).total_seconds()},
+        backbone=backbone.name, image_size=image_size, started=started,
+        extra={"artifacts": metadata["artifacts"], "metrics": metrics, "evaluated_on": primary},
+    )
+    record.append(runrecord.write_json(run_dir / "manifest.json", manifest))
+    observer.phase_end("record", run_dir=run_dir, files=record, reports=reports, primary=primary)
+
     return RunResult(config, run_dir, bundle.class_names,
                      {k: [float(v) for v in vs] for k, vs in history.history.items()},
-                     metrics, artifacts, clf_model, counts)
+                     metrics, artifacts, clf_model, counts, reports, manifest)

@@ -29,6 +29,7 @@ BUILTIN_PLUGINS = (
     "clf.plugins.heads",
     "clf.plugins.directory_loader",
     "clf.plugins.h5_exporter",
+    "clf.plugins.tensorboard_callback",
 )
 
 # hook name -> (registry attribute, component class, kind, listing command)

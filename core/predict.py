@@ -107,9 +107,11 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int = 32) -> list[Prediction]:
+def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int = 32,
+                  progress=None) -> list[Prediction]:
     """Decode and predict in batches through tf.data; a file that cannot be decoded gets
-    an ``error`` and does not stop the rest."""
+    an ``error`` and does not stop the rest. ``progress(n)``, if given, is called with the
+    number of files done after each batch (for a progress bar)."""
     import tensorflow as tf
 
     from .data import decode_image
@@ -133,6 +135,8 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
         for i, p in zip(indices.numpy().tolist(), probs):
             results[i].probabilities = [float(v) for v in p]
             seen.add(i)
+        if progress is not None:
+            progress(len(indices))
     for i, r in enumerate(results):
         if i not in seen:
             r.error = _why_unreadable(Path(r.path))

@@ -1,0 +1,108 @@
+"""Run a model over labelled images and build the evaluation report (``clf.metrics``).
+
+Two entry points: ``evaluate_dataset`` for the engine (a batched ``tf.data`` dataset of
+``(image, label)`` right after training) and ``evaluate_folder`` for ``clf evaluate MODEL
+--data DIR`` (an exported artifact on any folder of class folders).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import is_image_file
+from .errors import DataError, UsageError
+from .events import Observer
+from .metrics import cross_entropy, evaluation_report
+
+
+def evaluate_dataset(model, dataset, class_names: list[str], observer: Observer | None = None,
+                     phase: str = "evaluate") -> dict[str, Any]:
+    """Predict every batch of ``dataset`` (batched ``(images, labels)``) and report."""
+    observer = observer or Observer()
+    labels, probs = [], []
+    for images, y in dataset:
+        probs.append(np.asarray(model.predict_on_batch(images)))
+        labels.append(np.asarray(y))
+        observer.phase_advance(phase, len(labels[-1]))
+    y_true = np.concatenate(labels) if labels else np.zeros(0, int)
+    p = np.concatenate(probs) if probs else np.zeros((0, len(class_names)))
+    return evaluation_report(y_true, p, class_names, loss=cross_entropy(y_true, p))
+
+
+@dataclass
+class FolderEvaluation:
+    report: dict[str, Any]
+    output: Path
+    files: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+
+
+def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:
+    """Images under each class folder of ``folder``, labelled by the model's class order.
+
+    Class folders are matched by name, never by position: a folder the model does not know
+    is an error; a class with no folder simply has support 0.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"Data directory {str(folder)!r} does not exist or is not a folder; expected a "
+                        f"folder of class folders. Pass --data DIR.")
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [p.name for p in subdirs if p.name not in class_names]
+    if unknown:
+        raise DataError(
+            f"{str(folder)!r} has class folder(s) {', '.join(map(repr, unknown))} that the model does not "
+            f"know; expected only its classes ({', '.join(class_names)}). Point --data at a folder of "
+            f"those class folders (e.g. the val/ or test/ folder of a dataset)."
+        )
+    files, labels = [], []
+    for sub in subdirs:
+        found = sorted(p for p in sub.rglob("*") if is_image_file(p))
+        files += found
+        labels += [class_names.index(sub.name)] * len(found)
+    if not files:
+        raise DataError(f"{str(folder)!r} holds no images in class folders named after the model's classes "
+                        f"({', '.join(class_names)}). Pass a labelled folder.")
+    return files, labels
+
+
+def default_output(model_path: Path, data: Path) -> Path:
+    """``<run folder>/evaluations/<timestamp>-<data folder name>``, never an existing folder."""
+    run_dir = model_path if model_path.is_dir() else model_path.parent
+    base = run_dir / "evaluations" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{Path(data).resolve().name}"
+    path, n = base, 2
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return path
+
+
+def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path | None = None,
+                    batch_size: int = 32, host=None, observer: Observer | None = None) -> FolderEvaluation:
+    """Evaluate an exported clf artifact on a labelled folder and save the report files."""
+    from .predict import load_predictor, predict_files
+    from .runrecord import write_evaluation
+
+    observer = observer or Observer()
+    predictor = load_predictor(model, host)
+    files, labels = labelled_files(Path(data), predictor.class_names)
+    out = Path(output) if output else default_output(Path(model), Path(data))
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"Output folder {str(out)!r} already exists and is not empty; expected a new or "
+                         f"empty folder so no earlier evaluation is overwritten. Pass another --output.")
+    observer.phase_start("predict", total=len(files), unit="image")
+    results = predict_files(predictor, files, batch_size, progress=lambda n: observer.phase_advance("predict", n))
+    observer.phase_end("predict")
+    ok = [i for i, r in enumerate(results) if r.error is None]
+    probs = np.array([results[i].probabilities for i in ok]).reshape(len(ok), len(predictor.class_names))
+    y = np.array([labels[i] for i in ok], int)
+    report = evaluation_report(y, probs, predictor.class_names, loss=cross_entropy(y, probs))
+    report["data"] = str(data)
+    report["model"] = str(model)
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_evaluation(out, {"evaluation": report}, "evaluation")
+    return FolderEvaluation(report, out, written, [(r.path, r.error) for r in results if r.error])

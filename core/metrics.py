@@ -1,0 +1,108 @@
+"""Classification metrics from labels and probabilities: numpy only, no TensorFlow.
+
+``evaluation_report`` is the one entry point: accuracy, per-class precision/recall/F1/
+support, the confusion matrix (rows: true class, columns: predicted), top-k accuracy for
+every k in ``TOP_K`` below the number of classes, and the most confused pairs. Its result
+is plain JSON-ready data (lists and floats), so it is what ``metrics.json`` holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Sequence
+
+import numpy as np
+
+TOP_K = (2, 3, 5)  # reported only where k < number of classes (top-n accuracy is always 1)
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+    """``cm[i, j]`` = images of true class i predicted as class j."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return cm
+
+
+def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and support per class; 0 where a denominator is 0 (a class
+    never predicted has precision 0, as scikit-learn reports with zero_division=0)."""
+    tp = np.diag(cm).astype(float)
+    predicted, support = cm.sum(axis=0).astype(float), cm.sum(axis=1).astype(float)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}
+
+
+def top_k_accuracy(y_true: Sequence[int], probabilities: np.ndarray, k: int) -> float:
+    """Fraction of images whose true class is among the ``k`` most probable ones."""
+    probs = np.asarray(probabilities)
+    if len(probs) == 0:
+        return 0.0
+    # Stable sort on the negated probabilities: ties go to the lower class index, as argmax does.
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
+
+
+def most_confused(cm: np.ndarray, class_names: Sequence[str], limit: int = 5) -> list[dict[str, Any]]:
+    """The off-diagonal cells with the most images, largest first (ties by class order)."""
+    pairs = []
+    for i in range(len(cm)):
+        for j in range(len(cm)):
+            if i != j and cm[i, j] > 0:
+                support = int(cm[i].sum())
+                pairs.append({"true": class_names[i], "predicted": class_names[j], "count": int(cm[i, j]),
+                              "fraction_of_true": float(cm[i, j] / support) if support else 0.0})
+    pairs.sort(key=lambda p: -p["count"])  # stable: ties keep class order
+    return pairs[:limit]
+
+
+def evaluation_report(y_true: Sequence[int], probabilities: np.ndarray, class_names: Sequence[str],
+                      loss: float | None = None) -> dict[str, Any]:
+    """Everything clf reports about one labelled set of images, as plain data."""
+    y_true = np.asarray(y_true, dtype=int)
+    probs = np.asarray(probabilities, dtype=float).reshape(len(y_true), len(class_names))
+    n = len(class_names)
+    y_pred = np.argmax(probs, axis=1) if len(probs) else np.zeros(0, int)
+    cm = confusion_matrix(y_true, y_pred, n)
+    scores = per_class_scores(cm)
+    total = int(cm.sum())
+    report: dict[str, Any] = {
+        "images": total,
+        "accuracy": float(np.trace(cm) / total) if total else 0.0,
+        "top_k_accuracy": {str(k): top_k_accuracy(y_true, probs, k) for k in TOP_K if k < n},
+        "macro_f1": float(np.mean(scores["f1"])) if n else 0.0,
+        "per_class": {
+            name: {"precision": float(scores["precision"][i]), "recall": float(scores["recall"][i]),
+                   "f1": float(scores["f1"][i]), "support": int(scores["support"][i])}
+            for i, name in enumerate(class_names)
+        },
+        "class_names": list(class_names),
+        "confusion_matrix": cm.tolist(),
+        "most_confused": most_confused(cm, class_names),
+    }
+    if loss is not None:
+        report["loss"] = float(loss)
+    return report
+
+
+def confusion_matrix_csv(report: dict[str, Any]) -> str:
+    """The confusion matrix as CSV: header ``true\\predicted,<classes>``, one row per true class."""
+    names = report["class_names"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["true\\predicted", *names])
+    for name, row in zip(names, report["confusion_matrix"]):
+        writer.writerow([name, *row])
+    return buf.getvalue()
+
+
+def cross_entropy(y_true: Sequence[int], probabilities: np.ndarray) -> float:
+    """Mean sparse categorical cross-entropy (Keras clips probabilities the same way)."""
+    probs = np.clip(np.asarray(probabilities, float), 1e-7, 1 - 1e-7)
+    y = np.asarray(y_true, int)
+    if len(y) == 0:
+        return 0.0
+    return float(-np.mean(np.log(probs[np.arange(len(y)), y])))

@@ -1,0 +1,95 @@
+"""PNG plots of a run: training curves and the confusion matrix (matplotlib, Agg backend).
+
+The Agg backend is chosen explicitly so plotting works on headless machines and in CI,
+and never opens a window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from .history import EpochRecord
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:
+    """Loss and accuracy per epoch, train and validation, every phase on one x axis.
+
+    Epochs are numbered across phases (a 5-epoch head phase then 3 fine-tuning epochs
+    gives x = 1..8) and a dashed line marks where each later phase begins.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    try:
+        x = list(range(1, len(records) + 1))
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            for key, label, style in ((metric, "train", "-o"), (f"val_{metric}", "validation", "-s")):
+                ys = [r.logs.get(key) for r in records]
+                if any(y is not None for y in ys):
+                    ax.plot([xi for xi, y in zip(x, ys) if y is not None], [y for y in ys if y is not None],
+                            style, label=label, markersize=3)
+            for i in range(1, len(records)):
+                if records[i].phase != records[i - 1].phase:
+                    ax.axvline(i + 0.5, color="grey", linestyle="--", linewidth=1)
+                    ax.text(i + 0.6, ax.get_ylim()[1], records[i].phase, va="top", fontsize=8, color="grey")
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.ticklabel_format(axis="y", useOffset=False)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+            ax.set_title(metric)
+            ax.grid(alpha=0.3)
+            if ax.has_data():
+                ax.legend()
+        phases = list(dict.fromkeys(r.phase for r in records))
+        fig.suptitle(f"training curves ({', '.join(phases) or 'no epochs'})")
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "confusion matrix") -> Path:
+    """A heat map of ``report['confusion_matrix']`` with the count in each cell."""
+    import numpy as np
+
+    plt = _pyplot()
+    names = report["class_names"]
+    cm = np.asarray(report["confusion_matrix"])
+    size = max(4.0, 0.6 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    try:
+        image = ax.imshow(cm, cmap="Blues")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), labels=names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{title} (accuracy {report['accuracy']:.3f}, {report['images']} images)")
+        threshold = cm.max() / 2 if cm.size else 0
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                        color="white" if cm[i, j] > threshold else "black")
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,152 @@
+"""The run record: the files that let someone reproduce or audit a run weeks later.
+
+``config.toml`` (the effective configuration), ``manifest.json`` (versions, seed, classes
+and counts, which file went to which split, a dataset fingerprint, the weights source and
+its sha256, wall time per phase), ``metrics.json``, ``confusion_matrix.csv``/``.png``,
+``history.csv`` and ``training_curves.png``. Every file is written under a temporary name
+and renamed, so a crash never leaves a half-written file that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+MANIFEST_FORMAT = "clf-manifest/1"
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    return write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    out = {"clf": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("tensorflow", "tensorflow-cpu", "keras", "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    if "tensorflow" not in out and "tensorflow" in sys.modules:
+        out["tensorflow"] = sys.modules["tensorflow"].__version__
+    return out
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def split_record(splits: Mapping[str, Any], class_names: list[str], data_root: str) -> dict[str, dict[str, list[str]]]:
+    """Which file went to which split: ``{split: {class: [paths relative to --data]}}``."""
+    root = Path(data_root)
+    out: dict[str, dict[str, list[str]]] = {}
+    for name, split in splits.items():
+        per_class: dict[str, list[str]] = {c: [] for c in class_names}
+        for f, label in zip(split.files, split.labels):
+            per_class[class_names[label]].append(_relative(f, root))
+        out[name] = per_class
+    return out
+
+
+def dataset_fingerprint(splits: Mapping[str, Any], data_root: str) -> dict[str, Any]:
+    """sha256 over every file's (split, relative path, class index, content sha256), sorted:
+    the same images in the same splits give the same fingerprint on any machine."""
+    root = Path(data_root)
+    entries = sorted(
+        (name, _relative(f, root), int(label), sha256_file(f))
+        for name, split in splits.items() for f, label in zip(split.files, split.labels)
+    )
+    digest = hashlib.sha256()
+    for entry in entries:
+        digest.update("\t".join(map(str, entry)).encode() + b"\n")
+    return {"sha256": digest.hexdigest(), "files": len(entries),
+            "method": "sha256 of sorted 'split<TAB>relative path<TAB>label<TAB>file sha256' lines"}
+
+
+def weights_record(weights: str) -> dict[str, Any]:
+    """Where the backbone weights came from and, for a file, its sha256."""
+    if weights == "none":
+        return {"source": "none", "sha256": None, "note": "random initialisation"}
+    if weights == "imagenet":
+        return {"source": "imagenet", "sha256": None,
+                "note": "Keras Applications ImageNet weights from the Keras cache (keras.utils.get_file checks their hash)"}
+    path = Path(weights)
+    return {"source": "file", "path": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None}
+
+
+def build_manifest(*, config, class_names: list[str], counts: dict, splits: Mapping[str, Any],
+                   seconds: dict[str, float], backbone: str, image_size, started: datetime,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "created": started.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "seed": config.seed,
+        "backbone": backbone,
+        "image_size": [int(image_size[0]), int(image_size[1])],
+        "class_names": list(class_names),
+        "class_counts": counts,
+        "data": {"source": str(config.data), "fingerprint": dataset_fingerprint(splits, config.data)},
+        "split": split_record(splits, class_names, config.data),
+        "weights": weights_record(config.weights),
+        "wall_seconds": {k: round(v, 3) for k, v in seconds.items()},
+        **(extra or {}),
+    }
+
+
+def write_config(run_dir: Path, config) -> Path:
+    from .configfile import config_to_toml
+
+    return write_atomic(Path(run_dir) / "config.toml", config_to_toml(config))
+
+
+def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | None) -> list[Path]:
+    """``metrics.json`` (every split) and the primary split's confusion matrix as CSV and PNG."""
+    from .metrics import confusion_matrix_csv
+    from .plots import plot_confusion_matrix
+
+    directory = Path(directory)
+    written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports})]
+    if primary is not None:
+        report = reports[primary]
+        written.append(write_atomic(directory / "confusion_matrix.csv", confusion_matrix_csv(report)))
+        written.append(plot_confusion_matrix(report, directory / "confusion_matrix.png",
+                                             title=f"{primary} confusion matrix"))
+    return written
+
+
+def write_history(run_dir: Path, records) -> list[Path]:
+    from .history import history_csv
+    from .plots import plot_training_curves
+
+    run_dir = Path(run_dir)
+    return [write_atomic(run_dir / "history.csv", history_csv(records)),
+            plot_training_curves(records, run_dir / "training_curves.png")]

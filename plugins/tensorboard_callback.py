@@ -1,0 +1,39 @@
+"""The default callback plugin: TensorBoard logs, on with ``--tensorboard``.
+
+It registers through ``register_callbacks`` like any third-party callback plugin; its
+factory returns ``None`` unless the run asked for it, so it costs nothing by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clf import hookimpl
+
+
+def make_tensorboard(config, run_dir: Path):
+    """Keras TensorBoard callback writing to ``<run folder>/tensorboard`` (--tensorboard)."""
+    if not getattr(config, "tensorboard", False):
+        return None
+    import importlib.util
+
+    import keras
+
+    from clf.errors import ConfigError
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            "--tensorboard needs the 'tensorboard' package, which is not installed (tensorflow-cpu "
+            "does not bring it). Install it with: pip install 'clf[tensorboard]' (or pip install "
+            "tensorboard), or drop --tensorboard."
+        )
+    # Epoch-level scalars only: per-batch writes and histograms would slow the small,
+    # cached-feature training loop for little insight.
+    return keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"), update_freq="epoch",
+                                       histogram_freq=0, write_graph=False)
+
+
+@hookimpl
+def register_callbacks(register):
+    register("tensorboard", make_tensorboard,
+             description="TensorBoard logs in <run>/tensorboard (enable with --tensorboard)")
