@@ -145,7 +145,7 @@ def run(
     _close(observer)
     _print_reports(result.evaluation, log_format, quiet)
     if log_format != "jsonl" or quiet:
-        out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False)
+        out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -175,7 +175,8 @@ def evaluate(
     for path, why in result.unreadable:
         err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False)
     if log_format != "jsonl" or quiet:
-        out.print(f"saved {', '.join(p.name for p in result.files)} in {result.output}", highlight=False)
+        out.print(f"saved {', '.join(p.name for p in result.files)} in {result.output}", highlight=False,
+                  soft_wrap=True)
     accuracy = result.report["accuracy"]
     if assert_accuracy_at_least is not None and accuracy < assert_accuracy_at_least:
         err.print(f"[bold red]Accuracy {accuracy:.4f} is below the required {assert_accuracy_at_least:.4f}[/] "
@@ -289,11 +290,21 @@ def predict(
     """Predict class names and probabilities, using the class names saved with the model."""
     from .predict import collect_images, load_predictor, predict_files
 
+    from .render import make_observer
+
+    # A progress bar on a terminal only; --json output stays clean.
+    observer = make_observer(out, "auto", quiet=as_json)
     try:
         predictor = load_predictor(model, _host(plugin))
-        results = predict_files(predictor, collect_images(paths), batch_size)
+        files = collect_images(paths)
+        observer.phase_start("predict", total=len(files), unit="image")
+        results = predict_files(predictor, files, batch_size,
+                                progress=lambda n: observer.phase_advance("predict", n))
+        observer.phase_end("predict")
     except ClfError as exc:
+        _close(observer)
         _fail(exc)
+    _close(observer)
     k = min(top_k, len(predictor.class_names))
     if as_json:
         out.print_json(json.dumps([{"path": r.path, "error": r.error,

@@ -187,7 +187,8 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
         s = report["per_class"][name]
         per_class.add_row(name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
 
-    cm = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    # The corner cell says it: rows are true classes, columns predicted.
+    cm = Table(title="confusion matrix", title_justify="left")
     cm.add_column("true \\ predicted")
     for name in names:
         cm.add_column(name, justify="right")
@@ -208,4 +209,4 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
 
 def print_report(console: Console, report: dict[str, Any], title: str) -> None:
     for item in report_tables(report, title):
-        console.print(item, highlight=False)
+        console.print(item, highlight=False, soft_wrap=isinstance(item, str))

@@ -149,11 +149,37 @@ def test_evaluate_rejects_folders_the_model_does_not_know(trained, tmp_path):
     assert res.exit_code == 1 and "'dog'" in res.output and "ant, bee, cat" in res.output
 
 
-def test_cli_jsonl_logs_are_json_lines(image_folder, tmp_path):
+CALLBACK_PLUGIN = """
+import keras
+from clf import hookimpl
+
+
+def make(config, run_dir):
+    class Count(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            with open(run_dir / "epochs_seen.txt", "a") as f:
+                f.write(f"{epoch} {sorted(logs)}\\n")
+    return Count()
+
+
+@hookimpl
+def register_callbacks(register):
+    register("epoch_counter", make, description="test: counts epochs")
+"""
+
+
+def test_cli_jsonl_logs_and_a_callback_plugin(image_folder, tmp_path):
+    plugin = tmp_path / "counter_plugin.py"
+    plugin.write_text(CALLBACK_PLUGIN)
     res = runner.invoke(app, ["run", "--backbone", SMALL_BACKBONE, "--data", str(image_folder), "--epochs", "2",
                               "--batch-size", "4", "--image-size", str(SMALL_SIZE), "--weights", "none",
-                              "--no-augment", "--output", str(tmp_path / "run"), "--log-format", "jsonl"])
+                              "--no-augment", "--output", str(tmp_path / "run"), "--log-format", "jsonl",
+                              "--plugin", str(plugin)])
     assert res.exit_code == 0, res.output
+    # the fifth hook: a third-party plugin's Keras callback ran on every epoch
+    seen = (tmp_path / "run" / "epochs_seen.txt").read_text().splitlines()
+    assert seen == ["0 ['accuracy', 'loss', 'val_accuracy', 'val_loss']",
+                    "1 ['accuracy', 'loss', 'val_accuracy', 'val_loss']"]
     events = [json.loads(line) for line in res.output.splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds.count("epoch") == 2 and kinds[-1] == "report" and "note" in kinds
