@@ -55,7 +55,20 @@ class RichObserver:
 
     def phase_end(self, phase, **info):
         c = self.console
-        if phase == "data":
+        if phase == "doctor":
+            report = info["report"]
+            bad = report.quarantined
+            if bad:
+                c.print(f"[yellow]quarantined {len(bad)} file(s)[/] (listed in quarantine.json in the run folder):",
+                        highlight=False)
+                for b in bad[:20]:
+                    c.print(f"  {b.path}: {b.reason}", highlight=False)
+                if len(bad) > 20:
+                    c.print(f"  ... and {len(bad) - 20} more", highlight=False)
+            if report.converted:
+                c.print(f"converted {len(report.converted)} file(s) for training "
+                        f"({_summarise_changes(report.converted)})", highlight=False)
+        elif phase == "data":
             c.print(f"classes: {', '.join(info['class_names'])}", highlight=False)
             for split, counts in info["counts"].items():
                 c.print(f"  {split}: {sum(counts.values())} images "
@@ -96,22 +109,89 @@ def run(
     augment: bool = typer.Option(True, help="Shear/zoom/flip training images (the tutorial's augmentation)."),
     dropout: float = typer.Option(0.0, help="Dropout before the softmax layer."),
     hidden_units: int = typer.Option(0, help="Width of a hidden ReLU layer in the head (0: none)."),
+    strict_data: bool = typer.Option(False, "--strict-data", help="Any bad file in the data is an error instead of being quarantined."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --output run folder."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue an interrupted run from its last completed epoch (its own settings are used)."),
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Train a classifier on a folder of images and export it."""
     from .config import RunConfig
+    from .engine import resume as resume_engine
     from .engine import run as run_engine
 
     try:
+        if resume:
+            result = resume_engine(resume, RichObserver(out))
+            out.print(f"[bold green]done[/] run folder: {result.run_dir}")
+            return
         config = RunConfig(backbone=backbone, classes=classes, data=data, epochs=epochs,
                            batch_size=batch_size, image_size=image_size, lr=lr, head=head,
                            loader=loader, export=export, output=output, weights=weights, seed=seed,
                            plugins=tuple(plugin or ()), validation_split=validation_split,
-                           augment=augment, dropout=dropout, hidden_units=hidden_units)
+                           augment=augment, dropout=dropout, hidden_units=hidden_units,
+                           strict_data=strict_data, force=force)
         result = run_engine(config, RichObserver(out), _host(plugin))
     except ClfError as exc:
         _fail(exc)
     out.print(f"[bold green]done[/] run folder: {result.run_dir}")
+
+
+def _summarise_changes(conversions) -> str:
+    from collections import Counter
+
+    kinds = Counter(ch.split(":")[0].split(" (")[0] for c in conversions for ch in c.changes)
+    return ", ".join(f"{k}: {n}" for k, n in kinds.most_common())
+
+
+@app.command()
+def doctor(
+    data: str = typer.Argument(..., help="The dataset folder (class folders, or train/ val/ folders of them)."),
+    strict_data: bool = typer.Option(False, "--strict-data", help="Exit 1 when any bad file is found."),
+    min_size: int = typer.Option(16, "--min-size", min=1, help="Smallest usable image side in pixels."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+):
+    """Check a dataset: counts per class, bad files, files to convert, duplicates and leakage."""
+    from .doctor import examine
+
+    try:
+        report = examine(data, min_side=min_size, convert=False)
+    except ClfError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        counts = Table(title=f"{data}: images per class (usable)")
+        counts.add_column("class", no_wrap=True)
+        splits = list(report.counts)
+        for split in splits:
+            counts.add_column(split, justify="right")
+        for name in sorted({c for s in report.counts.values() for c in s}):
+            counts.add_row(name, *[str(report.counts[s].get(name, 0)) for s in splits])
+        out.print(counts)
+        ratio = report.imbalance()
+        if ratio is not None:
+            out.print(f"imbalance (largest / smallest training class): {ratio:.1f}x", highlight=False)
+        if report.quarantined:
+            table = Table(title=f"{len(report.quarantined)} file(s) to quarantine")
+            for col in ("file", "kind", "reason"):
+                table.add_column(col, overflow="fold")
+            for b in report.quarantined:
+                table.add_row(b.path, b.kind, b.reason)
+            out.print(table)
+        if report.converted:
+            table = Table(title=f"{len(report.converted)} file(s) converted for training")
+            table.add_column("file", overflow="fold")
+            table.add_column("conversion", overflow="fold")
+            for c in report.converted:
+                table.add_row(c.path, "; ".join(c.changes))
+            out.print(table)
+        for note in report.notes:
+            out.print(f"[yellow]note:[/] {note}", highlight=False)
+        if not report.quarantined and not report.converted:
+            out.print("[green]no problems found[/]")
+    if strict_data and report.bad:
+        err.print(f"[bold red]Error:[/] --strict-data: {len(report.bad)} bad file(s) found.", highlight=False)
+        raise typer.Exit(1)
 
 
 def _component_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:

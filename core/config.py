@@ -34,6 +34,8 @@ class RunConfig:
     augment: bool = True  # the tutorial's shear/zoom/flip on training images
     dropout: float = 0.0
     hidden_units: int = 0
+    strict_data: bool = False  # any file the dataset doctor would quarantine is an error
+    force: bool = False  # replace an existing --output run folder
 
     def __post_init__(self) -> None:
         self.validate()
@@ -66,8 +68,9 @@ class RunConfig:
             _bad("validation_split", self.validation_split, "a fraction between 0 and 1 (e.g. 0.2)")
         if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
             _bad("dropout", self.dropout, "a fraction in [0, 1) (e.g. 0.5)")
-        if not isinstance(self.augment, bool):
-            _bad("augment", self.augment, "true or false")
+        for flag in ("augment", "strict_data", "force"):
+            if not isinstance(getattr(self, flag), bool):
+                _bad(flag, getattr(self, flag), "true or false")
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 
