@@ -132,7 +132,7 @@ def keras_downloads() -> Iterator[None]:
     original = file_utils.get_file
 
     def get_file(fname=None, origin=None, *args, file_hash=None, cache_subdir="datasets", **kwargs):
-        if cache_subdir != "models" or not origin or kwargs.get("extract") or kwargs.get("untar"):
+        if _capturing or cache_subdir != "models" or not origin or kwargs.get("extract") or kwargs.get("untar"):
             return original(fname, origin, *args, file_hash=file_hash, cache_subdir=cache_subdir, **kwargs)
         return str(fetch(WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash)))
 
@@ -147,6 +147,9 @@ class _Captured(Exception):
     pass
 
 
+_capturing = False  # while capture() runs, keras_downloads() passes calls through to it
+
+
 def capture(build, input_shape) -> WeightsFile | None:
     """Which file ``build(input_shape, "imagenet")`` would download (nothing is downloaded)."""
     from keras.src.utils import file_utils
@@ -156,13 +159,14 @@ def capture(build, input_shape) -> WeightsFile | None:
     def get_file(fname=None, origin=None, *args, file_hash=None, **kwargs):
         raise _Captured(WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash))
 
-    file_utils.get_file = get_file
+    global _capturing
+    file_utils.get_file, _capturing = get_file, True
     try:
         build(tuple(input_shape), "imagenet")
     except _Captured as c:
         return c.args[0]
     finally:
-        file_utils.get_file = original
+        file_utils.get_file, _capturing = original, False
     return None
 
 
