@@ -19,10 +19,11 @@ from .hookspecs import hookimpl  # noqa: E402  (plugins import it: keep it eager
 _LAZY = {
     "RunConfig": "config",
     "DatasetBundle": "data", "Split": "data",
-    "RunResult": "engine", "run": "engine",
+    "RunResult": "engine", "run": "engine", "resume": "engine",
+    "DoctorReport": "doctor", "examine": "doctor",
     "ClfError": "errors", "ConfigError": "errors", "DataError": "errors", "ExportError": "errors",
     "ModelError": "errors", "PluginError": "errors", "UnknownComponentError": "errors",
-    "UsageError": "errors", "WeightsError": "errors",
+    "UsageError": "errors", "WeightsError": "errors", "Interrupted": "errors",
     "Observer": "events", "RecordingObserver": "events",
     "PluginHost": "plugin_manager", "get_host": "plugin_manager",
     "Prediction": "predict", "Predictor": "predict", "collect_images": "predict",

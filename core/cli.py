@@ -104,6 +104,10 @@ def run(
     dropout: float = typer.Option(0.0, help="Dropout before the softmax layer."),
     hidden_units: int = typer.Option(0, help="Width of a hidden ReLU layer in the head (0: none)."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard logs to <run folder>/tensorboard."),
+    strict_data: bool = typer.Option(False, "--strict-data", help="Any bad file in the data is an error instead of being quarantined."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --output run folder."),
+    weights_mirror: Optional[str] = typer.Option(None, "--weights-mirror", metavar="URL", help="Base URL of a mirror of the Keras weights files (default: $CLF_WEIGHTS_MIRROR)."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue an interrupted run from its last completed epoch (its own settings are used)."),
     plugin: Optional[List[str]] = PluginOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
@@ -112,14 +116,25 @@ def run(
     """Train a classifier on a folder of images, evaluate it and export it."""
     from .config import RunConfig
     from .configfile import config_from_file
+    from .engine import resume as resume_engine
     from .engine import run as run_engine
 
     values = dict(backbone=backbone, classes=classes, data=data, epochs=epochs, batch_size=batch_size,
                   image_size=image_size, lr=lr, head=head, loader=loader, export=export, output=output,
                   weights=weights, seed=seed, plugin=tuple(plugin or ()), validation_split=validation_split,
-                  augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard)
+                  augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard,
+                  strict_data=strict_data, force=force)
+    if weights_mirror:
+        os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror
     observer = None
     try:
+        if resume:
+            observer = _observer(log_format, quiet)
+            result = resume_engine(resume, observer, _host(plugin))
+            _close(observer)
+            _print_reports(result.evaluation, log_format, quiet)
+            out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+            return
         if config_file is not None:
             given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
             config = config_from_file(config_file, given)
@@ -181,6 +196,57 @@ def evaluate(
     if assert_accuracy_at_least is not None and accuracy < assert_accuracy_at_least:
         err.print(f"[bold red]Accuracy {accuracy:.4f} is below the required {assert_accuracy_at_least:.4f}[/] "
                   f"(--assert-accuracy-at-least).", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(
+    data: str = typer.Argument(..., help="The dataset folder (class folders, or train/ val/ folders of them)."),
+    strict_data: bool = typer.Option(False, "--strict-data", help="Exit 1 when any bad file is found."),
+    min_size: int = typer.Option(16, "--min-size", min=1, help="Smallest usable image side in pixels."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+):
+    """Check a dataset: counts per class, bad files, files to convert, duplicates and leakage."""
+    from .doctor import examine
+
+    try:
+        report = examine(data, min_side=min_size, convert=False)
+    except ClfError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        counts = Table(title=f"{data}: images per class (usable)")
+        counts.add_column("class", no_wrap=True)
+        splits = list(report.counts)
+        for split in splits:
+            counts.add_column(split, justify="right")
+        for name in sorted({c for s in report.counts.values() for c in s}):
+            counts.add_row(name, *[str(report.counts[s].get(name, 0)) for s in splits])
+        out.print(counts)
+        ratio = report.imbalance()
+        if ratio is not None:
+            out.print(f"imbalance (largest / smallest training class): {ratio:.1f}x", highlight=False)
+        if report.quarantined:
+            table = Table(title=f"{len(report.quarantined)} file(s) to quarantine")
+            for col in ("file", "kind", "reason"):
+                table.add_column(col, overflow="fold")
+            for b in report.quarantined:
+                table.add_row(b.path, b.kind, b.reason)
+            out.print(table)
+        if report.converted:
+            table = Table(title=f"{len(report.converted)} file(s) converted for training")
+            table.add_column("file", overflow="fold")
+            table.add_column("conversion", overflow="fold")
+            for c in report.converted:
+                table.add_row(c.path, "; ".join(c.changes))
+            out.print(table)
+        for note in report.notes:
+            out.print(f"[yellow]note:[/] {note}", highlight=False)
+        if not report.quarantined and not report.converted:
+            out.print("[green]no problems found[/]")
+    if strict_data and report.bad:
+        err.print(f"[bold red]Error:[/] --strict-data: {len(report.bad)} bad file(s) found.", highlight=False)
         raise typer.Exit(1)
 
 
@@ -323,6 +389,79 @@ def predict(
         out.print(table)
     if any(r.error for r in results):
         err.print(f"[yellow]{sum(1 for r in results if r.error)} file(s) could not be read[/]")
+        raise typer.Exit(1)
+
+
+weights_app = typer.Typer(no_args_is_help=True, help="ImageNet weights offline: list, fetch, verify.")
+app.add_typer(weights_app, name="weights")
+MirrorOpt = typer.Option(None, "--mirror", metavar="URL", help="Mirror base URL (default: $CLF_WEIGHTS_MIRROR).")
+
+
+@weights_app.command("list")
+def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: all)."),
+                 as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt):
+    """Each backbone's ImageNet weights file: cached or not, file name, size."""
+    from .weights import cache_dir, status_rows
+
+    try:
+        rows = status_rows(_host(plugin), names or ())
+    except ClfError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"ImageNet weights (cache: {cache_dir()})")
+    for col in ("backbone", "cached", "file", "size"):
+        table.add_column(col, no_wrap=col != "file", overflow="fold")
+    for r in rows:
+        size = f"{r['bytes'] / 1e6:.1f} MB" if r.get("bytes") else ""
+        table.add_row(r["backbone"], "[green]yes[/]" if r["cached"] else "no", r["file"] or r["status"], size)
+    out.print(table)
+
+
+@weights_app.command("fetch")
+def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose ImageNet weights to download."),
+                  mirror: Optional[str] = MirrorOpt, plugin: Optional[List[str]] = PluginOpt):
+    """Download ImageNet weights into the Keras cache (checked against Keras' hash)."""
+    from .weights import fetch, lookup
+
+    try:
+        host = _host(plugin)
+        for name in names:
+            path = fetch(lookup(host, name), base=mirror)
+            out.print(f"[green]ok[/] {name}: {path}", highlight=False)
+    except ClfError as exc:
+        _fail(exc)
+
+
+@weights_app.command("verify")
+def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: every cached file)."),
+                   plugin: Optional[List[str]] = PluginOpt):
+    """Check cached weights files against Keras' known hashes (exit 1 on a mismatch)."""
+    from .weights import cache_dir, check
+
+    try:
+        host = _host(plugin)
+        backbones = [host.backbones.get(n) for n in names] if names else list(host.backbones)
+    except ClfError as exc:
+        _fail(exc)
+    seen, bad = set(), 0
+    for bb in backbones:
+        wf = bb.imagenet_file
+        if wf is None or wf.fname in seen:
+            continue
+        seen.add(wf.fname)
+        status = check(wf, cache_dir() / wf.fname)
+        if status == "missing" and not names:
+            continue
+        bad += status in ("mismatch", "missing")
+        colour = {"ok": "green", "unchecked": "yellow"}.get(status, "red")
+        out.print(f"[{colour}]{status}[/] {bb.name}: {cache_dir() / wf.fname}", highlight=False)
+    if not seen or (not names and bad == 0 and not any((cache_dir() / f).is_file() for f in seen)):
+        out.print(f"no cached weights files in {cache_dir()}")
+    if bad:
+        err.print(f"[bold red]Error:[/] {bad} file(s) missing or not matching Keras' hash; "
+                  f"delete them and run 'clf weights fetch NAME'.", highlight=False)
         raise typer.Exit(1)
 
 

@@ -35,6 +35,8 @@ class RunConfig:
     dropout: float = 0.0
     hidden_units: int = 0
     tensorboard: bool = False  # the built-in TensorBoard callback plugin: logs in <run>/tensorboard
+    strict_data: bool = False  # any file the dataset doctor would quarantine is an error
+    force: bool = False  # replace an existing --output run folder
 
     def __post_init__(self) -> None:
         self.validate()
@@ -67,9 +69,9 @@ class RunConfig:
             _bad("validation_split", self.validation_split, "a fraction between 0 and 1 (e.g. 0.2)")
         if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
             _bad("dropout", self.dropout, "a fraction in [0, 1) (e.g. 0.5)")
-        for name in ("augment", "tensorboard"):
-            if not isinstance(getattr(self, name), bool):
-                _bad(name, getattr(self, name), "true or false")
+        for flag in ("augment", "tensorboard", "strict_data", "force"):
+            if not isinstance(getattr(self, flag), bool):
+                _bad(flag, getattr(self, flag), "true or false")
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 from . import runrecord
 from .config import RunConfig
+from . import checkpoint, doctor, guardrails
 from .evaluation import evaluate_dataset
-from .errors import ClfError, ConfigError, DataError, ExportError, UsageError
+from .errors import ClfError, ConfigError, DataError, ExportError, Interrupted, UsageError
 from .events import Observer
 from .history import RunRecorder, TeeObserver
 from .labels import make_metadata, write_labels
@@ -68,11 +70,9 @@ def new_run_dir(config: RunConfig) -> Path:
     """``--output`` or ``runs/<timestamp>-<backbone>``; never reuses an existing folder."""
     if config.output:
         path = Path(config.output)
-        if path.exists() and any(path.iterdir()):
-            raise UsageError(
-                f"Output folder {str(path)!r} already exists and is not empty; expected a new "
-                f"or empty folder so no earlier run is overwritten. Pass another --output."
-            )
+        guardrails.check_output(config.output, config.force)
+        if config.force:
+            guardrails.replace_output(path)
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path("runs") / f"{stamp}-{config.backbone}"
@@ -125,7 +125,16 @@ class _EpochReporter:
         return Reporter()
 
 
-def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None) -> RunResult:
+def resume(run_dir, observer: Observer | None = None, host: PluginHost | None = None) -> RunResult:
+    """Continue an interrupted run from its last completed epoch (same config, same folder)."""
+    ckpt = checkpoint.require(run_dir)
+    values = {k: v for k, v in ckpt.config.items() if k not in ("force",)}
+    config = RunConfig.from_mapping({**values, "output": str(run_dir)})
+    return run(config, observer, host, resume_from=Path(run_dir))
+
+
+def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None,
+        *, resume_from: Path | None = None) -> RunResult:
     """Train, evaluate and export one classifier as ``config`` describes."""
     # The recorder sees every event first: epoch history per phase and wall time per phase
     # for history.csv, training_curves.png and manifest.json.
@@ -135,14 +144,18 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     host = host or get_host(config.plugins)
     backbone, head, loader, exporters = resolve_components(config, host)
     image_size = image_size_for(config, backbone)
+    ckpt = checkpoint.require(resume_from) if resume_from is not None else None
+    if ckpt is None:
+        guardrails.check_output(config.output, config.force)  # before any slow work
 
     import keras
     import tensorflow as tf
 
     observer.phase_start("data")
     t0 = time.perf_counter()
+    report = doctor.preflight(config, loader, observer)
     bundle = loader.load(config.data, image_size=image_size, seed=config.seed,
-                         validation_split=config.validation_split)
+                         validation_split=config.validation_split, **doctor.loader_options(report))
     if config.classes is not None and config.classes != bundle.num_classes:
         raise DataError(
             f"--classes {config.classes} but {config.data} has {bundle.num_classes} class "
@@ -167,17 +180,33 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     observer.phase_end("build", weights=config.weights, params=clf_model.model.count_params())
 
-    train = bundle.train.shuffle(max(1, len(bundle.splits.get("train", [])) or 1024),
-                                 seed=config.seed).batch(config.batch_size)
+    n_train = len(bundle.splits["train"]) if "train" in bundle.splits else 0
+    batch_size = guardrails.batch_size_for(config.batch_size, n_train, observer)
+    first_epoch = ckpt.epoch if ckpt is not None else 0
+    if n_train:
+        # Each epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
+        train = checkpoint.epoch_batches(bundle.train, seed=config.seed, batch_size=batch_size,
+                                         buffer=n_train, first_epoch=first_epoch, epochs=config.epochs)
+        steps_per_epoch = checkpoint.steps(n_train, batch_size)
+    else:  # a loader that streams: no file list, so no epoch-exact resume
+        train = bundle.train.shuffle(1024, seed=config.seed).batch(batch_size)
+        steps_per_epoch = None
     if config.augment:
         aug = augmentation_layers(config.seed)
         train = train.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     train = train.prefetch(tf.data.AUTOTUNE)
-    val = bundle.validation.batch(config.batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None
+    val = bundle.validation.batch(batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None
 
-    run_dir = new_run_dir(config)
+    run_dir = Path(resume_from) if ckpt is not None else new_run_dir(config)
     runrecord.write_config(run_dir, config)  # first, so even a crashed run says what it was
-    callbacks = [_EpochReporter.make(observer, "train", config.epochs)]
+    if report is not None:
+        report.write(run_dir)
+    if ckpt is not None:
+        checkpoint.restore(clf_model.model, ckpt)
+        observer.note(f"Resuming {run_dir} after epoch {ckpt.epoch} of {config.epochs}.")
+    saver = checkpoint.callback(run_dir, phase="train", epochs=config.epochs, config=config.to_dict(),
+                                history=ckpt.history if ckpt is not None else None)
+    callbacks = [_EpochReporter.make(observer, "train", config.epochs), saver]
     for factory in host.callbacks:
         cb = factory.make(config, run_dir)
         if cb is not None:
@@ -185,8 +214,17 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
 
     observer.phase_start("train", total=config.epochs, unit="epoch")
     t0 = time.perf_counter()
-    history = clf_model.model.fit(train, validation_data=val, epochs=config.epochs,
-                                  callbacks=callbacks, verbose=0, shuffle=False)
+    # Datasets that drop undecodable files have unknown length; Keras then warns "ran out
+    # of data" at every evaluation. Epoch length is set by steps_per_epoch, so it is noise.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    try:
+        if first_epoch < config.epochs:
+            clf_model.model.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=first_epoch,
+                                steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0, shuffle=False)
+    except KeyboardInterrupt:
+        done = checkpoint.latest(run_dir, "train")
+        raise Interrupted(run_dir, done.epoch if done else 0, config.epochs) from None
+    history = saver.history_so_far
     observer.phase_end("train", seconds=time.perf_counter() - t0)
 
     metrics: dict[str, float] = {}
@@ -236,5 +274,5 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     observer.phase_end("record", run_dir=run_dir, files=record, reports=reports, primary=primary)
 
     return RunResult(config, run_dir, bundle.class_names,
-                     {k: [float(v) for v in vs] for k, vs in history.history.items()},
+                     {k: [float(v) for v in vs] for k, vs in history.items()},
                      metrics, artifacts, clf_model, counts, reports, manifest)

@@ -22,7 +22,7 @@ def register_backbones(register):
     """Register feature-extractor backbones.
 
     ``register(name, build, *, preprocess, input_size=(224, 224), aliases=(),
-    description=None, params=None, features=None, min_size=32)``
+    description=None, params=None, features=None, min_size=32, imagenet_file=None)``
 
     - ``build(input_shape, weights) -> keras.Model``: a headless model taking
       ``input_shape`` (``(height, width, 3)``, already preprocessed) and returning pooled
@@ -35,6 +35,8 @@ def register_backbones(register):
     - ``input_size``: the default ``(height, width)``; ``min_size`` the smallest side.
     - ``params`` / ``features``: parameter count and feature width, for listings, so that
       listing never builds a model (``None`` when unknown).
+    - ``imagenet_file``: a ``clf.weights.WeightsFile`` (file name, origin URL, known hash)
+      that ``weights="imagenet"`` downloads at the default size, for ``clf weights``.
     """
 
 

@@ -31,6 +31,7 @@ class Backbone(Component):
     min_size: int = 32
     params: int | None = None
     features: int | None = None
+    imagenet_file: Any = None  # clf.weights.WeightsFile at the default size, for 'clf weights'
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,9 @@ class PlainObserver(Observer):
         self.print(f"[yellow]note:[/] {text}")
 
     def phase_end(self, phase, **info):
-        if phase == "data":
+        if phase == "doctor":
+            self._doctor(info["report"])
+        elif phase == "data":
             self.print(f"classes: {', '.join(info['class_names'])}")
             for split, counts in info["counts"].items():
                 self.print(f"  {split}: {sum(counts.values())} images "
@@ -87,9 +89,29 @@ class PlainObserver(Observer):
         elif phase == "record" and "files" in info:
             self.print(f"  record: {', '.join(Path(f).name for f in info['files'])}")
 
+    def _doctor(self, report):
+        bad = report.quarantined
+        if bad:
+            self.print(f"[yellow]quarantined {len(bad)} file(s)[/] (listed in quarantine.json in the run folder):")
+            for b in bad[:20]:
+                self.print(f"  {b.path}: {b.reason}")
+            if len(bad) > 20:
+                self.print(f"  ... and {len(bad) - 20} more")
+        if report.converted:
+            self.print(f"converted {len(report.converted)} file(s) for training "
+                       f"({summarise_changes(report.converted)})")
+
     def epoch_end(self, phase, epoch, epochs, logs):
         parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
         self.print(f"{phase} epoch {epoch}/{epochs} {parts}")
+
+
+def summarise_changes(conversions) -> str:
+    """'grayscale: 2, alpha: 1' from the doctor's conversion records."""
+    from collections import Counter
+
+    kinds = Counter(ch.split(":")[0].split(" (")[0] for c in conversions for ch in c.changes)
+    return ", ".join(f"{k}: {n}" for k, n in kinds.most_common())
 
 
 class RichProgressObserver(PlainObserver):

@@ -69,6 +69,7 @@ def test_missing_weights_file_and_offline_imagenet_are_clear(tmp_path, monkeypat
         raise Exception("URL fetch failure on https://storage.googleapis.com/x: None -- offline")
 
     monkeypatch.setattr(fu.urllib.request, "urlretrieve", offline)
+    monkeypatch.setenv("CLF_WEIGHTS_MIRROR", "http://127.0.0.1:9")  # nothing listens: offline
     with pytest.raises(WeightsError) as info:
         build_backbone(HOST.backbones.get("mobilenet_025"), (128, 128), "imagenet")
     msg = str(info.value)
