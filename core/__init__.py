@@ -22,7 +22,7 @@ _LAZY = {
     "RunResult": "engine", "run": "engine",
     "ClfError": "errors", "ConfigError": "errors", "DataError": "errors", "ExportError": "errors",
     "ModelError": "errors", "PluginError": "errors", "UnknownComponentError": "errors",
-    "UsageError": "errors", "WeightsError": "errors",
+    "UsageError": "errors", "VerificationError": "errors", "WeightsError": "errors",
     "Observer": "events", "RecordingObserver": "events",
     "PluginHost": "plugin_manager", "get_host": "plugin_manager",
     "Prediction": "predict", "Predictor": "predict", "collect_images": "predict",

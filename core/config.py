@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+
 
 @dataclass
 class RunConfig:
@@ -35,6 +37,8 @@ class RunConfig:
     dropout: float = 0.0
     hidden_units: int = 0
     tensorboard: bool = False  # the built-in TensorBoard callback plugin: logs in <run>/tensorboard
+    quantize: str = "none"  # TFLite: "none", "float16", "dynamic" or "int8"
+    verify: bool = True  # reopen each artifact in its runtime and compare (core/verify.py)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -67,9 +71,12 @@ class RunConfig:
             _bad("validation_split", self.validation_split, "a fraction between 0 and 1 (e.g. 0.2)")
         if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
             _bad("dropout", self.dropout, "a fraction in [0, 1) (e.g. 0.5)")
-        for name in ("augment", "tensorboard"):
+        for name in ("augment", "tensorboard", "verify"):
             if not isinstance(getattr(self, name), bool):
                 _bad(name, getattr(self, name), "true or false")
+        if not isinstance(self.quantize, str) or self.quantize.strip().lower() not in QUANTIZE_MODES:
+            _bad("quantize", self.quantize, f"one of {', '.join(QUANTIZE_MODES)}")
+        self.quantize = self.quantize.strip().lower()
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 

@@ -11,10 +11,11 @@ from typing import Any
 from . import runrecord
 from .config import RunConfig
 from .evaluation import evaluate_dataset
-from .errors import ClfError, ConfigError, DataError, ExportError, UsageError
+from .errors import ConfigError, DataError, UsageError
 from .events import Observer
+from .exporting import check_export_options, export_all
 from .history import RunRecorder, TeeObserver
-from .labels import make_metadata, write_labels
+from .labels import make_metadata
 from .model import Classifier, build_classifier
 from .plugin_manager import PluginHost, get_host
 
@@ -32,6 +33,7 @@ class RunResult:
     # split name -> clf.metrics.evaluation_report (also in metrics.json)
     evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    verification: Any = None  # clf.verify.VerificationReport, None with verify=False
 
     @property
     def model(self):
@@ -134,6 +136,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     started = datetime.now()
     host = host or get_host(config.plugins)
     backbone, head, loader, exporters = resolve_components(config, host)
+    check_export_options(config, exporters)
     image_size = image_size_for(config, backbone)
 
     import keras
@@ -202,26 +205,9 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
         metrics[f"{split_name}_accuracy"] = reports[split_name]["accuracy"]
     observer.phase_end("evaluate", metrics=metrics, reports=reports)
 
-    observer.phase_start("export", total=len(exporters))
     metadata = make_metadata(bundle.class_names, backbone.name, image_size, backbone.preprocess,
                              weights=config.weights)
-    artifacts: dict[str, list[Path]] = {}
-    for exporter in exporters:
-        try:
-            files = [Path(f) for f in exporter.export(clf_model.model, run_dir, dict(metadata))]
-        except ClfError:
-            raise
-        except Exception as exc:
-            raise ExportError(
-                f"Exporter {exporter.name!r} (plugin {exporter.plugin!r}) failed: "
-                f"{type(exc).__name__}: {exc}. The run folder {str(run_dir)!r} keeps what was "
-                f"written before; try another --export."
-            ) from exc
-        artifacts[exporter.name] = files
-        observer.phase_advance("export")
-    metadata["artifacts"] = {name: [f.name for f in files] for name, files in artifacts.items()}
-    write_labels(run_dir, metadata)
-    observer.phase_end("export", artifacts=artifacts, run_dir=run_dir)
+    artifacts, verification = export_all(clf_model.model, run_dir, metadata, exporters, config, bundle, observer)
 
     observer.phase_start("record")
     primary = "test" if "test" in reports else ("validation" if "validation" in reports else None)
@@ -237,4 +223,4 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
 
     return RunResult(config, run_dir, bundle.class_names,
                      {k: [float(v) for v in vs] for k, vs in history.history.items()},
-                     metrics, artifacts, clf_model, counts, reports, manifest)
+                     metrics, artifacts, clf_model, counts, reports, manifest, verification)

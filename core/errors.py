@@ -51,3 +51,7 @@ class ModelError(ClfError):
 
 class ExportError(ClfError):
     """An exporter failed to write its artifact."""
+
+
+class VerificationError(ExportError):
+    """An exported artifact does not reproduce the model it came from."""
