@@ -345,8 +345,9 @@ def predict(
     failed = [r for r in results if r.error]
     if failed:
         for r in failed:
-            err.print(f"[yellow]unreadable:[/] {r.path}: {r.error}", highlight=False)
-        err.print(f"[yellow]{len(failed)} file(s) could not be read; the other {len(results) - len(failed)} were predicted[/]")
+            err.print(f"[yellow]unreadable:[/] {r.path}: {r.error}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]{len(failed)} file(s) could not be read; the other {len(results) - len(failed)} "
+                  f"were predicted[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -366,7 +367,7 @@ def verify(
         _fail(exc)
     for r in report.results.values():
         mark = "[green]ok[/]" if r.passed else "[bold red]FAILED[/]"
-        out.print(f"{mark} {r.describe()}", highlight=False)
+        out.print(f"{mark} {r.describe()}", highlight=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
 
