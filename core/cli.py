@@ -298,10 +298,13 @@ def predict(
 
     from .render import make_observer
 
-    # A progress bar on a terminal only; --json output stays clean.
-    observer = make_observer(out, "auto", quiet=as_json)
     try:
         chosen = choose_format("json" if as_json else fmt, output)
+    except ClfError as exc:
+        _fail(exc)
+    # A progress bar on a terminal only; csv/json output stays clean.
+    observer = make_observer(out, "auto", quiet=chosen != "table")
+    try:
         predictor = load_predictor(model, _host(plugin))
         files = collect_images(paths)
         observer.phase_start("predict", total=len(files), unit="image")
