@@ -216,7 +216,8 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
         config=config, class_names=bundle.class_names, counts=counts, splits=bundle.splits,
         seconds={**recorder.seconds, "total": (datetime.now() - started).total_seconds()},
         backbone=backbone.name, image_size=image_size, started=started,
-        extra={"artifacts": metadata["artifacts"], "metrics": metrics, "evaluated_on": primary},
+        extra={"artifacts": metadata["artifacts"], "metrics": metrics, "evaluated_on": primary,
+               "verification": metadata.get("verification")},
     )
     record.append(runrecord.write_json(run_dir / "manifest.json", manifest))
     observer.phase_end("record", run_dir=run_dir, files=record, reports=reports, primary=primary)
