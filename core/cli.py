@@ -108,6 +108,8 @@ def run(
     force: bool = typer.Option(False, "--force", help="Replace an existing --output run folder."),
     weights_mirror: Optional[str] = typer.Option(None, "--weights-mirror", metavar="URL", help="Base URL of a mirror of the Keras weights files (default: $CLF_WEIGHTS_MIRROR)."),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue an interrupted run from its last completed epoch (its own settings are used)."),
+    quantize: str = typer.Option("none", help="TFLite quantization: none, float16, dynamic or int8 (int8 calibrates on training images)."),
+    verify: bool = typer.Option(True, help="Reopen each artifact in its own runtime and compare with the trained model."),
     plugin: Optional[List[str]] = PluginOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
@@ -123,7 +125,8 @@ def run(
                   image_size=image_size, lr=lr, head=head, loader=loader, export=export, output=output,
                   weights=weights, seed=seed, plugin=tuple(plugin or ()), validation_split=validation_split,
                   augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard,
-                  strict_data=strict_data, force=force)
+                  strict_data=strict_data, force=force,
+                  quantize=quantize, verify=verify)
     if weights_mirror:
         os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror
     observer = None
@@ -346,20 +349,27 @@ def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
 
 @app.command()
 def predict(
-    model: str = typer.Argument(..., help="A clf run folder or an exported model file in one."),
+    model: str = typer.Argument(..., help="A clf run folder, or an artifact in one (model.h5, model.keras, saved_model, *.tflite, model.onnx)."),
     paths: List[str] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(1, "--top-k", min=1, help="Classes to show per image."),
     batch_size: int = typer.Option(32, help="Images per batch."),
-    as_json: bool = JsonOpt,
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv or json; default: from --output's suffix, else table."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal."),
+    as_json: bool = typer.Option(False, "--json", help="Shortcut for --format json."),
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Predict class names and probabilities, using the class names saved with the model."""
     from .predict import collect_images, load_predictor, predict_files
+    from .predict_output import choose_format, to_csv, to_json
 
     from .render import make_observer
 
-    # A progress bar on a terminal only; --json output stays clean.
-    observer = make_observer(out, "auto", quiet=as_json)
+    try:
+        chosen = choose_format("json" if as_json else fmt, output)
+    except ClfError as exc:
+        _fail(exc)
+    # A progress bar on a terminal only; csv/json output stays clean.
+    observer = make_observer(out, "auto", quiet=chosen != "table")
     try:
         predictor = load_predictor(model, _host(plugin))
         files = collect_images(paths)
@@ -372,12 +382,8 @@ def predict(
         _fail(exc)
     _close(observer)
     k = min(top_k, len(predictor.class_names))
-    if as_json:
-        out.print_json(json.dumps([{"path": r.path, "error": r.error,
-                                    "top": [{"class": n, "probability": p} for n, p in r.top(predictor.class_names, k)]
-                                    if r.error is None else []} for r in results]))
-    else:
-        table = Table(title=f"{len(results)} images")
+    if chosen == "table":
+        table = Table(title=f"{len(results)} images ({predictor.path.name}, {predictor.runtime})")
         for col in ("image", "class", "probability"):
             table.add_column(col, overflow="fold")
         for r in results:
@@ -386,9 +392,52 @@ def predict(
                 continue
             top = r.top(predictor.class_names, k)
             table.add_row(r.path, "\n".join(n for n, _ in top), "\n".join(f"{p:.4f}" for _, p in top))
+        text = None
+    else:
+        text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8", newline="") as fh:
+                if text is None:
+                    Console(file=fh, width=120, no_color=True).print(table)
+                else:
+                    fh.write(text)
+        except OSError as exc:
+            err.print(f"[bold red]Error:[/] cannot write --output {output!r}: {exc.strerror}; expected a "
+                      f"writable file path. Pass another --output.", highlight=False)
+            raise typer.Exit(2)
+        err.print(f"wrote {len(results)} predictions to {output}", highlight=False)
+    elif text is None:
         out.print(table)
-    if any(r.error for r in results):
-        err.print(f"[yellow]{sum(1 for r in results if r.error)} file(s) could not be read[/]")
+    else:
+        sys.stdout.write(text)
+    failed = [r for r in results if r.error]
+    if failed:
+        for r in failed:
+            err.print(f"[yellow]unreadable:[/] {r.path}: {r.error}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]{len(failed)} file(s) could not be read; the other {len(results) - len(failed)} "
+                  f"were predicted[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    artifact: str = typer.Argument(..., help="An exported artifact (model.keras, saved_model, *.tflite, model.onnx, ...)."),
+    data: Optional[List[str]] = typer.Option(None, "--data", help="Held-out images (files or folders); default: those recorded at export."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Keras model to compare with; default: the bundle's .keras or .h5."),
+    plugin: Optional[List[str]] = PluginOpt,
+):
+    """Reopen an artifact in its own runtime and compare it with the bundle's Keras model."""
+    from .verify import verify_artifact
+
+    try:
+        report = verify_artifact(artifact, data=data, reference=reference, host=_host(plugin))
+    except ClfError as exc:
+        _fail(exc)
+    for r in report.results.values():
+        mark = "[green]ok[/]" if r.passed else "[bold red]FAILED[/]"
+        out.print(f"{mark} {r.describe()}", highlight=False, soft_wrap=True)
+    if report.failed:
         raise typer.Exit(1)
 
 

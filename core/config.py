@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+
 
 @dataclass
 class RunConfig:
@@ -37,6 +39,8 @@ class RunConfig:
     tensorboard: bool = False  # the built-in TensorBoard callback plugin: logs in <run>/tensorboard
     strict_data: bool = False  # any file the dataset doctor would quarantine is an error
     force: bool = False  # replace an existing --output run folder
+    quantize: str = "none"  # TFLite: "none", "float16", "dynamic" or "int8"
+    verify: bool = True  # reopen each artifact in its runtime and compare (core/verify.py)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,9 +73,12 @@ class RunConfig:
             _bad("validation_split", self.validation_split, "a fraction between 0 and 1 (e.g. 0.2)")
         if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
             _bad("dropout", self.dropout, "a fraction in [0, 1) (e.g. 0.5)")
-        for flag in ("augment", "tensorboard", "strict_data", "force"):
+        for flag in ("augment", "tensorboard", "strict_data", "force", "verify"):
             if not isinstance(getattr(self, flag), bool):
                 _bad(flag, getattr(self, flag), "true or false")
+        if not isinstance(self.quantize, str) or self.quantize.strip().lower() not in QUANTIZE_MODES:
+            _bad("quantize", self.quantize, f"one of {', '.join(QUANTIZE_MODES)}")
+        self.quantize = self.quantize.strip().lower()
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 

@@ -13,10 +13,11 @@ from . import runrecord
 from .config import RunConfig
 from . import checkpoint, doctor, guardrails
 from .evaluation import evaluate_dataset
-from .errors import ClfError, ConfigError, DataError, ExportError, Interrupted, UsageError
+from .errors import ConfigError, DataError, Interrupted, UsageError
 from .events import Observer
+from .exporting import check_export_options, export_all
 from .history import RunRecorder, TeeObserver
-from .labels import make_metadata, write_labels
+from .labels import make_metadata
 from .model import Classifier, build_classifier
 from .plugin_manager import PluginHost, get_host
 
@@ -34,6 +35,7 @@ class RunResult:
     # split name -> clf.metrics.evaluation_report (also in metrics.json)
     evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    verification: Any = None  # clf.verify.VerificationReport, None with verify=False
 
     @property
     def model(self):
@@ -143,6 +145,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     started = datetime.now()
     host = host or get_host(config.plugins)
     backbone, head, loader, exporters = resolve_components(config, host)
+    check_export_options(config, exporters)
     image_size = image_size_for(config, backbone)
     ckpt = checkpoint.require(resume_from) if resume_from is not None else None
     if ckpt is None:
@@ -240,26 +243,9 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
         metrics[f"{split_name}_accuracy"] = reports[split_name]["accuracy"]
     observer.phase_end("evaluate", metrics=metrics, reports=reports)
 
-    observer.phase_start("export", total=len(exporters))
     metadata = make_metadata(bundle.class_names, backbone.name, image_size, backbone.preprocess,
                              weights=config.weights)
-    artifacts: dict[str, list[Path]] = {}
-    for exporter in exporters:
-        try:
-            files = [Path(f) for f in exporter.export(clf_model.model, run_dir, dict(metadata))]
-        except ClfError:
-            raise
-        except Exception as exc:
-            raise ExportError(
-                f"Exporter {exporter.name!r} (plugin {exporter.plugin!r}) failed: "
-                f"{type(exc).__name__}: {exc}. The run folder {str(run_dir)!r} keeps what was "
-                f"written before; try another --export."
-            ) from exc
-        artifacts[exporter.name] = files
-        observer.phase_advance("export")
-    metadata["artifacts"] = {name: [f.name for f in files] for name, files in artifacts.items()}
-    write_labels(run_dir, metadata)
-    observer.phase_end("export", artifacts=artifacts, run_dir=run_dir)
+    artifacts, verification = export_all(clf_model.model, run_dir, metadata, exporters, config, bundle, observer)
 
     observer.phase_start("record")
     primary = "test" if "test" in reports else ("validation" if "validation" in reports else None)
@@ -268,11 +254,12 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
         config=config, class_names=bundle.class_names, counts=counts, splits=bundle.splits,
         seconds={**recorder.seconds, "total": (datetime.now() - started).total_seconds()},
         backbone=backbone.name, image_size=image_size, started=started,
-        extra={"artifacts": metadata["artifacts"], "metrics": metrics, "evaluated_on": primary},
+        extra={"artifacts": metadata["artifacts"], "metrics": metrics, "evaluated_on": primary,
+               "verification": metadata.get("verification")},
     )
     record.append(runrecord.write_json(run_dir / "manifest.json", manifest))
     observer.phase_end("record", run_dir=run_dir, files=record, reports=reports, primary=primary)
 
     return RunResult(config, run_dir, bundle.class_names,
                      {k: [float(v) for v in vs] for k, vs in history.items()},
-                     metrics, artifacts, clf_model, counts, reports, manifest)
+                     metrics, artifacts, clf_model, counts, reports, manifest, verification)

@@ -67,3 +67,7 @@ class Interrupted(ClfError):
             f"Interrupted during the first epoch; no epoch was completed, nothing to resume "
             f"in {str(run_dir)!r}. Start the run again."
         )
+
+
+class VerificationError(ExportError):
+    """An exported artifact does not reproduce the model it came from."""

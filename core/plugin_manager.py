@@ -30,6 +30,10 @@ BUILTIN_PLUGINS = (
     "clf.plugins.directory_loader",
     "clf.plugins.h5_exporter",
     "clf.plugins.tensorboard_callback",
+    "clf.plugins.keras_exporter",
+    "clf.plugins.savedmodel_exporter",
+    "clf.plugins.tflite_exporter",
+    "clf.plugins.onnx_exporter",
 )
 
 # hook name -> (registry attribute, component class, kind, listing command)

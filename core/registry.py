@@ -48,6 +48,10 @@ class DataLoader(Component):
 class Exporter(Component):
     export: Callable[..., Any] = None  # type: ignore[assignment]
     load: Callable[..., Any] | None = None
+    # Export options this exporter accepts as keyword arguments (e.g. "quantize",
+    # "representative_data"); the engine passes only these, so three-argument exporters
+    # keep working.
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,10 @@ class PlainObserver(Observer):
             self.print(f"{phase} done in {info['seconds']:.1f}s")
         if phase == "evaluate" and "metrics" in info:
             self.print("  ".join(f"{k}: {v:.4f}" for k, v in info["metrics"].items()))
+        elif phase == "verify":
+            for line in info.get("lines", []):
+                ok = line.startswith("ok ")
+                self.print(("  [green]verified[/] " if ok else "  [bold red]FAILED[/] ") + line.split(" ", 1)[1])
         elif phase == "export":
             self.print(f"[green]saved[/] {info['run_dir']}")
             for name, files in info["artifacts"].items():

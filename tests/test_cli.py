@@ -73,7 +73,7 @@ def test_predict_reports_unreadable_files_and_goes_on(image_folder, tmp_path):
     make_image(bad / "good.jpg", 0, np.random.default_rng(0))
     res = runner.invoke(app, ["predict", str(out), str(bad), "--json"])
     assert res.exit_code == 1
-    rows = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(res.output.split("\n2 file")[0])}
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(res.stdout)}
     assert rows["good.jpg"]["error"] is None and rows["good.jpg"]["top"]
     assert "0 bytes" in rows["empty.png"]["error"] and "decodable" in rows["broken.jpg"]["error"]
 
