@@ -31,6 +31,9 @@ class Backbone(Component):
     min_size: int = 32
     params: int | None = None
     features: int | None = None
+    # True for a backbone trained with the head (from scratch, like the tutorial's small
+    # CNN): it is not frozen and runs in training mode (its dropout active) during fit.
+    trainable: bool = False
 
 
 @dataclass(frozen=True)
