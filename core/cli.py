@@ -38,11 +38,7 @@ def _global_options(
         help="A broken installed plugin is an error instead of a skipped-with-a-warning one "
              "(also: CLF_STRICT_PLUGINS=1)."),
 ):
-    """Train image classifiers by transfer learning, built from plugins.
-
-    Installed plugins load from the 'clf' entry-point group; CLF_LOAD_PLUGINS=a,b loads only
-    those (empty: none) and CLF_TRACE_PLUGINS=1 logs each hook call.
-    """
+    # Global options, given before the command: clf --strict-plugins run ...
     _options["strict_plugins"] = True if strict_plugins else None  # None: CLF_STRICT_PLUGINS decides
     from .plugin_manager import ENV_TRACE, _env_flag
 
@@ -304,7 +300,13 @@ def exporters(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
 
 @app.command()
 def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
-    """List plugins (built-in ones marked): distribution, version, hooks, what each registered."""
+    """List plugins (built-in ones marked): distribution, version, hooks, what each registered.
+
+    Installed plugins come from the 'clf' entry-point group. CLF_LOAD_PLUGINS=a,b loads only
+    those (entry-point or distribution names; empty: none); CLF_TRACE_PLUGINS=1 logs each
+    hook call; 'clf --strict-plugins' or CLF_STRICT_PLUGINS=1 stops on a broken plugin
+    instead of skipping it with a warning. Guide: docs/plugins.md.
+    """
     from .plugin_listing import TABLE_COLUMNS, plugin_rows, plugin_table_rows
 
     try:
