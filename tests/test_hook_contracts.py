@@ -71,7 +71,9 @@ class Recorder:
 
         def load(path, labels):
             self.calls["exporter_load"] = {"path": path, "labels": labels}
-            return clf.predict.KerasPredictor(path, labels)
+            from clf.predict import KerasPredictor
+
+            return KerasPredictor(path, labels)
 
         register("rec_export", export, load=load)
 
