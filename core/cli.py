@@ -6,6 +6,7 @@ Only this module prints and chooses exit codes: 0 success, 1 a run failed, 2 bad
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -26,11 +27,49 @@ err = Console(stderr=True)
 
 PluginOpt = typer.Option(None, "--plugin", "-p", help="Extra plugin: module name or .py file (repeatable).")
 
+# Set by the app callback for the one command being run: --strict-plugins.
+_options = {"strict_plugins": None}
+
+
+@app.callback()
+def _global_options(
+    strict_plugins: bool = typer.Option(
+        False, "--strict-plugins",
+        help="A broken installed plugin is an error instead of a skipped-with-a-warning one "
+             "(also: CLF_STRICT_PLUGINS=1)."),
+):
+    # Global options, given before the command: clf --strict-plugins run ...
+    _options["strict_plugins"] = True if strict_plugins else None  # None: CLF_STRICT_PLUGINS decides
+    from .plugin_manager import ENV_TRACE, _env_flag
+
+    if _env_flag(ENV_TRACE):
+        _trace_to_stderr()
+
+
+def _trace_to_stderr() -> None:
+    """Route the plugin host's trace records (logger 'clf.plugins') to stderr, once."""
+    logger = logging.getLogger("clf.plugins")
+    if any(isinstance(h, _ErrHandler) for h in logger.handlers):
+        return
+    logger.addHandler(_ErrHandler())
+    logger.setLevel(logging.INFO)
+
+
+class _ErrHandler(logging.Handler):
+    def emit(self, record):
+        # Through the rich console, which looks up sys.stderr at print time (CliRunner too).
+        err.print(f"plugin trace: {record.getMessage()}", highlight=False, markup=False, soft_wrap=True)
+
 
 def _host(plugins):
+    from rich.markup import escape
+
     from .plugin_manager import get_host
 
-    return get_host(plugins or ())
+    host = get_host(plugins or (), strict=_options["strict_plugins"])
+    for line in host.warnings:  # one line per broken plugin; everything else goes on
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    return host
 
 
 def _fail(exc: ClfError) -> None:
@@ -330,21 +369,48 @@ def exporters(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
 
 @app.command()
 def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
-    """List loaded plugins: origin, version, hooks and what each registered."""
+    """List plugins (built-in ones marked): distribution, version, hooks, what each registered.
+
+    Installed plugins come from the 'clf' entry-point group. CLF_LOAD_PLUGINS=a,b loads only
+    those (entry-point or distribution names; empty: none); CLF_TRACE_PLUGINS=1 logs each
+    hook call; 'clf --strict-plugins' or CLF_STRICT_PLUGINS=1 stops on a broken plugin
+    instead of skipping it with a warning. Guide: docs/plugins.md.
+    """
+    from .plugin_listing import TABLE_COLUMNS, plugin_rows, plugin_table_rows
+
     try:
         host = _host(plugin)
     except ClfError as exc:
         _fail(exc)
-    infos = list(host.infos.values())
     if as_json:
-        out.print_json(json.dumps([{
-            "name": i.name, "origin": i.origin, "builtin": i.builtin, "distribution": i.distribution,
-            "version": i.version, "hooks": i.hooks, "components": i.components} for i in infos]))
+        out.print_json(json.dumps(plugin_rows(host)))
         return
-    rows = [[i.name + (" (built-in)" if i.builtin else ""), i.origin,
-             f"{i.distribution or '-'} {i.version or ''}".strip(), ", ".join(i.hooks),
-             "; ".join(f"{k}: {', '.join(v)}" for k, v in i.components.items())] for i in infos]
-    out.print(_component_table(f"plugins ({len(rows)})", ["plugin", "origin", "distribution", "hooks", "registered"], rows))
+    rows = plugin_table_rows(host)
+    table = _component_table(f"plugins ({len(rows)})", TABLE_COLUMNS, rows)
+    for col in table.columns[1:]:
+        col.no_wrap, col.overflow = False, "fold"  # the registered names and errors can be long
+    out.print(table)
+
+
+@app.command("new-plugin")
+def new_plugin(
+    name: str = typer.Argument(..., help="Component name, e.g. my-cnn (package clf-my-cnn)."),
+    kind: str = typer.Option(..., "--kind", help="backbone, head, loader or exporter."),
+    output: str = typer.Option(".", "--output", "-o", help="Folder to create the package in."),
+):
+    """Write a ready plugin package: pyproject with the entry point, module, README, test."""
+    from .scaffold import create_plugin
+
+    try:
+        files = create_plugin(name, kind, output)
+    except ClfError as exc:
+        _fail(exc)
+    root = files[0].parent
+    out.print(f"[green]created[/] {root}", highlight=False)
+    for f in files:
+        out.print(f"  {f.relative_to(root)}", highlight=False)
+    out.print(f"next: pip install {root} && clf plugins && python -m pytest {root / 'tests'}",
+              highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -31,7 +31,7 @@ def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights):
             f"expected pooled features [batch, features]. Build it with pooling='avg' or add "
             f"a GlobalAveragePooling2D layer."
         )
-    model.trainable = False
+    model.trainable = bool(backbone.trainable)
     return model
 
 
@@ -55,18 +55,19 @@ def build_classifier(backbone: Backbone, head: Head, num_classes: int,
 
     base = build_backbone(backbone, image_size, weights)
     head_model = build_head(head, int(base.output_shape[-1]), num_classes, head_options)
-    return join(base, head_model, backbone.preprocess, image_size)
+    return join(base, head_model, backbone.preprocess, image_size, train_backbone=backbone.trainable)
 
 
-def join(base, head_model, preprocess: str, image_size) -> Classifier:
-    """The exported model: takes raw RGB 0-255 and runs the backbone in inference mode."""
+def join(base, head_model, preprocess: str, image_size, *, train_backbone: bool = False) -> Classifier:
+    """The exported model: takes raw RGB 0-255 and runs the backbone in inference mode
+    (unless ``train_backbone``: a backbone trained from scratch runs its dropout in fit)."""
     import keras
 
     inputs = keras.Input(shape=(image_size[0], image_size[1], 3), name="image")
     x = Preprocess(preprocess, name="preprocess")(inputs)
     # training=False keeps BatchNormalization in inference mode even when layers of the
     # backbone are unfrozen for fine-tuning.
-    x = base(x, training=False)
+    x = base(x) if train_backbone else base(x, training=False)
     outputs = head_model(x)
     model = keras.Model(inputs, outputs, name="clf_classifier")
     return Classifier(model, base, head_model, preprocess)

@@ -32,6 +32,9 @@ class Backbone(Component):
     params: int | None = None
     features: int | None = None
     imagenet_file: Any = None  # clf.weights.WeightsFile at the default size, for 'clf weights'
+    # True for a backbone trained with the head (from scratch, like the tutorial's small
+    # CNN): it is not frozen and runs in training mode (its dropout active) during fit.
+    trainable: bool = False
 
 
 @dataclass(frozen=True)
