@@ -326,7 +326,7 @@ def _fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, 
     observer.phase_start("fine_tune", total=config.fine_tune_epochs, unit="epoch")
     t0 = time.perf_counter()
     history = clf_model.model.fit(train, validation_data=val, epochs=config.fine_tune_epochs,
-                                  class_weight=class_weight, callbacks=callbacks, verbose=0)
+                                  class_weight=class_weight, callbacks=callbacks, verbose=0, shuffle=False)
     seconds = time.perf_counter() - t0
     observer.phase_end("fine_tune", seconds=seconds)
     out = {f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}
