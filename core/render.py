@@ -75,7 +75,7 @@ class PlainObserver(Observer):
                 self.print(f"  {split}: {sum(counts.values())} images "
                            f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
         elif phase == "build":
-            self.print(f"backbone: {info['params']:,} parameters; weights: {info['weights']}")
+            self.print(f"backbone: {info['params']:,} parameters; backbone weights: {info['weights']}")
         elif phase == "extract":
             done = sum(v["extracted"] for v in info["counts"].values())
             hit = sum(v["cached"] for v in info["counts"].values())
