@@ -54,30 +54,12 @@ class DatasetBundle:
 
 
 def decode_image(contents, image_size: Sequence[int]):
-    """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF frame).
-
-    A JPEG at least twice the target size in both sides is decoded at a reduced DCT scale
-    (1/2, 1/4, 1/8: libjpeg skips the high frequencies instead of decoding pixels that the
-    resize would throw away), never below the target size; then a bilinear resize. Training,
-    feature extraction and predict all decode through here, so they cannot disagree.
-    """
+    """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF frame)."""
     import tensorflow as tf
 
-    height, width = int(image_size[0]), int(image_size[1])
-
-    def jpeg():
-        shape = tf.image.extract_jpeg_shape(contents)
-        scale = tf.minimum(shape[0] // height, shape[1] // width)
-        index = tf.cast(scale >= 2, tf.int32) + tf.cast(scale >= 4, tf.int32) + tf.cast(scale >= 8, tf.int32)
-        return tf.switch_case(index, [
-            (lambda r=r: tf.io.decode_jpeg(contents, channels=3, ratio=r)) for r in (1, 2, 4, 8)])
-
-    def other():
-        return tf.io.decode_image(contents, channels=3, expand_animations=False)
-
-    image = tf.cond(tf.io.is_jpeg(contents), jpeg, other)
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    return tf.image.resize(image, (height, width), method="bilinear")  # float32, 0-255
+    return tf.image.resize(image, image_size, method="bilinear")  # float32, 0-255
 
 
 def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Sequence[int]):
