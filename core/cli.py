@@ -128,7 +128,7 @@ def run(
     backbone: str = typer.Option("vgg16", help="Backbone name (see 'clf backbones')."),
     classes: Optional[int] = typer.Option(None, help="Number of classes; checked against the data. Omit to infer."),
     data: str = typer.Option("data", help="Folder of class folders, or of train/ val/ (test/) folders."),
-    epochs: int = typer.Option(10, help="Training epochs."),
+    epochs: int = typer.Option(20, help="Head training epochs (on cached features: cheap)."),
     batch_size: int = typer.Option(32, help="Images per batch."),
     image_size: Optional[int] = typer.Option(None, help="Square input size; default: the backbone's."),
     lr: float = typer.Option(4e-4, help="Adam learning rate."),
@@ -149,6 +149,14 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue an interrupted run from its last completed epoch (its own settings are used)."),
     quantize: str = typer.Option("none", help="TFLite quantization: none, float16, dynamic or int8 (int8 calibrates on training images)."),
     verify: bool = typer.Option(True, help="Reopen each artifact in its own runtime and compare with the trained model."),
+    augment_copies: int = typer.Option(0, help="Augmented copies of each training image whose features are cached beside the clean one (K more extraction passes)."),
+    cache: bool = typer.Option(True, help="Keep extracted features in the on-disk cache (--no-cache: extract in memory only)."),
+    cache_dir: Optional[str] = typer.Option(None, help="Feature cache folder; default $CLF_CACHE_DIR or ~/.cache/clf/features."),
+    fine_tune_layers: str = typer.Option("0", help="After the head phase, unfreeze the top N backbone weight layers, or 'all' (0: off)."),
+    fine_tune_epochs: int = typer.Option(5, help="Epochs of the fine-tuning phase."),
+    fine_tune_lr: Optional[float] = typer.Option(None, help="Fine-tuning learning rate; default --lr / 10."),
+    class_weight: str = typer.Option("auto", help="'balanced', 'none', or 'auto' (balanced when the largest class has over 3x the smallest)."),
+    patience: int = typer.Option(0, help="Stop after this many epochs without a better validation loss and restore the best weights (0: off)."),
     plugin: Optional[List[str]] = PluginOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
@@ -165,7 +173,11 @@ def run(
                   weights=weights, seed=seed, plugin=tuple(plugin or ()), validation_split=validation_split,
                   augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard,
                   strict_data=strict_data, force=force,
-                  quantize=quantize, verify=verify)
+                  quantize=quantize, verify=verify,
+                  augment_copies=augment_copies, cache=cache, cache_dir=cache_dir,
+                  fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs,
+                  fine_tune_lr=fine_tune_lr, class_weight=class_weight, patience=patience)
+
     if weights_mirror:
         os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror
     observer = None

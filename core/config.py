@@ -21,7 +21,7 @@ class RunConfig:
     backbone: str = "vgg16"
     classes: int | None = None  # None: inferred from the data
     data: str = "data"
-    epochs: int = 10
+    epochs: int = 20  # head epochs on cached features: cheap, so the tutorial's 20
     batch_size: int = 32
     image_size: int | None = None  # None: the backbone's default input size
     lr: float = 4e-4  # the tutorial's Adam learning rate
@@ -41,6 +41,15 @@ class RunConfig:
     force: bool = False  # replace an existing --output run folder
     quantize: str = "none"  # TFLite: "none", "float16", "dynamic" or "int8"
     verify: bool = True  # reopen each artifact in its runtime and compare (core/verify.py)
+    # Fast transfer learning (features cached once; see core/features.py).
+    augment_copies: int = 0  # K augmented feature copies cached beside the clean one
+    cache: bool = True  # persistent on-disk feature cache
+    cache_dir: str | None = None  # None: $CLF_CACHE_DIR or ~/.cache/clf/features
+    fine_tune_layers: int | str = 0  # 0: off; N: top N weight layers; "all"
+    fine_tune_epochs: int = 5
+    fine_tune_lr: float | None = None  # None: lr / 10
+    class_weight: str = "auto"  # "auto" (balanced when largest class > 3x smallest), "balanced", "none"
+    patience: int = 0  # early stopping on validation loss, best weights restored; 0: off
 
     def __post_init__(self) -> None:
         self.validate()
@@ -79,6 +88,20 @@ class RunConfig:
         if not isinstance(self.quantize, str) or self.quantize.strip().lower() not in QUANTIZE_MODES:
             _bad("quantize", self.quantize, f"one of {', '.join(QUANTIZE_MODES)}")
         self.quantize = self.quantize.strip().lower()
+        _positive_int(self, "augment_copies", minimum=0)
+        if not isinstance(self.cache, bool):
+            _bad("cache", self.cache, "true or false")
+        if self.cache_dir is not None:
+            self.cache_dir = str(Path(str(self.cache_dir)).expanduser())
+        self.fine_tune_layers = _normalise_fine_tune_layers(self.fine_tune_layers)
+        _positive_int(self, "fine_tune_epochs")
+        if self.fine_tune_lr is not None and (not _is_number(self.fine_tune_lr) or not 0 < self.fine_tune_lr < 1):
+            _bad("fine_tune_lr", self.fine_tune_lr, "a learning rate between 0 and 1, or unset for lr/10")
+        if isinstance(self.class_weight, str):
+            self.class_weight = self.class_weight.strip().lower()
+        if self.class_weight not in ("auto", "balanced", "none"):
+            _bad("class_weight", self.class_weight, "'auto', 'balanced' or 'none'")
+        _positive_int(self, "patience", minimum=0)
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 
@@ -117,6 +140,19 @@ def _normalise_weights(value: Any) -> str:
     if not text:
         _bad("weights", value, "'imagenet', 'none' or a path to a weights file")
     return str(Path(text).expanduser())
+
+
+def _normalise_fine_tune_layers(value: Any):
+    """0 (off), a positive layer count, or "all"; the CLI passes text."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return "all"
+        if text.isdigit():
+            return int(text)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    _bad("fine_tune_layers", value, "a number of top backbone layers (0: off) or 'all'")
 
 
 def _is_number(value: Any) -> bool:

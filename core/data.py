@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 # Suffixes tf.io.decode_image reads; anything else (.DS_Store, Thumbs.db, notes) is skipped.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
@@ -39,6 +39,9 @@ class DatasetBundle:
     validation: "object | None" = None
     test: "object | None" = None
     splits: dict[str, Split] = field(default_factory=dict)
+    # Optional: builds the same kind of dataset for any subset of files, so the feature
+    # cache can decode only the files it misses. Without it a partial miss re-reads a split.
+    make_dataset: Callable[[list[str], list[int]], object] | None = None
 
     @property
     def num_classes(self) -> int:

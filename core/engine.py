@@ -18,7 +18,7 @@ from .events import Observer
 from .exporting import check_export_options, export_all
 from .history import RunRecorder, TeeObserver
 from .labels import make_metadata
-from .model import Classifier, build_classifier
+from .model import Classifier, build_backbone, build_head, join
 from .plugin_manager import PluginHost, get_host
 
 
@@ -36,6 +36,9 @@ class RunResult:
     evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     verification: Any = None  # clf.verify.VerificationReport, None with verify=False
+    # Seconds per phase and feature-extraction counts (extracted vs served from the cache).
+    timings: dict[str, float] = field(default_factory=dict)
+    extraction: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def model(self):
@@ -102,15 +105,16 @@ def new_run_dir(config: RunConfig) -> Path:
     return path
 
 
-def augmentation_layers(seed: int):
-    """The tutorial's augmentation (shear 0.2, zoom 0.2, horizontal flip), on training only."""
-    import keras
+def feature_cache_for(config: RunConfig, backbone, base, image_size):
+    """The on-disk feature cache for this extractor, or None with ``--no-cache``."""
+    if not config.cache:
+        return None
+    from .feature_cache import FeatureCache, default_cache_dir, weights_fingerprint
 
-    return keras.Sequential([
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 1),
-        keras.layers.RandomShear(x_factor=0.2, y_factor=0.0, fill_mode="nearest", seed=seed + 2),
-    ], name="augmentation")
+    return FeatureCache(config.cache_dir or default_cache_dir(), {
+        "backbone": backbone.name, "weights": weights_fingerprint(base),
+        "image_size": list(image_size), "preprocess": backbone.preprocess, "loader": config.loader,
+    })
 
 
 class _EpochReporter:
@@ -152,6 +156,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
         guardrails.check_output(config.output, config.force)  # before any slow work
 
     import keras
+    import numpy as np
     import tensorflow as tf
 
     observer.phase_start("data")
@@ -174,42 +179,91 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
                       f"expect much lower accuracy than with pretrained weights.")
     observer.phase_start("build")
     keras.utils.set_random_seed(config.seed)
-    clf_model = build_classifier(
-        backbone, head, bundle.num_classes, image_size,
-        None if config.weights == "none" else config.weights,
-        {"dropout": config.dropout, "hidden_units": config.hidden_units},
-    )
-    clf_model.model.compile(optimizer=keras.optimizers.Adam(config.lr),
-                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    observer.phase_end("build", weights=config.weights, params=clf_model.model.count_params())
+    base = build_backbone(backbone, image_size, None if config.weights == "none" else config.weights)
+    head_options = {"dropout": config.dropout, "hidden_units": config.hidden_units}
+    observer.phase_end("build", weights=config.weights, params=base.count_params())
 
     n_train = len(bundle.splits["train"]) if "train" in bundle.splits else 0
     batch_size = guardrails.batch_size_for(config.batch_size, n_train, observer)
     first_epoch = ckpt.epoch if ckpt is not None else 0
-    if n_train:
+    val = bundle.validation.batch(batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None
+    timings: dict[str, float] = {}
+    extraction: dict[str, dict[str, int]] = {}
+    train_f = val_f = test_f = None
+    if backbone.trainable:
+        # A backbone trained from scratch with the head (the tutorial's small CNN) changes
+        # every step: there is nothing to cache, so every epoch runs on live images.
+        head_model = build_head(head, int(base.output_shape[-1]), bundle.num_classes, head_options)
+        clf_model = join(base, head_model, backbone.preprocess, image_size, train_backbone=True)
+        fit_model, fit_data, n_fit, fit_val = clf_model.model, bundle.train, n_train, val
+        train_counts = [bundle.counts("train")[c] for c in bundle.class_names] if n_train else []
+    else:
+        # Phase 1: the backbone is frozen, so each image goes through it once (K+1 times
+        # with augmented copies) and the head trains on the cached features.
+        from .features import make_extractor, make_standardizer, split_features
+
+        total = sum(len(s) for s in bundle.splits.values()) + n_train * config.augment_copies
+        observer.phase_start("extract", total=total or None, unit="image")
+        t0 = time.perf_counter()
+        cache = feature_cache_for(config, backbone, base, image_size)
+        if cache is not None and not bundle.splits:
+            observer.note(f"Loader {config.loader!r} lists no files, so features are not cached on disk.")
+        extractor = make_extractor(Classifier(None, base, None, backbone.preprocess), image_size)
+        feats = {name: split_features(bundle, name, extractor, batch_size, seed=config.seed,
+                                      copies=config.augment_copies if config.augment else 0, cache=cache,
+                                      progress=lambda n: observer.phase_advance("extract", n))
+                 for name in ("train", "validation", "test")}
+        extraction = {n: {"extracted": f.extracted, "cached": f.cached} for n, f in feats.items() if f}
+        timings["extract"] = time.perf_counter() - t0
+        observer.phase_end("extract", seconds=timings["extract"], counts=extraction,
+                           cache_dir=str(cache.dir) if cache else None)
+        if config.augment_copies and not config.augment:
+            observer.note("--augment-copies is ignored with --no-augment: training on clean features only.")
+        train_f, val_f, test_f = feats["train"], feats["validation"], feats["test"]
+        keras.utils.set_random_seed(config.seed)
+        head_model = build_head(head, int(base.output_shape[-1]), bundle.num_classes, head_options,
+                                standardize=make_standardizer(train_f.features))
+        clf_model = join(base, head_model, backbone.preprocess, image_size)
+        fit_model = head_model
+        fit_data = tf.data.Dataset.from_tensor_slices((train_f.features, train_f.labels))
+        n_fit = len(train_f.labels)
+        fit_val = (tf.data.Dataset.from_tensor_slices((val_f.features, val_f.labels)).batch(256)
+                   if val_f is not None else None)
+        n_clean = n_fit // (1 + (config.augment_copies if config.augment else 0))  # clean copy first
+        train_counts = np.bincount(train_f.labels[:n_clean], minlength=bundle.num_classes).tolist()
+    from .class_weights import choose_class_weights
+
+    class_weight, note = choose_class_weights(config.class_weight, train_counts, bundle.class_names)
+    if note:
+        observer.note(note)
+    if n_fit:
         # Each epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
-        train = checkpoint.epoch_batches(bundle.train, seed=config.seed, batch_size=batch_size,
-                                         buffer=n_train, first_epoch=first_epoch, epochs=config.epochs)
-        steps_per_epoch = checkpoint.steps(n_train, batch_size)
+        train = checkpoint.epoch_batches(fit_data, seed=config.seed, batch_size=batch_size,
+                                         buffer=n_fit, first_epoch=first_epoch, epochs=config.epochs)
+        steps_per_epoch = checkpoint.steps(n_fit, batch_size)
     else:  # a loader that streams: no file list, so no epoch-exact resume
-        train = bundle.train.shuffle(1024, seed=config.seed).batch(batch_size)
+        train = fit_data.shuffle(1024, seed=config.seed).batch(batch_size)
         steps_per_epoch = None
-    if config.augment:
+    fit_model.compile(optimizer=keras.optimizers.Adam(config.lr),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if backbone.trainable and config.augment:
+        from .augmentation import augmentation_layers
+
         aug = augmentation_layers(config.seed)
         train = train.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     train = train.prefetch(tf.data.AUTOTUNE)
-    val = bundle.validation.batch(batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None
 
     run_dir = Path(resume_from) if ckpt is not None else new_run_dir(config)
     runrecord.write_config(run_dir, config)  # first, so even a crashed run says what it was
     if report is not None:
         report.write(run_dir)
     if ckpt is not None:
-        checkpoint.restore(clf_model.model, ckpt)
+        checkpoint.restore(fit_model, ckpt)
         observer.note(f"Resuming {run_dir} after epoch {ckpt.epoch} of {config.epochs}.")
     saver = checkpoint.callback(run_dir, phase="train", epochs=config.epochs, config=config.to_dict(),
                                 history=ckpt.history if ckpt is not None else None)
-    callbacks = [_EpochReporter.make(observer, "train", config.epochs), saver]
+    callbacks = [_EpochReporter.make(observer, "train", config.epochs), saver,
+                 *_stopping(config, fit_val is not None)]
     for factory in host.callbacks:
         cb = factory.make(config, run_dir)
         if cb is not None:
@@ -222,23 +276,38 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     try:
         if first_epoch < config.epochs:
-            clf_model.model.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=first_epoch,
-                                steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0, shuffle=False)
+            fit_model.fit(train, validation_data=fit_val, epochs=config.epochs, initial_epoch=first_epoch,
+                          steps_per_epoch=steps_per_epoch, class_weight=class_weight,
+                          callbacks=callbacks, verbose=0, shuffle=False)
     except KeyboardInterrupt:
         done = checkpoint.latest(run_dir, "train")
         raise Interrupted(run_dir, done.epoch if done else 0, config.epochs) from None
-    history = saver.history_so_far
-    observer.phase_end("train", seconds=time.perf_counter() - t0)
+    timings["train"] = time.perf_counter() - t0
+    observer.phase_end("train", seconds=timings["train"])
+    history_dict = {k: [float(v) for v in vs] for k, vs in saver.history_so_far.items()}
+
+    if config.fine_tune_layers:
+        history_dict.update(_fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, host))
+        timings["fine_tune"] = history_dict.pop("_seconds")[0]
 
     metrics: dict[str, float] = {}
     reports: dict[str, dict[str, Any]] = {}
-    to_evaluate = {name: ds for name, ds in (("validation", val), ("test", bundle.test)) if ds is not None}
+    # After fine-tuning (or with a backbone trained from scratch) the cached features no
+    # longer describe the backbone: evaluate the whole model on images. Otherwise the head on
+    # the cached features predicts exactly what the exported model predicts, far faster.
+    live = backbone.trainable or bool(config.fine_tune_layers)
+    to_evaluate = {name: (f, ds) for name, f, ds in (("validation", val_f, val), ("test", test_f, bundle.test))
+                   if (ds if live else f) is not None}
     observer.phase_start("evaluate", total=sum(len(bundle.splits[n]) for n in to_evaluate if n in bundle.splits)
                          or None, unit="image")
-    for split_name, ds in to_evaluate.items():
-        if split_name == "test":
-            ds = ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-        reports[split_name] = evaluate_dataset(clf_model.model, ds, bundle.class_names, observer)
+    for split_name, (split_f, ds) in to_evaluate.items():
+        if live:
+            if split_name == "test":
+                ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+            reports[split_name] = evaluate_dataset(clf_model.model, ds, bundle.class_names, observer)
+        else:
+            feats = tf.data.Dataset.from_tensor_slices((split_f.features, split_f.labels)).batch(256)
+            reports[split_name] = evaluate_dataset(head_model, feats, bundle.class_names, observer)
         metrics[f"{split_name}_loss"] = reports[split_name]["loss"]
         metrics[f"{split_name}_accuracy"] = reports[split_name]["accuracy"]
     observer.phase_end("evaluate", metrics=metrics, reports=reports)
@@ -255,11 +324,60 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
         seconds={**recorder.seconds, "total": (datetime.now() - started).total_seconds()},
         backbone=backbone.name, image_size=image_size, started=started,
         extra={"artifacts": metadata["artifacts"], "metrics": metrics, "evaluated_on": primary,
-               "verification": metadata.get("verification")},
+               "verification": metadata.get("verification"), "extraction": extraction},
     )
     record.append(runrecord.write_json(run_dir / "manifest.json", manifest))
     observer.phase_end("record", run_dir=run_dir, files=record, reports=reports, primary=primary)
 
-    return RunResult(config, run_dir, bundle.class_names,
-                     {k: [float(v) for v in vs] for k, vs in history.items()},
-                     metrics, artifacts, clf_model, counts, reports, manifest, verification)
+    return RunResult(config, run_dir, bundle.class_names, history_dict, metrics, artifacts,
+                     clf_model, counts, evaluation=reports, manifest=manifest, verification=verification,
+                     timings=timings,
+                     extraction=extraction)
+
+
+def _stopping(config: RunConfig, has_validation: bool) -> list:
+    """Early stopping on validation loss with the best epoch's weights restored."""
+    if not config.patience or not has_validation:
+        return []
+    import keras
+
+    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                          restore_best_weights=True)]
+
+
+def _fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, host) -> dict:
+    """Phase 2: unfreeze the top of the backbone and train end to end on live images."""
+    import keras
+    import tensorflow as tf
+
+    from .augmentation import augmentation_layers
+    from .finetune import fine_tune_lr, unfreeze_top
+
+    names = unfreeze_top(clf_model.backbone, config.fine_tune_layers)
+    lr = fine_tune_lr(config)
+    observer.note(f"Fine-tuning {len(names)} backbone layer(s) ({names[0]} ... {names[-1]}) for "
+                  f"{config.fine_tune_epochs} epoch(s) at learning rate {lr:g}; BatchNormalization "
+                  f"stays frozen in inference mode.")
+    train = bundle.train.shuffle(max(1, len(bundle.splits.get("train", [])) or 1024),
+                                 seed=config.seed).batch(config.batch_size)
+    if config.augment:
+        aug = augmentation_layers(config.seed)
+        train = train.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.prefetch(tf.data.AUTOTUNE)
+    clf_model.model.compile(optimizer=keras.optimizers.Adam(lr),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    callbacks = [_EpochReporter.make(observer, "fine_tune", config.fine_tune_epochs),
+                 *_stopping(config, val is not None)]
+    for factory in host.callbacks:
+        cb = factory.make(config, run_dir)
+        if cb is not None:
+            callbacks.append(cb)
+    observer.phase_start("fine_tune", total=config.fine_tune_epochs, unit="epoch")
+    t0 = time.perf_counter()
+    history = clf_model.model.fit(train, validation_data=val, epochs=config.fine_tune_epochs,
+                                  class_weight=class_weight, callbacks=callbacks, verbose=0, shuffle=False)
+    seconds = time.perf_counter() - t0
+    observer.phase_end("fine_tune", seconds=seconds)
+    out = {f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}
+    out["_seconds"] = [seconds]
+    return out

@@ -35,11 +35,15 @@ def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights):
     return model
 
 
-def build_head(head: Head, num_features: int, num_classes: int, options: dict[str, Any]):
+def build_head(head: Head, num_features: int, num_classes: int, options: dict[str, Any],
+               standardize=None):
+    """The head as its own model over the feature vector; ``standardize`` (a built
+    ``Normalization`` layer) goes first when given, so it is saved with the head."""
     import keras
 
     features = keras.Input(shape=(num_features,), name="features")
-    outputs = head.build(features, num_classes, **options)
+    x = standardize(features) if standardize is not None else features
+    outputs = head.build(x, num_classes, **options)
     shape = tuple(outputs.shape)
     if shape[-1] != num_classes:
         raise PluginError(

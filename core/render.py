@@ -77,7 +77,13 @@ class PlainObserver(Observer):
                 self.print(f"  {split}: {sum(counts.values())} images "
                            f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
         elif phase == "build":
-            self.print(f"model: {info['params']:,} parameters; backbone weights: {info['weights']}")
+            self.print(f"backbone: {info['params']:,} parameters; backbone weights: {info['weights']}")
+        elif phase == "extract":
+            done = sum(v["extracted"] for v in info["counts"].values())
+            hit = sum(v["cached"] for v in info["counts"].values())
+            where = f"; cache {info['cache_dir']}" if info.get("cache_dir") else "; disk cache off"
+            self.print(f"features: {done} images extracted, {hit} from the cache in "
+                       f"{info['seconds']:.1f}s{where}")
         elif "seconds" in info and phase not in ("data",):
             self.print(f"{phase} done in {info['seconds']:.1f}s")
         if phase == "evaluate" and "metrics" in info:

@@ -127,7 +127,8 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
     datasets = {name: files_dataset(s.files, s.labels, image_size, substitute) if len(s) else None
                 for name, s in splits.items()}
     return DatasetBundle(class_names, datasets["train"], datasets.get("validation"),
-                         datasets.get("test"), splits)
+                         datasets.get("test"), splits,
+                         make_dataset=lambda files, labels: files_dataset(files, labels, image_size))
 
 
 def check_data_root(root: Path, source) -> None:

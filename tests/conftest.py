@@ -55,6 +55,14 @@ def split_folder(tmp_path) -> Path:
     return make_folder(tmp_path / "data", split_dirs=True)
 
 
+@pytest.fixture(autouse=True)
+def feature_cache_dir(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own empty feature cache, never the user's ~/.cache."""
+    path = tmp_path / "feature-cache"
+    monkeypatch.setenv("CLF_CACHE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def host():
     """A fresh plugin host (built-ins and installed plugins) that a test may add to freely."""
