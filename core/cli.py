@@ -104,6 +104,8 @@ def run(
     dropout: float = typer.Option(0.0, help="Dropout before the softmax layer."),
     hidden_units: int = typer.Option(0, help="Width of a hidden ReLU layer in the head (0: none)."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard logs to <run folder>/tensorboard."),
+    strategy: str = typer.Option("auto", help="tf.distribute strategy: auto, default, mirrored, multiworker or tpu (auto: mirrored when more than one GPU is visible)."),
+    precision: str = typer.Option("auto", help="auto, float32, mixed_float16 or mixed_bfloat16 (auto: mixed_float16 on a GPU that supports it, else float32)."),
     plugin: Optional[List[str]] = PluginOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
@@ -117,7 +119,8 @@ def run(
     values = dict(backbone=backbone, classes=classes, data=data, epochs=epochs, batch_size=batch_size,
                   image_size=image_size, lr=lr, head=head, loader=loader, export=export, output=output,
                   weights=weights, seed=seed, plugin=tuple(plugin or ()), validation_split=validation_split,
-                  augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard)
+                  augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard,
+                  strategy=strategy, precision=precision)
     observer = None
     try:
         if config_file is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .distribute import PRECISIONS, STRATEGIES, check_name
 from .errors import ConfigError
 
 
@@ -35,6 +36,8 @@ class RunConfig:
     dropout: float = 0.0
     hidden_units: int = 0
     tensorboard: bool = False  # the built-in TensorBoard callback plugin: logs in <run>/tensorboard
+    strategy: str = "auto"  # tf.distribute strategy: see clf.distribute.STRATEGIES
+    precision: str = "auto"  # Keras dtype policy: see clf.distribute.PRECISIONS
 
     def __post_init__(self) -> None:
         self.validate()
@@ -70,6 +73,8 @@ class RunConfig:
         for name in ("augment", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 _bad(name, getattr(self, name), "true or false")
+        self.strategy = check_name("strategy", self.strategy, STRATEGIES)
+        self.precision = check_name("precision", self.precision, PRECISIONS)
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 

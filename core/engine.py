@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +12,7 @@ from typing import Any
 
 from . import runrecord
 from .config import RunConfig
+from .distribute import distribution, precision_scope
 from .evaluation import evaluate_dataset
 from .errors import ClfError, ConfigError, DataError, ExportError, UsageError
 from .events import Observer
@@ -32,6 +35,9 @@ class RunResult:
     # split name -> clf.metrics.evaluation_report (also in metrics.json)
     evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    # How it ran: strategy, replicas, precision, global/per-replica batch, chief or not.
+    # A non-chief worker of a multi-worker run writes no artifacts (run_dir was a temp dir).
+    distribution: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self):
@@ -136,6 +142,12 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     backbone, head, loader, exporters = resolve_components(config, host)
     image_size = image_size_for(config, backbone)
 
+    # The strategy comes first: a multi-worker strategy must configure TensorFlow's
+    # runtime before anything (reading data included) starts it.
+    dist = distribution(config.strategy, config.precision, config.batch_size)
+    if dist.replicas > 1 or not dist.chief:
+        observer.note(dist.describe())
+
     import keras
     import tensorflow as tf
 
@@ -158,24 +170,33 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
                       f"expect much lower accuracy than with pretrained weights.")
     observer.phase_start("build")
     keras.utils.set_random_seed(config.seed)
-    clf_model = build_classifier(
-        backbone, head, bundle.num_classes, image_size,
-        None if config.weights == "none" else config.weights,
-        {"dropout": config.dropout, "hidden_units": config.hidden_units},
-    )
-    clf_model.model.compile(optimizer=keras.optimizers.Adam(config.lr),
-                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    observer.phase_end("build", weights=config.weights, params=clf_model.model.count_params())
+    # Variables made inside the scope are mirrored on every replica; layers made inside the
+    # precision scope take its dtype policy (the policy is restored afterwards).
+    with dist.strategy.scope(), precision_scope(dist.precision):
+        clf_model = build_classifier(
+            backbone, head, bundle.num_classes, image_size,
+            None if config.weights == "none" else config.weights,
+            {"dropout": config.dropout, "hidden_units": config.hidden_units},
+        )
+        clf_model.model.compile(optimizer=keras.optimizers.Adam(config.lr),
+                                loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    dist.prepare(clf_model.model)
+    observer.phase_end("build", weights=config.weights, params=clf_model.model.count_params(),
+                       **dist.as_info())
 
-    train = bundle.train.shuffle(max(1, len(bundle.splits.get("train", [])) or 1024),
-                                 seed=config.seed).batch(config.batch_size)
+    # config.batch_size is the global batch: Keras splits each one across the replicas.
+    train, steps = dist.epochs(bundle.train, len(bundle.splits.get("train", [])) or None,
+                               config.seed, config.epochs)
     if config.augment:
         aug = augmentation_layers(config.seed)
         train = train.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     train = train.prefetch(tf.data.AUTOTUNE)
-    val = bundle.validation.batch(config.batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None
+    val = (dist.batch(bundle.validation, len(bundle.splits.get("validation", [])) or None, "validation")
+           .prefetch(tf.data.AUTOTUNE) if bundle.validation else None)
 
-    run_dir = new_run_dir(config)
+    # Only the chief writes the run folder; other workers still run every step (saving
+    # may need them) but write to a temporary folder that is removed at the end.
+    run_dir = new_run_dir(config) if dist.chief else Path(tempfile.mkdtemp(prefix="clf-worker-"))
     runrecord.write_config(run_dir, config)  # first, so even a crashed run says what it was
     callbacks = [_EpochReporter.make(observer, "train", config.epochs)]
     for factory in host.callbacks:
@@ -185,7 +206,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
 
     observer.phase_start("train", total=config.epochs, unit="epoch")
     t0 = time.perf_counter()
-    history = clf_model.model.fit(train, validation_data=val, epochs=config.epochs,
+    history = clf_model.model.fit(train, validation_data=val, epochs=config.epochs, steps_per_epoch=steps,
                                   callbacks=callbacks, verbose=0, shuffle=False)
     observer.phase_end("train", seconds=time.perf_counter() - t0)
 
@@ -196,15 +217,15 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
                          or None, unit="image")
     for split_name, ds in to_evaluate.items():
         if split_name == "test":
-            ds = ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-        reports[split_name] = evaluate_dataset(clf_model.model, ds, bundle.class_names, observer)
+            ds = dist.batch(ds, len(bundle.splits.get("test", [])) or None, "test").prefetch(tf.data.AUTOTUNE)
+        reports[split_name] = evaluate_dataset(dist.local_model(clf_model.model), ds, bundle.class_names, observer)
         metrics[f"{split_name}_loss"] = reports[split_name]["loss"]
         metrics[f"{split_name}_accuracy"] = reports[split_name]["accuracy"]
     observer.phase_end("evaluate", metrics=metrics, reports=reports)
 
     observer.phase_start("export", total=len(exporters))
     metadata = make_metadata(bundle.class_names, backbone.name, image_size, backbone.preprocess,
-                             weights=config.weights)
+                             weights=config.weights, precision=dist.precision)
     artifacts: dict[str, list[Path]] = {}
     for exporter in exporters:
         try:
@@ -235,6 +256,9 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     record.append(runrecord.write_json(run_dir / "manifest.json", manifest))
     observer.phase_end("record", run_dir=run_dir, files=record, reports=reports, primary=primary)
 
+    if not dist.chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        artifacts = {}
     return RunResult(config, run_dir, bundle.class_names,
                      {k: [float(v) for v in vs] for k, vs in history.history.items()},
-                     metrics, artifacts, clf_model, counts, reports, manifest)
+                     metrics, artifacts, clf_model, counts, reports, manifest, dist.as_info())

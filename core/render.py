@@ -76,6 +76,10 @@ class PlainObserver(Observer):
                            f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
         elif phase == "build":
             self.print(f"model: {info['params']:,} parameters; backbone weights: {info['weights']}")
+            if "strategy" in info:  # batch size semantics: --batch-size is the global batch
+                self.print(f"strategy: {info['strategy']}, {info['replicas']} replica(s); batch "
+                           f"{info['global_batch_size']} global, {info['per_replica_batch_size']} per "
+                           f"replica; precision {info['precision']}")
         elif "seconds" in info and phase not in ("data",):
             self.print(f"{phase} done in {info['seconds']:.1f}s")
         if phase == "evaluate" and "metrics" in info:
