@@ -79,16 +79,44 @@ class Distribution:
                     )
         return dataset.batch(size, drop_remainder=self.static_batches)
 
-    def local_model(self, model):
-        """``model`` for ``predict_on_batch`` on this process's own device.
+    def prepare(self, model) -> None:
+        """Work around Keras 3's ``fit`` under MultiWorkerMirroredStrategy.
 
-        Under several replicas Keras' ``predict_on_batch`` hands the whole batch to every
-        replica and concatenates their outputs (one row per image per replica); evaluation
-        after training needs one row per image, and each worker can do it alone.
+        Before training, Keras averages the first batch across replicas with
+        ``strategy.reduce`` just to learn its shapes (``_maybe_symbolic_build`` in
+        keras/src/backend/tensorflow/trainer.py). MultiWorkerMirroredStrategy cannot reduce
+        an ``(images, labels)`` pair, so ``fit`` fails on every multi-worker run
+        (keras-team/keras#20585, tensorflow/tensorflow#72388). Shapes are all that step
+        needs, so this model takes them from this worker's first replica instead.
         """
-        if self.replicas == 1:
-            return model
-        return _LocalPredictor(model)
+        if self.name != "multiworker":
+            return
+        tf = _tf()
+        strategy = self.strategy
+
+        def local(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.experimental_local_results(value)[0]
+            return value
+
+        def maybe_symbolic_build(iterator=None, data_batch=None):
+            if iterator is not None:
+                for _, _, it in iterator:
+                    data_batch = tf.nest.map_structure(local, next(it))
+                    break
+            with strategy.scope():
+                model._symbolic_build(data_batch=data_batch)
+
+        model._maybe_symbolic_build = maybe_symbolic_build
+
+        # Each step's logs are then averaged with reduce("MEAN", axis=0), which fails on the
+        # scalar loss and metrics under this strategy; as one-element vectors they average
+        # across replicas as Keras intends.
+        def as_vectors(step):
+            return lambda data: tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
+
+        model.train_step = as_vectors(model.train_step)
+        model.test_step = as_vectors(model.test_step)
 
     def epochs(self, dataset, count: int | None, seed: int, epochs: int):
         """``epochs`` shuffled passes over ``dataset``, batched; returns ``(dataset, steps)``.
@@ -323,15 +351,3 @@ def distribution(strategy_name_: str, precision: str, global_batch_size: int) ->
         )
     return Distribution(strategy, kind, replicas, devices, is_chief(strategy),
                         resolve_precision(precision, kind), global_batch_size)
-
-
-class _LocalPredictor:
-    """``predict_on_batch`` that calls the model directly (no strategy, no collectives)."""
-
-    def __init__(self, model):
-        import tensorflow as tf
-
-        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-    def predict_on_batch(self, images):
-        return self._forward(images).numpy()
