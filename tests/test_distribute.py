@@ -195,3 +195,14 @@ def test_multiworker_on_two_local_processes_and_only_the_chief_writes(tmp_path):
         np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-6)
     predictor = clf.load_predictor(output)
     assert predictor.class_names == ["ant", "bee", "cat"]
+
+
+def test_cli_rejects_an_unknown_strategy_with_usage_exit_code(image_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from clf.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--data", str(image_folder), "--strategy", "spark",
+                                      "--output", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "Invalid strategy 'spark'" in result.output and not (tmp_path / "r").exists()
