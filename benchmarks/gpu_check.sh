@@ -55,6 +55,6 @@ EOF
 
 cd "$(mktemp -d)"  # clf.run writes nothing outside its temp folders, but keep the cwd clean
 timeout 270 "$VENV/bin/python" "$REPO/benchmarks/gpu_throughput.py" \
-    --backbone vgg16 --size 224 --images 512 --batch 64 --epochs 2 --repeats 10 \
+    --backbone vgg16 --size 224 --images 512 --batch 64 --epochs 3 --repeats 10 \
     --precisions float32,mixed_float16
 echo "== done in $(( $(date +%s) - start ))s"
