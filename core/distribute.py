@@ -118,6 +118,17 @@ class Distribution:
         model.train_step = as_vectors(model.train_step)
         model.test_step = as_vectors(model.test_step)
 
+    def local_model(self, model):
+        """``model`` for ``predict_on_batch`` on this process's own device.
+
+        Under several replicas Keras' ``predict_on_batch`` hands the whole batch to every
+        replica and concatenates their outputs (one row per image per replica); evaluation
+        after training needs one row per image, and each worker can do it alone.
+        """
+        if self.replicas == 1:
+            return model
+        return _LocalPredictor(model)
+
     def epochs(self, dataset, count: int | None, seed: int, epochs: int):
         """``epochs`` shuffled passes over ``dataset``, batched; returns ``(dataset, steps)``.
 
@@ -351,3 +362,15 @@ def distribution(strategy_name_: str, precision: str, global_batch_size: int) ->
         )
     return Distribution(strategy, kind, replicas, devices, is_chief(strategy),
                         resolve_precision(precision, kind), global_batch_size)
+
+
+class _LocalPredictor:
+    """``predict_on_batch`` that calls the model directly (no strategy, no collectives)."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def predict_on_batch(self, images):
+        return self._forward(images).numpy()
