@@ -14,13 +14,15 @@ from typing import Any, Mapping
 from .distribute import PRECISIONS, STRATEGIES, check_name
 from .errors import ConfigError
 
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+
 
 @dataclass
 class RunConfig:
     backbone: str = "vgg16"
     classes: int | None = None  # None: inferred from the data
     data: str = "data"
-    epochs: int = 10
+    epochs: int = 20  # head epochs on cached features: cheap, so the tutorial's 20
     batch_size: int = 32
     image_size: int | None = None  # None: the backbone's default input size
     lr: float = 4e-4  # the tutorial's Adam learning rate
@@ -36,6 +38,19 @@ class RunConfig:
     dropout: float = 0.0
     hidden_units: int = 0
     tensorboard: bool = False  # the built-in TensorBoard callback plugin: logs in <run>/tensorboard
+    strict_data: bool = False  # any file the dataset doctor would quarantine is an error
+    force: bool = False  # replace an existing --output run folder
+    quantize: str = "none"  # TFLite: "none", "float16", "dynamic" or "int8"
+    verify: bool = True  # reopen each artifact in its runtime and compare (core/verify.py)
+    # Fast transfer learning (features cached once; see core/features.py).
+    augment_copies: int = 0  # K augmented feature copies cached beside the clean one
+    cache: bool = True  # persistent on-disk feature cache
+    cache_dir: str | None = None  # None: $CLF_CACHE_DIR or ~/.cache/clf/features
+    fine_tune_layers: int | str = 0  # 0: off; N: top N weight layers; "all"
+    fine_tune_epochs: int = 5
+    fine_tune_lr: float | None = None  # None: lr / 10
+    class_weight: str = "auto"  # "auto" (balanced when largest class > 3x smallest), "balanced", "none"
+    patience: int = 0  # early stopping on validation loss, best weights restored; 0: off
     strategy: str = "auto"  # tf.distribute strategy: see clf.distribute.STRATEGIES
     precision: str = "auto"  # Keras dtype policy: see clf.distribute.PRECISIONS
 
@@ -70,9 +85,26 @@ class RunConfig:
             _bad("validation_split", self.validation_split, "a fraction between 0 and 1 (e.g. 0.2)")
         if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
             _bad("dropout", self.dropout, "a fraction in [0, 1) (e.g. 0.5)")
-        for name in ("augment", "tensorboard"):
-            if not isinstance(getattr(self, name), bool):
-                _bad(name, getattr(self, name), "true or false")
+        for flag in ("augment", "tensorboard", "strict_data", "force", "verify"):
+            if not isinstance(getattr(self, flag), bool):
+                _bad(flag, getattr(self, flag), "true or false")
+        if not isinstance(self.quantize, str) or self.quantize.strip().lower() not in QUANTIZE_MODES:
+            _bad("quantize", self.quantize, f"one of {', '.join(QUANTIZE_MODES)}")
+        self.quantize = self.quantize.strip().lower()
+        _positive_int(self, "augment_copies", minimum=0)
+        if not isinstance(self.cache, bool):
+            _bad("cache", self.cache, "true or false")
+        if self.cache_dir is not None:
+            self.cache_dir = str(Path(str(self.cache_dir)).expanduser())
+        self.fine_tune_layers = _normalise_fine_tune_layers(self.fine_tune_layers)
+        _positive_int(self, "fine_tune_epochs")
+        if self.fine_tune_lr is not None and (not _is_number(self.fine_tune_lr) or not 0 < self.fine_tune_lr < 1):
+            _bad("fine_tune_lr", self.fine_tune_lr, "a learning rate between 0 and 1, or unset for lr/10")
+        if isinstance(self.class_weight, str):
+            self.class_weight = self.class_weight.strip().lower()
+        if self.class_weight not in ("auto", "balanced", "none"):
+            _bad("class_weight", self.class_weight, "'auto', 'balanced' or 'none'")
+        _positive_int(self, "patience", minimum=0)
         self.strategy = check_name("strategy", self.strategy, STRATEGIES)
         self.precision = check_name("precision", self.precision, PRECISIONS)
         if not self.export:
@@ -113,6 +145,19 @@ def _normalise_weights(value: Any) -> str:
     if not text:
         _bad("weights", value, "'imagenet', 'none' or a path to a weights file")
     return str(Path(text).expanduser())
+
+
+def _normalise_fine_tune_layers(value: Any):
+    """0 (off), a positive layer count, or "all"; the CLI passes text."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return "all"
+        if text.isdigit():
+            return int(text)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    _bad("fine_tune_layers", value, "a number of top backbone layers (0: off) or 'all'")
 
 
 def _is_number(value: Any) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 # Suffixes tf.io.decode_image reads; anything else (.DS_Store, Thumbs.db, notes) is skipped.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
@@ -39,6 +39,9 @@ class DatasetBundle:
     validation: "object | None" = None
     test: "object | None" = None
     splits: dict[str, Split] = field(default_factory=dict)
+    # Optional: builds the same kind of dataset for any subset of files, so the feature
+    # cache can decode only the files it misses. Without it a partial miss re-reads a split.
+    make_dataset: Callable[[list[str], list[int]], object] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -59,13 +62,21 @@ def decode_image(contents, image_size: Sequence[int]):
     return tf.image.resize(image, image_size, method="bilinear")  # float32, 0-255
 
 
-def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Sequence[int]):
-    """Unbatched ``(image, label)`` dataset over image files, decoded in parallel."""
+def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Sequence[int],
+                  substitute: "dict[str, str] | None" = None):
+    """Unbatched ``(image, label)`` dataset over image files, decoded in parallel.
+
+    ``substitute`` maps a file to the copy to read instead (the doctor's converted copies).
+    A file that still fails to decode (changed on disk after the doctor looked) is dropped
+    with a logged warning instead of stopping training mid-epoch."""
     import tensorflow as tf
 
+    substitute = substitute or {}
     size = tuple(int(s) for s in image_size)
-    ds = tf.data.Dataset.from_tensor_slices((list(map(str, files)), list(map(int, labels))))
-    return ds.map(
+    paths = [substitute.get(str(f), str(f)) for f in files]
+    ds = tf.data.Dataset.from_tensor_slices((paths, list(map(int, labels))))
+    ds = ds.map(
         lambda path, label: (decode_image(tf.io.read_file(path), size), tf.cast(label, tf.int32)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
+    return ds.ignore_errors(log_warning=True)

@@ -56,28 +56,41 @@ class Distribution:
                 "global_batch_size": self.global_batch_size,
                 "per_replica_batch_size": self.per_replica_batch_size}
 
-    def batch(self, dataset, count: int | None = None, split: str = "train"):
-        """Batch an unbatched dataset of ``count`` elements by the global batch size.
+    def batch_size_for(self, count: int | None, size: int | None = None, split: str = "train") -> int:
+        """The batch size for a split of ``count`` elements (``size``: the global batch).
 
         Under several replicas Keras builds the model from the first batch and needs it to
         split evenly across them (keras/src/backend/tensorflow/trainer.py,
-        ``_maybe_symbolic_build``); a split smaller than one global batch is therefore
-        batched by the largest multiple of the replica count that fits.
+        ``_maybe_symbolic_build``); a split smaller than one global batch (or a batch the
+        engine shrank to a small training set) is therefore batched by the largest multiple
+        of the replica count that fits.
         """
-        size = self.global_batch_size
-        if self.replicas > 1:
-            n = count if count else int(dataset.cardinality())  # negative: unknown/infinite
-            if 0 <= n < size:
-                size = n - n % self.replicas
-                if size == 0:
-                    from .errors import DataError
+        size = size or self.global_batch_size
+        first = min(count, size) if count is not None and count >= 0 else size
+        if self.replicas > 1 and first % self.replicas:
+            size = first - first % self.replicas
+            if size == 0:
+                from .errors import DataError
 
-                    raise DataError(
-                        f"The {split} split has {n} image(s), fewer than the {self.replicas} "
-                        f"replicas of strategy {self.name}; expected at least one image per "
-                        f"replica. Add images, or run with fewer replicas (--strategy default)."
-                    )
+                raise DataError(
+                    f"The {split} split has {count} image(s), fewer than the {self.replicas} replicas of "
+                    f"strategy {self.name}; expected at least one image per replica. Add images, "
+                    f"or run with fewer replicas (--strategy default)."
+                )
+        return size
+
+    def batch(self, dataset, count: int | None = None, split: str = "train", size: int | None = None):
+        """Batch an unbatched dataset of ``count`` elements by the global batch (or ``size``)."""
+        if count is None and self.replicas > 1:
+            n = int(dataset.cardinality())  # negative: unknown or infinite
+            count = n if n >= 0 else None
+        size = self.batch_size_for(count, size, split)
         return dataset.batch(size, drop_remainder=self.static_batches)
+
+    def steps(self, count: int, size: int | None = None) -> int:
+        """Batches per epoch for ``count`` elements, as ``batch`` makes them."""
+        size = self.batch_size_for(count, size)
+        return max(1, count // size if self.static_batches else -(-count // size))
 
     def prepare(self, model) -> None:
         """Work around Keras 3's ``fit`` under MultiWorkerMirroredStrategy.
@@ -128,27 +141,6 @@ class Distribution:
         if self.replicas == 1:
             return model
         return _LocalPredictor(model)
-
-    def epochs(self, dataset, count: int | None, seed: int, epochs: int):
-        """``epochs`` shuffled passes over ``dataset``, batched; returns ``(dataset, steps)``.
-
-        Epoch ``e`` is shuffled by a seed made from ``(seed, e)`` alone. A plain
-        ``shuffle(reshuffle_each_iteration=True)`` ties the order to how many iterators were
-        opened before, and Keras opens one extra under a strategy (to build the model from
-        the first batch), which would give every strategy a different order. Pass ``steps``
-        to ``fit(steps_per_epoch=...)`` so Keras keeps one iterator across the epochs.
-        """
-        tf = _tf()
-        n = count or int(dataset.cardinality())
-        if n <= 0:  # unknown size: no fixed order to keep; shuffle through a buffer
-            return self.batch(dataset.shuffle(1024, seed=seed), None), None
-
-        def one_epoch(epoch):
-            order_seed = tf.constant(seed, tf.int64) * 1_000_003 + epoch
-            return self.batch(dataset.shuffle(n, seed=order_seed, reshuffle_each_iteration=False), n)
-
-        steps = int(one_epoch(tf.constant(0, tf.int64)).cardinality())
-        return tf.data.Dataset.range(epochs).flat_map(one_epoch), steps
 
     def describe(self) -> str:
         share = f"{self.per_replica_batch_size} per replica"

@@ -51,3 +51,23 @@ class ModelError(ClfError):
 
 class ExportError(ClfError):
     """An exporter failed to write its artifact."""
+
+
+class Interrupted(ClfError):
+    """Training was stopped (Ctrl-C) after the last checkpoint was saved."""
+
+    exit_code = 130
+
+    def __init__(self, run_dir, epoch: int, epochs: int):
+        self.run_dir, self.epoch, self.epochs = run_dir, epoch, epochs
+        super().__init__(
+            f"Interrupted: training stopped during epoch {epoch + 1} of {epochs}; epoch "
+            f"{epoch} is saved in {str(run_dir)!r}. Continue with: clf run --resume {run_dir}"
+            if epoch else
+            f"Interrupted during the first epoch; no epoch was completed, nothing to resume "
+            f"in {str(run_dir)!r}. Start the run again."
+        )
+
+
+class VerificationError(ExportError):
+    """An exported artifact does not reproduce the model it came from."""

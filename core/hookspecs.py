@@ -4,7 +4,7 @@ Every hook is register-callback style: clf calls the hook with a ``register`` fu
 the plugin calls it once per component it provides. clf owns ``register``, so it knows which
 plugin provided what, rejects a name provided twice and keeps aliases. Hooks must be cheap:
 registering builds nothing and downloads nothing; the work happens when the registered
-callable is invoked.
+callable is invoked. The reference with each hook's contract is docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def register_backbones(register):
     """Register feature-extractor backbones.
 
     ``register(name, build, *, preprocess, input_size=(224, 224), aliases=(),
-    description=None, params=None, features=None, min_size=32)``
+    description=None, params=None, features=None, min_size=32, imagenet_file=None,
+    trainable=False)``
 
     - ``build(input_shape, weights) -> keras.Model``: a headless model taking
       ``input_shape`` (``(height, width, 3)``, already preprocessed) and returning pooled
@@ -35,6 +36,10 @@ def register_backbones(register):
     - ``input_size``: the default ``(height, width)``; ``min_size`` the smallest side.
     - ``params`` / ``features``: parameter count and feature width, for listings, so that
       listing never builds a model (``None`` when unknown).
+    - ``imagenet_file``: a ``clf.weights.WeightsFile`` (file name, origin URL, known hash)
+      that ``weights="imagenet"`` downloads at the default size, for ``clf weights``.
+    - ``trainable``: ``False`` (pretrained: clf freezes it and runs it in inference mode);
+      ``True`` for a backbone trained from scratch together with the head.
     """
 
 
@@ -74,9 +79,10 @@ def register_exporters(register):
     - ``export(model, directory, metadata) -> list[pathlib.Path]``: write the trained Keras
       model (raw RGB 0-255 in, probabilities out) into ``directory`` and return the files
       written. ``metadata`` is the label record (class names in output order, backbone,
-      input size, preprocessing); write it with ``clf.labels.write_labels``.
-    - ``load(path) -> clf.Predictor``, optional: reopen an artifact this exporter wrote so
-      ``clf predict`` can use it.
+      input size, preprocessing); clf writes it as ``labels.json`` beside the artifacts.
+    - ``load(path, labels) -> clf.Predictor``, optional: reopen an artifact this exporter
+      wrote (``path`` is its first file, ``labels`` the parsed labels.json) so ``clf predict``
+      can use it.
     """
 
 

@@ -31,15 +31,19 @@ def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights):
             f"expected pooled features [batch, features]. Build it with pooling='avg' or add "
             f"a GlobalAveragePooling2D layer."
         )
-    model.trainable = False
+    model.trainable = bool(backbone.trainable)
     return model
 
 
-def build_head(head: Head, num_features: int, num_classes: int, options: dict[str, Any]):
+def build_head(head: Head, num_features: int, num_classes: int, options: dict[str, Any],
+               standardize=None):
+    """The head as its own model over the feature vector; ``standardize`` (a built
+    ``Normalization`` layer) goes first when given, so it is saved with the head."""
     import keras
 
     features = keras.Input(shape=(num_features,), name="features")
-    outputs = head.build(features, num_classes, **options)
+    x = standardize(features) if standardize is not None else features
+    outputs = head.build(x, num_classes, **options)
     shape = tuple(outputs.shape)
     if shape[-1] != num_classes:
         raise PluginError(
@@ -55,18 +59,19 @@ def build_classifier(backbone: Backbone, head: Head, num_classes: int,
 
     base = build_backbone(backbone, image_size, weights)
     head_model = build_head(head, int(base.output_shape[-1]), num_classes, head_options)
-    return join(base, head_model, backbone.preprocess, image_size)
+    return join(base, head_model, backbone.preprocess, image_size, train_backbone=backbone.trainable)
 
 
-def join(base, head_model, preprocess: str, image_size) -> Classifier:
-    """The exported model: takes raw RGB 0-255 and runs the backbone in inference mode."""
+def join(base, head_model, preprocess: str, image_size, *, train_backbone: bool = False) -> Classifier:
+    """The exported model: takes raw RGB 0-255 and runs the backbone in inference mode
+    (unless ``train_backbone``: a backbone trained from scratch runs its dropout in fit)."""
     import keras
 
     inputs = keras.Input(shape=(image_size[0], image_size[1], 3), name="image")
     x = Preprocess(preprocess, name="preprocess")(inputs)
     # training=False keeps BatchNormalization in inference mode even when layers of the
     # backbone are unfrozen for fine-tuning.
-    x = base(x, training=False)
+    x = base(x) if train_backbone else base(x, training=False)
     outputs = head_model(x)
     model = keras.Model(inputs, outputs, name="clf_classifier")
     return Classifier(model, base, head_model, preprocess)

@@ -10,7 +10,11 @@ import difflib
 import importlib
 import importlib.metadata as md
 import importlib.util
+import logging
+import os
+import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +24,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError
+from .plugin_checks import check_hookimpls
 from .registry import Backbone, CallbackFactory, DataLoader, Exporter, Head, Registry
 
 ENTRY_POINT_GROUP = "clf"
@@ -30,6 +35,10 @@ BUILTIN_PLUGINS = (
     "clf.plugins.directory_loader",
     "clf.plugins.h5_exporter",
     "clf.plugins.tensorboard_callback",
+    "clf.plugins.keras_exporter",
+    "clf.plugins.savedmodel_exporter",
+    "clf.plugins.tflite_exporter",
+    "clf.plugins.onnx_exporter",
 )
 
 # hook name -> (registry attribute, component class, kind, listing command)
@@ -42,6 +51,15 @@ HOOKS = {
 }
 
 
+# The environment variables that control plugin loading (the CLI documents them too).
+ENV_STRICT = "CLF_STRICT_PLUGINS"  # 1: a broken installed plugin is an error, not a warning
+ENV_LOAD = "CLF_LOAD_PLUGINS"  # name1,name2: load only these installed plugins; empty: none
+ENV_TRACE = "CLF_TRACE_PLUGINS"  # 1: log each hook call to the 'clf.plugins' logger
+
+# Hook calls are traced through logging, never printed: the engine does not print.
+log = logging.getLogger("clf.plugins")
+
+
 @dataclass
 class PluginInfo:
     name: str
@@ -50,19 +68,80 @@ class PluginInfo:
     version: str | None = None
     hooks: list[str] = field(default_factory=list)
     components: dict[str, list[str]] = field(default_factory=dict)
+    module: str | None = None  # the entry point's target ("pkg.module"), when there is one
 
     @property
     def builtin(self) -> bool:
         return self.origin == "builtin"
 
 
+@dataclass(frozen=True)
+class SkippedPlugin:
+    """An installed plugin that failed to import or to register, and was left out."""
+
+    name: str
+    error: str  # one line: what happened, what was expected, how to fix
+    distribution: str | None = None
+    version: str | None = None
+    module: str | None = None
+
+    @property
+    def line(self) -> str:
+        source = f" ({' '.join(filter(None, (self.distribution, self.version)))})" if self.distribution else ""
+        return f"skipped plugin {self.name!r}{source}: {self.error}"
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """How installed plugins are loaded; each field defaults to its environment variable."""
+
+    strict: bool = False
+    only: frozenset[str] | None = None  # normalised names; None: every installed plugin
+    trace: bool = False
+
+    @classmethod
+    def resolve(cls, strict: bool | None = None, only: Iterable[str] | str | None = None,
+                trace: bool | None = None) -> "PluginSettings":
+        if only is None and ENV_LOAD in os.environ:
+            only = os.environ[ENV_LOAD]
+        if isinstance(only, str):
+            only = only.split(",")
+        return cls(
+            strict=_env_flag(ENV_STRICT) if strict is None else bool(strict),
+            only=None if only is None else frozenset(normalise(n) for n in only if n.strip()),
+            trace=_env_flag(ENV_TRACE) if trace is None else bool(trace),
+        )
+
+
+def normalise(name: str) -> str:
+    """Entry-point and distribution names compared as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 class PluginHost:
     """One plugin manager plus the registries its hooks filled."""
 
-    def __init__(self, plugins: Iterable[str] = (), *, entry_points: bool = True):
+    def __init__(self, plugins: Iterable[str] = (), *, entry_points: bool = True,
+                 strict: bool | None = None, only: Iterable[str] | str | None = None,
+                 trace: bool | None = None):
+        """``strict``, ``only`` and ``trace`` default to CLF_STRICT_PLUGINS,
+        CLF_LOAD_PLUGINS and CLF_TRACE_PLUGINS. Built-in plugins and ``plugins`` (asked for
+        by name) always load and always raise on failure; installed plugins that fail are
+        skipped and recorded in ``skipped`` unless ``strict``."""
+        self.settings = PluginSettings.resolve(strict, only, trace)
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        self.skipped: list[SkippedPlugin] = []
+        self.notes: list[str] = []  # other one-line warnings (e.g. an unknown CLF_LOAD_PLUGINS name)
         self.registries: dict[str, Registry] = {
             attr: Registry(kind, command, cls) for attr, cls, kind, command in HOOKS.values()
         }
@@ -76,21 +155,58 @@ class PluginHost:
         for spec in plugins:
             self.load(spec)
 
+    @property
+    def warnings(self) -> list[str]:
+        """One line per problem with installed plugins, for the CLI to print."""
+        return [s.line for s in self.skipped] + list(self.notes)
+
     # -- loading -------------------------------------------------------------------------
     def _load_entry_points(self) -> None:
-        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        eps = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        only = self.settings.only
+        if only is not None:
+            known = {normalise(ep.name) for ep in eps} | {normalise(ep.dist.name) for ep in eps if ep.dist}
+            for name in sorted(only - known):
+                self.notes.append(
+                    f"{ENV_LOAD} names {name!r}, which is no installed clf plugin (installed: "
+                    f"{', '.join(sorted({ep.name for ep in eps})) or 'none'}); check the spelling."
+                )
+        for ep in eps:
+            dist, version = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
+            if only is not None and normalise(ep.name) not in only and normalise(dist or "") not in only:
+                self._trace("not loading plugin %r (%s): not named in %s", ep.name, dist, ENV_LOAD)
+                continue
+            self._trace("loading plugin %r = %s from %s %s", ep.name, ep.value, dist, version)
             try:
-                obj = ep.load()
-            except Exception as exc:
-                raise PluginError(
-                    f"Plugin {ep.name!r} ({ep.value}) failed to import: "
-                    f"{type(exc).__name__}: {exc}. Fix or uninstall its package"
-                    f"{' ' + repr(ep.dist.name) if ep.dist else ''}."
-                ) from exc
-            dist = ep.dist
-            self.register(obj, name=ep.name, origin="entrypoint",
-                          distribution=dist.name if dist else None,
-                          version=dist.version if dist else None)
+                try:
+                    obj = ep.load()
+                except Exception as exc:
+                    raise PluginError(
+                        f"Plugin {ep.name!r} ({ep.value}) failed to import: "
+                        f"{type(exc).__name__}: {exc}. Fix or uninstall its package"
+                        f"{' ' + repr(dist) if dist else ''}."
+                    ) from exc
+                info = self.register(obj, name=ep.name, origin="entrypoint",
+                                     distribution=dist, version=version)
+            except PluginError as exc:
+                if self.settings.strict:
+                    raise PluginError(
+                        f"{exc} (Strict plugin loading is on: {ENV_STRICT}=1 or --strict-plugins; "
+                        f"without it clf skips this plugin with a warning.)"
+                    ) from exc
+                self.skipped.append(SkippedPlugin(ep.name, _one_line(exc), dist, version, ep.value))
+                self._trace("skipped plugin %r: %s", ep.name, exc)
+                continue
+            info.module = ep.value
+            if not info.hooks:
+                self.notes.append(
+                    f"Plugin {ep.name!r} ({ep.value}) implements no clf hook; expected functions "
+                    f"marked @clf.hookimpl named {', '.join(HOOKS)}. It registers nothing."
+                )
+
+    def _trace(self, message: str, *args: Any) -> None:
+        if self.settings.trace:
+            log.info(message, *args)
 
     def load(self, spec: str) -> PluginInfo:
         """Load an unpackaged plugin: a module name or a path to a ``.py`` file."""
@@ -123,6 +239,7 @@ class PluginHost:
                 f"A plugin named {name!r} is already registered; expected unique plugin "
                 f"names. Give the second one another name."
             )
+        check_hookimpls(self.pm, plugin, name, HOOKS)
         try:
             self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
@@ -201,10 +318,12 @@ class PluginHost:
                 registry = self._registry(attr)
                 before = set(registry.names())
                 kwargs = {"register": registry.callback(plugin_name)}
+                self._trace("hook %s: calling plugin %r", hook_name, plugin_name)
+                t0 = time.perf_counter()
                 try:
                     impl.function(*(kwargs[a] for a in impl.argnames))
-                except PluginError:
-                    raise
+                except PluginError as exc:
+                    raise PluginError(f"{exc} (in hook {hook_name!r} of plugin {plugin_name!r})") from exc
                 except Exception as exc:
                     raise PluginError(
                         f"Plugin {plugin_name!r} raised {type(exc).__name__} in hook "
@@ -212,6 +331,9 @@ class PluginHost:
                     ) from exc
                 info.hooks.append(hook_name)
                 info.components[attr] = sorted(set(registry.names()) - before)
+                self._trace("hook %s: plugin %r registered %s in %.1f ms", hook_name, plugin_name,
+                            ", ".join(info.components[attr]) or "nothing",
+                            (time.perf_counter() - t0) * 1e3)
 
 
 def _import_file(name: str, path: Path) -> ModuleType:
@@ -234,11 +356,13 @@ def _import_file(name: str, path: Path) -> ModuleType:
 _default_host: PluginHost | None = None
 
 
-def get_host(plugins: Iterable[str] = ()) -> PluginHost:
-    """The process-wide host (built-ins and installed plugins), plus any extra plugins."""
+def get_host(plugins: Iterable[str] = (), *, strict: bool | None = None) -> PluginHost:
+    """The process-wide host (built-ins and installed plugins), plus any extra plugins.
+
+    Built again when the loading settings (``strict``, CLF_* variables) changed."""
     global _default_host
-    if _default_host is None:
-        _default_host = PluginHost()
+    if _default_host is None or _default_host.settings != PluginSettings.resolve(strict):
+        _default_host = PluginHost(strict=strict)
     for spec in plugins:
         if spec not in _default_host.infos and str(Path(spec)) not in _default_host.infos:
             _default_host.load(spec)

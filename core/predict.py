@@ -10,11 +10,19 @@ import numpy as np
 
 from .data import is_image_file
 from .errors import DataError, ModelError
-from .labels import read_labels
+from .labels import LABELS_FILE, read_labels
 
 
 class Predictor:
-    """An artifact opened in its own runtime. Subclasses implement ``predict_batch``."""
+    """An artifact opened in its own runtime. Subclasses implement ``predict_batch``.
+
+    ``runtime`` names what runs it (``keras``, ``tf.saved_model``, ``tflite``,
+    ``onnxruntime``); ``quantization`` is ``"none"`` for float artifacts, which decides how
+    verification judges it (exact within tolerance, or top-1 agreement).
+    """
+
+    runtime = "unknown"
+    quantization = "none"
 
     def __init__(self, path: Path, labels: dict):
         self.path = Path(path)
@@ -28,6 +36,8 @@ class Predictor:
 
 
 class KerasPredictor(Predictor):
+    runtime = "keras"
+
     def __init__(self, path: Path, labels: dict):
         super().__init__(path, labels)
         import keras
@@ -47,32 +57,47 @@ class KerasPredictor(Predictor):
         return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)))
 
 
-def load_predictor(artifact: str | Path, host=None) -> Predictor:
-    """Open a clf artifact (a bundle folder or a model file inside one)."""
-    from .plugin_manager import get_host
+def resolve_artifact(artifact: str | Path) -> tuple[Path, str | None, list[str]]:
+    """``(bundle folder, exporter name, files)`` for a bundle folder or an artifact in one.
 
+    A folder holding ``labels.json`` is a bundle (its first listed artifact is used); any
+    other path, a file or an artifact folder such as ``saved_model/``, must be listed in
+    the ``labels.json`` beside it.
+    """
     artifact = Path(artifact)
     if not artifact.exists():
         raise ModelError(
             f"Model {str(artifact)!r} does not exist; expected a clf run folder or a model "
             f"file exported by clf. Check the path."
         )
-    labels = read_labels(artifact)
+    is_bundle = artifact.is_dir() and (artifact / LABELS_FILE).is_file()
+    folder = artifact if is_bundle else artifact.parent
+    labels = read_labels(folder)
     exports: dict[str, list[str]] = labels.get("artifacts", {})
-    folder = artifact if artifact.is_dir() else artifact.parent
-    if artifact.is_dir():
+    if is_bundle:
         if not exports:
             raise ModelError(f"{str(artifact)!r} lists no artifacts in labels.json; re-export the model.")
-        exporter_name, files = next(iter(exports.items()))
-    else:
-        matches = [(n, f) for n, f in exports.items() if f and f[0] == artifact.name]
-        if not matches:
-            raise ModelError(
-                f"{str(artifact)!r} is not an artifact listed in {str(folder / 'labels.json')!r} "
-                f"(listed: {', '.join(f[0] for f in exports.values() if f) or 'none'}). Pass one "
-                f"of those files or the folder."
-            )
-        exporter_name, files = matches[0]
+        name, files = next(iter(exports.items()))
+        return folder, name, files
+    matches = [(n, f) for n, f in exports.items() if f and f[0] == artifact.name]
+    if not matches:
+        hint = (" It was renamed after failing its round-trip check; re-export it."
+                if artifact.name.endswith(".failed") else "")
+        raise ModelError(
+            f"{str(artifact)!r} is not an artifact listed in {str(folder / LABELS_FILE)!r} "
+            f"(listed: {', '.join(f[0] for f in exports.values() if f) or 'none'}). Pass one "
+            f"of those or the folder.{hint}"
+        )
+    name, files = matches[0]
+    return folder, name, files
+
+
+def load_predictor(artifact: str | Path, host=None) -> Predictor:
+    """Open a clf artifact (a bundle folder, or a model file or folder inside one)."""
+    from .plugin_manager import get_host
+
+    folder, exporter_name, files = resolve_artifact(artifact)
+    labels = read_labels(folder)
     exporter = (host or get_host()).exporters.get(exporter_name)
     if exporter.load is None:
         raise ModelError(

@@ -78,3 +78,25 @@ class Preprocess(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="clf")
+class Standardize(keras.layers.Layer):
+    """``(features - mean) / std`` with the statistics as (non-trainable) weights.
+
+    Keras' own ``Normalization`` layer keeps derived tensors that its legacy HDF5 loader does
+    not refresh (a reloaded ``.h5`` model silently used mean 0, variance 1), so the head uses
+    this layer, which reads its weights on every call and round-trips in every format.
+    """
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        self.mean = self.add_weight(name="mean", shape=(width,), initializer="zeros", trainable=False)
+        self.std = self.add_weight(name="std", shape=(width,), initializer="ones", trainable=False)
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        return (x - keras.ops.cast(self.mean, x.dtype)) / keras.ops.cast(self.std, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -31,6 +31,10 @@ class Backbone(Component):
     min_size: int = 32
     params: int | None = None
     features: int | None = None
+    imagenet_file: Any = None  # clf.weights.WeightsFile at the default size, for 'clf weights'
+    # True for a backbone trained with the head (from scratch, like the tutorial's small
+    # CNN): it is not frozen and runs in training mode (its dropout active) during fit.
+    trainable: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class DataLoader(Component):
 class Exporter(Component):
     export: Callable[..., Any] = None  # type: ignore[assignment]
     load: Callable[..., Any] | None = None
+    # Export options this exporter accepts as keyword arguments (e.g. "quantize",
+    # "representative_data"); the engine passes only these, so three-argument exporters
+    # keep working.
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -69,21 +69,33 @@ class PlainObserver(Observer):
         self.print(f"[yellow]note:[/] {text}")
 
     def phase_end(self, phase, **info):
-        if phase == "data":
+        if phase == "doctor":
+            self._doctor(info["report"])
+        elif phase == "data":
             self.print(f"classes: {', '.join(info['class_names'])}")
             for split, counts in info["counts"].items():
                 self.print(f"  {split}: {sum(counts.values())} images "
                            f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
         elif phase == "build":
-            self.print(f"model: {info['params']:,} parameters; backbone weights: {info['weights']}")
+            self.print(f"backbone: {info['params']:,} parameters; backbone weights: {info['weights']}")
             if "strategy" in info:  # batch size semantics: --batch-size is the global batch
                 self.print(f"strategy: {info['strategy']}, {info['replicas']} replica(s); batch "
                            f"{info['global_batch_size']} global, {info['per_replica_batch_size']} per "
                            f"replica; precision {info['precision']}")
+        elif phase == "extract":
+            done = sum(v["extracted"] for v in info["counts"].values())
+            hit = sum(v["cached"] for v in info["counts"].values())
+            where = f"; cache {info['cache_dir']}" if info.get("cache_dir") else "; disk cache off"
+            self.print(f"features: {done} images extracted, {hit} from the cache in "
+                       f"{info['seconds']:.1f}s{where}")
         elif "seconds" in info and phase not in ("data",):
             self.print(f"{phase} done in {info['seconds']:.1f}s")
         if phase == "evaluate" and "metrics" in info:
             self.print("  ".join(f"{k}: {v:.4f}" for k, v in info["metrics"].items()))
+        elif phase == "verify":
+            for line in info.get("lines", []):
+                ok = line.startswith("ok ")
+                self.print(("  [green]verified[/] " if ok else "  [bold red]FAILED[/] ") + line.split(" ", 1)[1])
         elif phase == "export":
             self.print(f"[green]saved[/] {info['run_dir']}")
             for name, files in info["artifacts"].items():
@@ -91,9 +103,29 @@ class PlainObserver(Observer):
         elif phase == "record" and "files" in info:
             self.print(f"  record: {', '.join(Path(f).name for f in info['files'])}")
 
+    def _doctor(self, report):
+        bad = report.quarantined
+        if bad:
+            self.print(f"[yellow]quarantined {len(bad)} file(s)[/] (listed in quarantine.json in the run folder):")
+            for b in bad[:20]:
+                self.print(f"  {b.path}: {b.reason}")
+            if len(bad) > 20:
+                self.print(f"  ... and {len(bad) - 20} more")
+        if report.converted:
+            self.print(f"converted {len(report.converted)} file(s) for training "
+                       f"({summarise_changes(report.converted)})")
+
     def epoch_end(self, phase, epoch, epochs, logs):
         parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
         self.print(f"{phase} epoch {epoch}/{epochs} {parts}")
+
+
+def summarise_changes(conversions) -> str:
+    """'grayscale: 2, alpha: 1' from the doctor's conversion records."""
+    from collections import Counter
+
+    kinds = Counter(ch.split(":")[0].split(" (")[0] for c in conversions for ch in c.changes)
+    return ", ".join(f"{k}: {n}" for k, n in kinds.most_common())
 
 
 class RichProgressObserver(PlainObserver):

@@ -32,13 +32,32 @@ def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _images(class_dir: Path) -> list[Path]:
-    return sorted(p for p in class_dir.rglob("*") if is_image_file(p))
+def _images(class_dir: Path, skip=frozenset(), substitute=None) -> list[Path]:
+    """Image files of one class. ``skip`` (quarantined by the doctor) are left out; files in
+    ``substitute`` (converted copies the doctor made, e.g. of WebP files) are kept even when
+    their suffix is not one tf.data decodes."""
+    substitute = substitute or {}
+    return sorted(p for p in class_dir.rglob("*")
+                  if str(p) not in skip and (str(p) in substitute or is_image_file(p)))
 
 
-def scan_classes(folder: Path) -> dict[str, list[Path]]:
+def scan_classes(folder: Path, skip=frozenset(), substitute=None) -> dict[str, list[Path]]:
     """Class name -> image files, for a folder of class folders (sorted by name)."""
-    return {sub.name: _images(sub) for sub in _subdirs(folder)}
+    return {sub.name: _images(sub, skip, substitute) for sub in _subdirs(folder)}
+
+
+def find_layout(root: Path) -> dict[str, Path]:
+    """Split name (train, validation, test) -> folder of class folders.
+
+    Without train/val folders the root itself is the train folder (validation is drawn)."""
+    root = Path(root)
+    train_dir, val_dir, test_dir = _find(root, TRAIN_NAMES), _find(root, VAL_NAMES), _find(root, TEST_NAMES)
+    layout = {"train": train_dir or root}
+    if val_dir is not None:
+        layout["validation"] = val_dir
+    if test_dir is not None:
+        layout["test"] = test_dir
+    return layout
 
 
 def stratified_split(per_class: dict[str, list[Path]], fraction: float, seed: int):
@@ -67,17 +86,16 @@ def _split(per_class: dict[str, list[Path]], class_names: list[str]) -> Split:
     return Split(files, labels)
 
 
-def load_directory(source, *, image_size, seed, validation_split, **_):
-    """Folder-per-class images (class folders, or train/val/test folders of them)."""
+def load_directory(source, *, image_size, seed, validation_split, skip=frozenset(), substitute=None, **_):
+    """Folder-per-class images (class folders, or train/val/test folders of them).
+
+    ``skip`` and ``substitute`` come from the dataset doctor (clf.doctor): files to leave
+    out and files to read from a converted copy."""
     root = Path(source)
-    if not root.is_dir():
-        raise DataError(
-            f"Data directory {str(source)!r} does not exist or is not a folder; expected a "
-            f"folder of class folders (or train/ and val/ folders of them). Pass --data DIR "
-            f"(the bundled sample: examples/sample_data)."
-        )
+    check_data_root(root, source)
+    skip, substitute = frozenset(map(str, skip)), {str(k): str(v) for k, v in (substitute or {}).items()}
     train_dir, val_dir, test_dir = _find(root, TRAIN_NAMES), _find(root, VAL_NAMES), _find(root, TEST_NAMES)
-    train_classes = scan_classes(train_dir or root)
+    train_classes = scan_classes(train_dir or root, skip, substitute)
     class_names = sorted(train_classes)
     if len(class_names) < 2:
         raise DataError(
@@ -89,11 +107,11 @@ def load_directory(source, *, image_size, seed, validation_split, **_):
     if empty:
         raise DataError(
             f"Class folder(s) {', '.join(map(repr, empty))} in {str(train_dir or root)!r} hold "
-            f"no images (.jpg, .jpeg, .png, .bmp, .gif); expected at least one per class. Add "
-            f"images or remove the empty folder."
+            f"no images (.jpg, .jpeg, .png, .bmp, .gif{'; bad files were quarantined' if skip else ''}); "
+            f"expected at least one per class. Add images or remove the empty folder."
         )
     if val_dir is not None:
-        val_classes = scan_classes(val_dir)
+        val_classes = scan_classes(val_dir, skip, substitute)
         extra = sorted(set(val_classes) - set(class_names))
         if extra:
             raise DataError(
@@ -105,11 +123,28 @@ def load_directory(source, *, image_size, seed, validation_split, **_):
         train_classes, val_classes = stratified_split(train_classes, validation_split, seed)
     splits = {"train": _split(train_classes, class_names), "validation": _split(val_classes, class_names)}
     if test_dir is not None:
-        splits["test"] = _split(scan_classes(test_dir), class_names)
-    datasets = {name: files_dataset(s.files, s.labels, image_size) if len(s) else None
+        splits["test"] = _split(scan_classes(test_dir, skip, substitute), class_names)
+    datasets = {name: files_dataset(s.files, s.labels, image_size, substitute) if len(s) else None
                 for name, s in splits.items()}
     return DatasetBundle(class_names, datasets["train"], datasets.get("validation"),
-                         datasets.get("test"), splits)
+                         datasets.get("test"), splits,
+                         make_dataset=lambda files, labels: files_dataset(files, labels, image_size))
+
+
+def check_data_root(root: Path, source) -> None:
+    """A missing, non-folder or empty ``--data`` is a clear error before anything else."""
+    if not root.is_dir():
+        raise DataError(
+            f"Data directory {str(source)!r} does not exist or is not a folder; expected a "
+            f"folder of class folders (or train/ and val/ folders of them). Pass --data DIR "
+            f"(the bundled sample: examples/sample_data)."
+        )
+    if not any(p for p in root.iterdir() if not p.name.startswith(".")):
+        raise DataError(
+            f"Data directory {str(source)!r} is empty; expected one folder of images per "
+            f"class (e.g. {str(source)}/cat/*.jpg, {str(source)}/dog/*.jpg). Put the class "
+            f"folders there or pass another --data."
+        )
 
 
 @hookimpl

@@ -6,11 +6,11 @@ layer is a registered serializable, so the file reloads wherever ``clf`` is impo
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 from clf import hookimpl
+from clf.atomic import atomic_path
 from clf.predict import KerasPredictor
 
 
@@ -23,9 +23,8 @@ def export_h5(model, directory: Path, metadata: dict) -> list[Path]:
         for path, save in ((model_path, model.save), (weights_path, model.save_weights)):
             # Write under a temporary name with the same suffix (Keras picks the format by
             # suffix), then rename: a crash mid-write never leaves a valid-looking file.
-            tmp = path.with_name(f".tmp-{path.name}")
-            save(str(tmp))
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                save(str(tmp))
     return [model_path, weights_path]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from clf import hookimpl
 from clf.errors import WeightsError
+from clf.weights import WeightsFile, keras_downloads
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,10 @@ def make_builder(app: App):
             return ctor(weights=None, **kwargs)
         if weights == "imagenet":
             try:
-                return ctor(weights="imagenet", **kwargs)
+                with keras_downloads():  # mirror, hash check and one clear message
+                    return ctor(weights="imagenet", **kwargs)
+            except WeightsError:
+                raise
             except Exception as exc:
                 if not _is_download_failure(exc):
                     raise
@@ -171,4 +175,11 @@ def register_backbones(register):
     for app in APPS:
         register(app.name, make_builder(app), preprocess=app.module, input_size=(app.size, app.size),
                  aliases=app.aliases, description=app.description, params=app.params,
-                 features=app.features, min_size=app.min_size)
+                 features=app.features, min_size=app.min_size, imagenet_file=imagenet_file(app.name))
+
+
+def imagenet_file(name: str) -> WeightsFile | None:
+    from clf.plugins.keras_weights_table import IMAGENET_FILES
+
+    entry = IMAGENET_FILES.get(name)
+    return WeightsFile(*entry) if entry else None

@@ -55,6 +55,14 @@ def split_folder(tmp_path) -> Path:
     return make_folder(tmp_path / "data", split_dirs=True)
 
 
+@pytest.fixture(autouse=True)
+def feature_cache_dir(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own empty feature cache, never the user's ~/.cache."""
+    path = tmp_path / "feature-cache"
+    monkeypatch.setenv("CLF_CACHE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def host():
     """A fresh plugin host (built-ins and installed plugins) that a test may add to freely."""
@@ -81,3 +89,29 @@ def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared weights/datasets folder is not beside this checkout")
     return path
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory) -> Path:
+    """The example plugin packages and the deliberately broken one, pip-installed once per
+    session into a temporary folder (not into the test environment)."""
+    from pip_target import BROKEN_PACKAGE, EXAMPLE_PACKAGES, pip_install
+
+    site = tmp_path_factory.mktemp("plugin-site")
+    pip_install([*EXAMPLE_PACKAGES, BROKEN_PACKAGE], site)
+    return site
+
+
+@pytest.fixture
+def installed_plugins(plugin_site, monkeypatch) -> Path:
+    """Makes the packages in ``plugin_site`` installed for one test: on sys.path (where
+    importlib.metadata looks for entry points) and PYTHONPATH (for subprocesses)."""
+    from clf.plugin_manager import reset_host
+
+    monkeypatch.syspath_prepend(str(plugin_site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")])))
+    for var in ("CLF_LOAD_PLUGINS", "CLF_STRICT_PLUGINS", "CLF_TRACE_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    reset_host()
+    yield plugin_site
+    reset_host()

@@ -73,7 +73,7 @@ def test_predict_reports_unreadable_files_and_goes_on(image_folder, tmp_path):
     make_image(bad / "good.jpg", 0, np.random.default_rng(0))
     res = runner.invoke(app, ["predict", str(out), str(bad), "--json"])
     assert res.exit_code == 1
-    rows = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(res.output.split("\n2 file")[0])}
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(res.stdout)}
     assert rows["good.jpg"]["error"] is None and rows["good.jpg"]["top"]
     assert "0 bytes" in rows["empty.png"]["error"] and "decodable" in rows["broken.jpg"]["error"]
 
@@ -87,3 +87,24 @@ def test_real_subprocess_lists_backbones_and_misspelled_plugin_file_fails(tmp_pa
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert "unknown hook 'register_head'" in done.stderr and "Did you mean 'register_heads'" in done.stderr
+
+
+def test_fast_transfer_options_are_validated_with_exit_2():
+    for args in (["--fine-tune-layers", "top"], ["--class-weight", "inverse"], ["--augment-copies", "-1"],
+                 ["--patience", "-2"], ["--fine-tune-lr", "3"]):
+        res = runner.invoke(app, ["run", *args])
+        assert res.exit_code == 2, (args, res.output)
+        assert args[0].lstrip("-").replace("-", "_") in res.output
+
+
+def test_run_reports_extraction_and_the_cache(image_folder, tmp_path):
+    args = ["run", "--backbone", SMALL_BACKBONE, "--data", str(image_folder), "--epochs", "1", "--weights",
+            "none", "--image-size", str(SMALL_SIZE), "--no-augment", "--cache-dir", str(tmp_path / "fc"),
+            "--class-weight", "none", "--patience", "2"]
+    first = runner.invoke(app, [*args, "--output", str(tmp_path / "r1")])
+    assert first.exit_code == 0, first.output
+    assert "features: 18 images extracted, 0 from the cache" in first.output and str(tmp_path / "fc") in first.output
+    second = runner.invoke(app, [*args, "--output", str(tmp_path / "r2")])
+    assert "features: 0 images extracted, 18 from the cache" in second.output
+    third = runner.invoke(app, [*args, "--output", str(tmp_path / "r3"), "--no-cache"])
+    assert "18 images extracted" in third.output and "disk cache off" in third.output

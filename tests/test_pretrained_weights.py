@@ -47,6 +47,9 @@ def _centroid_accuracy(backbone_name, weights):
 def test_imagenet_file_beats_random_weights_on_real_photos(name, path):
     require_shared(path)
     pretrained = _centroid_accuracy(name, str(path))
+    # Seeded: unseeded, the random baseline depends on which tests ran before (it reached
+    # 0.875 after the plugin-package tests had drawn from the global RNG).
+    keras.utils.set_random_seed(0)
     random_init = _centroid_accuracy(name, None)
     assert pretrained >= 0.75, pretrained
     assert pretrained > random_init + 0.1, (pretrained, random_init)
@@ -69,6 +72,7 @@ def test_missing_weights_file_and_offline_imagenet_are_clear(tmp_path, monkeypat
         raise Exception("URL fetch failure on https://storage.googleapis.com/x: None -- offline")
 
     monkeypatch.setattr(fu.urllib.request, "urlretrieve", offline)
+    monkeypatch.setenv("CLF_WEIGHTS_MIRROR", "http://127.0.0.1:9")  # nothing listens: offline
     with pytest.raises(WeightsError) as info:
         build_backbone(HOST.backbones.get("mobilenet_025"), (128, 128), "imagenet")
     msg = str(info.value)

@@ -41,7 +41,15 @@ def test_every_file_of_the_run_folder(trained):
     run_dir = result.run_dir
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([
         "config.toml", "manifest.json", "metrics.json", "confusion_matrix.csv", "confusion_matrix.png",
-        "history.csv", "training_curves.png", "labels.json", "model.h5", "model.weights.h5", "tensorboard"])
+        "history.csv", "training_curves.png", "labels.json", "model.h5", "model.weights.h5", "tensorboard",
+        "quarantine.json", "checkpoint", "verification.json"])
+    # quarantine.json: the doctor's pre-flight found nothing to leave out of this clean data
+    quarantine = json.loads((run_dir / "quarantine.json").read_text())
+    assert quarantine["quarantined"] == [] and quarantine["class_names"] == ["ant", "bee", "cat"]
+    # checkpoint/: the last completed epoch, resumable
+    from clf import checkpoint
+
+    assert checkpoint.latest(run_dir, "train").epoch == 2
 
     # config.toml: the effective configuration, readable back into the same RunConfig
     assert config_from_file(run_dir / "config.toml") == result.config

@@ -1,0 +1,159 @@
+"""Feature caching: run the frozen backbone over each image once and keep the features.
+
+A frozen backbone maps an image to the same feature vector on every epoch, so the head can
+train on those vectors: one forward pass per image instead of one per image per epoch.
+Augmentation becomes ``K`` augmented copies extracted once each (``--augment-copies``).
+With file-backed splits a :class:`~clf.feature_cache.FeatureCache` on disk lets a later run
+on the same files skip extraction entirely, or extract only the files that changed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .augmentation import augmentation_layers, augmentation_spec
+from .errors import DataError
+from .feature_cache import FeatureCache, file_fingerprint
+
+
+@dataclass
+class SplitFeatures:
+    features: np.ndarray  # float32 [n * (1 + copies), features]: the clean copy first
+    labels: np.ndarray  # int32, aligned with features
+    extracted: int = 0  # images that went through the backbone in this run
+    cached: int = 0  # images served from the disk cache
+    seconds: float = 0.0
+
+
+def make_extractor(classifier, image_size):
+    """Raw RGB 0-255 images -> pooled features: the exported model minus its head."""
+    import keras
+
+    from .preprocessing import Preprocess
+
+    inputs = keras.Input(shape=(image_size[0], image_size[1], 3), name="image")
+    x = Preprocess(classifier.preprocess, name="preprocess")(inputs)
+    return keras.Model(inputs, classifier.backbone(x, training=False), name="feature_extractor")
+
+
+def extract(extractor, dataset, batch_size: int, augment=None,
+            progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of an unbatched ``(image, label)`` dataset, in its order.
+
+    Decoding runs in parallel tf.data threads and is prefetched, so it overlaps with the
+    backbone's forward pass; one traced function for every batch size avoids retracing.
+    """
+    import tensorflow as tf
+
+    ds = dataset.batch(batch_size)
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    forward = _forward_fn(extractor)
+    features, labels = [], []
+    for x, y in ds:
+        features.append(forward(tf.cast(x, tf.float32)).numpy())
+        labels.append(y.numpy())
+        if progress:
+            progress(len(labels[-1]))
+    if not features:
+        width = int(extractor.output_shape[-1])
+        return np.zeros((0, width), np.float32), np.zeros((0,), np.int32)
+    return np.concatenate(features).astype(np.float32, copy=False), np.concatenate(labels).astype(np.int32)
+
+
+def _forward_fn(extractor):
+    """One traced forward function per extractor, reused by every call of ``extract``."""
+    import tensorflow as tf
+
+    fn = getattr(extractor, "_clf_forward", None)
+    if fn is None:
+        shape = extractor.input_shape
+        fn = tf.function(lambda x: extractor(x, training=False),
+                         input_signature=[tf.TensorSpec([None, *shape[1:]], tf.float32)])
+        extractor._clf_forward = fn
+    return fn
+
+
+def variants(copies: int, seed: int) -> list[tuple[str, int | None]]:
+    """``(cache variant name, augmentation seed or None)``: the clean copy, then K augmented."""
+    if not copies:
+        return [("clean", None)]
+    spec = augmentation_spec(seed)
+    return [("clean", None)] + [(f"aug-{spec}-s{seed}-c{k}", seed + 1000 * k) for k in range(1, copies + 1)]
+
+
+def split_features(bundle, split: str, extractor, batch_size: int, *, copies: int = 0, seed: int = 0,
+                   cache: FeatureCache | None = None,
+                   progress: Callable[[int], None] | None = None) -> SplitFeatures | None:
+    """The features of one split (``train``, ``validation`` or ``test``) of a loader bundle.
+
+    With ``cache`` and a file list for the split, files are looked up by content hash and
+    only the misses are decoded and extracted (all of the split if the loader cannot build a
+    dataset for a subset), then stored. Without them, everything is extracted in memory.
+    """
+    dataset = {"train": bundle.train, "validation": bundle.validation, "test": bundle.test}[split]
+    if dataset is None:
+        return None
+    t0 = time.perf_counter()
+    files = bundle.splits[split] if split in bundle.splits else None
+    use_cache = cache is not None and files is not None and len(files) > 0
+    hashes = [file_fingerprint(f) for f in files.files] if use_cache else []
+    out_features, out_labels, extracted, cached = [], [], 0, 0
+    for variant, aug_seed in variants(copies if split == "train" else 0, seed):
+        augment = augmentation_layers(aug_seed) if aug_seed is not None else None
+        if not use_cache:
+            f, y = extract(extractor, dataset, batch_size, augment, progress)
+            out_features.append(f), out_labels.append(y)
+            extracted += len(y)
+            continue
+        hits, misses = cache.lookup(variant, hashes)
+        table = dict(hits)
+        if misses:
+            if bundle.make_dataset is not None:
+                subset = bundle.make_dataset([files.files[i] for i in misses], [files.labels[i] for i in misses])
+                order = misses
+            else:
+                subset, order = dataset, list(range(len(files)))
+            f, _ = extract(extractor, subset, batch_size, augment, progress)
+            if len(f) != len(order):
+                raise DataError(
+                    f"The {split} dataset yielded {len(f)} images but its file list has "
+                    f"{len(order)}; expected one image per listed file. Fix the loader's "
+                    f"file list or pass --no-cache."
+                )
+            cache.store(variant, [hashes[i] for i in order], f)
+            table.update(zip(order, f))
+            extracted += len(order)
+        cached += len(hits)
+        if progress and hits:
+            progress(len(hits))
+        out_features.append(np.stack([table[i] for i in range(len(files))]).astype(np.float32))
+        out_labels.append(np.asarray(files.labels, np.int32))
+    return SplitFeatures(np.concatenate(out_features), np.concatenate(out_labels), extracted, cached,
+                         time.perf_counter() - t0)
+
+
+def make_standardizer(train_features: np.ndarray):
+    """A ``Standardize`` layer set to the training features' mean and standard deviation.
+
+    Pooled features of different backbones live on very different scales (random-weight
+    VGG16 features are tiny and nearly constant), which leaves a softmax trained with one
+    Adam learning rate stuck at chance. Standardising them makes one learning rate work for
+    every backbone. The statistics are the layer's weights, so they are saved inside the
+    head and the exported model. Near-constant features get a floor on their standard
+    deviation (1% of the mean one) so a feature that never fired in training cannot explode.
+    """
+    from .preprocessing import Standardize
+
+    std = train_features.std(axis=0).astype(np.float64)
+    floor = 0.01 * float(std.mean()) if std.size and std.mean() > 0 else 1.0
+    layer = Standardize(name="standardize")
+    layer.build((None, train_features.shape[-1]))
+    layer.mean.assign(train_features.mean(axis=0).astype(np.float32))
+    layer.std.assign(np.maximum(std, floor).astype(np.float32))
+    return layer

@@ -1,0 +1,74 @@
+"""Checks a plugin's hook implementations before pluggy sees them.
+
+pluggy's own errors ("Argument(s) {'registrar'} are declared in the hookimpl but can not be
+found in the hookspec") are accurate but hard to act on; these checks name the plugin, the
+hook and the argument, and say what to write instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Iterable
+
+import pluggy
+
+from .errors import PluginError
+
+
+def check_hookimpls(pm: pluggy.PluginManager, plugin: Any, plugin_name: str, hook_names: Iterable[str]) -> None:
+    """Raise PluginError for a misspelled hook, a wrong argument or a forgotten marker."""
+    hooks = {name: _spec_args(pm, name) for name in hook_names}
+    marked = set()
+    for attr in dir(plugin):
+        if attr.startswith("__"):
+            continue
+        try:
+            opts = pm.parse_hookimpl_opts(plugin, attr)
+        except Exception:  # an attribute that cannot be inspected is no hook implementation
+            opts = None
+        if opts is None:
+            continue
+        hook = opts.get("specname") or attr
+        marked.add(hook)
+        if hook not in hooks:
+            if opts.get("optionalhook"):
+                continue
+            guess = difflib.get_close_matches(hook, list(hooks), n=1)
+            hint = f"Did you mean {guess[0]!r}?" if guess else "Rename it to one of them."
+            raise PluginError(
+                f"Plugin {plugin_name!r} implements unknown hook {hook!r}; expected one of "
+                f"{', '.join(hooks)}. {hint}"
+            )
+        args = _impl_args(getattr(plugin, attr))
+        wrong = [a for a in args if a not in hooks[hook]]
+        if wrong:
+            expected = ", ".join(hooks[hook])
+            raise PluginError(
+                f"Plugin {plugin_name!r} implements hook {hook!r} with argument "
+                f"{wrong[0]!r}, which the hook does not have; expected {hook}({expected}). "
+                f"Rename the argument to {hooks[hook][0]!r}."
+            )
+    for hook in hooks:
+        fn = getattr(plugin, hook, None)
+        if hook not in marked and callable(fn):
+            raise PluginError(
+                f"Plugin {plugin_name!r} defines {hook!r} but it is not marked as a hook "
+                f"implementation, so clf would never call it; expected '@clf.hookimpl' above "
+                f"it. Add the decorator (from clf import hookimpl)."
+            )
+
+
+def _spec_args(pm: pluggy.PluginManager, hook: str) -> list[str]:
+    caller = getattr(pm.hook, hook)
+    return list(caller.spec.argnames) if caller.spec else []
+
+
+def _impl_args(fn: Any) -> list[str]:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    # A plain function taken from a class (a class registered as the plugin) keeps 'self'.
+    return [n for n in names if n not in ("self", "cls")]

@@ -1,0 +1,54 @@
+"""Predictions as rows, CSV or JSON text: what ``clf predict --format`` writes.
+
+Kept apart from the CLI so the Python API can produce the same files; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Sequence
+
+from .errors import UsageError
+
+FORMATS = ("table", "csv", "json")
+
+
+def choose_format(fmt: str | None, output: str | None) -> str:
+    """``--format`` if given, else the ``--output`` file's suffix (.csv, .json), else table."""
+    if fmt is None:
+        suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+        return suffix if suffix in ("csv", "json") else "table"
+    fmt = fmt.strip().lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"Unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}. Pass --format csv, say.")
+    return fmt
+
+
+def to_records(results, class_names: Sequence[str], k: int) -> list[dict]:
+    return [{"path": r.path, "error": r.error,
+             "top": [{"class": n, "probability": p} for n, p in r.top(class_names, k)] if r.error is None else []}
+            for r in results]
+
+
+def to_json(results, class_names: Sequence[str], k: int) -> str:
+    return json.dumps(to_records(results, class_names, k), indent=2) + "\n"
+
+
+def to_csv(results, class_names: Sequence[str], k: int) -> str:
+    """One row per image: path, class_1, probability_1, ... class_k, probability_k, error."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    header = ["path"]
+    for i in range(1, k + 1):
+        header += [f"class_{i}", f"probability_{i}"]
+    writer.writerow(header + ["error"])
+    for r in results:
+        row = [r.path]
+        top = r.top(class_names, k) if r.error is None else []
+        for i in range(k):
+            row += [top[i][0], f"{top[i][1]:.6f}"] if i < len(top) else ["", ""]
+        writer.writerow(row + [r.error or ""])
+    return buf.getvalue()

@@ -1,0 +1,244 @@
+"""Round-trip verification: reopen an exported artifact in its own runtime and compare it
+with the Keras model it came from, on held-out images.
+
+Float artifacts must match within ``FLOAT_TOLERANCE`` (max absolute difference of the
+probabilities); quantized ones (TFLite float16, dynamic-range, int8) are judged by top-1
+agreement, which must reach ``MIN_QUANTIZED_AGREEMENT``. The engine runs this after every
+export; ``clf verify ARTIFACT`` runs it again on an existing bundle. A failed artifact is
+renamed to ``<name>.failed`` so nothing downstream mistakes it for a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import DataError, ModelError
+
+FLOAT_TOLERANCE = 1e-4
+MIN_QUANTIZED_AGREEMENT = 0.95
+VERIFICATION_FILE = "verification.json"
+FAILED_SUFFIX = ".failed"
+MAX_IMAGES = 256  # enough for a stable agreement figure; keeps export checks to seconds
+
+
+@dataclass
+class Verification:
+    """The outcome of one artifact's round trip."""
+
+    exporter: str
+    file: str
+    runtime: str
+    quantization: str
+    images: int
+    max_abs_diff: float
+    top1_agreement: float
+    criterion: str
+    passed: bool
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (f"{self.exporter} ({self.file}, {self.runtime}, quantization {self.quantization}): "
+                f"max |diff| {self.max_abs_diff:.2e}, top-1 agreement {self.top1_agreement:.1%} on "
+                f"{self.images} images; needs {self.criterion}")
+
+
+@dataclass
+class VerificationReport:
+    results: dict[str, Verification] = field(default_factory=dict)
+    images: list[str] = field(default_factory=list)
+    source: str = ""  # which split the images came from
+
+    @property
+    def failed(self) -> list[Verification]:
+        return [r for r in self.results.values() if not r.passed]
+
+    def summary(self) -> dict[str, Any]:
+        """The short form that goes into labels.json (``verification`` field)."""
+        return {
+            "file": VERIFICATION_FILE,
+            "passed": not self.failed,
+            "images": len(self.images),
+            "source": self.source,
+            "results": {name: {"passed": r.passed, "max_abs_diff": r.max_abs_diff,
+                               "top1_agreement": r.top1_agreement, "quantization": r.quantization}
+                        for name, r in self.results.items()},
+        }
+
+
+def criterion_for(quantization: str) -> str:
+    if quantization == "none":
+        return f"max_abs_diff <= {FLOAT_TOLERANCE:g}"
+    return f"top1_agreement >= {MIN_QUANTIZED_AGREEMENT:.0%}"
+
+
+def compare(reference: np.ndarray, got: np.ndarray, quantization: str) -> tuple[float, float, bool]:
+    """``(max_abs_diff, top1_agreement, passed)`` of two probability arrays."""
+    reference, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
+    if reference.shape != got.shape:
+        return float("inf"), 0.0, False
+    if not np.all(np.isfinite(got)):
+        return float("inf"), float(np.mean(reference.argmax(1) == np.nan_to_num(got).argmax(1))), False
+    diff = float(np.max(np.abs(reference - got))) if got.size else 0.0
+    agreement = float(np.mean(reference.argmax(1) == got.argmax(1))) if len(got) else 1.0
+    passed = diff <= FLOAT_TOLERANCE if quantization == "none" else agreement >= MIN_QUANTIZED_AGREEMENT
+    return diff, agreement, passed
+
+
+def predict_in_batches(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+                       batch_size: int = 32) -> np.ndarray:
+    out = [np.asarray(predict(images[i:i + batch_size]), np.float32)
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def verify_predictor(name: str, predictor, images: np.ndarray, reference: np.ndarray) -> Verification:
+    """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``."""
+    import time
+
+    t0 = time.perf_counter()
+    got = predict_in_batches(predictor.predict_batch, images)
+    seconds = time.perf_counter() - t0
+    quantization = getattr(predictor, "quantization", "none")
+    diff, agreement, passed = compare(reference, got, quantization)
+    return Verification(name, predictor.path.name, getattr(predictor, "runtime", "unknown"), quantization,
+                        len(images), diff, agreement, criterion_for(quantization), passed, seconds)
+
+
+def quarantine(files: Sequence[Path]) -> list[Path]:
+    """Rename a failed artifact's files to ``<name>.failed``: kept for inspection, but no
+    loader (nor a person skimming the folder) takes it for a valid model."""
+    moved = []
+    for f in map(Path, files):
+        if f.exists():
+            target = f.with_name(f.name + FAILED_SUFFIX)
+            os.replace(f, target)
+            moved.append(target)
+    return moved
+
+
+def write_report(directory: Path, report: VerificationReport) -> Path:
+    """``verification.json``: every result, the images used and when (atomic write)."""
+    path = Path(directory) / VERIFICATION_FILE
+    previous: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8")).get("results", {})
+        except ValueError:
+            previous = {}
+    data = {
+        "format": "clf-verification/1",
+        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "float_tolerance": FLOAT_TOLERANCE,
+        "min_quantized_agreement": MIN_QUANTIZED_AGREEMENT,
+        "source": report.source,
+        "images": report.images,
+        "results": {**previous, **{n: r.to_dict() for n, r in report.results.items()}},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def verify_exports(model, labels: dict, artifacts: dict[str, list[Path]], exporters: dict,
+                   images: np.ndarray, image_files: Sequence[str], source: str) -> VerificationReport:
+    """Reopen every artifact whose exporter can load it and compare with ``model``.
+
+    ``exporters`` maps exporter name -> registered ``Exporter``; ones without ``load`` are
+    skipped (nothing to reopen them with). Failed artifacts are quarantined here.
+    """
+    report = VerificationReport(images=list(map(str, image_files)), source=source)
+    reference = predict_in_batches(lambda x: model.predict_on_batch(x), images)
+    for name, files in artifacts.items():
+        exporter = exporters[name]
+        if exporter.load is None or not files:
+            continue
+        try:
+            predictor = exporter.load(Path(files[0]), labels)
+            result = verify_predictor(name, predictor, images, reference)
+        except Exception as exc:  # a runtime that cannot even open it is a failed check
+            result = Verification(name, Path(files[0]).name, "unknown", "unknown", len(images),
+                                  float("inf"), 0.0, f"reopens without error ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''})", False)
+        report.results[name] = result
+        if not result.passed:
+            quarantine(files)
+    return report
+
+
+def load_images(files: Sequence[str | Path], image_size) -> np.ndarray:
+    """Decode image files as the engine does (float32 RGB 0-255 at ``image_size``)."""
+    import tensorflow as tf
+
+    from .data import decode_image
+
+    size = tuple(int(s) for s in image_size)
+    out = [decode_image(tf.io.read_file(str(f)), size).numpy() for f in files]
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, *size, 3), np.float32)
+
+
+def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
+                    reference: str | Path | None = None, host=None) -> VerificationReport:
+    """``clf verify``: reopen ``artifact`` and compare it with the bundle's Keras model.
+
+    ``reference`` defaults to the bundle's ``.keras`` (else ``.h5``) model; ``data`` to the
+    images recorded in ``verification.json`` at export. Nothing is renamed: the result is
+    recorded in ``verification.json`` and returned.
+    """
+    from .labels import read_labels
+    from .predict import collect_images, load_predictor, resolve_artifact
+
+    artifact = Path(artifact)
+    folder, exporter_name, _ = resolve_artifact(artifact)
+    labels = read_labels(folder)
+    predictor = load_predictor(artifact, host)
+    ref_path = Path(reference) if reference else _reference_in(folder, labels)
+    ref = load_predictor(ref_path, host)
+    if data:
+        files = [str(f) for f in collect_images(data)]
+        source = "--data"
+    else:
+        files, source = _recorded_images(folder)
+    if not files:
+        raise DataError(f"No images to verify {str(artifact)!r} on; expected image files under --data. "
+                        f"Pass --data with a folder of held-out images.")
+    images = load_images(files, predictor.input_size)
+    report = VerificationReport(images=files, source=source)
+    reference_probs = predict_in_batches(ref.predict_batch, images)
+    report.results[exporter_name] = verify_predictor(exporter_name, predictor, images, reference_probs)
+    write_report(folder, report)
+    return report
+
+
+def _reference_in(folder: Path, labels: dict) -> Path:
+    exports: dict[str, list[str]] = labels.get("artifacts", {})
+    for name in ("keras", "h5"):
+        files = exports.get(name)
+        if files and (folder / files[0]).exists():
+            return folder / files[0]
+    raise ModelError(
+        f"{str(folder)!r} has no Keras model (.keras or .h5) to compare against; expected a bundle "
+        f"exported with keras or h5 too. Pass --reference MODEL (a clf .keras or .h5 file)."
+    )
+
+
+def _recorded_images(folder: Path) -> tuple[list[str], str]:
+    path = folder / VERIFICATION_FILE
+    if not path.is_file():
+        return [], ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return [], ""
+    files = [f for f in data.get("images", []) if Path(f).is_file()]
+    return files, data.get("source", "")

@@ -1,0 +1,27 @@
+"""Keras' native format: ``model.keras`` (a zip of config + weights), the one Keras 3
+recommends; reloads with ``keras.models.load_model`` wherever ``clf`` is importable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from clf import hookimpl
+from clf.predict import KerasPredictor
+
+
+def export_keras(model, directory: Path, metadata: dict) -> list[Path]:
+    """Keras v3 format: model.keras."""
+    path = Path(directory) / "model.keras"
+    # Same suffix under a temporary name (Keras picks the format by suffix), then rename:
+    # a crash mid-write never leaves a valid-looking file.
+    tmp = path.with_name(f".tmp-{path.name}")
+    model.save(str(tmp))
+    os.replace(tmp, path)
+    return [path]
+
+
+@hookimpl
+def register_exporters(register):
+    register("keras", export_keras, load=KerasPredictor,
+             description="Keras v3 native format: model.keras (Keras' recommended format)")

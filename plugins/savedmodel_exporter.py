@@ -1,0 +1,61 @@
+"""TensorFlow SavedModel for TF Serving: ``saved_model/`` with a ``serving_default``
+signature taking ``image`` (float32 RGB 0-255, any batch) and returning probabilities.
+
+Written by Keras' own ``model.export(format="tf_saved_model")``: it traces the inference
+function once and needs no Keras (nor clf) to reload, which is the point of this format.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from clf import hookimpl
+from clf.errors import ModelError
+from clf.predict import Predictor
+
+SIGNATURE = "serving_default"
+
+
+def export_savedmodel(model, directory: Path, metadata: dict) -> list[Path]:
+    """TensorFlow SavedModel folder: saved_model/ (serving_default signature)."""
+    path = Path(directory) / "saved_model"
+    tmp = path.with_name(f".tmp-{path.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.export(str(tmp), format="tf_saved_model", verbose=False)
+    os.replace(tmp, path)
+    return [path]
+
+
+class SavedModelPredictor(Predictor):
+    runtime = "tf.saved_model"
+
+    def __init__(self, path: Path, labels: dict):
+        super().__init__(path, labels)
+        import tensorflow as tf
+
+        try:
+            self._loaded = tf.saved_model.load(str(path))
+            self._fn = self._loaded.signatures[SIGNATURE]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelError(
+                f"Could not load SavedModel {str(path)!r}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Expected a folder "
+                f"with saved_model.pb and a {SIGNATURE!r} signature, as clf exports it."
+            ) from None
+        self._input = next(iter(self._fn.structured_input_signature[1]))
+
+    def predict_batch(self, images):
+        import tensorflow as tf
+
+        outputs = self._fn(**{self._input: tf.constant(np.asarray(images, np.float32))})
+        return np.asarray(next(iter(outputs.values())))
+
+
+@hookimpl
+def register_exporters(register):
+    register("savedmodel", export_savedmodel, load=SavedModelPredictor, aliases=("saved_model", "tf"),
+             description="TensorFlow SavedModel folder for TF Serving (serving_default signature)")

@@ -1,0 +1,1 @@
+"""Broken clf plugins, one failure per module (test fixture)."""

@@ -1,0 +1,270 @@
+"""Every default exporter round-trips: written, reopened in its own runtime, verified on
+held-out images against the in-memory model, and usable by ``clf predict``."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import clf
+from clf.cli import app
+from clf.verify import FLOAT_TOLERANCE, compare, load_images
+from conftest import MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, make_image, require_shared
+
+ALL = "h5,keras,savedmodel,tflite,onnx"
+MAIN_FILE = {"h5": "model.h5", "keras": "model.keras", "savedmodel": "saved_model",
+             "tflite": "model.tflite", "onnx": "model.onnx"}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """One small run exported in every format (trained once for the whole module)."""
+    root = tmp_path_factory.mktemp("exporters")
+    data = make_folder(root / "data", per_class=8)
+    result = clf.run(clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=1,
+                                   batch_size=4, image_size=SMALL_SIZE, output=str(root / "run"),
+                                   augment=False, export=ALL))
+    return result, data
+
+
+def _images(n=5, seed=3):
+    return np.random.default_rng(seed).uniform(0, 255, (n, SMALL_SIZE, SMALL_SIZE, 3)).astype(np.float32)
+
+
+def test_every_exporter_writes_its_artifact_and_labels_list_them(bundle):
+    result, _ = bundle
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    assert list(labels["artifacts"]) == ALL.split(",")
+    for name, main in MAIN_FILE.items():
+        assert labels["artifacts"][name][0] == main and (result.run_dir / main).exists()
+    assert labels["class_names"] == ["ant", "bee", "cat"]
+    assert not [p for p in os.listdir(result.run_dir) if p.startswith(".tmp") or p.endswith(".failed")]
+
+
+def test_export_verification_passed_and_is_recorded(bundle):
+    result, _ = bundle
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    summary = labels["verification"]
+    assert summary["passed"] and summary["file"] == "verification.json" and summary["source"] == "validation"
+    assert set(summary["results"]) == set(ALL.split(","))
+    full = json.loads((result.run_dir / "verification.json").read_text())
+    assert full["images"] and all(os.path.isfile(f) for f in full["images"])
+    for name, r in full["results"].items():
+        assert r["passed"] and r["quantization"] == "none" and r["max_abs_diff"] <= FLOAT_TOLERANCE, name
+    runtimes = {n: r["runtime"] for n, r in full["results"].items()}
+    assert runtimes["keras"] == "keras" and runtimes["savedmodel"] == "tf.saved_model"
+    assert runtimes["onnx"] == "onnxruntime" and runtimes["tflite"] in ("tflite", "litert")
+    assert result.verification is not None and not result.verification.failed
+
+
+@pytest.mark.parametrize("name", list(MAIN_FILE))
+def test_each_artifact_reopens_in_its_runtime_and_matches_the_model(bundle, name):
+    result, _ = bundle
+    predictor = clf.load_predictor(result.run_dir / MAIN_FILE[name])
+    x = _images()
+    got = predictor.predict_batch(x)
+    np.testing.assert_allclose(got, result.predict(x), atol=FLOAT_TOLERANCE)
+    assert predictor.class_names == ["ant", "bee", "cat"]
+    # a batch of another size right after (TFLite resizes its input tensor)
+    assert predictor.predict_batch(x[:2]).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", list(MAIN_FILE))
+def test_cli_predict_on_each_format(bundle, name):
+    result, data = bundle
+    res = runner.invoke(app, ["predict", str(result.run_dir / MAIN_FILE[name]), str(data), "--format", "json",
+                              "--top-k", "2"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert len(rows) == 24 and all(r["error"] is None and len(r["top"]) == 2 for r in rows)
+    assert {t["class"] for r in rows for t in r["top"]} <= {"ant", "bee", "cat"}
+
+
+def test_tflite_embeds_the_label_record(bundle):
+    from clf.plugins.tflite_exporter import read_embedded_labels
+
+    result, _ = bundle
+    embedded = read_embedded_labels(result.run_dir / "model.tflite")
+    assert embedded["class_names"] == ["ant", "bee", "cat"] and embedded["quantization"] == "none"
+    assert embedded["input_size"] == [SMALL_SIZE, SMALL_SIZE]
+
+
+def test_onnx_carries_class_names_in_its_metadata(bundle):
+    import onnx
+
+    result, _ = bundle
+    props = {p.key: p.value for p in onnx.load(str(result.run_dir / "model.onnx")).metadata_props}
+    assert json.loads(props["clf_labels"])["class_names"] == ["ant", "bee", "cat"]
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """A run on real ImageNet features, exported as int8 TFLite and verified by the engine.
+
+    Quantization is judged by top-1 agreement, which only means something when outputs
+    differ from image to image: with random weights (``weights none``) MobileNetV2's
+    features are ~1e-11 and every image gets the same near-uniform probabilities, so one
+    int8 step flips the argmax. Hence the real weights here (skipped where absent).
+    """
+    weights = require_shared(MOBILENET_V2_035)
+    root = tmp_path_factory.mktemp("real")
+    # 30 held-out images, so one flipped near-tie is not already below 95%
+    data = make_folder(root / "data", per_class=20)
+    result = clf.run(clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights=str(weights), epochs=5,
+                                   lr=1e-2, batch_size=16, image_size=SMALL_SIZE, validation_split=0.5,
+                                   output=str(root / "run"), augment=False, export="keras,tflite",
+                                   quantize="int8"))
+    return result, data
+
+
+def test_run_with_quantize_int8_names_and_verifies_it(real_run):
+    result, _ = real_run
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    assert labels["artifacts"]["tflite"] == ["model_int8.tflite"] and labels["quantization"] == {"tflite": "int8"}
+    r = labels["verification"]["results"]["tflite"]
+    assert r["passed"] and r["quantization"] == "int8" and r["top1_agreement"] >= 0.95
+    assert labels["verification"]["images"] == 30
+
+
+@pytest.mark.parametrize("mode", ["float16", "dynamic", "int8"])
+def test_quantized_tflite_round_trip(real_run, tmp_path, mode):
+    from clf.plugins.tflite_exporter import TFLitePredictor, export_tflite
+
+    result, data = real_run
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    x = load_images(sorted(data.rglob("*.jpg")), (SMALL_SIZE, SMALL_SIZE))
+    ref = result.predict(x)
+    assert ref.std(axis=0).max() > 1e-3  # outputs really vary with the image
+    calls = []
+
+    def representative():
+        calls.append(1)
+        for image in x[:20]:
+            yield image[None]
+
+    (path,) = export_tflite(result.model, tmp_path, labels, quantize=mode, representative_data=representative)
+    assert path.name == f"model_{mode}.tflite"
+    assert bool(calls) == (mode == "int8")  # only int8 calibrates
+    predictor = TFLitePredictor(path, labels)
+    assert predictor.quantization == mode
+    got = predictor.predict_batch(x)
+    assert got.shape == (60, 3) and np.all(np.isfinite(got))
+    diff, agreement, passed = compare(ref, got, mode)
+    assert passed and agreement >= 0.95, (diff, agreement)
+    assert diff > 0  # quantized for real: not bit-identical to the float model
+    if mode == "int8":
+        assert predictor._in["dtype"] == np.uint8  # integer in: runs on integer-only hardware
+
+
+def test_quantize_without_a_quantizing_exporter_is_a_usage_error(small_config, tmp_path):
+    with pytest.raises(clf.ConfigError, match="--quantize int8 applies to exporters that quantize.*Add tflite"):
+        clf.run(small_config(export="h5", quantize="int8"))
+    with pytest.raises(clf.ConfigError, match="Invalid quantize 'int4'"):
+        small_config(quantize="int4")
+    assert not (tmp_path / "run").exists()
+
+
+class _BrokenExporter:
+    """A plugin whose 'keras' artifact does not reproduce the model: verification must
+    catch it, rename it and leave the good artifacts usable."""
+
+    @clf.hookimpl
+    def register_exporters(self, register):
+        from clf.predict import KerasPredictor
+
+        def export(model, directory, metadata):
+            import keras
+
+            clone = keras.models.clone_model(model)
+            weights = model.get_weights()
+            weights[-1] = weights[-1] + np.arange(len(weights[-1]))  # the softmax bias, skewed
+            clone.set_weights(weights)
+            path = directory / "broken.keras"
+            clone.save(str(path))
+            return [path]
+
+        register("broken", export, load=KerasPredictor)
+
+
+def test_failed_verification_is_an_error_and_the_artifact_is_renamed(small_config, host):
+    host.register(_BrokenExporter(), name="broken-plugin")
+    with pytest.raises(clf.VerificationError, match=r"broken \(broken.keras, keras.*renamed to \*\.failed"):
+        clf.run(small_config(export="keras,broken"), host=host)
+    run_dir = small_config().output
+    names = set(os.listdir(run_dir))
+    assert "broken.keras.failed" in names and "broken.keras" not in names and "model.keras" in names
+    labels = json.loads(open(os.path.join(run_dir, "labels.json")).read())
+    assert labels["artifacts"] == {"keras": ["model.keras"]}
+    assert labels["verification"]["passed"] is False
+    assert labels["verification"]["results"]["broken"]["passed"] is False
+    assert clf.load_predictor(run_dir).path.name == "model.keras"  # the good one still predicts
+    with pytest.raises(clf.ModelError, match="renamed after failing its round-trip check"):
+        clf.load_predictor(os.path.join(run_dir, "broken.keras.failed"))
+
+
+def test_clf_verify_command_rechecks_an_artifact(bundle, tmp_path):
+    result, data = bundle
+    res = runner.invoke(app, ["verify", str(result.run_dir / "model.onnx")])
+    assert res.exit_code == 0, res.output
+    assert "ok onnx (model.onnx, onnxruntime" in res.output
+    res = runner.invoke(app, ["verify", str(result.run_dir / "model.tflite"), "--data", str(data / "bee")])
+    assert res.exit_code == 0 and "on 8 images" in res.output, res.output
+    # a bundle without a Keras model needs --reference
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "model.onnx").write_bytes((result.run_dir / "model.onnx").read_bytes())
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    labels["artifacts"] = {"onnx": ["model.onnx"]}
+    (only / "labels.json").write_text(json.dumps(labels))
+    res = runner.invoke(app, ["verify", str(only / "model.onnx"), "--data", str(data)])
+    assert res.exit_code == 1 and "Pass --reference" in res.output
+    res = runner.invoke(app, ["verify", str(only / "model.onnx"), "--data", str(data),
+                              "--reference", str(result.run_dir / "model.keras")])
+    assert res.exit_code == 0, res.output
+
+
+def test_clf_verify_fails_on_a_mismatching_artifact(bundle, tmp_path):
+    import keras
+
+    result, data = bundle
+    other = tmp_path / "other"
+    other.mkdir()
+    model = keras.models.clone_model(result.model)
+    weights = result.model.get_weights()
+    weights[-1] = weights[-1] + np.arange(len(weights[-1]))  # the softmax bias, skewed
+    model.set_weights(weights)
+    model.save(str(other / "model.keras"))
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    (other / "labels.json").write_text(json.dumps({**labels, "artifacts": {"keras": ["model.keras"]}}))
+    res = runner.invoke(app, ["verify", str(result.run_dir / "model.onnx"), "--data", str(data / "ant"),
+                              "--reference", str(other / "model.keras")])
+    assert res.exit_code == 1 and "FAILED onnx" in res.output, res.output
+
+
+def test_predict_formats_output_file_and_unreadable_files(bundle, tmp_path):
+    result, data = bundle
+    imgs = tmp_path / "imgs" / "nested"
+    make_image(imgs / "good.jpg", 1, np.random.default_rng(0))
+    (imgs / "broken.jpg").write_bytes(b"not a jpeg")
+    out_csv = tmp_path / "pred.csv"
+    res = runner.invoke(app, ["predict", str(result.run_dir / "model.tflite"), str(tmp_path / "imgs"),
+                              "--top-k", "2", "--output", str(out_csv)])
+    assert res.exit_code == 1  # one file unreadable: reported, the other still predicted
+    assert "broken.jpg: not a decodable image" in res.output and "1 file(s) could not be read" in res.output
+    import csv
+
+    lines = list(csv.reader(out_csv.read_text().splitlines()))
+    assert lines[0] == ["path", "class_1", "probability_1", "class_2", "probability_2", "error"]
+    rows = {line[0].rsplit("/", 1)[-1]: line for line in lines[1:]}
+    assert rows["good.jpg"][1] in ("ant", "bee", "cat") and rows["good.jpg"][-1] == ""
+    assert rows["broken.jpg"][1] == "" and "decodable" in rows["broken.jpg"][-1]
+    table = runner.invoke(app, ["predict", str(result.run_dir / "saved_model"), str(data / "ant"), "--format", "table"])
+    assert table.exit_code == 0 and "8 images (saved_model, tf.saved_model)" in table.output, table.output
+    out_json = tmp_path / "p.json"
+    assert runner.invoke(app, ["predict", str(result.run_dir), str(data / "ant"), "-o", str(out_json)]).exit_code == 0
+    assert len(json.loads(out_json.read_text())) == 8  # format from the suffix
+    bad = runner.invoke(app, ["predict", str(result.run_dir), str(data), "--format", "xml"])
+    assert bad.exit_code == 2 and "Unknown --format 'xml'" in bad.output

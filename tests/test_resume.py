@@ -1,0 +1,146 @@
+"""Checkpoint every epoch, resume after SIGKILL or Ctrl-C, and end where an uninterrupted run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import clf
+from clf import checkpoint
+from clf.cli import app
+from conftest import SMALL_BACKBONE, SMALL_SIZE
+
+runner = CliRunner()
+EPOCHS = 5
+
+# A plugin callback that slows each epoch down (so a kill lands mid-training) or, with
+# CLF_TEST_INTERRUPT_AT=k, raises KeyboardInterrupt after epoch k, as Ctrl-C does.
+PLUGIN = '''
+import os, time
+import clf
+
+def make(config, run_dir):
+    import keras
+
+    class Slow(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if os.environ.get("CLF_TEST_INTERRUPT_AT") == str(epoch + 1):
+                raise KeyboardInterrupt
+            time.sleep(float(os.environ.get("CLF_TEST_EPOCH_SLEEP", "0")))
+
+    return Slow()
+
+@clf.hookimpl
+def register_callbacks(register):
+    register("slow_epochs", make)
+'''
+
+
+def _args(data, out, plugin):
+    return ["run", "--backbone", SMALL_BACKBONE, "--data", str(data), "--epochs", str(EPOCHS),
+            "--batch-size", "4", "--image-size", str(SMALL_SIZE), "--weights", "none", "--no-augment",
+            "--output", str(out), "--seed", "3", "--plugin", str(plugin)]
+
+
+def _final(run_dir):
+    ckpt = checkpoint.latest(run_dir, "train")
+    with np.load(ckpt.path / "weights.npz") as w:
+        weights = [w[k] for k in sorted(w.files, key=lambda k: int(k.split("_")[1]))]
+    return ckpt, weights
+
+
+@pytest.fixture(scope="session")
+def plugin(tmp_path_factory):
+    # One file for the session: the CLI's process-wide plugin host keeps a --plugin loaded,
+    # and a second file registering the same callback name would be a duplicate.
+    path = tmp_path_factory.mktemp("plugin") / "slow_epochs_plugin.py"
+    path.write_text(PLUGIN)
+    return path
+
+
+def _assert_same_run(a, b):
+    ca, wa = _final(a)
+    cb, wb = _final(b)
+    assert ca.epoch == cb.epoch == EPOCHS
+    assert set(ca.history) == set(cb.history)
+    for key in ca.history:
+        np.testing.assert_allclose(ca.history[key], cb.history[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    for x, y in zip(wa, wb):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_every_epoch_is_atomic_and_keeps_only_the_latest(small_config, tmp_path):
+    result = clf.run(small_config(epochs=3))
+    folders = sorted(p.name for p in (result.run_dir / "checkpoint").iterdir())
+    assert folders == ["train-epoch-0003"]
+    state = json.loads((result.run_dir / "checkpoint" / "train-epoch-0003" / "state.json").read_text())
+    assert state["epoch"] == 3 and len(state["history"]["loss"]) == 3
+    assert state["config"]["backbone"] == SMALL_BACKBONE
+
+
+def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(image_folder, tmp_path, plugin):
+    straight = tmp_path / "straight"
+    assert runner.invoke(app, _args(image_folder, straight, plugin)).exit_code == 0
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "CLF_TEST_EPOCH_SLEEP": "0.5", "COLUMNS": "400"}
+    proc = subprocess.Popen([sys.executable, "-m", "clf.cli", *_args(image_folder, killed, plugin)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint" / "train-epoch-0002").is_dir():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = checkpoint.latest(killed, "train")
+    assert 2 <= done.epoch < EPOCHS and not (killed / "labels.json").exists()
+
+    resumed = subprocess.run([sys.executable, "-m", "clf.cli", "run", "--resume", str(killed)],
+                             capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "400"})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"Resuming {killed} after epoch {done.epoch} of {EPOCHS}" in resumed.stdout
+    assert (killed / "labels.json").is_file() and (killed / "model.h5").is_file()
+    _assert_same_run(straight, killed)
+
+
+def test_ctrl_c_saves_exits_130_and_resumes(image_folder, tmp_path, plugin, monkeypatch):
+    straight = tmp_path / "straight"
+    assert runner.invoke(app, _args(image_folder, straight, plugin)).exit_code == 0
+    out = tmp_path / "stopped"
+    monkeypatch.setenv("CLF_TEST_INTERRUPT_AT", "2")
+    res = runner.invoke(app, _args(image_folder, out, plugin))
+    assert res.exit_code == 130, res.output
+    assert "Interrupted" in res.output and f"clf run --resume {out}" in res.output
+    assert checkpoint.latest(out, "train").epoch == 2
+    monkeypatch.delenv("CLF_TEST_INTERRUPT_AT")
+    res = runner.invoke(app, ["run", "--resume", str(out)])
+    assert res.exit_code == 0, res.output
+    _assert_same_run(straight, out)
+
+
+def test_resume_errors_are_clear(tmp_path):
+    res = runner.invoke(app, ["run", "--resume", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "no such run folder" in res.output
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(app, ["run", "--resume", str(tmp_path / "empty")])
+    assert res.exit_code == 2 and "no complete checkpoint" in res.output
+
+
+def test_a_half_written_checkpoint_is_ignored(small_config):
+    result = clf.run(small_config(epochs=2))
+    root = result.run_dir / "checkpoint"
+    half = root / ".train-epoch-0003.tmp-999"
+    half.mkdir()
+    (half / "weights.npz").write_bytes(b"partial")
+    broken = root / "train-epoch-0004"
+    broken.mkdir()
+    (broken / "state.json").write_text("{")  # a folder without a complete state never counts
+    assert checkpoint.latest(result.run_dir).epoch == 2
