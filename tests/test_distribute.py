@@ -171,6 +171,24 @@ def test_mirrored_over_two_cpus_trains_the_same_model_as_default(tmp_path):
     assert {"labels.json", "model.h5", "model.weights.h5"} <= {p.name for p in (tmp_path / "mirrored").iterdir()}
 
 
+def test_fine_tuning_under_mirrored_matches_default(tmp_path):
+    # Phase 2 trains the whole model on live images under the strategy: the same
+    # (seed, epoch)-keyed batches, so the same losses as on one device.
+    data = make_folder(tmp_path / "data", per_class=4, split_dirs=True)
+    configs = [_run_config(data, tmp_path / name, strategy=name, epochs=1, fine_tune_layers=2,
+                           fine_tune_epochs=2, lr=0.01) for name in ("default", "mirrored")]
+    (tmp_path / "configs.json").write_text(json.dumps(configs))
+    _finish([_run_script([tmp_path / "configs.json", tmp_path / "out.json", "--cpus", "2"])])
+    default, mirrored = json.loads((tmp_path / "out.json").read_text())
+
+    assert mirrored["distribution"]["replicas"] == 2
+    assert len(mirrored["history"]["fine_tune_loss"]) == 2
+    np.testing.assert_allclose(mirrored["history"]["fine_tune_loss"], default["history"]["fine_tune_loss"],
+                               rtol=1e-3)
+    for key in ("validation_loss", "validation_accuracy"):  # evaluated on live images after phase 2
+        np.testing.assert_allclose(mirrored["metrics"][key], default["metrics"][key], atol=1e-3)
+
+
 def _free_ports(n):
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
