@@ -153,16 +153,22 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
     return cb
 
 
-def epoch_batches(ds, *, seed: int, batch_size: int, buffer: int, first_epoch: int, epochs: int):
+def epoch_batches(ds, *, seed: int, batch_size: int, buffer: int, first_epoch: int, epochs: int,
+                  batch=None):
     """Batches for epochs ``first_epoch .. epochs-1``, each epoch shuffled by (seed, epoch).
 
     Pass ``steps_per_epoch=steps(n, batch_size)`` to fit: Keras then keeps one iterator
-    across epochs, so epoch boundaries fall exactly where each epoch's shuffle ends."""
+    across epochs, so epoch boundaries fall exactly where each epoch's shuffle ends. The
+    order depends on nothing else (not on how many iterators were opened before), so a
+    resumed run and every tf.distribute strategy see the same batches. ``batch`` batches one
+    shuffled epoch (default ``ds.batch(batch_size)``; the engine passes
+    ``clf.distribute.Distribution.batch``, which keeps a small split divisible by replicas)."""
     import tensorflow as tf
 
     def one_epoch(epoch):
         epoch_seed = tf.constant(int(seed) * 100_003, tf.int64) + epoch
-        return ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False).batch(batch_size)
+        shuffled = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        return batch(shuffled) if batch is not None else shuffled.batch(batch_size)
 
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
 

@@ -157,6 +157,8 @@ def run(
     fine_tune_lr: Optional[float] = typer.Option(None, help="Fine-tuning learning rate; default --lr / 10."),
     class_weight: str = typer.Option("auto", help="'balanced', 'none', or 'auto' (balanced when the largest class has over 3x the smallest)."),
     patience: int = typer.Option(0, help="Stop after this many epochs without a better validation loss and restore the best weights (0: off)."),
+    strategy: str = typer.Option("auto", help="tf.distribute strategy: auto, default, mirrored, multiworker or tpu (auto: mirrored when more than one GPU is visible)."),
+    precision: str = typer.Option("auto", help="auto, float32, mixed_float16 or mixed_bfloat16 (auto: mixed_float16 on a GPU that supports it, else float32)."),
     plugin: Optional[List[str]] = PluginOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
@@ -176,7 +178,8 @@ def run(
                   quantize=quantize, verify=verify,
                   augment_copies=augment_copies, cache=cache, cache_dir=cache_dir,
                   fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs,
-                  fine_tune_lr=fine_tune_lr, class_weight=class_weight, patience=patience)
+                  fine_tune_lr=fine_tune_lr, class_weight=class_weight, patience=patience,
+                  strategy=strategy, precision=precision)
 
     if weights_mirror:
         os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror

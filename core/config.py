@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .distribute import PRECISIONS, STRATEGIES, check_name
 from .errors import ConfigError
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
@@ -50,6 +51,8 @@ class RunConfig:
     fine_tune_lr: float | None = None  # None: lr / 10
     class_weight: str = "auto"  # "auto" (balanced when largest class > 3x smallest), "balanced", "none"
     patience: int = 0  # early stopping on validation loss, best weights restored; 0: off
+    strategy: str = "auto"  # tf.distribute strategy: see clf.distribute.STRATEGIES
+    precision: str = "auto"  # Keras dtype policy: see clf.distribute.PRECISIONS
 
     def __post_init__(self) -> None:
         self.validate()
@@ -102,6 +105,8 @@ class RunConfig:
         if self.class_weight not in ("auto", "balanced", "none"):
             _bad("class_weight", self.class_weight, "'auto', 'balanced' or 'none'")
         _positive_int(self, "patience", minimum=0)
+        self.strategy = check_name("strategy", self.strategy, STRATEGIES)
+        self.precision = check_name("precision", self.precision, PRECISIONS)
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -11,6 +13,7 @@ from typing import Any
 
 from . import runrecord
 from .config import RunConfig
+from .distribute import distribution, precision_scope
 from . import checkpoint, doctor, guardrails
 from .evaluation import evaluate_dataset
 from .errors import ConfigError, DataError, Interrupted, UsageError
@@ -39,6 +42,9 @@ class RunResult:
     # Seconds per phase and feature-extraction counts (extracted vs served from the cache).
     timings: dict[str, float] = field(default_factory=dict)
     extraction: dict[str, dict[str, int]] = field(default_factory=dict)
+    # How it ran: strategy, replicas, precision, global/per-replica batch, chief or not.
+    # A non-chief worker of a multi-worker run writes no artifacts (run_dir was a temp dir).
+    distribution: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self):
@@ -155,6 +161,12 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     if ckpt is None:
         guardrails.check_output(config.output, config.force)  # before any slow work
 
+    # The strategy comes first: a multi-worker strategy must configure TensorFlow's
+    # runtime before anything (reading data included) starts it.
+    dist = distribution(config.strategy, config.precision, config.batch_size)
+    if dist.replicas > 1 or not dist.chief:
+        observer.note(dist.describe())
+
     import keras
     import numpy as np
     import tensorflow as tf
@@ -179,22 +191,28 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
                       f"expect much lower accuracy than with pretrained weights.")
     observer.phase_start("build")
     keras.utils.set_random_seed(config.seed)
-    base = build_backbone(backbone, image_size, None if config.weights == "none" else config.weights)
+    # Variables made inside the scope are mirrored on every replica; layers made inside the
+    # precision scope take its dtype policy (the policy is restored afterwards).
+    with dist.strategy.scope(), precision_scope(dist.precision):
+        base = build_backbone(backbone, image_size, None if config.weights == "none" else config.weights)
     head_options = {"dropout": config.dropout, "hidden_units": config.hidden_units}
-    observer.phase_end("build", weights=config.weights, params=base.count_params())
+    observer.phase_end("build", weights=config.weights, params=base.count_params(), **dist.as_info())
 
     n_train = len(bundle.splits["train"]) if "train" in bundle.splits else 0
     batch_size = guardrails.batch_size_for(config.batch_size, n_train, observer)
     first_epoch = ckpt.epoch if ckpt is not None else 0
-    val = bundle.validation.batch(batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None
+    # batch_size is the global batch (see clf.distribute): Keras splits it over the replicas.
+    val = (dist.batch(bundle.validation, len(bundle.splits.get("validation", [])) or None, "validation",
+                      size=batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None)
     timings: dict[str, float] = {}
     extraction: dict[str, dict[str, int]] = {}
     train_f = val_f = test_f = None
     if backbone.trainable:
         # A backbone trained from scratch with the head (the tutorial's small CNN) changes
         # every step: there is nothing to cache, so every epoch runs on live images.
-        head_model = build_head(head, int(base.output_shape[-1]), bundle.num_classes, head_options)
-        clf_model = join(base, head_model, backbone.preprocess, image_size, train_backbone=True)
+        with dist.strategy.scope(), precision_scope(dist.precision):
+            head_model = build_head(head, int(base.output_shape[-1]), bundle.num_classes, head_options)
+            clf_model = join(base, head_model, backbone.preprocess, image_size, train_backbone=True)
         fit_model, fit_data, n_fit, fit_val = clf_model.model, bundle.train, n_train, val
         train_counts = [bundle.counts("train")[c] for c in bundle.class_names] if n_train else []
     else:
@@ -205,7 +223,9 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
         total = sum(len(s) for s in bundle.splits.values()) + n_train * config.augment_copies
         observer.phase_start("extract", total=total or None, unit="image")
         t0 = time.perf_counter()
-        cache = feature_cache_for(config, backbone, base, image_size)
+        # Each worker extracts every image itself, on its own device (no collective step);
+        # only the chief writes the disk cache, the others keep their features in memory.
+        cache = feature_cache_for(config, backbone, base, image_size) if dist.chief else None
         if cache is not None and not bundle.splits:
             observer.note(f"Loader {config.loader!r} lists no files, so features are not cached on disk.")
         extractor = make_extractor(Classifier(None, base, None, backbone.preprocess), image_size)
@@ -221,13 +241,15 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
             observer.note("--augment-copies is ignored with --no-augment: training on clean features only.")
         train_f, val_f, test_f = feats["train"], feats["validation"], feats["test"]
         keras.utils.set_random_seed(config.seed)
-        head_model = build_head(head, int(base.output_shape[-1]), bundle.num_classes, head_options,
-                                standardize=make_standardizer(train_f.features))
-        clf_model = join(base, head_model, backbone.preprocess, image_size)
+        with dist.strategy.scope(), precision_scope(dist.precision):
+            head_model = build_head(head, int(base.output_shape[-1]), bundle.num_classes, head_options,
+                                    standardize=make_standardizer(train_f.features))
+            clf_model = join(base, head_model, backbone.preprocess, image_size)
         fit_model = head_model
         fit_data = tf.data.Dataset.from_tensor_slices((train_f.features, train_f.labels))
         n_fit = len(train_f.labels)
-        fit_val = (tf.data.Dataset.from_tensor_slices((val_f.features, val_f.labels)).batch(256)
+        fit_val = (dist.batch(tf.data.Dataset.from_tensor_slices((val_f.features, val_f.labels)),
+                              len(val_f.labels), "validation", size=256)
                    if val_f is not None else None)
         n_clean = n_fit // (1 + (config.augment_copies if config.augment else 0))  # clean copy first
         train_counts = np.bincount(train_f.labels[:n_clean], minlength=bundle.num_classes).tolist()
@@ -237,15 +259,19 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     if note:
         observer.note(note)
     if n_fit:
-        # Each epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
+        # Each epoch's order depends only on (seed, epoch), so a resumed run sees the same
+        # batches, and so does every strategy (Keras opens an extra iterator under one).
         train = checkpoint.epoch_batches(fit_data, seed=config.seed, batch_size=batch_size,
-                                         buffer=n_fit, first_epoch=first_epoch, epochs=config.epochs)
-        steps_per_epoch = checkpoint.steps(n_fit, batch_size)
+                                         buffer=n_fit, first_epoch=first_epoch, epochs=config.epochs,
+                                         batch=lambda ds: dist.batch(ds, n_fit, size=batch_size))
+        steps_per_epoch = dist.steps(n_fit, size=batch_size)
     else:  # a loader that streams: no file list, so no epoch-exact resume
-        train = fit_data.shuffle(1024, seed=config.seed).batch(batch_size)
+        train = dist.batch(fit_data.shuffle(1024, seed=config.seed), None, size=batch_size)
         steps_per_epoch = None
-    fit_model.compile(optimizer=keras.optimizers.Adam(config.lr),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with dist.strategy.scope(), precision_scope(dist.precision):
+        fit_model.compile(optimizer=keras.optimizers.Adam(config.lr),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    dist.prepare(fit_model)
     if backbone.trainable and config.augment:
         from .augmentation import augmentation_layers
 
@@ -253,12 +279,18 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
         train = train.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     train = train.prefetch(tf.data.AUTOTUNE)
 
-    run_dir = Path(resume_from) if ckpt is not None else new_run_dir(config)
+    # Only the chief writes the run folder; other workers still run every step (saving
+    # may need them) but write to a temporary folder that is removed at the end.
+    if not dist.chief:
+        run_dir = Path(tempfile.mkdtemp(prefix="clf-worker-"))
+    else:
+        run_dir = Path(resume_from) if ckpt is not None else new_run_dir(config)
     runrecord.write_config(run_dir, config)  # first, so even a crashed run says what it was
     if report is not None:
         report.write(run_dir)
     if ckpt is not None:
-        checkpoint.restore(fit_model, ckpt)
+        with dist.strategy.scope():  # optimizer slots made here are mirrored too
+            checkpoint.restore(fit_model, ckpt)
         observer.note(f"Resuming {run_dir} after epoch {ckpt.epoch} of {config.epochs}.")
     saver = checkpoint.callback(run_dir, phase="train", epochs=config.epochs, config=config.to_dict(),
                                 history=ckpt.history if ckpt is not None else None)
@@ -287,7 +319,8 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     history_dict = {k: [float(v) for v in vs] for k, vs in saver.history_so_far.items()}
 
     if config.fine_tune_layers:
-        history_dict.update(_fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, host))
+        history_dict.update(_fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir,
+                                       host, dist, batch_size))
         timings["fine_tune"] = history_dict.pop("_seconds")[0]
 
     metrics: dict[str, float] = {}
@@ -303,18 +336,23 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     for split_name, (split_f, ds) in to_evaluate.items():
         if live:
             if split_name == "test":
-                ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-            reports[split_name] = evaluate_dataset(clf_model.model, ds, bundle.class_names, observer)
+                ds = dist.batch(ds, len(bundle.splits.get("test", [])) or None, "test",
+                                size=batch_size).prefetch(tf.data.AUTOTUNE)
+            # Evaluation runs on this process's own device: one prediction row per image.
+            reports[split_name] = evaluate_dataset(dist.local_model(clf_model.model), ds,
+                                                   bundle.class_names, observer)
         else:
             feats = tf.data.Dataset.from_tensor_slices((split_f.features, split_f.labels)).batch(256)
-            reports[split_name] = evaluate_dataset(head_model, feats, bundle.class_names, observer)
+            reports[split_name] = evaluate_dataset(dist.local_model(head_model), feats,
+                                                   bundle.class_names, observer)
         metrics[f"{split_name}_loss"] = reports[split_name]["loss"]
         metrics[f"{split_name}_accuracy"] = reports[split_name]["accuracy"]
     observer.phase_end("evaluate", metrics=metrics, reports=reports)
 
     metadata = make_metadata(bundle.class_names, backbone.name, image_size, backbone.preprocess,
-                             weights=config.weights)
-    artifacts, verification = export_all(clf_model.model, run_dir, metadata, exporters, config, bundle, observer)
+                             weights=config.weights, precision=dist.precision)
+    artifacts, verification = export_all(clf_model.model, run_dir, metadata, exporters, config, bundle, observer,
+                                         reference=dist.local_model(clf_model.model))
 
     observer.phase_start("record")
     primary = "test" if "test" in reports else ("validation" if "validation" in reports else None)
@@ -329,10 +367,12 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     record.append(runrecord.write_json(run_dir / "manifest.json", manifest))
     observer.phase_end("record", run_dir=run_dir, files=record, reports=reports, primary=primary)
 
+    if not dist.chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        artifacts = {}
     return RunResult(config, run_dir, bundle.class_names, history_dict, metrics, artifacts,
                      clf_model, counts, evaluation=reports, manifest=manifest, verification=verification,
-                     timings=timings,
-                     extraction=extraction)
+                     timings=timings, extraction=extraction, distribution=dist.as_info())
 
 
 def _stopping(config: RunConfig, has_validation: bool) -> list:
@@ -345,7 +385,8 @@ def _stopping(config: RunConfig, has_validation: bool) -> list:
                                           restore_best_weights=True)]
 
 
-def _fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, host) -> dict:
+def _fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, host, dist,
+               batch_size) -> dict:
     """Phase 2: unfreeze the top of the backbone and train end to end on live images."""
     import keras
     import tensorflow as tf
@@ -358,14 +399,24 @@ def _fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, 
     observer.note(f"Fine-tuning {len(names)} backbone layer(s) ({names[0]} ... {names[-1]}) for "
                   f"{config.fine_tune_epochs} epoch(s) at learning rate {lr:g}; BatchNormalization "
                   f"stays frozen in inference mode.")
-    train = bundle.train.shuffle(max(1, len(bundle.splits.get("train", [])) or 1024),
-                                 seed=config.seed).batch(config.batch_size)
+    n = len(bundle.splits.get("train", []))
+    if n:  # the same (seed, epoch)-keyed order as phase 1, under every strategy
+        train = checkpoint.epoch_batches(bundle.train, seed=config.seed, batch_size=batch_size, buffer=n,
+                                         first_epoch=0, epochs=config.fine_tune_epochs,
+                                         batch=lambda ds: dist.batch(ds, n, size=batch_size))
+        steps = dist.steps(n, size=batch_size)
+    else:
+        train = dist.batch(bundle.train.shuffle(1024, seed=config.seed), None, size=batch_size)
+        steps = None
     if config.augment:
         aug = augmentation_layers(config.seed)
         train = train.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     train = train.prefetch(tf.data.AUTOTUNE)
-    clf_model.model.compile(optimizer=keras.optimizers.Adam(lr),
-                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # The new optimizer's variables are mirrored too; the model keeps its dtype policy.
+    with dist.strategy.scope(), precision_scope(dist.precision):
+        clf_model.model.compile(optimizer=keras.optimizers.Adam(lr),
+                                loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    dist.prepare(clf_model.model)
     callbacks = [_EpochReporter.make(observer, "fine_tune", config.fine_tune_epochs),
                  *_stopping(config, val is not None)]
     for factory in host.callbacks:
@@ -375,7 +426,8 @@ def _fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, 
     observer.phase_start("fine_tune", total=config.fine_tune_epochs, unit="epoch")
     t0 = time.perf_counter()
     history = clf_model.model.fit(train, validation_data=val, epochs=config.fine_tune_epochs,
-                                  class_weight=class_weight, callbacks=callbacks, verbose=0, shuffle=False)
+                                  steps_per_epoch=steps, class_weight=class_weight,
+                                  callbacks=callbacks, verbose=0, shuffle=False)
     seconds = time.perf_counter() - t0
     observer.phase_end("fine_tune", seconds=seconds)
     out = {f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}

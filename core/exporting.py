@@ -47,8 +47,12 @@ def held_out(bundle) -> tuple[Any, list[str], str]:
 
 
 def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config, bundle,
-               observer: Observer) -> tuple[dict[str, list[Path]], VerificationReport | None]:
-    """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure."""
+               observer: Observer, reference=None) -> tuple[dict[str, list[Path]], VerificationReport | None]:
+    """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
+
+    ``reference``: what the artifacts are compared with (anything with ``predict_on_batch``;
+    default ``model``). Under several replicas the engine passes a local predictor, since
+    Keras' ``predict_on_batch`` then returns one row per image per replica."""
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle.train)}
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
@@ -75,7 +79,7 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         observer.phase_start("verify", total=len(artifacts))
         ds, files, source = held_out(bundle)
         images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
-        report = verify_exports(model, metadata, artifacts, {e.name: e for e in exporters},
+        report = verify_exports(reference or model, metadata, artifacts, {e.name: e for e in exporters},
                                 images, files, source)
         write_report(run_dir, report)
         metadata["verification"] = report.summary()

@@ -78,6 +78,10 @@ class PlainObserver(Observer):
                            f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
         elif phase == "build":
             self.print(f"backbone: {info['params']:,} parameters; backbone weights: {info['weights']}")
+            if "strategy" in info:  # batch size semantics: --batch-size is the global batch
+                self.print(f"strategy: {info['strategy']}, {info['replicas']} replica(s); batch "
+                           f"{info['global_batch_size']} global, {info['per_replica_batch_size']} per "
+                           f"replica; precision {info['precision']}")
         elif phase == "extract":
             done = sum(v["extracted"] for v in info["counts"].values())
             hit = sum(v["cached"] for v in info["counts"].values())

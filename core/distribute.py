@@ -1,0 +1,368 @@
+"""Scale out on TensorFlow's own engine: pick a ``tf.distribute`` strategy and a precision.
+
+clf does not distribute anything itself. It picks one of TensorFlow's strategies, builds
+and compiles the model inside ``strategy.scope()`` and lets Keras split each batch across
+the replicas. Everything here is plain TensorFlow; the engine only calls these functions.
+
+Batch size: ``--batch-size`` is the **global** batch, the number of images per optimizer
+step summed over every replica of every worker. Each replica gets
+``batch_size / replicas``, so under several replicas it must be a multiple of their number.
+This keeps one command meaning one training recipe, whatever the hardware: the same
+learning rate, the same number of steps per epoch, the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+# Strategies that configure the process (collective ops, the TPU system) can be made once
+# per process only; a second run in the same process reuses them.
+_CACHE: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What the engine runs under, as the logs and RunResult report it."""
+
+    strategy: Any  # tf.distribute.Strategy
+    name: str  # the resolved name: default, mirrored, multiworker or tpu
+    replicas: int
+    devices: tuple[str, ...]
+    chief: bool
+    precision: str  # the resolved Keras dtype policy name
+    global_batch_size: int
+
+    @property
+    def per_replica_batch_size(self) -> int:
+        return max(1, self.global_batch_size // self.replicas)
+
+    @property
+    def static_batches(self) -> bool:
+        """TPUs compile for fixed shapes: the last, partial batch must be dropped."""
+        return self.name == "tpu"
+
+    def as_info(self) -> dict[str, Any]:
+        """Plain values for the observer, RunResult.distribution and logs."""
+        return {"strategy": self.name, "replicas": self.replicas, "devices": list(self.devices),
+                "chief": self.chief, "precision": self.precision,
+                "global_batch_size": self.global_batch_size,
+                "per_replica_batch_size": self.per_replica_batch_size}
+
+    def batch_size_for(self, count: int | None, size: int | None = None, split: str = "train") -> int:
+        """The batch size for a split of ``count`` elements (``size``: the global batch).
+
+        Under several replicas Keras builds the model from the first batch and needs it to
+        split evenly across them (keras/src/backend/tensorflow/trainer.py,
+        ``_maybe_symbolic_build``); a split smaller than one global batch (or a batch the
+        engine shrank to a small training set) is therefore batched by the largest multiple
+        of the replica count that fits.
+        """
+        size = size or self.global_batch_size
+        first = min(count, size) if count is not None and count >= 0 else size
+        if self.replicas > 1 and first % self.replicas:
+            size = first - first % self.replicas
+            if size == 0:
+                from .errors import DataError
+
+                raise DataError(
+                    f"The {split} split has {count} image(s), fewer than the {self.replicas} replicas of "
+                    f"strategy {self.name}; expected at least one image per replica. Add images, "
+                    f"or run with fewer replicas (--strategy default)."
+                )
+        return size
+
+    def batch(self, dataset, count: int | None = None, split: str = "train", size: int | None = None):
+        """Batch an unbatched dataset of ``count`` elements by the global batch (or ``size``)."""
+        if count is None and self.replicas > 1:
+            n = int(dataset.cardinality())  # negative: unknown or infinite
+            count = n if n >= 0 else None
+        size = self.batch_size_for(count, size, split)
+        return dataset.batch(size, drop_remainder=self.static_batches)
+
+    def steps(self, count: int, size: int | None = None) -> int:
+        """Batches per epoch for ``count`` elements, as ``batch`` makes them."""
+        size = self.batch_size_for(count, size)
+        return max(1, count // size if self.static_batches else -(-count // size))
+
+    def prepare(self, model) -> None:
+        """Work around Keras 3's ``fit`` under MultiWorkerMirroredStrategy.
+
+        Before training, Keras averages the first batch across replicas with
+        ``strategy.reduce`` just to learn its shapes (``_maybe_symbolic_build`` in
+        keras/src/backend/tensorflow/trainer.py). MultiWorkerMirroredStrategy cannot reduce
+        an ``(images, labels)`` pair, so ``fit`` fails on every multi-worker run
+        (keras-team/keras#20585, tensorflow/tensorflow#72388). Shapes are all that step
+        needs, so this model takes them from this worker's first replica instead.
+        """
+        if self.name != "multiworker":
+            return
+        tf = _tf()
+        strategy = self.strategy
+
+        def local(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.experimental_local_results(value)[0]
+            return value
+
+        def maybe_symbolic_build(iterator=None, data_batch=None):
+            if iterator is not None:
+                for _, _, it in iterator:
+                    data_batch = tf.nest.map_structure(local, next(it))
+                    break
+            with strategy.scope():
+                model._symbolic_build(data_batch=data_batch)
+
+        model._maybe_symbolic_build = maybe_symbolic_build
+
+        # Each step's logs are then averaged with reduce("MEAN", axis=0), which fails on the
+        # scalar loss and metrics under this strategy; as one-element vectors they average
+        # across replicas as Keras intends.
+        def as_vectors(step):
+            return lambda data: tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
+
+        model.train_step = as_vectors(model.train_step)
+        model.test_step = as_vectors(model.test_step)
+
+    def local_model(self, model):
+        """``model`` for ``predict_on_batch`` on this process's own device.
+
+        Under several replicas Keras' ``predict_on_batch`` hands the whole batch to every
+        replica and concatenates their outputs (one row per image per replica); evaluation
+        after training needs one row per image, and each worker can do it alone.
+        """
+        if self.replicas == 1:
+            return model
+        return _LocalPredictor(model)
+
+    def describe(self) -> str:
+        share = f"{self.per_replica_batch_size} per replica"
+        return (f"strategy {self.name} ({type(self.strategy).__name__}) with {self.replicas} "
+                f"replica(s) on {', '.join(self.devices) or 'the default device'}; "
+                f"--batch-size {self.global_batch_size} is the global batch: {share}; "
+                f"precision {self.precision}"
+                + ("" if self.chief else "; this worker is not the chief and writes no artifacts"))
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def check_name(kind: str, value: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in choices:
+        raise ConfigError(
+            f"Invalid {kind} {value!r}: expected one of {', '.join(choices)}. "
+            f"Pass a valid --{kind} (or '{kind}' in the config file)."
+        )
+    return value.strip().lower()
+
+
+def _local_devices() -> list[str]:
+    """Every local GPU, or else every logical CPU device (several only when configured)."""
+    tf = _tf()
+    gpus = tf.config.list_logical_devices("GPU")
+    return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+
+
+def tf_config() -> dict[str, Any] | None:
+    """The parsed ``TF_CONFIG`` environment variable, or None when it is unset."""
+    raw = os.environ.get("TF_CONFIG", "").strip()
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data.get("cluster"), dict) or not isinstance(data.get("task"), dict):
+            raise ValueError("it needs 'cluster' and 'task' objects")
+    except (ValueError, AttributeError) as exc:
+        raise ConfigError(
+            f"TF_CONFIG is not valid ({exc}): {raw!r}. Expected JSON like "
+            f'{{"cluster": {{"worker": ["host1:12345", "host2:12345"]}}, '
+            f'"task": {{"type": "worker", "index": 0}}}}. Fix the environment variable.'
+        ) from None
+    return data
+
+
+def resolve_strategy_name(name: str) -> str:
+    """``auto``: MirroredStrategy when more than one GPU is visible, else the default one."""
+    name = check_name("strategy", name, STRATEGIES)
+    if name != "auto":
+        return name
+    return "mirrored" if len(_tf().config.list_physical_devices("GPU")) > 1 else "default"
+
+
+def make_strategy(name: str = "auto"):
+    """A ``tf.distribute.Strategy`` for ``name``; call it before any other TensorFlow work.
+
+    ``multiworker`` configures collective ops, which TensorFlow allows only before its
+    runtime starts, so the engine makes the strategy before reading any data.
+    """
+    name = resolve_strategy_name(name)
+    tf = _tf()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name in _CACHE:
+        return _CACHE[name]
+    if name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(devices=_local_devices())
+    elif name == "multiworker":
+        config = tf_config()
+        if config is None or not config["cluster"].get("worker") and not config["cluster"].get("chief"):
+            raise ConfigError(
+                "--strategy multiworker needs the TF_CONFIG environment variable to name the "
+                "cluster and this process's task, e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
+                "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}'. "
+                "Set it on every worker (see 'Scaling out' in the README), or use --strategy mirrored "
+                "on one machine."
+            )
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"Cannot start MultiWorkerMirroredStrategy: {exc}. It must be created before "
+                f"TensorFlow runs anything else in this process; run clf in a fresh process."
+            ) from None
+    else:  # tpu
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", ""))
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+            raise ConfigError(
+                f"--strategy tpu found no TPU: {type(exc).__name__}: {exc}. Expected a TPU VM or "
+                f"TPU_NAME naming a TPU. Run on a TPU host, or pick --strategy auto."
+            ) from None
+        strategy = tf.distribute.TPUStrategy(resolver)
+    _CACHE[name] = strategy
+    return strategy
+
+
+def strategy_name(strategy) -> str:
+    tf = _tf()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multiworker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    return "default"
+
+
+def is_chief(strategy=None) -> bool:
+    """True on the one process that writes artifacts: the chief, or worker 0 without one.
+
+    Every process of a single-machine strategy is the chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", None)
+    if task_type is None:
+        config = tf_config() if strategy is None or strategy_name(strategy) == "multiworker" else None
+        if not config:
+            return True
+        task_type, task_id = config["task"].get("type"), config["task"].get("index", 0)
+        has_chief = bool(config["cluster"].get("chief"))
+    else:
+        has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and int(task_id or 0) == 0 and not has_chief
+
+
+def gpu_supports_float16() -> bool:
+    """A GPU with compute capability 7.0+ (Volta and later) runs float16 on tensor cores."""
+    tf = _tf()
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability and tuple(capability) >= (7, 0):
+            return True
+    return False
+
+
+def resolve_precision(name: str, strategy_kind: str = "default") -> str:
+    """``auto``: mixed_bfloat16 on a TPU, mixed_float16 on a GPU that supports it, else float32."""
+    name = check_name("precision", name, PRECISIONS)
+    if name != "auto":
+        return name
+    if strategy_kind == "tpu":
+        return "mixed_bfloat16"
+    return "mixed_float16" if gpu_supports_float16() else "float32"
+
+
+def set_precision(name: str, strategy_kind: str = "default") -> str:
+    """Set Keras' global dtype policy; returns the resolved policy name.
+
+    Layers read the policy when they are created, so set it before building the model.
+    The softmax head and the Preprocess layer pin float32 themselves, so the model's output
+    stays float32 under either mixed policy.
+    """
+    import keras
+
+    resolved = resolve_precision(name, strategy_kind)
+    keras.mixed_precision.set_global_policy(resolved)
+    return resolved
+
+
+class precision_scope:
+    """``with precision_scope("mixed_float16"):`` build layers under a policy, then restore it.
+
+    The engine builds its model inside one, so a run does not change the policy for code
+    that runs after it in the same process (a notebook, the test suite).
+    """
+
+    def __init__(self, name: str, strategy_kind: str = "default"):
+        self.name, self.strategy_kind = name, strategy_kind
+        self.resolved = ""
+
+    def __enter__(self) -> str:
+        import keras
+
+        self._previous = keras.mixed_precision.global_policy()
+        self.resolved = set_precision(self.name, self.strategy_kind)
+        return self.resolved
+
+    def __exit__(self, *exc) -> None:
+        import keras
+
+        keras.mixed_precision.set_global_policy(self._previous)
+
+
+def distribution(strategy_name_: str, precision: str, global_batch_size: int) -> Distribution:
+    """Make the strategy and resolve the precision for one run."""
+    strategy = make_strategy(strategy_name_)
+    kind = strategy_name(strategy)
+    try:
+        devices = tuple(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy has no device list: it uses the default device
+        devices = ()
+    replicas = int(strategy.num_replicas_in_sync)
+    if global_batch_size % replicas:
+        # Keras needs every full batch to split evenly (see Distribution.batch).
+        raise ConfigError(
+            f"--batch-size {global_batch_size} does not split evenly over the {replicas} "
+            f"replicas of strategy {kind}; expected a multiple of {replicas} (it is the global "
+            f"batch, summed over replicas). Pass --batch-size "
+            f"{max(replicas, global_batch_size - global_batch_size % replicas)}."
+        )
+    return Distribution(strategy, kind, replicas, devices, is_chief(strategy),
+                        resolve_precision(precision, kind), global_batch_size)
+
+
+class _LocalPredictor:
+    """``predict_on_batch`` that calls the model directly (no strategy, no collectives)."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def predict_on_batch(self, images):
+        return self._forward(images).numpy()

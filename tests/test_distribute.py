@@ -1,0 +1,240 @@
+"""Strategies and precision: choice and validation in-process; multi-replica training in
+subprocesses (logical CPU devices and TF_CONFIG must be set before TensorFlow starts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import clf
+from clf import ConfigError, DataError
+from clf.distribute import Distribution, is_chief, make_strategy, resolve_precision, resolve_strategy_name
+from conftest import MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, require_shared
+
+RUNNER = Path(__file__).with_name("distributed_run.py")
+TIMEOUT = 300  # seconds per subprocess; a tiny run takes well under a minute on an idle machine
+
+
+def test_config_rejects_unknown_strategy_and_precision(small_config):
+    with pytest.raises(ConfigError, match=r"Invalid strategy 'horovod': expected one of auto, default, mirrored, multiworker, tpu"):
+        small_config(strategy="horovod")
+    with pytest.raises(ConfigError, match=r"Invalid precision 'float8'.*mixed_float16"):
+        small_config(precision="float8")
+    assert small_config(strategy=" Mirrored ", precision="MIXED_BFLOAT16").strategy == "mirrored"
+
+
+def test_auto_on_a_cpu_machine_is_default_strategy_and_float32():
+    assert resolve_strategy_name("auto") == "default"
+    assert resolve_precision("auto") == "float32"
+    assert resolve_precision("auto", "tpu") == "mixed_bfloat16"
+    assert resolve_precision("mixed_float16") == "mixed_float16"
+
+
+def test_multiworker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="needs the TF_CONFIG environment variable"):
+        make_strategy("multiworker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ConfigError, match="TF_CONFIG is not valid"):
+        make_strategy("multiworker")
+
+
+@pytest.mark.parametrize("cluster, task, chief", [
+    ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, True),
+    ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 1}, False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "worker", "index": 0}, False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "chief", "index": 0}, True),
+])
+def test_chief_is_the_chief_task_or_worker_zero(monkeypatch, cluster, task, chief):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    assert is_chief() is chief
+    monkeypatch.delenv("TF_CONFIG")
+    assert is_chief() is True
+
+
+def _two_replicas(batch: int) -> Distribution:
+    return Distribution(None, "mirrored", 2, ("/cpu:0", "/cpu:1"), True, "float32", batch)
+
+
+def test_small_split_is_batched_so_the_first_batch_splits_evenly():
+    import tensorflow as tf
+
+    sizes = lambda ds: [int(b.shape[0]) for b in ds]  # noqa: E731
+    dist = _two_replicas(4)
+    assert sizes(dist.batch(tf.data.Dataset.range(3), 3)) == [2, 1]
+    assert sizes(dist.batch(tf.data.Dataset.range(6), 6)) == [4, 2]
+    with pytest.raises(DataError, match="validation split has 1 image.*fewer than the 2 replicas"):
+        dist.batch(tf.data.Dataset.range(1), 1, "validation")
+
+
+def test_epoch_order_depends_on_seed_and_epoch_not_on_iterators_opened():
+    import tensorflow as tf
+
+    from clf import checkpoint
+
+    # One mechanism for resume and for strategies: checkpoint.epoch_batches batched by the
+    # Distribution (as the engine does it).
+    dist = Distribution(tf.distribute.get_strategy(), "default", 1, (), True, "float32", 4)
+    ds = checkpoint.epoch_batches(tf.data.Dataset.range(10), seed=7, batch_size=4, buffer=10,
+                                  first_epoch=0, epochs=3, batch=lambda d: dist.batch(d, 10))
+    steps = dist.steps(10)
+    assert steps == 3
+    assert _two_replicas(4).steps(3) == 2 and _two_replicas(4).steps(6) == 2
+    first = [b.numpy().tolist() for b in ds]
+    assert [b.numpy().tolist() for b in ds] == first  # a second iterator: the same batches
+    epochs = [sum(first[i * 3:(i + 1) * 3], []) for i in range(3)]
+    assert all(sorted(e) == list(range(10)) for e in epochs) and epochs[0] != epochs[1]
+
+
+@pytest.mark.parametrize("precision, compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
+def test_mixed_precision_keeps_the_output_float32_and_reloads(small_config, precision, compute):
+    import keras
+
+    result = clf.run(small_config(precision=precision, epochs=1))
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    assert result.distribution["precision"] == precision
+    conv = next(layer for layer in result.classifier.backbone.layers if "conv" in layer.name.lower())
+    assert conv.compute_dtype == compute and conv.variable_dtype == "float32"
+    assert result.classifier.head.get_layer("predictions").compute_dtype == "float32"
+    assert result.model.output.dtype == "float32"
+    if precision == "mixed_float16":
+        # Whichever model the engine compiled (the head on cached features, or the whole model).
+        optimizer = getattr(result.classifier.head, "optimizer", None) or result.model.optimizer
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    assert labels["precision"] == precision
+    x = np.random.default_rng(0).uniform(0, 255, (2, SMALL_SIZE, SMALL_SIZE, 3)).astype(np.float32)
+    predictor = clf.load_predictor(result.run_dir)
+    probs = predictor.predict_batch(x)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs, result.predict(x), atol=1e-3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+
+
+def _run_script(args, env=None):
+    full_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    full_env.update({"TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+    return subprocess.Popen([sys.executable, str(RUNNER), *map(str, args)], env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(procs, timeout=TIMEOUT):
+    """Wait for every process within ``timeout``; kill them all on timeout or failure."""
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-4000:]
+    return outputs
+
+
+def _run_config(data, output, **changes):
+    base = dict(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=2, batch_size=4,
+                image_size=SMALL_SIZE, output=str(output), augment=False, seed=3)
+    base.update(changes)
+    return base
+
+
+def test_mirrored_over_two_cpus_trains_the_same_model_as_default(tmp_path):
+    # Real ImageNet weights give informative features, so training moves the head well
+    # beyond float noise and a wrong split of batches or gradients would show.
+    weights = require_shared(MOBILENET_V2_035)
+    # 12 training images, batch 4: every batch splits evenly over the two replicas.
+    data = make_folder(tmp_path / "data", per_class=4, split_dirs=True)
+    configs = [_run_config(data, tmp_path / name, weights=str(weights), strategy=name, lr=0.01, epochs=3)
+               for name in ("default", "mirrored")]
+    (tmp_path / "configs.json").write_text(json.dumps(configs))
+    _finish([_run_script([tmp_path / "configs.json", tmp_path / "out.json", "--cpus", "2"])])
+    default, mirrored = json.loads((tmp_path / "out.json").read_text())
+
+    assert default["distribution"]["replicas"] == 1
+    assert mirrored["distribution"]["strategy"] == "mirrored"
+    assert mirrored["distribution"]["replicas"] == 2 and len(mirrored["distribution"]["devices"]) == 2
+    assert mirrored["distribution"]["per_replica_batch_size"] == 2
+    assert default["history"]["loss"][-1] < default["history"]["loss"][0] - 0.1  # it learned
+    np.testing.assert_allclose(mirrored["history"]["loss"], default["history"]["loss"], rtol=1e-4)
+    for a, b in zip(default["head_weights"], mirrored["head_weights"]):
+        np.testing.assert_allclose(np.array(b), np.array(a), atol=1e-4)
+    for key in ("validation_loss", "validation_accuracy"):  # evaluation: one row per image
+        np.testing.assert_allclose(mirrored["metrics"][key], default["metrics"][key], atol=1e-4)
+    assert {"labels.json", "model.h5", "model.weights.h5"} <= {p.name for p in (tmp_path / "mirrored").iterdir()}
+
+
+def test_fine_tuning_under_mirrored_matches_default(tmp_path):
+    # Phase 2 trains the whole model on live images under the strategy: the same
+    # (seed, epoch)-keyed batches, so the same losses as on one device.
+    data = make_folder(tmp_path / "data", per_class=4, split_dirs=True)
+    configs = [_run_config(data, tmp_path / name, strategy=name, epochs=1, fine_tune_layers=2,
+                           fine_tune_epochs=2, lr=0.01) for name in ("default", "mirrored")]
+    (tmp_path / "configs.json").write_text(json.dumps(configs))
+    _finish([_run_script([tmp_path / "configs.json", tmp_path / "out.json", "--cpus", "2"])])
+    default, mirrored = json.loads((tmp_path / "out.json").read_text())
+
+    assert mirrored["distribution"]["replicas"] == 2
+    assert len(mirrored["history"]["fine_tune_loss"]) == 2
+    np.testing.assert_allclose(mirrored["history"]["fine_tune_loss"], default["history"]["fine_tune_loss"],
+                               rtol=1e-3)
+    for key in ("validation_loss", "validation_accuracy"):  # evaluated on live images after phase 2
+        np.testing.assert_allclose(mirrored["metrics"][key], default["metrics"][key], atol=1e-3)
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_multiworker_on_two_local_processes_and_only_the_chief_writes(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=4, split_dirs=True)
+    output = tmp_path / "run"  # the same --output on both, as on a shared file system
+    (tmp_path / "config.json").write_text(json.dumps(_run_config(data, output, strategy="multiworker")))
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        procs.append(_run_script([tmp_path / "config.json", tmp_path / f"out{index}.json"],
+                                 env={"TF_CONFIG": json.dumps(tf_config)}))
+    _finish(procs)
+    chief, other = (json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(2))
+
+    for r in (chief, other):
+        assert r["distribution"]["strategy"] == "multiworker" and r["distribution"]["replicas"] == 2
+        assert len(r["history"]["loss"]) == 2
+    assert chief["distribution"]["chief"] and not other["distribution"]["chief"]
+    assert chief["run_dir"] == str(output) and chief["artifacts"]["h5"]
+    assert other["artifacts"] == {} and other["run_dir"] != str(output) and not other["run_dir_exists"]
+    written = {p.name for p in output.iterdir()}
+    assert {"labels.json", "model.h5", "model.weights.h5", "manifest.json"} <= written
+    # Nothing from the other worker: its run record went to a temp folder, now removed.
+    assert not any(p.name.startswith("clf-worker-") for p in output.parent.iterdir())
+    # Synchronous training: both workers end with the same weights.
+    for a, b in zip(chief["head_weights"], other["head_weights"]):
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-6)
+    predictor = clf.load_predictor(output)
+    assert predictor.class_names == ["ant", "bee", "cat"]
+
+
+def test_cli_rejects_an_unknown_strategy_with_usage_exit_code(image_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from clf.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--data", str(image_folder), "--strategy", "spark",
+                                      "--output", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "Invalid strategy 'spark'" in result.output and not (tmp_path / "r").exists()
