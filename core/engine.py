@@ -295,11 +295,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     saver = checkpoint.callback(run_dir, phase="train", epochs=config.epochs, config=config.to_dict(),
                                 history=ckpt.history if ckpt is not None else None)
     callbacks = [_EpochReporter.make(observer, "train", config.epochs), saver,
-                 *_stopping(config, fit_val is not None)]
-    for factory in host.callbacks:
-        cb = factory.make(config, run_dir)
-        if cb is not None:
-            callbacks.append(cb)
+                 *_stopping(config, fit_val is not None), *_plugin_callbacks(host, config, run_dir)]
 
     observer.phase_start("train", total=config.epochs, unit="epoch")
     t0 = time.perf_counter()
@@ -375,6 +371,12 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
                      timings=timings, extraction=extraction, distribution=dist.as_info())
 
 
+def _plugin_callbacks(host, config: RunConfig, run_dir: Path) -> list:
+    """The callbacks plugins add through the register_callbacks hook (None: sits this run out)."""
+    made = (factory.make(config, run_dir) for factory in host.callbacks)
+    return [cb for cb in made if cb is not None]
+
+
 def _stopping(config: RunConfig, has_validation: bool) -> list:
     """Early stopping on validation loss with the best epoch's weights restored."""
     if not config.patience or not has_validation:
@@ -418,11 +420,7 @@ def _fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, 
                                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     dist.prepare(clf_model.model)
     callbacks = [_EpochReporter.make(observer, "fine_tune", config.fine_tune_epochs),
-                 *_stopping(config, val is not None)]
-    for factory in host.callbacks:
-        cb = factory.make(config, run_dir)
-        if cb is not None:
-            callbacks.append(cb)
+                 *_stopping(config, val is not None), *_plugin_callbacks(host, config, run_dir)]
     observer.phase_start("fine_tune", total=config.fine_tune_epochs, unit="epoch")
     t0 = time.perf_counter()
     history = clf_model.model.fit(train, validation_data=val, epochs=config.fine_tune_epochs,
