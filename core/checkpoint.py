@@ -167,6 +167,12 @@ def epoch_batches(ds, *, seed: int, batch_size: int, buffer: int, first_epoch: i
 
     def one_epoch(epoch):
         epoch_seed = tf.constant(int(seed) * 100_003, tf.int64) + epoch
+        graph = tf.compat.v1.get_default_graph()
+        if graph.seed is not None and graph.seed % (2**31 - 1) == 0:
+            # With a global seed of 0 (--seed 0) TensorFlow's get_seed compares (0, op seed)
+            # with (0, 0) in Python, which a tensor op seed cannot answer; any other graph
+            # seed for this one traced function avoids it (the op seed keeps the order).
+            graph.seed = 1
         shuffled = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
         return batch(shuffled) if batch is not None else shuffled.batch(batch_size)
 

@@ -47,12 +47,16 @@ def held_out(bundle) -> tuple[Any, list[str], str]:
 
 
 def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config, bundle,
-               observer: Observer, reference=None) -> tuple[dict[str, list[Path]], VerificationReport | None]:
+               observer: Observer, reference=None,
+               reference_probs: Callable[[str], np.ndarray | None] | None = None,
+               ) -> tuple[dict[str, list[Path]], VerificationReport | None]:
     """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
 
     ``reference``: what the artifacts are compared with (anything with ``predict_on_batch``;
     default ``model``). Under several replicas the engine passes a local predictor, since
-    Keras' ``predict_on_batch`` then returns one row per image per replica."""
+    Keras' ``predict_on_batch`` then returns one row per image per replica.
+    ``reference_probs(split)``: the reference's probabilities on that split's images in
+    order, when the caller already has them (None: compute them)."""
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle.train)}
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
@@ -79,8 +83,11 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         observer.phase_start("verify", total=len(artifacts))
         ds, files, source = held_out(bundle)
         images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
+        known = reference_probs(source) if reference_probs is not None else None
+        if known is not None and len(known) < len(images):
+            known = None  # not one row per image: compute them instead
         report = verify_exports(reference or model, metadata, artifacts, {e.name: e for e in exporters},
-                                images, files, source)
+                                images, files, source, known[:len(images)] if known is not None else None)
         write_report(run_dir, report)
         metadata["verification"] = report.summary()
         for failed in report.failed:  # renamed to *.failed: no longer listed as usable

@@ -268,3 +268,25 @@ def test_predict_formats_output_file_and_unreadable_files(bundle, tmp_path):
     assert len(json.loads(out_json.read_text())) == 8  # format from the suffix
     bad = runner.invoke(app, ["predict", str(result.run_dir), str(data), "--format", "xml"])
     assert bad.exit_code == 2 and "Unknown --format 'xml'" in bad.output
+
+
+def test_float_check_uses_a_few_images_and_the_known_reference(bundle, tmp_path):
+    """Float artifacts are compared on FLOAT_CHECK_IMAGES images; reference probabilities the
+    caller already has (the engine's cached-feature outputs) are used, not recomputed."""
+    import shutil
+
+    from clf.verify import FLOAT_CHECK_IMAGES, verify_exports
+
+    result, _ = bundle
+    for name in ("model.h5", "labels.json"):
+        shutil.copy(result.run_dir / name, tmp_path / name)
+    labels = json.loads((tmp_path / "labels.json").read_text())
+    exporters = {"h5": clf.get_host().exporters.get("h5")}
+    images = _images(FLOAT_CHECK_IMAGES + 8)
+    truth = result.model.predict(images, verbose=0)
+    ok = verify_exports(result.model, labels, {"h5": [tmp_path / "model.h5"]}, exporters, images, [], "test",
+                        reference_probs=truth)
+    assert ok.results["h5"].passed and ok.results["h5"].images == FLOAT_CHECK_IMAGES
+    wrong = verify_exports(result.model, labels, {"h5": [tmp_path / "model.h5"]}, exporters, images, [],
+                           "test", reference_probs=truth[:, ::-1])
+    assert not wrong.results["h5"].passed and (tmp_path / "model.h5.failed").exists()
