@@ -13,7 +13,7 @@ from .events import Observer
 from .labels import write_labels
 from .verify import MAX_IMAGES, VerificationReport, verify_exports, write_report
 
-REPRESENTATIVE_IMAGES = 100  # TFLite's guidance: ~100-500 samples calibrate int8 well
+REPRESENTATIVE_IMAGES = 300  # TFLite's guidance: ~100-500 samples calibrate int8 well
 
 
 def check_export_options(config, exporters) -> None:
@@ -26,12 +26,22 @@ def check_export_options(config, exporters) -> None:
         )
 
 
-def representative_data(dataset, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
+def representative_data(bundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
     """A generator factory of single raw training images ``[1, h, w, 3]`` (un-augmented),
-    for int8 calibration; nothing is read unless an exporter asks for it."""
+    for int8 calibration; nothing is read unless an exporter asks for it.
+
+    The images are spread evenly over the training files: loaders list them class by class,
+    so the first ``limit`` would calibrate the activation ranges on one or two classes only
+    (hymenoptera's first 100 were all ants)."""
+    files = bundle.splits["train"] if "train" in bundle.splits else None
 
     def batches() -> Iterator[np.ndarray]:
-        for image, _ in dataset.take(limit):
+        if files is not None and bundle.make_dataset is not None and len(files) > limit:
+            picked = np.linspace(0, len(files) - 1, limit).round().astype(int)
+            dataset = bundle.make_dataset([files.files[i] for i in picked], [files.labels[i] for i in picked])
+        else:
+            dataset = bundle.train.take(limit)
+        for image, _ in dataset:
             yield np.asarray(image, np.float32)[None]
 
     return batches
@@ -57,7 +67,7 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
     Keras' ``predict_on_batch`` then returns one row per image per replica.
     ``reference_probs(split)``: the reference's probabilities on that split's images in
     order, when the caller already has them (None: compute them)."""
-    options = {"quantize": config.quantize, "representative_data": representative_data(bundle.train)}
+    options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
     for exporter in exporters:
