@@ -7,7 +7,7 @@ the Keras model, with the Keras artifact as the baseline (ratios printed).
 
 Trains mobilenet_v2_035 (224 px, real ImageNet weights) with clf.run, exports h5, keras,
 savedmodel, tflite (float32) and onnx, plus TFLite float16/dynamic/int8 (int8 calibrated
-on 100 training images), then on the validation images measures for each artifact:
+as clf.run does: up to 300 training images spread over the classes), then on the validation images measures for each artifact:
 top-1 agreement and max |diff| of probabilities against the in-memory Keras model, and
 latency per image at batch 1 (median of single-image calls after warm-up) and at batch
 32 (wall time / images). Numbers depend on the machine and its load: rerun to compare.
@@ -49,6 +49,8 @@ def main() -> int:
     import clf
     from clf.labels import read_labels
     from clf.plugins.tflite_exporter import export_tflite
+    from clf.data import ImageSize
+    from clf.exporting import representative_data
     from clf.verify import compare, load_images, predict_in_batches
 
     out = Path(args.out)
@@ -65,17 +67,15 @@ def main() -> int:
     labels = read_labels(result.run_dir)
     from clf.plugin_manager import get_host
 
-    bundle = get_host().loaders.get("directory").load(args.data, image_size=(224, 224), seed=42,
+    size = ImageSize((224, 224), labels["resize"]["center_crop"])  # as the run decoded its photos
+    bundle = get_host().loaders.get("directory").load(args.data, image_size=size, seed=42,
                                                       validation_split=0.2)
-    train_files = bundle.splits["train"].files
-    rng = np.random.default_rng(0)
-    calib = load_images([train_files[i] for i in rng.choice(len(train_files), 100, replace=False)], (224, 224))
-    for mode in ("float16", "dynamic", "int8"):
+    for mode in ("float16", "dynamic", "int8"):  # int8 calibrates exactly as clf.run does
         export_tflite(result.model, result.run_dir, labels, quantize=mode,
-                      representative_data=lambda: (im[None] for im in calib))
+                      representative_data=representative_data(bundle))
 
     val_files = bundle.splits["validation"].files
-    x = load_images(val_files, (224, 224))
+    x = load_images(val_files, size)
     reference = predict_in_batches(result.model.predict_on_batch, x)
     accuracy = float(np.mean(reference.argmax(1) == np.asarray(bundle.splits["validation"].labels)))
 

@@ -58,7 +58,12 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--baseline-max-images", type=int, default=1000,
-                   help="run the slow baselines (a), (b) only on datasets up to this many images (0: always)")
+                   help="run the slow parts (baselines (a), (b); the augmentation and fine-tuning levers) only "
+                        "on datasets up to this many images (0: always)")
+    p.add_argument("--center-crop", type=float, default=0.875, help="clf's --center-crop (0: whole photo)")
+    p.add_argument("--seeds", type=int, default=3, help="clf warm runs with seeds 0..N-1 for a mean accuracy")
+    p.add_argument("--throughput-images", type=int, default=500,
+                   help="images (spread over the dataset) for the extraction-throughput measurement")
     p.add_argument("--augment-copies", type=int, default=2)
     p.add_argument("--fine-tune-layers", default="10")
     p.add_argument("--fine-tune-epochs", type=int, default=3)
@@ -197,6 +202,7 @@ def clf_run(args, root, cache_dir, out_dir, **changes):
 
     cfg = dict(backbone=args.backbone, data=str(root), weights=args.weights, image_size=args.image_size,
                epochs=args.epochs, batch_size=args.batch_size, cache_dir=str(cache_dir), augment=True,
+               center_crop=args.center_crop,
                output=str(out_dir / f"run-{len(list(out_dir.iterdir()))}"))
     cfg.update(changes)
     t0 = time.perf_counter()
@@ -205,28 +211,37 @@ def clf_run(args, root, cache_dir, out_dir, **changes):
 
 
 def extraction_throughput(args, data):
-    """clf's extraction from JPEG files vs the raw backbone forward on decoded tensors."""
-    import tensorflow as tf
+    """clf's extraction from JPEG files vs the raw backbone forward on decoded tensors.
 
-    from clf.data import files_dataset
+    The raw forward is the limit of this machine: the same traced extractor, fed batches of
+    images that are already decoded and resized, in memory (no tf.data, no copies)."""
+    from clf.data import ImageSize, files_dataset
     from clf.features import extract, make_extractor
+    from clf.forward import forward_fn
     from clf.model import Classifier
 
     tr_f, tr_y, va_f, va_y, _ = data
+    # An evenly spread sample keeps this to seconds on large datasets; the rate is per image.
     files, labels = tr_f + va_f, tr_y + va_y
+    keep = np.linspace(0, len(files) - 1, min(len(files), args.throughput_images)).round().astype(int)
+    files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+    size = ImageSize((args.image_size, args.image_size), args.center_crop)
     base, mode = build_base(args)
-    extractor = make_extractor(Classifier(None, base, None, mode), (args.image_size, args.image_size))
-    ds = files_dataset(files, labels, (args.image_size, args.image_size))
+    extractor = make_extractor(Classifier(None, base, None, mode), size)
+    ds = files_dataset(files, labels, size)
     extract(extractor, ds.take(args.batch_size), args.batch_size)  # trace once, warm caches
     t0 = time.perf_counter()
     extract(extractor, ds, args.batch_size)
     t_files = time.perf_counter() - t0
-    images = np.stack([x.numpy() for x, _ in ds])  # decoded, in memory
-    mem = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32)))
     t0 = time.perf_counter()
-    extract(extractor, mem, args.batch_size)
+    images = np.stack([x.numpy() for x, _ in ds])  # decoded, in memory
+    t_decode = time.perf_counter() - t0
+    forward = forward_fn(extractor)
+    t0 = time.perf_counter()
+    for i in range(0, len(images), args.batch_size):
+        forward(images[i:i + args.batch_size]).numpy()
     t_mem = time.perf_counter() - t0
-    return len(files) / t_files, len(files) / t_mem
+    return len(files) / t_files, len(files) / t_mem, len(files) / t_decode
 
 
 def class_weight_effect(args, root, data, cache_dir, out_dir):
@@ -254,17 +269,17 @@ def class_weight_effect(args, root, data, cache_dir, out_dir):
     out = {}
     for mode in ("none", "balanced"):
         _, result = clf_run(args, tmp, cache_dir, out_dir, class_weight=mode)
-        probs = result.model.predict(_decoded(va_f, args.image_size), verbose=0, batch_size=64)
+        probs = result.model.predict(_decoded(va_f, args.image_size, args.center_crop), verbose=0, batch_size=64)
         pred = probs.argmax(1)
         recall = [float(np.mean(pred[np.asarray(va_y) == c] == c)) for c in range(len(names))]
         out[mode] = (result.metrics["validation_accuracy"], float(np.mean(recall)))
     return out
 
 
-def _decoded(files, size):
-    from clf.data import files_dataset
+def _decoded(files, size, center_crop):
+    from clf.data import ImageSize, files_dataset
 
-    ds = files_dataset(files, [0] * len(files), (size, size)).batch(64)
+    ds = files_dataset(files, [0] * len(files), ImageSize((size, size), center_crop)).batch(64)
     return np.concatenate([x.numpy() for x, _ in ds])
 
 
@@ -343,29 +358,47 @@ def report(args, root: Path, work: Path):
           f"training {cold.timings['train']:.1f}s; warm: extraction {warm.timings['extract']:.1f}s "
           f"({warm.extraction})")
 
-    from_files, from_memory = extraction_throughput(args, data)
+    accs = [clf_run(args, root, cache_dir, out_dir, seed=seed)[1].metrics["validation_accuracy"]
+            for seed in range(args.seeds)]
+    if accs:
+        print(f"  clf val accuracy over seeds 0..{args.seeds - 1} (warm runs; the seed sets head init and "
+              f"batch order): {' '.join(f'{a:.4f}' for a in accs)}; mean {np.mean(accs):.4f}")
+
+    from_files, from_memory, decode = extraction_throughput(args, data)
     print(f"\n  extraction from JPEG files: {from_files:.1f} img/s; raw backbone forward on decoded "
-          f"tensors in memory: {from_memory:.1f} img/s; ratio {from_files / from_memory:.2f}")
+          f"tensors in memory: {from_memory:.1f} img/s; ratio {from_files / from_memory:.2f} "
+          f"(decoding alone, tf.data: {decode:.1f} img/s)")
 
     if not args.no_levers:
-        print("\n  levers (same cache; val accuracy):")
-        t, aug = clf_run(args, root, cache_dir, out_dir, augment_copies=args.augment_copies)
-        print(f"    --augment-copies {args.augment_copies}: {aug.metrics['validation_accuracy']:.4f} "
-              f"(vs 0 copies {cold.metrics['validation_accuracy']:.4f}); {t:.1f}s, extraction "
-              f"{aug.timings['extract']:.1f}s for {aug.extraction['train']['extracted']} new augmented images")
-        cw = class_weight_effect(args, root, data, cache_dir, out_dir)
-        print(f"    imbalanced train subset (largest class kept, others cut to 1/5), val acc / mean "
-              f"per-class recall: --class-weight none {cw['none'][0]:.4f} / {cw['none'][1]:.4f}, "
-              f"balanced {cw['balanced'][0]:.4f} / {cw['balanced'][1]:.4f}")
-        t, ft = clf_run(args, root, cache_dir, out_dir, fine_tune_layers=args.fine_tune_layers,
-                        fine_tune_epochs=args.fine_tune_epochs)
-        print(f"    --fine-tune-layers {args.fine_tune_layers} --fine-tune-epochs {args.fine_tune_epochs}: "
-              f"{ft.metrics['validation_accuracy']:.4f} (head only {cold.metrics['validation_accuracy']:.4f}); "
-              f"{t:.1f}s, of which fine-tuning {ft.timings.get('fine_tune', 0):.1f}s")
+        levers(args, root, data, cache_dir, out_dir, cold, slow=baselines)
 
     batched, one = prediction_speed(args, cold.run_dir, data[2])
     print(f"\n  prediction: folder (batched, tf.data) {batched:.1f} img/s; one image at a time "
           f"(load_img + model.predict) {one:.1f} img/s; ratio {batched / one:.1f}x")
+
+
+def levers(args, root, data, cache_dir, out_dir, cold, slow: bool):
+    """What augmented copies, class weights and fine-tuning each do to accuracy; the slow
+    ones (new extraction passes, live training) only on small datasets."""
+    head_only = cold.metrics["validation_accuracy"]
+    print("\n  levers (same cache; val accuracy):")
+    if slow:
+        t, aug = clf_run(args, root, cache_dir, out_dir, augment_copies=args.augment_copies)
+        print(f"    --augment-copies {args.augment_copies}: {aug.metrics['validation_accuracy']:.4f} "
+              f"(vs 0 copies {head_only:.4f}); {t:.1f}s, extraction {aug.timings['extract']:.1f}s for "
+              f"{aug.extraction['train']['extracted']} new augmented images")
+    cw = class_weight_effect(args, root, data, cache_dir, out_dir)
+    print(f"    imbalanced train subset (largest class kept, others cut to 1/5), val acc / mean "
+          f"per-class recall: --class-weight none {cw['none'][0]:.4f} / {cw['none'][1]:.4f}, "
+          f"balanced {cw['balanced'][0]:.4f} / {cw['balanced'][1]:.4f}")
+    if not slow:
+        print("    --augment-copies and fine-tuning skipped (dataset over --baseline-max-images)")
+        return
+    t, ft = clf_run(args, root, cache_dir, out_dir, fine_tune_layers=args.fine_tune_layers,
+                    fine_tune_epochs=args.fine_tune_epochs)
+    print(f"    --fine-tune-layers {args.fine_tune_layers} --fine-tune-epochs {args.fine_tune_epochs}: "
+          f"{ft.metrics['validation_accuracy']:.4f} (head only {head_only:.4f}); "
+          f"{t:.1f}s, of which fine-tuning {ft.timings.get('fine_tune', 0):.1f}s")
 
 
 if __name__ == "__main__":

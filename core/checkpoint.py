@@ -57,6 +57,7 @@ def save(run_dir: Path, model, *, phase: str, epoch: int, epochs: int,
     optimizer = getattr(model, "optimizer", None)
     opt_vars = list(optimizer.variables) if optimizer is not None and optimizer.built else []
     np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in opt_vars])
+    np.savez(tmp / "rng.npz", *[np.asarray(v.numpy()) for v in _rng_state(model)])
     state = {"format": FORMAT, "phase": phase, "epoch": epoch, "epochs": epochs,
              "history": history, "config": config}
     (tmp / "state.json").write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
@@ -132,6 +133,19 @@ def restore(model, ckpt: Checkpoint) -> None:
             model.optimizer.build(model.trainable_variables)
         for var, value in zip(model.optimizer.variables, opt_values):
             var.assign(value)
+    rng = ckpt.path / "rng.npz"
+    if rng.is_file():  # dropout's random stream continues where it stopped
+        with np.load(rng) as data:
+            for var, value in zip(_rng_state(model), [data[f"arr_{i}"] for i in range(len(data.files))]):
+                var.assign(value)
+
+
+def _rng_state(model) -> list:
+    """The model's random-seed state (the SeedGenerator of each Dropout layer): part of
+    Keras' ``variables`` but not of its ``weights``. Without it a resumed run would draw
+    other dropout masks than the uninterrupted run."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
@@ -167,6 +181,12 @@ def epoch_batches(ds, *, seed: int, batch_size: int, buffer: int, first_epoch: i
 
     def one_epoch(epoch):
         epoch_seed = tf.constant(int(seed) * 100_003, tf.int64) + epoch
+        graph = tf.compat.v1.get_default_graph()
+        if graph.seed is not None and graph.seed % (2**31 - 1) == 0:
+            # With a global seed of 0 (--seed 0) TensorFlow's get_seed compares (0, op seed)
+            # with (0, 0) in Python, which a tensor op seed cannot answer; any other graph
+            # seed for this one traced function avoids it (the op seed keeps the order).
+            graph.seed = 1
         shuffled = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
         return batch(shuffled) if batch is not None else shuffled.batch(batch_size)
 

@@ -131,7 +131,8 @@ def run(
     epochs: int = typer.Option(20, help="Head training epochs (on cached features: cheap)."),
     batch_size: int = typer.Option(32, help="Images per batch."),
     image_size: Optional[int] = typer.Option(None, help="Square input size; default: the backbone's."),
-    lr: float = typer.Option(4e-4, help="Adam learning rate."),
+    center_crop: str = typer.Option("0.875", metavar="FRACTION", help="Keep this centred fraction of each photo before resizing (0.875: how ImageNet backbones were evaluated); 'none': resize the whole photo."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate of the head (fine-tuning: a tenth of it unless --fine-tune-lr)."),
     head: str = typer.Option("softmax", help="Head name (see 'clf heads')."),
     loader: str = typer.Option("directory", help="Data loader name (see 'clf loaders')."),
     export: str = typer.Option("h5", help="Comma-separated exporter names (see 'clf exporters')."),
@@ -140,7 +141,7 @@ def run(
     seed: int = typer.Option(42, help="Random seed for the split, initialisation and shuffling."),
     validation_split: float = typer.Option(0.2, help="Validation fraction when the data has no val/ folder."),
     augment: bool = typer.Option(True, help="Shear/zoom/flip training images (the tutorial's augmentation)."),
-    dropout: float = typer.Option(0.0, help="Dropout before the softmax layer."),
+    dropout: float = typer.Option(0.5, help="Dropout on the features (or hidden layer) before the softmax; 0: none."),
     hidden_units: int = typer.Option(0, help="Width of a hidden ReLU layer in the head (0: none)."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard logs to <run folder>/tensorboard."),
     strict_data: bool = typer.Option(False, "--strict-data", help="Any bad file in the data is an error instead of being quarantined."),
@@ -171,7 +172,7 @@ def run(
     from .engine import run as run_engine
 
     values = dict(backbone=backbone, classes=classes, data=data, epochs=epochs, batch_size=batch_size,
-                  image_size=image_size, lr=lr, head=head, loader=loader, export=export, output=output,
+                  image_size=image_size, center_crop=center_crop, lr=lr, head=head, loader=loader, export=export, output=output,
                   weights=weights, seed=seed, plugin=tuple(plugin or ()), validation_split=validation_split,
                   augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard,
                   strict_data=strict_data, force=force,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .data import DEFAULT_CENTER_CROP
 from .distribute import PRECISIONS, STRATEGIES, check_name
 from .errors import ConfigError
 
@@ -25,7 +26,12 @@ class RunConfig:
     epochs: int = 20  # head epochs on cached features: cheap, so the tutorial's 20
     batch_size: int = 32
     image_size: int | None = None  # None: the backbone's default input size
-    lr: float = 4e-4  # the tutorial's Adam learning rate
+    # Fraction of each photo kept in a centred crop before resizing (ImageNet evaluation:
+    # 0.875); 0: resize the whole photo. Recorded in labels.json so predict does the same.
+    center_crop: float = DEFAULT_CENTER_CROP
+    # Keras' Adam default: on cached, RMS-scaled features it beat the tutorial's 4e-4 (tuned for
+    # a hidden layer on live images) on hymenoptera (0.911 vs 0.900) and flowers5 (0.704 vs 0.698).
+    lr: float = 1e-3
     head: str = "softmax"
     loader: str = "directory"
     export: tuple[str, ...] = ("h5",)
@@ -35,7 +41,10 @@ class RunConfig:
     plugins: tuple[str, ...] = ()
     validation_split: float = 0.2  # used when the data has no val/ folder
     augment: bool = True  # the tutorial's shear/zoom/flip on training images
-    dropout: float = 0.0
+    # The tutorial's Dropout(0.5), here on the (RMS-scaled) features before the softmax: the
+    # head's main regulariser with few images (hymenoptera, 4 seeds: 0.928 vs 0.911 without;
+    # flowers5 unchanged, 0.702 vs 0.704).
+    dropout: float = 0.5
     hidden_units: int = 0
     tensorboard: bool = False  # the built-in TensorBoard callback plugin: logs in <run>/tensorboard
     strict_data: bool = False  # any file the dataset doctor would quarantine is an error
@@ -77,10 +86,11 @@ class RunConfig:
                           fix="A classifier needs at least two classes; omit --classes to infer it.")
         if self.image_size is not None:
             _positive_int(self, "image_size", minimum=8)
+        self.center_crop = _normalise_center_crop(self.center_crop)
         _positive_int(self, "seed", minimum=0)
         _positive_int(self, "hidden_units", minimum=0)
         if not _is_number(self.lr) or not 0 < self.lr < 1:
-            _bad("lr", self.lr, "a learning rate between 0 and 1 (e.g. 4e-4)")
+            _bad("lr", self.lr, "a learning rate between 0 and 1 (e.g. 1e-3)")
         if not _is_number(self.validation_split) or not 0 < self.validation_split < 1:
             _bad("validation_split", self.validation_split, "a fraction between 0 and 1 (e.g. 0.2)")
         if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
@@ -145,6 +155,22 @@ def _normalise_weights(value: Any) -> str:
     if not text:
         _bad("weights", value, "'imagenet', 'none' or a path to a weights file")
     return str(Path(text).expanduser())
+
+
+def _normalise_center_crop(value: Any) -> float:
+    """A fraction in (0, 1], or 0 for no crop; the CLI and TOML may say "none"."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("none", "off", "0"):
+            return 0.0
+        try:
+            value = float(text)
+        except ValueError:
+            pass
+    if _is_number(value) and 0 <= value <= 1:
+        return float(value)
+    _bad("center_crop", value, "a fraction of the photo in (0, 1] (0.875: ImageNet's centre "
+         "crop; 1: largest centred box) or 0/'none' to resize the whole photo")
 
 
 def _normalise_fine_tune_layers(value: Any):

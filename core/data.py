@@ -53,13 +53,69 @@ class DatasetBundle:
         return {name: labels.count(i) for i, name in enumerate(self.class_names)}
 
 
+DEFAULT_CENTER_CROP = 0.875
+
+
+class ImageSize(tuple):
+    """``(height, width)`` of a model's input, and how a photo is brought to that size.
+
+    ``center_crop``: the fraction of the photo kept in a centred box of the input's aspect
+    ratio before resizing (never cropped below the input's own size). 0.875 is how ImageNet
+    backbones were evaluated (resize to 256, centre crop 224); features of photos prepared
+    that way separate classes better (hymenoptera, mobilenet_v2_035: linear probe 0.91-0.92
+    against 0.88 for the squashed whole photo). 0 resizes the whole photo, aspect ratio not
+    kept (the tutorial's way).
+
+    The crop rides on the size, so every loader that hands ``image_size`` on to
+    :func:`files_dataset` crops exactly as prediction does, with no new loader argument.
+    """
+
+    center_crop: float
+
+    def __new__(cls, size: Sequence[int], center_crop: float | None = None):
+        self = super().__new__(cls, (int(size[0]), int(size[1])))
+        self.center_crop = float(getattr(size, "center_crop", 0.0) if center_crop is None else center_crop)
+        return self
+
+    def __getnewargs__(self):
+        return tuple(self), self.center_crop
+
+    def __repr__(self) -> str:
+        return f"ImageSize({tuple(self)!r}, center_crop={self.center_crop:g})"
+
+
 def decode_image(contents, image_size: Sequence[int]):
-    """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF frame)."""
+    """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF
+    frame): centre-cropped first when ``image_size`` is an :class:`ImageSize` with a crop."""
     import tensorflow as tf
 
     image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    return tf.image.resize(image, image_size, method="bilinear")  # float32, 0-255
+    size = (int(image_size[0]), int(image_size[1]))
+    crop = getattr(image_size, "center_crop", 0.0)
+    if crop:
+        image = _center_box(image, size, crop)
+    # Antialiased: photos are usually several times the input size, and plain bilinear
+    # sampling of a 2x or larger reduction aliases fine texture.
+    return tf.image.resize(image, size, method="bilinear", antialias=True)  # float32, 0-255
+
+
+def _center_box(image, size: tuple[int, int], fraction: float):
+    """The centred box of ``size``'s aspect ratio covering ``fraction`` of the photo, but
+    never smaller than ``size`` itself while the photo has the pixels: cropping a photo that
+    is already smaller than the input throws away detail it lacks (flowers5's 128 px photos
+    at 224 px lost 1.5-3 points of accuracy when cropped to 0.875)."""
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    aspect = size[1] / size[0]  # width / height of the input
+    largest = tf.minimum(h, w / aspect)  # height of the largest centred box of that aspect
+    box_h = tf.minimum(largest, tf.maximum(largest * fraction, float(size[0])))
+    bh = tf.maximum(tf.cast(tf.round(box_h), tf.int32), 1)
+    bw = tf.maximum(tf.cast(tf.round(box_h * aspect), tf.int32), 1)
+    bh, bw = tf.minimum(bh, shape[0]), tf.minimum(bw, shape[1])
+    return tf.image.crop_to_bounding_box(image, (shape[0] - bh) // 2, (shape[1] - bw) // 2, bh, bw)
 
 
 def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Sequence[int],
@@ -72,7 +128,7 @@ def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Seque
     import tensorflow as tf
 
     substitute = substitute or {}
-    size = tuple(int(s) for s in image_size)
+    size = ImageSize(image_size)
     paths = [substitute.get(str(f), str(f)) for f in files]
     ds = tf.data.Dataset.from_tensor_slices((paths, list(map(int, labels))))
     ds = ds.map(

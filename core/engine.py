@@ -13,15 +13,18 @@ from typing import Any
 
 from . import runrecord
 from .config import RunConfig
+from .data import ImageSize
 from .distribute import distribution, precision_scope
 from . import checkpoint, doctor, guardrails
 from .evaluation import evaluate_dataset
 from .errors import ConfigError, DataError, Interrupted, UsageError
 from .events import Observer
 from .exporting import check_export_options, export_all
+from .forward import predict as forward_predict
 from .history import RunRecorder, TeeObserver
 from .labels import make_metadata
 from .model import Classifier, build_backbone, build_head, join
+from .verify import MAX_IMAGES
 from .plugin_manager import PluginHost, get_host
 
 
@@ -66,15 +69,17 @@ def resolve_components(config: RunConfig, host: PluginHost):
     return backbone, head, loader, exporters
 
 
-def image_size_for(config: RunConfig, backbone) -> tuple[int, int]:
-    size = (config.image_size, config.image_size) if config.image_size else tuple(backbone.input_size)
+def image_size_for(config: RunConfig, backbone) -> ImageSize:
+    """The input size, carrying the run's centre crop to every loader and decoder."""
+    size = ImageSize((config.image_size, config.image_size) if config.image_size else backbone.input_size,
+                     config.center_crop)
     if min(size) < backbone.min_size:
         raise ConfigError(
             f"--image-size {min(size)} is below the minimum of {backbone.min_size} pixels for "
             f"backbone {backbone.name!r}; expected >= {backbone.min_size} (default "
             f"{backbone.input_size[0]}). Pass a larger --image-size."
         )
-    return size  # type: ignore[return-value]
+    return size
 
 
 def new_run_dir(config: RunConfig) -> Path:
@@ -119,7 +124,8 @@ def feature_cache_for(config: RunConfig, backbone, base, image_size):
 
     return FeatureCache(config.cache_dir or default_cache_dir(), {
         "backbone": backbone.name, "weights": weights_fingerprint(base),
-        "image_size": list(image_size), "preprocess": backbone.preprocess, "loader": config.loader,
+        "image_size": list(image_size), "center_crop": image_size.center_crop,
+        "preprocess": backbone.preprocess, "loader": config.loader,
     })
 
 
@@ -347,8 +353,15 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
 
     metadata = make_metadata(bundle.class_names, backbone.name, image_size, backbone.preprocess,
                              weights=config.weights, precision=dist.precision)
+    def cached_probs(split):
+        # Without fine-tuning the head on the cached features is the exported model's
+        # output (within 1e-5, tested), so verification need not run the backbone for it.
+        f = {"validation": val_f, "test": test_f}.get(split)  # train: its order may differ
+        return None if live or f is None else forward_predict(head_model, f.features[:MAX_IMAGES])
+
     artifacts, verification = export_all(clf_model.model, run_dir, metadata, exporters, config, bundle, observer,
-                                         reference=dist.local_model(clf_model.model))
+                                         reference=dist.local_model(clf_model.model),
+                                         reference_probs=cached_probs)
 
     observer.phase_start("record")
     primary = "test" if "test" in reports else ("validation" if "validation" in reports else None)

@@ -13,7 +13,7 @@ from .events import Observer
 from .labels import write_labels
 from .verify import MAX_IMAGES, VerificationReport, verify_exports, write_report
 
-REPRESENTATIVE_IMAGES = 100  # TFLite's guidance: ~100-500 samples calibrate int8 well
+REPRESENTATIVE_IMAGES = 300  # TFLite's guidance: ~100-500 samples calibrate int8 well
 
 
 def check_export_options(config, exporters) -> None:
@@ -26,12 +26,22 @@ def check_export_options(config, exporters) -> None:
         )
 
 
-def representative_data(dataset, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
+def representative_data(bundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
     """A generator factory of single raw training images ``[1, h, w, 3]`` (un-augmented),
-    for int8 calibration; nothing is read unless an exporter asks for it."""
+    for int8 calibration; nothing is read unless an exporter asks for it.
+
+    The images are spread evenly over the training files: loaders list them class by class,
+    so the first ``limit`` would calibrate the activation ranges on one or two classes only
+    (hymenoptera's first 100 were all ants)."""
+    files = bundle.splits["train"] if "train" in bundle.splits else None
 
     def batches() -> Iterator[np.ndarray]:
-        for image, _ in dataset.take(limit):
+        if files is not None and bundle.make_dataset is not None and len(files) > limit:
+            picked = np.linspace(0, len(files) - 1, limit).round().astype(int)
+            dataset = bundle.make_dataset([files.files[i] for i in picked], [files.labels[i] for i in picked])
+        else:
+            dataset = bundle.train.take(limit)
+        for image, _ in dataset:
             yield np.asarray(image, np.float32)[None]
 
     return batches
@@ -47,13 +57,17 @@ def held_out(bundle) -> tuple[Any, list[str], str]:
 
 
 def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config, bundle,
-               observer: Observer, reference=None) -> tuple[dict[str, list[Path]], VerificationReport | None]:
+               observer: Observer, reference=None,
+               reference_probs: Callable[[str], np.ndarray | None] | None = None,
+               ) -> tuple[dict[str, list[Path]], VerificationReport | None]:
     """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
 
     ``reference``: what the artifacts are compared with (anything with ``predict_on_batch``;
     default ``model``). Under several replicas the engine passes a local predictor, since
-    Keras' ``predict_on_batch`` then returns one row per image per replica."""
-    options = {"quantize": config.quantize, "representative_data": representative_data(bundle.train)}
+    Keras' ``predict_on_batch`` then returns one row per image per replica.
+    ``reference_probs(split)``: the reference's probabilities on that split's images in
+    order, when the caller already has them (None: compute them)."""
+    options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
     for exporter in exporters:
@@ -79,8 +93,11 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         observer.phase_start("verify", total=len(artifacts))
         ds, files, source = held_out(bundle)
         images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
+        known = reference_probs(source) if reference_probs is not None else None
+        if known is not None and len(known) < len(images):
+            known = None  # not one row per image: compute them instead
         report = verify_exports(reference or model, metadata, artifacts, {e.name: e for e in exporters},
-                                images, files, source)
+                                images, files, source, known[:len(images)] if known is not None else None)
         write_report(run_dir, report)
         metadata["verification"] = report.summary()
         for failed in report.failed:  # renamed to *.failed: no longer listed as usable

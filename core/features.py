@@ -18,6 +18,7 @@ import numpy as np
 from .augmentation import augmentation_layers, augmentation_spec
 from .errors import DataError
 from .feature_cache import FeatureCache, file_fingerprint
+from .forward import forward_fn
 
 
 @dataclass
@@ -53,7 +54,7 @@ def extract(extractor, dataset, batch_size: int, augment=None,
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    forward = _forward_fn(extractor)
+    forward = forward_fn(extractor)
     features, labels = [], []
     for x, y in ds:
         features.append(forward(tf.cast(x, tf.float32)).numpy())
@@ -64,19 +65,6 @@ def extract(extractor, dataset, batch_size: int, augment=None,
         width = int(extractor.output_shape[-1])
         return np.zeros((0, width), np.float32), np.zeros((0,), np.int32)
     return np.concatenate(features).astype(np.float32, copy=False), np.concatenate(labels).astype(np.int32)
-
-
-def _forward_fn(extractor):
-    """One traced forward function per extractor, reused by every call of ``extract``."""
-    import tensorflow as tf
-
-    fn = getattr(extractor, "_clf_forward", None)
-    if fn is None:
-        shape = extractor.input_shape
-        fn = tf.function(lambda x: extractor(x, training=False),
-                         input_signature=[tf.TensorSpec([None, *shape[1:]], tf.float32)])
-        extractor._clf_forward = fn
-    return fn
 
 
 def variants(copies: int, seed: int) -> list[tuple[str, int | None]]:

@@ -17,14 +17,21 @@ FORMAT = "clf-labels/1"
 
 
 def make_metadata(class_names, backbone: str, input_size, preprocess: str, **extra) -> dict[str, Any]:
+    """``input_size``: a ``clf.data.ImageSize`` (its centre crop is recorded) or a pair."""
     from . import __version__
 
+    crop = float(getattr(input_size, "center_crop", 0.0))
+    how = (f"centre crop of {crop:g} of the photo at the input's aspect ratio, then" if crop
+           else "the whole photo")
     return {
         "format": FORMAT,
         "class_names": list(class_names),
         "backbone": backbone,
         "input_size": [int(input_size[0]), int(input_size[1])],
         "input": "RGB float32 in 0-255, shape [batch, height, width, 3]",
+        # How a photo becomes the input: outside the model, so every runtime must do it.
+        "resize": {"center_crop": crop, "method": "bilinear, antialiased",
+                   "steps": f"{how} resized to {int(input_size[1])}x{int(input_size[0])} (width x height)"},
         "preprocessing": {"mode": preprocess, "inside_model": True},
         "clf_version": __version__,
         **extra,

@@ -30,6 +30,14 @@ class Predictor:
         self.class_names: list[str] = list(labels["class_names"])
         self.input_size: tuple[int, int] = tuple(labels["input_size"])  # type: ignore[assignment]
 
+    @property
+    def decode_size(self):
+        """The input size with the centre crop the model was trained with (none recorded:
+        bundles from before crops existed resized the whole photo)."""
+        from .data import ImageSize
+
+        return ImageSize(self.input_size, float(self.labels.get("resize", {}).get("center_crop", 0.0)))
+
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """``images``: float32 RGB 0-255 ``[n, h, w, 3]`` -> probabilities ``[n, classes]``."""
         raise NotImplementedError
@@ -54,7 +62,9 @@ class KerasPredictor(Predictor):
             ) from None
 
     def predict_batch(self, images):
-        return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)))
+        from .forward import predict
+
+        return predict(self.model, images)
 
 
 def resolve_artifact(artifact: str | Path) -> tuple[Path, str | None, list[str]]:
@@ -141,7 +151,7 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
 
     from .data import decode_image
 
-    size = predictor.input_size
+    size = predictor.decode_size
     results = [Prediction(str(f)) for f in files]
     if not files:
         return results

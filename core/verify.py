@@ -26,6 +26,10 @@ MIN_QUANTIZED_AGREEMENT = 0.95
 VERIFICATION_FILE = "verification.json"
 FAILED_SUFFIX = ".failed"
 MAX_IMAGES = 256  # enough for a stable agreement figure; keeps export checks to seconds
+# A float artifact either reproduces the model's numbers or it does not: a conversion error
+# shows on any image, so its check needs a few images, not a statistic over hundreds (that
+# took most of a warm run's time). Quantized artifacts are judged on all MAX_IMAGES.
+FLOAT_CHECK_IMAGES = 32
 
 
 @dataclass
@@ -150,22 +154,56 @@ def write_report(directory: Path, report: VerificationReport) -> Path:
     return path
 
 
+class _Reference:
+    """The in-memory model's probabilities on the held-out images, computed as far as needed.
+
+    ``known``: probabilities already computed for the first images (the engine passes the
+    head's output on the cached features of those images, which is the exported model's
+    output within 1e-5), so verifying costs no second backbone pass over them."""
+
+    def __init__(self, model, images: np.ndarray, known: np.ndarray | None = None):
+        self.model, self.images = model, images
+        self.probs = np.asarray(known, np.float32) if known is not None else np.zeros((0, 0), np.float32)
+
+    def first(self, n: int) -> np.ndarray:
+        if len(self.probs) < n:
+            more = predict_in_batches(self._predict, self.images[len(self.probs):n])
+            self.probs = np.concatenate([self.probs, more]) if len(self.probs) else more
+        return self.probs[:n]
+
+    def _predict(self, x):
+        import keras
+
+        from .forward import predict
+
+        # A Keras model goes through the shared traced forward; anything else (a strategy's
+        # local predictor, see clf.distribute) through its own predict_on_batch.
+        if isinstance(self.model, keras.Model):
+            return predict(self.model, x)
+        return self.model.predict_on_batch(x)
+
+
 def verify_exports(model, labels: dict, artifacts: dict[str, list[Path]], exporters: dict,
-                   images: np.ndarray, image_files: Sequence[str], source: str) -> VerificationReport:
+                   images: np.ndarray, image_files: Sequence[str], source: str,
+                   reference_probs: np.ndarray | None = None) -> VerificationReport:
     """Reopen every artifact whose exporter can load it and compare with ``model``.
 
     ``exporters`` maps exporter name -> registered ``Exporter``; ones without ``load`` are
-    skipped (nothing to reopen them with). Failed artifacts are quarantined here.
+    skipped (nothing to reopen them with). Float artifacts are compared on the first
+    ``FLOAT_CHECK_IMAGES`` images, quantized ones on all. ``reference_probs``: ``model``'s
+    probabilities on the first images when already known. Failed artifacts are quarantined.
     """
     report = VerificationReport(images=list(map(str, image_files)), source=source)
-    reference = predict_in_batches(lambda x: model.predict_on_batch(x), images)
+    reference = _Reference(model, images, reference_probs)
     for name, files in artifacts.items():
         exporter = exporters[name]
         if exporter.load is None or not files:
             continue
         try:
             predictor = exporter.load(Path(files[0]), labels)
-            result = verify_predictor(name, predictor, images, reference)
+            n = len(images) if getattr(predictor, "quantization", "none") != "none" else \
+                min(len(images), FLOAT_CHECK_IMAGES)
+            result = verify_predictor(name, predictor, images[:n], reference.first(n))
         except Exception as exc:  # a runtime that cannot even open it is a failed check
             result = Verification(name, Path(files[0]).name, "unknown", "unknown", len(images),
                                   float("inf"), 0.0, f"reopens without error ({type(exc).__name__}: "
@@ -180,9 +218,9 @@ def load_images(files: Sequence[str | Path], image_size) -> np.ndarray:
     """Decode image files as the engine does (float32 RGB 0-255 at ``image_size``)."""
     import tensorflow as tf
 
-    from .data import decode_image
+    from .data import ImageSize, decode_image
 
-    size = tuple(int(s) for s in image_size)
+    size = ImageSize(image_size)
     out = [decode_image(tf.io.read_file(str(f)), size).numpy() for f in files]
     return np.stack(out).astype(np.float32) if out else np.zeros((0, *size, 3), np.float32)
 
@@ -212,7 +250,7 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     if not files:
         raise DataError(f"No images to verify {str(artifact)!r} on; expected image files under --data. "
                         f"Pass --data with a folder of held-out images.")
-    images = load_images(files, predictor.input_size)
+    images = load_images(files, predictor.decode_size)
     report = VerificationReport(images=files, source=source)
     reference_probs = predict_in_batches(ref.predict_batch, images)
     report.results[exporter_name] = verify_predictor(exporter_name, predictor, images, reference_probs)

@@ -128,7 +128,7 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
                 for name, s in splits.items()}
     return DatasetBundle(class_names, datasets["train"], datasets.get("validation"),
                          datasets.get("test"), splits,
-                         make_dataset=lambda files, labels: files_dataset(files, labels, image_size))
+                         make_dataset=lambda files, labels: files_dataset(files, labels, image_size, substitute))
 
 
 def check_data_root(root: Path, source) -> None:

@@ -6,7 +6,7 @@ from clf import ConfigError, RunConfig
 def test_defaults_follow_the_tutorial():
     c = RunConfig()
     assert (c.backbone, c.lr, c.head, c.loader, c.export, c.weights) == (
-        "vgg16", 4e-4, "softmax", "directory", ("h5",), "imagenet")
+        "vgg16", 1e-3, "softmax", "directory", ("h5",), "imagenet")
 
 
 @pytest.mark.parametrize("field,value,needle", [

@@ -76,3 +76,11 @@ def test_head_options_add_hidden_layer_and_dropout(small_config):
     result = clf.run(small_config(hidden_units=8, dropout=0.5))
     names = [layer.name for layer in result.classifier.head.layers]
     assert "head_hidden" in names and "head_dropout" in names
+
+
+def test_seed_zero_runs(small_config):
+    """--seed 0 once crashed while tracing the per-epoch shuffle (TensorFlow's graph-seed check)."""
+    a = clf.run(small_config(seed=0, epochs=2))
+    assert len(a.history["loss"]) == 2
+    b = clf.run(small_config(seed=0, epochs=2, output=a.config.output + "-again"))
+    assert b.history["loss"] == pytest.approx(a.history["loss"], rel=1e-6)

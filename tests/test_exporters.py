@@ -140,9 +140,9 @@ def test_quantized_tflite_round_trip(real_run, tmp_path, mode):
     assert ref.std(axis=0).max() > 1e-3  # outputs really vary with the image
     calls = []
 
-    def representative():
+    def representative():  # every class: the sorted files come class by class
         calls.append(1)
-        for image in x[:20]:
+        for image in x[::3]:
             yield image[None]
 
     (path,) = export_tflite(result.model, tmp_path, labels, quantize=mode, representative_data=representative)
@@ -268,3 +268,42 @@ def test_predict_formats_output_file_and_unreadable_files(bundle, tmp_path):
     assert len(json.loads(out_json.read_text())) == 8  # format from the suffix
     bad = runner.invoke(app, ["predict", str(result.run_dir), str(data), "--format", "xml"])
     assert bad.exit_code == 2 and "Unknown --format 'xml'" in bad.output
+
+
+def test_float_check_uses_a_few_images_and_the_known_reference(bundle, tmp_path):
+    """Float artifacts are compared on FLOAT_CHECK_IMAGES images; reference probabilities the
+    caller already has (the engine's cached-feature outputs) are used, not recomputed."""
+    import shutil
+
+    from clf.verify import FLOAT_CHECK_IMAGES, verify_exports
+
+    result, _ = bundle
+    for name in ("model.h5", "labels.json"):
+        shutil.copy(result.run_dir / name, tmp_path / name)
+    labels = json.loads((tmp_path / "labels.json").read_text())
+    exporters = {"h5": clf.get_host().exporters.get("h5")}
+    images = _images(FLOAT_CHECK_IMAGES + 8)
+    truth = result.model.predict(images, verbose=0)
+    ok = verify_exports(result.model, labels, {"h5": [tmp_path / "model.h5"]}, exporters, images, [], "test",
+                        reference_probs=truth)
+    assert ok.results["h5"].passed and ok.results["h5"].images == FLOAT_CHECK_IMAGES
+    wrong = verify_exports(result.model, labels, {"h5": [tmp_path / "model.h5"]}, exporters, images, [],
+                           "test", reference_probs=truth[:, ::-1])
+    assert not wrong.results["h5"].passed and (tmp_path / "model.h5.failed").exists()
+
+
+def test_int8_calibration_images_cover_every_class(tmp_path, host):
+    """Loaders list training files class by class; calibration must not see only the first."""
+    from clf.exporting import representative_data
+
+    data = make_folder(tmp_path / "data", per_class=6)  # class k: bright band in channel k
+    bundle = host.loaders.get("directory").load(str(data), image_size=(SMALL_SIZE, SMALL_SIZE), seed=0,
+                                                 validation_split=0.2)
+
+    def classes(images):
+        return {int(np.asarray(im).reshape(-1, 3).mean(0).argmax()) for im in images}
+
+    assert classes(x for x, _ in bundle.train.take(5)) == {0}  # what the first N would give
+    picked = list(representative_data(bundle, limit=5)())
+    assert len(picked) == 5 and picked[0].shape == (1, SMALL_SIZE, SMALL_SIZE, 3)
+    assert classes(im[0] for im in picked) == {0, 1, 2}
