@@ -353,6 +353,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
 
     metadata = make_metadata(bundle.class_names, backbone.name, image_size, backbone.preprocess,
                              weights=config.weights, precision=dist.precision)
+
     def cached_probs(split):
         # Without fine-tuning the head on the cached features is the exported model's
         # output (within 1e-5, tested), so verification need not run the backbone for it.

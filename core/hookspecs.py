@@ -67,6 +67,8 @@ def register_data_loaders(register):
       names and unbatched ``tf.data`` datasets of ``(image, label)`` pairs: float32 RGB
       images in 0-255 of ``image_size`` and int32 labels indexing the class names. The
       engine batches, augments, caches and prefetches. Raise ``clf.DataError`` for bad data.
+      ``image_size`` is a ``clf.data.ImageSize`` carrying the run's centre crop: hand it to
+      ``clf.data.files_dataset`` (or ``decode_image``) so training crops as predict does.
       A loader that also accepts ``skip`` (files to leave out) and ``substitute`` (file ->
       converted copy), or ``**kwargs``, gets the dataset doctor's quarantine and conversions.
     """
