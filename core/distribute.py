@@ -357,12 +357,13 @@ def distribution(strategy_name_: str, precision: str, global_batch_size: int) ->
 
 
 class _LocalPredictor:
-    """``predict_on_batch`` that calls the model directly (no strategy, no collectives)."""
+    """``predict_on_batch`` that calls the model directly (no strategy, no collectives),
+    through the traced forward that extraction, predict and verification share."""
 
     def __init__(self, model):
-        import tensorflow as tf
-
-        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._model = model
 
     def predict_on_batch(self, images):
-        return self._forward(images).numpy()
+        from .forward import predict
+
+        return predict(self._model, images)
