@@ -47,11 +47,11 @@ def main() -> int:
     import numpy as np
 
     import clf
-    from clf.labels import read_labels
+    from clf.artifacts.labels import read_labels
     from clf.plugins.tflite_exporter import export_tflite
-    from clf.data import ImageSize
-    from clf.exporting import representative_data
-    from clf.verify import compare, load_images, predict_in_batches
+    from clf.data.images import ImageSize
+    from clf.artifacts.exporting import representative_data
+    from clf.artifacts.verify import compare, load_images, predict_in_batches
 
     out = Path(args.out)
     if out.exists():
@@ -65,7 +65,7 @@ def main() -> int:
     print(f"trained and exported in {time.perf_counter() - t0:.0f}s; validation accuracy "
           f"{result.metrics.get('validation_accuracy', float('nan')):.3f}", flush=True)
     labels = read_labels(result.run_dir)
-    from clf.plugin_manager import get_host
+    from clf.host.manager import get_host
 
     size = ImageSize((224, 224), labels["resize"]["center_crop"])  # as the run decoded its photos
     bundle = get_host().loaders.get("directory").load(args.data, image_size=size, seed=42,

@@ -68,9 +68,9 @@ def measure(args, precision: str, data: Path, workdir: Path) -> dict[str, float]
     import tensorflow as tf
 
     import clf
-    from clf.distribute import precision_scope
-    from clf.model import build_classifier
-    from clf.plugin_manager import get_host
+    from clf.train.distribute import precision_scope
+    from clf.train.model import build_classifier
+    from clf.host.manager import get_host
 
     host = get_host(())
     backbone, head = host.backbones.get(args.backbone), host.heads.get("softmax")

@@ -143,7 +143,7 @@ class TutorialGenerator:
 def recipe_tutorial(args, data):
     import keras
 
-    from clf.preprocessing import get_preprocess
+    from clf.data.preprocessing import get_preprocess
 
     tr_f, tr_y, va_f, va_y, names = data
     base, mode = build_base(args)
@@ -215,10 +215,10 @@ def extraction_throughput(args, data):
 
     The raw forward is the limit of this machine: the same traced extractor, fed batches of
     images that are already decoded and resized, in memory (no tf.data, no copies)."""
-    from clf.data import ImageSize, files_dataset
-    from clf.features import extract, make_extractor
-    from clf.forward import forward_fn
-    from clf.model import Classifier
+    from clf.data.images import ImageSize, files_dataset
+    from clf.train.features import extract, make_extractor
+    from clf.train.forward import forward_fn
+    from clf.train.model import Classifier
 
     tr_f, tr_y, va_f, va_y, _ = data
     # An evenly spread sample keeps this to seconds on large datasets; the rate is per image.
@@ -248,7 +248,7 @@ def class_weight_effect(args, root, data, cache_dir, out_dir):
     """An imbalanced copy of the training set (largest class kept, the others cut to a fifth)
     with 'none' vs 'balanced' weights: mean per-class recall on the untouched validation set."""
     import clf
-    from clf.feature_cache import FeatureCache  # noqa: F401  (features hit the warm cache)
+    from clf.train.feature_cache import FeatureCache  # noqa: F401  (features hit the warm cache)
 
     tr_f, tr_y, va_f, va_y, names = data
     tmp = out_dir / "imbalanced"
@@ -277,7 +277,7 @@ def class_weight_effect(args, root, data, cache_dir, out_dir):
 
 
 def _decoded(files, size, center_crop):
-    from clf.data import ImageSize, files_dataset
+    from clf.data.images import ImageSize, files_dataset
 
     ds = files_dataset(files, [0] * len(files), ImageSize((size, size), center_crop)).batch(64)
     return np.concatenate([x.numpy() for x, _ in ds])

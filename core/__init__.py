@@ -14,21 +14,34 @@ import importlib
 
 __version__ = "0.1.0"
 
-from .hookspecs import hookimpl  # noqa: E402  (plugins import it: keep it eager and cheap)
+from clf.hookspecs import hookimpl  # noqa: E402  (plugins import it: keep it eager and cheap)
 
+# name -> module under clf. Everything a user or a plugin author needs is here; the
+# default plugins import only these names, exactly as a third-party plugin would.
 _LAZY = {
-    "RunConfig": "config",
-    "DatasetBundle": "data", "Split": "data",
-    "RunResult": "engine", "run": "engine", "resume": "engine",
-    "DoctorReport": "doctor", "examine": "doctor",
+    # running and reading runs
+    "RunConfig": "config", "run": "train.engine", "resume": "train.engine",
+    "RunResult": "train.engine",
+    "DoctorReport": "data.doctor", "examine": "data.doctor",
+    "Observer": "events", "RecordingObserver": "events",
+    "Prediction": "artifacts.predict", "Predictor": "artifacts.predict",
+    "KerasPredictor": "artifacts.predict", "collect_images": "artifacts.predict",
+    "load_predictor": "artifacts.predict", "predict_files": "artifacts.predict",
+    "PluginHost": "host.manager", "get_host": "host.manager",
+    # errors
     "ClfError": "errors", "ConfigError": "errors", "DataError": "errors", "ExportError": "errors",
     "ModelError": "errors", "PluginError": "errors", "UnknownComponentError": "errors",
     "UsageError": "errors", "VerificationError": "errors", "WeightsError": "errors",
     "Interrupted": "errors",
-    "Observer": "events", "RecordingObserver": "events",
-    "PluginHost": "plugin_manager", "get_host": "plugin_manager",
-    "Prediction": "predict", "Predictor": "predict", "collect_images": "predict",
-    "load_predictor": "predict", "predict_files": "predict",
+    # the plugin API: data loaders
+    "DatasetBundle": "data.images", "Split": "data.images", "ImageSize": "data.images",
+    "IMAGE_SUFFIXES": "data.images", "is_image_file": "data.images",
+    "decode_image": "data.images", "files_dataset": "data.images",
+    # backbones
+    "register_preprocess": "data.preprocessing", "WeightsFile": "artifacts.weights",
+    "keras_downloads": "artifacts.weights",
+    # exporters
+    "atomic_path": "files", "QUANTIZE_MODES": "config",
 }
 
 __all__ = sorted([*_LAZY, "hookimpl", "__version__"])
@@ -38,7 +51,7 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'clf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f"clf.{module}"), name)
     globals()[name] = value
     return value
 

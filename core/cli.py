@@ -18,7 +18,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from .errors import ClfError  # noqa: E402
+from clf.errors import ClfError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train image classifiers by transfer learning, built from plugins.")
@@ -40,7 +40,7 @@ def _global_options(
 ):
     # Global options, given before the command: clf --strict-plugins run ...
     _options["strict_plugins"] = True if strict_plugins else None  # None: CLF_STRICT_PLUGINS decides
-    from .plugin_manager import ENV_TRACE, _env_flag
+    from clf.host.manager import ENV_TRACE, _env_flag
 
     if _env_flag(ENV_TRACE):
         _trace_to_stderr()
@@ -64,7 +64,7 @@ class _ErrHandler(logging.Handler):
 def _host(plugins):
     from rich.markup import escape
 
-    from .plugin_manager import get_host
+    from clf.host.manager import get_host
 
     host = get_host(plugins or (), strict=_options["strict_plugins"])
     for line in host.warnings:  # one line per broken plugin; everything else goes on
@@ -82,7 +82,7 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only notes, errors a
 
 
 def _observer(log_format: str, quiet: bool):
-    from .render import LOG_FORMATS, make_observer
+    from clf.render import LOG_FORMATS, make_observer
 
     if log_format not in LOG_FORMATS:
         err.print(f"[bold red]Error:[/] Invalid --log-format {log_format!r}: expected one of "
@@ -107,7 +107,7 @@ def _explicit(ctx: typer.Context, values: dict) -> dict:
 
 
 def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
-    from .render import print_report, resolved_format
+    from clf.render import print_report, resolved_format
 
     fmt = resolved_format(out, log_format, quiet)
     if fmt == "jsonl":
@@ -166,10 +166,10 @@ def run(
     quiet: bool = QuietOpt,
 ):
     """Train a classifier on a folder of images, evaluate it and export it."""
-    from .config import RunConfig
-    from .configfile import config_from_file
-    from .engine import resume as resume_engine
-    from .engine import run as run_engine
+    from clf.config import RunConfig
+    from clf.configfile import config_from_file
+    from clf.train.engine import resume as resume_engine
+    from clf.train.engine import run as run_engine
 
     values = dict(backbone=backbone, classes=classes, data=data, epochs=epochs, batch_size=batch_size,
                   image_size=image_size, center_crop=center_crop, lr=lr, head=head, loader=loader, export=export, output=output,
@@ -199,7 +199,7 @@ def run(
         else:
             config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
         if dry_run:
-            from .dryrun import plan
+            from clf.train.plan import plan
 
             summary = plan(config, _host(config.plugins))
             print(summary["toml"], end="", flush=True)  # plain print: rich must not re-wrap the TOML
@@ -234,7 +234,7 @@ def evaluate(
     quiet: bool = QuietOpt,
 ):
     """Evaluate a saved model on a labelled folder: accuracy, per-class scores, confusion matrix."""
-    from .evaluation import evaluate_folder
+    from clf.report.evaluation import evaluate_folder
 
     observer = _observer(log_format, quiet)
     try:
@@ -265,7 +265,7 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
     """Check a dataset: counts per class, bad files, files to convert, duplicates and leakage."""
-    from .doctor import examine
+    from clf.data.doctor import examine
 
     try:
         report = examine(data, min_side=min_size, convert=False)
@@ -338,7 +338,7 @@ def _list(kind: str, plugins, as_json: bool, extra_cols=(), extra=lambda c, raw=
 
 
 def _short_plugin(name: str) -> str:
-    from .plugin_manager import BUILTIN_PLUGINS
+    from clf.host.manager import BUILTIN_PLUGINS
 
     return "built-in" if name in BUILTIN_PLUGINS else name
 
@@ -392,7 +392,7 @@ def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
     hook call; 'clf --strict-plugins' or CLF_STRICT_PLUGINS=1 stops on a broken plugin
     instead of skipping it with a warning. Guide: docs/plugins.md.
     """
-    from .plugin_listing import TABLE_COLUMNS, plugin_rows, plugin_table_rows
+    from clf.host.listing import TABLE_COLUMNS, plugin_rows, plugin_table_rows
 
     try:
         host = _host(plugin)
@@ -415,7 +415,7 @@ def new_plugin(
     output: str = typer.Option(".", "--output", "-o", help="Folder to create the package in."),
 ):
     """Write a ready plugin package: pyproject with the entry point, module, README, test."""
-    from .scaffold import create_plugin
+    from clf.host.scaffold import create_plugin
 
     try:
         files = create_plugin(name, kind, output)
@@ -441,10 +441,10 @@ def predict(
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Predict class names and probabilities, using the class names saved with the model."""
-    from .predict import collect_images, load_predictor, predict_files
-    from .predict_output import choose_format, to_csv, to_json
+    from clf.artifacts.predict import collect_images, load_predictor, predict_files
+    from clf.artifacts.predict_output import choose_format, to_csv, to_json
 
-    from .render import make_observer
+    from clf.render import make_observer
 
     try:
         chosen = choose_format("json" if as_json else fmt, output)
@@ -510,7 +510,7 @@ def verify(
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Reopen an artifact in its own runtime and compare it with the bundle's Keras model."""
-    from .verify import verify_artifact
+    from clf.artifacts.verify import verify_artifact
 
     try:
         report = verify_artifact(artifact, data=data, reference=reference, host=_host(plugin))
@@ -532,7 +532,7 @@ MirrorOpt = typer.Option(None, "--mirror", metavar="URL", help="Mirror base URL 
 def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: all)."),
                  as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt):
     """Each backbone's ImageNet weights file: cached or not, file name, size."""
-    from .weights import cache_dir, status_rows
+    from clf.artifacts.weights import cache_dir, status_rows
 
     try:
         rows = status_rows(_host(plugin), names or ())
@@ -554,7 +554,7 @@ def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbon
 def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose ImageNet weights to download."),
                   mirror: Optional[str] = MirrorOpt, plugin: Optional[List[str]] = PluginOpt):
     """Download ImageNet weights into the Keras cache (checked against Keras' hash)."""
-    from .weights import fetch, lookup
+    from clf.artifacts.weights import fetch, lookup
 
     try:
         host = _host(plugin)
@@ -569,7 +569,7 @@ def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose I
 def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: every cached file)."),
                    plugin: Optional[List[str]] = PluginOpt):
     """Check cached weights files against Keras' known hashes (exit 1 on a mismatch)."""
-    from .weights import cache_dir, check
+    from clf.artifacts.weights import cache_dir, check
 
     try:
         host = _host(plugin)

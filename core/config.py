@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from .data import DEFAULT_CENTER_CROP
-from .distribute import PRECISIONS, STRATEGIES, check_name
-from .errors import ConfigError
+from clf.data.images import DEFAULT_CENTER_CROP
+from clf.train.distribute import PRECISIONS, STRATEGIES, check_name
+from clf.errors import ConfigError
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 
@@ -60,8 +60,8 @@ class RunConfig:
     fine_tune_lr: float | None = None  # None: lr / 10
     class_weight: str = "auto"  # "auto" (balanced when largest class > 3x smallest), "balanced", "none"
     patience: int = 0  # early stopping on validation loss, best weights restored; 0: off
-    strategy: str = "auto"  # tf.distribute strategy: see clf.distribute.STRATEGIES
-    precision: str = "auto"  # Keras dtype policy: see clf.distribute.PRECISIONS
+    strategy: str = "auto"  # tf.distribute strategy: see clf.train.distribute.STRATEGIES
+    precision: str = "auto"  # Keras dtype policy: see clf.train.distribute.PRECISIONS
 
     def __post_init__(self) -> None:
         self.validate()

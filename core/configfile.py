@@ -11,8 +11,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import RunConfig
-from .errors import ConfigError
+from clf.config import RunConfig
+from clf.errors import ConfigError
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -30,13 +30,13 @@ def register_backbones(register):
       features of shape ``[batch, features]``. ``weights`` is ``"imagenet"``, ``None`` or a
       path to a weights file; the backbone loads it or raises ``clf.WeightsError``.
     - ``preprocess``: the name of a preprocessing mode known to
-      ``clf.preprocessing`` (e.g. ``"caffe"``, ``"tf"``, ``"torch"``, ``"none"``) or one the
-      plugin registered with ``clf.preprocessing.register_preprocess``. It maps raw RGB
+      ``clf.data.preprocessing`` (e.g. ``"caffe"``, ``"tf"``, ``"torch"``, ``"none"``) or one the
+      plugin registered with ``clf.data.preprocessing.register_preprocess``. It maps raw RGB
       0-255 floats to what the backbone expects and is saved inside the exported model.
     - ``input_size``: the default ``(height, width)``; ``min_size`` the smallest side.
     - ``params`` / ``features``: parameter count and feature width, for listings, so that
       listing never builds a model (``None`` when unknown).
-    - ``imagenet_file``: a ``clf.weights.WeightsFile`` (file name, origin URL, known hash)
+    - ``imagenet_file``: a ``clf.artifacts.weights.WeightsFile`` (file name, origin URL, known hash)
       that ``weights="imagenet"`` downloads at the default size, for ``clf weights``.
     - ``trainable``: ``False`` (pretrained: clf freezes it and runs it in inference mode);
       ``True`` for a backbone trained from scratch together with the head.
@@ -67,8 +67,8 @@ def register_data_loaders(register):
       names and unbatched ``tf.data`` datasets of ``(image, label)`` pairs: float32 RGB
       images in 0-255 of ``image_size`` and int32 labels indexing the class names. The
       engine batches, augments, caches and prefetches. Raise ``clf.DataError`` for bad data.
-      ``image_size`` is a ``clf.data.ImageSize`` carrying the run's centre crop: hand it to
-      ``clf.data.files_dataset`` (or ``decode_image``) so training crops as predict does.
+      ``image_size`` is a ``clf.data.images.ImageSize`` carrying the run's centre crop: hand it to
+      ``clf.data.images.files_dataset`` (or ``decode_image``) so training crops as predict does.
       A loader that also accepts ``skip`` (files to leave out) and ``substitute`` (file ->
       converted copy), or ``**kwargs``, gets the dataset doctor's quarantine and conversions.
     """

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from .events import Observer
+from clf.events import Observer
 
 LOG_FORMATS = ("auto", "rich", "plain", "jsonl")
 

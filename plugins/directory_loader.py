@@ -11,9 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from clf import hookimpl
-from clf.data import DatasetBundle, Split, files_dataset, is_image_file
-from clf.errors import DataError
+from clf import hookimpl, DataError, DatasetBundle, files_dataset, is_image_file, Split
 
 TRAIN_NAMES = ("train", "training", "entrenamiento")
 VAL_NAMES = ("val", "valid", "validation", "validacion", "validación")
@@ -89,7 +87,7 @@ def _split(per_class: dict[str, list[Path]], class_names: list[str]) -> Split:
 def load_directory(source, *, image_size, seed, validation_split, skip=frozenset(), substitute=None, **_):
     """Folder-per-class images (class folders, or train/val/test folders of them).
 
-    ``skip`` and ``substitute`` come from the dataset doctor (clf.doctor): files to leave
+    ``skip`` and ``substitute`` come from the dataset doctor (clf.data.doctor): files to leave
     out and files to read from a converted copy."""
     root = Path(source)
     check_data_root(root, source)

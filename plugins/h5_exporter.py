@@ -9,9 +9,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from clf import hookimpl
-from clf.atomic import atomic_path
-from clf.predict import KerasPredictor
+from clf import hookimpl, atomic_path, KerasPredictor
 
 
 def export_h5(model, directory: Path, metadata: dict) -> list[Path]:

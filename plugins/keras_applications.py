@@ -14,9 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clf import hookimpl
-from clf.errors import WeightsError
-from clf.weights import WeightsFile, keras_downloads
+from clf import hookimpl, keras_downloads, WeightsError, WeightsFile
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clf import hookimpl
-from clf.predict import KerasPredictor
+from clf import hookimpl, KerasPredictor
 
 
 def export_keras(model, directory: Path, metadata: dict) -> list[Path]:

@@ -1,6 +1,6 @@
 """The ImageNet (no-top) weights file each Keras Applications backbone downloads at its
 default input size: file name, origin URL and the hash Keras checks (md5 or sha256; None
-where Keras publishes none). Captured from Keras 3 itself with clf.weights.capture, which
+where Keras publishes none). Captured from Keras 3 itself with clf.artifacts.weights.capture, which
 tests/test_weights.py re-checks for a few backbones; regenerate after a Keras upgrade.
 """
 

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clf import hookimpl
-from clf.errors import ExportError, ModelError
-from clf.predict import Predictor
+from clf import hookimpl, ExportError, ModelError, Predictor
 
 OPSET = 17
 INSTALL_HINT = "Install the ONNX extra: pip install 'clf[onnx]' (tf2onnx, onnx, onnxruntime)."

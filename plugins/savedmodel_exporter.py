@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clf import hookimpl
-from clf.errors import ModelError
-from clf.predict import Predictor
+from clf import hookimpl, ModelError, Predictor
 
 SIGNATURE = "serving_default"
 

@@ -19,7 +19,7 @@ def make_tensorboard(config, run_dir: Path):
 
     import keras
 
-    from clf.errors import ConfigError
+    from clf import ConfigError
 
     if importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(

@@ -24,10 +24,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from clf import hookimpl
-from clf.config import QUANTIZE_MODES
-from clf.errors import ExportError, ModelError
-from clf.predict import Predictor
+from clf import hookimpl, ExportError, ModelError, Predictor, QUANTIZE_MODES
 
 METADATA_NAME = "clf_labels"
 

@@ -106,7 +106,7 @@ def plugin_site(tmp_path_factory) -> Path:
 def installed_plugins(plugin_site, monkeypatch) -> Path:
     """Makes the packages in ``plugin_site`` installed for one test: on sys.path (where
     importlib.metadata looks for entry points) and PYTHONPATH (for subprocesses)."""
-    from clf.plugin_manager import reset_host
+    from clf.host.manager import reset_host
 
     monkeypatch.syspath_prepend(str(plugin_site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")])))

@@ -6,8 +6,8 @@ import pytest
 
 import keras
 from clf import PluginHost
-from clf.model import build_backbone
-from clf.preprocessing import Preprocess
+from clf.train.model import build_backbone
+from clf.data.preprocessing import Preprocess
 
 HOST = PluginHost(entry_points=False)
 

@@ -3,7 +3,7 @@
 import pytest
 
 import clf
-from clf.class_weights import balanced_weights, choose_class_weights
+from clf.train.class_weights import balanced_weights, choose_class_weights
 from conftest import make_image
 
 

@@ -34,7 +34,7 @@ def tiny_host(host):
 def test_custom_backbone_is_listed_and_trains(tiny_host, small_config, monkeypatch):
     from typer.testing import CliRunner
 
-    monkeypatch.setattr("clf.plugin_manager._default_host", tiny_host)
+    monkeypatch.setattr("clf.host.manager._default_host", tiny_host)
     listing = CliRunner().invoke(app, ["backbones", "--json"])
     assert listing.exit_code == 0
     assert '"tiny_cnn"' in listing.output and '"tiny-plugin"' in listing.output

@@ -15,7 +15,7 @@ import pytest
 
 import clf
 from clf import ConfigError, DataError
-from clf.distribute import Distribution, is_chief, make_strategy, resolve_precision, resolve_strategy_name
+from clf.train.distribute import Distribution, is_chief, make_strategy, resolve_precision, resolve_strategy_name
 from conftest import MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, require_shared
 
 RUNNER = Path(__file__).with_name("distributed_run.py")
@@ -77,7 +77,7 @@ def test_small_split_is_batched_so_the_first_batch_splits_evenly():
 def test_epoch_order_depends_on_seed_and_epoch_not_on_iterators_opened():
     import tensorflow as tf
 
-    from clf import checkpoint
+    from clf.train import checkpoint
 
     # One mechanism for resume and for strategies: checkpoint.epoch_batches batched by the
     # Distribution (as the engine does it).

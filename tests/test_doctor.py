@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import clf
 from bad_files import make_messy_folder
 from clf.cli import app
-from clf.doctor import QUARANTINE_FILE, examine
+from clf.data.doctor import QUARANTINE_FILE, examine
 from conftest import SMALL_BACKBONE, SMALL_SIZE, make_folder
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import clf
 from clf.cli import app
-from clf.verify import FLOAT_TOLERANCE, compare, load_images
+from clf.artifacts.verify import FLOAT_TOLERANCE, compare, load_images
 from conftest import MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, make_image, require_shared
 
 ALL = "h5,keras,savedmodel,tflite,onnx"
@@ -173,7 +173,7 @@ class _BrokenExporter:
 
     @clf.hookimpl
     def register_exporters(self, register):
-        from clf.predict import KerasPredictor
+        from clf.artifacts.predict import KerasPredictor
 
         def export(model, directory, metadata):
             import keras
@@ -275,7 +275,7 @@ def test_float_check_uses_a_few_images_and_the_known_reference(bundle, tmp_path)
     caller already has (the engine's cached-feature outputs) are used, not recomputed."""
     import shutil
 
-    from clf.verify import FLOAT_CHECK_IMAGES, verify_exports
+    from clf.artifacts.verify import FLOAT_CHECK_IMAGES, verify_exports
 
     result, _ = bundle
     for name in ("model.h5", "labels.json"):
@@ -294,7 +294,7 @@ def test_float_check_uses_a_few_images_and_the_known_reference(bundle, tmp_path)
 
 def test_int8_calibration_images_cover_every_class(tmp_path, host):
     """Loaders list training files class by class; calibration must not see only the first."""
-    from clf.exporting import representative_data
+    from clf.artifacts.exporting import representative_data
 
     data = make_folder(tmp_path / "data", per_class=6)  # class k: bright band in channel k
     bundle = host.loaders.get("directory").load(str(data), image_size=(SMALL_SIZE, SMALL_SIZE), seed=0,

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import clf
-from clf.data import files_dataset
-from clf.feature_cache import FeatureCache, file_fingerprint
-from clf.features import extract, make_extractor, split_features
-from clf.model import Classifier, build_backbone
+from clf.data.images import files_dataset
+from clf.train.feature_cache import FeatureCache, file_fingerprint
+from clf.train.features import extract, make_extractor, split_features
+from clf.train.model import Classifier, build_backbone
 from conftest import SMALL_BACKBONE, SMALL_SIZE, make_folder, make_image
 
 

@@ -5,8 +5,8 @@ import pytest
 
 import clf
 from clf import ConfigError
-from clf.finetune import trainable_candidates, unfreeze_top
-from clf.model import build_backbone
+from clf.train.finetune import trainable_candidates, unfreeze_top
+from clf.train.model import build_backbone
 from conftest import SMALL_BACKBONE, SMALL_SIZE
 
 

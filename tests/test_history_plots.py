@@ -6,10 +6,10 @@ import io
 import pytest
 from PIL import Image
 
-from clf.history import RunRecorder, TeeObserver, history_csv
+from clf.report.history import RunRecorder, TeeObserver, history_csv
 from clf.events import RecordingObserver
-from clf.metrics import evaluation_report
-from clf.plots import plot_confusion_matrix, plot_training_curves
+from clf.report.metrics import evaluation_report
+from clf.report.plots import plot_confusion_matrix, plot_training_curves
 
 
 def assert_png(path, min_bytes=10_000, min_side=300):

@@ -9,7 +9,7 @@ import pytest
 
 import clf
 from clf import PluginError, PluginHost, hookimpl
-from clf.model import build_classifier
+from clf.train.model import build_classifier
 from conftest import SMALL_SIZE, make_folder
 
 
@@ -71,7 +71,7 @@ class Recorder:
 
         def load(path, labels):
             self.calls["exporter_load"] = {"path": path, "labels": labels}
-            from clf.predict import KerasPredictor
+            from clf.artifacts.predict import KerasPredictor
 
             return KerasPredictor(path, labels)
 

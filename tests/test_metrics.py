@@ -1,9 +1,9 @@
-"""clf.metrics: numpy-only scores checked against values worked out by hand."""
+"""clf.report.metrics: numpy-only scores checked against values worked out by hand."""
 
 import numpy as np
 import pytest
 
-from clf.metrics import (confusion_matrix, confusion_matrix_csv, cross_entropy, evaluation_report,
+from clf.report.metrics import (confusion_matrix, confusion_matrix_csv, cross_entropy, evaluation_report,
                          most_confused, top_k_accuracy)
 
 NAMES = ["ant", "bee", "cat"]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from clf import hookspecs
 from clf.cli import app
-from clf.plugin_manager import HOOKS, reset_host
+from clf.host.manager import HOOKS, reset_host
 from conftest import SMALL_SIZE
 from pip_target import pip_install
 

@@ -3,7 +3,7 @@ import textwrap
 import pytest
 
 from clf import PluginError, PluginHost, hookimpl
-from clf.plugin_manager import BUILTIN_PLUGINS
+from clf.host.manager import BUILTIN_PLUGINS
 
 
 def test_builtins_register_through_the_plugin_path(host):

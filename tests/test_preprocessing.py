@@ -3,7 +3,7 @@ import pytest
 
 import keras
 from clf import PluginError
-from clf.preprocessing import Preprocess, get_preprocess, preprocess_modes, register_preprocess
+from clf.data.preprocessing import Preprocess, get_preprocess, preprocess_modes, register_preprocess
 
 
 def test_vgg16_mode_is_bgr_mean_subtraction_not_rescale():

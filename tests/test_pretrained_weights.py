@@ -6,8 +6,8 @@ import pytest
 
 import keras
 from clf import PluginHost, WeightsError
-from clf.data import files_dataset
-from clf.model import build_backbone
+from clf.data.images import files_dataset
+from clf.train.model import build_backbone
 from clf.plugins.directory_loader import scan_classes
 from conftest import DATASETS, MOBILENET_025, MOBILENET_V2_035, require_shared
 
@@ -17,7 +17,7 @@ HOST = PluginHost(entry_points=False)
 def _features(backbone_name, weights, files, size=128):
     b = HOST.backbones.get(backbone_name)
     model = build_backbone(b, (size, size), weights)
-    from clf.preprocessing import Preprocess
+    from clf.data.preprocessing import Preprocess
 
     pre = Preprocess(b.preprocess)
     ds = files_dataset(files, [0] * len(files), (size, size)).batch(16)

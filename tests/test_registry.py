@@ -1,7 +1,7 @@
 import pytest
 
 from clf import PluginError, UnknownComponentError
-from clf.registry import Head, Registry
+from clf.host.registry import Head, Registry
 
 
 def _fn(*a, **k):

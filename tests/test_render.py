@@ -5,7 +5,7 @@ import json
 
 from rich.console import Console
 
-from clf.metrics import evaluation_report
+from clf.report.metrics import evaluation_report
 from clf.render import (JsonlObserver, PlainObserver, QuietObserver, RichProgressObserver, make_observer,
                         report_tables)
 

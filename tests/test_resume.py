@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import clf
-from clf import checkpoint
+from clf.train import checkpoint
 from clf.cli import app
 from conftest import SMALL_BACKBONE, SMALL_SIZE
 

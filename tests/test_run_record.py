@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import clf
 from clf.cli import app
 from clf.configfile import config_from_file
-from clf.runrecord import sha256_file
+from clf.report.runrecord import sha256_file
 from conftest import SMALL_BACKBONE, SMALL_SIZE, make_folder
 from test_history_plots import assert_png
 
@@ -47,7 +47,7 @@ def test_every_file_of_the_run_folder(trained):
     quarantine = json.loads((run_dir / "quarantine.json").read_text())
     assert quarantine["quarantined"] == [] and quarantine["class_names"] == ["ant", "bee", "cat"]
     # checkpoint/: the last completed epoch, resumable
-    from clf import checkpoint
+    from clf.train import checkpoint
 
     assert checkpoint.latest(run_dir, "train").epoch == 2
 
@@ -112,7 +112,7 @@ def test_every_file_of_the_run_folder(trained):
 
 def test_weights_file_is_recorded_with_its_sha256(trained):
     _, _, _, weights = trained
-    from clf.runrecord import weights_record
+    from clf.report.runrecord import weights_record
 
     rec = weights_record(str(weights))
     assert rec["source"] == "file" and rec["sha256"] == sha256_file(weights) and len(rec["sha256"]) == 64

@@ -8,8 +8,8 @@ import sys
 from typer.testing import CliRunner
 
 from clf.cli import app
-from clf.plugin_manager import reset_host
-from clf.scaffold import KINDS
+from clf.host.manager import reset_host
+from clf.host.scaffold import KINDS
 from pip_target import pip_install
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from clf import PluginHost, WeightsError
 from clf.cli import app
-from clf.weights import WeightsFile, capture, fetch, url_for
+from clf.artifacts.weights import WeightsFile, capture, fetch, url_for
 from conftest import MOBILENET_025, require_shared
 
 runner = CliRunner()

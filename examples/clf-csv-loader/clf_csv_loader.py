@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import clf
-from clf.data import IMAGE_SUFFIXES, DatasetBundle, Split, files_dataset
+from clf import IMAGE_SUFFIXES, DatasetBundle, Split, files_dataset
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,7 @@ tutorial's ``rescale=1/255``, right for a network that learns from raw pixels.
 from __future__ import annotations
 
 import clf
-from clf.preprocessing import register_preprocess
+from clf import register_preprocess
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ after a hook, and calls to the ``register`` callback they receive.
 """
 
 import clf
-from clf.preprocessing import register_preprocess
+from clf import register_preprocess
 
 
 def _to_gray(x):

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import RunConfig
-from .configfile import config_to_toml
-from .engine import image_size_for, resolve_components
-from .errors import DataError
+from clf.config import RunConfig
+from clf.configfile import config_to_toml
+from clf.train.engine import image_size_for, resolve_components
+from clf.errors import DataError
 
 
 def plan(config: RunConfig, host=None) -> dict[str, Any]:
     """The effective TOML and a dataset summary, or the error the real run would raise first."""
-    from .plugin_manager import get_host
+    from clf.host.manager import get_host
 
     host = host or get_host(config.plugins)
     backbone, head, loader, exporters = resolve_components(config, host)

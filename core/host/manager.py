@@ -22,10 +22,10 @@ from typing import Any, Iterable
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginError
-from .plugin_checks import check_hookimpls
-from .registry import Backbone, CallbackFactory, DataLoader, Exporter, Head, Registry
+from clf import hookspecs
+from clf.errors import PluginError
+from clf.host.checks import check_hookimpls
+from clf.host.registry import Backbone, CallbackFactory, DataLoader, Exporter, Head, Registry
 
 ENTRY_POINT_GROUP = "clf"
 
@@ -145,7 +145,7 @@ class PluginHost:
         self.registries: dict[str, Registry] = {
             attr: Registry(kind, command, cls) for attr, cls, kind, command in HOOKS.values()
         }
-        from . import __version__
+        from clf import __version__
 
         for module_name in BUILTIN_PLUGINS:
             self.register(importlib.import_module(module_name), name=module_name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plugin_manager import PluginHost
+from clf.host.manager import PluginHost
 
 # The table shows this many component names per kind; --json shows them all.
 SHOWN = 6

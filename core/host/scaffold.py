@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from string import Template
 
-from .errors import UsageError
+from clf.errors import UsageError
 
 KINDS = ("backbone", "head", "loader", "exporter")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -154,7 +154,7 @@ import random
 from pathlib import Path
 
 import clf
-from clf.data import DatasetBundle, Split, files_dataset, is_image_file
+from clf.data.images import DatasetBundle, Split, files_dataset, is_image_file
 
 
 def load(source, *, image_size, seed, validation_split, **_):
@@ -189,7 +189,7 @@ def register_data_loaders(register):
 from pathlib import Path
 
 import clf
-from clf.predict import KerasPredictor
+from clf.artifacts.predict import KerasPredictor
 
 
 def export(model, directory, metadata):

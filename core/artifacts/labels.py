@@ -10,15 +10,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from clf.errors import ModelError
 
 LABELS_FILE = "labels.json"
 FORMAT = "clf-labels/1"
 
 
 def make_metadata(class_names, backbone: str, input_size, preprocess: str, **extra) -> dict[str, Any]:
-    """``input_size``: a ``clf.data.ImageSize`` (its centre crop is recorded) or a pair."""
-    from . import __version__
+    """``input_size``: a ``clf.data.images.ImageSize`` (its centre crop is recorded) or a pair."""
+    from clf import __version__
 
     crop = float(getattr(input_size, "center_crop", 0.0))
     how = (f"centre crop of {crop:g} of the photo at the input's aspect ratio, then" if crop

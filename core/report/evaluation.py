@@ -1,4 +1,4 @@
-"""Run a model over labelled images and build the evaluation report (``clf.metrics``).
+"""Run a model over labelled images and build the evaluation report (``clf.report.metrics``).
 
 Two entry points: ``evaluate_dataset`` for the engine (a batched ``tf.data`` dataset of
 ``(image, label)`` right after training) and ``evaluate_folder`` for ``clf evaluate MODEL
@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .data import is_image_file
-from .errors import DataError, UsageError
-from .events import Observer
-from .metrics import cross_entropy, evaluation_report
+from clf.data.images import is_image_file
+from clf.errors import DataError, UsageError
+from clf.events import Observer
+from clf.report.metrics import cross_entropy, evaluation_report
 
 
 def evaluate_dataset(model, dataset, class_names: list[str], observer: Observer | None = None,
@@ -84,8 +84,8 @@ def default_output(model_path: Path, data: Path) -> Path:
 def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path | None = None,
                     batch_size: int = 32, host=None, observer: Observer | None = None) -> FolderEvaluation:
     """Evaluate an exported clf artifact on a labelled folder and save the report files."""
-    from .predict import load_predictor, predict_files
-    from .runrecord import write_evaluation
+    from clf.artifacts.predict import load_predictor, predict_files
+    from clf.report.runrecord import write_evaluation
 
     observer = observer or Observer()
     predictor = load_predictor(model, host)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .events import Observer
+from clf.events import Observer
 
 
 @dataclass

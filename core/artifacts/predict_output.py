@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from .errors import UsageError
+from clf.errors import UsageError
 
 FORMATS = ("table", "csv", "json")
 

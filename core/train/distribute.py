@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from clf.errors import ConfigError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -70,7 +70,7 @@ class Distribution:
         if self.replicas > 1 and first % self.replicas:
             size = first - first % self.replicas
             if size == 0:
-                from .errors import DataError
+                from clf.errors import DataError
 
                 raise DataError(
                     f"The {split} split has {count} image(s), fewer than the {self.replicas} replicas of "
@@ -364,6 +364,6 @@ class _LocalPredictor:
         self._model = model
 
     def predict_on_batch(self, images):
-        from .forward import predict
+        from clf.train.forward import predict
 
         return predict(self._model, images)

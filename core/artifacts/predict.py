@@ -8,9 +8,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .data import is_image_file
-from .errors import DataError, ModelError
-from .labels import LABELS_FILE, read_labels
+from clf.data.images import is_image_file
+from clf.errors import DataError, ModelError
+from clf.artifacts.labels import LABELS_FILE, read_labels
 
 
 class Predictor:
@@ -34,7 +34,7 @@ class Predictor:
     def decode_size(self):
         """The input size with the centre crop the model was trained with (none recorded:
         bundles from before crops existed resized the whole photo)."""
-        from .data import ImageSize
+        from clf.data.images import ImageSize
 
         return ImageSize(self.input_size, float(self.labels.get("resize", {}).get("center_crop", 0.0)))
 
@@ -50,7 +50,7 @@ class KerasPredictor(Predictor):
         super().__init__(path, labels)
         import keras
 
-        from . import preprocessing  # noqa: F401  registers the Preprocess layer
+        from clf.data import preprocessing  # noqa: F401  registers the Preprocess layer
 
         try:
             self.model = keras.models.load_model(str(path), compile=False)
@@ -62,7 +62,7 @@ class KerasPredictor(Predictor):
             ) from None
 
     def predict_batch(self, images):
-        from .forward import predict
+        from clf.train.forward import predict
 
         return predict(self.model, images)
 
@@ -104,7 +104,7 @@ def resolve_artifact(artifact: str | Path) -> tuple[Path, str | None, list[str]]
 
 def load_predictor(artifact: str | Path, host=None) -> Predictor:
     """Open a clf artifact (a bundle folder, or a model file or folder inside one)."""
-    from .plugin_manager import get_host
+    from clf.host.manager import get_host
 
     folder, exporter_name, files = resolve_artifact(artifact)
     labels = read_labels(folder)
@@ -149,7 +149,7 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     number of files done after each batch (for a progress bar)."""
     import tensorflow as tf
 
-    from .data import decode_image
+    from clf.data.images import decode_image
 
     size = predictor.decode_size
     results = [Prediction(str(f)) for f in files]

@@ -10,7 +10,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from .errors import UsageError
+from clf.errors import UsageError
 
 # Files that mark a folder as a clf run folder, so --force replaces only those.
 RUN_MARKERS = ("labels.json", "quarantine.json", "checkpoint", "model.h5", "manifest.json", "config.toml")

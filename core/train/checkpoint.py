@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from clf.errors import UsageError
 
 CHECKPOINT_DIR = "checkpoint"
 FORMAT = "clf-checkpoint/1"
@@ -176,7 +176,7 @@ def epoch_batches(ds, *, seed: int, batch_size: int, buffer: int, first_epoch: i
     order depends on nothing else (not on how many iterators were opened before), so a
     resumed run and every tf.distribute strategy see the same batches. ``batch`` batches one
     shuffled epoch (default ``ds.batch(batch_size)``; the engine passes
-    ``clf.distribute.Distribution.batch``, which keeps a small split divisible by replicas)."""
+    ``clf.train.distribute.Distribution.batch``, which keeps a small split divisible by replicas)."""
     import tensorflow as tf
 
     def one_epoch(epoch):

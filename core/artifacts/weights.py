@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import WeightsError
+from clf.errors import WeightsError
 
 MIRROR_ENV = "CLF_WEIGHTS_MIRROR"
 KERAS_HOST = "https://storage.googleapis.com/"
@@ -91,7 +91,7 @@ def _fixes(wf: WeightsFile) -> str:
 
 def fetch(wf: WeightsFile, base: str | None = None, force: bool = False) -> Path:
     """The cached file, downloading and checking it first if needed."""
-    from .atomic import atomic_path
+    from clf.files import atomic_path
 
     target = cache_dir() / wf.fname
     if not force and check(wf, target) in ("ok", "unchecked"):

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
+from clf.errors import DataError
 
 # Suffixes of files Pillow can read that the doctor turns into training images.
 IMAGE_LIKE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp",
@@ -110,7 +110,7 @@ class DoctorReport:
 
     def write(self, run_dir: Path) -> Path:
         """``quarantine.json`` in the run folder (atomic): every file left out, and why."""
-        from .atomic import write_json
+        from clf.files import write_json
 
         return write_json(Path(run_dir) / QUARANTINE_FILE, self.to_dict())
 
@@ -245,7 +245,7 @@ def normalise(data: bytes):
 
 def convert_file(path: Path, sha: str, target_dir: Path) -> Path:
     """Write the normalised copy once (content-addressed, atomic) and return its path."""
-    from .atomic import atomic_path
+    from clf.files import atomic_path
 
     target = target_dir / f"{sha}.png"
     if target.is_file() and target.stat().st_size > 0:

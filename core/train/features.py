@@ -3,7 +3,7 @@
 A frozen backbone maps an image to the same feature vector on every epoch, so the head can
 train on those vectors: one forward pass per image instead of one per image per epoch.
 Augmentation becomes ``K`` augmented copies extracted once each (``--augment-copies``).
-With file-backed splits a :class:`~clf.feature_cache.FeatureCache` on disk lets a later run
+With file-backed splits a :class:`~clf.train.feature_cache.FeatureCache` on disk lets a later run
 on the same files skip extraction entirely, or extract only the files that changed.
 """
 
@@ -15,10 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from .augmentation import augmentation_layers, augmentation_spec
-from .errors import DataError
-from .feature_cache import FeatureCache, file_fingerprint
-from .forward import forward_fn
+from clf.data.augmentation import augmentation_layers, augmentation_spec
+from clf.errors import DataError
+from clf.train.feature_cache import FeatureCache, file_fingerprint
+from clf.train.forward import forward_fn
 
 
 @dataclass
@@ -34,7 +34,7 @@ def make_extractor(classifier, image_size):
     """Raw RGB 0-255 images -> pooled features: the exported model minus its head."""
     import keras
 
-    from .preprocessing import Preprocess
+    from clf.data.preprocessing import Preprocess
 
     inputs = keras.Input(shape=(image_size[0], image_size[1], 3), name="image")
     x = Preprocess(classifier.preprocess, name="preprocess")(inputs)
@@ -138,7 +138,7 @@ def make_standardizer(train_features: np.ndarray):
     int8 TFLite disagree with the float model (73% top-1 agreement). The scale is the
     layer's weight, so it is saved inside the head and the exported model.
     """
-    from .preprocessing import Standardize
+    from clf.data.preprocessing import Standardize
 
     rms = float(np.sqrt(np.mean(np.square(train_features, dtype=np.float64)))) if train_features.size else 0.0
     layer = Standardize(name="standardize")

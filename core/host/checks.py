@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import pluggy
 
-from .errors import PluginError
+from clf.errors import PluginError
 
 
 def check_hookimpls(pm: pluggy.PluginManager, plugin: Any, plugin_name: str, hook_names: Iterable[str]) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import PluginError
-from .preprocessing import Preprocess
-from .registry import Backbone, Head
+from clf.errors import PluginError
+from clf.data.preprocessing import Preprocess
+from clf.host.registry import Backbone, Head
 
 
 @dataclass

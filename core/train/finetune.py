@@ -8,7 +8,7 @@ small batch of new photos would wreck them, undoing the features the head was tr
 
 from __future__ import annotations
 
-from .errors import ConfigError
+from clf.errors import ConfigError
 
 
 def trainable_candidates(base) -> list:

@@ -8,10 +8,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ClfError, ConfigError, ExportError, VerificationError
-from .events import Observer
-from .labels import write_labels
-from .verify import MAX_IMAGES, VerificationReport, verify_exports, write_report
+from clf.errors import ClfError, ConfigError, ExportError, VerificationError
+from clf.events import Observer
+from clf.artifacts.labels import write_labels
+from clf.artifacts.verify import MAX_IMAGES, VerificationReport, verify_exports, write_report
 
 REPRESENTATIVE_IMAGES = 300  # TFLite's guidance: ~100-500 samples calibrate int8 well
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
-from .errors import PluginError, UnknownComponentError
+from clf.errors import PluginError, UnknownComponentError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -31,7 +31,7 @@ class Backbone(Component):
     min_size: int = 32
     params: int | None = None
     features: int | None = None
-    imagenet_file: Any = None  # clf.weights.WeightsFile at the default size, for 'clf weights'
+    imagenet_file: Any = None  # clf.artifacts.weights.WeightsFile at the default size, for 'clf weights'
     # True for a backbone trained with the head (from scratch, like the tutorial's small
     # CNN): it is not frozen and runs in training mode (its dropout active) during fit.
     trainable: bool = False

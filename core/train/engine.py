@@ -11,21 +11,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import runrecord
-from .config import RunConfig
-from .data import ImageSize
-from .distribute import distribution, precision_scope
-from . import checkpoint, doctor, guardrails
-from .evaluation import evaluate_dataset
-from .errors import ConfigError, DataError, Interrupted, UsageError
-from .events import Observer
-from .exporting import check_export_options, export_all
-from .forward import predict as forward_predict
-from .history import RunRecorder, TeeObserver
-from .labels import make_metadata
-from .model import Classifier, build_backbone, build_head, join
-from .verify import MAX_IMAGES
-from .plugin_manager import PluginHost, get_host
+from clf.report import runrecord
+from clf.config import RunConfig
+from clf.data.images import ImageSize
+from clf.train.distribute import distribution, precision_scope
+from clf.train import checkpoint
+from clf.data import doctor
+from clf.data import guardrails
+from clf.report.evaluation import evaluate_dataset
+from clf.errors import ConfigError, DataError, Interrupted, UsageError
+from clf.events import Observer
+from clf.artifacts.exporting import check_export_options, export_all
+from clf.train.forward import predict as forward_predict
+from clf.report.history import RunRecorder, TeeObserver
+from clf.artifacts.labels import make_metadata
+from clf.train.model import Classifier, build_backbone, build_head, join
+from clf.artifacts.verify import MAX_IMAGES
+from clf.host.manager import PluginHost, get_host
 
 
 @dataclass
@@ -38,10 +40,10 @@ class RunResult:
     artifacts: dict[str, list[Path]]
     classifier: Classifier = field(repr=False)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    # split name -> clf.metrics.evaluation_report (also in metrics.json)
+    # split name -> clf.report.metrics.evaluation_report (also in metrics.json)
     evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
-    verification: Any = None  # clf.verify.VerificationReport, None with verify=False
+    verification: Any = None  # clf.artifacts.verify.VerificationReport, None with verify=False
     # Seconds per phase and feature-extraction counts (extracted vs served from the cache).
     timings: dict[str, float] = field(default_factory=dict)
     extraction: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -120,7 +122,7 @@ def feature_cache_for(config: RunConfig, backbone, base, image_size):
     """The on-disk feature cache for this extractor, or None with ``--no-cache``."""
     if not config.cache:
         return None
-    from .feature_cache import FeatureCache, default_cache_dir, weights_fingerprint
+    from clf.train.feature_cache import FeatureCache, default_cache_dir, weights_fingerprint
 
     return FeatureCache(config.cache_dir or default_cache_dir(), {
         "backbone": backbone.name, "weights": weights_fingerprint(base),
@@ -207,7 +209,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     n_train = len(bundle.splits["train"]) if "train" in bundle.splits else 0
     batch_size = guardrails.batch_size_for(config.batch_size, n_train, observer)
     first_epoch = ckpt.epoch if ckpt is not None else 0
-    # batch_size is the global batch (see clf.distribute): Keras splits it over the replicas.
+    # batch_size is the global batch (see clf.train.distribute): Keras splits it over the replicas.
     val = (dist.batch(bundle.validation, len(bundle.splits.get("validation", [])) or None, "validation",
                       size=batch_size).prefetch(tf.data.AUTOTUNE) if bundle.validation else None)
     timings: dict[str, float] = {}
@@ -224,7 +226,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     else:
         # Phase 1: the backbone is frozen, so each image goes through it once (K+1 times
         # with augmented copies) and the head trains on the cached features.
-        from .features import make_extractor, make_standardizer, split_features
+        from clf.train.features import make_extractor, make_standardizer, split_features
 
         total = sum(len(s) for s in bundle.splits.values()) + n_train * config.augment_copies
         observer.phase_start("extract", total=total or None, unit="image")
@@ -259,7 +261,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
                    if val_f is not None else None)
         n_clean = n_fit // (1 + (config.augment_copies if config.augment else 0))  # clean copy first
         train_counts = np.bincount(train_f.labels[:n_clean], minlength=bundle.num_classes).tolist()
-    from .class_weights import choose_class_weights
+    from clf.train.class_weights import choose_class_weights
 
     class_weight, note = choose_class_weights(config.class_weight, train_counts, bundle.class_names)
     if note:
@@ -279,7 +281,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     dist.prepare(fit_model)
     if backbone.trainable and config.augment:
-        from .augmentation import augmentation_layers
+        from clf.data.augmentation import augmentation_layers
 
         aug = augmentation_layers(config.seed)
         train = train.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -407,8 +409,8 @@ def _fine_tune(config, clf_model, bundle, val, class_weight, observer, run_dir, 
     import keras
     import tensorflow as tf
 
-    from .augmentation import augmentation_layers
-    from .finetune import fine_tune_lr, unfreeze_top
+    from clf.data.augmentation import augmentation_layers
+    from clf.train.finetune import fine_tune_lr, unfreeze_top
 
     names = unfreeze_top(clf_model.backbone, config.fine_tune_layers)
     lr = fine_tune_lr(config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .history import EpochRecord
+from clf.report.history import EpochRecord
 
 
 def _pyplot():

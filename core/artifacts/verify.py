@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import DataError, ModelError
+from clf.errors import DataError, ModelError
 
 FLOAT_TOLERANCE = 1e-4
 MIN_QUANTIZED_AGREEMENT = 0.95
@@ -174,10 +174,10 @@ class _Reference:
     def _predict(self, x):
         import keras
 
-        from .forward import predict
+        from clf.train.forward import predict
 
         # A Keras model goes through the shared traced forward; anything else (a strategy's
-        # local predictor, see clf.distribute) through its own predict_on_batch.
+        # local predictor, see clf.train.distribute) through its own predict_on_batch.
         if isinstance(self.model, keras.Model):
             return predict(self.model, x)
         return self.model.predict_on_batch(x)
@@ -218,7 +218,7 @@ def load_images(files: Sequence[str | Path], image_size) -> np.ndarray:
     """Decode image files as the engine does (float32 RGB 0-255 at ``image_size``)."""
     import tensorflow as tf
 
-    from .data import ImageSize, decode_image
+    from clf.data.images import ImageSize, decode_image
 
     size = ImageSize(image_size)
     out = [decode_image(tf.io.read_file(str(f)), size).numpy() for f in files]
@@ -233,8 +233,8 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     images recorded in ``verification.json`` at export. Nothing is renamed: the result is
     recorded in ``verification.json`` and returned.
     """
-    from .labels import read_labels
-    from .predict import collect_images, load_predictor, resolve_artifact
+    from clf.artifacts.labels import read_labels
+    from clf.artifacts.predict import collect_images, load_predictor, resolve_artifact
 
     artifact = Path(artifact)
     folder, exporter_name, _ = resolve_artifact(artifact)

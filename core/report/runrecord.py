@@ -44,7 +44,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from clf import __version__
 
     out = {"clf": __version__, "python": platform.python_version(), "platform": platform.platform()}
     for dist in ("tensorflow", "tensorflow-cpu", "keras", "numpy"):
@@ -123,15 +123,15 @@ def build_manifest(*, config, class_names: list[str], counts: dict, splits: Mapp
 
 
 def write_config(run_dir: Path, config) -> Path:
-    from .configfile import config_to_toml
+    from clf.configfile import config_to_toml
 
     return write_atomic(Path(run_dir) / "config.toml", config_to_toml(config))
 
 
 def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | None) -> list[Path]:
     """``metrics.json`` (every split) and the primary split's confusion matrix as CSV and PNG."""
-    from .metrics import confusion_matrix_csv
-    from .plots import plot_confusion_matrix
+    from clf.report.metrics import confusion_matrix_csv
+    from clf.report.plots import plot_confusion_matrix
 
     directory = Path(directory)
     written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports})]
@@ -144,8 +144,8 @@ def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | N
 
 
 def write_history(run_dir: Path, records) -> list[Path]:
-    from .history import history_csv
-    from .plots import plot_training_curves
+    from clf.report.history import history_csv
+    from clf.report.plots import plot_training_curves
 
     run_dir = Path(run_dir)
     return [write_atomic(run_dir / "history.csv", history_csv(records)),
