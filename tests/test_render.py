@@ -6,7 +6,7 @@ import json
 from rich.console import Console
 
 from clf.report.metrics import evaluation_report
-from clf.render import (JsonlObserver, PlainObserver, QuietObserver, RichProgressObserver, make_observer,
+from clf.cli.render import (JsonlObserver, PlainObserver, QuietObserver, RichProgressObserver, make_observer,
                         report_tables)
 
 

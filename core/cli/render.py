@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from clf.events import Observer
 from rich.console import Console
 from rich.table import Table
-
-from clf.events import Observer
 
 LOG_FORMATS = ("auto", "rich", "plain", "jsonl")
 
@@ -138,8 +137,14 @@ class RichProgressObserver(PlainObserver):
 
     def _progress(self):
         if self.progress is None:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,

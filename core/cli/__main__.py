@@ -1,0 +1,3 @@
+from clf.cli import main
+
+main()

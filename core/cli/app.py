@@ -1,0 +1,126 @@
+"""Shared pieces of the ``clf`` command: the typer app, the two consoles, option objects,
+and the helpers every command uses to load plugins, fail with an exit code and render
+progress. Only the ``clf.cli`` package prints and chooses exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are noise here
+
+import typer  # noqa: E402
+from clf.errors import ClfError  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train image classifiers by transfer learning, built from plugins.")
+out = Console()
+err = Console(stderr=True)
+
+PluginOpt = typer.Option(None, "--plugin", "-p", help="Extra plugin: module name or .py file (repeatable).")
+
+# Set by the app callback for the one command being run: --strict-plugins.
+_options = {"strict_plugins": None}
+
+
+@app.callback()
+def _global_options(
+    strict_plugins: bool = typer.Option(
+        False, "--strict-plugins",
+        help="A broken installed plugin is an error instead of a skipped-with-a-warning one "
+             "(also: CLF_STRICT_PLUGINS=1)."),
+):
+    # Global options, given before the command: clf --strict-plugins run ...
+    _options["strict_plugins"] = True if strict_plugins else None  # None: CLF_STRICT_PLUGINS decides
+    from clf.host.manager import ENV_TRACE, _env_flag
+
+    if _env_flag(ENV_TRACE):
+        _trace_to_stderr()
+
+
+def _trace_to_stderr() -> None:
+    """Route the plugin host's trace records (logger 'clf.plugins') to stderr, once."""
+    logger = logging.getLogger("clf.plugins")
+    if any(isinstance(h, _ErrHandler) for h in logger.handlers):
+        return
+    logger.addHandler(_ErrHandler())
+    logger.setLevel(logging.INFO)
+
+
+class _ErrHandler(logging.Handler):
+    def emit(self, record):
+        # Through the rich console, which looks up sys.stderr at print time (CliRunner too).
+        err.print(f"plugin trace: {record.getMessage()}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _host(plugins):
+    from clf.host.manager import get_host
+    from rich.markup import escape
+
+    host = get_host(plugins or (), strict=_options["strict_plugins"])
+    for line in host.warnings:  # one line per broken plugin; everything else goes on
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    return host
+
+
+def _fail(exc: ClfError) -> None:
+    err.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+LogFormatOpt = typer.Option("auto", "--log-format", help="auto (rich bars on a terminal, plain lines otherwise), rich, plain or jsonl.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only notes, errors and the final line.")
+
+
+def _observer(log_format: str, quiet: bool):
+    from clf.cli.render import LOG_FORMATS, make_observer
+
+    if log_format not in LOG_FORMATS:
+        err.print(f"[bold red]Error:[/] Invalid --log-format {log_format!r}: expected one of "
+                  f"{', '.join(LOG_FORMATS)}. Pass one of them.", highlight=False)
+        raise typer.Exit(2)
+    return make_observer(out, log_format, quiet)
+
+
+def _close(observer) -> None:
+    if hasattr(observer, "close"):
+        observer.close()
+
+
+def _explicit(ctx: typer.Context, values: dict) -> dict:
+    """The options given on the command line (not defaults), so they override --config."""
+    # Compared by name: typer >= 0.26 vendors click, so its ParameterSource enum moved.
+    def given(name):
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {k: v for k, v in values.items() if given(k)}
+
+
+def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
+    from clf.cli.render import print_report, resolved_format
+
+    fmt = resolved_format(out, log_format, quiet)
+    if fmt == "jsonl":
+        print(json.dumps({"event": "report", "reports": reports}, default=str), flush=True)
+    elif fmt != "quiet":
+        for name, report in reports.items():
+            print_report(out, report, name)
+
+
+def _component_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        # Short numeric columns never wrap; long text folds rather than being cut off, so a
+        # narrow terminal still shows every name whole (if on two lines).
+        short = col in ("input size", "params", "features")
+        table.add_column(col, no_wrap=short, overflow="fold", min_width=8 if short else None)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")

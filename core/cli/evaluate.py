@@ -1,0 +1,80 @@
+"""``clf evaluate`` and ``clf verify``: score a saved model, check an artifact."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+from clf.cli.app import (
+    LogFormatOpt,
+    PluginOpt,
+    QuietOpt,
+    _close,
+    _fail,
+    _host,
+    _observer,
+    _print_reports,
+    app,
+    err,
+    out,
+)
+from clf.errors import ClfError
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., help="A clf run folder or an exported model file in one."),
+    data: str = typer.Option(..., "--data", help="A folder of class folders named after the model's classes."),
+    output: Optional[str] = typer.Option(None, help="Where to write the report; default <run>/evaluations/<timestamp>-<data>."),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    assert_accuracy_at_least: Optional[float] = typer.Option(
+        None, "--assert-accuracy-at-least", min=0.0, max=1.0, help="Exit 1 when accuracy is below this (a CI gate)."),
+    plugin: Optional[List[str]] = PluginOpt,
+    log_format: str = LogFormatOpt,
+    quiet: bool = QuietOpt,
+):
+    """Evaluate a saved model on a labelled folder: accuracy, per-class scores, confusion matrix."""
+    from clf.report.evaluation import evaluate_folder
+
+    observer = _observer(log_format, quiet)
+    try:
+        result = evaluate_folder(model, data, output=output, batch_size=batch_size, host=_host(plugin),
+                                 observer=observer)
+    except ClfError as exc:
+        _close(observer)
+        _fail(exc)
+    _close(observer)
+    _print_reports({"evaluation": result.report}, log_format, quiet)
+    for path, why in result.unreadable:
+        err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False)
+    if log_format != "jsonl" or quiet:
+        out.print(f"saved {', '.join(p.name for p in result.files)} in {result.output}", highlight=False,
+                  soft_wrap=True)
+    accuracy = result.report["accuracy"]
+    if assert_accuracy_at_least is not None and accuracy < assert_accuracy_at_least:
+        err.print(f"[bold red]Accuracy {accuracy:.4f} is below the required {assert_accuracy_at_least:.4f}[/] "
+                  f"(--assert-accuracy-at-least).", highlight=False)
+        raise typer.Exit(1)
+
+
+
+
+@app.command()
+def verify(
+    artifact: str = typer.Argument(..., help="An exported artifact (model.keras, saved_model, *.tflite, model.onnx, ...)."),
+    data: Optional[List[str]] = typer.Option(None, "--data", help="Held-out images (files or folders); default: those recorded at export."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Keras model to compare with; default: the bundle's .keras or .h5."),
+    plugin: Optional[List[str]] = PluginOpt,
+):
+    """Reopen an artifact in its own runtime and compare it with the bundle's Keras model."""
+    from clf.artifacts.verify import verify_artifact
+
+    try:
+        report = verify_artifact(artifact, data=data, reference=reference, host=_host(plugin))
+    except ClfError as exc:
+        _fail(exc)
+    for r in report.results.values():
+        mark = "[green]ok[/]" if r.passed else "[bold red]FAILED[/]"
+        out.print(f"{mark} {r.describe()}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,126 @@
+"""``clf run``: train, evaluate and export (or --dry-run / --resume)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from clf.cli.app import (
+    LogFormatOpt,
+    PluginOpt,
+    QuietOpt,
+    _close,
+    _explicit,
+    _fail,
+    _host,
+    _observer,
+    _print_reports,
+    app,
+    out,
+)
+from clf.errors import ClfError
+
+# Option name -> RunConfig field, for the flags whose names differ.
+_FIELD = {"plugin": "plugins"}
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of run options; flags given here override it."),
+    backbone: str = typer.Option("vgg16", help="Backbone name (see 'clf backbones')."),
+    classes: Optional[int] = typer.Option(None, help="Number of classes; checked against the data. Omit to infer."),
+    data: str = typer.Option("data", help="Folder of class folders, or of train/ val/ (test/) folders."),
+    epochs: int = typer.Option(20, help="Head training epochs (on cached features: cheap)."),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    image_size: Optional[int] = typer.Option(None, help="Square input size; default: the backbone's."),
+    center_crop: str = typer.Option("0.875", metavar="FRACTION", help="Keep this centred fraction of each photo before resizing (0.875: how ImageNet backbones were evaluated); 'none': resize the whole photo."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate of the head (fine-tuning: a tenth of it unless --fine-tune-lr)."),
+    head: str = typer.Option("softmax", help="Head name (see 'clf heads')."),
+    loader: str = typer.Option("directory", help="Data loader name (see 'clf loaders')."),
+    export: str = typer.Option("h5", help="Comma-separated exporter names (see 'clf exporters')."),
+    output: Optional[str] = typer.Option(None, help="Run folder; default runs/<timestamp>-<backbone>."),
+    weights: str = typer.Option("imagenet", help="'imagenet' (Keras cache, then download), 'none', or a weights file."),
+    seed: int = typer.Option(42, help="Random seed for the split, initialisation and shuffling."),
+    validation_split: float = typer.Option(0.2, help="Validation fraction when the data has no val/ folder."),
+    augment: bool = typer.Option(True, help="Shear/zoom/flip training images (the tutorial's augmentation)."),
+    dropout: float = typer.Option(0.5, help="Dropout on the features (or hidden layer) before the softmax; 0: none."),
+    hidden_units: int = typer.Option(0, help="Width of a hidden ReLU layer in the head (0: none)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard logs to <run folder>/tensorboard."),
+    strict_data: bool = typer.Option(False, "--strict-data", help="Any bad file in the data is an error instead of being quarantined."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --output run folder."),
+    weights_mirror: Optional[str] = typer.Option(None, "--weights-mirror", metavar="URL", help="Base URL of a mirror of the Keras weights files (default: $CLF_WEIGHTS_MIRROR)."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue an interrupted run from its last completed epoch (its own settings are used)."),
+    quantize: str = typer.Option("none", help="TFLite quantization: none, float16, dynamic or int8 (int8 calibrates on training images)."),
+    verify: bool = typer.Option(True, help="Reopen each artifact in its own runtime and compare with the trained model."),
+    augment_copies: int = typer.Option(0, help="Augmented copies of each training image whose features are cached beside the clean one (K more extraction passes)."),
+    cache: bool = typer.Option(True, help="Keep extracted features in the on-disk cache (--no-cache: extract in memory only)."),
+    cache_dir: Optional[str] = typer.Option(None, help="Feature cache folder; default $CLF_CACHE_DIR or ~/.cache/clf/features."),
+    fine_tune_layers: str = typer.Option("0", help="After the head phase, unfreeze the top N backbone weight layers, or 'all' (0: off)."),
+    fine_tune_epochs: int = typer.Option(5, help="Epochs of the fine-tuning phase."),
+    fine_tune_lr: Optional[float] = typer.Option(None, help="Fine-tuning learning rate; default --lr / 10."),
+    class_weight: str = typer.Option("auto", help="'balanced', 'none', or 'auto' (balanced when the largest class has over 3x the smallest)."),
+    patience: int = typer.Option(0, help="Stop after this many epochs without a better validation loss and restore the best weights (0: off)."),
+    strategy: str = typer.Option("auto", help="tf.distribute strategy: auto, default, mirrored, multiworker or tpu (auto: mirrored when more than one GPU is visible)."),
+    precision: str = typer.Option("auto", help="auto, float32, mixed_float16 or mixed_bfloat16 (auto: mixed_float16 on a GPU that supports it, else float32)."),
+    plugin: Optional[List[str]] = PluginOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
+    log_format: str = LogFormatOpt,
+    quiet: bool = QuietOpt,
+):
+    """Train a classifier on a folder of images, evaluate it and export it."""
+    from clf.config import RunConfig
+    from clf.configfile import config_from_file
+    from clf.train.engine import resume as resume_engine
+    from clf.train.engine import run as run_engine
+
+    values = dict(backbone=backbone, classes=classes, data=data, epochs=epochs, batch_size=batch_size,
+                  image_size=image_size, center_crop=center_crop, lr=lr, head=head, loader=loader, export=export, output=output,
+                  weights=weights, seed=seed, plugin=tuple(plugin or ()), validation_split=validation_split,
+                  augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard,
+                  strict_data=strict_data, force=force,
+                  quantize=quantize, verify=verify,
+                  augment_copies=augment_copies, cache=cache, cache_dir=cache_dir,
+                  fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs,
+                  fine_tune_lr=fine_tune_lr, class_weight=class_weight, patience=patience,
+                  strategy=strategy, precision=precision)
+
+    if weights_mirror:
+        os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror
+    observer = None
+    try:
+        if resume:
+            observer = _observer(log_format, quiet)
+            result = resume_engine(resume, observer, _host(plugin))
+            _close(observer)
+            _print_reports(result.evaluation, log_format, quiet)
+            out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+            return
+        if config_file is not None:
+            given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
+            config = config_from_file(config_file, given)
+        else:
+            config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
+        if dry_run:
+            from clf.train.plan import plan
+
+            summary = plan(config, _host(config.plugins))
+            print(summary["toml"], end="", flush=True)  # plain print: rich must not re-wrap the TOML
+            lines = [f"# backbone {summary['backbone']} at {summary['image_size'][0]}x{summary['image_size'][1]}, "
+                     f"head {summary['head']}, loader {summary['loader']}, export {', '.join(summary['exporters'])}",
+                     f"# classes ({len(summary['class_names'])}): {', '.join(summary['class_names'])}"]
+            lines += [f"# {split}: {sum(c.values())} images ({', '.join(f'{k} {v}' for k, v in c.items())})"
+                      for split, c in summary["counts"].items()]
+            print("\n".join(lines + ["# dry run: nothing trained or written"]), flush=True)
+            return
+        observer = _observer(log_format, quiet)
+        result = run_engine(config, observer, _host(config.plugins))
+    except ClfError as exc:
+        _close(observer)
+        _fail(exc)
+    _close(observer)
+    _print_reports(result.evaluation, log_format, quiet)
+    if log_format != "jsonl" or quiet:
+        out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False, soft_wrap=True)

@@ -1,0 +1,91 @@
+"""``clf weights list|fetch|verify``: ImageNet weights files offline."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+from clf.cli.app import (
+    JsonOpt,
+    PluginOpt,
+    _fail,
+    _host,
+    app,
+    err,
+    out,
+)
+from clf.errors import ClfError
+from rich.table import Table
+
+weights_app = typer.Typer(no_args_is_help=True, help="ImageNet weights offline: list, fetch, verify.")
+app.add_typer(weights_app, name="weights")
+MirrorOpt = typer.Option(None, "--mirror", metavar="URL", help="Mirror base URL (default: $CLF_WEIGHTS_MIRROR).")
+
+
+@weights_app.command("list")
+def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: all)."),
+                 as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt):
+    """Each backbone's ImageNet weights file: cached or not, file name, size."""
+    from clf.artifacts.weights import cache_dir, status_rows
+
+    try:
+        rows = status_rows(_host(plugin), names or ())
+    except ClfError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"ImageNet weights (cache: {cache_dir()})")
+    for col in ("backbone", "cached", "file", "size"):
+        table.add_column(col, no_wrap=col != "file", overflow="fold")
+    for r in rows:
+        size = f"{r['bytes'] / 1e6:.1f} MB" if r.get("bytes") else ""
+        table.add_row(r["backbone"], "[green]yes[/]" if r["cached"] else "no", r["file"] or r["status"], size)
+    out.print(table)
+
+
+@weights_app.command("fetch")
+def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose ImageNet weights to download."),
+                  mirror: Optional[str] = MirrorOpt, plugin: Optional[List[str]] = PluginOpt):
+    """Download ImageNet weights into the Keras cache (checked against Keras' hash)."""
+    from clf.artifacts.weights import fetch, lookup
+
+    try:
+        host = _host(plugin)
+        for name in names:
+            path = fetch(lookup(host, name), base=mirror)
+            out.print(f"[green]ok[/] {name}: {path}", highlight=False)
+    except ClfError as exc:
+        _fail(exc)
+
+
+@weights_app.command("verify")
+def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: every cached file)."),
+                   plugin: Optional[List[str]] = PluginOpt):
+    """Check cached weights files against Keras' known hashes (exit 1 on a mismatch)."""
+    from clf.artifacts.weights import cache_dir, check
+
+    try:
+        host = _host(plugin)
+        backbones = [host.backbones.get(n) for n in names] if names else list(host.backbones)
+    except ClfError as exc:
+        _fail(exc)
+    seen, bad = set(), 0
+    for bb in backbones:
+        wf = bb.imagenet_file
+        if wf is None or wf.fname in seen:
+            continue
+        seen.add(wf.fname)
+        status = check(wf, cache_dir() / wf.fname)
+        if status == "missing" and not names:
+            continue
+        bad += status in ("mismatch", "missing")
+        colour = {"ok": "green", "unchecked": "yellow"}.get(status, "red")
+        out.print(f"[{colour}]{status}[/] {bb.name}: {cache_dir() / wf.fname}", highlight=False)
+    if not seen or (not names and bad == 0 and not any((cache_dir() / f).is_file() for f in seen)):
+        out.print(f"no cached weights files in {cache_dir()}")
+    if bad:
+        err.print(f"[bold red]Error:[/] {bad} file(s) missing or not matching Keras' hash; "
+                  f"delete them and run 'clf weights fetch NAME'.", highlight=False)
+        raise typer.Exit(1)
