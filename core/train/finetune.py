@@ -8,6 +8,9 @@ small batch of new photos would wreck them, undoing the features the head was tr
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 from clf.errors import ConfigError
 
 
@@ -39,3 +42,37 @@ def unfreeze_top(base, layers: int | str) -> list[str]:
 
 def fine_tune_lr(config) -> float:
     return config.fine_tune_lr if config.fine_tune_lr is not None else config.lr / 10
+
+
+@dataclass
+class FineTuned:
+    history: dict[str, list[float]]  # keys prefixed fine_tune_
+    seconds: float
+
+
+def fine_tune(setup, data, trainable, dist, *, class_weight, run_dir, batch_size: int, observer) -> FineTuned:
+    """Phase 2: unfreeze the top of the backbone and train end to end on live images."""
+    from clf.train.callbacks import phase_callbacks
+    from clf.train.fit import augmented, compile_for, quiet_fit, training_batches
+
+    config, classifier = setup.config, trainable.classifier
+    names = unfreeze_top(classifier.backbone, config.fine_tune_layers)
+    lr = fine_tune_lr(config)
+    observer.note(f"Fine-tuning {len(names)} backbone layer(s) ({names[0]} ... {names[-1]}) for "
+                  f"{config.fine_tune_epochs} epoch(s) at learning rate {lr:g}; BatchNormalization "
+                  f"stays frozen in inference mode.")
+    # The same (seed, epoch)-keyed order as phase 1, under every strategy.
+    train, steps = training_batches(data.bundle.train, data.n_train, seed=config.seed, batch_size=batch_size,
+                                    first_epoch=0, epochs=config.fine_tune_epochs, dist=dist)
+    train = augmented(train, config, live_images=True)
+    compile_for(classifier.model, lr, dist)  # a new optimizer; the model keeps its dtype policy
+    val = trainable.live_validation
+    callbacks = phase_callbacks(observer, "fine_tune", config.fine_tune_epochs, config, setup.host, run_dir,
+                                val is not None)
+    observer.phase_start("fine_tune", total=config.fine_tune_epochs, unit="epoch")
+    t0 = time.perf_counter()
+    history = quiet_fit(classifier.model, train, validation_data=val, epochs=config.fine_tune_epochs,
+                        steps_per_epoch=steps, class_weight=class_weight, callbacks=callbacks)
+    seconds = time.perf_counter() - t0
+    observer.phase_end("fine_tune", seconds=seconds)
+    return FineTuned({f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}, seconds)

@@ -1,4 +1,9 @@
-"""``clf run --dry-run``: resolve every component and read the dataset, train nothing."""
+"""``clf run --dry-run``: the setup and data phases of a real run, then stop.
+
+It calls the same ``resolve`` and ``load_data`` as ``clf.run`` (the doctor included), so
+what it reports (components, classes, counts after quarantine) cannot drift from what a
+run would see, and it fails with the same error a run would raise first.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +11,22 @@ from typing import Any
 
 from clf.config import RunConfig
 from clf.configfile import config_to_toml
-from clf.train.engine import image_size_for, resolve_components
-from clf.errors import DataError
+from clf.data.loading import load_data
+from clf.events import Observer
+from clf.train.setup import resolve
 
 
-def plan(config: RunConfig, host=None) -> dict[str, Any]:
+def plan(config: RunConfig, host=None, observer: Observer | None = None) -> dict[str, Any]:
     """The effective TOML and a dataset summary, or the error the real run would raise first."""
     from clf.host.manager import get_host
 
-    host = host or get_host(config.plugins)
-    backbone, head, loader, exporters = resolve_components(config, host)
-    image_size = image_size_for(config, backbone)
-    bundle = loader.load(config.data, image_size=image_size, seed=config.seed,
-                         validation_split=config.validation_split)
-    if config.classes is not None and config.classes != bundle.num_classes:
-        raise DataError(
-            f"--classes {config.classes} but {config.data} has {bundle.num_classes} class "
-            f"folders ({', '.join(bundle.class_names)}). Pass --classes {bundle.num_classes} "
-            f"or omit --classes to infer it."
-        )
+    setup = resolve(config, host or get_host(config.plugins))
+    data = load_data(config, setup.loader, setup.image_size, observer or Observer())
     return {
         "toml": config_to_toml(config),
-        "backbone": backbone.name, "head": head.name, "loader": loader.name,
-        "exporters": [e.name for e in exporters],
-        "image_size": list(image_size),
-        "class_names": bundle.class_names,
-        "counts": {name: bundle.counts(name) for name in bundle.splits},
+        "backbone": setup.backbone.name, "head": setup.head.name, "loader": setup.loader.name,
+        "exporters": [e.name for e in setup.exporters],
+        "image_size": list(setup.image_size),
+        "class_names": data.bundle.class_names,
+        "counts": data.counts,
     }

@@ -1,0 +1,50 @@
+"""The data phase: the dataset doctor, then the loader, then the ``--classes`` check.
+
+The real run and ``clf run --dry-run`` both call :func:`load_data`, so the dry run reports
+exactly the classes and counts training would see.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from clf.data import doctor
+from clf.data.images import DatasetBundle, ImageSize
+from clf.errors import DataError
+from clf.events import Observer
+
+
+@dataclass
+class LoadedData:
+    bundle: DatasetBundle
+    counts: dict[str, dict[str, int]]  # split -> class -> images
+    report: Any  # clf.data.doctor.DoctorReport, or None for a loader that streams
+
+    @property
+    def n_train(self) -> int:
+        return len(self.bundle.splits["train"]) if "train" in self.bundle.splits else 0
+
+
+def load_data(config, loader, image_size: ImageSize, observer: Observer) -> LoadedData:
+    observer.phase_start("data")
+    t0 = time.perf_counter()
+    report = doctor.preflight(config, loader, observer)
+    bundle = loader.load(config.data, image_size=image_size, seed=config.seed,
+                         validation_split=config.validation_split, **doctor.loader_options(report))
+    check_classes(config.classes, config.data, bundle)
+    counts = {name: bundle.counts(name) for name in bundle.splits}
+    observer.phase_end("data", class_names=bundle.class_names, counts=counts,
+                       seconds=time.perf_counter() - t0)
+    return LoadedData(bundle, counts, report)
+
+
+def check_classes(expected: int | None, data: str, bundle: DatasetBundle) -> None:
+    """``--classes N`` must match the class folders found (omitted: inferred)."""
+    if expected is not None and expected != bundle.num_classes:
+        raise DataError(
+            f"--classes {expected} but {data} has {bundle.num_classes} class "
+            f"folders ({', '.join(bundle.class_names)}). Pass --classes {bundle.num_classes} "
+            f"or omit --classes to infer it."
+        )

@@ -1,0 +1,170 @@
+"""The head phase: assemble the classifier and train what is trainable.
+
+With a frozen backbone the head trains on the cached features (the extract phase's output);
+a backbone trained from scratch (the tutorial's small CNN) changes every step, so it trains
+together with the head on live images. Either way the result is one ``Classifier`` whose
+model goes from raw RGB images to probabilities, and that is what gets exported.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clf.errors import Interrupted
+from clf.events import Observer
+from clf.train import checkpoint
+from clf.train.callbacks import phase_callbacks
+from clf.train.class_weights import choose_class_weights
+from clf.train.distribute import precision_scope
+from clf.train.model import Classifier, build_head, join
+
+
+@dataclass
+class Trainable:
+    """What the head phase trains, and on what (features or images)."""
+
+    classifier: Classifier  # the joined model that is exported
+    head_model: Any  # keras.Model over the feature vector
+    fit_model: Any  # head_model on cached features; the whole model from scratch
+    fit_data: Any  # unbatched tf.data of (features or images, label)
+    n_fit: int  # rows in fit_data (0: a streaming loader, length unknown)
+    validation: Any  # batched validation data for fit (same kind as fit_data), or None
+    train_counts: list[int]  # clean training images per class, for class weights
+    live_validation: Any = None  # batched validation images, for fine-tuning and live evaluation
+
+
+@dataclass
+class Fitted:
+    history: dict[str, list[float]]
+    seconds: float
+    class_weight: dict[int, float] | None = field(default=None)
+
+
+def live_validation(bundle, dist, batch_size: int):
+    """Batched validation images (or None) for training on live images and evaluating them."""
+    import tensorflow as tf
+
+    if bundle.validation is None:
+        return None
+    n = len(bundle.splits.get("validation", [])) or None
+    return dist.batch(bundle.validation, n, "validation", size=batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def assemble(setup, data, base, extracted, dist, batch_size: int) -> Trainable:
+    """Build the head and join it to the backbone (``extracted`` is None when the backbone
+    trains too)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    config, bundle, num_classes = setup.config, data.bundle, data.bundle.num_classes
+    width = int(base.output_shape[-1])
+    val_images = live_validation(bundle, dist, batch_size)
+    if extracted is None:
+        with dist.strategy.scope(), precision_scope(dist.precision):
+            head_model = build_head(setup.head, width, num_classes, setup.head_options)
+            classifier = join(base, head_model, setup.backbone.preprocess, setup.image_size, train_backbone=True)
+        counts = [bundle.counts("train")[c] for c in bundle.class_names] if data.n_train else []
+        return Trainable(classifier, head_model, classifier.model, bundle.train, data.n_train, val_images,
+                         counts, val_images)
+    from clf.train.features import make_standardizer
+
+    train_f, val_f = extracted["train"], extracted["validation"]
+    keras.utils.set_random_seed(config.seed)  # the head starts the same however extraction went
+    with dist.strategy.scope(), precision_scope(dist.precision):
+        head_model = build_head(setup.head, width, num_classes, setup.head_options,
+                                standardize=make_standardizer(train_f.features))
+        classifier = join(base, head_model, setup.backbone.preprocess, setup.image_size)
+    fit_val = (dist.batch(tf.data.Dataset.from_tensor_slices((val_f.features, val_f.labels)),
+                          len(val_f.labels), "validation", size=256) if val_f is not None else None)
+    n_fit = len(train_f.labels)
+    n_clean = n_fit // (1 + (config.augment_copies if config.augment else 0))  # clean copy first
+    counts = np.bincount(train_f.labels[:n_clean], minlength=num_classes).tolist()
+    return Trainable(classifier, head_model, head_model,
+                     tf.data.Dataset.from_tensor_slices((train_f.features, train_f.labels)),
+                     n_fit, fit_val, counts, val_images)
+
+
+def training_batches(dataset, n: int, *, seed: int, batch_size: int, first_epoch: int, epochs: int, dist):
+    """Batches and steps per epoch. Each epoch's order depends only on (seed, epoch), so a
+    resumed run sees the same batches, and so does every strategy (Keras opens an extra
+    iterator under one). A loader that streams has no file list: no epoch-exact resume."""
+    if n:
+        batches = checkpoint.epoch_batches(dataset, seed=seed, batch_size=batch_size, buffer=n,
+                                           first_epoch=first_epoch, epochs=epochs,
+                                           batch=lambda ds: dist.batch(ds, n, size=batch_size))
+        return batches, dist.steps(n, size=batch_size)
+    return dist.batch(dataset.shuffle(1024, seed=seed), None, size=batch_size), None
+
+
+def augmented(batches, config, *, live_images: bool):
+    """Prefetched batches; live training images go through the tutorial's augmentation
+    (``--augment``). Cached features were augmented, if at all, before extraction."""
+    import tensorflow as tf
+
+    if live_images and config.augment:
+        from clf.data.augmentation import augmentation_layers
+
+        aug = augmentation_layers(config.seed)
+        batches = batches.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def compile_for(model, lr: float, dist) -> None:
+    import keras
+
+    # Variables made inside the scope (optimizer slots) are mirrored on every replica.
+    with dist.strategy.scope(), precision_scope(dist.precision):
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    dist.prepare(model)
+
+
+def fit_head(setup, data, trainable: Trainable, dist, *, ckpt, run_dir: Path, batch_size: int,
+             observer: Observer) -> Fitted:
+    """Phase 1: train the head (or the whole from-scratch model), checkpointing every epoch."""
+    config = setup.config
+    class_weight, note = choose_class_weights(config.class_weight, trainable.train_counts,
+                                              data.bundle.class_names)
+    if note:
+        observer.note(note)
+    first_epoch = ckpt.epoch if ckpt is not None else 0
+    train, steps = training_batches(trainable.fit_data, trainable.n_fit, seed=config.seed, batch_size=batch_size,
+                                    first_epoch=first_epoch, epochs=config.epochs, dist=dist)
+    compile_for(trainable.fit_model, config.lr, dist)
+    train = augmented(train, config, live_images=setup.backbone.trainable)
+    if ckpt is not None:
+        with dist.strategy.scope():  # optimizer slots made here are mirrored too
+            checkpoint.restore(trainable.fit_model, ckpt)
+        observer.note(f"Resuming {run_dir} after epoch {ckpt.epoch} of {config.epochs}.")
+    saver = checkpoint.callback(run_dir, phase="train", epochs=config.epochs, config=config.to_dict(),
+                                history=ckpt.history if ckpt is not None else None)
+    callbacks = phase_callbacks(observer, "train", config.epochs, config, setup.host, run_dir,
+                                trainable.validation is not None, saver)
+    observer.phase_start("train", total=config.epochs, unit="epoch")
+    t0 = time.perf_counter()
+    try:
+        if first_epoch < config.epochs:
+            quiet_fit(trainable.fit_model, train, validation_data=trainable.validation, epochs=config.epochs,
+                      initial_epoch=first_epoch, steps_per_epoch=steps, class_weight=class_weight,
+                      callbacks=callbacks)
+    except KeyboardInterrupt:
+        done = checkpoint.latest(run_dir, "train")
+        raise Interrupted(run_dir, done.epoch if done else 0, config.epochs) from None
+    seconds = time.perf_counter() - t0
+    observer.phase_end("train", seconds=seconds)
+    history = {k: [float(v) for v in vs] for k, vs in saver.history_so_far.items()}
+    return Fitted(history, seconds, class_weight)
+
+
+def quiet_fit(model, data, **kwargs):
+    """``model.fit`` without Keras' "Your input ran out of data" warning, which datasets that
+    drop undecodable files (unknown length) trigger at every evaluation although the epoch
+    length is set by ``steps_per_epoch``. The filter is scoped to this call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        return model.fit(data, verbose=0, shuffle=False, **kwargs)

@@ -1,0 +1,110 @@
+"""The setup phase: everything a run is made of, resolved before any slow work.
+
+A typo in a component name, an export option that cannot work, an input size below the
+backbone's minimum or an unusable ``--output`` fails here, in milliseconds, before data is
+read or TensorFlow starts. ``clf run --dry-run`` runs this same phase.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from clf.artifacts.exporting import check_export_options
+from clf.config import RunConfig
+from clf.data import guardrails
+from clf.data.images import ImageSize
+from clf.errors import ConfigError, UsageError
+from clf.host.manager import PluginHost
+
+
+@dataclass
+class Setup:
+    """The resolved components of one run: what ``config`` names, looked up and checked."""
+
+    config: RunConfig
+    host: PluginHost
+    backbone: Any  # clf.host.registry.Backbone
+    head: Any
+    loader: Any
+    exporters: list
+    image_size: ImageSize
+
+    @property
+    def head_options(self) -> dict[str, Any]:
+        return {"dropout": self.config.dropout, "hidden_units": self.config.hidden_units}
+
+
+def resolve(config: RunConfig, host: PluginHost) -> Setup:
+    """Look up every named component and check the options that depend on them."""
+    backbone, head, loader, exporters = resolve_components(config, host)
+    check_export_options(config, exporters)
+    return Setup(config, host, backbone, head, loader, exporters, image_size_for(config, backbone))
+
+
+def resolve_components(config: RunConfig, host: PluginHost):
+    """Look up every named component before any work, so a typo fails at once."""
+    backbone = host.backbones.get(config.backbone)
+    head = host.heads.get(config.head)
+    loader = host.loaders.get(config.loader)
+    exporters = [host.exporters.get(name) for name in config.export]
+    return backbone, head, loader, exporters
+
+
+def image_size_for(config: RunConfig, backbone) -> ImageSize:
+    """The input size, carrying the run's centre crop to every loader and decoder."""
+    size = ImageSize((config.image_size, config.image_size) if config.image_size else backbone.input_size,
+                     config.center_crop)
+    if min(size) < backbone.min_size:
+        raise ConfigError(
+            f"--image-size {min(size)} is below the minimum of {backbone.min_size} pixels for "
+            f"backbone {backbone.name!r}; expected >= {backbone.min_size} (default "
+            f"{backbone.input_size[0]}). Pass a larger --image-size."
+        )
+    return size
+
+
+def open_run_dir(config: RunConfig, *, chief: bool, resume_from: Path | None) -> Path:
+    """The folder this process writes: the resumed run's, a new one, or (on a non-chief
+    worker of a multi-worker run, which must still run every step) a temporary one."""
+    if not chief:
+        return Path(tempfile.mkdtemp(prefix="clf-worker-"))
+    if resume_from is not None:
+        return Path(resume_from)
+    return new_run_dir(config)
+
+
+def new_run_dir(config: RunConfig) -> Path:
+    """``--output`` or ``runs/<timestamp>-<backbone>``; never reuses an existing folder."""
+    if config.output:
+        path = Path(config.output)
+        guardrails.check_output(config.output, config.force)
+        if config.force:
+            guardrails.replace_output(path)
+        _mkdir(path, exist_ok=True, fix="Pass another --output.")
+        return path
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{stamp}-{config.backbone}"
+    path, n = base, 2
+    # mkdir without exist_ok claims the name atomically: two runs started in the same
+    # second get -2, -3, ... instead of sharing (and overwriting) one folder.
+    while not _mkdir(path, exist_ok=False, fix="Pass --output."):
+        path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return path
+
+
+def _mkdir(path: Path, *, exist_ok: bool, fix: str) -> bool:
+    """Create ``path``; False when it already exists (and ``exist_ok`` is off)."""
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot create output folder {str(path)!r}: {exc.strerror}; expected a writable "
+            f"location. {fix}"
+        ) from None
