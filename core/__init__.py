@@ -37,6 +37,7 @@ _LAZY = {
     "DatasetBundle": "data.images", "Split": "data.images", "ImageSize": "data.images",
     "IMAGE_SUFFIXES": "data.images", "is_image_file": "data.images",
     "decode_image": "data.images", "files_dataset": "data.images",
+    "find_layout": "data.layout", "check_data_root": "data.layout", "class_folders": "data.layout",
     # backbones
     "register_preprocess": "data.preprocessing", "WeightsFile": "artifacts.weights",
     "keras_downloads": "artifacts.weights",

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clf.data.images import DEFAULT_CENTER_CROP
-from clf.train.distribute import PRECISIONS, STRATEGIES, check_name
 from clf.errors import ConfigError
 
+# The choices of the name-valued options. Here, not beside the code that acts on them
+# (clf.train.distribute, the TFLite exporter), so validating a config imports no training code.
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")  # tf.distribute strategies
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 
 
 @dataclass
@@ -60,8 +63,8 @@ class RunConfig:
     fine_tune_lr: float | None = None  # None: lr / 10
     class_weight: str = "auto"  # "auto" (balanced when largest class > 3x smallest), "balanced", "none"
     patience: int = 0  # early stopping on validation loss, best weights restored; 0: off
-    strategy: str = "auto"  # tf.distribute strategy: see clf.train.distribute.STRATEGIES
-    precision: str = "auto"  # Keras dtype policy: see clf.train.distribute.PRECISIONS
+    strategy: str = "auto"  # tf.distribute strategy, one of STRATEGIES (clf.train.distribute)
+    precision: str = "auto"  # Keras dtype policy, one of PRECISIONS (clf.train.distribute)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -144,6 +147,16 @@ class RunConfig:
                 continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+def check_name(kind: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` lower-cased when it is one of ``choices``; else a ConfigError naming the flag."""
+    if not isinstance(value, str) or value.strip().lower() not in choices:
+        raise ConfigError(
+            f"Invalid {kind} {value!r}: expected one of {', '.join(choices)}. "
+            f"Pass a valid --{kind} (or '{kind}' in the config file)."
+        )
+    return value.strip().lower()
 
 
 def _normalise_weights(value: Any) -> str:

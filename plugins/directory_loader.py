@@ -3,7 +3,8 @@
 ``--data DIR`` either holds the class folders directly (then a stratified, seeded
 validation split is drawn) or train/val(/test) folders that each hold the class folders,
 named as people name them (``train|training|entrenamiento``, ``val|valid|validation|
-validacion``, ``test``), compared case-insensitively.
+validacion``, ``test``), compared case-insensitively. Finding those folders is
+``clf.find_layout`` (shared with the dataset doctor).
 """
 
 from __future__ import annotations
@@ -11,23 +12,17 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from clf import hookimpl, DataError, DatasetBundle, files_dataset, is_image_file, Split
-
-TRAIN_NAMES = ("train", "training", "entrenamiento")
-VAL_NAMES = ("val", "valid", "validation", "validacion", "validación")
-TEST_NAMES = ("test", "testing", "prueba")
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.name)
-
-
-def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
-    for sub in _subdirs(folder):
-        if sub.name.lower() in names:
-            return sub
-    return None
+from clf import (
+    DataError,
+    DatasetBundle,
+    Split,
+    check_data_root,
+    class_folders,
+    files_dataset,
+    find_layout,
+    hookimpl,
+    is_image_file,
+)
 
 
 def _images(class_dir: Path, skip=frozenset(), substitute=None) -> list[Path]:
@@ -41,21 +36,7 @@ def _images(class_dir: Path, skip=frozenset(), substitute=None) -> list[Path]:
 
 def scan_classes(folder: Path, skip=frozenset(), substitute=None) -> dict[str, list[Path]]:
     """Class name -> image files, for a folder of class folders (sorted by name)."""
-    return {sub.name: _images(sub, skip, substitute) for sub in _subdirs(folder)}
-
-
-def find_layout(root: Path) -> dict[str, Path]:
-    """Split name (train, validation, test) -> folder of class folders.
-
-    Without train/val folders the root itself is the train folder (validation is drawn)."""
-    root = Path(root)
-    train_dir, val_dir, test_dir = _find(root, TRAIN_NAMES), _find(root, VAL_NAMES), _find(root, TEST_NAMES)
-    layout = {"train": train_dir or root}
-    if val_dir is not None:
-        layout["validation"] = val_dir
-    if test_dir is not None:
-        layout["test"] = test_dir
-    return layout
+    return {sub.name: _images(sub, skip, substitute) for sub in class_folders(folder)}
 
 
 def stratified_split(per_class: dict[str, list[Path]], fraction: float, seed: int):
@@ -92,19 +73,20 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
     root = Path(source)
     check_data_root(root, source)
     skip, substitute = frozenset(map(str, skip)), {str(k): str(v) for k, v in (substitute or {}).items()}
-    train_dir, val_dir, test_dir = _find(root, TRAIN_NAMES), _find(root, VAL_NAMES), _find(root, TEST_NAMES)
-    train_classes = scan_classes(train_dir or root, skip, substitute)
+    layout = find_layout(root)
+    train_dir, val_dir, test_dir = layout["train"], layout.get("validation"), layout.get("test")
+    train_classes = scan_classes(train_dir, skip, substitute)
     class_names = sorted(train_classes)
     if len(class_names) < 2:
         raise DataError(
-            f"{str(train_dir or root)!r} has {len(class_names)} class folder(s) "
+            f"{str(train_dir)!r} has {len(class_names)} class folder(s) "
             f"({', '.join(class_names) or 'none'}); expected at least 2, one folder of images "
             f"per class. Add a folder per class."
         )
     empty = [n for n, files in train_classes.items() if not files]
     if empty:
         raise DataError(
-            f"Class folder(s) {', '.join(map(repr, empty))} in {str(train_dir or root)!r} hold "
+            f"Class folder(s) {', '.join(map(repr, empty))} in {str(train_dir)!r} hold "
             f"no images (.jpg, .jpeg, .png, .bmp, .gif{'; bad files were quarantined' if skip else ''}); "
             f"expected at least one per class. Add images or remove the empty folder."
         )
@@ -114,7 +96,7 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
         if extra:
             raise DataError(
                 f"{str(val_dir)!r} has class folder(s) {', '.join(map(repr, extra))} that "
-                f"{str(train_dir or root)!r} lacks; expected the same classes "
+                f"{str(train_dir)!r} lacks; expected the same classes "
                 f"({', '.join(class_names)}). Rename or remove them."
             )
     else:
@@ -127,22 +109,6 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
     return DatasetBundle(class_names, datasets["train"], datasets.get("validation"),
                          datasets.get("test"), splits,
                          make_dataset=lambda files, labels: files_dataset(files, labels, image_size, substitute))
-
-
-def check_data_root(root: Path, source) -> None:
-    """A missing, non-folder or empty ``--data`` is a clear error before anything else."""
-    if not root.is_dir():
-        raise DataError(
-            f"Data directory {str(source)!r} does not exist or is not a folder; expected a "
-            f"folder of class folders (or train/ and val/ folders of them). Pass --data DIR "
-            f"(the bundled sample: examples/sample_data)."
-        )
-    if not any(p for p in root.iterdir() if not p.name.startswith(".")):
-        raise DataError(
-            f"Data directory {str(source)!r} is empty; expected one folder of images per "
-            f"class (e.g. {str(source)}/cat/*.jpg, {str(source)}/dog/*.jpg). Put the class "
-            f"folders there or pass another --data."
-        )
 
 
 @hookimpl

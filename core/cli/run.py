@@ -20,72 +20,78 @@ from clf.cli.app import (
     app,
     out,
 )
+from clf.config import RunConfig
 from clf.errors import ClfError
 
 # Option name -> RunConfig field, for the flags whose names differ.
 _FIELD = {"plugin": "plugins"}
+_OPTION = {field: option for option, field in _FIELD.items()}
+
+
+def _default(name: str):
+    """RunConfig's default for field ``name``: the one source of every ``clf run`` default."""
+    return RunConfig.__dataclass_fields__[name].default
+
+
+def _text_default(name: str) -> str:
+    """The default of a field whose flag takes text (a list, "0.875"/"none", a number or "all")."""
+    value = _default(name)
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 @app.command()
 def run(
     ctx: typer.Context,
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of run options; flags given here override it."),
-    backbone: str = typer.Option("vgg16", help="Backbone name (see 'clf backbones')."),
-    classes: Optional[int] = typer.Option(None, help="Number of classes; checked against the data. Omit to infer."),
-    data: str = typer.Option("data", help="Folder of class folders, or of train/ val/ (test/) folders."),
-    epochs: int = typer.Option(20, help="Head training epochs (on cached features: cheap)."),
-    batch_size: int = typer.Option(32, help="Images per batch."),
-    image_size: Optional[int] = typer.Option(None, help="Square input size; default: the backbone's."),
-    center_crop: str = typer.Option("0.875", metavar="FRACTION", help="Keep this centred fraction of each photo before resizing (0.875: how ImageNet backbones were evaluated); 'none': resize the whole photo."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate of the head (fine-tuning: a tenth of it unless --fine-tune-lr)."),
-    head: str = typer.Option("softmax", help="Head name (see 'clf heads')."),
-    loader: str = typer.Option("directory", help="Data loader name (see 'clf loaders')."),
-    export: str = typer.Option("h5", help="Comma-separated exporter names (see 'clf exporters')."),
-    output: Optional[str] = typer.Option(None, help="Run folder; default runs/<timestamp>-<backbone>."),
-    weights: str = typer.Option("imagenet", help="'imagenet' (Keras cache, then download), 'none', or a weights file."),
-    seed: int = typer.Option(42, help="Random seed for the split, initialisation and shuffling."),
-    validation_split: float = typer.Option(0.2, help="Validation fraction when the data has no val/ folder."),
-    augment: bool = typer.Option(True, help="Shear/zoom/flip training images (the tutorial's augmentation)."),
-    dropout: float = typer.Option(0.5, help="Dropout on the features (or hidden layer) before the softmax; 0: none."),
-    hidden_units: int = typer.Option(0, help="Width of a hidden ReLU layer in the head (0: none)."),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard logs to <run folder>/tensorboard."),
-    strict_data: bool = typer.Option(False, "--strict-data", help="Any bad file in the data is an error instead of being quarantined."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --output run folder."),
+    backbone: str = typer.Option(_default("backbone"), help="Backbone name (see 'clf backbones')."),
+    classes: Optional[int] = typer.Option(_default("classes"), help="Number of classes; checked against the data. Omit to infer."),
+    data: str = typer.Option(_default("data"), help="Folder of class folders, or of train/ val/ (test/) folders."),
+    epochs: int = typer.Option(_default("epochs"), help="Head training epochs (on cached features: cheap)."),
+    batch_size: int = typer.Option(_default("batch_size"), help="Images per batch."),
+    image_size: Optional[int] = typer.Option(_default("image_size"), help="Square input size; default: the backbone's."),
+    center_crop: str = typer.Option(_text_default("center_crop"), metavar="FRACTION", help="Keep this centred fraction of each photo before resizing (0.875: how ImageNet backbones were evaluated); 'none': resize the whole photo."),
+    lr: float = typer.Option(_default("lr"), help="Adam learning rate of the head (fine-tuning: a tenth of it unless --fine-tune-lr)."),
+    head: str = typer.Option(_default("head"), help="Head name (see 'clf heads')."),
+    loader: str = typer.Option(_default("loader"), help="Data loader name (see 'clf loaders')."),
+    export: str = typer.Option(_text_default("export"), help="Comma-separated exporter names (see 'clf exporters')."),
+    output: Optional[str] = typer.Option(_default("output"), help="Run folder; default runs/<timestamp>-<backbone>."),
+    weights: str = typer.Option(_default("weights"), help="'imagenet' (Keras cache, then download), 'none', or a weights file."),
+    seed: int = typer.Option(_default("seed"), help="Random seed for the split, initialisation and shuffling."),
+    validation_split: float = typer.Option(_default("validation_split"), help="Validation fraction when the data has no val/ folder."),
+    augment: bool = typer.Option(_default("augment"), help="Shear/zoom/flip training images (the tutorial's augmentation)."),
+    dropout: float = typer.Option(_default("dropout"), help="Dropout on the features (or hidden layer) before the softmax; 0: none."),
+    hidden_units: int = typer.Option(_default("hidden_units"), help="Width of a hidden ReLU layer in the head (0: none)."),
+    tensorboard: bool = typer.Option(_default("tensorboard"), "--tensorboard", help="Write TensorBoard logs to <run folder>/tensorboard."),
+    strict_data: bool = typer.Option(_default("strict_data"), "--strict-data", help="Any bad file in the data is an error instead of being quarantined."),
+    force: bool = typer.Option(_default("force"), "--force", help="Replace an existing --output run folder."),
     weights_mirror: Optional[str] = typer.Option(None, "--weights-mirror", metavar="URL", help="Base URL of a mirror of the Keras weights files (default: $CLF_WEIGHTS_MIRROR)."),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue an interrupted run from its last completed epoch (its own settings are used)."),
-    quantize: str = typer.Option("none", help="TFLite quantization: none, float16, dynamic or int8 (int8 calibrates on training images)."),
-    verify: bool = typer.Option(True, help="Reopen each artifact in its own runtime and compare with the trained model."),
-    augment_copies: int = typer.Option(0, help="Augmented copies of each training image whose features are cached beside the clean one (K more extraction passes)."),
-    cache: bool = typer.Option(True, help="Keep extracted features in the on-disk cache (--no-cache: extract in memory only)."),
-    cache_dir: Optional[str] = typer.Option(None, help="Feature cache folder; default $CLF_CACHE_DIR or ~/.cache/clf/features."),
-    fine_tune_layers: str = typer.Option("0", help="After the head phase, unfreeze the top N backbone weight layers, or 'all' (0: off)."),
-    fine_tune_epochs: int = typer.Option(5, help="Epochs of the fine-tuning phase."),
-    fine_tune_lr: Optional[float] = typer.Option(None, help="Fine-tuning learning rate; default --lr / 10."),
-    class_weight: str = typer.Option("auto", help="'balanced', 'none', or 'auto' (balanced when the largest class has over 3x the smallest)."),
-    patience: int = typer.Option(0, help="Stop after this many epochs without a better validation loss and restore the best weights (0: off)."),
-    strategy: str = typer.Option("auto", help="tf.distribute strategy: auto, default, mirrored, multiworker or tpu (auto: mirrored when more than one GPU is visible)."),
-    precision: str = typer.Option("auto", help="auto, float32, mixed_float16 or mixed_bfloat16 (auto: mixed_float16 on a GPU that supports it, else float32)."),
+    quantize: str = typer.Option(_default("quantize"), help="TFLite quantization: none, float16, dynamic or int8 (int8 calibrates on training images)."),
+    verify: bool = typer.Option(_default("verify"), help="Reopen each artifact in its own runtime and compare with the trained model."),
+    augment_copies: int = typer.Option(_default("augment_copies"), help="Augmented copies of each training image whose features are cached beside the clean one (K more extraction passes)."),
+    cache: bool = typer.Option(_default("cache"), help="Keep extracted features in the on-disk cache (--no-cache: extract in memory only)."),
+    cache_dir: Optional[str] = typer.Option(_default("cache_dir"), help="Feature cache folder; default $CLF_CACHE_DIR or ~/.cache/clf/features."),
+    fine_tune_layers: str = typer.Option(_text_default("fine_tune_layers"), help="After the head phase, unfreeze the top N backbone weight layers, or 'all' (0: off)."),
+    fine_tune_epochs: int = typer.Option(_default("fine_tune_epochs"), help="Epochs of the fine-tuning phase."),
+    fine_tune_lr: Optional[float] = typer.Option(_default("fine_tune_lr"), help="Fine-tuning learning rate; default --lr / 10."),
+    class_weight: str = typer.Option(_default("class_weight"), help="'balanced', 'none', or 'auto' (balanced when the largest class has over 3x the smallest)."),
+    patience: int = typer.Option(_default("patience"), help="Stop after this many epochs without a better validation loss and restore the best weights (0: off)."),
+    strategy: str = typer.Option(_default("strategy"), help="tf.distribute strategy: auto, default, mirrored, multiworker or tpu (auto: mirrored when more than one GPU is visible)."),
+    precision: str = typer.Option(_default("precision"), help="auto, float32, mixed_float16 or mixed_bfloat16 (auto: mixed_float16 on a GPU that supports it, else float32)."),
     plugin: Optional[List[str]] = PluginOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
 ):
     """Train a classifier on a folder of images, evaluate it and export it."""
-    from clf.config import RunConfig
+    options = locals()  # the parameters, before any other name is bound
+    # Flag values by option name, one per RunConfig field (--plugin for plugins).
+    values = {_OPTION.get(f, f): options[_OPTION.get(f, f)] for f in RunConfig.__dataclass_fields__}
+    values["plugin"] = tuple(plugin or ())
+
     from clf.configfile import config_from_file
     from clf.train.engine import resume as resume_engine
     from clf.train.engine import run as run_engine
-
-    values = dict(backbone=backbone, classes=classes, data=data, epochs=epochs, batch_size=batch_size,
-                  image_size=image_size, center_crop=center_crop, lr=lr, head=head, loader=loader, export=export, output=output,
-                  weights=weights, seed=seed, plugin=tuple(plugin or ()), validation_split=validation_split,
-                  augment=augment, dropout=dropout, hidden_units=hidden_units, tensorboard=tensorboard,
-                  strict_data=strict_data, force=force,
-                  quantize=quantize, verify=verify,
-                  augment_copies=augment_copies, cache=cache, cache_dir=cache_dir,
-                  fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs,
-                  fine_tune_lr=fine_tune_lr, class_weight=class_weight, patience=patience,
-                  strategy=strategy, precision=precision)
 
     if weights_mirror:
         os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror

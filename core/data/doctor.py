@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clf.data.images import IMAGE_SUFFIXES
+from clf.data.layout import check_data_root, class_folders, find_layout
 from clf.errors import DataError
 
 # Suffixes of files Pillow can read that the doctor turns into training images.
@@ -37,7 +39,7 @@ IMAGE_LIKE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp
                                  ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".ico"})
 SYSTEM_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 TF_FORMATS = frozenset({"JPEG", "PNG", "BMP"})  # formats tf.io.decode_image reads as-is
-TF_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})  # what the loader picks
+TF_SUFFIXES = IMAGE_SUFFIXES  # what the loader picks
 MIN_SIDE = 16  # smaller images (icons, tracking pixels) carry no usable content
 IMBALANCE_WARN = 3.0  # largest / smallest class above this gets a note
 QUARANTINE_FILE = "quarantine.json"
@@ -258,16 +260,12 @@ def convert_file(path: Path, sha: str, target_dir: Path) -> Path:
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
-    classes = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.name)
-    return {c.name: sorted(p for p in c.rglob("*") if p.is_file() or p.is_symlink()) for c in classes}
+    return {c.name: sorted(p for p in c.rglob("*") if p.is_file() or p.is_symlink()) for c in class_folders(folder)}
 
 
 def examine(source, *, min_side: int = MIN_SIDE, convert: bool = True, workers: int | None = None,
             target_dir: Path | None = None) -> DoctorReport:
     """Look at every file of a folder-per-class dataset; with ``convert`` write the copies."""
-    from clf.plugins.directory_loader import check_data_root, find_layout
-
     root = Path(source)
     check_data_root(root, source)
     layout = find_layout(root)

@@ -18,10 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from clf.config import PRECISIONS, STRATEGIES, check_name
 from clf.errors import ConfigError
-
-STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 # Strategies that configure the process (collective ops, the TPU system) can be made once
 # per process only; a second run in the same process reuses them.
@@ -155,15 +153,6 @@ def _tf():
     import tensorflow as tf
 
     return tf
-
-
-def check_name(kind: str, value: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value.strip().lower() not in choices:
-        raise ConfigError(
-            f"Invalid {kind} {value!r}: expected one of {', '.join(choices)}. "
-            f"Pass a valid --{kind} (or '{kind}' in the config file)."
-        )
-    return value.strip().lower()
 
 
 def _local_devices() -> list[str]:

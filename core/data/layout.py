@@ -1,0 +1,61 @@
+"""Where the images of a folder-per-class dataset are: its split folders and class folders.
+
+Shared by the dataset doctor (clf.data.doctor) and the default directory loader
+(clf.plugins.directory_loader), so both read the same folders the same way. ``--data DIR``
+either holds the class folders directly (the loader then draws a validation split) or
+train/val(/test) folders of class folders, named as people name them, compared
+case-insensitively.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clf.errors import DataError
+
+# Split name -> the folder names that mean it.
+SPLIT_FOLDER_NAMES = {
+    "train": ("train", "training", "entrenamiento"),
+    "validation": ("val", "valid", "validation", "validacion", "validación"),
+    "test": ("test", "testing", "prueba"),
+}
+
+
+def class_folders(folder: Path) -> list[Path]:
+    """The visible sub-folders of ``folder``, sorted by name: its class folders."""
+    return sorted((p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+
+
+def _split_folder(root: Path, names: tuple[str, ...]) -> Path | None:
+    for sub in class_folders(root):
+        if sub.name.lower() in names:
+            return sub
+    return None
+
+
+def find_layout(root: Path) -> dict[str, Path]:
+    """Split name (train, validation, test) -> folder of class folders.
+
+    Without train/val folders the root itself is the train folder (validation is drawn)."""
+    root = Path(root)
+    found = {split: _split_folder(root, names) for split, names in SPLIT_FOLDER_NAMES.items()}
+    layout = {"train": found["train"] or root}
+    layout.update({split: folder for split, folder in found.items() if split != "train" and folder is not None})
+    return layout
+
+
+def check_data_root(root: Path, source) -> None:
+    """A missing, non-folder or empty ``--data`` is a clear error before anything else."""
+    if not root.is_dir():
+        raise DataError(
+            f"Data directory {str(source)!r} does not exist or is not a folder; expected a "
+            f"folder of class folders (or train/ and val/ folders of them). Pass --data DIR "
+            f"(the bundled sample: examples/sample_data)."
+        )
+    if not any(p for p in root.iterdir() if not p.name.startswith(".")):
+        raise DataError(
+            f"Data directory {str(source)!r} is empty; expected one folder of images per "
+            f"class (e.g. {str(source)}/cat/*.jpg, {str(source)}/dog/*.jpg). Put the class "
+            f"folders there or pass another --data."
+        )
