@@ -39,7 +39,7 @@ _LAZY = {
     "decode_image": "data.images", "files_dataset": "data.images",
     # backbones
     "register_preprocess": "data.preprocessing", "WeightsFile": "artifacts.weights",
-    "keras_downloads": "artifacts.weights",
+    "keras_downloads": "artifacts.weights", "keras_cache_dir": "files",
     # exporters
     "atomic_path": "files", "QUANTIZE_MODES": "config",
 }

@@ -17,14 +17,13 @@ still sits beside it, as for every artifact.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from clf import hookimpl, ExportError, ModelError, Predictor, QUANTIZE_MODES
+from clf import hookimpl, atomic_path, ExportError, ModelError, Predictor, QUANTIZE_MODES
 
 METADATA_NAME = "clf_labels"
 
@@ -110,9 +109,8 @@ def export_tflite(model, directory: Path, metadata: dict, *, quantize: str = "no
     path = Path(directory) / artifact_name(quantize)
     flatbuffer = convert(model, quantize, representative_data)
     flatbuffer = embed_labels(flatbuffer, {**metadata, "quantization": quantize})
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(flatbuffer)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(flatbuffer)
     return [path]
 
 

@@ -57,7 +57,7 @@ def run(
     verify: bool = typer.Option(True, help="Reopen each artifact in its own runtime and compare with the trained model."),
     augment_copies: int = typer.Option(0, help="Augmented copies of each training image whose features are cached beside the clean one (K more extraction passes)."),
     cache: bool = typer.Option(True, help="Keep extracted features in the on-disk cache (--no-cache: extract in memory only)."),
-    cache_dir: Optional[str] = typer.Option(None, help="Feature cache folder; default $CLF_CACHE_DIR or ~/.cache/clf/features."),
+    cache_dir: Optional[str] = typer.Option(None, help="Feature cache folder; default $CLF_CACHE_DIR/features or ~/.cache/clf/features."),
     fine_tune_layers: str = typer.Option("0", help="After the head phase, unfreeze the top N backbone weight layers, or 'all' (0: off)."),
     fine_tune_epochs: int = typer.Option(5, help="Epochs of the fine-tuning phase."),
     fine_tune_lr: Optional[float] = typer.Option(None, help="Fine-tuning learning rate; default --lr / 10."),
