@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from clf import hookimpl, DataError, DatasetBundle, files_dataset, is_image_file, Split
+from clf import hookimpl, DataError, DatasetBundle, files_dataset, IMAGE_SUFFIXES, is_image_file, Split
 
 TRAIN_NAMES = ("train", "training", "entrenamiento")
 VAL_NAMES = ("val", "valid", "validation", "validacion", "validación")
@@ -105,7 +105,7 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
     if empty:
         raise DataError(
             f"Class folder(s) {', '.join(map(repr, empty))} in {str(train_dir or root)!r} hold "
-            f"no images (.jpg, .jpeg, .png, .bmp, .gif{'; bad files were quarantined' if skip else ''}); "
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}{'; bad files were quarantined' if skip else ''}); "
             f"expected at least one per class. Add images or remove the empty folder."
         )
     if val_dir is not None:

@@ -31,17 +31,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clf.data.images import IMAGE_SUFFIXES
 from clf.errors import DataError
 from clf.files import atomic_path, cache_dir, write_json
 
-# Suffixes of files Pillow can read that the doctor turns into training images.
-IMAGE_LIKE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp",
-                                 ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".ico"})
+# Suffixes of files Pillow can read that the doctor turns into training images: the ones
+# the loader picks as they are, and the ones it picks once converted.
+IMAGE_LIKE_SUFFIXES = IMAGE_SUFFIXES | frozenset({".jpe", ".jfif", ".webp", ".tif", ".tiff", ".ppm",
+                                                  ".pgm", ".pbm", ".ico"})
 SYSTEM_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 TF_FORMATS = frozenset({"JPEG", "PNG", "BMP"})  # formats tf.io.decode_image reads as-is
-TF_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})  # what the loader picks
 MIN_SIDE = 16  # smaller images (icons, tracking pixels) carry no usable content
-IMBALANCE_WARN = 3.0  # largest / smallest class above this gets a note
+# Largest / smallest training class above this: the doctor notes it and
+# --class-weight auto balances the classes (clf.train.class_weights).
+IMBALANCE_RATIO = 3.0
 CONVERTED_CACHE = "converted"  # folder in clf's cache for the converted copies
 QUARANTINE_FILE = "quarantine.json"
 
@@ -210,7 +213,7 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE) -> _Look:
         look.changes.append("16-bit -> 8-bit RGB")
     if fmt not in TF_FORMATS:
         look.changes.append(f"{fmt} -> PNG")
-    if not look.changes and path.suffix.lower() not in TF_SUFFIXES:
+    if not look.changes and path.suffix.lower() not in IMAGE_SUFFIXES:
         look.changes.append(f"{fmt} file with suffix {path.suffix or '(none)'} -> PNG")
     return look
 
@@ -316,7 +319,7 @@ def examine(source, *, min_side: int = MIN_SIDE, convert: bool = True, workers: 
 def _add_notes(report: DoctorReport) -> None:
     ratio = report.imbalance()
     train = report.counts.get("train", {})
-    if ratio is not None and ratio > IMBALANCE_WARN:
+    if ratio is not None and ratio > IMBALANCE_RATIO:
         big, small = max(train, key=train.get), min(train, key=train.get)
         report.notes.append(
             f"classes are imbalanced: {big!r} has {train[big]} training images, {small!r} "
