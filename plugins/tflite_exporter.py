@@ -3,9 +3,9 @@ int8 (``--quantize``), with the label record embedded in the model itself.
 
 Conversion goes through a frozen concrete function (variables folded to constants) rather
 than a SavedModel: on this TF (2.21) the SavedModel route writes and re-reads the whole
-model and took ~10x longer for the same flatbuffer. Full int8 calibrates on raw training
-images (``representative_data``) and takes uint8 pixels in and gives uint8 scores out, so
-it also runs on integer-only accelerators.
+model for the same flatbuffer (the README's export section gives the measured cost). Full
+int8 calibrates on raw training images (``representative_data``) and takes uint8 pixels in
+and gives uint8 scores out, so it also runs on integer-only accelerators.
 
 Labels: the TFLite Support metadata writer (``tflite-support``) is unmaintained and pins
 protobuf 3.20, which cannot coexist with TF 2.21 (protobuf >= 6.31). So the label record
