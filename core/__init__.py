@@ -40,7 +40,7 @@ _LAZY = {
     "find_layout": "data.layout", "check_data_root": "data.layout", "class_folders": "data.layout",
     # backbones
     "register_preprocess": "data.preprocessing", "WeightsFile": "artifacts.weights",
-    "keras_downloads": "artifacts.weights",
+    "keras_downloads": "artifacts.weights", "keras_cache_dir": "files",
     # exporters
     "atomic_path": "files", "QUANTIZE_MODES": "config",
 }

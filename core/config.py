@@ -57,7 +57,7 @@ class RunConfig:
     # Fast transfer learning (features cached once; see core/features.py).
     augment_copies: int = 0  # K augmented feature copies cached beside the clean one
     cache: bool = True  # persistent on-disk feature cache
-    cache_dir: str | None = None  # None: $CLF_CACHE_DIR or ~/.cache/clf/features
+    cache_dir: str | None = None  # None: features/ in clf's cache folder (clf.files.cache_dir)
     fine_tune_layers: int | str = 0  # 0: off; N: top N weight layers; "all"
     fine_tune_epochs: int = 5
     fine_tune_lr: float | None = None  # None: lr / 10

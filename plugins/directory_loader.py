@@ -15,6 +15,7 @@ from pathlib import Path
 from clf import (
     DataError,
     DatasetBundle,
+    IMAGE_SUFFIXES,
     Split,
     check_data_root,
     class_folders,
@@ -87,7 +88,7 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
     if empty:
         raise DataError(
             f"Class folder(s) {', '.join(map(repr, empty))} in {str(train_dir)!r} hold "
-            f"no images (.jpg, .jpeg, .png, .bmp, .gif{'; bad files were quarantined' if skip else ''}); "
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}{'; bad files were quarantined' if skip else ''}); "
             f"expected at least one per class. Add images or remove the empty folder."
         )
     if val_dir is not None:

@@ -9,12 +9,11 @@ their own names.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clf import hookimpl, keras_downloads, WeightsError, WeightsFile
+from clf import hookimpl, keras_cache_dir, keras_downloads, WeightsError, WeightsFile
 
 
 @dataclass(frozen=True)
@@ -94,12 +93,6 @@ APPS: list[App] = [
       for v, p, f in [("Tiny", 27820128, 768), ("Small", 49454688, 768), ("Base", 87566464, 1024),
                       ("Large", 196230336, 1536), ("XLarge", 348147968, 2048)]],
 ]
-
-
-def keras_cache_dir() -> Path:
-    """Where Keras keeps downloaded weights (``$KERAS_HOME/models``, else ``~/.keras/models``)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
 
 
 def _is_download_failure(exc: BaseException) -> bool:

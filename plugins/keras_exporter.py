@@ -3,10 +3,9 @@ recommends; reloads with ``keras.models.load_model`` wherever ``clf`` is importa
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from clf import hookimpl, KerasPredictor
+from clf import hookimpl, atomic_path, KerasPredictor
 
 
 def export_keras(model, directory: Path, metadata: dict) -> list[Path]:
@@ -14,9 +13,8 @@ def export_keras(model, directory: Path, metadata: dict) -> list[Path]:
     path = Path(directory) / "model.keras"
     # Same suffix under a temporary name (Keras picks the format by suffix), then rename:
     # a crash mid-write never leaves a valid-looking file.
-    tmp = path.with_name(f".tmp-{path.name}")
-    model.save(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(str(tmp))
     return [path]
 
 

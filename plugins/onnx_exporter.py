@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 
-from clf import hookimpl, ExportError, ModelError, Predictor
+from clf import hookimpl, atomic_path, ExportError, ModelError, Predictor
 
 OPSET = 17
 INSTALL_HINT = "Install the ONNX extra: pip install 'clf[onnx]' (tf2onnx, onnx, onnxruntime)."
@@ -33,12 +32,11 @@ def export_onnx(model, directory: Path, metadata: dict) -> list[Path]:
     except ImportError as exc:
         raise ExportError(f"The onnx exporter needs {exc.name!r}, which is not installed. {INSTALL_HINT}") from None
     path = Path(directory) / "model.onnx"
-    tmp = path.with_name(f".tmp-{path.name}")
-    # tf2onnx logs every rewrite pass to stdout/stderr; the engine never prints.
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        model.export(str(tmp), format="onnx", verbose=False, opset_version=OPSET)
-    _stamp_labels(tmp, metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        # tf2onnx logs every rewrite pass to stdout/stderr; the engine never prints.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            model.export(str(tmp), format="onnx", verbose=False, opset_version=OPSET)
+        _stamp_labels(tmp, metadata)
     return [path]
 
 

@@ -7,13 +7,11 @@ function once and needs no Keras (nor clf) to reload, which is the point of this
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from clf import hookimpl, ModelError, Predictor
+from clf import hookimpl, atomic_path, ModelError, Predictor
 
 SIGNATURE = "serving_default"
 
@@ -21,10 +19,8 @@ SIGNATURE = "serving_default"
 def export_savedmodel(model, directory: Path, metadata: dict) -> list[Path]:
     """TensorFlow SavedModel folder: saved_model/ (serving_default signature)."""
     path = Path(directory) / "saved_model"
-    tmp = path.with_name(f".tmp-{path.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.export(str(tmp), format="tf_saved_model", verbose=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # the whole folder appears at once, or not at all
+        model.export(str(tmp), format="tf_saved_model", verbose=False)
     return [path]
 
 

@@ -3,9 +3,9 @@ int8 (``--quantize``), with the label record embedded in the model itself.
 
 Conversion goes through a frozen concrete function (variables folded to constants) rather
 than a SavedModel: on this TF (2.21) the SavedModel route writes and re-reads the whole
-model and took ~10x longer for the same flatbuffer. Full int8 calibrates on raw training
-images (``representative_data``) and takes uint8 pixels in and gives uint8 scores out, so
-it also runs on integer-only accelerators.
+model for the same flatbuffer (the README's export section gives the measured cost). Full
+int8 calibrates on raw training images (``representative_data``) and takes uint8 pixels in
+and gives uint8 scores out, so it also runs on integer-only accelerators.
 
 Labels: the TFLite Support metadata writer (``tflite-support``) is unmaintained and pins
 protobuf 3.20, which cannot coexist with TF 2.21 (protobuf >= 6.31). So the label record
@@ -17,14 +17,13 @@ still sits beside it, as for every artifact.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from clf import hookimpl, ExportError, ModelError, Predictor, QUANTIZE_MODES
+from clf import hookimpl, atomic_path, ExportError, ModelError, Predictor, QUANTIZE_MODES
 
 METADATA_NAME = "clf_labels"
 
@@ -110,9 +109,8 @@ def export_tflite(model, directory: Path, metadata: dict, *, quantize: str = "no
     path = Path(directory) / artifact_name(quantize)
     flatbuffer = convert(model, quantize, representative_data)
     flatbuffer = embed_labels(flatbuffer, {**metadata, "quantization": quantize})
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(flatbuffer)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(flatbuffer)
     return [path]
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import clf
 from clf.cli import app
 from clf.configfile import config_from_file
-from clf.report.runrecord import sha256_file
+from clf.files import file_hash
 from conftest import SMALL_BACKBONE, SMALL_SIZE, make_folder
 from test_history_plots import assert_png
 
@@ -115,7 +115,7 @@ def test_weights_file_is_recorded_with_its_sha256(trained):
     from clf.report.runrecord import weights_record
 
     rec = weights_record(str(weights))
-    assert rec["source"] == "file" and rec["sha256"] == sha256_file(weights) and len(rec["sha256"]) == 64
+    assert rec["source"] == "file" and rec["sha256"] == file_hash(weights) and len(rec["sha256"]) == 64
 
 
 def test_tensorboard_plugin_is_registered_and_off_by_default(host, small_config):

@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from clf.errors import ModelError
+from clf.files import write_json
 
 LABELS_FILE = "labels.json"
 FORMAT = "clf-labels/1"
@@ -40,11 +40,7 @@ def make_metadata(class_names, backbone: str, input_size, preprocess: str, **ext
 
 def write_labels(directory: Path, metadata: dict[str, Any]) -> Path:
     """Write ``labels.json`` atomically (temporary name, then rename)."""
-    path = Path(directory) / LABELS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(directory) / LABELS_FILE, metadata)
 
 
 def read_labels(artifact: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from clf.errors import DataError, ModelError
+from clf.files import write_json
 
 FLOAT_TOLERANCE = 1e-4
 MIN_QUANTIZED_AGREEMENT = 0.95
@@ -148,10 +149,7 @@ def write_report(directory: Path, report: VerificationReport) -> Path:
         "images": report.images,
         "results": {**previous, **{n: r.to_dict() for n, r in report.results.items()}},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, data)
 
 
 class _Reference:

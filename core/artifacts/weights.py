@@ -16,7 +16,6 @@ over (``keras_downloads()``), so that:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from clf.errors import WeightsError
+from clf.files import atomic_path, file_hash, keras_cache_dir
 
 MIRROR_ENV = "CLF_WEIGHTS_MIRROR"
 KERAS_HOST = "https://storage.googleapis.com/"
@@ -45,12 +45,6 @@ class WeightsFile:
         return "sha256" if len(self.file_hash) == 64 else "md5"
 
 
-def cache_dir() -> Path:
-    """Where Keras keeps downloaded weights (``$KERAS_HOME/models``, else ``~/.keras/models``)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
-
-
 def mirror() -> str | None:
     value = os.environ.get(MIRROR_ENV, "").strip()
     return value.rstrip("/") + "/" if value else None
@@ -66,34 +60,24 @@ def url_for(wf: WeightsFile, base: str | None = None) -> str:
     return wf.origin
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check(wf: WeightsFile, path: Path) -> str:
     """``ok``, ``missing``, ``mismatch`` or ``unchecked`` (Keras knows no hash for it)."""
     if not path.is_file():
         return "missing"
     if not wf.algorithm:
         return "unchecked"
-    return "ok" if file_digest(path, wf.algorithm) == wf.file_hash else "mismatch"
+    return "ok" if file_hash(path, wf.algorithm) == wf.file_hash else "mismatch"
 
 
 def _fixes(wf: WeightsFile) -> str:
     return (f"Fix: set {MIRROR_ENV} (or --weights-mirror) to a mirror serving the Keras "
-            f"weights tree, or copy {wf.fname} into {cache_dir()}, or pass --weights FILE, or "
+            f"weights tree, or copy {wf.fname} into {keras_cache_dir()}, or pass --weights FILE, or "
             f"--weights none to train from random weights.")
 
 
 def fetch(wf: WeightsFile, base: str | None = None, force: bool = False) -> Path:
     """The cached file, downloading and checking it first if needed."""
-    from clf.files import atomic_path
-
-    target = cache_dir() / wf.fname
+    target = keras_cache_dir() / wf.fname
     if not force and check(wf, target) in ("ok", "unchecked"):
         return target
     url = url_for(wf, base)
@@ -107,7 +91,7 @@ def fetch(wf: WeightsFile, base: str | None = None, force: bool = False) -> Path
             if status == "mismatch":
                 raise WeightsError(
                     f"Downloaded {wf.fname} from {url} but its {wf.algorithm} is "
-                    f"{file_digest(tmp, wf.algorithm)}, not Keras' {wf.file_hash}; expected the "
+                    f"{file_hash(tmp, wf.algorithm)}, not Keras' {wf.file_hash}; expected the "
                     f"original Keras Applications file. The file was discarded. Check the "
                     f"mirror's copy. {_fixes(wf)}"
                 )
@@ -119,7 +103,7 @@ def fetch(wf: WeightsFile, base: str | None = None, force: bool = False) -> Path
         raise WeightsError(
             f"Could not download {wf.fname} from {url}: {code}{reason}. Expected network "
             f"access to {'the mirror' if (base or mirror()) else 'the Keras weights host'} "
-            f"or the file already in {cache_dir()}. {_fixes(wf)}"
+            f"or the file already in {keras_cache_dir()}. {_fixes(wf)}"
         ) from None
     return target
 
@@ -180,7 +164,7 @@ def status_rows(host, names=()) -> list[dict]:
         if wf is None:
             rows.append({"backbone": bb.name, "file": None, "cached": False, "bytes": None, "status": "no file known"})
             continue
-        path = cache_dir() / wf.fname
+        path = keras_cache_dir() / wf.fname
         rows.append({"backbone": bb.name, "file": wf.fname, "cached": path.is_file(),
                      "bytes": path.stat().st_size if path.is_file() else None, "path": str(path),
                      "status": "cached" if path.is_file() else "not cached", "url": url_for(wf)})

@@ -70,7 +70,7 @@ def run(
     verify: bool = typer.Option(_default("verify"), help="Reopen each artifact in its own runtime and compare with the trained model."),
     augment_copies: int = typer.Option(_default("augment_copies"), help="Augmented copies of each training image whose features are cached beside the clean one (K more extraction passes)."),
     cache: bool = typer.Option(_default("cache"), help="Keep extracted features in the on-disk cache (--no-cache: extract in memory only)."),
-    cache_dir: Optional[str] = typer.Option(_default("cache_dir"), help="Feature cache folder; default $CLF_CACHE_DIR or ~/.cache/clf/features."),
+    cache_dir: Optional[str] = typer.Option(_default("cache_dir"), help="Feature cache folder; default $CLF_CACHE_DIR/features or ~/.cache/clf/features."),
     fine_tune_layers: str = typer.Option(_text_default("fine_tune_layers"), help="After the head phase, unfreeze the top N backbone weight layers, or 'all' (0: off)."),
     fine_tune_epochs: int = typer.Option(_default("fine_tune_epochs"), help="Epochs of the fine-tuning phase."),
     fine_tune_lr: Optional[float] = typer.Option(_default("fine_tune_lr"), help="Fine-tuning learning rate; default --lr / 10."),

@@ -27,7 +27,8 @@ MirrorOpt = typer.Option(None, "--mirror", metavar="URL", help="Mirror base URL 
 def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: all)."),
                  as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt):
     """Each backbone's ImageNet weights file: cached or not, file name, size."""
-    from clf.artifacts.weights import cache_dir, status_rows
+    from clf.artifacts.weights import status_rows
+    from clf.files import keras_cache_dir
 
     try:
         rows = status_rows(_host(plugin), names or ())
@@ -36,7 +37,7 @@ def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbon
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table(title=f"ImageNet weights (cache: {cache_dir()})")
+    table = Table(title=f"ImageNet weights (cache: {keras_cache_dir()})")
     for col in ("backbone", "cached", "file", "size"):
         table.add_column(col, no_wrap=col != "file", overflow="fold")
     for r in rows:
@@ -64,7 +65,8 @@ def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose I
 def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: every cached file)."),
                    plugin: Optional[List[str]] = PluginOpt):
     """Check cached weights files against Keras' known hashes (exit 1 on a mismatch)."""
-    from clf.artifacts.weights import cache_dir, check
+    from clf.artifacts.weights import check
+    from clf.files import keras_cache_dir
 
     try:
         host = _host(plugin)
@@ -77,14 +79,14 @@ def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backb
         if wf is None or wf.fname in seen:
             continue
         seen.add(wf.fname)
-        status = check(wf, cache_dir() / wf.fname)
+        status = check(wf, keras_cache_dir() / wf.fname)
         if status == "missing" and not names:
             continue
         bad += status in ("mismatch", "missing")
         colour = {"ok": "green", "unchecked": "yellow"}.get(status, "red")
-        out.print(f"[{colour}]{status}[/] {bb.name}: {cache_dir() / wf.fname}", highlight=False)
-    if not seen or (not names and bad == 0 and not any((cache_dir() / f).is_file() for f in seen)):
-        out.print(f"no cached weights files in {cache_dir()}")
+        out.print(f"[{colour}]{status}[/] {bb.name}: {keras_cache_dir() / wf.fname}", highlight=False)
+    if not seen or (not names and bad == 0 and not any((keras_cache_dir() / f).is_file() for f in seen)):
+        out.print(f"no cached weights files in {keras_cache_dir()}")
     if bad:
         err.print(f"[bold red]Error:[/] {bad} file(s) missing or not matching Keras' hash; "
                   f"delete them and run 'clf weights fetch NAME'.", highlight=False)

@@ -6,11 +6,12 @@ bytes are decoded) and decides, per file, one of three things:
 - **use** it as it is (8-bit RGB JPEG/PNG/BMP without EXIF rotation: tf.data decodes it);
 - **convert** it: Pillow reads it but tf.io.decode_image would not, or would get it wrong
   (alpha, grayscale, CMYK, 16-bit, palette, animated, EXIF rotation, WebP/TIFF). A normalised
-  8-bit RGB PNG is written once into a content-addressed cache (``$CLF_CACHE_DIR/converted``,
-  default ``~/.cache/clf/converted``) and training reads that copy. Why a cached copy and not
-  a ``tf.py_function`` decode path: the training pipeline stays pure TensorFlow (parallel,
-  deterministic, no GIL, no Python in the graph), the conversion is paid once per file and
-  not once per epoch, and the copy can be looked at when a result looks wrong;
+  8-bit RGB PNG is written once into a content-addressed cache (``converted/`` in clf's
+  cache folder: ``$CLF_CACHE_DIR``, else ``$XDG_CACHE_HOME/clf``, else ``~/.cache/clf``)
+  and training reads that copy. Why a cached copy and not a ``tf.py_function`` decode
+  path: the training pipeline stays pure TensorFlow (parallel, deterministic, no GIL, no
+  Python in the graph), the conversion is paid once per file and not once per epoch, and
+  the copy can be looked at when a result looks wrong;
 - **quarantine** it: empty, unreadable, not an image, truncated or corrupt, too small, too
   large (decompression bomb), an exact duplicate, or a validation/test copy of a training
   image (leakage). Quarantined files are listed with their reason in the run folder
@@ -33,15 +34,19 @@ from typing import Any
 from clf.data.images import IMAGE_SUFFIXES
 from clf.data.layout import check_data_root, class_folders, find_layout
 from clf.errors import DataError
+from clf.files import atomic_path, cache_dir, write_json
 
-# Suffixes of files Pillow can read that the doctor turns into training images.
-IMAGE_LIKE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp",
-                                 ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".ico"})
+# Suffixes of files Pillow can read that the doctor turns into training images: the ones
+# the loader picks as they are, and the ones it picks once converted.
+IMAGE_LIKE_SUFFIXES = IMAGE_SUFFIXES | frozenset({".jpe", ".jfif", ".webp", ".tif", ".tiff", ".ppm",
+                                                  ".pgm", ".pbm", ".ico"})
 SYSTEM_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 TF_FORMATS = frozenset({"JPEG", "PNG", "BMP"})  # formats tf.io.decode_image reads as-is
-TF_SUFFIXES = IMAGE_SUFFIXES  # what the loader picks
 MIN_SIDE = 16  # smaller images (icons, tracking pixels) carry no usable content
-IMBALANCE_WARN = 3.0  # largest / smallest class above this gets a note
+# Largest / smallest training class above this: the doctor notes it and
+# --class-weight auto balances the classes (clf.train.class_weights).
+IMBALANCE_RATIO = 3.0
+CONVERTED_CACHE = "converted"  # folder in clf's cache for the converted copies
 QUARANTINE_FILE = "quarantine.json"
 
 # Kinds of quarantined files; "system" is the one that --strict-data tolerates.
@@ -112,8 +117,6 @@ class DoctorReport:
 
     def write(self, run_dir: Path) -> Path:
         """``quarantine.json`` in the run folder (atomic): every file left out, and why."""
-        from clf.files import write_json
-
         return write_json(Path(run_dir) / QUARANTINE_FILE, self.to_dict())
 
     def strict_check(self) -> None:
@@ -128,11 +131,6 @@ class DoctorReport:
             f"'clf doctor {self.root}' for the full list), or drop --strict-data to quarantine "
             f"them and train on the rest."
         )
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("CLF_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "clf")
-    return Path(base) / "converted"
 
 
 @dataclass
@@ -216,7 +214,7 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE) -> _Look:
         look.changes.append("16-bit -> 8-bit RGB")
     if fmt not in TF_FORMATS:
         look.changes.append(f"{fmt} -> PNG")
-    if not look.changes and path.suffix.lower() not in TF_SUFFIXES:
+    if not look.changes and path.suffix.lower() not in IMAGE_SUFFIXES:
         look.changes.append(f"{fmt} file with suffix {path.suffix or '(none)'} -> PNG")
     return look
 
@@ -247,8 +245,6 @@ def normalise(data: bytes):
 
 def convert_file(path: Path, sha: str, target_dir: Path) -> Path:
     """Write the normalised copy once (content-addressed, atomic) and return its path."""
-    from clf.files import atomic_path
-
     target = target_dir / f"{sha}.png"
     if target.is_file() and target.stat().st_size > 0:
         return target
@@ -304,7 +300,7 @@ def examine(source, *, min_side: int = MIN_SIDE, convert: bool = True, workers: 
             conv = Conversion(str(look.path), split, cls, look.changes)
             if convert:
                 try:
-                    conv.copy = str(convert_file(look.path, look.sha, target_dir or cache_dir()))
+                    conv.copy = str(convert_file(look.path, look.sha, target_dir or cache_dir(CONVERTED_CACHE)))
                 except Exception as exc:  # a file Pillow read but cannot convert: quarantine it
                     report.quarantined.append(BadFile(str(look.path), split, cls, "corrupt",
                                                       f"could not be converted: {type(exc).__name__}: {exc}"))
@@ -320,7 +316,7 @@ def examine(source, *, min_side: int = MIN_SIDE, convert: bool = True, workers: 
 def _add_notes(report: DoctorReport) -> None:
     ratio = report.imbalance()
     train = report.counts.get("train", {})
-    if ratio is not None and ratio > IMBALANCE_WARN:
+    if ratio is not None and ratio > IMBALANCE_RATIO:
         big, small = max(train, key=train.get), min(train, key=train.get)
         report.notes.append(
             f"classes are imbalanced: {big!r} has {train[big]} training images, {small!r} "

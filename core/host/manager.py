@@ -6,7 +6,6 @@ differs: a tuple of module names here versus the ``clf`` entry-point group.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata as md
 import importlib.util
@@ -248,7 +247,6 @@ class PluginHost:
                 f"Plugin {name!r} has an invalid hook implementation: {detail} Expected the "
                 f"hook's own arguments (each hook takes 'register'); see clf.hookspecs."
             ) from None
-        self._check_pending(name)
         info = PluginInfo(name, origin, distribution, version)
         self.infos[name] = info
         try:
@@ -263,24 +261,6 @@ class PluginHost:
         self.infos.pop(name, None)
         for attr, *_ in HOOKS.values():
             getattr(self, attr).remove_plugin(name)
-
-    def _check_pending(self, plugin_name: str) -> None:
-        """Like ``pm.check_pending()``, but names the plugin and the hook it probably meant."""
-        plugin = self.pm.get_plugin(plugin_name)
-        for hook_name in dir(self.pm.hook):
-            caller = getattr(self.pm.hook, hook_name)
-            if not isinstance(caller, pluggy.HookCaller) or caller.spec is not None:
-                continue
-            for impl in caller.get_hookimpls():
-                if impl.plugin is plugin and not impl.opts.get("optionalhook"):
-                    guess = difflib.get_close_matches(hook_name, list(HOOKS), n=1)
-                    hint = f"Did you mean {guess[0]!r}?" if guess else f"Known hooks: {', '.join(HOOKS)}."
-                    self.pm.unregister(name=plugin_name)
-                    raise PluginError(
-                        f"Plugin {plugin_name!r} implements unknown hook {hook_name!r}; "
-                        f"expected one of {', '.join(HOOKS)}. {hint}"
-                    )
-        self.pm.check_pending()
 
     # -- registries ----------------------------------------------------------------------
     @property

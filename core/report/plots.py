@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from clf.files import atomic_path
 from clf.report.history import EpochRecord
 
 
@@ -22,13 +23,9 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return Path(path)
 
 
 def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:

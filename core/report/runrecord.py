@@ -10,35 +10,15 @@ and renamed, so a crash never leaves a half-written file that looks complete.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from clf.files import file_hash, write_json, write_text
+
 MANIFEST_FORMAT = "clf-manifest/1"
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def write_json(path: Path, data: Any) -> Path:
-    return write_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -81,7 +61,7 @@ def dataset_fingerprint(splits: Mapping[str, Any], data_root: str) -> dict[str, 
     the same images in the same splits give the same fingerprint on any machine."""
     root = Path(data_root)
     entries = sorted(
-        (name, _relative(f, root), int(label), sha256_file(f))
+        (name, _relative(f, root), int(label), file_hash(f))
         for name, split in splits.items() for f, label in zip(split.files, split.labels)
     )
     digest = hashlib.sha256()
@@ -99,7 +79,7 @@ def weights_record(weights: str) -> dict[str, Any]:
         return {"source": "imagenet", "sha256": None,
                 "note": "Keras Applications ImageNet weights from the Keras cache (keras.utils.get_file checks their hash)"}
     path = Path(weights)
-    return {"source": "file", "path": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None}
+    return {"source": "file", "path": str(path.resolve()), "sha256": file_hash(path) if path.is_file() else None}
 
 
 def build_manifest(*, config, class_names: list[str], counts: dict, splits: Mapping[str, Any],
@@ -125,7 +105,7 @@ def build_manifest(*, config, class_names: list[str], counts: dict, splits: Mapp
 def write_config(run_dir: Path, config) -> Path:
     from clf.configfile import config_to_toml
 
-    return write_atomic(Path(run_dir) / "config.toml", config_to_toml(config))
+    return write_text(Path(run_dir) / "config.toml", config_to_toml(config))
 
 
 def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | None) -> list[Path]:
@@ -137,7 +117,7 @@ def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | N
     written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports})]
     if primary is not None:
         report = reports[primary]
-        written.append(write_atomic(directory / "confusion_matrix.csv", confusion_matrix_csv(report)))
+        written.append(write_text(directory / "confusion_matrix.csv", confusion_matrix_csv(report)))
         written.append(plot_confusion_matrix(report, directory / "confusion_matrix.png",
                                              title=f"{primary} confusion matrix"))
     return written
@@ -148,5 +128,5 @@ def write_history(run_dir: Path, records) -> list[Path]:
     from clf.report.plots import plot_training_curves
 
     run_dir = Path(run_dir)
-    return [write_atomic(run_dir / "history.csv", history_csv(records)),
+    return [write_text(run_dir / "history.csv", history_csv(records)),
             plot_training_curves(records, run_dir / "training_curves.png")]

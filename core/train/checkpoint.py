@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clf.errors import UsageError
+from clf.files import atomic_path, write_json
 
 CHECKPOINT_DIR = "checkpoint"
 FORMAT = "clf-checkpoint/1"
@@ -50,23 +50,17 @@ def save(run_dir: Path, model, *, phase: str, epoch: int, epochs: int,
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / _dir_name(phase, epoch)
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    np.savez(tmp / "weights.npz", *[np.asarray(v.numpy()) for v in model.weights])
-    optimizer = getattr(model, "optimizer", None)
-    opt_vars = list(optimizer.variables) if optimizer is not None and optimizer.built else []
-    np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in opt_vars])
-    np.savez(tmp / "rng.npz", *[np.asarray(v.numpy()) for v in _rng_state(model)])
-    state = {"format": FORMAT, "phase": phase, "epoch": epoch, "epochs": epochs,
-             "history": history, "config": config}
-    (tmp / "state.json").write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
-    for f in tmp.iterdir():  # on disk before the rename makes the folder visible
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    # The folder is on disk (every file flushed) before the rename makes it visible.
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        np.savez(tmp / "weights.npz", *[np.asarray(v.numpy()) for v in model.weights])
+        optimizer = getattr(model, "optimizer", None)
+        opt_vars = list(optimizer.variables) if optimizer is not None and optimizer.built else []
+        np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in opt_vars])
+        np.savez(tmp / "rng.npz", *[np.asarray(v.numpy()) for v in _rng_state(model)])
+        state = {"format": FORMAT, "phase": phase, "epoch": epoch, "epochs": epochs,
+                 "history": history, "config": config}
+        write_json(tmp / "state.json", state)
     for old in root.glob(f"{phase}-epoch-*"):
         if old != final and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-# 'auto' balances when the largest class has more than this many times the smallest.
-IMBALANCE_RATIO = 3.0
+# 'auto' balances when the largest class has more than this many times the smallest: the
+# same threshold at which the dataset doctor calls the classes imbalanced.
+from clf.data.doctor import IMBALANCE_RATIO
 
 
 def balanced_weights(counts: Sequence[int]) -> dict[int, float]:

@@ -13,32 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from clf.files import atomic_path, cache_dir, file_hash, write_json
+
 # Bump when decoding or extraction changes what a file's features are.
 FORMAT = "clf-features/1"
 
 
 def default_cache_dir() -> Path:
-    """``$CLF_CACHE_DIR``, else ``$XDG_CACHE_HOME/clf/features``, else ``~/.cache/clf/features``."""
-    if os.environ.get("CLF_CACHE_DIR"):
-        return Path(os.environ["CLF_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "clf" / "features"
+    """``features`` in clf's cache folder (``$CLF_CACHE_DIR``, else ``$XDG_CACHE_HOME/clf``,
+    else ``~/.cache/clf``)."""
+    return cache_dir("features")
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """Hash of a file's bytes (not its name or time stamp)."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hash of a file's bytes (not its name or time stamp): the key of its cache entries."""
+    return file_hash(path, "blake2b", digest_size=16)
 
 
 def weights_fingerprint(model) -> str:
@@ -102,22 +97,10 @@ class FeatureCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         info = self.dir / "key.json"
         if not info.exists():
-            _atomic_write(info, lambda f: f.write(json.dumps(self.parts, indent=2, default=str).encode()))
+            write_json(info, self.parts)
         shard = self.dir / f"{variant}-{uuid.uuid4().hex[:12]}.npz"
-        _atomic_write(shard, lambda f: np.savez(f, hashes=np.asarray(list(hashes)),
-                                                features=np.asarray(features, np.float32)))
+        with atomic_path(shard) as tmp:
+            np.savez(tmp, hashes=np.asarray(list(hashes)), features=np.asarray(features, np.float32))
         table = self.entries(variant)
         for h, row in zip(hashes, features):
             table[h] = row
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(binary file)`` under a temporary name in the same folder, then rename."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
