@@ -7,7 +7,7 @@ cannot be undone inside the pytest process; so the tests launch this script inst
 
 CONFIG_JSON holds RunConfig fields, or a list of them to run one after the other in this
 process (saves a TensorFlow start); RESULT_JSON receives, for each run, its distribution
-info, metrics, artifacts and the trained head's weights (as lists).
+info, metrics, extraction counts, artifacts and the trained head's weights (as lists).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def summary(result) -> dict:
         "distribution": result.distribution,
         "metrics": result.metrics,
         "history": result.history,
+        "extraction": result.extraction,
         "run_dir": str(result.run_dir),
         "run_dir_exists": result.run_dir.exists(),
         "artifacts": {k: [str(p) for p in v] for k, v in result.artifacts.items()},

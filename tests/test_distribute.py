@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 import clf
 from clf import ConfigError, DataError
 from clf.train.distribute import Distribution, is_chief, make_strategy, resolve_precision, resolve_strategy_name
-from conftest import MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, require_shared
+from conftest import MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, make_image, require_shared
 
 RUNNER = Path(__file__).with_name("distributed_run.py")
 TIMEOUT = 300  # seconds per subprocess; a tiny run takes well under a minute on an idle machine
@@ -148,13 +149,23 @@ def _run_config(data, output, **changes):
     return base
 
 
+def _cached_features(cache_dir: Path) -> dict[str, np.ndarray]:
+    """Content hash -> feature row, for every clean entry a run stored under ``cache_dir``."""
+    table = {}
+    for shard in sorted(cache_dir.rglob("clean-*.npz")):
+        with np.load(shard) as data:
+            table.update(zip(data["hashes"].tolist(), data["features"]))
+    return table
+
+
 def test_mirrored_over_two_cpus_trains_the_same_model_as_default(tmp_path):
     # Real ImageNet weights give informative features, so training moves the head well
     # beyond float noise and a wrong split of batches or gradients would show.
     weights = require_shared(MOBILENET_V2_035)
     # 12 training images, batch 4: every batch splits evenly over the two replicas.
     data = make_folder(tmp_path / "data", per_class=4, split_dirs=True)
-    configs = [_run_config(data, tmp_path / name, weights=str(weights), strategy=name, lr=0.01, epochs=3)
+    configs = [_run_config(data, tmp_path / name, weights=str(weights), strategy=name, lr=0.01, epochs=3,
+                           cache_dir=str(tmp_path / f"cache-{name}"))
                for name in ("default", "mirrored")]
     (tmp_path / "configs.json").write_text(json.dumps(configs))
     _finish([_run_script([tmp_path / "configs.json", tmp_path / "out.json", "--cpus", "2"])])
@@ -171,6 +182,15 @@ def test_mirrored_over_two_cpus_trains_the_same_model_as_default(tmp_path):
     for key in ("validation_loss", "validation_accuracy"):  # evaluation: one row per image
         np.testing.assert_allclose(mirrored["metrics"][key], default["metrics"][key], atol=1e-4)
     assert {"labels.json", "model.h5", "model.weights.h5"} <= {p.name for p in (tmp_path / "mirrored").iterdir()}
+    # Extraction: each batch of 4 split 2 + 2 over the replicas (the last validation batch
+    # of 2: 1 + 1), in file order, with the features one device computes.
+    assert default["extraction"]["train"] == {"extracted": 12, "cached": 0}
+    assert mirrored["extraction"]["train"] == {"extracted": 12, "cached": 0, "by_replica": [6, 6]}
+    assert mirrored["extraction"]["validation"]["by_replica"] == [3, 3]
+    one, two = _cached_features(tmp_path / "cache-default"), _cached_features(tmp_path / "cache-mirrored")
+    assert len(one) == 18 and one.keys() == two.keys()
+    for key, row in one.items():
+        np.testing.assert_allclose(two[key], row, atol=1e-5)
 
 
 def test_fine_tuning_under_mirrored_matches_default(tmp_path):
@@ -201,10 +221,34 @@ def _free_ports(n):
     return ports
 
 
-def test_multiworker_on_two_local_processes_and_only_the_chief_writes(tmp_path):
+def test_extraction_shares_depend_on_contents_not_order_and_differ_by_one_at_most():
+    from clf.train.sharding import assign, replica_sizes
+
+    hashes = [f"{i * 7919 % 1000:04x}" for i in range(11)]
+    shares = assign(hashes, range(11), 3)
+    assert sorted(i for s in shares for i in s) == list(range(11))
+    assert [len(s) for s in shares] == [4, 4, 3] and all(s == sorted(s) for s in shares)
+    # The same files listed in another order: each file goes to the same worker.
+    order = [5, 2, 9, 0, 10, 1, 3, 8, 4, 7, 6]
+    moved = assign([hashes[i] for i in order], range(11), 3)
+    assert [sorted(order[j] for j in s) for s in moved] == shares
+    assert assign(hashes, [3, 1], 3)[2] == [] and replica_sizes(7, 2) == [4, 3]
+
+
+def test_multiworker_on_two_local_processes_and_only_the_chief_writes(tmp_path, feature_cache_dir):
     data = make_folder(tmp_path / "data", per_class=4, split_dirs=True)
+    # A second run on the same photos plus two new ones, with one augmented copy: the chief
+    # serves 18 from its cache, the workers split the 2 new images and the 14 augmented ones.
+    more = tmp_path / "more"
+    shutil.copytree(data, more)
+    rng = np.random.default_rng(9)
+    for i in (8, 9):
+        make_image(more / "train" / "ant" / f"new_{i}.jpg", 0, rng)
     output = tmp_path / "run"  # the same --output on both, as on a shared file system
-    (tmp_path / "config.json").write_text(json.dumps(_run_config(data, output, strategy="multiworker")))
+    configs = [_run_config(data, output, strategy="multiworker"),
+               _run_config(more, tmp_path / "run2", strategy="multiworker", augment=True, augment_copies=1,
+                           epochs=1, verify=False)]
+    (tmp_path / "config.json").write_text(json.dumps(configs))
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = []
     for index in range(2):
@@ -212,7 +256,21 @@ def test_multiworker_on_two_local_processes_and_only_the_chief_writes(tmp_path):
         procs.append(_run_script([tmp_path / "config.json", tmp_path / f"out{index}.json"],
                                  env={"TF_CONFIG": json.dumps(tf_config)}))
     _finish(procs)
-    chief, other = (json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(2))
+    (chief, chief2), (other, other2) = (json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(2))
+
+    # Each worker extracted half of each split; every worker holds the same record.
+    assert chief["extraction"] == other["extraction"] == {
+        "train": {"extracted": 12, "cached": 0, "by_worker": [6, 6]},
+        "validation": {"extracted": 6, "cached": 0, "by_worker": [3, 3]}}
+    assert json.loads((output / "manifest.json").read_text())["extraction"] == chief["extraction"]
+    assert chief2["extraction"] == other2["extraction"] == {
+        "train": {"extracted": 16, "cached": 12, "by_worker": [8, 8]},
+        "validation": {"extracted": 0, "cached": 6, "by_worker": [0, 0]}}
+    # The chief stored every worker's features: 20 clean entries, 14 augmented.
+    assert len(_cached_features(feature_cache_dir)) == 20
+    assert sum(np.load(p)["hashes"].size for p in feature_cache_dir.rglob("aug-*.npz")) == 14
+    for a, b in zip(chief2["head_weights"], other2["head_weights"]):
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-6)
 
     for r in (chief, other):
         assert r["distribution"]["strategy"] == "multiworker" and r["distribution"]["replicas"] == 2

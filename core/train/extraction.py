@@ -1,8 +1,9 @@
 """The extract phase: each image through the frozen backbone once (K+1 times with
 augmented copies), served from or stored in the on-disk feature cache.
 
-Each worker of a multi-worker run extracts every image itself, on its own device (no
-collective step); only the chief writes the disk cache, the others keep features in memory.
+Local replicas split each batch and the workers of a multi-worker run split the files,
+then exchange the features (clf.train.sharding); only the chief reads and writes the disk
+cache. The record counts what each worker and replica extracted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from clf.config import RunConfig
 from clf.events import Observer
+from clf.train import sharding
 from clf.train.features import SplitFeatures, make_extractor, split_features
 from clf.train.model import Classifier
 
@@ -41,7 +43,8 @@ def feature_cache_for(config: RunConfig, backbone, base, image_size):
     })
 
 
-def extract_features(setup, data, base, *, chief: bool, batch_size: int, observer: Observer) -> Extracted:
+def extract_features(setup, data, base, *, chief: bool, batch_size: int, observer: Observer,
+                     dist=None) -> Extracted:
     config, bundle = setup.config, data.bundle
     copies = config.augment_copies if config.augment else 0
     total = sum(len(s) for s in bundle.splits.values()) + data.n_train * config.augment_copies
@@ -51,10 +54,17 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     if cache is not None and not bundle.splits:
         observer.note(f"Loader {config.loader!r} lists no files, so features are not cached on disk.")
     extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess), setup.image_size)
-    splits = {name: split_features(bundle, name, extractor, batch_size, seed=config.seed, copies=copies,
-                                   cache=cache, progress=lambda n: observer.phase_advance("extract", n))
-              for name in SPLITS}
-    counts = {n: {"extracted": f.extracted, "cached": f.cached} for n, f in splits.items() if f}
+    forward, workers = sharding.replica_forward(dist, extractor), sharding.workers_for(dist)
+    if workers is not None and not (bundle.splits and bundle.make_dataset):
+        observer.note(f"Loader {config.loader!r} lists no files it can load in parts, so every worker extracts "
+                      f"every image itself.")
+    splits, counts = {}, {}
+    for name in SPLITS:
+        splits[name] = split_features(bundle, name, extractor, batch_size, seed=config.seed, copies=copies,
+                                      cache=cache, progress=lambda n: observer.phase_advance("extract", n),
+                                      forward=forward, workers=workers)
+        if splits[name]:
+            counts[name] = sharding.record(splits[name], forward)
     seconds = time.perf_counter() - t0
     observer.phase_end("extract", seconds=seconds, counts=counts, cache_dir=str(cache.dir) if cache else None)
     if config.augment_copies and not config.augment:

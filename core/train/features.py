@@ -28,6 +28,7 @@ class SplitFeatures:
     extracted: int = 0  # images that went through the backbone in this run
     cached: int = 0  # images served from the disk cache
     seconds: float = 0.0
+    by_worker: list[int] | None = None  # images each worker extracted (multi-worker runs)
 
 
 def make_extractor(classifier, image_size):
@@ -42,11 +43,13 @@ def make_extractor(classifier, image_size):
 
 
 def extract(extractor, dataset, batch_size: int, augment=None,
-            progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+            progress: Callable[[int], None] | None = None,
+            forward: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of an unbatched ``(image, label)`` dataset, in its order.
 
     Decoding runs in parallel tf.data threads and is prefetched, so it overlaps with the
     backbone's forward pass; one traced function for every batch size avoids retracing.
+    ``forward``: the backbone spread over replicas (clf.train.sharding); default one device.
     """
     import tensorflow as tf
 
@@ -54,10 +57,10 @@ def extract(extractor, dataset, batch_size: int, augment=None,
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    forward = forward_fn(extractor)
+    forward = forward or forward_fn(extractor)
     features, labels = [], []
     for x, y in ds:
-        features.append(forward(tf.cast(x, tf.float32)).numpy())
+        features.append(np.asarray(forward(tf.cast(x, tf.float32).numpy())))
         labels.append(y.numpy())
         if progress:
             progress(len(labels[-1]))
@@ -77,12 +80,15 @@ def variants(copies: int, seed: int) -> list[tuple[str, int | None]]:
 
 def split_features(bundle, split: str, extractor, batch_size: int, *, copies: int = 0, seed: int = 0,
                    cache: FeatureCache | None = None,
-                   progress: Callable[[int], None] | None = None) -> SplitFeatures | None:
+                   progress: Callable[[int], None] | None = None, forward=None,
+                   workers=None) -> SplitFeatures | None:
     """The features of one split (``train``, ``validation`` or ``test``) of a loader bundle.
 
     With ``cache`` and a file list for the split, files are looked up by content hash and
     only the misses are decoded and extracted (all of the split if the loader cannot build a
     dataset for a subset), then stored. Without them, everything is extracted in memory.
+    With ``workers`` (clf.train.sharding.Workers) and a file list, the workers split the
+    images and exchange their features.
     """
     dataset = {"train": bundle.train, "validation": bundle.validation, "test": bundle.test}[split]
     if dataset is None:
@@ -90,30 +96,46 @@ def split_features(bundle, split: str, extractor, batch_size: int, *, copies: in
     t0 = time.perf_counter()
     files = bundle.splits[split] if split in bundle.splits else None
     use_cache = cache is not None and files is not None and len(files) > 0
-    hashes = [file_fingerprint(f) for f in files.files] if use_cache else []
+    shared = workers is not None and files is not None and len(files) > 0 and bundle.make_dataset is not None
+    hashes = [file_fingerprint(f) for f in files.files] if use_cache or shared else []
     out_features, out_labels, extracted, cached = [], [], 0, 0
+    by_worker = [0] * workers.count if shared else None
     for variant, aug_seed in variants(copies if split == "train" else 0, seed):
         augment = augmentation_layers(aug_seed) if aug_seed is not None else None
-        if not use_cache:
-            f, y = extract(extractor, dataset, batch_size, augment, progress)
-            out_features.append(f), out_labels.append(y)
-            extracted += len(y)
-            continue
-        hits, misses = cache.lookup(variant, hashes)
-        table = dict(hits)
-        if misses:
+
+        def extract_files(order: list[int]) -> np.ndarray:
+            """Features of ``files[order]``, in that order (the loader's own dataset when
+            it cannot build one for a subset: ``order`` is then every file)."""
             if bundle.make_dataset is not None:
-                subset = bundle.make_dataset([files.files[i] for i in misses], [files.labels[i] for i in misses])
-                order = misses
+                subset = bundle.make_dataset([files.files[i] for i in order], [files.labels[i] for i in order])
             else:
-                subset, order = dataset, list(range(len(files)))
-            f, _ = extract(extractor, subset, batch_size, augment, progress)
+                subset = dataset
+            f, _ = extract(extractor, subset, batch_size, augment, progress, forward)
             if len(f) != len(order):
                 raise DataError(
                     f"The {split} dataset yielded {len(f)} images but its file list has "
                     f"{len(order)}; expected one image per listed file. Fix the loader's "
                     f"file list or pass --no-cache."
                 )
+            return f
+
+        if shared:
+            width = int(extractor.output_shape[-1])
+            f, counts, hit = workers.exchange(split, variant, hashes, cache, width, extract_files, progress)
+            by_worker = [a + b for a, b in zip(by_worker, counts)]
+            out_features.append(f), out_labels.append(np.asarray(files.labels, np.int32))
+            extracted, cached = extracted + sum(counts), cached + hit
+            continue
+        if not use_cache:
+            f, y = extract(extractor, dataset, batch_size, augment, progress, forward)
+            out_features.append(f), out_labels.append(y)
+            extracted += len(y)
+            continue
+        hits, misses = cache.lookup(variant, hashes)
+        table = dict(hits)
+        if misses:
+            order = misses if bundle.make_dataset is not None else list(range(len(files)))
+            f = extract_files(order)
             cache.store(variant, [hashes[i] for i in order], f)
             table.update(zip(order, f))
             extracted += len(order)
@@ -123,7 +145,7 @@ def split_features(bundle, split: str, extractor, batch_size: int, *, copies: in
         out_features.append(np.stack([table[i] for i in range(len(files))]).astype(np.float32))
         out_labels.append(np.asarray(files.labels, np.int32))
     return SplitFeatures(np.concatenate(out_features), np.concatenate(out_labels), extracted, cached,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, by_worker)
 
 
 def make_standardizer(train_features: np.ndarray):
