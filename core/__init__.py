@@ -27,6 +27,7 @@ _LAZY = {
     "Prediction": "artifacts.predict", "Predictor": "artifacts.predict",
     "KerasPredictor": "artifacts.predict", "collect_images": "artifacts.predict",
     "load_predictor": "artifacts.predict", "predict_files": "artifacts.predict",
+    "merge_predictions": "artifacts.shards", "shard_files": "artifacts.shards", "parse_shard": "artifacts.shards",
     "PluginHost": "host.manager", "get_host": "host.manager",
     # errors
     "ClfError": "errors", "ConfigError": "errors", "DataError": "errors", "ExportError": "errors",

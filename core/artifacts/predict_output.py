@@ -27,28 +27,33 @@ def choose_format(fmt: str | None, output: str | None) -> str:
     return fmt
 
 
-def to_records(results, class_names: Sequence[str], k: int) -> list[dict]:
+def to_records(results, class_names: Sequence[str], k: int, columns: dict[str, list] | None = None) -> list[dict]:
+    """``columns``: extra values per row, after the others (``clf predict --shard``'s index)."""
+    columns = columns or {}
     return [{"path": r.path, "error": r.error,
-             "top": [{"class": n, "probability": p} for n, p in r.top(class_names, k)] if r.error is None else []}
-            for r in results]
+             "top": [{"class": n, "probability": p} for n, p in r.top(class_names, k)] if r.error is None else [],
+             **{name: values[i] for name, values in columns.items()}}
+            for i, r in enumerate(results)]
 
 
-def to_json(results, class_names: Sequence[str], k: int) -> str:
-    return json.dumps(to_records(results, class_names, k), indent=2) + "\n"
+def to_json(results, class_names: Sequence[str], k: int, columns: dict[str, list] | None = None) -> str:
+    return json.dumps(to_records(results, class_names, k, columns), indent=2) + "\n"
 
 
-def to_csv(results, class_names: Sequence[str], k: int) -> str:
-    """One row per image: path, class_1, probability_1, ... class_k, probability_k, error."""
+def to_csv(results, class_names: Sequence[str], k: int, columns: dict[str, list] | None = None) -> str:
+    """One row per image: path, class_1, probability_1, ... class_k, probability_k, error,
+    then any extra ``columns``."""
+    columns = columns or {}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     header = ["path"]
     for i in range(1, k + 1):
         header += [f"class_{i}", f"probability_{i}"]
-    writer.writerow(header + ["error"])
-    for r in results:
+    writer.writerow(header + ["error", *columns])
+    for n, r in enumerate(results):
         row = [r.path]
         top = r.top(class_names, k) if r.error is None else []
         for i in range(k):
             row += [top[i][0], f"{top[i][1]:.6f}"] if i < len(top) else ["", ""]
-        writer.writerow(row + [r.error or ""])
+        writer.writerow(row + [r.error or ""] + [values[n] for values in columns.values()])
     return buf.getvalue()

@@ -29,22 +29,25 @@ def predict(
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv or json; default: from --output's suffix, else table."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal."),
     as_json: bool = typer.Option(False, "--json", help="Shortcut for --format json."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: predict only part K (0-based) of N, as CSV or JSON with each file's position; join the parts with clf merge-predictions."),
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Predict class names and probabilities, using the class names saved with the model."""
     from clf.artifacts.predict import collect_images, load_predictor, predict_files
     from clf.artifacts.predict_output import choose_format, to_csv, to_json
+    from clf.artifacts.shards import parse_shard, shard_files
     from clf.cli.render import make_observer
 
     try:
         chosen = choose_format("json" if as_json else fmt, output)
+        part = parse_shard(shard, chosen) if shard else None
     except ClfError as exc:
         _fail(exc)
     # A progress bar on a terminal only; csv/json output stays clean.
     observer = make_observer(out, "auto", quiet=chosen != "table")
     try:
         predictor = load_predictor(model, _host(plugin))
-        files = collect_images(paths)
+        files, columns = shard_files(collect_images(paths), part)
         observer.phase_start("predict", total=len(files), unit="image")
         results = predict_files(predictor, files, batch_size,
                                 progress=lambda n: observer.phase_advance("predict", n))
@@ -66,7 +69,7 @@ def predict(
             table.add_row(r.path, "\n".join(n for n, _ in top), "\n".join(f"{p:.4f}" for _, p in top))
         text = None
     else:
-        text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k)
+        text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k, columns)
     if output:
         try:
             with open(output, "w", encoding="utf-8", newline="") as fh:

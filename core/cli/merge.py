@@ -1,0 +1,44 @@
+"""``clf merge-predictions``: join the parts of a sharded ``clf predict --shard K/N``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from clf.cli.app import _fail, app, err
+from clf.errors import ClfError, UsageError
+
+
+@app.command("merge-predictions")
+def merge_predictions(
+    parts: List[str] = typer.Argument(..., help="The CSV or JSON files written by clf predict --shard K/N, all N of them."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of standard output."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
+):
+    """Join prediction parts into exactly the file one unsharded clf predict writes."""
+    from clf.artifacts.shards import merge_predictions as merge
+    from clf.files import write_text
+
+    try:
+        if output and Path(output).exists() and not overwrite:
+            raise UsageError(f"--output {output!r} already exists; expected a new file so nothing is overwritten "
+                             f"by accident. Pass --overwrite to replace it, or another --output.")
+        fmt, text = merge(parts)
+        suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+        if suffix in ("csv", "json") and suffix != fmt:
+            raise UsageError(f"--output {output!r} ends in .{suffix} but the parts are {fmt}; pass an --output "
+                             f"ending in .{fmt}.")
+    except ClfError as exc:
+        _fail(exc)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        write_text(Path(output), text)
+    except OSError as exc:
+        err.print(f"[bold red]Error:[/] cannot write --output {output!r}: {exc.strerror}; expected a writable "
+                  f"file path. Pass another --output.", highlight=False)
+        raise typer.Exit(2)
+    err.print(f"merged {len(parts)} part(s) into {output}", highlight=False)
