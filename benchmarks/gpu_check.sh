@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One short, self-contained check of clf on a machine with an NVIDIA GPU (under 5 minutes).
+# One short, self-contained check of clf on a machine with an NVIDIA GPU (about 5 minutes).
 #
 #   bash benchmarks/gpu_check.sh [REPO_DIR]
 #
@@ -12,7 +12,8 @@
 #   - clf itself from REPO_DIR, without build isolation.
 # Then prints, for vgg16 at 224x224 on generated images, float32 vs mixed_float16:
 # raw backbone forward, clf extraction and clf training throughput (images/s) and their
-# ratios (benchmarks/gpu_throughput.py explains each number).
+# ratios (benchmarks/gpu_throughput.py explains each number); then clf's extraction img/s on
+# one GPU and split over every local GPU (benchmarks/extraction_scaling.py replicas).
 set -euo pipefail
 
 REPO="$(cd "${1:-$(dirname "$0")/..}" && pwd)"
@@ -57,4 +58,6 @@ cd "$(mktemp -d)"  # clf.run writes nothing outside its temp folders, but keep t
 timeout 270 "$VENV/bin/python" "$REPO/benchmarks/gpu_throughput.py" \
     --backbone vgg16 --size 224 --images 512 --batch 64 --epochs 3 --repeats 10 \
     --precisions float32,mixed_float16
+timeout 150 "$VENV/bin/python" "$REPO/benchmarks/extraction_scaling.py" replicas \
+    --backbone vgg16 --size 224 --images 512 --batch 64 --repeats 3
 echo "== done in $(( $(date +%s) - start ))s"
