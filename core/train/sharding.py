@@ -8,18 +8,19 @@ Extraction is most of a run with a frozen backbone, so this is where added hardw
   every batch through TensorFlow's own ``strategy.run`` and concatenates the replicas'
   outputs in replica order, so rows come back in the batch's order.
 - **Workers** (``--strategy multiworker``): :class:`Workers` splits each split's images
-  between the workers and exchanges the features with two all-gathers over the strategy's
+  between the workers and exchanges the features with all-gathers over the strategy's
   collectives (the head then trains on identical features on every worker). Only the chief
   reads and writes the disk cache, as before:
 
-  1. every worker hashes its file list (the cache key); the chief looks the hashes up in
-     its cache. One all-gather carries each worker's rank, a fingerprint of its file list
-     (a worker that sees other files is an error, not a silently wrong model) and the
-     chief's hit mask, so every worker knows which images still need the backbone;
+  1. every worker hashes its file list (the cache key). A first all-gather carries each
+     worker's rank and a fingerprint of its file list (a worker that sees other files is
+     an error, not a silently wrong model); the chief looks the hashes up in its cache and
+     a second one carries its hit mask, so every worker knows which images still need
+     the backbone;
   2. those images are sorted by content hash and dealt round-robin (:func:`assign`): the
      assignment depends on the files' contents, not on their order, and the shares differ
      by one image at most; every worker computes every share itself;
-  3. each worker extracts its share; a second all-gather (each share padded to the largest,
+  3. each worker extracts its share; a third all-gather (each share padded to the largest,
      so every contribution has one shape) gives every worker all rows, which it puts back
      in file order. The chief's contribution also carries the cache hits; it then stores
      the newly extracted features in its cache.
@@ -139,8 +140,6 @@ def _fingerprint(hashes: Sequence[str], split: str, variant: str) -> np.ndarray:
 class Workers:
     """This process's place among the workers of a multi-worker run, and the exchange."""
 
-    HEADER = 5  # rank, then four fingerprint words, then the hit mask
-
     def __init__(self, strategy):
         import tensorflow as tf
 
@@ -176,14 +175,18 @@ class Workers:
         images served from the cache)``.
         """
         n = len(hashes)
+        # First every worker's rank and file-list fingerprint (one shape whatever the files),
+        # so that workers seeing different files stop with a clear error on every worker.
+        header = np.concatenate([[float(self.rank)], _fingerprint(hashes, split, variant)])[None]
+        blank = np.concatenate([[-1.0], np.zeros(header.shape[1] - 1)])[None]
+        position = self._positions(self._gather(header.astype(np.float32), blank.astype(np.float32)),
+                                   header[0, 1:], split)
+        # Then the chief's cache hits, as a mask every worker reads from the chief's row.
         hits = cache.lookup(variant, hashes)[0] if cache is not None and self.rank == 0 else {}
-        mask = np.zeros(n, np.float32)
-        mask[list(hits)] = 1.0
-        header = np.concatenate([[float(self.rank)], _fingerprint(hashes, split, variant), mask])[None]
-        blank = np.concatenate([[-1.0], np.zeros(header.shape[1] - 1)])[None].astype(np.float32)
-        headers = self._gather(header.astype(np.float32), blank)
-        position = self._positions(headers, header[0, 1:self.HEADER], split)
-        hit_rows = [int(i) for i in np.flatnonzero(headers[position[0], self.HEADER:] > 0.5)]
+        mask = np.zeros((1, n), np.float32)
+        mask[0, list(hits)] = 1.0
+        masks = self._gather(mask, np.zeros_like(mask))
+        hit_rows = [int(i) for i in np.flatnonzero(masks[position[0]] > 0.5)]
         hit_set = set(hit_rows)
         shares = assign(hashes, [i for i in range(n) if i not in hit_set], self.count)
         # Rows each rank contributes: the chief's carry the cache hits first.
@@ -218,7 +221,7 @@ class Workers:
                 f"Expected one extraction contribution from each of the {self.count} workers, got ranks "
                 f"{sorted(position)}; TF_CONFIG must list the same cluster on every worker. Fix TF_CONFIG."
             )
-        differ = [r for r, p in position.items() if not np.array_equal(headers[p, 1:self.HEADER], fingerprint)]
+        differ = [r for r, p in position.items() if not np.array_equal(headers[p, 1:], fingerprint)]
         if differ:
             raise DataError(
                 f"The workers see different files in the {split} split (workers {differ} differ from "
