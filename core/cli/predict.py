@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import List, Optional
 
@@ -17,6 +18,7 @@ from clf.cli.app import (
 )
 from clf.errors import ClfError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -27,17 +29,19 @@ def predict(
     top_k: int = typer.Option(1, "--top-k", min=1, help="Classes to show per image."),
     batch_size: int = typer.Option(32, help="Images per batch."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv or json; default: from --output's suffix, else table."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal (never over a run's files)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
     as_json: bool = typer.Option(False, "--json", help="Shortcut for --format json."),
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Predict class names and probabilities, using the class names saved with the model."""
     from clf.artifacts.predict import collect_images, load_predictor, predict_files
-    from clf.artifacts.predict_output import choose_format, to_csv, to_json
+    from clf.artifacts.predict_output import check_output_file, choose_format, to_csv, to_json, write_output
     from clf.cli.render import make_observer
 
     try:
         chosen = choose_format("json" if as_json else fmt, output)
+        target = check_output_file(output, overwrite) if output else None  # before any slow work
     except ClfError as exc:
         _fail(exc)
     # A progress bar on a terminal only; csv/json output stays clean.
@@ -67,18 +71,19 @@ def predict(
         text = None
     else:
         text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k)
-    if output:
+    if target is not None:
+        if text is None:
+            buf = io.StringIO()
+            Console(file=buf, width=120, no_color=True, emoji=False).print(table)
+            text = buf.getvalue()
         try:
-            with open(output, "w", encoding="utf-8", newline="") as fh:
-                if text is None:
-                    Console(file=fh, width=120, no_color=True).print(table)
-                else:
-                    fh.write(text)
+            write_output(target, text)
         except OSError as exc:
-            err.print(f"[bold red]Error:[/] cannot write --output {output!r}: {exc.strerror}; expected a "
-                      f"writable file path. Pass another --output.", highlight=False)
+            err.print(f"[bold red]Error:[/] cannot write --output {escape(repr(output))}: "
+                      f"{escape(exc.strerror or str(exc))}; expected a writable file path. Pass another "
+                      f"--output.", highlight=False)
             raise typer.Exit(2)
-        err.print(f"wrote {len(results)} predictions to {output}", highlight=False)
+        err.print(f"wrote {len(results)} predictions to {escape(output)}", highlight=False)
     elif text is None:
         out.print(table)
     else:

@@ -124,7 +124,11 @@ def build_manifest(*, config, class_names: list[str], counts: dict, splits: Mapp
 
 def write_config(run_dir: Path, config) -> Path:
     from clf.configfile import config_to_toml
+    from clf.data.guardrails import claim_run_dir
 
+    # The first write into every run folder (new or resumed): the .clf-run marker goes in
+    # before anything else, so only folders clf made are ever replaced by --force.
+    claim_run_dir(run_dir)
     return write_atomic(Path(run_dir) / "config.toml", config_to_toml(config))
 
 
