@@ -149,17 +149,26 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     number of files done after each batch (for a progress bar)."""
     import tensorflow as tf
 
+    from clf.data.filecheck import as_tf_path, display_path, image_problem
     from clf.data.images import decode_image
 
     size = predictor.decode_size
-    results = [Prediction(str(f)) for f in files]
-    if not files:
+    results = [Prediction(display_path(f)) for f in files]
+    # Each file is looked at before TensorFlow reads it: a link to /dev/zero, a FIFO, a
+    # 6 GB file or a 20000x20000 PNG gets its reason and is never read or decoded.
+    for r, f in zip(results, files):
+        r.error = image_problem(f)
+    readable = [i for i, r in enumerate(results) if r.error is None]
+    if progress is not None and len(readable) < len(files):
+        progress(len(files) - len(readable))
+    if not readable:
         return results
 
     def load(index, path):
         return index, decode_image(tf.io.read_file(path), size)
 
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(files)), [str(f) for f in files]))
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(readable, np.int64),
+                                             [as_tf_path(files[i]) for i in readable]))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     # ignore_errors drops undecodable files; their index never comes back, which is how we
     # know which ones failed without giving up batching.
@@ -172,9 +181,9 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
             seen.add(i)
         if progress is not None:
             progress(len(indices))
-    for i, r in enumerate(results):
+    for i in readable:
         if i not in seen:
-            r.error = _why_unreadable(Path(r.path))
+            results[i].error = _why_unreadable(Path(files[i]))
     return results
 
 

@@ -218,10 +218,15 @@ def load_images(files: Sequence[str | Path], image_size) -> np.ndarray:
     """Decode image files as the engine does (float32 RGB 0-255 at ``image_size``)."""
     import tensorflow as tf
 
+    from clf.data.filecheck import as_tf_path, display_path, image_problem
     from clf.data.images import ImageSize, decode_image
 
     size = ImageSize(image_size)
-    out = [decode_image(tf.io.read_file(str(f)), size).numpy() for f in files]
+    for f in files:
+        problem = image_problem(f)
+        if problem:
+            raise DataError(f"Cannot verify on {display_path(f)!r}: {problem}. Pass --data with other images.")
+    out = [decode_image(tf.io.read_file(as_tf_path(f)), size).numpy() for f in files]
     return np.stack(out).astype(np.float32) if out else np.zeros((0, *size, 3), np.float32)
 
 

@@ -86,7 +86,8 @@ def dataset_fingerprint(splits: Mapping[str, Any], data_root: str) -> dict[str, 
     )
     digest = hashlib.sha256()
     for entry in entries:
-        digest.update("\t".join(map(str, entry)).encode() + b"\n")
+        # surrogateescape: a file name that is not UTF-8 hashes as its own bytes
+        digest.update("\t".join(map(str, entry)).encode("utf-8", "surrogateescape") + b"\n")
     return {"sha256": digest.hexdigest(), "files": len(entries),
             "method": "sha256 of sorted 'split<TAB>relative path<TAB>label<TAB>file sha256' lines"}
 
