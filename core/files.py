@@ -65,3 +65,38 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_json(path: Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def sha256_path(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes; of a folder (a SavedModel), over its files' relative names
+    and contents in sorted order, so any changed, added or removed file changes it."""
+    import hashlib
+
+    path = Path(path)
+
+    def of_file(p: Path) -> str:
+        digest = hashlib.sha256()
+        with open(p, "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
+        return digest.hexdigest()
+
+    if not path.is_dir():
+        return of_file(path)
+    digest = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if not q.is_dir()):
+        name = p.relative_to(path).as_posix().encode("utf-8", "surrogateescape")
+        digest.update(name + b"\0" + of_file(p).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the filesystem holding ``path`` (its nearest existing folder).
+
+    The one probe every free-space check goes through, so tests can simulate a full disk."""
+    import shutil
+
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free

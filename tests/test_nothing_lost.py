@@ -285,3 +285,147 @@ def test_c13_image_size_has_an_upper_bound(image_folder):
         clf.RunConfig(image_size=100000)
     res = runner.invoke(app, ["run", "--data", str(image_folder), "--image-size", "100000", "--weights", "none"])
     assert res.exit_code == 2 and "at most 2048" in res.output
+
+
+# -- 10. labels.json is validated when loaded -------------------------------------------------
+
+def _bundle_with(trained, tmp_path, name: str, change) -> Path:
+    """A copy of the trained bundle whose labels.json went through ``change(labels)``."""
+    import shutil
+
+    folder = tmp_path / name
+    folder.mkdir()
+    for f in ("model.h5", "model.weights.h5", "model.tflite"):
+        shutil.copy(trained[0] / f, folder / f)
+    labels = json.loads((trained[0] / "labels.json").read_text())
+    change(labels)
+    (folder / "labels.json").write_text(json.dumps(labels))
+    return folder
+
+
+MALFORMED = {
+    "names_a_string": (lambda d: d.update(class_names="ant,bee,cat"), "class_names is 'ant,bee,cat'"),
+    "names_numbers": (lambda d: d.update(class_names=[1, 2, 3]), "class_names[0] is 1"),
+    "names_twice": (lambda d: d.update(class_names=["ant", "ant", "cat"]), "distinct names"),
+    "size_text": (lambda d: d.update(input_size="32"), "input_size is '32'"),
+    "size_zero": (lambda d: d.update(input_size=[0, 32]), "input_size is [0, 32]"),
+    "size_huge": (lambda d: d.update(input_size=[100000, 100000]), "two integers from 1 to 2048"),
+    "resize_list": (lambda d: d.update(resize=[1]), "resize is [1]"),
+    "crop_nan": (lambda d: d["resize"].update(center_crop=float("nan")), "resize.center_crop is nan"),
+    "crop_text": (lambda d: d["resize"].update(center_crop="nan"), "resize.center_crop is 'nan'"),
+    "artifacts_list": (lambda d: d.update(artifacts=["model.h5"]), "artifacts is ['model.h5']"),
+    "artifact_elsewhere": (lambda d: d["artifacts"].update(h5=["/tmp/other/model.h5"]), "no absolute paths"),
+    "artifact_up": (lambda d: d["artifacts"].update(h5=["../model.h5"]), "no folders"),
+    "sha_bad": (lambda d: d["sha256"].update({"model.h5": 5}), "sha256['model.h5'] is 5"),
+    "not_an_object": (lambda d: (d.clear(), d.update({"class_names": {"0": "ant"}})), "class_names is {'0': 'ant'}"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_c10_a_malformed_labels_json_is_a_clear_error(trained, tmp_path, case):
+    change, expected = MALFORMED[case]
+    folder = _bundle_with(trained, tmp_path, case, change)
+    res = runner.invoke(app, ["predict", str(folder), str(trained[1] / "ant"), "--json"])
+    assert res.exit_code == 1, res.output
+    assert "is not a valid clf label record" in res.output and expected in res.output, res.output
+    assert "Traceback" not in res.output and isinstance(res.exception, SystemExit)
+
+
+@pytest.mark.parametrize("names", [["ant"], ["ant", "bee"], ["a", "b", "c", "d", "e"]])
+def test_c10_class_count_must_equal_the_models_outputs(trained, tmp_path, names):
+    folder = _bundle_with(trained, tmp_path, f"n{len(names)}", lambda d: d.update(class_names=names))
+    for model in (folder, folder / "model.tflite"):
+        res = runner.invoke(app, ["predict", str(model), str(trained[1] / "ant")])
+        assert res.exit_code == 1 and f"lists {len(names)} class name(s)" in res.output, res.output
+        assert "outputs 3 score(s)" in res.output
+    res = runner.invoke(app, ["evaluate", str(folder), "--data", str(trained[1])])
+    assert res.exit_code == 1 and "outputs 3 score(s)" in res.output and "reshape" not in res.output
+
+
+# -- 11, 12. Artifacts are checked against the sha256 recorded at export -----------------------
+
+FLIPPED = """
+import clf
+bad = 0
+for folder in sys.argv[1:]:
+    try:
+        clf.load_predictor(folder + "/model.tflite")
+    except clf.ModelError as exc:
+        bad += "changed since it was exported" in str(exc)
+print(bad)
+"""
+
+
+def test_c11_bit_flipped_tflite_files_never_reach_the_interpreter(trained, tmp_path):
+    """Ten copies with one random byte flipped each (3 of 10 segfaulted the interpreter
+    before): all refused by their sha256, in a child so a crash fails only this test."""
+    original = (trained[0] / "model.tflite").read_bytes()
+    rng = np.random.default_rng(13)
+    folders = []
+    for k in range(10):
+        folder = _bundle_with(trained, tmp_path, f"flip{k}", lambda d: None)
+        data = bytearray(original)
+        at = int(rng.integers(0, len(data)))
+        data[at] ^= 1 << int(rng.integers(0, 8))
+        (folder / "model.tflite").write_bytes(bytes(data))
+        folders.append(str(folder))
+    res = subprocess.run([sys.executable, "-c", "import sys\n" + FLIPPED, *folders], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "10"
+    one = runner.invoke(app, ["predict", folders[0] + "/model.tflite", str(trained[1] / "ant")])
+    assert one.exit_code == 1 and "changed since it was exported" in one.output and "--trust-artifact" in one.output
+
+
+def test_c11_a_model_without_a_recorded_sha256_needs_trust(trained, tmp_path):
+    folder = _bundle_with(trained, tmp_path, "nosha", lambda d: d.pop("sha256"))
+    res = runner.invoke(app, ["predict", str(folder), str(trained[1] / "ant")])
+    assert res.exit_code == 1 and "no sha256 recorded" in res.output
+    res = runner.invoke(app, ["predict", str(folder), str(trained[1] / "ant"), "--trust-artifact"])
+    assert res.exit_code == 0, res.output
+
+
+def _file_writing_savedmodel(path: Path, marker: Path) -> None:
+    """A SavedModel whose serving graph writes ``marker`` each time it runs."""
+    import tensorflow as tf
+
+    class Writes(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, SMALL_SIZE, SMALL_SIZE, 3], tf.float32, name="image")])
+        def serve(self, image):
+            tf.io.write_file(str(marker), "written by the model")
+            return {"probabilities": tf.fill([tf.shape(image)[0], 3], 1 / 3)}
+
+    module = Writes()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+
+def test_c12_a_savedmodel_that_writes_files_is_not_run_unless_trusted(trained, tmp_path):
+    marker = tmp_path / "written_by_the_model.txt"
+    folder = _bundle_with(trained, tmp_path, "swapped", lambda d: (
+        d["artifacts"].update(savedmodel=["saved_model"]), d["sha256"].update(saved_model="0" * 64)))
+    _file_writing_savedmodel(folder / "saved_model", marker)
+    res = runner.invoke(app, ["predict", str(folder / "saved_model"), str(trained[1] / "ant")])
+    assert res.exit_code == 1 and "changed since it was exported" in res.output
+    assert not marker.exists()
+    # --trust-artifact runs it, and its graph does what it says: models are programs.
+    res = runner.invoke(app, ["predict", str(folder / "saved_model"), str(trained[1] / "ant"), "--trust-artifact"])
+    assert res.exit_code == 0, res.output
+    assert marker.read_text() == "written by the model"
+
+
+# -- 16. Smaller things --------------------------------------------------------------------------
+
+def test_c16_random_bytes_in_a_keras_file_are_named_as_such(trained, tmp_path):
+    from clf.files import sha256_path
+
+    junk = os.urandom(5000)
+
+    def keras_junk(d):
+        d["artifacts"] = {"keras": ["model.keras"]}
+        d["sha256"] = {"model.keras": __import__("hashlib").sha256(junk).hexdigest()}
+
+    folder = _bundle_with(trained, tmp_path, "junk", keras_junk)
+    (folder / "model.keras").write_bytes(junk)
+    assert sha256_path(folder / "model.keras") == json.loads((folder / "labels.json").read_text())["sha256"]["model.keras"]
+    res = runner.invoke(app, ["predict", str(folder), str(trained[1] / "ant")])
+    assert res.exit_code == 1 and "not a zip archive" in res.output and "File not found" not in res.output

@@ -10,6 +10,7 @@ import numpy as np
 
 from clf.errors import ClfError, ConfigError, ExportError, VerificationError
 from clf.events import Observer
+from clf.artifacts.integrity import record_digests
 from clf.artifacts.labels import write_labels
 from clf.artifacts.verify import MAX_IMAGES, VerificationReport, verify_exports, write_report
 
@@ -85,6 +86,8 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         artifacts[exporter.name] = files
         observer.phase_advance("export")
     metadata["artifacts"] = {name: [f.name for f in files] for name, files in artifacts.items()}
+    # Recorded now, checked before every later open (clf.artifacts.integrity).
+    metadata["sha256"] = record_digests(f for files in artifacts.values() for f in files)
     if config.quantize != "none":
         metadata["quantization"] = {e.name: config.quantize for e in exporters if "quantize" in e.options}
 
@@ -101,7 +104,8 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         write_report(run_dir, report)
         metadata["verification"] = report.summary()
         for failed in report.failed:  # renamed to *.failed: no longer listed as usable
-            metadata["artifacts"].pop(failed.exporter, None)
+            for name in metadata["artifacts"].pop(failed.exporter, []):
+                metadata["sha256"].pop(name, None)
         observer.phase_end("verify", passed=not report.failed, source=report.source,
                            results=[r.to_dict() for r in report.results.values()],
                            lines=[("ok " if r.passed else "FAILED ") + r.describe() for r in report.results.values()])

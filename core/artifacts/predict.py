@@ -42,6 +42,12 @@ class Predictor:
         """``images``: float32 RGB 0-255 ``[n, h, w, 3]`` -> probabilities ``[n, classes]``."""
         raise NotImplementedError
 
+    def output_width(self) -> int:
+        """How many class scores the model outputs (by default: one black image through it;
+        runtimes that know their output shape say so without running)."""
+        h, w = self.input_size
+        return int(np.asarray(self.predict_batch(np.zeros((1, h, w, 3), np.float32))).shape[-1])
+
 
 class KerasPredictor(Predictor):
     runtime = "keras"
@@ -52,6 +58,7 @@ class KerasPredictor(Predictor):
 
         from clf.data import preprocessing  # noqa: F401  registers the Preprocess layer
 
+        _check_keras_container(Path(path))
         try:
             self.model = keras.models.load_model(str(path), compile=False)
         except Exception as exc:
@@ -65,6 +72,26 @@ class KerasPredictor(Predictor):
         from clf.train.forward import predict
 
         return predict(self.model, images)
+
+    def output_width(self) -> int:
+        return int(self.model.output_shape[-1])
+
+
+def _check_keras_container(path: Path) -> None:
+    """A .keras file is a zip archive and a .h5 file HDF5: anything else is named as such
+    (Keras itself reports random bytes in a .keras file as 'File not found')."""
+    import zipfile
+
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelError(f"{str(path)!r} is not a Keras .keras file: it is not a zip archive "
+                         f"(damaged or not a model). Expected a model.keras saved by clf; re-export it.")
+    if path.is_file() and suffix in (".h5", ".hdf5"):
+        import h5py
+
+        if not h5py.is_hdf5(str(path)):
+            raise ModelError(f"{str(path)!r} is not a Keras .h5 file: it is not HDF5 (damaged or not a "
+                             f"model). Expected a model.h5 saved by clf; re-export it.")
 
 
 def resolve_artifact(artifact: str | Path) -> tuple[Path, str | None, list[str]]:
@@ -102,8 +129,13 @@ def resolve_artifact(artifact: str | Path) -> tuple[Path, str | None, list[str]]
     return folder, name, files
 
 
-def load_predictor(artifact: str | Path, host=None) -> Predictor:
-    """Open a clf artifact (a bundle folder, or a model file or folder inside one)."""
+def load_predictor(artifact: str | Path, host=None, *, trust: bool = False) -> Predictor:
+    """Open a clf artifact (a bundle folder, or a model file or folder inside one).
+
+    Its labels.json is validated, the artifact's sha256 is checked against the one recorded
+    at export before any runtime opens it (``trust=True``: opened anyway), and the model's
+    output width must equal the number of class names."""
+    from clf.artifacts.integrity import check_artifact
     from clf.host.manager import get_host
 
     folder, exporter_name, files = resolve_artifact(artifact)
@@ -115,7 +147,20 @@ def load_predictor(artifact: str | Path, host=None) -> Predictor:
             f"artifacts for prediction; expected it to register a 'load' function. Use another "
             f"export format for predict."
         )
-    return exporter.load(folder / files[0], labels)
+    path = folder / files[0]
+    if not path.exists():
+        raise ModelError(f"{str(path)!r}, listed in {str(folder / LABELS_FILE)!r}, does not exist; "
+                         f"expected the exported model beside it. Re-export the model.")
+    check_artifact(path, labels, trust)
+    predictor = exporter.load(path, labels)
+    width = predictor.output_width()
+    if width != len(predictor.class_names):
+        raise ModelError(
+            f"{str(folder / LABELS_FILE)!r} lists {len(predictor.class_names)} class name(s) but "
+            f"{str(path)!r} outputs {width} score(s); expected one name per output, in output order. "
+            f"Re-export the model or fix 'class_names'."
+        )
+    return predictor
 
 
 @dataclass

@@ -231,7 +231,8 @@ def load_images(files: Sequence[str | Path], image_size) -> np.ndarray:
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
-                    reference: str | Path | None = None, host=None) -> VerificationReport:
+                    reference: str | Path | None = None, host=None,
+                    trust_artifact: bool = False) -> VerificationReport:
     """``clf verify``: reopen ``artifact`` and compare it with the bundle's Keras model.
 
     ``reference`` defaults to the bundle's ``.keras`` (else ``.h5``) model; ``data`` to the
@@ -244,9 +245,9 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     artifact = Path(artifact)
     folder, exporter_name, _ = resolve_artifact(artifact)
     labels = read_labels(folder)
-    predictor = load_predictor(artifact, host)
+    predictor = load_predictor(artifact, host, trust=trust_artifact)
     ref_path = Path(reference) if reference else _reference_in(folder, labels)
-    ref = load_predictor(ref_path, host)
+    ref = load_predictor(ref_path, host, trust=trust_artifact)
     if data:
         files = [str(f) for f in collect_images(data)]
         source = "--data"

@@ -21,6 +21,8 @@ out = Console()
 err = Console(stderr=True)
 
 PluginOpt = typer.Option(None, "--plugin", "-p", help="Extra plugin: module name or .py file (repeatable).")
+TrustOpt = typer.Option(False, "--trust-artifact", help="Open the model even if its sha256 is not the one "
+                        "recorded at export (models run native code: only for files you trust).")
 
 # Set by the app callback for the one command being run: --strict-plugins.
 _options = {"strict_plugins": None}

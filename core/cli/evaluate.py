@@ -8,6 +8,7 @@ import typer
 from clf.cli.app import (
     LogFormatOpt,
     PluginOpt,
+    TrustOpt,
     QuietOpt,
     _close,
     _fail,
@@ -29,6 +30,7 @@ def evaluate(
     batch_size: int = typer.Option(32, help="Images per batch."),
     assert_accuracy_at_least: Optional[float] = typer.Option(
         None, "--assert-accuracy-at-least", min=0.0, max=1.0, help="Exit 1 when accuracy is below this (a CI gate)."),
+    trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
@@ -39,7 +41,7 @@ def evaluate(
     observer = _observer(log_format, quiet)
     try:
         result = evaluate_folder(model, data, output=output, batch_size=batch_size, host=_host(plugin),
-                                 observer=observer)
+                                 observer=observer, trust_artifact=trust_artifact)
     except ClfError as exc:
         _close(observer)
         _fail(exc)
@@ -64,13 +66,15 @@ def verify(
     artifact: str = typer.Argument(..., help="An exported artifact (model.keras, saved_model, *.tflite, model.onnx, ...)."),
     data: Optional[List[str]] = typer.Option(None, "--data", help="Held-out images (files or folders); default: those recorded at export."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Keras model to compare with; default: the bundle's .keras or .h5."),
+    trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Reopen an artifact in its own runtime and compare it with the bundle's Keras model."""
     from clf.artifacts.verify import verify_artifact
 
     try:
-        report = verify_artifact(artifact, data=data, reference=reference, host=_host(plugin))
+        report = verify_artifact(artifact, data=data, reference=reference, host=_host(plugin),
+                                 trust_artifact=trust_artifact)
     except ClfError as exc:
         _fail(exc)
     for r in report.results.values():

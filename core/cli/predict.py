@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 from clf.cli.app import (
     PluginOpt,
+    TrustOpt,
     _close,
     _fail,
     _host,
@@ -32,6 +33,7 @@ def predict(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal (never over a run's files)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
     as_json: bool = typer.Option(False, "--json", help="Shortcut for --format json."),
+    trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Predict class names and probabilities, using the class names saved with the model."""
@@ -47,7 +49,7 @@ def predict(
     # A progress bar on a terminal only; csv/json output stays clean.
     observer = make_observer(out, "auto", quiet=chosen != "table")
     try:
-        predictor = load_predictor(model, _host(plugin))
+        predictor = load_predictor(model, _host(plugin), trust=trust_artifact)
         files = collect_images(paths)
         observer.phase_start("predict", total=len(files), unit="image")
         results = predict_files(predictor, files, batch_size,
