@@ -429,3 +429,216 @@ def test_c16_random_bytes_in_a_keras_file_are_named_as_such(trained, tmp_path):
     assert sha256_path(folder / "model.keras") == json.loads((folder / "labels.json").read_text())["sha256"]["model.keras"]
     res = runner.invoke(app, ["predict", str(folder), str(trained[1] / "ant")])
     assert res.exit_code == 1 and "not a zip archive" in res.output and "File not found" not in res.output
+
+
+# -- 5, 6. The feature cache: damaged shards and unusable folders -----------------------------
+
+from test_features import extraction  # noqa: E402,F401  (the fixture: bundle, extractor, cache)
+
+
+def _damage(shard: Path, how: str) -> None:
+    data = bytearray(shard.read_bytes())
+    if how == "truncated":
+        shard.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "bit_flipped":
+        data[len(data) // 2] ^= 0x10
+        shard.write_bytes(bytes(data))
+    else:  # a valid .npz under the same name, with other features in it
+        import io
+
+        with np.load(io.BytesIO(bytes(data))) as npz:
+            hashes, features = npz["hashes"], npz["features"]
+        buf = io.BytesIO()
+        np.savez(buf, hashes=hashes, features=np.zeros_like(features))
+        shard.write_bytes(buf.getvalue())
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit_flipped", "valid_but_other_features"])
+def test_c05_a_damaged_shard_is_a_miss_moved_aside_and_reported_once(extraction, how):
+    from clf.train.features import split_features
+
+    _, load, extractor, cache = extraction
+    cold = split_features(load(), "train", extractor, 4, cache=cache())
+    (shard,) = cache().dir.glob("clean-*.npz")
+    _damage(shard, how)
+    seen = []
+    first = cache()
+    first.note = seen.append
+    again = split_features(load(), "train", extractor, 4, cache=first)
+    assert (again.extracted, again.cached) == (12, 0)
+    np.testing.assert_allclose(again.features, cold.features, atol=1e-6)  # never the damaged features
+    assert len(seen) == 1 and shard.name in seen[0] and "damaged" in seen[0]
+    assert (first.dir / "bad" / shard.name).is_file()
+    import hashlib  # the re-extracted features were stored again: a sound shard, same content, same name
+
+    assert hashlib.sha256(shard.read_bytes()).hexdigest() in shard.name
+    later = cache()
+    warm = split_features(load(), "train", extractor, 4, cache=later)
+    assert (warm.extracted, warm.cached) == (0, 12) and later.notes == []  # reported once
+
+
+def test_c05_a_run_after_a_damaged_shard_trains_as_before(small_config, tmp_path, feature_cache_dir):
+    first = clf.run(small_config(epochs=2))
+    for shard in feature_cache_dir.rglob("clean-*.npz"):
+        _damage(shard, "truncated")
+    second = clf.run(small_config(epochs=2, output=str(tmp_path / "again")))
+    assert second.extraction["train"] == {"extracted": 15, "cached": 0}
+    assert second.metrics["validation_loss"] == pytest.approx(first.metrics["validation_loss"], rel=1e-5)
+    assert len(list(feature_cache_dir.rglob("bad/clean-*.npz"))) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="needs engine line E2 (FeatureCache gets observer.note); "
+                                       "remove this mark when it is applied")
+def test_c05_c06_the_run_shows_cache_notes(small_config, tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    obs = clf.RecordingObserver()
+    clf.run(small_config(cache_dir=str(blocker)), obs)
+    assert sum("is unusable" in n for n in obs.notes()) == 1
+
+
+def test_c06_a_cache_dir_that_is_a_file_means_features_in_memory(small_config, tmp_path):
+    from clf.train.feature_cache import FeatureCache
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    result = clf.run(small_config(cache_dir=str(blocker)))
+    assert result.extraction["train"] == {"extracted": 15, "cached": 0} and blocker.read_text() == "x"
+    cache = FeatureCache(blocker / "sub", {"k": 1})
+    cache.store("clean", ["a", "b"], np.ones((2, 4), np.float32))
+    cache.store("clean", ["c"], np.ones((1, 4), np.float32))
+    assert len(cache.notes) == 1 and "is unusable" in cache.notes[0] and "kept in memory" in cache.notes[0]
+    assert set(cache.lookup("clean", ["a", "b", "c"])[0]) == {0, 1, 2}  # still served, from memory
+
+
+def test_c06_a_full_disk_under_the_cache_means_features_in_memory(extraction):
+    """Writes past a small file-size limit fail (EFBIG), as on a full disk."""
+    import resource
+    import signal
+
+    from clf.train.features import split_features
+
+    _, load, extractor, cache = extraction
+    bundle = load()
+    reference = split_features(bundle, "train", extractor, 4)
+    full = cache()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        feats = split_features(bundle, "train", extractor, 4, cache=full)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    np.testing.assert_allclose(feats.features, reference.features, atol=1e-6)
+    assert full.usable is False and len(full.notes) == 1 and "too large" in full.notes[0].lower()
+    assert not list(full.dir.glob("clean-*.npz")) and not list(full.dir.glob(".tmp-*"))
+
+
+# -- 11 (checkpoints). A damaged latest checkpoint falls back to the previous one ---------------
+
+@pytest.fixture
+def truncated_checkpoint(small_config):
+    from clf.train import checkpoint
+
+    result = clf.run(small_config(epochs=3))
+    weights = result.run_dir / "checkpoint" / "train-epoch-0003" / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:100])
+    return result.run_dir, checkpoint
+
+
+def test_c11_a_truncated_checkpoint_falls_back_to_the_previous_one(truncated_checkpoint):
+    run_dir, checkpoint = truncated_checkpoint
+    ckpt = checkpoint.require(run_dir)
+    assert ckpt.epoch == 2 and "train-epoch-0003 is damaged" in ckpt.note and "weights.npz" in ckpt.note
+    res = runner.invoke(app, ["run", "--resume", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert "BadZipFile" not in res.output and f"Resuming {run_dir} after epoch 2 of 3" in res.output
+    assert checkpoint.latest(run_dir).epoch == 3 and checkpoint.latest(run_dir).note is None
+
+
+@pytest.mark.xfail(strict=True, reason="needs engine line E3 (the checkpoint's note goes to the observer); "
+                                       "remove this mark when it is applied")
+def test_c11_resume_says_it_passed_a_damaged_checkpoint_over(truncated_checkpoint):
+    run_dir, _ = truncated_checkpoint
+    res = runner.invoke(app, ["run", "--resume", str(run_dir)])
+    assert "train-epoch-0003 is damaged" in res.output
+
+
+def test_c11_no_sound_checkpoint_left_is_a_clear_error(truncated_checkpoint):
+    run_dir, _ = truncated_checkpoint
+    (run_dir / "checkpoint" / "train-epoch-0002" / "optimizer.npz").write_bytes(b"PK\x03\x04 damaged")
+    res = runner.invoke(app, ["run", "--resume", str(run_dir)])
+    assert res.exit_code == 2 and "no complete checkpoint" in res.output and "damaged: train-epoch-0002" in res.output
+    assert "Traceback" not in res.output
+
+
+# -- 7. A full disk during export; orphans of a killed export ----------------------------------
+
+def _tmp_names(run_dir: Path) -> list[str]:
+    return sorted(p.name for folder in (run_dir, run_dir / "checkpoint") for p in folder.iterdir()
+                  if ".tmp" in p.name)
+
+
+def test_c07_export_checks_free_space_before_writing(trained, tmp_path, monkeypatch):
+    import clf.files
+
+    run_dir = _copy_run(trained, tmp_path)
+    before = {name: (run_dir / name).read_bytes() for name in ("model.h5", "model.tflite", "labels.json")}
+    monkeypatch.setattr(clf.files, "free_bytes", lambda path: 5 * 2**20)  # a disk with 5 MiB left
+    res = runner.invoke(app, ["run", "--resume", str(run_dir)])
+    assert res.exit_code == 1, res.output
+    assert "Not enough free space" in res.output and "5 MiB free" in res.output
+    assert f"clf run --resume {run_dir}" in res.output
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+    assert _tmp_names(run_dir) == []
+
+
+def test_c07_a_write_failing_mid_export_is_clean_and_leaves_no_temp_files(trained, tmp_path):
+    """Past a 1 MB file-size limit writes fail (EFBIG) as on a full disk: a clear error,
+    exit 1 (not a crash), the previous artifacts intact, no temporary file left."""
+    run_dir = _copy_run(trained, tmp_path)
+    before = {name: (run_dir / name).read_bytes() for name in ("model.h5", "model.tflite", "labels.json")}
+    limit = ("signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+             "resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))")
+    res = _cli("run", "--resume", str(run_dir), limits=limit, timeout=240)
+    assert res.returncode == 1, (res.returncode, res.stdout[-2000:], res.stderr[-3000:])
+    assert "Exporter 'h5'" in res.stderr and "file-size limit" in res.stderr and "Traceback" not in res.stderr
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+    assert _tmp_names(run_dir) == []
+
+
+def test_c07_resume_removes_what_a_killed_export_left(trained, tmp_path):
+    run_dir = _copy_run(trained, tmp_path)
+    (run_dir / ".tmp-4242-model.h5").write_bytes(b"half a model")
+    (run_dir / ".tmp-saved_model" / "variables").mkdir(parents=True)
+    (run_dir / "labels.json.tmp").write_text("{")
+    (run_dir / "checkpoint" / ".train-epoch-0002.tmp-77").mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    res = runner.invoke(app, ["run", "--resume", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert _tmp_names(run_dir) == [] and (run_dir / "notes.txt").read_text() == "mine"
+
+
+# -- 16. Ctrl-C outside training says where it stopped ------------------------------------------
+
+@pytest.mark.parametrize("where", ["extract", "export"])
+def test_c16_ctrl_c_during_extraction_or_export_says_so(image_folder, tmp_path, monkeypatch, where):
+    import clf.artifacts.exporting
+    import clf.train.features
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    target = (clf.train.features, "split_features") if where == "extract" else (clf.artifacts.exporting, "record_digests")
+    monkeypatch.setattr(*target, interrupt)
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--backbone", SMALL_BACKBONE, "--data", str(image_folder), "--weights", "none",
+                              "--image-size", str(SMALL_SIZE), "--epochs", "1", "--output", str(out)])
+    assert res.exit_code == 130, res.output
+    assert f"Interrupted (Ctrl-C) during {where}." in res.output
+    if where == "export":
+        assert f"Epoch 1 is saved; continue with: clf run --resume {out}" in res.output
+        assert _tmp_names(out) == []
+    else:
+        assert "Nothing was saved to resume from" in res.output

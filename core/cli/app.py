@@ -69,8 +69,57 @@ def _host(plugins):
 
 
 def _fail(exc: ClfError) -> None:
-    err.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # The message carries paths, class names and values from the user: never markup.
+    err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
+
+def _write_failed(exc: OSError) -> None:
+    """An OSError that reached the CLI (a write the engine did not expect to fail): one line,
+    no traceback; a full disk says so and how to go on."""
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        text = (f"No space left to write{where}: {exc.strerror}. Nothing half-written was kept. Free some "
+                f"space, then continue a run with: clf run --resume RUN_FOLDER")
+    else:
+        text = f"Cannot read or write{where}: {exc.strerror or exc}. Check the path and its permissions."
+    _fail(ClfError(text))
+
+
+def _interrupted(observer, run_dir=None) -> None:
+    """Ctrl-C outside training (which saves and says so itself): say where it stopped."""
+    phase = getattr(observer, "phase", None)
+    hint = ""
+    if run_dir:
+        from clf.train.checkpoint import latest
+
+        done = latest(run_dir)
+        hint = (f"Epoch {done.epoch} is saved; continue with: clf run --resume {run_dir}" if done is not None
+                else "Nothing was saved to resume from; start the run again.")
+    _close(observer)
+    _fail(_Stopped(f"Interrupted (Ctrl-C) during {phase or 'startup'}. {hint}".strip()))
+
+
+class _Stopped(ClfError):
+    exit_code = 130
+
+
+class PhaseTracker:
+    """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message)."""
+
+    def __init__(self, inner):
+        self.inner, self.phase = inner, None
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def phase_start(self, phase, total=None, unit=""):
+        self.phase = phase
+        self.inner.phase_start(phase, total, unit)
 
 
 LogFormatOpt = typer.Option("auto", "--log-format", help="auto (rich bars on a terminal, plain lines otherwise), rich, plain or jsonl.")
@@ -84,7 +133,7 @@ def _observer(log_format: str, quiet: bool):
         err.print(f"[bold red]Error:[/] Invalid --log-format {log_format!r}: expected one of "
                   f"{', '.join(LOG_FORMATS)}. Pass one of them.", highlight=False)
         raise typer.Exit(2)
-    return make_observer(out, log_format, quiet)
+    return PhaseTracker(make_observer(out, log_format, quiet))
 
 
 def _close(observer) -> None:

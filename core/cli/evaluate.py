@@ -13,6 +13,7 @@ from clf.cli.app import (
     _close,
     _fail,
     _host,
+    _interrupted,
     _observer,
     _print_reports,
     app,
@@ -45,6 +46,8 @@ def evaluate(
     except ClfError as exc:
         _close(observer)
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(observer)
     _close(observer)
     _print_reports({"evaluation": result.report}, log_format, quiet)
     for path, why in result.unreadable:

@@ -8,11 +8,13 @@ from typing import List, Optional
 
 import typer
 from clf.cli.app import (
+    PhaseTracker,
     PluginOpt,
     TrustOpt,
     _close,
     _fail,
     _host,
+    _interrupted,
     app,
     err,
     out,
@@ -47,7 +49,7 @@ def predict(
     except ClfError as exc:
         _fail(exc)
     # A progress bar on a terminal only; csv/json output stays clean.
-    observer = make_observer(out, "auto", quiet=chosen != "table")
+    observer = PhaseTracker(make_observer(out, "auto", quiet=chosen != "table"))
     try:
         predictor = load_predictor(model, _host(plugin), trust=trust_artifact)
         files = collect_images(paths)
@@ -58,6 +60,8 @@ def predict(
     except ClfError as exc:
         _close(observer)
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(observer)
     _close(observer)
     k = min(top_k, len(predictor.class_names))
     if chosen == "table":

@@ -15,8 +15,10 @@ from clf.cli.app import (
     _explicit,
     _fail,
     _host,
+    _interrupted,
     _observer,
     _print_reports,
+    _write_failed,
     app,
     out,
 )
@@ -120,6 +122,11 @@ def run(
     except ClfError as exc:
         _close(observer)
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(observer, resume or output)
+    except OSError as exc:
+        _close(observer)
+        _write_failed(exc)
     _close(observer)
     _print_reports(result.evaluation, log_format, quiet)
     if log_format != "jsonl" or quiet:

@@ -132,6 +132,32 @@ def replace_output(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+# Temporary names clf's writers use (clf.files, the exporters, checkpoint folders): whatever
+# carries one in a run folder was left by a process that died mid-write.
+ORPHAN_PREFIXES = (".tmp-",)
+ORPHAN_NAMES = frozenset({"labels.json.tmp", "verification.json.tmp"})
+
+
+def remove_orphans(run_dir: Path) -> list[Path]:
+    """Delete half-written files a killed or failed run left in its folder (and in its
+    checkpoint folder); returns what was removed. Only clf's own temporary names."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / "checkpoint"):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            name = p.name
+            if not (name.startswith(ORPHAN_PREFIXES) or (name.startswith(".") and ".tmp-" in name)
+                    or name in ORPHAN_NAMES):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def batch_size_for(batch_size: int, n_train: int, observer) -> int:
     """A batch larger than the training set is shrunk to it, with a note."""
     if 0 < n_train < batch_size:
