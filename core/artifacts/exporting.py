@@ -3,6 +3,7 @@ artifact, then ``labels.json`` listing what was written and how it verified."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -40,9 +41,14 @@ def check_free_space(model, run_dir: Path, exporters: Sequence) -> None:
 
 
 def _write_failed(exc: BaseException) -> str:
+    """A hint when an exporter failed for lack of space; h5py and TensorFlow report it in
+    their own exception types, with the errno or strerror only in the text."""
     import errno
 
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+    codes = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+    text = str(exc)
+    if ((isinstance(exc, OSError) and exc.errno in codes)
+            or any(f"errno = {c}" in text or os.strerror(c) in text for c in codes)):
         return " (the disk is full or a file-size limit was reached: free some space first)"
     return ""
 
