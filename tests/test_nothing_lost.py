@@ -642,3 +642,44 @@ def test_c16_ctrl_c_during_extraction_or_export_says_so(image_folder, tmp_path, 
         assert _tmp_names(out) == []
     else:
         assert "Nothing was saved to resume from" in res.output
+
+
+# -- 8. Weights from a mirror are loaded into their architecture before they are cached ---------
+
+from test_weights import keras_home, legacy_weights, mirror  # noqa: E402,F401  (fixtures, helper)
+
+MOBILENET_050 = "tensorflow/keras-applications/mobilenet/mobilenet_5_0_224_tf_no_top.h5"
+MOBILENET_025_FILE = "tensorflow/keras-applications/mobilenet/mobilenet_2_5_224_tf_no_top.h5"
+
+
+def test_c08_a_mirror_serving_junk_leaves_nothing_in_the_cache(keras_home, mirror, monkeypatch):
+    www, url = mirror
+    (www / MOBILENET_050).parent.mkdir(parents=True)
+    (www / MOBILENET_050).write_bytes(b"<html>mirror error page</html>" + b" " * 1070)  # 1100 bytes of junk
+    res = runner.invoke(app, ["weights", "fetch", "mobilenet_050", "--mirror", url])
+    assert res.exit_code == 1, res.output
+    assert "does not load into backbone 'mobilenet_050'" in res.output and "discarded" in res.output
+    assert not keras_home.exists() or list(keras_home.iterdir()) == []
+    # the same junk through a run's download (--weights imagenet): refused, nothing cached
+    monkeypatch.setenv("CLF_WEIGHTS_MIRROR", url)
+    with pytest.raises(clf.WeightsError, match="does not load into the model.*discarded"):
+        clf.get_host().backbones.get("mobilenet_050").build((224, 224, 3), "imagenet")
+    assert not keras_home.exists() or list(keras_home.iterdir()) == []
+    legacy_weights(www / MOBILENET_050, alpha=0.5)  # a file that loads: fetched and cached
+    res = runner.invoke(app, ["weights", "fetch", "mobilenet_050", "--mirror", url])
+    assert res.exit_code == 0 and "ok mobilenet_050" in res.output, res.output
+    assert [p.name for p in keras_home.iterdir()] == ["mobilenet_5_0_224_tf_no_top.h5"]
+
+
+def test_c08_mobilenet_025_has_a_pinned_sha256(keras_home, mirror):
+    from conftest import MOBILENET_025, require_shared
+
+    require_shared(MOBILENET_025)
+    www, url = mirror
+    # The same weights, re-saved: it loads, but it is not the original Keras file.
+    legacy_weights(www / MOBILENET_025_FILE, alpha=0.25, source=MOBILENET_025)
+    res = runner.invoke(app, ["weights", "fetch", "mobilenet_025", "--mirror", url])
+    assert res.exit_code == 1 and "its sha256 is" in res.output and "dbdb03ee" in res.output, res.output
+    assert not keras_home.exists() or list(keras_home.iterdir()) == []
+    bb = clf.get_host().backbones.get("mobilenet_025")
+    assert bb.imagenet_file.algorithm == "sha256" and bb.imagenet_file.file_hash is None  # Keras has none

@@ -16,6 +16,7 @@ from clf.cli.app import (
     out,
 )
 from clf.errors import ClfError
+from rich.markup import escape
 from rich.table import Table
 
 weights_app = typer.Typer(no_args_is_help=True, help="ImageNet weights offline: list, fetch, verify.")
@@ -48,14 +49,15 @@ def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbon
 @weights_app.command("fetch")
 def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose ImageNet weights to download."),
                   mirror: Optional[str] = MirrorOpt, plugin: Optional[List[str]] = PluginOpt):
-    """Download ImageNet weights into the Keras cache (checked against Keras' hash)."""
-    from clf.artifacts.weights import fetch, lookup
+    """Download ImageNet weights into the Keras cache (hash-checked where a hash is known,
+    and loaded into the backbone before they are cached)."""
+    from clf.artifacts.weights import fetch_for
 
     try:
         host = _host(plugin)
         for name in names:
-            path = fetch(lookup(host, name), base=mirror)
-            out.print(f"[green]ok[/] {name}: {path}", highlight=False)
+            path = fetch_for(host.backbones.get(name), base=mirror)
+            out.print(f"[green]ok[/] {escape(name)}: {escape(str(path))}", highlight=False)
     except ClfError as exc:
         _fail(exc)
 
