@@ -91,7 +91,7 @@ class RunConfig:
             if self.image_size > MAX_IMAGE_SIZE:
                 _bad("image_size", self.image_size, f"at most {MAX_IMAGE_SIZE} pixels a side (ImageNet "
                      f"backbones use 224-600; a larger input multiplies memory and time by its area)",
-                     f"Pass a smaller --image-size (e.g. the backbone's default: omit it).")
+                     "Pass a smaller --image-size (e.g. the backbone's default: omit it).")
         self.center_crop = _normalise_center_crop(self.center_crop)
         _positive_int(self, "seed", minimum=0)
         _positive_int(self, "hidden_units", minimum=0)

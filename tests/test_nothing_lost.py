@@ -683,3 +683,38 @@ def test_c08_mobilenet_025_has_a_pinned_sha256(keras_home, mirror):
     assert not keras_home.exists() or list(keras_home.iterdir()) == []
     bb = clf.get_host().backbones.get("mobilenet_025")
     assert bb.imagenet_file.algorithm == "sha256" and bb.imagenet_file.file_hash is None  # Keras has none
+
+
+# -- 15. Text from outside clf is never taken for rich markup -----------------------------------
+
+def test_c15_markup_in_a_path_is_shown_as_it_is():
+    res = runner.invoke(app, ["run", "--data", "nope[/]x", "--weights", "none"])
+    assert res.exit_code == 1 and "MarkupError" not in res.output
+    assert "'nope[/]x' does not exist" in res.output
+
+
+def test_c15_brackets_in_class_names_and_file_names_survive(tmp_path, trained):
+    data = make_folder(tmp_path / "data", classes=("[red]ant", "bee[/]", ":cat:"), per_class=3)
+    (data / "bee[/]" / "[bold]broken.jpg").write_bytes(b"not an image")
+    res = runner.invoke(app, ["doctor", str(data)])
+    assert res.exit_code == 0, res.output
+    assert "[red]ant" in res.output and "bee[/]" in res.output and ":cat:" in res.output
+    assert "[bold]broken.jpg" in res.output
+    images = tmp_path / "[b]imgs"
+    make_image(images / "[i]x.jpg", 0, np.random.default_rng(0))
+    res = runner.invoke(app, ["predict", str(trained[0]), str(images)])
+    assert res.exit_code == 0 and "[i]x.jpg" in res.output, res.output
+
+
+def test_c15_reports_and_notes_keep_brackets():
+    from rich.console import Console
+
+    from clf.cli.render import PlainObserver, print_report
+    from clf.report.metrics import evaluation_report
+
+    console = Console(record=True, width=200, emoji=False)
+    PlainObserver(console).note("cache [dim]/x[/] is unusable")
+    report = evaluation_report([0, 1, 1], np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]), ["[red]a", "b[/b]"])
+    print_report(console, report, "val[/]")
+    text = console.export_text()
+    assert "cache [dim]/x[/] is unusable" in text and "[red]a" in text and "b[/b]" in text and "val[/]" in text

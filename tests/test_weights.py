@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from clf import PluginHost, WeightsError
 from clf.cli import app
 from clf.artifacts.weights import WeightsFile, capture, fetch, url_for
-from conftest import MOBILENET_025, require_shared  # noqa: F401
 
 runner = CliRunner()
 HOST = PluginHost()

@@ -17,8 +17,9 @@ from rich.table import Table  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train image classifiers by transfer learning, built from plugins.")
-out = Console()
-err = Console(stderr=True)
+# emoji=False: a class called ':cat:' stays ':cat:'.
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 PluginOpt = typer.Option(None, "--plugin", "-p", help="Extra plugin: module name or .py file (repeatable).")
 TrustOpt = typer.Option(False, "--trust-artifact", help="Open the model even if its sha256 is not the one "
@@ -59,20 +60,20 @@ class _ErrHandler(logging.Handler):
 
 
 def _host(plugins):
+    from clf.cli.render import esc
     from clf.host.manager import get_host
-    from rich.markup import escape
 
     host = get_host(plugins or (), strict=_options["strict_plugins"])
     for line in host.warnings:  # one line per broken plugin; everything else goes on
-        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {esc(line)}", highlight=False, soft_wrap=True)
     return host
 
 
 def _fail(exc: ClfError) -> None:
-    from rich.markup import escape
+    from clf.cli.render import esc
 
     # The message carries paths, class names and values from the user: never markup.
-    err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]Error:[/] {esc(exc)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -130,7 +131,9 @@ def _observer(log_format: str, quiet: bool):
     from clf.cli.render import LOG_FORMATS, make_observer
 
     if log_format not in LOG_FORMATS:
-        err.print(f"[bold red]Error:[/] Invalid --log-format {log_format!r}: expected one of "
+        from clf.cli.render import esc
+
+        err.print(f"[bold red]Error:[/] Invalid --log-format {esc(repr(log_format))}: expected one of "
                   f"{', '.join(LOG_FORMATS)}. Pass one of them.", highlight=False)
         raise typer.Exit(2)
     return PhaseTracker(make_observer(out, log_format, quiet))
@@ -169,8 +172,10 @@ def _component_table(title: str, columns: list[str], rows: list[list[str]]) -> T
         # narrow terminal still shows every name whole (if on two lines).
         short = col in ("input size", "params", "features")
         table.add_column(col, no_wrap=short, overflow="fold", min_width=8 if short else None)
+    from clf.cli.render import esc
+
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(esc(cell) for cell in row))
     return table
 
 

@@ -20,6 +20,7 @@ from clf.cli.app import (
     err,
     out,
 )
+from clf.cli.render import esc
 from clf.errors import ClfError
 
 
@@ -51,9 +52,9 @@ def evaluate(
     _close(observer)
     _print_reports({"evaluation": result.report}, log_format, quiet)
     for path, why in result.unreadable:
-        err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False)
+        err.print(f"[yellow]skipped[/] {esc(path)}: {esc(why)}", highlight=False)
     if log_format != "jsonl" or quiet:
-        out.print(f"saved {', '.join(p.name for p in result.files)} in {result.output}", highlight=False,
+        out.print(f"saved {esc(', '.join(p.name for p in result.files))} in {esc(result.output)}", highlight=False,
                   soft_wrap=True)
     accuracy = result.report["accuracy"]
     if assert_accuracy_at_least is not None and accuracy < assert_accuracy_at_least:
@@ -82,6 +83,6 @@ def verify(
         _fail(exc)
     for r in report.results.values():
         mark = "[green]ok[/]" if r.passed else "[bold red]FAILED[/]"
-        out.print(f"{mark} {r.describe()}", highlight=False, soft_wrap=True)
+        out.print(f"{mark} {esc(r.describe())}", highlight=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)

@@ -21,7 +21,7 @@ from clf.cli.app import (
 )
 from clf.errors import ClfError
 from rich.console import Console
-from rich.markup import escape
+from clf.cli.render import esc
 from rich.table import Table
 
 
@@ -65,15 +65,15 @@ def predict(
     _close(observer)
     k = min(top_k, len(predictor.class_names))
     if chosen == "table":
-        table = Table(title=f"{len(results)} images ({predictor.path.name}, {predictor.runtime})")
+        table = Table(title=f"{len(results)} images ({esc(predictor.path.name)}, {esc(predictor.runtime)})")
         for col in ("image", "class", "probability"):
             table.add_column(col, overflow="fold")
         for r in results:
             if r.error:
-                table.add_row(r.path, f"[red]error: {r.error}[/]", "")
+                table.add_row(esc(r.path), f"[red]error: {esc(r.error)}[/]", "")
                 continue
             top = r.top(predictor.class_names, k)
-            table.add_row(r.path, "\n".join(n for n, _ in top), "\n".join(f"{p:.4f}" for _, p in top))
+            table.add_row(esc(r.path), esc("\n".join(n for n, _ in top)), "\n".join(f"{p:.4f}" for _, p in top))
         text = None
     else:
         text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k)
@@ -85,11 +85,11 @@ def predict(
         try:
             write_output(target, text)
         except OSError as exc:
-            err.print(f"[bold red]Error:[/] cannot write --output {escape(repr(output))}: "
-                      f"{escape(exc.strerror or str(exc))}; expected a writable file path. Pass another "
+            err.print(f"[bold red]Error:[/] cannot write --output {esc(repr(output))}: "
+                      f"{esc(exc.strerror or str(exc))}; expected a writable file path. Pass another "
                       f"--output.", highlight=False)
             raise typer.Exit(2)
-        err.print(f"wrote {len(results)} predictions to {escape(output)}", highlight=False)
+        err.print(f"wrote {len(results)} predictions to {esc(output)}", highlight=False)
     elif text is None:
         out.print(table)
     else:
@@ -97,7 +97,7 @@ def predict(
     failed = [r for r in results if r.error]
     if failed:
         for r in failed:
-            err.print(f"[yellow]unreadable:[/] {r.path}: {r.error}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]unreadable:[/] {esc(r.path)}: {esc(r.error)}", highlight=False, soft_wrap=True)
         err.print(f"[yellow]{len(failed)} file(s) could not be read; the other {len(results) - len(failed)} "
                   f"were predicted[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(1)

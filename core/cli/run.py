@@ -22,6 +22,7 @@ from clf.cli.app import (
     app,
     out,
 )
+from clf.cli.render import esc
 from clf.errors import ClfError
 
 # Option name -> RunConfig field, for the flags whose names differ.
@@ -98,7 +99,7 @@ def run(
             result = resume_engine(resume, observer, _host(plugin))
             _close(observer)
             _print_reports(result.evaluation, log_format, quiet)
-            out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+            out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
             return
         if config_file is not None:
             given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
@@ -130,4 +131,4 @@ def run(
     _close(observer)
     _print_reports(result.evaluation, log_format, quiet)
     if log_format != "jsonl" or quiet:
-        out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+        out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
