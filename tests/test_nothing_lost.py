@@ -718,3 +718,49 @@ def test_c15_reports_and_notes_keep_brackets():
     print_report(console, report, "val[/]")
     text = console.export_text()
     assert "cache [dim]/x[/] is unusable" in text and "[red]a" in text and "b[/b]" in text and "val[/]" in text
+
+
+# -- 14. Many classes: plots and tables stay readable and proportional ----------------------------
+
+def test_c14_two_hundred_classes_plot_fast_and_print_top_confusions(tmp_path):
+    """The 200-class matrix took 267 s and 4 GB in matplotlib (40000 cell labels) and printed
+    a 200-column table; now a row-normalised heat map with the top confusions, in seconds."""
+    import resource
+    import time
+
+    from rich.console import Console
+
+    from clf.cli.render import print_report
+    from clf.report.metrics import evaluation_report
+    from clf.report.plots import plot_confusion_matrix
+
+    n = 200
+    rng = np.random.default_rng(0)
+    names = [f"class_{i:03d}" for i in range(n)]
+    report = evaluation_report(np.repeat(np.arange(n), 2), rng.dirichlet(np.full(n, 0.05), size=2 * n), names)
+    t0 = time.perf_counter()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    png = plot_confusion_matrix(report, tmp_path / "cm.png")
+    assert time.perf_counter() - t0 < 30 and png.stat().st_size < 500_000
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 500_000  # KiB: under 0.5 GB more
+    console = Console(record=True, width=120)
+    print_report(console, report, "validation")
+    text = console.export_text()
+    assert "top confusions of 200 classes" in text and "30 lowest F1 of 200" in text
+    assert max(len(line) for line in text.splitlines()) <= 120 and len(text.splitlines()) < 100
+    few = evaluation_report([0, 1, 2], np.eye(3)[[0, 2, 1]], ["a", "b", "c"])
+    console = Console(record=True, width=120)
+    print_report(console, few, "validation")
+    assert "confusion matrix" in console.export_text()  # a few classes: the full matrix, as before
+
+
+def test_c14_the_run_log_lists_many_classes_in_one_line(tmp_path):
+    from rich.console import Console
+
+    from clf.cli.render import PlainObserver
+
+    console = Console(record=True, width=200)
+    names = [f"c{i}" for i in range(200)]
+    PlainObserver(console).phase_end("data", class_names=names, counts={"train": {n: 2 for n in names}})
+    lines = console.export_text().splitlines()
+    assert lines == ["classes (200): c0, c1, c2, c3, c4, ..., c198, c199", "  train: 400 images (2 to 2 per class)"]

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 LOG_FORMATS = ("auto", "rich", "plain", "jsonl")
+LIST_CLASSES = 20  # class names and per-class counts listed in full up to this many
 
 
 def esc(value: Any) -> str:
@@ -82,10 +83,17 @@ class PlainObserver(Observer):
         if phase == "doctor":
             self._doctor(info["report"])
         elif phase == "data":
-            self.print(f"classes: {esc(', '.join(info['class_names']))}")
+            names = info["class_names"]
+            if len(names) <= LIST_CLASSES:
+                self.print(f"classes: {esc(', '.join(names))}")
+            else:
+                self.print(f"classes ({len(names)}): {esc(', '.join([*names[:5], '...', *names[-2:]]))}")
             for split, counts in info["counts"].items():
-                self.print(f"  {esc(split)}: {sum(counts.values())} images "
-                           f"({esc(', '.join(f'{k} {v}' for k, v in counts.items()))})")
+                if len(counts) <= LIST_CLASSES:
+                    per = ", ".join(f"{k} {v}" for k, v in counts.items())
+                else:  # one line, not two hundred names
+                    per = f"{min(counts.values())} to {max(counts.values())} per class"
+                self.print(f"  {esc(split)}: {sum(counts.values())} images ({esc(per)})")
         elif phase == "build":
             self.print(f"backbone: {info['params']:,} parameters; backbone weights: {esc(info['weights'])}")
             if "strategy" in info:  # batch size semantics: --batch-size is the global batch
@@ -222,8 +230,17 @@ class JsonlObserver(Observer):
         self.emit("epoch", phase=phase, epoch=epoch, epochs=epochs, **logs)
 
 
+# Past these, a terminal cannot show the full tables readably: the matrix becomes the top
+# confusions and the per-class table the weakest classes (everything stays in metrics.json
+# and confusion_matrix.csv).
+MATRIX_CLASSES = 12
+PER_CLASS_ROWS = 30
+TOP_CONFUSIONS = 15
+
+
 def report_tables(report: dict[str, Any], title: str) -> list[Any]:
-    """Rich renderables for one evaluation report: summary, per class, confusion matrix."""
+    """Rich renderables for one evaluation report: summary, per class, confusion matrix
+    (for many classes: the weakest classes and the top confusions instead)."""
     names = report["class_names"]
     summary = f"[bold]{esc(title)}[/]: {report['images']} images, accuracy [bold]{report['accuracy']:.4f}[/]"
     if "loss" in report:
@@ -232,31 +249,49 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
     for k, v in report.get("top_k_accuracy", {}).items():
         summary += f", top-{k} {v:.4f}"
 
-    per_class = Table(title="per class", title_justify="left")
+    shown = names
+    heading = "per class"
+    if len(names) > PER_CLASS_ROWS:
+        order = sorted(range(len(names)), key=lambda i: (report["per_class"][names[i]]["f1"], i))
+        shown = [names[i] for i in order[:PER_CLASS_ROWS]]
+        heading = f"per class: {PER_CLASS_ROWS} lowest F1 of {len(names)} (all: metrics.json)"
+    per_class = Table(title=heading, title_justify="left")
     for col in ("class", "precision", "recall", "f1", "support"):
         per_class.add_column(col, justify="left" if col == "class" else "right")
-    for name in names:
+    for name in shown:
         s = report["per_class"][name]
         per_class.add_row(esc(name), f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
 
-    # The corner cell says it: rows are true classes, columns predicted.
-    cm = Table(title="confusion matrix", title_justify="left")
-    cm.add_column("true \\ predicted")
-    for name in names:
-        cm.add_column(esc(name), justify="right")
-    for i, name in enumerate(names):
-        cells = [f"[bold green]{v}[/]" if i == j else (f"[red]{v}[/]" if v else "0")
-                 for j, v in enumerate(report["confusion_matrix"][i])]
-        cm.add_row(esc(name), *cells)
+    out: list[Any] = [summary, per_class]
+    if len(names) <= MATRIX_CLASSES:
+        # The corner cell says it: rows are true classes, columns predicted.
+        cm = Table(title="confusion matrix", title_justify="left")
+        cm.add_column("true \\ predicted")
+        for name in names:
+            cm.add_column(esc(name), justify="right")
+        for i, name in enumerate(names):
+            cells = [f"[bold green]{v}[/]" if i == j else (f"[red]{v}[/]" if v else "0")
+                     for j, v in enumerate(report["confusion_matrix"][i])]
+            cm.add_row(esc(name), *cells)
+        out.append(cm)
+        pairs = report.get("most_confused", [])
+        if pairs:
+            out.append("most confused: " + "; ".join(
+                f"{esc(p['true'])} -> {esc(p['predicted'])} {p['count']} ({p['fraction_of_true']:.0%} of {esc(p['true'])})"
+                for p in pairs))
+        else:
+            out.append("most confused: none (no errors)")
+        return out
+    from clf.report.metrics import most_confused
 
-    out: list[Any] = [summary, per_class, cm]
-    pairs = report.get("most_confused", [])
-    if pairs:
-        out.append("most confused: " + "; ".join(
-            f"{esc(p['true'])} -> {esc(p['predicted'])} {p['count']} ({p['fraction_of_true']:.0%} of {esc(p['true'])})"
-            for p in pairs))
-    else:
-        out.append("most confused: none (no errors)")
+    pairs = most_confused(report["confusion_matrix"], names, limit=TOP_CONFUSIONS)
+    top = Table(title=f"top confusions of {len(names)} classes (matrix: confusion_matrix.csv)",
+                title_justify="left")
+    for col in ("true", "predicted as", "images", "of true"):
+        top.add_column(col, justify="left" if col in ("true", "predicted as") else "right")
+    for p in pairs:
+        top.add_row(esc(p["true"]), esc(p["predicted"]), str(p["count"]), f"{p['fraction_of_true']:.0%}")
+    out.append(top if pairs else "most confused: none (no errors)")
     return out
 
 
