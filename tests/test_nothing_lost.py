@@ -764,3 +764,29 @@ def test_c14_the_run_log_lists_many_classes_in_one_line(tmp_path):
     PlainObserver(console).phase_end("data", class_names=names, counts={"train": {n: 2 for n in names}})
     lines = console.export_text().splitlines()
     assert lines == ["classes (200): c0, c1, c2, c3, c4, ..., c198, c199", "  train: 400 images (2 to 2 per class)"]
+
+
+class ForgetfulBackbonePlugin:
+    """A plugin whose build function forgets to return its model."""
+
+    @clf.hookimpl
+    def register_backbones(self, register):
+        def build(input_shape, weights):
+            import keras
+
+            keras.Input(input_shape)  # ... and no return
+
+        register("forgetful", build, preprocess="rescale", input_size=(32, 32), description="returns None")
+
+
+def test_c16_a_backbone_build_returning_none_is_a_plugin_error(host, small_config):
+    host.register(ForgetfulBackbonePlugin(), name="forgetful-plugin")
+    with pytest.raises(clf.PluginError, match="built NoneType .* instead of a keras.Model.*missing 'return'"):
+        clf.run(small_config(backbone="forgetful"), host=host)
+
+
+def test_c16_weights_given_a_folder_says_it_is_a_folder(small_config, tmp_path):
+    folder = tmp_path / "weights_dir"
+    folder.mkdir()
+    with pytest.raises(clf.WeightsError, match="is a folder; expected a weights file"):
+        clf.run(small_config(weights=str(folder)))
