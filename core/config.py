@@ -19,6 +19,8 @@ from clf.errors import ConfigError
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")  # tf.distribute strategies
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
+# Largest --image-size: one 2048x2048 image already needs about 1 GB of activations in VGG16.
+MAX_IMAGE_SIZE = 2048
 
 
 @dataclass
@@ -89,6 +91,10 @@ class RunConfig:
                           fix="A classifier needs at least two classes; omit --classes to infer it.")
         if self.image_size is not None:
             _positive_int(self, "image_size", minimum=8)
+            if self.image_size > MAX_IMAGE_SIZE:
+                _bad("image_size", self.image_size, f"at most {MAX_IMAGE_SIZE} pixels a side (ImageNet "
+                     f"backbones use 224-600; a larger input multiplies memory and time by its area)",
+                     "Pass a smaller --image-size (e.g. the backbone's default: omit it).")
         self.center_crop = _normalise_center_crop(self.center_crop)
         _positive_int(self, "seed", minimum=0)
         _positive_int(self, "hidden_units", minimum=0)

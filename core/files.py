@@ -128,3 +128,28 @@ def keras_cache_dir() -> Path:
     """Where Keras keeps downloaded weights: ``$KERAS_HOME/models``, else ``~/.keras/models``."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return Path(home) / "models"
+
+
+def sha256_path(path: str | Path) -> str:
+    """sha256 of a file's bytes (``file_hash``); of a folder (a SavedModel), over its files'
+    relative names and digests in sorted order, so any changed, added or removed file changes it."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_hash(path)
+    digest = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if not q.is_dir()):
+        name = p.relative_to(path).as_posix().encode("utf-8", "surrogateescape")
+        digest.update(name + b"\0" + file_hash(p).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free bytes on the filesystem holding ``path`` (its nearest existing folder).
+
+    The one probe every free-space check goes through, so tests can simulate a full disk."""
+    import shutil
+
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free

@@ -78,6 +78,13 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
     train_dir, val_dir, test_dir = layout["train"], layout.get("validation"), layout.get("test")
     train_classes = scan_classes(train_dir, skip, substitute)
     class_names = sorted(train_classes)
+    undecodable = [n for n in class_names if n != n.encode("utf-8", "surrogateescape").decode("utf-8", "replace")]
+    if undecodable:  # class names go into labels.json and every report: they must be text
+        raise DataError(
+            f"Class folder name(s) {', '.join(ascii(n) for n in undecodable)} in {ascii(str(train_dir or root))} "
+            f"are not valid UTF-8; expected text, since class names are saved with the model. "
+            f"Rename the folder(s)."
+        )
     if len(class_names) < 2:
         raise DataError(
             f"{str(train_dir)!r} has {len(class_names)} class folder(s) "

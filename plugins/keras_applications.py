@@ -128,6 +128,12 @@ def make_builder(app: App):
                     f"random weights."
                 ) from None
         path = Path(weights)
+        if path.is_dir():
+            raise WeightsError(
+                f"--weights {str(path)!r} is a folder; expected a weights file for backbone "
+                f"{app.name!r} (a Keras .h5 or .weights.h5 file), 'imagenet' or 'none'. Pass the "
+                f"file inside it."
+            )
         if not path.is_file():
             raise WeightsError(
                 f"Weights file {str(path)!r} for backbone {app.name!r} does not exist; "

@@ -145,6 +145,9 @@ class TFLitePredictor(Predictor):
         self.quantization = embedded.get("quantization") or self._guess_quantization()
         self._batch = None
 
+    def output_width(self) -> int:
+        return int(self._out["shape"][-1])
+
     def _guess_quantization(self) -> str:
         """For a .tflite without clf metadata: integer input means full int8."""
         if self._in["dtype"] in (np.uint8, np.int8):

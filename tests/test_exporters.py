@@ -241,6 +241,9 @@ def test_clf_verify_fails_on_a_mismatching_artifact(bundle, tmp_path):
     (other / "labels.json").write_text(json.dumps({**labels, "artifacts": {"keras": ["model.keras"]}}))
     res = runner.invoke(app, ["verify", str(result.run_dir / "model.onnx"), "--data", str(data / "ant"),
                               "--reference", str(other / "model.keras")])
+    assert res.exit_code == 1 and "changed since it was exported" in res.output  # saved by hand, not by clf
+    res = runner.invoke(app, ["verify", str(result.run_dir / "model.onnx"), "--data", str(data / "ant"),
+                              "--reference", str(other / "model.keras"), "--trust-artifact"])
     assert res.exit_code == 1 and "FAILED onnx" in res.output, res.output
 
 

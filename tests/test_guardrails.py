@@ -35,7 +35,7 @@ def test_existing_output_needs_force_and_force_replaces_only_a_run(small_config,
     other = tmp_path / "photos_backup"
     other.mkdir()
     (other / "precious.jpg").write_bytes(b"x")
-    with pytest.raises(UsageError, match="does not look like a clf run folder"):
+    with pytest.raises(UsageError, match="not a clf run folder"):
         clf.run(small_config(output=str(other), force=True))
     assert (other / "precious.jpg").exists()
 

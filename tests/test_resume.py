@@ -76,10 +76,10 @@ def _assert_same_run(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
-def test_checkpoint_every_epoch_is_atomic_and_keeps_only_the_latest(small_config, tmp_path):
+def test_checkpoint_every_epoch_is_atomic_and_keeps_the_latest_two(small_config, tmp_path):
     result = clf.run(small_config(epochs=3))
     folders = sorted(p.name for p in (result.run_dir / "checkpoint").iterdir())
-    assert folders == ["train-epoch-0003"]
+    assert folders == ["train-epoch-0002", "train-epoch-0003"]  # the latest and the one before
     state = json.loads((result.run_dir / "checkpoint" / "train-epoch-0003" / "state.json").read_text())
     assert state["epoch"] == 3 and len(state["history"]["loss"]) == 3
     assert state["config"]["backbone"] == SMALL_BACKBONE

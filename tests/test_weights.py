@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from clf import PluginHost, WeightsError
 from clf.cli import app
 from clf.artifacts.weights import WeightsFile, capture, fetch, url_for
-from conftest import MOBILENET_025, require_shared
 
 runner = CliRunner()
 HOST = PluginHost()
@@ -49,14 +48,17 @@ def mirror(tmp_path):
         thread.join(5)
 
 
-def _legacy_mobilenet_025(path: Path) -> None:
-    """The shared real MobileNet 0.25 weights in the legacy HDF5 layout Keras downloads."""
+def legacy_weights(path: Path, ctor: str = "MobileNet", alpha: float = 0.25, source: Path | None = None) -> None:
+    """A headless Keras Applications model's weights in the legacy HDF5 layout Keras
+    downloads: from ``source`` (a weights file) or, without it, seeded random weights."""
     import h5py
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
-    model = keras.applications.MobileNet(alpha=0.25, include_top=False, weights=None, input_shape=(224, 224, 3))
-    model.load_weights(str(MOBILENET_025))
+    keras.utils.set_random_seed(7)
+    model = getattr(keras.applications, ctor)(alpha=alpha, include_top=False, weights=None, input_shape=(224, 224, 3))
+    if source is not None:
+        model.load_weights(str(source))
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
@@ -75,22 +77,25 @@ def test_table_matches_what_keras_would_download():
     assert all(bb.imagenet_file is not None for bb in HOST.backbones if bb.plugin.endswith("keras_applications"))
 
 
-def test_run_gets_imagenet_weights_from_a_local_mirror(keras_home, mirror, monkeypatch):
-    require_shared(MOBILENET_025)
+def test_run_gets_imagenet_weights_from_a_local_mirror(keras_home, mirror, monkeypatch, tmp_path):
+    # mobilenet_050: Keras publishes no hash for it and clf pins none (mobilenet_025's file is
+    # pinned, so only its original bytes would pass); a structurally right file loads.
     www, url = mirror
-    _legacy_mobilenet_025(www / MOBILENET_FILE)
+    served = www / "tensorflow/keras-applications/mobilenet/mobilenet_5_0_224_tf_no_top.h5"
+    legacy_weights(served, alpha=0.5)
     monkeypatch.setenv("CLF_WEIGHTS_MIRROR", url)
-    bb = HOST.backbones.get("mobilenet_025")
+    bb = HOST.backbones.get("mobilenet_050")
     model = bb.build((224, 224, 3), "imagenet")  # downloads from the mirror into the cache
-    assert (keras_home / "mobilenet_2_5_224_tf_no_top.h5").is_file()
-    reference = bb.build((224, 224, 3), str(MOBILENET_025))
+    assert (keras_home / "mobilenet_5_0_224_tf_no_top.h5").is_file()
+    assert not [p for p in keras_home.iterdir() if p.name.startswith(".tmp")]
+    reference = bb.build((224, 224, 3), str(served))
     x = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype("float32")
     np.testing.assert_allclose(model.predict(x, verbose=0), reference.predict(x, verbose=0), atol=1e-5)
     listed = {r["backbone"]: r for r in json.loads(runner.invoke(app, ["weights", "list", "--json"]).output)}
-    assert listed["mobilenet_025"]["cached"] and listed["mobilenet_025"]["bytes"] > 1_000_000
+    assert listed["mobilenet_050"]["cached"] and listed["mobilenet_050"]["bytes"] > 1_000_000
     assert not listed["vgg16"]["cached"]
-    res = runner.invoke(app, ["weights", "verify", "mobilenet_025"])
-    assert res.exit_code == 0 and "unchecked" in res.output  # Keras publishes no hash for it
+    res = runner.invoke(app, ["weights", "verify", "mobilenet_050"])
+    assert res.exit_code == 0 and "unchecked" in res.output  # no hash known for it
 
 
 def test_fetch_checks_the_hash_and_keeps_no_bad_file(keras_home, mirror):

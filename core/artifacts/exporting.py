@@ -3,6 +3,7 @@ artifact, then ``labels.json`` listing what was written and how it verified."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -10,10 +11,46 @@ import numpy as np
 
 from clf.errors import ClfError, ConfigError, ExportError, VerificationError
 from clf.events import Observer
+from clf.artifacts.integrity import record_digests
 from clf.artifacts.labels import write_labels
 from clf.artifacts.verify import MAX_IMAGES, VerificationReport, verify_exports, write_report
 
 REPRESENTATIVE_IMAGES = 300  # TFLite's guidance: ~100-500 samples calibrate int8 well
+# Bytes written per byte of weights, by exporter (h5 writes the model and the weights);
+# others get DEFAULT_SIZE_RATIO. Generous: running out mid-write is what this prevents.
+SIZE_RATIO = {"h5": 2.2, "savedmodel": 1.5}
+DEFAULT_SIZE_RATIO = 1.5
+SPACE_MARGIN = 32 * 1024 * 1024
+
+
+def check_free_space(model, run_dir: Path, exporters: Sequence) -> None:
+    """ExportError before anything is written when the artifacts will not fit on the disk."""
+    from clf.files import free_bytes
+
+    weights = sum(int(np.prod(w.shape)) * np.dtype(getattr(w, "dtype", "float32")).itemsize
+                  for w in model.weights)
+    needed = int(sum(SIZE_RATIO.get(e.name, DEFAULT_SIZE_RATIO) for e in exporters) * weights) + SPACE_MARGIN
+    free = free_bytes(run_dir)
+    if free < needed:
+        raise ExportError(
+            f"Not enough free space to export into {str(run_dir)!r}: the {len(exporters)} artifact(s) "
+            f"({', '.join(e.name for e in exporters)}) need about {needed / 2**20:,.0f} MiB, the disk has "
+            f"{free / 2**20:,.0f} MiB free. Nothing was written; the trained model is kept in the "
+            f"checkpoint. Free some space, then: clf run --resume {run_dir}"
+        )
+
+
+def _write_failed(exc: BaseException) -> str:
+    """A hint when an exporter failed for lack of space; h5py and TensorFlow report it in
+    their own exception types, with the errno or strerror only in the text."""
+    import errno
+
+    codes = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+    text = str(exc)
+    if ((isinstance(exc, OSError) and exc.errno in codes)
+            or any(f"errno = {c}" in text or os.strerror(c) in text for c in codes)):
+        return " (the disk is full or a file-size limit was reached: free some space first)"
+    return ""
 
 
 def check_export_options(config, exporters) -> None:
@@ -67,24 +104,32 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
     Keras' ``predict_on_batch`` then returns one row per image per replica.
     ``reference_probs(split)``: the reference's probabilities on that split's images in
     order, when the caller already has them (None: compute them)."""
+    from clf.data.guardrails import remove_orphans
+
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
+    remove_orphans(run_dir)  # half-written files of an earlier run that was killed mid-export
+    check_free_space(model, run_dir, exporters)
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
     for exporter in exporters:
         kwargs = {k: options[k] for k in exporter.options if k in options}
         try:
             files = [Path(f) for f in exporter.export(model, run_dir, dict(metadata), **kwargs)]
-        except ClfError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            remove_orphans(run_dir)  # whatever the exporter left under a temporary name
+            if isinstance(exc, ClfError) or not isinstance(exc, Exception):
+                raise
             raise ExportError(
                 f"Exporter {exporter.name!r} (plugin {exporter.plugin!r}) failed: "
-                f"{type(exc).__name__}: {exc}. The run folder {str(run_dir)!r} keeps what was "
-                f"written before; try another --export."
+                f"{type(exc).__name__}: {exc}{_write_failed(exc)}. The run folder {str(run_dir)!r} "
+                f"keeps what was written before; try another --export, or free space and "
+                f"clf run --resume {run_dir}."
             ) from exc
         artifacts[exporter.name] = files
         observer.phase_advance("export")
     metadata["artifacts"] = {name: [f.name for f in files] for name, files in artifacts.items()}
+    # Recorded now, checked before every later open (clf.artifacts.integrity).
+    metadata["sha256"] = record_digests(f for files in artifacts.values() for f in files)
     if config.quantize != "none":
         metadata["quantization"] = {e.name: config.quantize for e in exporters if "quantize" in e.options}
 
@@ -101,7 +146,8 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         write_report(run_dir, report)
         metadata["verification"] = report.summary()
         for failed in report.failed:  # renamed to *.failed: no longer listed as usable
-            metadata["artifacts"].pop(failed.exporter, None)
+            for name in metadata["artifacts"].pop(failed.exporter, []):
+                metadata["sha256"].pop(name, None)
         observer.phase_end("verify", passed=not report.failed, source=report.source,
                            results=[r.to_dict() for r in report.results.values()],
                            lines=[("ok " if r.passed else "FAILED ") + r.describe() for r in report.results.values()])

@@ -43,8 +43,13 @@ def write_labels(directory: Path, metadata: dict[str, Any]) -> Path:
     return write_json(Path(directory) / LABELS_FILE, metadata)
 
 
+MAX_LABELS_BYTES = 16 * 1024 * 1024  # a record with 100k class names is ~2 MB
+
+
 def read_labels(artifact: Path) -> dict[str, Any]:
-    """The label record for an artifact file or bundle directory."""
+    """The label record for an artifact file or bundle directory, validated (``validate_labels``)."""
+    from clf.data.filecheck import FileProblem, read_file
+
     artifact = Path(artifact)
     folder = artifact if artifact.is_dir() else artifact.parent
     path = folder / LABELS_FILE
@@ -55,13 +60,86 @@ def read_labels(artifact: Path) -> dict[str, Any]:
             f"clf run's output folder, or write {LABELS_FILE} with 'class_names'."
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        names = data["class_names"]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ValueError("class_names is not a list of strings")
-    except (ValueError, KeyError) as exc:
+        data = json.loads(read_file(path, MAX_LABELS_BYTES).decode("utf-8"))
+    except FileProblem as problem:
+        raise ModelError(f"{str(path)!r} cannot be used: {problem.reason}.") from None
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ModelError(
-            f"{str(path)!r} is not a valid clf label record ({exc}); expected JSON with a "
-            f"'class_names' list. Re-export the model or fix the file."
+            f"{str(path)!r} is not a valid clf label record (not UTF-8 JSON: {exc}); expected JSON "
+            f"with a 'class_names' list. Re-export the model or fix the file."
         ) from None
+    validate_labels(data, path)
     return data
+
+
+def _is_number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _plain_name(value: Any) -> bool:
+    """A file name inside the bundle folder: no folder part, no '..', not absolute."""
+    return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+            and "\0" not in value)
+
+
+def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
+    """Check a label record's fields and types; a ModelError names the first bad field.
+
+    Everything predict reads from it is checked here, before any model is opened: class
+    names (non-empty, distinct strings), input size (two integers within clf's limits),
+    centre crop (a finite fraction), artifact names (plain file names in the bundle folder,
+    never a path elsewhere) and the recorded sha256 of each artifact."""
+    from clf.config import MAX_IMAGE_SIZE
+
+    def bad(field: str, value: Any, expected: str) -> ModelError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
+        return ModelError(
+            f"{str(path)!r} is not a valid clf label record: {field} is {shown}; expected {expected}. "
+            f"Re-export the model or fix the file."
+        )
+
+    if not isinstance(data, dict):
+        raise bad("the record", data, "a JSON object")
+    if "format" in data and data["format"] != FORMAT:
+        raise bad("format", data["format"], repr(FORMAT))
+    names = data.get("class_names")
+    if not isinstance(names, list) or not names:
+        raise bad("class_names", names, "a non-empty list of class names in the model's output order")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise bad(f"class_names[{i}]", name, "a non-empty string")
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise bad("class_names", twice, "distinct names (these appear twice)")
+    size = data.get("input_size")
+    if (not isinstance(size, list) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIZE for v in size)):
+        raise bad("input_size", size, f"[height, width], two integers from 1 to {MAX_IMAGE_SIZE}")
+    resize = data.get("resize", {})
+    if not isinstance(resize, dict):
+        raise bad("resize", resize, "an object")
+    crop = resize.get("center_crop", 0.0)
+    if not _is_number(crop) or not 0 <= crop <= 1:
+        raise bad("resize.center_crop", crop, "a number from 0 to 1")
+    artifacts = data.get("artifacts", {})
+    if not isinstance(artifacts, dict):
+        raise bad("artifacts", artifacts, "an object: exporter name -> list of file names")
+    for name, files in artifacts.items():
+        if not isinstance(files, list) or not all(_plain_name(f) for f in files):
+            raise bad(f"artifacts[{name!r}]", files, "a list of file names in the bundle folder "
+                      "(no folders, no absolute paths)")
+    digests = data.get("sha256", {})
+    if not isinstance(digests, dict):
+        raise bad("sha256", digests, "an object: file name -> sha256")
+    for name, digest in digests.items():
+        if not _plain_name(name) or not (isinstance(digest, str) and len(digest) == 64
+                                         and all(c in "0123456789abcdef" for c in digest)):
+            raise bad(f"sha256[{name!r}]", digest, "64 lowercase hex digits for a file in the bundle folder")
+    for key in ("backbone", "clf_version"):
+        if key in data and not isinstance(data[key], str):
+            raise bad(key, data[key], "a string")
+    if "preprocessing" in data and not isinstance(data["preprocessing"], dict):
+        raise bad("preprocessing", data["preprocessing"], "an object")

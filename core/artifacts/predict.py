@@ -42,6 +42,12 @@ class Predictor:
         """``images``: float32 RGB 0-255 ``[n, h, w, 3]`` -> probabilities ``[n, classes]``."""
         raise NotImplementedError
 
+    def output_width(self) -> int:
+        """How many class scores the model outputs (by default: one black image through it;
+        runtimes that know their output shape say so without running)."""
+        h, w = self.input_size
+        return int(np.asarray(self.predict_batch(np.zeros((1, h, w, 3), np.float32))).shape[-1])
+
 
 class KerasPredictor(Predictor):
     runtime = "keras"
@@ -52,6 +58,7 @@ class KerasPredictor(Predictor):
 
         from clf.data import preprocessing  # noqa: F401  registers the Preprocess layer
 
+        _check_keras_container(Path(path))
         try:
             self.model = keras.models.load_model(str(path), compile=False)
         except Exception as exc:
@@ -65,6 +72,26 @@ class KerasPredictor(Predictor):
         from clf.train.forward import predict
 
         return predict(self.model, images)
+
+    def output_width(self) -> int:
+        return int(self.model.output_shape[-1])
+
+
+def _check_keras_container(path: Path) -> None:
+    """A .keras file is a zip archive and a .h5 file HDF5: anything else is named as such
+    (Keras itself reports random bytes in a .keras file as 'File not found')."""
+    import zipfile
+
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelError(f"{str(path)!r} is not a Keras .keras file: it is not a zip archive "
+                         f"(damaged or not a model). Expected a model.keras saved by clf; re-export it.")
+    if path.is_file() and suffix in (".h5", ".hdf5"):
+        import h5py
+
+        if not h5py.is_hdf5(str(path)):
+            raise ModelError(f"{str(path)!r} is not a Keras .h5 file: it is not HDF5 (damaged or not a "
+                             f"model). Expected a model.h5 saved by clf; re-export it.")
 
 
 def resolve_artifact(artifact: str | Path) -> tuple[Path, str | None, list[str]]:
@@ -102,8 +129,13 @@ def resolve_artifact(artifact: str | Path) -> tuple[Path, str | None, list[str]]
     return folder, name, files
 
 
-def load_predictor(artifact: str | Path, host=None) -> Predictor:
-    """Open a clf artifact (a bundle folder, or a model file or folder inside one)."""
+def load_predictor(artifact: str | Path, host=None, *, trust: bool = False) -> Predictor:
+    """Open a clf artifact (a bundle folder, or a model file or folder inside one).
+
+    Its labels.json is validated, the artifact's sha256 is checked against the one recorded
+    at export before any runtime opens it (``trust=True``: opened anyway), and the model's
+    output width must equal the number of class names."""
+    from clf.artifacts.integrity import check_artifact
     from clf.host.manager import get_host
 
     folder, exporter_name, files = resolve_artifact(artifact)
@@ -115,7 +147,20 @@ def load_predictor(artifact: str | Path, host=None) -> Predictor:
             f"artifacts for prediction; expected it to register a 'load' function. Use another "
             f"export format for predict."
         )
-    return exporter.load(folder / files[0], labels)
+    path = folder / files[0]
+    if not path.exists():
+        raise ModelError(f"{str(path)!r}, listed in {str(folder / LABELS_FILE)!r}, does not exist; "
+                         f"expected the exported model beside it. Re-export the model.")
+    check_artifact(path, labels, trust)
+    predictor = exporter.load(path, labels)
+    width = predictor.output_width()
+    if width != len(predictor.class_names):
+        raise ModelError(
+            f"{str(folder / LABELS_FILE)!r} lists {len(predictor.class_names)} class name(s) but "
+            f"{str(path)!r} outputs {width} score(s); expected one name per output, in output order. "
+            f"Re-export the model or fix 'class_names'."
+        )
+    return predictor
 
 
 @dataclass
@@ -149,17 +194,26 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     number of files done after each batch (for a progress bar)."""
     import tensorflow as tf
 
+    from clf.data.filecheck import as_tf_path, display_path, image_problem
     from clf.data.images import decode_image
 
     size = predictor.decode_size
-    results = [Prediction(str(f)) for f in files]
-    if not files:
+    results = [Prediction(display_path(f)) for f in files]
+    # Each file is looked at before TensorFlow reads it: a link to /dev/zero, a FIFO, a
+    # 6 GB file or a 20000x20000 PNG gets its reason and is never read or decoded.
+    for r, f in zip(results, files):
+        r.error = image_problem(f)
+    readable = [i for i, r in enumerate(results) if r.error is None]
+    if progress is not None and len(readable) < len(files):
+        progress(len(files) - len(readable))
+    if not readable:
         return results
 
     def load(index, path):
         return index, decode_image(tf.io.read_file(path), size)
 
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(files)), [str(f) for f in files]))
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(readable, np.int64),
+                                             [as_tf_path(files[i]) for i in readable]))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     # ignore_errors drops undecodable files; their index never comes back, which is how we
     # know which ones failed without giving up batching.
@@ -172,9 +226,9 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
             seen.add(i)
         if progress is not None:
             progress(len(indices))
-    for i, r in enumerate(results):
+    for i in readable:
         if i not in seen:
-            r.error = _why_unreadable(Path(r.path))
+            results[i].error = _why_unreadable(Path(files[i]))
     return results
 
 

@@ -216,15 +216,21 @@ def load_images(files: Sequence[str | Path], image_size) -> np.ndarray:
     """Decode image files as the engine does (float32 RGB 0-255 at ``image_size``)."""
     import tensorflow as tf
 
+    from clf.data.filecheck import as_tf_path, display_path, image_problem
     from clf.data.images import ImageSize, decode_image
 
     size = ImageSize(image_size)
-    out = [decode_image(tf.io.read_file(str(f)), size).numpy() for f in files]
+    for f in files:
+        problem = image_problem(f)
+        if problem:
+            raise DataError(f"Cannot verify on {display_path(f)!r}: {problem}. Pass --data with other images.")
+    out = [decode_image(tf.io.read_file(as_tf_path(f)), size).numpy() for f in files]
     return np.stack(out).astype(np.float32) if out else np.zeros((0, *size, 3), np.float32)
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
-                    reference: str | Path | None = None, host=None) -> VerificationReport:
+                    reference: str | Path | None = None, host=None,
+                    trust_artifact: bool = False) -> VerificationReport:
     """``clf verify``: reopen ``artifact`` and compare it with the bundle's Keras model.
 
     ``reference`` defaults to the bundle's ``.keras`` (else ``.h5``) model; ``data`` to the
@@ -237,9 +243,9 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     artifact = Path(artifact)
     folder, exporter_name, _ = resolve_artifact(artifact)
     labels = read_labels(folder)
-    predictor = load_predictor(artifact, host)
+    predictor = load_predictor(artifact, host, trust=trust_artifact)
     ref_path = Path(reference) if reference else _reference_in(folder, labels)
-    ref = load_predictor(ref_path, host)
+    ref = load_predictor(ref_path, host, trust=trust_artifact)
     if data:
         files = [str(f) for f in collect_images(data)]
         source = "--data"

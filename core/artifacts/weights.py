@@ -9,8 +9,12 @@ over (``keras_downloads()``), so that:
   host while keeping the path and file name: ``<mirror>/tensorflow/keras-applications/
   mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5``. A
   site copies that tree once (or just the files it needs) onto any HTTP server;
-- the file is checked against the hash Keras knows for it (md5 or sha256) before it is
-  moved into the cache under its real name (atomic: never a half file in the cache);
+- the file is checked against the hash Keras knows for it (md5 or sha256), or the sha256
+  clf pins where Keras publishes none (``PINNED_SHA256``);
+- and it is loaded in full into its own architecture (Keras' load while building the
+  backbone, or ``fetch_for`` for ``clf weights fetch``) *before* it is moved into the cache
+  under its real name: a mirror serving an error page or another model's file never leaves
+  anything in the cache, hash or no hash;
 - a failure is one message that names the URL, the cache path and the ways out.
 """
 
@@ -32,6 +36,16 @@ KERAS_HOST = "https://storage.googleapis.com/"
 TIMEOUT_S = 60
 
 
+# sha256 of original Keras Applications files for which Keras itself publishes no hash
+# (it passes file_hash=None for the MobileNet family). Only files whose bytes were checked
+# against an independent copy: mobilenet_2_5_224_tf_no_top.h5 per shared/weights/README.md
+# (the unmodified Keras file, 2,108,140 bytes). Others stay unpinned and are guarded by the
+# full load alone.
+PINNED_SHA256 = {
+    "mobilenet_2_5_224_tf_no_top.h5": "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf",
+}
+
+
 @dataclass(frozen=True)
 class WeightsFile:
     fname: str
@@ -39,10 +53,15 @@ class WeightsFile:
     file_hash: str | None = None  # Keras' known hash: 32 hex = md5, 64 hex = sha256
 
     @property
+    def expected_hash(self) -> str | None:
+        """Keras' hash, else the one clf pins (``PINNED_SHA256``), else None."""
+        return self.file_hash or PINNED_SHA256.get(self.fname)
+
+    @property
     def algorithm(self) -> str | None:
-        if not self.file_hash:
+        if not self.expected_hash:
             return None
-        return "sha256" if len(self.file_hash) == 64 else "md5"
+        return "sha256" if len(self.expected_hash) == 64 else "md5"
 
 
 def mirror() -> str | None:
@@ -66,7 +85,7 @@ def check(wf: WeightsFile, path: Path) -> str:
         return "missing"
     if not wf.algorithm:
         return "unchecked"
-    return "ok" if file_hash(path, wf.algorithm) == wf.file_hash else "mismatch"
+    return "ok" if file_hash(path, wf.algorithm) == wf.expected_hash else "mismatch"
 
 
 def _fixes(wf: WeightsFile) -> str:
@@ -75,56 +94,117 @@ def _fixes(wf: WeightsFile) -> str:
             f"--weights none to train from random weights.")
 
 
-def fetch(wf: WeightsFile, base: str | None = None, force: bool = False) -> Path:
-    """The cached file, downloading and checking it first if needed."""
+def _download(wf: WeightsFile, url: str, dest: Path) -> None:
+    """Download ``url`` to ``dest`` and check it against the expected hash (if any)."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        dest.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        code = f"HTTP {exc.code} " if isinstance(exc, urllib.error.HTTPError) else ""
+        raise WeightsError(
+            f"Could not download {wf.fname} from {url}: {code}{reason}. Expected network "
+            f"access to {'the mirror' if not url.startswith(KERAS_HOST) else 'the Keras weights host'} "
+            f"or the file already in {keras_cache_dir()}. {_fixes(wf)}"
+        ) from None
+    if check(wf, dest) == "mismatch":
+        digest = file_hash(dest, wf.algorithm)
+        dest.unlink(missing_ok=True)
+        raise WeightsError(
+            f"Downloaded {wf.fname} from {url} but its {wf.algorithm} is {digest}, not the known "
+            f"{wf.expected_hash}; expected the original Keras Applications file. The file was "
+            f"discarded. Check the mirror's copy. {_fixes(wf)}"
+        )
+
+
+def fetch(wf: WeightsFile, base: str | None = None, force: bool = False, validate=None) -> Path:
+    """The cached file, downloading and checking it first if needed.
+
+    ``validate(path)``, if given, runs on the downloaded file before it enters the cache
+    (``fetch_for`` loads it into the backbone); an exception there discards the file."""
     target = keras_cache_dir() / wf.fname
     if not force and check(wf, target) in ("ok", "unchecked"):
         return target
     url = url_for(wf, base)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(tmp, "wb") as out:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-            status = check(wf, tmp)
-            if status == "mismatch":
-                raise WeightsError(
-                    f"Downloaded {wf.fname} from {url} but its {wf.algorithm} is "
-                    f"{file_hash(tmp, wf.algorithm)}, not Keras' {wf.file_hash}; expected the "
-                    f"original Keras Applications file. The file was discarded. Check the "
-                    f"mirror's copy. {_fixes(wf)}"
-                )
-    except WeightsError:
-        raise
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        code = f"HTTP {exc.code} " if isinstance(exc, urllib.error.HTTPError) else ""
-        raise WeightsError(
-            f"Could not download {wf.fname} from {url}: {code}{reason}. Expected network "
-            f"access to {'the mirror' if (base or mirror()) else 'the Keras weights host'} "
-            f"or the file already in {keras_cache_dir()}. {_fixes(wf)}"
-        ) from None
+    except OSError as exc:
+        raise WeightsError(f"Cannot create the weights cache {target.parent}: {exc.strerror}. "
+                           f"{_fixes(wf)}") from None
+    with atomic_path(target) as tmp:  # nothing under the real name until every check passed
+        _download(wf, url, tmp)
+        if validate is not None:
+            validate(tmp)
     return target
+
+
+def fetch_for(backbone, base: str | None = None, force: bool = False) -> Path:
+    """``clf weights fetch``: a backbone's ImageNet file, loaded in full into that backbone
+    (built at its default input size) before it enters the cache."""
+    wf = lookup_file(backbone)
+
+    def load(path: Path) -> None:
+        try:
+            backbone.build((*backbone.input_size, 3), str(path))
+        except Exception as exc:
+            raise WeightsError(
+                f"{wf.fname} from {url_for(wf, base)} does not load into backbone {backbone.name!r}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}. The file "
+                f"was discarded (not cached). Check the mirror's copy. {_fixes(wf)}"
+            ) from None
+
+    return fetch(wf, base, force, validate=load)
 
 
 @contextmanager
 def keras_downloads() -> Iterator[None]:
-    """While active, Keras' weight downloads go through ``fetch`` (mirror, hash, messages)."""
+    """While active, Keras' weight downloads go through clf (mirror, hash, messages); a
+    downloaded file waits under a temporary name until Keras has loaded it into the model
+    being built, and enters the cache only then."""
     from keras.src.utils import file_utils
 
+    from clf.files import temp_name
+
     original = file_utils.get_file
+    staged: list[tuple[Path, Path, str]] = []  # (temporary file, cache file, url)
 
     def get_file(fname=None, origin=None, *args, file_hash=None, cache_subdir="datasets", **kwargs):
         if _capturing or cache_subdir != "models" or not origin or kwargs.get("extract") or kwargs.get("untar"):
             return original(fname, origin, *args, file_hash=file_hash, cache_subdir=cache_subdir, **kwargs)
-        return str(fetch(WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash)))
+        wf = WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash)
+        target = keras_cache_dir() / wf.fname
+        if check(wf, target) in ("ok", "unchecked"):
+            return str(target)
+        tmp = temp_name(target)
+        _download(wf, url_for(wf), tmp)
+        staged.append((tmp, target, url_for(wf)))
+        return str(tmp)
 
     file_utils.get_file = get_file
     try:
         yield
+    except WeightsError:
+        raise
+    except Exception as exc:
+        if not staged:
+            raise
+        tmp, target, url = staged[-1]
+        raise WeightsError(
+            f"{target.name} downloaded from {url} does not load into the model: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. The file was discarded (not cached); "
+            f"expected the original Keras Applications file. Check the mirror's copy. "
+            f"{_fixes(WeightsFile(target.name, url))}"
+        ) from None
+    else:
+        for tmp, target, _ in staged:  # loaded in full by Keras: now it may enter the cache
+            os.replace(tmp, target)
     finally:
         file_utils.get_file = original
+        for tmp, _, _ in staged:
+            tmp.unlink(missing_ok=True)
 
 
 class _Captured(Exception):
@@ -172,7 +252,10 @@ def status_rows(host, names=()) -> list[dict]:
 
 
 def lookup(host, name: str) -> WeightsFile:
-    bb = host.backbones.get(name)
+    return lookup_file(host.backbones.get(name))
+
+
+def lookup_file(bb) -> WeightsFile:
     if bb.imagenet_file is None:
         raise WeightsError(
             f"Backbone {bb.name!r} (plugin {bb.plugin!r}) has no known ImageNet weights file; "

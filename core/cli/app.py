@@ -17,10 +17,13 @@ from rich.table import Table  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train image classifiers by transfer learning, built from plugins.")
-out = Console()
-err = Console(stderr=True)
+# emoji=False: a class called ':cat:' stays ':cat:'.
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 PluginOpt = typer.Option(None, "--plugin", "-p", help="Extra plugin: module name or .py file (repeatable).")
+TrustOpt = typer.Option(False, "--trust-artifact", help="Open the model even if its sha256 is not the one "
+                        "recorded at export (models run native code: only for files you trust).")
 
 # Set by the app callback for the one command being run: --strict-plugins.
 _options = {"strict_plugins": None}
@@ -57,18 +60,67 @@ class _ErrHandler(logging.Handler):
 
 
 def _host(plugins):
+    from clf.cli.render import esc
     from clf.host.manager import get_host
-    from rich.markup import escape
 
     host = get_host(plugins or (), strict=_options["strict_plugins"])
     for line in host.warnings:  # one line per broken plugin; everything else goes on
-        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {esc(line)}", highlight=False, soft_wrap=True)
     return host
 
 
 def _fail(exc: ClfError) -> None:
-    err.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    from clf.cli.render import esc
+
+    # The message carries paths, class names and values from the user: never markup.
+    err.print(f"[bold red]Error:[/] {esc(exc)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
+
+def _write_failed(exc: OSError) -> None:
+    """An OSError that reached the CLI (a write the engine did not expect to fail): one line,
+    no traceback; a full disk says so and how to go on."""
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        text = (f"No space left to write{where}: {exc.strerror}. Nothing half-written was kept. Free some "
+                f"space, then continue a run with: clf run --resume RUN_FOLDER")
+    else:
+        text = f"Cannot read or write{where}: {exc.strerror or exc}. Check the path and its permissions."
+    _fail(ClfError(text))
+
+
+def _interrupted(observer, run_dir=None) -> None:
+    """Ctrl-C outside training (which saves and says so itself): say where it stopped."""
+    phase = getattr(observer, "phase", None)
+    hint = ""
+    if run_dir:
+        from clf.train.checkpoint import latest
+
+        done = latest(run_dir)
+        hint = (f"Epoch {done.epoch} is saved; continue with: clf run --resume {run_dir}" if done is not None
+                else "Nothing was saved to resume from; start the run again.")
+    _close(observer)
+    _fail(_Stopped(f"Interrupted (Ctrl-C) during {phase or 'startup'}. {hint}".strip()))
+
+
+class _Stopped(ClfError):
+    exit_code = 130
+
+
+class PhaseTracker:
+    """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message)."""
+
+    def __init__(self, inner):
+        self.inner, self.phase = inner, None
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def phase_start(self, phase, total=None, unit=""):
+        self.phase = phase
+        self.inner.phase_start(phase, total, unit)
 
 
 LogFormatOpt = typer.Option("auto", "--log-format", help="auto (rich bars on a terminal, plain lines otherwise), rich, plain or jsonl.")
@@ -79,10 +131,12 @@ def _observer(log_format: str, quiet: bool):
     from clf.cli.render import LOG_FORMATS, make_observer
 
     if log_format not in LOG_FORMATS:
-        err.print(f"[bold red]Error:[/] Invalid --log-format {log_format!r}: expected one of "
+        from clf.cli.render import esc
+
+        err.print(f"[bold red]Error:[/] Invalid --log-format {esc(repr(log_format))}: expected one of "
                   f"{', '.join(LOG_FORMATS)}. Pass one of them.", highlight=False)
         raise typer.Exit(2)
-    return make_observer(out, log_format, quiet)
+    return PhaseTracker(make_observer(out, log_format, quiet))
 
 
 def _close(observer) -> None:
@@ -118,8 +172,10 @@ def _component_table(title: str, columns: list[str], rows: list[list[str]]) -> T
         # narrow terminal still shows every name whole (if on two lines).
         short = col in ("input size", "params", "features")
         table.add_column(col, no_wrap=short, overflow="fold", min_width=8 if short else None)
+    from clf.cli.render import esc
+
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(esc(cell) for cell in row))
     return table
 
 

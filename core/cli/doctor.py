@@ -23,6 +23,7 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
     """Check a dataset: counts per class, bad files, files to convert, duplicates and leakage."""
+    from clf.cli.render import esc
     from clf.data.doctor import examine
 
     try:
@@ -32,13 +33,13 @@ def doctor(
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:
-        counts = Table(title=f"{data}: images per class (usable)")
+        counts = Table(title=f"{esc(data)}: images per class (usable)")
         counts.add_column("class", no_wrap=True)
         splits = list(report.counts)
         for split in splits:
             counts.add_column(split, justify="right")
         for name in sorted({c for s in report.counts.values() for c in s}):
-            counts.add_row(name, *[str(report.counts[s].get(name, 0)) for s in splits])
+            counts.add_row(esc(name), *[str(report.counts[s].get(name, 0)) for s in splits])
         out.print(counts)
         ratio = report.imbalance()
         if ratio is not None:
@@ -48,17 +49,17 @@ def doctor(
             for col in ("file", "kind", "reason"):
                 table.add_column(col, overflow="fold")
             for b in report.quarantined:
-                table.add_row(b.path, b.kind, b.reason)
+                table.add_row(esc(b.path), b.kind, esc(b.reason))
             out.print(table)
         if report.converted:
             table = Table(title=f"{len(report.converted)} file(s) converted for training")
             table.add_column("file", overflow="fold")
             table.add_column("conversion", overflow="fold")
             for c in report.converted:
-                table.add_row(c.path, "; ".join(c.changes))
+                table.add_row(esc(c.path), esc("; ".join(c.changes)))
             out.print(table)
         for note in report.notes:
-            out.print(f"[yellow]note:[/] {note}", highlight=False)
+            out.print(f"[yellow]note:[/] {esc(note)}", highlight=False)
         if not report.quarantined and not report.converted:
             out.print("[green]no problems found[/]")
     if strict_data and report.bad:

@@ -8,16 +8,19 @@ import typer
 from clf.cli.app import (
     LogFormatOpt,
     PluginOpt,
+    TrustOpt,
     QuietOpt,
     _close,
     _fail,
     _host,
+    _interrupted,
     _observer,
     _print_reports,
     app,
     err,
     out,
 )
+from clf.cli.render import esc
 from clf.errors import ClfError
 
 
@@ -29,6 +32,7 @@ def evaluate(
     batch_size: int = typer.Option(32, help="Images per batch."),
     assert_accuracy_at_least: Optional[float] = typer.Option(
         None, "--assert-accuracy-at-least", min=0.0, max=1.0, help="Exit 1 when accuracy is below this (a CI gate)."),
+    trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
@@ -39,16 +43,18 @@ def evaluate(
     observer = _observer(log_format, quiet)
     try:
         result = evaluate_folder(model, data, output=output, batch_size=batch_size, host=_host(plugin),
-                                 observer=observer)
+                                 observer=observer, trust_artifact=trust_artifact)
     except ClfError as exc:
         _close(observer)
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(observer)
     _close(observer)
     _print_reports({"evaluation": result.report}, log_format, quiet)
     for path, why in result.unreadable:
-        err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False)
+        err.print(f"[yellow]skipped[/] {esc(path)}: {esc(why)}", highlight=False)
     if log_format != "jsonl" or quiet:
-        out.print(f"saved {', '.join(p.name for p in result.files)} in {result.output}", highlight=False,
+        out.print(f"saved {esc(', '.join(p.name for p in result.files))} in {esc(result.output)}", highlight=False,
                   soft_wrap=True)
     accuracy = result.report["accuracy"]
     if assert_accuracy_at_least is not None and accuracy < assert_accuracy_at_least:
@@ -64,17 +70,19 @@ def verify(
     artifact: str = typer.Argument(..., help="An exported artifact (model.keras, saved_model, *.tflite, model.onnx, ...)."),
     data: Optional[List[str]] = typer.Option(None, "--data", help="Held-out images (files or folders); default: those recorded at export."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Keras model to compare with; default: the bundle's .keras or .h5."),
+    trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Reopen an artifact in its own runtime and compare it with the bundle's Keras model."""
     from clf.artifacts.verify import verify_artifact
 
     try:
-        report = verify_artifact(artifact, data=data, reference=reference, host=_host(plugin))
+        report = verify_artifact(artifact, data=data, reference=reference, host=_host(plugin),
+                                 trust_artifact=trust_artifact)
     except ClfError as exc:
         _fail(exc)
     for r in report.results.values():
         mark = "[green]ok[/]" if r.passed else "[bold red]FAILED[/]"
-        out.print(f"{mark} {r.describe()}", highlight=False, soft_wrap=True)
+        out.print(f"{mark} {esc(r.describe())}", highlight=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)

@@ -15,6 +15,7 @@ from clf.cli.app import (
     app,
     out,
 )
+from clf.cli.render import esc
 from clf.errors import ClfError
 
 
@@ -119,8 +120,8 @@ def new_plugin(
     except ClfError as exc:
         _fail(exc)
     root = files[0].parent
-    out.print(f"[green]created[/] {root}", highlight=False)
+    out.print(f"[green]created[/] {esc(root)}", highlight=False)
     for f in files:
-        out.print(f"  {f.relative_to(root)}", highlight=False)
-    out.print(f"next: pip install {root} && clf plugins && python -m pytest {root / 'tests'}",
+        out.print(f"  {esc(f.relative_to(root))}", highlight=False)
+    out.print(f"next: pip install {esc(root)} && clf plugins && python -m pytest {esc(root / 'tests')}",
               highlight=False, soft_wrap=True)

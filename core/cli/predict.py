@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import List, Optional
 
 import typer
 from clf.cli.app import (
+    PhaseTracker,
     PluginOpt,
+    TrustOpt,
     _close,
     _fail,
     _host,
+    _interrupted,
     app,
     err,
     out,
 )
 from clf.errors import ClfError
 from rich.console import Console
+from clf.cli.render import esc
 from rich.table import Table
 
 
@@ -27,26 +32,29 @@ def predict(
     top_k: int = typer.Option(1, "--top-k", min=1, help="Classes to show per image."),
     batch_size: int = typer.Option(32, help="Images per batch."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv or json; default: from --output's suffix, else table."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal (never over a run's files)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
     as_json: bool = typer.Option(False, "--json", help="Shortcut for --format json."),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: predict only part K (0-based) of N, as CSV or JSON with each file's position; join the parts with clf merge-predictions."),
+    trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Predict class names and probabilities, using the class names saved with the model."""
     from clf.artifacts.predict import collect_images, load_predictor, predict_files
-    from clf.artifacts.predict_output import choose_format, to_csv, to_json
+    from clf.artifacts.predict_output import check_output_file, choose_format, to_csv, to_json, write_output
     from clf.artifacts.shards import parse_shard, shard_files
     from clf.cli.render import make_observer
 
     try:
         chosen = choose_format("json" if as_json else fmt, output)
+        target = check_output_file(output, overwrite) if output else None  # before any slow work
         part = parse_shard(shard, chosen) if shard else None
     except ClfError as exc:
         _fail(exc)
     # A progress bar on a terminal only; csv/json output stays clean.
-    observer = make_observer(out, "auto", quiet=chosen != "table")
+    observer = PhaseTracker(make_observer(out, "auto", quiet=chosen != "table"))
     try:
-        predictor = load_predictor(model, _host(plugin))
+        predictor = load_predictor(model, _host(plugin), trust=trust_artifact)
         files, columns = shard_files(collect_images(paths), part)
         observer.phase_start("predict", total=len(files), unit="image")
         results = predict_files(predictor, files, batch_size,
@@ -55,33 +63,36 @@ def predict(
     except ClfError as exc:
         _close(observer)
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(observer)
     _close(observer)
     k = min(top_k, len(predictor.class_names))
     if chosen == "table":
-        table = Table(title=f"{len(results)} images ({predictor.path.name}, {predictor.runtime})")
+        table = Table(title=f"{len(results)} images ({esc(predictor.path.name)}, {esc(predictor.runtime)})")
         for col in ("image", "class", "probability"):
             table.add_column(col, overflow="fold")
         for r in results:
             if r.error:
-                table.add_row(r.path, f"[red]error: {r.error}[/]", "")
+                table.add_row(esc(r.path), f"[red]error: {esc(r.error)}[/]", "")
                 continue
             top = r.top(predictor.class_names, k)
-            table.add_row(r.path, "\n".join(n for n, _ in top), "\n".join(f"{p:.4f}" for _, p in top))
+            table.add_row(esc(r.path), esc("\n".join(n for n, _ in top)), "\n".join(f"{p:.4f}" for _, p in top))
         text = None
     else:
         text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k, columns)
-    if output:
+    if target is not None:
+        if text is None:
+            buf = io.StringIO()
+            Console(file=buf, width=120, no_color=True, emoji=False).print(table)
+            text = buf.getvalue()
         try:
-            with open(output, "w", encoding="utf-8", newline="") as fh:
-                if text is None:
-                    Console(file=fh, width=120, no_color=True).print(table)
-                else:
-                    fh.write(text)
+            write_output(target, text)
         except OSError as exc:
-            err.print(f"[bold red]Error:[/] cannot write --output {output!r}: {exc.strerror}; expected a "
-                      f"writable file path. Pass another --output.", highlight=False)
+            err.print(f"[bold red]Error:[/] cannot write --output {esc(repr(output))}: "
+                      f"{esc(exc.strerror or str(exc))}; expected a writable file path. Pass another "
+                      f"--output.", highlight=False)
             raise typer.Exit(2)
-        err.print(f"wrote {len(results)} predictions to {output}", highlight=False)
+        err.print(f"wrote {len(results)} predictions to {esc(output)}", highlight=False)
     elif text is None:
         out.print(table)
     else:
@@ -89,7 +100,7 @@ def predict(
     failed = [r for r in results if r.error]
     if failed:
         for r in failed:
-            err.print(f"[yellow]unreadable:[/] {r.path}: {r.error}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]unreadable:[/] {esc(r.path)}: {esc(r.error)}", highlight=False, soft_wrap=True)
         err.print(f"[yellow]{len(failed)} file(s) could not be read; the other {len(results) - len(failed)} "
                   f"were predicted[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(1)

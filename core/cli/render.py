@@ -24,6 +24,18 @@ from rich.console import Console
 from rich.table import Table
 
 LOG_FORMATS = ("auto", "rich", "plain", "jsonl")
+LIST_CLASSES = 20  # class names and per-class counts listed in full up to this many
+
+
+def esc(value: Any) -> str:
+    """Any text from outside clf (paths, class names, messages, plugin names) as rich text:
+    markup escaped (``nope[/]x`` stays as it is) and bytes that are not UTF-8 shown as
+    ``\\xe9`` escapes (a terminal cannot print them)."""
+    from rich.markup import escape
+
+    from clf.data.filecheck import display_path
+
+    return escape(display_path(str(value)))
 
 
 def make_observer(console: Console, log_format: str = "auto", quiet: bool = False,
@@ -52,7 +64,7 @@ class QuietObserver(Observer):
         self.console = console
 
     def note(self, text):
-        self.console.print(f"[yellow]note:[/] {text}", highlight=False)
+        self.console.print(f"[yellow]note:[/] {esc(text)}", highlight=False)
 
 
 class PlainObserver(Observer):
@@ -65,18 +77,25 @@ class PlainObserver(Observer):
         self.console.print(*args, highlight=False, soft_wrap=True, **kwargs)
 
     def note(self, text):
-        self.print(f"[yellow]note:[/] {text}")
+        self.print(f"[yellow]note:[/] {esc(text)}")
 
     def phase_end(self, phase, **info):
         if phase == "doctor":
             self._doctor(info["report"])
         elif phase == "data":
-            self.print(f"classes: {', '.join(info['class_names'])}")
+            names = info["class_names"]
+            if len(names) <= LIST_CLASSES:
+                self.print(f"classes: {esc(', '.join(names))}")
+            else:
+                self.print(f"classes ({len(names)}): {esc(', '.join([*names[:5], '...', *names[-2:]]))}")
             for split, counts in info["counts"].items():
-                self.print(f"  {split}: {sum(counts.values())} images "
-                           f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
+                if len(counts) <= LIST_CLASSES:
+                    per = ", ".join(f"{k} {v}" for k, v in counts.items())
+                else:  # one line, not two hundred names
+                    per = f"{min(counts.values())} to {max(counts.values())} per class"
+                self.print(f"  {esc(split)}: {sum(counts.values())} images ({esc(per)})")
         elif phase == "build":
-            self.print(f"backbone: {info['params']:,} parameters; backbone weights: {info['weights']}")
+            self.print(f"backbone: {info['params']:,} parameters; backbone weights: {esc(info['weights'])}")
             if "strategy" in info:  # batch size semantics: --batch-size is the global batch
                 self.print(f"strategy: {info['strategy']}, {info['replicas']} replica(s); batch "
                            f"{info['global_batch_size']} global, {info['per_replica_batch_size']} per "
@@ -84,39 +103,39 @@ class PlainObserver(Observer):
         elif phase == "extract":
             done = sum(v["extracted"] for v in info["counts"].values())
             hit = sum(v["cached"] for v in info["counts"].values())
-            where = f"; cache {info['cache_dir']}" if info.get("cache_dir") else "; disk cache off"
+            where = f"; cache {esc(info['cache_dir'])}" if info.get("cache_dir") else "; disk cache off"
             self.print(f"features: {done} images extracted, {hit} from the cache in "
                        f"{info['seconds']:.1f}s{where}")
         elif "seconds" in info and phase not in ("data",):
-            self.print(f"{phase} done in {info['seconds']:.1f}s")
+            self.print(f"{esc(phase)} done in {info['seconds']:.1f}s")
         if phase == "evaluate" and "metrics" in info:
-            self.print("  ".join(f"{k}: {v:.4f}" for k, v in info["metrics"].items()))
+            self.print(esc("  ".join(f"{k}: {v:.4f}" for k, v in info["metrics"].items())))
         elif phase == "verify":
             for line in info.get("lines", []):
                 ok = line.startswith("ok ")
-                self.print(("  [green]verified[/] " if ok else "  [bold red]FAILED[/] ") + line.split(" ", 1)[1])
+                self.print(("  [green]verified[/] " if ok else "  [bold red]FAILED[/] ") + esc(line.split(" ", 1)[1]))
         elif phase == "export":
-            self.print(f"[green]saved[/] {info['run_dir']}")
+            self.print(f"[green]saved[/] {esc(info['run_dir'])}")
             for name, files in info["artifacts"].items():
-                self.print(f"  {name}: {', '.join(Path(f).name for f in files)}")
+                self.print(f"  {esc(name)}: {esc(', '.join(Path(f).name for f in files))}")
         elif phase == "record" and "files" in info:
-            self.print(f"  record: {', '.join(Path(f).name for f in info['files'])}")
+            self.print(f"  record: {esc(', '.join(Path(f).name for f in info['files']))}")
 
     def _doctor(self, report):
         bad = report.quarantined
         if bad:
             self.print(f"[yellow]quarantined {len(bad)} file(s)[/] (listed in quarantine.json in the run folder):")
             for b in bad[:20]:
-                self.print(f"  {b.path}: {b.reason}")
+                self.print(f"  {esc(b.path)}: {esc(b.reason)}")
             if len(bad) > 20:
                 self.print(f"  ... and {len(bad) - 20} more")
         if report.converted:
             self.print(f"converted {len(report.converted)} file(s) for training "
-                       f"({summarise_changes(report.converted)})")
+                       f"({esc(summarise_changes(report.converted))})")
 
     def epoch_end(self, phase, epoch, epochs, logs):
         parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-        self.print(f"{phase} epoch {epoch}/{epochs} {parts}")
+        self.print(f"{esc(phase)} epoch {epoch}/{epochs} {esc(parts)}")
 
 
 def summarise_changes(conversions) -> str:
@@ -211,40 +230,68 @@ class JsonlObserver(Observer):
         self.emit("epoch", phase=phase, epoch=epoch, epochs=epochs, **logs)
 
 
+# Past these, a terminal cannot show the full tables readably: the matrix becomes the top
+# confusions and the per-class table the weakest classes (everything stays in metrics.json
+# and confusion_matrix.csv).
+MATRIX_CLASSES = 12
+PER_CLASS_ROWS = 30
+TOP_CONFUSIONS = 15
+
+
 def report_tables(report: dict[str, Any], title: str) -> list[Any]:
-    """Rich renderables for one evaluation report: summary, per class, confusion matrix."""
+    """Rich renderables for one evaluation report: summary, per class, confusion matrix
+    (for many classes: the weakest classes and the top confusions instead)."""
     names = report["class_names"]
-    summary = f"[bold]{title}[/]: {report['images']} images, accuracy [bold]{report['accuracy']:.4f}[/]"
+    summary = f"[bold]{esc(title)}[/]: {report['images']} images, accuracy [bold]{report['accuracy']:.4f}[/]"
     if "loss" in report:
         summary += f", loss {report['loss']:.4f}"
     summary += f", macro F1 {report['macro_f1']:.4f}"
     for k, v in report.get("top_k_accuracy", {}).items():
         summary += f", top-{k} {v:.4f}"
 
-    per_class = Table(title="per class", title_justify="left")
+    shown = names
+    heading = "per class"
+    if len(names) > PER_CLASS_ROWS:
+        order = sorted(range(len(names)), key=lambda i: (report["per_class"][names[i]]["f1"], i))
+        shown = [names[i] for i in order[:PER_CLASS_ROWS]]
+        heading = f"per class: {PER_CLASS_ROWS} lowest F1 of {len(names)} (all: metrics.json)"
+    per_class = Table(title=heading, title_justify="left")
     for col in ("class", "precision", "recall", "f1", "support"):
         per_class.add_column(col, justify="left" if col == "class" else "right")
-    for name in names:
+    for name in shown:
         s = report["per_class"][name]
-        per_class.add_row(name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
+        per_class.add_row(esc(name), f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
 
-    # The corner cell says it: rows are true classes, columns predicted.
-    cm = Table(title="confusion matrix", title_justify="left")
-    cm.add_column("true \\ predicted")
-    for name in names:
-        cm.add_column(name, justify="right")
-    for i, name in enumerate(names):
-        cells = [f"[bold green]{v}[/]" if i == j else (f"[red]{v}[/]" if v else "0")
-                 for j, v in enumerate(report["confusion_matrix"][i])]
-        cm.add_row(name, *cells)
+    out: list[Any] = [summary, per_class]
+    if len(names) <= MATRIX_CLASSES:
+        # The corner cell says it: rows are true classes, columns predicted.
+        cm = Table(title="confusion matrix", title_justify="left")
+        cm.add_column("true \\ predicted")
+        for name in names:
+            cm.add_column(esc(name), justify="right")
+        for i, name in enumerate(names):
+            cells = [f"[bold green]{v}[/]" if i == j else (f"[red]{v}[/]" if v else "0")
+                     for j, v in enumerate(report["confusion_matrix"][i])]
+            cm.add_row(esc(name), *cells)
+        out.append(cm)
+        pairs = report.get("most_confused", [])
+        if pairs:
+            out.append("most confused: " + "; ".join(
+                f"{esc(p['true'])} -> {esc(p['predicted'])} {p['count']} ({p['fraction_of_true']:.0%} of {esc(p['true'])})"
+                for p in pairs))
+        else:
+            out.append("most confused: none (no errors)")
+        return out
+    from clf.report.metrics import most_confused
 
-    out: list[Any] = [summary, per_class, cm]
-    pairs = report.get("most_confused", [])
-    if pairs:
-        out.append("most confused: " + "; ".join(
-            f"{p['true']} -> {p['predicted']} {p['count']} ({p['fraction_of_true']:.0%} of {p['true']})" for p in pairs))
-    else:
-        out.append("most confused: none (no errors)")
+    pairs = most_confused(report["confusion_matrix"], names, limit=TOP_CONFUSIONS)
+    top = Table(title=f"top confusions of {len(names)} classes (matrix: confusion_matrix.csv)",
+                title_justify="left")
+    for col in ("true", "predicted as", "images", "of true"):
+        top.add_column(col, justify="left" if col in ("true", "predicted as") else "right")
+    for p in pairs:
+        top.add_row(esc(p["true"]), esc(p["predicted"]), str(p["count"]), f"{p['fraction_of_true']:.0%}")
+    out.append(top if pairs else "most confused: none (no errors)")
     return out
 
 

@@ -15,12 +15,15 @@ from clf.cli.app import (
     _explicit,
     _fail,
     _host,
+    _interrupted,
     _observer,
     _print_reports,
+    _write_failed,
     app,
     out,
 )
 from clf.config import RunConfig
+from clf.cli.render import esc
 from clf.errors import ClfError
 
 # Option name -> RunConfig field, for the flags whose names differ.
@@ -102,7 +105,7 @@ def run(
             result = resume_engine(resume, observer, _host(plugin))
             _close(observer)
             _print_reports(result.evaluation, log_format, quiet)
-            out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+            out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
             return
         if config_file is not None:
             given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
@@ -126,7 +129,12 @@ def run(
     except ClfError as exc:
         _close(observer)
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(observer, resume or output)
+    except OSError as exc:
+        _close(observer)
+        _write_failed(exc)
     _close(observer)
     _print_reports(result.evaluation, log_format, quiet)
     if log_format != "jsonl" or quiet:
-        out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+        out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)

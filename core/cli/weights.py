@@ -16,6 +16,7 @@ from clf.cli.app import (
     out,
 )
 from clf.errors import ClfError
+from clf.cli.render import esc
 from rich.table import Table
 
 weights_app = typer.Typer(no_args_is_help=True, help="ImageNet weights offline: list, fetch, verify.")
@@ -37,26 +38,27 @@ def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbon
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table(title=f"ImageNet weights (cache: {keras_cache_dir()})")
+    table = Table(title=f"ImageNet weights (cache: {esc(str(keras_cache_dir()))})")
     for col in ("backbone", "cached", "file", "size"):
         table.add_column(col, no_wrap=col != "file", overflow="fold")
     for r in rows:
         size = f"{r['bytes'] / 1e6:.1f} MB" if r.get("bytes") else ""
-        table.add_row(r["backbone"], "[green]yes[/]" if r["cached"] else "no", r["file"] or r["status"], size)
+        table.add_row(esc(r["backbone"]), "[green]yes[/]" if r["cached"] else "no", esc(r["file"] or r["status"]), size)
     out.print(table)
 
 
 @weights_app.command("fetch")
 def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose ImageNet weights to download."),
                   mirror: Optional[str] = MirrorOpt, plugin: Optional[List[str]] = PluginOpt):
-    """Download ImageNet weights into the Keras cache (checked against Keras' hash)."""
-    from clf.artifacts.weights import fetch, lookup
+    """Download ImageNet weights into the Keras cache (hash-checked where a hash is known,
+    and loaded into the backbone before they are cached)."""
+    from clf.artifacts.weights import fetch_for
 
     try:
         host = _host(plugin)
         for name in names:
-            path = fetch(lookup(host, name), base=mirror)
-            out.print(f"[green]ok[/] {name}: {path}", highlight=False)
+            path = fetch_for(host.backbones.get(name), base=mirror)
+            out.print(f"[green]ok[/] {esc(name)}: {esc(str(path))}", highlight=False)
     except ClfError as exc:
         _fail(exc)
 
@@ -84,9 +86,9 @@ def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backb
             continue
         bad += status in ("mismatch", "missing")
         colour = {"ok": "green", "unchecked": "yellow"}.get(status, "red")
-        out.print(f"[{colour}]{status}[/] {bb.name}: {keras_cache_dir() / wf.fname}", highlight=False)
+        out.print(f"[{colour}]{status}[/] {esc(bb.name)}: {esc(str(keras_cache_dir() / wf.fname))}", highlight=False)
     if not seen or (not names and bad == 0 and not any((keras_cache_dir() / f).is_file() for f in seen)):
-        out.print(f"no cached weights files in {keras_cache_dir()}")
+        out.print(f"no cached weights files in {esc(str(keras_cache_dir()))}", highlight=False)
     if bad:
         err.print(f"[bold red]Error:[/] {bad} file(s) missing or not matching Keras' hash; "
                   f"delete them and run 'clf weights fetch NAME'.", highlight=False)

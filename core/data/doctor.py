@@ -7,14 +7,14 @@ bytes are decoded) and decides, per file, one of three things:
 - **convert** it: Pillow reads it but tf.io.decode_image would not, or would get it wrong
   (alpha, grayscale, CMYK, 16-bit, palette, animated, EXIF rotation, WebP/TIFF). A normalised
   8-bit RGB PNG is written once into a content-addressed cache (``converted/`` in clf's
-  cache folder: ``$CLF_CACHE_DIR``, else ``$XDG_CACHE_HOME/clf``, else ``~/.cache/clf``)
-  and training reads that copy. Why a cached copy and not a ``tf.py_function`` decode
-  path: the training pipeline stays pure TensorFlow (parallel, deterministic, no GIL, no
-  Python in the graph), the conversion is paid once per file and not once per epoch, and
-  the copy can be looked at when a result looks wrong;
-- **quarantine** it: empty, unreadable, not an image, truncated or corrupt, too small, too
-  large (decompression bomb), an exact duplicate, or a validation/test copy of a training
-  image (leakage). Quarantined files are listed with their reason in the run folder
+  cache folder: ``$CLF_CACHE_DIR``, else ``$XDG_CACHE_HOME/clf``, else ``~/.cache/clf``) and training reads that copy. Why a cached copy and not
+  a ``tf.py_function`` decode path: the training pipeline stays pure TensorFlow (parallel,
+  deterministic, no GIL, no Python in the graph), the conversion is paid once per file and
+  not once per epoch, and the copy can be looked at when a result looks wrong;
+- **quarantine** it: not a regular file (a link to a FIFO or a device: never opened),
+  empty, unreadable, not an image, truncated or corrupt, too small, too large (over the
+  byte or pixel limits of ``clf.data.filecheck``: never read or decoded), an exact
+  duplicate, or a validation/test copy of a training image (leakage). Quarantined files are listed with their reason in the run folder
   (``quarantine.json``) and left out; with ``strict`` any of them is an error.
 
 System files (``.DS_Store``, ``Thumbs.db``, hidden files) are listed as ``system`` and never
@@ -33,6 +33,7 @@ from typing import Any
 
 from clf.data.images import IMAGE_SUFFIXES
 from clf.data.layout import check_data_root, class_folders, find_layout
+from clf.data.filecheck import FileProblem, bomb_problem, check_pixels, display_path, is_utf8_name, read_file
 from clf.errors import DataError
 from clf.files import atomic_path, cache_dir, write_json
 
@@ -50,7 +51,7 @@ CONVERTED_CACHE = "converted"  # folder in clf's cache for the converted copies
 QUARANTINE_FILE = "quarantine.json"
 
 # Kinds of quarantined files; "system" is the one that --strict-data tolerates.
-KINDS = ("system", "unreadable", "empty", "not_image", "truncated", "corrupt", "too_small",
+KINDS = ("system", "not_regular", "unreadable", "empty", "not_image", "truncated", "corrupt", "too_small",
          "too_large", "duplicate", "leak")
 
 
@@ -160,9 +161,9 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE) -> _Look:
         look.kind, look.reason = "system", "system or hidden file, not an image"
         return look
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        look.kind, look.reason = "unreadable", f"cannot be read: {exc.strerror or exc}"
+        data = read_file(path)  # regular files within the byte limit only: no FIFO, no /dev/zero
+    except FileProblem as problem:
+        look.kind, look.reason = problem.kind, problem.reason
         return look
     if not data:
         look.kind, look.reason = "empty", "empty file (0 bytes)"
@@ -173,13 +174,15 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE) -> _Look:
             fmt, mode, look.size = im.format, im.mode, im.size
             frames = getattr(im, "n_frames", 1)
             orientation = im.getexif().get(0x0112, 1)
+            check_pixels(*im.size)  # the limit predict and evaluate apply too
             if min(im.size) < min_side:
                 look.kind = "too_small"
                 look.reason = f"too small: {im.size[0]}x{im.size[1]} px, expected at least {min_side} px a side"
                 return look
             im.load()  # decodes everything: this is what finds truncated files
-    except Image.DecompressionBombError as exc:
-        look.kind, look.reason = "too_large", f"too large to decode safely: {exc}"
+    except (Image.DecompressionBombError, FileProblem) as exc:
+        problem = exc if isinstance(exc, FileProblem) else bomb_problem(exc)
+        look.kind, look.reason = problem.kind, problem.reason
         return look
     except UnidentifiedImageError:
         what = "not an image" if path.suffix.lower() not in IMAGE_LIKE_SUFFIXES else \
@@ -249,14 +252,29 @@ def convert_file(path: Path, sha: str, target_dir: Path) -> Path:
     if target.is_file() and target.stat().st_size > 0:
         return target
     target_dir.mkdir(parents=True, exist_ok=True)
-    image = normalise(Path(path).read_bytes())
+    image = normalise(read_file(path))
     with atomic_path(target) as tmp:
         image.save(tmp, format="PNG")
     return target
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
-    return {c.name: sorted(p for p in c.rglob("*") if p.is_file() or p.is_symlink()) for c in class_folders(folder)}
+    classes = class_folders(folder)
+    check_class_names(folder, [c.name for c in classes])
+    # Everything that is not a folder, links and FIFOs included: each is looked at (without
+    # opening what is not a regular file) and either used or listed with its reason.
+    return {c.name: sorted(p for p in c.rglob("*") if p.is_symlink() or not p.is_dir()) for c in classes}
+
+
+def check_class_names(folder: Path, names) -> None:
+    """A class name goes into labels.json and every report: it must be text (UTF-8)."""
+    bad = [n for n in names if not is_utf8_name(n)]
+    if bad:
+        raise DataError(
+            f"Class folder name(s) {', '.join(display_path(n) for n in bad)} in {display_path(folder)!r} "
+            f"are not valid UTF-8 (bytes from another encoding); expected text, since class names "
+            f"are saved with the model. Rename the folder(s)."
+        )
 
 
 def examine(source, *, min_side: int = MIN_SIDE, convert: bool = True, workers: int | None = None,

@@ -1,19 +1,76 @@
 """Checks that turn small-data and output-folder mistakes into clear errors or notes.
 
 Each one says what happened, what was expected and how to fix it, before any slow work.
+
+A run folder is recognised by one thing only: the ``.clf-run`` marker clf writes into it
+when it creates it (format and run id). Files a run also writes (``config.toml``,
+``checkpoint/``, ``model.h5``) are common names in other projects, so their presence
+proves nothing; ``--force`` deletes a folder only when the marker is there.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from clf.errors import UsageError
 
-# Files that mark a folder as a clf run folder, so --force replaces only those.
-RUN_MARKERS = ("labels.json", "quarantine.json", "checkpoint", "model.h5", "manifest.json", "config.toml")
+RUN_MARKER = ".clf-run"
+RUN_MARKER_FORMAT = "clf-run/1"
+
+
+def claim_run_dir(path: Path) -> dict[str, Any]:
+    """Mark ``path`` (created by clf for a run) as a clf run folder; keeps an existing marker.
+
+    Returns the marker record. Called when a run folder is created (and again on resume,
+    where it is a no-op), before anything else is written into it."""
+    path = Path(path)
+    existing = read_run_marker(path)
+    if existing is not None:
+        return existing
+    from clf import __version__
+    from clf.files import write_json
+
+    record = {"format": RUN_MARKER_FORMAT, "run_id": uuid.uuid4().hex,
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "clf_version": __version__}
+    write_json(path / RUN_MARKER, record)
+    return record
+
+
+def read_run_marker(path: Path) -> dict[str, Any] | None:
+    """The marker record of a run folder, or None when ``path`` has no valid marker."""
+    marker = Path(path) / RUN_MARKER
+    try:
+        if not marker.is_file() or marker.stat().st_size > 4096:
+            return None
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(data, dict) or data.get("format") != RUN_MARKER_FORMAT
+            or not isinstance(data.get("run_id"), str) or not data["run_id"]):
+        return None
+    return data
+
+
+def is_run_dir(path: Path) -> bool:
+    return Path(path).is_dir() and read_run_marker(path) is not None
+
+
+def _not_a_run(path: Path) -> UsageError:
+    shown = sorted(p.name for p in path.iterdir())[:5]
+    return UsageError(
+        f"--force would delete {str(path)!r}, which is not a clf run folder: it has no "
+        f"{RUN_MARKER} marker (the file clf writes into every run folder it creates; it holds "
+        f"{', '.join(map(repr, shown))}{' ...' if len(shown) == 5 else ''}). Refusing to delete "
+        f"anything. Pass another --output, or empty or remove that folder yourself (a run "
+        f"folder made before clf wrote markers must also be removed by hand)."
+    )
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -40,12 +97,8 @@ def check_output(output: str | None, force: bool = False) -> None:
                 f"or empty folder so no earlier run is overwritten. Pass another --output, or "
                 f"--force to replace it."
             )
-        if not any((path / m).exists() for m in RUN_MARKERS):
-            raise UsageError(
-                f"--force would delete {str(path)!r}, which does not look like a clf run folder "
-                f"(none of {', '.join(RUN_MARKERS)} in it); expected a folder an earlier "
-                f"'clf run' wrote. Refusing; pass another --output or empty it yourself."
-            )
+        if not is_run_dir(path):
+            raise _not_a_run(path)
     parent = _nearest_existing(path)
     if not parent.is_dir():
         raise UsageError(
@@ -72,9 +125,37 @@ def replace_output(path: Path) -> None:
     """--force: move the old run aside, then delete it (a crash leaves it recoverable)."""
     if not path.is_dir() or not any(path.iterdir()):
         return
+    if not is_run_dir(path):  # checked again here: this is the one place that deletes
+        raise _not_a_run(path)
     aside = path.with_name(f".{path.name}.replaced-{os.getpid()}")
     os.replace(path, aside)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+# Temporary names clf's writers use (clf.files, the exporters, checkpoint folders): whatever
+# carries one in a run folder was left by a process that died mid-write.
+ORPHAN_PREFIXES = (".tmp-",)
+ORPHAN_NAMES = frozenset({"labels.json.tmp", "verification.json.tmp"})
+
+
+def remove_orphans(run_dir: Path) -> list[Path]:
+    """Delete half-written files a killed or failed run left in its folder (and in its
+    checkpoint folder); returns what was removed. Only clf's own temporary names."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / "checkpoint"):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            name = p.name
+            if not (name.startswith(ORPHAN_PREFIXES) or (name.startswith(".") and ".tmp-" in name)
+                    or name in ORPHAN_NAMES):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def batch_size_for(batch_size: int, n_train: int, observer) -> int:

@@ -127,9 +127,12 @@ def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Seque
     with a logged warning instead of stopping training mid-epoch."""
     import tensorflow as tf
 
+    from clf.data.filecheck import as_tf_path
+
     substitute = substitute or {}
     size = ImageSize(image_size)
-    paths = [substitute.get(str(f), str(f)) for f in files]
+    # As bytes: a file name that is not UTF-8 is read like any other.
+    paths = [as_tf_path(substitute.get(str(f), str(f))) for f in files]
     ds = tf.data.Dataset.from_tensor_slices((paths, list(map(int, labels))))
     ds = ds.map(
         lambda path, label: (decode_image(tf.io.read_file(path), size), tf.cast(label, tf.int32)),

@@ -82,13 +82,15 @@ def default_output(model_path: Path, data: Path) -> Path:
 
 
 def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path | None = None,
-                    batch_size: int = 32, host=None, observer: Observer | None = None) -> FolderEvaluation:
-    """Evaluate an exported clf artifact on a labelled folder and save the report files."""
+                    batch_size: int = 32, host=None, observer: Observer | None = None,
+                    trust_artifact: bool = False) -> FolderEvaluation:
+    """Evaluate an exported clf artifact on a labelled folder and save the report files
+    (``trust_artifact``: open it even if its sha256 is not the one recorded at export)."""
     from clf.artifacts.predict import load_predictor, predict_files
     from clf.report.runrecord import write_evaluation
 
     observer = observer or Observer()
-    predictor = load_predictor(model, host)
+    predictor = load_predictor(model, host, trust=trust_artifact)
     files, labels = labelled_files(Path(data), predictor.class_names)
     out = Path(output) if output else default_output(Path(model), Path(data))
     if out.exists() and any(out.iterdir()):

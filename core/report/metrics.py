@@ -48,15 +48,15 @@ def top_k_accuracy(y_true: Sequence[int], probabilities: np.ndarray, k: int) -> 
 
 def most_confused(cm: np.ndarray, class_names: Sequence[str], limit: int = 5) -> list[dict[str, Any]]:
     """The off-diagonal cells with the most images, largest first (ties by class order)."""
-    pairs = []
-    for i in range(len(cm)):
-        for j in range(len(cm)):
-            if i != j and cm[i, j] > 0:
-                support = int(cm[i].sum())
-                pairs.append({"true": class_names[i], "predicted": class_names[j], "count": int(cm[i, j]),
-                              "fraction_of_true": float(cm[i, j] / support) if support else 0.0})
-    pairs.sort(key=lambda p: -p["count"])  # stable: ties keep class order
-    return pairs[:limit]
+    cm = np.asarray(cm)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    rows, cols = np.nonzero(off)
+    order = np.argsort(-off[rows, cols], kind="stable")[:limit]  # stable: ties keep class order
+    support = cm.sum(axis=1)
+    return [{"true": class_names[i], "predicted": class_names[j], "count": int(cm[i, j]),
+             "fraction_of_true": float(cm[i, j] / support[i]) if support[i] else 0.0}
+            for i, j in zip(rows[order].tolist(), cols[order].tolist())]
 
 
 def evaluation_report(y_true: Sequence[int], probabilities: np.ndarray, class_names: Sequence[str],

@@ -65,28 +65,86 @@ def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:
         plt.close(fig)
 
 
+# Up to this many classes every cell is drawn with its count; past it the matrix is a heat
+# map of row fractions (no text: 200 classes meant 40000 labels, 4 GB and 4 minutes in
+# matplotlib) beside the most confused pairs, which is what one reads off a large matrix.
+ANNOTATE_CLASSES = 30
+TICK_CLASSES = 60  # class names on the axes up to this many
+TOP_CONFUSIONS = 20
+
+
 def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "confusion matrix") -> Path:
-    """A heat map of ``report['confusion_matrix']`` with the count in each cell."""
+    """A heat map of ``report['confusion_matrix']``: with the count in each cell for a few
+    classes; for many, row-normalised without cell text, next to the top confusions."""
     import numpy as np
 
     plt = _pyplot()
     names = report["class_names"]
     cm = np.asarray(report["confusion_matrix"])
-    size = max(4.0, 0.6 * len(names) + 2)
+    n = len(names)
+    heading = f"{title} (accuracy {report['accuracy']:.3f}, {report['images']} images, {n} classes)"
+    if n > ANNOTATE_CLASSES:
+        return _plot_large(cm, names, path, heading)
+    size = max(4.0, 0.6 * n + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     try:
         image = ax.imshow(cm, cmap="Blues")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
-        ax.set_yticks(range(len(names)), labels=names)
+        ax.set_xticks(range(n), labels=names, rotation=45, ha="right")
+        ax.set_yticks(range(n), labels=names)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{title} (accuracy {report['accuracy']:.3f}, {report['images']} images)")
+        ax.set_title(heading)
         threshold = cm.max() / 2 if cm.size else 0
-        for i in range(len(names)):
-            for j in range(len(names)):
+        for i in range(n):
+            for j in range(n):
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                         color="white" if cm[i, j] > threshold else "black")
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def _plot_large(cm, names, path: Path, heading: str) -> Path:
+    import numpy as np
+
+    from clf.report.metrics import most_confused
+
+    plt = _pyplot()
+    n = len(names)
+    support = cm.sum(axis=1, keepdims=True)
+    fractions = np.divide(cm, support, out=np.zeros(cm.shape, float), where=support > 0)
+    pairs = most_confused(cm, names, limit=TOP_CONFUSIONS)
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(17, 8), gridspec_kw={"width_ratios": [1, 0.8], "wspace": 0.6})
+    try:
+        image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+        if n <= TICK_CLASSES:
+            ax.set_xticks(range(n), labels=names, rotation=90, fontsize=6)
+            ax.set_yticks(range(n), labels=names, fontsize=6)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_xlabel(f"predicted ({n} classes, in class order)")
+        ax.set_ylabel("true")
+        ax.set_title("row-normalised matrix (counts in confusion_matrix.csv)", fontsize=9)
+        if pairs:
+            labels = [f"{p['true']} -> {p['predicted']}" for p in pairs][::-1]
+            bars.barh(range(len(pairs)), [p["count"] for p in pairs][::-1], color="tab:red")
+            bars.set_yticks(range(len(pairs)), labels=[_short(t) for t in labels], fontsize=7)
+            from matplotlib.ticker import MaxNLocator
+
+            bars.xaxis.set_major_locator(MaxNLocator(integer=True))
+            bars.set_xlabel("images")
+            bars.set_title(f"top {len(pairs)} confusions (true -> predicted)", fontsize=9)
+        else:
+            bars.axis("off")
+            bars.text(0.5, 0.5, "no confusions", ha="center", va="center")
+        fig.suptitle(heading)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def _short(text: str, limit: int = 48) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

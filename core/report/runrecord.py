@@ -66,7 +66,8 @@ def dataset_fingerprint(splits: Mapping[str, Any], data_root: str) -> dict[str, 
     )
     digest = hashlib.sha256()
     for entry in entries:
-        digest.update("\t".join(map(str, entry)).encode() + b"\n")
+        # surrogateescape: a file name that is not UTF-8 hashes as its own bytes
+        digest.update("\t".join(map(str, entry)).encode("utf-8", "surrogateescape") + b"\n")
     return {"sha256": digest.hexdigest(), "files": len(entries),
             "method": "sha256 of sorted 'split<TAB>relative path<TAB>label<TAB>file sha256' lines"}
 
@@ -104,7 +105,11 @@ def build_manifest(*, config, class_names: list[str], counts: dict, splits: Mapp
 
 def write_config(run_dir: Path, config) -> Path:
     from clf.configfile import config_to_toml
+    from clf.data.guardrails import claim_run_dir
 
+    # The first write into every run folder (new or resumed): the .clf-run marker goes in
+    # before anything else, so only folders clf made are ever replaced by --force.
+    claim_run_dir(run_dir)
     return write_text(Path(run_dir) / "config.toml", config_to_toml(config))
 
 

@@ -4,7 +4,9 @@ Works for any ``model.fit`` phase: ``callback(...)`` is a Keras callback that, a
 epoch, writes the model's weights, the optimizer's state (Adam moments and step count) and
 the epoch into ``RUN/checkpoint/<phase>-epoch-NNNN/``. The folder is written under a
 temporary name and renamed when complete, so a kill at any moment leaves either the
-previous checkpoint or the new one, never a half-written one. Resuming builds the same
+previous checkpoint or the new one, never a half-written one. ``state.json`` records the
+sha256 of each array file, and the previous checkpoint is kept: a latest one damaged later
+(a truncated ``weights.npz``) is passed over for the previous one, with a note. Resuming builds the same
 model, ``restore``s it and calls ``fit(..., initial_epoch=checkpoint.epoch)``.
 
 For the resumed epochs to see the very same batches as an uninterrupted run, the training
@@ -22,10 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from clf.errors import UsageError
-from clf.files import atomic_path, write_json
+from clf.files import atomic_path, file_hash, write_json
 
 CHECKPOINT_DIR = "checkpoint"
 FORMAT = "clf-checkpoint/1"
+
+
+ARRAY_FILES = ("weights.npz", "optimizer.npz", "rng.npz")
+KEEP = 2  # the latest checkpoint of a phase and the one before it
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Checkpoint:
     epochs: int
     history: dict[str, list[float]]
     config: dict[str, Any]
+    note: str | None = None  # set when a newer, damaged checkpoint was passed over
 
 
 def _dir_name(phase: str, epoch: int) -> str:
@@ -59,33 +66,80 @@ def save(run_dir: Path, model, *, phase: str, epoch: int, epochs: int,
         np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in opt_vars])
         np.savez(tmp / "rng.npz", *[np.asarray(v.numpy()) for v in _rng_state(model)])
         state = {"format": FORMAT, "phase": phase, "epoch": epoch, "epochs": epochs,
-                 "history": history, "config": config}
+                 "history": history, "config": config,
+                 "sha256": {name: file_hash(tmp / name) for name in ARRAY_FILES}}
         write_json(tmp / "state.json", state)
-    for old in root.glob(f"{phase}-epoch-*"):
-        if old != final and old.is_dir():
+    # Keep this one and the one before it; drop older ones and temp folders of killed runs.
+    kept = sorted((d for d in root.glob(f"{phase}-epoch-*") if d.is_dir()), key=lambda d: d.name)[-KEEP:]
+    for old in root.iterdir():
+        if old.is_dir() and old not in kept and (old.name.startswith(f"{phase}-epoch-")
+                                                 or (old.name.startswith(".tmp-") and f"-{phase}-epoch-" in old.name)):
             shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def _read(folder: Path) -> Checkpoint | None:
+def _read(folder: Path) -> tuple[Checkpoint | None, str]:
+    """``(checkpoint, "")`` for a sound checkpoint folder, else ``(None, why not)``."""
     try:
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-        if state.get("format") != FORMAT or not (folder / "weights.npz").is_file():
-            return None
-        return Checkpoint(folder, state["phase"], int(state["epoch"]), int(state["epochs"]),
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            return None, "state.json is not a clf checkpoint record"
+        ckpt = Checkpoint(folder, state["phase"], int(state["epoch"]), int(state["epochs"]),
                           state.get("history", {}), state.get("config", {}))
-    except (OSError, ValueError, KeyError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"state.json unreadable ({type(exc).__name__})"
+    problem = _array_problem(folder, state.get("sha256"))
+    return (None, problem) if problem else (ckpt, "")
+
+
+def _array_problem(folder: Path, digests: Any) -> str:
+    """Why the array files cannot be restored ('' when they can)."""
+    import zipfile
+
+    from clf.files import sha256_path
+
+    for name in ARRAY_FILES:
+        path = folder / name
+        if not path.is_file():
+            if name == "weights.npz" or isinstance(digests, dict):
+                return f"{name} is missing"
+            continue
+        if isinstance(digests, dict):  # recorded at save: any change is damage
+            if digests.get(name) != sha256_path(path):
+                return f"{name} does not match the sha256 recorded when it was saved"
+            continue
+        try:  # a checkpoint from before digests were recorded: test the zip's CRCs
+            with zipfile.ZipFile(path) as z:
+                if z.testzip() is not None:
+                    return f"{name} fails its CRC check"
+        except (OSError, zipfile.BadZipFile) as exc:
+            return f"{name} is not a readable .npz ({exc})"
+    return ""
 
 
 def latest(run_dir: Path, phase: str | None = None) -> Checkpoint | None:
-    """The most advanced complete checkpoint in a run folder (of ``phase`` if given)."""
+    """The most advanced sound checkpoint in a run folder (of ``phase`` if given). When a
+    more advanced one is damaged, the result carries a ``note`` saying it was passed over."""
     root = Path(run_dir) / CHECKPOINT_DIR
     if not root.is_dir():
         return None
-    found = [c for c in (_read(d) for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-             if c is not None and (phase is None or c.phase == phase)]
-    return max(found, key=lambda c: c.epoch) if found else None
+    found, damaged = [], []
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        ckpt, why = _read(d)
+        if ckpt is not None and (phase is None or ckpt.phase == phase):
+            found.append(ckpt)
+        elif ckpt is None and (phase is None or d.name.startswith(f"{phase}-epoch-")) and (d / "state.json").exists():
+            damaged.append((d, why))
+    best = max(found, key=lambda c: c.epoch) if found else None
+    passed_over = [(d, why) for d, why in damaged
+                   if best is not None and d.name.startswith(f"{best.phase}-epoch-") and d.name > best.path.name]
+    if best is not None and passed_over:
+        d, why = passed_over[-1]
+        best.note = (f"Checkpoint {d.name} is damaged ({why}); resuming from the previous one, "
+                     f"{best.path.name} (epoch {best.epoch}).")
+    return best
 
 
 def require(run_dir: Path) -> Checkpoint:
@@ -98,9 +152,15 @@ def require(run_dir: Path) -> Checkpoint:
         )
     ckpt = latest(run_dir)
     if ckpt is None:
+        damaged = []
+        for d in sorted((run_dir / CHECKPOINT_DIR).glob("*-epoch-*")):
+            why = _read(d)[1]
+            if why:
+                damaged.append(f"{d.name}: {why}")
         raise UsageError(
             f"--resume {str(run_dir)!r}: the folder has no complete checkpoint "
-            f"({CHECKPOINT_DIR}/<phase>-epoch-NNNN with state.json); expected a run that "
+            f"({CHECKPOINT_DIR}/<phase>-epoch-NNNN with state.json"
+            f"{'; damaged: ' + '; '.join(damaged) if damaged else ''}); expected a run that "
             f"finished at least one epoch. Start a new run instead."
         )
     return ckpt
@@ -110,8 +170,15 @@ def restore(model, ckpt: Checkpoint) -> None:
     """Load weights and optimizer state saved by ``save`` into an identically built model."""
     import numpy as np
 
-    with np.load(ckpt.path / "weights.npz") as data:
-        values = [data[f"arr_{i}"] for i in range(len(data.files))]
+    try:
+        with np.load(ckpt.path / "weights.npz") as data:
+            values = [data[f"arr_{i}"] for i in range(len(data.files))]
+    except Exception as exc:  # BadZipFile, a bad CRC: damaged after latest() looked at it
+        raise UsageError(
+            f"Checkpoint {str(ckpt.path)!r} cannot be read ({type(exc).__name__}: {exc}); expected "
+            f"the weights saved at epoch {ckpt.epoch}. Delete that folder to resume from the one "
+            f"before it, or start a new run."
+        ) from None
     if len(values) != len(model.weights):
         raise UsageError(
             f"Checkpoint {str(ckpt.path)!r} holds {len(values)} weight tensors but the model "

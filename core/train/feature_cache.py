@@ -1,28 +1,35 @@
 """A persistent cache of backbone features on disk, one entry per image file.
 
-Layout: ``<cache dir>/<extractor key>/<variant>-<id>.npz`` shards. The extractor key hashes
+Layout: ``<cache dir>/<extractor key>/<variant>-<sha256>.npz`` shards. The extractor key hashes
 everything that changes what the backbone outputs for a given file (backbone, a fingerprint
 of its actual weights, image size, preprocessing, loader and decoder version); inside it,
 entries are keyed by the file's *content* hash, so a changed or added file misses on its
 own and everything else still hits (a renamed file hits). ``variant`` separates the clean
 features from each augmented copy. Shards are written under a temporary name and renamed,
 so a crash never leaves a half-written entry and two runs can share a cache.
+
+Each shard is named after the sha256 of its own bytes, checked when it is read: a
+truncated, bit-flipped or rewritten shard (even a valid one with other features in it) is
+a miss, moved aside into ``bad/`` and reported once; its images are extracted again. A cache
+folder that cannot be created or written (a file in its place, read-only, disk full) is
+reported once and the run carries on with its features in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import uuid
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from clf.files import atomic_path, cache_dir, file_hash, write_json
+from clf.files import cache_dir, file_hash, write_bytes, write_json
 
 # Bump when decoding or extraction changes what a file's features are.
-FORMAT = "clf-features/1"
+FORMAT = "clf-features/2"  # 2: shards named by their sha256
 
 
 def default_cache_dir() -> Path:
@@ -52,19 +59,36 @@ def extractor_key(parts: Mapping[str, Any]) -> str:
 
 
 class FeatureCache:
-    """Features per (variant, file content hash) for one extractor key."""
+    """Features per (variant, file content hash) for one extractor key.
 
-    def __init__(self, root: str | Path, parts: Mapping[str, Any]):
+    ``note(text)`` is called once for each damaged shard moved aside and once if the
+    folder is unusable (the engine passes its observer's ``note``); every note is also kept
+    in ``notes``."""
+
+    BAD_DIR = "bad"
+
+    def __init__(self, root: str | Path, parts: Mapping[str, Any], note=None):
         self.root = Path(root)
         self.key = extractor_key(parts)
         self.dir = self.root / self.key
         self.parts = dict(parts)
+        self.note = note
+        self.notes: list[str] = []
+        self.usable = True  # False after a failed write: features stay in memory
         self._loaded: dict[str, dict[str, np.ndarray]] = {}
 
+    def _say(self, text: str) -> None:
+        self.notes.append(text)
+        if self.note is not None:
+            self.note(text)
+
     def _shards(self, variant: str) -> Iterable[Path]:
-        if not self.dir.is_dir():
+        try:
+            if not self.dir.is_dir():
+                return []
+            return sorted(self.dir.glob(f"{variant}-*.npz"))
+        except OSError:
             return []
-        return sorted(self.dir.glob(f"{variant}-*.npz"))
 
     def entries(self, variant: str) -> dict[str, np.ndarray]:
         """Content hash -> feature vector, for every stored file of ``variant``."""
@@ -72,13 +96,24 @@ class FeatureCache:
             table: dict[str, np.ndarray] = {}
             for shard in self._shards(variant):
                 try:
-                    with np.load(shard, allow_pickle=False) as data:
-                        for h, row in zip(data["hashes"].tolist(), data["features"]):
-                            table[h] = row
-                except (OSError, ValueError, KeyError):
-                    continue  # an unreadable shard is a miss, never an error
+                    hashes, features = _read_shard(shard, variant)
+                except ShardError as exc:
+                    self._set_aside(shard, str(exc))  # a miss: its images are extracted again
+                    continue
+                table.update(zip(hashes, features))
             self._loaded[variant] = table
         return self._loaded[variant]
+
+    def _set_aside(self, shard: Path, why: str) -> None:
+        target = self.dir / self.BAD_DIR / shard.name
+        try:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(shard, target)
+            where = f"moved to {target}"
+        except OSError as exc:
+            where = f"could not be moved aside ({exc.strerror or exc}); delete it"
+        self._say(f"Feature cache shard {shard.name} is damaged ({why}); {where}. Its images are "
+                  f"extracted again.")
 
     def lookup(self, variant: str, hashes: Sequence[str]) -> tuple[dict[int, np.ndarray], list[int]]:
         """``({index: features} for hits, [indices that missed])``."""
@@ -92,15 +127,59 @@ class FeatureCache:
         return hits, misses
 
     def store(self, variant: str, hashes: Sequence[str], features: np.ndarray) -> None:
+        """Keep the features (always in memory; on disk while the folder is usable)."""
         if not len(hashes):
             return
+        table = self.entries(variant)
+        for h, row in zip(hashes, features):
+            table[h] = row
+        if not self.usable:
+            return
+        try:
+            self._write(variant, hashes, features)
+        except OSError as exc:
+            self.usable = False
+            self._say(f"Feature cache folder {self.root} is unusable ({exc.strerror or exc}"
+                      f"{': ' + str(exc.filename) if exc.filename else ''}); features are kept in "
+                      f"memory for this run only. Pass --cache-dir with a writable folder, or "
+                      f"--no-cache.")
+
+    def _write(self, variant: str, hashes: Sequence[str], features: np.ndarray) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         info = self.dir / "key.json"
         if not info.exists():
             write_json(info, self.parts)
-        shard = self.dir / f"{variant}-{uuid.uuid4().hex[:12]}.npz"
-        with atomic_path(shard) as tmp:
-            np.savez(tmp, hashes=np.asarray(list(hashes)), features=np.asarray(features, np.float32))
-        table = self.entries(variant)
-        for h, row in zip(hashes, features):
-            table[h] = row
+        buf = io.BytesIO()
+        np.savez(buf, hashes=np.asarray(list(hashes)), features=np.asarray(features, np.float32))
+        data = buf.getvalue()
+        write_bytes(self.dir / f"{variant}-{hashlib.sha256(data).hexdigest()}.npz", data)
+
+
+class ShardError(Exception):
+    """Why a shard cannot be used."""
+
+
+MAX_SHARD_BYTES = 4 * 1024**3
+
+
+def _read_shard(shard: Path, variant: str) -> tuple[list[str], np.ndarray]:
+    """A shard's (hashes, features) after checking its bytes against the sha256 in its name."""
+    from clf.data.filecheck import FileProblem, read_file
+
+    expected = shard.name[len(variant) + 1:-len(".npz")]
+    try:
+        data = read_file(shard, MAX_SHARD_BYTES)
+    except FileProblem as problem:
+        raise ShardError(problem.reason) from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise ShardError("its contents do not match the sha256 in its name: truncated, altered or "
+                         "not written by clf")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            hashes, features = npz["hashes"], npz["features"]
+    except Exception as exc:  # zipfile.BadZipFile, a bad CRC, a missing array: all the same miss
+        raise ShardError(f"{type(exc).__name__}: {exc}") from None
+    if (hashes.ndim != 1 or features.ndim != 2 or len(hashes) != len(features)
+            or not np.all(np.isfinite(features))):
+        raise ShardError(f"unexpected arrays (hashes {hashes.shape}, features {features.shape})")
+    return hashes.astype(str).tolist(), features.astype(np.float32, copy=False)

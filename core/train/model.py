@@ -23,7 +23,15 @@ class Classifier:
 
 
 def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights):
+    import keras
+
     model = backbone.build((image_size[0], image_size[1], 3), weights)
+    if not isinstance(model, keras.Model):
+        raise PluginError(
+            f"Backbone {backbone.name!r} (plugin {backbone.plugin!r}) built {type(model).__name__} "
+            f"({str(model)[:80]!r}) instead of a keras.Model; expected its build function to "
+            f"return the model. Fix the plugin (a missing 'return'?) or pick another --backbone."
+        )
     shape = tuple(model.output_shape)
     if len(shape) != 2:
         raise PluginError(

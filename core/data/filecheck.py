@@ -1,0 +1,142 @@
+"""Look at a file before reading it: regular file, bounded size, bounded pixel count.
+
+Training (the dataset doctor), ``predict``, ``evaluate`` and ``serve`` read files that
+someone else put there. A symbolic link to ``/dev/zero`` or a FIFO, a 6 GB sparse ``.jpg``
+or a 20000x20000 PNG is read, or decoded, in full by TensorFlow and Pillow: memory runs
+out or the read never returns. So every file is first ``stat``-ed (links followed):
+anything but a regular file is never opened, a file over ``MAX_FILE_BYTES`` is never read,
+and an image whose header declares more than ``MAX_PIXELS`` pixels is never decoded. The
+same limits hold everywhere, so a file training quarantines is also refused by predict.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+# No photo clf trains on is near this; RAW files and scans that are, are not JPEG/PNG anyway.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+# Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS), which the doctor already
+# used for training: about 13400 x 13400, beyond any camera's sensor.
+MAX_PIXELS = 178_956_970
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+class FileProblem(Exception):
+    """Why a file is not read: ``kind`` (a quarantine kind) and a human ``reason``."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason
+
+
+def display_path(path) -> str:
+    """A path as text that any terminal, CSV or JSON file can hold: bytes of a file name that
+    are not UTF-8 (``caf\\xe9.png`` from an old Latin-1 disk) appear as ``\\xe9`` escapes."""
+    text = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(path) -> bool:
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def check_file(path, max_bytes: int | None = None) -> os.stat_result:
+    """``stat`` of a regular file within the size cap (links followed), else FileProblem."""
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise FileProblem("unreadable", f"cannot be read: {exc.strerror or exc}") from None
+    _check_stat(path, st, max_bytes)
+    return st
+
+
+def _check_stat(path, st: os.stat_result, max_bytes: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        what = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        via = " behind a symbolic link" if os.path.islink(path) else ""
+        raise FileProblem("not_regular", f"not a regular file: {what}{via}; never read (it could "
+                                         f"block or never end)")
+    if st.st_size > max_bytes:
+        raise FileProblem("too_large", f"file of {st.st_size:,} bytes, over the {max_bytes:,}-byte limit "
+                                       f"for an image; not read. Downscale or recompress it")
+
+
+def read_file(path, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file within the size cap. Opened without blocking and checked
+    again on the open descriptor, so a file swapped for a FIFO after ``check_file`` cannot
+    hang the read, and a file grown past the cap is not read past it."""
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    check_file(path, max_bytes)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise FileProblem("unreadable", f"cannot be read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        _check_stat(path, os.fstat(fd), max_bytes)
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileProblem("too_large", f"file over the {max_bytes:,}-byte limit for an image; not read")
+    return data
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None = None) -> None:
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    if width * height > max_pixels:
+        raise FileProblem("too_large", f"{width}x{height} px ({width * height:,} pixels), over the "
+                                       f"{max_pixels:,}-pixel limit; not decoded (it would take "
+                                       f"{width * height * 3 / 2**30:.1f} GiB or more). Downscale it")
+
+
+def bomb_problem(exc: Exception) -> FileProblem:
+    """Pillow's DecompressionBombError in the words of ``check_pixels`` (it names no size)."""
+    import re
+
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return FileProblem("too_large", f"{pixels}, over the {MAX_PIXELS:,}-pixel limit; not decoded. "
+                                    f"Downscale it")
+
+
+def check_image_file(path, max_bytes: int | None = None, max_pixels: int | None = None) -> None:
+    """FileProblem unless ``path`` is a regular file within the size cap whose image header
+    (read by Pillow without decoding) declares at most ``MAX_PIXELS`` pixels. A file Pillow
+    cannot identify passes: the decoder that reads it reports that in its own words."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    check_file(path, max_bytes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+    except Image.DecompressionBombError as exc:  # Pillow refuses to open it at all
+        raise bomb_problem(exc) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        return
+    check_pixels(width, height, max_pixels)
+
+
+def image_problem(path) -> str | None:
+    """``check_image_file`` as a reason string, or None when the file may be decoded."""
+    try:
+        check_image_file(path)
+    except FileProblem as problem:
+        return problem.reason
+    return None
+
+
+def as_tf_path(path) -> bytes:
+    """A path for ``tf.io.read_file``: its bytes, so a file name that is not UTF-8 reads too
+    (a str with such bytes makes tf.data fail with 'Could not build a TypeSpec')."""
+    return os.fsencode(Path(path))
