@@ -1,12 +1,17 @@
 """TensorFlow SavedModel for TF Serving: ``saved_model/`` with a ``serving_default``
 signature taking ``image`` (float32 RGB 0-255, any batch) and returning probabilities.
 
+The label record rides inside the folder too, as ``assets.extra/labels.json``: TF Serving
+is given the folder alone (as ``<model>/<version>/``), and ``assets.extra`` is the place it
+leaves to files beside the graph (its warm-up requests live there as well).
+
 Written by Keras' own ``model.export(format="tf_saved_model")``: it traces the inference
 function once and needs no Keras (nor clf) to reload, which is the point of this format.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +21,7 @@ import numpy as np
 from clf import hookimpl, ModelError, Predictor
 
 SIGNATURE = "serving_default"
+EXTRA = "assets.extra"  # TF Serving's folder for files beside the graph
 
 
 def export_savedmodel(model, directory: Path, metadata: dict) -> list[Path]:
@@ -24,6 +30,8 @@ def export_savedmodel(model, directory: Path, metadata: dict) -> list[Path]:
     tmp = path.with_name(f".tmp-{path.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.export(str(tmp), format="tf_saved_model", verbose=False)
+    (tmp / EXTRA).mkdir()
+    (tmp / EXTRA / "labels.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return [path]
 

@@ -43,7 +43,7 @@ def serve(
     try:
         import uvicorn
         import starlette  # noqa: F401
-        import multipart  # noqa: F401  (python-multipart, for uploads)
+        import python_multipart  # noqa: F401  (for uploads)
     except ImportError as exc:
         _fail(UsageError(f"clf serve needs {exc.name!r}, which is not installed. {INSTALL_HINT}"))
     from clf.artifacts.predict import load_predictor
@@ -68,6 +68,10 @@ def serve(
                             # SIGTERM/Ctrl-C: stop accepting, answer what is in flight, then exit.
                             timeout_graceful_shutdown=int(request_timeout) + 5)
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once in-flight requests are answered
+        err.print("stopped", highlight=False)
+        raise typer.Exit(130)
     if not server.started:  # the port was taken, say; uvicorn has logged why
         raise typer.Exit(1)

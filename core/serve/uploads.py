@@ -32,7 +32,7 @@ class Upload:
 
 
 def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+    return f"{n / 2**20:.2f} MiB" if n >= 2**18 else f"{n} bytes"
 
 
 async def read_body(request, max_bytes: int, timeout: float) -> bytes:
@@ -63,8 +63,7 @@ async def read_body(request, max_bytes: int, timeout: float) -> bytes:
 async def parse_uploads(request, body: bytes, max_images: int) -> list[Upload]:
     """The images in a request whose ``body`` has been read: every file part of a
     multipart form, or the whole body for an image (or octet-stream) content type."""
-    from starlette.formparsers import MultiPartException
-    from starlette.requests import Request
+    from starlette.formparsers import MultiPartException, MultiPartParser
 
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind.startswith(RAW_TYPES):
@@ -75,21 +74,19 @@ async def parse_uploads(request, body: bytes, max_images: int) -> list[Upload]:
                            f"Content-Type. The server only reads images sent in the request; it "
                            f"never fetches URLs or file paths.")
 
-    sent = False
-
-    async def replay():  # the body is already read: hand it to the parser once
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+    async def chunks():  # the body is read already (within its limit)
+        yield body
 
     try:
-        form = await Request(request.scope, replay).form(max_files=max_images, max_fields=max_images + 16)
+        form = await MultiPartParser(request.headers, chunks(), max_files=max_images,
+                                     max_fields=max_images + 16).parse()
     except MultiPartException as exc:
-        status = 413 if "Too many" in str(exc) else 400
-        raise Problem(status, f"Could not read the multipart form: {exc} (at most {max_images} images "
-                              f"a request, --max-images).") from None
+        status = 413 if "Too many" in exc.message else 400
+        raise Problem(status, f"Could not read the multipart form: {exc.message} (at most {max_images} "
+                              f"images a request, --max-images).") from None
+    except (KeyError, ValueError) as exc:  # no boundary, or a broken part header
+        raise Problem(400, f"Malformed multipart form ({type(exc).__name__}: {exc}); expected what "
+                           f"curl -F file=@photo.jpg or a browser's FormData sends.") from None
     try:
         uploads = []
         for key, value in form.multi_items():
