@@ -238,16 +238,22 @@ def test_concurrent_requests_share_model_calls(server, tmp_path):
     assert after["batches"] - before["batches"] < 12 and after["largest_batch"] > 1
 
 
+def _slow_body(data: bytes, pause: float):
+    """A chunked upload that stalls halfway: the request stays in flight meanwhile."""
+    yield data[: len(data) // 2]
+    time.sleep(pause)
+    yield data[len(data) // 2:]
+
+
 def test_full_queue_is_503_with_retry_after_and_sigterm_lets_in_flight_requests_finish(trained, tmp_path):
     run_dir, _ = trained
     photo = _jpeg(tmp_path).read_bytes()
-    # One request at a time, each held 1.5 s by the batching window.
-    srv = Server(run_dir, tmp_path / "server.log", "--max-queue", "1", "--batch-window-ms", "1500")
+    srv = Server(run_dir, tmp_path / "server.log", "--max-queue", "1")  # one request at a time
     try:
         answers = []
 
-        def ask():
-            answers.append(httpx.post(srv.url + "/predict", content=photo, timeout=60,
+        def ask(pause=1.0):
+            answers.append(httpx.post(srv.url + "/predict", content=_slow_body(photo, pause), timeout=60,
                                       headers={"Content-Type": "image/jpeg"}))
 
         threads = [threading.Thread(target=ask) for _ in range(6)]
@@ -260,8 +266,8 @@ def test_full_queue_is_503_with_retry_after_and_sigterm_lets_in_flight_requests_
         busy = next(r for r in answers if r.status_code == 503)
         assert int(busy.headers["Retry-After"]) >= 1 and "busy" in busy.json()["error"]
 
-        # Graceful shutdown: a request in flight when SIGTERM arrives still gets its answer.
-        late = threading.Thread(target=ask)
+        # Graceful shutdown: a request still uploading when SIGTERM arrives gets its answer.
+        late = threading.Thread(target=ask, args=(3.0,))
         late.start()
         deadline = time.monotonic() + 10
         while httpx.get(srv.url + "/health").json()["requests_in_progress"] == 0:
@@ -271,7 +277,8 @@ def test_full_queue_is_503_with_retry_after_and_sigterm_lets_in_flight_requests_
         assert srv.proc.wait(30) in STOPPED, srv.log.read_text()
         assert "Traceback" not in srv.log.read_text()
         late.join(30)
-        assert len(answers) == 7 and answers[-1].status_code == 200 and answers[-1].json()["predictions"][0]["class"] in CLASSES
+        assert len(answers) == 7 and answers[-1].status_code == 200, answers[-1].text
+        assert answers[-1].json()["predictions"][0]["class"] in CLASSES
         with pytest.raises(httpx.TransportError):
             httpx.get(srv.url + "/health", timeout=2)
     finally:
@@ -374,6 +381,28 @@ def test_micro_batcher_gathers_bounds_and_answers_everyone():
     assert [r[0, 0] for r in results[:9]] == list(range(9))  # everyone got their own answer
     assert isinstance(results[9], QueueFull) and results[9].limit == 9  # 9 + 2 > max_queue
     assert calls == [4, 4, 1] and b.stats.batches == 3 and b.stats.images == 9
+
+    async def company():
+        """A request on its way (incoming) is waited for; a lone one is not held back."""
+        calls.clear()
+        b = MicroBatcher(predict, max_batch=8, window_ms=3000)
+        await b.start()
+
+        async def late(x):
+            with b.incoming():
+                await asyncio.sleep(0.1)  # reading and decoding
+            return await b.predict(x)
+
+        together = await asyncio.gather(b.predict(np.zeros((1, 2, 2, 3), np.float32)), late(np.ones((1, 2, 2, 3), np.float32)))
+        start = time.monotonic()
+        alone = await b.predict(np.full((1, 2, 2, 3), 7, np.float32))
+        waited = time.monotonic() - start
+        await b.stop()
+        return together, alone, waited
+
+    together, alone, waited = asyncio.run(company())
+    assert calls == [2, 1] and [t[0, 0] for t in together] == [0, 1] and alone[0, 0] == 7
+    assert waited < 1.5  # not the 3 s window
 
     def broken(images):
         raise RuntimeError("model exploded")

@@ -34,6 +34,17 @@ class ServeSettings:
     request_timeout: float = 60.0  # seconds for a body to arrive, and for its answer
     decode_threads: int = 2  # images decoded at once (each can hold a full-size photo)
 
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The batch sizes the model is called with: a gathered batch is padded up to the
+        next one. A runtime's first call at a new batch size is several times slower than
+        the next (oneDNN builds its kernels per shape: 840 ms against 120 ms for 17 images
+        of 224 px here), so a server that met every size from 1 to 32 paid that again and
+        again under load; these few sizes are all met once at start-up instead."""
+        sizes = {n for n in (1, 2, 4) if n < self.max_batch}
+        sizes.update(range(8, self.max_batch, 8))
+        return sorted(sizes | {self.max_batch})
+
 
 def artifact_format(predictor) -> str | None:
     """The exporter name labels.json lists for the predictor's artifact."""
@@ -63,14 +74,28 @@ def metadata(predictor, settings: ServeSettings) -> dict:
     }
 
 
+def padded(predict, sizes: list[int]):
+    """``predict`` called only at ``sizes``: a batch is padded (with copies of its last
+    image) up to the next size and the padding's rows are dropped from the answer."""
+    def call(images: np.ndarray) -> np.ndarray:
+        n = len(images)
+        size = next((s for s in sizes if s >= n), n)
+        if size > n:
+            images = np.concatenate([images, np.repeat(images[-1:], size - n, axis=0)])
+        return np.asarray(predict(images))[:n]
+
+    return call
+
+
 def warm_up(predictor, settings: ServeSettings) -> None:
-    """Trace the decoder and the model before the first request would pay for it."""
+    """Trace the decoder and call the model at every batch size it will be called with,
+    before the first request would pay for it."""
     from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 80, 40)).save(buf, format="PNG")
     image = predictor.decode(buf.getvalue())
-    for n in sorted({1, settings.max_batch}):
+    for n in settings.batch_sizes:
         predictor.predict_batch(np.repeat(image[None], n, axis=0))
 
 
@@ -100,7 +125,7 @@ def create_app(predictor, settings: ServeSettings | None = None):
     from clf.serve.openapi import docs_page, openapi_spec
 
     settings = settings or ServeSettings()
-    batcher = MicroBatcher(predictor.predict_batch, max_batch=settings.max_batch,
+    batcher = MicroBatcher(padded(predictor.predict_batch, settings.batch_sizes), max_batch=settings.max_batch,
                            window_ms=settings.batch_window_ms, max_queue=settings.max_queue)
     decoders = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="clf-decode")
     info = metadata(predictor, settings)
@@ -131,12 +156,14 @@ def create_app(predictor, settings: ServeSettings | None = None):
         state["in_progress"] += 1
         try:
             k = _top_k(request, settings, len(predictor.class_names))
-            body = await read_body(request, settings.max_upload_bytes, settings.request_timeout)
-            uploads = await parse_uploads(request, body, settings.max_images)
-            loop = asyncio.get_running_loop()
-            images = await asyncio.gather(*(loop.run_in_executor(decoders, decode, u) for u in uploads))
+            with batcher.incoming():
+                body = await read_body(request, settings.max_upload_bytes, settings.request_timeout)
+                uploads = await parse_uploads(request, body, settings.max_images)
+                loop = asyncio.get_running_loop()
+                images = await asyncio.gather(*(loop.run_in_executor(decoders, decode, u) for u in uploads))
             try:
-                probs = await asyncio.wait_for(batcher.predict(np.stack(images)), settings.request_timeout)
+                batch = images[0][None] if len(images) == 1 else np.stack(images)
+                probs = await asyncio.wait_for(batcher.predict(batch), settings.request_timeout)
             except QueueFull as exc:
                 raise busy(exc.retry_after, f"{exc} (--max-queue)") from None
             except TimeoutError:
