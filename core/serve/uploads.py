@@ -1,6 +1,6 @@
 """What a client sent to ``POST /predict``, read within limits and checked before decoding.
 
-Every refusal is an :class:`Problem` carrying the HTTP status and a message that names
+Every refusal is a :class:`Problem` carrying the HTTP status and a message that names
 the file and what is wrong with it; the app turns it into a JSON error. Nothing here
 fetches anything: a request carries image bytes, never a URL or a path to open.
 """
