@@ -43,7 +43,7 @@ _LAZY = {
     "register_preprocess": "data.preprocessing", "WeightsFile": "artifacts.weights",
     "keras_downloads": "artifacts.weights", "keras_cache_dir": "files",
     # exporters
-    "atomic_path": "files", "QUANTIZE_MODES": "config",
+    "atomic_path": "files", "write_json": "files", "QUANTIZE_MODES": "config",
 }
 
 __all__ = sorted([*_LAZY, "hookimpl", "__version__"])

@@ -1,6 +1,10 @@
 """TensorFlow SavedModel for TF Serving: ``saved_model/`` with a ``serving_default``
 signature taking ``image`` (float32 RGB 0-255, any batch) and returning probabilities.
 
+The label record rides inside the folder too, as ``assets.extra/labels.json``: TF Serving
+is given the folder alone (as ``<model>/<version>/``), and ``assets.extra`` is the place it
+leaves to files beside the graph (its warm-up requests live there as well).
+
 Written by Keras' own ``model.export(format="tf_saved_model")``: it traces the inference
 function once and needs no Keras (nor clf) to reload, which is the point of this format.
 """
@@ -11,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clf import hookimpl, atomic_path, ModelError, Predictor
+from clf import hookimpl, atomic_path, ModelError, Predictor, write_json
 
 SIGNATURE = "serving_default"
+EXTRA = "assets.extra"  # TF Serving's folder for files beside the graph
 
 
 def export_savedmodel(model, directory: Path, metadata: dict) -> list[Path]:
@@ -21,6 +26,9 @@ def export_savedmodel(model, directory: Path, metadata: dict) -> list[Path]:
     path = Path(directory) / "saved_model"
     with atomic_path(path) as tmp:  # the whole folder appears at once, or not at all
         model.export(str(tmp), format="tf_saved_model", verbose=False)
+        # TF Serving serves this folder alone: the class names go inside it.
+        (tmp / EXTRA).mkdir(exist_ok=True)
+        write_json(tmp / EXTRA / "labels.json", metadata)
     return [path]
 
 

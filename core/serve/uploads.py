@@ -1,0 +1,149 @@
+"""What a client sent to ``POST /predict``, read within limits and checked before decoding.
+
+Every refusal is a :class:`Problem` carrying the HTTP status and a message that names
+the file and what is wrong with it; the app turns it into a JSON error. Nothing here
+fetches anything: a request carries image bytes, never a URL or a path to open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+
+# What tf.io.decode_image reads (and so clf predict): Pillow's names for them. MPO is the
+# JPEG variant many cameras write (a JPEG with a second, preview picture appended).
+DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF"})
+RAW_TYPES = ("image/", "application/octet-stream")
+
+
+class Problem(Exception):
+    """A request the server refuses: ``status`` (4xx/5xx), a message, optional headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        self.status, self.message, self.headers = status, message, headers or {}
+        super().__init__(message)
+
+
+@dataclass
+class Upload:
+    name: str
+    data: bytes
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**18 else f"{n} bytes"
+
+
+async def read_body(request, max_bytes: int, timeout: float) -> bytes:
+    """The request body, refused with 413 past ``max_bytes`` (by its Content-Length before
+    reading anything, else while reading) and with 408 when it takes over ``timeout`` s."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise Problem(413, f"The request body is {_mib(int(declared))}; the limit is {_mib(max_bytes)} "
+                           f"(--max-upload-mb). Send fewer or smaller images per request.")
+
+    async def read() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise Problem(413, f"The request body passed {_mib(max_bytes)}, the limit "
+                                   f"(--max-upload-mb). Send fewer or smaller images per request.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        raise Problem(408, f"The request body took over {timeout:g} s to arrive; expected the "
+                           f"whole upload sooner. Send it again.") from None
+
+
+async def parse_uploads(request, body: bytes, max_images: int) -> list[Upload]:
+    """The images in a request whose ``body`` has been read: every file part of a
+    multipart form, or the whole body for an image (or octet-stream) content type."""
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind.startswith(RAW_TYPES):
+        return [Upload(request.query_params.get("name") or "upload", body)]
+    if kind != "multipart/form-data":
+        raise Problem(415, f"Content-Type {kind or '(none)'!r} is not accepted; expected multipart/form-data "
+                           f"with image files, or the raw bytes of one image with an image/* "
+                           f"Content-Type. The server only reads images sent in the request; it "
+                           f"never fetches URLs or file paths.")
+
+    async def chunks():  # the body is read already (within its limit)
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, chunks(), max_files=max_images,
+                                     max_fields=max_images + 16).parse()
+    except MultiPartException as exc:
+        status = 413 if "Too many" in exc.message else 400
+        raise Problem(status, f"Could not read the multipart form: {exc.message} (at most {max_images} "
+                              f"images a request, --max-images).") from None
+    except (KeyError, ValueError) as exc:  # no boundary, or a broken part header
+        raise Problem(400, f"Malformed multipart form ({type(exc).__name__}: {exc}); expected what "
+                           f"curl -F file=@photo.jpg or a browser's FormData sends.") from None
+    try:
+        uploads = []
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                continue  # text fields carry no image; nothing named in them is ever fetched
+            uploads.append(Upload(value.filename or key, await value.read()))
+    finally:
+        await form.close()
+    if not uploads:
+        raise Problem(400, "The form holds no file; expected one or more image files (field name "
+                           "'file', say: curl -F file=@photo.jpg).")
+    return uploads
+
+
+def check_image(upload: Upload, max_pixels: int) -> None:
+    """Read the image header only (Pillow decodes no pixels here) and refuse what TensorFlow
+    cannot decode or what would decode into more than ``max_pixels`` (a decompression bomb:
+    a few KB of PNG can claim 100000 x 100000 pixels)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not upload.data:
+        raise Problem(400, f"{upload.name!r} is empty (0 bytes); expected an image file.")
+    try:
+        with Image.open(io.BytesIO(upload.data)) as im:
+            fmt, (w, h) = im.format, im.size
+            frames = getattr(im, "n_frames", 1) if fmt == "GIF" else 1
+    except Image.DecompressionBombError:
+        raise Problem(413, f"{upload.name!r} claims so many pixels that Pillow refuses to open it; the "
+                           f"limit is {max_pixels:,} pixels (--max-pixels).") from None
+    except UnidentifiedImageError:
+        raise Problem(415, f"{upload.name!r} is not an image ({len(upload.data)} bytes, format unknown); "
+                           f"expected JPEG, PNG, BMP or GIF.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise Problem(422, f"{upload.name!r} has a broken image header: {exc or type(exc).__name__}; "
+                           f"expected a complete JPEG, PNG, BMP or GIF file.") from None
+    if fmt not in DECODABLE_FORMATS:
+        raise Problem(415, f"{upload.name!r} is a {fmt} image; expected JPEG, PNG, BMP or GIF (what "
+                           f"'clf predict' reads). Convert it first.")
+    if w * h * frames > max_pixels:
+        what = f"{w}x{h} pixels" + (f" in {frames} frames" if frames > 1 else "")
+        raise Problem(413, f"{upload.name!r} is {what}, over the limit of {max_pixels:,} pixels "
+                           f"(--max-pixels); expected a photo of ordinary size. Shrink it first.")
+
+
+def why_undecodable(upload: Upload, tf_message: str) -> Problem:
+    """After TensorFlow failed to decode it: a full Pillow decode to say why (truncated or
+    corrupt), which costs nothing on the images that decode."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(upload.data)) as im:
+            im.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        text = str(exc) or type(exc).__name__
+        what = "is truncated" if "truncat" in text.lower() else "has corrupt image data"
+        return Problem(422, f"{upload.name!r} {what} ({text}); expected a complete image file. "
+                            f"Upload it again, or re-save it.")
+    line = tf_message.strip().splitlines()[-1] if tf_message.strip() else "unknown error"
+    return Problem(422, f"{upload.name!r} could not be decoded by TensorFlow ({line[:200]}); expected "
+                        f"a JPEG, PNG, BMP or GIF file TensorFlow reads. Re-save it as JPEG or PNG.")
