@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,8 +19,12 @@ DATASETS = SHARED / "datasets"
 MOBILENET_V2_035 = WEIGHTS / "mobilenet_v2_0.35_224_imagenet_notop.weights.h5"
 MOBILENET_025 = WEIGHTS / "mobilenet_v1_0.25_224_imagenet_notop.weights.h5"
 
-# A small backbone and size that keep end-to-end tests to seconds on two cores.
-SMALL_BACKBONE = "mobilenet_v2_035"
+# A small backbone and size that keep end-to-end tests to seconds on two cores. MobileNet
+# (width 0.25) has the fewest layers of the registered backbones, and a run's cost is mostly
+# per layer (building, saving, reloading, tracing): a run takes about half the time of one
+# on mobilenet_v2_035. SMALL_WEIGHTS are its real ImageNet weights (in ../shared).
+SMALL_BACKBONE = "mobilenet_025"
+SMALL_WEIGHTS = MOBILENET_025
 SMALL_SIZE = 32
 
 
@@ -55,6 +61,15 @@ def split_folder(tmp_path) -> Path:
     return make_folder(tmp_path / "data", split_dirs=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_feature_cache_dir(tmp_path_factory):
+    """Session and module fixtures are set up before any test's own cache (below): they
+    get a throwaway one too, never the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLF_CACHE_DIR", str(tmp_path_factory.mktemp("session-feature-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def feature_cache_dir(tmp_path, monkeypatch) -> Path:
     """Every test gets its own empty feature cache, never the user's ~/.cache."""
@@ -83,6 +98,43 @@ def small_config(tmp_path, image_folder):
         return RunConfig(**base)
 
     return make
+
+
+@dataclass
+class TrainedRun:
+    """A finished run and what made it (see the ``trained_run`` fixture)."""
+
+    result: object  # clf.RunResult
+    observer: object  # the clf.RecordingObserver that saw every event of the run
+    data: Path  # the images it trained on: make_folder's 3 classes x 6, as image_folder
+    cache: Path  # the feature cache it filled
+
+    @property
+    def run_dir(self) -> Path:
+        return self.result.run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> TrainedRun:
+    """One run with small_config's settings (2 epochs, augmentation on, h5 export), trained
+    once per session and shared by the tests that only read it: its model, run folder,
+    labels, checkpoint and observer events. Training is most of a test's cost, so a test
+    that needs *a* trained run, not one of its own, takes this one. Never change its folder:
+    ``copy_run`` it into the test's tmp_path first."""
+    import clf
+
+    root = tmp_path_factory.mktemp("trained")
+    data = make_folder(root / "data")
+    observer = clf.RecordingObserver()
+    config = clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=2, batch_size=4,
+                           image_size=SMALL_SIZE, output=str(root / "run"), augment=True,
+                           cache_dir=str(root / "feature-cache"))
+    return TrainedRun(clf.run(config, observer), observer, data, root / "feature-cache")
+
+
+def copy_run(run: TrainedRun, dest: Path) -> Path:
+    """A private copy of the shared run's folder, for a test that changes it."""
+    return Path(shutil.copytree(run.run_dir, dest))
 
 
 def require_shared(path: Path) -> Path:

@@ -17,7 +17,7 @@ import pytest
 import clf
 from clf import ConfigError, DataError
 from clf.train.distribute import Distribution, is_chief, make_strategy, resolve_precision, resolve_strategy_name
-from conftest import MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, make_image, require_shared
+from conftest import SMALL_BACKBONE, SMALL_SIZE, SMALL_WEIGHTS, make_folder, make_image, require_shared
 
 RUNNER = Path(__file__).with_name("distributed_run.py")
 TIMEOUT = 300  # seconds per subprocess; a tiny run takes well under a minute on an idle machine
@@ -159,18 +159,31 @@ def _cached_features(cache_dir: Path) -> dict[str, np.ndarray]:
     return table
 
 
-def test_mirrored_over_two_cpus_trains_the_same_model_as_default(tmp_path):
-    # Real ImageNet weights give informative features, so training moves the head well
-    # beyond float noise and a wrong split of batches or gradients would show.
-    weights = require_shared(MOBILENET_V2_035)
+@pytest.fixture(scope="module")
+def mirrored_runs(tmp_path_factory):
+    """Both comparisons below, default then mirrored over two logical CPUs, run in one
+    subprocess (one TensorFlow start for the four runs); ``{test: (default, mirrored, root)}``."""
+    root = tmp_path_factory.mktemp("mirrored")
     # 12 training images, batch 4: every batch splits evenly over the two replicas.
-    data = make_folder(tmp_path / "data", per_class=4, split_dirs=True)
-    configs = [_run_config(data, tmp_path / name, weights=str(weights), strategy=name, lr=0.01, epochs=3,
-                           cache_dir=str(tmp_path / f"cache-{name}"))
-               for name in ("default", "mirrored")]
-    (tmp_path / "configs.json").write_text(json.dumps(configs))
-    _finish([_run_script([tmp_path / "configs.json", tmp_path / "out.json", "--cpus", "2"])])
-    default, mirrored = json.loads((tmp_path / "out.json").read_text())
+    data = make_folder(root / "data", per_class=4, split_dirs=True)
+    # Phase 2 trains the whole model on live images under the strategy.
+    plans = {"fine_tune": dict(epochs=1, fine_tune_layers=2, fine_tune_epochs=2, lr=0.01)}
+    if SMALL_WEIGHTS.exists():  # else the head test skips (require_shared)
+        # Real ImageNet weights give informative features, so training moves the head well
+        # beyond float noise and a wrong split of batches or gradients would show.
+        plans["head"] = dict(weights=str(SMALL_WEIGHTS), lr=0.01, epochs=3)
+    configs = [_run_config(data, root / test / name, strategy=name,
+                           cache_dir=str(root / test / f"cache-{name}"), **changes)
+               for test, changes in plans.items() for name in ("default", "mirrored")]
+    (root / "configs.json").write_text(json.dumps(configs))
+    _finish([_run_script([root / "configs.json", root / "out.json", "--cpus", "2"])])
+    results = json.loads((root / "out.json").read_text())
+    return {test: (results[2 * i], results[2 * i + 1], root / test) for i, test in enumerate(plans)}
+
+
+def test_mirrored_over_two_cpus_trains_the_same_model_as_default(mirrored_runs):
+    require_shared(SMALL_WEIGHTS)
+    default, mirrored, root = mirrored_runs["head"]
 
     assert default["distribution"]["replicas"] == 1
     assert mirrored["distribution"]["strategy"] == "mirrored"
@@ -182,27 +195,22 @@ def test_mirrored_over_two_cpus_trains_the_same_model_as_default(tmp_path):
         np.testing.assert_allclose(np.array(b), np.array(a), atol=1e-4)
     for key in ("validation_loss", "validation_accuracy"):  # evaluation: one row per image
         np.testing.assert_allclose(mirrored["metrics"][key], default["metrics"][key], atol=1e-4)
-    assert {"labels.json", "model.h5", "model.weights.h5"} <= {p.name for p in (tmp_path / "mirrored").iterdir()}
+    assert {"labels.json", "model.h5", "model.weights.h5"} <= {p.name for p in (root / "mirrored").iterdir()}
     # Extraction: each batch of 4 split 2 + 2 over the replicas (the last validation batch
     # of 2: 1 + 1), in file order, with the features one device computes.
     assert default["extraction"]["train"] == {"extracted": 12, "cached": 0}
     assert mirrored["extraction"]["train"] == {"extracted": 12, "cached": 0, "by_replica": [6, 6]}
     assert mirrored["extraction"]["validation"]["by_replica"] == [3, 3]
-    one, two = _cached_features(tmp_path / "cache-default"), _cached_features(tmp_path / "cache-mirrored")
+    one, two = _cached_features(root / "cache-default"), _cached_features(root / "cache-mirrored")
     assert len(one) == 18 and one.keys() == two.keys()
     for key, row in one.items():
         np.testing.assert_allclose(two[key], row, atol=1e-5)
 
 
-def test_fine_tuning_under_mirrored_matches_default(tmp_path):
+def test_fine_tuning_under_mirrored_matches_default(mirrored_runs):
     # Phase 2 trains the whole model on live images under the strategy: the same
     # (seed, epoch)-keyed batches, so the same losses as on one device.
-    data = make_folder(tmp_path / "data", per_class=4, split_dirs=True)
-    configs = [_run_config(data, tmp_path / name, strategy=name, epochs=1, fine_tune_layers=2,
-                           fine_tune_epochs=2, lr=0.01) for name in ("default", "mirrored")]
-    (tmp_path / "configs.json").write_text(json.dumps(configs))
-    _finish([_run_script([tmp_path / "configs.json", tmp_path / "out.json", "--cpus", "2"])])
-    default, mirrored = json.loads((tmp_path / "out.json").read_text())
+    default, mirrored, _ = mirrored_runs["fine_tune"]
 
     assert mirrored["distribution"]["replicas"] == 2
     assert len(mirrored["history"]["fine_tune_loss"]) == 2

@@ -10,9 +10,9 @@ from clf import DataError, RecordingObserver, UnknownComponentError, UsageError
 from conftest import SMALL_BACKBONE, SMALL_SIZE
 
 
-def test_run_trains_exports_and_the_h5_predicts_the_same(small_config):
-    obs = RecordingObserver()
-    result = clf.run(small_config(epochs=2, augment=True), obs)
+def test_run_trains_exports_and_the_h5_predicts_the_same(trained_run):
+    # The session's shared run: small_config(epochs=2, augment=True), recorded by an observer.
+    result, obs = trained_run.result, trained_run.observer
     assert result.class_names == ["ant", "bee", "cat"]
     assert len(result.history["loss"]) == 2 and "validation_accuracy" in result.metrics
     assert [e[2] for e in obs.events if e[0] == "epoch_end"] == [1, 2]
@@ -22,7 +22,7 @@ def test_run_trains_exports_and_the_h5_predicts_the_same(small_config):
     labels = json.loads((result.run_dir / "labels.json").read_text())
     assert labels["class_names"] == ["ant", "bee", "cat"]
     assert labels["backbone"] == SMALL_BACKBONE and labels["input_size"] == [SMALL_SIZE, SMALL_SIZE]
-    assert labels["preprocessing"]["mode"] == "mobilenet_v2"
+    assert labels["preprocessing"]["mode"] == "mobilenet"  # SMALL_BACKBONE's own preprocess_input
     assert labels["artifacts"] == {"h5": ["model.h5", "model.weights.h5"]}
 
     predictor = clf.load_predictor(result.run_dir)
@@ -31,8 +31,8 @@ def test_run_trains_exports_and_the_h5_predicts_the_same(small_config):
     assert predictor.class_names == ["ant", "bee", "cat"]
 
 
-def test_backbone_stays_frozen(small_config):
-    result = clf.run(small_config())
+def test_backbone_stays_frozen(trained_run):
+    result = trained_run.result
     base = result.classifier.backbone
     assert not base.trainable and base.trainable_weights == []
     assert len(result.model.trainable_weights) == 2  # the head's kernel and bias

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import clf
 from clf.cli import app
 from clf.artifacts.verify import FLOAT_TOLERANCE, compare, load_images
-from conftest import MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, make_image, require_shared
+from conftest import SMALL_BACKBONE, SMALL_SIZE, SMALL_WEIGHTS, make_folder, make_image, require_shared
 
 ALL = "h5,keras,savedmodel,tflite,onnx"
 MAIN_FILE = {"h5": "model.h5", "keras": "model.keras", "savedmodel": "saved_model",
@@ -105,11 +105,11 @@ def real_run(tmp_path_factory):
     """A run on real ImageNet features, exported as int8 TFLite and verified by the engine.
 
     Quantization is judged by top-1 agreement, which only means something when outputs
-    differ from image to image: with random weights (``weights none``) MobileNetV2's
-    features are ~1e-11 and every image gets the same near-uniform probabilities, so one
-    int8 step flips the argmax. Hence the real weights here (skipped where absent).
+    differ from image to image: with random weights (``weights none``) MobileNet's
+    features are tiny and every image gets nearly the same probabilities, so one int8 step
+    flips the argmax. Hence the real weights here (skipped where absent).
     """
-    weights = require_shared(MOBILENET_V2_035)
+    weights = require_shared(SMALL_WEIGHTS)
     root = tmp_path_factory.mktemp("real")
     # 30 held-out images, so one flipped near-tie is not already below 95%
     data = make_folder(root / "data", per_class=20)

@@ -1,5 +1,7 @@
 """Feature caching: exported model == cached path, disk cache hit / miss / invalidation."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -16,9 +18,9 @@ def _images(files):
     return np.concatenate([x.numpy() for x, _ in ds])
 
 
-def test_exported_model_matches_the_cached_feature_path(small_config):
-    result = clf.run(small_config(epochs=3))
-    files = [str(p) for p in sorted((result.run_dir.parent / "data").rglob("*.jpg"))]
+def test_exported_model_matches_the_cached_feature_path(trained_run):
+    result = trained_run.result
+    files = [str(p) for p in sorted(trained_run.data.rglob("*.jpg"))]
     c = result.classifier
     extractor = make_extractor(c, (SMALL_SIZE, SMALL_SIZE))
     features, _ = extract(extractor, files_dataset(files, [0] * len(files), (SMALL_SIZE, SMALL_SIZE)), 8)
@@ -39,13 +41,20 @@ def test_warm_run_skips_extraction_and_gives_the_same_model(small_config, tmp_pa
     assert b.history["loss"] == pytest.approx(a.history["loss"], rel=1e-5)
     c = clf.run(small_config(epochs=2, lr=1e-3, hidden_units=4, output=str(tmp_path / "run3")))
     assert c.extraction["train"]["extracted"] == 0  # another head and lr reuse the features
-    d = clf.run(small_config(cache=False, output=str(tmp_path / "run4")))
-    assert d.extraction["train"] == {"extracted": 15, "cached": 0}
 
 
-def test_no_cache_writes_nothing(small_config, feature_cache_dir):
-    clf.run(small_config(cache=False))
-    assert not feature_cache_dir.exists()
+def _listing(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def test_no_cache_writes_nothing(small_config, feature_cache_dir, trained_run):
+    """--no-cache neither writes to the cache nor reads from it."""
+    # A cache already warm for this data and backbone (the shared run's, copied) ...
+    shutil.copytree(trained_run.cache, feature_cache_dir)
+    before = _listing(feature_cache_dir)
+    result = clf.run(small_config(cache=False))
+    assert result.extraction["train"] == {"extracted": 15, "cached": 0}  # ... is not read
+    assert _listing(feature_cache_dir) == before  # ... nor written to
 
 
 @pytest.fixture

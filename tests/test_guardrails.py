@@ -8,7 +8,7 @@ import pytest
 import clf
 from clf import DataError, UsageError
 from clf.plugins.h5_exporter import export_h5
-from conftest import make_folder
+from conftest import copy_run, make_folder
 
 
 def test_empty_data_folder_is_a_clear_error(tmp_path, small_config):
@@ -24,13 +24,13 @@ def test_batch_larger_than_the_data_is_shrunk_with_a_note(small_config):
     assert len(result.history["loss"]) == 1
 
 
-def test_existing_output_needs_force_and_force_replaces_only_a_run(small_config, tmp_path):
-    first = clf.run(small_config())
+def test_existing_output_needs_force_and_force_replaces_only_a_run(small_config, tmp_path, trained_run):
+    first = copy_run(trained_run, tmp_path / "run")  # a finished run where small_config writes
     with pytest.raises(UsageError, match="already exists and is not empty.*--force"):
         clf.run(small_config())
-    (first.run_dir / "stale.txt").write_text("from the old run")
+    (first / "stale.txt").write_text("from the old run")
     second = clf.run(small_config(force=True))
-    assert second.run_dir == first.run_dir and not (second.run_dir / "stale.txt").exists()
+    assert second.run_dir == first and not (second.run_dir / "stale.txt").exists()
     assert (second.run_dir / "model.h5").is_file()
     other = tmp_path / "photos_backup"
     other.mkdir()
@@ -58,9 +58,9 @@ def test_read_only_output_folder(small_config, tmp_path):
         clf.run(small_config(output=str(ro / "run")))
 
 
-def test_kill_during_export_keeps_the_previous_artifact(small_config):
-    result = clf.run(small_config())
-    model_file = result.run_dir / "model.h5"
+def test_kill_during_export_keeps_the_previous_artifact(trained_run, tmp_path):
+    run_dir = copy_run(trained_run, tmp_path / "run")
+    model_file = run_dir / "model.h5"
     before = model_file.read_bytes()
 
     class Killed(BaseException):
@@ -77,8 +77,8 @@ def test_kill_during_export_keeps_the_previous_artifact(small_config):
         save_weights = save
 
     with pytest.raises(Killed):
-        export_h5(Dying(), result.run_dir, {})
+        export_h5(Dying(), run_dir, {})
     assert model_file.read_bytes() == before
-    assert sorted(p.name for p in result.run_dir.iterdir() if p.name.startswith(".tmp")) == []
-    predictor = clf.load_predictor(result.run_dir)
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".tmp")) == []
+    predictor = clf.load_predictor(run_dir)
     assert predictor.predict_batch(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 3)

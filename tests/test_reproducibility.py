@@ -9,10 +9,12 @@ from clf.plugins.directory_loader import load_directory
 from conftest import SMALL_SIZE
 
 
-def test_same_seed_same_split_metrics_and_predictions(small_config, tmp_path):
-    # Augmentation on and 2 epochs: every random source (split, init, shuffle, augmentation) is exercised.
-    a = clf.run(small_config(seed=7, epochs=2, augment=True, output=str(tmp_path / "a")))
-    b = clf.run(small_config(seed=7, epochs=2, augment=True, output=str(tmp_path / "b")))
+def test_same_seed_same_split_metrics_and_predictions(small_config, tmp_path, trained_run):
+    # Augmentation on and 2 epochs: every random source (split, init, shuffle, augmentation) is
+    # exercised. The first run is the session's shared one (the same settings and images,
+    # trained earlier in this process), so state left by other tests cannot leak in either.
+    a = trained_run.result
+    b = clf.run(small_config(seed=a.config.seed, epochs=2, augment=True, output=str(tmp_path / "b")))
     ma, mb = (json.loads((r.run_dir / "manifest.json").read_text()) for r in (a, b))
     assert ma["split"] == mb["split"] and ma["data"]["fingerprint"] == mb["data"]["fingerprint"]
     assert a.history == b.history

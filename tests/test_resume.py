@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import clf
 from clf.train import checkpoint
 from clf.cli import app
-from conftest import SMALL_BACKBONE, SMALL_SIZE
+from conftest import SMALL_BACKBONE, SMALL_SIZE, copy_run, make_folder
 
 runner = CliRunner()
 EPOCHS = 5
@@ -76,19 +75,27 @@ def _assert_same_run(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
-def test_checkpoint_every_epoch_is_atomic_and_keeps_the_latest_two(small_config, tmp_path):
-    result = clf.run(small_config(epochs=3))
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, plugin):
+    """The uninterrupted run (and its images) that the interrupted ones must end equal to."""
+    root = tmp_path_factory.mktemp("straight")
+    data = make_folder(root / "data")
+    res = runner.invoke(app, _args(data, root / "run", plugin))
+    assert res.exit_code == 0, res.output
+    return data, root / "run"
+
+
+def test_checkpoint_every_epoch_is_atomic_and_keeps_the_latest_two(trained_run):
+    result = trained_run.result  # 2 epochs
     folders = sorted(p.name for p in (result.run_dir / "checkpoint").iterdir())
-    assert folders == ["train-epoch-0002", "train-epoch-0003"]  # the latest and the one before
-    state = json.loads((result.run_dir / "checkpoint" / "train-epoch-0003" / "state.json").read_text())
-    assert state["epoch"] == 3 and len(state["history"]["loss"]) == 3
+    assert folders == ["train-epoch-0001", "train-epoch-0002"]  # the latest and the one before
+    state = json.loads((result.run_dir / "checkpoint" / "train-epoch-0002" / "state.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]["loss"]) == 2
     assert state["config"]["backbone"] == SMALL_BACKBONE
 
 
-def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(image_folder, tmp_path, plugin):
-    straight = tmp_path / "straight"
-    assert runner.invoke(app, _args(image_folder, straight, plugin)).exit_code == 0
-
+def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(straight, tmp_path, plugin):
+    image_folder, straight = straight
     killed = tmp_path / "killed"
     env = {**os.environ, "CLF_TEST_EPOCH_SLEEP": "0.5", "COLUMNS": "400"}
     proc = subprocess.Popen([sys.executable, "-m", "clf.cli", *_args(image_folder, killed, plugin)],
@@ -111,9 +118,8 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(image_fol
     _assert_same_run(straight, killed)
 
 
-def test_ctrl_c_saves_exits_130_and_resumes(image_folder, tmp_path, plugin, monkeypatch):
-    straight = tmp_path / "straight"
-    assert runner.invoke(app, _args(image_folder, straight, plugin)).exit_code == 0
+def test_ctrl_c_saves_exits_130_and_resumes(straight, tmp_path, plugin, monkeypatch):
+    image_folder, straight = straight
     out = tmp_path / "stopped"
     monkeypatch.setenv("CLF_TEST_INTERRUPT_AT", "2")
     res = runner.invoke(app, _args(image_folder, out, plugin))
@@ -134,13 +140,13 @@ def test_resume_errors_are_clear(tmp_path):
     assert res.exit_code == 2 and "no complete checkpoint" in res.output
 
 
-def test_a_half_written_checkpoint_is_ignored(small_config):
-    result = clf.run(small_config(epochs=2))
-    root = result.run_dir / "checkpoint"
+def test_a_half_written_checkpoint_is_ignored(trained_run, tmp_path):
+    run_dir = copy_run(trained_run, tmp_path / "run")  # 2 epochs
+    root = run_dir / "checkpoint"
     half = root / ".train-epoch-0003.tmp-999"
     half.mkdir()
     (half / "weights.npz").write_bytes(b"partial")
     broken = root / "train-epoch-0004"
     broken.mkdir()
     (broken / "state.json").write_text("{")  # a folder without a complete state never counts
-    assert checkpoint.latest(result.run_dir).epoch == 2
+    assert checkpoint.latest(run_dir).epoch == 2
