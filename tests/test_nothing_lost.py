@@ -625,12 +625,12 @@ def test_c07_resume_removes_what_a_killed_export_left(trained, tmp_path):
 @pytest.mark.parametrize("where", ["extract", "export"])
 def test_c16_ctrl_c_during_extraction_or_export_says_so(image_folder, tmp_path, monkeypatch, where):
     import clf.artifacts.exporting
-    import clf.train.features
+    import clf.train.extraction
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    target = (clf.train.features, "split_features") if where == "extract" else (clf.artifacts.exporting, "record_digests")
+    target = (clf.train.extraction, "split_features") if where == "extract" else (clf.artifacts.exporting, "record_digests")
     monkeypatch.setattr(*target, interrupt)
     out = tmp_path / "run"
     res = runner.invoke(app, ["run", "--backbone", SMALL_BACKBONE, "--data", str(image_folder), "--weights", "none",

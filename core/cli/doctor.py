@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from clf.cli.app import (
@@ -44,19 +45,25 @@ def doctor(
         ratio = report.imbalance()
         if ratio is not None:
             out.print(f"imbalance (largest / smallest training class): {ratio:.1f}x", highlight=False)
+        def shown(path: str) -> str:  # relative to the dataset folder: shorter, and what the user knows
+            try:
+                return esc(Path(path).relative_to(data))
+            except ValueError:
+                return esc(path)
+
         if report.quarantined:
-            table = Table(title=f"{len(report.quarantined)} file(s) to quarantine")
+            table = Table(title=f"{len(report.quarantined)} file(s) to quarantine (paths under {esc(data)})")
             for col in ("file", "kind", "reason"):
                 table.add_column(col, overflow="fold")
             for b in report.quarantined:
-                table.add_row(esc(b.path), b.kind, esc(b.reason))
+                table.add_row(shown(b.path), b.kind, esc(b.reason))
             out.print(table)
         if report.converted:
-            table = Table(title=f"{len(report.converted)} file(s) converted for training")
+            table = Table(title=f"{len(report.converted)} file(s) converted for training (paths under {esc(data)})")
             table.add_column("file", overflow="fold")
             table.add_column("conversion", overflow="fold")
             for c in report.converted:
-                table.add_row(esc(c.path), esc("; ".join(c.changes)))
+                table.add_row(shown(c.path), esc("; ".join(c.changes)))
             out.print(table)
         for note in report.notes:
             out.print(f"[yellow]note:[/] {esc(note)}", highlight=False)
