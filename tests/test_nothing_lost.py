@@ -487,8 +487,6 @@ def test_c05_a_run_after_a_damaged_shard_trains_as_before(small_config, tmp_path
     assert len(list(feature_cache_dir.rglob("bad/clean-*.npz"))) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="needs engine line E2 (FeatureCache gets observer.note); "
-                                       "remove this mark when it is applied")
 def test_c05_c06_the_run_shows_cache_notes(small_config, tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("x")
@@ -557,8 +555,6 @@ def test_c11_a_truncated_checkpoint_falls_back_to_the_previous_one(truncated_che
     assert checkpoint.latest(run_dir).epoch == 3 and checkpoint.latest(run_dir).note is None
 
 
-@pytest.mark.xfail(strict=True, reason="needs engine line E3 (the checkpoint's note goes to the observer); "
-                                       "remove this mark when it is applied")
 def test_c11_resume_says_it_passed_a_damaged_checkpoint_over(truncated_checkpoint):
     run_dir, _ = truncated_checkpoint
     res = runner.invoke(app, ["run", "--resume", str(run_dir)])

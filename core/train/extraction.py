@@ -30,7 +30,7 @@ class Extracted:
         return self.splits.get(split)
 
 
-def feature_cache_for(config: RunConfig, backbone, base, image_size):
+def feature_cache_for(config: RunConfig, backbone, base, image_size, note=None):
     """The on-disk feature cache for this extractor, or None with ``--no-cache``."""
     if not config.cache:
         return None
@@ -40,7 +40,7 @@ def feature_cache_for(config: RunConfig, backbone, base, image_size):
         "backbone": backbone.name, "weights": weights_fingerprint(base),
         "image_size": list(image_size), "center_crop": image_size.center_crop,
         "preprocess": backbone.preprocess, "loader": config.loader,
-    })
+    }, note=note)
 
 
 def extract_features(setup, data, base, *, chief: bool, batch_size: int, observer: Observer,
@@ -50,7 +50,7 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     total = sum(len(s) for s in bundle.splits.values()) + data.n_train * config.augment_copies
     observer.phase_start("extract", total=total or None, unit="image")
     t0 = time.perf_counter()
-    cache = feature_cache_for(config, setup.backbone, base, setup.image_size) if chief else None
+    cache = feature_cache_for(config, setup.backbone, base, setup.image_size, observer.note) if chief else None
     if cache is not None and not bundle.splits:
         observer.note(f"Loader {config.loader!r} lists no files, so features are not cached on disk.")
     extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess), setup.image_size)

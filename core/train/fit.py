@@ -138,6 +138,8 @@ def fit_head(setup, data, trainable: Trainable, dist, *, ckpt, run_dir: Path, ba
     compile_for(trainable.fit_model, config.lr, dist)
     train = augmented(train, config, live_images=setup.backbone.trainable)
     if ckpt is not None:
+        if ckpt.note:  # a newer, damaged checkpoint was passed over
+            observer.note(ckpt.note)
         with dist.strategy.scope():  # optimizer slots made here are mirrored too
             checkpoint.restore(trainable.fit_model, ckpt)
         observer.note(f"Resuming {run_dir} after epoch {ckpt.epoch} of {config.epochs}.")
