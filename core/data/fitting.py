@@ -1,0 +1,134 @@
+"""The centre crop and resize that bring a photo to a model's input, built from ops every
+runtime has, so an exported model can take the decoded photo itself.
+
+``tf.image.resize(..., antialias=True)`` (what :func:`clf.data.images.decode_image` uses for
+training and prediction) is TensorFlow's ``ScaleAndTranslate`` kernel, which neither TFLite
+nor ONNX has. It is a separable filter, though: each output row (column) is a weighted sum of
+input rows (columns), the weights a triangle of width ``max(input / output, 1)`` around the
+output pixel's centre, normalized to sum to 1. :func:`resize_weights` computes those weights
+as a dense ``[output, input]`` matrix from the input's size at run time (range, abs, max,
+sum: builtin everywhere), and two matrix products apply them. The result is the same resize
+(float rounding apart: within 1e-3 of 0-255, tested), so nothing about training changes and
+TensorFlow's fast kernel keeps doing clf's own decoding.
+
+Cost: about ``3 * H * W * output_width`` multiply-adds (a 4000x3000 photo at 224 px: ~8e9),
+more than the sparse kernel's ``~6 * H * W``; a pipeline that already shrinks photos cheaply
+can use the fixed-size input instead (README, "Export formats").
+
+:class:`FitPhoto` is the Keras layer an exported model starts with; :func:`photo_model` puts
+it in front of a fixed-size classifier and :func:`fixed_model` takes it off again.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+
+def center_box(height, width, size: Sequence[int], fraction: float):
+    """``(top, left, box_height, box_width)`` (int32 tensors) of the centred box
+    ``decode_image`` crops from a photo of ``height`` x ``width`` (scalar tensors): the
+    input's aspect ratio, ``fraction`` of the photo but never below the input size while the
+    photo has the pixels; the whole photo when ``fraction`` is 0."""
+    import tensorflow as tf
+
+    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+    if not fraction:
+        return tf.constant(0, tf.int32), tf.constant(0, tf.int32), height, width
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    aspect = size[1] / size[0]  # width / height of the input
+    largest = tf.minimum(h, w / aspect)  # height of the largest centred box of that aspect
+    box_h = tf.minimum(largest, tf.maximum(largest * fraction, float(size[0])))
+    bh = tf.maximum(tf.cast(tf.round(box_h), tf.int32), 1)
+    bw = tf.maximum(tf.cast(tf.round(box_h * aspect), tf.int32), 1)
+    bh, bw = tf.minimum(bh, height), tf.minimum(bw, width)
+    return (height - bh) // 2, (width - bw) // 2, bh, bw
+
+
+def resize_weights(in_size, out_size: int):
+    """``[out_size, in_size]`` float32 weights of TensorFlow's antialiased bilinear resize
+    along one axis (``ScaleAndTranslate``, triangle kernel, no translation): output pixel
+    ``i`` samples at ``(i + 0.5) * in / out``; input pixel ``j`` weighs
+    ``max(0, 1 - |j + 0.5 - sample| / k)`` with ``k = max(in / out, 1)`` (the kernel widens
+    only when shrinking); each row is normalized to sum 1."""
+    import tensorflow as tf
+
+    in_f = tf.cast(in_size, tf.float32)
+    inv_scale = 1.0 / (float(out_size) / in_f)  # as the kernel computes it: 1 / (out / in)
+    inv_kernel = 1.0 / tf.maximum(inv_scale, 1.0)
+    sample = (tf.cast(tf.range(out_size), tf.float32) + 0.5) * inv_scale
+    source = tf.cast(tf.range(in_size), tf.float32) + 0.5
+    weights = tf.maximum(0.0, 1.0 - tf.abs((source[None, :] - sample[:, None]) * inv_kernel))
+    return weights / tf.reduce_sum(weights, axis=1, keepdims=True)
+
+
+def fit_batch(images, size: Sequence[int], fraction: float):
+    """Photos ``[n, h, w, 3]`` (any h, w; 0-255, any dtype) -> float32 ``[n, *size, 3]``:
+    the centre box of ``fraction``, then the antialiased bilinear resize, as
+    ``decode_image`` does one photo."""
+    import tensorflow as tf
+
+    size = (int(size[0]), int(size[1]))
+    x = tf.cast(images, tf.float32)
+    shape = tf.shape(x)
+    top, left, bh, bw = center_box(shape[1], shape[2], size, fraction)
+    # tf.slice, not crop_to_bounding_box: its shape asserts are no TFLite builtin.
+    x = tf.slice(x, tf.stack([0, top, left, 0]), tf.stack([-1, bh, bw, 3]))
+    x.set_shape([None, None, None, 3])  # the converters need the channels static (conv)
+    x = tf.transpose(x, [0, 3, 1, 2])  # [n, 3, h, w]: both products act on the last axes
+    x = tf.matmul(x, resize_weights(bw, size[1]), transpose_b=True)  # [n, 3, h, out_w]
+    x = tf.matmul(resize_weights(bh, size[0]), x)  # [n, 3, out_h, out_w]
+    x = tf.transpose(x, [0, 2, 3, 1])
+    x.set_shape([None, size[0], size[1], 3])
+    return x
+
+
+@keras.saving.register_keras_serializable(package="clf")
+class FitPhoto(keras.layers.Layer):
+    """A decoded photo at any size -> the model's input size: :func:`fit_batch` as a layer.
+
+    An image already at the input size passes through unchanged (the weights are then
+    exactly the identity), so a model that starts with this layer also takes pre-resized
+    images."""
+
+    def __init__(self, size: Sequence[int], center_crop: float = 0.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.size = (int(size[0]), int(size[1]))
+        self.center_crop = float(center_crop)
+
+    def call(self, inputs):
+        return fit_batch(inputs, self.size, self.center_crop)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, 3)
+
+    def get_config(self):
+        return {**super().get_config(), "size": list(self.size), "center_crop": self.center_crop}
+
+
+PHOTO_MODEL_NAME = "clf_photo_classifier"
+
+
+def photo_model(model, size):
+    """``model`` (fixed-size input) behind a :class:`FitPhoto` layer: takes ``[n, h, w, 3]``
+    photos of any size (0-255), crops and resizes them as clf does. ``size``: the model's
+    input size, an :class:`clf.data.images.ImageSize` (its centre crop is used) or a pair."""
+    if is_photo_model(model):
+        return model
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    fitted = FitPhoto(size, getattr(size, "center_crop", 0.0), name="fit_photo")(inputs)
+    return keras.Model(inputs, model(fitted), name=PHOTO_MODEL_NAME)
+
+
+def is_photo_model(model) -> bool:
+    return any(isinstance(layer, FitPhoto) for layer in model.layers)
+
+
+def fixed_model(model):
+    """The fixed-size classifier inside a :func:`photo_model` (``model`` itself otherwise)."""
+    if not is_photo_model(model):
+        return model
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return inner[0]
