@@ -44,6 +44,8 @@ _LAZY = {
     "keras_downloads": "artifacts.weights", "keras_cache_dir": "files",
     # exporters
     "atomic_path": "files", "write_json": "files", "QUANTIZE_MODES": "config",
+    "photo_model": "data.fitting", "fixed_model": "data.fitting", "is_photo_model": "data.fitting",
+    "FitPhoto": "data.fitting", "MODEL_INPUTS": "config",
 }
 
 __all__ = sorted([*_LAZY, "hookimpl", "__version__"])

@@ -17,6 +17,9 @@ from clf.errors import ConfigError
 # The choices of the name-valued options. Here, not beside the code that acts on them
 # (clf.train.distribute, the TFLite exporter), so validating a config imports no training code.
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+# What an exported model takes: "photo", the decoded photo at any size (the crop and resize
+# inside the model), or "fixed", images already at the input size (clf.data.fitting).
+MODEL_INPUTS = ("photo", "fixed")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")  # tf.distribute strategies
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 # Largest --image-size: one 2048x2048 image already needs about 1 GB of activations in VGG16.
@@ -55,6 +58,7 @@ class RunConfig:
     strict_data: bool = False  # any file the dataset doctor would quarantine is an error
     force: bool = False  # replace an existing --output run folder
     quantize: str = "none"  # TFLite: "none", "float16", "dynamic" or "int8"
+    model_input: str = "photo"  # one of MODEL_INPUTS: what exported models take
     verify: bool = True  # reopen each artifact in its runtime and compare (core/verify.py)
     # Fast transfer learning (features cached once; see core/features.py).
     augment_copies: int = 0  # K augmented feature copies cached beside the clean one
@@ -110,6 +114,9 @@ class RunConfig:
         if not isinstance(self.quantize, str) or self.quantize.strip().lower() not in QUANTIZE_MODES:
             _bad("quantize", self.quantize, f"one of {', '.join(QUANTIZE_MODES)}")
         self.quantize = self.quantize.strip().lower()
+        if not isinstance(self.model_input, str) or self.model_input.strip().lower() not in MODEL_INPUTS:
+            _bad("model_input", self.model_input, f"one of {', '.join(MODEL_INPUTS)}")
+        self.model_input = self.model_input.strip().lower()
         _positive_int(self, "augment_copies", minimum=0)
         if not isinstance(self.cache, bool):
             _bad("cache", self.cache, "true or false")

@@ -1,6 +1,10 @@
 """TensorFlow SavedModel for TF Serving: ``saved_model/`` with a ``serving_default``
 signature taking ``image`` (float32 RGB 0-255, any batch) and returning probabilities.
 
+Given a photo model (``clf.photo_model``, what clf exports by default) ``serving_default``
+takes the decoded photo at any size and crops and resizes it inside; a second signature,
+``fixed``, takes images already at the input size, for pipelines that resize themselves.
+
 The label record rides inside the folder too, as ``assets.extra/labels.json``: TF Serving
 is given the folder alone (as ``<model>/<version>/``), and ``assets.extra`` is the place it
 leaves to files beside the graph (its warm-up requests live there as well).
@@ -15,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clf import hookimpl, atomic_path, ModelError, Predictor, write_json
+from clf import hookimpl, atomic_path, fixed_model, is_photo_model, ModelError, Predictor, write_json
 
 SIGNATURE = "serving_default"
+FIXED_SIGNATURE = "fixed"  # beside a photo serving_default: the fixed-size input
 EXTRA = "assets.extra"  # TF Serving's folder for files beside the graph
 
 
@@ -25,11 +30,31 @@ def export_savedmodel(model, directory: Path, metadata: dict) -> list[Path]:
     """TensorFlow SavedModel folder: saved_model/ (serving_default signature)."""
     path = Path(directory) / "saved_model"
     with atomic_path(path) as tmp:  # the whole folder appears at once, or not at all
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        if is_photo_model(model):
+            _export_two_signatures(model, tmp)
+        else:
+            model.export(str(tmp), format="tf_saved_model", verbose=False)
         # TF Serving serves this folder alone: the class names go inside it.
         (tmp / EXTRA).mkdir(exist_ok=True)
         write_json(tmp / EXTRA / "labels.json", metadata)
     return [path]
+
+
+def _export_two_signatures(model, path: Path) -> None:
+    """``serving_default``: the photo at any size; ``fixed``: images at the input size."""
+    import keras
+    import tensorflow as tf
+
+    fixed = fixed_model(model)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    def serve(m):  # a closure: a default argument would become part of the signature
+        return lambda image: m(image, training=False)
+
+    for name, m in ((SIGNATURE, model), (FIXED_SIGNATURE, fixed)):
+        archive.add_endpoint(name, serve(m),
+                             input_signature=[tf.TensorSpec([None, *m.input_shape[1:]], tf.float32, name="image")])
+    archive.write_out(str(path), verbose=False)
 
 
 class SavedModelPredictor(Predictor):

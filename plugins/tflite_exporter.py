@@ -34,7 +34,8 @@ def artifact_name(quantize: str) -> str:
 
 def convert(model, quantize: str = "none",
             representative_data: Callable[[], Iterator[np.ndarray]] | None = None) -> bytes:
-    """The model as a TFLite flatbuffer with a dynamic batch dimension."""
+    """The model as a TFLite flatbuffer with a dynamic batch dimension (and dynamic height
+    and width for a photo model: ``[-1, -1, -1, 3]``), builtin ops only."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -143,7 +144,7 @@ class TFLitePredictor(Predictor):
         self._in = self._it.get_input_details()[0]
         self._out = self._it.get_output_details()[0]
         self.quantization = embedded.get("quantization") or self._guess_quantization()
-        self._batch = None
+        self._shape = None
 
     def output_width(self) -> int:
         return int(self._out["shape"][-1])
@@ -156,10 +157,10 @@ class TFLitePredictor(Predictor):
 
     def predict_batch(self, images):
         images = np.asarray(images, np.float32)
-        if self._batch != len(images):  # the batch dimension is dynamic: resize per size
+        if self._shape != images.shape:  # batch (and a photo input's height, width) are dynamic
             self._it.resize_tensor_input(self._in["index"], list(images.shape))
             self._it.allocate_tensors()
-            self._batch = len(images)
+            self._shape = images.shape
         x = images
         if self._in["dtype"] in (np.uint8, np.int8):
             scale, zero = self._in["quantization"]

@@ -1,5 +1,11 @@
 """The export phase of a run: every chosen exporter, then the round-trip check of each
-artifact, then ``labels.json`` listing what was written and how it verified."""
+artifact, then ``labels.json`` listing what was written, what input each artifact takes and
+how it verified.
+
+Exporters get the model behind ``clf.data.fitting.FitPhoto`` (``--model-input photo``, the
+default): the artifact takes the decoded photo at any size and crops and resizes it as clf
+does. Full-int8 TFLite (integer pixels in, integer scores out) and ``--model-input fixed``
+get the fixed-size model."""
 
 from __future__ import annotations
 
@@ -84,6 +90,15 @@ def representative_data(bundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[
     return batches
 
 
+def model_for(exporter, config, fixed, photo) -> tuple[Any, str]:
+    """``(model, input kind)`` an exporter writes: the photo model, unless the run asked for
+    the fixed input or the exporter quantizes to full int8 (an integer graph has no place for
+    the float resize weights; its input is uint8 pixels at the input size)."""
+    if photo is None or ("quantize" in exporter.options and config.quantize == "int8"):
+        return fixed, "fixed"
+    return photo, "photo"
+
+
 def held_out(bundle) -> tuple[Any, list[str], str]:
     """The images verification runs on: test, else validation, else (said so) training."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
@@ -104,17 +119,28 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
     Keras' ``predict_on_batch`` then returns one row per image per replica.
     ``reference_probs(split)``: the reference's probabilities on that split's images in
     order, when the caller already has them (None: compute them)."""
+    from clf.artifacts.client import input_record, test_vectors
+    from clf.data.fitting import fixed_model, photo_model
     from clf.data.guardrails import remove_orphans
+    from clf.data.images import ImageSize
 
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
+    size = ImageSize(metadata["input_size"], float(metadata.get("resize", {}).get("center_crop", 0.0)))
+    fixed = fixed_model(model)
+    photo = photo_model(fixed, size) if getattr(config, "model_input", "photo") == "photo" else None
+    inputs: dict[str, dict] = {}
     remove_orphans(run_dir)  # half-written files of an earlier run that was killed mid-export
     check_free_space(model, run_dir, exporters)
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
     for exporter in exporters:
         kwargs = {k: options[k] for k in exporter.options if k in options}
+        target, kind = model_for(exporter, config, fixed, photo)
+        quantized = "quantize" in exporter.options and config.quantize == "int8"
+        inputs[exporter.name] = input_record(kind, size, quantized)
         try:
-            files = [Path(f) for f in exporter.export(model, run_dir, dict(metadata), **kwargs)]
+            files = [Path(f) for f in exporter.export(target, run_dir, {**metadata, "inputs": {
+                exporter.name: inputs[exporter.name]}}, **kwargs)]
         except BaseException as exc:
             remove_orphans(run_dir)  # whatever the exporter left under a temporary name
             if isinstance(exc, ClfError) or not isinstance(exc, Exception):
@@ -128,6 +154,7 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         artifacts[exporter.name] = files
         observer.phase_advance("export")
     metadata["artifacts"] = {name: [f.name for f in files] for name, files in artifacts.items()}
+    metadata["inputs"] = inputs
     # Recorded now, checked before every later open (clf.artifacts.integrity).
     metadata["sha256"] = record_digests(f for files in artifacts.values() for f in files)
     if config.quantize != "none":
@@ -141,8 +168,10 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         known = reference_probs(source) if reference_probs is not None else None
         if known is not None and len(known) < len(images):
             known = None  # not one row per image: compute them instead
-        report = verify_exports(reference or model, metadata, artifacts, {e.name: e for e in exporters},
+        report = verify_exports(reference or fixed, metadata, artifacts, {e.name: e for e in exporters},
                                 images, files, source, known[:len(images)] if known is not None else None)
+        if report.reference_probs is not None and len(files) >= len(report.reference_probs):
+            metadata["test_vectors"] = test_vectors(files, report.reference_probs)
         write_report(run_dir, report)
         metadata["verification"] = report.summary()
         for failed in report.failed:  # renamed to *.failed: no longer listed as usable

@@ -29,7 +29,8 @@ def make_metadata(class_names, backbone: str, input_size, preprocess: str, **ext
         "backbone": backbone,
         "input_size": [int(input_size[0]), int(input_size[1])],
         "input": "RGB float32 in 0-255, shape [batch, height, width, 3]",
-        # How a photo becomes the input: outside the model, so every runtime must do it.
+        # How a photo becomes the input: inside the artifacts whose "inputs" kind is "photo"
+        # (clf.data.fitting), by the client for "fixed" ones.
         "resize": {"center_crop": crop, "method": "bilinear, antialiased",
                    "steps": f"{how} resized to {int(input_size[1])}x{int(input_size[0])} (width x height)"},
         "preprocessing": {"mode": preprocess, "inside_model": True},

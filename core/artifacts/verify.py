@@ -6,6 +6,11 @@ probabilities); quantized ones (TFLite float16, dynamic-range, int8) are judged 
 agreement, which must reach ``MIN_QUANTIZED_AGREEMENT``. The engine runs this after every
 export; ``clf verify ARTIFACT`` runs it again on an existing bundle. A failed artifact is
 renamed to ``<name>.failed`` so nothing downstream mistakes it for a good one.
+
+An artifact that takes the photo itself (``labels.json``'s ``inputs``) is also checked
+through a client's path (``clf.artifacts.client``): photos decoded by Pillow, raw pixels
+into the artifact, whose answers must equal clf's own (decode, crop and resize by clf, then
+the Keras model) within ``CLIENT_TOLERANCE``.
 """
 
 from __future__ import annotations
@@ -47,14 +52,22 @@ class Verification:
     criterion: str
     passed: bool
     seconds: float = 0.0
+    # The client path (Pillow decode, raw photo in): photos checked, and how close it came.
+    client_images: int = 0
+    client_max_abs_diff: float | None = None
+    client_top1_agreement: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def describe(self) -> str:
+        client = ""
+        if self.client_images:
+            client = (f"; photos decoded by Pillow and passed raw: max |diff| {self.client_max_abs_diff:.2e}, "
+                      f"top-1 agreement {self.client_top1_agreement:.1%} on {self.client_images}")
         return (f"{self.exporter} ({self.file}, {self.runtime}, quantization {self.quantization}): "
                 f"max |diff| {self.max_abs_diff:.2e}, top-1 agreement {self.top1_agreement:.1%} on "
-                f"{self.images} images; needs {self.criterion}")
+                f"{self.images} images{client}; needs {self.criterion}")
 
 
 @dataclass
@@ -62,6 +75,9 @@ class VerificationReport:
     results: dict[str, Verification] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)
     source: str = ""  # which split the images came from
+    # The reference's probabilities on the first images, when those are the listed files
+    # (labels.json's test vectors come from them); not written to verification.json.
+    reference_probs: "np.ndarray | None" = field(default=None, repr=False)
 
     @property
     def failed(self) -> list[Verification]:
@@ -75,7 +91,8 @@ class VerificationReport:
             "images": len(self.images),
             "source": self.source,
             "results": {name: {"passed": r.passed, "max_abs_diff": r.max_abs_diff,
-                               "top1_agreement": r.top1_agreement, "quantization": r.quantization}
+                               "top1_agreement": r.top1_agreement, "quantization": r.quantization,
+                               "client_images": r.client_images, "client_max_abs_diff": r.client_max_abs_diff}
                         for name, r in self.results.items()},
         }
 
@@ -117,6 +134,33 @@ def verify_predictor(name: str, predictor, images: np.ndarray, reference: np.nda
     diff, agreement, passed = compare(reference, got, quantization)
     return Verification(name, predictor.path.name, getattr(predictor, "runtime", "unknown"), quantization,
                         len(images), diff, agreement, criterion_for(quantization), passed, seconds)
+
+
+def check_client(result: Verification, predictor, files: Sequence[str | Path], reference: np.ndarray) -> None:
+    """Run the client path (Pillow decode, raw photo into ``predictor``) on ``files`` and fold
+    its outcome into ``result``; ``reference``: clf's own probabilities for those files."""
+    from clf.artifacts.client import CLIENT_TOLERANCE, client_probabilities
+
+    if not len(files):
+        return
+    got = client_probabilities(predictor, files)
+    diff, agreement, _ = compare(reference, got, result.quantization)
+    ok = diff <= CLIENT_TOLERANCE if result.quantization == "none" else agreement >= MIN_QUANTIZED_AGREEMENT
+    result.client_images, result.client_max_abs_diff, result.client_top1_agreement = len(files), diff, agreement
+    result.passed = result.passed and ok
+    result.criterion += ("; photos decoded by Pillow and passed raw: " +
+                         (f"max_abs_diff <= {CLIENT_TOLERANCE:g}" if result.quantization == "none"
+                          else f"top1_agreement >= {MIN_QUANTIZED_AGREEMENT:.0%}"))
+
+
+def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
+    """The files for the client path: the first ``CLIENT_IMAGES``, when ``files`` are the
+    images' own files in order (a loader that streams lists none)."""
+    from clf.artifacts.client import CLIENT_IMAGES
+
+    if len(files) < min(len(images), CLIENT_IMAGES) or not all(Path(f).is_file() for f in files[:CLIENT_IMAGES]):
+        return []
+    return list(files[:min(len(images), CLIENT_IMAGES)])
 
 
 def quarantine(files: Sequence[Path]) -> list[Path]:
@@ -191,8 +235,15 @@ def verify_exports(model, labels: dict, artifacts: dict[str, list[Path]], export
     ``FLOAT_CHECK_IMAGES`` images, quantized ones on all. ``reference_probs``: ``model``'s
     probabilities on the first images when already known. Failed artifacts are quarantined.
     """
+    from clf.artifacts.client import takes_photo
+
     report = VerificationReport(images=list(map(str, image_files)), source=source)
     reference = _Reference(model, images, reference_probs)
+    photos = client_files(list(map(str, image_files)), images)
+    if photos:
+        from clf.artifacts.client import TEST_VECTORS
+
+        report.reference_probs = reference.first(min(len(photos), TEST_VECTORS))
     for name, files in artifacts.items():
         exporter = exporters[name]
         if exporter.load is None or not files:
@@ -202,6 +253,8 @@ def verify_exports(model, labels: dict, artifacts: dict[str, list[Path]], export
             n = len(images) if getattr(predictor, "quantization", "none") != "none" else \
                 min(len(images), FLOAT_CHECK_IMAGES)
             result = verify_predictor(name, predictor, images[:n], reference.first(n))
+            if takes_photo(labels, name):
+                check_client(result, predictor, photos, reference.first(len(photos)))
         except Exception as exc:  # a runtime that cannot even open it is a failed check
             result = Verification(name, Path(files[0]).name, "unknown", "unknown", len(images),
                                   float("inf"), 0.0, f"reopens without error ({type(exc).__name__}: "
@@ -237,6 +290,7 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     images recorded in ``verification.json`` at export. Nothing is renamed: the result is
     recorded in ``verification.json`` and returned.
     """
+    from clf.artifacts.client import takes_photo
     from clf.artifacts.labels import read_labels
     from clf.artifacts.predict import collect_images, load_predictor, resolve_artifact
 
@@ -257,7 +311,11 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     images = load_images(files, predictor.decode_size)
     report = VerificationReport(images=files, source=source)
     reference_probs = predict_in_batches(ref.predict_batch, images)
-    report.results[exporter_name] = verify_predictor(exporter_name, predictor, images, reference_probs)
+    result = verify_predictor(exporter_name, predictor, images, reference_probs)
+    if takes_photo(labels, exporter_name):
+        photos = client_files(files, images)
+        check_client(result, predictor, photos, reference_probs[:len(photos)])
+    report.results[exporter_name] = result
     write_report(folder, report)
     return report
 

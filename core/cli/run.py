@@ -70,6 +70,7 @@ def run(
     weights_mirror: Optional[str] = typer.Option(None, "--weights-mirror", metavar="URL", help="Base URL of a mirror of the Keras weights files (default: $CLF_WEIGHTS_MIRROR)."),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue an interrupted run from its last completed epoch (its own settings are used)."),
     quantize: str = typer.Option(_default("quantize"), help="TFLite quantization: none, float16, dynamic or int8 (int8 calibrates on training images)."),
+    model_input: str = typer.Option(_default("model_input"), help="What exported models take: 'photo' (the decoded photo at any size; crop and resize inside the model) or 'fixed' (images already at the input size)."),
     verify: bool = typer.Option(_default("verify"), help="Reopen each artifact in its own runtime and compare with the trained model."),
     augment_copies: int = typer.Option(_default("augment_copies"), help="Augmented copies of each training image whose features are cached beside the clean one (K more extraction passes)."),
     cache: bool = typer.Option(_default("cache"), help="Keep extracted features in the on-disk cache (--no-cache: extract in memory only)."),

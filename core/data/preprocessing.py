@@ -100,3 +100,8 @@ class Standardize(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+# Exported models start with FitPhoto (the crop and resize): whatever imports this module to
+# reload a clf model registers that layer too.
+from clf.data import fitting as _fitting  # noqa: E402,F401

@@ -29,7 +29,7 @@ import numpy as np
 from clf.files import cache_dir, file_hash, write_bytes, write_json
 
 # Bump when decoding or extraction changes what a file's features are.
-FORMAT = "clf-features/2"  # 2: shards named by their sha256
+FORMAT = "clf-features/3"  # 2: shards named by their sha256; 3: JPEGs decoded as Pillow does
 
 
 def default_cache_dir() -> Path:

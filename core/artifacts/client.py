@@ -1,0 +1,68 @@
+"""The deployer's path into an artifact, without clf's decoder: Pillow decodes the photo and
+its raw pixels go into the artifact's runtime, which crops and resizes inside the model.
+
+Used three ways: ``labels.json`` records which input each artifact takes (``inputs``) and a
+few test vectors (an image's sha256 and the probabilities clf gave it) so an integrator can
+check their own pipeline; export verification and ``clf verify`` run this path next to clf's
+own and require the same answer (``CLIENT_TOLERANCE``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+# Pillow and clf's decoder give the same pixels (JPEG: the accurate integer IDCT on both
+# sides); what remains is float rounding in the resize, well under this.
+CLIENT_TOLERANCE = 1e-3
+CLIENT_IMAGES = 8  # photos per artifact: the path either matches or it does not
+TEST_VECTORS = 3
+
+
+def input_record(kind: str, size: Sequence[int], quantized: bool = False) -> dict:
+    """What one artifact takes as input, for ``labels.json``'s ``inputs``."""
+    dtype = "uint8" if quantized else "float32"
+    if kind == "photo":
+        return {"kind": "photo", "name": "image", "shape": [None, None, None, 3], "dtype": dtype,
+                "pixels": "RGB 0-255 as decoded, any height and width (a batch shares one size); "
+                          "the centre crop and resize happen inside the model"}
+    return {"kind": "fixed", "name": "image", "shape": [None, int(size[0]), int(size[1]), 3], "dtype": dtype,
+            "pixels": "RGB 0-255, already centre-cropped and resized as 'resize' describes"}
+
+
+def takes_photo(labels: dict, exporter: str) -> bool:
+    """Whether ``exporter``'s artifact in this bundle takes the photo at any size (bundles from
+    before the photo input record none: fixed)."""
+    return labels.get("inputs", {}).get(exporter, {}).get("kind") == "photo"
+
+
+def pillow_pixels(path: str | Path) -> np.ndarray:
+    """One image file as a client decodes it: Pillow, RGB, uint8 ``[h, w, 3]`` (first frame
+    of a GIF; no EXIF rotation, as clf does none)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.uint8)
+
+
+def client_probabilities(predictor, files: Sequence[str | Path]) -> np.ndarray:
+    """``predictor``'s probabilities for each file decoded by Pillow and passed raw, one
+    photo per call (photos differ in size)."""
+    rows = [np.asarray(predictor.predict_batch(pillow_pixels(f)[None].astype(np.float32)), np.float32)[0]
+            for f in files]
+    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def test_vectors(files: Sequence[str | Path], probabilities: np.ndarray, limit: int = TEST_VECTORS) -> list[dict]:
+    """``[{file, sha256, height, width, probabilities}]`` for the first ``limit`` files: what
+    clf predicts for those exact bytes, for an integrator to compare with."""
+    from clf.files import file_hash
+
+    vectors = []
+    for f, probs in zip(list(files)[:limit], probabilities):
+        pixels = pillow_pixels(f)
+        vectors.append({"file": Path(f).name, "sha256": file_hash(Path(f)), "height": int(pixels.shape[0]),
+                        "width": int(pixels.shape[1]), "probabilities": [round(float(p), 6) for p in probs]})
+    return vectors
