@@ -340,8 +340,9 @@ def test_serve_command_errors_are_one_clear_line(trained, tmp_path):
 
 def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_predictor, tmp_path):
     """What the README tells TF Serving users: signature serving_default, input 'image'
-    float32 [batch, h, w, 3] RGB 0-255, output 'output_0' float32 [batch, classes], the class
-    names in assets.extra/labels.json inside the folder."""
+    float32 [batch, h, w, 3] RGB 0-255 at any h, w (the decoded photo; signature 'fixed':
+    at the input size), output 'output_0' float32 [batch, classes], the class names in
+    assets.extra/labels.json inside the folder."""
     import tensorflow as tf
 
     run_dir, _ = trained
@@ -350,16 +351,23 @@ def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_pr
     fn = loaded.signatures["serving_default"]
     args, inputs = fn.structured_input_signature
     assert args == () and list(inputs) == ["image"]
-    assert inputs["image"].dtype == tf.float32 and inputs["image"].shape.as_list() == [None, SMALL_SIZE, SMALL_SIZE, 3]
+    assert inputs["image"].dtype == tf.float32 and inputs["image"].shape.as_list() == [None, None, None, 3]
+    fixed = loaded.signatures["fixed"]
+    assert fixed.structured_input_signature[1]["image"].shape.as_list() == [None, SMALL_SIZE, SMALL_SIZE, 3]
     outputs = fn.structured_outputs
     assert list(outputs) == ["output_0"]
     assert outputs["output_0"].dtype == tf.float32 and outputs["output_0"].shape.as_list() == [None, len(CLASSES)]
     labels = json.loads((run_dir / "saved_model" / "assets.extra" / "labels.json").read_text())
     assert labels["class_names"] == CLASSES and labels["input_size"] == [SMALL_SIZE, SMALL_SIZE]
-    # Fed the way the README says (decoded, cropped, resized pixels), it gives the server's numbers.
+    # Fed the way the README says (the decoded photo as it is), it gives the server's numbers;
+    # so does the fixed signature fed clf's decoded, cropped, resized pixels.
+    from PIL import Image
+
     image = keras_predictor.decode(_jpeg(tmp_path).read_bytes())
-    probs = fn(image=tf.constant(image[None]))["output_0"].numpy()
-    np.testing.assert_allclose(probs, keras_predictor.predict_batch(image[None]), atol=1e-5)
+    want = keras_predictor.predict_batch(image[None])
+    photo = np.asarray(Image.open(_jpeg(tmp_path)).convert("RGB"), np.float32)[None]
+    np.testing.assert_allclose(fn(image=tf.constant(photo))["output_0"].numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(fixed(image=tf.constant(image[None]))["output_0"].numpy(), want, atol=1e-5)
 
 
 def test_micro_batcher_gathers_bounds_and_answers_everyone():
