@@ -127,6 +127,10 @@ def test_run_with_quantize_int8_names_and_verifies_it(real_run):
     r = labels["verification"]["results"]["tflite"]
     assert r["passed"] and r["quantization"] == "int8" and r["top1_agreement"] >= 0.95
     assert labels["verification"]["images"] == 30
+    # Integer pixels at the input size in (no in-model resize); the Keras model takes the photo.
+    assert labels["inputs"]["tflite"]["kind"] == "fixed" and labels["inputs"]["tflite"]["dtype"] == "uint8"
+    assert labels["inputs"]["tflite"]["shape"] == [None, SMALL_SIZE, SMALL_SIZE, 3]
+    assert labels["inputs"]["keras"]["kind"] == "photo" and r["client_images"] == 0
 
 
 @pytest.mark.parametrize("mode", ["float16", "dynamic", "int8"])

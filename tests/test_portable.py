@@ -238,3 +238,24 @@ def test_model_input_fixed_keeps_the_fixed_size_input(small_config):
     assert list(subgraph.tensors[subgraph.inputs[0]].shapeSignature) == [-1, SMALL_SIZE, SMALL_SIZE, 3]
     assert "client_images" in labels["verification"]["results"]["tflite"]
     assert labels["verification"]["results"]["tflite"]["client_images"] == 0  # no client path: it needs resizing
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d: d.update(inputs={"tflite": {"kind": "raw"}}), "inputs\\['tflite'\\] is"),
+    (lambda d: d.update(inputs=["photo"]), "inputs is"),
+    (lambda d: d.update(test_vectors=[{"sha256": "x", "probabilities": ["high"]}]), "test_vectors is"),
+])
+def test_a_damaged_inputs_or_test_vectors_record_is_refused(bundle, tmp_path, change, message):
+    from clf.artifacts.labels import read_labels
+
+    run_dir, _ = bundle
+    labels = json.loads((run_dir / "labels.json").read_text())
+    change(labels)
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    with pytest.raises(clf.ModelError, match=message):
+        read_labels(tmp_path)
+
+
+def test_model_input_is_checked():
+    with pytest.raises(clf.ConfigError, match="model_input.*photo, fixed"):
+        clf.RunConfig(model_input="raw")

@@ -139,6 +139,17 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
         if not _plain_name(name) or not (isinstance(digest, str) and len(digest) == 64
                                          and all(c in "0123456789abcdef" for c in digest)):
             raise bad(f"sha256[{name!r}]", digest, "64 lowercase hex digits for a file in the bundle folder")
+    inputs = data.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise bad("inputs", inputs, "an object: exporter name -> the input its artifact takes")
+    for name, record in inputs.items():
+        if not isinstance(record, dict) or record.get("kind") not in ("photo", "fixed"):
+            raise bad(f"inputs[{name!r}]", record, "an object whose 'kind' is 'photo' or 'fixed'")
+    vectors = data.get("test_vectors", [])
+    if not isinstance(vectors, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("probabilities"), list)
+            and all(_is_number(p) for p in v["probabilities"]) for v in vectors):
+        raise bad("test_vectors", vectors, "a list of objects with 'sha256' and 'probabilities' (numbers)")
     for key in ("backbone", "clf_version"):
         if key in data and not isinstance(data[key], str):
             raise bad(key, data[key], "a string")
