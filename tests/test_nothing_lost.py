@@ -378,7 +378,7 @@ def test_c11_bit_flipped_tflite_files_never_reach_the_interpreter(trained, tmp_p
 
 
 def test_c11_a_model_without_a_recorded_sha256_needs_trust(trained, tmp_path):
-    folder = _bundle_with(trained, tmp_path, "nosha", lambda d: d.pop("sha256"))
+    folder = _bundle_with(trained, tmp_path, "nosha", lambda d: d.pop("sha256", None))
     res = runner.invoke(app, ["predict", str(folder), str(trained[1] / "ant")])
     assert res.exit_code == 1 and "no sha256 recorded" in res.output
     res = runner.invoke(app, ["predict", str(folder), str(trained[1] / "ant"), "--trust-artifact"])
@@ -402,7 +402,7 @@ def _file_writing_savedmodel(path: Path, marker: Path) -> None:
 def test_c12_a_savedmodel_that_writes_files_is_not_run_unless_trusted(trained, tmp_path):
     marker = tmp_path / "written_by_the_model.txt"
     folder = _bundle_with(trained, tmp_path, "swapped", lambda d: (
-        d["artifacts"].update(savedmodel=["saved_model"]), d["sha256"].update(saved_model="0" * 64)))
+        d["artifacts"].update(savedmodel=["saved_model"]), d.setdefault("sha256", {}).update(saved_model="0" * 64)))
     _file_writing_savedmodel(folder / "saved_model", marker)
     res = runner.invoke(app, ["predict", str(folder / "saved_model"), str(trained[1] / "ant")])
     assert res.exit_code == 1 and "changed since it was exported" in res.output
@@ -416,17 +416,16 @@ def test_c12_a_savedmodel_that_writes_files_is_not_run_unless_trusted(trained, t
 # -- 16. Smaller things --------------------------------------------------------------------------
 
 def test_c16_random_bytes_in_a_keras_file_are_named_as_such(trained, tmp_path):
-    from clf.files import sha256_path
+    import hashlib
 
     junk = os.urandom(5000)
 
     def keras_junk(d):
         d["artifacts"] = {"keras": ["model.keras"]}
-        d["sha256"] = {"model.keras": __import__("hashlib").sha256(junk).hexdigest()}
+        d["sha256"] = {"model.keras": hashlib.sha256(junk).hexdigest()}  # as if exported so: the check passes
 
     folder = _bundle_with(trained, tmp_path, "junk", keras_junk)
     (folder / "model.keras").write_bytes(junk)
-    assert sha256_path(folder / "model.keras") == json.loads((folder / "labels.json").read_text())["sha256"]["model.keras"]
     res = runner.invoke(app, ["predict", str(folder), str(trained[1] / "ant")])
     assert res.exit_code == 1 and "not a zip archive" in res.output and "File not found" not in res.output
 
@@ -630,7 +629,7 @@ def test_c16_ctrl_c_during_extraction_or_export_says_so(image_folder, tmp_path, 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    target = (clf.train.features, "split_features") if where == "extract" else (clf.artifacts.exporting, "record_digests")
+    target = (clf.train.features, "split_features") if where == "extract" else (clf.artifacts.exporting, "write_labels")
     monkeypatch.setattr(*target, interrupt)
     out = tmp_path / "run"
     res = runner.invoke(app, ["run", "--backbone", SMALL_BACKBONE, "--data", str(image_folder), "--weights", "none",
