@@ -110,17 +110,27 @@ class _Stopped(ClfError):
 
 
 class PhaseTracker:
-    """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message)."""
+    """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message);
+    phases nest (verify runs inside export), so the innermost unfinished one is current."""
 
     def __init__(self, inner):
-        self.inner, self.phase = inner, None
+        self.inner, self.running = inner, []
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
+    @property
+    def phase(self):
+        return self.running[-1] if self.running else None
+
     def phase_start(self, phase, total=None, unit=""):
-        self.phase = phase
+        self.running.append(phase)
         self.inner.phase_start(phase, total, unit)
+
+    def phase_end(self, phase, **info):
+        if phase in self.running:
+            self.running.remove(phase)
+        self.inner.phase_end(phase, **info)
 
 
 LogFormatOpt = typer.Option("auto", "--log-format", help="auto (rich bars on a terminal, plain lines otherwise), rich, plain or jsonl.")
