@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are noise here
-
-import typer  # noqa: E402
-from clf.errors import ClfError  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import typer
+from clf import logs
+from clf.errors import ClfError
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train image classifiers by transfer learning, built from plugins.")
@@ -21,6 +19,20 @@ out = Console()
 err = Console(stderr=True)
 
 PluginOpt = typer.Option(None, "--plugin", "-p", help="Extra plugin: module name or .py file (repeatable).")
+
+VerboseOpt = typer.Option(
+    False, "--verbose",
+    help="Show TensorFlow's own log lines (import messages, absl warnings, TFLite's delegate "
+         "notes), which clf hides by default (also: CLF_DEBUG=1).")
+
+
+def _verbose(on: bool) -> None:
+    """--verbose shows TensorFlow's log lines; without it they are kept out of the output.
+    Runs before any command imports TensorFlow (the settings only work before that)."""
+    if on:
+        logs.set_verbose()
+    logs.quiet_tensorflow()
+
 
 # Set by the app callback for the one command being run: --strict-plugins.
 _options = {"strict_plugins": None}
@@ -32,9 +44,11 @@ def _global_options(
         False, "--strict-plugins",
         help="A broken installed plugin is an error instead of a skipped-with-a-warning one "
              "(also: CLF_STRICT_PLUGINS=1)."),
+    verbose: bool = VerboseOpt,
 ):
     # Global options, given before the command: clf --strict-plugins run ...
     _options["strict_plugins"] = True if strict_plugins else None  # None: CLF_STRICT_PLUGINS decides
+    _verbose(verbose)
     from clf.host.manager import ENV_TRACE, _env_flag
 
     if _env_flag(ENV_TRACE):
