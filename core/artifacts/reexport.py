@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from clf.artifacts.exporting import check_export_options, export_all
 from clf.artifacts.labels import read_labels
+from clf.artifacts.verify import keras_model_in
 from clf.config import QUANTIZE_MODES, check_name
 from clf.errors import DataError, ModelError, ModelNotFoundError, UsageError, VerificationError
 from clf.events import Observer
@@ -96,16 +97,14 @@ def _refuse_existing(run_dir: Path, labels: dict, exporters) -> None:
 
 
 def _keras_model(run_dir: Path, labels: dict) -> Path:
-    """The run's Keras model, the source of every new artifact (.keras first: native format)."""
-    exports = labels.get("artifacts", {})
-    for name in ("keras", "h5"):
-        files = exports.get(name)
-        if files and (run_dir / files[0]).exists():
-            return run_dir / files[0]
+    """The run's Keras model, the source of every new artifact."""
+    found = keras_model_in(run_dir, labels)
+    if found is not None:
+        return found
     raise ModelError(
         f"{str(run_dir)!r} has no Keras model (model.keras or model.h5) to export from; its "
-        f"labels.json lists: {', '.join(exports) or 'nothing'}. Expected a run exported with h5 "
-        f"or keras (clf run's default is h5)."
+        f"labels.json lists: {', '.join(labels.get('artifacts', {})) or 'nothing'}. Expected a run "
+        f"exported with h5 or keras (clf run's default is h5)."
     )
 
 

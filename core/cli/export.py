@@ -42,5 +42,8 @@ def export_command(
         _close(observer)
         _fail(exc)
     _close(observer)
+    from rich.markup import escape
+
     files = ", ".join(f.name for files in added.artifacts.values() for f in files)
-    out.print(f"[bold green]done[/] added {files} to {added.run_dir}", highlight=False, soft_wrap=True)
+    out.print(f"[bold green]done[/] added {escape(files)} to {escape(str(added.run_dir))}", highlight=False,
+              soft_wrap=True)
