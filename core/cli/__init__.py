@@ -14,6 +14,13 @@ from clf.cli import evaluate, doctor, predict, listing, weights  # noqa: E402,F4
 from clf.cli import export  # noqa: E402,F401
 # isort: on
 
+from clf.cli.app import tidy_help  # noqa: E402
+
+# Every command's --help: value words instead of type tags, panels where a command has them.
+for _command in app.registered_commands:
+    tidy_help(_command)
+tidy_help(app.registered_callback)
+
 __all__ = ["app", "main"]
 
 

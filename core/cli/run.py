@@ -41,7 +41,7 @@ def _text_default(name: str) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
-@app.command(add_help_option=False)  # its own --help, in the Runtime panel without a type tag
+@app.command()
 def run(
     ctx: typer.Context,
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of run options; flags given here override it."),
@@ -85,8 +85,6 @@ def run(
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
-    show_help: bool = typer.Option(False, "--help", is_eager=True, expose_value=False, callback=lambda ctx, v: _show_help(ctx, v),
-                                   help="Show this message and exit."),
 ):
     """Train a classifier on a folder of images, evaluate it and export it."""
     options = locals()  # the parameters, before any other name is bound
@@ -139,9 +137,10 @@ def run(
         out.print(f"[bold green]done[/] run folder: {result.run_dir}", highlight=False, soft_wrap=True)
 
 
-# `clf run --help` in panels, and a word for each option's value instead of typer's type
-# tags (<bool>, <list[str]>): flags show none.
-HELP_PANELS = {
+
+# `clf run --help` in panels (clf.cli.app.tidy_help applies them), with a word for each
+# value; options not named here use the words every command shares (app.METAVARS).
+run.help_panels = {
     "Data": ("data", "classes", "loader", "validation_split", "image_size", "center_crop", "augment",
              "augment_copies", "strict_data"),
     "Model": ("backbone", "weights", "weights_mirror", "head", "dropout", "hidden_units"),
@@ -149,50 +148,13 @@ HELP_PANELS = {
                  "fine_tune_epochs", "fine_tune_lr"),
     "Export": ("export", "quantize", "verify", "output", "force"),
     "Runtime": ("config_file", "resume", "dry_run", "plugin", "cache", "cache_dir", "strategy", "precision",
-                "tensorboard", "log_format", "quiet", "verbose", "show_help"),
+                "tensorboard", "log_format", "quiet", "verbose", "help"),
 }
-METAVARS = {
-    "config_file": "FILE", "backbone": "NAME", "classes": "N", "data": "DIR", "epochs": "N", "batch_size": "N",
-    "image_size": "PIXELS", "center_crop": "FRACTION", "lr": "RATE", "head": "NAME", "loader": "NAME",
-    "export": "NAMES", "output": "DIR", "weights": "imagenet|none|FILE", "seed": "N",
+run.metavars = {
+    "classes": "N", "epochs": "N", "batch_size": "N", "image_size": "PIXELS", "center_crop": "FRACTION",
+    "lr": "RATE", "export": "NAMES", "output": "DIR", "weights": "imagenet|none|FILE", "seed": "N",
     "validation_split": "FRACTION", "dropout": "FRACTION", "hidden_units": "N", "weights_mirror": "URL",
-    "resume": "RUN_DIR", "quantize": "none|float16|dynamic|int8", "augment_copies": "K", "cache_dir": "DIR",
-    "fine_tune_layers": "N|all", "fine_tune_epochs": "N", "fine_tune_lr": "RATE",
-    "class_weight": "auto|balanced|none", "patience": "N", "strategy": "NAME", "precision": "NAME",
-    "plugin": "MODULE|FILE", "log_format": "auto|rich|plain|jsonl",
+    "resume": "RUN_DIR", "augment_copies": "K", "cache_dir": "DIR", "fine_tune_layers": "N|all",
+    "fine_tune_epochs": "N", "fine_tune_lr": "RATE", "class_weight": "auto|balanced|none", "patience": "N",
+    "strategy": "NAME", "precision": "NAME",
 }
-
-
-def _arrange_help(command) -> None:
-    """List ``command``'s options panel by panel, each with its metavar: typer reads the
-    parameters from the signature, so a signature with copied options in panel order is
-    all it takes (--plugin, --quiet and friends are shared with other commands, hence the
-    copies)."""
-    import copy
-    import inspect
-
-    from typer.models import OptionInfo
-
-    signature = inspect.signature(command)
-    panel_of = {name: panel for panel, names in HELP_PANELS.items() for name in names}
-    order = {name: i for i, name in enumerate(n for names in HELP_PANELS.values() for n in names)}
-    params = []
-    for param in signature.parameters.values():
-        if isinstance(param.default, OptionInfo):
-            info = copy.copy(param.default)
-            info.rich_help_panel = panel_of[param.name]
-            if info.metavar is None or param.name in METAVARS:
-                info.metavar = METAVARS.get(param.name, "")
-            param = param.replace(default=info)
-        params.append(param)
-    params.sort(key=lambda p: order.get(p.name, -1))  # ctx first, then panel by panel
-    command.__signature__ = signature.replace(parameters=params)
-
-
-def _show_help(ctx: typer.Context, value: bool) -> None:
-    if value:
-        typer.echo(ctx.get_help(), color=ctx.color)
-        raise typer.Exit()
-
-
-_arrange_help(run)
