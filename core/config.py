@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clf.data.images import DEFAULT_CENTER_CROP
-from clf.errors import ConfigError
+from clf.errors import ConfigError, did_you_mean
 
 # The choices of the name-valued options. Here, not beside the code that acts on them
 # (clf.train.distribute, the TFLite exporter), so validating a config imports no training code.
@@ -107,9 +107,7 @@ class RunConfig:
         for flag in ("augment", "tensorboard", "strict_data", "force", "verify"):
             if not isinstance(getattr(self, flag), bool):
                 _bad(flag, getattr(self, flag), "true or false")
-        if not isinstance(self.quantize, str) or self.quantize.strip().lower() not in QUANTIZE_MODES:
-            _bad("quantize", self.quantize, f"one of {', '.join(QUANTIZE_MODES)}")
-        self.quantize = self.quantize.strip().lower()
+        self.quantize = check_name("quantize", self.quantize, QUANTIZE_MODES)
         _positive_int(self, "augment_copies", minimum=0)
         if not isinstance(self.cache, bool):
             _bad("cache", self.cache, "true or false")
@@ -135,9 +133,11 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
+            hints = "".join(did_you_mean(k, known).replace(" Did you mean", f" For {k!r}, did you mean")
+                            for k in unknown)
             raise ConfigError(
-                f"Unknown configuration key(s): {', '.join(map(repr, unknown))}. Expected "
-                f"only: {', '.join(sorted(known))}. Remove or rename them."
+                f"Unknown configuration key(s): {', '.join(map(repr, unknown))}. Expected only: "
+                f"{', '.join(sorted(known))}.{hints} Remove or rename them."
             )
         return cls(**dict(values))
 
@@ -159,8 +159,8 @@ def check_name(kind: str, value: str, choices: tuple[str, ...]) -> str:
     """``value`` lower-cased when it is one of ``choices``; else a ConfigError naming the flag."""
     if not isinstance(value, str) or value.strip().lower() not in choices:
         raise ConfigError(
-            f"Invalid {kind} {value!r}: expected one of {', '.join(choices)}. "
-            f"Pass a valid --{kind} (or '{kind}' in the config file)."
+            f"Invalid {kind} {value!r}: expected one of {', '.join(choices)}."
+            f"{did_you_mean(str(value), choices)} Pass a valid --{kind} (or '{kind}' in the config file)."
         )
     return value.strip().lower()
 

@@ -17,13 +17,12 @@ still sits beside it, as for every artifact.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from clf import hookimpl, atomic_path, ExportError, ModelError, Predictor, QUANTIZE_MODES
+from clf import hookimpl, atomic_path, quiet_logs, ExportError, ModelError, Predictor, QUANTIZE_MODES
 
 METADATA_NAME = "clf_labels"
 
@@ -44,7 +43,8 @@ def convert(model, quantize: str = "none",
     fn = tf.function(lambda image: model(image, training=False),
                      input_signature=[tf.TensorSpec(shape, tf.float32, name="image")])
     frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    with quiet_logs():  # "consider providing the trackable_obj argument": the frozen route is deliberate
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
@@ -65,8 +65,7 @@ def convert(model, quantize: str = "none",
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "deprecated conversion path" and calibration notes
+    with quiet_logs():  # the converter's and the calibration's notes
         return converter.convert()
 
 
@@ -116,16 +115,20 @@ def export_tflite(model, directory: Path, metadata: dict, *, quantize: str = "no
 
 def _interpreter(path: Path):
     """LiteRT's interpreter when ``ai-edge-litert`` is installed (TF's own is deprecated),
-    else ``tf.lite.Interpreter`` (still in TF 2.21)."""
+    else ``tf.lite.Interpreter`` (still in TF 2.21). Quietly: its deprecation notice and the
+    XNNPACK delegate's INFO line say nothing a user can act on."""
     try:
         from ai_edge_litert.interpreter import Interpreter
-        return Interpreter(model_path=str(path)), "litert"
     except ImportError:
         import tensorflow as tf
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the deprecation notice; handled above
-            return tf.lite.Interpreter(model_path=str(path)), "tflite"
+        Interpreter, runtime = tf.lite.Interpreter, "tflite"
+    else:
+        runtime = "litert"
+    with quiet_logs():
+        interpreter = Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()  # where the default delegate is applied (and says so)
+    return interpreter, runtime
 
 
 class TFLitePredictor(Predictor):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -9,7 +10,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from clf.data.images import is_image_file
-from clf.errors import DataError, ModelError
+from clf.errors import DataError, DataNotFoundError, ModelError, ModelNotFoundError
 from clf.artifacts.labels import LABELS_FILE, read_labels
 
 
@@ -124,7 +125,7 @@ def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path
     """
     artifact = Path(artifact)
     if not artifact.exists():
-        raise ModelError(
+        raise ModelNotFoundError(
             f"Model {str(artifact)!r} does not exist; expected a clf run folder or a model "
             f"file exported by clf. Check the path."
         )
@@ -209,14 +210,34 @@ class Prediction:
     path: str
     probabilities: list[float] = field(default_factory=list)
     error: str | None = None
+    # The model's class names in output order (predict_files sets them from the predictor).
+    class_names: list[str] = field(default_factory=list, repr=False)
 
-    def top(self, class_names: Sequence[str], k: int = 1) -> list[tuple[str, float]]:
+    def top(self, k: int | Sequence[str] = 1, class_names: Sequence[str] | int | None = None
+            ) -> list[tuple[str, float]]:
+        """The ``k`` most probable ``(class name, probability)`` pairs, best first.
+
+        The class names are the predictor's; ``top(class_names, k)``, the older form, still
+        works."""
+        if not isinstance(k, int):  # top(class_names, k): the names came first
+            k, class_names = (class_names if isinstance(class_names, int) else 1), k
+        names = list(class_names) if class_names is not None else self.class_names
+        if not names:
+            raise ModelError(
+                f"Prediction for {self.path!r} has no class names; expected one made by "
+                f"predict_files (which takes them from the model's labels.json). Pass "
+                f"class_names=."
+            )
         order = np.argsort(self.probabilities)[::-1][:k]
-        return [(class_names[i], float(self.probabilities[i])) for i in order]
+        return [(names[i], float(self.probabilities[i])) for i in order]
 
 
-def collect_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Image files from files and folders (folders searched recursively, sorted)."""
+def collect_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Image files from a file, a folder, or a list of them (folders searched recursively,
+    sorted). A single path may be a ``str`` or a ``Path``: it is one path, never a
+    sequence of characters."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -224,7 +245,7 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
         elif p.exists():
             found.append(p)
         else:
-            raise DataError(f"{str(p)!r} does not exist; expected an image file or a folder. Check the path.")
+            raise DataNotFoundError(f"{str(p)!r} does not exist; expected an image file or a folder. Check the path.")
     return found
 
 
@@ -239,7 +260,7 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     from clf.data.images import decode_image
 
     size = predictor.decode_size
-    results = [Prediction(display_path(f)) for f in files]
+    results = [Prediction(display_path(f), class_names=list(predictor.class_names)) for f in files]
     # Each file is looked at before TensorFlow reads it: a link to /dev/zero, a FIFO, a
     # 6 GB file or a 20000x20000 PNG gets its reason and is never read or decoded.
     for r, f in zip(results, files):
@@ -279,3 +300,47 @@ def _why_unreadable(path: Path) -> str:
     if path.stat().st_size == 0:
         return "empty file (0 bytes)"
     return "not a decodable image (JPEG, PNG, BMP or GIF expected)"
+
+
+def prepare_images(images, image_size) -> np.ndarray:
+    """Images as a model's input ``[n, h, w, 3]`` float32 RGB 0-255, prepared exactly as
+    ``clf predict`` prepares files: decoded, centre-cropped and resized by the same
+    ``decode_image`` (an :class:`~clf.data.images.ImageSize` carries the crop).
+
+    ``images``: a path (``str`` or ``Path``; a folder means its images, sorted) or a list
+    of paths; or an array (one ``[h, w, 3]`` image of any size, a batch ``[n, h, w, 3]``,
+    a list of arrays of different sizes; PIL images too). Grayscale arrays become RGB."""
+    import tensorflow as tf
+
+    from clf.data.images import decode_image, fit_image
+
+    if isinstance(images, (str, os.PathLike)) or (
+            isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, os.PathLike)) for i in images)):
+        out = []
+        for f in collect_images(images):
+            try:
+                out.append(decode_image(tf.io.read_file(str(f)), image_size).numpy())
+            except tf.errors.OpError:
+                raise DataError(f"{str(f)!r} could not be read: {_why_unreadable(Path(f))}. Remove it or "
+                                f"convert it (clf doctor lists such files).") from None
+    else:
+        batch = images if isinstance(images, (list, tuple)) else np.asarray(images)
+        if isinstance(batch, np.ndarray) and batch.ndim in (2, 3) and not (batch.ndim == 3 and batch.shape[-1] > 4):
+            batch = [batch]  # one image, not a batch of rows
+        out = [fit_image(tf.convert_to_tensor(_rgb(np.asarray(image))), image_size).numpy() for image in batch]
+    if not out:
+        raise DataError("No images to predict; expected image files, a folder of them, or arrays "
+                        "[height, width, 3]. Pass at least one.")
+    return np.stack(out).astype(np.float32)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """An ``[h, w, 3]`` RGB array from an RGB, grayscale ``[h, w]`` or ``[h, w, 1]`` one."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise DataError(
+            f"An image array of shape {image.shape} cannot be predicted; expected [height, width, 3] "
+            f"RGB (or grayscale). Convert it first, e.g. PIL's image.convert('RGB')."
+        )
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image

@@ -262,12 +262,21 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     return report
 
 
-def _reference_in(folder: Path, labels: dict) -> Path:
+def keras_model_in(folder: Path, labels: dict) -> Path | None:
+    """The bundle's Keras model, if its labels.json lists one: .keras first (the native
+    format), else .h5."""
     exports: dict[str, list[str]] = labels.get("artifacts", {})
     for name in ("keras", "h5"):
         files = exports.get(name)
-        if files and (folder / files[0]).exists():
-            return folder / files[0]
+        if files and (Path(folder) / files[0]).exists():
+            return Path(folder) / files[0]
+    return None
+
+
+def _reference_in(folder: Path, labels: dict) -> Path:
+    found = keras_model_in(folder, labels)
+    if found is not None:
+        return found
     raise ModelError(
         f"{str(folder)!r} has no Keras model (.keras or .h5) to compare against; expected a bundle "
         f"exported with keras or h5 too. Pass --reference MODEL (a clf .keras or .h5 file)."

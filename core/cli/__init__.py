@@ -13,7 +13,15 @@ from clf.cli import run  # noqa: E402,F401
 from clf.cli import evaluate, doctor, predict, listing, weights  # noqa: E402,F401
 from clf.cli import merge  # noqa: E402,F401
 from clf.cli import serve  # noqa: E402,F401
+from clf.cli import export  # noqa: E402,F401
 # isort: on
+
+from clf.cli.app import tidy_help  # noqa: E402
+
+# Every command's --help: value words instead of type tags, panels where a command has them.
+for _command in app.registered_commands:
+    tidy_help(_command)
+tidy_help(app.registered_callback)
 
 __all__ = ["app", "main"]
 

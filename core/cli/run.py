@@ -11,6 +11,7 @@ from clf.cli.app import (
     LogFormatOpt,
     PluginOpt,
     QuietOpt,
+    VerboseOpt,
     _close,
     _explicit,
     _fail,
@@ -19,6 +20,7 @@ from clf.cli.app import (
     _observer,
     _print_reports,
     _write_failed,
+    _verbose,
     app,
     out,
 )
@@ -61,7 +63,7 @@ def run(
     weights: str = typer.Option(_default("weights"), help="'imagenet' (Keras cache, then download), 'none', or a weights file."),
     seed: int = typer.Option(_default("seed"), help="Random seed for the split, initialisation and shuffling."),
     validation_split: float = typer.Option(_default("validation_split"), help="Validation fraction when the data has no val/ folder."),
-    augment: bool = typer.Option(_default("augment"), help="Shear/zoom/flip training images (the tutorial's augmentation)."),
+    augment: bool = typer.Option(_default("augment"), help="The tutorial's shear/zoom/flip of training images. Acts only where training sees images: with --augment-copies K (K augmented copies, extracted once), with --fine-tune-layers (fine-tuning trains on live images) and for a backbone trained from scratch. Otherwise the head trains on the cached features of the unaugmented images and this changes nothing."),
     dropout: float = typer.Option(_default("dropout"), help="Dropout on the features (or hidden layer) before the softmax; 0: none."),
     hidden_units: int = typer.Option(_default("hidden_units"), help="Width of a hidden ReLU layer in the head (0: none)."),
     tensorboard: bool = typer.Option(_default("tensorboard"), "--tensorboard", help="Write TensorBoard logs to <run folder>/tensorboard."),
@@ -85,9 +87,12 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
 ):
     """Train a classifier on a folder of images, evaluate it and export it."""
     options = locals()  # the parameters, before any other name is bound
+    if verbose:
+        _verbose(True)
     # Flag values by option name, one per RunConfig field (--plugin for plugins).
     values = {_OPTION.get(f, f): options[_OPTION.get(f, f)] for f in RunConfig.__dataclass_fields__}
     values["plugin"] = tuple(plugin or ())
@@ -138,3 +143,26 @@ def run(
     _print_reports(result.evaluation, log_format, quiet)
     if log_format != "jsonl" or quiet:
         out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
+
+
+
+# `clf run --help` in panels (clf.cli.app.tidy_help applies them), with a word for each
+# value; options not named here use the words every command shares (app.METAVARS).
+run.help_panels = {
+    "Data": ("data", "classes", "loader", "validation_split", "image_size", "center_crop", "augment",
+             "augment_copies", "strict_data"),
+    "Model": ("backbone", "weights", "weights_mirror", "head", "dropout", "hidden_units"),
+    "Training": ("epochs", "batch_size", "lr", "seed", "class_weight", "patience", "fine_tune_layers",
+                 "fine_tune_epochs", "fine_tune_lr"),
+    "Export": ("export", "quantize", "verify", "output", "force"),
+    "Runtime": ("config_file", "resume", "dry_run", "plugin", "cache", "cache_dir", "strategy", "precision",
+                "tensorboard", "log_format", "quiet", "verbose", "help"),
+}
+run.metavars = {
+    "classes": "N", "epochs": "N", "batch_size": "N", "image_size": "PIXELS", "center_crop": "FRACTION",
+    "lr": "RATE", "export": "NAMES", "output": "DIR", "weights": "imagenet|none|FILE", "seed": "N",
+    "validation_split": "FRACTION", "dropout": "FRACTION", "hidden_units": "N", "weights_mirror": "URL",
+    "resume": "RUN_DIR", "augment_copies": "K", "cache_dir": "DIR", "fine_tune_layers": "N|all",
+    "fine_tune_epochs": "N", "fine_tune_lr": "RATE", "class_weight": "auto|balanced|none", "patience": "N",
+    "strategy": "NAME", "precision": "NAME",
+}

@@ -91,6 +91,15 @@ def decode_image(contents, image_size: Sequence[int]):
 
     image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    return fit_image(image, image_size)
+
+
+def fit_image(image, image_size: Sequence[int]):
+    """A decoded RGB image ``[h, w, 3]`` (0-255, any dtype) brought to ``image_size`` the way
+    every clf path does it (training, predict, an array given to ``RunResult.predict``):
+    the centre crop of an :class:`ImageSize`, then an antialiased bilinear resize, float32."""
+    import tensorflow as tf
+
     size = (int(image_size[0]), int(image_size[1]))
     crop = getattr(image_size, "center_crop", 0.0)
     if crop:

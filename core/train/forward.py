@@ -13,6 +13,14 @@ import weakref
 
 import numpy as np
 
+from clf.logs import drop_message
+
+# TensorFlow counts traces per Python function, so one traced forward per model (by design:
+# each model is traced once) reads to it as retracing after a few models in one process
+# ("5 out of the last 7 calls to <function forward_fn.<locals>.<lambda>> triggered
+# tf.function retracing"): a warning about nothing a user can change.
+drop_message("tensorflow", "forward_fn.<locals>.<lambda>")
+
 # Kept beside the model, not on it: an attribute holding a tf.function would be tracked by
 # Keras and saved into a SavedModel export. Weak keys let finished models be collected.
 _FORWARDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
