@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import clf
 from clf.cli import app
-from conftest import MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, require_shared
+from conftest import SMALL_BACKBONE, SMALL_SIZE, SMALL_WEIGHTS, make_folder, require_shared
 
 runner = CliRunner()
 
@@ -22,7 +22,7 @@ def finished(tmp_path_factory):
     agreement, meaningless on random weights' near-uniform outputs: see test_exporters)."""
     root = tmp_path_factory.mktemp("export-cmd")
     data = make_folder(root / "data", per_class=20)
-    weights = str(MOBILENET_V2_035) if MOBILENET_V2_035.exists() else "none"
+    weights = str(SMALL_WEIGHTS) if SMALL_WEIGHTS.exists() else "none"
     clf.run(data=str(data), backbone=SMALL_BACKBONE, weights=weights, epochs=5, lr=1e-2, batch_size=16,
             image_size=SMALL_SIZE, validation_split=0.5, output=str(root / "run"), augment=False)
     return root / "run", data
@@ -62,7 +62,7 @@ def test_export_adds_verified_tflite_and_onnx_to_a_finished_run(run_dir, finishe
 
 
 def test_export_int8_from_python_calibrates_on_the_runs_training_images(run_dir, finished):
-    require_shared(MOBILENET_V2_035)
+    require_shared(SMALL_WEIGHTS)
     added = clf.export(run_dir, "tflite", quantize="int8")
     assert [f.name for f in added.artifacts["tflite"]] == ["model_int8.tflite"]
     labels = read(run_dir, "labels.json")
