@@ -10,8 +10,12 @@ it also runs on integer-only accelerators.
 Labels: the TFLite Support metadata writer (``tflite-support``) is unmaintained and pins
 protobuf 3.20, which cannot coexist with TF 2.21 (protobuf >= 6.31). So the label record
 goes into the model's own ``metadata`` table as a ``clf_labels`` entry (UTF-8 JSON), using
-the flatbuffer schema TensorFlow ships; ``read_embedded_labels`` reads it back. labels.json
+the flatbuffer schema LiteRT ships; ``read_embedded_labels`` reads it back. labels.json
 still sits beside it, as for every artifact.
+
+Reading: verification and ``clf predict`` run the file in LiteRT (``ai-edge-litert``, in the
+``cpu``, ``gpu`` and ``tflite`` extras), on every core; ``tf.lite.Interpreter`` is deprecated
+and due for deletion from TensorFlow, and is used only where LiteRT has no wheel (Windows).
 """
 
 from __future__ import annotations
@@ -71,10 +75,20 @@ def convert(model, quantize: str = "none",
         return converter.convert()
 
 
+def _schema():
+    """The TFLite flatbuffer schema module: LiteRT's, else the copy inside TensorFlow."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
 def embed_labels(flatbuffer: bytes, record: dict) -> bytes:
     """Add (or replace) the ``clf_labels`` metadata entry holding ``record`` as JSON."""
     import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
+
+    schema = _schema()
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     payload = np.frombuffer(json.dumps(record, sort_keys=True).encode("utf-8"), np.uint8)
@@ -92,8 +106,7 @@ def embed_labels(flatbuffer: bytes, record: dict) -> bytes:
 
 def read_embedded_labels(path_or_bytes) -> dict | None:
     """The ``clf_labels`` record inside a .tflite file, or None when it has none."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
+    schema = _schema()
     data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
     model = schema.Model.GetRootAs(data, 0)
     for i in range(model.MetadataLength()):
@@ -117,17 +130,18 @@ def export_tflite(model, directory: Path, metadata: dict, *, quantize: str = "no
 
 
 def _interpreter(path: Path):
-    """LiteRT's interpreter when ``ai-edge-litert`` is installed (TF's own is deprecated),
-    else ``tf.lite.Interpreter`` (still in TF 2.21)."""
+    """LiteRT's interpreter on every core (``ai-edge-litert``); where LiteRT has no wheel,
+    ``tf.lite.Interpreter`` (deprecated, still in TF 2.21)."""
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         from ai_edge_litert.interpreter import Interpreter
-        return Interpreter(model_path=str(path)), "litert"
     except ImportError:
         import tensorflow as tf
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the deprecation notice; handled above
-            return tf.lite.Interpreter(model_path=str(path)), "tflite"
+            warnings.simplefilter("ignore")  # the deprecation notice: LiteRT is not installed
+            return tf.lite.Interpreter(model_path=str(path), num_threads=threads), "tf.lite"
+    return Interpreter(model_path=str(path), num_threads=threads), "litert"
 
 
 class TFLitePredictor(Predictor):

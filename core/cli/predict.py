@@ -30,6 +30,7 @@ def predict(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal."),
     as_json: bool = typer.Option(False, "--json", help="Shortcut for --format json."),
     plugin: Optional[List[str]] = PluginOpt,
+    runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
 ):
     """Predict class names and probabilities, using the class names saved with the model."""
     from clf.artifacts.predict import collect_images, load_predictor, predict_files
@@ -43,7 +44,7 @@ def predict(
     # A progress bar on a terminal only; csv/json output stays clean.
     observer = make_observer(out, "auto", quiet=chosen != "table")
     try:
-        predictor = load_predictor(model, _host(plugin))
+        predictor = load_predictor(model, _host(plugin), runtime=runtime)
         files = collect_images(paths)
         observer.phase_start("predict", total=len(files), unit="image")
         results = predict_files(predictor, files, batch_size,
@@ -53,6 +54,8 @@ def predict(
         _close(observer)
         _fail(exc)
     _close(observer)
+    for note in predictor.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     k = min(top_k, len(predictor.class_names))
     if chosen == "table":
         table = Table(title=f"{len(results)} images ({predictor.path.name}, {predictor.runtime})")

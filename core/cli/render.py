@@ -85,7 +85,8 @@ class PlainObserver(Observer):
             done = sum(v["extracted"] for v in info["counts"].values())
             hit = sum(v["cached"] for v in info["counts"].values())
             where = f"; cache {info['cache_dir']}" if info.get("cache_dir") else "; disk cache off"
-            self.print(f"features: {done} images extracted, {hit} from the cache in "
+            runtime = f" ({info['runtime']})" if info.get("runtime") and done else ""
+            self.print(f"features: {done} images extracted{runtime}, {hit} from the cache in "
                        f"{info['seconds']:.1f}s{where}")
         elif "seconds" in info and phase not in ("data",):
             self.print(f"{phase} done in {info['seconds']:.1f}s")

@@ -82,6 +82,7 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
+    runtime: str = typer.Option(_default("runtime"), help="What runs the frozen backbone during extraction: auto (LiteRT when it reproduces TensorFlow's features and is faster), tensorflow, tflite or onnx."),
 ):
     """Train a classifier on a folder of images, evaluate it and export it."""
     options = locals()  # the parameters, before any other name is bound

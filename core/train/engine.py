@@ -93,7 +93,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     base = build_backbone_phase(setup, dist, observer)
     batch_size = guardrails.batch_size_for(config.batch_size, data.n_train, observer)
     extracted = None if setup.backbone.trainable else extract_features(
-        setup, data, base, chief=dist.chief, batch_size=batch_size, observer=observer)
+        setup, data, base, chief=dist.chief, batch_size=batch_size, observer=observer, dist=dist)
     trainable = assemble(setup, data, base, extracted, dist, batch_size)
 
     run_dir = open_run_dir(config, chief=dist.chief, resume_from=resume_from)
@@ -115,7 +115,7 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
     exported = export_run(setup, data, trainable, extracted, evaluated, dist, run_dir=run_dir, observer=observer)
     extraction = extracted.counts if extracted is not None else {}
     manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, started=started,
-                          run_dir=run_dir, observer=observer)
+                          run_dir=run_dir, observer=observer, runtime=extracted.runtime if extracted else None)
     if not dist.chief:  # a non-chief worker wrote only to its temporary folder
         shutil.rmtree(run_dir, ignore_errors=True)
         exported.artifacts = {}

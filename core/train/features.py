@@ -42,11 +42,13 @@ def make_extractor(classifier, image_size):
 
 
 def extract(extractor, dataset, batch_size: int, augment=None,
-            progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+            progress: Callable[[int], None] | None = None,
+            forward: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of an unbatched ``(image, label)`` dataset, in its order.
 
     Decoding runs in parallel tf.data threads and is prefetched, so it overlaps with the
     backbone's forward pass; one traced function for every batch size avoids retracing.
+    ``forward``: the backbone in another runtime (clf.train.runtime_choice); default TensorFlow.
     """
     import tensorflow as tf
 
@@ -54,10 +56,10 @@ def extract(extractor, dataset, batch_size: int, augment=None,
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    forward = forward_fn(extractor)
+    forward = forward or forward_fn(extractor)
     features, labels = [], []
     for x, y in ds:
-        features.append(forward(tf.cast(x, tf.float32)).numpy())
+        features.append(np.asarray(forward(tf.cast(x, tf.float32).numpy())))
         labels.append(y.numpy())
         if progress:
             progress(len(labels[-1]))
@@ -77,7 +79,7 @@ def variants(copies: int, seed: int) -> list[tuple[str, int | None]]:
 
 def split_features(bundle, split: str, extractor, batch_size: int, *, copies: int = 0, seed: int = 0,
                    cache: FeatureCache | None = None,
-                   progress: Callable[[int], None] | None = None) -> SplitFeatures | None:
+                   progress: Callable[[int], None] | None = None, forward=None) -> SplitFeatures | None:
     """The features of one split (``train``, ``validation`` or ``test``) of a loader bundle.
 
     With ``cache`` and a file list for the split, files are looked up by content hash and
@@ -95,7 +97,7 @@ def split_features(bundle, split: str, extractor, batch_size: int, *, copies: in
     for variant, aug_seed in variants(copies if split == "train" else 0, seed):
         augment = augmentation_layers(aug_seed) if aug_seed is not None else None
         if not use_cache:
-            f, y = extract(extractor, dataset, batch_size, augment, progress)
+            f, y = extract(extractor, dataset, batch_size, augment, progress, forward)
             out_features.append(f), out_labels.append(y)
             extracted += len(y)
             continue
@@ -107,7 +109,7 @@ def split_features(bundle, split: str, extractor, batch_size: int, *, copies: in
                 order = misses
             else:
                 subset, order = dataset, list(range(len(files)))
-            f, _ = extract(extractor, subset, batch_size, augment, progress)
+            f, _ = extract(extractor, subset, batch_size, augment, progress, forward)
             if len(f) != len(order):
                 raise DataError(
                     f"The {split} dataset yielded {len(f)} images but its file list has "
