@@ -71,3 +71,27 @@ def test_large_jpegs_keep_the_features_of_the_full_decode(tmp_path):
     a, b = predict(extractor, scaled), predict(extractor, full)
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() >= 0.999, cosine
+
+
+def test_headers_tell_which_datasets_need_the_scaling_branch(tmp_path):
+    from clf.data.images import _jpeg_shape, files_dataset, may_scale
+
+    photos = sorted((require_shared(DATASETS / "hymenoptera") / "val" / "bees").glob("*.jpg"))[:3]
+    progressive = tmp_path / "progressive.jpg"  # another frame marker (SOF2), EXIF before it
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 5000
+    Image.open(photos[0]).save(progressive, progressive=True, exif=exif)
+    for f in [*photos, progressive]:
+        want = tuple(int(v) for v in tf.io.extract_jpeg_shape(tf.io.read_file(str(f)))[:2])
+        assert _jpeg_shape(f) == want
+    big = _upscaled(photos[0], tmp_path / "big.jpg", (1600, 1200), 0)
+    png = _upscaled(photos[0], tmp_path / "big.png", (1600, 1200), 0, fmt="PNG")
+    assert _jpeg_shape(png) is None
+    assert not may_scale([str(p) for p in photos] + [str(png)], SIZE)  # no branch: plain full decode
+    assert may_scale([str(photos[0]), str(big)], SIZE)
+    assert not may_scale([str(big)], ImageSize((448, 448), 0.875))  # 1/2 would leave 525 < 2 x 448
+    # A mixed folder: each file decodes as on its own, scaled or not.
+    files = [str(photos[0]), str(big), str(png)]
+    got = [x.numpy() for x, _ in files_dataset(files, [0, 1, 2], SIZE)]
+    for f, image in zip(files, got):
+        np.testing.assert_array_equal(image, decode_image(tf.io.read_file(f), SIZE).numpy())

@@ -213,15 +213,16 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     number of files done after each batch (for a progress bar)."""
     import tensorflow as tf
 
-    from clf.data.images import decode_image
+    from clf.data.images import decode_image, may_scale
 
     size = predictor.decode_size
     results = [Prediction(str(f)) for f in files]
     if not files:
         return results
+    scale = may_scale([str(f) for f in files], size)
 
     def load(index, path):
-        return index, decode_image(tf.io.read_file(path), size)
+        return index, decode_image(tf.io.read_file(path), size, scale)
 
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(files)), [str(f) for f in files]))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
