@@ -160,7 +160,8 @@ def decode_rate(dataset, batch_size: int, n: int) -> Rate:
 def forward_rate(runtime, batch: np.ndarray, seconds: float) -> Rate:
     """Forward passes over one decoded batch, repeated for at least ``seconds`` (one at least)."""
     runtime.forward(batch)  # warm
-    calls = max(1, round(seconds / max(timed(lambda: runtime.forward(batch), 1) ** -1, 1e-6)))
+    per_call = 1 / timed(lambda: runtime.forward(batch), 1)  # seconds
+    calls = max(1, round(seconds / per_call))
 
     def work():
         for _ in range(calls):

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -126,10 +127,18 @@ def tflite_flatbuffer(model) -> bytes:
     from clf.train.forward import forward_fn
 
     frozen = convert_variables_to_constants_v2(forward_fn(model).get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return converter.convert()
+    # Without ``trackable_obj`` (the model): with it the converter saves and reloads the
+    # whole model first, 10-30x slower. It logs that choice as a warning through absl.
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return converter.convert()
+    finally:
+        absl.setLevel(level)
 
 
 def onnx_bytes(model) -> bytes:
