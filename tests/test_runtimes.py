@@ -142,7 +142,15 @@ def test_the_runtime_is_part_of_the_feature_cache_key():
     assert len(keys) == 3
 
 
-def test_run_records_the_runtime_and_caches_per_runtime(small_config, tmp_path):
+def test_auto_keeps_tensorflow_for_a_few_images_unless_a_conversion_is_stored(small_config):
+    result = clf.run(small_config(runtime="auto"))  # 18 images
+    record = result.manifest["runtime"]
+    assert record["name"] == "tensorflow" and record["check"] is None
+    assert record["reason"] == "18 images: converting pays from 200"
+
+
+def test_run_records_the_runtime_and_caches_per_runtime(small_config, tmp_path, monkeypatch):
+    monkeypatch.setattr("clf.train.extraction.AUTO_MIN_IMAGES", 1)  # convert even for these 18 images
     first = clf.run(small_config(runtime="auto"))
     record = first.manifest["runtime"]
     assert record["requested"] == "auto" and record["check"]["passed"]

@@ -88,7 +88,8 @@ class KerasPredictor(Predictor):
                "image_size": list(self.input_size),
                "preprocess": (self.labels.get("preprocessing") or {}).get("mode")}
         store = RuntimeStore(cache_dir or default_cache_dir(), key)
-        backbone = BackboneRuntime(requested, extractor, store, convert=requested != "auto")
+        backbone = BackboneRuntime(requested, extractor, store, no_conversion=(
+            "auto converts only in training runs; pass --runtime tflite or onnx" if requested == "auto" else None))
         self.notes.extend(backbone.notes)
         # Decided on TensorFlow already (auto with no converted copy): the whole model runs as one.
         self._backbone = None if backbone.name == "tensorflow" else backbone

@@ -65,7 +65,13 @@ def keep_tensorflow(requested: str, dist) -> str | None:
     return None
 
 
-def choose_runtime(config: RunConfig, setup, data, extractor, parts: dict, dist, batch_size: int):
+# auto converts the backbone only for at least this many images: converting takes seconds
+# (mobilenet_v2_035: ~3 s on 2 cores, what TensorFlow needs for ~750 images), so a smaller
+# run is faster in TensorFlow. A conversion stored by an earlier run is used for any size.
+AUTO_MIN_IMAGES = 200
+
+
+def choose_runtime(config: RunConfig, setup, data, extractor, parts: dict, dist, batch_size: int, images: int):
     """The backbone's runtime, decided before the cache is read (its name is in the key): from
     an earlier run's stored check, else on the first batch of the first split."""
     from clf.train.feature_cache import default_cache_dir
@@ -73,7 +79,9 @@ def choose_runtime(config: RunConfig, setup, data, extractor, parts: dict, dist,
     from clf.train.runtimes import RuntimeStore
 
     store = RuntimeStore((config.cache_dir or default_cache_dir()) if config.cache else None, parts)
-    runtime = BackboneRuntime(config.runtime, extractor, store, keep_tensorflow=keep_tensorflow(config.runtime, dist))
+    few = config.runtime == "auto" and 0 < images < AUTO_MIN_IMAGES
+    runtime = BackboneRuntime(config.runtime, extractor, store, keep_tensorflow=keep_tensorflow(config.runtime, dist),
+                              no_conversion=f"{images} images: converting pays from {AUTO_MIN_IMAGES}" if few else None)
     if runtime.name is None:
         bundle = data.bundle
         first = next((ds for ds in (bundle.train, bundle.validation, bundle.test) if ds is not None), None)
@@ -91,7 +99,7 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     t0 = time.perf_counter()
     extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess), setup.image_size)
     parts = extractor_parts(setup.backbone, base, setup.image_size)
-    runtime = choose_runtime(config, setup, data, extractor, parts, dist, batch_size)
+    runtime = choose_runtime(config, setup, data, extractor, parts, dist, batch_size, total)
     for note in runtime.notes:
         observer.note(note)
     cache = feature_cache_for(config, parts, setup.image_size, runtime.name or "tensorflow") if chief else None

@@ -55,13 +55,13 @@ class BackboneRuntime:
     raw RGB 0-255 -> pooled features).
 
     ``keep_tensorflow``: why TensorFlow must run it (several replicas, mixed precision, a
-    GPU for auto); ``convert=False`` uses a stored decision but never converts (``auto`` in
-    ``clf predict``: converting costs more than a few images). The choice is made by
+    GPU for auto); ``no_conversion``: why converting would not pay here (few images); a stored
+    decision is still used, but nothing new is converted. The choice is made by
     :meth:`decide` on a batch, or on the first :meth:`forward` call, unless stored.
     """
 
     def __init__(self, requested: str, model, store: RuntimeStore | None = None, *,
-                 keep_tensorflow: str | None = None, convert: bool = True,
+                 keep_tensorflow: str | None = None, no_conversion: str | None = None,
                  openers: Mapping[str, Callable[[Any, RuntimeStore | None], Runtime]] | None = None):
         self.requested, self.model, self.store = requested, model, store
         self.openers = dict(OPENERS if openers is None else openers)
@@ -69,18 +69,19 @@ class BackboneRuntime:
         self.check: dict[str, Any] | None = None  # the agreement check behind the choice
         self.notes: list[str] = []
         self.reused = False  # the decision came from the store
+        self.reason: str | None = None  # why TensorFlow runs it without a check
         self._runtime: Runtime | None = None
         if requested == "tensorflow":
             self.name = "tensorflow"
         elif keep_tensorflow:
-            self.name = "tensorflow"
+            self.name, self.reason = "tensorflow", keep_tensorflow
             if requested != "auto":
                 self.notes.append(f"--runtime {requested} is not used with {keep_tensorflow}: TensorFlow "
                                   f"runs the backbone.")
         else:
             self._from_store()
-            if self.name is None and not convert:
-                self.name = "tensorflow"
+            if self.name is None and no_conversion:
+                self.name, self.reason = "tensorflow", no_conversion
 
     # -- using it ---------------------------------------------------------------------------
 
@@ -100,7 +101,7 @@ class BackboneRuntime:
     def record(self) -> dict[str, Any]:
         """What the run record says: the runtime, what was asked, the measured agreement."""
         return {"name": self.name or "tensorflow", "requested": self.requested, "check": self.check,
-                "reused_check": self.reused, "notes": list(self.notes)}
+                "reused_check": self.reused, "reason": self.reason, "notes": list(self.notes)}
 
     # -- choosing ---------------------------------------------------------------------------
 
