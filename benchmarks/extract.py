@@ -54,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--images", type=int, default=240, help="images per set for the throughput parts")
     p.add_argument("--slow-images", type=int, default=64, help="the same for vgg16 (7 img/s on 2 cores)")
     p.add_argument("--photos-12mp", type=int, default=48, help="synthetic 12 MP photos to write")
+    p.add_argument("--photos-dir", help="keep the 12 MP photos here (reused when already written)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--forward-seconds", type=float, default=3.0, help="time each runtime at least this long")
     p.add_argument("--skip-runs", action="store_true", help="skip the clf runs (accuracy, cold run time)")
@@ -196,7 +197,7 @@ def build_extractor(name: str):
 
 def bench_backbone(name: str, sets: dict, decode: dict, args) -> list[str]:
     from clf.train.runtime_choice import BackboneRuntime, relative_difference
-    from clf.train.runtimes import OPENERS, TensorFlowRuntime, RuntimeUnavailable
+    from clf.train.runtimes import OPENERS, TensorFlowRuntime
 
     extractor, weights = build_extractor(name)
     cap = args.slow_images if name in SLOW else args.images
@@ -209,11 +210,13 @@ def bench_backbone(name: str, sets: dict, decode: dict, args) -> list[str]:
         t0 = time.perf_counter()
         try:
             runtimes[rt] = OPENERS[rt](extractor, None)
-        except RuntimeUnavailable as exc:
-            lines.append(f"  {rt}: unavailable ({exc})")
+            diff = relative_difference(reference, runtimes[rt].forward(batch))
+        except Exception as exc:  # RuntimeUnavailable, or a conversion that does not run
+            runtimes.pop(rt, None)
+            lines.append(f"  {rt}: unavailable ({type(exc).__name__}: {exc})")
             continue
         lines.append(f"  {rt}: converted in {time.perf_counter() - t0:.1f}s, relative max diff from "
-                     f"TensorFlow {relative_difference(reference, runtimes[rt].forward(batch)):.1e}")
+                     f"TensorFlow {diff:.1e}")
     for rt, runtime in runtimes.items():
         forward[rt] = forward_rate(runtime, batch, args.forward_seconds if name not in SLOW else 0.0)
     auto = BackboneRuntime("auto", extractor, None)
@@ -286,9 +289,14 @@ def main(argv=None) -> int:
         sets = {}
         for name in args.sets.split(","):
             if name == "12mp":
-                (work / "12mp").mkdir()
+                folder = Path(args.photos_dir) if args.photos_dir else work / "12mp"
+                kept = sorted(str(f) for f in folder.glob("photo_*.jpg")) if folder.is_dir() else []
+                if len(kept) >= args.photos_12mp:
+                    sets[name] = kept[:args.photos_12mp], [0] * args.photos_12mp
+                    continue
+                folder.mkdir(parents=True, exist_ok=True)
                 t0 = time.perf_counter()
-                sets[name] = write_12mp(work / "12mp", args.photos_12mp)
+                sets[name] = write_12mp(folder, args.photos_12mp)
                 print(f"wrote {len(sets[name][0])} 12 MP photos in {time.perf_counter() - t0:.0f}s", flush=True)
             else:
                 sets[name] = dataset_files(DATASETS / name)

@@ -190,6 +190,13 @@ def test_predict_gives_the_same_classes_in_every_runtime(small_config, tmp_path)
         np.testing.assert_allclose(got, reference, atol=1e-4)
         assert not predictor.notes
         assert predictor.runtime == ("keras" if runtime == "auto" else f"keras, backbone in {runtime}")
+    # clf evaluate on the run: the same report in TensorFlow and LiteRT, which it names
+    from clf.report.evaluation import evaluate_folder
+
+    reports = {r: evaluate_folder(result.run_dir, tmp_path / "data", output=tmp_path / f"eval-{r}", runtime=r).report
+               for r in ("tensorflow", "tflite")}
+    assert reports["tflite"]["runtime"] == "keras, backbone in tflite" and reports["tensorflow"]["runtime"] == "keras"
+    assert reports["tflite"]["accuracy"] == reports["tensorflow"]["accuracy"]
     # auto without a check stored by an auto run: the whole model in TensorFlow (asserted above);
     # the CLI with --runtime tflite reuses the stored check and gives the same class.
     res = CliRunner().invoke(app, ["predict", str(result.run_dir), files[0], "--format", "csv", "--runtime", "tflite"])

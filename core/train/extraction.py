@@ -71,7 +71,7 @@ def keep_tensorflow(requested: str, dist) -> str | None:
 AUTO_MIN_IMAGES = 200
 
 
-def choose_runtime(config: RunConfig, setup, data, extractor, parts: dict, dist, batch_size: int, images: int):
+def choose_runtime(config: RunConfig, data, extractor, parts: dict, dist, batch_size: int, images: int):
     """The backbone's runtime, decided before the cache is read (its name is in the key): from
     an earlier run's stored check, else on the first batch of the first split."""
     from clf.train.feature_cache import default_cache_dir
@@ -85,8 +85,8 @@ def choose_runtime(config: RunConfig, setup, data, extractor, parts: dict, dist,
     if runtime.name is None:
         bundle = data.bundle
         first = next((ds for ds in (bundle.train, bundle.validation, bundle.test) if ds is not None), None)
-        for images, _ in first.take(batch_size).batch(batch_size) if first is not None else ():
-            runtime.decide(images.numpy())
+        for sample, _ in first.take(batch_size).batch(batch_size) if first is not None else ():
+            runtime.decide(sample.numpy())
     return runtime
 
 
@@ -99,7 +99,7 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     t0 = time.perf_counter()
     extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess), setup.image_size)
     parts = extractor_parts(setup.backbone, base, setup.image_size)
-    runtime = choose_runtime(config, setup, data, extractor, parts, dist, batch_size, total)
+    runtime = choose_runtime(config, data, extractor, parts, dist, batch_size, total)
     for note in runtime.notes:
         observer.note(note)
     cache = feature_cache_for(config, parts, setup.image_size, runtime.name or "tensorflow") if chief else None

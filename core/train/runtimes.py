@@ -103,7 +103,11 @@ class OnnxRuntime(Runtime):
         options.intra_op_num_threads = threads or cpu_threads()
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(bytes(content), options, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:  # tf2onnx turned constants into inputs (efficientnet's Normalization)
+            raise RuntimeUnavailable(f"the ONNX conversion has {len(inputs)} inputs instead of the image alone "
+                                     f"({', '.join(i.name for i in inputs[:3])})")
+        self._input = inputs[0].name
 
     def forward(self, batch):
         return np.asarray(self._session.run(None, {self._input: np.asarray(batch, np.float32)})[0], np.float32)
