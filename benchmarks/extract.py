@@ -58,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--forward-seconds", type=float, default=3.0, help="time each runtime at least this long")
     p.add_argument("--skip-runs", action="store_true", help="skip the clf runs (accuracy, cold run time)")
+    p.add_argument("--only-runs", action="store_true", help="only the clf runs")
+    p.add_argument("--run-order", default="tensorflow,auto",
+                   help="order of the cold runs per data set (the process's first run also pays its warm-up)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--repeats", type=int, default=2, help="best of N for each throughput figure (a shared machine)")
     return p.parse_args(argv)
@@ -258,7 +261,7 @@ def clf_runs(args, work: Path) -> list[str]:
            "|---|---|---|---|---|---|---|---|"]
     for data in ("hymenoptera", "flowers5"):
         results = {}
-        for runtime in ("tensorflow", "auto"):
+        for runtime in args.run_order.split(","):
             tag = f"{data}-{runtime}"
             config = clf.RunConfig(backbone="mobilenet_v2_035", data=str(DATASETS / data), epochs=args.epochs,
                                    weights=str(MOBILENET_WEIGHTS), output=str(work / "runs" / tag),
@@ -286,6 +289,9 @@ def main(argv=None) -> int:
     print(f"# benchmarks/extract.py\nstart: {uptime()}\ncores: {os.cpu_count()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="clf-bench-extract-") as tmp:
         work = Path(tmp)
+        if args.only_runs:
+            print("\n".join(clf_runs(args, work)), f"\nend: {uptime()}", flush=True)
+            return 0
         sets = {}
         for name in args.sets.split(","):
             if name == "12mp":
