@@ -152,6 +152,9 @@ def onnx_bytes(model) -> bytes:
         import tf2onnx  # noqa: F401
     except ImportError as exc:
         raise RuntimeUnavailable(f"{exc.name} is not installed ({ONNX_HINT})") from None
+    # Keras exports only a model that has been called (a stored TensorFlow check calls it;
+    # a fresh conversion for a stored decision may come first).
+    model(np.zeros((1, *model.input_shape[1:]), np.float32), training=False)
     with tempfile.TemporaryDirectory(prefix="clf-onnx-") as tmp:
         path = Path(tmp) / "extractor.onnx"
         # tf2onnx logs every rewrite pass; the engine never prints.
