@@ -28,6 +28,7 @@ class Predictor:
     def __init__(self, path: Path, labels: dict):
         self.path = Path(path)
         self.labels = labels
+        self.notes: list[str] = []  # what the user should know (a runtime fallback taken)
         self.class_names: list[str] = list(labels["class_names"])
         self.input_size: tuple[int, int] = tuple(labels["input_size"])  # type: ignore[assignment]
 
@@ -79,10 +80,49 @@ class KerasPredictor(Predictor):
                 f"a plugin's backbone or preprocessing, pass that --plugin too."
             ) from None
 
+        self._backbone = None  # clf.train.runtime_choice.BackboneRuntime, with use_runtime
+        self._head = None
+
+    def use_runtime(self, requested: str, cache_dir: str | Path | None = None) -> None:
+        """Run the frozen backbone in ``requested`` (``auto``: the runtime the training run chose
+        and checked for this backbone, when its converted copy is in the cache; else TensorFlow),
+        the head in Keras. Models that clf did not assemble run whole in Keras."""
+        from clf.train.feature_cache import default_cache_dir, weights_fingerprint
+        from clf.train.model import split
+        from clf.train.runtime_choice import BackboneRuntime
+        from clf.train.runtimes import RuntimeStore
+
+        if requested == "tensorflow":
+            self._backbone = None
+            return
+        parts = split(self.model)
+        if parts is None:
+            if requested != "auto":
+                self.notes.append(f"--runtime {requested} needs a model clf assembled (preprocess, backbone, "
+                                  f"head); {self.path.name} runs whole in TensorFlow.")
+            return
+        extractor, self._head = parts
+        key = {"backbone": self.labels.get("backbone"), "weights": weights_fingerprint(extractor),
+               "image_size": list(self.input_size),
+               "preprocess": (self.labels.get("preprocessing") or {}).get("mode")}
+        store = RuntimeStore(cache_dir or default_cache_dir(), key)
+        backbone = BackboneRuntime(requested, extractor, store, no_conversion=(
+            "auto converts only in training runs; pass --runtime tflite or onnx" if requested == "auto" else None))
+        self.notes.extend(backbone.notes)
+        # Decided on TensorFlow already (auto with no converted copy): the whole model runs as one.
+        self._backbone = None if backbone.name == "tensorflow" else backbone
+
     def predict_batch(self, images):
         from clf.train.forward import predict
 
-        return predict(self.model, images)
+        if self._backbone is None:
+            return predict(self.model, images)
+        known = len(self._backbone.notes)
+        features = self._backbone.forward(images)
+        self.notes.extend(self._backbone.notes[known:])
+        if self._backbone.name != "tensorflow":
+            self.runtime = f"keras, backbone in {self._backbone.name}"
+        return predict(self._head, features)
 
     def output_width(self) -> int:
         return int(self.model.output_shape[-1])
@@ -164,17 +204,23 @@ def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path
     return folder, name, files
 
 
-def load_predictor(artifact: str | Path, host=None, fmt: str | None = None, *, trust: bool = False) -> Predictor:
+def load_predictor(artifact: str | Path, host=None, fmt: str | None = None, *, trust: bool = False,
+                   runtime: str = "tensorflow") -> Predictor:
     """Open a clf artifact (a bundle folder, or a model file or folder inside one).
 
     ``fmt``: an exporter name or alias (``savedmodel``, ``tflite``...) choosing which of a
     bundle's artifacts to open; None or ``"auto"``: the first one its labels.json lists.
     Its labels.json is validated, the artifact's sha256 is checked against the one recorded
     at export before any runtime opens it (``trust=True``: opened anyway), and the model's
-    output width must equal the number of class names."""
+    output width must equal the number of class names.
+
+    ``runtime`` (auto, tensorflow, tflite, onnx): what runs the frozen backbone of a Keras
+    model (clf.train.runtime_choice); other artifacts run in their own runtime."""
     from clf.artifacts.integrity import check_artifact
+    from clf.config import RUNTIMES, check_name
     from clf.host.manager import get_host
 
+    runtime = check_name("runtime", runtime, RUNTIMES)
     host = host or get_host()
     if fmt is not None and fmt.strip().lower() != "auto":
         fmt = host.exporters.get(fmt).name  # an alias becomes the name labels.json uses
@@ -202,7 +248,26 @@ def load_predictor(artifact: str | Path, host=None, fmt: str | None = None, *, t
             f"{str(path)!r} outputs {width} score(s); expected one name per output, in output order. "
             f"Re-export the model or fix 'class_names'."
         )
+    if not hasattr(predictor, "notes"):  # a plugin's predictor that skipped Predictor.__init__
+        predictor.notes = []
+    if hasattr(predictor, "use_runtime"):
+        predictor.use_runtime(runtime, _run_cache_dir(folder))
+    elif runtime not in ("auto", "tensorflow"):
+        predictor.notes.append(f"--runtime {runtime} applies to Keras models (h5, keras); {files[0]} runs in "
+                               f"its own runtime ({predictor.runtime}).")
     return predictor
+
+
+def _run_cache_dir(folder: Path) -> str | None:
+    """The --cache-dir the run in ``folder`` used (its converted backbone is there), if any."""
+    import tomllib
+
+    try:
+        with open(folder / "config.toml", "rb") as f:
+            value = tomllib.load(f).get("cache_dir")
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 @dataclass
@@ -257,7 +322,7 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     import tensorflow as tf
 
     from clf.data.filecheck import as_tf_path, display_path, image_problem
-    from clf.data.images import decode_image
+    from clf.data.images import decode_image, may_scale
 
     size = predictor.decode_size
     results = [Prediction(display_path(f), class_names=list(predictor.class_names)) for f in files]
@@ -270,9 +335,10 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
         progress(len(files) - len(readable))
     if not readable:
         return results
+    scale = may_scale([str(files[i]) for i in readable], size)
 
     def load(index, path):
-        return index, decode_image(tf.io.read_file(path), size)
+        return index, decode_image(tf.io.read_file(path), size, scale)
 
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(readable, np.int64),
                                              [as_tf_path(files[i]) for i in readable]))

@@ -123,8 +123,9 @@ class PlainObserver(Observer):
             done = sum(v["extracted"] for v in info["counts"].values())
             hit = sum(v["cached"] for v in info["counts"].values())
             where = f"; cache {esc(info['cache_dir'])}" if info.get("cache_dir") else "; disk cache off"
+            runtime = f"; backbone in {info['runtime']}" if info.get("runtime") and done else ""
             self.print(f"features: {done} images extracted, {hit} from the cache in "
-                       f"{info['seconds']:.1f}s{where}")
+                       f"{info['seconds']:.1f}s{where}{runtime}")
         elif "seconds" in info and phase not in ("data",):
             self.print(f"{esc(phase)} done in {info['seconds']:.1f}s")
         if phase == "evaluate" and "metrics" in info:

@@ -88,6 +88,7 @@ def run(
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
+    runtime: str = typer.Option(_default("runtime"), help="What runs the frozen backbone during extraction: auto (LiteRT when it reproduces TensorFlow's features and is faster), tensorflow, tflite or onnx."),
 ):
     """Train a classifier on a folder of images, evaluate it and export it."""
     options = locals()  # the parameters, before any other name is bound
@@ -156,7 +157,7 @@ run.help_panels = {
                  "fine_tune_epochs", "fine_tune_lr"),
     "Export": ("export", "quantize", "verify", "output", "force"),
     "Runtime": ("config_file", "resume", "dry_run", "plugin", "cache", "cache_dir", "strategy", "precision",
-                "tensorboard", "log_format", "quiet", "verbose", "help"),
+                "runtime", "tensorboard", "log_format", "quiet", "verbose", "help"),
 }
 run.metavars = {
     "classes": "N", "epochs": "N", "batch_size": "N", "image_size": "PIXELS", "center_crop": "FRACTION",
@@ -164,5 +165,5 @@ run.metavars = {
     "validation_split": "FRACTION", "dropout": "FRACTION", "hidden_units": "N", "weights_mirror": "URL",
     "resume": "RUN_DIR", "augment_copies": "K", "cache_dir": "DIR", "fine_tune_layers": "N|all",
     "fine_tune_epochs": "N", "fine_tune_lr": "RATE", "class_weight": "auto|balanced|none", "patience": "N",
-    "strategy": "NAME", "precision": "NAME",
+    "strategy": "NAME", "precision": "NAME", "runtime": "auto|tensorflow|tflite|onnx",
 }

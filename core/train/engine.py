@@ -155,7 +155,7 @@ def run_phases(config: RunConfig, observer: Observer | None = None, host: Plugin
     exported = export_run(setup, data, trainable, extracted, evaluated, dist, run_dir=run_dir, observer=observer)
     extraction = extracted.counts if extracted is not None else {}
     manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, started=started,
-                          run_dir=run_dir, observer=observer)
+                          run_dir=run_dir, observer=observer, runtime=extracted.runtime if extracted else None)
     if not dist.chief:  # a non-chief worker wrote only to its temporary folder
         shutil.rmtree(run_dir, ignore_errors=True)
         exported.artifacts = {}

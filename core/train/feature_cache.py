@@ -29,7 +29,9 @@ import numpy as np
 from clf.files import cache_dir, file_hash, write_bytes, write_json
 
 # Bump when decoding or extraction changes what a file's features are.
-FORMAT = "clf-features/2"  # 2: shards named by their sha256
+# 2: shards named by their sha256; 3: large JPEGs decode at a reduced DCT scale and the
+# backbone's runtime is part of the key.
+FORMAT = "clf-features/3"
 
 
 def default_cache_dir() -> Path:

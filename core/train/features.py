@@ -49,7 +49,8 @@ def extract(extractor, dataset, batch_size: int, augment=None,
 
     Decoding runs in parallel tf.data threads and is prefetched, so it overlaps with the
     backbone's forward pass; one traced function for every batch size avoids retracing.
-    ``forward``: the backbone spread over replicas (clf.train.sharding); default one device.
+    ``forward``: the backbone spread over replicas (clf.train.sharding) or in another runtime
+    (clf.train.runtime_choice); default TensorFlow on one device.
     """
     import tensorflow as tf
 

@@ -83,3 +83,19 @@ def join(base, head_model, preprocess: str, image_size, *, train_backbone: bool 
     outputs = head_model(x)
     model = keras.Model(inputs, outputs, name="clf_classifier")
     return Classifier(model, base, head_model, preprocess)
+
+
+def split(model):
+    """``(extractor, head)`` of a model that ``join`` built (reloaded from .keras or .h5 too):
+    raw RGB -> Preprocess -> backbone as one model, and the head over its features; None for
+    any other model. Lets the frozen part run in another runtime (clf.train.runtime_choice)."""
+    import keras
+
+    layers = list(model.layers)
+    if len(layers) != 4 or not isinstance(layers[1], Preprocess) or layers[3].name != "head" \
+            or not all(isinstance(layer, keras.Model) for layer in layers[2:]):
+        return None
+    preprocess, backbone, head = layers[1:]
+    inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="image")
+    extractor = keras.Model(inputs, backbone(preprocess(inputs), training=False), name="feature_extractor")
+    return extractor, head
