@@ -19,6 +19,9 @@ from clf.errors import ConfigError
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")  # tf.distribute strategies
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
+SOLVERS = ("auto", "keras")  # auto: the linear softmax head solved (clf.train.linear_head)
+SCHEDULES = ("cosine", "constant")  # learning rate of every Keras fit (clf.train.optim)
+TTA = ("none", "flip")  # test-time augmentation built into the model (clf.train.model)
 
 
 @dataclass
@@ -65,6 +68,20 @@ class RunConfig:
     patience: int = 0  # early stopping on validation loss, best weights restored; 0: off
     strategy: str = "auto"  # tf.distribute strategy, one of STRATEGIES (clf.train.distribute)
     precision: str = "auto"  # Keras dtype policy, one of PRECISIONS (clf.train.distribute)
+    # How the head is trained. "auto": the default softmax head without a hidden layer, on
+    # cached features, is solved to convergence (multinomial logistic regression, L2 chosen by
+    # cross-validation on the training features): the same features give the same head
+    # whatever the seed or epoch count. "keras": Keras fit for --epochs, like any other head.
+    solver: str = "auto"
+    # Keras fit keeps the weights of its best validation epoch (lowest val_loss) unless this
+    # is set, which keeps the last epoch's (--patience then restores the best, as Keras does).
+    last_epoch: bool = False
+    schedule: str = "cosine"  # every Keras fit: linear warm-up, then cosine decay; or "constant"
+    label_smoothing: float = 0.0  # Keras fit and fine-tuning; 0: plain cross-entropy
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW) for Keras fit and fine-tuning; 0: Adam
+    # "flip": each image's features are the mean of its own and its mirror image's, in the
+    # cached features and inside the exported model alike (two backbone passes per image).
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,6 +137,15 @@ class RunConfig:
         _positive_int(self, "patience", minimum=0)
         self.strategy = check_name("strategy", self.strategy, STRATEGIES)
         self.precision = check_name("precision", self.precision, PRECISIONS)
+        self.solver = check_name("solver", self.solver, SOLVERS)
+        self.schedule = check_name("schedule", self.schedule, SCHEDULES)
+        self.tta = check_name("tta", self.tta, TTA)
+        if not isinstance(self.last_epoch, bool):
+            _bad("last_epoch", self.last_epoch, "true or false")
+        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            _bad("label_smoothing", self.label_smoothing, "a fraction in [0, 1) (e.g. 0.1)")
+        if not _is_number(self.weight_decay) or not 0 <= self.weight_decay < 1:
+            _bad("weight_decay", self.weight_decay, "a decoupled weight decay in [0, 1) (e.g. 1e-4)")
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 

@@ -50,9 +50,9 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     cache = feature_cache_for(config, setup.backbone, base, setup.image_size) if chief else None
     if cache is not None and not bundle.splits:
         observer.note(f"Loader {config.loader!r} lists no files, so features are not cached on disk.")
-    extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess), setup.image_size)
+    extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess, config.tta), setup.image_size)
     splits = {name: split_features(bundle, name, extractor, batch_size, seed=config.seed, copies=copies,
-                                   cache=cache, progress=lambda n: observer.phase_advance("extract", n))
+                                   cache=cache, tta=config.tta, progress=lambda n: observer.phase_advance("extract", n))
               for name in SPLITS}
     counts = {n: {"extracted": f.extracted, "cached": f.cached} for n, f in splits.items() if f}
     seconds = time.perf_counter() - t0
