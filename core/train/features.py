@@ -71,12 +71,14 @@ def extract(extractor, dataset, batch_size: int, augment=None,
 
 def variants(copies: int, seed: int, tta: str = "none") -> list[tuple[str, int | None]]:
     """``(cache variant name, augmentation seed or None)``: the clean copy, then K augmented;
-    flip-averaged features (``tta="flip"``) are variants of their own."""
-    suffix = "" if tta == "none" else f"-{tta}"
+    flip-averaged features (``tta="flip"``) are variants of their own. A prefix, not a suffix:
+    the cache finds a variant's shards as ``<variant>-*.npz``, which "clean" followed by
+    anything would also match."""
+    prefix = "" if tta == "none" else f"{tta}-"
     if not copies:
-        return [(f"clean{suffix}", None)]
+        return [(f"{prefix}clean", None)]
     spec = augmentation_spec(seed)
-    return [(f"clean{suffix}", None)] + [(f"aug-{spec}-s{seed}-c{k}{suffix}", seed + 1000 * k)
+    return [(f"{prefix}clean", None)] + [(f"{prefix}aug-{spec}-s{seed}-c{k}", seed + 1000 * k)
                                          for k in range(1, copies + 1)]
 
 
