@@ -107,6 +107,7 @@ def test_default_head_is_solved_the_same_whatever_the_seed(solved):
     assert manifest["training"]["head"]["l2"] == a.training["head"]["l2"] > 0
     assert "cross-validation" in manifest["training"]["head"]["selection"]
     assert not (a.run_dir / "checkpoint").exists()  # nothing to resume: it takes a second
+    assert not (a.run_dir / "training_curves.png").exists()  # no epochs, no empty plot
 
 
 def test_exported_model_equals_the_solved_head(solved):

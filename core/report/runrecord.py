@@ -33,12 +33,11 @@ def write_json(path: Path, data: Any) -> Path:
     return write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_file(path: str | Path) -> str:
+    """A file's sha256, hashed once per run (the doctor and the feature cache need it too)."""
+    from clf.files import file_sha256
+
+    return file_sha256(path)
 
 
 def versions() -> dict[str, str]:
@@ -144,9 +143,14 @@ def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | N
 
 
 def write_history(run_dir: Path, records) -> list[Path]:
+    """``history.csv`` and, when some phase trained by epochs, ``training_curves.png`` (the
+    solved linear head has no epochs: no empty plot)."""
     from clf.report.history import history_csv
-    from clf.report.plots import plot_training_curves
 
     run_dir = Path(run_dir)
-    return [write_atomic(run_dir / "history.csv", history_csv(records)),
-            plot_training_curves(records, run_dir / "training_curves.png")]
+    written = [write_atomic(run_dir / "history.csv", history_csv(records))]
+    if records:
+        from clf.report.plots import plot_training_curves
+
+        written.append(plot_training_curves(records, run_dir / "training_curves.png"))
+    return written

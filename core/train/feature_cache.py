@@ -33,12 +33,11 @@ def default_cache_dir() -> Path:
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """Hash of a file's bytes (not its name or time stamp)."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hash of a file's bytes (not its name or time stamp): its sha256, which the dataset
+    doctor has usually computed already in this run (clf.files.file_sha256)."""
+    from clf.files import file_sha256
+
+    return file_sha256(path)
 
 
 def weights_fingerprint(model) -> str:
