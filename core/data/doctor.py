@@ -435,7 +435,8 @@ def preflight(config, loader, observer) -> DoctorReport | None:
                       f"bad files are not quarantined for it.")
         return None
     observer.phase_start("doctor")
-    report = examine(config.data)
+    # --no-cache: nothing kept on disk between runs, Pillow's findings included.
+    report = examine(config.data, facts_file=bool(getattr(config, "cache", True)))
     if getattr(config, "strict_data", False):
         report.strict_check()
     check_usable(report)
