@@ -11,7 +11,7 @@ import numpy as np
 from clf.errors import ClfError, ConfigError, ExportError, VerificationError
 from clf.events import Observer
 from clf.artifacts.labels import write_labels
-from clf.artifacts.verify import MAX_IMAGES, VerificationReport, verify_exports, write_report
+from clf.artifacts.verify import FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, verify_exports, write_report
 
 REPRESENTATIVE_IMAGES = 300  # TFLite's guidance: ~100-500 samples calibrate int8 well
 
@@ -47,12 +47,13 @@ def representative_data(bundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[
     return batches
 
 
-def held_out(bundle) -> tuple[Any, list[str], str]:
-    """The images verification runs on: test, else validation, else (said so) training."""
+def held_out(bundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
+    """The images verification runs on: test, else validation, else (said so) training;
+    the first ``limit`` of them."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
         if ds is not None:
-            files = bundle.splits[split].files[:MAX_IMAGES] if split in bundle.splits else []
-            return ds.take(MAX_IMAGES), files, split
+            files = bundle.splits[split].files[:limit] if split in bundle.splits else []
+            return ds.take(limit), files, split
     raise ExportError("The dataset has no images to verify exports on.")
 
 
@@ -91,7 +92,8 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
     report = None
     if config.verify:
         observer.phase_start("verify", total=len(artifacts))
-        ds, files, source = held_out(bundle)
+        # Float artifacts are checked on FLOAT_CHECK_IMAGES: decode no more unless quantized.
+        ds, files, source = held_out(bundle, MAX_IMAGES if config.quantize != "none" else FLOAT_CHECK_IMAGES)
         images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
         known = reference_probs(source) if reference_probs is not None else None
         if known is not None and len(known) < len(images):

@@ -37,8 +37,8 @@ def _exit_now(code: int) -> None:
     every file clf writes is complete (written atomically) long before this point."""
     import atexit
 
-    if "tensorflow" not in sys.modules:
-        sys.exit(code)  # nothing slow to tear down: exit the ordinary way
+    if "tensorflow" not in sys.modules or sys.getprofile() or sys.gettrace():
+        sys.exit(code)  # nothing slow to tear down, or a profiler that reports at exit
     sys.stdout.flush()
     sys.stderr.flush()
     atexit._run_exitfuncs()
