@@ -22,6 +22,9 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dty
 # Largest --image-size: one 2048x2048 image already needs about 1 GB of activations in VGG16.
 MAX_IMAGE_SIZE = 2048
 RUNTIMES = ("auto", "tensorflow", "tflite", "onnx")  # the frozen backbone's (clf.train.runtime_choice)
+SOLVERS = ("auto", "keras")  # auto: the linear softmax head solved (clf.train.linear_head)
+SCHEDULES = ("cosine", "constant")  # learning rate of every Keras fit (clf.train.optim)
+TTA = ("none", "flip")  # test-time augmentation built into the model (clf.train.model)
 
 
 @dataclass
@@ -71,6 +74,20 @@ class RunConfig:
     # What runs the frozen backbone during extraction, one of RUNTIMES; auto: LiteRT once it
     # reproduced TensorFlow's features (within 1e-4) and proved faster on the first batch.
     runtime: str = "auto"
+    # How the head is trained. "auto": the default softmax head without a hidden layer, on
+    # cached features, is solved to convergence (multinomial logistic regression, L2 chosen by
+    # cross-validation on the training features): the same features give the same head
+    # whatever the seed or epoch count. "keras": Keras fit for --epochs, like any other head.
+    solver: str = "auto"
+    # Keras fit keeps the weights of its best validation epoch (lowest val_loss) unless this
+    # is set, which keeps the last epoch's (--patience then restores the best, as Keras does).
+    last_epoch: bool = False
+    schedule: str = "cosine"  # every Keras fit: linear warm-up, then cosine decay; or "constant"
+    label_smoothing: float = 0.0  # Keras fit and fine-tuning; 0: plain cross-entropy
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW) for Keras fit and fine-tuning; 0: Adam
+    # "flip": each image's features are the mean of its own and its mirror image's, in the
+    # cached features and inside the exported model alike (two backbone passes per image).
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -129,6 +146,15 @@ class RunConfig:
         self.strategy = check_name("strategy", self.strategy, STRATEGIES)
         self.precision = check_name("precision", self.precision, PRECISIONS)
         self.runtime = check_name("runtime", self.runtime, RUNTIMES)
+        self.solver = check_name("solver", self.solver, SOLVERS)
+        self.schedule = check_name("schedule", self.schedule, SCHEDULES)
+        self.tta = check_name("tta", self.tta, TTA)
+        if not isinstance(self.last_epoch, bool):
+            _bad("last_epoch", self.last_epoch, "true or false")
+        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            _bad("label_smoothing", self.label_smoothing, "a fraction in [0, 1) (e.g. 0.1)")
+        if not _is_number(self.weight_decay) or not 0 <= self.weight_decay < 1:
+            _bad("weight_decay", self.weight_decay, "a decoupled weight decay in [0, 1) (e.g. 1e-4)")
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 

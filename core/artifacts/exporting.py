@@ -13,7 +13,7 @@ from clf.errors import ClfError, ConfigError, ExportError, VerificationError
 from clf.events import Observer
 from clf.artifacts.integrity import record_digests
 from clf.artifacts.labels import write_labels
-from clf.artifacts.verify import MAX_IMAGES, VerificationReport, verify_exports, write_report
+from clf.artifacts.verify import FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, verify_exports, write_report
 
 REPRESENTATIVE_IMAGES = 300  # TFLite's guidance: ~100-500 samples calibrate int8 well
 # Bytes written per byte of weights, by exporter (h5 writes the model and the weights);
@@ -122,12 +122,13 @@ def _merged_summary(previous: dict | None, report: VerificationReport, listed: d
     return summary
 
 
-def held_out(bundle) -> tuple[Any, list[str], str]:
-    """The images verification runs on: test, else validation, else (said so) training."""
+def held_out(bundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
+    """The images verification runs on: test, else validation, else (said so) training;
+    the first ``limit`` of them."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
         if ds is not None:
-            files = bundle.splits[split].files[:MAX_IMAGES] if split in bundle.splits else []
-            return ds.take(MAX_IMAGES), files, split
+            files = bundle.splits[split].files[:limit] if split in bundle.splits else []
+            return ds.take(limit), files, split
     raise ExportError("The dataset has no images to verify exports on.")
 
 
@@ -178,7 +179,8 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
     report = None
     if config.verify:
         observer.phase_start("verify", total=len(artifacts))
-        ds, files, source = held_out(bundle)
+        # Float artifacts are checked on FLOAT_CHECK_IMAGES: decode no more unless quantized.
+        ds, files, source = held_out(bundle, MAX_IMAGES if config.quantize != "none" else FLOAT_CHECK_IMAGES)
         images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
         known = reference_probs(source) if reference_probs is not None else None
         if known is not None and len(known) < len(images):

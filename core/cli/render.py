@@ -127,7 +127,8 @@ class PlainObserver(Observer):
             self.print(f"features: {done} images extracted, {hit} from the cache in "
                        f"{info['seconds']:.1f}s{where}{runtime}")
         elif "seconds" in info and phase not in ("data",):
-            self.print(f"{esc(phase)} done in {info['seconds']:.1f}s")
+            self.print(f"{esc(phase)} done in {info['seconds']:.1f}s"
+                       + (f": {esc(info['summary'])}" if info.get("summary") else ""))
         if phase == "evaluate" and "metrics" in info:
             self.print(esc("  ".join(f"{k}: {v:.4f}" for k, v in info["metrics"].items())))
         elif phase == "verify":

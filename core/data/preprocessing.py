@@ -56,3 +56,15 @@ class Standardize(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="clf")
+class Mirror(keras.layers.Layer):
+    """Images ``[batch, height, width, channels]`` mirrored left to right: the second view of
+    ``--tta flip`` (a saved layer, so every exported format mirrors as training did)."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

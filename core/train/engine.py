@@ -10,7 +10,8 @@ Flow of a run (each phase is a function returning a small dataclass; the observe
     build_backbone   train/model.py      the pretrained (or random) backbone, frozen
     extract_features train/extraction.py each image through the backbone once (disk cache)
     assemble         train/fit.py        head on the features, joined to the backbone
-    fit_head         train/fit.py        Keras fit, checkpoint per epoch, resumable
+    fit_head         train/fit.py        linear head solved (train/linear_head.py), or Keras fit
+                                         (train/optim.py): best epoch, checkpoint per epoch, resumable
     fine_tune        train/finetune.py   optional: top layers unfrozen, live images
     evaluate_run     train/finish.py     validation/test reports
     export_run       train/finish.py     every exporter, round-trip verification, labels.json
@@ -63,6 +64,9 @@ class RunResult:
     # How it ran: strategy, replicas, precision, global/per-replica batch, chief or not.
     # A non-chief worker of a multi-worker run writes no artifacts (run_dir was a temp dir).
     distribution: dict[str, Any] = field(default_factory=dict)
+    # How each phase trained: {"head": {"solver": "lbfgs", "l2": ...} or {"solver": "keras_fit",
+    # "kept_epoch": ...}, "fine_tune": {...}}; also in manifest.json ("training").
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def model(self):
@@ -142,27 +146,28 @@ def run_phases(config: RunConfig, observer: Observer | None = None, host: Plugin
         data.report.write(run_dir)
     fitted = fit_head(setup, data, trainable, dist, ckpt=ckpt, run_dir=run_dir, batch_size=batch_size,
                       observer=observer)
-    history, timings = dict(fitted.history), {"train": fitted.seconds}
+    history, timings, training = dict(fitted.history), {"train": fitted.seconds}, {"head": fitted.info}
     if extracted is not None:
         timings["extract"] = extracted.seconds
     if config.fine_tune_layers:
         tuned = fine_tune(setup, data, trainable, dist, class_weight=fitted.class_weight, run_dir=run_dir,
                           batch_size=batch_size, observer=observer)
         history.update(tuned.history)
-        timings["fine_tune"] = tuned.seconds
+        timings["fine_tune"], training["fine_tune"] = tuned.seconds, tuned.info
 
     evaluated = evaluate_run(setup, data, trainable, extracted, dist, batch_size=batch_size, observer=observer)
     exported = export_run(setup, data, trainable, extracted, evaluated, dist, run_dir=run_dir, observer=observer)
     extraction = extracted.counts if extracted is not None else {}
-    manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, started=started,
-                          run_dir=run_dir, observer=observer, runtime=extracted.runtime if extracted else None)
+    manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, training=training,
+                          started=started, run_dir=run_dir, observer=observer,
+                          runtime=extracted.runtime if extracted else None)
     if not dist.chief:  # a non-chief worker wrote only to its temporary folder
         shutil.rmtree(run_dir, ignore_errors=True)
         exported.artifacts = {}
     return RunResult(config, run_dir, data.bundle.class_names, history, evaluated.metrics, exported.artifacts,
                      trainable.classifier, data.counts, evaluation=evaluated.reports, manifest=manifest,
                      verification=exported.verification, timings=timings, extraction=extraction,
-                     distribution=dist.as_info())
+                     distribution=dist.as_info(), training=training)
 
 
 def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:

@@ -99,7 +99,7 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     total = sum(len(s) for s in bundle.splits.values()) + data.n_train * config.augment_copies
     observer.phase_start("extract", total=total or None, unit="image")
     t0 = time.perf_counter()
-    extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess), setup.image_size)
+    extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess, config.tta), setup.image_size)
     parts = extractor_parts(setup.backbone, base, setup.image_size)
     runtime = choose_runtime(config, data, extractor, parts, dist, batch_size, total)
     for note in runtime.notes:
@@ -118,7 +118,7 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     splits, counts = {}, {}
     for name in SPLITS:
         splits[name] = split_features(bundle, name, extractor, batch_size, seed=config.seed, copies=copies,
-                                      cache=cache, progress=lambda n: observer.phase_advance("extract", n),
+                                      cache=cache, tta=config.tta, progress=lambda n: observer.phase_advance("extract", n),
                                       forward=forward, workers=workers)
         if splits[name]:
             counts[name] = sharding.record(splits[name], replica)
