@@ -106,9 +106,14 @@ def join(base, head_model, preprocess: str, image_size, *, train_backbone: bool 
 def split(model):
     """``(extractor, head)`` of a model that ``join`` built (reloaded from .keras or .h5 too):
     raw RGB -> Preprocess -> backbone as one model, and the head over its features; None for
-    any other model. Lets the frozen part run in another runtime (clf.train.runtime_choice)."""
+    any other model. Lets the frozen part run in another runtime (clf.train.runtime_choice).
+    A photo model (``clf.data.fitting.photo_model``, what clf exports) splits as the
+    fixed-size classifier inside it: its parts take images at the input size."""
     import keras
 
+    from clf.data.fitting import fixed_model
+
+    model = fixed_model(model)
     layers = list(model.layers)
     if len(layers) != 4 or not isinstance(layers[1], Preprocess) or layers[3].name != "head" \
             or not all(isinstance(layer, keras.Model) for layer in layers[2:]):
