@@ -82,6 +82,12 @@ class KerasPredictor(Predictor):
 
         self._backbone = None  # clf.train.runtime_choice.BackboneRuntime, with use_runtime
         self._head = None
+        from clf.data.fitting import fixed_model
+
+        # Images clf decoded (already at the input size) go through the classifier inside a
+        # photo model, exactly as before it had the photo input; a photo of another size (the
+        # client path of verification) through the whole model, crop and resize included.
+        self._fixed = fixed_model(self.model)
 
     def use_runtime(self, requested: str, cache_dir: str | Path | None = None) -> None:
         """Run the frozen backbone in ``requested`` (``auto``: the runtime the training run chose
@@ -116,7 +122,8 @@ class KerasPredictor(Predictor):
         from clf.train.forward import predict
 
         if self._backbone is None:
-            return predict(self.model, images)
+            at_size = tuple(np.shape(images)[1:3]) == tuple(self._fixed.input_shape[1:3])
+            return predict(self._fixed if at_size else self.model, images)
         known = len(self._backbone.notes)
         features = self._backbone.forward(images)
         self.notes.extend(self._backbone.notes[known:])

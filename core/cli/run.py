@@ -163,7 +163,7 @@ run.help_panels = {
     "Training": ("epochs", "batch_size", "lr", "seed", "class_weight", "patience", "fine_tune_layers",
                  "fine_tune_epochs", "fine_tune_lr", "solver", "last_epoch", "schedule", "label_smoothing",
                  "weight_decay"),
-    "Export": ("export", "quantize", "verify", "output", "force"),
+    "Export": ("export", "quantize", "model_input", "verify", "output", "force"),
     "Runtime": ("config_file", "resume", "dry_run", "plugin", "cache", "cache_dir", "strategy", "precision",
                 "runtime", "tensorboard", "log_format", "quiet", "verbose", "help"),
 }
@@ -175,5 +175,5 @@ run.metavars = {
     "fine_tune_epochs": "N", "fine_tune_lr": "RATE", "class_weight": "auto|balanced|none", "patience": "N",
     "strategy": "NAME", "precision": "NAME", "runtime": "auto|tensorflow|tflite|onnx",
     "solver": "auto|keras", "schedule": "cosine|constant", "label_smoothing": "FRACTION", "weight_decay": "RATE",
-    "tta": "none|flip",
+    "tta": "none|flip", "model_input": "photo|fixed",
 }
