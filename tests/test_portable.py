@@ -259,3 +259,23 @@ def test_a_damaged_inputs_or_test_vectors_record_is_refused(bundle, tmp_path, ch
 def test_model_input_is_checked():
     with pytest.raises(clf.ConfigError, match="model_input.*photo, fixed"):
         clf.RunConfig(model_input="raw")
+
+
+def test_float16_tflite_takes_the_photo_too(bundle, photos, tmp_path):
+    """Weight quantization keeps the float resize: the float16 file takes the raw photo and
+    agrees with clf predict on the class (its probabilities move by float16 rounding)."""
+    import keras
+
+    from clf.artifacts.client import client_probabilities
+    from clf.plugins.tflite_exporter import TFLitePredictor, export_tflite
+
+    run_dir, _ = bundle
+    labels = json.loads((run_dir / "labels.json").read_text())
+    model = keras.models.load_model(str(run_dir / "model.keras"), compile=False)
+    assert clf.is_photo_model(model)
+    (path,) = export_tflite(model, tmp_path, labels, quantize="float16")
+    got = client_probabilities(TFLitePredictor(path, labels), photos)
+    expected = _clf_predict(run_dir / "model.keras", photos)
+    want = np.array([expected[Path(f).name] for f in photos])
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+    assert np.abs(got - want).max() < 0.05
