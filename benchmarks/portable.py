@@ -2,12 +2,13 @@
 answer, and clf's accuracy before and after decoding JPEGs as Pillow does.
 
 For each dataset, in one process:
-  (a) before: default runs (one per seed) (mobilenet_v2_035, shared ImageNet weights, 224 px, every other
+  (a) before: a default run (mobilenet_v2_035, shared ImageNet weights, 224 px, every other
       setting clf's default) with JPEGs decoded by TensorFlow's default (fast) IDCT, as clf
       did before the photo input;
   (b) after: the same run as clf now does it (accurate integer IDCT: Pillow's pixels);
-  mean validation accuracy of both over the seeds and the difference (target: within
-  0.005; one run alone moves by a few photos when anything perturbs the features);
+  validation accuracy of both and the difference (target: within 0.005), with the photos
+  only one of them gets right (McNemar's exact test), and the same comparison with the
+  Keras-fit head over a few seeds, whose spread shows how far one run moves by chance;
   (c) the client path: run (b)'s model.tflite in LiteRT, every validation photo decoded by
       Pillow and passed raw (the model crops and resizes): accuracy, top-1 agreement with
       ``clf predict`` and the largest probability difference;
@@ -49,24 +50,49 @@ def old_decode_pixels(contents):
     return image
 
 
-def run(data: Path, out: Path, before: bool, args, seed: int) -> tuple[float, Path, float]:
+def run(data: Path, out: Path, before: bool, args, seed: int, **options) -> tuple[float, Path, np.ndarray]:
+    """One run with the old (``before``) or the current decoder: validation accuracy, run
+    folder, and which validation photos its model gets right (in ``validation_files`` order)."""
     import clf
+    from clf.artifacts.predict import predict_files
     from clf.data import images
 
     saved = images.decode_pixels
     if before:
         images.decode_pixels = old_decode_pixels
     try:
-        t0 = time.perf_counter()
         result = clf.run(clf.RunConfig(backbone=args.backbone, weights=args.weights, data=str(data),
-                                       image_size=args.image_size, output=str(out), export="keras,tflite",
+                                       image_size=args.image_size, output=str(out),
+                                       export=options.pop("export", "keras,tflite"),
                                        verify=not before,  # the old decoder fails the client check
                                        seed=seed,  # one feature cache per decoder, shared by the seeds
-                                       cache_dir=str(out.parent / f"cache-{data.name}-{before}")))
-        seconds = time.perf_counter() - t0
+                                       cache_dir=str(out.parent / f"cache-{data.name}-{before}"), **options))
+        files, truth = validation_files(data)
+        predictor = clf.load_predictor(Path(result.run_dir) / "model.keras")
+        right = np.array([np.argmax(r.probabilities) for r in predict_files(predictor, files)]) == truth
     finally:
         images.decode_pixels = saved
-    return float(result.metrics["validation_accuracy"]), Path(result.run_dir), seconds
+    return float(result.metrics["validation_accuracy"]), Path(result.run_dir), right
+
+
+def validation_files(data: Path):
+    from clf.artifacts.predict import collect_images
+
+    val = next(p for p in (data / "val", data / "validation") if p.is_dir())
+    names = sorted(p.name for p in val.iterdir() if p.is_dir())
+    files = collect_images([val])
+    return files, np.array([names.index(f.parent.name) for f in files])
+
+
+def mcnemar(before: np.ndarray, after: np.ndarray) -> dict:
+    """Photos only one of two models gets right, and the exact two-sided McNemar p-value
+    (how likely a split at least this uneven is when neither decoder is better)."""
+    from math import comb
+
+    lost, gained = int(np.sum(before & ~after)), int(np.sum(~before & after))
+    n = lost + gained
+    p = min(1.0, 2 * sum(comb(n, k) for k in range(min(lost, gained) + 1)) / 2 ** n) if n else 1.0
+    return {"right_before_only": lost, "right_after_only": gained, "p_value": p}
 
 
 def client_path(run_dir: Path, data: Path) -> dict:
@@ -126,28 +152,38 @@ def main(argv=None) -> int:
     p.add_argument("--backbone", default="mobilenet_v2_035")
     p.add_argument("--weights", default=str(WEIGHTS) if WEIGHTS.exists() else "imagenet")
     p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2], help="one default run per seed and decoder")
+    p.add_argument("--keras-seeds", type=int, nargs="*", default=[42, 1, 2],
+                   help="seeds of --solver keras runs per decoder (the solved default head ignores the seed)")
     args = p.parse_args(argv)
     datasets = [Path(d) for d in (args.data or DEFAULT_DATA)]
     report = {}
     with tempfile.TemporaryDirectory(prefix="clf-portable-") as tmp:
         for data in datasets:
-            befores, afters = [], []
-            for seed in args.seeds:
-                b, _, _ = run(data, Path(tmp) / f"{data.name}-before-{seed}", True, args, seed)
-                a, run_dir, _ = run(data, Path(tmp) / f"{data.name}-after-{seed}", False, args, seed)
-                befores.append(b)
-                afters.append(a)
-                print(f"{data.name} seed {seed}: validation accuracy before {b:.4f}, after {a:.4f} "
-                      f"({a - b:+.4f})", flush=True)
-                if seed == args.seeds[0]:
-                    client = client_path(run_dir, data)
-            before, after = float(np.mean(befores)), float(np.mean(afters))
-            report[data.name] = {"before": befores, "after": afters, "mean_before": before, "mean_after": after,
-                                 "difference": after - before,
-                                 "within_0.005": abs(after - before) <= 0.005 + 1e-9, "client_path": client}
-            print(f"{data.name}: mean validation accuracy over {len(args.seeds)} seeds before {before:.4f}, "
-                  f"after {after:.4f} (difference {after - before:+.4f}); client path (LiteRT, Pillow, raw photo): "
+            before, _, right_before = run(data, Path(tmp) / f"{data.name}-before", True, args, 42)
+            after, run_dir, right_after = run(data, Path(tmp) / f"{data.name}-after", False, args, 42)
+            client = client_path(run_dir, data)
+            pairs = mcnemar(right_before, right_after)
+            # The Keras-fit head varies with the seed: its spread over seeds against the same
+            # before/after difference says how much one run's accuracy moves by chance.
+            keras_runs = {"before": [], "after": []}
+            for seed in args.keras_seeds:
+                for variant in ("before", "after"):
+                    acc, _, _ = run(data, Path(tmp) / f"{data.name}-{variant}-keras-{seed}", variant == "before",
+                                    args, seed, solver="keras", export="keras")
+                    keras_runs[variant].append(acc)
+            report[data.name] = {"before": before, "after": after, "difference": after - before,
+                                 "within_0.005": abs(after - before) <= 0.005 + 1e-9, "photos": pairs,
+                                 "client_path": client, "keras_head_by_seed": keras_runs}
+            print(f"{data.name}: default run's validation accuracy before {before:.4f}, after {after:.4f} "
+                  f"(difference {after - before:+.4f}; photos right only before {pairs['right_before_only']}, "
+                  f"only after {pairs['right_after_only']}, McNemar p {pairs['p_value']:.2f})", flush=True)
+            if args.keras_seeds:
+                kb, ka = np.array(keras_runs["before"]), np.array(keras_runs["after"])
+                print(f"{data.name}: --solver keras over seeds {args.keras_seeds}: before {kb.mean():.4f} "
+                      f"(sd {kb.std(ddof=1) if len(kb) > 1 else 0:.4f}), after {ka.mean():.4f} "
+                      f"(sd {ka.std(ddof=1) if len(ka) > 1 else 0:.4f}), difference {ka.mean() - kb.mean():+.4f}",
+                      flush=True)
+            print(f"{data.name}: client path (LiteRT, Pillow, raw photo): "
                   f"accuracy {client['client_accuracy']:.4f}, top-1 agreement with clf predict "
                   f"{client['top1_agreement']:.1%} on {client['photos']} photos, max |diff| "
                   f"{client['max_abs_diff']:.1e}, {client['ms_per_photo']:.1f} ms/photo", flush=True)

@@ -77,8 +77,8 @@ class VerificationReport:
     results: dict[str, Verification] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)
     source: str = ""  # which split the images came from
-    # The reference's probabilities on the first images, when those are the listed files
-    # (labels.json's test vectors come from them); not written to verification.json.
+    # clf predict's probabilities on the client path's files (decoded in full), when there
+    # were any (labels.json's test vectors come from them); not written to verification.json.
     reference_probs: "np.ndarray | None" = field(default=None, repr=False)
 
     @property
