@@ -90,7 +90,9 @@ def solved(tmp_path_factory):
     split would come from the seed."""
     tmp = tmp_path_factory.mktemp("solved")
     data = make_folder(tmp / "split", split_dirs=True, per_class=8)
-    base = dict(backbone=SMALL_BACKBONE, data=str(data), weights=str(require_shared(MOBILENET_V2_035)),
+    # mobilenet_v2_035 with its real weights: mobilenet_025's 32 px features have dimensions of
+    # near-zero spread, whose float32 noise standardisation magnifies past the 1e-5 compared here.
+    base = dict(backbone="mobilenet_v2_035", data=str(data), weights=str(require_shared(MOBILENET_V2_035)),
                 batch_size=4, image_size=SMALL_SIZE, augment=False, cache_dir=str(tmp / "cache"))
     a = clf.run(clf.RunConfig(**base, seed=1, epochs=2, export=("h5", "keras"), output=str(tmp / "a")))
     b = clf.run(clf.RunConfig(**base, seed=7, epochs=9, lr=0.05, output=str(tmp / "b")))
