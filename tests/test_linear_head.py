@@ -152,3 +152,14 @@ def test_hidden_layers_and_plugin_heads_keep_keras_fit(small_config, host, tmp_p
                      host=host)
     assert plugin.training["head"]["solver"] == "keras_fit"
     assert linear_head.linear_layers(plugin.classifier.head) is not None  # solvable, but not ours
+
+
+def test_settings_the_solver_does_not_use_are_named_in_a_note(small_config, tmp_path):
+    observer = clf.RecordingObserver()
+    clf.run(small_config(solver="auto", epochs=7, lr=0.02), observer)
+    said = [n for n in observer.notes() if "not used by the default linear head" in n]
+    assert len(said) == 1 and "--epochs 7" in said[0] and "--lr 0.02" in said[0] and "--solver keras" in said[0]
+    quiet = clf.RecordingObserver()  # the default epoch count (small_config's is 1): nothing to say
+    default_epochs = clf.RunConfig.__dataclass_fields__["epochs"].default
+    clf.run(small_config(solver="auto", epochs=default_epochs, output=str(tmp_path / "b")), quiet)
+    assert not any("not used by the default linear head" in n for n in quiet.notes())
