@@ -133,7 +133,7 @@ def trained_run(tmp_path_factory) -> TrainedRun:
     observer = clf.RecordingObserver()
     config = clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=2, batch_size=4,
                            image_size=SMALL_SIZE, output=str(root / "run"), augment=True,
-                           cache_dir=str(root / "feature-cache"))
+                           cache_dir=str(root / "feature-cache"), solver="keras")
     return TrainedRun(clf.run(config, observer), observer, data, root / "feature-cache")
 
 

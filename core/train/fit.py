@@ -152,6 +152,21 @@ def solvable(setup, trainable: Trainable, ckpt):
     return linear_layers(trainable.head_model)
 
 
+# Settings only Keras fit uses; the learning-rate ones still reach fine-tuning when it runs.
+FIT_ONLY = ("epochs", "dropout", "patience", "last_epoch")
+FIT_AND_FINE_TUNE = ("lr", "schedule", "label_smoothing", "weight_decay")
+
+
+def solver_ignores(config) -> list[str]:
+    """The non-default settings the solved head does not use (``--epochs 60``, ...): a user
+    who set them expects them to matter, so a note names them."""
+    from dataclasses import fields
+
+    defaults = {f.name: f.default for f in fields(config)}
+    names = FIT_ONLY + (() if config.fine_tune_layers else FIT_AND_FINE_TUNE)
+    return [f"--{n.replace('_', '-')} {getattr(config, n)}" for n in names if getattr(config, n) != defaults[n]]
+
+
 def solve_head(trainable: Trainable, layers, num_classes: int, class_weight, observer: Observer) -> Fitted:
     """Phase 1 for the default head: the converged, cross-validated linear solution."""
     from clf.train import linear_head
@@ -176,6 +191,11 @@ def fit_head(setup, data, trainable: Trainable, dist, *, ckpt, run_dir: Path, ba
         observer.note(note)
     layers = solvable(setup, trainable, ckpt)
     if layers is not None:
+        ignored = solver_ignores(config)
+        if ignored:
+            observer.note(f"{', '.join(ignored)}: not used by the default linear head, which is solved to "
+                          f"convergence instead of trained by epochs; pass --solver keras to train it with "
+                          f"Keras fit.")
         return solve_head(trainable, layers, data.bundle.num_classes, class_weight, observer)
     first_epoch = ckpt.epoch if ckpt is not None else 0
     train, steps = training_batches(trainable.fit_data, trainable.n_fit, seed=config.seed, batch_size=batch_size,
