@@ -55,6 +55,8 @@ class Predictor:
         ``[h, w, 3]``, decoded, centre-cropped and resized by the same ``decode_image`` that
         :func:`predict_files` maps over files, so a file gives the same numbers either way.
         Raises ``tf.errors.InvalidArgumentError`` for bytes that are not a decodable image."""
+        # Decoded in full, as predict_files decodes files (and a client passes the photo to an
+        # exported model), so the same file gives the same bits through either path.
         fn = getattr(self, "_decode_fn", None)
         if fn is None:
             fn = self._decode_fn = _bytes_decoder(self.decode_size)
@@ -121,15 +123,17 @@ class KerasPredictor(Predictor):
     def predict_batch(self, images):
         from clf.train.forward import predict
 
+        # Always traced: the same image gives the same bits in every batch of clf predict
+        # and in clf serve, whichever call came first.
         if self._backbone is None:
             at_size = tuple(np.shape(images)[1:3]) == tuple(self._fixed.input_shape[1:3])
-            return predict(self._fixed if at_size else self.model, images)
+            return predict(self._fixed if at_size else self.model, images, eager_first=False)
         known = len(self._backbone.notes)
         features = self._backbone.forward(images)
         self.notes.extend(self._backbone.notes[known:])
         if self._backbone.name != "tensorflow":
             self.runtime = f"keras, backbone in {self._backbone.name}"
-        return predict(self._head, features)
+        return predict(self._head, features, eager_first=False)
 
     def output_width(self) -> int:
         return int(self.model.output_shape[-1])
