@@ -279,3 +279,18 @@ def test_float16_tflite_takes_the_photo_too(bundle, photos, tmp_path):
     want = np.array([expected[Path(f).name] for f in photos])
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
     assert np.abs(got - want).max() < 0.05
+
+
+def test_clf_export_adds_a_fixed_input_artifact_from_a_photo_model(bundle, tmp_path):
+    """clf export starts from the run's model.keras (a photo model) and can write the
+    fixed-size input; labels.json records each artifact's own input."""
+    import keras
+
+    run_dir, _ = bundle
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    clf.export(copy, "h5", model_input="fixed")
+    labels = json.loads((copy / "labels.json").read_text())
+    assert labels["inputs"]["h5"]["kind"] == "fixed" and labels["inputs"]["onnx"]["kind"] == "photo"
+    assert labels["verification"]["results"]["h5"]["passed"]
+    model = keras.models.load_model(str(copy / "model.h5"), compile=False)
+    assert not clf.is_photo_model(model) and tuple(model.input_shape) == (None, SIZE, SIZE, 3)

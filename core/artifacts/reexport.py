@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from clf.artifacts.exporting import check_export_options, export_all
 from clf.artifacts.labels import read_labels
 from clf.artifacts.verify import keras_model_in
-from clf.config import QUANTIZE_MODES, check_name
+from clf.config import MODEL_INPUTS, QUANTIZE_MODES, check_name
 from clf.errors import DataError, ModelError, ModelNotFoundError, UsageError, VerificationError
 from clf.events import Observer
 from clf.files import write_json
@@ -41,11 +41,12 @@ class _Options:  # what export_all and check_export_options read of a RunConfig
     export: tuple[str, ...]
     quantize: str
     verify: bool
+    model_input: str = "photo"
 
 
 def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = "none",
            data: str | Path | None = None, verify: bool = True, observer: Observer | None = None,
-           host=None) -> Added:
+           host=None, model_input: str = "photo") -> Added:
     """Add the artifacts of ``export`` (exporter names) to the finished run in ``run_dir``.
 
     Everything that can fail without work is checked first: the run folder and its Keras
@@ -65,7 +66,8 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
                          "Run 'clf exporters' to list them.")
     host = host or get_host()
     exporters = [host.exporters.get(n) for n in names]
-    options = _Options(tuple(e.name for e in exporters), check_name("quantize", quantize, QUANTIZE_MODES), verify)
+    options = _Options(tuple(e.name for e in exporters), check_name("quantize", quantize, QUANTIZE_MODES), verify,
+                       check_name("model-input", model_input, MODEL_INPUTS))
     check_export_options(options, exporters)
     _refuse_existing(run_dir, labels, exporters)
     source = _keras_model(run_dir, labels)

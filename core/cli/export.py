@@ -25,6 +25,7 @@ def export_command(
     export: str = typer.Option(..., "--export", "-e", help="Comma-separated exporters to add, e.g. tflite,onnx (see 'clf exporters')."),
     quantize: str = typer.Option("none", help="TFLite quantization: none, float16, dynamic or int8 (int8 calibrates on the run's training images)."),
     data: Optional[str] = typer.Option(None, "--data", help="The run's --data folder, when it has moved: the images the new artifacts are checked (and int8 calibrated) on."),
+    model_input: str = typer.Option("photo", metavar="photo|fixed", help="What the new artifacts take: 'photo' (the decoded photo at any size; crop and resize inside) or 'fixed' (images at the input size)."),
     verify: bool = typer.Option(True, help="Reopen each new artifact in its own runtime and compare it with the run's Keras model."),
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
@@ -37,7 +38,7 @@ def export_command(
     observer = _observer(log_format, quiet)
     try:
         added = add_exports(run_dir, export, quantize=quantize, data=data, verify=verify, observer=observer,
-                            host=_host(plugin))
+                            host=_host(plugin), model_input=model_input)
     except ClfError as exc:
         _close(observer)
         _fail(exc)
