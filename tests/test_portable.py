@@ -294,3 +294,21 @@ def test_clf_export_adds_a_fixed_input_artifact_from_a_photo_model(bundle, tmp_p
     assert labels["verification"]["results"]["h5"]["passed"]
     model = keras.models.load_model(str(copy / "model.h5"), compile=False)
     assert not clf.is_photo_model(model) and tuple(model.input_shape) == (None, SIZE, SIZE, 3)
+
+
+def test_a_fresh_photo_model_exports_to_onnx_first(bundle, photos, tmp_path):
+    """photo_model's model goes straight to ONNX (Keras exports only a model that ran; a run
+    exporting keras,onnx calls no other converter before it)."""
+    import keras
+    import onnxruntime as ort
+
+    from clf.plugins.onnx_exporter import export_onnx
+
+    run_dir, _ = bundle
+    labels = json.loads((run_dir / "labels.json").read_text())
+    fixed = clf.fixed_model(keras.models.load_model(str(run_dir / "model.keras"), compile=False))
+    (path,) = export_onnx(clf.photo_model(fixed, clf.ImageSize((SIZE, SIZE), 0.875)), tmp_path, labels)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    raw = np.asarray(Image.open(photos[0]).convert("RGB"), np.float32)[None]
+    want = _clf_predict(run_dir / "model.keras", photos[:1])[Path(photos[0]).name]
+    np.testing.assert_allclose(session.run(None, {"image": raw})[0][0], want, atol=1e-3)

@@ -115,11 +115,16 @@ def photo_model(model, size):
     """``model`` (fixed-size input) behind a :class:`FitPhoto` layer: takes ``[n, h, w, 3]``
     photos of any size (0-255), crops and resizes them as clf does. ``size``: the model's
     input size, an :class:`clf.data.images.ImageSize` (its centre crop is used) or a pair."""
+    import numpy as np
+
     if is_photo_model(model):
         return model
     inputs = keras.Input(shape=(None, None, 3), name="image")
     fitted = FitPhoto(size, getattr(size, "center_crop", 0.0), name="fit_photo")(inputs)
-    return keras.Model(inputs, model(fitted), name=PHOTO_MODEL_NAME)
+    photo = keras.Model(inputs, model(fitted), name=PHOTO_MODEL_NAME)
+    # Called once: Keras' ONNX export refuses a model that never ran ("has never called").
+    photo(np.zeros((1, int(size[0]), int(size[1]), 3), np.float32), training=False)
+    return photo
 
 
 def is_photo_model(model) -> bool:
