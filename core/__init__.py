@@ -28,6 +28,7 @@ _LAZY = {
     "KerasPredictor": "artifacts.predict", "collect_images": "artifacts.predict",
     "load_predictor": "artifacts.predict", "predict_files": "artifacts.predict",
     "PluginHost": "host.manager", "get_host": "host.manager",
+    "inspect_run": "inspect.report", "InspectResult": "inspect.report",
     # errors
     "ClfError": "errors", "ConfigError": "errors", "DataError": "errors", "ExportError": "errors",
     "ModelError": "errors", "PluginError": "errors", "UnknownComponentError": "errors",
@@ -35,7 +36,7 @@ _LAZY = {
     "Interrupted": "errors",
     # the plugin API: data loaders
     "DatasetBundle": "data.images", "Split": "data.images", "ImageSize": "data.images",
-    "IMAGE_SUFFIXES": "data.images", "is_image_file": "data.images",
+    "IMAGE_SUFFIXES": "data.images", "is_image_file": "data.images", "is_class_folder": "data.images",
     "decode_image": "data.images", "files_dataset": "data.images",
     # backbones
     "register_preprocess": "data.preprocessing", "WeightsFile": "artifacts.weights",

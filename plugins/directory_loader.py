@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from clf import hookimpl, DataError, DatasetBundle, files_dataset, is_image_file, Split
+from clf import hookimpl, DataError, DatasetBundle, files_dataset, is_class_folder, is_image_file, Split
 
 TRAIN_NAMES = ("train", "training", "entrenamiento")
 VAL_NAMES = ("val", "valid", "validation", "validacion", "validación")
@@ -19,7 +19,7 @@ TEST_NAMES = ("test", "testing", "prueba")
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+    return sorted((p for p in folder.iterdir() if is_class_folder(p)),
                   key=lambda p: p.name)
 
 

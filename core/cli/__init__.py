@@ -11,6 +11,7 @@ from clf.cli.app import app
 # isort: off
 from clf.cli import run  # noqa: E402,F401
 from clf.cli import evaluate, doctor, predict, listing, weights  # noqa: E402,F401
+from clf.cli import inspect  # noqa: E402,F401
 # isort: on
 
 __all__ = ["app", "main"]

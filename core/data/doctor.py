@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clf.data.images import is_class_folder
 from clf.errors import DataError
 
 # Suffixes of files Pillow can read that the doctor turns into training images.
@@ -258,7 +259,7 @@ def convert_file(path: Path, sha: str, target_dir: Path) -> Path:
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
-    classes = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+    classes = sorted((p for p in folder.iterdir() if is_class_folder(p)),
                      key=lambda p: p.name)
     return {c.name: sorted(p for p in c.rglob("*") if p.is_file() or p.is_symlink()) for c in classes}
 
