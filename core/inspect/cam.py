@@ -101,7 +101,8 @@ class Heatmaps:
 
         out = []
         for start in range(0, len(images), BATCH):
-            x = np.asarray(self.preprocess(np.asarray(images[start:start + BATCH], np.float32)), np.float32)
+            # A copy: Keras' preprocess_input works in place on NumPy arrays.
+            x = np.asarray(self.preprocess(np.array(images[start:start + BATCH], np.float32)), np.float32)
             out.append(predict(self._model, x).astype(np.float64) @ kernel + bias)
         return np.concatenate(out)
 

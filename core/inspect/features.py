@@ -33,9 +33,9 @@ def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
     def dataset(files, labels):
         return files_dataset(files, labels, size)
 
-    bundle = DatasetBundle(run.class_names, *(dataset(s.files, s.labels) if s else None for s in
-                                              (run.splits.get("train"), run.splits.get("validation"))),
-                           splits=run.splits, make_dataset=dataset)
+    train, validation = (dataset(s.files, s.labels) if s else None
+                         for s in (run.splits.get("train"), run.splits.get("validation")))
+    bundle = DatasetBundle(run.class_names, train, validation, splits=run.splits, make_dataset=dataset)
     observer.phase_start("extract", total=sum(len(s) for s in run.splits.values()), unit="image")
     t0 = time.perf_counter()
     extractor = make_extractor(Classifier(None, parts.backbone, None, parts.preprocess), size)

@@ -7,6 +7,7 @@ failed inspection leaves the previous report whole.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from clf.errors import UsageError
 from clf.events import Observer
 from clf.inspect.oof import DEFAULT_FOLDS
 
@@ -43,6 +45,7 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     from clf.inspect.saved_run import load_model, load_run
 
     t_start = time.perf_counter()
+    _require_extra()
     observer = observer or Observer()
     run = load_run(run_dir, data)
     host = host or get_host(run.config.plugins)
@@ -84,6 +87,17 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     observer.phase_end("page", seconds=seconds["page"], path=str(out / "index.html"))
     ranking = [table.relative[i] for i in plan.label_ranking]
     return InspectResult(Path(run.run_dir), out / "index.html", findings, ranking, seconds)
+
+
+def _require_extra() -> None:
+    import importlib.util
+
+    missing = [name for name, module in (("cleanlab", "cleanlab"), ("scikit-learn", "sklearn"))
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise UsageError(f"clf inspect needs {' and '.join(missing)}, which are not installed; expected the "
+                         f"'inspect' extra. Install it: pip install 'clf[inspect]' (from a checkout: "
+                         f"pip install -e '.[inspect]').")
 
 
 @dataclass
@@ -162,8 +176,11 @@ def _findings(run, parts, table: _Table, oof) -> tuple[dict[str, Any], _Plan]:
             "leaks": sum(p.cross_split for p in pairs), "cross_class_duplicates": sum(p.cross_class for p in pairs),
             "ece": calibration["ece"],
         },
+        # Every inspected image, with its label quality (low: the label looks wrong) and
+        # typicality (low: far from its neighbours), so scripts can rank them all.
         "images": [{"file": table.relative[i], "split": ("train", "validation")[table.split[i]],
-                    "label": names[table.labels[i]]} for i in range(len(table.labels))],
+                    "label": names[table.labels[i]], "quality": float(issues.quality[i]),
+                    "typicality": float(far.score[i])} for i in range(len(table.labels))],
         "validation": {
             "confusion_matrix": confusion_matrix(val_labels, errors.predicted, len(names)).tolist(),
             # Every validation image, highest loss first: the gallery the matrix filters.
@@ -198,26 +215,30 @@ def _write_folder(tmp: Path, run, parts, table: _Table, findings: dict[str, Any]
                   observer: Observer) -> None:
     """Thumbnails and heatmaps into ``tmp``, a fresh folder beside the report's place."""
     from clf.inspect.cam import Heatmaps
-    from clf.inspect.thumbs import decoded, write_overlay, write_thumbnail
+    from clf.inspect.thumbs import decoded, thumbnail_size, write_overlay, write_thumbnail
 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    maker = Heatmaps(parts)
+    # Images with a heatmap are decoded at the model's input size (the map lies over exactly
+    # what the model saw, and their thumbnails match it); the rest straight at thumbnail size,
+    # which costs less than half as much.
+    heat_ids = list(plan.heat) if maker.method else []
+    at_input_size = {heat_ids[k]: image for k, image in decoded([table.files[i] for i in heat_ids], run.image_size)}
+    small_ids = [i for i in plan.thumbs if i not in at_input_size]
+    small = ((small_ids[k], image) for k, image in
+             decoded([table.files[i] for i in small_ids], thumbnail_size(run.image_size)))
     thumbs: dict[int, str] = {}
-    for_heat: dict[int, np.ndarray] = {}
-    for k, image in decoded([table.files[i] for i in plan.thumbs], run.image_size):
-        i = plan.thumbs[k]
+    for i, image in itertools.chain(at_input_size.items(), small):
         write_thumbnail(image, tmp / "thumbs" / f"{i}.jpg")
         thumbs[i] = f"thumbs/{i}.jpg"
-        if i in plan.heat:
-            for_heat[i] = image
         observer.phase_advance("page", 1)
-    maker = Heatmaps(parts)
     heat: dict[int, str] = {}
-    if maker.method and for_heat:
-        ids = list(for_heat)
-        maps = maker.maps(np.stack([for_heat[i] for i in ids]), [plan.heat[i] for i in ids])
+    if at_input_size:
+        ids = list(at_input_size)
+        maps = maker.maps(np.stack([at_input_size[i] for i in ids]), [plan.heat[i] for i in ids])
         for i, m in zip(ids, maps):
-            write_overlay(for_heat[i], m, tmp / "heat" / f"{i}.jpg")
+            write_overlay(at_input_size[i], m, tmp / "heat" / f"{i}.jpg")
             heat[i] = f"heat/{i}.jpg"
     findings["heatmaps"] = {"method": maker.method, "reason": maker.reason,
                             "class": "predicted" if maker.method else None}

@@ -1,8 +1,7 @@
 """Image files for the report page: thumbnails and heatmap overlays, as the model saw them.
 
-Each image is decoded exactly as training decoded it (centre crop, resize to the input
-size), so a thumbnail shows what the model was given and a heatmap overlay lines up with
-it. Files are small JPEGs beside the page, so the page stays one HTML file that opens
+Each image is decoded as training decoded it (centre crop, then resize), so a thumbnail
+shows what the model was given and a heatmap overlay lines up with it. Files are small JPEGs beside the page, so the page stays one HTML file that opens
 offline.
 """
 
@@ -28,6 +27,15 @@ def decoded(files: Sequence[str], image_size, batch: int = 32) -> Iterator[tuple
     for images, index in files_dataset(list(files), list(range(len(files))), image_size).batch(batch):
         for i, image in zip(index.numpy().tolist(), images.numpy()):
             yield int(i), image
+
+
+def thumbnail_size(image_size):
+    """The model's input size scaled down to a thumbnail, with the same centre crop."""
+    from clf.data.images import ImageSize
+
+    scale = SIDE / max(image_size)
+    return ImageSize((max(1, round(image_size[0] * scale)), max(1, round(image_size[1] * scale))),
+                     getattr(image_size, "center_crop", 0.0))
 
 
 def _pil(image: np.ndarray):
