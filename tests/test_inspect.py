@@ -359,6 +359,8 @@ def test_relabel_never_overwrites_and_checks_every_row_first(tmp_path):
     bad.write_text("path,class\nant/ant_1.jpg,bee\n")
     res = runner.invoke(app, ["relabel", str(data), str(bad)])
     assert res.exit_code == 1 and "lacks the column(s) file, label, new_label" in res.output
+    res = runner.invoke(app, ["relabel", str(data)])
+    assert res.exit_code == 2 and "either a fixes list" in res.output
 
 
 def test_removed_files_are_not_a_class_and_the_next_run_extracts_nothing(tmp_path, small_config):
