@@ -13,6 +13,7 @@ from clf.cli import run  # noqa: E402,F401
 from clf.cli import evaluate, doctor, predict, listing, weights  # noqa: E402,F401
 from clf.cli import merge  # noqa: E402,F401
 from clf.cli import serve  # noqa: E402,F401
+from clf.cli import inspect  # noqa: E402,F401
 # isort: on
 
 __all__ = ["app", "main"]
