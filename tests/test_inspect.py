@@ -19,25 +19,42 @@ from clf.cli import app
 from clf.inspect.calibration import reliability
 from clf.inspect.duplicates import near_duplicates
 from clf.inspect.findings import label_issues, outliers
-from clf.inspect.oof import out_of_fold
+from clf.inspect.oof import out_of_fold, solved_out_of_fold
 from clf.inspect.relabel import apply_relabel, plan_relabel, plan_undo
-from conftest import DATASETS, MOBILENET_V2_035, SMALL_BACKBONE, SMALL_SIZE, make_folder, require_shared
+from conftest import DATASETS, MOBILENET_V2_035, SMALL_BACKBONE, SMALL_WEIGHTS, make_folder, require_shared
 
 runner = CliRunner()
 CHROMIUM = Path("/usr/bin/chromium")
-PLANTED = "train/cat/ant_0.jpg"  # an ant photo filed under cat in the fixture's data
+# An ant photo filed under bees in the fixture's data (the second of the first 12 training ants).
+PLANTED_NAME = "1030023514_aad5c608f9.jpg"
+PLANTED = f"train/bees/{PLANTED_NAME}"
+
+
+def hymenoptera_subset(dest: Path, per_split: dict[str, int]) -> Path:
+    """The first ``per_split[split]`` photos of each class of the shared hymenoptera data."""
+    source = require_shared(DATASETS / "hymenoptera")
+    for split, n in per_split.items():
+        for cls in ("ants", "bees"):
+            (dest / split / cls).mkdir(parents=True)
+            for f in sorted((source / split / cls).glob("*.jpg"))[:n]:
+                shutil.copy(f, dest / split / cls / f.name)
+    return dest
 
 
 @pytest.fixture(scope="module")
 def inspected(tmp_path_factory):
-    """A finished run on tiny generated images (3 classes, train/val, one planted wrong label)
-    and its inspection. 64 px: the backbone's last feature map is 2x2, so heatmaps exist."""
+    """A finished run on real photos (12 training and 4 validation photos of ants and bees,
+    one training ant moved to bees) with the suite's small backbone and its real ImageNet
+    weights, and its inspection. 128 px: the backbone's last feature map is 4x4, so heatmaps
+    exist. Of the first four ants, each planted in turn, three ranked first and two of those
+    were flagged (24 training photos leave cleanlab's per-class thresholds coarse); this is
+    one of the two."""
     root = tmp_path_factory.mktemp("inspect")
-    data = make_folder(root / "data", split_dirs=True, per_class=8, val_per_class=3)
-    (data / "train" / "ant" / "ant_0.jpg").rename(data / PLANTED)
-    config = clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=10, batch_size=8,
-                           image_size=64, output=str(root / "run"), augment=False, verify=False,
-                           cache_dir=str(root / "cache"))
+    data = hymenoptera_subset(root / "data", {"train": 12, "val": 4})
+    (data / "train" / "ants" / PLANTED_NAME).rename(data / PLANTED)
+    config = clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights=str(require_shared(SMALL_WEIGHTS)),
+                           epochs=30, batch_size=8, image_size=128, output=str(root / "run"), augment=False,
+                           verify=False, cache_dir=str(root / "cache"))
     run = clf.run(config)
     return run, clf.inspect_run(run.run_dir)
 
@@ -57,13 +74,25 @@ def _clusters(n_per_class=30, classes=3, width=16, spread=0.3, seed=0):
 
 # --- the findings, on features whose answer is known -------------------------------------
 
-def test_out_of_fold_probabilities_come_from_heads_that_never_saw_the_image():
+def _oof(method, features, labels, **keras_settings):
+    """Out-of-fold probabilities the way inspect computes them for the default head
+    ("solved") or for any other head ("keras": trained with Adam, here the softmax head)."""
+    names = [str(c) for c in range(int(labels.max()) + 1)]
+    folds = keras_settings.pop("folds", 5)
+    if method == "solved":
+        return solved_out_of_fold(features, labels, names, folds=folds)
+    return out_of_fold(features, labels, names, folds=folds, **keras_settings, **_head())
+
+
+@pytest.mark.parametrize("method", ["solved", "keras"])
+def test_out_of_fold_probabilities_come_from_heads_that_never_saw_the_image(method):
     # Labels that are pure noise: a head that saw an image memorises its label (in-sample
     # accuracy near 1); out of fold it can only guess (accuracy near 1/3).
     rng = np.random.default_rng(0)
     features = rng.normal(size=(120, 64)).astype(np.float32)
     labels = rng.integers(0, 3, 120)
-    oof = out_of_fold(features, labels, ["a", "b", "c"], lr=0.05, epochs=40, batch_size=16, folds=4, **_head())
+    oof = _oof(method, features, labels, lr=0.05, epochs=40, batch_size=16, folds=4)
+    assert oof.method == method
     assert oof.probabilities.shape == (120, 3) and np.allclose(oof.probabilities.sum(1), 1, atol=1e-5)
     assert oof.folds == 4 and sorted(set(oof.fold.tolist())) == [0, 1, 2, 3]
     for f in range(4):  # stratified: every fold holds every class
@@ -71,16 +100,34 @@ def test_out_of_fold_probabilities_come_from_heads_that_never_saw_the_image():
     assert np.mean(oof.probabilities.argmax(1) == labels) < 0.55
 
 
-def test_planted_flips_rank_first_among_label_issues():
+@pytest.mark.parametrize("method", ["solved", "keras"])
+def test_planted_flips_rank_first_among_label_issues(method):
     features, labels = _clusters()
     flipped = np.array([3, 40, 77, 88])
     noisy = labels.copy()
     noisy[flipped] = (labels[flipped] + 1) % 3
-    oof = out_of_fold(features, noisy, ["a", "b", "c"], lr=0.01, epochs=20, batch_size=16, **_head())
+    oof = _oof(method, features, noisy, lr=0.01, epochs=20, batch_size=16)
     issues = label_issues(noisy, oof.probabilities)
     assert set(issues.ranking[:4].tolist()) == set(flipped.tolist())
     assert issues.flagged[flipped].all() and issues.flagged.sum() <= 6
     assert (issues.suggested[flipped] == labels[flipped]).all()
+
+
+def test_solved_heads_choose_the_l2_strength_of_lowest_out_of_fold_loss():
+    # 90 images in 64 dimensions whose labels the features predict only in part: a weak
+    # penalty overfits and a strong one underfits, so the search stops inside its range.
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(90, 64))
+    logits = features @ rng.normal(size=(64, 3)) / 8
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(3, p=row) for row in p])
+    found = solved_out_of_fold(features, labels, ["a", "b", "c"])
+    assert found.method == "solved" and found.l2 == min(found.log_loss, key=found.log_loss.get)
+    assert len(found.log_loss) >= 3 and min(found.log_loss) < found.l2 < max(found.log_loss)
+    fixed = solved_out_of_fold(features, labels, ["a", "b", "c"], l2=found.l2)
+    # The same optimum, reached from zero instead of from the neighbouring strength.
+    np.testing.assert_allclose(fixed.probabilities, found.probabilities, atol=0.01)
+    assert fixed.l2 == found.l2 and fixed.log_loss is None
 
 
 def test_a_far_image_is_the_first_outlier():
@@ -194,17 +241,17 @@ def test_inspect_writes_an_offline_page_with_every_finding(inspected):
     findings = json.loads((folder / "findings.json").read_text())
     assert findings["summary"] == report.findings["summary"]
     s = findings["summary"]
-    assert (s["images"], s["train"], s["validation"]) == (33, 24, 9)
-    # The planted ant among the cats is the most suspect label, suggested back to ant.
+    assert (s["images"], s["train"], s["validation"]) == (32, 24, 8)
+    # The planted ant among the bees is the most suspect label, suggested back to ants.
     top = findings["label_issues"][0]
-    assert (top["file"], top["label"], top["suggested"]) == (PLANTED, "cat", "ant")
+    assert (top["file"], top["label"], top["suggested"]) == (PLANTED, "bees", "ants")
     assert report.label_ranking[0] == PLANTED
     cm = np.array(findings["validation"]["confusion_matrix"])
-    assert cm.sum() == 9 and len(findings["validation"]["predictions"]) == 9
+    assert cm.sum() == 8 and len(findings["validation"]["predictions"]) == 8
     losses = [p["loss"] for p in findings["worst_errors"]]
     assert losses == sorted(losses, reverse=True) and len(losses) == cm.sum() - np.trace(cm)
     assert findings["heatmaps"]["method"] == "cam"
-    assert findings["calibration"]["images"] == 9 and 0 <= s["ece"] <= 1
+    assert findings["calibration"]["images"] == 8 and 0 <= s["ece"] <= 1
     # Every image the page shows is a file beside it; nothing comes from the network.
     html = report.page.read_text()
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", html)
@@ -224,7 +271,7 @@ def test_features_come_from_the_run_cache(inspected):
     clf.inspect_run(run.run_dir, observer=observer)
     extract = next(e[2] for e in observer.events if e[0] == "phase_end" and e[1] == "extract")
     assert extract["counts"] == {"train": {"extracted": 0, "cached": 24},
-                                 "validation": {"extracted": 0, "cached": 9}}
+                                 "validation": {"extracted": 0, "cached": 8}}
 
 
 def test_cli_prints_a_summary_or_json(inspected):
@@ -235,7 +282,7 @@ def test_cli_prints_a_summary_or_json(inspected):
     assert data["format"] == "clf-inspect/1" and data["label_issues"][0]["file"] == PLANTED
     res = runner.invoke(app, ["inspect", str(run.run_dir), "-q"])
     assert res.exit_code == 0, res.output
-    assert f"{PLANTED}: labelled cat, looks like ant" in res.output
+    assert f"{PLANTED}: labelled bees, looks like ants" in res.output
     assert "index.html" in res.output and "heatmaps: class activation maps" in res.output
 
 
@@ -277,16 +324,18 @@ def test_page_in_a_browser_filters_by_matrix_cell_and_downloads_fixes(inspected,
     page, errors, close = open_page(report.page, tmp_path / "inspect.png")
     try:
         cards = page.locator("#gallery .card")
-        assert cards.count() == 9 and page.locator("#gallery .card:visible").count() == 9
+        assert cards.count() == 8 and page.locator("#gallery .card:visible").count() == 8
         cm = findings["validation"]["confusion_matrix"]
-        i, j = max(((i, j) for i in range(3) for j in range(3)), key=lambda c: (c[0] != c[1] and cm[c[0]][c[1]] > 0, cm[c[0]][c[1]]))
-        page.locator("#matrix td.cell").nth(3 * i + j).click()
+        n = len(cm)
+        # An off-diagonal cell with errors (there are some: see the fixture), else the fullest.
+        i, j = max(((i, j) for i in range(n) for j in range(n)), key=lambda c: (c[0] != c[1] and cm[c[0]][c[1]] > 0, cm[c[0]][c[1]]))
+        page.locator("#matrix td.cell").nth(n * i + j).click()
         visible = page.locator("#gallery .card:visible")
         assert visible.count() == cm[i][j]
         names = findings["class_names"]
         assert all(visible.nth(k).get_attribute("data-true") == names[i] for k in range(visible.count()))
         page.click("#show-all")
-        assert page.locator("#gallery .card:visible").count() == 9
+        assert page.locator("#gallery .card:visible").count() == 8
         assert page.locator("#issue-gallery .card").count() == len(findings["label_issues"])
         with page.expect_download() as download:
             page.click("#download")
@@ -297,10 +346,10 @@ def test_page_in_a_browser_filters_by_matrix_cell_and_downloads_fixes(inspected,
         close()
     assert (tmp_path / "inspect.png").stat().st_size > 10_000
     rows = list(csv.DictReader(fixes.open()))
-    assert rows[0] == {"file": PLANTED, "label": "cat", "new_label": "ant"}
-    # The downloaded list is what clf relabel reads: the planted photo goes back to ant.
+    assert rows[0] == {"file": PLANTED, "label": "bees", "new_label": "ants"}
+    # The downloaded list is what clf relabel reads: the planted photo goes back to ants.
     plan = plan_relabel(run.config.data, fixes)
-    assert any(m.source == PLANTED and m.target == "train/ant/ant_0.jpg" for m in plan.moves)
+    assert any(m.source == PLANTED and m.target == f"train/ants/{PLANTED_NAME}" for m in plan.moves)
 
 
 # --- clf relabel -------------------------------------------------------------------------

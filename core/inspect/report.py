@@ -63,15 +63,8 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     feats = timed("features", run_features, run, parts, host, cache=cache, observer=observer)
     table = _Table.build(run, feats)
 
-    from clf.inspect.oof import out_of_fold
-
     observer.phase_start("folds")
-    config = run.config
-    oof = timed("folds", out_of_fold, table.features, table.labels, run.class_names,
-                head=host.heads.get(config.head),
-                head_options={"dropout": config.dropout, "hidden_units": config.hidden_units},
-                lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
-                class_weight=config.class_weight, seed=config.seed, folds=folds)
+    oof = timed("folds", _out_of_fold, run, host, table, folds)
     observer.phase_end("folds", seconds=seconds["folds"], folds=oof.folds)
 
     findings, plan = timed("findings", _findings, run, parts, table, oof)
@@ -87,6 +80,26 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     observer.phase_end("page", seconds=seconds["page"], path=str(out / "index.html"))
     ranking = [table.relative[i] for i in plan.label_ranking]
     return InspectResult(Path(run.run_dir), out / "index.html", findings, ranking, seconds)
+
+
+# The head plugin whose no-hidden-layer form is a softmax layer on the features: a convex
+# problem that out-of-fold scoring solves instead of training (clf.inspect.oof).
+LINEAR_HEAD = "softmax"
+
+
+def _out_of_fold(run, host, table: "_Table", folds: int):
+    """Out-of-fold probabilities from heads like the run's: solved for the default linear
+    head, trained with the run's settings for any other."""
+    from clf.inspect.oof import out_of_fold, solved_out_of_fold
+
+    config = run.config
+    if config.head == LINEAR_HEAD and not config.hidden_units:
+        return solved_out_of_fold(table.features, table.labels, run.class_names, class_weight=config.class_weight,
+                                  seed=config.seed, folds=folds)
+    return out_of_fold(table.features, table.labels, run.class_names, head=host.heads.get(config.head),
+                       head_options={"dropout": config.dropout, "hidden_units": config.hidden_units},
+                       lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
+                       class_weight=config.class_weight, seed=config.seed, folds=folds)
 
 
 def _require_extra() -> None:
@@ -169,7 +182,7 @@ def _findings(run, parts, table: _Table, oof) -> tuple[dict[str, Any], _Plan]:
         "summary": {
             "images": len(table.labels),
             "train": int(np.sum(table.split == 0)), "validation": int(len(val)),
-            "folds": oof.folds, "oof_accuracy": oof_accuracy,
+            "folds": oof.folds, "oof_accuracy": oof_accuracy, "oof_method": oof.method, "oof_l2": oof.l2,
             "validation_accuracy": float(np.mean(errors.predicted == val_labels)) if len(val) else None,
             "label_issues": len(flagged), "worst_errors": int(len(errors.indices)),
             "outliers": len(flagged_far), "near_duplicates": len(pairs),
