@@ -11,7 +11,9 @@ class chosen at random (seeded), train with ``clf run`` (empty feature cache), t
   planted images cleanlab flagged at all;
 - the seconds of ``clf inspect`` (a fresh process: Python, TensorFlow, the model,
   everything) and of the ``clf run`` before it, wall and CPU (CPU time barely moves with the
-  load of a shared machine), and their ratio, measured in the same run.
+  load of a shared machine), and their ratio, measured in the same run;
+- the same for ``clf inspect --solver keras`` (every fold's head trained with Adam and the
+  run's epochs, as before the solved heads), the baseline of the solved ones.
 
     python benchmarks/label_noise.py                  # shared hymenoptera + flowers5
     python benchmarks/label_noise.py --data photos/ --fraction 0.1 --json results.json
@@ -76,22 +78,29 @@ def measure(data: Path, out: Path, args) -> dict:
     run_s, run_cpu, _ = timed([*clf, "run", "--backbone", args.backbone, "--weights", args.weights, "--data",
                       str(work / "data"), "--output", str(work / "run"), "--force", "--no-verify", "-q"], env)
     inspect_s, inspect_cpu, text = timed([*clf, "inspect", str(work / "run"), "--json"], env)
-    findings = json.loads(text)
+    row = {"dataset": data.name, "planted": len(planted), "run_seconds": run_s, "run_cpu_seconds": run_cpu,
+           **score(json.loads(text), planted, inspect_s, inspect_cpu)}
+    if args.baseline:
+        base_s, base_cpu, base = timed([*clf, "inspect", str(work / "run"), "--json", "--solver", "keras"], env)
+        row["keras"] = score(json.loads(base), planted, base_s, base_cpu)
+    return row
+
+
+def score(findings: dict, planted: list[str], seconds: float, cpu: float) -> dict:
+    """How well one inspection's label issues find the planted files, and what it cost."""
     k = len(planted)
     shown = [i["file"] for i in findings["label_issues"]]
     hits = len(set(planted) & set(shown[:k]))
     ranking = [i["file"] for i in sorted(findings["images"], key=lambda i: i["quality"])]
+    s = findings["summary"]
     return {
-        "dataset": data.name, "images": findings["summary"]["images"], "planted": k,
-        "flagged": len(shown), "planted_flagged": len(set(planted) & set(shown)),
+        "images": s["images"], "flagged": len(shown), "planted_flagged": len(set(planted) & set(shown)),
         "precision_at_k": hits / min(k, len(shown)) if shown else 0.0, "recall_at_k": hits / k,
-        "random_recall_at_k": k / findings["summary"]["images"],
-        "recall_at_2k": len(set(planted) & set(ranking[:2 * k])) / k,
-        "oof_accuracy": findings["summary"]["oof_accuracy"],
-        "validation_accuracy": findings["summary"]["validation_accuracy"],
-        "inspect_seconds": inspect_s, "inspect_seconds_in_process": findings["seconds"]["total"],
-        "inspect_phases": findings["seconds"], "run_seconds": run_s,
-        "inspect_cpu_seconds": inspect_cpu, "run_cpu_seconds": run_cpu,
+        "random_recall_at_k": k / s["images"], "recall_at_2k": len(set(planted) & set(ranking[:2 * k])) / k,
+        "oof_accuracy": s["oof_accuracy"], "oof": s.get("oof_method", "keras"), "oof_l2": s.get("oof_l2"),
+        "validation_accuracy": s["validation_accuracy"],
+        "inspect_seconds": seconds, "inspect_seconds_in_process": findings["seconds"]["total"],
+        "inspect_phases": findings["seconds"], "inspect_cpu_seconds": cpu,
     }
 
 
@@ -104,6 +113,8 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.exists() else "imagenet")
     p.add_argument("--out", default="runs/bench-label-noise")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="skip clf inspect --solver keras (the Adam-trained out-of-fold heads)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,22 +127,28 @@ def main(argv=None) -> int:
         r = rows[-1]
         print(f"{r['dataset']}: {r['planted']} planted of {r['images']}; recall@k {r['recall_at_k']:.2f} "
               f"(random {r['random_recall_at_k']:.2f}); inspect {r['inspect_seconds']:.1f}s", flush=True)
+    results = [(r, r) for r in rows] + [(r, r["keras"]) for r in rows if "keras" in r]
     print()
-    print("| dataset | images | planted (k) | flagged | precision@k | recall@k | random recall@k | recall@2k "
-          "| out-of-fold acc |")
+    print("| dataset | out-of-fold heads | images | planted (k) | flagged | precision@k | recall@k "
+          "| random recall@k | recall@2k | out-of-fold acc |")
+    print("| --- " * 10 + "|")
+    for r, m in results:
+        heads = f"solved (L2 {m['oof_l2']:.3g})" if m["oof"] == "solved" else "Adam (--solver keras)"
+        print(f"| {r['dataset']} | {heads} | {m['images']} | {r['planted']} | {m['flagged']} ({m['planted_flagged']} "
+              f"planted) | {m['precision_at_k']:.2f} | {m['recall_at_k']:.2f} | {m['random_recall_at_k']:.2f} "
+              f"| {m['recall_at_2k']:.2f} | {m['oof_accuracy']:.3f} |")
+    print()
+    print("| dataset | out-of-fold heads | clf inspect (warm): wall s | CPU s | in process s | folds s "
+          "| clf run (cold): wall s | CPU s | inspect / run (CPU) |")
     print("| --- " * 9 + "|")
+    for r, m in results:
+        print(f"| {r['dataset']} | {m['oof']} | {m['inspect_seconds']:.1f} | {m['inspect_cpu_seconds']:.1f} "
+              f"| {m['inspect_seconds_in_process']:.1f} | {m['inspect_phases']['folds']:.1f} | {r['run_seconds']:.1f} "
+              f"| {r['run_cpu_seconds']:.1f} | {m['inspect_cpu_seconds'] / r['run_cpu_seconds']:.2f} |")
     for r in rows:
-        print(f"| {r['dataset']} | {r['images']} | {r['planted']} | {r['flagged']} ({r['planted_flagged']} planted) "
-              f"| {r['precision_at_k']:.2f} | {r['recall_at_k']:.2f} | {r['random_recall_at_k']:.2f} "
-              f"| {r['recall_at_2k']:.2f} | {r['oof_accuracy']:.3f} |")
-    print()
-    print("| dataset | clf inspect (warm): wall s | CPU s | in process s | clf run (cold): wall s | CPU s "
-          "| inspect / run (CPU) |")
-    print("| --- " * 7 + "|")
-    for r in rows:
-        print(f"| {r['dataset']} | {r['inspect_seconds']:.1f} | {r['inspect_cpu_seconds']:.1f} "
-              f"| {r['inspect_seconds_in_process']:.1f} | {r['run_seconds']:.1f} | {r['run_cpu_seconds']:.1f} "
-              f"| {r['inspect_cpu_seconds'] / r['run_cpu_seconds']:.2f} |")
+        if "keras" in r:
+            print(f"{r['dataset']}: solved / Adam heads: inspect CPU seconds x{r['inspect_cpu_seconds'] / r['keras']['inspect_cpu_seconds']:.2f}, "
+                  f"recall@k {r['recall_at_k']:.2f} vs {r['keras']['recall_at_k']:.2f}")
     print()
     for r in rows:
         print(f"{r['dataset']}: clf inspect phases, wall s: "

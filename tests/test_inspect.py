@@ -292,6 +292,8 @@ def test_inspect_explains_a_missing_run_or_moved_data(inspected, tmp_path):
     run, _ = inspected
     res = runner.invoke(app, ["inspect", str(run.run_dir), "--data", str(tmp_path / "moved")])
     assert res.exit_code == 1 and "missing" in res.output and "--data" in res.output
+    res = runner.invoke(app, ["inspect", str(run.run_dir), "--solver", "sgd"])
+    assert res.exit_code == 2 and "Unknown solver 'sgd'" in res.output and "--solver keras" in res.output
 
 
 # --- the page in a real browser ----------------------------------------------------------

@@ -21,6 +21,8 @@ def inspect_command(
     open_page: bool = typer.Option(False, "--open", help="Open the report in the default web browser."),
     as_json: bool = JsonOpt,
     folds: int = typer.Option(5, min=2, help="Folds for the out-of-fold probabilities."),
+    solver: str = typer.Option("auto", help="auto: solve the default linear head's folds (convex); keras: train "
+                                            "every fold's head with Adam and the run's epochs."),
     cache: bool = typer.Option(True, help="Read and keep features in the on-disk cache (--no-cache: extract in memory)."),
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
@@ -33,7 +35,7 @@ def inspect_command(
 
     observer = Observer() if as_json else _observer(log_format, quiet)
     try:
-        result = inspect_run(run_dir, data, folds=folds, cache=cache, host=_host(plugin), observer=observer)
+        result = inspect_run(run_dir, data, folds=folds, solver=solver, cache=cache, host=_host(plugin), observer=observer)
     except ClfError as exc:
         _close(observer)
         _fail(exc)
@@ -56,8 +58,9 @@ def _print_summary(f: dict, page) -> None:
         out.print(text, highlight=False, soft_wrap=True)
 
     accuracy = f"{s['validation_accuracy']:.3f}" if s["validation_accuracy"] is not None else "n/a"
+    heads = f"solved heads, L2 {s['oof_l2']:.3g}" if s.get("oof_method") == "solved" else "heads trained with Adam"
     line(f"inspected {s['images']} images ({s['train']} train, {s['validation']} validation); validation "
-         f"accuracy {accuracy}, {s['folds']}-fold out-of-fold accuracy {s['oof_accuracy']:.3f}")
+         f"accuracy {accuracy}, {s['folds']}-fold out-of-fold accuracy {s['oof_accuracy']:.3f} ({heads})")
     line(f"label issues: {s['label_issues']} suspected")
     for issue in f["label_issues"][:SHOWN_ISSUES]:
         line(f"  {escape(issue['file'])}: labelled {escape(issue['label'])}, looks like "

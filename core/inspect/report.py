@@ -39,12 +39,17 @@ class InspectResult:
 
 
 def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: int = DEFAULT_FOLDS,
-                cache: bool = True, host=None, observer: Observer | None = None) -> InspectResult:
-    """Inspect a finished run (see the package docstring); ``data``: the data folder's new place."""
+                solver: str = "auto", cache: bool = True, host=None,
+                observer: Observer | None = None) -> InspectResult:
+    """Inspect a finished run (see the package docstring); ``data``: the data folder's new place.
+    ``solver``: "auto" solves the default linear head's folds, "keras" trains every head."""
     from clf.host.manager import get_host
     from clf.inspect.saved_run import load_model, load_run
 
     t_start = time.perf_counter()
+    if solver not in SOLVERS:
+        raise UsageError(f"Unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}. Pass --solver auto "
+                         f"(the default) or --solver keras.")
     _require_extra()
     observer = observer or Observer()
     run = load_run(run_dir, data)
@@ -64,7 +69,7 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     table = _Table.build(run, feats)
 
     observer.phase_start("folds")
-    oof = timed("folds", _out_of_fold, run, host, table, folds)
+    oof = timed("folds", _out_of_fold, run, host, table, folds, solver)
     observer.phase_end("folds", seconds=seconds["folds"], folds=oof.folds)
 
     findings, plan = timed("findings", _findings, run, parts, table, oof)
@@ -87,19 +92,30 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
 LINEAR_HEAD = "softmax"
 
 
-def _out_of_fold(run, host, table: "_Table", folds: int):
+SOLVERS = ("auto", "keras")
+
+
+def _out_of_fold(run, host, table: "_Table", folds: int, solver: str):
     """Out-of-fold probabilities from heads like the run's: solved for the default linear
-    head, trained with the run's settings for any other."""
+    head (unless ``solver`` is "keras"), trained with the run's settings for any other."""
     from clf.inspect.oof import out_of_fold, solved_out_of_fold
 
     config = run.config
-    if config.head == LINEAR_HEAD and not config.hidden_units:
+    if solver == "auto" and config.head == LINEAR_HEAD and not config.hidden_units:
         return solved_out_of_fold(table.features, table.labels, run.class_names, class_weight=config.class_weight,
-                                  seed=config.seed, folds=folds)
+                                  seed=config.seed, folds=folds, l2=_run_l2(run))
     return out_of_fold(table.features, table.labels, run.class_names, head=host.heads.get(config.head),
                        head_options={"dropout": config.dropout, "hidden_units": config.hidden_units},
                        lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
                        class_weight=config.class_weight, seed=config.seed, folds=folds)
+
+
+def _run_l2(run) -> float | None:
+    """The L2 strength the run's own solver chose for its head by cross-validation (what
+    manifest.json's training record says), or None when the run trained its head otherwise:
+    then the folds choose one themselves."""
+    head = (run.manifest.get("training") or {}).get("head") or {}
+    return float(head["l2"]) if head.get("solver") == "lbfgs" and head.get("l2") else None
 
 
 def _require_extra() -> None:
