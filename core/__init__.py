@@ -11,6 +11,7 @@ importing TensorFlow until something needs it.
 from __future__ import annotations
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -21,7 +22,7 @@ from clf.hookspecs import hookimpl  # noqa: E402  (plugins import it: keep it ea
 _LAZY = {
     # running and reading runs
     "RunConfig": "config", "run": "train.engine", "resume": "train.engine",
-    "RunResult": "train.engine",
+    "RunResult": "train.engine", "export": "artifacts.reexport",
     "DoctorReport": "data.doctor", "examine": "data.doctor",
     "Observer": "events", "RecordingObserver": "events",
     "Prediction": "artifacts.predict", "Predictor": "artifacts.predict",
@@ -32,7 +33,7 @@ _LAZY = {
     "inspect_run": "inspect.report", "InspectResult": "inspect.report",
     # errors
     "ClfError": "errors", "ConfigError": "errors", "DataError": "errors", "ExportError": "errors",
-    "ModelError": "errors", "PluginError": "errors", "UnknownComponentError": "errors",
+    "ModelError": "errors", "NotFoundError": "errors", "PluginError": "errors", "UnknownComponentError": "errors",
     "UsageError": "errors", "VerificationError": "errors", "WeightsError": "errors",
     "Interrupted": "errors",
     # the plugin API: data loaders
@@ -45,6 +46,8 @@ _LAZY = {
     "keras_downloads": "artifacts.weights", "keras_cache_dir": "files",
     # exporters
     "atomic_path": "files", "write_json": "files", "QUANTIZE_MODES": "config",
+    # any plugin calling into TensorFlow code that logs what users cannot act on
+    "quiet_logs": "logs",
 }
 
 __all__ = sorted([*_LAZY, "hookimpl", "__version__"])
@@ -54,6 +57,12 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'clf' has no attribute {name!r}")
+    if "tensorflow" not in sys.modules:
+        # The first use of the API may import TensorFlow: without its import-time log lines
+        # (CLF_DEBUG=1 keeps them; see clf.logs).
+        from clf.logs import quiet_tensorflow
+
+        quiet_tensorflow()
     value = getattr(importlib.import_module(f"clf.{module}"), name)
     globals()[name] = value
     return value

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clf.data.images import DEFAULT_CENTER_CROP
-from clf.errors import ConfigError
+from clf.errors import ConfigError, did_you_mean
 
 # The choices of the name-valued options. Here, not beside the code that acts on them
 # (clf.train.distribute, the TFLite exporter), so validating a config imports no training code.
@@ -21,6 +21,10 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")  # tf.distrib
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 # Largest --image-size: one 2048x2048 image already needs about 1 GB of activations in VGG16.
 MAX_IMAGE_SIZE = 2048
+RUNTIMES = ("auto", "tensorflow", "tflite", "onnx")  # the frozen backbone's (clf.train.runtime_choice)
+SOLVERS = ("auto", "keras")  # auto: the linear softmax head solved (clf.train.linear_head)
+SCHEDULES = ("cosine", "constant")  # learning rate of every Keras fit (clf.train.optim)
+TTA = ("none", "flip")  # test-time augmentation built into the model (clf.train.model)
 
 
 @dataclass
@@ -67,6 +71,23 @@ class RunConfig:
     patience: int = 0  # early stopping on validation loss, best weights restored; 0: off
     strategy: str = "auto"  # tf.distribute strategy, one of STRATEGIES (clf.train.distribute)
     precision: str = "auto"  # Keras dtype policy, one of PRECISIONS (clf.train.distribute)
+    # What runs the frozen backbone during extraction, one of RUNTIMES; auto: LiteRT once it
+    # reproduced TensorFlow's features (within 1e-4) and proved faster on the first batch.
+    runtime: str = "auto"
+    # How the head is trained. "auto": the default softmax head without a hidden layer, on
+    # cached features, is solved to convergence (multinomial logistic regression, L2 chosen by
+    # cross-validation on the training features): the same features give the same head
+    # whatever the seed or epoch count. "keras": Keras fit for --epochs, like any other head.
+    solver: str = "auto"
+    # Keras fit keeps the weights of its best validation epoch (lowest val_loss) unless this
+    # is set, which keeps the last epoch's (--patience then restores the best, as Keras does).
+    last_epoch: bool = False
+    schedule: str = "cosine"  # every Keras fit: linear warm-up, then cosine decay; or "constant"
+    label_smoothing: float = 0.0  # Keras fit and fine-tuning; 0: plain cross-entropy
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW) for Keras fit and fine-tuning; 0: Adam
+    # "flip": each image's features are the mean of its own and its mirror image's, in the
+    # cached features and inside the exported model alike (two backbone passes per image).
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -107,9 +128,7 @@ class RunConfig:
         for flag in ("augment", "tensorboard", "strict_data", "force", "verify"):
             if not isinstance(getattr(self, flag), bool):
                 _bad(flag, getattr(self, flag), "true or false")
-        if not isinstance(self.quantize, str) or self.quantize.strip().lower() not in QUANTIZE_MODES:
-            _bad("quantize", self.quantize, f"one of {', '.join(QUANTIZE_MODES)}")
-        self.quantize = self.quantize.strip().lower()
+        self.quantize = check_name("quantize", self.quantize, QUANTIZE_MODES)
         _positive_int(self, "augment_copies", minimum=0)
         if not isinstance(self.cache, bool):
             _bad("cache", self.cache, "true or false")
@@ -126,6 +145,16 @@ class RunConfig:
         _positive_int(self, "patience", minimum=0)
         self.strategy = check_name("strategy", self.strategy, STRATEGIES)
         self.precision = check_name("precision", self.precision, PRECISIONS)
+        self.runtime = check_name("runtime", self.runtime, RUNTIMES)
+        self.solver = check_name("solver", self.solver, SOLVERS)
+        self.schedule = check_name("schedule", self.schedule, SCHEDULES)
+        self.tta = check_name("tta", self.tta, TTA)
+        if not isinstance(self.last_epoch, bool):
+            _bad("last_epoch", self.last_epoch, "true or false")
+        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            _bad("label_smoothing", self.label_smoothing, "a fraction in [0, 1) (e.g. 0.1)")
+        if not _is_number(self.weight_decay) or not 0 <= self.weight_decay < 1:
+            _bad("weight_decay", self.weight_decay, "a decoupled weight decay in [0, 1) (e.g. 1e-4)")
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 
@@ -135,9 +164,11 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
+            hints = "".join(did_you_mean(k, known).replace(" Did you mean", f" For {k!r}, did you mean")
+                            for k in unknown)
             raise ConfigError(
-                f"Unknown configuration key(s): {', '.join(map(repr, unknown))}. Expected "
-                f"only: {', '.join(sorted(known))}. Remove or rename them."
+                f"Unknown configuration key(s): {', '.join(map(repr, unknown))}. Expected only: "
+                f"{', '.join(sorted(known))}.{hints} Remove or rename them."
             )
         return cls(**dict(values))
 
@@ -159,8 +190,8 @@ def check_name(kind: str, value: str, choices: tuple[str, ...]) -> str:
     """``value`` lower-cased when it is one of ``choices``; else a ConfigError naming the flag."""
     if not isinstance(value, str) or value.strip().lower() not in choices:
         raise ConfigError(
-            f"Invalid {kind} {value!r}: expected one of {', '.join(choices)}. "
-            f"Pass a valid --{kind} (or '{kind}' in the config file)."
+            f"Invalid {kind} {value!r}: expected one of {', '.join(choices)}."
+            f"{did_you_mean(str(value), choices)} Pass a valid --{kind} (or '{kind}' in the config file)."
         )
     return value.strip().lower()
 

@@ -5,6 +5,9 @@ Messages say what happened, what was expected and how to fix it, with the offend
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class ClfError(Exception):
     """Base of every clf error. `exit_code` is what the CLI exits with."""
@@ -22,15 +25,47 @@ class ConfigError(UsageError):
     """A configuration value or key is invalid."""
 
 
+# An unknown name lists the known ones up to this many; past it the listing command says.
+SHOWN_NAMES = 12
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """" Did you mean 'x'?" for the known names closest to a typo (stdlib difflib), or ""."""
+    known = list(dict.fromkeys(known))
+    key = str(name).strip().lower().replace("-", "_")
+    close = _closest(key, {k: k for k in known}, cutoff=0.6)
+    if not close:  # a name typed without its separators: mobilenetv2035 for mobilenet_v2_035
+        close = _closest(key.replace("_", ""), {k.replace("_", ""): k for k in known}, cutoff=0.8)
+    return f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def _closest(key: str, candidates: dict[str, str], cutoff: float) -> list[str]:
+    """The best matches of ``key`` among ``candidates`` (compared form -> name), at most
+    three, and only those about as close as the best (vgg61: vgg16 and vgg19, not vgg*)."""
+    scored = []
+    for form in difflib.get_close_matches(key, list(candidates), n=3, cutoff=cutoff):
+        scored.append((difflib.SequenceMatcher(None, key, form).ratio(), candidates[form]))
+    return [name for ratio, name in scored if ratio >= scored[0][0] - 0.03]
+
+
 class UnknownComponentError(UsageError):
     """A backbone, head, loader or exporter name that no plugin registered."""
 
-    def __init__(self, kind: str, name: str, available: list[str], list_command: str):
+    def __init__(self, kind: str, name: str, available: list[str], list_command: str,
+                 aliases: Iterable[str] = ()):
         self.kind, self.name, self.available = kind, name, available
-        shown = ", ".join(available) if available else "(none registered)"
+        hint = did_you_mean(name, [*available, *aliases])
+        if not available:
+            shown = " None is registered."
+        elif len(available) <= SHOWN_NAMES:
+            shown = f" Available: {', '.join(available)}."
+        else:
+            shown = f" {len(available)} are available."
         super().__init__(
-            f"Unknown {kind} {name!r}. Available: {shown}. Run 'clf {list_command}'."
+            f"Unknown {kind} {name!r}.{hint}{shown} Run 'clf {list_command}' to list them."
         )
+
+
 
 
 class PluginError(ClfError):
@@ -67,6 +102,29 @@ class Interrupted(ClfError):
             f"Interrupted during the first epoch; no epoch was completed, nothing to resume "
             f"in {str(run_dir)!r}. Start the run again."
         )
+
+
+class NotFoundError(UsageError):
+    """A file, folder or plugin module named in the command (or its config) does not exist:
+    a mistake in the command, exit code 2, whichever option named it."""
+
+
+# The same mistake for each kind of path; each is also the error its kind raised before
+# (``except DataError`` still catches a missing --data folder).
+class DataNotFoundError(NotFoundError, DataError):
+    """--data (or another image path) does not exist."""
+
+
+class ModelNotFoundError(NotFoundError, ModelError):
+    """A model or run folder that does not exist."""
+
+
+class PluginNotFoundError(NotFoundError, PluginError):
+    """A --plugin file or module that does not exist."""
+
+
+class WeightsNotFoundError(NotFoundError, WeightsError):
+    """A --weights file that does not exist."""
 
 
 class VerificationError(ExportError):

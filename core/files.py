@@ -153,3 +153,31 @@ def free_bytes(path: str | Path) -> int:
     while not path.exists() and path != path.parent:
         path = path.parent
     return shutil.disk_usage(path).free
+
+
+# Content hashes of files already hashed in this process, by path and the stat that
+# identifies that content (size, modification time, inode): the dataset doctor, the feature
+# cache and the run record each need every file's hash, and each file is read for it once.
+_SHA256: dict[str, tuple[tuple[int, int, int], str]] = {}
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+def remember_sha256(path: str | Path, digest: str, stat: os.stat_result | None = None) -> None:
+    """Record ``path``'s sha256, computed by a caller that read the file anyway (``stat``:
+    taken before it was read, so a file changed since is hashed again)."""
+    key = os.path.abspath(path)
+    _SHA256[key] = (_identity(stat or os.stat(key)), digest)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (``file_hash``), read once per process while the file is unchanged."""
+    key = os.path.abspath(path)
+    stat = os.stat(key)
+    known = _SHA256.get(key)
+    if known is not None and known[0] == _identity(stat):
+        return known[1]
+    _SHA256[key] = (_identity(stat), file_hash(key))
+    return _SHA256[key][1]

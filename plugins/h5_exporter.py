@@ -6,18 +6,16 @@ layer is a registered serializable, so the file reloads wherever ``clf`` is impo
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-from clf import hookimpl, atomic_path, KerasPredictor
+from clf import hookimpl, atomic_path, quiet_logs, KerasPredictor
 
 
 def export_h5(model, directory: Path, metadata: dict) -> list[Path]:
     """Keras HDF5 model (model.h5) and weights (model.weights.h5)."""
     directory = Path(directory)
     model_path, weights_path = directory / "model.h5", directory / "model.weights.h5"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Keras' "HDF5 is legacy" warning: known, intended
+    with quiet_logs():  # Keras' "HDF5 is legacy" warning: known, intended
         for path, save in ((model_path, model.save), (weights_path, model.save_weights)):
             # Write under a temporary name with the same suffix (Keras picks the format by
             # suffix), then rename: a crash mid-write never leaves a valid-looking file.

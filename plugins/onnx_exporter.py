@@ -77,5 +77,7 @@ class OnnxPredictor(Predictor):
 
 @hookimpl
 def register_exporters(register):
-    register("onnx", export_onnx, load=OnnxPredictor,
+    # requires: checked before a run trains, so a missing extra fails at once.
+    register("onnx", export_onnx, load=OnnxPredictor, requires=("tf2onnx", "onnx", "onnxruntime"),
+             install="pip install 'clf[onnx]'",
              description="ONNX (opset 17) for onnxruntime; needs the 'onnx' extra")

@@ -10,20 +10,24 @@ and gives uint8 scores out, so it also runs on integer-only accelerators.
 Labels: the TFLite Support metadata writer (``tflite-support``) is unmaintained and pins
 protobuf 3.20, which cannot coexist with TF 2.21 (protobuf >= 6.31). So the label record
 goes into the model's own ``metadata`` table as a ``clf_labels`` entry (UTF-8 JSON), using
-the flatbuffer schema TensorFlow ships; ``read_embedded_labels`` reads it back. labels.json
+the flatbuffer schema LiteRT ships; ``read_embedded_labels`` reads it back. labels.json
 still sits beside it, as for every artifact.
+
+Reading: verification and ``clf predict`` run the file in LiteRT (``ai-edge-litert``, in the
+``cpu``, ``gpu`` and ``tflite`` extras), on every core; ``tf.lite.Interpreter`` is deprecated
+and due for deletion from TensorFlow, and is used only where LiteRT has no wheel (Windows).
 """
 
 from __future__ import annotations
 
 import json
-import warnings
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from clf import hookimpl, atomic_path, ExportError, ModelError, Predictor, QUANTIZE_MODES
+from clf import hookimpl, atomic_path, quiet_logs, ExportError, ModelError, Predictor, QUANTIZE_MODES
 
 METADATA_NAME = "clf_labels"
 
@@ -44,7 +48,8 @@ def convert(model, quantize: str = "none",
     fn = tf.function(lambda image: model(image, training=False),
                      input_signature=[tf.TensorSpec(shape, tf.float32, name="image")])
     frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    with quiet_logs():  # "consider providing the trackable_obj argument": the frozen route is deliberate
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
@@ -65,15 +70,24 @@ def convert(model, quantize: str = "none",
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "deprecated conversion path" and calibration notes
+    with quiet_logs():  # the converter's and the calibration's notes
         return converter.convert()
+
+
+def _schema():
+    """The TFLite flatbuffer schema module: LiteRT's, else the copy inside TensorFlow."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
 
 
 def embed_labels(flatbuffer: bytes, record: dict) -> bytes:
     """Add (or replace) the ``clf_labels`` metadata entry holding ``record`` as JSON."""
     import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
+
+    schema = _schema()
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     payload = np.frombuffer(json.dumps(record, sort_keys=True).encode("utf-8"), np.uint8)
@@ -91,8 +105,7 @@ def embed_labels(flatbuffer: bytes, record: dict) -> bytes:
 
 def read_embedded_labels(path_or_bytes) -> dict | None:
     """The ``clf_labels`` record inside a .tflite file, or None when it has none."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
+    schema = _schema()
     data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
     model = schema.Model.GetRootAs(data, 0)
     for i in range(model.MetadataLength()):
@@ -115,17 +128,22 @@ def export_tflite(model, directory: Path, metadata: dict, *, quantize: str = "no
 
 
 def _interpreter(path: Path):
-    """LiteRT's interpreter when ``ai-edge-litert`` is installed (TF's own is deprecated),
-    else ``tf.lite.Interpreter`` (still in TF 2.21)."""
+    """LiteRT's interpreter on every core (``ai-edge-litert``); where LiteRT has no wheel,
+    ``tf.lite.Interpreter`` (deprecated, still in TF 2.21). Quietly: its deprecation notice and
+    the XNNPACK delegate's INFO line say nothing a user can act on."""
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         from ai_edge_litert.interpreter import Interpreter
-        return Interpreter(model_path=str(path)), "litert"
     except ImportError:
         import tensorflow as tf
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the deprecation notice; handled above
-            return tf.lite.Interpreter(model_path=str(path)), "tflite"
+        Interpreter, runtime = tf.lite.Interpreter, "tf.lite"
+    else:
+        runtime = "litert"
+    with quiet_logs():
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()  # where the default delegate is applied (and says so)
+    return interpreter, runtime
 
 
 class TFLitePredictor(Predictor):

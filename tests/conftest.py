@@ -88,12 +88,17 @@ def host():
 
 @pytest.fixture
 def small_config(tmp_path, image_folder):
-    """A RunConfig that trains in seconds: small backbone, random weights, tiny images."""
+    """A RunConfig that trains in seconds: small backbone, random weights, tiny images.
+
+    The head trains with Keras fit (``solver="keras"``): most tests exercise the epoch
+    machinery (history, checkpoints, resume, callbacks). Tests of the default, solved linear
+    head pass ``solver="auto"`` (tests/test_linear_head.py)."""
     from clf import RunConfig
 
     def make(**changes):
         base = dict(backbone=SMALL_BACKBONE, data=str(image_folder), weights="none", epochs=1,
-                    batch_size=4, image_size=SMALL_SIZE, output=str(tmp_path / "run"), augment=False)
+                    batch_size=4, image_size=SMALL_SIZE, output=str(tmp_path / "run"), augment=False,
+                    solver="keras")
         base.update(changes)
         return RunConfig(**base)
 
@@ -128,7 +133,7 @@ def trained_run(tmp_path_factory) -> TrainedRun:
     observer = clf.RecordingObserver()
     config = clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=2, batch_size=4,
                            image_size=SMALL_SIZE, output=str(root / "run"), augment=True,
-                           cache_dir=str(root / "feature-cache"))
+                           cache_dir=str(root / "feature-cache"), solver="keras")
     return TrainedRun(clf.run(config, observer), observer, data, root / "feature-cache")
 
 

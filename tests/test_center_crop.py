@@ -76,7 +76,7 @@ def test_prediction_crops_as_training_did(small_config, tmp_path):
 
 def test_another_crop_misses_the_feature_cache(small_config, tmp_path, feature_cache_dir, trained_run):
     # The shared run's cache: the same images, backbone, size and crop as small_config's.
-    shutil.copytree(trained_run.cache, feature_cache_dir)
+    shutil.copytree(trained_run.cache, feature_cache_dir / "features")  # $CLF_CACHE_DIR/features
     again = clf.run(small_config(output=str(tmp_path / "same")))
     assert again.extraction["train"]["extracted"] == 0
     other = clf.run(small_config(center_crop=0, output=str(tmp_path / "other")))

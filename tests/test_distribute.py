@@ -176,7 +176,7 @@ def mirrored_runs(tmp_path_factory):
                            cache_dir=str(root / test / f"cache-{name}"), **changes)
                for test, changes in plans.items() for name in ("default", "mirrored")]
     (root / "configs.json").write_text(json.dumps(configs))
-    _finish([_run_script([root / "configs.json", root / "out.json", "--cpus", "2"])])
+    _finish([_run_script([root / "configs.json", root / "out.json", "--cpus", "2"])], timeout=len(plans) * TIMEOUT)
     results = json.loads((root / "out.json").read_text())
     return {test: (results[2 * i], results[2 * i + 1], root / test) for i, test in enumerate(plans)}
 

@@ -141,4 +141,4 @@ def test_doctor_command_table_json_and_strict(messy):
     assert {q["path"] for q in data["quarantined"]} == set(bad)
     assert all(c["copy"] is None for c in data["converted"])  # doctor alone writes nothing
     assert runner.invoke(app, ["doctor", str(root), "--strict-data"]).exit_code == 1
-    assert runner.invoke(app, ["doctor", str(root / "nope")]).exit_code == 1
+    assert runner.invoke(app, ["doctor", str(root / "nope")]).exit_code == 2  # a path that is not there

@@ -56,7 +56,7 @@ def test_export_verification_passed_and_is_recorded(bundle):
         assert r["passed"] and r["quantization"] == "none" and r["max_abs_diff"] <= FLOAT_TOLERANCE, name
     runtimes = {n: r["runtime"] for n, r in full["results"].items()}
     assert runtimes["keras"] == "keras" and runtimes["savedmodel"] == "tf.saved_model"
-    assert runtimes["onnx"] == "onnxruntime" and runtimes["tflite"] in ("tflite", "litert")
+    assert runtimes["onnx"] == "onnxruntime" and runtimes["tflite"] == "litert"  # never the deprecated tf.lite
     assert result.verification is not None and not result.verification.failed
 
 

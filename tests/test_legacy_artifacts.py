@@ -44,7 +44,10 @@ def test_fixture_was_made_by_the_old_code_in_every_format():
 
 @pytest.mark.parametrize("folder,exporter", ARTIFACTS, ids=[f"{f}-{e}" for f, e in ARTIFACTS])
 def test_legacy_artifact_predicts_what_the_old_code_predicted(folder, exporter):
-    predictor = clf.load_predictor(_artifact(folder, exporter))
+    # An older clf recorded no sha256, so opening it takes the user's word (--trust-artifact).
+    with pytest.raises(clf.ModelError, match="--trust-artifact"):
+        clf.load_predictor(_artifact(folder, exporter))
+    predictor = clf.load_predictor(_artifact(folder, exporter), trust=True)
     assert predictor.runtime.replace("litert", "tflite") == RUNTIMES[exporter]
     assert predictor.class_names == ["ant", "bee", "cat"]
     assert predictor.quantization == ("int8" if folder == "tflite_int8" else "none")
@@ -60,7 +63,7 @@ def test_legacy_artifact_predicts_what_the_old_code_predicted(folder, exporter):
 
 
 def test_legacy_bundle_folder_opens_its_first_artifact():
-    predictor = clf.load_predictor(LEGACY / "bundle")
+    predictor = clf.load_predictor(LEGACY / "bundle", trust=True)
     assert predictor.path.name == "model.h5" and predictor.runtime == "keras"
 
 

@@ -31,7 +31,7 @@ def test_unknown_name_lists_available():
     reg.callback("p")("softmax", _fn)
     with pytest.raises(UnknownComponentError) as info:
         reg.get("sofmax")
-    assert "Unknown head 'sofmax'. Available: softmax. Run 'clf heads'." == str(info.value)
+    assert "Unknown head 'sofmax'. Did you mean 'softmax'? Available: softmax. Run 'clf heads' to list them." == str(info.value)
 
 
 def test_bad_names_and_options_are_plugin_errors():

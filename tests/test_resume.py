@@ -45,7 +45,7 @@ def register_callbacks(register):
 def _args(data, out, plugin):
     return ["run", "--backbone", SMALL_BACKBONE, "--data", str(data), "--epochs", str(EPOCHS),
             "--batch-size", "4", "--image-size", str(SMALL_SIZE), "--weights", "none", "--no-augment",
-            "--output", str(out), "--seed", "3", "--plugin", str(plugin)]
+            "--output", str(out), "--seed", "3", "--plugin", str(plugin), "--solver", "keras"]
 
 
 def _final(run_dir):

@@ -29,7 +29,8 @@ def trained(tmp_path_factory):
     make_folder(data / "test", per_class=2, seed=3)
     weights = root / "some.weights.h5"
     config = clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=2, batch_size=4,
-                           image_size=SMALL_SIZE, output=str(root / "run"), augment=False, tensorboard=True)
+                           image_size=SMALL_SIZE, output=str(root / "run"), augment=False, tensorboard=True,
+                           solver="keras")
     obs = clf.RecordingObserver()
     result = clf.run(config, obs)
     result.classifier.backbone.save_weights(str(weights))  # a real weights file to fingerprint
@@ -182,12 +183,12 @@ def test_cli_jsonl_logs_and_a_callback_plugin(image_folder, tmp_path):
     res = runner.invoke(app, ["run", "--backbone", SMALL_BACKBONE, "--data", str(image_folder), "--epochs", "2",
                               "--batch-size", "4", "--image-size", str(SMALL_SIZE), "--weights", "none",
                               "--no-augment", "--output", str(tmp_path / "run"), "--log-format", "jsonl",
-                              "--plugin", str(plugin)])
+                              "--plugin", str(plugin), "--solver", "keras"])
     assert res.exit_code == 0, res.output
     # the fifth hook: a third-party plugin's Keras callback ran on every epoch
     seen = (tmp_path / "run" / "epochs_seen.txt").read_text().splitlines()
-    assert seen == ["0 ['accuracy', 'loss', 'val_accuracy', 'val_loss']",
-                    "1 ['accuracy', 'loss', 'val_accuracy', 'val_loss']"]
+    assert seen == ["0 ['accuracy', 'learning_rate', 'loss', 'val_accuracy', 'val_loss']",
+                    "1 ['accuracy', 'learning_rate', 'loss', 'val_accuracy', 'val_loss']"]
     events = [json.loads(line) for line in res.output.splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds.count("epoch") == 2 and kinds[-1] == "report" and "note" in kinds

@@ -154,7 +154,7 @@ def test_metadata_health_docs_and_a_page_without_outside_links(server, trained):
     labels = json.loads((run_dir / "labels.json").read_text())
     assert meta["class_names"] == CLASSES and meta["backbone"] == SMALL_BACKBONE
     assert meta["input_size"] == [SMALL_SIZE, SMALL_SIZE] and meta["resize"] == labels["resize"]
-    assert meta["preprocessing"] == {"mode": "mobilenet_v2", "inside_model": True}
+    assert meta["preprocessing"] == labels["preprocessing"] and labels["preprocessing"]["inside_model"] is True
     assert meta["artifact"] == {"format": "keras", "file": "model.keras", "runtime": "keras", "quantization": "none"}
     assert meta["clf_version"] == clf.__version__ and meta["limits"]["max_images"] == 4
     health = httpx.get(server.url + "/health").json()

@@ -13,7 +13,7 @@ from clf.errors import ClfError, ConfigError, ExportError, VerificationError
 from clf.events import Observer
 from clf.artifacts.integrity import record_digests
 from clf.artifacts.labels import write_labels
-from clf.artifacts.verify import MAX_IMAGES, VerificationReport, verify_exports, write_report
+from clf.artifacts.verify import FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, verify_exports, write_report
 
 REPRESENTATIVE_IMAGES = 300  # TFLite's guidance: ~100-500 samples calibrate int8 well
 # Bytes written per byte of weights, by exporter (h5 writes the model and the weights);
@@ -54,13 +54,39 @@ def _write_failed(exc: BaseException) -> str:
 
 
 def check_export_options(config, exporters) -> None:
-    """``--quantize`` only means something to an exporter that takes it: say so up front."""
+    """Everything about ``--export`` that can fail, checked before any slow work: each
+    exporter's required modules are installed, and ``--quantize`` goes to an exporter
+    that takes it."""
+    check_requirements(exporters)
     if config.quantize != "none" and not any("quantize" in e.options for e in exporters):
         raise ConfigError(
             f"--quantize {config.quantize} applies to exporters that quantize (tflite), but "
             f"--export is {','.join(config.export)}. Add tflite to --export "
             f"(e.g. --export h5,tflite) or drop --quantize."
         )
+
+
+def check_requirements(exporters) -> None:
+    """Each exporter's ``requires`` modules can be imported (found, not imported: cheap)."""
+    for exporter in exporters:
+        missing = [name for name in getattr(exporter, "requires", ()) if not _importable(name)]
+        if missing:
+            install = exporter.install or f"pip install {' '.join(missing)}"
+            raise ConfigError(
+                f"Exporter {exporter.name!r} needs {', '.join(missing)}, which "
+                f"{'is' if len(missing) == 1 else 'are'} not installed; expected every package "
+                f"an --export format needs to be installed before anything runs. Install "
+                f"{'it' if len(missing) == 1 else 'them'} ({install}) or drop {exporter.name} from --export."
+            )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module set to None
+        return False
 
 
 def representative_data(bundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
@@ -84,12 +110,25 @@ def representative_data(bundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[
     return batches
 
 
-def held_out(bundle) -> tuple[Any, list[str], str]:
-    """The images verification runs on: test, else validation, else (said so) training."""
+def _merged_summary(previous: dict | None, report: VerificationReport, listed: dict) -> dict:
+    """labels.json's ``verification``: this check's results, plus earlier ones of artifacts
+    still listed and not checked again (a run's h5 when clf export adds tflite)."""
+    summary = report.summary()
+    earlier = {name: r for name, r in (previous or {}).get("results", {}).items()
+               if name in listed and name not in summary["results"]}
+    if earlier:
+        summary["results"] = {**earlier, **summary["results"]}
+        summary["passed"] = all(r.get("passed") for r in summary["results"].values())
+    return summary
+
+
+def held_out(bundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
+    """The images verification runs on: test, else validation, else (said so) training;
+    the first ``limit`` of them."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
         if ds is not None:
-            files = bundle.splits[split].files[:MAX_IMAGES] if split in bundle.splits else []
-            return ds.take(MAX_IMAGES), files, split
+            files = bundle.splits[split].files[:limit] if split in bundle.splits else []
+            return ds.take(limit), files, split
     raise ExportError("The dataset has no images to verify exports on.")
 
 
@@ -127,16 +166,21 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
             ) from exc
         artifacts[exporter.name] = files
         observer.phase_advance("export")
-    metadata["artifacts"] = {name: [f.name for f in files] for name, files in artifacts.items()}
+    # Added to what labels.json already lists (clf export adds formats to a finished run).
+    metadata["artifacts"] = {**metadata.get("artifacts", {}),
+                             **{name: [f.name for f in files] for name, files in artifacts.items()}}
     # Recorded now, checked before every later open (clf.artifacts.integrity).
-    metadata["sha256"] = record_digests(f for files in artifacts.values() for f in files)
+    metadata["sha256"] = {**metadata.get("sha256", {}),
+                          **record_digests(f for files in artifacts.values() for f in files)}
     if config.quantize != "none":
-        metadata["quantization"] = {e.name: config.quantize for e in exporters if "quantize" in e.options}
+        metadata["quantization"] = {**metadata.get("quantization", {}),
+                                    **{e.name: config.quantize for e in exporters if "quantize" in e.options}}
 
     report = None
     if config.verify:
         observer.phase_start("verify", total=len(artifacts))
-        ds, files, source = held_out(bundle)
+        # Float artifacts are checked on FLOAT_CHECK_IMAGES: decode no more unless quantized.
+        ds, files, source = held_out(bundle, MAX_IMAGES if config.quantize != "none" else FLOAT_CHECK_IMAGES)
         images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
         known = reference_probs(source) if reference_probs is not None else None
         if known is not None and len(known) < len(images):
@@ -144,10 +188,10 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         report = verify_exports(reference or model, metadata, artifacts, {e.name: e for e in exporters},
                                 images, files, source, known[:len(images)] if known is not None else None)
         write_report(run_dir, report)
-        metadata["verification"] = report.summary()
         for failed in report.failed:  # renamed to *.failed: no longer listed as usable
             for name in metadata["artifacts"].pop(failed.exporter, []):
                 metadata["sha256"].pop(name, None)
+        metadata["verification"] = _merged_summary(metadata.get("verification"), report, metadata["artifacts"])
         observer.phase_end("verify", passed=not report.failed, source=report.source,
                            results=[r.to_dict() for r in report.results.values()],
                            lines=[("ok " if r.passed else "FAILED ") + r.describe() for r in report.results.values()])

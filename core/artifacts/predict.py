@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -9,7 +10,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from clf.data.images import is_image_file
-from clf.errors import DataError, ModelError
+from clf.errors import DataError, DataNotFoundError, ModelError, ModelNotFoundError
 from clf.artifacts.labels import LABELS_FILE, read_labels
 
 
@@ -27,6 +28,7 @@ class Predictor:
     def __init__(self, path: Path, labels: dict):
         self.path = Path(path)
         self.labels = labels
+        self.notes: list[str] = []  # what the user should know (a runtime fallback taken)
         self.class_names: list[str] = list(labels["class_names"])
         self.input_size: tuple[int, int] = tuple(labels["input_size"])  # type: ignore[assignment]
 
@@ -78,10 +80,49 @@ class KerasPredictor(Predictor):
                 f"a plugin's backbone or preprocessing, pass that --plugin too."
             ) from None
 
+        self._backbone = None  # clf.train.runtime_choice.BackboneRuntime, with use_runtime
+        self._head = None
+
+    def use_runtime(self, requested: str, cache_dir: str | Path | None = None) -> None:
+        """Run the frozen backbone in ``requested`` (``auto``: the runtime the training run chose
+        and checked for this backbone, when its converted copy is in the cache; else TensorFlow),
+        the head in Keras. Models that clf did not assemble run whole in Keras."""
+        from clf.train.feature_cache import default_cache_dir, weights_fingerprint
+        from clf.train.model import split
+        from clf.train.runtime_choice import BackboneRuntime
+        from clf.train.runtimes import RuntimeStore
+
+        if requested == "tensorflow":
+            self._backbone = None
+            return
+        parts = split(self.model)
+        if parts is None:
+            if requested != "auto":
+                self.notes.append(f"--runtime {requested} needs a model clf assembled (preprocess, backbone, "
+                                  f"head); {self.path.name} runs whole in TensorFlow.")
+            return
+        extractor, self._head = parts
+        key = {"backbone": self.labels.get("backbone"), "weights": weights_fingerprint(extractor),
+               "image_size": list(self.input_size),
+               "preprocess": (self.labels.get("preprocessing") or {}).get("mode")}
+        store = RuntimeStore(cache_dir or default_cache_dir(), key)
+        backbone = BackboneRuntime(requested, extractor, store, no_conversion=(
+            "auto converts only in training runs; pass --runtime tflite or onnx" if requested == "auto" else None))
+        self.notes.extend(backbone.notes)
+        # Decided on TensorFlow already (auto with no converted copy): the whole model runs as one.
+        self._backbone = None if backbone.name == "tensorflow" else backbone
+
     def predict_batch(self, images):
         from clf.train.forward import predict
 
-        return predict(self.model, images)
+        if self._backbone is None:
+            return predict(self.model, images)
+        known = len(self._backbone.notes)
+        features = self._backbone.forward(images)
+        self.notes.extend(self._backbone.notes[known:])
+        if self._backbone.name != "tensorflow":
+            self.runtime = f"keras, backbone in {self._backbone.name}"
+        return predict(self._head, features)
 
     def output_width(self) -> int:
         return int(self.model.output_shape[-1])
@@ -124,7 +165,7 @@ def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path
     """
     artifact = Path(artifact)
     if not artifact.exists():
-        raise ModelError(
+        raise ModelNotFoundError(
             f"Model {str(artifact)!r} does not exist; expected a clf run folder or a model "
             f"file exported by clf. Check the path."
         )
@@ -163,17 +204,23 @@ def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path
     return folder, name, files
 
 
-def load_predictor(artifact: str | Path, host=None, fmt: str | None = None, *, trust: bool = False) -> Predictor:
+def load_predictor(artifact: str | Path, host=None, fmt: str | None = None, *, trust: bool = False,
+                   runtime: str = "tensorflow") -> Predictor:
     """Open a clf artifact (a bundle folder, or a model file or folder inside one).
 
     ``fmt``: an exporter name or alias (``savedmodel``, ``tflite``...) choosing which of a
     bundle's artifacts to open; None or ``"auto"``: the first one its labels.json lists.
     Its labels.json is validated, the artifact's sha256 is checked against the one recorded
     at export before any runtime opens it (``trust=True``: opened anyway), and the model's
-    output width must equal the number of class names."""
+    output width must equal the number of class names.
+
+    ``runtime`` (auto, tensorflow, tflite, onnx): what runs the frozen backbone of a Keras
+    model (clf.train.runtime_choice); other artifacts run in their own runtime."""
     from clf.artifacts.integrity import check_artifact
+    from clf.config import RUNTIMES, check_name
     from clf.host.manager import get_host
 
+    runtime = check_name("runtime", runtime, RUNTIMES)
     host = host or get_host()
     if fmt is not None and fmt.strip().lower() != "auto":
         fmt = host.exporters.get(fmt).name  # an alias becomes the name labels.json uses
@@ -201,7 +248,26 @@ def load_predictor(artifact: str | Path, host=None, fmt: str | None = None, *, t
             f"{str(path)!r} outputs {width} score(s); expected one name per output, in output order. "
             f"Re-export the model or fix 'class_names'."
         )
+    if not hasattr(predictor, "notes"):  # a plugin's predictor that skipped Predictor.__init__
+        predictor.notes = []
+    if hasattr(predictor, "use_runtime"):
+        predictor.use_runtime(runtime, _run_cache_dir(folder))
+    elif runtime not in ("auto", "tensorflow"):
+        predictor.notes.append(f"--runtime {runtime} applies to Keras models (h5, keras); {files[0]} runs in "
+                               f"its own runtime ({predictor.runtime}).")
     return predictor
+
+
+def _run_cache_dir(folder: Path) -> str | None:
+    """The --cache-dir the run in ``folder`` used (its converted backbone is there), if any."""
+    import tomllib
+
+    try:
+        with open(folder / "config.toml", "rb") as f:
+            value = tomllib.load(f).get("cache_dir")
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 @dataclass
@@ -209,14 +275,34 @@ class Prediction:
     path: str
     probabilities: list[float] = field(default_factory=list)
     error: str | None = None
+    # The model's class names in output order (predict_files sets them from the predictor).
+    class_names: list[str] = field(default_factory=list, repr=False)
 
-    def top(self, class_names: Sequence[str], k: int = 1) -> list[tuple[str, float]]:
+    def top(self, k: int | Sequence[str] = 1, class_names: Sequence[str] | int | None = None
+            ) -> list[tuple[str, float]]:
+        """The ``k`` most probable ``(class name, probability)`` pairs, best first.
+
+        The class names are the predictor's; ``top(class_names, k)``, the older form, still
+        works."""
+        if not isinstance(k, int):  # top(class_names, k): the names came first
+            k, class_names = (class_names if isinstance(class_names, int) else 1), k
+        names = list(class_names) if class_names is not None else self.class_names
+        if not names:
+            raise ModelError(
+                f"Prediction for {self.path!r} has no class names; expected one made by "
+                f"predict_files (which takes them from the model's labels.json). Pass "
+                f"class_names=."
+            )
         order = np.argsort(self.probabilities)[::-1][:k]
-        return [(class_names[i], float(self.probabilities[i])) for i in order]
+        return [(names[i], float(self.probabilities[i])) for i in order]
 
 
-def collect_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Image files from files and folders (folders searched recursively, sorted)."""
+def collect_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Image files from a file, a folder, or a list of them (folders searched recursively,
+    sorted). A single path may be a ``str`` or a ``Path``: it is one path, never a
+    sequence of characters."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -224,7 +310,7 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
         elif p.exists():
             found.append(p)
         else:
-            raise DataError(f"{str(p)!r} does not exist; expected an image file or a folder. Check the path.")
+            raise DataNotFoundError(f"{str(p)!r} does not exist; expected an image file or a folder. Check the path.")
     return found
 
 
@@ -236,10 +322,10 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     import tensorflow as tf
 
     from clf.data.filecheck import as_tf_path, display_path, image_problem
-    from clf.data.images import decode_image
+    from clf.data.images import decode_image, may_scale
 
     size = predictor.decode_size
-    results = [Prediction(display_path(f)) for f in files]
+    results = [Prediction(display_path(f), class_names=list(predictor.class_names)) for f in files]
     # Each file is looked at before TensorFlow reads it: a link to /dev/zero, a FIFO, a
     # 6 GB file or a 20000x20000 PNG gets its reason and is never read or decoded.
     for r, f in zip(results, files):
@@ -249,9 +335,10 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
         progress(len(files) - len(readable))
     if not readable:
         return results
+    scale = may_scale([str(files[i]) for i in readable], size)
 
     def load(index, path):
-        return index, decode_image(tf.io.read_file(path), size)
+        return index, decode_image(tf.io.read_file(path), size, scale)
 
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(readable, np.int64),
                                              [as_tf_path(files[i]) for i in readable]))
@@ -279,3 +366,47 @@ def _why_unreadable(path: Path) -> str:
     if path.stat().st_size == 0:
         return "empty file (0 bytes)"
     return "not a decodable image (JPEG, PNG, BMP or GIF expected)"
+
+
+def prepare_images(images, image_size) -> np.ndarray:
+    """Images as a model's input ``[n, h, w, 3]`` float32 RGB 0-255, prepared exactly as
+    ``clf predict`` prepares files: decoded, centre-cropped and resized by the same
+    ``decode_image`` (an :class:`~clf.data.images.ImageSize` carries the crop).
+
+    ``images``: a path (``str`` or ``Path``; a folder means its images, sorted) or a list
+    of paths; or an array (one ``[h, w, 3]`` image of any size, a batch ``[n, h, w, 3]``,
+    a list of arrays of different sizes; PIL images too). Grayscale arrays become RGB."""
+    import tensorflow as tf
+
+    from clf.data.images import decode_image, fit_image
+
+    if isinstance(images, (str, os.PathLike)) or (
+            isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, os.PathLike)) for i in images)):
+        out = []
+        for f in collect_images(images):
+            try:
+                out.append(decode_image(tf.io.read_file(str(f)), image_size).numpy())
+            except tf.errors.OpError:
+                raise DataError(f"{str(f)!r} could not be read: {_why_unreadable(Path(f))}. Remove it or "
+                                f"convert it (clf doctor lists such files).") from None
+    else:
+        batch = images if isinstance(images, (list, tuple)) else np.asarray(images)
+        if isinstance(batch, np.ndarray) and batch.ndim in (2, 3) and not (batch.ndim == 3 and batch.shape[-1] > 4):
+            batch = [batch]  # one image, not a batch of rows
+        out = [fit_image(tf.convert_to_tensor(_rgb(np.asarray(image))), image_size).numpy() for image in batch]
+    if not out:
+        raise DataError("No images to predict; expected image files, a folder of them, or arrays "
+                        "[height, width, 3]. Pass at least one.")
+    return np.stack(out).astype(np.float32)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """An ``[h, w, 3]`` RGB array from an RGB, grayscale ``[h, w]`` or ``[h, w, 1]`` one."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise DataError(
+            f"An image array of shape {image.shape} cannot be predicted; expected [height, width, 3] "
+            f"RGB (or grayscale). Convert it first, e.g. PIL's image.convert('RGB')."
+        )
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image

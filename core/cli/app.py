@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are noise here
-
-import typer  # noqa: E402
-from clf.errors import ClfError  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import typer
+from clf import logs
+from clf.errors import ClfError
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train image classifiers by transfer learning, built from plugins.")
@@ -25,6 +23,20 @@ PluginOpt = typer.Option(None, "--plugin", "-p", help="Extra plugin: module name
 TrustOpt = typer.Option(False, "--trust-artifact", help="Open the model even if its sha256 is not the one "
                         "recorded at export (models run native code: only for files you trust).")
 
+VerboseOpt = typer.Option(
+    False, "--verbose",
+    help="Show TensorFlow's own log lines (import messages, absl warnings, TFLite's delegate "
+         "notes), which clf hides by default (also: CLF_DEBUG=1).")
+
+
+def _verbose(on: bool) -> None:
+    """--verbose shows TensorFlow's log lines; without it they are kept out of the output.
+    Runs before any command imports TensorFlow (the settings only work before that)."""
+    if on:
+        logs.set_verbose()
+    logs.quiet_tensorflow()
+
+
 # Set by the app callback for the one command being run: --strict-plugins.
 _options = {"strict_plugins": None}
 
@@ -35,9 +47,11 @@ def _global_options(
         False, "--strict-plugins",
         help="A broken installed plugin is an error instead of a skipped-with-a-warning one "
              "(also: CLF_STRICT_PLUGINS=1)."),
+    verbose: bool = VerboseOpt,
 ):
     # Global options, given before the command: clf --strict-plugins run ...
     _options["strict_plugins"] = True if strict_plugins else None  # None: CLF_STRICT_PLUGINS decides
+    _verbose(verbose)
     from clf.host.manager import ENV_TRACE, _env_flag
 
     if _env_flag(ENV_TRACE):
@@ -110,17 +124,27 @@ class _Stopped(ClfError):
 
 
 class PhaseTracker:
-    """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message)."""
+    """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message);
+    phases nest (verify runs inside export), so the innermost unfinished one is current."""
 
     def __init__(self, inner):
-        self.inner, self.phase = inner, None
+        self.inner, self.running = inner, []
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
+    @property
+    def phase(self):
+        return self.running[-1] if self.running else None
+
     def phase_start(self, phase, total=None, unit=""):
-        self.phase = phase
+        self.running.append(phase)
         self.inner.phase_start(phase, total, unit)
+
+    def phase_end(self, phase, **info):
+        if phase in self.running:
+            self.running.remove(phase)
+        self.inner.phase_end(phase, **info)
 
 
 LogFormatOpt = typer.Option("auto", "--log-format", help="auto (rich bars on a terminal, plain lines otherwise), rich, plain or jsonl.")
@@ -180,3 +204,62 @@ def _component_table(title: str, columns: list[str], rows: list[list[str]]) -> T
 
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+# The word shown for an option's value in --help, instead of typer's type tags (<str>,
+# <bool>, <list[str]>); flags show none. A command adds its own in ``callback.metavars``.
+METAVARS = {
+    "config_file": "FILE", "backbone": "NAME", "head": "NAME", "loader": "NAME", "data": "DIR",
+    "quantize": "none|float16|dynamic|int8", "plugin": "MODULE|FILE", "log_format": "auto|rich|plain|jsonl",
+    "export": "NAMES", "batch_size": "N", "top_k": "K", "output": "PATH", "fmt": "table|csv|json",
+}
+
+
+def _show_help(ctx: typer.Context, value: bool) -> None:
+    if value:
+        typer.echo(ctx.get_help(), color=ctx.color)
+        raise typer.Exit()
+
+
+def tidy_help(info) -> None:
+    """How typer lists a command's options in --help (``info``: its CommandInfo, or the
+    app's callback TyperInfo): a word for each value instead of a type tag, in the panels
+    ``callback.help_panels`` names (panel -> option names), and a --help of its own (typer's
+    shows <bool>) in the last panel. Typer reads the options from the callback's signature,
+    so the callback is wrapped with a signature listing copied options (some are shared
+    between commands) in panel order, plus --help, which the wrapper drops."""
+    import copy
+    import functools
+    import inspect
+
+    from typer.models import OptionInfo
+
+    callback = info.callback
+    panels = getattr(callback, "help_panels", {})
+    metavars = {**METAVARS, **getattr(callback, "metavars", {})}
+    panel_of = {name: panel for panel, names in panels.items() for name in names}
+    order = {name: i for i, name in enumerate(n for names in panels.values() for n in names)}
+    signature = inspect.signature(callback)
+    params = []
+    for param in signature.parameters.values():
+        if isinstance(param.default, OptionInfo):
+            option = copy.copy(param.default)
+            option.rich_help_panel = option.rich_help_panel or panel_of.get(param.name)
+            flag = param.annotation in (bool, "bool")
+            option.metavar = "" if flag else metavars.get(param.name, option.metavar or param.name.upper())
+            param = param.replace(default=option)
+        params.append(param)
+    params.append(inspect.Parameter(
+        "help", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+        default=typer.Option(False, "--help", is_eager=True, expose_value=False, callback=_show_help, metavar="",
+                             rich_help_panel=panel_of.get("help"), help="Show this message and exit.")))
+    params.sort(key=lambda p: (p.kind == p.KEYWORD_ONLY, order.get(p.name, -1)))
+
+    @functools.wraps(callback)
+    def tidied(*args, **kwargs):
+        kwargs.pop("help", None)  # handled eagerly by _show_help
+        return callback(*args, **kwargs)
+
+    tidied.__signature__ = signature.replace(parameters=params)
+    info.callback = tidied
+    info.add_help_option = False

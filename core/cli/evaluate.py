@@ -36,6 +36,7 @@ def evaluate(
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
+    runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
 ):
     """Evaluate a saved model on a labelled folder: accuracy, per-class scores, confusion matrix."""
     from clf.report.evaluation import evaluate_folder
@@ -43,7 +44,7 @@ def evaluate(
     observer = _observer(log_format, quiet)
     try:
         result = evaluate_folder(model, data, output=output, batch_size=batch_size, host=_host(plugin),
-                                 observer=observer, trust_artifact=trust_artifact)
+                                 observer=observer, trust_artifact=trust_artifact, runtime=runtime)
     except ClfError as exc:
         _close(observer)
         _fail(exc)
@@ -51,6 +52,8 @@ def evaluate(
         _interrupted(observer)
     _close(observer)
     _print_reports({"evaluation": result.report}, log_format, quiet)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     for path, why in result.unreadable:
         err.print(f"[yellow]skipped[/] {esc(path)}: {esc(why)}", highlight=False)
     if log_format != "jsonl" or quiet:

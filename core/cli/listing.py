@@ -9,7 +9,6 @@ import typer
 from clf.cli.app import (
     JsonOpt,
     PluginOpt,
-    _component_table,
     _fail,
     _host,
     app,
@@ -17,29 +16,74 @@ from clf.cli.app import (
 )
 from clf.cli.render import esc
 from clf.errors import ClfError
+from rich import box
+from rich.table import Table
 
 
-def _list(kind: str, plugins, as_json: bool, extra_cols=(), extra=lambda c, raw=False: []) -> None:
+def _list(kind: str, plugins, as_json: bool, table=None, raw=lambda c: {}) -> None:
+    """A listing: one table per plugin (its name in the title, so the rows need no plugin
+    column and fit 80 columns), or JSON (every field; a plugin's odd value becomes text
+    rather than a traceback)."""
     try:
         registry = getattr(_host(plugins), kind)
     except ClfError as exc:
         _fail(exc)
     if as_json:
-        rows = []
-        for c in registry:
-            row = {"name": c.name, "aliases": list(c.aliases), "plugin": c.plugin, "description": c.description}
-            row.update(extra(c, raw=True) or {})
-            rows.append(row)
-        out.print_json(json.dumps(rows))
+        rows = [{"name": c.name, "aliases": list(c.aliases), "plugin": c.plugin, "description": c.description,
+                 **raw(c)} for c in registry]
+        out.print_json(json.dumps(rows, default=str))
         return
-    rows = [[c.name, ", ".join(c.aliases), *extra(c), _short_plugin(c.plugin), c.description] for c in registry]
-    out.print(_component_table(f"{kind} ({len(rows)})", ["name", "aliases", *extra_cols, "plugin", "description"], rows))
+    groups: dict[str, list] = {}
+    for c in registry:
+        groups.setdefault(_short_plugin(c.plugin), []).append(c)
+    for plugin, items in groups.items():
+        out.print((table or _component_listing)(f"{kind} from {plugin} ({len(items)})", items, out.width))
+
+
+def _light_table(title: str) -> Table:
+    """Header rule, no borders, one space between columns: the most room for the cells."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                 padding=0, collapse_padding=True)
+
+
+def _component_listing(title: str, items, width: int) -> Table:
+    """name | aliases | description: names whole on one line, descriptions wrapped at words."""
+    table = _light_table(title)
+    table.add_column("name", no_wrap=True)
+    table.add_column("aliases", overflow="fold")
+    table.add_column("description", ratio=1, overflow="fold")
+    for c in items:
+        table.add_row(c.name, ", ".join(c.aliases), c.description)
+    return table
+
+
+def _backbone_listing(title: str, items, width: int) -> Table:
+    """Every column the README names, whole, in 80 columns: aliases under the name, the
+    plugin in the title; the description only where there is room for it (120+)."""
+    table = _light_table(title)
+    table.add_column("name", no_wrap=True)
+    table.add_column("input\nsize", no_wrap=True)
+    table.add_column("params", no_wrap=True, justify="right")
+    table.add_column("features", no_wrap=True, justify="right")
+    table.add_column("preprocessing", no_wrap=True)
+    described = width >= 120
+    if described:
+        table.add_column("description", ratio=1, overflow="fold")
+    for c in items:
+        row = [c.name + "".join(f"\nalias {a}" for a in c.aliases), f"{c.input_size[0]}x{c.input_size[1]}",
+               _count(c.params), str(c.features or "?"), str(c.preprocess)]
+        table.add_row(*row, *([c.description] if described else []))
+    return table
 
 
 def _short_plugin(name: str) -> str:
+    from pathlib import Path
+
     from clf.host.manager import BUILTIN_PLUGINS
 
-    return "built-in" if name in BUILTIN_PLUGINS else name
+    if name in BUILTIN_PLUGINS:
+        return "built-in"
+    return Path(name).name if name.endswith(".py") else name  # a --plugin file: its file name
 
 
 def _count(n: int | None) -> str:
@@ -48,19 +92,15 @@ def _count(n: int | None) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
 
 
-def _backbone_cols(c, raw=False):
-    if raw:
-        return {"input_size": list(c.input_size), "params": c.params, "features": c.features,
-                "preprocess": c.preprocess, "min_size": c.min_size}
-    return [f"{c.input_size[0]}x{c.input_size[1]}", _count(c.params)]
-
-
+def _backbone_fields(c) -> dict:
+    return {"input_size": list(c.input_size), "params": c.params, "features": c.features,
+            "preprocess": c.preprocess, "min_size": c.min_size}
 
 
 @app.command()
 def backbones(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
-    """List the available backbones."""
-    _list("backbones", plugin, as_json, ("input size", "params"), _backbone_cols)
+    """List the available backbones: input size, parameters, feature width, preprocessing."""
+    _list("backbones", plugin, as_json, _backbone_listing, _backbone_fields)
 
 
 @app.command()
@@ -100,9 +140,13 @@ def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
         out.print_json(json.dumps(plugin_rows(host)))
         return
     rows = plugin_table_rows(host)
-    table = _component_table(f"plugins ({len(rows)})", TABLE_COLUMNS, rows)
-    for col in table.columns[1:]:
-        col.no_wrap, col.overflow = False, "fold"  # the registered names and errors can be long
+    table = _light_table(f"plugins ({len(rows)})")
+    for col in TABLE_COLUMNS:
+        # Plugin and hook names whole; what each registered (and errors) wraps at words.
+        whole = col in ("plugin", "hooks")
+        table.add_column(col, no_wrap=whole, overflow="fold", ratio=None if whole else 1)
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
@@ -113,7 +157,7 @@ def new_plugin(
     output: str = typer.Option(".", "--output", "-o", help="Folder to create the package in."),
 ):
     """Write a ready plugin package: pyproject with the entry point, module, README, test."""
-    from clf.host.scaffold import create_plugin
+    from clf.host.scaffold import create_plugin, pip_target
 
     try:
         files = create_plugin(name, kind, output)
@@ -123,5 +167,5 @@ def new_plugin(
     out.print(f"[green]created[/] {esc(root)}", highlight=False)
     for f in files:
         out.print(f"  {esc(f.relative_to(root))}", highlight=False)
-    out.print(f"next: pip install {esc(root)} && clf plugins && python -m pytest {esc(root / 'tests')}",
+    out.print(f"next: pip install {esc(pip_target(root))} && clf plugins && python -m pytest {esc(root / 'tests')}",
               highlight=False, soft_wrap=True)

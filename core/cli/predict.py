@@ -38,6 +38,7 @@ def predict(
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: predict only part K (0-based) of N, as CSV or JSON with each file's position; join the parts with clf merge-predictions."),
     trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
+    runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
 ):
     """Predict class names and probabilities, using the class names saved with the model."""
     from clf.artifacts.predict import collect_images, load_predictor, predict_files
@@ -54,7 +55,7 @@ def predict(
     # A progress bar on a terminal only; csv/json output stays clean.
     observer = PhaseTracker(make_observer(out, "auto", quiet=chosen != "table"))
     try:
-        predictor = load_predictor(model, _host(plugin), trust=trust_artifact)
+        predictor = load_predictor(model, _host(plugin), trust=trust_artifact, runtime=runtime)
         files, columns = shard_files(collect_images(paths), part)
         observer.phase_start("predict", total=len(files), unit="image")
         results = predict_files(predictor, files, batch_size,
@@ -66,6 +67,8 @@ def predict(
     except KeyboardInterrupt:
         _interrupted(observer)
     _close(observer)
+    for note in predictor.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     k = min(top_k, len(predictor.class_names))
     if chosen == "table":
         table = Table(title=f"{len(results)} images ({esc(predictor.path.name)}, {esc(predictor.runtime)})")

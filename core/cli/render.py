@@ -49,6 +49,22 @@ def make_observer(console: Console, log_format: str = "auto", quiet: bool = Fals
     return PlainObserver(console)
 
 
+def progress_observer(console: Console | None = None) -> Observer:
+    """What ``clf.run(progress=True)`` shows, in a terminal or a notebook.
+
+    On a terminal: rich's progress bars, finished epochs printed above them (as ``clf run``).
+    In Jupyter: the same bars through rich's Jupyter support, which needs ``ipywidgets``
+    (``pip install 'clf[notebook]'``); without it, one line per epoch and per result, which
+    every notebook front end shows. Elsewhere (output to a file): plain lines."""
+    import importlib.util
+
+    console = console or Console()
+    if console.is_jupyter:
+        widgets = importlib.util.find_spec("ipywidgets") is not None
+        return RichProgressObserver(console) if widgets else PlainObserver(console)
+    return make_observer(console, "auto")
+
+
 def resolved_format(console: Console, log_format: str, quiet: bool) -> str:
     if quiet:
         return "quiet"
@@ -75,6 +91,9 @@ class PlainObserver(Observer):
 
     def print(self, *args, **kwargs):
         self.console.print(*args, highlight=False, soft_wrap=True, **kwargs)
+
+    def close(self):
+        """Nothing to end: every line is already printed."""
 
     def note(self, text):
         self.print(f"[yellow]note:[/] {esc(text)}")
@@ -104,10 +123,12 @@ class PlainObserver(Observer):
             done = sum(v["extracted"] for v in info["counts"].values())
             hit = sum(v["cached"] for v in info["counts"].values())
             where = f"; cache {esc(info['cache_dir'])}" if info.get("cache_dir") else "; disk cache off"
+            runtime = f"; backbone in {info['runtime']}" if info.get("runtime") and done else ""
             self.print(f"features: {done} images extracted, {hit} from the cache in "
-                       f"{info['seconds']:.1f}s{where}")
+                       f"{info['seconds']:.1f}s{where}{runtime}")
         elif "seconds" in info and phase not in ("data",):
-            self.print(f"{esc(phase)} done in {info['seconds']:.1f}s")
+            self.print(f"{esc(phase)} done in {info['seconds']:.1f}s"
+                       + (f": {esc(info['summary'])}" if info.get("summary") else ""))
         if phase == "evaluate" and "metrics" in info:
             self.print(esc("  ".join(f"{k}: {v:.4f}" for k, v in info["metrics"].items())))
         elif phase == "verify":

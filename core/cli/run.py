@@ -11,6 +11,7 @@ from clf.cli.app import (
     LogFormatOpt,
     PluginOpt,
     QuietOpt,
+    VerboseOpt,
     _close,
     _explicit,
     _fail,
@@ -19,6 +20,7 @@ from clf.cli.app import (
     _observer,
     _print_reports,
     _write_failed,
+    _verbose,
     app,
     out,
 )
@@ -61,7 +63,7 @@ def run(
     weights: str = typer.Option(_default("weights"), help="'imagenet' (Keras cache, then download), 'none', or a weights file."),
     seed: int = typer.Option(_default("seed"), help="Random seed for the split, initialisation and shuffling."),
     validation_split: float = typer.Option(_default("validation_split"), help="Validation fraction when the data has no val/ folder."),
-    augment: bool = typer.Option(_default("augment"), help="Shear/zoom/flip training images (the tutorial's augmentation)."),
+    augment: bool = typer.Option(_default("augment"), help="The tutorial's shear/zoom/flip of training images. Acts only where training sees images: with --augment-copies K (K augmented copies, extracted once), with --fine-tune-layers (fine-tuning trains on live images) and for a backbone trained from scratch. Otherwise the head trains on the cached features of the unaugmented images and this changes nothing."),
     dropout: float = typer.Option(_default("dropout"), help="Dropout on the features (or hidden layer) before the softmax; 0: none."),
     hidden_units: int = typer.Option(_default("hidden_units"), help="Width of a hidden ReLU layer in the head (0: none)."),
     tensorboard: bool = typer.Option(_default("tensorboard"), "--tensorboard", help="Write TensorBoard logs to <run folder>/tensorboard."),
@@ -81,13 +83,23 @@ def run(
     patience: int = typer.Option(_default("patience"), help="Stop after this many epochs without a better validation loss and restore the best weights (0: off)."),
     strategy: str = typer.Option(_default("strategy"), help="tf.distribute strategy: auto, default, mirrored, multiworker or tpu (auto: mirrored when more than one GPU is visible)."),
     precision: str = typer.Option(_default("precision"), help="auto, float32, mixed_float16 or mixed_bfloat16 (auto: mixed_float16 on a GPU that supports it, else float32)."),
+    solver: str = typer.Option(_default("solver"), help="auto: the default softmax head without a hidden layer is solved to convergence on the cached features (L2 chosen by cross-validation; --epochs, --lr, --dropout do not apply); keras: Keras fit for --epochs."),
+    last_epoch: bool = typer.Option(_default("last_epoch"), "--last-epoch", help="Keras fit: keep the last epoch's weights instead of the best validation epoch's."),
+    schedule: str = typer.Option(_default("schedule"), help="Learning rate of Keras fit and fine-tuning: cosine (linear warm-up over 10% of the steps, then cosine decay to 0) or constant."),
+    label_smoothing: float = typer.Option(_default("label_smoothing"), help="Label smoothing of the cross-entropy in Keras fit and fine-tuning (0: none; e.g. 0.1)."),
+    weight_decay: float = typer.Option(_default("weight_decay"), help="Decoupled weight decay (AdamW) in Keras fit and fine-tuning (0: Adam; e.g. 1e-4)."),
+    tta: str = typer.Option(_default("tta"), help="Test-time augmentation inside the model: none, or flip (features averaged with the mirror image's; two backbone passes per image)."),
     plugin: Optional[List[str]] = PluginOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+    runtime: str = typer.Option(_default("runtime"), help="What runs the frozen backbone during extraction: auto (LiteRT when it reproduces TensorFlow's features and is faster), tensorflow, tflite or onnx."),
 ):
     """Train a classifier on a folder of images, evaluate it and export it."""
     options = locals()  # the parameters, before any other name is bound
+    if verbose:
+        _verbose(True)
     # Flag values by option name, one per RunConfig field (--plugin for plugins).
     values = {_OPTION.get(f, f): options[_OPTION.get(f, f)] for f in RunConfig.__dataclass_fields__}
     values["plugin"] = tuple(plugin or ())
@@ -138,3 +150,29 @@ def run(
     _print_reports(result.evaluation, log_format, quiet)
     if log_format != "jsonl" or quiet:
         out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
+
+
+
+# `clf run --help` in panels (clf.cli.app.tidy_help applies them), with a word for each
+# value; options not named here use the words every command shares (app.METAVARS).
+run.help_panels = {
+    "Data": ("data", "classes", "loader", "validation_split", "image_size", "center_crop", "augment",
+             "augment_copies", "strict_data"),
+    "Model": ("backbone", "weights", "weights_mirror", "head", "dropout", "hidden_units", "tta"),
+    "Training": ("epochs", "batch_size", "lr", "seed", "class_weight", "patience", "fine_tune_layers",
+                 "fine_tune_epochs", "fine_tune_lr", "solver", "last_epoch", "schedule", "label_smoothing",
+                 "weight_decay"),
+    "Export": ("export", "quantize", "verify", "output", "force"),
+    "Runtime": ("config_file", "resume", "dry_run", "plugin", "cache", "cache_dir", "strategy", "precision",
+                "runtime", "tensorboard", "log_format", "quiet", "verbose", "help"),
+}
+run.metavars = {
+    "classes": "N", "epochs": "N", "batch_size": "N", "image_size": "PIXELS", "center_crop": "FRACTION",
+    "lr": "RATE", "export": "NAMES", "output": "DIR", "weights": "imagenet|none|FILE", "seed": "N",
+    "validation_split": "FRACTION", "dropout": "FRACTION", "hidden_units": "N", "weights_mirror": "URL",
+    "resume": "RUN_DIR", "augment_copies": "K", "cache_dir": "DIR", "fine_tune_layers": "N|all",
+    "fine_tune_epochs": "N", "fine_tune_lr": "RATE", "class_weight": "auto|balanced|none", "patience": "N",
+    "strategy": "NAME", "precision": "NAME", "runtime": "auto|tensorflow|tflite|onnx",
+    "solver": "auto|keras", "schedule": "cosine|constant", "label_smoothing": "FRACTION", "weight_decay": "RATE",
+    "tta": "none|flip",
+}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clf.data.images import is_class_folder
-from clf.errors import DataError
+from clf.errors import DataError, DataNotFoundError
 
 # Split name -> the folder names that mean it.
 SPLIT_FOLDER_NAMES = {
@@ -48,7 +48,7 @@ def find_layout(root: Path) -> dict[str, Path]:
 def check_data_root(root: Path, source) -> None:
     """A missing, non-folder or empty ``--data`` is a clear error before anything else."""
     if not root.is_dir():
-        raise DataError(
+        raise DataNotFoundError(
             f"Data directory {str(source)!r} does not exist or is not a folder; expected a "
             f"folder of class folders (or train/ and val/ folders of them). Pass --data DIR "
             f"(the bundled sample: examples/sample_data)."

@@ -8,55 +8,11 @@ so the model reloads in ``.keras`` and ``.h5`` alike once ``clf`` is imported.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import keras
 
-from clf.errors import PluginError
-
-_MODES: dict[str, Callable] = {}
-
-
-def register_preprocess(name: str, fn: Callable) -> None:
-    """Make ``fn(x) -> x`` (float tensor, RGB 0-255 in) available as preprocessing ``name``."""
-    if name in _MODES and _MODES[name] is not fn:
-        raise PluginError(
-            f"Preprocessing mode {name!r} is already registered; expected a new name. "
-            f"Pick another name for the plugin's preprocessing."
-        )
-    _MODES[name] = fn
-
-
-def preprocess_modes() -> list[str]:
-    return sorted(_MODES)
-
-
-def get_preprocess(name: str) -> Callable:
-    try:
-        return _MODES[name]
-    except KeyError:
-        raise PluginError(
-            f"Unknown preprocessing mode {name!r}. Available: {', '.join(preprocess_modes())}. "
-            f"Import the plugin that registers it before loading the model."
-        ) from None
-
-
-def _keras_app_preprocess(module: str) -> Callable:
-    def preprocess(x):
-        # Looked up at call time so that importing clf does not import every application.
-        return getattr(keras.applications, module).preprocess_input(x)
-
-    preprocess.__name__ = f"{module}_preprocess_input"
-    return preprocess
-
-
-# One mode per keras.applications module: each backbone uses its own preprocess_input.
-for _module in ("vgg16", "vgg19", "resnet", "resnet_v2", "inception_v3", "inception_resnet_v2",
-                "xception", "mobilenet", "mobilenet_v2", "mobilenet_v3", "densenet", "nasnet",
-                "efficientnet", "efficientnet_v2", "convnext"):
-    register_preprocess(_module, _keras_app_preprocess(_module))
-register_preprocess("none", lambda x: x)
-register_preprocess("rescale", lambda x: x / 255.0)
+# The registry of modes lives in a module without Keras, so registering a backbone (which
+# runs on every command, listings included) never imports it; re-exported here.
+from clf.data.modes import get_preprocess, preprocess_modes, register_preprocess  # noqa: F401
 
 
 @keras.saving.register_keras_serializable(package="clf")
@@ -97,6 +53,18 @@ class Standardize(keras.layers.Layer):
     def call(self, inputs):
         x = keras.ops.cast(inputs, self.compute_dtype)
         return (x - keras.ops.cast(self.mean, x.dtype)) / keras.ops.cast(self.std, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="clf")
+class Mirror(keras.layers.Layer):
+    """Images ``[batch, height, width, channels]`` mirrored left to right: the second view of
+    ``--tta flip`` (a saved layer, so every exported format mirrors as training did)."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
 
     def compute_output_shape(self, input_shape):
         return input_shape

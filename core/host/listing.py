@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from clf.host.manager import PluginHost
@@ -33,6 +34,8 @@ def plugin_table_rows(host: PluginHost) -> list[list[str]]:
     rows = []
     for r in plugin_rows(host):
         name = r["name"].removeprefix("clf.plugins.") if r["builtin"] else r["name"]
+        if r["origin"] == "file":
+            name = Path(name).name  # the file's name; --json has the whole path
         name += f"\n({_ORIGIN.get(r['origin'], r['origin'])})"
         dist = f"{r['distribution'] or '-'} {r['version'] or ''}".strip()
         if r["status"] == "skipped":

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import pluggy
 
 from clf import hookspecs
-from clf.errors import PluginError
+from clf.errors import PluginError, PluginNotFoundError
 from clf.host.checks import check_hookimpls
 from clf.host.registry import Backbone, CallbackFactory, DataLoader, Exporter, Head, Registry
 
@@ -212,7 +212,7 @@ class PluginHost:
         path = Path(spec)
         if spec.endswith(".py") or path.is_file():
             if not path.is_file():
-                raise PluginError(
+                raise PluginNotFoundError(
                     f"Plugin file {spec!r} does not exist; expected a path to a .py file or "
                     f"an importable module name. Check the --plugin value."
                 )
@@ -222,7 +222,11 @@ class PluginHost:
         try:
             module = importlib.import_module(spec)
         except ImportError as exc:
-            raise PluginError(
+            # The module itself not found is a typo in the command (exit 2); an import error
+            # inside a module that exists is a broken plugin.
+            missing = isinstance(exc, ModuleNotFoundError) and exc.name and \
+                (spec == exc.name or spec.startswith(exc.name + "."))
+            raise (PluginNotFoundError if missing else PluginError)(
                 f"Plugin module {spec!r} could not be imported ({exc}); expected an "
                 f"importable module name or a path to a .py file. Check the --plugin value "
                 f"and that the module is on PYTHONPATH."

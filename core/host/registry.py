@@ -7,6 +7,7 @@ provided twice is an error naming both plugins.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
@@ -55,6 +56,11 @@ class Exporter(Component):
     # "representative_data"); the engine passes only these, so three-argument exporters
     # keep working.
     options: tuple[str, ...] = ()
+    # Modules it imports when it runs (e.g. "tf2onnx"), checked before a run trains, and
+    # how to install them (e.g. "pip install 'clf[onnx]'"): a missing extra fails in
+    # milliseconds, not after the training it would have thrown away.
+    requires: tuple[str, ...] = ()
+    install: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class Registry(Generic[C]):
                 f"callable; expected a function. Pass the function itself."
             )
         fn_field = _FN_FIELD[self.factory]
+        if self.factory is Backbone and "preprocess" in extra:
+            extra["preprocess"] = _preprocess_mode(plugin, name, extra["preprocess"])
         try:
             item = self.factory(
                 name=name, plugin=plugin, aliases=aliases,
@@ -132,7 +140,8 @@ class Registry(Generic[C]):
         try:
             return self._items[key]
         except KeyError:
-            raise UnknownComponentError(self.kind, name, self.names(), self.list_command) from None
+            raise UnknownComponentError(self.kind, name, self.names(), self.list_command,
+                                        aliases=sorted(self._aliases)) from None
 
     def remove_plugin(self, plugin: str) -> None:
         for name in [n for n, c in self._items.items() if c.plugin == plugin]:
@@ -154,6 +163,26 @@ class Registry(Generic[C]):
 
 _FN_FIELD = {Backbone: "build", Head: "build", DataLoader: "load", Exporter: "export",
              CallbackFactory: "make"}
+
+
+def _preprocess_mode(plugin: str, backbone: str, preprocess: Any) -> str:
+    """A backbone's preprocessing as the mode name its saved models will carry. A function
+    is registered under ``<plugin>.<backbone>`` (the plugin's module, entry-point or file
+    name), so a saved model reloads wherever that plugin is loaded."""
+    if isinstance(preprocess, str):
+        return preprocess
+    if callable(preprocess):
+        from clf.data.modes import register_preprocess
+
+        stem = Path(plugin).stem if plugin.endswith(".py") else plugin  # a --plugin file: its name
+        mode = f"{stem}.{backbone}"
+        register_preprocess(mode, preprocess, replace=True)
+        return mode
+    raise PluginError(
+        f"Plugin {plugin!r} registered backbone {backbone!r} with preprocess={preprocess!r}; "
+        f"expected a mode name (see clf.register_preprocess) or a function fn(x) -> x taking "
+        f"RGB 0-255 images. Fix the plugin's register call."
+    )
 
 
 def _first_line(doc: str | None) -> str:

@@ -6,6 +6,7 @@ hook implementation, a README and a test; ``pip install`` it and it shows in ``c
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from string import Template
@@ -54,6 +55,15 @@ def create_plugin(name: str, kind: str, output: str | Path = ".") -> list[Path]:
         path.write_text(Template(template).substitute(values).lstrip("\n"), encoding="utf-8")
         written.append(path)
     return written
+
+
+def pip_target(root: Path) -> str:
+    """``root`` as pip reads a local folder: a bare ``clf-mlp2`` would be looked up on the
+    package index, ``./clf-mlp2`` is the folder."""
+    text = str(root)
+    if root.is_absolute() or text.startswith(("./", "../", ".\\", "..\\")):
+        return text
+    return f".{os.sep}{text}"
 
 
 _HOOK = {"backbone": "register_backbones", "head": "register_heads",

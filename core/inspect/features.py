@@ -1,11 +1,13 @@
 """The run's features for every training and validation image, as training computed them.
 
 The run cached each file's pooled backbone features keyed by the file's content and by the
-extractor (backbone, a fingerprint of its weights, input size, crop, preprocessing, loader).
-The exported model's backbone has the very weights the run extracted with, so the same key
-finds the same entries and nothing goes through the backbone again. Files the cache lacks
-(``--no-cache`` runs, a cleared cache, a fine-tuned backbone whose weights changed) are
-extracted through the same path the engine uses, and stored for next time.
+extractor (backbone, a fingerprint of its weights, input size, crop, preprocessing, loader,
+the runtime that ran it; ``--tta flip`` features as their own variant). The exported
+model's backbone has the very weights the run extracted with and the run record names its
+runtime, so the same key finds the same entries and nothing goes through the backbone
+again. Files the cache lacks (``--no-cache`` runs, a cleared cache, a fine-tuned backbone
+whose weights changed) are extracted through the same path the engine uses, in the run's
+runtime (its stored agreement check is reused), and stored for next time.
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ from clf.train.features import SplitFeatures
 def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
                  observer: Observer | None = None) -> dict[str, SplitFeatures]:
     """``{split: SplitFeatures}`` for the run's training and validation files, in manifest order."""
-    from clf.train.extraction import feature_cache_for
+    from clf.train.extraction import extractor_parts, feature_cache_for
     from clf.train.features import make_extractor, split_features
     from clf.train.model import Classifier
 
     observer = observer or Observer()
     size = run.image_size
-    backbone = host.backbones.get(run.labels.get("backbone", run.config.backbone))
-    store = feature_cache_for(run.config.replace(cache=cache), backbone, parts.backbone, size)
+    config = run.config.replace(cache=cache)
+    backbone = host.backbones.get(run.labels.get("backbone", config.backbone))
+    extractor = make_extractor(Classifier(None, parts.backbone, None, parts.preprocess, config.tta), size)
+    key = extractor_parts(backbone, parts.backbone, size)
+    runtime = ((run.manifest.get("runtime") or {}).get("name") or "tensorflow") if cache else "tensorflow"
+    store = feature_cache_for(config, key, size, runtime, observer.note)
+    forward = _runtime_forward(config, runtime, extractor, key)
 
     def dataset(files, labels):
         return files_dataset(files, labels, size)
@@ -38,11 +45,23 @@ def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
     bundle = DatasetBundle(run.class_names, train, validation, splits=run.splits, make_dataset=dataset)
     observer.phase_start("extract", total=sum(len(s) for s in run.splits.values()), unit="image")
     t0 = time.perf_counter()
-    extractor = make_extractor(Classifier(None, parts.backbone, None, parts.preprocess), size)
-    out = {name: split_features(bundle, name, extractor, run.config.batch_size, cache=store,
-                                progress=lambda n: observer.phase_advance("extract", n))
+    out = {name: split_features(bundle, name, extractor, config.batch_size, cache=store, tta=config.tta,
+                                progress=lambda n: observer.phase_advance("extract", n), forward=forward)
            for name in run.splits}
     observer.phase_end("extract", seconds=time.perf_counter() - t0,
                        counts={n: {"extracted": f.extracted, "cached": f.cached} for n, f in out.items()},
                        cache_dir=str(store.dir) if store else None)
     return out
+
+
+def _runtime_forward(config, runtime: str, extractor, key: dict):
+    """The forward pass of the runtime the run extracted with, for files the cache lacks;
+    None (TensorFlow) when that was TensorFlow. Opened only on the first miss."""
+    if runtime == "tensorflow":
+        return None
+    from clf.train.feature_cache import default_cache_dir
+    from clf.train.runtime_choice import BackboneRuntime
+    from clf.train.runtimes import RuntimeStore
+
+    store = RuntimeStore(config.cache_dir or default_cache_dir(), key)
+    return BackboneRuntime(runtime, extractor, store).forward

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from clf.data.images import is_class_folder, is_image_file
-from clf.errors import DataError, UsageError
+from clf.errors import DataError, DataNotFoundError, UsageError
 from clf.events import Observer
 from clf.report.metrics import cross_entropy, evaluation_report
 
@@ -40,6 +40,7 @@ class FolderEvaluation:
     output: Path
     files: list[Path] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    notes: list[str] = field(default_factory=list)  # e.g. a runtime fallback taken
 
 
 def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:
@@ -50,7 +51,7 @@ def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], li
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"Data directory {str(folder)!r} does not exist or is not a folder; expected a "
+        raise DataNotFoundError(f"Data directory {str(folder)!r} does not exist or is not a folder; expected a "
                         f"folder of class folders. Pass --data DIR.")
     subdirs = sorted(p for p in folder.iterdir() if is_class_folder(p))
     unknown = [p.name for p in subdirs if p.name not in class_names]
@@ -83,14 +84,15 @@ def default_output(model_path: Path, data: Path) -> Path:
 
 def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path | None = None,
                     batch_size: int = 32, host=None, observer: Observer | None = None,
-                    trust_artifact: bool = False) -> FolderEvaluation:
+                    trust_artifact: bool = False, runtime: str = "tensorflow") -> FolderEvaluation:
     """Evaluate an exported clf artifact on a labelled folder and save the report files
-    (``trust_artifact``: open it even if its sha256 is not the one recorded at export)."""
+    (``trust_artifact``: open it even if its sha256 is not the one recorded at export;
+    ``runtime``: what runs a Keras model's frozen backbone, as in ``load_predictor``)."""
     from clf.artifacts.predict import load_predictor, predict_files
     from clf.report.runrecord import write_evaluation
 
     observer = observer or Observer()
-    predictor = load_predictor(model, host, trust=trust_artifact)
+    predictor = load_predictor(model, host, trust=trust_artifact, runtime=runtime)
     files, labels = labelled_files(Path(data), predictor.class_names)
     out = Path(output) if output else default_output(Path(model), Path(data))
     if out.exists() and any(out.iterdir()):
@@ -105,6 +107,8 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
     report = evaluation_report(y, probs, predictor.class_names, loss=cross_entropy(y, probs))
     report["data"] = str(data)
     report["model"] = str(model)
+    report["runtime"] = predictor.runtime
     out.mkdir(parents=True, exist_ok=True)
     written = write_evaluation(out, {"evaluation": report}, "evaluation")
-    return FolderEvaluation(report, out, written, [(r.path, r.error) for r in results if r.error])
+    return FolderEvaluation(report, out, written, [(r.path, r.error) for r in results if r.error],
+                            notes=list(predictor.notes))

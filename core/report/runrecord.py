@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from clf.files import file_hash, write_json, write_text
+from clf.files import file_hash, file_sha256, write_json, write_text
 
 MANIFEST_FORMAT = "clf-manifest/1"
 
@@ -61,7 +61,7 @@ def dataset_fingerprint(splits: Mapping[str, Any], data_root: str) -> dict[str, 
     the same images in the same splits give the same fingerprint on any machine."""
     root = Path(data_root)
     entries = sorted(
-        (name, _relative(f, root), int(label), file_hash(f))
+        (name, _relative(f, root), int(label), file_sha256(f))  # hashed once per run: the doctor read it first
         for name, split in splits.items() for f, label in zip(split.files, split.labels)
     )
     digest = hashlib.sha256()
@@ -129,9 +129,14 @@ def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | N
 
 
 def write_history(run_dir: Path, records) -> list[Path]:
+    """``history.csv`` and, when some phase trained by epochs, ``training_curves.png`` (the
+    solved linear head has no epochs: no empty plot)."""
     from clf.report.history import history_csv
-    from clf.report.plots import plot_training_curves
 
     run_dir = Path(run_dir)
-    return [write_text(run_dir / "history.csv", history_csv(records)),
-            plot_training_curves(records, run_dir / "training_curves.png")]
+    written = [write_text(run_dir / "history.csv", history_csv(records))]
+    if records:
+        from clf.report.plots import plot_training_curves
+
+        written.append(plot_training_curves(records, run_dir / "training_curves.png"))
+    return written

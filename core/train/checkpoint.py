@@ -50,8 +50,9 @@ def _dir_name(phase: str, epoch: int) -> str:
 
 
 def save(run_dir: Path, model, *, phase: str, epoch: int, epochs: int,
-         history: dict[str, list[float]], config: dict[str, Any]) -> Path:
-    """Write one checkpoint folder atomically and drop the older ones of the same phase."""
+         history: dict[str, list[float]], config: dict[str, Any], best=None) -> Path:
+    """Write one checkpoint folder atomically and drop the older ones of the same phase.
+    ``best``: ``(epoch, val_loss, weight values)`` of the best epoch so far, kept beside."""
     import numpy as np
 
     root = Path(run_dir) / CHECKPOINT_DIR
@@ -66,8 +67,13 @@ def save(run_dir: Path, model, *, phase: str, epoch: int, epochs: int,
         np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in opt_vars])
         np.savez(tmp / "rng.npz", *[np.asarray(v.numpy()) for v in _rng_state(model)])
         state = {"format": FORMAT, "phase": phase, "epoch": epoch, "epochs": epochs,
-                 "history": history, "config": config,
-                 "sha256": {name: file_hash(tmp / name) for name in ARRAY_FILES}}
+                 "history": history, "config": config}
+        arrays = ARRAY_FILES
+        if best is not None and best[2] is not None:
+            np.savez(tmp / "best.npz", *best[2])
+            state["best"] = {"epoch": best[0], "val_loss": best[1]}
+            arrays += ("best.npz",)
+        state["sha256"] = {name: file_hash(tmp / name) for name in arrays}
         write_json(tmp / "state.json", state)
     # Keep this one and the one before it; drop older ones and temp folders of killed runs.
     kept = sorted((d for d in root.glob(f"{phase}-epoch-*") if d.is_dir()), key=lambda d: d.name)[-KEEP:]
@@ -166,6 +172,26 @@ def require(run_dir: Path) -> Checkpoint:
     return ckpt
 
 
+def best_so_far(ckpt: Checkpoint | None):
+    """``(epoch, val_loss, weight values)`` of the best epoch a checkpoint kept, or None."""
+    import numpy as np
+
+    if ckpt is None or not (ckpt.path / "best.npz").is_file():
+        return None
+    from clf.files import sha256_path
+
+    try:
+        saved = json.loads((ckpt.path / "state.json").read_text(encoding="utf-8"))
+        state, digest = saved["best"], saved.get("sha256", {}).get("best.npz")
+        if digest is not None and digest != sha256_path(ckpt.path / "best.npz"):
+            return None  # damaged since it was saved: training goes on from the last epoch's weights
+        with np.load(ckpt.path / "best.npz") as data:
+            values = [data[f"arr_{i}"] for i in range(len(data.files))]
+        return int(state["epoch"]), float(state["val_loss"]), values
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def restore(model, ckpt: Checkpoint) -> None:
     """Load weights and optimizer state saved by ``save`` into an identically built model."""
     import numpy as np
@@ -210,8 +236,10 @@ def _rng_state(model) -> list:
 
 
 def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
-             history: dict[str, list[float]] | None = None, observer=None):
-    """A Keras callback that checkpoints after every epoch (``history`` continues a resume)."""
+             history: dict[str, list[float]] | None = None, observer=None, best=None):
+    """A Keras callback that checkpoints after every epoch (``history`` continues a resume;
+    ``best``, a :func:`clf.train.callbacks.best_epoch` callback earlier in the list, has its
+    best epoch saved too, so a resumed run can still go back to it)."""
     import keras
 
     past = {k: list(v) for k, v in (history or {}).items()}
@@ -221,7 +249,8 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
             for k, v in (logs or {}).items():
                 past.setdefault(k, []).append(float(v))
             save(run_dir, self.model, phase=phase, epoch=epoch + 1, epochs=epochs,
-                 history=past, config=config)
+                 history=past, config=config,
+                 best=(best.epoch, best.value, best.values) if best is not None else None)
 
     cb = EpochCheckpoint()
     cb.history_so_far = past

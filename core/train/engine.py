@@ -1,4 +1,5 @@
-"""``run(config)``: one training run as a short list of phases. Never prints; raises ClfError.
+"""``run(config)``: one training run as a short list of phases. Never prints (``progress=True``
+hands its events to clf.cli's display); raises ClfError.
 
 Flow of a run (each phase is a function returning a small dataclass; the observer sees a
 ``phase_start``/``phase_end`` pair for each, which the CLI renders and the recorder times)::
@@ -9,7 +10,8 @@ Flow of a run (each phase is a function returning a small dataclass; the observe
     build_backbone   train/model.py      the pretrained (or random) backbone, frozen
     extract_features train/extraction.py each image through the backbone once (disk cache)
     assemble         train/fit.py        head on the features, joined to the backbone
-    fit_head         train/fit.py        Keras fit, checkpoint per epoch, resumable
+    fit_head         train/fit.py        linear head solved (train/linear_head.py), or Keras fit
+                                         (train/optim.py): best epoch, checkpoint per epoch, resumable
     fine_tune        train/finetune.py   optional: top layers unfrozen, live images
     evaluate_run     train/finish.py     validation/test reports
     export_run       train/finish.py     every exporter, round-trip verification, labels.json
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from clf.config import RunConfig
+from clf.errors import ConfigError
 from clf.data import guardrails
 from clf.data.loading import load_data
 from clf.events import Observer
@@ -61,21 +64,62 @@ class RunResult:
     # How it ran: strategy, replicas, precision, global/per-replica batch, chief or not.
     # A non-chief worker of a multi-worker run writes no artifacts (run_dir was a temp dir).
     distribution: dict[str, Any] = field(default_factory=dict)
+    # How each phase trained: {"head": {"solver": "lbfgs", "l2": ...} or {"solver": "keras_fit",
+    # "kept_epoch": ...}, "fine_tune": {...}}; also in manifest.json ("training").
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def model(self):
         return self.classifier.model
 
     def predict(self, images) -> Any:
-        """Probabilities for a batch of raw RGB 0-255 images ``[n, h, w, 3]``."""
-        import numpy as np
+        """Probabilities ``[n, classes]`` (columns in ``class_names`` order) for image files
+        or arrays, prepared exactly as ``clf predict`` prepares files: decoded, centre-cropped
+        and resized to the model's input (``clf.artifacts.predict.prepare_images``). Takes a
+        path, a folder, a list of paths, one ``[h, w, 3]`` array of any size, a batch, or a
+        list of arrays or PIL images."""
+        from clf.artifacts.predict import prepare_images
+        from clf.data.images import ImageSize
 
-        return self.model.predict(np.asarray(images, np.float32), verbose=0)
+        size = ImageSize(self.model.input_shape[1:3], self.config.center_crop)
+        return self.model.predict(prepare_images(images, size), verbose=0)
+
+    def __repr__(self) -> str:  # one line, not every field (31,451 characters for a small run)
+        from clf.report.summary import text
+
+        return text(self)
+
+    def _repr_html_(self) -> str:  # what a notebook cell shows
+        from clf.report.summary import html
+
+        return html(self)
 
 
-def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None,
-        *, resume_from: Path | None = None) -> RunResult:
-    """Train, evaluate and export one classifier as ``config`` describes."""
+def run(config: RunConfig | None = None, observer: Observer | None = None, host: PluginHost | None = None,
+        *, progress: bool = False, resume_from: Path | None = None, **options: Any) -> RunResult:
+    """Train, evaluate and export one classifier.
+
+    ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: the options are
+    ``RunConfig``'s fields (what ``clf run``'s flags set). A ``RunConfig`` works too, and
+    options given beside it override its values. ``progress=True`` shows progress bars, in a
+    terminal or in Jupyter (``clf.cli.render.progress_observer``); ``observer`` receives
+    every event (the engine itself never prints)."""
+    config = configure(config, options)
+    if not progress:
+        return run_phases(config, observer, host, resume_from=resume_from)
+    from clf.cli.render import progress_observer
+
+    display = progress_observer()
+    try:
+        return run_phases(config, TeeObserver(observer, display) if observer else display, host,
+                          resume_from=resume_from)
+    finally:
+        display.close()  # the bars end even when the run fails
+
+
+def run_phases(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None,
+               *, resume_from: Path | None = None) -> RunResult:
+    """The phases of one run, in order (the flow map on top of this module)."""
     # The recorder sees every event first: epoch history and wall time per phase.
     recorder = RunRecorder()
     observer = TeeObserver(recorder, observer or Observer())
@@ -102,27 +146,42 @@ def run(config: RunConfig, observer: Observer | None = None, host: PluginHost | 
         data.report.write(run_dir)
     fitted = fit_head(setup, data, trainable, dist, ckpt=ckpt, run_dir=run_dir, batch_size=batch_size,
                       observer=observer)
-    history, timings = dict(fitted.history), {"train": fitted.seconds}
+    history, timings, training = dict(fitted.history), {"train": fitted.seconds}, {"head": fitted.info}
     if extracted is not None:
         timings["extract"] = extracted.seconds
     if config.fine_tune_layers:
         tuned = fine_tune(setup, data, trainable, dist, class_weight=fitted.class_weight, run_dir=run_dir,
                           batch_size=batch_size, observer=observer)
         history.update(tuned.history)
-        timings["fine_tune"] = tuned.seconds
+        timings["fine_tune"], training["fine_tune"] = tuned.seconds, tuned.info
 
     evaluated = evaluate_run(setup, data, trainable, extracted, dist, batch_size=batch_size, observer=observer)
     exported = export_run(setup, data, trainable, extracted, evaluated, dist, run_dir=run_dir, observer=observer)
     extraction = extracted.counts if extracted is not None else {}
-    manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, started=started,
-                          run_dir=run_dir, observer=observer)
+    manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, training=training,
+                          started=started, run_dir=run_dir, observer=observer,
+                          runtime=extracted.runtime if extracted else None)
     if not dist.chief:  # a non-chief worker wrote only to its temporary folder
         shutil.rmtree(run_dir, ignore_errors=True)
         exported.artifacts = {}
     return RunResult(config, run_dir, data.bundle.class_names, history, evaluated.metrics, exported.artifacts,
                      trainable.classifier, data.counts, evaluation=evaluated.reports, manifest=manifest,
                      verification=exported.verification, timings=timings, extraction=extraction,
-                     distribution=dist.as_info())
+                     distribution=dist.as_info(), training=training)
+
+
+def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
+    """``config`` with ``options`` applied: one validated RunConfig. An unknown option is a
+    ConfigError naming the closest field, not a TypeError."""
+    if config is not None and not isinstance(config, RunConfig):
+        raise ConfigError(
+            f"clf.run takes a RunConfig or keyword options, not {type(config).__name__} "
+            f"{config!r}; expected e.g. clf.run(data='photos/', backbone='vgg16'). Pass the "
+            f"options by name."
+        )
+    if config is None:
+        return RunConfig.from_mapping(options)
+    return RunConfig.from_mapping({**config.to_dict(), **options}) if options else config
 
 
 def build_backbone_phase(setup, dist, observer: Observer):
@@ -142,9 +201,10 @@ def build_backbone_phase(setup, dist, observer: Observer):
     return base
 
 
-def resume(run_dir, observer: Observer | None = None, host: PluginHost | None = None) -> RunResult:
+def resume(run_dir, observer: Observer | None = None, host: PluginHost | None = None, *,
+           progress: bool = False) -> RunResult:
     """Continue an interrupted run from its last completed epoch (same config, same folder)."""
     ckpt = checkpoint.require(run_dir)
     values = {k: v for k, v in ckpt.config.items() if k not in ("force",)}
     config = RunConfig.from_mapping({**values, "output": str(run_dir)})
-    return run(config, observer, host, resume_from=Path(run_dir))
+    return run(config, observer, host, progress=progress, resume_from=Path(run_dir))

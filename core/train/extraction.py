@@ -4,6 +4,11 @@ augmented copies), served from or stored in the on-disk feature cache.
 Local replicas split each batch and the workers of a multi-worker run split the files,
 then exchange the features (clf.train.sharding); only the chief reads and writes the disk
 cache. The record counts what each worker and replica extracted.
+
+The backbone runs in the runtime ``--runtime`` picks (clf.train.runtime_choice): with ``auto``
+a converted copy (LiteRT) once it has reproduced TensorFlow's features on the first batch and
+proved faster. The runtime is part of the feature cache's key, so features stay
+bit-reproducible, and the run record names it with the measured agreement.
 """
 
 from __future__ import annotations
@@ -25,22 +30,66 @@ class Extracted:
     splits: dict[str, SplitFeatures | None]  # train / validation / test
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> extracted / cached
     seconds: float = 0.0
+    runtime: dict = field(default_factory=dict)  # BackboneRuntime.record(): name, check, notes
 
     def __getitem__(self, split: str) -> SplitFeatures | None:
         return self.splits.get(split)
 
 
-def feature_cache_for(config: RunConfig, backbone, base, image_size, note=None):
-    """The on-disk feature cache for this extractor, or None with ``--no-cache``."""
+def extractor_parts(backbone, base, image_size) -> dict:
+    """What makes the extractor's network what it is: the key of its converted copies."""
+    from clf.train.feature_cache import weights_fingerprint
+
+    return {"backbone": backbone.name, "weights": weights_fingerprint(base), "image_size": list(image_size),
+            "preprocess": backbone.preprocess}
+
+
+def feature_cache_for(config: RunConfig, parts: dict, image_size, runtime: str, note=None):
+    """The on-disk feature cache for this extractor in ``runtime``, or None with ``--no-cache``."""
     if not config.cache:
         return None
-    from clf.train.feature_cache import FeatureCache, default_cache_dir, weights_fingerprint
+    from clf.train.feature_cache import FeatureCache, default_cache_dir
 
     return FeatureCache(config.cache_dir or default_cache_dir(), {
-        "backbone": backbone.name, "weights": weights_fingerprint(base),
-        "image_size": list(image_size), "center_crop": image_size.center_crop,
-        "preprocess": backbone.preprocess, "loader": config.loader,
-    }, note=note)
+        **parts, "center_crop": image_size.center_crop, "loader": config.loader, "runtime": runtime}, note=note)
+
+
+def keep_tensorflow(requested: str, dist) -> str | None:
+    """Why TensorFlow must run the backbone here, or None when another runtime may."""
+    if dist is None:
+        return None
+    if dist.replicas > 1:
+        return f"{dist.replicas} replicas (strategy {dist.name})"
+    if dist.precision != "float32":
+        return f"precision {dist.precision}"
+    if requested == "auto" and any("GPU" in d.upper() or "TPU" in d.upper() for d in dist.devices):
+        return "an accelerator"
+    return None
+
+
+# auto converts the backbone only for at least this many images: converting takes seconds
+# (mobilenet_v2_035: ~3 s on 2 cores, what TensorFlow needs for ~750 images), so a smaller
+# run is faster in TensorFlow. A conversion stored by an earlier run is used for any size.
+AUTO_MIN_IMAGES = 200
+
+
+def choose_runtime(config: RunConfig, data, extractor, parts: dict, dist, batch_size: int, images: int):
+    """The backbone's runtime, decided before the cache is read (its name is in the key): from
+    an earlier run's stored check, else on the first batch of the first split."""
+    from clf.train.feature_cache import default_cache_dir
+    from clf.train.runtime_choice import BackboneRuntime
+    from clf.train.runtimes import RuntimeStore
+
+    store = RuntimeStore((config.cache_dir or default_cache_dir()) if config.cache else None, parts)
+    few = config.runtime == "auto" and 0 < images < AUTO_MIN_IMAGES
+    runtime = BackboneRuntime(config.runtime, extractor, store, keep_tensorflow=keep_tensorflow(config.runtime, dist),
+                              no_conversion=f"{images} images: converting pays from {AUTO_MIN_IMAGES}" if few else None)
+    if runtime.name is None:
+        bundle = data.bundle
+        first = next((ds for ds in (bundle.train, bundle.validation, bundle.test) if ds is not None), None)
+        for sample, _ in first.take(batch_size).batch(batch_size) if first is not None else ():
+            runtime.decide(sample.numpy())
+    return runtime
 
 
 def extract_features(setup, data, base, *, chief: bool, batch_size: int, observer: Observer,
@@ -50,23 +99,32 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     total = sum(len(s) for s in bundle.splits.values()) + data.n_train * config.augment_copies
     observer.phase_start("extract", total=total or None, unit="image")
     t0 = time.perf_counter()
-    cache = feature_cache_for(config, setup.backbone, base, setup.image_size, observer.note) if chief else None
+    extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess, config.tta), setup.image_size)
+    parts = extractor_parts(setup.backbone, base, setup.image_size)
+    runtime = choose_runtime(config, data, extractor, parts, dist, batch_size, total)
+    for note in runtime.notes:
+        observer.note(note)
+    cache = (feature_cache_for(config, parts, setup.image_size, runtime.name or "tensorflow", observer.note)
+             if chief else None)
     if cache is not None and not bundle.splits:
         observer.note(f"Loader {config.loader!r} lists no files, so features are not cached on disk.")
-    extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess), setup.image_size)
-    forward, workers = sharding.replica_forward(dist, extractor), sharding.workers_for(dist)
+    # Replicas keep TensorFlow (keep_tensorflow), so a replica forward and a runtime's never meet.
+    replica = sharding.replica_forward(dist, extractor)
+    forward = replica or runtime.forward
+    workers = sharding.workers_for(dist)
     if workers is not None and not (bundle.splits and bundle.make_dataset):
         observer.note(f"Loader {config.loader!r} lists no files it can load in parts, so every worker extracts "
                       f"every image itself.")
     splits, counts = {}, {}
     for name in SPLITS:
         splits[name] = split_features(bundle, name, extractor, batch_size, seed=config.seed, copies=copies,
-                                      cache=cache, progress=lambda n: observer.phase_advance("extract", n),
+                                      cache=cache, tta=config.tta, progress=lambda n: observer.phase_advance("extract", n),
                                       forward=forward, workers=workers)
         if splits[name]:
-            counts[name] = sharding.record(splits[name], forward)
+            counts[name] = sharding.record(splits[name], replica)
     seconds = time.perf_counter() - t0
-    observer.phase_end("extract", seconds=seconds, counts=counts, cache_dir=str(cache.dir) if cache else None)
+    observer.phase_end("extract", seconds=seconds, counts=counts, cache_dir=str(cache.dir) if cache else None,
+                       runtime=runtime.name)
     if config.augment_copies and not config.augment:
         observer.note("--augment-copies is ignored with --no-augment: training on clean features only.")
-    return Extracted(splits, counts, seconds)
+    return Extracted(splits, counts, seconds, runtime.record())

@@ -26,10 +26,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from clf.files import cache_dir, file_hash, write_bytes, write_json
+from clf.files import cache_dir, write_bytes, write_json
 
 # Bump when decoding or extraction changes what a file's features are.
-FORMAT = "clf-features/2"  # 2: shards named by their sha256
+# 2: shards named by their sha256; 3: large JPEGs decode at a reduced DCT scale and the
+# backbone's runtime is part of the key.
+FORMAT = "clf-features/3"
 
 
 def default_cache_dir() -> Path:
@@ -39,8 +41,11 @@ def default_cache_dir() -> Path:
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """Hash of a file's bytes (not its name or time stamp): the key of its cache entries."""
-    return file_hash(path, "blake2b", digest_size=16)
+    """Hash of a file's bytes (not its name or time stamp): its sha256, which the dataset
+    doctor has usually computed already in this run (clf.files.file_sha256)."""
+    from clf.files import file_sha256
+
+    return file_sha256(path)
 
 
 def weights_fingerprint(model) -> str:

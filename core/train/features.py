@@ -32,14 +32,16 @@ class SplitFeatures:
 
 
 def make_extractor(classifier, image_size):
-    """Raw RGB 0-255 images -> pooled features: the exported model minus its head."""
+    """Raw RGB 0-255 images -> pooled features: the exported model minus its head (with
+    ``classifier.tta`` "flip", averaged with the mirror image's features, as it does)."""
     import keras
 
     from clf.data.preprocessing import Preprocess
+    from clf.train.model import backbone_features
 
     inputs = keras.Input(shape=(image_size[0], image_size[1], 3), name="image")
     x = Preprocess(classifier.preprocess, name="preprocess")(inputs)
-    return keras.Model(inputs, classifier.backbone(x, training=False), name="feature_extractor")
+    return keras.Model(inputs, backbone_features(classifier.backbone, x, classifier.tta), name="feature_extractor")
 
 
 def extract(extractor, dataset, batch_size: int, augment=None,
@@ -49,7 +51,8 @@ def extract(extractor, dataset, batch_size: int, augment=None,
 
     Decoding runs in parallel tf.data threads and is prefetched, so it overlaps with the
     backbone's forward pass; one traced function for every batch size avoids retracing.
-    ``forward``: the backbone spread over replicas (clf.train.sharding); default one device.
+    ``forward``: the backbone spread over replicas (clf.train.sharding) or in another runtime
+    (clf.train.runtime_choice); default TensorFlow on one device.
     """
     import tensorflow as tf
 
@@ -70,16 +73,21 @@ def extract(extractor, dataset, batch_size: int, augment=None,
     return np.concatenate(features).astype(np.float32, copy=False), np.concatenate(labels).astype(np.int32)
 
 
-def variants(copies: int, seed: int) -> list[tuple[str, int | None]]:
-    """``(cache variant name, augmentation seed or None)``: the clean copy, then K augmented."""
+def variants(copies: int, seed: int, tta: str = "none") -> list[tuple[str, int | None]]:
+    """``(cache variant name, augmentation seed or None)``: the clean copy, then K augmented;
+    flip-averaged features (``tta="flip"``) are variants of their own. A prefix, not a suffix:
+    the cache finds a variant's shards as ``<variant>-*.npz``, which "clean" followed by
+    anything would also match."""
+    prefix = "" if tta == "none" else f"{tta}-"
     if not copies:
-        return [("clean", None)]
+        return [(f"{prefix}clean", None)]
     spec = augmentation_spec(seed)
-    return [("clean", None)] + [(f"aug-{spec}-s{seed}-c{k}", seed + 1000 * k) for k in range(1, copies + 1)]
+    return [(f"{prefix}clean", None)] + [(f"{prefix}aug-{spec}-s{seed}-c{k}", seed + 1000 * k)
+                                         for k in range(1, copies + 1)]
 
 
 def split_features(bundle, split: str, extractor, batch_size: int, *, copies: int = 0, seed: int = 0,
-                   cache: FeatureCache | None = None,
+                   cache: FeatureCache | None = None, tta: str = "none",
                    progress: Callable[[int], None] | None = None, forward=None,
                    workers=None) -> SplitFeatures | None:
     """The features of one split (``train``, ``validation`` or ``test``) of a loader bundle.
@@ -100,7 +108,7 @@ def split_features(bundle, split: str, extractor, batch_size: int, *, copies: in
     hashes = [file_fingerprint(f) for f in files.files] if use_cache or shared else []
     out_features, out_labels, extracted, cached = [], [], 0, 0
     by_worker = [0] * workers.count if shared else None
-    for variant, aug_seed in variants(copies if split == "train" else 0, seed):
+    for variant, aug_seed in variants(copies if split == "train" else 0, seed, tta):
         augment = augmentation_layers(aug_seed) if aug_seed is not None else None
 
         def extract_files(order: list[int]) -> np.ndarray:

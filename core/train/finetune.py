@@ -9,7 +9,7 @@ small batch of new photos would wreck them, undoing the features the head was tr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clf.errors import ConfigError
 
@@ -48,12 +48,13 @@ def fine_tune_lr(config) -> float:
 class FineTuned:
     history: dict[str, list[float]]  # keys prefixed fine_tune_
     seconds: float
+    info: dict = field(default_factory=dict)  # optimizer, schedule, epoch kept: for the record
 
 
 def fine_tune(setup, data, trainable, dist, *, class_weight, run_dir, batch_size: int, observer) -> FineTuned:
     """Phase 2: unfreeze the top of the backbone and train end to end on live images."""
-    from clf.train.callbacks import phase_callbacks
-    from clf.train.fit import augmented, compile_for, quiet_fit, training_batches
+    from clf.train.callbacks import best_epoch, phase_callbacks
+    from clf.train.fit import augmented, compile_for, describe_fit, quiet_fit, training_batches
 
     config, classifier = setup.config, trainable.classifier
     names = unfreeze_top(classifier.backbone, config.fine_tune_layers)
@@ -65,14 +66,20 @@ def fine_tune(setup, data, trainable, dist, *, class_weight, run_dir, batch_size
     train, steps = training_batches(data.bundle.train, data.n_train, seed=config.seed, batch_size=batch_size,
                                     first_epoch=0, epochs=config.fine_tune_epochs, dist=dist)
     train = augmented(train, config, live_images=True)
-    compile_for(classifier.model, lr, dist)  # a new optimizer; the model keeps its dtype policy
+    # A new optimizer (the model keeps its dtype policy), warming up from 0 again.
+    settings = compile_for(classifier.model, lr, dist, config, steps and steps * config.fine_tune_epochs)
     val = trainable.live_validation
+    # Only the unfrozen layers change: the best epoch's copy is of those.
+    best = best_epoch(restore=not config.last_epoch, variables=lambda model: model.trainable_weights)
     callbacks = phase_callbacks(observer, "fine_tune", config.fine_tune_epochs, config, setup.host, run_dir,
-                                val is not None)
+                                val is not None, best)
     observer.phase_start("fine_tune", total=config.fine_tune_epochs, unit="epoch")
     t0 = time.perf_counter()
     history = quiet_fit(classifier.model, train, validation_data=val, epochs=config.fine_tune_epochs,
                         steps_per_epoch=steps, class_weight=class_weight, callbacks=callbacks)
+    best.restore_into(classifier.model)
     seconds = time.perf_counter() - t0
-    observer.phase_end("fine_tune", seconds=seconds)
-    return FineTuned({f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}, seconds)
+    info = {"layers": len(names), **settings, **best.info()}
+    observer.phase_end("fine_tune", seconds=seconds, summary=describe_fit(info))
+    return FineTuned({f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}, seconds,
+                     info)

@@ -89,8 +89,10 @@ def export_run(setup, data, trainable, extracted, evaluated: Evaluated, dist, *,
 
 
 def record_run(setup, data, evaluated: Evaluated, exported: Exported, recorder, *, extraction: dict,
-               started: datetime, run_dir: Path, observer: Observer) -> dict[str, Any]:
-    """metrics.json, the confusion matrix, history.csv, training curves and manifest.json."""
+               training: dict, started: datetime, run_dir: Path, observer: Observer,
+               runtime: dict | None = None) -> dict[str, Any]:
+    """metrics.json, the confusion matrix, history.csv, training curves and manifest.json
+    (``runtime``: what ran the frozen backbone and how well it agreed with TensorFlow)."""
     config, bundle = setup.config, data.bundle
     observer.phase_start("record")
     primary = evaluated.primary
@@ -101,7 +103,8 @@ def record_run(setup, data, evaluated: Evaluated, exported: Exported, recorder, 
         seconds={**recorder.seconds, "total": (datetime.now() - started).total_seconds()},
         backbone=setup.backbone.name, image_size=setup.image_size, started=started,
         extra={"artifacts": exported.metadata["artifacts"], "metrics": evaluated.metrics, "evaluated_on": primary,
-               "verification": exported.metadata.get("verification"), "extraction": extraction},
+               "verification": exported.metadata.get("verification"), "extraction": extraction,
+               "runtime": runtime, "training": training},
     )
     files.append(runrecord.write_json(run_dir / "manifest.json", manifest))
     observer.phase_end("record", run_dir=run_dir, files=files, reports=evaluated.reports, primary=primary)

@@ -4,6 +4,10 @@ With a frozen backbone the head trains on the cached features (the extract phase
 a backbone trained from scratch (the tutorial's small CNN) changes every step, so it trains
 together with the head on live images. Either way the result is one ``Classifier`` whose
 model goes from raw RGB images to probabilities, and that is what gets exported.
+
+The default head (softmax, no hidden layer) on cached features is not trained but solved
+(``--solver auto``, clf.train.linear_head); every other head trains with Keras fit
+(clf.train.optim's optimizer, schedule and loss) and keeps its best validation epoch.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from typing import Any
 from clf.errors import Interrupted
 from clf.events import Observer
 from clf.train import checkpoint
-from clf.train.callbacks import phase_callbacks
+from clf.train.callbacks import best_epoch, phase_callbacks
 from clf.train.class_weights import choose_class_weights
 from clf.train.distribute import precision_scope
 from clf.train.model import Classifier, build_head, join
+
+# Heads the linear solver may solve: the built-in softmax; a plugin's head trains with Keras.
+SOLVABLE_HEADS = {("clf.plugins.heads", "softmax")}
 
 
 @dataclass
@@ -35,6 +42,8 @@ class Trainable:
     validation: Any  # batched validation data for fit (same kind as fit_data), or None
     train_counts: list[int]  # clean training images per class, for class weights
     live_validation: Any = None  # batched validation images, for fine-tuning and live evaluation
+    train_features: Any = None  # clf.train.features.SplitFeatures of the training split, when cached
+    n_clean: int = 0  # the first n_clean rows of train_features are the images, the rest augmented copies
 
 
 @dataclass
@@ -42,6 +51,7 @@ class Fitted:
     history: dict[str, list[float]]
     seconds: float
     class_weight: dict[int, float] | None = field(default=None)
+    info: dict[str, Any] = field(default_factory=dict)  # how the head was trained, for the record
 
 
 def live_validation(bundle, dist, batch_size: int):
@@ -67,7 +77,8 @@ def assemble(setup, data, base, extracted, dist, batch_size: int) -> Trainable:
     if extracted is None:
         with dist.strategy.scope(), precision_scope(dist.precision):
             head_model = build_head(setup.head, width, num_classes, setup.head_options)
-            classifier = join(base, head_model, setup.backbone.preprocess, setup.image_size, train_backbone=True)
+            classifier = join(base, head_model, setup.backbone.preprocess, setup.image_size, train_backbone=True,
+                              tta=config.tta)
         counts = [bundle.counts("train")[c] for c in bundle.class_names] if data.n_train else []
         return Trainable(classifier, head_model, classifier.model, bundle.train, data.n_train, val_images,
                          counts, val_images)
@@ -78,7 +89,7 @@ def assemble(setup, data, base, extracted, dist, batch_size: int) -> Trainable:
     with dist.strategy.scope(), precision_scope(dist.precision):
         head_model = build_head(setup.head, width, num_classes, setup.head_options,
                                 standardize=make_standardizer(train_f.features))
-        classifier = join(base, head_model, setup.backbone.preprocess, setup.image_size)
+        classifier = join(base, head_model, setup.backbone.preprocess, setup.image_size, tta=config.tta)
     fit_val = (dist.batch(tf.data.Dataset.from_tensor_slices((val_f.features, val_f.labels)),
                           len(val_f.labels), "validation", size=256) if val_f is not None else None)
     n_fit = len(train_f.labels)
@@ -86,7 +97,7 @@ def assemble(setup, data, base, extracted, dist, batch_size: int) -> Trainable:
     counts = np.bincount(train_f.labels[:n_clean], minlength=num_classes).tolist()
     return Trainable(classifier, head_model, head_model,
                      tf.data.Dataset.from_tensor_slices((train_f.features, train_f.labels)),
-                     n_fit, fit_val, counts, val_images)
+                     n_fit, fit_val, counts, val_images, train_f, n_clean)
 
 
 def training_batches(dataset, n: int, *, seed: int, batch_size: int, first_epoch: int, epochs: int, dist):
@@ -114,14 +125,60 @@ def augmented(batches, config, *, live_images: bool):
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def compile_for(model, lr: float, dist) -> None:
-    import keras
+def compile_for(model, lr: float, dist, config, total_steps: int | None) -> dict[str, Any]:
+    """Compile ``model`` with the run's optimizer, schedule over ``total_steps`` and loss;
+    returns those settings for the record."""
+    from clf.train import optim
 
     # Variables made inside the scope (optimizer slots) are mirrored on every replica.
     with dist.strategy.scope(), precision_scope(dist.precision):
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        optimizer = optim.make_optimizer(lr, weight_decay=config.weight_decay, schedule=config.schedule,
+                                         total_steps=total_steps)
+        model.compile(optimizer=optimizer, loss=optim.make_loss(config.label_smoothing), metrics=["accuracy"])
     dist.prepare(model)
+    return optim.describe(config, lr, total_steps)
+
+
+def solvable(setup, trainable: Trainable, ckpt):
+    """The head's (Standardize, Dense) layers when the linear solver applies, else None:
+    ``--solver auto``, the built-in softmax head without a hidden layer, on cached features
+    (a resumed run was a Keras fit: it goes on as one)."""
+    from clf.train.linear_head import linear_layers
+
+    config = setup.config
+    if (config.solver != "auto" or ckpt is not None or trainable.train_features is None or not trainable.n_fit
+            or (setup.head.plugin, setup.head.name) not in SOLVABLE_HEADS):
+        return None
+    return linear_layers(trainable.head_model)
+
+
+# Settings only Keras fit uses; the learning-rate ones still reach fine-tuning when it runs.
+FIT_ONLY = ("epochs", "dropout", "patience", "last_epoch")
+FIT_AND_FINE_TUNE = ("lr", "schedule", "label_smoothing", "weight_decay")
+
+
+def solver_ignores(config) -> list[str]:
+    """The non-default settings the solved head does not use (``--epochs 60``, ...): a user
+    who set them expects them to matter, so a note names them."""
+    from dataclasses import fields
+
+    defaults = {f.name: f.default for f in fields(config)}
+    names = FIT_ONLY + (() if config.fine_tune_layers else FIT_AND_FINE_TUNE)
+    return [f"--{n.replace('_', '-')} {getattr(config, n)}" for n in names if getattr(config, n) != defaults[n]]
+
+
+def solve_head(trainable: Trainable, layers, num_classes: int, class_weight, observer: Observer) -> Fitted:
+    """Phase 1 for the default head: the converged, cross-validated linear solution."""
+    from clf.train import linear_head
+
+    standardize, dense = layers
+    feats = trainable.train_features
+    observer.phase_start("train")
+    solution = linear_head.solve(linear_head.head_inputs(standardize, feats.features), feats.labels, num_classes,
+                                 class_weight=class_weight, n_clean=trainable.n_clean)
+    linear_head.write(dense, solution)
+    observer.phase_end("train", seconds=solution.seconds, summary=solution.describe())
+    return Fitted({}, solution.seconds, class_weight, info=solution.record())
 
 
 def fit_head(setup, data, trainable: Trainable, dist, *, ckpt, run_dir: Path, batch_size: int,
@@ -132,10 +189,18 @@ def fit_head(setup, data, trainable: Trainable, dist, *, ckpt, run_dir: Path, ba
                                               data.bundle.class_names)
     if note:
         observer.note(note)
+    layers = solvable(setup, trainable, ckpt)
+    if layers is not None:
+        ignored = solver_ignores(config)
+        if ignored:
+            observer.note(f"{', '.join(ignored)}: not used by the default linear head, which is solved to "
+                          f"convergence instead of trained by epochs; pass --solver keras to train it with "
+                          f"Keras fit.")
+        return solve_head(trainable, layers, data.bundle.num_classes, class_weight, observer)
     first_epoch = ckpt.epoch if ckpt is not None else 0
     train, steps = training_batches(trainable.fit_data, trainable.n_fit, seed=config.seed, batch_size=batch_size,
                                     first_epoch=first_epoch, epochs=config.epochs, dist=dist)
-    compile_for(trainable.fit_model, config.lr, dist)
+    settings = compile_for(trainable.fit_model, config.lr, dist, config, steps and steps * config.epochs)
     train = augmented(train, config, live_images=setup.backbone.trainable)
     if ckpt is not None:
         if ckpt.note:  # a newer, damaged checkpoint was passed over
@@ -143,10 +208,11 @@ def fit_head(setup, data, trainable: Trainable, dist, *, ckpt, run_dir: Path, ba
         with dist.strategy.scope():  # optimizer slots made here are mirrored too
             checkpoint.restore(trainable.fit_model, ckpt)
         observer.note(f"Resuming {run_dir} after epoch {ckpt.epoch} of {config.epochs}.")
+    best = best_epoch(restore=not config.last_epoch, past=checkpoint.best_so_far(ckpt), first_epoch=first_epoch)
     saver = checkpoint.callback(run_dir, phase="train", epochs=config.epochs, config=config.to_dict(),
-                                history=ckpt.history if ckpt is not None else None)
+                                history=ckpt.history if ckpt is not None else None, best=best)
     callbacks = phase_callbacks(observer, "train", config.epochs, config, setup.host, run_dir,
-                                trainable.validation is not None, saver)
+                                trainable.validation is not None, best, saver)
     observer.phase_start("train", total=config.epochs, unit="epoch")
     t0 = time.perf_counter()
     try:
@@ -157,10 +223,20 @@ def fit_head(setup, data, trainable: Trainable, dist, *, ckpt, run_dir: Path, ba
     except KeyboardInterrupt:
         done = checkpoint.latest(run_dir, "train")
         raise Interrupted(run_dir, done.epoch if done else 0, config.epochs) from None
+    best.restore_into(trainable.fit_model)
     seconds = time.perf_counter() - t0
-    observer.phase_end("train", seconds=seconds)
+    info = {"solver": "keras_fit", **settings, **best.info()}
+    observer.phase_end("train", seconds=seconds, summary=describe_fit(info))
     history = {k: [float(v) for v in vs] for k, vs in saver.history_so_far.items()}
-    return Fitted(history, seconds, class_weight)
+    return Fitted(history, seconds, class_weight, info=info)
+
+
+def describe_fit(info: dict[str, Any]) -> str:
+    """One line on which epoch's weights a Keras fit kept."""
+    if "best_epoch" in info:
+        return (f"kept epoch {info['kept_epoch']} of {info['epochs_run']} ({info['kept']}; best validation loss "
+                f"{info['best_val_loss']:.4f} at epoch {info['best_epoch']})")
+    return f"kept epoch {info['kept_epoch']} of {info['epochs_run']} ({info['kept']})"
 
 
 def quiet_fit(model, data, **kwargs):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clf.errors import PluginError
-from clf.data.preprocessing import Preprocess
+from clf.data.preprocessing import Mirror, Preprocess
 from clf.host.registry import Backbone, Head
 
 
@@ -20,6 +20,7 @@ class Classifier:
     backbone: Any  # keras.Model: preprocessed images -> pooled features
     head: Any  # keras.Model: features -> probabilities
     preprocess: str
+    tta: str = "none"  # "flip": features averaged with the mirror image's (see backbone_features)
 
 
 def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights):
@@ -70,16 +71,49 @@ def build_classifier(backbone: Backbone, head: Head, num_classes: int,
     return join(base, head_model, backbone.preprocess, image_size, train_backbone=backbone.trainable)
 
 
-def join(base, head_model, preprocess: str, image_size, *, train_backbone: bool = False) -> Classifier:
+def backbone_features(base, x, tta: str = "none", *, train_backbone: bool = False):
+    """The pooled features of preprocessed images ``x``: the backbone's output, or with
+    ``tta="flip"`` the mean of it and the mirror image's. Feature extraction and the
+    exported model both build their graph here, so the cached features are exactly what
+    the exported model computes."""
+    import keras
+
+    def features(images):
+        # training=False keeps BatchNormalization in inference mode even when layers of the
+        # backbone are unfrozen for fine-tuning.
+        return base(images) if train_backbone else base(images, training=False)
+
+    if tta == "none":
+        return features(x)
+    if tta == "flip":
+        return keras.layers.Average(name="flip_average")([features(x), features(Mirror(name="mirror")(x))])
+    raise ValueError(f"Unknown tta {tta!r}; expected 'none' or 'flip'.")
+
+
+def join(base, head_model, preprocess: str, image_size, *, train_backbone: bool = False,
+         tta: str = "none") -> Classifier:
     """The exported model: takes raw RGB 0-255 and runs the backbone in inference mode
     (unless ``train_backbone``: a backbone trained from scratch runs its dropout in fit)."""
     import keras
 
     inputs = keras.Input(shape=(image_size[0], image_size[1], 3), name="image")
     x = Preprocess(preprocess, name="preprocess")(inputs)
-    # training=False keeps BatchNormalization in inference mode even when layers of the
-    # backbone are unfrozen for fine-tuning.
-    x = base(x) if train_backbone else base(x, training=False)
-    outputs = head_model(x)
+    outputs = head_model(backbone_features(base, x, tta, train_backbone=train_backbone))
     model = keras.Model(inputs, outputs, name="clf_classifier")
-    return Classifier(model, base, head_model, preprocess)
+    return Classifier(model, base, head_model, preprocess, tta)
+
+
+def split(model):
+    """``(extractor, head)`` of a model that ``join`` built (reloaded from .keras or .h5 too):
+    raw RGB -> Preprocess -> backbone as one model, and the head over its features; None for
+    any other model. Lets the frozen part run in another runtime (clf.train.runtime_choice)."""
+    import keras
+
+    layers = list(model.layers)
+    if len(layers) != 4 or not isinstance(layers[1], Preprocess) or layers[3].name != "head" \
+            or not all(isinstance(layer, keras.Model) for layer in layers[2:]):
+        return None
+    preprocess, backbone, head = layers[1:]
+    inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="image")
+    extractor = keras.Model(inputs, backbone(preprocess(inputs), training=False), name="feature_extractor")
+    return extractor, head

@@ -17,7 +17,7 @@ from clf.artifacts.exporting import check_export_options
 from clf.config import RunConfig
 from clf.data import guardrails
 from clf.data.images import ImageSize
-from clf.errors import ConfigError, UsageError
+from clf.errors import ConfigError, PluginError, UsageError, WeightsNotFoundError
 from clf.host.manager import PluginHost
 
 
@@ -42,6 +42,8 @@ def resolve(config: RunConfig, host: PluginHost) -> Setup:
     """Look up every named component and check the options that depend on them."""
     backbone, head, loader, exporters = resolve_components(config, host)
     check_export_options(config, exporters)
+    check_weights_path(config)
+    check_preprocess(backbone)
     return Setup(config, host, backbone, head, loader, exporters, image_size_for(config, backbone))
 
 
@@ -52,6 +54,28 @@ def resolve_components(config: RunConfig, host: PluginHost):
     loader = host.loaders.get(config.loader)
     exporters = [host.exporters.get(name) for name in config.export]
     return backbone, head, loader, exporters
+
+
+def check_preprocess(backbone) -> None:
+    """The backbone's preprocessing mode exists (a plugin may name one it never registered)."""
+    from clf.data.modes import preprocess_modes
+
+    if backbone.preprocess not in preprocess_modes():
+        raise PluginError(
+            f"Backbone {backbone.name!r} (plugin {backbone.plugin!r}) uses preprocessing mode "
+            f"{backbone.preprocess!r}, which no plugin registered; expected one of "
+            f"{', '.join(preprocess_modes())}. Fix the plugin: register the mode with "
+            f"clf.register_preprocess, or pass preprocess= a function."
+        )
+
+
+def check_weights_path(config: RunConfig) -> None:
+    """A --weights file that is not there fails now, not after the data is loaded."""
+    if config.weights not in ("imagenet", "none") and not Path(config.weights).is_file():
+        raise WeightsNotFoundError(
+            f"Weights file {config.weights!r} does not exist; expected 'imagenet', 'none' or "
+            f"the path of a weights file for backbone {config.backbone!r}. Check --weights."
+        )
 
 
 def image_size_for(config: RunConfig, backbone) -> ImageSize:

@@ -1,0 +1,175 @@
+"""``clf export RUN_DIR --export tflite,onnx``: more artifacts for a finished run.
+
+The run's Keras model (``model.keras``, else ``model.h5``) goes through the same export phase
+a run ends with (``clf.artifacts.exporting.export_all``): each exporter writes its file, the
+round-trip check reopens it and compares it with the Keras model on the run's held-out
+images, and ``labels.json``, ``verification.json`` and ``manifest.json`` are updated (each
+written under a temporary name and renamed). The images come from the run's record of its
+split (``manifest.json``) under its ``--data`` folder, or under ``data`` when it moved.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from clf.artifacts.exporting import check_export_options, export_all
+from clf.artifacts.labels import read_labels
+from clf.artifacts.verify import keras_model_in
+from clf.config import QUANTIZE_MODES, check_name
+from clf.errors import DataError, ModelError, ModelNotFoundError, UsageError, VerificationError
+from clf.events import Observer
+from clf.files import write_json
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Added:
+    """What ``export`` added: exporter -> files, and the round-trip check's report."""
+
+    run_dir: Path
+    artifacts: dict[str, list[Path]]
+    verification: Any = None  # clf.artifacts.verify.VerificationReport; None with verify=False
+
+
+@dataclass
+class _Options:  # what export_all and check_export_options read of a RunConfig
+    export: tuple[str, ...]
+    quantize: str
+    verify: bool
+
+
+def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = "none",
+           data: str | Path | None = None, verify: bool = True, observer: Observer | None = None,
+           host=None) -> Added:
+    """Add the artifacts of ``export`` (exporter names) to the finished run in ``run_dir``.
+
+    Everything that can fail without work is checked first: the run folder and its Keras
+    model, the exporter names, their packages, ``quantize``, and formats the run already has
+    (an existing artifact is never replaced). Raises ``VerificationError`` when an artifact
+    fails its round trip (renamed ``*.failed``; the others are kept and recorded)."""
+    from clf.host.manager import get_host
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ModelNotFoundError(f"Run folder {str(run_dir)!r} does not exist; expected a folder a "
+                                 f"'clf run' wrote. Check the path.")
+    labels = read_labels(run_dir)
+    names = tuple(n.strip() for n in export.split(",") if n.strip()) if isinstance(export, str) else tuple(export)
+    if not names:
+        raise UsageError("Nothing to export; expected exporter names, e.g. --export tflite,onnx. "
+                         "Run 'clf exporters' to list them.")
+    host = host or get_host()
+    exporters = [host.exporters.get(n) for n in names]
+    options = _Options(tuple(e.name for e in exporters), check_name("quantize", quantize, QUANTIZE_MODES), verify)
+    check_export_options(options, exporters)
+    _refuse_existing(run_dir, labels, exporters)
+    source = _keras_model(run_dir, labels)
+    bundle = _bundle(run_dir, labels, data, need_train=options.quantize == "int8", need_held_out=verify)
+
+    from clf.artifacts.predict import KerasPredictor
+
+    model = KerasPredictor(source, labels).model
+    observer = observer or Observer()
+    metadata = {k: v for k, v in labels.items()}
+    try:
+        artifacts, report = export_all(model, run_dir, metadata, exporters, options, bundle, observer)
+    except VerificationError:
+        _record(run_dir, read_labels(run_dir), options)  # labels.json lists what passed
+        raise
+    _record(run_dir, metadata, options)
+    return Added(run_dir, artifacts, report)
+
+
+def _refuse_existing(run_dir: Path, labels: dict, exporters) -> None:
+    have = labels.get("artifacts", {})
+    present = [f"{e.name} ({', '.join(have[e.name])})" for e in exporters if have.get(e.name)]
+    if present:
+        raise UsageError(
+            f"Run folder {str(run_dir)!r} already has {', '.join(present)}; clf export adds formats "
+            f"a run lacks and never replaces an artifact. Drop it from --export (to re-check an "
+            f"artifact: clf verify), or train again with the --export and --quantize you want."
+        )
+
+
+def _keras_model(run_dir: Path, labels: dict) -> Path:
+    """The run's Keras model, the source of every new artifact."""
+    found = keras_model_in(run_dir, labels)
+    if found is not None:
+        return found
+    raise ModelError(
+        f"{str(run_dir)!r} has no Keras model (model.keras or model.h5) to export from; its "
+        f"labels.json lists: {', '.join(labels.get('artifacts', {})) or 'nothing'}. Expected a run "
+        f"exported with h5 or keras (clf run's default is h5)."
+    )
+
+
+def _bundle(run_dir: Path, labels: dict, data, *, need_train: bool, need_held_out: bool):
+    """The run's own images, by split, as a DatasetBundle (what export_all calibrates and
+    verifies on), read from the split that manifest.json records."""
+    from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
+
+    manifest = _manifest(run_dir)
+    class_names = list(labels["class_names"])
+    root = Path(data) if data is not None else Path(manifest.get("data", {}).get("source", ""))
+    size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
+    splits: dict[str, Split] = {}
+    for split, per_class in manifest.get("split", {}).items():
+        files, targets = [], []
+        for label, name in enumerate(class_names):
+            for rel in per_class.get(name, []):
+                path = Path(rel) if Path(rel).is_absolute() else root / rel
+                if path.is_file():
+                    files.append(str(path))
+                    targets.append(label)
+        if files:
+            splits[split] = Split(files, targets)
+    held_out = [s for s in ("test", "validation") if s in splits]
+    wanted = (["train"] if need_train and "train" not in splits else []) + \
+        (["a validation or test split"] if need_held_out and not held_out else [])
+    if wanted:
+        raise DataError(
+            f"The images of run {str(run_dir)!r} are not under {str(root)!r} (looked for the "
+            f"{' and '.join(wanted)} files its manifest.json records); expected the run's --data "
+            f"folder. Pass --data with that folder"
+            + (", or --no-verify to skip the round-trip check." if not need_train else ".")
+        )
+
+    def dataset(files, targets):
+        return files_dataset(files, targets, size)
+
+    # A split the run did not have stays None (train: only int8 calibration reads it).
+    made = {s: dataset(splits[s].files, splits[s].labels) if s in splits else None
+            for s in ("train", "validation", "test")}
+    return DatasetBundle(class_names, made["train"], made["validation"], made["test"], splits=splits,
+                         make_dataset=dataset)
+
+
+def _manifest(run_dir: Path) -> dict:
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+
+
+def _record(run_dir: Path, metadata: dict, options: _Options) -> None:
+    """manifest.json lists the artifacts labels.json lists, and when each export was added."""
+    manifest = _manifest(run_dir)
+    if not manifest:
+        return
+    from clf import __version__
+
+    manifest["artifacts"] = metadata.get("artifacts", {})
+    if metadata.get("verification") is not None:
+        manifest["verification"] = metadata["verification"]
+    manifest.setdefault("exports_added", []).append({
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "export": list(options.export),
+        "quantize": options.quantize, "verified": options.verify, "clf_version": __version__})
+    write_json(run_dir / MANIFEST, manifest)

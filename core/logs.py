@@ -1,0 +1,175 @@
+"""TensorFlow's log noise, kept out of clf's output unless asked for (``--verbose`` or
+``CLF_DEBUG=1``).
+
+What TensorFlow writes that no clf user can act on, and how each is kept out:
+
+- at import, C++ logging that runs before absl is initialised (``WARNING: All log messages
+  before absl::InitializeLog() ...`` and ``oneDNN custom operations are on``). No variable
+  silences it short of ``TF_ENABLE_ONEDNN_OPTS=0``, which turns oneDNN off (MobileNetV2 ran
+  2-3x slower here), so the CLI imports TensorFlow with file descriptor 2 pointed away
+  (:func:`quiet_tensorflow`) and ``TF_CPP_MIN_LOG_LEVEL=2`` for what it logs afterwards;
+- Keras' legacy-HDF5 and the TFLite converter's ``trackable_obj`` warnings (absl logger),
+  and TFLite's ``XNNPACK delegate`` INFO line (native): the code that triggers them runs
+  inside :func:`quiet_logs`, scoped to that call.
+
+Whatever a silenced block wrote is replayed to stderr when the block fails, so an error is
+never hidden with the noise.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
+
+ENV_DEBUG = "CLF_DEBUG"  # 1: show everything TensorFlow logs (what --verbose sets)
+# The loggers TensorFlow and Keras warn through (Python side).
+NOISY_LOGGERS = ("absl", "tensorflow", "h5py")
+
+
+def verbose() -> bool:
+    """True with ``CLF_DEBUG=1`` (``--verbose`` sets it): nothing is silenced."""
+    return os.environ.get(ENV_DEBUG, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_verbose() -> None:
+    """Show TensorFlow's own log lines from now on (``--verbose``)."""
+    os.environ[ENV_DEBUG] = "1"
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == _LEVEL and _state["set_level"]:
+        del os.environ["TF_CPP_MIN_LOG_LEVEL"]  # ours, not the user's: TensorFlow's default again
+
+
+_LEVEL = "2"  # TensorFlow's C++ INFO and WARNING lines off, errors kept
+_state = {"set_level": False}
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at a temporary file while the block runs, so lines native
+    code writes (TensorFlow's C++ logging, TFLite's delegates) go nowhere; if the block
+    raises, they are written to stderr before the exception propagates."""
+    if verbose():
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (an embedding host): leave it
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            _restore(saved)
+            sink.seek(0)
+            os.write(2, sink.read())
+            raise
+        else:
+            _restore(saved)
+
+
+def _restore(saved: int) -> None:
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+@contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Run a block without TensorFlow's log noise: its native stderr lines, warnings of the
+    ``absl``/``tensorflow`` loggers and Python warnings. Use it around a call into
+    TensorFlow, Keras or a converter that logs what the user cannot act on (saving legacy
+    HDF5, TFLite conversion, creating a TFLite interpreter); errors still raise, and what
+    the block wrote to stderr is replayed if it fails. Does nothing with ``--verbose`` or
+    ``CLF_DEBUG=1``."""
+    if verbose():
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in NOISY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), native_stderr_silenced():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+class _DropMessage(logging.Filter):
+    """Drops one known, harmless record (unless --verbose)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return verbose() or self.text not in record.getMessage()
+
+
+def drop_message(logger: str, text: str) -> None:
+    """Keep records of ``logger`` containing ``text`` out of the output from now on: for a
+    warning clf triggers by design and a user cannot act on (see clf.train.forward)."""
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, _DropMessage) and f.text == text for f in target.filters):
+        target.addFilter(_DropMessage(text))
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """TensorFlow's own loader, run with native stderr silenced (the pre-absl lines)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        # TensorFlow sees its own loader, as if nothing had come between.
+        module.__loader__ = module.__spec__.loader = self.loader
+        with native_stderr_silenced():
+            self.loader.exec_module(module)
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: on the first ``import tensorflow`` it lets the other finders
+    locate the package and hands back their spec with its loader wrapped."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)  # once only; also keeps the lookup below from coming back here
+        if verbose():
+            return None
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def quiet_tensorflow() -> None:
+    """For a command-line process, before TensorFlow is imported: its C++ INFO/WARNING lines
+    off (``TF_CPP_MIN_LOG_LEVEL=2`` unless already set) and its import silenced. Does
+    nothing with ``CLF_DEBUG=1``; :func:`set_verbose` undoes it until TensorFlow loads."""
+    if verbose():
+        return
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = _LEVEL
+        _state["set_level"] = True
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())

@@ -1,0 +1,80 @@
+"""A finished run at a glance: the short ``repr`` and the notebook view of a ``RunResult``.
+
+Displaying a result in a notebook cell used to dump every field (31,451 characters for a
+small run). ``text`` is one line; ``html`` is what Jupyter shows: the metrics of every
+evaluated split, the per-class table and the confusion-matrix image the run wrote.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+from typing import Any
+
+SHOWN_CLASSES = 6  # the repr names this many classes, then counts the rest
+
+
+def _classes(names: list[str]) -> str:
+    shown = ", ".join(map(repr, names[:SHOWN_CLASSES]))
+    return f"[{shown}, ... ({len(names)} in all)]" if len(names) > SHOWN_CLASSES else f"[{shown}]"
+
+
+def _files(result) -> list[str]:
+    return [Path(f).name for files in (result.artifacts or {}).values() for f in files]
+
+
+def text(result) -> str:
+    """``RunResult(run_dir='runs/...', backbone='vgg16', classes=[...], validation_accuracy=0.9, ...)``."""
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith("accuracy"))
+    parts = [f"run_dir={str(result.run_dir)!r}", f"backbone={result.config.backbone!r}",
+             f"classes={_classes(result.class_names)}"]
+    if metrics:
+        parts.append(metrics)
+    parts.append(f"artifacts={_files(result)!r}")
+    return f"RunResult({', '.join(parts)})"
+
+
+def _table(header: list[str], rows: list[list[Any]], numeric_from: int = 1) -> str:
+    def cell(tag, value, i):
+        align = ' style="text-align:right"' if i >= numeric_from else ""
+        return f"<{tag}{align}>{escape(str(value))}</{tag}>"
+
+    head = "".join(cell("th", h, i) for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(cell("td", v, i) for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html(result) -> str:
+    """The notebook view: what ran, the metrics per split, per class, and the confusion matrix."""
+    config = result.config
+    files = ", ".join(_files(result)) or "none"
+    size = f" at {config.image_size}x{config.image_size}" if config.image_size else ""
+    parts = [f"<p><b>clf run</b> <code>{escape(str(result.run_dir))}</code>: backbone "
+             f"<code>{escape(config.backbone)}</code>{size}, {len(result.class_names)} classes; "
+             f"artifacts: {escape(files)}</p>"]
+    reports = result.evaluation or {}
+    if reports:
+        rows = [[split, r["images"], f"{r['accuracy']:.4f}", f"{r['loss']:.4f}" if "loss" in r else "",
+                 f"{r['macro_f1']:.4f}"] for split, r in reports.items()]
+        parts.append(_table(["split", "images", "accuracy", "loss", "macro F1"], rows))
+        split = "test" if "test" in reports else next(iter(reports))
+        report = reports[split]
+        per_class = [[name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", s["support"]]
+                     for name, s in report["per_class"].items()]
+        parts.append(f"<p>per class ({escape(split)})</p>"
+                     + _table(["class", "precision", "recall", "f1", "support"], per_class))
+        parts.append(_confusion(result, report, split))
+    return '<div class="clf-run-result">' + "".join(parts) + "</div>"
+
+
+def _confusion(result, report: dict, split: str) -> str:
+    """The run's confusion_matrix.png inline (it shows the primary split), else a table."""
+    image = Path(result.run_dir) / "confusion_matrix.png"
+    if image.is_file():
+        data = base64.b64encode(image.read_bytes()).decode("ascii")
+        return (f'<p>confusion matrix ({escape(split)})</p>'
+                f'<img alt="confusion matrix" style="max-width:480px" src="data:image/png;base64,{data}"/>')
+    names = report["class_names"]
+    rows = [[name, *row] for name, row in zip(names, report["confusion_matrix"])]
+    return f"<p>confusion matrix ({escape(split)})</p>" + _table(["true \\ predicted", *names], rows)

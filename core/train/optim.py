@@ -1,0 +1,79 @@
+"""What every Keras fit phase (a head trained with Keras, fine-tuning, a backbone trained
+from scratch) optimizes with: Adam or AdamW (``--weight-decay``), a learning rate that warms
+up then decays (``--schedule``), and cross-entropy with optional label smoothing.
+
+Warm-up then cosine decay: the first steps of fine-tuning meet a head that is already
+trained and a backbone that is not yet adapted, so large updates there wreck the pretrained
+features; the rate rises linearly over the first ``WARMUP_FRACTION`` of the steps to
+``--lr`` (or ``--fine-tune-lr``), then follows a half cosine to 0 at the last step.
+"""
+
+from __future__ import annotations
+
+import keras
+
+WARMUP_FRACTION = 0.1
+
+
+def learning_rate(lr: float, schedule: str, total_steps: int | None):
+    """The optimizer's learning rate: ``lr``, or a warm-up + cosine schedule over
+    ``total_steps`` (unknown for a loader that streams: then constant)."""
+    if schedule == "constant" or not total_steps:
+        return lr
+    warmup = max(1, round(WARMUP_FRACTION * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, total_steps - warmup), alpha=0.0, warmup_target=lr, warmup_steps=warmup)
+
+
+def make_optimizer(lr: float, *, weight_decay: float, schedule: str, total_steps: int | None):
+    rate = learning_rate(lr, schedule, total_steps)
+    if not weight_decay:
+        return keras.optimizers.Adam(rate)
+    optimizer = keras.optimizers.AdamW(rate, weight_decay=weight_decay)
+    # Decay shrinks weights toward 0; a bias has no scale to regularise.
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    return optimizer
+
+
+@keras.saving.register_keras_serializable(package="clf")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels against ``(1 - s) * one_hot + s / classes``: Keras'
+    sparse cross-entropy has no label smoothing, its one-hot one has."""
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_sparse_categorical_crossentropy",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        onehot = keras.ops.one_hot(labels, keras.ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def make_loss(label_smoothing: float):
+    return SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
+
+
+def describe(config, lr: float, total_steps: int | None) -> dict:
+    """The optimisation settings of one fit phase, for the run record."""
+    scheduled = config.schedule != "constant" and bool(total_steps)
+    return {"optimizer": "AdamW" if config.weight_decay else "Adam", "lr": lr,
+            "schedule": (f"linear warm-up over {max(1, round(WARMUP_FRACTION * total_steps))} steps, then "
+                         f"cosine decay to 0 at step {total_steps}") if scheduled else "constant",
+            "weight_decay": config.weight_decay, "label_smoothing": config.label_smoothing}
+
+
+def learning_rate_logger():
+    """A callback that adds the learning rate at the end of each epoch to the epoch's logs
+    (so history.csv and the progress display show the schedule). Goes first in the list."""
+
+    class LearningRate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    return LearningRate()
