@@ -246,6 +246,9 @@ def test_inspect_writes_an_offline_page_with_every_finding(inspected):
     top = findings["label_issues"][0]
     assert (top["file"], top["label"], top["suggested"]) == (PLANTED, "bees", "ants")
     assert report.label_ranking[0] == PLANTED
+    # The fold heads were solved at the L2 strength the run's own solver chose.
+    head = json.loads((run.run_dir / "manifest.json").read_text())["training"]["head"]
+    assert head["solver"] == "lbfgs" and (s["oof_method"], s["oof_l2"]) == ("solved", head["l2"])
     cm = np.array(findings["validation"]["confusion_matrix"])
     assert cm.sum() == 8 and len(findings["validation"]["predictions"]) == 8
     losses = [p["loss"] for p in findings["worst_errors"]]
@@ -272,6 +275,21 @@ def test_features_come_from_the_run_cache(inspected):
     extract = next(e[2] for e in observer.events if e[0] == "phase_end" and e[1] == "extract")
     assert extract["counts"] == {"train": {"extracted": 0, "cached": 24},
                                  "validation": {"extracted": 0, "cached": 8}}
+
+
+def test_features_come_from_the_cache_of_the_runtime_the_run_used(tmp_path, small_config):
+    # A run whose backbone ran in LiteRT cached its features under that runtime's key; the
+    # inspection finds them there instead of extracting again in TensorFlow.
+    pytest.importorskip("ai_edge_litert", reason="LiteRT (the tflite extra) is not installed")
+    from clf.events import RecordingObserver
+
+    run = clf.run(small_config(runtime="tflite", weights=str(require_shared(SMALL_WEIGHTS)), image_size=64))
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())
+    assert manifest["runtime"]["name"] == "tflite"
+    observer = RecordingObserver()
+    clf.inspect_run(run.run_dir, observer=observer)
+    extract = next(e[2] for e in observer.events if e[0] == "phase_end" and e[1] == "extract")
+    assert {n: c["extracted"] for n, c in extract["counts"].items()} == {"train": 0, "validation": 0}
 
 
 def test_cli_prints_a_summary_or_json(inspected):
