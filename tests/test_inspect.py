@@ -91,7 +91,7 @@ def test_out_of_fold_probabilities_come_from_heads_that_never_saw_the_image(meth
     rng = np.random.default_rng(0)
     features = rng.normal(size=(120, 64)).astype(np.float32)
     labels = rng.integers(0, 3, 120)
-    oof = _oof(method, features, labels, lr=0.05, epochs=40, batch_size=16, folds=4)
+    oof = _oof(method, features, labels, lr=0.05, epochs=10, batch_size=16, folds=4)
     assert oof.method == method
     assert oof.probabilities.shape == (120, 3) and np.allclose(oof.probabilities.sum(1), 1, atol=1e-5)
     assert oof.folds == 4 and sorted(set(oof.fold.tolist())) == [0, 1, 2, 3]
@@ -449,15 +449,9 @@ def test_removed_files_are_not_a_class_and_the_next_run_extracts_nothing(tmp_pat
 def test_planted_wrong_labels_in_real_photos_rank_at_the_top(tmp_path):
     """A temp copy of part of hymenoptera with 4 training photos moved to the other class, a
     re-encoded copy of a training photo in validation and a noise image among the ants."""
-    source = require_shared(DATASETS / "hymenoptera")
     weights = require_shared(MOBILENET_V2_035)
-    data = tmp_path / "hymenoptera"
+    data = hymenoptera_subset(tmp_path / "hymenoptera", {"train": 40, "val": 15})
     rng = np.random.default_rng(0)
-    for split, n in (("train", 40), ("val", 15)):
-        for cls in ("ants", "bees"):
-            (data / split / cls).mkdir(parents=True)
-            for f in sorted((source / split / cls).glob("*.jpg"))[:n]:
-                shutil.copy(f, data / split / cls / f.name)
     chosen = {cls: sorted((data / "train" / cls).glob("*.jpg"))[5:7] for cls in ("ants", "bees")}
     planted = []
     for cls, other in (("ants", "bees"), ("bees", "ants")):
@@ -468,16 +462,16 @@ def test_planted_wrong_labels_in_real_photos_rank_at_the_top(tmp_path):
     Image.open(original).save(data / "val" / "bees" / "copy.jpg", quality=60)
     Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(data / "train" / "ants" / "noise.png")
 
-    # 50 epochs: 80 training images make 3 batches an epoch, and the default 20 epochs (60
-    # steps) leave the out-of-fold heads undertrained and their ranking noisy.
+    # The run solves its head and inspection its fold heads: no epochs to tune.
     run = clf.run(clf.RunConfig(backbone="mobilenet_v2_035", weights=str(weights), data=str(data), image_size=160,
-                                epochs=50, output=str(tmp_path / "run"), verify=False, augment=False))
+                                output=str(tmp_path / "run"), verify=False, augment=False))
     report = clf.inspect_run(run.run_dir)
     f = report.findings
     k = len(planted)
     ranks = sorted(report.label_ranking.index(p) for p in planted)
-    # Three are unmistakable; the fourth, a close-up of an ant on white, ranks 4th-9th over
-    # fold seeds, among the 112 images.
+    # Three are unmistakable; the fourth, a close-up of an ant on white, ranked 5th of the 112
+    # images (behind a photo filed under ants that the heads take for a bee), 4th-9th with
+    # Adam-trained fold heads over fold seeds.
     assert ranks[2] < k and ranks[3] < 3 * k, (ranks, report.label_ranking[:3 * k])
     flagged = {i["file"] for i in f["label_issues"]}
     assert len(set(planted) & flagged) >= k - 1 and len(flagged) <= 4 * k
