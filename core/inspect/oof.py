@@ -9,8 +9,9 @@ The default head (a softmax layer on the features, no hidden layer) is a multino
 logistic regression: a convex problem, so each fold's head is *solved* (scikit-learn's
 L-BFGS, to a tolerance that fixes the ranking) rather than trained, on the features scaled
 as the run scales them (divided by one RMS) and centred. Its L2 strength is the one the run
-chose when the run solved its head, else the one with the lowest out-of-fold log loss on
-a half-decade grid (each strength's folds start from the previous strength's solutions).
+chose when the run solved its head, else the one with the lowest out-of-fold log loss,
+found by the run's solver's search over strengths half a decade apart (each strength's
+folds start from the previous strength's solutions).
 Solved heads do not depend on a seed, an epoch count or a batch order. On 5% planted flips
 (benchmarks/label_noise.py) they put 37 of flowers5's 80 in the top 80 where 20 epochs of
 Adam put 33 (9 and 10 of hymenoptera's 12), with the 5 folds in a third of the time.
@@ -34,12 +35,6 @@ import numpy as np
 from clf.errors import DataError
 
 DEFAULT_FOLDS = 5
-# L2 strengths (on the mean loss of the scaled features) tried half a decade apart from
-# START_L2 toward the lower out-of-fold log loss, at most L2_DECADES decades either way.
-# The minimum lay at 0.316 on hymenoptera and 0.1 on flowers5 (mobilenet_v2_035, 5%
-# planted flips); the run's own solver starts its search at 0.1 too.
-START_L2 = 0.1
-L2_DECADES = 3
 # Gradient tolerance of each fold's L-BFGS: scikit-learn's default, 1e-4, put the same
 # planted flips in the top k on both shared datasets and took about twice as long.
 SOLVER_TOL = 1e-3
@@ -151,9 +146,12 @@ def solved_out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Se
                        l2: float | None = None) -> OutOfFold:
     """Probabilities for every row of ``features`` from L2-regularised multinomial logistic
     regressions, each solved without the row's fold. ``l2``: the strength (penalty l2/2 |W|^2
-    on the mean loss); None: the one with the lowest out-of-fold log loss (see START_L2)."""
+    on the mean loss); None: the one with the lowest out-of-fold log loss (the run's own
+    solver's search, clf.train.linear_head.search)."""
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
+
+    from clf.train.linear_head import search
 
     # float32: scikit-learn keeps it, and the products bound by memory traffic take a quarter
     # of the time (flowers5, the search of 3 strengths: 1.0 s against 3.6 s in float64, the
@@ -172,29 +170,18 @@ def solved_out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Se
     with threadpool_limits(limits=1, user_api="blas"):
         if l2 is not None:
             return OutOfFold(_solve_all(problems, len(labels), len(class_names), l2), fold, k, "solved", float(l2))
-        scores: dict[float, float] = {}
         results: dict[float, np.ndarray] = {}
 
-        def at(strength: float) -> float:
-            if strength not in scores:
-                results[strength] = _solve_all(problems, len(labels), len(class_names), strength)
-                p = np.clip(results[strength][np.arange(len(labels)), labels], 1e-12, 1.0)
-                scores[strength] = float(-np.mean(np.log(p)))
-            return scores[strength]
+        def held_out_loss(strength: float) -> float:
+            results[strength] = _solve_all(problems, len(labels), len(class_names), strength)
+            p = np.clip(results[strength][np.arange(len(labels)), labels], 1e-12, 1.0)
+            return float(-np.mean(np.log(p)))
 
-        best = 0  # half decades from START_L2
-        for step in (1, -1):  # stronger first (solves fastest), then weaker
-            while abs(best + step) <= 2 * L2_DECADES and at(_strength(best + step)) < at(_strength(best)):
-                best += step
-            if best != 0:
-                break  # moved: the loss is smooth in the strength, so this is its grid minimum
-        best = _strength(best)
+        # The run's own solver's walk over L2 strengths half a decade apart. The minimum lay
+        # at 0.316 on hymenoptera and 0.1 on flowers5 (mobilenet_v2_035, 5% planted flips).
+        scores = search(held_out_loss)
+    best = min(scores, key=scores.get)
     return OutOfFold(results[best], fold, k, "solved", best, dict(sorted(scores.items())))
-
-
-def _strength(half_decades: int) -> float:
-    """``START_L2 * 10**(half_decades / 2)``, rounded (exact keys of the loss table)."""
-    return float(f"{START_L2 * 10.0 ** (half_decades / 2):.3g}")
 
 
 class _FoldProblem:
