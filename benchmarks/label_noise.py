@@ -7,8 +7,8 @@ class chosen at random (seeded), train with ``clf run`` (empty feature cache), t
 - precision and recall at k of the planted errors in the label issues list as the page
   shows it (cleanlab's flagged images, least likely label first), k = number planted; a
   random ranking's recall at k is the baseline (k / images);
-- recall at 2k over the ranking of every image by label quality, and how many of the
-  planted images cleanlab flagged at all;
+- recall at 2k and average precision over the ranking of every image by label quality, and
+  how many of the planted images cleanlab flagged at all;
 - the seconds of ``clf inspect`` (a fresh process: Python, TensorFlow, the model,
   everything) and of the ``clf run`` before it, wall and CPU (CPU time barely moves with the
   load of a shared machine), and their ratio, measured in the same run;
@@ -86,6 +86,17 @@ def measure(data: Path, out: Path, args) -> dict:
     return row
 
 
+def average_precision(ranking: list[str], planted: set[str]) -> float:
+    """The mean, over the planted files, of the precision of the ranking down to each one: the
+    whole ranking in one number (1.0: every planted file above every other)."""
+    hits, total = 0, 0.0
+    for rank, f in enumerate(ranking, 1):
+        if f in planted:
+            hits += 1
+            total += hits / rank
+    return total / len(planted) if planted else 0.0
+
+
 def score(findings: dict, planted: list[str], seconds: float, cpu: float) -> dict:
     """How well one inspection's label issues find the planted files, and what it cost."""
     k = len(planted)
@@ -97,6 +108,7 @@ def score(findings: dict, planted: list[str], seconds: float, cpu: float) -> dic
         "images": s["images"], "flagged": len(shown), "planted_flagged": len(set(planted) & set(shown)),
         "precision_at_k": hits / min(k, len(shown)) if shown else 0.0, "recall_at_k": hits / k,
         "random_recall_at_k": k / s["images"], "recall_at_2k": len(set(planted) & set(ranking[:2 * k])) / k,
+        "average_precision": average_precision(ranking, set(planted)),
         "oof_accuracy": s["oof_accuracy"], "oof": s.get("oof_method", "keras"), "oof_l2": s.get("oof_l2"),
         "validation_accuracy": s["validation_accuracy"],
         "inspect_seconds": seconds, "inspect_seconds_in_process": findings["seconds"]["total"],
@@ -130,13 +142,13 @@ def main(argv=None) -> int:
     results = [(r, r) for r in rows] + [(r, r["keras"]) for r in rows if "keras" in r]
     print()
     print("| dataset | out-of-fold heads | images | planted (k) | flagged | precision@k | recall@k "
-          "| random recall@k | recall@2k | out-of-fold acc |")
-    print("| --- " * 10 + "|")
+          "| random recall@k | recall@2k | average precision | out-of-fold acc |")
+    print("| --- " * 11 + "|")
     for r, m in results:
         heads = f"solved (L2 {m['oof_l2']:.3g})" if m["oof"] == "solved" else "Adam (--solver keras)"
         print(f"| {r['dataset']} | {heads} | {m['images']} | {r['planted']} | {m['flagged']} ({m['planted_flagged']} "
               f"planted) | {m['precision_at_k']:.2f} | {m['recall_at_k']:.2f} | {m['random_recall_at_k']:.2f} "
-              f"| {m['recall_at_2k']:.2f} | {m['oof_accuracy']:.3f} |")
+              f"| {m['recall_at_2k']:.2f} | {m['average_precision']:.2f} | {m['oof_accuracy']:.3f} |")
     print()
     print("| dataset | out-of-fold heads | clf inspect (warm): wall s | CPU s | in process s | folds s "
           "| clf run (cold): wall s | CPU s | inspect / run (CPU) |")
