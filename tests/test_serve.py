@@ -307,15 +307,16 @@ def serving_in_thread(app):
         thread.join(30)
 
 
-@pytest.mark.parametrize("fmt", ["savedmodel", "tflite"])
-def test_other_formats_serve_the_same_predictions(trained, keras_predictor, tmp_path, fmt):
-    """The app on each artifact format (served from a thread here, to skip a process start)."""
+@pytest.mark.parametrize("fmt,runtime", [("savedmodel", "tensorflow"), ("tflite", "tensorflow"), ("keras", "tflite")])
+def test_other_formats_serve_the_same_predictions(trained, keras_predictor, tmp_path, fmt, runtime):
+    """The app on each artifact format, and on the Keras model with its backbone in LiteRT
+    (clf serve --runtime tflite); served from a thread here, to skip a process start."""
     from clf.serve import ServeSettings, create_app, warm_up
 
     run_dir, _ = trained
     photo = _jpeg(tmp_path).read_bytes()
     expected = keras_predictor.predict_batch(keras_predictor.decode(photo)[None])[0]
-    predictor = clf.load_predictor(run_dir, fmt=fmt)
+    predictor = clf.load_predictor(run_dir, fmt=fmt, runtime=runtime)
     settings = ServeSettings(max_batch=8)
     warm_up(predictor, settings)
     with serving_in_thread(create_app(predictor, settings)) as url:
@@ -323,6 +324,8 @@ def test_other_formats_serve_the_same_predictions(trained, keras_predictor, tmp_
         res = httpx.post(url + "/predict", content=photo, headers={"Content-Type": "image/jpeg"}, timeout=30)
     assert res.status_code == 200, res.text
     np.testing.assert_allclose(res.json()["predictions"][0]["probabilities"], expected, atol=1e-5)
+    if runtime == "tflite":
+        assert "backbone in litert" in predictor.runtime or "backbone in tflite" in predictor.runtime, predictor.runtime
 
 
 def test_serve_command_errors_are_one_clear_line(trained, tmp_path):

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 from clf.cli.app import PluginOpt, _fail, _host, app, err
+from clf.cli.render import esc
 from clf.errors import ClfError, UsageError
 
 FORMATS = ("auto", "h5", "keras", "savedmodel", "tflite", "onnx")
@@ -37,6 +38,7 @@ def serve(
     top_k: int = typer.Option(3, min=1, help="Classes in each prediction's 'top' unless the request passes ?top_k=."),
     request_timeout: float = typer.Option(60.0, min=0.1, help="Seconds for a request's body to arrive, and for its prediction."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
+    runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model (h5, keras): auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
     plugin: Optional[List[str]] = PluginOpt,
 ):
     """Serve a trained model: POST /predict, GET /metadata, /health, /docs, and a page at /."""
@@ -53,10 +55,12 @@ def serve(
                              max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels,
                              max_images=max_images, top_k=top_k, request_timeout=request_timeout)
     try:
-        predictor = load_predictor(model, _host(plugin), fmt=fmt)
+        predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime)
         warm_up(predictor, settings)
     except ClfError as exc:
         _fail(exc)
+    for note in predictor.notes:
+        err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
     if not _is_loopback(host):
         err.print(f"[yellow]warning:[/] binding {host}: anyone who can reach this machine can use the "
                   f"model (no authentication). Use the default 127.0.0.1 to keep it local.", highlight=False)
