@@ -46,15 +46,15 @@ def inspected(tmp_path_factory):
     """A finished run on real photos (12 training and 4 validation photos of ants and bees,
     one training ant moved to bees) with the suite's small backbone and its real ImageNet
     weights, and its inspection. 128 px: the backbone's last feature map is 4x4, so heatmaps
-    exist. Of the first four ants, each planted in turn, three ranked first and two of those
-    were flagged (24 training photos leave cleanlab's per-class thresholds coarse); this is
-    one of the two."""
+    exist; the model gets one of the 8 validation photos wrong. Of the first four ants, each
+    planted in turn, three ranked first and two of those were flagged (24 training photos
+    leave cleanlab's per-class thresholds coarse); this is one of the two."""
     root = tmp_path_factory.mktemp("inspect")
     data = hymenoptera_subset(root / "data", {"train": 12, "val": 4})
     (data / "train" / "ants" / PLANTED_NAME).rename(data / PLANTED)
     config = clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights=str(require_shared(SMALL_WEIGHTS)),
-                           epochs=30, batch_size=8, image_size=128, output=str(root / "run"), augment=False,
-                           verify=False, cache_dir=str(root / "cache"))
+                           batch_size=8, image_size=128, output=str(root / "run"), augment=False, verify=False,
+                           cache_dir=str(root / "cache"))
     run = clf.run(config)
     return run, clf.inspect_run(run.run_dir)
 
@@ -252,7 +252,7 @@ def test_inspect_writes_an_offline_page_with_every_finding(inspected):
     cm = np.array(findings["validation"]["confusion_matrix"])
     assert cm.sum() == 8 and len(findings["validation"]["predictions"]) == 8
     losses = [p["loss"] for p in findings["worst_errors"]]
-    assert losses == sorted(losses, reverse=True) and len(losses) == cm.sum() - np.trace(cm)
+    assert losses == sorted(losses, reverse=True) and len(losses) == cm.sum() - np.trace(cm) >= 1
     assert findings["heatmaps"]["method"] == "cam"
     assert findings["calibration"]["images"] == 8 and 0 <= s["ece"] <= 1
     # Every image the page shows is a file beside it; nothing comes from the network.
