@@ -21,8 +21,9 @@ def inspect_command(
     open_page: bool = typer.Option(False, "--open", help="Open the report in the default web browser."),
     as_json: bool = JsonOpt,
     folds: int = typer.Option(5, min=2, help="Folds for the out-of-fold probabilities."),
-    solver: str = typer.Option("auto", help="auto: solve the default linear head's folds (convex); keras: train "
-                                            "every fold's head with Adam and the run's epochs."),
+    solver: str = typer.Option("auto", metavar="auto|keras",
+                               help="auto: solve the default linear head's folds (convex); keras: train every "
+                                    "fold's head with Adam and the run's epochs."),
     cache: bool = typer.Option(True, help="Read and keep features in the on-disk cache (--no-cache: extract in memory)."),
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
