@@ -301,6 +301,7 @@ def test_cli_prints_a_summary_or_json(inspected):
     res = runner.invoke(app, ["inspect", str(run.run_dir), "-q"])
     assert res.exit_code == 0, res.output
     assert f"{PLANTED}: labelled bees, looks like ants" in res.output
+    assert "out-of-fold accuracy" in res.output and "(solved heads, L2 " in res.output
     assert "index.html" in res.output and "heatmaps: class activation maps" in res.output
 
 

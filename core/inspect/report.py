@@ -87,11 +87,6 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     return InspectResult(Path(run.run_dir), out / "index.html", findings, ranking, seconds)
 
 
-# The head plugin whose no-hidden-layer form is a softmax layer on the features: a convex
-# problem that out-of-fold scoring solves instead of training (clf.inspect.oof).
-LINEAR_HEAD = "softmax"
-
-
 SOLVERS = ("auto", "keras")
 
 
@@ -99,12 +94,16 @@ def _out_of_fold(run, host, table: "_Table", folds: int, solver: str):
     """Out-of-fold probabilities from heads like the run's: solved for the default linear
     head (unless ``solver`` is "keras"), trained with the run's settings for any other."""
     from clf.inspect.oof import out_of_fold, solved_out_of_fold
+    from clf.train.fit import SOLVABLE_HEADS
 
     config = run.config
-    if solver == "auto" and config.head == LINEAR_HEAD and not config.hidden_units:
+    head = host.heads.get(config.head)
+    # The heads the run's own solver solves (a softmax layer on the features: convex), by the
+    # same rule; any other head, or one with a hidden layer, trains.
+    if solver == "auto" and (head.plugin, head.name) in SOLVABLE_HEADS and not config.hidden_units:
         return solved_out_of_fold(table.features, table.labels, run.class_names, class_weight=config.class_weight,
                                   seed=config.seed, folds=folds, l2=_run_l2(run))
-    return out_of_fold(table.features, table.labels, run.class_names, head=host.heads.get(config.head),
+    return out_of_fold(table.features, table.labels, run.class_names, head=head,
                        head_options={"dropout": config.dropout, "hidden_units": config.hidden_units},
                        lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
                        class_weight=config.class_weight, seed=config.seed, folds=folds)
