@@ -292,6 +292,16 @@ def test_features_come_from_the_cache_of_the_runtime_the_run_used(tmp_path, smal
     assert {n: c["extracted"] for n, c in extract["counts"].items()} == {"train": 0, "validation": 0}
 
 
+def test_a_head_with_a_hidden_layer_gets_trained_fold_heads_and_gradcam(tmp_path, small_config):
+    # Not a softmax layer on the features, so nothing to solve: every fold's head trains with
+    # the run's settings, and the heatmaps need gradients.
+    run = clf.run(small_config(hidden_units=4, image_size=64, epochs=2))
+    report = clf.inspect_run(run.run_dir)
+    s = report.findings["summary"]
+    assert (s["oof_method"], s["oof_l2"], s["folds"]) == ("keras", None, 5)
+    assert report.findings["heatmaps"]["method"] == "gradcam"
+
+
 def test_cli_prints_a_summary_or_json(inspected):
     run, _ = inspected
     res = runner.invoke(app, ["inspect", str(run.run_dir), "--json", "--no-cache"])
