@@ -143,9 +143,10 @@ def _finish(procs, timeout=TIMEOUT, check=True):
 
 def _run_config(data, output, **changes):
     # No dropout: its masks come from each replica's own random stream, so strategies could
-    # not be compared step for step.
+    # not be compared step for step. Keras fit (not the solved head): its steps are what the
+    # strategies must agree on.
     base = dict(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=2, batch_size=4,
-                image_size=SMALL_SIZE, output=str(output), augment=False, seed=3, dropout=0.0)
+                image_size=SMALL_SIZE, output=str(output), augment=False, seed=3, dropout=0.0, solver="keras")
     base.update(changes)
     return base
 

@@ -102,7 +102,8 @@ def test_130_interrupted(image_folder, tmp_path):
     plugin.write_text(INTERRUPT)
     out = tmp_path / "run"
     try:
-        res = runner.invoke(app, [*base(image_folder, out), "--epochs", "3", "--plugin", str(plugin)])
+        res = runner.invoke(app, [*base(image_folder, out), "--epochs", "3", "--solver", "keras",
+                                  "--plugin", str(plugin)])  # interrupted between Keras epochs
     finally:
         reset_host()  # the CLI's process-wide host keeps a --plugin loaded: no Ctrl-C for later tests
     assert res.exit_code == 130 and f"clf run --resume {out}" in res.output, res.output

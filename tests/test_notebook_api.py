@@ -36,7 +36,10 @@ def trained(tmp_path_factory):
 def test_run_takes_options_by_name_and_shows_progress(trained):
     result, data, _, printed = trained
     assert result.config.backbone == SMALL_BACKBONE and result.config.epochs == 2
-    assert "train epoch 1/2" in printed and "train epoch 2/2" in printed and "verified h5" in printed
+    # Every phase reports as it ends: features, the solved head (which names --epochs 2 as
+    # unused), verification.
+    assert "features: " in printed and "linear head solved" in printed and "verified h5" in printed
+    assert "--epochs 2: not used by the default linear head" in printed
 
 
 def test_run_options_are_checked_like_a_config(tmp_path):

@@ -40,8 +40,8 @@ def trained(tmp_path_factory):
     data = make_folder(root / "data", per_class=5)
     result = clf.run(clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=1,
                                    batch_size=4, image_size=SMALL_SIZE, output=str(root / "run"),
-                                   augment=False, export="h5,tflite", cache=False))
-    return result.run_dir, data
+                                   augment=False, export="h5,tflite", cache=False, solver="keras"))
+    return result.run_dir, data  # Keras fit: the resume tests need its epoch checkpoint
 
 
 def _copy_run(trained, tmp_path) -> Path:
@@ -629,7 +629,8 @@ def test_c16_ctrl_c_during_extraction_or_export_says_so(image_folder, tmp_path, 
     monkeypatch.setattr(*target, interrupt)
     out = tmp_path / "run"
     res = runner.invoke(app, ["run", "--backbone", SMALL_BACKBONE, "--data", str(image_folder), "--weights", "none",
-                              "--image-size", str(SMALL_SIZE), "--epochs", "1", "--output", str(out)])
+                              "--image-size", str(SMALL_SIZE), "--epochs", "1", "--output", str(out),
+                              "--solver", "keras"])  # an epoch checkpoint to resume from
     assert res.exit_code == 130, res.output
     assert f"Interrupted (Ctrl-C) during {where}." in res.output
     if where == "export":
@@ -684,7 +685,7 @@ def test_c08_mobilenet_025_has_a_pinned_sha256(keras_home, mirror):
 
 def test_c15_markup_in_a_path_is_shown_as_it_is():
     res = runner.invoke(app, ["run", "--data", "nope[/]x", "--weights", "none"])
-    assert res.exit_code == 1 and "MarkupError" not in res.output
+    assert res.exit_code == 2 and "MarkupError" not in res.output  # a path that is not there: exit 2
     assert "'nope[/]x' does not exist" in res.output
 
 

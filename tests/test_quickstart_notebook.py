@@ -35,13 +35,14 @@ def test_quickstart_notebook_runs(tmp_path):
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     seconds = time.perf_counter() - t0
     shown = [outputs(cell) for cell in notebook.cells if cell.cell_type == "code"]
-    assert "train epoch 30/30" in shown[1] and "h5 (model.h5, keras" in shown[1]  # progress=True showed it
+    # progress=True showed each phase: the solved head, then the verified export
+    assert "linear head solved" in shown[1] and "h5 (model.h5, keras" in shown[1]
     assert "<table>" in shown[2] and "data:image/png;base64," in shown[2]  # the report, with its image
     assert shown[3].startswith("RunResult(") and "validation_accuracy=" in shown[3]
     assert [line.split(":")[0] for line in shown[4].splitlines()] == [
         "circle/circle_000.jpg", "square/square_000.jpg", "triangle/triangle_000.jpg"]
     assert "[('" in shown[5]  # Prediction.top(2), no class names passed
-    assert "tflite (model.tflite, tflite, quantization none)" in shown[6]
+    assert "tflite (model.tflite, litert, quantization none)" in shown[6]  # LiteRT, never the deprecated tf.lite
     markers = ("WARNING:tensorflow", "WARNING:absl", "retracing", "oneDNN", "absl::InitializeLog", "XNNPACK",
                "legacy", "trackable_obj")
     noise = [line for text in shown for line in text.splitlines() if any(m in line for m in markers)]

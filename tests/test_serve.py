@@ -93,11 +93,13 @@ class Server:
 @pytest.fixture(scope="module")
 def server(trained, tmp_path_factory):
     """The default format (keras), small limits to test them, a 50 ms window so that a
-    burst of requests surely shares model calls."""
+    burst of requests surely shares model calls. The backbone in TensorFlow, as in the
+    clf predict it is compared with (auto would use a LiteRT copy that another test's run
+    stored in the session's cache, agreeing only to 1e-5)."""
     run_dir, _ = trained
     srv = Server(run_dir, tmp_path_factory.mktemp("serve-log") / "server.log",
                  "--max-upload-mb", "0.25", "--max-pixels", "1000000", "--max-images", "4",
-                 "--batch-window-ms", "50")
+                 "--batch-window-ms", "50", "--runtime", "tensorflow")
     yield srv
     assert srv.stop() in STOPPED, srv.log.read_text()
 
@@ -125,7 +127,7 @@ def test_prediction_is_clf_predicts_to_the_last_digit(server, trained, keras_pre
     assert pred["class"] == pred["top"][0]["class"] and pred["probability"] == pred["top"][0]["probability"]
     assert abs(sum(pred["probabilities"]) - 1) < 1e-5
     # `clf predict --json` on the same file: identical numbers, not merely close ones.
-    cli = runner.invoke(app, ["predict", str(run_dir), str(photo), "--json", "--top-k", "3"])
+    cli = runner.invoke(app, ["predict", str(run_dir), str(photo), "--json", "--top-k", "3", "--runtime", "tensorflow"])
     assert cli.exit_code == 0, cli.output
     assert json.loads(cli.stdout)[0]["top"] == pred["top"]
     [api] = clf.predict_files(keras_predictor, [photo])
@@ -333,7 +335,7 @@ def test_serve_command_errors_are_one_clear_line(trained, tmp_path):
     res = runner.invoke(app, ["serve", str(run_dir), "--format", "onnx"])
     assert res.exit_code == 1 and "no 'onnx' artifact" in res.output and "keras, savedmodel, tflite" in res.output
     res = runner.invoke(app, ["serve", str(tmp_path / "nowhere")])
-    assert res.exit_code == 1 and "does not exist" in res.output
+    assert res.exit_code == 2 and "does not exist" in res.output  # a path that is not there: exit 2
     res = runner.invoke(app, ["serve", str(run_dir), "--format", "jpeg"])
     assert res.exit_code == 2 and "Unknown exporter 'jpeg'" in res.output
     res = runner.invoke(app, ["serve", str(run_dir / "model.keras"), "--format", "tflite"])

@@ -55,10 +55,17 @@ class Predictor:
         ``[h, w, 3]``, decoded, centre-cropped and resized by the same ``decode_image`` that
         :func:`predict_files` maps over files, so a file gives the same numbers either way.
         Raises ``tf.errors.InvalidArgumentError`` for bytes that are not a decodable image."""
-        fn = getattr(self, "_decode_fn", None)
-        if fn is None:
-            fn = self._decode_fn = _bytes_decoder(self.decode_size)
-        return fn(data).numpy()
+        from clf.data.images import bytes_may_scale
+
+        fns = getattr(self, "_decode_fns", None)
+        if fns is None:
+            fns = self._decode_fns = {}
+        # As predict_files decides for its files: the per-image scale choice only for a JPEG
+        # that may need it, so the same file gives the same bits through either path.
+        scale = bytes_may_scale(data, self.decode_size)
+        if scale not in fns:
+            fns[scale] = _bytes_decoder(self.decode_size, scale)
+        return fns[scale](data).numpy()
 
 
 class KerasPredictor(Predictor):
@@ -115,14 +122,16 @@ class KerasPredictor(Predictor):
     def predict_batch(self, images):
         from clf.train.forward import predict
 
+        # Always traced: the same image gives the same bits in every batch of clf predict
+        # and in clf serve, whichever call came first.
         if self._backbone is None:
-            return predict(self.model, images)
+            return predict(self.model, images, eager_first=False)
         known = len(self._backbone.notes)
         features = self._backbone.forward(images)
         self.notes.extend(self._backbone.notes[known:])
         if self._backbone.name != "tensorflow":
             self.runtime = f"keras, backbone in {self._backbone.name}"
-        return predict(self._head, features)
+        return predict(self._head, features, eager_first=False)
 
     def output_width(self) -> int:
         return int(self.model.output_shape[-1])
@@ -145,13 +154,13 @@ def _check_keras_container(path: Path) -> None:
                              f"model). Expected a model.h5 saved by clf; re-export it.")
 
 
-def _bytes_decoder(size):
+def _bytes_decoder(size, scale_jpeg: bool):
     """``decode_image`` for one encoded image, traced once (a third of the eager time)."""
     import tensorflow as tf
 
     from clf.data.images import decode_image
 
-    return tf.function(lambda contents: decode_image(contents, size), autograph=False,
+    return tf.function(lambda contents: decode_image(contents, size, scale_jpeg), autograph=False,
                        input_signature=[tf.TensorSpec([], tf.string)])
 
 

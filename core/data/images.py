@@ -165,62 +165,73 @@ def dct_scale_index(shape, size: tuple[int, int], fraction: float):
     return index
 
 
-def may_scale(paths: Sequence[str], image_size: Sequence[int]) -> bool:
+def may_scale(paths: Sequence, image_size: Sequence[int]) -> bool:
     """Whether any of these files may be a JPEG large enough for a reduced DCT scale, from
     their headers alone (``decode_image`` decides exactly; this only must never miss one)."""
-    size = (int(image_size[0]), int(image_size[1]))
-    fraction = getattr(image_size, "center_crop", 0.0)
     for path in paths:
-        shape = _jpeg_shape(path)
-        if shape is None:
+        try:
+            with open(path, "rb") as f:
+                if _header_may_scale(f, image_size):
+                    return True
+        except OSError:
             continue
-        if shape == (0, 0):  # a JPEG whose header this parser cannot follow: let TF decide
-            return True
-        h, w = shape
-        if fraction:
-            aspect = size[1] / size[0]
-            largest = min(h, w / aspect)
-            box_h = min(largest, max(largest * fraction, size[0]))
-            h, w = box_h, box_h * aspect
-        # One pixel of slack for the rounding of the box in decode_image.
-        if h / DCT_RATIOS[0] >= DCT_MARGIN * size[0] - 1 and w / DCT_RATIOS[0] >= DCT_MARGIN * size[1] - 1:
-            return True
     return False
 
 
-def _jpeg_shape(path) -> tuple[int, int] | None:
-    """``(height, width)`` from a JPEG's frame header; None for another format or an unreadable
-    file, ``(0, 0)`` for a JPEG whose header could not be followed."""
+def bytes_may_scale(contents: bytes, image_size: Sequence[int]) -> bool:
+    """``may_scale`` for one image's bytes (an upload)."""
+    import io
+
+    return _header_may_scale(io.BytesIO(contents), image_size)
+
+
+def _header_may_scale(f, image_size: Sequence[int]) -> bool:
+    size = (int(image_size[0]), int(image_size[1]))
+    fraction = getattr(image_size, "center_crop", 0.0)
+    shape = _jpeg_shape(f)
+    if shape is None:
+        return False
+    if shape == (0, 0):  # a JPEG whose header this parser cannot follow: let TF decide
+        return True
+    h, w = shape
+    if fraction:
+        aspect = size[1] / size[0]
+        largest = min(h, w / aspect)
+        box_h = min(largest, max(largest * fraction, size[0]))
+        h, w = box_h, box_h * aspect
+    # One pixel of slack for the rounding of the box in decode_image.
+    return h / DCT_RATIOS[0] >= DCT_MARGIN * size[0] - 1 and w / DCT_RATIOS[0] >= DCT_MARGIN * size[1] - 1
+
+
+def _jpeg_shape(f) -> tuple[int, int] | None:
+    """``(height, width)`` from a JPEG's frame header (``f``: a binary file object at its
+    start); None for another format, ``(0, 0)`` for a JPEG whose header could not be followed."""
     sof = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-    try:
-        with open(path, "rb") as f:
-            if f.read(3) != b"\xff\xd8\xff":  # what tf.io.is_jpeg checks
-                return None
-            f.seek(2)
-            while True:
-                byte = f.read(1)
-                if not byte:
-                    return 0, 0
-                if byte != b"\xff":
-                    continue
-                marker = f.read(1)
-                while marker == b"\xff":  # fill bytes
-                    marker = f.read(1)
-                if not marker:
-                    return 0, 0
-                m = marker[0]
-                if m == 0x01 or 0xD0 <= m <= 0xD8:  # markers without a segment
-                    continue
-                length = int.from_bytes(f.read(2), "big")
-                if m in sof:
-                    header = f.read(5)
-                    return (int.from_bytes(header[1:3], "big"), int.from_bytes(header[3:5], "big")) \
-                        if len(header) == 5 else (0, 0)
-                if length < 2:
-                    return 0, 0
-                f.seek(length - 2, 1)
-    except OSError:
+    if f.read(3) != b"\xff\xd8\xff":  # what tf.io.is_jpeg checks
         return None
+    f.seek(2)
+    while True:
+        byte = f.read(1)
+        if not byte:
+            return 0, 0
+        if byte != b"\xff":
+            continue
+        marker = f.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = f.read(1)
+        if not marker:
+            return 0, 0
+        m = marker[0]
+        if m == 0x01 or 0xD0 <= m <= 0xD8:  # markers without a segment
+            continue
+        length = int.from_bytes(f.read(2), "big")
+        if m in sof:
+            header = f.read(5)
+            return (int.from_bytes(header[1:3], "big"), int.from_bytes(header[3:5], "big")) \
+                if len(header) == 5 else (0, 0)
+        if length < 2:
+            return 0, 0
+        f.seek(length - 2, 1)
 
 
 def _decode_scaled_jpeg(contents, ratio: int, size: tuple[int, int], fraction: float):

@@ -71,6 +71,11 @@ def check_preprocess(backbone) -> None:
 
 def check_weights_path(config: RunConfig) -> None:
     """A --weights file that is not there fails now, not after the data is loaded."""
+    if config.weights not in ("imagenet", "none") and Path(config.weights).is_dir():
+        raise WeightsNotFoundError(
+            f"Weights file {config.weights!r} is a folder; expected a weights file (.h5, "
+            f".weights.h5) for backbone {config.backbone!r}. Pass the file inside it with --weights."
+        )
     if config.weights not in ("imagenet", "none") and not Path(config.weights).is_file():
         raise WeightsNotFoundError(
             f"Weights file {config.weights!r} does not exist; expected 'imagenet', 'none' or "
