@@ -32,7 +32,7 @@ def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
     config = run.config.replace(cache=cache)
     backbone = host.backbones.get(run.labels.get("backbone", config.backbone))
     extractor = make_extractor(Classifier(None, parts.backbone, None, parts.preprocess, config.tta), size)
-    key = extractor_parts(backbone, parts.backbone, size)
+    key = extractor_parts(backbone, parts.backbone, size, config.tta)
     runtime = ((run.manifest.get("runtime") or {}).get("name") or "tensorflow") if cache else "tensorflow"
     store = feature_cache_for(config, key, size, runtime, observer.note)
     forward = _runtime_forward(config, runtime, extractor, key)
