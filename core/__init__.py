@@ -30,6 +30,7 @@ _LAZY = {
     "load_predictor": "artifacts.predict", "predict_files": "artifacts.predict",
     "merge_predictions": "artifacts.shards", "shard_files": "artifacts.shards", "parse_shard": "artifacts.shards",
     "PluginHost": "host.manager", "get_host": "host.manager",
+    "inspect_run": "inspect.report", "InspectResult": "inspect.report",
     # errors
     "ClfError": "errors", "ConfigError": "errors", "DataError": "errors", "ExportError": "errors",
     "ModelError": "errors", "NotFoundError": "errors", "PluginError": "errors", "UnknownComponentError": "errors",
@@ -37,7 +38,7 @@ _LAZY = {
     "Interrupted": "errors",
     # the plugin API: data loaders
     "DatasetBundle": "data.images", "Split": "data.images", "ImageSize": "data.images",
-    "IMAGE_SUFFIXES": "data.images", "is_image_file": "data.images",
+    "IMAGE_SUFFIXES": "data.images", "is_image_file": "data.images", "is_class_folder": "data.images",
     "decode_image": "data.images", "files_dataset": "data.images",
     "find_layout": "data.layout", "check_data_root": "data.layout", "class_folders": "data.layout",
     # backbones

@@ -61,3 +61,18 @@ def test_flip_features_are_cached_as_their_own_variant(flipped, tmp_path):
     plain = clf.run(config.replace(tta="none", export=("h5",), output=str(tmp_path / "plain")))
     assert plain.extraction["train"]["cached"] == 0  # the flip variant never answers for plain features
     assert not np.allclose(plain.predict(_images()), plain.predict(_images()[:, :, ::-1, :]), atol=1e-5)
+
+
+def test_a_converted_backbone_is_never_reused_across_flip_and_plain(tmp_path):
+    """--runtime tflite converts the extractor; a plain run's stored conversion must not serve
+    a --tta flip run in the same cache (that one extracts both views): verification passes
+    and the flip run's features are mirror-invariant."""
+    data = make_folder(tmp_path / "data", per_class=4)
+    base = dict(backbone=SMALL_BACKBONE, data=str(data), weights="none", batch_size=4, image_size=SMALL_SIZE,
+                augment=False, runtime="tflite", cache_dir=str(tmp_path / "cache"))
+    plain = clf.run(clf.RunConfig(**base, output=str(tmp_path / "plain")))
+    flip = clf.run(clf.RunConfig(**base, tta="flip", output=str(tmp_path / "flip")))
+    assert plain.manifest["runtime"]["name"] == flip.manifest["runtime"]["name"] == "tflite"
+    assert flip.verification is not None and not flip.verification.failed
+    images = _images()
+    np.testing.assert_allclose(flip.predict(images[:, :, ::-1, :]), flip.predict(images), atol=1e-5)

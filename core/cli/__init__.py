@@ -17,6 +17,7 @@ from clf.cli import evaluate, doctor, predict, listing, weights  # noqa: E402,F4
 from clf.cli import merge  # noqa: E402,F401
 from clf.cli import serve  # noqa: E402,F401
 from clf.cli import export  # noqa: E402,F401
+from clf.cli import inspect  # noqa: E402,F401
 # isort: on
 
 from clf.cli.app import tidy_help  # noqa: E402

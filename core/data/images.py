@@ -14,6 +14,16 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+# Where ``clf relabel`` moves the files a fixes list removes (it never deletes): inside the
+# data folder, so nothing leaves it, and never read as a class.
+REMOVED_FOLDER = "_removed"
+
+
+def is_class_folder(path: Path) -> bool:
+    """A folder that holds one class's images: not hidden, not clf relabel's removed files."""
+    return path.is_dir() and not path.name.startswith(".") and path.name != REMOVED_FOLDER
+
+
 @dataclass
 class Split:
     """Which files (and labels) make up one split; kept for the run record and caching."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clf.data.images import is_class_folder
 from clf.errors import DataError, DataNotFoundError
 
 # Split name -> the folder names that mean it.
@@ -22,9 +23,8 @@ SPLIT_FOLDER_NAMES = {
 
 
 def class_folders(folder: Path) -> list[Path]:
-    """The visible sub-folders of ``folder``, sorted by name: its class folders."""
-    return sorted((p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.name)
+    """The class folders of ``folder`` (``is_class_folder``: visible, not ``_removed/``), by name."""
+    return sorted((p for p in Path(folder).iterdir() if is_class_folder(p)), key=lambda p: p.name)
 
 
 def _split_folder(root: Path, names: tuple[str, ...]) -> Path | None:

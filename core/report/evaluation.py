@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from clf.data.images import is_image_file
+from clf.data.images import is_class_folder, is_image_file
 from clf.errors import DataError, DataNotFoundError, UsageError
 from clf.events import Observer
 from clf.report.metrics import cross_entropy, evaluation_report
@@ -53,7 +53,7 @@ def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], li
     if not folder.is_dir():
         raise DataNotFoundError(f"Data directory {str(folder)!r} does not exist or is not a folder; expected a "
                         f"folder of class folders. Pass --data DIR.")
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = sorted(p for p in folder.iterdir() if is_class_folder(p))
     unknown = [p.name for p in subdirs if p.name not in class_names]
     if unknown:
         raise DataError(

@@ -36,12 +36,16 @@ class Extracted:
         return self.splits.get(split)
 
 
-def extractor_parts(backbone, base, image_size) -> dict:
-    """What makes the extractor's network what it is: the key of its converted copies."""
+def extractor_parts(backbone, base, image_size, tta: str = "none") -> dict:
+    """What makes the extractor's network what it is: the key of its converted copies.
+    ``--tta flip`` extracts through another network (both views, averaged), so it is part
+    of the key; left out when off, so plain extractors keep the key a Keras predictor
+    computes for its own backbone (clf.artifacts.predict.KerasPredictor.use_runtime)."""
     from clf.train.feature_cache import weights_fingerprint
 
-    return {"backbone": backbone.name, "weights": weights_fingerprint(base), "image_size": list(image_size),
-            "preprocess": backbone.preprocess}
+    parts = {"backbone": backbone.name, "weights": weights_fingerprint(base), "image_size": list(image_size),
+             "preprocess": backbone.preprocess}
+    return parts if tta == "none" else {**parts, "tta": tta}
 
 
 def feature_cache_for(config: RunConfig, parts: dict, image_size, runtime: str, note=None):
@@ -100,7 +104,7 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     observer.phase_start("extract", total=total or None, unit="image")
     t0 = time.perf_counter()
     extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess, config.tta), setup.image_size)
-    parts = extractor_parts(setup.backbone, base, setup.image_size)
+    parts = extractor_parts(setup.backbone, base, setup.image_size, config.tta)
     runtime = choose_runtime(config, data, extractor, parts, dist, batch_size, total)
     for note in runtime.notes:
         observer.note(note)

@@ -1,0 +1,81 @@
+"""The run's features for every training and validation image, as training computed them.
+
+The run cached each file's pooled backbone features keyed by the file's content and by the
+extractor (backbone, a fingerprint of its weights, input size, crop, preprocessing, loader,
+the runtime that ran it; ``--tta flip`` features as their own variant). The exported
+model's backbone has the very weights the run extracted with and the run record names its
+runtime, so the same key finds the same entries and nothing goes through the backbone
+again. Files the cache lacks (``--no-cache`` runs, a cleared cache, a fine-tuned backbone
+whose weights changed) are extracted through the same path the engine uses, in the run's
+runtime (its stored agreement check is reused), and stored for next time.
+"""
+
+from __future__ import annotations
+
+import time
+
+from clf.data.images import DatasetBundle, files_dataset
+from clf.events import Observer
+from clf.inspect.saved_run import RunModel, SavedRun
+from clf.train.features import SplitFeatures
+
+
+def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
+                 observer: Observer | None = None) -> dict[str, SplitFeatures]:
+    """``{split: SplitFeatures}`` for the run's training and validation files, in manifest order."""
+    from clf.train.extraction import extractor_parts, feature_cache_for
+    from clf.train.features import make_extractor, split_features
+    from clf.train.model import Classifier
+
+    observer = observer or Observer()
+    size = run.image_size
+    config = run.config.replace(cache=cache)
+    backbone = host.backbones.get(run.labels.get("backbone", config.backbone))
+    extractor = make_extractor(Classifier(None, parts.backbone, None, parts.preprocess, config.tta), size)
+    key = extractor_parts(backbone, parts.backbone, size, config.tta)
+    runtime = ((run.manifest.get("runtime") or {}).get("name") or "tensorflow") if cache else "tensorflow"
+    store = feature_cache_for(config, key, size, runtime, observer.note)
+    forward = _runtime_forward(config, runtime, extractor, key)
+
+    def dataset(files, labels):
+        return files_dataset(files, labels, size)
+
+    train, validation = (_Lazy(lambda s=s: dataset(s.files, s.labels)) if s else None
+                         for s in (run.splits.get("train"), run.splits.get("validation")))
+    bundle = DatasetBundle(run.class_names, train, validation, splits=run.splits, make_dataset=dataset)
+    observer.phase_start("extract", total=sum(len(s) for s in run.splits.values()), unit="image")
+    t0 = time.perf_counter()
+    out = {name: split_features(bundle, name, extractor, config.batch_size, cache=store, tta=config.tta,
+                                progress=lambda n: observer.phase_advance("extract", n), forward=forward)
+           for name in run.splits}
+    observer.phase_end("extract", seconds=time.perf_counter() - t0,
+                       counts={n: {"extracted": f.extracted, "cached": f.cached} for n, f in out.items()},
+                       cache_dir=str(store.dir) if store else None)
+    return out
+
+
+def _runtime_forward(config, runtime: str, extractor, key: dict):
+    """The forward pass of the runtime the run extracted with, for files the cache lacks;
+    None (TensorFlow) when that was TensorFlow. Opened only on the first miss."""
+    if runtime == "tensorflow":
+        return None
+    from clf.train.feature_cache import default_cache_dir
+    from clf.train.runtime_choice import BackboneRuntime
+    from clf.train.runtimes import RuntimeStore
+
+    store = RuntimeStore(config.cache_dir or default_cache_dir(), key)
+    return BackboneRuntime(runtime, extractor, store).forward
+
+
+class _Lazy:
+    """A split's whole dataset, built on first use. With the cache, only the files it lacks
+    are read (through ``make_dataset``), so a warm inspection never builds one; building one
+    traces the image decoder (0.3-0.7 s each on flowers5's two splits)."""
+
+    def __init__(self, make):
+        self._make, self._dataset = make, None
+
+    def __getattr__(self, name):
+        if self._dataset is None:
+            self._dataset = self._make()
+        return getattr(self._dataset, name)

@@ -1,0 +1,291 @@
+"""``inspect_run``: every finding about a run, written as ``RUN_DIR/inspect/``.
+
+``index.html`` (the page), ``findings.json`` (the same data for scripts), ``thumbs/`` and
+``heat/`` (its images). The folder is written under a temporary name and swapped in, so a
+failed inspection leaves the previous report whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clf.errors import UsageError
+from clf.events import Observer
+from clf.inspect.oof import DEFAULT_FOLDS
+
+FORMAT = "clf-inspect/1"
+FOLDER = "inspect"
+# How many of each finding the page shows (findings.json has every flagged one).
+SHOWN = {"label_issues": 200, "worst_errors": 48, "outliers": 48, "near_duplicates": 100}
+
+
+@dataclass
+class InspectResult:
+    run_dir: Path
+    page: Path  # RUN_DIR/inspect/index.html
+    findings: dict[str, Any]  # what findings.json holds
+    # Every inspected image (data-relative path), lowest label quality first: the full
+    # ranking behind the flagged label issues, for scripts and benchmarks.
+    label_ranking: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: int = DEFAULT_FOLDS,
+                solver: str = "auto", cache: bool = True, host=None,
+                observer: Observer | None = None) -> InspectResult:
+    """Inspect a finished run (see the package docstring); ``data``: the data folder's new place.
+    ``solver``: "auto" solves the default linear head's folds, "keras" trains every head."""
+    from clf.host.manager import get_host
+    from clf.inspect.saved_run import load_model, load_run
+
+    t_start = time.perf_counter()
+    if solver not in SOLVERS:
+        raise UsageError(f"Unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}. Pass --solver auto "
+                         f"(the default) or --solver keras.")
+    _require_extra()
+    observer = observer or Observer()
+    run = load_run(run_dir, data)
+    host = host or get_host(run.config.plugins)
+    seconds: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        seconds[name] = round(time.perf_counter() - t0, 3)
+        return out
+
+    parts = timed("load", load_model, run)
+    from clf.inspect.features import run_features
+
+    feats = timed("features", run_features, run, parts, host, cache=cache, observer=observer)
+    table = _Table.build(run, feats)
+
+    observer.phase_start("folds")
+    oof = timed("folds", _out_of_fold, run, host, table, folds, solver)
+    observer.phase_end("folds", seconds=seconds["folds"], folds=oof.folds)
+
+    findings, plan = timed("findings", _findings, run, parts, table, oof)
+    observer.phase_start("page", total=len(plan.thumbs), unit="image")
+    tmp = Path(run.run_dir) / f".{FOLDER}-tmp-{os.getpid()}"
+    try:
+        timed("page", _write_folder, tmp, run, parts, table, findings, plan, observer)
+        seconds["total"] = round(time.perf_counter() - t_start, 3)
+        findings["seconds"] = seconds
+        out = _finish(tmp, findings)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    observer.phase_end("page", seconds=seconds["page"], path=str(out / "index.html"))
+    ranking = [table.relative[i] for i in plan.label_ranking]
+    return InspectResult(Path(run.run_dir), out / "index.html", findings, ranking, seconds)
+
+
+SOLVERS = ("auto", "keras")
+
+
+def _out_of_fold(run, host, table: "_Table", folds: int, solver: str):
+    """Out-of-fold probabilities from heads like the run's: solved for the default linear
+    head (unless ``solver`` is "keras"), trained with the run's settings for any other."""
+    from clf.inspect.oof import out_of_fold, solved_out_of_fold
+    from clf.train.fit import SOLVABLE_HEADS
+
+    config = run.config
+    head = host.heads.get(config.head)
+    # The heads the run's own solver solves (a softmax layer on the features: convex), by the
+    # same rule; any other head, or one with a hidden layer, trains.
+    if solver == "auto" and (head.plugin, head.name) in SOLVABLE_HEADS and not config.hidden_units:
+        return solved_out_of_fold(table.features, table.labels, run.class_names, class_weight=config.class_weight,
+                                  seed=config.seed, folds=folds, l2=_run_l2(run))
+    return out_of_fold(table.features, table.labels, run.class_names, head=head,
+                       head_options={"dropout": config.dropout, "hidden_units": config.hidden_units},
+                       lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
+                       class_weight=config.class_weight, seed=config.seed, folds=folds)
+
+
+def _run_l2(run) -> float | None:
+    """The L2 strength the run's own solver chose for its head by cross-validation (what
+    manifest.json's training record says), or None when the run trained its head otherwise:
+    then the folds choose one themselves."""
+    head = (run.manifest.get("training") or {}).get("head") or {}
+    return float(head["l2"]) if head.get("solver") == "lbfgs" and head.get("l2") else None
+
+
+def _require_extra() -> None:
+    import importlib.util
+
+    missing = [name for name, module in (("cleanlab", "cleanlab"), ("scikit-learn", "sklearn"))
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise UsageError(f"clf inspect needs {' and '.join(missing)}, which are not installed; expected the "
+                         f"'inspect' extra. Install it: pip install 'clf[inspect]' (from a checkout: "
+                         f"pip install -e '.[inspect]').")
+
+
+@dataclass
+class _Table:
+    """Every inspected image in one order: training files, then validation files."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray  # 0: train, 1: validation
+    files: list[str]  # absolute paths
+    relative: list[str]  # as the manifest names them
+
+    @classmethod
+    def build(cls, run, feats) -> "_Table":
+        names = [s for s in ("train", "validation") if s in feats]
+        return cls(np.concatenate([feats[s].features for s in names]),
+                   np.concatenate([feats[s].labels for s in names]).astype(int),
+                   np.concatenate([np.full(len(feats[s].labels), i) for i, s in enumerate(names)]),
+                   [f for s in names for f in run.splits[s].files],
+                   [f for s in names for f in run.relative[s]])
+
+    @property
+    def validation(self) -> np.ndarray:
+        return np.flatnonzero(self.split == 1)
+
+
+@dataclass
+class _Plan:
+    """Which images the page shows, so only those are decoded."""
+
+    thumbs: list[int]  # image ids that get a thumbnail
+    heat: dict[int, int]  # image id -> class whose heatmap is drawn
+    label_ranking: np.ndarray
+
+
+def _findings(run, parts, table: _Table, oof) -> tuple[dict[str, Any], _Plan]:
+    from clf.inspect.calibration import reliability
+    from clf.inspect.duplicates import near_duplicates
+    from clf.inspect.findings import label_issues, outliers, worst_errors
+    from clf.report.metrics import confusion_matrix
+    from clf.train.forward import predict
+
+    names = run.class_names
+    issues = label_issues(table.labels, oof.probabilities)
+    val = table.validation
+    val_probs = predict(parts.head, table.features[val]) if len(val) else np.zeros((0, len(names)), np.float32)
+    val_labels = table.labels[val]
+    errors = worst_errors(val_labels, val_probs)
+    far = outliers(table.features)
+    pairs = near_duplicates(table.features, table.labels, table.split)
+
+    flagged = [int(i) for i in issues.ranking if issues.flagged[i]]
+    shown_issues = flagged[:SHOWN["label_issues"]]
+    shown_errors = [int(val[i]) for i in errors.indices[:SHOWN["worst_errors"]]]
+    flagged_far = [int(i) for i in far.ranking if far.flagged[i]]
+    shown_far = flagged_far[:SHOWN["outliers"]]
+    shown_pairs = pairs[:SHOWN["near_duplicates"]]
+    thumbs = sorted({*map(int, val), *shown_issues, *shown_far, *(i for p in shown_pairs for i in (p.a, p.b))})
+    row_of = {int(image): row for row, image in enumerate(val)}
+    heat = {i: int(errors.predicted[row_of[i]]) for i in shown_errors}
+
+    oof_accuracy = float(np.mean(oof.probabilities.argmax(1) == table.labels))
+    calibration = reliability(val_labels, val_probs)
+    findings: dict[str, Any] = {
+        "format": FORMAT,
+        "run": str(run.run_dir),
+        "data": str(run.data_root),
+        "class_names": names,
+        "summary": {
+            "images": len(table.labels),
+            "train": int(np.sum(table.split == 0)), "validation": int(len(val)),
+            "folds": oof.folds, "oof_accuracy": oof_accuracy, "oof_method": oof.method, "oof_l2": oof.l2,
+            "validation_accuracy": float(np.mean(errors.predicted == val_labels)) if len(val) else None,
+            "label_issues": len(flagged), "worst_errors": int(len(errors.indices)),
+            "outliers": len(flagged_far), "near_duplicates": len(pairs),
+            "leaks": sum(p.cross_split for p in pairs), "cross_class_duplicates": sum(p.cross_class for p in pairs),
+            "ece": calibration["ece"],
+        },
+        # Every inspected image, with its label quality (low: the label looks wrong) and
+        # typicality (low: far from its neighbours), so scripts can rank them all.
+        "images": [{"file": table.relative[i], "split": ("train", "validation")[table.split[i]],
+                    "label": names[table.labels[i]], "quality": float(issues.quality[i]),
+                    "typicality": float(far.score[i])} for i in range(len(table.labels))],
+        "validation": {
+            "confusion_matrix": confusion_matrix(val_labels, errors.predicted, len(names)).tolist(),
+            # Every validation image, highest loss first: the gallery the matrix filters.
+            "predictions": [{"image": int(val[r]), "true": names[val_labels[r]],
+                             "predicted": names[errors.predicted[r]],
+                             "probability": float(val_probs[r, errors.predicted[r]]),
+                             "loss": float(errors.loss[r])}
+                            for r in np.argsort(-errors.loss, kind="stable")] if len(val) else [],
+        },
+        "label_issues": [{"image": i, "file": table.relative[i], "label": names[table.labels[i]],
+                          "suggested": names[issues.suggested[i]], "quality": float(issues.quality[i]),
+                          "p_label": float(oof.probabilities[i, table.labels[i]]),
+                          "p_suggested": float(oof.probabilities[i, issues.suggested[i]])} for i in flagged],
+        "worst_errors": [{"image": int(val[r]), "file": table.relative[val[r]], "true": names[val_labels[r]],
+                          "predicted": names[errors.predicted[r]],
+                          "probability": float(val_probs[r, errors.predicted[r]]), "loss": float(errors.loss[r])}
+                         for r in errors.indices],
+        "heatmaps": {"method": None, "reason": None},
+        "outliers": [{"image": i, "file": table.relative[i], "label": names[table.labels[i]],
+                      "score": float(far.score[i])} for i in flagged_far],
+        "near_duplicates": [{"a": p.a, "b": p.b, "files": [table.relative[p.a], table.relative[p.b]],
+                             "similarity": p.similarity, "cross_split": p.cross_split,
+                             "cross_class": p.cross_class} for p in pairs],
+        "calibration": calibration,
+        "shown": {"label_issues": len(shown_issues), "worst_errors": len(shown_errors),
+                  "outliers": len(shown_far), "near_duplicates": len(shown_pairs)},
+    }
+    return findings, _Plan(thumbs, heat, issues.ranking)
+
+
+def _write_folder(tmp: Path, run, parts, table: _Table, findings: dict[str, Any], plan: _Plan,
+                  observer: Observer) -> None:
+    """Thumbnails and heatmaps into ``tmp``, a fresh folder beside the report's place."""
+    from clf.inspect.cam import Heatmaps
+    from clf.inspect.thumbs import decoded, thumbnail_size, write_overlay, write_thumbnail
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    maker = Heatmaps(parts)
+    # Images with a heatmap are decoded at the model's input size (the map lies over exactly
+    # what the model saw, and their thumbnails match it); the rest straight at thumbnail size,
+    # which costs less than half as much.
+    heat_ids = list(plan.heat) if maker.method else []
+    at_input_size = {heat_ids[k]: image for k, image in decoded([table.files[i] for i in heat_ids], run.image_size)}
+    small_ids = [i for i in plan.thumbs if i not in at_input_size]
+    small = ((small_ids[k], image) for k, image in
+             decoded([table.files[i] for i in small_ids], thumbnail_size(run.image_size)))
+    thumbs: dict[int, str] = {}
+    for i, image in itertools.chain(at_input_size.items(), small):
+        write_thumbnail(image, tmp / "thumbs" / f"{i}.jpg")
+        thumbs[i] = f"thumbs/{i}.jpg"
+        observer.phase_advance("page", 1)
+    heat: dict[int, str] = {}
+    if at_input_size:
+        ids = list(at_input_size)
+        maps = maker.maps(np.stack([at_input_size[i] for i in ids]), [plan.heat[i] for i in ids])
+        for i, m in zip(ids, maps):
+            write_overlay(at_input_size[i], m, tmp / "heat" / f"{i}.jpg")
+            heat[i] = f"heat/{i}.jpg"
+    findings["heatmaps"] = {"method": maker.method, "reason": maker.reason,
+                            "class": "predicted" if maker.method else None}
+    for i, entry in enumerate(findings["images"]):
+        entry["thumb"] = thumbs.get(i)
+        entry["heat"] = heat.get(i)
+
+
+def _finish(tmp: Path, findings: dict[str, Any]) -> Path:
+    """Write the page and findings.json, then swap the folder in as RUN_DIR/inspect."""
+    from clf.files import write_json
+    from clf.inspect.page import render
+
+    write_json(tmp / "findings.json", findings)
+    (tmp / "index.html").write_text(render(findings), encoding="utf-8")
+    final = tmp.parent / FOLDER
+    old = tmp.parent / f".{FOLDER}-old-{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final

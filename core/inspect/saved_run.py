@@ -1,0 +1,142 @@
+"""What a finished run folder holds, read back for inspection.
+
+``config.toml`` (the run's settings: head, epochs, learning rate, cache), ``labels.json``
+(class order, input size and centre crop, the exported artifacts), ``manifest.json`` (which
+file went to which split, relative to the data folder) and the exported Keras model, whose
+backbone and head are exactly what the run trained.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clf.config import RunConfig
+from clf.data.images import ImageSize, Split
+from clf.errors import DataError, ModelError, UsageError
+
+# The splits inspected: the run's own training and validation images.
+SPLITS = ("train", "validation")
+KERAS_EXPORTERS = ("keras", "h5")  # exporters whose artifact reopens as a keras.Model
+
+
+@dataclass
+class SavedRun:
+    run_dir: Path
+    config: RunConfig
+    labels: dict[str, Any]  # labels.json
+    manifest: dict[str, Any]
+    data_root: Path
+    splits: dict[str, Split]  # absolute file paths and class indices, per inspected split
+    relative: dict[str, list[str]]  # the same files as the manifest names them (relative to data_root)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.labels["class_names"])
+
+    @property
+    def image_size(self) -> ImageSize:
+        """The model's input size with the centre crop it was trained with."""
+        return ImageSize(self.labels["input_size"], float(self.labels.get("resize", {}).get("center_crop", 0.0)))
+
+    def model_file(self) -> Path:
+        """The run's Keras artifact (``.keras`` or ``.h5``)."""
+        exported = self.labels.get("artifacts", {})
+        for name in KERAS_EXPORTERS:
+            if exported.get(name):
+                return self.run_dir / exported[name][0]
+        raise ModelError(
+            f"Run {str(self.run_dir)!r} exported no Keras model (artifacts: "
+            f"{', '.join(exported) or 'none'}); expected a 'keras' or 'h5' artifact, which "
+            f"inspection reopens for its backbone and head. Train again with --export h5 (the default)."
+        )
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(
+            f"{str(path.parent)!r} has no {path.name}; expected a finished clf run folder "
+            f"(it holds {what}). Pass the folder 'clf run' printed at the end."
+        ) from None
+    except ValueError as exc:
+        raise ModelError(f"{str(path)!r} is not valid JSON ({exc}); the run folder is damaged. Train again.") from None
+
+
+def load_run(run_dir: str | Path, data: str | Path | None = None) -> SavedRun:
+    """Read a run folder; ``data`` replaces the data folder the run recorded (moved data)."""
+    from clf.configfile import read_config_file
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"Run folder {str(run_dir)!r} does not exist; expected the folder 'clf run' wrote. Check the path.")
+    labels = _read_json(run_dir / "labels.json", "the class names")
+    manifest = _read_json(run_dir / "manifest.json", "the files of each split")
+    if not (run_dir / "config.toml").is_file():
+        raise UsageError(f"{str(run_dir)!r} has no config.toml; expected a finished clf run folder.")
+    values = read_config_file(run_dir / "config.toml")
+    config = RunConfig.from_mapping({k: v for k, v in values.items() if k != "force"})
+    root = Path(data) if data is not None else Path(manifest.get("data", {}).get("source", config.data))
+    class_names = list(labels["class_names"])
+    recorded = manifest.get("split", {})
+    splits, relative, missing = {}, {}, []
+    for split in SPLITS:
+        files, classes, names = [], [], []
+        for index, name in enumerate(class_names):
+            for rel in recorded.get(split, {}).get(name, []):
+                path = Path(rel) if Path(rel).is_absolute() else root / rel
+                if not path.is_file():
+                    missing.append(rel)
+                files.append(str(path))
+                classes.append(index)
+                names.append(rel)
+        if files:
+            splits[split], relative[split] = Split(files, classes), names
+    if "train" not in splits:
+        raise DataError(f"The manifest of {str(run_dir)!r} lists no training files; expected a run made from "
+                        f"image files (a loader with file lists). Inspection needs the files.")
+    if missing:
+        hint = ("The folder is not there: pass --data with the data folder's new place." if not root.is_dir() else
+                "The data changed since the run (e.g. 'clf relabel' moved files) or --data points elsewhere: "
+                "train again with 'clf run' and inspect the new run.")
+        raise DataError(
+            f"{len(missing)} file(s) of the run are missing under {str(root)!r} (first: {missing[0]}); "
+            f"expected every file the run's manifest lists. {hint}"
+        )
+    return SavedRun(run_dir, config, labels, manifest, root, splits, relative)
+
+
+@dataclass
+class RunModel:
+    """The run's exported model, taken apart: images -> preprocess -> backbone -> head."""
+
+    model: Any  # keras.Model: RGB 0-255 images -> probabilities
+    backbone: Any  # keras.Model: preprocessed images -> pooled features
+    head: Any  # keras.Model: pooled features -> probabilities
+    preprocess: str
+
+
+def load_model(run: SavedRun) -> RunModel:
+    import keras
+
+    from clf.data import preprocessing  # noqa: F401  registers Preprocess and Standardize
+
+    path = run.model_file()
+    try:
+        model = keras.models.load_model(str(path), compile=False)
+    except Exception as exc:
+        raise ModelError(
+            f"Could not load {str(path)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
+            f"Expected the model clf exported; if the run used a plugin's backbone, pass that --plugin."
+        ) from None
+    try:
+        head = model.get_layer("head")
+        preprocess = model.get_layer("preprocess").mode
+    except ValueError:
+        raise ModelError(f"{str(path)!r} is not a clf classifier (no 'preprocess' and 'head' layers); "
+                         f"expected a model exported by 'clf run'.") from None
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer is not head)
+    return RunModel(model, backbone, head, preprocess)
