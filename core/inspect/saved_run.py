@@ -125,8 +125,11 @@ def load_model(run: SavedRun) -> RunModel:
     from clf.data import preprocessing  # noqa: F401  registers Preprocess and Standardize
 
     path = run.model_file()
+    from clf.data.fitting import fixed_model
+
     try:
-        model = keras.models.load_model(str(path), compile=False)
+        # An exported model takes the photo (clf.data.fitting); its classifier is inside.
+        model = fixed_model(keras.models.load_model(str(path), compile=False))
     except Exception as exc:
         raise ModelError(
             f"Could not load {str(path)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
