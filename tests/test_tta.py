@@ -55,7 +55,7 @@ def test_the_model_is_the_head_on_the_averaged_features(flipped):
 
 def test_flip_features_are_cached_as_their_own_variant(flipped, tmp_path):
     result, config, root = flipped
-    warm = clf.run(config.replace(output=str(tmp_path / "warm")))
+    warm = clf.run(config.replace(output=str(tmp_path / "warm"), export=("h5",)))  # the cache is the point
     assert warm.extraction["train"]["extracted"] == 0 and warm.extraction["train"]["cached"] > 0
     np.testing.assert_allclose(warm.predict(_images()), result.predict(_images()), atol=1e-6)
     plain = clf.run(config.replace(tta="none", export=("h5",), output=str(tmp_path / "plain")))
