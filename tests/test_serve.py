@@ -57,21 +57,33 @@ class Server:
     """``clf serve`` as a child process on a free loopback port."""
 
     def __init__(self, run_dir: Path, log: Path, *args: str):
-        with socket.socket() as s:  # a free port (released just before the server binds it)
+        self.log = log
+        # The free port is released just before the server binds it, so another process
+        # (a parallel test worker) can take it first: then start again on another one.
+        for _ in range(3):
+            if self._start(run_dir, args):
+                return
+        raise AssertionError(f"clf serve found no free port in 3 attempts:\n{log.read_text()}")
+
+    def _start(self, run_dir: Path, args) -> bool:
+        """True once the server answers; False if its port was taken before it bound it."""
+        with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
+        log = self.log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clf.cli", "serve", str(run_dir), "--port", str(self.port), *args],
             stdout=log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
+                if "address already in use" in log.read_text():
+                    return False
                 raise AssertionError(f"clf serve exited with {self.proc.returncode}:\n{log.read_text()}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200 and self.proc.poll() is None:
+                    return True  # (and not another process's server on that port)
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
