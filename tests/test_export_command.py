@@ -104,3 +104,16 @@ def test_export_finds_moved_data_with_data_or_skips_the_check(run_dir, finished,
     assert res.exit_code == 0 and "verified keras" in res.output, res.output
     res = runner.invoke(app, ["export", str(run_dir), "--export", "savedmodel", "--no-verify"])
     assert res.exit_code == 0 and "savedmodel" in read(run_dir, "labels.json")["artifacts"]
+
+
+def test_a_bundle_without_a_keras_model_says_what_it_was_wanted_for(tmp_path):
+    from clf.artifacts.verify import keras_model_in
+
+    (tmp_path / "model.keras").write_bytes(b"x")
+    (tmp_path / "model.h5").write_bytes(b"x")
+    labels = {"artifacts": {"h5": ["model.h5"], "keras": ["model.keras"], "tflite": ["model.tflite"]}}
+    assert keras_model_in(tmp_path, labels, "to export from") == tmp_path / "model.keras"  # native first
+    del labels["artifacts"]["keras"]
+    assert keras_model_in(tmp_path, labels, "to export from") == tmp_path / "model.h5"
+    with pytest.raises(clf.ModelError, match=r"has no Keras model to export from; fix it$"):
+        keras_model_in(tmp_path, {"artifacts": {"tflite": ["model.tflite"]}}, "to export from; fix it")

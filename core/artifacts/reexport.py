@@ -20,7 +20,7 @@ from clf.artifacts.exporting import check_export_options, export_all
 from clf.artifacts.labels import read_labels
 from clf.artifacts.verify import keras_model_in
 from clf.config import MODEL_INPUTS, QUANTIZE_MODES, check_name
-from clf.errors import DataError, ModelError, ModelNotFoundError, UsageError, VerificationError
+from clf.errors import DataError, ModelNotFoundError, UsageError, VerificationError
 from clf.events import Observer
 from clf.files import write_json
 
@@ -70,7 +70,10 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
                        check_name("model-input", model_input, MODEL_INPUTS))
     check_export_options(options, exporters)
     _refuse_existing(run_dir, labels, exporters)
-    source = _keras_model(run_dir, labels)
+    source = keras_model_in(run_dir, labels, (  # the source of every new artifact
+        f"(model.keras or model.h5) to export from; its labels.json lists: "
+        f"{', '.join(labels.get('artifacts', {})) or 'nothing'}. Expected a run exported with h5 or keras "
+        f"(clf run's default is h5)."))
     bundle = _bundle(run_dir, labels, data, need_train=options.quantize == "int8", need_held_out=verify)
 
     from clf.artifacts.predict import KerasPredictor
@@ -96,18 +99,6 @@ def _refuse_existing(run_dir: Path, labels: dict, exporters) -> None:
             f"a run lacks and never replaces an artifact. Drop it from --export (to re-check an "
             f"artifact: clf verify), or train again with the --export and --quantize you want."
         )
-
-
-def _keras_model(run_dir: Path, labels: dict) -> Path:
-    """The run's Keras model, the source of every new artifact."""
-    found = keras_model_in(run_dir, labels)
-    if found is not None:
-        return found
-    raise ModelError(
-        f"{str(run_dir)!r} has no Keras model (model.keras or model.h5) to export from; its "
-        f"labels.json lists: {', '.join(labels.get('artifacts', {})) or 'nothing'}. Expected a run "
-        f"exported with h5 or keras (clf run's default is h5)."
-    )
 
 
 def _bundle(run_dir: Path, labels: dict, data, *, need_train: bool, need_held_out: bool):

@@ -307,7 +307,9 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     folder, exporter_name, _ = resolve_artifact(artifact)
     labels = read_labels(folder)
     predictor = load_predictor(artifact, host, trust=trust_artifact)
-    ref_path = Path(reference) if reference else _reference_in(folder, labels)
+    ref_path = Path(reference) if reference else keras_model_in(folder, labels, (
+        "(.keras or .h5) to compare against; expected a bundle exported with keras or h5 too. "
+        "Pass --reference MODEL (a clf .keras or .h5 file)."))
     ref = load_predictor(ref_path, host, trust=trust_artifact)
     if data:
         files = [str(f) for f in collect_images(data)]
@@ -329,25 +331,16 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     return report
 
 
-def keras_model_in(folder: Path, labels: dict) -> Path | None:
-    """The bundle's Keras model, if its labels.json lists one: .keras first (the native
-    format), else .h5."""
+def keras_model_in(folder: Path, labels: dict, missing: str) -> Path:
+    """The bundle's Keras model, as its labels.json lists it: .keras first (the native
+    format), else .h5. None there: a ModelError, "<folder> has no Keras model " + ``missing``
+    (what it was wanted for and how to fix that)."""
     exports: dict[str, list[str]] = labels.get("artifacts", {})
     for name in ("keras", "h5"):
         files = exports.get(name)
         if files and (Path(folder) / files[0]).exists():
             return Path(folder) / files[0]
-    return None
-
-
-def _reference_in(folder: Path, labels: dict) -> Path:
-    found = keras_model_in(folder, labels)
-    if found is not None:
-        return found
-    raise ModelError(
-        f"{str(folder)!r} has no Keras model (.keras or .h5) to compare against; expected a bundle "
-        f"exported with keras or h5 too. Pass --reference MODEL (a clf .keras or .h5 file)."
-    )
+    raise ModelError(f"{str(folder)!r} has no Keras model {missing}")
 
 
 def _recorded_images(folder: Path) -> tuple[list[str], str]:
