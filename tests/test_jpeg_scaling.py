@@ -75,7 +75,7 @@ def test_large_jpegs_keep_the_features_of_the_full_decode(tmp_path):
 
 
 def test_headers_tell_which_datasets_need_the_scaling_branch(tmp_path):
-    from clf.data.images import bytes_may_scale, files_dataset, may_scale
+    from clf.data.images import files_dataset, may_scale
     from clf.data.images import _jpeg_shape as header_shape
 
     def _jpeg_shape(path):
@@ -95,7 +95,6 @@ def test_headers_tell_which_datasets_need_the_scaling_branch(tmp_path):
     assert _jpeg_shape(png) is None
     assert not may_scale([str(p) for p in photos] + [str(png)], SIZE)  # no branch: plain full decode
     assert may_scale([str(photos[0]), str(big)], SIZE)
-    assert bytes_may_scale(big.read_bytes(), SIZE) and not bytes_may_scale(photos[0].read_bytes(), SIZE)
     assert not may_scale([str(big)], ImageSize((448, 448), 0.875))  # 1/2 would leave 525 < 2 x 448
     # A mixed folder: each file decodes as on its own, scaled or not.
     files = [str(photos[0]), str(big), str(png)]

@@ -195,13 +195,6 @@ def may_scale(paths: Sequence, image_size: Sequence[int]) -> bool:
     return False
 
 
-def bytes_may_scale(contents: bytes, image_size: Sequence[int]) -> bool:
-    """``may_scale`` for one image's bytes (an upload)."""
-    import io
-
-    return _header_may_scale(io.BytesIO(contents), image_size)
-
-
 def _header_may_scale(f, image_size: Sequence[int]) -> bool:
     size = (int(image_size[0]), int(image_size[1]))
     fraction = getattr(image_size, "center_crop", 0.0)
