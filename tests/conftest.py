@@ -92,13 +92,17 @@ def small_config(tmp_path, image_folder):
 
     The head trains with Keras fit (``solver="keras"``): most tests exercise the epoch
     machinery (history, checkpoints, resume, callbacks). Tests of the default, solved linear
-    head pass ``solver="auto"`` (tests/test_linear_head.py)."""
+    head pass ``solver="auto"`` (tests/test_linear_head.py).
+
+    Export verification is off (it is 40% of a small run: reloading and tracing every
+    artifact): tests whose subject changes the exported model (formats, crop, preprocessing,
+    fine-tuning, precision, runtimes, the solved head) pass ``verify=True``."""
     from clf import RunConfig
 
     def make(**changes):
         base = dict(backbone=SMALL_BACKBONE, data=str(image_folder), weights="none", epochs=1,
                     batch_size=4, image_size=SMALL_SIZE, output=str(tmp_path / "run"), augment=False,
-                    solver="keras")
+                    solver="keras", verify=False)
         base.update(changes)
         return RunConfig(**base)
 

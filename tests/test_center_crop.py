@@ -55,7 +55,7 @@ def test_config_accepts_none_and_rejects_out_of_range(tmp_path):
 
 
 def test_prediction_crops_as_training_did(small_config, tmp_path):
-    result = clf.run(small_config(center_crop=0.5, epochs=2))
+    result = clf.run(small_config(center_crop=0.5, epochs=2, verify=True))
     labels = json.loads((result.run_dir / "labels.json").read_text())
     assert labels["resize"]["center_crop"] == 0.5
     files = sorted(str(p) for p in (tmp_path / "data").rglob("*.jpg"))

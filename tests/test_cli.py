@@ -99,7 +99,7 @@ def test_fast_transfer_options_are_validated_with_exit_2():
 def test_run_reports_extraction_and_the_cache(image_folder, tmp_path):
     args = ["run", "--backbone", SMALL_BACKBONE, "--data", str(image_folder), "--epochs", "1", "--weights",
             "none", "--image-size", str(SMALL_SIZE), "--no-augment", "--cache-dir", str(tmp_path / "fc"),
-            "--class-weight", "none", "--patience", "2"]
+            "--class-weight", "none", "--patience", "2", "--no-verify"]
     first = runner.invoke(app, [*args, "--output", str(tmp_path / "r1")])
     assert first.exit_code == 0, first.output
     assert "features: 18 images extracted, 0 from the cache" in first.output and str(tmp_path / "fc") in first.output

@@ -20,16 +20,25 @@ runner = CliRunner()
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def clf_at(width: int, *args: str) -> str:
-    """The real CLI's output on a terminal ``width`` columns wide (rich reads COLUMNS)."""
-    env = {**os.environ, "COLUMNS": str(width)}
-    done = subprocess.run([sys.executable, "-m", "clf.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+@pytest.fixture
+def clf_at(monkeypatch):
+    """``clf_at(width, *args)``: the CLI's standard output on a terminal ``width`` columns
+    wide, run in process (no TensorFlow start per call; tests/test_cli.py runs the real
+    executable). A fresh ``clf`` reads COLUMNS when it makes its consoles; these were made
+    at import, where pytest-xdist had set COLUMNS=80, so they are sent back to measuring."""
+    cli = importlib.import_module("clf.cli.app")
+    for console in (cli.out, cli.err):
+        monkeypatch.setattr(console, "_width", None)  # rich: None = read COLUMNS when measuring
+
+    def run(width: int, *args: str) -> str:
+        done = runner.invoke(app, list(args), env={"COLUMNS": str(width)})
+        assert done.exit_code == 0, done.output
+        return done.stdout
+
+    return run
 
 
-def test_listings_fit_80_columns_with_every_name_whole():
+def test_listings_fit_80_columns_with_every_name_whole(clf_at):
     names = {kind: [row["name"] for row in json.loads(runner.invoke(app, [kind, "--json"]).output)]
              for kind in ("backbones", "heads", "loaders", "exporters")}
     for kind, expected in names.items():
@@ -56,7 +65,7 @@ def test_readme_promises_the_listing_columns():
     assert "clf backbones          # name (aliases below it), input size, params, features, preprocessing" in text
 
 
-def test_run_help_is_in_panels_without_type_tags():
+def test_run_help_is_in_panels_without_type_tags(clf_at):
     text = clf_at(100, "run", "--help")
     panels = re.findall(r"╭─ (\w+) ─", text)
     assert panels == ["Data", "Model", "Training", "Export", "Runtime"], panels
@@ -66,7 +75,7 @@ def test_run_help_is_in_panels_without_type_tags():
     assert "FRACTION" in text and "imagenet|none|FILE" in text
 
 
-def test_augment_says_when_it_acts_in_help_and_readme():
+def test_augment_says_when_it_acts_in_help_and_readme(clf_at):
     help_text = " ".join(clf_at(200, "run", "--help").split())
     augment = help_text[help_text.index("--augment --no-augment"):help_text.index("Augmented copies of each")]
     assert "Acts only where training sees images" in augment and "--fine-tune-layers" in augment

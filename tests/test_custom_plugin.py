@@ -39,7 +39,7 @@ def test_custom_backbone_is_listed_and_trains(tiny_host, small_config, monkeypat
     assert listing.exit_code == 0
     assert '"tiny_cnn"' in listing.output and '"tiny-plugin"' in listing.output
 
-    result = clf.run(small_config(backbone="tiny_cnn"), host=tiny_host)
+    result = clf.run(small_config(backbone="tiny_cnn", verify=True), host=tiny_host)
     assert result.classifier.backbone.name == "tiny"
     assert result.classifier.preprocess == "rescale"
     assert (result.run_dir / "model.h5").is_file()

@@ -98,7 +98,7 @@ def test_epoch_order_depends_on_seed_and_epoch_not_on_iterators_opened():
 def test_mixed_precision_keeps_the_output_float32_and_reloads(small_config, precision, compute):
     import keras
 
-    result = clf.run(small_config(precision=precision, epochs=1))
+    result = clf.run(small_config(precision=precision, epochs=1, verify=True))
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     assert result.distribution["precision"] == precision
     conv = next(layer for layer in result.classifier.backbone.layers if "conv" in layer.name.lower())
@@ -173,7 +173,8 @@ def mirrored_runs(tmp_path_factory):
         # Real ImageNet weights give informative features, so training moves the head well
         # beyond float noise and a wrong split of batches or gradients would show.
         plans["head"] = dict(weights=str(SMALL_WEIGHTS), lr=0.01, epochs=3)
-    configs = [_run_config(data, root / test / name, strategy=name,
+    # Only the mirrored runs verify their export (the default runs are the reference).
+    configs = [_run_config(data, root / test / name, strategy=name, verify=name == "mirrored",
                            cache_dir=str(root / test / f"cache-{name}"), **changes)
                for test, changes in plans.items() for name in ("default", "mirrored")]
     (root / "configs.json").write_text(json.dumps(configs))

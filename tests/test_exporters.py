@@ -201,7 +201,7 @@ class _BrokenExporter:
 def test_failed_verification_is_an_error_and_the_artifact_is_renamed(small_config, host):
     host.register(_BrokenExporter(), name="broken-plugin")
     with pytest.raises(clf.VerificationError, match=r"broken \(broken.keras, keras.*renamed to \*\.failed"):
-        clf.run(small_config(export="keras,broken"), host=host)
+        clf.run(small_config(export="keras,broken", verify=True), host=host)
     run_dir = small_config().output
     names = set(os.listdir(run_dir))
     assert "broken.keras.failed" in names and "broken.keras" not in names and "model.keras" in names

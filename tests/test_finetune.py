@@ -19,7 +19,7 @@ def test_fine_tuning_changes_only_the_unfrozen_layers(small_config, host, tmp_pa
     base.save_weights(str(weights_file))
     before = [[w.copy() for w in layer.get_weights()] for layer in base.layers]
     obs = clf.RecordingObserver()
-    result = clf.run(small_config(weights=str(weights_file), fine_tune_layers=2, fine_tune_epochs=2,
+    result = clf.run(small_config(verify=True, weights=str(weights_file), fine_tune_layers=2, fine_tune_epochs=2,
                                   lr=1e-2, augment=True), obs)
     assert len(result.history["fine_tune_loss"]) == 2
     assert any("Fine-tuning 2 backbone layer(s)" in n and "learning rate 0.001" in n for n in obs.notes())

@@ -95,7 +95,7 @@ def solved(tmp_path_factory):
     base = dict(backbone="mobilenet_v2_035", data=str(data), weights=str(require_shared(MOBILENET_V2_035)),
                 batch_size=4, image_size=SMALL_SIZE, augment=False, cache_dir=str(tmp / "cache"))
     a = clf.run(clf.RunConfig(**base, seed=1, epochs=2, export=("h5", "keras"), output=str(tmp / "a")))
-    b = clf.run(clf.RunConfig(**base, seed=7, epochs=9, lr=0.05, output=str(tmp / "b")))
+    b = clf.run(clf.RunConfig(**base, seed=7, epochs=9, lr=0.05, output=str(tmp / "b"), verify=False))
     return a, b, data
 
 

@@ -59,7 +59,7 @@ def test_it_trains_and_the_saved_model_reloads_with_the_plugin(plugin_file, smal
     from clf.host.manager import PluginHost
 
     host = PluginHost([str(plugin_file)])
-    result = clf.run(small_config(backbone="fn_cnn", image_size=None), host=host)
+    result = clf.run(small_config(backbone="fn_cnn", image_size=None, verify=True), host=host)
     assert result.classifier.preprocess == "fn_plugin.fn_cnn"
     # The preprocessing in the model is the plugin's function: x/127.5 - 1 in front of the CNN.
     layer = next(layer for layer in result.model.layers if type(layer).__name__ == "Preprocess")

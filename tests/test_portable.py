@@ -229,7 +229,7 @@ def test_clf_decodes_the_pixels_pillow_decodes(photos):
 def test_model_input_fixed_keeps_the_fixed_size_input(small_config):
     from tensorflow.lite.python import schema_py_generated as schema
 
-    result = clf.run(small_config(export="tflite", model_input="fixed"))
+    result = clf.run(small_config(export="tflite", model_input="fixed", verify=True))
     labels = json.loads((Path(result.run_dir) / "labels.json").read_text())
     assert labels["inputs"]["tflite"]["kind"] == "fixed"
     assert labels["inputs"]["tflite"]["shape"] == [None, SMALL_SIZE, SMALL_SIZE, 3]

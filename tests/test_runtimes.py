@@ -205,6 +205,6 @@ def test_predict_gives_the_same_classes_in_every_runtime(small_config, tmp_path)
 
 
 def test_runtime_flag_on_a_tflite_artifact_says_it_runs_in_its_own_runtime(small_config):
-    result = clf.run(small_config(export=("tflite",), runtime="tensorflow"))
+    result = clf.run(small_config(export=("tflite",), runtime="tensorflow", verify=True))
     predictor = clf.load_predictor(result.run_dir / "model.tflite", runtime="onnx")
     assert predictor.runtime == "litert" and "applies to Keras models" in predictor.notes[0]

@@ -55,10 +55,10 @@ def test_the_model_is_the_head_on_the_averaged_features(flipped):
 
 def test_flip_features_are_cached_as_their_own_variant(flipped, tmp_path):
     result, config, root = flipped
-    warm = clf.run(config.replace(output=str(tmp_path / "warm"), export=("h5",)))  # the cache is the point
+    warm = clf.run(config.replace(output=str(tmp_path / "warm"), export=("h5",), verify=False))  # the cache is the point
     assert warm.extraction["train"]["extracted"] == 0 and warm.extraction["train"]["cached"] > 0
     np.testing.assert_allclose(warm.predict(_images()), result.predict(_images()), atol=1e-6)
-    plain = clf.run(config.replace(tta="none", export=("h5",), output=str(tmp_path / "plain")))
+    plain = clf.run(config.replace(tta="none", export=("h5",), output=str(tmp_path / "plain"), verify=False))
     assert plain.extraction["train"]["cached"] == 0  # the flip variant never answers for plain features
     assert not np.allclose(plain.predict(_images()), plain.predict(_images()[:, :, ::-1, :]), atol=1e-5)
 
@@ -70,7 +70,7 @@ def test_a_converted_backbone_is_never_reused_across_flip_and_plain(tmp_path):
     data = make_folder(tmp_path / "data", per_class=4)
     base = dict(backbone=SMALL_BACKBONE, data=str(data), weights="none", batch_size=4, image_size=SMALL_SIZE,
                 augment=False, runtime="tflite", cache_dir=str(tmp_path / "cache"))
-    plain = clf.run(clf.RunConfig(**base, output=str(tmp_path / "plain")))
+    plain = clf.run(clf.RunConfig(**base, output=str(tmp_path / "plain"), verify=False))
     flip = clf.run(clf.RunConfig(**base, tta="flip", output=str(tmp_path / "flip")))
     assert plain.manifest["runtime"]["name"] == flip.manifest["runtime"]["name"] == "tflite"
     assert flip.verification is not None and not flip.verification.failed
