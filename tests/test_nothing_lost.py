@@ -40,7 +40,8 @@ def trained(tmp_path_factory):
     data = make_folder(root / "data", per_class=5)
     result = clf.run(clf.RunConfig(backbone=SMALL_BACKBONE, data=str(data), weights="none", epochs=1,
                                    batch_size=4, image_size=SMALL_SIZE, output=str(root / "run"),
-                                   augment=False, export="h5,tflite", cache=False, solver="keras"))
+                                   augment=False, export="h5,tflite", cache=False, solver="keras",
+                                   verify=False))
     return result.run_dir, data  # Keras fit: the resume tests need its epoch checkpoint
 
 
