@@ -158,7 +158,7 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
     Keras' ``predict_on_batch`` then returns one row per image per replica.
     ``reference_probs(split)``: the reference's probabilities on that split's images in
     order, when the caller already has them (None: compute them)."""
-    from clf.artifacts.client import input_record, test_vectors
+    from clf.artifacts.client import input_record
     from clf.data.fitting import fixed_model, photo_model
     from clf.data.guardrails import remove_orphans
     from clf.data.images import ImageSize
@@ -177,19 +177,8 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         target, kind = model_for(exporter, config, fixed, photo)
         quantized = "quantize" in exporter.options and config.quantize == "int8"
         inputs[exporter.name] = input_record(kind, size, quantized)
-        try:
-            files = [Path(f) for f in exporter.export(target, run_dir, {**metadata, "inputs": {
-                exporter.name: inputs[exporter.name]}}, **kwargs)]
-        except BaseException as exc:
-            remove_orphans(run_dir)  # whatever the exporter left under a temporary name
-            if isinstance(exc, ClfError) or not isinstance(exc, Exception):
-                raise
-            raise ExportError(
-                f"Exporter {exporter.name!r} (plugin {exporter.plugin!r}) failed: "
-                f"{type(exc).__name__}: {exc}{_write_failed(exc)}. The run folder {str(run_dir)!r} "
-                f"keeps what was written before; try another --export, or free space and "
-                f"clf run --resume {run_dir}."
-            ) from exc
+        files = _run_exporter(exporter, target, run_dir, {**metadata, "inputs": {
+            exporter.name: inputs[exporter.name]}}, kwargs)
         artifacts[exporter.name] = files
         observer.phase_advance("export")
     # Added to what labels.json already lists (clf export adds formats to a finished run).
@@ -203,28 +192,8 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         metadata["quantization"] = {**metadata.get("quantization", {}),
                                     **{e.name: config.quantize for e in exporters if "quantize" in e.options}}
 
-    report = None
-    if config.verify:
-        observer.phase_start("verify", total=len(artifacts))
-        # Float artifacts are checked on FLOAT_CHECK_IMAGES: decode no more unless quantized.
-        ds, files, source = held_out(bundle, MAX_IMAGES if config.quantize != "none" else FLOAT_CHECK_IMAGES)
-        images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
-        known = reference_probs(source) if reference_probs is not None else None
-        if known is not None and len(known) < len(images):
-            known = None  # not one row per image: compute them instead
-        report = verify_exports(reference or fixed, metadata, artifacts, {e.name: e for e in exporters},
-                                images, files, source, known[:len(images)] if known is not None else None)
-        if report.reference_probs is not None and len(files) >= len(report.reference_probs):
-            metadata["test_vectors"] = test_vectors(files, report.reference_probs)
-        write_report(run_dir, report)
-        for failed in report.failed:  # renamed to *.failed: no longer listed as usable
-            metadata["inputs"].pop(failed.exporter, None)
-            for name in metadata["artifacts"].pop(failed.exporter, []):
-                metadata["sha256"].pop(name, None)
-        metadata["verification"] = _merged_summary(metadata.get("verification"), report, metadata["artifacts"])
-        observer.phase_end("verify", passed=not report.failed, source=report.source,
-                           results=[r.to_dict() for r in report.results.values()],
-                           lines=[("ok " if r.passed else "FAILED ") + r.describe() for r in report.results.values()])
+    report = _verify(reference or fixed, metadata, artifacts, exporters, config, bundle, run_dir, observer,
+                     reference_probs) if config.verify else None
     write_labels(run_dir, metadata)
     if report is not None and report.failed:
         raise VerificationError(
@@ -235,3 +204,53 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         )
     observer.phase_end("export", artifacts=artifacts, run_dir=run_dir)
     return artifacts, report
+
+
+def _run_exporter(exporter, target, run_dir: Path, metadata: dict, kwargs: dict) -> list[Path]:
+    """One exporter's files; what it left half-written is removed if it fails, and an
+    unexpected exception becomes an ExportError that says what was kept."""
+    from clf.data.guardrails import remove_orphans
+
+    try:
+        return [Path(f) for f in exporter.export(target, run_dir, metadata, **kwargs)]
+    except BaseException as exc:
+        remove_orphans(run_dir)  # whatever the exporter left under a temporary name
+        if isinstance(exc, ClfError) or not isinstance(exc, Exception):
+            raise
+        raise ExportError(
+            f"Exporter {exporter.name!r} (plugin {exporter.plugin!r}) failed: "
+            f"{type(exc).__name__}: {exc}{_write_failed(exc)}. The run folder {str(run_dir)!r} "
+            f"keeps what was written before; try another --export, or free space and "
+            f"clf run --resume {run_dir}."
+        ) from exc
+
+
+def _verify(reference, metadata: dict, artifacts: dict[str, list[Path]], exporters: Sequence, config,
+            bundle, run_dir: Path, observer: Observer,
+            reference_probs: Callable[[str], np.ndarray | None] | None) -> VerificationReport:
+    """Verify the new artifacts against ``reference`` on held-out images, write
+    verification.json, and update ``metadata``: the test vectors, failed artifacts no
+    longer listed, the merged verification summary."""
+    from clf.artifacts.client import test_vectors
+
+    observer.phase_start("verify", total=len(artifacts))
+    # Float artifacts are checked on FLOAT_CHECK_IMAGES: decode no more unless quantized.
+    ds, files, source = held_out(bundle, MAX_IMAGES if config.quantize != "none" else FLOAT_CHECK_IMAGES)
+    images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
+    known = reference_probs(source) if reference_probs is not None else None
+    if known is not None and len(known) < len(images):
+        known = None  # not one row per image: compute them instead
+    report = verify_exports(reference, metadata, artifacts, {e.name: e for e in exporters},
+                            images, files, source, known[:len(images)] if known is not None else None)
+    if report.reference_probs is not None and len(files) >= len(report.reference_probs):
+        metadata["test_vectors"] = test_vectors(files, report.reference_probs)
+    write_report(run_dir, report)
+    for failed in report.failed:  # renamed to *.failed: no longer listed as usable
+        metadata["inputs"].pop(failed.exporter, None)
+        for name in metadata["artifacts"].pop(failed.exporter, []):
+            metadata["sha256"].pop(name, None)
+    metadata["verification"] = _merged_summary(metadata.get("verification"), report, metadata["artifacts"])
+    observer.phase_end("verify", passed=not report.failed, source=report.source,
+                       results=[r.to_dict() for r in report.results.values()],
+                       lines=[("ok " if r.passed else "FAILED ") + r.describe() for r in report.results.values()])
+    return report

@@ -71,16 +71,7 @@ def predict(
         err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     k = min(top_k, len(predictor.class_names))
     if chosen == "table":
-        table = Table(title=f"{len(results)} images ({esc(predictor.path.name)}, {esc(predictor.runtime)})")
-        for col in ("image", "class", "probability"):
-            table.add_column(col, overflow="fold")
-        for r in results:
-            if r.error:
-                table.add_row(esc(r.path), f"[red]error: {esc(r.error)}[/]", "")
-                continue
-            top = r.top(predictor.class_names, k)
-            table.add_row(esc(r.path), esc("\n".join(n for n, _ in top)), "\n".join(f"{p:.4f}" for _, p in top))
-        text = None
+        table, text = _table(results, predictor, k), None
     else:
         text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k, columns)
     if target is not None:
@@ -107,3 +98,17 @@ def predict(
         err.print(f"[yellow]{len(failed)} file(s) could not be read; the other {len(results) - len(failed)} "
                   f"were predicted[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _table(results, predictor, k: int) -> Table:
+    """The terminal table: each image's top ``k`` classes and probabilities, or its error."""
+    table = Table(title=f"{len(results)} images ({esc(predictor.path.name)}, {esc(predictor.runtime)})")
+    for col in ("image", "class", "probability"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        if r.error:
+            table.add_row(esc(r.path), f"[red]error: {esc(r.error)}[/]", "")
+            continue
+        top = r.top(predictor.class_names, k)
+        table.add_row(esc(r.path), esc("\n".join(n for n, _ in top)), "\n".join(f"{p:.4f}" for _, p in top))
+    return table

@@ -44,6 +44,7 @@ def _text_default(name: str) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
+# Over 80 lines only because typer declares each of the ~50 flags as a parameter; the body is short.
 @app.command()
 def run(
     ctx: typer.Context,
@@ -126,17 +127,7 @@ def run(
         else:
             config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
         if dry_run:
-            from clf.train.plan import plan
-
-            summary = plan(config, _host(config.plugins))
-            print(summary["toml"], end="", flush=True)  # plain print: rich must not re-wrap the TOML
-            lines = [f"# backbone {summary['backbone']} at {summary['image_size'][0]}x{summary['image_size'][1]}, "
-                     f"head {summary['head']}, loader {summary['loader']}, export {', '.join(summary['exporters'])}",
-                     f"# classes ({len(summary['class_names'])}): {', '.join(summary['class_names'])}"]
-            lines += [f"# {split}: {sum(c.values())} images ({', '.join(f'{k} {v}' for k, v in c.items())})"
-                      for split, c in summary["counts"].items()]
-            print("\n".join(lines + ["# dry run: nothing trained or written"]), flush=True)
-            return
+            return _print_plan(config)
         observer = _observer(log_format, quiet)
         result = run_engine(config, observer, _host(config.plugins))
     except ClfError as exc:
@@ -152,6 +143,19 @@ def run(
     if log_format != "jsonl" or quiet:
         out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
 
+
+def _print_plan(config: RunConfig) -> None:
+    """--dry-run: the effective TOML, then the plan and the dataset summary as comments."""
+    from clf.train.plan import plan
+
+    summary = plan(config, _host(config.plugins))
+    print(summary["toml"], end="", flush=True)  # plain print: rich must not re-wrap the TOML
+    lines = [f"# backbone {summary['backbone']} at {summary['image_size'][0]}x{summary['image_size'][1]}, "
+             f"head {summary['head']}, loader {summary['loader']}, export {', '.join(summary['exporters'])}",
+             f"# classes ({len(summary['class_names'])}): {', '.join(summary['class_names'])}"]
+    lines += [f"# {split}: {sum(c.values())} images ({', '.join(f'{k} {v}' for k, v in c.items())})"
+              for split, c in summary["counts"].items()]
+    print("\n".join(lines + ["# dry run: nothing trained or written"]), flush=True)
 
 
 # `clf run --help` in panels (clf.cli.app.tidy_help applies them), with a word for each

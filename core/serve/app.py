@@ -114,6 +114,57 @@ def _error(status: int, message: str, headers=None):
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
+def _busy(retry_after: int, why: str) -> Problem:
+    return Problem(503, f"The server is busy: {why}. Retry after {retry_after} s.", {"Retry-After": str(retry_after)})
+
+
+def _predictions(uploads: list[Upload], probs, class_names: list[str], k: int) -> list[dict]:
+    """The response's row per upload: its top class and ``k`` best, and every probability."""
+    from clf.artifacts.predict import Prediction
+
+    rows = []
+    for upload, p in zip(uploads, probs):
+        pred = Prediction(upload.name, [float(v) for v in p])
+        top = [{"class": c, "probability": q} for c, q in pred.top(class_names, k)]
+        rows.append({"name": upload.name, "class": top[0]["class"], "probability": top[0]["probability"],
+                     "top": top, "probabilities": pred.probabilities})
+    return rows
+
+
+def _constant(response, content):
+    """An endpoint that answers every request with the same ``content`` (made at start)."""
+    async def endpoint(request):
+        return response(content)
+    return endpoint
+
+
+def _lifespan(batcher: MicroBatcher, decoders: ThreadPoolExecutor):
+    """Start the batcher with the server; stop it, then the decoding threads, at shutdown."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        try:
+            yield
+        finally:  # uvicorn calls this after in-flight requests have been answered
+            await batcher.stop()
+            decoders.shutdown(wait=True)
+    return lifespan
+
+
+async def _on_problem(request, exc: Problem):
+    return _error(exc.status, exc.message, exc.headers)
+
+
+async def _on_http(request, exc):
+    text = {404: f"No such page {request.url.path!r}; see /docs for the API.",
+            405: f"{request.method} is not allowed on {request.url.path!r}; see /docs."}
+    return _error(exc.status_code, text.get(exc.status_code, str(exc.detail)), exc.headers)
+
+
+async def _on_crash(request, exc: Exception):
+    return _error(500, f"Internal error: {type(exc).__name__}: {str(exc)[:300]}. See the server log.")
+
+
 def create_app(predictor, settings: ServeSettings | None = None):
     """A Starlette app serving ``predictor`` (opened by ``clf.load_predictor``, warmed up)."""
     from starlette.applications import Starlette
@@ -121,7 +172,6 @@ def create_app(predictor, settings: ServeSettings | None = None):
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
-    from clf.artifacts.predict import Prediction
     from clf.serve.openapi import docs_page, openapi_spec
 
     settings = settings or ServeSettings()
@@ -140,19 +190,15 @@ def create_app(predictor, settings: ServeSettings | None = None):
         except Exception as exc:  # tf.errors.InvalidArgumentError: not decodable after all
             raise why_undecodable(upload, str(exc)) from None
 
-    def busy(retry_after: int, why: str) -> Problem:
-        return Problem(503, f"The server is busy: {why}. Retry after {retry_after} s.",
-                       {"Retry-After": str(retry_after)})
-
     async def predict(request):
         # Refuse early, before reading the body, when the queue is already full.
         if state["in_progress"] >= settings.max_queue:
-            raise busy(batcher.retry_after(), f"{state['in_progress']} requests are in progress "
+            raise _busy(batcher.retry_after(), f"{state['in_progress']} requests are in progress "
                                               f"(limit {settings.max_queue}, --max-queue)")
         try:
             batcher.check_room(1)
         except QueueFull as exc:
-            raise busy(exc.retry_after, f"{exc} (--max-queue)") from None
+            raise _busy(exc.retry_after, f"{exc} (--max-queue)") from None
         state["in_progress"] += 1
         try:
             k = _top_k(request, settings, len(predictor.class_names))
@@ -165,20 +211,14 @@ def create_app(predictor, settings: ServeSettings | None = None):
                 batch = images[0][None] if len(images) == 1 else np.stack(images)
                 probs = await asyncio.wait_for(batcher.predict(batch), settings.request_timeout)
             except QueueFull as exc:
-                raise busy(exc.retry_after, f"{exc} (--max-queue)") from None
+                raise _busy(exc.retry_after, f"{exc} (--max-queue)") from None
             except TimeoutError:
                 raise Problem(504, f"No prediction within {settings.request_timeout:g} s; the model is "
                                    f"overloaded or stuck. Retry later.") from None
         finally:
             state["in_progress"] -= 1
-        results = []
-        for upload, p in zip(uploads, probs):
-            pred = Prediction(upload.name, [float(v) for v in p])
-            top = [{"class": c, "probability": q} for c, q in pred.top(predictor.class_names, k)]
-            results.append({"name": upload.name, "class": top[0]["class"],
-                            "probability": top[0]["probability"], "top": top,
-                            "probabilities": pred.probabilities})
-        return JSONResponse({"class_names": predictor.class_names, "predictions": results})
+        return JSONResponse({"class_names": predictor.class_names,
+                             "predictions": _predictions(uploads, probs, predictor.class_names, k)})
 
     async def health(request):
         s = batcher.stats
@@ -186,47 +226,15 @@ def create_app(predictor, settings: ServeSettings | None = None):
                              "requests_in_progress": state["in_progress"], "batches": s.batches,
                              "images": s.images, "largest_batch": s.largest, "recent_batches": s.sizes})
 
-    async def meta(request):
-        return JSONResponse(info)
-
-    async def index(request):
-        return HTMLResponse(page)
-
-    async def openapi(request):
-        return JSONResponse(spec)
-
-    async def docs(request):
-        return HTMLResponse(docs_page(spec))
-
-    async def on_problem(request, exc: Problem):
-        return _error(exc.status, exc.message, exc.headers)
-
-    async def on_http(request, exc: HTTPException):
-        text = {404: f"No such page {request.url.path!r}; see /docs for the API.",
-                405: f"{request.method} is not allowed on {request.url.path!r}; see /docs."}
-        return _error(exc.status_code, text.get(exc.status_code, str(exc.detail)), exc.headers)
-
-    async def on_crash(request, exc: Exception):
-        return _error(500, f"Internal error: {type(exc).__name__}: {str(exc)[:300]}. See the server log.")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        await batcher.start()
-        try:
-            yield
-        finally:  # uvicorn calls this after in-flight requests have been answered
-            await batcher.stop()
-            decoders.shutdown(wait=True)
-
     routes = [
-        Route("/", index, methods=["GET"]),
+        Route("/", _constant(HTMLResponse, page), methods=["GET"]),
         Route("/predict", predict, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
-        Route("/metadata", meta, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
+        Route("/metadata", _constant(JSONResponse, info), methods=["GET"]),
+        Route("/openapi.json", _constant(JSONResponse, spec), methods=["GET"]),
+        Route("/docs", _constant(HTMLResponse, docs_page(spec)), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={Problem: on_problem, HTTPException: on_http, Exception: on_crash})
+    app = Starlette(routes=routes, lifespan=_lifespan(batcher, decoders),
+                    exception_handlers={Problem: _on_problem, HTTPException: _on_http, Exception: _on_crash})
     app.state.batcher = batcher
     return app
