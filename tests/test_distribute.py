@@ -16,7 +16,8 @@ import pytest
 
 import clf
 from clf import ConfigError, DataError
-from clf.train.distribute import Distribution, is_chief, make_strategy, resolve_precision, resolve_strategy_name
+from clf.train.distribute import (Distribution, distribution, is_chief, make_strategy, resolve_precision,
+                                  resolve_strategy_name)
 from conftest import SMALL_BACKBONE, SMALL_SIZE, SMALL_WEIGHTS, make_folder, make_image, require_shared
 
 RUNNER = Path(__file__).with_name("distributed_run.py")
@@ -73,6 +74,28 @@ def test_small_split_is_batched_so_the_first_batch_splits_evenly():
     assert sizes(dist.batch(tf.data.Dataset.range(6), 6)) == [4, 2]
     with pytest.raises(DataError, match="validation split has 1 image.*fewer than the 2 replicas"):
         dist.batch(tf.data.Dataset.range(1), 1, "validation")
+
+
+def test_evaluation_on_one_replica_traces_the_model_once_whatever_the_batch_sizes():
+    """Keras' predict_on_batch traced the model again for the last, shorter batch, and a
+    process's fifth run printed TensorFlow's retracing warning (seen in benchmarks/portable.py)."""
+    import keras
+    import tensorflow as tf
+
+    from clf.report.evaluation import evaluate_dataset
+    from clf.train.forward import forward_fn
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    x = np.random.default_rng(0).normal(size=(11, 4)).astype(np.float32)
+    y = np.arange(11) % 3
+    dist = distribution("default", "float32", 4)
+    assert dist.replicas == 1
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)  # 4, 4 and 3 images
+    report = evaluate_dataset(dist.local_model(model), batches, ["a", "b", "c"])
+    assert forward_fn(model).experimental_get_tracing_count() == 1
+    expected = np.mean(np.argmax(model(x), axis=1) == y)
+    assert report["accuracy"] == pytest.approx(expected)
 
 
 def test_epoch_order_depends_on_seed_and_epoch_not_on_iterators_opened():

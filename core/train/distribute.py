@@ -130,14 +130,16 @@ class Distribution:
         model.test_step = as_vectors(model.test_step)
 
     def local_model(self, model):
-        """``model`` for ``predict_on_batch`` on this process's own device.
+        """``model`` for ``predict_on_batch`` on this process's own device, through the
+        traced forward (clf.train.forward), on one replica too.
 
         Under several replicas Keras' ``predict_on_batch`` hands the whole batch to every
         replica and concatenates their outputs (one row per image per replica); evaluation
-        after training needs one row per image, and each worker can do it alone.
+        after training needs one row per image, and each worker can do it alone. On one
+        replica Keras' own ``predict_on_batch`` traces again for the last, shorter batch
+        (a second trace of the whole model when evaluating on images), and a notebook's
+        fifth run printed TensorFlow's "triggered tf.function retracing" warning.
         """
-        if self.replicas == 1:
-            return model
         return _LocalPredictor(model)
 
     def describe(self) -> str:

@@ -81,8 +81,11 @@ class LiteRTRuntime(Runtime):
     def forward(self, batch):
         batch = np.ascontiguousarray(batch, np.float32)
         if self._shape != batch.shape:  # the batch dimension is dynamic: re-plan per shape
-            self._it.resize_tensor_input(self._in["index"], list(batch.shape))
-            self._it.allocate_tensors()
+            from clf.logs import quiet_logs
+
+            with quiet_logs():  # allocating applies XNNPACK, whose INFO line reached notebooks
+                self._it.resize_tensor_input(self._in["index"], list(batch.shape))
+                self._it.allocate_tensors()
             self._shape = batch.shape
         self._it.set_tensor(self._in["index"], batch)
         self._it.invoke()
