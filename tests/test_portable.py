@@ -142,6 +142,23 @@ def test_client_without_tensorflow_gets_clf_predicts_answer(bundle, photos, runt
         np.testing.assert_allclose(again[Path(f).name], expected[Path(f).name], atol=1e-4)
 
 
+def test_the_keras_photo_model_loads_in_plain_keras_after_importing_clf_preprocessing(bundle, photos):
+    """What the README's export table promises: ``import clf.preprocessing`` registers clf's
+    layers (the crop-and-resize one too), then Keras alone opens model.keras and gives clf's
+    answer on Pillow's pixels. (``import clf`` alone does not: its modules load lazily.)"""
+    run_dir, _ = bundle
+    script = ("import json, sys\nimport numpy as np\nimport keras\nimport clf.preprocessing\nfrom PIL import Image\n"
+              "model = keras.models.load_model(sys.argv[1], compile=False)\n"
+              "print(json.dumps([model.predict(np.asarray(Image.open(f).convert('RGB'), np.float32)[None],"
+              " verbose=0)[0].tolist() for f in sys.argv[2:]]))")
+    done = subprocess.run([sys.executable, "-c", script, str(run_dir / "model.keras"), *map(str, photos[:3])],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = _clf_predict(run_dir / "model.keras", photos[:3])
+    for f, probs in zip(photos, json.loads(done.stdout.strip().splitlines()[-1])):
+        np.testing.assert_allclose(probs, expected[Path(f).name], atol=1e-3, err_msg=f.name)
+
+
 def test_labels_record_each_artifacts_input_and_test_vectors(bundle):
     run_dir, data = bundle
     labels = json.loads((run_dir / "labels.json").read_text())
