@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import clf
 from clf.cli import app
-from conftest import DATASETS, SMALL_BACKBONE, SMALL_SIZE, SMALL_WEIGHTS, make_folder, require_shared
+from conftest import DATASETS, SMALL_BACKBONE, SMALL_SIZE, SMALL_WEIGHTS, require_shared
 
 SIZE = 64  # the input size of the bundle below: photos shrink 5-8x and small ones grow
 HYMENOPTERA, FLOWERS = DATASETS / "hymenoptera", DATASETS / "flowers5"

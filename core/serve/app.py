@@ -194,7 +194,7 @@ def create_app(predictor, settings: ServeSettings | None = None):
         # Refuse early, before reading the body, when the queue is already full.
         if state["in_progress"] >= settings.max_queue:
             raise _busy(batcher.retry_after(), f"{state['in_progress']} requests are in progress "
-                                              f"(limit {settings.max_queue}, --max-queue)")
+                                               f"(limit {settings.max_queue}, --max-queue)")
         try:
             batcher.check_room(1)
         except QueueFull as exc:
