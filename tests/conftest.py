@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from dataclasses import dataclass
@@ -47,6 +48,15 @@ def make_folder(root: Path, classes=("ant", "bee", "cat"), per_class: int = 6, *
             for i in range(n):
                 make_image(root / sub / name / f"{name}_{i}.jpg", label, rng)
     return root
+
+
+def pytest_collection_finish(session):
+    """Freeze what collection loaded (TensorFlow, Keras, the test modules: millions of objects
+    that live as long as the process) out of the garbage collector's sight: every later
+    collection, including the one in each ``keras.backend.clear_session()``, then scans only
+    what the tests make (tests/test_backbone_contract.py: 125 s -> 108 s in one process)."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture
