@@ -16,6 +16,7 @@ from importlib import resources
 
 import numpy as np
 
+from clf.artifacts.predict import Prediction
 from clf.serve.batcher import MicroBatcher, QueueFull
 from clf.serve.uploads import Problem, Upload, check_image, parse_uploads, read_body, why_undecodable
 
@@ -120,8 +121,6 @@ def _busy(retry_after: int, why: str) -> Problem:
 
 def _predictions(uploads: list[Upload], probs, class_names: list[str], k: int) -> list[dict]:
     """The response's row per upload: its top class and ``k`` best, and every probability."""
-    from clf.artifacts.predict import Prediction
-
     rows = []
     for upload, p in zip(uploads, probs):
         pred = Prediction(upload.name, [float(v) for v in p])

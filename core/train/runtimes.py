@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from clf.files import write_bytes, write_json
+from clf.logs import quiet_logs
 
 # Conversion targets: runtime name -> file suffix of the converted extractor.
 SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
@@ -74,6 +75,8 @@ class LiteRTRuntime(Runtime):
     def __init__(self, content: bytes, threads: int | None = None):
         Interpreter = litert_interpreter_class()
         self._it = Interpreter(model_content=bytes(content), num_threads=threads or cpu_threads())
+        with quiet_logs():  # the first allocation applies XNNPACK, whose INFO line reached notebooks
+            self._it.allocate_tensors()
         self._in = self._it.get_input_details()[0]
         self._out = self._it.get_output_details()[0]
         self._shape: tuple[int, ...] | None = None
@@ -81,11 +84,8 @@ class LiteRTRuntime(Runtime):
     def forward(self, batch):
         batch = np.ascontiguousarray(batch, np.float32)
         if self._shape != batch.shape:  # the batch dimension is dynamic: re-plan per shape
-            from clf.logs import quiet_logs
-
-            with quiet_logs():  # allocating applies XNNPACK, whose INFO line reached notebooks
-                self._it.resize_tensor_input(self._in["index"], list(batch.shape))
-                self._it.allocate_tensors()
+            self._it.resize_tensor_input(self._in["index"], list(batch.shape))
+            self._it.allocate_tensors()
             self._shape = batch.shape
         self._it.set_tensor(self._in["index"], batch)
         self._it.invoke()
