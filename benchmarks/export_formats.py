@@ -51,7 +51,8 @@ def main() -> int:
     from clf.plugins.tflite_exporter import export_tflite
     from clf.data.images import ImageSize
     from clf.artifacts.exporting import representative_data
-    from clf.artifacts.verify import compare, load_images, predict_in_batches
+    from clf.artifacts.verify import compare, load_images
+    from clf.infer.forward import batch_fn, in_batches
 
     out = Path(args.out)
     if out.exists():
@@ -76,7 +77,7 @@ def main() -> int:
 
     val_files = bundle.splits["validation"].files
     x = load_images(val_files, size)
-    reference = predict_in_batches(result.model.predict_on_batch, x)
+    reference = in_batches(batch_fn(result.model), x)
     accuracy = float(np.mean(reference.argmax(1) == np.asarray(bundle.splits["validation"].labels)))
 
     from clf.plugins.tflite_exporter import TFLitePredictor
@@ -90,7 +91,7 @@ def main() -> int:
         path = result.run_dir / name
         load = host.exporters.get(exporter).load
         predictor = TFLitePredictor(path, labels) if exporter == "tflite" else load(path, labels)
-        got = predict_in_batches(predictor.predict_batch, x)
+        got = in_batches(predictor.predict_batch, x)
         diff, agreement, _ = compare(reference, got, predictor.quantization)
         for i in range(3):  # warm-up
             predictor.predict_batch(x[i:i + 1])
@@ -100,7 +101,7 @@ def main() -> int:
             predictor.predict_batch(x[i:i + 1])
             single.append(time.perf_counter() - t)
         t = time.perf_counter()
-        predict_in_batches(predictor.predict_batch, x, 32)
+        in_batches(predictor.predict_batch, x, 32)
         batched = (time.perf_counter() - t) / len(x)
         row = {"format": name, "exporter": exporter, "runtime": predictor.runtime,
                "quantization": predictor.quantization, "bytes": size_on_disk(path),

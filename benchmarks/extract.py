@@ -163,13 +163,13 @@ def decode_rate(dataset, batch_size: int, n: int) -> Rate:
 
 def forward_rate(runtime, batch: np.ndarray, seconds: float) -> Rate:
     """Forward passes over one decoded batch, repeated for at least ``seconds`` (one at least)."""
-    runtime.forward(batch)  # warm
-    per_call = 1 / timed(lambda: runtime.forward(batch), 1)  # seconds
+    runtime.run(batch)  # warm
+    per_call = 1 / timed(lambda: runtime.run(batch), 1)  # seconds
     calls = max(1, round(seconds / per_call))
 
     def work():
         for _ in range(calls):
-            runtime.forward(batch)
+            runtime.run(batch)
     return timed(work, calls * len(batch))
 
 
@@ -199,21 +199,22 @@ def build_extractor(name: str):
 
 
 def bench_backbone(name: str, sets: dict, decode: dict, args) -> list[str]:
-    from clf.train.runtime_choice import BackboneRuntime, relative_difference
-    from clf.train.runtimes import OPENERS, TensorFlowRuntime
+    from clf.infer.choice import BackboneRuntime, relative_difference
+    from clf.infer.runners import TensorFlowRunner
+    from clf.infer.store import OPENERS
 
     extractor, weights = build_extractor(name)
     cap = args.slow_images if name in SLOW else args.images
     first_files, _ = next(iter(sets.values()))
     batch = np.stack([x.numpy() for x, _ in new_dataset(first_files[:args.batch_size], [0] * args.batch_size)])
-    tensorflow = TensorFlowRuntime(extractor)
-    reference = tensorflow.forward(batch)
+    tensorflow = TensorFlowRunner(extractor)
+    reference = tensorflow.run(batch)
     runtimes, forward, lines = {"tensorflow": tensorflow}, {}, []
     for rt in RUNTIMES[1:]:
         t0 = time.perf_counter()
         try:
             runtimes[rt] = OPENERS[rt](extractor, None)
-            diff = relative_difference(reference, runtimes[rt].forward(batch))
+            diff = relative_difference(reference, runtimes[rt].run(batch))
         except Exception as exc:  # RuntimeUnavailable, or a conversion that does not run
             runtimes.pop(rt, None)
             lines.append(f"  {rt}: unavailable ({type(exc).__name__}: {exc})")
@@ -233,7 +234,7 @@ def bench_backbone(name: str, sets: dict, decode: dict, args) -> list[str]:
            "| set | images | decode today | decode (DCT) | forward ({0}) | extraction ({0}) | / bottleneck | "
            "/ serial bound | today's extraction (tensorflow, full decode) | speed-up |".format(chosen),
            "|---|---|---|---|---|---|---|---|---|---|"]
-    chosen_forward = runtimes[chosen].forward
+    chosen_forward = runtimes[chosen].run
     for set_name, (files, labels) in sets.items():
         files, labels = spread(files, labels, cap)
         n = len(files)
@@ -243,7 +244,7 @@ def bench_backbone(name: str, sets: dict, decode: dict, args) -> list[str]:
             d_new = decode_rate(new_dataset(files, labels), args.batch_size, n)
         f = forward[chosen]
         extraction = extraction_rate(extractor, new_dataset(files, labels), args.batch_size, n, chosen_forward)
-        today = extraction_rate(extractor, legacy_dataset(files, labels), args.batch_size, n, tensorflow.forward)
+        today = extraction_rate(extractor, legacy_dataset(files, labels), args.batch_size, n, tensorflow.run)
         bottleneck = min(d_new, f)
         serial = 1 / (1 / d_new + 1 / f)
         out.append(f"| {set_name} | {n} | {d_old:.1f} [{d_old.cpu_ms:.1f}] | {d_new:.1f} [{d_new.cpu_ms:.1f}] | "

@@ -123,12 +123,11 @@ def resize_cost(run_dir: Path, image_size: int, repeats: int = 5) -> dict:
     """ms per call of the photo model at two photo sizes, and of the fixed model at its size."""
     import clf
     import keras
-    from clf.plugins.tflite_exporter import convert
 
     tflite = clf.load_predictor(run_dir / "model.tflite")
     model = keras.models.load_model(str(run_dir / "model.keras"), compile=False)
     fixed_path = run_dir.parent / "fixed.tflite"
-    fixed_path.write_bytes(convert(clf.fixed_model(model)))
+    fixed_path.write_bytes(clf.to_tflite(clf.fixed_model(model)))
     from clf.plugins.tflite_exporter import TFLitePredictor
 
     fixed = TFLitePredictor(fixed_path, json.loads((run_dir / "labels.json").read_text()))

@@ -226,7 +226,7 @@ def extraction_throughput(args, data):
     images that are already decoded and resized, in memory (no tf.data, no copies)."""
     from clf.data.images import ImageSize, files_dataset
     from clf.train.features import extract, make_extractor
-    from clf.train.forward import forward_fn
+    from clf.infer.forward import forward_fn
     from clf.train.model import Classifier
 
     tr_f, tr_y, va_f, va_y, _ = data

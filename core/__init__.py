@@ -26,7 +26,7 @@ _LAZY = {
     "DoctorReport": "data.doctor", "examine": "data.doctor",
     "Observer": "events", "RecordingObserver": "events",
     "Prediction": "artifacts.predict", "Predictor": "artifacts.predict",
-    "KerasPredictor": "artifacts.predict", "collect_images": "artifacts.predict",
+    "KerasPredictor": "artifacts.predict", "collect_images": "infer.decode",
     "load_predictor": "artifacts.predict", "predict_files": "artifacts.predict",
     "merge_predictions": "artifacts.shards", "shard_files": "artifacts.shards", "parse_shard": "artifacts.shards",
     "PluginHost": "host.manager", "get_host": "host.manager",
@@ -48,6 +48,11 @@ _LAZY = {
     "atomic_path": "files", "write_json": "files", "QUANTIZE_MODES": "config",
     "photo_model": "data.fitting", "fixed_model": "data.fitting", "is_photo_model": "data.fitting",
     "FitPhoto": "data.fitting", "MODEL_INPUTS": "config",
+    # the inference core: one converter per format, one runner per runtime, one decoder
+    "to_tflite": "infer.convert", "to_onnx": "infer.convert", "stamp_onnx_metadata": "infer.convert",
+    "Runner": "infer.runners", "TensorFlowRunner": "infer.runners", "LiteRTRunner": "infer.runners",
+    "OnnxRunner": "infer.runners", "RuntimeUnavailable": "infer.runners", "cpu_threads": "infer.runners",
+    "Decoder": "infer.decode",
     # any plugin calling into TensorFlow code that logs what users cannot act on
     "quiet_logs": "logs",
 }

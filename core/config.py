@@ -24,7 +24,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")  # tf.distrib
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 # Largest --image-size: one 2048x2048 image already needs about 1 GB of activations in VGG16.
 MAX_IMAGE_SIZE = 2048
-RUNTIMES = ("auto", "tensorflow", "tflite", "onnx")  # the frozen backbone's (clf.train.runtime_choice)
+RUNTIMES = ("auto", "tensorflow", "tflite", "onnx")  # the frozen backbone's (clf.infer.choice)
 SOLVERS = ("auto", "keras")  # auto: the linear softmax head solved (clf.train.linear_head)
 SCHEDULES = ("cosine", "constant")  # learning rate of every Keras fit (clf.train.optim)
 TTA = ("none", "flip")  # test-time augmentation built into the model (clf.train.model)

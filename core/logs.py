@@ -122,7 +122,7 @@ class _DropMessage(logging.Filter):
 
 def drop_message(logger: str, text: str) -> None:
     """Keep records of ``logger`` containing ``text`` out of the output from now on: for a
-    warning clf triggers by design and a user cannot act on (see clf.train.forward)."""
+    warning clf triggers by design and a user cannot act on (see clf.infer.forward)."""
     target = logging.getLogger(logger)
     if not any(isinstance(f, _DropMessage) and f.text == text for f in target.filters):
         target.addFilter(_DropMessage(text))

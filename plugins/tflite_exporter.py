@@ -1,33 +1,27 @@
 """TensorFlow Lite for phones and small boards: float32, float16, dynamic-range or full
 int8 (``--quantize``), with the label record embedded in the model itself.
 
-Conversion goes through a frozen concrete function (variables folded to constants) rather
-than a SavedModel: on this TF (2.21) the SavedModel route writes and re-reads the whole
-model for the same flatbuffer (the README's export section gives the measured cost). Full
-int8 calibrates on raw training images (``representative_data``) and takes uint8 pixels in
-and gives uint8 scores out, so it also runs on integer-only accelerators.
+Conversion and running are clf's own (``clf.to_tflite``, ``clf.LiteRTRunner``: the inference
+core that ``--runtime tflite`` uses too); this plugin adds the file, its labels and the
+predictor. Full int8 calibrates on raw training images (``representative_data``) and takes
+uint8 pixels in and gives uint8 scores out, so it also runs on integer-only accelerators.
 
-Labels: the TFLite Support metadata writer (``tflite-support``) is unmaintained and pins
-protobuf 3.20, which cannot coexist with TF 2.21 (protobuf >= 6.31). So the label record
-goes into the model's own ``metadata`` table as a ``clf_labels`` entry (UTF-8 JSON), using
-the flatbuffer schema LiteRT ships; ``read_embedded_labels`` reads it back. labels.json
-still sits beside it, as for every artifact.
-
-Reading: verification and ``clf predict`` run the file in LiteRT (``ai-edge-litert``, in the
-``cpu``, ``gpu`` and ``tflite`` extras), on every core; ``tf.lite.Interpreter`` is deprecated
-and due for deletion from TensorFlow, and is used only where LiteRT has no wheel (Windows).
+Labels: the TFLite Support metadata writer (``tflite-support``) is unmaintained and pins a
+protobuf that cannot coexist with current TensorFlow. So the label record goes into the
+model's own ``metadata`` table as a ``clf_labels`` entry (UTF-8 JSON), using the flatbuffer
+schema LiteRT ships; ``read_embedded_labels`` reads it back. labels.json still sits beside
+it, as for every artifact.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from clf import hookimpl, atomic_path, quiet_logs, ExportError, ModelError, Predictor, QUANTIZE_MODES
+from clf import hookimpl, atomic_path, ModelError, Predictor, LiteRTRunner, to_tflite
 
 METADATA_NAME = "clf_labels"
 
@@ -36,46 +30,7 @@ def artifact_name(quantize: str) -> str:
     return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
 
 
-def convert(model, quantize: str = "none",
-            representative_data: Callable[[], Iterator[np.ndarray]] | None = None) -> bytes:
-    """The model as a TFLite flatbuffer with a dynamic batch dimension (and dynamic height
-    and width for a photo model: ``[-1, -1, -1, 3]``), builtin ops only."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    if quantize not in QUANTIZE_MODES:
-        raise ExportError(f"Unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZE_MODES)}.")
-    shape = (None, *model.input_shape[1:])
-    fn = tf.function(lambda image: model(image, training=False),
-                     input_signature=[tf.TensorSpec(shape, tf.float32, name="image")])
-    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
-    with quiet_logs():  # "consider providing the trackable_obj argument": the frozen route is deliberate
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantize == "int8":
-        if representative_data is None:
-            raise ExportError(
-                "--quantize int8 needs representative images to calibrate on; expected the "
-                "run's training images. Use clf.run (it passes them) or pass "
-                "representative_data=... to convert()."
-            )
-
-        def calibration():
-            for image in representative_data():
-                yield [np.asarray(image, np.float32)]
-
-        converter.representative_dataset = calibration
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
-    with quiet_logs():  # the converter's and the calibration's notes
-        return converter.convert()
-
-
-def _schema():
+def _schema() -> Any:
     """The TFLite flatbuffer schema module: LiteRT's, else the copy inside TensorFlow."""
     try:
         from ai_edge_litert import schema_py_generated as schema
@@ -84,7 +39,7 @@ def _schema():
     return schema
 
 
-def embed_labels(flatbuffer: bytes, record: dict) -> bytes:
+def embed_labels(flatbuffer: bytes, record: dict[str, Any]) -> bytes:
     """Add (or replace) the ``clf_labels`` metadata entry holding ``record`` as JSON."""
     import flatbuffers
 
@@ -104,7 +59,7 @@ def embed_labels(flatbuffer: bytes, record: dict) -> bytes:
     return bytes(builder.Output())
 
 
-def read_embedded_labels(path_or_bytes) -> dict | None:
+def read_embedded_labels(path_or_bytes: str | Path | bytes | bytearray) -> dict[str, Any] | None:
     """The ``clf_labels`` record inside a .tflite file, or None when it has none."""
     schema = _schema()
     data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
@@ -117,84 +72,43 @@ def read_embedded_labels(path_or_bytes) -> dict | None:
     return None
 
 
-def export_tflite(model, directory: Path, metadata: dict, *, quantize: str = "none",
-                  representative_data=None) -> list[Path]:
+def export_tflite(model: Any, directory: Path, metadata: dict[str, Any], *, quantize: str = "none",
+                  representative_data: Callable[[], Iterable[np.ndarray]] | None = None) -> list[Path]:
     """TensorFlow Lite flatbuffer (float32, float16, dynamic-range or int8) with embedded labels."""
     path = Path(directory) / artifact_name(quantize)
-    flatbuffer = convert(model, quantize, representative_data)
+    flatbuffer = to_tflite(model, quantize, representative_data)
     flatbuffer = embed_labels(flatbuffer, {**metadata, "quantization": quantize})
     with atomic_path(path) as tmp:
         tmp.write_bytes(flatbuffer)
     return [path]
 
 
-def _interpreter(path: Path):
-    """LiteRT's interpreter on every core (``ai-edge-litert``); where LiteRT has no wheel,
-    ``tf.lite.Interpreter`` (deprecated, still in TF 2.21). Quietly: its deprecation notice and
-    the XNNPACK delegate's INFO line say nothing a user can act on."""
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        Interpreter, runtime = tf.lite.Interpreter, "tf.lite"
-    else:
-        runtime = "litert"
-    with quiet_logs():
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()  # where the default delegate is applied (and says so)
-    return interpreter, runtime
-
-
 class TFLitePredictor(Predictor):
-    def __init__(self, path: Path, labels: dict):
+    def __init__(self, path: Path, labels: dict[str, Any]):
         super().__init__(path, labels)
         try:
             embedded = read_embedded_labels(path) or {}
-            self._it, self.runtime = _interpreter(path)
+            # LiteRT; where it has no wheel (Windows), the deprecated tf.lite.Interpreter.
+            self._runner = LiteRTRunner(path, allow_tensorflow=True)
         except Exception as exc:
             raise ModelError(
                 f"Could not open TFLite model {str(path)!r}: {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Expected a .tflite "
                 f"file exported by clf."
             ) from None
-        self._in = self._it.get_input_details()[0]
-        self._out = self._it.get_output_details()[0]
-        self.quantization = embedded.get("quantization") or self._guess_quantization()
-        self._shape = None
+        self.runtime = self._runner.engine
+        # Without clf metadata: integer input means full int8.
+        self.quantization = embedded.get("quantization") or ("int8" if self._runner.integer_input else "none")
 
     def output_width(self) -> int:
-        return int(self._out["shape"][-1])
+        return int(self._runner.output_width() or 0)
 
-    def _guess_quantization(self) -> str:
-        """For a .tflite without clf metadata: integer input means full int8."""
-        if self._in["dtype"] in (np.uint8, np.int8):
-            return "int8"
-        return "none"
-
-    def predict_batch(self, images):
-        images = np.asarray(images, np.float32)
-        if self._shape != images.shape:  # batch (and a photo input's height, width) are dynamic
-            self._it.resize_tensor_input(self._in["index"], list(images.shape))
-            self._it.allocate_tensors()
-            self._shape = images.shape
-        x = images
-        if self._in["dtype"] in (np.uint8, np.int8):
-            scale, zero = self._in["quantization"]
-            info = np.iinfo(self._in["dtype"])
-            x = np.clip(np.round(images / scale + zero), info.min, info.max)
-        self._it.set_tensor(self._in["index"], x.astype(self._in["dtype"]))
-        self._it.invoke()
-        y = self._it.get_tensor(self._out["index"])
-        if self._out["dtype"] in (np.uint8, np.int8):
-            scale, zero = self._out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return np.asarray(y, np.float32)
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        return self._runner.run(images)
 
 
 @hookimpl
-def register_exporters(register):
+def register_exporters(register: Callable[..., None]) -> None:
     register("tflite", export_tflite, load=TFLitePredictor, aliases=("litert",),
              options=("quantize", "representative_data"),
              description="TensorFlow Lite (--quantize none|float16|dynamic|int8), labels embedded")

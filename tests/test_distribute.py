@@ -83,7 +83,7 @@ def test_evaluation_on_one_replica_traces_the_model_once_whatever_the_batch_size
     import tensorflow as tf
 
     from clf.report.evaluation import evaluate_dataset
-    from clf.train.forward import forward_fn
+    from clf.infer.forward import forward_fn
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))

@@ -165,7 +165,7 @@ def test_quantized_tflite_round_trip(real_run, tmp_path, mode):
     assert passed and agreement >= 0.95, (diff, agreement)
     assert diff > 0  # quantized for real: not bit-identical to the float model
     if mode == "int8":
-        assert predictor._in["dtype"] == np.uint8  # integer in: runs on integer-only hardware
+        assert predictor._runner.integer_input  # integer in: runs on integer-only hardware
 
 
 def test_quantize_without_a_quantizing_exporter_is_a_usage_error(small_config, tmp_path):
@@ -288,6 +288,7 @@ def test_float_check_uses_a_few_images_and_the_known_reference(bundle, tmp_path)
     import shutil
 
     from clf.artifacts.verify import FLOAT_CHECK_IMAGES, verify_exports
+    from clf.infer.forward import batch_fn
 
     result, _ = bundle
     for name in ("model.h5", "labels.json"):
@@ -296,10 +297,10 @@ def test_float_check_uses_a_few_images_and_the_known_reference(bundle, tmp_path)
     exporters = {"h5": clf.get_host().exporters.get("h5")}
     images = _images(FLOAT_CHECK_IMAGES + 8)
     truth = result.model.predict(images, verbose=0)
-    ok = verify_exports(result.model, labels, {"h5": [tmp_path / "model.h5"]}, exporters, images, [], "test",
+    ok = verify_exports(batch_fn(result.model), labels, {"h5": [tmp_path / "model.h5"]}, exporters, images, [], "test",
                         reference_probs=truth)
     assert ok.results["h5"].passed and ok.results["h5"].images == FLOAT_CHECK_IMAGES
-    wrong = verify_exports(result.model, labels, {"h5": [tmp_path / "model.h5"]}, exporters, images, [],
+    wrong = verify_exports(batch_fn(result.model), labels, {"h5": [tmp_path / "model.h5"]}, exporters, images, [],
                            "test", reference_probs=truth[:, ::-1])
     assert not wrong.results["h5"].passed and (tmp_path / "model.h5.failed").exists()
 

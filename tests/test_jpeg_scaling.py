@@ -63,7 +63,7 @@ def test_large_jpegs_keep_the_features_of_the_full_decode(tmp_path):
     assert np.abs(scaled - full).max() > 1  # scaling did happen: the pixels are not bit-identical
 
     from clf.train.features import make_extractor
-    from clf.train.forward import predict
+    from clf.infer.forward import predict
     from clf.train.model import Classifier, build_backbone
 
     backbone = clf.get_host().backbones.get("mobilenet_v2_035")

@@ -140,10 +140,10 @@ def test_a_script_using_the_api_prints_no_tensorflow_import_lines(tmp_path):
     # ... nor LiteRT's "Created TensorFlow Lite XNNPACK delegate" when extraction runs the
     # backbone in LiteRT (--runtime auto picks it on real photos; printed in notebooks once).
     code = ("import clf; clf.RunConfig(data='x'); import tensorflow, keras, numpy as np\n"
-            "from clf.plugins.tflite_exporter import convert\n"
-            "from clf.train.runtimes import LiteRTRuntime\n"
+            "from clf.infer.convert import to_tflite\n"
+            "from clf.infer.runners import LiteRTRunner\n"
             "i = keras.Input((4,)); m = keras.Model(i, keras.layers.Dense(2)(i))\n"
-            "LiteRTRuntime(convert(m)).forward(np.ones((3, 4), 'float32')); print('ok')")
+            "LiteRTRunner(to_tflite(m)).run(np.ones((3, 4), 'float32')); print('ok')")
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CLF_DEBUG")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and done.stdout == "ok\n", done.stderr

@@ -1,5 +1,5 @@
 """Work a run no longer repeats: each file hashed once, Pillow's findings kept across runs,
-one batch predicted without tracing the model."""
+one trace of a model serves every batch size."""
 
 import os
 
@@ -40,15 +40,14 @@ def test_a_warm_doctor_decodes_nothing(tmp_path, monkeypatch):
     assert [b.kind for b in second.quarantined] == ["not_image"]
 
 
-def test_a_first_batch_is_predicted_eagerly_and_agrees_with_the_traced_path():
+def test_every_batch_size_goes_through_one_trace_and_gives_the_same_rows():
     import keras
 
-    from clf.train import forward
+    from clf.infer import forward
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    first = forward.predict(model, x)
-    assert model not in forward._FORWARDS  # nothing traced for one batch
-    second = forward.predict(model, x)
-    assert model in forward._FORWARDS
-    np.testing.assert_allclose(first, second, atol=1e-6)
+    whole = forward.predict(model, x)
+    np.testing.assert_allclose(forward.predict(model, x[:2]), whole[:2], atol=1e-7)
+    assert forward.forward_fn(model).experimental_get_tracing_count() == 1
+    np.testing.assert_allclose(whole, np.asarray(model(x)), atol=1e-6)

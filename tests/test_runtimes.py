@@ -14,8 +14,9 @@ from clf.data.images import ImageSize
 from clf.train.extraction import feature_cache_for, keep_tensorflow
 from clf.train.features import make_extractor
 from clf.train.model import Classifier, build_backbone
-from clf.train.runtime_choice import TOLERANCE, BackboneRuntime, relative_difference
-from clf.train.runtimes import LiteRTRuntime, RuntimeStore, RuntimeUnavailable, TensorFlowRuntime, converted
+from clf.infer.choice import TOLERANCE, BackboneRuntime, relative_difference
+from clf.infer.runners import LiteRTRunner, RuntimeUnavailable, TensorFlowRunner
+from clf.infer.store import RuntimeStore, converted
 from conftest import SMALL_BACKBONE, SMALL_SIZE
 
 
@@ -35,7 +36,7 @@ def batch():
     return np.random.default_rng(0).uniform(0, 255, (6, SMALL_SIZE, SMALL_SIZE, 3)).astype(np.float32)
 
 
-class Shifted(TensorFlowRuntime):
+class Shifted(TensorFlowRunner):
     """TensorFlow's features moved by ``shift`` times their largest magnitude: a runtime that
     disagrees (or, with a tiny shift, one that agrees within the tolerance)."""
 
@@ -45,8 +46,8 @@ class Shifted(TensorFlowRuntime):
         super().__init__(model)
         self.shift = shift
 
-    def forward(self, batch):
-        features = super().forward(batch)
+    def run(self, batch):
+        features = super().run(batch)
         return features + self.shift * np.abs(features).max()
 
 
@@ -68,9 +69,9 @@ def test_a_disagreeing_runtime_falls_back_to_tensorflow_with_a_note(extractor, b
     calls = []
     store = RuntimeStore(tmp_path, {"backbone": "x"})
     runtime = BackboneRuntime("auto", extractor, store, openers={"tflite": shifted_opener(1e-2, calls)})
-    got = runtime.forward(batch)
+    got = runtime.run(batch)
     assert runtime.name == "tensorflow"
-    np.testing.assert_array_equal(got, TensorFlowRuntime(extractor).forward(batch))  # TensorFlow's own
+    np.testing.assert_array_equal(got, TensorFlowRunner(extractor).run(batch))  # TensorFlow's own
     (note,) = runtime.notes
     assert "differ from TensorFlow's by 1.00e-02" in note and "at most 0.0001" in note
     assert runtime.record()["check"]["passed"] is False
@@ -84,14 +85,14 @@ def test_an_agreeing_runtime_is_kept_when_faster_and_its_check_is_reused(extract
     calls = []
     store = RuntimeStore(tmp_path, {"backbone": "x"})
     runtime = BackboneRuntime("tflite", extractor, store, openers={"tflite": shifted_opener(TOLERANCE / 10, calls)})
-    runtime.forward(batch)
+    runtime.run(batch)
     record = runtime.record()
     assert runtime.name == "tflite" and not runtime.notes  # asked for explicitly: kept whatever its speed
     assert record["check"]["passed"] and record["check"]["relative_max_diff"] == pytest.approx(TOLERANCE / 10, rel=0.01)
     assert set(record["check"]["images_per_second"]) == {"tensorflow", "tflite"}
     again = BackboneRuntime("tflite", extractor, store, openers={"tflite": shifted_opener(TOLERANCE / 10, calls)})
     assert again.name == "tflite" and again.reused  # decided before any batch, from the stored check
-    again.forward(batch)
+    again.run(batch)
     assert len(calls) == 2  # opened to run, but not checked against TensorFlow again
     # auto times both and keeps the faster one
     auto = BackboneRuntime("auto", extractor, None, openers={"tflite": shifted_opener(TOLERANCE / 10, [])})
@@ -106,7 +107,7 @@ def test_a_missing_runtime_falls_back_with_a_note_that_says_how_to_install_it(ex
 
     for requested in ("auto", "tflite"):
         runtime = BackboneRuntime(requested, extractor, None, openers={"tflite": missing, "onnx": missing})
-        runtime.forward(batch)
+        runtime.run(batch)
         assert runtime.name == "tensorflow"
         assert "LiteRT is not installed (pip install 'clf[tflite]')" in runtime.notes[0]
 
@@ -124,14 +125,14 @@ def test_several_replicas_mixed_precision_and_accelerators_keep_tensorflow(extra
 
 
 def test_litert_reproduces_tensorflow(extractor, batch, tmp_path):
-    from clf.train.runtimes import open_tflite
+    from clf.infer.store import open_tflite
 
     store = RuntimeStore(tmp_path, {"backbone": "x"})
     runtime = open_tflite(extractor, store)
-    assert isinstance(runtime, LiteRTRuntime) and store.path("tflite").is_file()
-    reference = TensorFlowRuntime(extractor).forward(batch)
-    assert relative_difference(reference, runtime.forward(batch)) <= TOLERANCE
-    assert relative_difference(reference[:2], runtime.forward(batch[:2])) <= TOLERANCE  # another batch size
+    assert isinstance(runtime, LiteRTRunner) and store.path("tflite").is_file()
+    reference = TensorFlowRunner(extractor).run(batch)
+    assert relative_difference(reference, runtime.run(batch)) <= TOLERANCE
+    assert relative_difference(reference[:2], runtime.run(batch[:2])) <= TOLERANCE  # another batch size
 
 
 def test_the_runtime_is_part_of_the_feature_cache_key():

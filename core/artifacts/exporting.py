@@ -17,6 +17,7 @@ import numpy as np
 
 from clf.errors import ClfError, ConfigError, ExportError, VerificationError
 from clf.events import Observer
+from clf.infer.forward import BatchFn, batch_fn
 from clf.artifacts.integrity import record_digests
 from clf.artifacts.labels import write_labels
 from clf.artifacts.verify import FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, verify_exports, write_report
@@ -148,14 +149,13 @@ def held_out(bundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
 
 
 def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config, bundle,
-               observer: Observer, reference=None,
+               observer: Observer, reference: BatchFn | None = None,
                reference_probs: Callable[[str], np.ndarray | None] | None = None,
                ) -> tuple[dict[str, list[Path]], VerificationReport | None]:
     """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
 
-    ``reference``: what the artifacts are compared with (anything with ``predict_on_batch``;
-    default ``model``). Under several replicas the engine passes a local predictor, since
-    Keras' ``predict_on_batch`` then returns one row per image per replica.
+    ``reference``: the forward the artifacts are compared with (default: ``model``'s,
+    :func:`clf.infer.forward.batch_fn`); the engine passes its strategy's local one.
     ``reference_probs(split)``: the reference's probabilities on that split's images in
     order, when the caller already has them (None: compute them)."""
     from clf.artifacts.client import input_record
@@ -192,7 +192,7 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
         metadata["quantization"] = {**metadata.get("quantization", {}),
                                     **{e.name: config.quantize for e in exporters if "quantize" in e.options}}
 
-    report = _verify(reference or fixed, metadata, artifacts, exporters, config, bundle, run_dir, observer,
+    report = _verify(reference or batch_fn(fixed), metadata, artifacts, exporters, config, bundle, run_dir, observer,
                      reference_probs) if config.verify else None
     write_labels(run_dir, metadata)
     if report is not None and report.failed:
@@ -225,7 +225,7 @@ def _run_exporter(exporter, target, run_dir: Path, metadata: dict, kwargs: dict)
         ) from exc
 
 
-def _verify(reference, metadata: dict, artifacts: dict[str, list[Path]], exporters: Sequence, config,
+def _verify(reference: BatchFn, metadata: dict, artifacts: dict[str, list[Path]], exporters: Sequence, config,
             bundle, run_dir: Path, observer: Observer,
             reference_probs: Callable[[str], np.ndarray | None] | None) -> VerificationReport:
     """Verify the new artifacts against ``reference`` on held-out images, write

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from clf.data.images import is_image_file
-from clf.errors import DataError, DataNotFoundError, ModelError, ModelNotFoundError
 from clf.artifacts.labels import LABELS_FILE, read_labels
+from clf.errors import ModelError, ModelNotFoundError
+from clf.infer.decode import collect_images, why_unreadable
+
+if TYPE_CHECKING:
+    from clf.infer.choice import BackboneRuntime
+    from clf.infer.decode import Decoder
+
+__all__ = ["Prediction", "Predictor", "KerasPredictor", "collect_images", "load_predictor", "predict_files",
+           "resolve_artifact"]
 
 
 class Predictor:
@@ -50,17 +56,21 @@ class Predictor:
         h, w = self.input_size
         return int(np.asarray(self.predict_batch(np.zeros((1, h, w, 3), np.float32))).shape[-1])
 
+    @property
+    def decoder(self) -> "Decoder":
+        """The decoder for this model's input (size and centre crop): the one every path uses."""
+        decoder = getattr(self, "_decoder", None)
+        if decoder is None:
+            from clf.infer.decode import Decoder
+
+            decoder = self._decoder = Decoder(self.decode_size)
+        return decoder
+
     def decode(self, data: bytes) -> np.ndarray:
         """The bytes of one image file (JPEG, PNG, BMP, GIF) as this model's input: float32
-        ``[h, w, 3]``, decoded, centre-cropped and resized by the same ``decode_image`` that
-        :func:`predict_files` maps over files, so a file gives the same numbers either way.
-        Raises ``tf.errors.InvalidArgumentError`` for bytes that are not a decodable image."""
-        # Decoded in full, as predict_files decodes files (and a client passes the photo to an
-        # exported model), so the same file gives the same bits through either path.
-        fn = getattr(self, "_decode_fn", None)
-        if fn is None:
-            fn = self._decode_fn = _bytes_decoder(self.decode_size)
-        return fn(data).numpy()
+        ``[h, w, 3]`` (:meth:`clf.infer.decode.Decoder.bytes`). Raises
+        ``tf.errors.InvalidArgumentError`` for bytes that are not a decodable image."""
+        return self.decoder.bytes(data)
 
 
 class KerasPredictor(Predictor):
@@ -82,7 +92,7 @@ class KerasPredictor(Predictor):
                 f"a plugin's backbone or preprocessing, pass that --plugin too."
             ) from None
 
-        self._backbone = None  # clf.train.runtime_choice.BackboneRuntime, with use_runtime
+        self._backbone: BackboneRuntime | None = None  # set by use_runtime
         self._head = None
         from clf.data.fitting import fixed_model
 
@@ -95,10 +105,9 @@ class KerasPredictor(Predictor):
         """Run the frozen backbone in ``requested`` (``auto``: the runtime the training run chose
         and checked for this backbone, when its converted copy is in the cache; else TensorFlow),
         the head in Keras. Models that clf did not assemble run whole in Keras."""
-        from clf.train.feature_cache import default_cache_dir, weights_fingerprint
+        from clf.infer.choice import BackboneRuntime
+        from clf.infer.store import extractor_parts, runtime_store
         from clf.train.model import split
-        from clf.train.runtime_choice import BackboneRuntime
-        from clf.train.runtimes import RuntimeStore
 
         if requested == "tensorflow":
             self._backbone = None
@@ -110,30 +119,29 @@ class KerasPredictor(Predictor):
                                   f"head); {self.path.name} runs whole in TensorFlow.")
             return
         extractor, self._head = parts
-        key = {"backbone": self.labels.get("backbone"), "weights": weights_fingerprint(extractor),
-               "image_size": list(self.input_size),
-               "preprocess": (self.labels.get("preprocessing") or {}).get("mode")}
-        store = RuntimeStore(cache_dir or default_cache_dir(), key)
+        key = extractor_parts(self.labels.get("backbone"), extractor, self.input_size,
+                              (self.labels.get("preprocessing") or {}).get("mode"))
+        store = runtime_store(cache_dir, key)
         backbone = BackboneRuntime(requested, extractor, store, no_conversion=(
             "auto converts only in training runs; pass --runtime tflite or onnx" if requested == "auto" else None))
         self.notes.extend(backbone.notes)
         # Decided on TensorFlow already (auto with no converted copy): the whole model runs as one.
         self._backbone = None if backbone.name == "tensorflow" else backbone
 
-    def predict_batch(self, images):
-        from clf.train.forward import predict
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        from clf.infer.forward import predict
 
         # Always traced: the same image gives the same bits in every batch of clf predict
         # and in clf serve, whichever call came first.
         if self._backbone is None:
             at_size = tuple(np.shape(images)[1:3]) == tuple(self._fixed.input_shape[1:3])
-            return predict(self._fixed if at_size else self.model, images, eager_first=False)
+            return predict(self._fixed if at_size else self.model, images)
         known = len(self._backbone.notes)
-        features = self._backbone.forward(images)
+        features = self._backbone.run(images)
         self.notes.extend(self._backbone.notes[known:])
         if self._backbone.name != "tensorflow":
             self.runtime = f"keras, backbone in {self._backbone.name}"
-        return predict(self._head, features, eager_first=False)
+        return predict(self._head, features)
 
     def output_width(self) -> int:
         return int(self.model.output_shape[-1])
@@ -154,16 +162,6 @@ def _check_keras_container(path: Path) -> None:
         if not h5py.is_hdf5(str(path)):
             raise ModelError(f"{str(path)!r} is not a Keras .h5 file: it is not HDF5 (damaged or not a "
                              f"model). Expected a model.h5 saved by clf; re-export it.")
-
-
-def _bytes_decoder(size):
-    """``decode_image`` for one encoded image, traced once (a third of the eager time)."""
-    import tensorflow as tf
-
-    from clf.data.images import decode_image
-
-    return tf.function(lambda contents: decode_image(contents, size, scale_jpeg=False), autograph=False,
-                       input_signature=[tf.TensorSpec([], tf.string)])
 
 
 def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path, str | None, list[str]]:
@@ -226,7 +224,7 @@ def load_predictor(artifact: str | Path, host=None, fmt: str | None = None, *, t
     output width must equal the number of class names.
 
     ``runtime`` (auto, tensorflow, tflite, onnx): what runs the frozen backbone of a Keras
-    model (clf.train.runtime_choice); other artifacts run in their own runtime."""
+    model (clf.infer.choice); other artifacts run in their own runtime."""
     from clf.artifacts.integrity import check_artifact
     from clf.config import RUNTIMES, check_name
     from clf.host.manager import get_host
@@ -308,34 +306,13 @@ class Prediction:
         return [(names[i], float(self.probabilities[i])) for i in order]
 
 
-def collect_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Image files from a file, a folder, or a list of them (folders searched recursively,
-    sorted). A single path may be a ``str`` or a ``Path``: it is one path, never a
-    sequence of characters."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found.extend(sorted(f for f in p.rglob("*") if is_image_file(f)))
-        elif p.exists():
-            found.append(p)
-        else:
-            raise DataNotFoundError(f"{str(p)!r} does not exist; expected an image file or a folder. Check the path.")
-    return found
-
-
 def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int = 32,
-                  progress=None) -> list[Prediction]:
-    """Decode and predict in batches through tf.data; a file that cannot be decoded gets
-    an ``error`` and does not stop the rest. ``progress(n)``, if given, is called with the
-    number of files done after each batch (for a progress bar)."""
-    import tensorflow as tf
+                  progress: Callable[[int], None] | None = None) -> list[Prediction]:
+    """Decode (:meth:`clf.infer.decode.Decoder.files`) and predict in batches; a file that
+    cannot be decoded gets an ``error`` and does not stop the rest. ``progress(n)``, if
+    given, is called with the number of files done after each batch (for a progress bar)."""
+    from clf.data.filecheck import display_path, image_problem
 
-    from clf.data.filecheck import as_tf_path, display_path, image_problem
-    from clf.data.images import decode_image
-
-    size = predictor.decode_size
     results = [Prediction(display_path(f), class_names=list(predictor.class_names)) for f in files]
     # Each file is looked at before TensorFlow reads it: a link to /dev/zero, a FIFO, a
     # 6 GB file or a 20000x20000 PNG gets its reason and is never read or decoded.
@@ -344,81 +321,16 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     readable = [i for i, r in enumerate(results) if r.error is None]
     if progress is not None and len(readable) < len(files):
         progress(len(files) - len(readable))
-    if not readable:
-        return results
-    def load(index, path):
-        # Every JPEG decoded in full, never at a reduced DCT scale: exported models take the
-        # fully decoded photo, and clf predict gives their answer (a scaled decode moved the
-        # probabilities by up to 1.2e-2; extraction for training keeps it for its speed).
-        return index, decode_image(tf.io.read_file(path), size, scale_jpeg=False)
-
-    ds = tf.data.Dataset.from_tensor_slices((np.asarray(readable, np.int64),
-                                             [as_tf_path(files[i]) for i in readable]))
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    # ignore_errors drops undecodable files; their index never comes back, which is how we
-    # know which ones failed without giving up batching.
-    ds = ds.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
     seen = set()
-    for indices, images in ds:
-        probs = predictor.predict_batch(images.numpy())
-        for i, p in zip(indices.numpy().tolist(), probs):
+    for positions, images in predictor.decoder.files([files[i] for i in readable], batch_size):
+        probs = predictor.predict_batch(images)
+        for position, p in zip(positions, probs):
+            i = readable[position]
             results[i].probabilities = [float(v) for v in p]
             seen.add(i)
         if progress is not None:
-            progress(len(indices))
+            progress(len(positions))
     for i in readable:
         if i not in seen:
-            results[i].error = _why_unreadable(Path(files[i]))
+            results[i].error = why_unreadable(Path(files[i]))
     return results
-
-
-def _why_unreadable(path: Path) -> str:
-    if not path.is_file():
-        return "not a file"
-    if path.stat().st_size == 0:
-        return "empty file (0 bytes)"
-    return "not a decodable image (JPEG, PNG, BMP or GIF expected)"
-
-
-def prepare_images(images, image_size) -> np.ndarray:
-    """Images as a model's input ``[n, h, w, 3]`` float32 RGB 0-255, prepared exactly as
-    ``clf predict`` prepares files: decoded, centre-cropped and resized by the same
-    ``decode_image`` (an :class:`~clf.data.images.ImageSize` carries the crop).
-
-    ``images``: a path (``str`` or ``Path``; a folder means its images, sorted) or a list
-    of paths; or an array (one ``[h, w, 3]`` image of any size, a batch ``[n, h, w, 3]``,
-    a list of arrays of different sizes; PIL images too). Grayscale arrays become RGB."""
-    import tensorflow as tf
-
-    from clf.data.images import decode_image, fit_image
-
-    if isinstance(images, (str, os.PathLike)) or (
-            isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, os.PathLike)) for i in images)):
-        out = []
-        for f in collect_images(images):
-            try:
-                out.append(decode_image(tf.io.read_file(str(f)), image_size, scale_jpeg=False).numpy())
-            except tf.errors.OpError:
-                raise DataError(f"{str(f)!r} could not be read: {_why_unreadable(Path(f))}. Remove it or "
-                                f"convert it (clf doctor lists such files).") from None
-    else:
-        batch = images if isinstance(images, (list, tuple)) else np.asarray(images)
-        if isinstance(batch, np.ndarray) and batch.ndim in (2, 3) and not (batch.ndim == 3 and batch.shape[-1] > 4):
-            batch = [batch]  # one image, not a batch of rows
-        out = [fit_image(tf.convert_to_tensor(_rgb(np.asarray(image))), image_size).numpy() for image in batch]
-    if not out:
-        raise DataError("No images to predict; expected image files, a folder of them, or arrays "
-                        "[height, width, 3]. Pass at least one.")
-    return np.stack(out).astype(np.float32)
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """An ``[h, w, 3]`` RGB array from an RGB, grayscale ``[h, w]`` or ``[h, w, 1]`` one."""
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3):
-        raise DataError(
-            f"An image array of shape {image.shape} cannot be predicted; expected [height, width, 3] "
-            f"RGB (or grayscale). Convert it first, e.g. PIL's image.convert('RGB')."
-        )
-    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image

@@ -20,12 +20,16 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from clf.errors import DataError, ModelError
 from clf.files import write_json
+from clf.infer.forward import BatchFn, in_batches
+
+if TYPE_CHECKING:
+    from clf.artifacts.predict import Predictor
 
 FLOAT_TOLERANCE = 1e-4
 MIN_QUANTIZED_AGREEMENT = 0.95
@@ -118,19 +122,12 @@ def compare(reference: np.ndarray, got: np.ndarray, quantization: str) -> tuple[
     return diff, agreement, passed
 
 
-def predict_in_batches(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
-                       batch_size: int = 32) -> np.ndarray:
-    out = [np.asarray(predict(images[i:i + batch_size]), np.float32)
-           for i in range(0, len(images), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def verify_predictor(name: str, predictor, images: np.ndarray, reference: np.ndarray) -> Verification:
+def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray) -> Verification:
     """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``."""
     import time
 
     t0 = time.perf_counter()
-    got = predict_in_batches(predictor.predict_batch, images)
+    got = in_batches(predictor.predict_batch, images)
     seconds = time.perf_counter() - t0
     quantization = getattr(predictor, "quantization", "none")
     diff, agreement, passed = compare(reference, got, quantization)
@@ -205,42 +202,32 @@ class _Reference:
     head's output on the cached features of those images, which is the exported model's
     output within 1e-5), so verifying costs no second backbone pass over them."""
 
-    def __init__(self, model, images: np.ndarray, known: np.ndarray | None = None):
-        self.model, self.images = model, images
+    def __init__(self, predict: BatchFn, images: np.ndarray, known: np.ndarray | None = None):
+        self.predict, self.images = predict, images
         self.probs = np.asarray(known, np.float32) if known is not None else np.zeros((0, 0), np.float32)
 
     def first(self, n: int) -> np.ndarray:
         if len(self.probs) < n:
-            more = predict_in_batches(self._predict, self.images[len(self.probs):n])
+            more = in_batches(self.predict, self.images[len(self.probs):n])
             self.probs = np.concatenate([self.probs, more]) if len(self.probs) else more
         return self.probs[:n]
 
-    def _predict(self, x):
-        import keras
 
-        from clf.train.forward import predict
-
-        # A Keras model goes through the shared traced forward; anything else (a strategy's
-        # local predictor, see clf.train.distribute) through its own predict_on_batch.
-        if isinstance(self.model, keras.Model):
-            return predict(self.model, x)
-        return self.model.predict_on_batch(x)
-
-
-def verify_exports(model, labels: dict, artifacts: dict[str, list[Path]], exporters: dict,
-                   images: np.ndarray, image_files: Sequence[str], source: str,
+def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],
+                   exporters: dict[str, Any], images: np.ndarray, image_files: Sequence[str], source: str,
                    reference_probs: np.ndarray | None = None) -> VerificationReport:
-    """Reopen every artifact whose exporter can load it and compare with ``model``.
+    """Reopen every artifact whose exporter can load it and compare with the model whose
+    forward is ``reference_fn`` (:func:`clf.infer.forward.batch_fn`).
 
     ``exporters`` maps exporter name -> registered ``Exporter``; ones without ``load`` are
     skipped (nothing to reopen them with). Float artifacts are compared on the first
-    ``FLOAT_CHECK_IMAGES`` images, quantized ones on all. ``reference_probs``: ``model``'s
+    ``FLOAT_CHECK_IMAGES`` images, quantized ones on all. ``reference_probs``: the model's
     probabilities on the first images when already known. Failed artifacts are quarantined.
     """
     from clf.artifacts.client import takes_photo
 
     report = VerificationReport(images=list(map(str, image_files)), source=source)
-    reference = _Reference(model, images, reference_probs)
+    reference = _Reference(reference_fn, images, reference_probs)
     photos = client_files(list(map(str, image_files)), images)
     photo_reference = None
     if photos and any(takes_photo(labels, name) for name in artifacts):
@@ -249,8 +236,7 @@ def verify_exports(model, labels: dict, artifacts: dict[str, list[Path]], export
         from clf.data.images import ImageSize
 
         size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
-        decoded = load_images(photos, size)
-        photo_reference = predict_in_batches(reference._predict, decoded)
+        photo_reference = in_batches(reference_fn, load_images(photos, size))
         report.reference_probs = photo_reference
     for name, files in artifacts.items():
         exporter = exporters[name]
@@ -273,21 +259,13 @@ def verify_exports(model, labels: dict, artifacts: dict[str, list[Path]], export
     return report
 
 
-def load_images(files: Sequence[str | Path], image_size) -> np.ndarray:
-    """Decode image files as the engine does (float32 RGB 0-255 at ``image_size``)."""
-    import tensorflow as tf
+def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.ndarray:
+    """Decode image files as ``clf predict`` does (:class:`clf.infer.decode.Decoder`)."""
+    from clf.infer.decode import Decoder
 
-    from clf.data.filecheck import as_tf_path, display_path, image_problem
-    from clf.data.images import ImageSize, decode_image
-
-    size = ImageSize(image_size)
-    for f in files:
-        problem = image_problem(f)
-        if problem:
-            raise DataError(f"Cannot verify on {display_path(f)!r}: {problem}. Pass --data with other images.")
-    # Decoded as clf predict does (JPEGs in full, as a client passes them to an artifact).
-    out = [decode_image(tf.io.read_file(as_tf_path(f)), size, scale_jpeg=False).numpy() for f in files]
-    return np.stack(out).astype(np.float32) if out else np.zeros((0, *size, 3), np.float32)
+    decoder = Decoder(image_size)
+    out = [decoder.file(f) for f in files]
+    return np.stack(out) if out else np.zeros((0, *decoder.size, 3), np.float32)
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
@@ -321,7 +299,7 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
                         f"Pass --data with a folder of held-out images.")
     images = load_images(files, predictor.decode_size)
     report = VerificationReport(images=files, source=source)
-    reference_probs = predict_in_batches(ref.predict_batch, images)
+    reference_probs = in_batches(ref.predict_batch, images)
     result = verify_predictor(exporter_name, predictor, images, reference_probs)
     if takes_photo(labels, exporter_name):
         photos = client_files(files, images)

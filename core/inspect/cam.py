@@ -97,7 +97,7 @@ class Heatmaps:
             std = np.asarray(scale.std.numpy(), np.float64)
             mean = np.asarray(scale.mean.numpy(), np.float64)
             kernel, bias = kernel / std[:, None], bias - (mean / std) @ kernel
-        from clf.train.forward import predict
+        from clf.infer.forward import predict
 
         out = []
         for start in range(0, len(images), BATCH):

@@ -23,7 +23,8 @@ from clf.train.features import SplitFeatures
 def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
                  observer: Observer | None = None) -> dict[str, SplitFeatures]:
     """``{split: SplitFeatures}`` for the run's training and validation files, in manifest order."""
-    from clf.train.extraction import extractor_parts, feature_cache_for
+    from clf.infer.store import extractor_parts
+    from clf.train.extraction import feature_cache_for
     from clf.train.features import make_extractor, split_features
     from clf.train.model import Classifier
 
@@ -32,7 +33,7 @@ def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
     config = run.config.replace(cache=cache)
     backbone = host.backbones.get(run.labels.get("backbone", config.backbone))
     extractor = make_extractor(Classifier(None, parts.backbone, None, parts.preprocess, config.tta), size)
-    key = extractor_parts(backbone, parts.backbone, size, config.tta)
+    key = extractor_parts(backbone.name, parts.backbone, size, backbone.preprocess, config.tta)
     runtime = ((run.manifest.get("runtime") or {}).get("name") or "tensorflow") if cache else "tensorflow"
     store = feature_cache_for(config, key, size, runtime, observer.note)
     forward = _runtime_forward(config, runtime, extractor, key)
@@ -59,12 +60,10 @@ def _runtime_forward(config, runtime: str, extractor, key: dict):
     None (TensorFlow) when that was TensorFlow. Opened only on the first miss."""
     if runtime == "tensorflow":
         return None
-    from clf.train.feature_cache import default_cache_dir
-    from clf.train.runtime_choice import BackboneRuntime
-    from clf.train.runtimes import RuntimeStore
+    from clf.infer.choice import BackboneRuntime
+    from clf.infer.store import runtime_store
 
-    store = RuntimeStore(config.cache_dir or default_cache_dir(), key)
-    return BackboneRuntime(runtime, extractor, store).forward
+    return BackboneRuntime(runtime, extractor, runtime_store(config.cache_dir, key)).run
 
 
 class _Lazy:

@@ -83,7 +83,7 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[
     from sklearn.model_selection import StratifiedKFold
 
     from clf.train.features import make_standardizer
-    from clf.train.forward import predict
+    from clf.infer.forward import predict
     from clf.train.model import build_head
 
     features = np.asarray(features, np.float32)

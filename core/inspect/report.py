@@ -166,7 +166,7 @@ def _findings(run, parts, table: _Table, oof) -> tuple[dict[str, Any], _Plan]:
     from clf.inspect.duplicates import near_duplicates
     from clf.inspect.findings import label_issues, outliers, worst_errors
     from clf.report.metrics import confusion_matrix
-    from clf.train.forward import predict
+    from clf.infer.forward import predict
 
     names = run.class_names
     issues = label_issues(table.labels, oof.probabilities)

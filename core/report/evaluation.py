@@ -17,16 +17,18 @@ import numpy as np
 from clf.data.images import is_class_folder, is_image_file
 from clf.errors import DataError, DataNotFoundError, UsageError
 from clf.events import Observer
+from clf.infer.forward import BatchFn
 from clf.report.metrics import cross_entropy, evaluation_report
 
 
-def evaluate_dataset(model, dataset, class_names: list[str], observer: Observer | None = None,
+def evaluate_dataset(predict: BatchFn, dataset: Any, class_names: list[str], observer: Observer | None = None,
                      phase: str = "evaluate") -> dict[str, Any]:
-    """Predict every batch of ``dataset`` (batched ``(images, labels)``) and report."""
+    """``predict`` (a model's forward, :func:`clf.infer.forward.batch_fn`) on every batch of
+    ``dataset`` (batched ``(images, labels)``), and the report."""
     observer = observer or Observer()
     labels, probs = [], []
     for images, y in dataset:
-        probs.append(np.asarray(model.predict_on_batch(images)))
+        probs.append(np.asarray(predict(np.asarray(images))))
         labels.append(np.asarray(y))
         observer.phase_advance(phase, len(labels[-1]))
     y_true = np.concatenate(labels) if labels else np.zeros(0, int)

@@ -16,10 +16,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clf.config import PRECISIONS, STRATEGIES, check_name
 from clf.errors import ConfigError
+
+if TYPE_CHECKING:
+    import keras
+
+    from clf.infer.forward import BatchFn
 
 # Strategies that configure the process (collective ops, the TPU system) can be made once
 # per process only; a second run in the same process reuses them.
@@ -129,18 +134,19 @@ class Distribution:
         model.train_step = as_vectors(model.train_step)
         model.test_step = as_vectors(model.test_step)
 
-    def local_model(self, model):
-        """``model`` for ``predict_on_batch`` on this process's own device, through the
-        traced forward (clf.train.forward), on one replica too.
+    def local_model(self, model: "keras.Model") -> "BatchFn":
+        """``model``'s forward on this process's own device (clf.infer.forward), on one
+        replica too.
 
         Under several replicas Keras' ``predict_on_batch`` hands the whole batch to every
         replica and concatenates their outputs (one row per image per replica); evaluation
         after training needs one row per image, and each worker can do it alone. On one
         replica Keras' own ``predict_on_batch`` traces again for the last, shorter batch
-        (a second trace of the whole model when evaluating on images), and a notebook's
-        fifth run printed TensorFlow's "triggered tf.function retracing" warning.
+        (a second trace of the whole model when evaluating on images).
         """
-        return _LocalPredictor(model)
+        from clf.infer.forward import batch_fn
+
+        return batch_fn(model)
 
     def describe(self) -> str:
         share = f"{self.per_replica_batch_size} per replica"
@@ -345,16 +351,3 @@ def distribution(strategy_name_: str, precision: str, global_batch_size: int) ->
         )
     return Distribution(strategy, kind, replicas, devices, is_chief(strategy),
                         resolve_precision(precision, kind), global_batch_size)
-
-
-class _LocalPredictor:
-    """``predict_on_batch`` that calls the model directly (no strategy, no collectives),
-    through the traced forward that extraction, predict and verification share."""
-
-    def __init__(self, model):
-        self._model = model
-
-    def predict_on_batch(self, images):
-        from clf.train.forward import predict
-
-        return predict(self._model, images)

@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from clf.config import RunConfig
 from clf.errors import ConfigError
 from clf.data import guardrails
@@ -72,17 +74,17 @@ class RunResult:
     def model(self):
         return self.classifier.model
 
-    def predict(self, images) -> Any:
+    def predict(self, images: Any, batch_size: int = 32) -> np.ndarray:
         """Probabilities ``[n, classes]`` (columns in ``class_names`` order) for image files
-        or arrays, prepared exactly as ``clf predict`` prepares files: decoded, centre-cropped
-        and resized to the model's input (``clf.artifacts.predict.prepare_images``). Takes a
-        path, a folder, a list of paths, one ``[h, w, 3]`` array of any size, a batch, or a
-        list of arrays or PIL images."""
-        from clf.artifacts.predict import prepare_images
-        from clf.data.images import ImageSize
+        or arrays, through the same decoder (:class:`clf.infer.decode.Decoder`) and the same
+        traced forward (:mod:`clf.infer.forward`) as ``clf predict``. Takes a path, a folder, a
+        list of paths, one ``[h, w, 3]`` array of any size, a batch, or a list of arrays or
+        PIL images."""
+        from clf.infer.decode import Decoder
+        from clf.infer.forward import batch_fn, in_batches
 
-        size = ImageSize(self.model.input_shape[1:3], self.config.center_crop)
-        return self.model.predict(prepare_images(images, size), verbose=0)
+        decoded = Decoder(self.model.input_shape[1:3], self.config.center_crop).batch(images)
+        return in_batches(batch_fn(self.model), decoded, batch_size)
 
     def __repr__(self) -> str:  # one line, not every field (31,451 characters for a small run)
         from clf.report.summary import text

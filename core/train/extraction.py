@@ -5,7 +5,7 @@ Local replicas split each batch and the workers of a multi-worker run split the 
 then exchange the features (clf.train.sharding); only the chief reads and writes the disk
 cache. The record counts what each worker and replica extracted.
 
-The backbone runs in the runtime ``--runtime`` picks (clf.train.runtime_choice): with ``auto``
+The backbone runs in the runtime ``--runtime`` picks (clf.infer.choice): with ``auto``
 a converted copy (LiteRT) once it has reproduced TensorFlow's features on the first batch and
 proved faster. The runtime is part of the feature cache's key, so features stay
 bit-reproducible, and the run record names it with the measured agreement.
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from clf.config import RunConfig
 from clf.events import Observer
+from clf.infer.store import extractor_parts
 from clf.train import sharding
 from clf.train.features import SplitFeatures, make_extractor, split_features
 from clf.train.model import Classifier
@@ -34,18 +35,6 @@ class Extracted:
 
     def __getitem__(self, split: str) -> SplitFeatures | None:
         return self.splits.get(split)
-
-
-def extractor_parts(backbone, base, image_size, tta: str = "none") -> dict:
-    """What makes the extractor's network what it is: the key of its converted copies.
-    ``--tta flip`` extracts through another network (both views, averaged), so it is part
-    of the key; left out when off, so plain extractors keep the key a Keras predictor
-    computes for its own backbone (clf.artifacts.predict.KerasPredictor.use_runtime)."""
-    from clf.train.feature_cache import weights_fingerprint
-
-    parts = {"backbone": backbone.name, "weights": weights_fingerprint(base), "image_size": list(image_size),
-             "preprocess": backbone.preprocess}
-    return parts if tta == "none" else {**parts, "tta": tta}
 
 
 def feature_cache_for(config: RunConfig, parts: dict, image_size, runtime: str, note=None):
@@ -80,11 +69,10 @@ AUTO_MIN_IMAGES = 200
 def choose_runtime(config: RunConfig, data, extractor, parts: dict, dist, batch_size: int, images: int):
     """The backbone's runtime, decided before the cache is read (its name is in the key): from
     an earlier run's stored check, else on the first batch of the first split."""
-    from clf.train.feature_cache import default_cache_dir
-    from clf.train.runtime_choice import BackboneRuntime
-    from clf.train.runtimes import RuntimeStore
+    from clf.infer.choice import BackboneRuntime
+    from clf.infer.store import runtime_store
 
-    store = RuntimeStore((config.cache_dir or default_cache_dir()) if config.cache else None, parts)
+    store = runtime_store(config.cache_dir, parts, enabled=config.cache)
     few = config.runtime == "auto" and 0 < images < AUTO_MIN_IMAGES
     runtime = BackboneRuntime(config.runtime, extractor, store, keep_tensorflow=keep_tensorflow(config.runtime, dist),
                               no_conversion=f"{images} images: converting pays from {AUTO_MIN_IMAGES}" if few else None)
@@ -104,7 +92,7 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
     observer.phase_start("extract", total=total or None, unit="image")
     t0 = time.perf_counter()
     extractor = make_extractor(Classifier(None, base, None, setup.backbone.preprocess, config.tta), setup.image_size)
-    parts = extractor_parts(setup.backbone, base, setup.image_size, config.tta)
+    parts = extractor_parts(setup.backbone.name, base, setup.image_size, setup.backbone.preprocess, config.tta)
     runtime = choose_runtime(config, data, extractor, parts, dist, batch_size, total)
     for note in runtime.notes:
         observer.note(note)
@@ -114,7 +102,7 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
         observer.note(f"Loader {config.loader!r} lists no files, so features are not cached on disk.")
     # Replicas keep TensorFlow (keep_tensorflow), so a replica forward and a runtime's never meet.
     replica = sharding.replica_forward(dist, extractor)
-    forward = replica or runtime.forward
+    forward = replica or runtime.run
     workers = sharding.workers_for(dist)
     if workers is not None and not (bundle.splits and bundle.make_dataset):
         observer.note(f"Loader {config.loader!r} lists no files it can load in parts, so every worker extracts "

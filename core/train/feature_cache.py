@@ -27,11 +27,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from clf.files import cache_dir, write_bytes, write_json
+from clf.infer.store import extractor_key
 
-# Bump when decoding or extraction changes what a file's features are.
-# 2: shards named by their sha256; 3: large JPEGs decode at a reduced DCT scale and the
-# backbone's runtime is part of the key; 4: JPEGs decoded with the accurate IDCT, as Pillow.
-FORMAT = "clf-features/4"
 
 
 def default_cache_dir() -> Path:
@@ -46,21 +43,6 @@ def file_fingerprint(path: str | Path) -> str:
     from clf.files import file_sha256
 
     return file_sha256(path)
-
-
-def weights_fingerprint(model) -> str:
-    """Hash of a model's actual weight values: covers 'imagenet', a file, or seeded random."""
-    h = hashlib.blake2b(digest_size=16)
-    for w in model.weights:
-        value = np.asarray(w.numpy())
-        h.update(f"{w.path}:{value.dtype}:{value.shape};".encode())
-        h.update(np.ascontiguousarray(value).tobytes())
-    return h.hexdigest()
-
-
-def extractor_key(parts: Mapping[str, Any]) -> str:
-    text = json.dumps({"format": FORMAT, **parts}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class FeatureCache:

@@ -18,7 +18,7 @@ import numpy as np
 from clf.data.augmentation import augmentation_layers, augmentation_spec
 from clf.errors import DataError
 from clf.train.feature_cache import FeatureCache, file_fingerprint
-from clf.train.forward import forward_fn
+from clf.infer.forward import forward_fn
 
 
 @dataclass
@@ -52,7 +52,7 @@ def extract(extractor, dataset, batch_size: int, augment=None,
     Decoding runs in parallel tf.data threads and is prefetched, so it overlaps with the
     backbone's forward pass; one traced function for every batch size avoids retracing.
     ``forward``: the backbone spread over replicas (clf.train.sharding) or in another runtime
-    (clf.train.runtime_choice); default TensorFlow on one device.
+    (clf.infer.choice); default TensorFlow on one device.
     """
     import tensorflow as tf
 

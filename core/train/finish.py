@@ -14,7 +14,7 @@ from clf.artifacts.verify import MAX_IMAGES
 from clf.events import Observer
 from clf.report import runrecord
 from clf.report.evaluation import evaluate_dataset
-from clf.train.forward import predict as forward_predict
+from clf.infer.forward import predict as forward_predict
 
 
 @dataclass

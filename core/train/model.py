@@ -106,7 +106,7 @@ def join(base, head_model, preprocess: str, image_size, *, train_backbone: bool 
 def split(model):
     """``(extractor, head)`` of a model that ``join`` built (reloaded from .keras or .h5 too):
     raw RGB -> Preprocess -> backbone as one model, and the head over its features; None for
-    any other model. Lets the frozen part run in another runtime (clf.train.runtime_choice).
+    any other model. Lets the frozen part run in another runtime (clf.infer.choice).
     A photo model (``clf.data.fitting.photo_model``, what clf exports) splits as the
     fixed-size classifier inside it: its parts take images at the input size."""
     import keras

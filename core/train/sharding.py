@@ -64,7 +64,7 @@ class ReplicaForward:
     def __init__(self, strategy, extractor):
         import tensorflow as tf
 
-        from clf.train.forward import forward_fn
+        from clf.infer.forward import forward_fn
 
         self.strategy = strategy
         self.replicas = local_replicas(strategy)

@@ -7,7 +7,7 @@ batch and keeps the faster. A runtime that is not installed, cannot convert the 
 disagrees is never an error: TensorFlow takes over with a note.
 
 The check and the auto decision are stored beside the converted model
-(:class:`clf.train.runtimes.RuntimeStore`), keyed by the model's weights, so a later run (or
+(:class:`clf.infer.store.RuntimeStore`), keyed by the model's weights, so a later run (or
 ``clf predict`` on the run's model) reuses them without converting or checking again.
 """
 
@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from clf.train.runtimes import OPENERS, Runtime, RuntimeStore, RuntimeUnavailable, TensorFlowRuntime, \
-    content_hash
+from clf.infer.runners import Runner, RuntimeUnavailable, TensorFlowRunner
+from clf.infer.store import OPENERS, RuntimeStore, content_hash
 
 TOLERANCE = 1e-4  # relative max difference of the features against TensorFlow's
 AUTO_CANDIDATES = ("tflite", "onnx")  # tried in this order by auto; the first that runs is timed
@@ -37,12 +37,12 @@ def relative_difference(reference: np.ndarray, got: np.ndarray) -> float:
     return float(np.max(np.abs(reference - got)) / scale)
 
 
-def images_per_second(runtime: Runtime, batch: np.ndarray) -> float:
+def images_per_second(runtime: Runner, batch: np.ndarray) -> float:
     """Best of up to three timed calls (after a warm one), stopping once ``TIMING_SECONDS`` passed."""
     best, spent = float("inf"), 0.0
     for _ in range(3):
         t0 = time.perf_counter()
-        runtime.forward(batch)
+        runtime.run(batch)
         took = time.perf_counter() - t0
         best, spent = min(best, took), spent + took
         if spent >= TIMING_SECONDS:
@@ -51,18 +51,18 @@ def images_per_second(runtime: Runtime, batch: np.ndarray) -> float:
 
 
 class BackboneRuntime:
-    """``forward(batch) -> features`` in the runtime chosen for ``model`` (an extractor:
+    """``run(batch) -> features`` in the runtime chosen for ``model`` (an extractor:
     raw RGB 0-255 -> pooled features).
 
     ``keep_tensorflow``: why TensorFlow must run it (several replicas, mixed precision, a
     GPU for auto); ``no_conversion``: why converting would not pay here (few images); a stored
     decision is still used, but nothing new is converted. The choice is made by
-    :meth:`decide` on a batch, or on the first :meth:`forward` call, unless stored.
+    :meth:`decide` on a batch, or on the first :meth:`run` call, unless stored.
     """
 
     def __init__(self, requested: str, model, store: RuntimeStore | None = None, *,
                  keep_tensorflow: str | None = None, no_conversion: str | None = None,
-                 openers: Mapping[str, Callable[[Any, RuntimeStore | None], Runtime]] | None = None):
+                 openers: Mapping[str, Callable[[Any, RuntimeStore | None], Runner]] | None = None):
         self.requested, self.model, self.store = requested, model, store
         self.openers = dict(OPENERS if openers is None else openers)
         self.name: str | None = None  # None until decided
@@ -70,7 +70,7 @@ class BackboneRuntime:
         self.notes: list[str] = []
         self.reused = False  # the decision came from the store
         self.reason: str | None = None  # why TensorFlow runs it without a check
-        self._runtime: Runtime | None = None
+        self._runtime: Runner | None = None
         if requested == "tensorflow":
             self.name = "tensorflow"
         elif keep_tensorflow:
@@ -91,12 +91,12 @@ class BackboneRuntime:
             self._choose(np.asarray(batch, np.float32))
         return self.name  # type: ignore[return-value]
 
-    def forward(self, batch) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)
         self.decide(batch)
         if self._runtime is None:
             self._runtime = self._open_decided()
-        return self._runtime.forward(batch)
+        return self._runtime.run(batch)
 
     def record(self) -> dict[str, Any]:
         """What the run record says: the runtime, what was asked, the measured agreement."""
@@ -106,14 +106,14 @@ class BackboneRuntime:
     # -- choosing ---------------------------------------------------------------------------
 
     def _choose(self, batch: np.ndarray) -> None:
-        tensorflow = TensorFlowRuntime(self.model)
-        reference = tensorflow.forward(batch)  # also the warm-up: traces once
+        tensorflow = TensorFlowRunner(self.model)
+        reference = tensorflow.run(batch)  # also the warm-up: traces once
         candidates = AUTO_CANDIDATES if self.requested == "auto" else (self.requested,)
         reasons = []
         for name in candidates:
             try:
                 runtime = self.openers[name](self.model, self.store)
-                got = runtime.forward(batch)  # also its warm-up: plans the batch shape
+                got = runtime.run(batch)  # also its warm-up: plans the batch shape
             except RuntimeUnavailable as exc:
                 reasons.append(f"{name}: {exc}")
                 continue
@@ -176,13 +176,13 @@ class BackboneRuntime:
                               f"features differed from TensorFlow's by {check.get('relative_max_diff', float('nan')):.2e} "
                               f"(checked earlier; at most {TOLERANCE:g} allowed).")
 
-    def _open_decided(self) -> Runtime:
+    def _open_decided(self) -> Runner:
         if self.name == "tensorflow":
-            return TensorFlowRuntime(self.model)
+            return TensorFlowRunner(self.model)
         try:
             return self.openers[self.name](self.model, self.store)
         except RuntimeUnavailable as exc:  # e.g. uninstalled since the stored check
             self.notes.append(f"--runtime {self.requested}: TensorFlow runs the backbone, because "
                               f"{self.name}: {exc}.")
             self.name = "tensorflow"
-            return TensorFlowRuntime(self.model)
+            return TensorFlowRunner(self.model)

@@ -1,0 +1,151 @@
+"""One decoder from whatever a caller holds (a file, a folder, encoded bytes, an array, a PIL
+image) to a model's input: float32 ``[h, w, 3]`` RGB 0-255, decoded in full (JPEGs with the
+accurate integer IDCT, as Pillow decodes them), centre-cropped and resized by
+:func:`clf.data.images.fit_image`, exactly as the model was trained.
+
+``clf predict``, ``clf evaluate``, ``clf serve``, verification and ``RunResult.predict`` all
+decode here, so the same photo gives the same bits through each of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from clf.data.images import ImageSize, is_image_file
+from clf.errors import DataError, DataNotFoundError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+
+def collect_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Image files from a file, a folder, or a list of them (folders searched recursively,
+    sorted). A single path may be a ``str`` or a ``Path``: it is one path, never a
+    sequence of characters."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(f for f in p.rglob("*") if is_image_file(f)))
+        elif p.exists():
+            found.append(p)
+        else:
+            raise DataNotFoundError(f"{str(p)!r} does not exist; expected an image file or a folder. Check the path.")
+    return found
+
+
+def why_unreadable(path: Path) -> str:
+    """Why a file that was safe to read did not decode."""
+    if not path.is_file():
+        return "not a file"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    return "not a decodable image (JPEG, PNG, BMP or GIF expected)"
+
+
+def _is_paths(images: Any) -> bool:
+    return isinstance(images, (str, os.PathLike)) or (
+        isinstance(images, (list, tuple)) and bool(images) and all(isinstance(i, (str, os.PathLike)) for i in images))
+
+
+def rgb(image: Any) -> np.ndarray:
+    """An ``[h, w, 3]`` RGB array from an RGB, grayscale ``[h, w]`` or ``[h, w, 1]`` array or a
+    PIL image (converted to RGB)."""
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
+        image = image.convert("RGB")
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise DataError(
+            f"An image array of shape {image.shape} cannot be predicted; expected [height, width, 3] "
+            f"RGB (or grayscale). Convert it first, e.g. PIL's image.convert('RGB')."
+        )
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+
+
+class Decoder:
+    """Decodes to one model input size (an :class:`~clf.data.images.ImageSize`, crop included)."""
+
+    def __init__(self, size: Sequence[int], center_crop: float | None = None):
+        self.size = ImageSize(size, center_crop)
+        self._traced: Callable[[Any], Any] | None = None
+
+    def tensor(self, contents: "tf.Tensor") -> "tf.Tensor":
+        """The TensorFlow op behind every other method, for a ``tf.data`` map."""
+        from clf.data.images import decode_image
+
+        return decode_image(contents, self.size, scale_jpeg=False)
+
+    def bytes(self, data: bytes) -> np.ndarray:
+        """One encoded image (JPEG, PNG, BMP, GIF). Raises ``tf.errors.InvalidArgumentError``
+        for bytes that are not a decodable image."""
+        if self._traced is None:  # traced once: a third of the eager time
+            import tensorflow as tf
+
+            self._traced = tf.function(self.tensor, autograph=False,
+                                       input_signature=[tf.TensorSpec([], tf.string)])
+        return np.asarray(self._traced(data), np.float32)
+
+    def file(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """One image file, looked at before it is read (a link to /dev/zero, a FIFO, a huge
+        file or a decompression bomb is refused with its reason): a DataError otherwise."""
+        import tensorflow as tf
+
+        from clf.data.filecheck import display_path, image_problem
+
+        problem = image_problem(path)
+        if problem:
+            raise DataError(f"{display_path(path)!r} cannot be read: {problem}. Remove it or convert it "
+                            f"(clf doctor lists such files).")
+        try:
+            return self.bytes(Path(path).read_bytes())
+        except (tf.errors.OpError, OSError):
+            raise DataError(f"{display_path(path)!r} could not be read: {why_unreadable(Path(path))}. Remove "
+                            f"it or convert it (clf doctor lists such files).") from None
+
+    def array(self, image: Any) -> np.ndarray:
+        """A decoded image (array of any size, grayscale or RGB, or a PIL image)."""
+        import tensorflow as tf
+
+        from clf.data.images import fit_image
+
+        return np.asarray(fit_image(tf.convert_to_tensor(rgb(image)), self.size), np.float32)
+
+    def batch(self, images: Any) -> np.ndarray:
+        """``[n, h, w, 3]`` from a path (a folder means its images, sorted), a list of paths,
+        one array of any size, a batch array, or a list of arrays or PIL images."""
+        if _is_paths(images):
+            out = [self.file(f) for f in collect_images(images)]
+        else:
+            batch = images if isinstance(images, (list, tuple)) else np.asarray(images)
+            if isinstance(batch, np.ndarray) and batch.ndim in (2, 3) and not (batch.ndim == 3 and batch.shape[-1] > 4):
+                batch = [batch]  # one image, not a batch of rows
+            out = [self.array(image) for image in batch]
+        if not out:
+            raise DataError("No images to predict; expected image files, a folder of them, or arrays "
+                            "[height, width, 3]. Pass at least one.")
+        return np.stack(out).astype(np.float32)
+
+    def files(self, files: Sequence[str | os.PathLike[str]], batch_size: int = 32) -> Iterator[tuple[list[int], np.ndarray]]:
+        """``(indices, batch)`` over the files that decode, in parallel through ``tf.data``;
+        an index that never comes back did not decode (the caller asks :func:`why_unreadable`).
+        The files must have passed ``image_problem`` (nothing unsafe is read here)."""
+        import tensorflow as tf
+
+        from clf.data.filecheck import as_tf_path
+
+        if not files:
+            return
+        ds = tf.data.Dataset.from_tensor_slices((np.arange(len(files), dtype=np.int64),
+                                                 [as_tf_path(f) for f in files]))
+        ds = ds.map(lambda i, path: (i, self.tensor(tf.io.read_file(path))), num_parallel_calls=tf.data.AUTOTUNE)
+        # ignore_errors drops undecodable files without giving up batching.
+        ds = ds.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        for indices, images in ds:
+            yield [int(i) for i in indices.numpy()], np.asarray(images.numpy(), np.float32)

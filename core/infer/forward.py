@@ -1,0 +1,64 @@
+"""One traced inference function per Keras model: the forward pass that extraction,
+evaluation, verification, prediction, serving and conversion share.
+
+Keras' ``predict_on_batch`` traces a new graph for every new batch shape (the last, shorter
+batch of a folder costs a second trace of the whole backbone). A ``tf.function`` with an
+unknown batch dimension is traced once and serves every batch size; the TFLite converter
+reads the same concrete function, so there is no second trace for export either.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from clf.logs import drop_message
+
+if TYPE_CHECKING:
+    import keras
+
+# ``images [n, h, w, 3] -> outputs [n, ...]`` as numpy: what every caller of a model takes.
+BatchFn = Callable[[np.ndarray], np.ndarray]
+
+# TensorFlow counts traces per Python function, so one traced forward per model (by design:
+# each model is traced once) reads to it as retracing after a few models in one process:
+# a warning about nothing a user can change.
+drop_message("tensorflow", "forward_fn.<locals>.<lambda>")
+
+# Kept beside the model, not on it: an attribute holding a tf.function would be tracked by
+# Keras and saved into a SavedModel export. Weak keys let finished models be collected.
+_FORWARDS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def forward_fn(model: "keras.Model") -> Any:
+    """``images -> outputs`` for ``model`` in inference mode, traced once per model. Its
+    input is named ``image`` (the name exported models give their input)."""
+    import tensorflow as tf
+
+    fn = _FORWARDS.get(model)
+    if fn is None:
+        ref = weakref.ref(model)  # the function must not keep its own key alive
+        shape = model.input_shape
+        fn = tf.function(lambda image: ref()(image, training=False),  # type: ignore[misc]
+                         input_signature=[tf.TensorSpec([None, *shape[1:]], tf.float32, name="image")])
+        _FORWARDS[model] = fn
+    return fn
+
+
+def predict(model: "keras.Model", images: Any) -> np.ndarray:
+    """``model``'s outputs for one batch of images as a float32 numpy array, always through
+    the traced forward, so the same image gives the same numbers in every caller."""
+    return np.asarray(forward_fn(model)(np.asarray(images, np.float32)), np.float32)
+
+
+def batch_fn(model: "keras.Model") -> BatchFn:
+    """``predict`` bound to ``model``: what evaluation and verification take."""
+    return lambda images: predict(model, images)
+
+
+def in_batches(fn: BatchFn, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """``fn`` over ``images`` in batches of ``batch_size``, concatenated."""
+    out = [np.asarray(fn(images[i:i + batch_size]), np.float32) for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

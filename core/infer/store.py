@@ -1,0 +1,155 @@
+"""Converted copies of a frozen feature extractor, and their agreement checks, on disk in
+``<cache>/runtimes/<key>/``; the one key that names an extractor.
+
+The key is what makes the extractor's network what it is (backbone, weight values, input
+size, preprocessing, test-time flip), not the data or the runtime, so a model converted once
+serves every dataset, every later run, and ``clf predict`` on the run's model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from clf.files import write_bytes, write_json
+from clf.infer.runners import ONNX_HINT, LiteRTRunner, OnnxRunner, Runner, RuntimeUnavailable, \
+    litert_interpreter_class
+
+if TYPE_CHECKING:
+    import keras
+
+# Conversion targets: runtime name -> file suffix of the converted extractor.
+SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
+CHECKS_FILE = "checks.json"
+# Versions the key of converted extractors and of the feature cache (which hashes the same
+# parts): bump it when decoding or extraction changes what a file's features are.
+KEY_FORMAT = "clf-features/4"
+
+
+def weights_fingerprint(model: "keras.Model") -> str:
+    """Hash of a model's actual weight values: covers 'imagenet', a file, or seeded random."""
+    h = hashlib.blake2b(digest_size=16)
+    for w in model.weights:
+        value = np.asarray(w.numpy())
+        h.update(f"{w.path}:{value.dtype}:{value.shape};".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    return h.hexdigest()
+
+
+def extractor_parts(backbone: str | None, weights_of: "keras.Model", image_size: Sequence[int],
+                    preprocess: str | None, tta: str = "none") -> dict[str, Any]:
+    """What makes an extractor's network what it is. ``weights_of``: the backbone (or the
+    extractor around it; the Preprocess layer holds no weights). ``--tta flip`` extracts
+    through another network (both views, averaged), so it is part of the key; left out when
+    off, so a run and ``clf predict`` on its model name the same extractor."""
+    parts = {"backbone": backbone, "weights": weights_fingerprint(weights_of),
+             "image_size": [int(s) for s in image_size], "preprocess": preprocess}
+    return parts if tta == "none" else {**parts, "tta": tta}
+
+
+def extractor_key(parts: Mapping[str, Any]) -> str:
+    text = json.dumps({"format": KEY_FORMAT, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def content_hash(content: bytes) -> str:
+    return hashlib.blake2b(content, digest_size=16).hexdigest()
+
+
+class RuntimeStore:
+    """Converted extractors and their agreement checks for one extractor key; ``root`` None
+    keeps everything in memory (``--no-cache``)."""
+
+    def __init__(self, root: str | Path | None, parts: Mapping[str, Any]):
+        self.parts = dict(parts)
+        self.dir = Path(root) / "runtimes" / extractor_key(self.parts) if root is not None else None
+
+    def path(self, name: str) -> Path | None:
+        return self.dir / f"extractor{SUFFIXES[name]}" if self.dir is not None else None
+
+    def load(self, name: str) -> bytes | None:
+        path = self.path(name)
+        try:
+            return path.read_bytes() if path is not None else None
+        except OSError:
+            return None
+
+    def save(self, name: str, content: bytes) -> None:
+        path = self.path(name)
+        if self.dir is None or path is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not (self.dir / "key.json").exists():
+            write_json(self.dir / "key.json", self.parts)
+        write_bytes(path, content)
+
+    def read_checks(self) -> dict[str, Any]:
+        if self.dir is None:
+            return {}
+        try:
+            data = json.loads((self.dir / CHECKS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def write_checks(self, checks: dict[str, Any]) -> None:
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.dir / CHECKS_FILE, checks)
+
+
+def runtime_store(cache_dir: str | Path | None, parts: Mapping[str, Any], *, enabled: bool = True) -> RuntimeStore:
+    """The store for ``parts`` under ``cache_dir`` (None: clf's default feature cache folder);
+    ``enabled=False`` (``--no-cache``) keeps conversions in memory."""
+    if not enabled:
+        return RuntimeStore(None, parts)
+    from clf.files import cache_dir as clf_cache_dir
+
+    return RuntimeStore(cache_dir or clf_cache_dir("features"), parts)
+
+
+def converted(name: str, model: "keras.Model", store: RuntimeStore | None,
+              convert: Callable[["keras.Model"], bytes]) -> bytes:
+    """The stored conversion of ``model`` for runtime ``name``, converting (and storing) it once."""
+    from clf.infer.convert import describe_failure
+
+    content = store.load(name) if store is not None else None
+    if content is None:
+        try:
+            content = convert(model)
+        except RuntimeUnavailable:
+            raise
+        except Exception as exc:  # an op the converter does not support, a plugin's layer
+            raise RuntimeUnavailable(f"could not convert the backbone ({describe_failure(exc)})") from None
+        if store is not None:
+            store.save(name, content)
+    return content
+
+
+def open_tflite(model: "keras.Model", store: RuntimeStore | None) -> Runner:
+    from clf.infer.convert import to_tflite
+
+    litert_interpreter_class()  # fail fast, before converting, when LiteRT is missing
+    return LiteRTRunner(converted("tflite", model, store, to_tflite))
+
+
+def open_onnx(model: "keras.Model", store: RuntimeStore | None) -> Runner:
+    from clf.infer.convert import to_onnx
+
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise RuntimeUnavailable(f"onnxruntime is not installed ({ONNX_HINT})") from None
+    return OnnxRunner(converted("onnx", model, store, to_onnx))
+
+
+# Runtime name -> ``open(model, store) -> Runner`` (raising RuntimeUnavailable). The chooser
+# takes another mapping in tests, to inject a runtime that disagrees with TensorFlow.
+OPENERS: dict[str, Callable[[Any, RuntimeStore | None], Runner]] = {
+    "tflite": open_tflite,
+    "onnx": open_onnx,
+}
