@@ -81,8 +81,9 @@ class VerificationReport:
     results: dict[str, Verification] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)
     source: str = ""  # which split the images came from
-    # clf predict's probabilities on the client path's files (decoded in full), when there
-    # were any (labels.json's test vectors come from them); not written to verification.json.
+    # The Keras model's probabilities (clf predict's): at export, on the client path's files
+    # (labels.json's test vectors come from them); in clf verify, on every image checked.
+    # Not written to verification.json.
     reference_probs: "np.ndarray | None" = field(default=None, repr=False)
 
     @property
@@ -300,6 +301,7 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     images = load_images(files, predictor.decode_size)
     report = VerificationReport(images=files, source=source)
     reference_probs = in_batches(ref.predict_batch, images)
+    report.reference_probs = reference_probs
     result = verify_predictor(exporter_name, predictor, images, reference_probs)
     if takes_photo(labels, exporter_name):
         photos = client_files(files, images)

@@ -17,6 +17,7 @@ import numpy as np
 from clf.data.images import is_class_folder, is_image_file
 from clf.errors import DataError, DataNotFoundError, UsageError
 from clf.events import Observer
+from clf.artifacts.predict import Prediction
 from clf.infer.forward import BatchFn
 from clf.report.metrics import cross_entropy, evaluation_report
 
@@ -43,6 +44,7 @@ class FolderEvaluation:
     files: list[Path] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     notes: list[str] = field(default_factory=list)  # e.g. a runtime fallback taken
+    predictions: list[Prediction] = field(default_factory=list)  # one per image, in ``labelled_files`` order
 
 
 def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:
@@ -113,4 +115,4 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
     out.mkdir(parents=True, exist_ok=True)
     written = write_evaluation(out, {"evaluation": report}, "evaluation")
     return FolderEvaluation(report, out, written, [(r.path, r.error) for r in results if r.error],
-                            notes=list(predictor.notes))
+                            notes=list(predictor.notes), predictions=results)
