@@ -125,9 +125,33 @@ def test_solved_heads_choose_the_l2_strength_of_lowest_out_of_fold_loss():
     assert found.method == "solved" and found.l2 == min(found.log_loss, key=found.log_loss.get)
     assert len(found.log_loss) >= 3 and min(found.log_loss) < found.l2 < max(found.log_loss)
     fixed = solved_out_of_fold(features, labels, ["a", "b", "c"], l2=found.l2)
-    # The same optimum, reached from zero instead of from the neighbouring strength.
-    np.testing.assert_allclose(fixed.probabilities, found.probabilities, atol=0.01)
+    # The same optimum, solved as tightly as the run's head, from zero instead of from the
+    # fold's rough solution at that strength.
+    np.testing.assert_allclose(fixed.probabilities, found.probabilities, atol=1e-4)
     assert fixed.l2 == found.l2 and fixed.log_loss is None
+
+
+def test_a_solved_fold_head_is_the_runs_head_solved_on_the_other_folds():
+    # Each fold's probabilities are what the run's head model outputs when the run's route
+    # builds it on the other folds' rows: its standardizer, linear_head's solver, write.
+    from clf.train import linear_head
+    from clf.train.features import make_standardizer
+    from clf.infer.forward import predict
+    from clf.train.model import build_head
+
+    features, labels = _clusters(n_per_class=20, width=24, spread=2.0)
+    features += 5.0  # an offset, so centring and the RMS scale both matter
+    labels[[1, 22, 45]] = (labels[[1, 22, 45]] + 1) % 3
+    oof = solved_out_of_fold(features, labels, ["a", "b", "c"], folds=4, l2=0.3)
+    assert (oof.method, oof.l2, oof.folds) == ("solved", 0.3, 4)
+    for f in range(4):
+        fit, held = oof.fold != f, oof.fold == f
+        standardize = make_standardizer(features[fit])
+        head = build_head(_head()["head"], features.shape[1], 3, _head()["head_options"], standardize=standardize)
+        layers = linear_head.linear_layers(head)
+        solution = linear_head.solve_at(linear_head.head_inputs(layers[0], features[fit]), labels[fit], 3, 0.3)
+        linear_head.write(layers[1], solution)
+        np.testing.assert_allclose(oof.probabilities[held], predict(head, features[held]), atol=1e-6)
 
 
 def test_a_far_image_is_the_first_outlier():

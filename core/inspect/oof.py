@@ -2,27 +2,20 @@
 
 Label-error ranking needs probabilities from a model that did not train on the image (a
 head trained on an image with a wrong label learns that label). The images are split into
-``k`` stratified folds; for each fold a fresh head trains on the other folds' cached
-features and scores the held-out fold.
+``k`` stratified folds (clf.train.linear_head.stratified_folds); for each fold a fresh head
+is fitted on the other folds' cached features, exactly as a run fits its head on its
+training features, and scores the held-out fold.
 
-The default head (a softmax layer on the features, no hidden layer) is a multinomial
-logistic regression: a convex problem, so each fold's head is *solved* (scikit-learn's
-L-BFGS, to a tolerance that fixes the ranking) rather than trained, on the features scaled
-as the run scales them (divided by one RMS) and centred. Its L2 strength is the one the run
-chose when the run solved its head, else the one with the lowest out-of-fold log loss,
-found by the run's solver's search over strengths half a decade apart (each strength's
-folds start from the previous strength's solutions).
-Solved heads do not depend on a seed, an epoch count or a batch order. On 5% planted flips
-(benchmarks/label_noise.py) they put 37 of flowers5's 80 in the top 80 where 20 epochs of
-Adam put 33 (9 and 10 of hymenoptera's 12), with the 5 folds in a third of the time.
+The default head (a softmax layer on the features) is solved by the run's own solver
+(clf.train.linear_head): each fold's rows standardised by their own RMS (the run's
+``make_standardizer``), then the same centring, basis and L-BFGS. Its L2 strength is the
+one the run chose when the run solved its head, else the one the run's search would pick,
+here on the folds themselves.
 
-Other heads (a hidden layer, a plugin's head) train with the run's own settings (dropout,
-hidden units, learning rate, epochs, batch size, class weights, feature scaling) in one
-traced TensorFlow function over every step of every epoch, reused for all folds (weights
-and optimizer state reset between folds), using the head's own layers, Keras' Adam and
-Keras' loss. ``keras.Model.fit`` does the same work with a per-step cost that dominates on
-features this small (flowers5, 1600 images x 20 epochs: 4.5 s per head with ``fit``, 2.0 s
-with this loop, on a shared 2-core machine).
+Other heads (a hidden layer, a plugin's head, ``--solver keras``) go the run's Keras route
+(clf.train.fit): ``build_head`` with the fold's standardizer, ``compile_for`` (the run's
+optimizer, schedule and loss), the run's epoch batches and class weights, Keras fit. There
+is no validation split inside a fold, so each fold keeps its last epoch.
 """
 
 from __future__ import annotations
@@ -35,9 +28,6 @@ import numpy as np
 from clf.errors import DataError
 
 DEFAULT_FOLDS = 5
-# Gradient tolerance of each fold's L-BFGS: scikit-learn's default, 1e-4, put the same
-# planted flips in the top k on both shared datasets and took about twice as long.
-SOLVER_TOL = 1e-3
 
 
 @dataclass
@@ -45,7 +35,7 @@ class OutOfFold:
     probabilities: np.ndarray  # [n, classes], row i from the head that did not train on image i
     fold: np.ndarray  # [n] the fold each image was held out in
     folds: int
-    method: str = "keras"  # "solved": convex solver; "keras": the head trained with Adam
+    method: str = "keras"  # "solved": the run's linear solver; "keras": the run's Keras fit
     l2: float | None = None  # the solved heads' L2 strength
     log_loss: dict[float, float] | None = None  # L2 strength -> out-of-fold log loss (search)
 
@@ -65,154 +55,90 @@ def fold_count(labels: np.ndarray, class_names: Sequence[str], wanted: int) -> i
     return min(wanted, smallest)
 
 
-def class_weight_vector(policy: str, labels: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
-    """Per-class loss weights as the run chose them (``auto``, ``balanced`` or ``none``)."""
+def assign_folds(labels: np.ndarray, class_names: Sequence[str], folds: int, seed: int) -> tuple[np.ndarray, int]:
+    """``(fold per row, fold count)``: the run's stratified folds, seeded by ``seed``."""
+    from clf.train.linear_head import stratified_folds
+
+    k = fold_count(labels, class_names, folds)
+    return stratified_folds(labels, k, seed).astype(np.int32), k
+
+
+def fold_class_weight(policy: str, labels: np.ndarray, class_names: Sequence[str]) -> dict[int, float] | None:
+    """The class weights the run would choose (``auto``, ``balanced``, ``none``) had these
+    been its training labels."""
     from clf.train.class_weights import choose_class_weights
 
     counts = np.bincount(labels, minlength=len(class_names)).tolist()
     weights, _ = choose_class_weights(policy, counts, list(class_names))
-    return np.array([float((weights or {}).get(i, 1.0)) for i in range(len(class_names))], np.float32)
+    return weights
 
 
-def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, head,
+def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, head: Any,
                 head_options: dict[str, Any], lr: float, epochs: int, batch_size: int,
-                class_weight: str = "auto", seed: int = 42, folds: int = DEFAULT_FOLDS) -> OutOfFold:
-    """Probabilities for every row of ``features``, each from a head trained without it."""
+                class_weight: str = "auto", seed: int = 42, folds: int = DEFAULT_FOLDS,
+                schedule: str = "cosine", weight_decay: float = 0.0,
+                label_smoothing: float = 0.0) -> OutOfFold:
+    """Probabilities for every row of ``features``, each from a head fitted without it by the
+    run's Keras route, with the run's settings (``schedule``, ``weight_decay`` and
+    ``label_smoothing`` default to the run's defaults)."""
     import keras
     import tensorflow as tf
-    from sklearn.model_selection import StratifiedKFold
 
+    from clf import RunConfig
+    from clf.train.distribute import distribution, precision_scope
     from clf.train.features import make_standardizer
     from clf.infer.forward import predict
+    from clf.train.fit import augmented, compile_for, quiet_fit, training_batches
     from clf.train.model import build_head
 
     features = np.asarray(features, np.float32)
     labels = np.asarray(labels, np.int32)
-    k = fold_count(labels, class_names, folds)
-    split = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(features, labels))
-
-    keras.utils.set_random_seed(seed)
-    model = build_head(head, features.shape[1], len(class_names), head_options,
-                       standardize=make_standardizer(features[split[0][0]]))
-    scale = model.get_layer("standardize").std
-    optimizer = keras.optimizers.Adam(lr)
-    optimizer.build(model.trainable_variables)
-    fresh = [np.array(v.numpy()) for v in model.weights]
-    fresh_optimizer = [np.array(v.numpy()) for v in optimizer.variables]
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
-    bs = int(batch_size)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, features.shape[1]], tf.float32),
-                                  tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32),
-                                  tf.TensorSpec([None, None], tf.int32)])
-    def train(x, y, w, order):
-        n = tf.shape(order)[1]
-        steps = (n + bs - 1) // bs
-
-        def step(i):
-            e, s = i // steps, i % steps
-            idx = order[e, s * bs:tf.minimum((s + 1) * bs, n)]
-            yb = tf.gather(y, idx)
-            with tf.GradientTape() as tape:
-                loss = loss_fn(yb, model(tf.gather(x, idx), training=True), sample_weight=tf.gather(w, yb))
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return (i + 1,)
-
-        tf.while_loop(lambda i: i < tf.shape(order)[0] * steps, step, (tf.constant(0),))
-
+    fold, k = assign_folds(labels, class_names, folds, seed)
+    config = RunConfig(lr=lr, epochs=int(epochs), batch_size=int(batch_size), seed=seed, schedule=schedule,
+                       weight_decay=weight_decay, label_smoothing=label_smoothing, augment=False)
+    # One device in full precision: the head is small, and inspect runs wherever it is called.
+    dist = distribution("default", "float32", config.batch_size)
     probabilities = np.zeros((len(labels), len(class_names)), np.float32)
-    fold = np.zeros(len(labels), np.int32)
-    rng = np.random.default_rng(seed)
-    for f, (fit_rows, held_out) in enumerate(split):
-        for v, value in zip(model.weights, fresh):
-            v.assign(value)
-        for v, value in zip(optimizer.variables, fresh_optimizer):
-            v.assign(value)
-        x, y = features[fit_rows], labels[fit_rows]
-        # The run scales features by their RMS on its training images; each fold by its own.
-        rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-        scale.assign(np.full(scale.shape, rms if rms > 0 else 1.0, np.float32))
-        weights = class_weight_vector(class_weight, y, class_names)
-        order = np.stack([rng.permutation(len(y)) for _ in range(int(epochs))]).astype(np.int32)
-        train(x, y, weights, order)
-        probabilities[held_out] = predict(model, features[held_out])
-        fold[held_out] = f
+    for f in range(k):
+        x, y = features[fold != f], labels[fold != f]
+        keras.utils.set_random_seed(config.seed)  # each fold's head starts as the run's did
+        with dist.strategy.scope(), precision_scope(dist.precision):
+            model = build_head(head, features.shape[1], len(class_names), head_options,
+                               standardize=make_standardizer(x))
+        batches, steps = training_batches(tf.data.Dataset.from_tensor_slices((x, y)), len(y), seed=config.seed,
+                                          batch_size=config.batch_size, first_epoch=0, epochs=config.epochs,
+                                          dist=dist)
+        compile_for(model, config.lr, dist, config, steps * config.epochs)
+        quiet_fit(model, augmented(batches, config, live_images=False), epochs=config.epochs,
+                  steps_per_epoch=steps, class_weight=fold_class_weight(class_weight, y, class_names))
+        probabilities[fold == f] = predict(model, features[fold == f])
     return OutOfFold(probabilities, fold, k)
 
 
 def solved_out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
                        class_weight: str = "auto", seed: int = 42, folds: int = DEFAULT_FOLDS,
                        l2: float | None = None) -> OutOfFold:
-    """Probabilities for every row of ``features`` from L2-regularised multinomial logistic
-    regressions, each solved without the row's fold. ``l2``: the strength (penalty l2/2 |W|^2
-    on the mean loss); None: the one with the lowest out-of-fold log loss (the run's own
-    solver's search, clf.train.linear_head.search)."""
-    from sklearn.model_selection import StratifiedKFold
-    from threadpoolctl import threadpool_limits
+    """Probabilities for every row of ``features`` from the run's linear solver, each fold's
+    head solved without the fold. ``l2``: the strength (penalty l2/2 |W|^2 on the mean loss);
+    None: the one the run's search picks, by the folds' held-out log loss."""
+    from clf.train import linear_head
+    from clf.train.features import make_standardizer
 
-    from clf.train.linear_head import search
-
-    # float32: scikit-learn keeps it, and the products bound by memory traffic take a quarter
-    # of the time (flowers5, the search of 3 strengths: 1.0 s against 3.6 s in float64, the
-    # same log losses to 4 digits and the same ranking).
-    x = np.asarray(features, np.float32)
+    features = np.asarray(features, np.float32)
     labels = np.asarray(labels, np.int64)
-    k = fold_count(labels, class_names, folds)
-    split = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, labels))
-    problems = [_FoldProblem(x, labels, fit_rows, held_out, class_weight, class_names)
-                for fit_rows, held_out in split]
-    fold = np.zeros(len(labels), np.int32)
-    for f, (_, held_out) in enumerate(split):
-        fold[held_out] = f
-    # One BLAS thread: the products are small, and threads waiting for a busy core of a
-    # shared machine cost more than they bring (as in the run's own solver).
-    with threadpool_limits(limits=1, user_api="blas"):
-        if l2 is not None:
-            return OutOfFold(_solve_all(problems, len(labels), len(class_names), l2), fold, k, "solved", float(l2))
-        results: dict[float, np.ndarray] = {}
-
-        def held_out_loss(strength: float) -> float:
-            results[strength] = _solve_all(problems, len(labels), len(class_names), strength)
-            p = np.clip(results[strength][np.arange(len(labels)), labels], 1e-12, 1.0)
-            return float(-np.mean(np.log(p)))
-
-        # The run's own solver's walk over L2 strengths half a decade apart. The minimum lay
-        # at 0.316 on hymenoptera and 0.1 on flowers5 (mobilenet_v2_035, 5% planted flips).
-        scores = search(held_out_loss)
-    best = min(scores, key=scores.get)
-    return OutOfFold(results[best], fold, k, "solved", best, dict(sorted(scores.items())))
-
-
-class _FoldProblem:
-    """One fold: its rows scaled as the run's head scales features (divided by their RMS on
-    the fitting rows, so an L2 strength means what it means to the run's solver) and centred
-    (the unpenalised intercept absorbs the mean; the solver converges faster), its held-out
-    rows, and a model that starts each fit from the last one."""
-
-    def __init__(self, x, labels, fit_rows, held_out, class_weight, class_names):
-        from sklearn.linear_model import LogisticRegression
-
-        fit = x[fit_rows]
-        mean = fit.mean(axis=0)
-        rms = float(np.sqrt(np.mean(np.square(fit))))
-        scale = rms if rms > 0 else 1.0
-        self.x, self.held_x = (fit - mean) / scale, (x[held_out] - mean) / scale
-        self.y, self.held_out = labels[fit_rows], held_out
-        self.weights = class_weight_vector(class_weight, self.y, class_names)[self.y]
-        self.model = LogisticRegression(tol=SOLVER_TOL, max_iter=2000, warm_start=True)
-
-    def probabilities(self, l2: float, num_classes: int) -> np.ndarray:
-        # scikit-learn minimises C * sum(w_i loss_i) + |W|^2 / 2, i.e. l2 on the mean loss.
-        self.model.C = 1.0 / (l2 * float(self.weights.sum()))
-        self.model.fit(self.x, self.y, sample_weight=self.weights)
-        out = np.zeros((len(self.held_out), num_classes))
-        out[:, self.model.classes_] = self.model.predict_proba(self.held_x)
-        return out
-
-
-def _solve_all(problems, n: int, num_classes: int, l2: float) -> np.ndarray:
-    probabilities = np.zeros((n, num_classes), np.float32)
-    for problem in problems:
-        probabilities[problem.held_out] = problem.probabilities(l2, num_classes)
-    return probabilities
+    fold, k = assign_folds(labels, class_names, folds, seed)
+    problems = []
+    for f in range(k):
+        fit, held = fold != f, fold == f
+        # The fold's rows as its head would see them: scaled by their own RMS, as the run's are.
+        standardize = make_standardizer(features[fit])
+        problems.append(linear_head.HeldOutRows(
+            linear_head.head_inputs(standardize, features[fit]), labels[fit],
+            linear_head.head_inputs(standardize, features[held]), labels[held],
+            fold_class_weight(class_weight, labels[fit], class_names)))
+    result = linear_head.held_out(problems, len(class_names), l2)
+    probabilities = np.zeros((len(labels), len(class_names)), np.float32)
+    for f, p in enumerate(result.probabilities):
+        probabilities[fold == f] = p
+    return OutOfFold(probabilities, fold, k, "solved", result.l2,
+                     dict(sorted(result.cv_log_loss.items())) if l2 is None else None)

@@ -106,7 +106,9 @@ def _out_of_fold(run, host, table: "_Table", folds: int, solver: str):
     return out_of_fold(table.features, table.labels, run.class_names, head=head,
                        head_options={"dropout": config.dropout, "hidden_units": config.hidden_units},
                        lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
-                       class_weight=config.class_weight, seed=config.seed, folds=folds)
+                       class_weight=config.class_weight, seed=config.seed, folds=folds,
+                       schedule=config.schedule, weight_decay=config.weight_decay,
+                       label_smoothing=config.label_smoothing)
 
 
 def _run_l2(run) -> float | None:

@@ -291,3 +291,124 @@ def _basis(centred: np.ndarray):
         keep = values > max(values.max(initial=0.0), 1e-300) * 1e-12
         basis = vectors[:, keep]
     return basis, values[keep] / n
+
+
+# --- the same problem on given rows, scored on others (clf inspect's out-of-fold heads) -----
+
+def solve_at(features: np.ndarray, labels: np.ndarray, num_classes: int, l2: float, *,
+             class_weight: dict[int, float] | None = None) -> LinearSolution:
+    """The head ``solve`` writes, at the given L2 strength instead of a cross-validated one:
+    the same centring, basis, preconditioned L-BFGS and tolerance, from zero. ``features``:
+    the head's inputs (``head_inputs``)."""
+    from threadpoolctl import threadpool_limits
+
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=1, user_api="blas"):
+        rows = _Rows(features, labels, num_classes, class_weight)
+        solution = rows.solution(rows.tight, float(l2), None, GTOL)
+    solution.seconds = time.perf_counter() - t0
+    return solution
+
+
+def softmax_outputs(solution: LinearSolution, inputs: np.ndarray) -> np.ndarray:
+    """What the head's Dense layer outputs for head inputs ``inputs`` (float64)."""
+    logits = np.asarray(inputs, np.float64) @ solution.kernel + solution.bias
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class HeldOutRows:
+    """One fold: the rows a solution is fitted on and the rows it scores, both as head inputs
+    (each fold scaled as the run would scale its own training rows)."""
+
+    fit: np.ndarray
+    fit_labels: np.ndarray
+    held: np.ndarray
+    held_labels: np.ndarray
+    class_weight: dict[int, float] | None = None  # as the run would choose it for the fit rows
+
+
+@dataclass
+class HeldOutResult:
+    probabilities: list[np.ndarray]  # per fold, [held rows, classes]
+    l2: float
+    cv_log_loss: dict[float, float]  # strength -> held-out log loss (empty: l2 was given)
+    iterations: int
+    converged: bool
+
+
+def held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None = None) -> HeldOutResult:
+    """Each fold's rows scored by ``solve_at``'s solution on its fit rows. ``l2`` None: the
+    strength ``solve`` would pick, by the same search and the same rough cross-validation
+    solves (float32 rows, CV_GTOL), each fold starting from its own solution at the nearest
+    strength tried (never from one that saw its held-out rows); then every fold is solved
+    tightly at that strength, as ``solve`` solves its head."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _held_out(folds, num_classes, l2)
+
+
+def _held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None) -> HeldOutResult:
+    rows = [_Rows(f.fit, f.fit_labels, num_classes, f.class_weight) for f in folds]
+    paths: list[dict[float, tuple[np.ndarray, np.ndarray]]] = [{} for _ in folds]
+    scores: dict[float, float] = {}
+
+    def rough(i: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
+        path = paths[i]
+        if strength not in path:
+            nearest = min(path, key=lambda s: abs(np.log(s / strength)), default=None)
+            path[strength] = rows[i].coef(rows[i].rough, strength, path.get(nearest), CV_GTOL)
+        return path[strength]
+
+    if l2 is None:
+        held = [((np.asarray(f.held, np.float64) - r.mean) @ r.basis, np.asarray(f.held_labels, np.int64),
+                 _row_weights(f.held_labels, f.class_weight)) for f, r in zip(folds, rows)]
+
+        def held_out_loss(strength: float) -> float:
+            return sum(_log_loss(rough(i, strength), *held[i]) for i in range(len(folds))) / len(folds)
+
+        scores = search(held_out_loss)
+        l2 = min(scores, key=scores.get)
+    l2 = float(l2)
+    probabilities = [softmax_outputs(r.solution(r.tight, l2, paths[i].get(l2), GTOL), fold.held)
+                     for i, (r, fold) in enumerate(zip(rows, folds))]
+    return HeldOutResult(probabilities, l2, scores, sum(r.stats.iterations for r in rows),
+                         all(r.stats.converged for r in rows))
+
+
+def _row_weights(labels: np.ndarray, class_weight: dict[int, float] | None) -> np.ndarray:
+    """Each row's loss weight, as ``_solve`` weights it."""
+    y = np.asarray(labels, np.int64)
+    return (np.asarray([class_weight.get(int(c), 0.0) for c in y], np.float64) if class_weight
+            else np.ones(len(y)))
+
+
+class _Rows:
+    """``_solve``'s set-up of one set of rows (centred, in their principal basis), with the
+    tight (float64) and rough (float32, cross-validation) problems on them."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, num_classes: int,
+                 class_weight: dict[int, float] | None):
+        x = np.asarray(features, np.float64)
+        y = np.asarray(labels, np.int64)
+        weights = _row_weights(y, class_weight)
+        self.mean = x.mean(axis=0)
+        self.basis, curvature = _basis(x - self.mean)
+        z = (x - self.mean) @ self.basis
+        self.tight = _Problem(z, y, weights, num_classes, curvature)
+        self.rough = _Problem(z, y, weights, num_classes, curvature, np.float32)
+        self.stats = _Stats()
+
+    def coef(self, problem: _Problem, l2: float, start: tuple[np.ndarray, np.ndarray] | None,
+             gtol: float) -> tuple[np.ndarray, np.ndarray]:
+        return self.stats.run(problem, l2, start, gtol)
+
+    def solution(self, problem: _Problem, l2: float, start: tuple[np.ndarray, np.ndarray] | None,
+                 gtol: float) -> LinearSolution:
+        coef = self.coef(problem, l2, start, gtol)
+        kernel = self.basis @ coef[0]
+        bias = coef[1] - self.mean @ kernel  # the centring, folded into the bias
+        return LinearSolution(kernel, bias, float(l2), 0, {}, self.stats.iterations, self.stats.converged)
