@@ -160,12 +160,65 @@ def _observer(log_format: str, quiet: bool):
         err.print(f"[bold red]Error:[/] Invalid --log-format {esc(repr(log_format))}: expected one of "
                   f"{', '.join(LOG_FORMATS)}. Pass one of them.", highlight=False)
         raise typer.Exit(2)
-    return PhaseTracker(make_observer(out, log_format, quiet))
+    return _opened(PhaseTracker(make_observer(out, log_format, quiet)))
 
 
 def _close(observer) -> None:
+    _open[:] = [o for o in _open if o is not observer]
     if hasattr(observer, "close"):
         observer.close()
+
+
+# The observers the running command opened and has not closed yet (closed on an error).
+_open: list = []
+
+
+def _opened(observer):
+    """Note ``observer`` as open, so an error in its command closes it before the message."""
+    _open.append(observer)
+    return observer
+
+
+def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (), write_errors: bool = False):
+    """The one error path of every command (apply under ``@app.command()``): a ClfError closes
+    the command's open observers and fails with its message and exit code. With ``interrupt``,
+    Ctrl-C says where it stopped (and, when an option named in ``run_dir`` has a value, what
+    is saved there) and exits 130; without it, Ctrl-C is click's. With ``write_errors``, an
+    OSError is one line (``_write_failed``) instead of a traceback."""
+    import functools
+    import inspect
+
+    def wrap(command):
+        signature = inspect.signature(command)
+
+        @functools.wraps(command)
+        def guarded(*args, **kwargs):
+            _open.clear()
+            try:
+                return command(*args, **kwargs)
+            except ClfError as exc:
+                _close_open()
+                _fail(exc)
+            except KeyboardInterrupt:
+                if not interrupt:
+                    raise
+                given = signature.bind_partial(*args, **kwargs).arguments
+                folder = next((given[name] for name in run_dir if given.get(name)), None)
+                _interrupted(_open[-1] if _open else None, folder)
+            except OSError as exc:
+                if not write_errors:
+                    raise
+                _close_open()
+                _write_failed(exc)
+
+        return guarded
+
+    return wrap
+
+
+def _close_open() -> None:
+    while _open:
+        _close(_open[-1])
 
 
 def _explicit(ctx: typer.Context, values: dict) -> dict:
