@@ -118,7 +118,9 @@ class Distribution:
             with strategy.scope():
                 model._symbolic_build(data_batch=data_batch)
 
-        model._maybe_symbolic_build = maybe_symbolic_build
+        from clf.host.keras_patches import replace_symbolic_build
+
+        replace_symbolic_build(model, maybe_symbolic_build)
 
         # Each step's logs are then averaged with reduce("MEAN", axis=0), which fails on the
         # scalar loss and metrics under this strategy; as one-element vectors they average
