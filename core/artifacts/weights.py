@@ -169,7 +169,7 @@ def keras_downloads() -> Iterator[None]:
 
     staged: list[tuple[Path, Path, str]] = []  # (temporary file, cache file, url)
 
-    def get_file(fname=None, origin=None, *args, file_hash=None, cache_subdir="datasets", **kwargs):
+    def get_file(fname=None, origin=None, *args, file_hash=None, cache_subdir: str = "datasets", **kwargs):
         if _capturing or cache_subdir != "models" or not origin or kwargs.get("extract") or kwargs.get("untar"):
             return original(fname, origin, *args, file_hash=file_hash, cache_subdir=cache_subdir, **kwargs)
         wf = WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash)

@@ -38,7 +38,7 @@ def _verbose(on: bool) -> None:
 
 
 # Set by the app callback for the one command being run: --strict-plugins.
-_options = {"strict_plugins": None}
+_options: dict[str, bool | None] = {"strict_plugins": None}
 
 
 @app.callback()
@@ -48,7 +48,7 @@ def _global_options(
         help="A broken installed plugin is an error instead of a skipped-with-a-warning one "
              "(also: CLF_STRICT_PLUGINS=1)."),
     verbose: bool = VerboseOpt,
-):
+) -> None:
     # Global options, given before the command: clf --strict-plugins run ...
     _options["strict_plugins"] = True if strict_plugins else None  # None: CLF_STRICT_PLUGINS decides
     _verbose(verbose)
@@ -68,7 +68,7 @@ def _trace_to_stderr() -> None:
 
 
 class _ErrHandler(logging.Handler):
-    def emit(self, record):
+    def emit(self, record) -> None:
         # Through the rich console, which looks up sys.stderr at print time (CliRunner too).
         err.print(f"plugin trace: {record.getMessage()}", highlight=False, markup=False, soft_wrap=True)
 
@@ -127,8 +127,9 @@ class PhaseTracker:
     """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message);
     phases nest (verify runs inside export), so the innermost unfinished one is current."""
 
-    def __init__(self, inner):
-        self.inner, self.running = inner, []
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.running: list[str] = []
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -137,11 +138,11 @@ class PhaseTracker:
     def phase(self):
         return self.running[-1] if self.running else None
 
-    def phase_start(self, phase, total=None, unit=""):
+    def phase_start(self, phase, total=None, unit: str = "") -> None:
         self.running.append(phase)
         self.inner.phase_start(phase, total, unit)
 
-    def phase_end(self, phase, **info):
+    def phase_end(self, phase, **info) -> None:
         if phase in self.running:
             self.running.remove(phase)
         self.inner.phase_end(phase, **info)
@@ -224,7 +225,7 @@ def _close_open() -> None:
 def _explicit(ctx: typer.Context, values: dict) -> dict:
     """The options given on the command line (not defaults), so they override --config."""
     # Compared by name: typer >= 0.26 vendors click, so its ParameterSource enum moved.
-    def given(name):
+    def given(name) -> bool:
         source = ctx.get_parameter_source(name)
         return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
@@ -313,6 +314,6 @@ def tidy_help(info) -> None:
         kwargs.pop("help", None)  # handled eagerly by _show_help
         return callback(*args, **kwargs)
 
-    tidied.__signature__ = signature.replace(parameters=params)
+    tidied.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]  # read by inspect; not in the stubs
     info.callback = tidied
     info.add_help_option = False

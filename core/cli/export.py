@@ -30,7 +30,7 @@ def export_command(
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
-):
+) -> None:
     """Add artifacts to a finished run: exported from its Keras model, verified on its
     held-out images, listed in labels.json and manifest.json. Existing artifacts are kept."""
     from clf.artifacts.reexport import export as add_exports

@@ -29,7 +29,7 @@ def inspect_command(
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
-):
+) -> None:
     """Find suspected label issues, worst errors (with heatmaps), outliers, near duplicates and
     calibration of a run; write RUN_DIR/inspect/index.html."""
     from clf.events import Observer

@@ -95,35 +95,35 @@ def _backbone_fields(c) -> dict:
 
 @app.command()
 @cli_errors()
-def backbones(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+def backbones(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List the available backbones: input size, parameters, feature width, preprocessing."""
     _list("backbones", plugin, as_json, _backbone_listing, _backbone_fields)
 
 
 @app.command()
 @cli_errors()
-def heads(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+def heads(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List the available heads."""
     _list("heads", plugin, as_json)
 
 
 @app.command()
 @cli_errors()
-def loaders(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+def loaders(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List the available data loaders."""
     _list("loaders", plugin, as_json)
 
 
 @app.command()
 @cli_errors()
-def exporters(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+def exporters(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List the available exporters."""
     _list("exporters", plugin, as_json)
 
 
 @app.command()
 @cli_errors()
-def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List plugins (built-in ones marked): distribution, version, hooks, what each registered.
 
     Installed plugins come from the 'clf' entry-point group. CLF_LOAD_PLUGINS=a,b loads only
@@ -154,7 +154,7 @@ def new_plugin(
     name: str = typer.Argument(..., help="Component name, e.g. my-cnn (package clf-my-cnn)."),
     kind: str = typer.Option(..., "--kind", help="backbone, head, loader or exporter."),
     output: str = typer.Option(".", "--output", "-o", help="Folder to create the package in."),
-):
+) -> None:
     """Write a ready plugin package: pyproject with the entry point, module, README, test."""
     from clf.host.scaffold import create_plugin, pip_target
 

@@ -26,7 +26,7 @@ MirrorOpt = typer.Option(None, "--mirror", metavar="URL", help="Mirror base URL 
 @weights_app.command("list")
 @cli_errors()
 def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: all)."),
-                 as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt):
+                 as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt) -> None:
     """Each backbone's ImageNet weights file: cached or not, file name, size."""
     from clf.artifacts.weights import status_rows
     from clf.files import keras_cache_dir
@@ -47,7 +47,7 @@ def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbon
 @weights_app.command("fetch")
 @cli_errors()
 def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose ImageNet weights to download."),
-                  mirror: Optional[str] = MirrorOpt, plugin: Optional[List[str]] = PluginOpt):
+                  mirror: Optional[str] = MirrorOpt, plugin: Optional[List[str]] = PluginOpt) -> None:
     """Download ImageNet weights into the Keras cache (hash-checked where a hash is known,
     and loaded into the backbone before they are cached)."""
     from clf.artifacts.weights import fetch_for

@@ -21,15 +21,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     import keras
 
 # An application module that downloads through file_utils, checked to still do so.
 APPLICATION_MODULE = "keras.src.applications.mobilenet_v2"
 
 
-def _file_utils() -> ModuleType:
+def _file_utils() -> Any:
     from keras.src.utils import file_utils
 
     return file_utils

@@ -110,7 +110,7 @@ class Distribution:
                 return strategy.experimental_local_results(value)[0]
             return value
 
-        def maybe_symbolic_build(iterator=None, data_batch=None):
+        def maybe_symbolic_build(iterator=None, data_batch=None) -> None:
             if iterator is not None:
                 for _, _, it in iterator:
                     data_batch = tf.nest.map_structure(local, next(it))
@@ -264,7 +264,7 @@ def is_chief(strategy=None) -> bool:
         task_type, task_id = config["task"].get("type"), config["task"].get("index", 0)
         has_chief = bool(config["cluster"].get("chief"))
     else:
-        has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+        has_chief = resolver is not None and "chief" in (resolver.cluster_spec().as_dict() or {})
     if task_type == "chief":
         return True
     return task_type == "worker" and int(task_id or 0) == 0 and not has_chief
@@ -311,7 +311,7 @@ class precision_scope:
     that runs after it in the same process (a notebook, the test suite).
     """
 
-    def __init__(self, name: str, strategy_kind: str = "default"):
+    def __init__(self, name: str, strategy_kind: str = "default") -> None:
         self.name, self.strategy_kind = name, strategy_kind
         self.resolved = ""
 
@@ -353,7 +353,7 @@ class _LocalPredictor:
     """``predict_on_batch`` that calls the model directly (no strategy, no collectives),
     through the traced forward that extraction, predict and verification share."""
 
-    def __init__(self, model):
+    def __init__(self, model) -> None:
         self._model = model
 
     def predict_on_batch(self, images):
