@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 from clf.data.images import DEFAULT_CENTER_CROP
 from clf.errors import ConfigError, did_you_mean
@@ -253,7 +253,7 @@ def _positive_int(cfg: RunConfig, name: str, minimum: int = 1, fix: str = "") ->
         _bad(name, value, f"an integer >= {minimum}", fix)
 
 
-def _bad(name: str, value: Any, expected: str, fix: str = "") -> None:
+def _bad(name: str, value: Any, expected: str, fix: str = "") -> NoReturn:
     flag = "--" + name.replace("_", "-")
     raise ConfigError(
         f"Invalid {name} {value!r}: expected {expected}. "

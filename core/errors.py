@@ -52,7 +52,7 @@ class UnknownComponentError(UsageError):
     """A backbone, head, loader or exporter name that no plugin registered."""
 
     def __init__(self, kind: str, name: str, available: list[str], list_command: str,
-                 aliases: Iterable[str] = ()):
+                 aliases: Iterable[str] = ()) -> None:
         self.kind, self.name, self.available = kind, name, available
         hint = did_you_mean(name, [*available, *aliases])
         if not available:
@@ -93,7 +93,7 @@ class Interrupted(ClfError):
 
     exit_code = 130
 
-    def __init__(self, run_dir, epoch: int, epochs: int):
+    def __init__(self, run_dir, epoch: int, epochs: int) -> None:
         self.run_dir, self.epoch, self.epochs = run_dir, epoch, epochs
         super().__init__(
             f"Interrupted: training stopped during epoch {epoch + 1} of {epochs}; epoch "

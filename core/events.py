@@ -33,19 +33,19 @@ class RecordingObserver(Observer):
     def __init__(self) -> None:
         self.events: list[tuple] = []
 
-    def note(self, text):
+    def note(self, text) -> None:
         self.events.append(("note", text))
 
-    def phase_start(self, phase, total=None, unit=""):
+    def phase_start(self, phase, total=None, unit: str = "") -> None:
         self.events.append(("phase_start", phase, total))
 
-    def phase_advance(self, phase, amount=1):
+    def phase_advance(self, phase, amount: int = 1) -> None:
         self.events.append(("phase_advance", phase, amount))
 
-    def phase_end(self, phase, **info):
+    def phase_end(self, phase, **info) -> None:
         self.events.append(("phase_end", phase, info))
 
-    def epoch_end(self, phase, epoch, epochs, logs):
+    def epoch_end(self, phase, epoch, epochs, logs) -> None:
         self.events.append(("epoch_end", phase, epoch, epochs, dict(logs)))
 
     def notes(self) -> list[str]:

@@ -18,7 +18,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def register_backbones(register):
+def register_backbones(register) -> None:
     """Register feature-extractor backbones.
 
     ``register(name, build, *, preprocess, input_size=(224, 224), aliases=(),
@@ -44,7 +44,7 @@ def register_backbones(register):
 
 
 @hookspec
-def register_heads(register):
+def register_heads(register) -> None:
     """Register classification heads.
 
     ``register(name, build, *, aliases=(), description=None)``
@@ -57,7 +57,7 @@ def register_heads(register):
 
 
 @hookspec
-def register_data_loaders(register):
+def register_data_loaders(register) -> None:
     """Register data loaders.
 
     ``register(name, load, *, aliases=(), description=None)``
@@ -75,7 +75,7 @@ def register_data_loaders(register):
 
 
 @hookspec
-def register_exporters(register):
+def register_exporters(register) -> None:
     """Register model exporters.
 
     ``register(name, export, *, load=None, aliases=(), description=None)``
@@ -91,7 +91,7 @@ def register_exporters(register):
 
 
 @hookspec
-def register_callbacks(register):
+def register_callbacks(register) -> None:
     """Register Keras training callbacks.
 
     ``register(name, make, *, description=None)``

@@ -112,7 +112,7 @@ def quiet_logs() -> Iterator[None]:
 class _DropMessage(logging.Filter):
     """Drops one known, harmless record (unless --verbose)."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
 
@@ -131,13 +131,13 @@ def drop_message(logger: str, text: str) -> None:
 class _QuietLoader(importlib.abc.Loader):
     """TensorFlow's own loader, run with native stderr silenced (the pre-absl lines)."""
 
-    def __init__(self, loader):
+    def __init__(self, loader) -> None:
         self.loader = loader
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
-    def exec_module(self, module):
+    def exec_module(self, module) -> None:
         # TensorFlow sees its own loader, as if nothing had come between.
         module.__loader__ = module.__spec__.loader = self.loader
         with native_stderr_silenced():

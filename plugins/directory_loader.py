@@ -120,6 +120,6 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
 
 
 @hookimpl
-def register_data_loaders(register):
+def register_data_loaders(register) -> None:
     register("directory", load_directory, aliases=("folder", "dir"),
              description="One folder per class; train/val(/test) folders or a seeded split")

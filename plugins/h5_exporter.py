@@ -25,6 +25,6 @@ def export_h5(model, directory: Path, metadata: dict) -> list[Path]:
 
 
 @hookimpl
-def register_exporters(register):
+def register_exporters(register) -> None:
     register("h5", export_h5, load=KerasPredictor,
              description="Keras HDF5: model.h5 + model.weights.h5 (the tutorial's format)")

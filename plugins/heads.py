@@ -6,7 +6,7 @@ from __future__ import annotations
 from clf import hookimpl
 
 
-def softmax_head(features, num_classes, *, dropout=0.0, hidden_units=0, **_):
+def softmax_head(features, num_classes, *, dropout: float = 0.0, hidden_units: int = 0, **_):
     """Dense softmax classifier; optional hidden ReLU layer and dropout."""
     import keras
 
@@ -21,6 +21,6 @@ def softmax_head(features, num_classes, *, dropout=0.0, hidden_units=0, **_):
 
 
 @hookimpl
-def register_heads(register):
+def register_heads(register) -> None:
     register("softmax", softmax_head, aliases=("dense",),
              description="Dense softmax over the classes (optional --hidden-units, --dropout)")

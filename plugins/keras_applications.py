@@ -168,7 +168,7 @@ def _kw(kwargs: dict) -> str:
 
 
 @hookimpl
-def register_backbones(register):
+def register_backbones(register) -> None:
     for app in APPS:
         register(app.name, make_builder(app), preprocess=app.module, input_size=(app.size, app.size),
                  aliases=app.aliases, description=app.description, params=app.params,

@@ -19,6 +19,6 @@ def export_keras(model, directory: Path, metadata: dict) -> list[Path]:
 
 
 @hookimpl
-def register_exporters(register):
+def register_exporters(register) -> None:
     register("keras", export_keras, load=KerasPredictor,
              description="Keras v3 native format: model.keras (Keras' recommended format)")

@@ -60,7 +60,7 @@ def _export_two_signatures(model, path: Path) -> None:
 class SavedModelPredictor(Predictor):
     runtime = "tf.saved_model"
 
-    def __init__(self, path: Path, labels: dict):
+    def __init__(self, path: Path, labels: dict) -> None:
         super().__init__(path, labels)
         import tensorflow as tf
 
@@ -83,6 +83,6 @@ class SavedModelPredictor(Predictor):
 
 
 @hookimpl
-def register_exporters(register):
+def register_exporters(register) -> None:
     register("savedmodel", export_savedmodel, load=SavedModelPredictor, aliases=("saved_model", "tf"),
              description="TensorFlow SavedModel folder for TF Serving (serving_default signature)")

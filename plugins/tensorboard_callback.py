@@ -34,6 +34,6 @@ def make_tensorboard(config, run_dir: Path):
 
 
 @hookimpl
-def register_callbacks(register):
+def register_callbacks(register) -> None:
     register("tensorboard", make_tensorboard,
              description="TensorBoard logs in <run>/tensorboard (enable with --tensorboard)")

@@ -164,14 +164,12 @@ def keras_downloads() -> Iterator[None]:
     """While active, Keras' weight downloads go through clf (mirror, hash, messages); a
     downloaded file waits under a temporary name until Keras has loaded it into the model
     being built, and enters the cache only then."""
-    from keras.src.utils import file_utils
-
     from clf.files import temp_name
+    from clf.host.keras_patches import replaced_get_file
 
-    original = file_utils.get_file
     staged: list[tuple[Path, Path, str]] = []  # (temporary file, cache file, url)
 
-    def get_file(fname=None, origin=None, *args, file_hash=None, cache_subdir="datasets", **kwargs):
+    def get_file(fname=None, origin=None, *args, file_hash=None, cache_subdir: str = "datasets", **kwargs):
         if _capturing or cache_subdir != "models" or not origin or kwargs.get("extract") or kwargs.get("untar"):
             return original(fname, origin, *args, file_hash=file_hash, cache_subdir=cache_subdir, **kwargs)
         wf = WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash)
@@ -183,28 +181,27 @@ def keras_downloads() -> Iterator[None]:
         staged.append((tmp, target, url_for(wf)))
         return str(tmp)
 
-    file_utils.get_file = get_file
-    try:
-        yield
-    except WeightsError:
-        raise
-    except Exception as exc:
-        if not staged:
+    with replaced_get_file(get_file) as original:
+        try:
+            yield
+        except WeightsError:
             raise
-        tmp, target, url = staged[-1]
-        raise WeightsError(
-            f"{target.name} downloaded from {url} does not load into the model: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. The file was discarded (not cached); "
-            f"expected the original Keras Applications file. Check the mirror's copy. "
-            f"{_fixes(WeightsFile(target.name, url))}"
-        ) from None
-    else:
-        for tmp, target, _ in staged:  # loaded in full by Keras: now it may enter the cache
-            os.replace(tmp, target)
-    finally:
-        file_utils.get_file = original
-        for tmp, _, _ in staged:
-            tmp.unlink(missing_ok=True)
+        except Exception as exc:
+            if not staged:
+                raise
+            tmp, target, url = staged[-1]
+            raise WeightsError(
+                f"{target.name} downloaded from {url} does not load into the model: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. The file was discarded (not cached); "
+                f"expected the original Keras Applications file. Check the mirror's copy. "
+                f"{_fixes(WeightsFile(target.name, url))}"
+            ) from None
+        else:
+            for tmp, target, _ in staged:  # loaded in full by Keras: now it may enter the cache
+                os.replace(tmp, target)
+        finally:
+            for tmp, _, _ in staged:
+                tmp.unlink(missing_ok=True)
 
 
 class _Captured(Exception):
@@ -216,21 +213,20 @@ _capturing = False  # while capture() runs, keras_downloads() passes calls throu
 
 def capture(build, input_shape) -> WeightsFile | None:
     """Which file ``build(input_shape, "imagenet")`` would download (nothing is downloaded)."""
-    from keras.src.utils import file_utils
-
-    original = file_utils.get_file
+    from clf.host.keras_patches import replaced_get_file
 
     def get_file(fname=None, origin=None, *args, file_hash=None, **kwargs):
         raise _Captured(WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash))
 
     global _capturing
-    file_utils.get_file, _capturing = get_file, True
-    try:
-        build(tuple(input_shape), "imagenet")
-    except _Captured as c:
-        return c.args[0]
-    finally:
-        file_utils.get_file, _capturing = original, False
+    with replaced_get_file(get_file):
+        _capturing = True
+        try:
+            build(tuple(input_shape), "imagenet")
+        except _Captured as c:
+            return c.args[0]
+        finally:
+            _capturing = False
     return None
 
 

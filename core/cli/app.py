@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import typer
 from clf import logs
 from clf.errors import ClfError
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from clf.events import Observer
+    from clf.host.manager import PluginHost
+    from typer.models import CommandInfo, TyperInfo
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train image classifiers by transfer learning, built from plugins.")
@@ -38,7 +44,7 @@ def _verbose(on: bool) -> None:
 
 
 # Set by the app callback for the one command being run: --strict-plugins.
-_options = {"strict_plugins": None}
+_options: dict[str, bool | None] = {"strict_plugins": None}
 
 
 @app.callback()
@@ -48,7 +54,7 @@ def _global_options(
         help="A broken installed plugin is an error instead of a skipped-with-a-warning one "
              "(also: CLF_STRICT_PLUGINS=1)."),
     verbose: bool = VerboseOpt,
-):
+) -> None:
     # Global options, given before the command: clf --strict-plugins run ...
     _options["strict_plugins"] = True if strict_plugins else None  # None: CLF_STRICT_PLUGINS decides
     _verbose(verbose)
@@ -68,12 +74,12 @@ def _trace_to_stderr() -> None:
 
 
 class _ErrHandler(logging.Handler):
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         # Through the rich console, which looks up sys.stderr at print time (CliRunner too).
         err.print(f"plugin trace: {record.getMessage()}", highlight=False, markup=False, soft_wrap=True)
 
 
-def _host(plugins):
+def _host(plugins: Sequence[str] | None) -> PluginHost:
     from clf.cli.render import esc
     from clf.host.manager import get_host
 
@@ -105,7 +111,7 @@ def _write_failed(exc: OSError) -> None:
     _fail(ClfError(text))
 
 
-def _interrupted(observer, run_dir=None) -> None:
+def _interrupted(observer: Observer | None, run_dir: str | None = None) -> None:
     """Ctrl-C outside training (which saves and says so itself): say where it stopped."""
     phase = getattr(observer, "phase", None)
     hint = ""
@@ -127,21 +133,22 @@ class PhaseTracker:
     """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message);
     phases nest (verify runs inside export), so the innermost unfinished one is current."""
 
-    def __init__(self, inner):
-        self.inner, self.running = inner, []
+    def __init__(self, inner: Observer) -> None:
+        self.inner = inner
+        self.running: list[str] = []
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     @property
-    def phase(self):
+    def phase(self) -> str | None:
         return self.running[-1] if self.running else None
 
-    def phase_start(self, phase, total=None, unit=""):
+    def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         self.running.append(phase)
         self.inner.phase_start(phase, total, unit)
 
-    def phase_end(self, phase, **info):
+    def phase_end(self, phase: str, **info: Any) -> None:
         if phase in self.running:
             self.running.remove(phase)
         self.inner.phase_end(phase, **info)
@@ -151,7 +158,7 @@ LogFormatOpt = typer.Option("auto", "--log-format", help="auto (rich bars on a t
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only notes, errors and the final line.")
 
 
-def _observer(log_format: str, quiet: bool):
+def _observer(log_format: str, quiet: bool) -> PhaseTracker:
     from clf.cli.render import LOG_FORMATS, make_observer
 
     if log_format not in LOG_FORMATS:
@@ -160,18 +167,75 @@ def _observer(log_format: str, quiet: bool):
         err.print(f"[bold red]Error:[/] Invalid --log-format {esc(repr(log_format))}: expected one of "
                   f"{', '.join(LOG_FORMATS)}. Pass one of them.", highlight=False)
         raise typer.Exit(2)
-    return PhaseTracker(make_observer(out, log_format, quiet))
+    return _opened(PhaseTracker(make_observer(out, log_format, quiet)))
 
 
-def _close(observer) -> None:
-    if hasattr(observer, "close"):
-        observer.close()
+def _close(observer: Observer | None) -> None:
+    _open[:] = [o for o in _open if o is not observer]
+    close = getattr(observer, "close", None)
+    if close is not None:
+        close()
+
+
+_O = TypeVar("_O")
+
+# The observers the running command opened and has not closed yet (closed on an error).
+_open: list[Observer] = []
+
+
+def _opened(observer: _O) -> _O:
+    """Note ``observer`` as open, so an error in its command closes it before the message."""
+    _open.append(observer)
+    return observer
+
+
+def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
+               write_errors: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The one error path of every command (apply under ``@app.command()``): a ClfError closes
+    the command's open observers and fails with its message and exit code. With ``interrupt``,
+    Ctrl-C says where it stopped (and, when an option named in ``run_dir`` has a value, what
+    is saved there) and exits 130; without it, Ctrl-C is click's. With ``write_errors``, an
+    OSError is one line (``_write_failed``) instead of a traceback."""
+    import functools
+    import inspect
+
+    def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command)
+
+        @functools.wraps(command)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            _open.clear()
+            try:
+                return command(*args, **kwargs)
+            except ClfError as exc:
+                _close_open()
+                _fail(exc)
+            except KeyboardInterrupt:
+                if not interrupt:
+                    raise
+                given = signature.bind_partial(*args, **kwargs).arguments
+                folder = next((given[name] for name in run_dir if given.get(name)), None)
+                _interrupted(_open[-1] if _open else None, folder)
+            except OSError as exc:
+                if not write_errors:
+                    raise
+                _close_open()
+                _write_failed(exc)
+
+        return guarded
+
+    return wrap
+
+
+def _close_open() -> None:
+    while _open:
+        _close(_open[-1])
 
 
 def _explicit(ctx: typer.Context, values: dict) -> dict:
     """The options given on the command line (not defaults), so they override --config."""
     # Compared by name: typer >= 0.26 vendors click, so its ParameterSource enum moved.
-    def given(name):
+    def given(name: str) -> bool:
         source = ctx.get_parameter_source(name)
         return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
@@ -221,7 +285,7 @@ def _show_help(ctx: typer.Context, value: bool) -> None:
         raise typer.Exit()
 
 
-def tidy_help(info) -> None:
+def tidy_help(info: CommandInfo | TyperInfo) -> None:
     """How typer lists a command's options in --help (``info``: its CommandInfo, or the
     app's callback TyperInfo): a word for each value instead of a type tag, in the panels
     ``callback.help_panels`` names (panel -> option names), and a --help of its own (typer's
@@ -235,6 +299,7 @@ def tidy_help(info) -> None:
     from typer.models import OptionInfo
 
     callback = info.callback
+    assert callback is not None  # every command, and the app's callback, has one
     panels = getattr(callback, "help_panels", {})
     metavars = {**METAVARS, **getattr(callback, "metavars", {})}
     panel_of = {name: panel for panel, names in panels.items() for name in names}
@@ -256,10 +321,10 @@ def tidy_help(info) -> None:
     params.sort(key=lambda p: (p.kind == p.KEYWORD_ONLY, order.get(p.name, -1)))
 
     @functools.wraps(callback)
-    def tidied(*args, **kwargs):
+    def tidied(*args: Any, **kwargs: Any) -> Any:
         kwargs.pop("help", None)  # handled eagerly by _show_help
         return callback(*args, **kwargs)
 
-    tidied.__signature__ = signature.replace(parameters=params)
+    tidied.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]  # read by inspect; not in the stubs
     info.callback = tidied
     info.add_help_option = False

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import typer
 from clf.cli.app import (
-    _fail,
     app,
+    cli_errors,
     err,
     out,
 )
-from clf.errors import ClfError
 from rich.table import Table
 
 
 @app.command()
+@cli_errors()
 def doctor(
     data: str = typer.Argument(..., help="The dataset folder (class folders, or train/ val/ folders of them)."),
     strict_data: bool = typer.Option(False, "--strict-data", help="Exit 1 when any bad file is found."),
@@ -27,10 +27,7 @@ def doctor(
     from clf.cli.render import esc
     from clf.data.doctor import examine
 
-    try:
-        report = examine(data, min_side=min_size, convert=False)
-    except ClfError as exc:
-        _fail(exc)
+    report = examine(data, min_side=min_size, convert=False)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:

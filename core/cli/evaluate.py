@@ -11,20 +11,19 @@ from clf.cli.app import (
     TrustOpt,
     QuietOpt,
     _close,
-    _fail,
     _host,
-    _interrupted,
     _observer,
     _print_reports,
     app,
+    cli_errors,
     err,
     out,
 )
 from clf.cli.render import esc
-from clf.errors import ClfError
 
 
 @app.command()
+@cli_errors(interrupt=True)
 def evaluate(
     model: str = typer.Argument(..., help="A clf run folder or an exported model file in one."),
     data: str = typer.Option(..., "--data", help="A folder of class folders named after the model's classes."),
@@ -42,14 +41,8 @@ def evaluate(
     from clf.report.evaluation import evaluate_folder
 
     observer = _observer(log_format, quiet)
-    try:
-        result = evaluate_folder(model, data, output=output, batch_size=batch_size, host=_host(plugin),
-                                 observer=observer, trust_artifact=trust_artifact, runtime=runtime)
-    except ClfError as exc:
-        _close(observer)
-        _fail(exc)
-    except KeyboardInterrupt:
-        _interrupted(observer)
+    result = evaluate_folder(model, data, output=output, batch_size=batch_size, host=_host(plugin),
+                             observer=observer, trust_artifact=trust_artifact, runtime=runtime)
     _close(observer)
     _print_reports({"evaluation": result.report}, log_format, quiet)
     for note in result.notes:
@@ -69,6 +62,7 @@ def evaluate(
 
 
 @app.command()
+@cli_errors()
 def verify(
     artifact: str = typer.Argument(..., help="An exported artifact (model.keras, saved_model, *.tflite, model.onnx, ...)."),
     data: Optional[List[str]] = typer.Option(None, "--data", help="Held-out images (files or folders); default: those recorded at export."),
@@ -79,11 +73,8 @@ def verify(
     """Reopen an artifact in its own runtime and compare it with the bundle's Keras model."""
     from clf.artifacts.verify import verify_artifact
 
-    try:
-        report = verify_artifact(artifact, data=data, reference=reference, host=_host(plugin),
-                                 trust_artifact=trust_artifact)
-    except ClfError as exc:
-        _fail(exc)
+    report = verify_artifact(artifact, data=data, reference=reference, host=_host(plugin),
+                             trust_artifact=trust_artifact)
     for r in report.results.values():
         mark = "[green]ok[/]" if r.passed else "[bold red]FAILED[/]"
         out.print(f"{mark} {esc(r.describe())}", highlight=False, soft_wrap=True)

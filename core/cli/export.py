@@ -10,16 +10,16 @@ from clf.cli.app import (
     PluginOpt,
     QuietOpt,
     _close,
-    _fail,
     _host,
     _observer,
     app,
+    cli_errors,
     out,
 )
-from clf.errors import ClfError
 
 
 @app.command("export")
+@cli_errors()
 def export_command(
     run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="A finished clf run folder (one with labels.json and model.h5 or model.keras)."),
     export: str = typer.Option(..., "--export", "-e", help="Comma-separated exporters to add, e.g. tflite,onnx (see 'clf exporters')."),
@@ -30,18 +30,14 @@ def export_command(
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
-):
+) -> None:
     """Add artifacts to a finished run: exported from its Keras model, verified on its
     held-out images, listed in labels.json and manifest.json. Existing artifacts are kept."""
     from clf.artifacts.reexport import export as add_exports
 
     observer = _observer(log_format, quiet)
-    try:
-        added = add_exports(run_dir, export, quantize=quantize, data=data, verify=verify, observer=observer,
-                            host=_host(plugin), model_input=model_input)
-    except ClfError as exc:
-        _close(observer)
-        _fail(exc)
+    added = add_exports(run_dir, export, quantize=quantize, data=data, verify=verify, observer=observer,
+                        host=_host(plugin), model_input=model_input)
     _close(observer)
     from rich.markup import escape
 

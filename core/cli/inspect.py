@@ -7,14 +7,15 @@ import json
 from typing import List, Optional
 
 import typer
-from clf.cli.app import JsonOpt, LogFormatOpt, PluginOpt, QuietOpt, _close, _fail, _host, _observer, app, err, out
-from clf.errors import ClfError, UsageError
+from clf.cli.app import JsonOpt, LogFormatOpt, PluginOpt, QuietOpt, _close, _host, _observer, app, cli_errors, err, out
+from clf.errors import UsageError
 from rich.markup import escape
 
 SHOWN_ISSUES = 5  # label issues named in the printed summary (the page has them all)
 
 
 @app.command("inspect")
+@cli_errors()
 def inspect_command(
     run_dir: str = typer.Argument(..., help="A run folder written by 'clf run'."),
     data: Optional[str] = typer.Option(None, "--data", help="The run's data folder, if it moved since the run."),
@@ -28,18 +29,14 @@ def inspect_command(
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
-):
+) -> None:
     """Find suspected label issues, worst errors (with heatmaps), outliers, near duplicates and
     calibration of a run; write RUN_DIR/inspect/index.html."""
     from clf.events import Observer
     from clf.inspect import inspect_run
 
     observer = Observer() if as_json else _observer(log_format, quiet)
-    try:
-        result = inspect_run(run_dir, data, folds=folds, solver=solver, cache=cache, host=_host(plugin), observer=observer)
-    except ClfError as exc:
-        _close(observer)
-        _fail(exc)
+    result = inspect_run(run_dir, data, folds=folds, solver=solver, cache=cache, host=_host(plugin), observer=observer)
     _close(observer)
     if as_json:
         print(json.dumps(result.findings, default=str))
@@ -76,6 +73,7 @@ def _print_summary(f: dict, page) -> None:
 
 
 @app.command()
+@cli_errors()
 def relabel(
     data: str = typer.Argument(..., help="The data folder the fixes refer to (the run's --data)."),
     fixes: Optional[str] = typer.Argument(None, help="fixes.csv: file,label,new_label (from the 'clf inspect' page)."),
@@ -86,25 +84,22 @@ def relabel(
     deletes or overwrites, and logs every move for --undo."""
     from clf.inspect.relabel import apply_relabel, plan_relabel, plan_undo
 
-    try:
-        if (fixes is None) == (undo is None):
-            raise UsageError("Pass either a fixes list (clf relabel DATA fixes.csv) or --undo LOG, not "
-                             f"{'both' if fixes else 'neither'}.")
-        plan = plan_relabel(data, fixes) if fixes else plan_undo(data, undo)
-        for move in plan.moves:
-            out.print(f"{'would move' if dry_run else 'move'} {escape(move.source)} -> {escape(move.target)}",
-                      highlight=False, soft_wrap=True)
-        if plan.done:
-            out.print(f"{len(plan.done)} file(s) already at their new place; skipped.", highlight=False)
-        if plan.unchanged:
-            out.print(f"{len(plan.unchanged)} row(s) keep their label; skipped.", highlight=False)
-        if dry_run:
-            out.print(f"dry run: {len(plan.moves)} file(s) would move; nothing changed. Add --apply to move them.",
-                      highlight=False)
-            return
-        log = apply_relabel(plan)
-    except ClfError as exc:
-        _fail(exc)
+    if (fixes is None) == (undo is None):
+        raise UsageError("Pass either a fixes list (clf relabel DATA fixes.csv) or --undo LOG, not "
+                         f"{'both' if fixes else 'neither'}.")
+    plan = plan_relabel(data, fixes) if fixes else plan_undo(data, undo)
+    for move in plan.moves:
+        out.print(f"{'would move' if dry_run else 'move'} {escape(move.source)} -> {escape(move.target)}",
+                  highlight=False, soft_wrap=True)
+    if plan.done:
+        out.print(f"{len(plan.done)} file(s) already at their new place; skipped.", highlight=False)
+    if plan.unchanged:
+        out.print(f"{len(plan.unchanged)} row(s) keep their label; skipped.", highlight=False)
+    if dry_run:
+        out.print(f"dry run: {len(plan.moves)} file(s) would move; nothing changed. Add --apply to move them.",
+                  highlight=False)
+        return
+    log = apply_relabel(plan)
     if log is None:
         out.print("nothing to move.", highlight=False)
     else:

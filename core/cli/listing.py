@@ -9,13 +9,12 @@ import typer
 from clf.cli.app import (
     JsonOpt,
     PluginOpt,
-    _fail,
     _host,
     app,
+    cli_errors,
     out,
 )
 from clf.cli.render import esc
-from clf.errors import ClfError
 from rich import box
 from rich.table import Table
 
@@ -24,10 +23,7 @@ def _list(kind: str, plugins, as_json: bool, table=None, raw=lambda c: {}) -> No
     """A listing: one table per plugin (its name in the title, so the rows need no plugin
     column and fit 80 columns), or JSON (every field; a plugin's odd value becomes text
     rather than a traceback)."""
-    try:
-        registry = getattr(_host(plugins), kind)
-    except ClfError as exc:
-        _fail(exc)
+    registry = getattr(_host(plugins), kind)
     if as_json:
         rows = [{"name": c.name, "aliases": list(c.aliases), "plugin": c.plugin, "description": c.description,
                  **raw(c)} for c in registry]
@@ -98,31 +94,36 @@ def _backbone_fields(c) -> dict:
 
 
 @app.command()
-def backbones(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+@cli_errors()
+def backbones(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List the available backbones: input size, parameters, feature width, preprocessing."""
     _list("backbones", plugin, as_json, _backbone_listing, _backbone_fields)
 
 
 @app.command()
-def heads(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+@cli_errors()
+def heads(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List the available heads."""
     _list("heads", plugin, as_json)
 
 
 @app.command()
-def loaders(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+@cli_errors()
+def loaders(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List the available data loaders."""
     _list("loaders", plugin, as_json)
 
 
 @app.command()
-def exporters(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+@cli_errors()
+def exporters(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List the available exporters."""
     _list("exporters", plugin, as_json)
 
 
 @app.command()
-def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
+@cli_errors()
+def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List plugins (built-in ones marked): distribution, version, hooks, what each registered.
 
     Installed plugins come from the 'clf' entry-point group. CLF_LOAD_PLUGINS=a,b loads only
@@ -132,10 +133,7 @@ def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
     """
     from clf.host.listing import TABLE_COLUMNS, plugin_rows, plugin_table_rows
 
-    try:
-        host = _host(plugin)
-    except ClfError as exc:
-        _fail(exc)
+    host = _host(plugin)
     if as_json:
         out.print_json(json.dumps(plugin_rows(host)))
         return
@@ -151,18 +149,16 @@ def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt):
 
 
 @app.command("new-plugin")
+@cli_errors()
 def new_plugin(
     name: str = typer.Argument(..., help="Component name, e.g. my-cnn (package clf-my-cnn)."),
     kind: str = typer.Option(..., "--kind", help="backbone, head, loader or exporter."),
     output: str = typer.Option(".", "--output", "-o", help="Folder to create the package in."),
-):
+) -> None:
     """Write a ready plugin package: pyproject with the entry point, module, README, test."""
     from clf.host.scaffold import create_plugin, pip_target
 
-    try:
-        files = create_plugin(name, kind, output)
-    except ClfError as exc:
-        _fail(exc)
+    files = create_plugin(name, kind, output)
     root = files[0].parent
     out.print(f"[green]created[/] {esc(root)}", highlight=False)
     for f in files:

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from clf.cli.app import _fail, app, err
-from clf.errors import ClfError, UsageError
+from clf.cli.app import app, cli_errors, err
+from clf.errors import UsageError
 
 
 @app.command("merge-predictions")
+@cli_errors()
 def merge_predictions(
     parts: List[str] = typer.Argument(..., help="The CSV or JSON files written by clf predict --shard K/N, all N of them."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of standard output."),
@@ -21,17 +22,14 @@ def merge_predictions(
     from clf.artifacts.shards import merge_predictions as merge
     from clf.files import write_text
 
-    try:
-        if output and Path(output).exists() and not overwrite:
-            raise UsageError(f"--output {output!r} already exists; expected a new file so nothing is overwritten "
-                             f"by accident. Pass --overwrite to replace it, or another --output.")
-        fmt, text = merge(parts)
-        suffix = Path(output).suffix.lower().lstrip(".") if output else ""
-        if suffix in ("csv", "json") and suffix != fmt:
-            raise UsageError(f"--output {output!r} ends in .{suffix} but the parts are {fmt}; pass an --output "
-                             f"ending in .{fmt}.")
-    except ClfError as exc:
-        _fail(exc)
+    if output and Path(output).exists() and not overwrite:
+        raise UsageError(f"--output {output!r} already exists; expected a new file so nothing is overwritten "
+                         f"by accident. Pass --overwrite to replace it, or another --output.")
+    fmt, text = merge(parts)
+    suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+    if suffix in ("csv", "json") and suffix != fmt:
+        raise UsageError(f"--output {output!r} ends in .{suffix} but the parts are {fmt}; pass an --output "
+                         f"ending in .{fmt}.")
     if output is None:
         sys.stdout.write(text)
         return

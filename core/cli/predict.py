@@ -12,20 +12,20 @@ from clf.cli.app import (
     PluginOpt,
     TrustOpt,
     _close,
-    _fail,
     _host,
-    _interrupted,
+    _opened,
     app,
+    cli_errors,
     err,
     out,
 )
-from clf.errors import ClfError
 from rich.console import Console
 from clf.cli.render import esc
 from rich.table import Table
 
 
 @app.command()
+@cli_errors(interrupt=True)
 def predict(
     model: str = typer.Argument(..., help="A clf run folder, or an artifact in one (model.h5, model.keras, saved_model, *.tflite, model.onnx)."),
     paths: List[str] = typer.Argument(..., help="Image files or folders (searched recursively)."),
@@ -46,26 +46,17 @@ def predict(
     from clf.artifacts.shards import parse_shard, shard_files
     from clf.cli.render import make_observer
 
-    try:
-        chosen = choose_format("json" if as_json else fmt, output)
-        target = check_output_file(output, overwrite) if output else None  # before any slow work
-        part = parse_shard(shard, chosen) if shard else None
-    except ClfError as exc:
-        _fail(exc)
+    chosen = choose_format("json" if as_json else fmt, output)
+    target = check_output_file(output, overwrite) if output else None  # before any slow work
+    part = parse_shard(shard, chosen) if shard else None
     # A progress bar on a terminal only; csv/json output stays clean.
-    observer = PhaseTracker(make_observer(out, "auto", quiet=chosen != "table"))
-    try:
-        predictor = load_predictor(model, _host(plugin), trust=trust_artifact, runtime=runtime)
-        files, columns = shard_files(collect_images(paths), part)
-        observer.phase_start("predict", total=len(files), unit="image")
-        results = predict_files(predictor, files, batch_size,
-                                progress=lambda n: observer.phase_advance("predict", n))
-        observer.phase_end("predict")
-    except ClfError as exc:
-        _close(observer)
-        _fail(exc)
-    except KeyboardInterrupt:
-        _interrupted(observer)
+    observer = _opened(PhaseTracker(make_observer(out, "auto", quiet=chosen != "table")))
+    predictor = load_predictor(model, _host(plugin), trust=trust_artifact, runtime=runtime)
+    files, columns = shard_files(collect_images(paths), part)
+    observer.phase_start("predict", total=len(files), unit="image")
+    results = predict_files(predictor, files, batch_size,
+                            progress=lambda n: observer.phase_advance("predict", n))
+    observer.phase_end("predict")
     _close(observer)
     for note in predictor.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)

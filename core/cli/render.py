@@ -17,11 +17,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from clf.events import Observer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 LOG_FORMATS = ("auto", "rich", "plain", "jsonl")
 LIST_CLASSES = 20  # class names and per-class counts listed in full up to this many
@@ -76,29 +79,29 @@ def resolved_format(console: Console, log_format: str, quiet: bool) -> str:
 class QuietObserver(Observer):
     """Only notes (things the user must know, like random weights)."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console) -> None:
         self.console = console
 
-    def note(self, text):
+    def note(self, text) -> None:
         self.console.print(f"[yellow]note:[/] {esc(text)}", highlight=False)
 
 
 class PlainObserver(Observer):
     """One line per finished step: readable in a log file, no progress redraws."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console) -> None:
         self.console = console
 
-    def print(self, *args, **kwargs):
+    def print(self, *args, **kwargs) -> None:
         self.console.print(*args, highlight=False, soft_wrap=True, **kwargs)
 
-    def close(self):
+    def close(self) -> None:
         """Nothing to end: every line is already printed."""
 
-    def note(self, text):
+    def note(self, text) -> None:
         self.print(f"[yellow]note:[/] {esc(text)}")
 
-    def phase_end(self, phase, **info):
+    def phase_end(self, phase, **info) -> None:
         if phase == "doctor":
             self._doctor(info["report"])
         elif phase == "data":
@@ -142,7 +145,7 @@ class PlainObserver(Observer):
         elif phase == "record" and "files" in info:
             self.print(f"  record: {esc(', '.join(Path(f).name for f in info['files']))}")
 
-    def _doctor(self, report):
+    def _doctor(self, report) -> None:
         bad = report.quarantined
         if bad:
             self.print(f"[yellow]quarantined {len(bad)} file(s)[/] (listed in quarantine.json in the run folder):")
@@ -154,7 +157,7 @@ class PlainObserver(Observer):
             self.print(f"converted {len(report.converted)} file(s) for training "
                        f"({esc(summarise_changes(report.converted))})")
 
-    def epoch_end(self, phase, epoch, epochs, logs):
+    def epoch_end(self, phase, epoch, epochs, logs) -> None:
         parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
         self.print(f"{esc(phase)} epoch {epoch}/{epochs} {esc(parts)}")
 
@@ -170,9 +173,9 @@ def summarise_changes(conversions) -> str:
 class RichProgressObserver(PlainObserver):
     """Plain lines plus a live progress bar for every phase that announces a total."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console) -> None:
         super().__init__(console)
-        self.progress = None
+        self.progress: Progress | None = None
         self.tasks: dict[str, Any] = {}
 
     def _progress(self):
@@ -192,36 +195,36 @@ class RichProgressObserver(PlainObserver):
             self.progress.start()
         return self.progress
 
-    def print(self, *args, **kwargs):
+    def print(self, *args, **kwargs) -> None:
         # Through the live display's console, so lines appear above the bars.
         (self.progress.console if self.progress else self.console).print(*args, highlight=False, soft_wrap=True, **kwargs)
 
-    def phase_start(self, phase, total=None, unit=""):
+    def phase_start(self, phase, total=None, unit: str = "") -> None:
         if total:
             self.tasks[phase] = self._progress().add_task(f"{phase} ({unit}s)" if unit else phase, total=total)
 
-    def phase_advance(self, phase, amount=1):
-        if phase in self.tasks:
+    def phase_advance(self, phase, amount: int = 1) -> None:
+        if phase in self.tasks and self.progress is not None:
             self.progress.advance(self.tasks[phase], amount)
 
-    def epoch_end(self, phase, epoch, epochs, logs):
+    def epoch_end(self, phase, epoch, epochs, logs) -> None:
         super().epoch_end(phase, epoch, epochs, logs)
         # Training reports per epoch; a fine-tuning phase may not announce its own bar.
         for name in (phase, "train"):
-            if name in self.tasks:
+            if name in self.tasks and self.progress is not None:
                 self.progress.update(self.tasks[name], completed=epoch)
                 break
 
-    def phase_end(self, phase, **info):
+    def phase_end(self, phase, **info) -> None:
         task = self.tasks.pop(phase, None)
-        if task is not None:
+        if task is not None and self.progress is not None:
             self.progress.remove_task(task)
         if self.progress is not None and not self.tasks:
             self.progress.stop()
             self.progress = None
         super().phase_end(phase, **info)
 
-    def close(self):
+    def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
@@ -230,24 +233,24 @@ class RichProgressObserver(PlainObserver):
 class JsonlObserver(Observer):
     """One JSON object per event: ``{"event": ..., "time": ..., ...}``."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO) -> None:
         self.stream = stream
 
     def emit(self, event: str, **fields: Any) -> None:
         self.stream.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}, default=str) + "\n")
         self.stream.flush()
 
-    def note(self, text):
+    def note(self, text) -> None:
         self.emit("note", text=text)
 
-    def phase_start(self, phase, total=None, unit=""):
+    def phase_start(self, phase, total=None, unit: str = "") -> None:
         self.emit("phase_start", phase=phase, total=total, unit=unit)
 
-    def phase_end(self, phase, **info):
+    def phase_end(self, phase, **info) -> None:
         info.pop("reports", None)  # the full reports come once, as the final "report" event
         self.emit("phase_end", phase=phase, **info)
 
-    def epoch_end(self, phase, epoch, epochs, logs):
+    def epoch_end(self, phase, epoch, epochs, logs) -> None:
         self.emit("epoch", phase=phase, epoch=epoch, epochs=epochs, **logs)
 
 

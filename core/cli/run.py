@@ -14,19 +14,16 @@ from clf.cli.app import (
     VerboseOpt,
     _close,
     _explicit,
-    _fail,
     _host,
-    _interrupted,
     _observer,
     _print_reports,
-    _write_failed,
     _verbose,
     app,
+    cli_errors,
     out,
 )
 from clf.config import RunConfig
 from clf.cli.render import esc
-from clf.errors import ClfError
 
 # Option name -> RunConfig field, for the flags whose names differ.
 _FIELD = {"plugin": "plugins"}
@@ -46,6 +43,7 @@ def _text_default(name: str) -> str:
 
 # Over 80 lines only because typer declares each of the ~50 flags as a parameter; the body is short.
 @app.command()
+@cli_errors(interrupt=True, run_dir=("resume", "output"), write_errors=True)
 def run(
     ctx: typer.Context,
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of run options; flags given here override it."),
@@ -112,32 +110,22 @@ def run(
 
     if weights_mirror:
         os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror
-    observer = None
-    try:
-        if resume:
-            observer = _observer(log_format, quiet)
-            result = resume_engine(resume, observer, _host(plugin))
-            _close(observer)
-            _print_reports(result.evaluation, log_format, quiet)
-            out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
-            return
-        if config_file is not None:
-            given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
-            config = config_from_file(config_file, given)
-        else:
-            config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
-        if dry_run:
-            return _print_plan(config)
+    if resume:
         observer = _observer(log_format, quiet)
-        result = run_engine(config, observer, _host(config.plugins))
-    except ClfError as exc:
+        result = resume_engine(resume, observer, _host(plugin))
         _close(observer)
-        _fail(exc)
-    except KeyboardInterrupt:
-        _interrupted(observer, resume or output)
-    except OSError as exc:
-        _close(observer)
-        _write_failed(exc)
+        _print_reports(result.evaluation, log_format, quiet)
+        out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
+        return
+    if config_file is not None:
+        given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
+        config = config_from_file(config_file, given)
+    else:
+        config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
+    if dry_run:
+        return _print_plan(config)
+    observer = _observer(log_format, quiet)
+    result = run_engine(config, observer, _host(config.plugins))
     _close(observer)
     _print_reports(result.evaluation, log_format, quiet)
     if log_format != "jsonl" or quiet:

@@ -6,9 +6,9 @@ import ipaddress
 from typing import List, Optional
 
 import typer
-from clf.cli.app import PluginOpt, _fail, _host, app, err
+from clf.cli.app import PluginOpt, _host, app, cli_errors, err
 from clf.cli.render import esc
-from clf.errors import ClfError, UsageError
+from clf.errors import UsageError
 
 FORMATS = ("auto", "h5", "keras", "savedmodel", "tflite", "onnx")
 INSTALL_HINT = "Install the serve extra: pip install 'clf[serve]' (starlette, uvicorn, python-multipart)."
@@ -24,6 +24,7 @@ def _is_loopback(host: str) -> bool:
 
 
 @app.command()
+@cli_errors()
 def serve(
     model: str = typer.Argument(..., help="A clf run folder, or an artifact in one (model.keras, saved_model, model.tflite...)."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 opens the server to the network (there is no authentication)."),
@@ -47,18 +48,15 @@ def serve(
         import starlette  # noqa: F401
         import python_multipart  # noqa: F401  (for uploads)
     except ImportError as exc:
-        _fail(UsageError(f"clf serve needs {exc.name!r}, which is not installed. {INSTALL_HINT}"))
+        raise UsageError(f"clf serve needs {exc.name!r}, which is not installed. {INSTALL_HINT}") from None
     from clf.artifacts.predict import load_predictor
     from clf.serve import ServeSettings, create_app, warm_up
 
     settings = ServeSettings(max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
                              max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels,
                              max_images=max_images, top_k=top_k, request_timeout=request_timeout)
-    try:
-        predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime)
-        warm_up(predictor, settings)
-    except ClfError as exc:
-        _fail(exc)
+    predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime)
+    warm_up(predictor, settings)
     for note in predictor.notes:
         err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
     if not _is_loopback(host):

@@ -9,13 +9,12 @@ import typer
 from clf.cli.app import (
     JsonOpt,
     PluginOpt,
-    _fail,
     _host,
     app,
+    cli_errors,
     err,
     out,
 )
-from clf.errors import ClfError
 from clf.cli.render import esc
 from rich.table import Table
 
@@ -25,16 +24,14 @@ MirrorOpt = typer.Option(None, "--mirror", metavar="URL", help="Mirror base URL 
 
 
 @weights_app.command("list")
+@cli_errors()
 def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: all)."),
-                 as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt):
+                 as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt) -> None:
     """Each backbone's ImageNet weights file: cached or not, file name, size."""
     from clf.artifacts.weights import status_rows
     from clf.files import keras_cache_dir
 
-    try:
-        rows = status_rows(_host(plugin), names or ())
-    except ClfError as exc:
-        _fail(exc)
+    rows = status_rows(_host(plugin), names or ())
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -48,33 +45,29 @@ def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbon
 
 
 @weights_app.command("fetch")
+@cli_errors()
 def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose ImageNet weights to download."),
-                  mirror: Optional[str] = MirrorOpt, plugin: Optional[List[str]] = PluginOpt):
+                  mirror: Optional[str] = MirrorOpt, plugin: Optional[List[str]] = PluginOpt) -> None:
     """Download ImageNet weights into the Keras cache (hash-checked where a hash is known,
     and loaded into the backbone before they are cached)."""
     from clf.artifacts.weights import fetch_for
 
-    try:
-        host = _host(plugin)
-        for name in names:
-            path = fetch_for(host.backbones.get(name), base=mirror)
-            out.print(f"[green]ok[/] {esc(name)}: {esc(str(path))}", highlight=False)
-    except ClfError as exc:
-        _fail(exc)
+    host = _host(plugin)
+    for name in names:
+        path = fetch_for(host.backbones.get(name), base=mirror)
+        out.print(f"[green]ok[/] {esc(name)}: {esc(str(path))}", highlight=False)
 
 
 @weights_app.command("verify")
+@cli_errors()
 def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: every cached file)."),
                    plugin: Optional[List[str]] = PluginOpt):
     """Check cached weights files against Keras' known hashes (exit 1 on a mismatch)."""
     from clf.artifacts.weights import check
     from clf.files import keras_cache_dir
 
-    try:
-        host = _host(plugin)
-        backbones = [host.backbones.get(n) for n in names] if names else list(host.backbones)
-    except ClfError as exc:
-        _fail(exc)
+    host = _host(plugin)
+    backbones = [host.backbones.get(n) for n in names] if names else list(host.backbones)
     seen, bad = set(), 0
     for bb in backbones:
         wf = bb.imagenet_file

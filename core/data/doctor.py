@@ -189,10 +189,11 @@ class FactsCache:
     hashes each file but decodes none (flowers5's 2000 files: 1.0 s of decoding on the shared
     machine). Keyed by Pillow's version, since the facts are what that Pillow found."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None) -> None:
         from PIL import __version__ as pillow
 
-        self.path, self.version, self.new = path, f"pillow-{pillow}/2", {}
+        self.path, self.version = path, f"pillow-{pillow}/2"
+        self.new: dict[str, dict[str, Any]] = {}
         self.known: dict[str, dict[str, Any]] = {}
         if path is not None and path.is_file():
             try:
@@ -282,7 +283,7 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None 
         look.changes.append("grayscale -> RGB")
     elif mode == "CMYK":
         look.changes.append("CMYK -> RGB")
-    elif mode.startswith("I") or mode == "F":
+    elif isinstance(mode, str) and mode.startswith("I") or mode == "F":
         look.changes.append(f"16-bit ({mode}) -> 8-bit RGB")
     elif mode != "RGB":
         look.changes.append(f"{mode} -> RGB")
@@ -300,7 +301,7 @@ def normalise(data: bytes):
     import numpy as np
     from PIL import Image, ImageOps
 
-    im = Image.open(io.BytesIO(data))
+    im: Image.Image = Image.open(io.BytesIO(data))
     im.seek(0)
     im = ImageOps.exif_transpose(im)
     if im.mode.startswith("I") or im.mode == "F":
@@ -385,6 +386,7 @@ def examine(source, *, min_side: int = MIN_SIDE, convert: bool = True, workers: 
         if look.kind is not None:
             report.quarantined.append(BadFile(str(f), split, cls, look.kind, look.reason))
             continue
+        assert look.sha is not None  # every file that was read has its hash
         first[look.sha] = (split, cls, f)
         usable.append((split, cls, look))
 
@@ -395,7 +397,7 @@ def examine(source, *, min_side: int = MIN_SIDE, convert: bool = True, workers: 
             conv = Conversion(str(look.path), split, cls, look.changes)
             if convert:
                 try:
-                    conv.copy = str(convert_file(look.path, look.sha, target_dir or cache_dir(CONVERTED_CACHE)))
+                    conv.copy = str(convert_file(look.path, look.sha or "", target_dir or cache_dir(CONVERTED_CACHE)))
                 except Exception as exc:  # a file Pillow read but cannot convert: quarantine it
                     report.quarantined.append(BadFile(str(look.path), split, cls, "corrupt",
                                                       f"could not be converted: {type(exc).__name__}: {exc}"))
@@ -412,7 +414,7 @@ def _add_notes(report: DoctorReport) -> None:
     ratio = report.imbalance()
     train = report.counts.get("train", {})
     if ratio is not None and ratio > IMBALANCE_RATIO:
-        big, small = max(train, key=train.get), min(train, key=train.get)
+        big, small = max(train, key=train.__getitem__), min(train, key=train.__getitem__)
         report.notes.append(
             f"classes are imbalanced: {big!r} has {train[big]} training images, {small!r} "
             f"{train[small]} ({ratio:.1f}x); accuracy will favour the large classes. Add images "

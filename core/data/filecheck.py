@@ -28,7 +28,7 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character de
 class FileProblem(Exception):
     """Why a file is not read: ``kind`` (a quarantine kind) and a human ``reason``."""
 
-    def __init__(self, kind: str, reason: str):
+    def __init__(self, kind: str, reason: str) -> None:
         super().__init__(reason)
         self.kind, self.reason = kind, reason
 

@@ -92,7 +92,7 @@ class FitPhoto(keras.layers.Layer):
     exactly the identity), so a model that starts with this layer also takes pre-resized
     images."""
 
-    def __init__(self, size: Sequence[int], center_crop: float = 0.0, **kwargs):
+    def __init__(self, size: Sequence[int], center_crop: float = 0.0, **kwargs) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.size = (int(size[0]), int(size[1]))

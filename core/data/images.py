@@ -203,7 +203,7 @@ def _header_may_scale(f, image_size: Sequence[int]) -> bool:
         return False
     if shape == (0, 0):  # a JPEG whose header this parser cannot follow: let TF decide
         return True
-    h, w = shape
+    h, w = float(shape[0]), float(shape[1])
     if fraction:
         aspect = size[1] / size[0]
         largest = min(h, w / aspect)

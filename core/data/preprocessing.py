@@ -19,7 +19,7 @@ from clf.data.modes import get_preprocess, preprocess_modes, register_preprocess
 class Preprocess(keras.layers.Layer):
     """Applies a named preprocessing mode to raw RGB 0-255 images."""
 
-    def __init__(self, mode: str, **kwargs):
+    def __init__(self, mode: str, **kwargs) -> None:
         # Always float32: under mixed precision the mean subtraction must not lose precision.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -45,7 +45,7 @@ class Standardize(keras.layers.Layer):
     this layer, which reads its weights on every call and round-trips in every format.
     """
 
-    def build(self, input_shape):
+    def build(self, input_shape) -> None:
         width = int(input_shape[-1])
         self.mean = self.add_weight(name="mean", shape=(width,), initializer="zeros", trainable=False)
         self.std = self.add_weight(name="std", shape=(width,), initializer="ones", trainable=False)

@@ -130,7 +130,7 @@ class PluginHost:
 
     def __init__(self, plugins: Iterable[str] = (), *, entry_points: bool = True,
                  strict: bool | None = None, only: Iterable[str] | str | None = None,
-                 trace: bool | None = None):
+                 trace: bool | None = None) -> None:
         """``strict``, ``only`` and ``trace`` default to CLF_STRICT_PLUGINS,
         CLF_LOAD_PLUGINS and CLF_TRACE_PLUGINS. Built-in plugins and ``plugins`` (asked for
         by name) always load and always raise on failure; installed plugins that fail are

@@ -84,7 +84,7 @@ class Registry(Generic[C]):
     def callback(self, plugin: str) -> Callable[..., None]:
         """The ``register`` function handed to one plugin's hook."""
 
-        def register(name: str, fn: Callable[..., Any], /, *, aliases=(), description=None, **extra):
+        def register(name: str, fn: Callable[..., Any], /, *, aliases=(), description=None, **extra) -> None:
             self.add(plugin, name, fn, aliases=tuple(aliases), description=description, **extra)
 
         return register

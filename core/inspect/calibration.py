@@ -27,9 +27,10 @@ def reliability(labels: np.ndarray, probabilities: np.ndarray, bins: int = BINS)
     for i in range(bins):
         inside = which == i
         count = int(inside.sum())
-        conf = float(confidence[inside].mean()) if count else None
-        acc = float(correct[inside].mean()) if count else None
+        conf: float | None = None
+        acc: float | None = None
         if count:
+            conf, acc = float(confidence[inside].mean()), float(correct[inside].mean())
             ece += count / n * abs(acc - conf)
         out.append({"lower": float(edges[i]), "upper": float(edges[i + 1]), "count": count,
                     "confidence": conf, "accuracy": acc})

@@ -61,7 +61,7 @@ def _linear_head(head) -> tuple[Any, Any] | None:
 class Heatmaps:
     """``maps(images, classes)`` for one run's model; ``method`` is ``cam``, ``gradcam`` or None."""
 
-    def __init__(self, parts: RunModel):
+    def __init__(self, parts: RunModel) -> None:
         import keras
 
         from clf.data.preprocessing import get_preprocess
@@ -90,6 +90,7 @@ class Heatmaps:
 
     def class_maps(self, images: np.ndarray) -> np.ndarray:
         """CAM only: ``[n, h, w, classes]``, whose spatial mean is each class's logit."""
+        assert self.linear is not None  # CAM only: a linear head
         scale, dense = self.linear
         kernel = np.asarray(dense.kernel.numpy(), np.float64)
         bias = np.asarray(dense.bias.numpy(), np.float64) if dense.use_bias else 0.0

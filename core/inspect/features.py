@@ -71,7 +71,7 @@ class _Lazy:
     are read (through ``make_dataset``), so a warm inspection never builds one; building one
     traces the image decoder (0.3-0.7 s each on flowers5's two splits)."""
 
-    def __init__(self, make):
+    def __init__(self, make) -> None:
         self._make, self._dataset = make, None
 
     def __getattr__(self, name):

@@ -81,7 +81,8 @@ def _check(data: Path, pairs: list[tuple[PurePosixPath, PurePosixPath, str]], pr
         if target in targets:
             problems.append(f"{where}: a second file would move to {target}")
             continue
-        sources.add(source), targets.add(target)
+        sources.add(source)
+        targets.add(target)
         src, dst = data / source, data / target
         if src.is_file() and dst.exists():
             problems.append(f"{where}: {target} already exists; a move never overwrites a file")

@@ -60,7 +60,7 @@ def write_overlay(image: np.ndarray, heatmap: np.ndarray, path: Path) -> Path:
     base = _pil(image)
     low, high = float(np.min(heatmap)), float(np.max(heatmap))
     unit = (heatmap - low) / (high - low) if high > low else np.zeros_like(heatmap)
-    grey = Image.fromarray(np.rint(255 * unit).astype(np.uint8)).resize(base.size, Image.BILINEAR)
+    grey = Image.fromarray(np.rint(255 * unit).astype(np.uint8)).resize(base.size, Image.Resampling.BILINEAR)
     colour = colormaps["jet"](np.asarray(grey, np.float32) / 255.0)[..., :3] * 255.0
     blended = (1 - OVERLAY_ALPHA) * np.asarray(base, np.float32) + OVERLAY_ALPHA * colour
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,15 +30,15 @@ class RunRecorder(Observer):
         self.seconds: dict[str, float] = {}  # wall time per phase (summed if a phase repeats)
         self._started: dict[str, float] = {}
 
-    def phase_start(self, phase, total=None, unit=""):
+    def phase_start(self, phase, total=None, unit: str = "") -> None:
         self._started[phase] = time.perf_counter()
 
-    def phase_end(self, phase, **info):
+    def phase_end(self, phase, **info) -> None:
         start = self._started.pop(phase, None)
         if start is not None:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
-    def epoch_end(self, phase, epoch, epochs, logs):
+    def epoch_end(self, phase, epoch, epochs, logs) -> None:
         self.epochs.append(EpochRecord(phase, int(epoch), {k: float(v) for k, v in logs.items()}))
 
     def history(self) -> dict[str, dict[str, list[float]]]:
@@ -74,17 +74,17 @@ class TeeObserver(Observer):
         for o in self.observers:
             getattr(o, method)(*args, **kwargs)
 
-    def note(self, text):
+    def note(self, text) -> None:
         self._each("note", text)
 
-    def phase_start(self, phase, total=None, unit=""):
+    def phase_start(self, phase, total=None, unit: str = "") -> None:
         self._each("phase_start", phase, total, unit)
 
-    def phase_advance(self, phase, amount=1):
+    def phase_advance(self, phase, amount: int = 1) -> None:
         self._each("phase_advance", phase, amount)
 
-    def phase_end(self, phase, **info):
+    def phase_end(self, phase, **info) -> None:
         self._each("phase_end", phase, **info)
 
-    def epoch_end(self, phase, epoch, epochs, logs):
+    def epoch_end(self, phase, epoch, epochs, logs) -> None:
         self._each("epoch_end", phase, epoch, epochs, logs)

@@ -17,7 +17,7 @@ import numpy as np
 TOP_K = (2, 3, 5)  # reported only where k < number of classes (top-n accuracy is always 1)
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
     """``cm[i, j]`` = images of true class i predicted as class j."""
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
@@ -36,7 +36,7 @@ def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}
 
 
-def top_k_accuracy(y_true: Sequence[int], probabilities: np.ndarray, k: int) -> float:
+def top_k_accuracy(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, k: int) -> float:
     """Fraction of images whose true class is among the ``k`` most probable ones."""
     probs = np.asarray(probabilities)
     if len(probs) == 0:
@@ -59,7 +59,7 @@ def most_confused(cm: np.ndarray, class_names: Sequence[str], limit: int = 5) ->
             for i, j in zip(rows[order].tolist(), cols[order].tolist())]
 
 
-def evaluation_report(y_true: Sequence[int], probabilities: np.ndarray, class_names: Sequence[str],
+def evaluation_report(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
                       loss: float | None = None) -> dict[str, Any]:
     """Everything clf reports about one labelled set of images, as plain data."""
     y_true = np.asarray(y_true, dtype=int)

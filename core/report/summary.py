@@ -36,7 +36,7 @@ def text(result) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]], numeric_from: int = 1) -> str:
-    def cell(tag, value, i):
+    def cell(tag, value, i) -> str:
         align = ' style="text-align:right"' if i >= numeric_from else ""
         return f"<{tag}{align}>{escape(str(value))}</{tag}>"
 

@@ -27,7 +27,7 @@ import numpy as np
 class QueueFull(Exception):
     """The batcher holds ``max_queue`` images already; ``retry_after`` is a guess in seconds."""
 
-    def __init__(self, waiting: int, limit: int, retry_after: int):
+    def __init__(self, waiting: int, limit: int, retry_after: int) -> None:
         self.waiting, self.limit, self.retry_after = waiting, limit, retry_after
         super().__init__(f"{waiting} images are waiting for the model (queue limit {limit})")
 
@@ -68,7 +68,7 @@ class MicroBatcher:
     """
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], *, max_batch: int = 32,
-                 window_ms: float = 5.0, max_queue: int = 256):
+                 window_ms: float = 5.0, max_queue: int = 256) -> None:
         if max_batch < 1 or max_queue < 1 or window_ms < 0:
             raise ValueError(f"max_batch {max_batch} and max_queue {max_queue} must be >= 1 and "
                              f"window_ms {window_ms} >= 0")
@@ -83,6 +83,12 @@ class MicroBatcher:
         self._stopping = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clf-model")
 
+    @property
+    def queue(self) -> asyncio.Queue[_Item | None]:
+        if self._queue is None:
+            raise RuntimeError("MicroBatcher used before 'await start()'")
+        return self._queue
+
     async def start(self) -> None:
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._run(), name="clf-batcher")
@@ -91,7 +97,7 @@ class MicroBatcher:
         """Finish what is queued, then stop the worker (requests still waiting get their answer)."""
         self._stopping = True
         if self._worker is not None:
-            await self._queue.put(None)
+            await self.queue.put(None)
             await self._worker
             self._worker = None
         self._thread.shutdown(wait=True)
@@ -127,7 +133,7 @@ class MicroBatcher:
         self.check_room(len(images))
         item = _Item(np.asarray(images, np.float32), asyncio.get_running_loop().create_future())
         self.waiting += len(item.images)
-        self._queue.put_nowait(item)
+        self.queue.put_nowait(item)
         return await item.future
 
     async def _next(self, timeout: float | None) -> _Item | None:
@@ -135,27 +141,27 @@ class MicroBatcher:
             item, self._carry = self._carry, None
             return item
         if timeout is None:
-            return await self._queue.get()
+            return await self.queue.get()
         try:
-            return self._queue.get_nowait()
+            return self.queue.get_nowait()
         except asyncio.QueueEmpty:
             if timeout <= 0:
                 raise TimeoutError from None
-            return await asyncio.wait_for(self._queue.get(), timeout)
+            return await asyncio.wait_for(self.queue.get(), timeout)
 
     async def _gather(self, first: _Item) -> list[_Item]:
         """``first`` and whatever joins it within the window, up to ``max_batch`` images."""
         batch, n = [first], len(first.images)
         deadline = time.monotonic() + self.window
         while n < self.max_batch:
-            if self.coming == 0 and self._carry is None and self._queue.empty():
+            if self.coming == 0 and self._carry is None and self.queue.empty():
                 break  # nobody else is on the way: waiting would only add latency
             try:
                 item = await self._next(deadline - time.monotonic())
             except TimeoutError:
                 break
             if item is None:  # stop() was called: hand the sentinel back for the main loop
-                self._queue.put_nowait(None)
+                self.queue.put_nowait(None)
                 break
             if n + len(item.images) > self.max_batch:
                 self._carry = item  # starts the next batch instead

@@ -4,6 +4,7 @@ epoch's weights, early stopping, and the ones plugins add through the ``register
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from clf.config import RunConfig
 from clf.events import Observer
@@ -14,7 +15,7 @@ def epoch_reporter(observer: Observer, phase: str, epochs: int):
     import keras
 
     class Reporter(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None) -> None:
             observer.epoch_end(phase, epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
 
     return Reporter()
@@ -50,12 +51,15 @@ def best_epoch(*, restore: bool, variables=lambda model: model.weights, past=Non
     import keras
 
     class BestEpoch(keras.callbacks.Callback):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
+            self.epoch: int
+            self.value: float
+            self.values: list[Any] | None
             self.epoch, self.value, self.values = past if past is not None else (0, float("inf"), None)
             self.epochs_run = first_epoch
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None) -> None:
             self.epochs_run = epoch + 1
             value = (logs or {}).get("val_loss")
             if value is not None and float(value) < self.value:

@@ -68,7 +68,7 @@ def save(run_dir: Path, model, *, phase: str, epoch: int, epochs: int,
         np.savez(tmp / "rng.npz", *[np.asarray(v.numpy()) for v in _rng_state(model)])
         state = {"format": FORMAT, "phase": phase, "epoch": epoch, "epochs": epochs,
                  "history": history, "config": config}
-        arrays = ARRAY_FILES
+        arrays: tuple[str, ...] = ARRAY_FILES
         if best is not None and best[2] is not None:
             np.savez(tmp / "best.npz", *best[2])
             state["best"] = {"epoch": best[0], "val_loss": best[1]}
@@ -245,7 +245,7 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
     past = {k: list(v) for k, v in (history or {}).items()}
 
     class EpochCheckpoint(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None) -> None:
             for k, v in (logs or {}).items():
                 past.setdefault(k, []).append(float(v))
             save(run_dir, self.model, phase=phase, epoch=epoch + 1, epochs=epochs,

@@ -115,7 +115,7 @@ class Distribution:
                 return strategy.experimental_local_results(value)[0]
             return value
 
-        def maybe_symbolic_build(iterator=None, data_batch=None):
+        def maybe_symbolic_build(iterator=None, data_batch=None) -> None:
             if iterator is not None:
                 for _, _, it in iterator:
                     data_batch = tf.nest.map_structure(local, next(it))
@@ -123,7 +123,9 @@ class Distribution:
             with strategy.scope():
                 model._symbolic_build(data_batch=data_batch)
 
-        model._maybe_symbolic_build = maybe_symbolic_build
+        from clf.host.keras_patches import replace_symbolic_build
+
+        replace_symbolic_build(model, maybe_symbolic_build)
 
         # Each step's logs are then averaged with reduce("MEAN", axis=0), which fails on the
         # scalar loss and metrics under this strategy; as one-element vectors they average
@@ -268,7 +270,7 @@ def is_chief(strategy=None) -> bool:
         task_type, task_id = config["task"].get("type"), config["task"].get("index", 0)
         has_chief = bool(config["cluster"].get("chief"))
     else:
-        has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+        has_chief = resolver is not None and "chief" in (resolver.cluster_spec().as_dict() or {})
     if task_type == "chief":
         return True
     return task_type == "worker" and int(task_id or 0) == 0 and not has_chief
@@ -315,7 +317,7 @@ class precision_scope:
     that runs after it in the same process (a notebook, the test suite).
     """
 
-    def __init__(self, name: str, strategy_kind: str = "default"):
+    def __init__(self, name: str, strategy_kind: str = "default") -> None:
         self.name, self.strategy_kind = name, strategy_kind
         self.resolved = ""
 

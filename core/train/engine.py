@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,7 +43,12 @@ from clf.train.finetune import fine_tune
 from clf.train.finish import evaluate_run, export_run, record_run
 from clf.train.fit import assemble, fit_head
 from clf.train.model import Classifier, build_backbone
-from clf.train.setup import open_run_dir, resolve
+from clf.train.setup import Setup, open_run_dir, resolve
+
+if TYPE_CHECKING:
+    import keras
+
+    from clf.train.distribute import Distribution
 
 
 @dataclass
@@ -71,7 +76,7 @@ class RunResult:
     training: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
-    def model(self):
+    def model(self) -> keras.Model:
         return self.classifier.model
 
     def predict(self, images: Any, batch_size: int = 32) -> np.ndarray:
@@ -186,7 +191,7 @@ def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
     return RunConfig.from_mapping({**config.to_dict(), **options}) if options else config
 
 
-def build_backbone_phase(setup, dist, observer: Observer):
+def build_backbone_phase(setup: Setup, dist: Distribution, observer: Observer) -> keras.Model:
     """The backbone, built under the strategy (variables mirrored on every replica) and the
     precision policy (restored afterwards), seeded so the run is reproducible."""
     import keras
@@ -203,7 +208,7 @@ def build_backbone_phase(setup, dist, observer: Observer):
     return base
 
 
-def resume(run_dir, observer: Observer | None = None, host: PluginHost | None = None, *,
+def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHost | None = None, *,
            progress: bool = False) -> RunResult:
     """Continue an interrupted run from its last completed epoch (same config, same folder)."""
     ckpt = checkpoint.require(run_dir)

@@ -54,7 +54,7 @@ class FeatureCache:
 
     BAD_DIR = "bad"
 
-    def __init__(self, root: str | Path, parts: Mapping[str, Any], note=None):
+    def __init__(self, root: str | Path, parts: Mapping[str, Any], note=None) -> None:
         self.root = Path(root)
         self.key = extractor_key(parts)
         self.dir = self.root / self.key

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,15 @@ from clf.data.augmentation import augmentation_layers, augmentation_spec
 from clf.errors import DataError
 from clf.train.feature_cache import FeatureCache, file_fingerprint
 from clf.infer.forward import forward_fn
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from clf.data.images import DatasetBundle
+    from clf.data.preprocessing import Standardize
+    from clf.train.model import Classifier
+    from clf.train.sharding import Workers
 
 
 @dataclass
@@ -31,7 +40,7 @@ class SplitFeatures:
     by_worker: list[int] | None = None  # images each worker extracted (multi-worker runs)
 
 
-def make_extractor(classifier, image_size):
+def make_extractor(classifier: Classifier, image_size: Sequence[int]) -> keras.Model:
     """Raw RGB 0-255 images -> pooled features: the exported model minus its head (with
     ``classifier.tta`` "flip", averaged with the mirror image's features, as it does)."""
     import keras
@@ -44,7 +53,7 @@ def make_extractor(classifier, image_size):
     return keras.Model(inputs, backbone_features(classifier.backbone, x, classifier.tta), name="feature_extractor")
 
 
-def extract(extractor, dataset, batch_size: int, augment=None,
+def extract(extractor: keras.Model, dataset: tf.data.Dataset, batch_size: int, augment: keras.Layer | None = None,
             progress: Callable[[int], None] | None = None,
             forward: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of an unbatched ``(image, label)`` dataset, in its order.
@@ -86,10 +95,11 @@ def variants(copies: int, seed: int, tta: str = "none") -> list[tuple[str, int |
                                          for k in range(1, copies + 1)]
 
 
-def split_features(bundle, split: str, extractor, batch_size: int, *, copies: int = 0, seed: int = 0,
+def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, batch_size: int, *, copies: int = 0, seed: int = 0,
                    cache: FeatureCache | None = None, tta: str = "none",
-                   progress: Callable[[int], None] | None = None, forward=None,
-                   workers=None) -> SplitFeatures | None:
+                   progress: Callable[[int], None] | None = None,
+                   forward: Callable[[np.ndarray], np.ndarray] | None = None,
+                   workers: Workers | None = None) -> SplitFeatures | None:
     """The features of one split (``train``, ``validation`` or ``test``) of a loader bundle.
 
     With ``cache`` and a file list for the split, files are looked up by content hash and
@@ -105,15 +115,16 @@ def split_features(bundle, split: str, extractor, batch_size: int, *, copies: in
     files = bundle.splits[split] if split in bundle.splits else None
     use_cache = cache is not None and files is not None and len(files) > 0
     shared = workers is not None and files is not None and len(files) > 0 and bundle.make_dataset is not None
-    hashes = [file_fingerprint(f) for f in files.files] if use_cache or shared else []
+    hashes = [file_fingerprint(f) for f in files.files] if files is not None and (use_cache or shared) else []
     out_features, out_labels, extracted, cached = [], [], 0, 0
-    by_worker = [0] * workers.count if shared else None
+    by_worker = [0] * workers.count if shared and workers is not None else None
     for variant, aug_seed in variants(copies if split == "train" else 0, seed, tta):
         augment = augmentation_layers(aug_seed) if aug_seed is not None else None
 
         def extract_files(order: list[int]) -> np.ndarray:
             """Features of ``files[order]``, in that order (the loader's own dataset when
             it cannot build one for a subset: ``order`` is then every file)."""
+            assert files is not None  # called only for a split with a file list
             if bundle.make_dataset is not None:
                 subset = bundle.make_dataset([files.files[i] for i in order], [files.labels[i] for i in order])
             else:
@@ -128,17 +139,21 @@ def split_features(bundle, split: str, extractor, batch_size: int, *, copies: in
             return f
 
         if shared:
+            assert workers is not None and files is not None and by_worker is not None
             width = int(extractor.output_shape[-1])
             f, counts, hit = workers.exchange(split, variant, hashes, cache, width, extract_files, progress)
             by_worker = [a + b for a, b in zip(by_worker, counts)]
-            out_features.append(f), out_labels.append(np.asarray(files.labels, np.int32))
+            out_features.append(f)
+            out_labels.append(np.asarray(files.labels, np.int32))
             extracted, cached = extracted + sum(counts), cached + hit
             continue
         if not use_cache:
             f, y = extract(extractor, dataset, batch_size, augment, progress, forward)
-            out_features.append(f), out_labels.append(y)
+            out_features.append(f)
+            out_labels.append(y)
             extracted += len(y)
             continue
+        assert cache is not None and files is not None  # use_cache
         hits, misses = cache.lookup(variant, hashes)
         table = dict(hits)
         if misses:
@@ -156,7 +171,7 @@ def split_features(bundle, split: str, extractor, batch_size: int, *, copies: in
                          time.perf_counter() - t0, by_worker)
 
 
-def make_standardizer(train_features: np.ndarray):
+def make_standardizer(train_features: np.ndarray) -> Standardize:
     """A ``Standardize`` layer that divides the features by their overall RMS on training.
 
     Pooled features of different backbones live on very different scales (random-weight

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clf.errors import ConfigError
 
+if TYPE_CHECKING:
+    import keras
 
-def trainable_candidates(base) -> list:
+    from clf.config import RunConfig
+    from clf.data.loading import LoadedData
+    from clf.events import Observer
+    from clf.train.distribute import Distribution
+    from clf.train.fit import Trainable
+    from clf.train.setup import Setup
+
+
+def trainable_candidates(base: keras.Model) -> list[keras.layers.Layer]:
     """Layers of the backbone that own weights, bottom to top, BatchNormalization excluded."""
     import keras
 
@@ -22,17 +34,18 @@ def trainable_candidates(base) -> list:
             if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
 
 
-def unfreeze_top(base, layers: int | str) -> list[str]:
+def unfreeze_top(base: keras.Model, layers: int | str) -> list[str]:
     """Make the top ``layers`` weight layers (or ``"all"``) trainable; everything else,
     BatchNormalization included, stays frozen. Returns the unfrozen layer names."""
     candidates = trainable_candidates(base)
-    if layers != "all" and layers > len(candidates):
+    count = len(candidates) if layers == "all" else int(layers)
+    if count > len(candidates):
         raise ConfigError(
             f"--fine-tune-layers {layers} but backbone {base.name!r} has {len(candidates)} "
             f"layers with weights (BatchNormalization excluded); expected at most that. Pass "
             f"--fine-tune-layers {len(candidates)} or 'all'."
         )
-    chosen = candidates if layers == "all" else candidates[len(candidates) - layers:]
+    chosen = candidates[len(candidates) - count:]
     chosen_ids = {id(layer) for layer in chosen}
     base.trainable = True
     for layer in base.layers:
@@ -40,7 +53,7 @@ def unfreeze_top(base, layers: int | str) -> list[str]:
     return [layer.name for layer in chosen]
 
 
-def fine_tune_lr(config) -> float:
+def fine_tune_lr(config: RunConfig) -> float:
     return config.fine_tune_lr if config.fine_tune_lr is not None else config.lr / 10
 
 
@@ -51,7 +64,8 @@ class FineTuned:
     info: dict = field(default_factory=dict)  # optimizer, schedule, epoch kept: for the record
 
 
-def fine_tune(setup, data, trainable, dist, *, class_weight, run_dir, batch_size: int, observer) -> FineTuned:
+def fine_tune(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distribution, *,
+              class_weight: dict[int, float] | None, run_dir: Path, batch_size: int, observer: Observer) -> FineTuned:
     """Phase 2: unfreeze the top of the backbone and train end to end on live images."""
     from clf.train.callbacks import best_epoch, phase_callbacks
     from clf.train.fit import augmented, compile_for, describe_fit, quiet_fit, training_batches

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clf.artifacts.exporting import export_all
 from clf.artifacts.labels import make_metadata
@@ -15,6 +15,16 @@ from clf.events import Observer
 from clf.report import runrecord
 from clf.report.evaluation import evaluate_dataset
 from clf.infer.forward import predict as forward_predict
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from clf.data.loading import LoadedData
+    from clf.report.history import RunRecorder
+    from clf.train.distribute import Distribution
+    from clf.train.extraction import Extracted
+    from clf.train.fit import Trainable
+    from clf.train.setup import Setup
 
 
 @dataclass
@@ -28,7 +38,8 @@ class Evaluated:
         return "test" if "test" in self.reports else ("validation" if "validation" in self.reports else None)
 
 
-def evaluate_run(setup, data, trainable, extracted, dist, *, batch_size: int, observer: Observer) -> Evaluated:
+def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
+                 dist: Distribution, *, batch_size: int, observer: Observer) -> Evaluated:
     """Validation and test reports. After fine-tuning (or with a backbone trained from
     scratch) the cached features no longer describe the backbone, so the whole model runs on
     images; otherwise the head on the cached features predicts exactly what the exported
@@ -51,6 +62,7 @@ def evaluate_run(setup, data, trainable, extracted, dist, *, batch_size: int, ob
             # Evaluation runs on this process's own device: one prediction row per image.
             model, batches = dist.local_model(trainable.classifier.model), ds
         else:
+            assert feats is not None  # todo keeps a split with cached features only
             model = dist.local_model(trainable.head_model)
             batches = tf.data.Dataset.from_tensor_slices((feats.features, feats.labels)).batch(256)
         report = evaluate_dataset(model, batches, bundle.class_names, observer)
@@ -68,13 +80,14 @@ class Exported:
     verification: Any = None  # clf.artifacts.verify.VerificationReport, None with --no-verify
 
 
-def export_run(setup, data, trainable, extracted, evaluated: Evaluated, dist, *, run_dir: Path,
+def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
+               evaluated: Evaluated, dist: Distribution, *, run_dir: Path,
                observer: Observer) -> Exported:
     config, backbone = setup.config, setup.backbone
     metadata = make_metadata(data.bundle.class_names, backbone.name, setup.image_size, backbone.preprocess,
                              weights=config.weights, precision=dist.precision)
 
-    def cached_probs(split):
+    def cached_probs(split: str) -> np.ndarray | None:
         # Without fine-tuning the head on the cached features is the exported model's
         # output, so verification need not run the backbone for it (train: order may differ).
         f = extracted[split] if extracted is not None and split in ("validation", "test") else None
@@ -88,7 +101,8 @@ def export_run(setup, data, trainable, extracted, evaluated: Evaluated, dist, *,
     return Exported(metadata, artifacts, verification)
 
 
-def record_run(setup, data, evaluated: Evaluated, exported: Exported, recorder, *, extraction: dict,
+def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: Exported, recorder: RunRecorder, *,
+               extraction: dict,
                training: dict, started: datetime, run_dir: Path, observer: Observer,
                runtime: dict | None = None) -> dict[str, Any]:
     """metrics.json, the confusion matrix, history.csv, training curves and manifest.json

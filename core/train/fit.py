@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clf.errors import Interrupted
 from clf.events import Observer
@@ -25,6 +25,22 @@ from clf.train.callbacks import best_epoch, phase_callbacks
 from clf.train.class_weights import choose_class_weights
 from clf.train.distribute import precision_scope
 from clf.train.model import Classifier, build_head, join
+
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from clf.config import RunConfig
+    from clf.data.images import DatasetBundle
+    from clf.data.loading import LoadedData
+    from clf.data.preprocessing import Standardize
+    from clf.train.checkpoint import Checkpoint
+    from clf.train.distribute import Distribution
+    from clf.train.extraction import Extracted
+    from clf.train.features import SplitFeatures
+    from clf.train.setup import Setup
+
 
 # Heads the linear solver may solve: the built-in softmax; a plugin's head trains with Keras.
 SOLVABLE_HEADS = {("clf.plugins.heads", "softmax")}
@@ -35,14 +51,14 @@ class Trainable:
     """What the head phase trains, and on what (features or images)."""
 
     classifier: Classifier  # the joined model that is exported
-    head_model: Any  # keras.Model over the feature vector
-    fit_model: Any  # head_model on cached features; the whole model from scratch
-    fit_data: Any  # unbatched tf.data of (features or images, label)
+    head_model: keras.Model  # over the feature vector
+    fit_model: keras.Model  # head_model on cached features; the whole model from scratch
+    fit_data: tf.data.Dataset  # unbatched (features or images, label)
     n_fit: int  # rows in fit_data (0: a streaming loader, length unknown)
-    validation: Any  # batched validation data for fit (same kind as fit_data), or None
+    validation: tf.data.Dataset | None  # batched validation data for fit (same kind as fit_data)
     train_counts: list[int]  # clean training images per class, for class weights
-    live_validation: Any = None  # batched validation images, for fine-tuning and live evaluation
-    train_features: Any = None  # clf.train.features.SplitFeatures of the training split, when cached
+    live_validation: tf.data.Dataset | None = None  # batched validation images, for fine-tuning and live evaluation
+    train_features: SplitFeatures | None = None  # the training split's features, when cached
     n_clean: int = 0  # the first n_clean rows of train_features are the images, the rest augmented copies
 
 
@@ -54,7 +70,7 @@ class Fitted:
     info: dict[str, Any] = field(default_factory=dict)  # how the head was trained, for the record
 
 
-def live_validation(bundle, dist, batch_size: int):
+def live_validation(bundle: DatasetBundle, dist: Distribution, batch_size: int) -> tf.data.Dataset | None:
     """Batched validation images (or None) for training on live images and evaluating them."""
     import tensorflow as tf
 
@@ -64,7 +80,8 @@ def live_validation(bundle, dist, batch_size: int):
     return dist.batch(bundle.validation, n, "validation", size=batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def assemble(setup, data, base, extracted, dist, batch_size: int) -> Trainable:
+def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extracted | None, dist: Distribution,
+             batch_size: int) -> Trainable:
     """Build the head and join it to the backbone (``extracted`` is None when the backbone
     trains too)."""
     import keras
@@ -100,7 +117,8 @@ def assemble(setup, data, base, extracted, dist, batch_size: int) -> Trainable:
                      n_fit, fit_val, counts, val_images, train_f, n_clean)
 
 
-def training_batches(dataset, n: int, *, seed: int, batch_size: int, first_epoch: int, epochs: int, dist):
+def training_batches(dataset: tf.data.Dataset, n: int, *, seed: int, batch_size: int, first_epoch: int, epochs: int,
+                     dist: Distribution) -> tuple[tf.data.Dataset, int | None]:
     """Batches and steps per epoch. Each epoch's order depends only on (seed, epoch), so a
     resumed run sees the same batches, and so does every strategy (Keras opens an extra
     iterator under one). A loader that streams has no file list: no epoch-exact resume."""
@@ -112,7 +130,7 @@ def training_batches(dataset, n: int, *, seed: int, batch_size: int, first_epoch
     return dist.batch(dataset.shuffle(1024, seed=seed), None, size=batch_size), None
 
 
-def augmented(batches, config, *, live_images: bool):
+def augmented(batches: tf.data.Dataset, config: RunConfig, *, live_images: bool) -> tf.data.Dataset:
     """Prefetched batches; live training images go through the tutorial's augmentation
     (``--augment``). Cached features were augmented, if at all, before extraction."""
     import tensorflow as tf
@@ -125,7 +143,8 @@ def augmented(batches, config, *, live_images: bool):
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def compile_for(model, lr: float, dist, config, total_steps: int | None) -> dict[str, Any]:
+def compile_for(model: keras.Model, lr: float, dist: Distribution, config: RunConfig,
+                total_steps: int | None) -> dict[str, Any]:
     """Compile ``model`` with the run's optimizer, schedule over ``total_steps`` and loss;
     returns those settings for the record."""
     from clf.train import optim
@@ -139,7 +158,8 @@ def compile_for(model, lr: float, dist, config, total_steps: int | None) -> dict
     return optim.describe(config, lr, total_steps)
 
 
-def solvable(setup, trainable: Trainable, ckpt):
+def solvable(setup: Setup, trainable: Trainable,
+             ckpt: Checkpoint | None) -> tuple[Standardize | None, keras.layers.Dense] | None:
     """The head's (Standardize, Dense) layers when the linear solver applies, else None:
     ``--solver auto``, the built-in softmax head without a hidden layer, on cached features
     (a resumed run was a Keras fit: it goes on as one)."""
@@ -157,7 +177,7 @@ FIT_ONLY = ("epochs", "dropout", "patience", "last_epoch")
 FIT_AND_FINE_TUNE = ("lr", "schedule", "label_smoothing", "weight_decay")
 
 
-def solver_ignores(config) -> list[str]:
+def solver_ignores(config: RunConfig) -> list[str]:
     """The non-default settings the solved head does not use (``--epochs 60``, ...): a user
     who set them expects them to matter, so a note names them."""
     from dataclasses import fields
@@ -167,12 +187,14 @@ def solver_ignores(config) -> list[str]:
     return [f"--{n.replace('_', '-')} {getattr(config, n)}" for n in names if getattr(config, n) != defaults[n]]
 
 
-def solve_head(trainable: Trainable, layers, num_classes: int, class_weight, observer: Observer) -> Fitted:
+def solve_head(trainable: Trainable, layers: tuple[Standardize | None, keras.layers.Dense], num_classes: int,
+               class_weight: dict[int, float] | None, observer: Observer) -> Fitted:
     """Phase 1 for the default head: the converged, cross-validated linear solution."""
     from clf.train import linear_head
 
     standardize, dense = layers
     feats = trainable.train_features
+    assert feats is not None  # solvable(): the head trains on cached features
     observer.phase_start("train")
     solution = linear_head.solve(linear_head.head_inputs(standardize, feats.features), feats.labels, num_classes,
                                  class_weight=class_weight, n_clean=trainable.n_clean)
@@ -181,7 +203,8 @@ def solve_head(trainable: Trainable, layers, num_classes: int, class_weight, obs
     return Fitted({}, solution.seconds, class_weight, info=solution.record())
 
 
-def fit_head(setup, data, trainable: Trainable, dist, *, ckpt, run_dir: Path, batch_size: int,
+def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distribution, *, ckpt: Checkpoint | None,
+             run_dir: Path, batch_size: int,
              observer: Observer) -> Fitted:
     """Phase 1: train the head (or the whole from-scratch model), checkpointing every epoch."""
     config = setup.config
@@ -239,7 +262,7 @@ def describe_fit(info: dict[str, Any]) -> str:
     return f"kept epoch {info['kept_epoch']} of {info['epochs_run']} ({info['kept']})"
 
 
-def quiet_fit(model, data, **kwargs):
+def quiet_fit(model: keras.Model, data: tf.data.Dataset, **kwargs: Any) -> keras.callbacks.History:
     """``model.fit`` without Keras' "Your input ran out of data" warning, which datasets that
     drop undecodable files (unknown length) trigger at every evaluation although the epoch
     length is set by ``steps_per_epoch``. The filter is scoped to this call."""

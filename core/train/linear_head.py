@@ -115,7 +115,7 @@ class _Problem:
     traffic that bounds them; the loss and the optimizer's state stay float64)."""
 
     def __init__(self, z: np.ndarray, labels: np.ndarray, weights: np.ndarray, num_classes: int,
-                 curvature: np.ndarray, dtype=np.float64):
+                 curvature: np.ndarray, dtype=np.float64) -> None:
         self.z, self.n_classes, self.curvature, self.dtype = z.astype(dtype), num_classes, curvature, dtype
         self.onehot = np.eye(num_classes)[labels]
         self.w = weights / weights.sum()
@@ -152,7 +152,7 @@ class _Problem:
 class _Stats:
     """L-BFGS iterations over every fit, and whether each one converged."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.iterations, self.converged = 0, True
 
     def run(self, problem: _Problem, l2: float, start, gtol: float):
@@ -247,7 +247,7 @@ def _solve(features, labels, num_classes, class_weight, n_clean, folds) -> Linea
     def full(l2):
         if l2 not in path:
             nearest = min(path, key=lambda s: abs(np.log(s / l2)), default=None)
-            path[l2] = stats.run(rough, l2, path.get(nearest), CV_GTOL)
+            path[l2] = stats.run(rough, l2, path.get(nearest) if nearest is not None else None, CV_GTOL)
         return path[l2]
 
     counts = np.bincount(y[:n_clean], minlength=num_classes)
@@ -265,7 +265,7 @@ def _solve(features, labels, num_classes, class_weight, n_clean, folds) -> Linea
                        for (_, te), sub in zip(held, problems)) / k
 
         scores = search(held_out_loss)
-        l2 = min(scores, key=scores.get)
+        l2 = min(scores, key=scores.__getitem__)
     else:
         l2, k = DEFAULT_L2, 0
     coef = stats.run(problem, l2, path.get(l2), GTOL)  # the chosen strength, solved tightly

@@ -41,7 +41,7 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
     sparse cross-entropy has no label smoothing, its one-hot one has."""
 
     def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_sparse_categorical_crossentropy",
-                 **kwargs):
+                 **kwargs) -> None:
         super().__init__(name=name, **kwargs)
         self.label_smoothing = float(label_smoothing)
 
@@ -62,7 +62,7 @@ def describe(config, lr: float, total_steps: int | None) -> dict:
     """The optimisation settings of one fit phase, for the run record."""
     scheduled = config.schedule != "constant" and bool(total_steps)
     return {"optimizer": "AdamW" if config.weight_decay else "Adam", "lr": lr,
-            "schedule": (f"linear warm-up over {max(1, round(WARMUP_FRACTION * total_steps))} steps, then "
+            "schedule": (f"linear warm-up over {max(1, round(WARMUP_FRACTION * (total_steps or 0)))} steps, then "
                          f"cosine decay to 0 at step {total_steps}") if scheduled else "constant",
             "weight_decay": config.weight_decay, "label_smoothing": config.label_smoothing}
 
@@ -72,7 +72,7 @@ def learning_rate_logger():
     (so history.csv and the progress display show the schedule). Goes first in the list."""
 
     class LearningRate(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None) -> None:
             if logs is not None:
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 

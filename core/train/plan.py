@@ -7,7 +7,7 @@ run would see, and it fails with the same error a run would raise first.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clf.config import RunConfig
 from clf.configfile import config_to_toml
@@ -15,8 +15,11 @@ from clf.data.loading import load_data
 from clf.events import Observer
 from clf.train.setup import resolve
 
+if TYPE_CHECKING:
+    from clf.host.manager import PluginHost
 
-def plan(config: RunConfig, host=None, observer: Observer | None = None) -> dict[str, Any]:
+
+def plan(config: RunConfig, host: PluginHost | None = None, observer: Observer | None = None) -> dict[str, Any]:
     """The effective TOML and a dataset summary, or the error the real run would raise first."""
     from clf.host.manager import get_host
 

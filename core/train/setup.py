@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clf.artifacts.exporting import check_export_options
 from clf.config import RunConfig
@@ -20,6 +20,9 @@ from clf.data.images import ImageSize
 from clf.errors import ConfigError, PluginError, UsageError, WeightsNotFoundError
 from clf.host.manager import PluginHost
 
+if TYPE_CHECKING:
+    from clf.host.registry import Backbone, DataLoader, Exporter, Head
+
 
 @dataclass
 class Setup:
@@ -27,10 +30,10 @@ class Setup:
 
     config: RunConfig
     host: PluginHost
-    backbone: Any  # clf.host.registry.Backbone
-    head: Any
-    loader: Any
-    exporters: list
+    backbone: Backbone
+    head: Head
+    loader: DataLoader
+    exporters: list[Exporter]
     image_size: ImageSize
 
     @property
@@ -47,7 +50,7 @@ def resolve(config: RunConfig, host: PluginHost) -> Setup:
     return Setup(config, host, backbone, head, loader, exporters, image_size_for(config, backbone))
 
 
-def resolve_components(config: RunConfig, host: PluginHost):
+def resolve_components(config: RunConfig, host: PluginHost) -> tuple[Backbone, Head, DataLoader, list[Exporter]]:
     """Look up every named component before any work, so a typo fails at once."""
     backbone = host.backbones.get(config.backbone)
     head = host.heads.get(config.head)
@@ -56,7 +59,7 @@ def resolve_components(config: RunConfig, host: PluginHost):
     return backbone, head, loader, exporters
 
 
-def check_preprocess(backbone) -> None:
+def check_preprocess(backbone: Backbone) -> None:
     """The backbone's preprocessing mode exists (a plugin may name one it never registered)."""
     from clf.data.modes import preprocess_modes
 
@@ -83,7 +86,7 @@ def check_weights_path(config: RunConfig) -> None:
         )
 
 
-def image_size_for(config: RunConfig, backbone) -> ImageSize:
+def image_size_for(config: RunConfig, backbone: Backbone) -> ImageSize:
     """The input size, carrying the run's centre crop to every loader and decoder."""
     size = ImageSize((config.image_size, config.image_size) if config.image_size else backbone.input_size,
                      config.center_crop)

@@ -61,7 +61,7 @@ class ReplicaForward:
     cannot go through a convolution in TensorFlow's CPU kernels.
     """
 
-    def __init__(self, strategy, extractor):
+    def __init__(self, strategy, extractor) -> None:
         import tensorflow as tf
 
         from clf.infer.forward import forward_fn
@@ -140,7 +140,7 @@ def _fingerprint(hashes: Sequence[str], split: str, variant: str) -> np.ndarray:
 class Workers:
     """This process's place among the workers of a multi-worker run, and the exchange."""
 
-    def __init__(self, strategy):
+    def __init__(self, strategy) -> None:
         import tensorflow as tf
 
         self.strategy = strategy

@@ -1,0 +1,99 @@
+"""Every private Keras attribute clf replaces, in one place, and a check that each is still
+there in the shape clf expects (``problems()``; tests/test_keras_patches.py runs it).
+
+- ``keras.src.utils.file_utils.get_file``: Keras Applications download their ImageNet
+  files through this module attribute (``file_utils.get_file(fname, origin,
+  cache_subdir="models", file_hash=...)``), not through the public ``keras.utils.get_file``
+  name, and Keras has no public hook for the URL or the cache step. clf replaces it while
+  building a backbone (clf.artifacts.weights: mirror, hash check, nothing cached before it
+  loads) and to learn which file a backbone would download.
+- ``Model._maybe_symbolic_build`` (keras/src/backend/tensorflow/trainer.py): ``fit`` under
+  MultiWorkerMirroredStrategy fails in it (keras-team/keras#20585); clf.train.distribute
+  gives that one model a replacement that takes the first batch's shapes from one replica.
+
+Keras is imported inside the functions: importing this module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+if TYPE_CHECKING:
+    import keras
+
+# An application module that downloads through file_utils, checked to still do so.
+APPLICATION_MODULE = "keras.src.applications.mobilenet_v2"
+
+
+def _file_utils() -> Any:
+    from keras.src.utils import file_utils
+
+    return file_utils
+
+
+@contextmanager
+def replaced_get_file(replacement: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """While active, Keras Applications download through ``replacement``; yields the
+    function it replaced (to pass calls on to)."""
+    file_utils = _file_utils()
+    original = file_utils.get_file
+    file_utils.get_file = replacement
+    try:
+        yield original
+    finally:
+        file_utils.get_file = original
+
+
+def replace_symbolic_build(model: keras.Model, build: Callable[..., None]) -> None:
+    """``model`` (only it) runs ``build(iterator=None, data_batch=None)`` where Keras' ``fit``
+    would run ``_maybe_symbolic_build``; ``build`` may call ``model._symbolic_build``."""
+    model._maybe_symbolic_build = build  # type: ignore[method-assign]  # one instance, on purpose
+
+
+def versions() -> str:
+    import keras
+
+    try:
+        import tensorflow as tf
+
+        return f"Keras {keras.__version__}, TensorFlow {tf.__version__}"
+    except ImportError:
+        return f"Keras {keras.__version__}"
+
+
+def _parameters(function: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+def problems() -> list[str]:
+    """What no longer matches what clf's replacements assume, one line each (empty: all)."""
+    import importlib
+
+    import keras
+
+    found = []
+    file_utils = _file_utils()
+    get_file = getattr(file_utils, "get_file", None)
+    if get_file is None:
+        found.append("keras.src.utils.file_utils.get_file is gone")
+    else:
+        params = _parameters(get_file)
+        if params[:2] != ["fname", "origin"] or not {"file_hash", "cache_subdir"} <= set(params):
+            found.append(f"keras.src.utils.file_utils.get_file takes {params}; clf expects fname, origin, "
+                         f"..., file_hash, cache_subdir")
+    application = importlib.import_module(APPLICATION_MODULE)
+    if getattr(application, "file_utils", None) is not file_utils:
+        found.append(f"{APPLICATION_MODULE} no longer downloads through keras.src.utils.file_utils.get_file")
+    for name, expected in (("_maybe_symbolic_build", ["self", "iterator", "data_batch"]),
+                           ("_symbolic_build", None)):
+        method = getattr(keras.Model, name, None)
+        if method is None:
+            found.append(f"keras.Model.{name} is gone")
+        elif expected is not None and _parameters(method) != expected:
+            found.append(f"keras.Model.{name} takes {_parameters(method)}; clf expects {expected}")
+    if getattr(keras.Model, "_symbolic_build", None) is not None and \
+            "data_batch" not in _parameters(keras.Model._symbolic_build):
+        found.append("keras.Model._symbolic_build has no data_batch parameter")
+    return found
