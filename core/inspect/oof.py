@@ -12,17 +12,15 @@ as the run scales them (divided by one RMS) and centred. Its L2 strength is the 
 chose when the run solved its head, else the one with the lowest out-of-fold log loss,
 found by the run's solver's search over strengths half a decade apart (each strength's
 folds start from the previous strength's solutions).
-Solved heads do not depend on a seed, an epoch count or a batch order. On 5% planted flips
-(benchmarks/label_noise.py) they put 37 of flowers5's 80 in the top 80 where 20 epochs of
-Adam put 33 (9 and 10 of hymenoptera's 12), with the 5 folds in a third of the time.
+Solved heads do not depend on a seed, an epoch count or a batch order, and rank planted
+flips about as well as Adam-trained ones in less time (see benchmarks/label_noise.py).
 
 Other heads (a hidden layer, a plugin's head) train with the run's own settings (dropout,
 hidden units, learning rate, epochs, batch size, class weights, feature scaling) in one
 traced TensorFlow function over every step of every epoch, reused for all folds (weights
 and optimizer state reset between folds), using the head's own layers, Keras' Adam and
 Keras' loss. ``keras.Model.fit`` does the same work with a per-step cost that dominates on
-features this small (flowers5, 1600 images x 20 epochs: 4.5 s per head with ``fit``, 2.0 s
-with this loop, on a shared 2-core machine).
+features this small.
 """
 
 from __future__ import annotations
@@ -35,8 +33,8 @@ import numpy as np
 from clf.errors import DataError
 
 DEFAULT_FOLDS = 5
-# Gradient tolerance of each fold's L-BFGS: scikit-learn's default, 1e-4, put the same
-# planted flips in the top k on both shared datasets and took about twice as long.
+# Gradient tolerance of each fold's L-BFGS: scikit-learn's default, 1e-4, ranked planted
+# flips no better and took longer (see benchmarks/label_noise.py).
 SOLVER_TOL = 1e-3
 
 
@@ -153,9 +151,8 @@ def solved_out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Se
 
     from clf.train.linear_head import search
 
-    # float32: scikit-learn keeps it, and the products bound by memory traffic take a quarter
-    # of the time (flowers5, the search of 3 strengths: 1.0 s against 3.6 s in float64, the
-    # same log losses to 4 digits and the same ranking).
+    # float32: scikit-learn keeps it, and the products bound by memory traffic run several
+    # times faster than in float64, with the same log losses to 4 digits and the same ranking.
     x = np.asarray(features, np.float32)
     labels = np.asarray(labels, np.int64)
     k = fold_count(labels, class_names, folds)
@@ -165,8 +162,8 @@ def solved_out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Se
     fold = np.zeros(len(labels), np.int32)
     for f, (_, held_out) in enumerate(split):
         fold[held_out] = f
-    # One BLAS thread: the products are small, and threads waiting for a busy core of a
-    # shared machine cost more than they bring (as in the run's own solver).
+    # One BLAS thread: the products are small, and threads waiting for a busy core cost
+    # more than they bring (as in the run's own solver).
     with threadpool_limits(limits=1, user_api="blas"):
         if l2 is not None:
             return OutOfFold(_solve_all(problems, len(labels), len(class_names), l2), fold, k, "solved", float(l2))
@@ -177,8 +174,7 @@ def solved_out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Se
             p = np.clip(results[strength][np.arange(len(labels)), labels], 1e-12, 1.0)
             return float(-np.mean(np.log(p)))
 
-        # The run's own solver's walk over L2 strengths half a decade apart. The minimum lay
-        # at 0.316 on hymenoptera and 0.1 on flowers5 (mobilenet_v2_035, 5% planted flips).
+        # The run's own solver's walk over L2 strengths half a decade apart.
         scores = search(held_out_loss)
     best = min(scores, key=scores.get)
     return OutOfFold(results[best], fold, k, "solved", best, dict(sorted(scores.items())))
