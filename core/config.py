@@ -63,8 +63,8 @@ class RunConfig:
     force: bool = False  # replace an existing --output run folder
     quantize: str = "none"  # TFLite: "none", "float16", "dynamic" or "int8"
     model_input: str = "photo"  # one of MODEL_INPUTS: what exported models take
-    verify: bool = True  # reopen each artifact in its runtime and compare (core/verify.py)
-    # Fast transfer learning (features cached once; see core/features.py).
+    verify: bool = True  # reopen each artifact in its runtime and compare (core/artifacts/verify.py)
+    # Fast transfer learning (features cached once; see core/train/features.py).
     augment_copies: int = 0  # K augmented feature copies cached beside the clean one
     cache: bool = True  # persistent on-disk feature cache
     cache_dir: str | None = None  # None: features/ in clf's cache folder (clf.files.cache_dir)

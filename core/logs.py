@@ -5,8 +5,8 @@ What TensorFlow writes that no clf user can act on, and how each is kept out:
 
 - at import, C++ logging that runs before absl is initialised (``WARNING: All log messages
   before absl::InitializeLog() ...`` and ``oneDNN custom operations are on``). No variable
-  silences it short of ``TF_ENABLE_ONEDNN_OPTS=0``, which turns oneDNN off (MobileNetV2 ran
-  2-3x slower here), so the CLI imports TensorFlow with file descriptor 2 pointed away
+  silences it short of ``TF_ENABLE_ONEDNN_OPTS=0``, which turns oneDNN off and makes CPU
+  inference much slower, so the CLI imports TensorFlow with file descriptor 2 pointed away
   (:func:`quiet_tensorflow`) and ``TF_CPP_MIN_LOG_LEVEL=2`` for what it logs afterwards;
 - Keras' legacy-HDF5 and the TFLite converter's ``trackable_obj`` warnings (absl logger),
   and TFLite's ``XNNPACK delegate`` INFO line (native): the code that triggers them runs

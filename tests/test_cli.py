@@ -40,7 +40,7 @@ def test_unknown_backbone_is_one_clear_line_and_exit_2(image_folder):
 
 
 def test_bad_value_and_missing_data_both_exit_2(tmp_path):
-    # The same kind of mistake, the same code (the README's exit-code table).
+    # The same kind of mistake, the same code (docs/reference/exit-codes.md).
     assert runner.invoke(app, ["run", "--epochs", "0"]).exit_code == 2
     res = runner.invoke(app, ["run", "--data", str(tmp_path / "nope"), "--weights", "none"])
     assert res.exit_code == 2 and "does not exist" in res.output

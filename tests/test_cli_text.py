@@ -1,4 +1,4 @@
-"""What the CLI says to a new user: listings whole at 80 columns with the README's columns,
+"""What the CLI says to a new user: listings whole at 80 columns with the train guide's columns,
 `clf run --help` in panels without type tags, --augment saying when it acts, "did you
 mean" for every unknown name, and a new-plugin next step that works as printed."""
 
@@ -17,7 +17,7 @@ import clf
 from clf.cli import app
 
 runner = CliRunner()
-README = Path(__file__).resolve().parents[1] / "README.md"
+TRAIN_GUIDE = Path(__file__).resolve().parents[1] / "docs" / "train.md"
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_listings_fit_80_columns_with_every_name_whole(clf_at):
         assert set(expected) <= cells, (kind, sorted(set(expected) - cells))  # no name cut in two
     backbones = clf_at(80, "backbones")
     header = set(backbones.split("───")[0].split())  # "input size" is on two lines
-    assert {"name", "input", "size", "params", "features", "preprocessing"} <= header  # the README's columns
+    assert {"name", "input", "size", "params", "features", "preprocessing"} <= header  # the train guide's columns
     assert "backbones from built-in (52)" in backbones and "alias mobilenet_v2" in backbones
     assert "mobilenet_v2_035 224x224 410K 1280 mobilenet_v2" in " ".join(backbones.split())
     wide = clf_at(140, "backbones")
@@ -60,8 +60,8 @@ def test_listings_fit_80_columns_with_every_name_whole(clf_at):
     assert {"register_data_loaders", "tensorboard_callback", "savedmodel_exporter"} <= words
 
 
-def test_readme_promises_the_listing_columns():
-    text = README.read_text()
+def test_train_guide_promises_the_listing_columns():
+    text = TRAIN_GUIDE.read_text()
     assert "clf backbones          # name (aliases below it), input size, params, features, preprocessing" in text
 
 
@@ -75,12 +75,12 @@ def test_run_help_is_in_panels_without_type_tags(clf_at):
     assert "FRACTION" in text and "imagenet|none|FILE" in text
 
 
-def test_augment_says_when_it_acts_in_help_and_readme(clf_at):
+def test_augment_says_when_it_acts_in_help_and_train_guide(clf_at):
     help_text = " ".join(clf_at(200, "run", "--help").split())
     augment = help_text[help_text.index("--augment --no-augment"):help_text.index("Augmented copies of each")]
     assert "Acts only where training sees images" in augment and "--fine-tune-layers" in augment
     assert "K augmented copies" in augment and "changes nothing" in augment
-    row = next(line for line in README.read_text().splitlines() if line.startswith("| `--augment/--no-augment`"))
+    row = next(line for line in TRAIN_GUIDE.read_text().splitlines() if line.startswith("| `--augment/--no-augment`"))
     assert "--augment-copies" in row and "--fine-tune-layers" in row and "changes nothing" in row
 
 

@@ -1,4 +1,4 @@
-"""The exit-code table of the README, one test per row: the same code for the same kind of
+"""The exit-code table of docs/reference/exit-codes.md, one test per row: the same code for the same kind of
 mistake. 2: the command is wrong, found before anything is read or written; 1: the work ran
 and the data, weights, a plugin or an artifact let it down; 130: interrupted."""
 
@@ -15,16 +15,16 @@ from clf.cli import app
 from conftest import SMALL_BACKBONE, SMALL_SIZE, make_image
 
 runner = CliRunner()
-README = Path(__file__).resolve().parents[1] / "README.md"
+EXIT_CODES = Path(__file__).resolve().parents[1] / "docs" / "reference" / "exit-codes.md"
 
 
-def readme_exit_codes() -> dict[int, str]:
-    section = README.read_text().split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+def documented_exit_codes() -> dict[int, str]:
+    section = EXIT_CODES.read_text()
     return {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| `(\d+)` \| (.*) \|$", section, re.M)}
 
 
-def test_readme_documents_every_exit_code():
-    assert sorted(readme_exit_codes()) == [0, 1, 2, 130]
+def test_docs_document_every_exit_code():
+    assert sorted(documented_exit_codes()) == [0, 1, 2, 130]
 
 
 def base(data, out):

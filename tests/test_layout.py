@@ -160,9 +160,8 @@ def test_the_flag_check_reports_a_drifted_default_and_a_missing_flag():
 
 
 def readme_layout() -> list[str]:
-    """Paths (core/data/doctor.py, core/cli/) listed in the README's "## Layout" tree."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("\n## Layout\n"):]
+    """Paths (core/data/doctor.py, core/cli/) listed in the tree of docs/reference/layout.md."""
+    section = (REPO / "docs" / "reference" / "layout.md").read_text()
     block = re.search(r"```\n(.*?)```", section, flags=re.S).group(1)
     stack: list[tuple[int, str]] = []  # (indent, folder) of the folders we are inside
     paths = []
@@ -193,10 +192,10 @@ def test_every_core_module_is_in_the_readme_layout():
     actual |= {str(p.relative_to(REPO)) + "/" for p in [CORE, *CORE.rglob("*")]
                if p.is_dir() and (p / "__init__.py").is_file()}
     missing = sorted(actual - listed)
-    assert not missing, ("README.md's '## Layout' lacks these (one line each, indented under "
+    assert not missing, ("docs/reference/layout.md lacks these (one line each, indented under "
                          "their folder):\n" + "\n".join(missing))
     stale = sorted(p for p in listed if p.startswith("core/") and not (REPO / p).exists())
-    assert not stale, "README.md's '## Layout' lists modules that do not exist:\n" + "\n".join(stale)
+    assert not stale, "docs/reference/layout.md lists modules that do not exist:\n" + "\n".join(stale)
 
 
 def test_every_public_name_resolves():

@@ -21,7 +21,7 @@ from conftest import DATASETS, SMALL_BACKBONE, SMALL_SIZE, SMALL_WEIGHTS, requir
 SIZE = 64  # the input size of the bundle below: photos shrink 5-8x and small ones grow
 HYMENOPTERA, FLOWERS = DATASETS / "hymenoptera", DATASETS / "flowers5"
 
-# What the README's client code does, and nothing else: Pillow decodes, the raw pixels go in,
+# What the client code in docs/export.md does, and nothing else: Pillow decodes, the raw pixels go in,
 # the class names come from labels.json. Run in its own interpreter, which must never import
 # TensorFlow or Keras.
 CLIENT = r'''
@@ -117,7 +117,7 @@ def _clf_predict(model: Path, files) -> dict[str, list[float]]:
 
 
 def _client(runtime: str, model: Path, files) -> dict:
-    """The README's client in a fresh interpreter: probabilities and top-1 per photo."""
+    """The export guide's client in a fresh interpreter: probabilities and top-1 per photo."""
     proc = subprocess.run([sys.executable, "-c", CLIENT, runtime, str(model), *map(str, files)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -143,7 +143,7 @@ def test_client_without_tensorflow_gets_clf_predicts_answer(bundle, photos, runt
 
 
 def test_the_keras_photo_model_loads_in_plain_keras_after_importing_clf_preprocessing(bundle, photos):
-    """What the README's export table promises: ``import clf.preprocessing`` registers clf's
+    """What the export guide's table promises: ``import clf.preprocessing`` registers clf's
     layers (the crop-and-resize one too), then Keras alone opens model.keras and gives clf's
     answer on Pillow's pixels. (``import clf`` alone does not: its modules load lazily.)"""
     run_dir, _ = bundle

@@ -356,7 +356,7 @@ def test_serve_command_errors_are_one_clear_line(trained, tmp_path):
 
 
 def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_predictor, tmp_path):
-    """What the README tells TF Serving users: signature serving_default, input 'image'
+    """What docs/export.md tells TF Serving users: signature serving_default, input 'image'
     float32 [batch, h, w, 3] RGB 0-255 at any h, w (the decoded photo; signature 'fixed':
     at the input size), output 'output_0' float32 [batch, classes], the class names in
     assets.extra/labels.json inside the folder."""
@@ -376,7 +376,7 @@ def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_pr
     assert outputs["output_0"].dtype == tf.float32 and outputs["output_0"].shape.as_list() == [None, len(CLASSES)]
     labels = json.loads((run_dir / "saved_model" / "assets.extra" / "labels.json").read_text())
     assert labels["class_names"] == CLASSES and labels["input_size"] == [SMALL_SIZE, SMALL_SIZE]
-    # Fed the way the README says (the decoded photo as it is), it gives the server's numbers;
+    # Fed the way docs/export.md says (the decoded photo as it is), it gives the server's numbers;
     # so does the fixed signature fed clf's decoded, cropped, resized pixels.
     from PIL import Image
 

@@ -43,8 +43,8 @@ def main() -> None:
 
 def _exit_now(code: int) -> None:
     """Exit without tearing the interpreter down: once TensorFlow is loaded, freeing its
-    modules and runtime at exit took 2 s of a 10 s run on the shared machine, after
-    everything was written. Python's exit handlers still run (logging, TensorFlow's own);
+    modules and runtime at exit is slow, and it comes after everything was written (see
+    benchmarks/overhead.py). Python's exit handlers still run (logging, TensorFlow's own);
     every file clf writes is complete (written atomically) long before this point."""
     import atexit
 

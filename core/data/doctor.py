@@ -186,8 +186,9 @@ def pillow_facts(data: bytes) -> dict[str, Any]:
 
 class FactsCache:
     """Pillow's facts per file content hash, kept across runs: a warm run on the same photos
-    hashes each file but decodes none (flowers5's 2000 files: 1.0 s of decoding on the shared
-    machine). Keyed by Pillow's version, since the facts are what that Pillow found."""
+    hashes each file but decodes none (decoding is what a cold check spends its time on; see
+    benchmarks/overhead.py). Keyed by Pillow's version, since the facts are what that Pillow
+    found."""
 
     def __init__(self, path: Path | None) -> None:
         from PIL import __version__ as pillow

@@ -111,8 +111,8 @@ def decode_image(contents, image_size: Sequence[int], scale_jpeg: bool = True):
 
     ``scale_jpeg=False`` decodes every JPEG in full. Prediction always does (exported models
     take the fully decoded photo, and clf predict gives their answer); for extraction it
-    leaves out the per-image choice of scale, whose graph branches cost about 1 ms of CPU per
-    image (a third of decoding a 500x375 photo), for images known to need no scaling
+    leaves out the per-image choice of scale, whose graph branches cost a noticeable share of
+    decoding a small photo (see benchmarks/extract.py), for images known to need no scaling
     (``may_scale``): the result is then the same.
     """
     import tensorflow as tf

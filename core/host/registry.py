@@ -1,7 +1,9 @@
 """Registries of the components plugins provide, filled through the register callbacks.
 
 Each component remembers the plugin that provided it, so listings can show it and a name
-provided twice is an error naming both plugins.
+provided twice is an error naming both plugins. A component's fields are the keyword
+arguments of its hook's ``register`` (see ``clf.hookspecs``; tests/test_plugin_docs.py keeps
+the two in step).
 """
 
 from __future__ import annotations
@@ -18,54 +20,82 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 @dataclass(frozen=True)
 class Component:
+    """What every registered component has, whatever its kind."""
+
     name: str
+    """The name it is looked up by (``--backbone NAME``), unique across plugins."""
     plugin: str
+    """The plugin that registered it: module, entry-point or ``.py`` file name."""
     aliases: tuple[str, ...] = ()
+    """Other names for it."""
     description: str = ""
+    """One line for listings; the first line of the function's docstring when not given."""
 
 
 @dataclass(frozen=True)
 class Backbone(Component):
+    """A backbone, as ``register_backbones`` registered it."""
+
     build: Callable[..., Any] = None  # type: ignore[assignment]
+    """``build(input_shape, weights) -> keras.Model``: image to pooled features."""
     preprocess: str = "none"
+    """The preprocessing mode's name (a function given at registration is stored by name)."""
     input_size: tuple[int, int] = (224, 224)
+    """The default ``(height, width)``."""
     min_size: int = 32
+    """The smallest side accepted."""
     params: int | None = None
+    """Parameter count, for listings (``None``: unknown)."""
     features: int | None = None
+    """Feature width, for listings (``None``: unknown)."""
     imagenet_file: Any = None  # clf.artifacts.weights.WeightsFile at the default size, for 'clf weights'
-    # True for a backbone trained with the head (from scratch, like the tutorial's small
-    # CNN): it is not frozen and runs in training mode (its dropout active) during fit.
+    """The ImageNet weights file at the default size (a ``clf.WeightsFile``), for ``clf weights``."""
     trainable: bool = False
+    """``True`` for a backbone trained with the head (from scratch, like the tutorial's small
+    CNN): it is not frozen and runs in training mode (its dropout active) during fit."""
 
 
 @dataclass(frozen=True)
 class Head(Component):
+    """A head, as ``register_heads`` registered it."""
+
     build: Callable[..., Any] = None  # type: ignore[assignment]
+    """``build(features, num_classes, **options) -> tensor`` of class probabilities."""
 
 
 @dataclass(frozen=True)
 class DataLoader(Component):
+    """A data loader, as ``register_data_loaders`` registered it."""
+
     load: Callable[..., Any] = None  # type: ignore[assignment]
+    """``load(source, *, image_size, seed, validation_split, **_) -> clf.DatasetBundle``."""
 
 
 @dataclass(frozen=True)
 class Exporter(Component):
+    """An exporter, as ``register_exporters`` registered it."""
+
     export: Callable[..., Any] = None  # type: ignore[assignment]
+    """``export(model, directory, metadata, **options) -> list[pathlib.Path]``."""
     load: Callable[..., Any] | None = None
-    # Export options this exporter accepts as keyword arguments (e.g. "quantize",
-    # "representative_data"); the engine passes only these, so three-argument exporters
-    # keep working.
+    """``load(path, labels) -> clf.Predictor``, or ``None``: its artifacts cannot be reopened."""
     options: tuple[str, ...] = ()
-    # Modules it imports when it runs (e.g. "tf2onnx"), checked before a run trains, and
-    # how to install them (e.g. "pip install 'clf[onnx]'"): a missing extra fails in
-    # milliseconds, not after the training it would have thrown away.
+    """Export options it accepts as keyword arguments (e.g. ``"quantize"``,
+    ``"representative_data"``); the engine passes only these, so three-argument exporters
+    keep working."""
     requires: tuple[str, ...] = ()
+    """Modules it imports when it runs (e.g. ``"tf2onnx"``), checked before a run trains: a
+    missing extra fails at once, not after the training it would have thrown away."""
     install: str = ""
+    """How to install ``requires`` (e.g. ``"pip install 'clf[onnx]'"``), shown when one is missing."""
 
 
 @dataclass(frozen=True)
 class CallbackFactory(Component):
+    """A training-callback factory, as ``register_callbacks`` registered it."""
+
     make: Callable[..., Any] = None  # type: ignore[assignment]
+    """``make(config, run_dir) -> keras.callbacks.Callback | None``."""
 
 
 C = TypeVar("C", bound=Component)

@@ -7,13 +7,11 @@ classes (one photo with two labels).
 
 How close is "near" depends on the backbone (random-weight features are all alike), so the
 bar is relative: a pair counts when its cosine distance is at most ``RATIO`` times the
-median distance from an image to its nearest neighbour. Measured on hymenoptera with
-mobilenet_v2_035 (median nearest-neighbour distance 0.365): copies re-encoded at JPEG
-quality 60 lay at 0.02-0.06 and copies with 2.5% cropped off each side at 0.04-0.10, while
-the closest two distinct photos of 245 lay at 0.20; the bar, 0.4 x 0.365 = 0.146, keeps
-them apart. A copy at 60% size lay at 0.14-0.25: the centre crop then frames it differently
-(it never crops below the input size), so the model sees another picture and only some such
-copies are caught.
+median distance from an image to its nearest neighbour. ``RATIO`` was chosen on real photos
+with a pretrained backbone: re-encoded and lightly cropped copies fall well under the bar
+and the closest distinct photos well over it. A strongly shrunk copy is framed differently
+by the centre crop (it never crops below the input size), so the model sees another picture
+and only some such copies are caught.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def _runtime_forward(config, runtime: str, extractor, key: dict):
 class _Lazy:
     """A split's whole dataset, built on first use. With the cache, only the files it lacks
     are read (through ``make_dataset``), so a warm inspection never builds one; building one
-    traces the image decoder (0.3-0.7 s each on flowers5's two splits)."""
+    traces the image decoder, which is slow."""
 
     def __init__(self, make) -> None:
         self._make, self._dataset = make, None

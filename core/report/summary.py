@@ -1,7 +1,7 @@
 """A finished run at a glance: the short ``repr`` and the notebook view of a ``RunResult``.
 
-Displaying a result in a notebook cell used to dump every field (31,451 characters for a
-small run). ``text`` is one line; ``html`` is what Jupyter shows: the metrics of every
+A dataclass's default repr would dump every field, far too much for a notebook cell.
+``text`` is one line; ``html`` is what Jupyter shows: the metrics of every
 evaluated split, the per-class table and the confusion-matrix image the run wrote.
 """
 

@@ -39,9 +39,9 @@ class ServeSettings:
     def batch_sizes(self) -> list[int]:
         """The batch sizes the model is called with: a gathered batch is padded up to the
         next one. A runtime's first call at a new batch size is several times slower than
-        the next (oneDNN builds its kernels per shape: 840 ms against 120 ms for 17 images
-        of 224 px here), so a server that met every size from 1 to 32 paid that again and
-        again under load; these few sizes are all met once at start-up instead."""
+        the next (oneDNN builds its kernels per shape), so a server meeting every size from 1
+        to 32 would pay that again and again under load; these few sizes are all met once at
+        start-up instead."""
         sizes = {n for n in (1, 2, 4) if n < self.max_batch}
         sizes.update(range(8, self.max_batch, 8))
         return sorted(sizes | {self.max_batch})

@@ -144,7 +144,8 @@ class Distribution:
         replica and concatenates their outputs (one row per image per replica); evaluation
         after training needs one row per image, and each worker can do it alone. On one
         replica Keras' own ``predict_on_batch`` traces again for the last, shorter batch
-        (a second trace of the whole model when evaluating on images).
+        (a second trace of the whole model when evaluating on images), and repeated runs in
+        one process end in TensorFlow's "triggered tf.function retracing" warning.
         """
         from clf.infer.forward import batch_fn
 

@@ -61,8 +61,8 @@ def keep_tensorflow(requested: str, dist) -> str | None:
 
 
 # auto converts the backbone only for at least this many images: converting takes seconds
-# (mobilenet_v2_035: ~3 s on 2 cores, what TensorFlow needs for ~750 images), so a smaller
-# run is faster in TensorFlow. A conversion stored by an earlier run is used for any size.
+# (as long as TensorFlow needs for hundreds of images; see benchmarks/extract.py), so a
+# smaller run is faster in TensorFlow. A conversion stored by an earlier run is used for any size.
 AUTO_MIN_IMAGES = 200
 
 

@@ -178,9 +178,8 @@ def make_standardizer(train_features: np.ndarray) -> Standardize:
     VGG16 features are tiny), which leaves a softmax trained with one Adam learning rate
     stuck at chance; one global scale brings every backbone's features to unit size so one
     learning rate works. It deliberately neither centres nor scales per feature: both
-    amplify tiny feature differences, which cost accuracy on pretrained features
-    (hymenoptera, mobilenet_v2_035: 0.87 per feature vs 0.89 with one scale) and made
-    int8 TFLite disagree with the float model (73% top-1 agreement). The scale is the
+    amplify tiny feature differences, which cost accuracy on pretrained features and made
+    int8 TFLite disagree with the float model. The scale is the
     layer's weight, so it is saved inside the head and the exported model.
     """
     from clf.data.preprocessing import Standardize

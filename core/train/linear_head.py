@@ -220,8 +220,7 @@ def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
     class (fitting and scoring alike).
 
     BLAS runs on one thread: the products are small and bound by memory, and threads
-    waiting for a busy core made the solve 15x slower on a shared machine (hymenoptera:
-    6-8 s against 0.3-0.4 s)."""
+    waiting for a busy core make the solve many times slower."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
