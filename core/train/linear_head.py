@@ -359,7 +359,8 @@ def _held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None) -> H
         path = paths[i]
         if strength not in path:
             nearest = min(path, key=lambda s: abs(np.log(s / strength)), default=None)
-            path[strength] = rows[i].coef(rows[i].rough, strength, path.get(nearest), CV_GTOL)
+            start = path[nearest] if nearest is not None else None
+            path[strength] = rows[i].coef(rows[i].rough, strength, start, CV_GTOL)
         return path[strength]
 
     if l2 is None:
@@ -370,11 +371,11 @@ def _held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None) -> H
             return sum(_log_loss(rough(i, strength), *held[i]) for i in range(len(folds))) / len(folds)
 
         scores = search(held_out_loss)
-        l2 = min(scores, key=scores.get)
-    l2 = float(l2)
-    probabilities = [softmax_outputs(r.solution(r.tight, l2, paths[i].get(l2), GTOL), fold.held)
+        l2 = min(scores, key=scores.__getitem__)
+    strength = float(l2)
+    probabilities = [softmax_outputs(r.solution(r.tight, strength, paths[i].get(strength), GTOL), fold.held)
                      for i, (r, fold) in enumerate(zip(rows, folds))]
-    return HeldOutResult(probabilities, l2, scores, sum(r.stats.iterations for r in rows),
+    return HeldOutResult(probabilities, strength, scores, sum(r.stats.iterations for r in rows),
                          all(r.stats.converged for r in rows))
 
 
