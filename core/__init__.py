@@ -21,7 +21,7 @@ from clf.hookspecs import hookimpl  # noqa: E402  (plugins import it: keep it ea
 # default plugins import only these names, exactly as a third-party plugin would.
 _LAZY = {
     # running and reading runs
-    "RunConfig": "config", "run": "train.engine", "resume": "train.engine",
+    "RunConfig": "config", "run": "api", "resume": "api",
     "RunResult": "train.engine", "export": "artifacts.reexport",
     "DoctorReport": "data.doctor", "examine": "data.doctor",
     "Observer": "events", "RecordingObserver": "events",

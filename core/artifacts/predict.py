@@ -107,7 +107,7 @@ class KerasPredictor(Predictor):
         the head in Keras. Models that clf did not assemble run whole in Keras."""
         from clf.infer.choice import BackboneRuntime
         from clf.infer.store import extractor_parts, runtime_store
-        from clf.train.model import split
+        from clf.infer.parts import split
 
         if requested == "tensorflow":
             self._backbone = None

@@ -58,9 +58,9 @@ def _global_options(
     # Global options, given before the command: clf --strict-plugins run ...
     _options["strict_plugins"] = True if strict_plugins else None  # None: CLF_STRICT_PLUGINS decides
     _verbose(verbose)
-    from clf.host.manager import ENV_TRACE, _env_flag
+    from clf.host.manager import ENV_TRACE, env_flag
 
-    if _env_flag(ENV_TRACE):
+    if env_flag(ENV_TRACE):
         _trace_to_stderr()
 
 

@@ -106,9 +106,9 @@ class PluginSettings:
         if isinstance(only, str):
             only = only.split(",")
         return cls(
-            strict=_env_flag(ENV_STRICT) if strict is None else bool(strict),
+            strict=env_flag(ENV_STRICT) if strict is None else bool(strict),
             only=None if only is None else frozenset(normalise(n) for n in only if n.strip()),
-            trace=_env_flag(ENV_TRACE) if trace is None else bool(trace),
+            trace=env_flag(ENV_TRACE) if trace is None else bool(trace),
         )
 
 
@@ -117,7 +117,7 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
-def _env_flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 

@@ -1,5 +1,5 @@
-"""``run(config)``: one training run as a short list of phases. Never prints (``progress=True``
-hands its events to clf.cli's display); raises ClfError.
+"""``run(config)``: one training run as a short list of phases. Never prints (``clf.run``'s
+``progress=True``, in clf.api, hands its events to clf.cli's display); raises ClfError.
 
 Flow of a run (each phase is a function returning a small dataclass; the observer sees a
 ``phase_start``/``phase_end`` pair for each, which the CLI renders and the recorder times)::
@@ -103,25 +103,14 @@ class RunResult:
 
 
 def run(config: RunConfig | None = None, observer: Observer | None = None, host: PluginHost | None = None,
-        *, progress: bool = False, resume_from: Path | None = None, **options: Any) -> RunResult:
-    """Train, evaluate and export one classifier.
+        *, resume_from: Path | None = None, **options: Any) -> RunResult:
+    """Train, evaluate and export one classifier; ``observer`` receives every event (the
+    engine itself never prints). ``clf.run`` (:func:`clf.api.run`) adds progress bars.
 
     ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: the options are
     ``RunConfig``'s fields (what ``clf run``'s flags set). A ``RunConfig`` works too, and
-    options given beside it override its values. ``progress=True`` shows progress bars, in a
-    terminal or in Jupyter (``clf.cli.render.progress_observer``); ``observer`` receives
-    every event (the engine itself never prints)."""
-    config = configure(config, options)
-    if not progress:
-        return run_phases(config, observer, host, resume_from=resume_from)
-    from clf.cli.render import progress_observer
-
-    display = progress_observer()
-    try:
-        return run_phases(config, TeeObserver(observer, display) if observer else display, host,
-                          resume_from=resume_from)
-    finally:
-        display.close()  # the bars end even when the run fails
+    options given beside it override its values."""
+    return run_phases(configure(config, options), observer, host, resume_from=resume_from)
 
 
 def run_phases(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None,
@@ -208,10 +197,9 @@ def build_backbone_phase(setup: Setup, dist: Distribution, observer: Observer) -
     return base
 
 
-def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHost | None = None, *,
-           progress: bool = False) -> RunResult:
+def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHost | None = None) -> RunResult:
     """Continue an interrupted run from its last completed epoch (same config, same folder)."""
     ckpt = checkpoint.require(run_dir)
     values = {k: v for k, v in ckpt.config.items() if k not in ("force",)}
     config = RunConfig.from_mapping({**values, "output": str(run_dir)})
-    return run(config, observer, host, progress=progress, resume_from=Path(run_dir))
+    return run(config, observer, host, resume_from=Path(run_dir))

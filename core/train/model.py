@@ -101,24 +101,3 @@ def join(base, head_model, preprocess: str, image_size, *, train_backbone: bool 
     outputs = head_model(backbone_features(base, x, tta, train_backbone=train_backbone))
     model = keras.Model(inputs, outputs, name="clf_classifier")
     return Classifier(model, base, head_model, preprocess, tta)
-
-
-def split(model):
-    """``(extractor, head)`` of a model that ``join`` built (reloaded from .keras or .h5 too):
-    raw RGB -> Preprocess -> backbone as one model, and the head over its features; None for
-    any other model. Lets the frozen part run in another runtime (clf.infer.choice).
-    A photo model (``clf.data.fitting.photo_model``, what clf exports) splits as the
-    fixed-size classifier inside it: its parts take images at the input size."""
-    import keras
-
-    from clf.data.fitting import fixed_model
-
-    model = fixed_model(model)
-    layers = list(model.layers)
-    if len(layers) != 4 or not isinstance(layers[1], Preprocess) or layers[3].name != "head" \
-            or not all(isinstance(layer, keras.Model) for layer in layers[2:]):
-        return None
-    preprocess, backbone, head = layers[1:]
-    inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="image")
-    extractor = keras.Model(inputs, backbone(preprocess(inputs), training=False), name="feature_extractor")
-    return extractor, head

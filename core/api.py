@@ -1,0 +1,51 @@
+"""What ``import clf`` users call to run: ``clf.run`` and ``clf.resume``, the engine's entry
+points with progress bars on request. It sits above the engine and the CLI's display (the
+engine never imports the CLI), so a notebook gets the same bars as ``clf run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from clf.config import RunConfig
+    from clf.events import Observer
+    from clf.host.manager import PluginHost
+    from clf.train.engine import RunResult
+
+
+def run(config: RunConfig | None = None, observer: Observer | None = None, host: PluginHost | None = None,
+        *, progress: bool = False, resume_from: Path | None = None, **options: Any) -> RunResult:
+    """Train, evaluate and export one classifier (:func:`clf.train.engine.run`).
+
+    ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: the options are
+    ``RunConfig``'s fields (what ``clf run``'s flags set). A ``RunConfig`` works too, and
+    options given beside it override its values. ``progress=True`` shows progress bars, in a
+    terminal or in Jupyter (``clf.cli.render.progress_observer``); ``observer`` receives
+    every event."""
+    from clf.train import engine
+
+    return _with_progress(progress, observer, lambda seen: engine.run(config, seen, host, resume_from=resume_from,
+                                                                      **options))
+
+
+def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHost | None = None, *,
+           progress: bool = False) -> RunResult:
+    """Continue an interrupted run from its last completed epoch (same config, same folder)."""
+    from clf.train import engine
+
+    return _with_progress(progress, observer, lambda seen: engine.resume(run_dir, seen, host))
+
+
+def _with_progress(progress: bool, observer: Observer | None,
+                   call: Callable[[Observer | None], RunResult]) -> RunResult:
+    if not progress:
+        return call(observer)
+    from clf.cli.render import progress_observer
+    from clf.report.history import TeeObserver
+
+    display = progress_observer()
+    try:
+        return call(TeeObserver(observer, display) if observer else display)
+    finally:
+        display.close()  # the bars end even when the run fails
