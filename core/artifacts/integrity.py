@@ -6,7 +6,7 @@ interpreter (segfault), and a SavedModel's graph can read and write files. Check
 recorded digest first means a file that changed since clf exported it (damaged on disk,
 truncated in a copy, swapped for another model) is refused with a clear error instead of
 reaching that runtime. It proves integrity, not origin: whoever can rewrite the model can
-rewrite labels.json too (see the README's Security section). ``trust=True``
+rewrite labels.json too (see docs/security.md). ``trust=True``
 (``--trust-artifact``) opens it anyway.
 """
 

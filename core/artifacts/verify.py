@@ -37,10 +37,8 @@ VERIFICATION_FILE = "verification.json"
 FAILED_SUFFIX = ".failed"
 MAX_IMAGES = 256  # enough for a stable agreement figure; keeps export checks to seconds
 # A float artifact either reproduces the model's numbers or it does not: a conversion error
-# shows on any image, so its check needs a few images, not a statistic over hundreds (that
-# took most of a warm run's time). Quantized artifacts are judged on all MAX_IMAGES. Eight,
-# not 32: reopening the artifact costs the same either way, but its first batch runs
-# eagerly through the whole backbone (0.5 s of a 7.4 s warm run for 32 images at 160 px).
+# shows on any image, so its check needs a few images, not a statistic over hundreds.
+# Quantized artifacts are judged on all MAX_IMAGES (see benchmarks/overhead.py for the cost).
 FLOAT_CHECK_IMAGES = 8
 
 

@@ -1,6 +1,6 @@
 """The ``clf`` command: a thin typer + rich layer over the Python API.
 
-Only this package prints and chooses exit codes (the table in the README). One module per
+Only this package prints and chooses exit codes (docs/reference/exit-codes.md). One module per
 command group; each registers its commands on the shared ``app`` when imported, in the
 order ``clf --help`` lists them.
 """

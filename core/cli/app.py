@@ -12,7 +12,6 @@ import typer
 from clf import logs
 from clf.errors import ClfError
 from rich.console import Console
-from rich.table import Table
 
 if TYPE_CHECKING:
     from clf.events import Observer
@@ -251,20 +250,6 @@ def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
     elif fmt != "quiet":
         for name, report in reports.items():
             print_report(out, report, name)
-
-
-def _component_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
-    table = Table(title=title)
-    for col in columns:
-        # Short numeric columns never wrap; long text folds rather than being cut off, so a
-        # narrow terminal still shows every name whole (if on two lines).
-        short = col in ("input size", "params", "features")
-        table.add_column(col, no_wrap=short, overflow="fold", min_width=8 if short else None)
-    from clf.cli.render import esc
-
-    for row in rows:
-        table.add_row(*(esc(cell) for cell in row))
-    return table
 
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")

@@ -54,7 +54,7 @@ def _component_listing(title: str, items, width: int) -> Table:
 
 
 def _backbone_listing(title: str, items, width: int) -> Table:
-    """Every column the README names, whole, in 80 columns: aliases under the name, the
+    """Every column the docs name, whole, in 80 columns: aliases under the name, the
     plugin in the title; the description only where there is room for it (120+)."""
     table = _light_table(title)
     table.add_column("name", no_wrap=True)

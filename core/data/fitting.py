@@ -13,7 +13,7 @@ TensorFlow's fast kernel keeps doing clf's own decoding.
 
 Cost: about ``3 * H * W * output_width`` multiply-adds (a 4000x3000 photo at 224 px: ~8e9),
 more than the sparse kernel's ``~6 * H * W``; a pipeline that already shrinks photos cheaply
-can use the fixed-size input instead (README, "Export formats").
+can use the fixed-size input instead (docs/export.md, "Export formats").
 
 :class:`FitPhoto` is the Keras layer an exported model starts with; :func:`photo_model` puts
 it in front of a fixed-size classifier and :func:`fixed_model` takes it off again.

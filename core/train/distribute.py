@@ -220,7 +220,7 @@ def make_strategy(name: str = "auto"):
                 "--strategy multiworker needs the TF_CONFIG environment variable to name the "
                 "cluster and this process's task, e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
                 "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}'. "
-                "Set it on every worker (see 'Scaling out' in the README), or use --strategy mirrored "
+                "Set it on every worker (see docs/scale-out.md), or use --strategy mirrored "
                 "on one machine."
             )
         try:
