@@ -31,7 +31,7 @@ def _by_name(paths, rows):
     return {Path(p).name: np.asarray(r, np.float64) for p, r in zip(paths, rows)}
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # starlette: TestClient on httpx
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")  # the test client it ships
 def test_every_path_gives_the_same_probabilities(run_and_photos):
     from starlette.testclient import TestClient
 
