@@ -68,9 +68,9 @@ class Predictor:
 
     def decode(self, data: bytes) -> np.ndarray:
         """The bytes of one image file (JPEG, PNG, BMP, GIF) as this model's input: float32
-        ``[h, w, 3]`` (:meth:`clf.infer.decode.Decoder.bytes`). Raises
+        ``[h, w, 3]`` (:meth:`clf.infer.decode.Decoder.from_bytes`). Raises
         ``tf.errors.InvalidArgumentError`` for bytes that are not a decodable image."""
-        return self.decoder.bytes(data)
+        return self.decoder.from_bytes(data)
 
 
 class KerasPredictor(Predictor):

@@ -263,7 +263,7 @@ def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.nd
     from clf.infer.decode import Decoder
 
     decoder = Decoder(image_size)
-    out = [decoder.file(f) for f in files]
+    out = [decoder.from_file(f) for f in files]
     return np.stack(out) if out else np.zeros((0, *decoder.size, 3), np.float32)
 
 

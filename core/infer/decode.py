@@ -82,7 +82,7 @@ class Decoder:
 
         return decode_image(contents, self.size, scale_jpeg=False)
 
-    def bytes(self, data: bytes) -> np.ndarray:
+    def from_bytes(self, data: bytes) -> np.ndarray:
         """One encoded image (JPEG, PNG, BMP, GIF). Raises ``tf.errors.InvalidArgumentError``
         for bytes that are not a decodable image."""
         if self._traced is None:  # traced once: a third of the eager time
@@ -92,7 +92,7 @@ class Decoder:
                                        input_signature=[tf.TensorSpec([], tf.string)])
         return np.asarray(self._traced(data), np.float32)
 
-    def file(self, path: str | os.PathLike[str]) -> np.ndarray:
+    def from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         """One image file, looked at before it is read (a link to /dev/zero, a FIFO, a huge
         file or a decompression bomb is refused with its reason): a DataError otherwise."""
         import tensorflow as tf
@@ -104,12 +104,12 @@ class Decoder:
             raise DataError(f"{display_path(path)!r} cannot be read: {problem}. Remove it or convert it "
                             f"(clf doctor lists such files).")
         try:
-            return self.bytes(Path(path).read_bytes())
+            return self.from_bytes(Path(path).read_bytes())
         except (tf.errors.OpError, OSError):
             raise DataError(f"{display_path(path)!r} could not be read: {why_unreadable(Path(path))}. Remove "
                             f"it or convert it (clf doctor lists such files).") from None
 
-    def array(self, image: Any) -> np.ndarray:
+    def from_array(self, image: Any) -> np.ndarray:
         """A decoded image (array of any size, grayscale or RGB, or a PIL image)."""
         import tensorflow as tf
 
@@ -121,12 +121,12 @@ class Decoder:
         """``[n, h, w, 3]`` from a path (a folder means its images, sorted), a list of paths,
         one array of any size, a batch array, or a list of arrays or PIL images."""
         if _is_paths(images):
-            out = [self.file(f) for f in collect_images(images)]
+            out = [self.from_file(f) for f in collect_images(images)]
         else:
             batch = images if isinstance(images, (list, tuple)) else np.asarray(images)
             if isinstance(batch, np.ndarray) and batch.ndim in (2, 3) and not (batch.ndim == 3 and batch.shape[-1] > 4):
                 batch = [batch]  # one image, not a batch of rows
-            out = [self.array(image) for image in batch]
+            out = [self.from_array(image) for image in batch]
         if not out:
             raise DataError("No images to predict; expected image files, a folder of them, or arrays "
                             "[height, width, 3]. Pass at least one.")
