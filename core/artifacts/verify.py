@@ -203,7 +203,7 @@ class _Reference:
     head's output on the cached features of those images, which is the exported model's
     output within 1e-5), so verifying costs no second backbone pass over them."""
 
-    def __init__(self, predict: BatchFn, images: np.ndarray, known: np.ndarray | None = None):
+    def __init__(self, predict: BatchFn, images: np.ndarray, known: np.ndarray | None = None) -> None:
         self.predict, self.images = predict, images
         self.probs = np.asarray(known, np.float32) if known is not None else np.zeros((0, 0), np.float32)
 

@@ -111,6 +111,7 @@ def _download(wf: WeightsFile, url: str, dest: Path) -> None:
             f"or the file already in {keras_cache_dir()}. {_fixes(wf)}"
         ) from None
     if check(wf, dest) == "mismatch":
+        assert wf.algorithm is not None  # "mismatch": a known hash was compared
         digest = file_hash(dest, wf.algorithm)
         dest.unlink(missing_ok=True)
         raise WeightsError(

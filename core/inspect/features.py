@@ -46,9 +46,10 @@ def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
     bundle = DatasetBundle(run.class_names, train, validation, splits=run.splits, make_dataset=dataset)
     observer.phase_start("extract", total=sum(len(s) for s in run.splits.values()), unit="image")
     t0 = time.perf_counter()
-    out = {name: split_features(bundle, name, extractor, config.batch_size, cache=store, tta=config.tta,
+    found = {name: split_features(bundle, name, extractor, config.batch_size, cache=store, tta=config.tta,
                                 progress=lambda n: observer.phase_advance("extract", n), forward=forward)
            for name in run.splits}
+    out = {name: f for name, f in found.items() if f is not None}  # each inspected split has its dataset
     observer.phase_end("extract", seconds=time.perf_counter() - t0,
                        counts={n: {"extracted": f.extracted, "cached": f.cached} for n, f in out.items()},
                        cache_dir=str(store.dir) if store else None)

@@ -20,7 +20,7 @@ RAW_TYPES = ("image/", "application/octet-stream")
 class Problem(Exception):
     """A request the server refuses: ``status`` (4xx/5xx), a message, optional headers."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         self.status, self.message, self.headers = status, message, headers or {}
         super().__init__(message)
 

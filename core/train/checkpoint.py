@@ -123,7 +123,7 @@ def _array_problem(folder: Path, digests: Any) -> str:
     return ""
 
 
-def latest(run_dir: Path, phase: str | None = None) -> Checkpoint | None:
+def latest(run_dir: str | Path, phase: str | None = None) -> Checkpoint | None:
     """The most advanced sound checkpoint in a run folder (of ``phase`` if given). When a
     more advanced one is damaged, the result carries a ``note`` saying it was passed over."""
     root = Path(run_dir) / CHECKPOINT_DIR
@@ -148,7 +148,7 @@ def latest(run_dir: Path, phase: str | None = None) -> Checkpoint | None:
     return best
 
 
-def require(run_dir: Path) -> Checkpoint:
+def require(run_dir: str | Path) -> Checkpoint:
     """The checkpoint to resume from, or a clear error."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -391,7 +391,7 @@ class _Rows:
     tight (float64) and rough (float32, cross-validation) problems on them."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, num_classes: int,
-                 class_weight: dict[int, float] | None):
+                 class_weight: dict[int, float] | None) -> None:
         x = np.asarray(features, np.float64)
         y = np.asarray(labels, np.int64)
         weights = _row_weights(y, class_weight)
