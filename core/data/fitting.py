@@ -21,7 +21,7 @@ it in front of a fixed-size classifier and :func:`fixed_model` takes it off agai
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import keras
 
@@ -92,7 +92,7 @@ class FitPhoto(keras.layers.Layer):
     exactly the identity), so a model that starts with this layer also takes pre-resized
     images."""
 
-    def __init__(self, size: Sequence[int], center_crop: float = 0.0, **kwargs) -> None:
+    def __init__(self, size: Sequence[int], center_crop: float = 0.0, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.size = (int(size[0]), int(size[1]))

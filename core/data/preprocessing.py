@@ -9,6 +9,7 @@ so the model reloads in ``.keras`` and ``.h5`` alike once ``clf`` is imported.
 from __future__ import annotations
 
 import keras
+from typing import Any
 
 # The registry of modes lives in a module without Keras, so registering a backbone (which
 # runs on every command, listings included) never imports it; re-exported here.
@@ -19,7 +20,7 @@ from clf.data.modes import get_preprocess, preprocess_modes, register_preprocess
 class Preprocess(keras.layers.Layer):
     """Applies a named preprocessing mode to raw RGB 0-255 images."""
 
-    def __init__(self, mode: str, **kwargs) -> None:
+    def __init__(self, mode: str, **kwargs: Any) -> None:
         # Always float32: under mixed precision the mean subtraction must not lose precision.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
