@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 import typer
 from clf import logs
 from clf.errors import ClfError
+from clf.events import Observer
 from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from clf.events import Observer
     from clf.host.manager import PluginHost
     from typer.models import CommandInfo, TyperInfo
 

@@ -27,13 +27,13 @@ class Preprocess(keras.layers.Layer):
         get_preprocess(mode)  # fail at build time, not at the first batch
         self.mode = mode
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         return get_preprocess(self.mode)(keras.ops.cast(inputs, "float32"))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
 
 
@@ -46,16 +46,16 @@ class Standardize(keras.layers.Layer):
     this layer, which reads its weights on every call and round-trips in every format.
     """
 
-    def build(self, input_shape) -> None:
+    def build(self, input_shape: Any) -> None:
         width = int(input_shape[-1])
         self.mean = self.add_weight(name="mean", shape=(width,), initializer="zeros", trainable=False)
         self.std = self.add_weight(name="std", shape=(width,), initializer="ones", trainable=False)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         x = keras.ops.cast(inputs, self.compute_dtype)
         return (x - keras.ops.cast(self.mean, x.dtype)) / keras.ops.cast(self.std, x.dtype)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
 
 
@@ -64,10 +64,10 @@ class Mirror(keras.layers.Layer):
     """Images ``[batch, height, width, channels]`` mirrored left to right: the second view of
     ``--tta flip`` (a saved layer, so every exported format mirrors as training did)."""
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         return keras.ops.flip(inputs, axis=2)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
 
 
