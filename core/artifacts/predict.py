@@ -13,6 +13,7 @@ from clf.errors import ModelError, ModelNotFoundError
 from clf.infer.decode import collect_images, why_unreadable
 
 if TYPE_CHECKING:
+    from clf.host.manager import PluginHost
     from clf.data.images import ImageSize
     from clf.infer.choice import BackboneRuntime
     from clf.infer.decode import Decoder
@@ -214,7 +215,7 @@ def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path
     return folder, name, files
 
 
-def load_predictor(artifact: str | Path, host=None, fmt: str | None = None, *, trust: bool = False,
+def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: str | None = None, *, trust: bool = False,
                    runtime: str = "tensorflow") -> Predictor:
     """Open a clf artifact (a bundle folder, or a model file or folder inside one).
 

@@ -45,13 +45,13 @@ class DatasetBundle:
     """
 
     class_names: list[str]
-    train: "object"  # tf.data.Dataset
-    validation: "object | None" = None
-    test: "object | None" = None
+    train: Any  # tf.data.Dataset
+    validation: Any = None  # tf.data.Dataset or None
+    test: Any = None
     splits: dict[str, Split] = field(default_factory=dict)
     # Optional: builds the same kind of dataset for any subset of files, so the feature
     # cache can decode only the files it misses. Without it a partial miss re-reads a split.
-    make_dataset: Callable[[list[str], list[int]], object] | None = None
+    make_dataset: Callable[[list[str], list[int]], Any] | None = None
 
     @property
     def num_classes(self) -> int:
