@@ -30,6 +30,8 @@ from clf.infer.forward import BatchFn, in_batches
 
 if TYPE_CHECKING:
     from clf.artifacts.predict import Predictor
+    from clf.host.manager import PluginHost
+    from clf.artifacts.predict import Predictor
 
 FLOAT_TOLERANCE = 1e-4
 MIN_QUANTIZED_AGREEMENT = 0.95
@@ -136,7 +138,7 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
                         len(images), diff, agreement, criterion_for(quantization), passed, seconds)
 
 
-def check_client(result: Verification, predictor, files: Sequence[str | Path], reference: np.ndarray) -> None:
+def check_client(result: Verification, predictor: Predictor, files: Sequence[str | Path], reference: np.ndarray) -> None:
     """Run the client path (Pillow decode, raw photo into ``predictor``) on ``files`` and fold
     its outcome into ``result``; ``reference``: clf's own probabilities for those files."""
     from clf.artifacts.client import CLIENT_TOLERANCE, client_probabilities
@@ -270,7 +272,7 @@ def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.nd
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
-                    reference: str | Path | None = None, host=None,
+                    reference: str | Path | None = None, host: PluginHost | None = None,
                     trust_artifact: bool = False) -> VerificationReport:
     """``clf verify``: reopen ``artifact`` and compare it with the bundle's Keras model.
 

@@ -60,7 +60,7 @@ class BackboneRuntime:
     :meth:`decide` on a batch, or on the first :meth:`run` call, unless stored.
     """
 
-    def __init__(self, requested: str, model, store: RuntimeStore | None = None, *,
+    def __init__(self, requested: str, model: Any, store: RuntimeStore | None = None, *,
                  keep_tensorflow: str | None = None, no_conversion: str | None = None,
                  openers: Mapping[str, Callable[[Any, RuntimeStore | None], Runner]] | None = None) -> None:
         self.requested, self.model, self.store = requested, model, store

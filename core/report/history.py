@@ -12,7 +12,7 @@ import csv
 import io
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from clf.events import Observer
 
@@ -51,7 +51,7 @@ class RunRecorder(Observer):
         return out
 
 
-def history_csv(records: list[EpochRecord]) -> str:
+def history_csv(records: Sequence[EpochRecord]) -> str:
     """One row per epoch: ``phase,epoch,<metric columns in first-seen order>``."""
     columns: list[str] = []
     for r in records:
