@@ -1,11 +1,11 @@
 """Type-check the package as it is imported: ``python tests/typecheck.py`` from anywhere.
 
 mypy names a module by its folder, and the source folders are not the import names (core/ is
-installed as ``clf``, plugins/ as ``clf.plugins``: pyproject.toml's package-dir). Run on core/
-directly, mypy would call the modules ``core.*`` and every ``from clf.x import Y`` would be an
-unresolved import (Any), so no type would be checked across modules. Instead this builds a
-folder holding ``clf/`` (.mypy_cache/links/clf), whose entries are links to everything in core/ plus
-``clf/plugins`` -> plugins/, and runs mypy on the package ``clf`` from there (``-p clf``, the
+installed as ``clf``, plugins/ as ``clf.plugins``: pyproject.toml's package-dir). Run on
+core/ directly, mypy would call the modules ``core.*`` and every ``from clf.config import
+RunConfig`` would be an unresolved import (Any), so no type would be checked across modules.
+Instead this builds a folder holding ``clf/`` (under .mypy_cache), whose entries are links to
+everything in core/ plus ``clf/plugins`` -> plugins/, and runs mypy on the package ``clf`` from there (``-p clf``, the
 folder on ``MYPYPATH``), with pyproject.toml's [tool.mypy] settings. Paths in the report are
 mapped back to core/... and plugins/...
 
