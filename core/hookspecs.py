@@ -26,6 +26,7 @@ Rules common to every hook:
 from __future__ import annotations
 
 from typing import Callable
+
 import pluggy
 
 PROJECT_NAME = "clf"

@@ -19,15 +19,15 @@ never hidden with the noise.
 from __future__ import annotations
 
 import importlib.abc
-from importlib.machinery import ModuleSpec
 import importlib.util
+from importlib.machinery import ModuleSpec
 import logging
 import os
 import sys
 import tempfile
-from types import ModuleType
 import warnings
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Iterator, Sequence
 
 ENV_DEBUG = "CLF_DEBUG"  # 1: show everything TensorFlow logs (what --verbose sets)

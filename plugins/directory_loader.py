@@ -9,9 +9,9 @@ validacion``, ``test``), compared case-insensitively. Finding those folders is
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, Mapping, Sequence
 import random
 from pathlib import Path
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from clf import (
     DataError,

@@ -6,8 +6,8 @@ layer is a registered serializable, so the file reloads wherever ``clf`` is impo
 
 from __future__ import annotations
 
-from typing import Any, Callable
 from pathlib import Path
+from typing import Any, Callable
 
 from clf import hookimpl, atomic_path, quiet_logs, KerasPredictor
 

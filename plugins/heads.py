@@ -4,6 +4,7 @@ layer and dropout (the tutorial's head was Dense(256, relu) + Dropout(0.5) + sof
 from __future__ import annotations
 
 from typing import Any, Callable
+
 from clf import hookimpl
 
 

@@ -9,10 +9,10 @@ their own names.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from clf import hookimpl, keras_cache_dir, keras_downloads, WeightsError, WeightsFile
 

@@ -3,8 +3,8 @@ recommends; reloads with ``keras.models.load_model`` wherever ``clf`` is importa
 
 from __future__ import annotations
 
-from typing import Any, Callable
 from pathlib import Path
+from typing import Any, Callable
 
 from clf import hookimpl, atomic_path, KerasPredictor
 

@@ -15,8 +15,8 @@ function once and needs no Keras (nor clf) to reload, which is the point of this
 
 from __future__ import annotations
 
-from typing import Any, Callable
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 

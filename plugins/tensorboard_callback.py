@@ -6,8 +6,8 @@ factory returns ``None`` unless the run asked for it, so it costs nothing by def
 
 from __future__ import annotations
 
-from typing import Any, Callable, TYPE_CHECKING
 from pathlib import Path
+from typing import Any, Callable, TYPE_CHECKING
 
 from clf import hookimpl
 

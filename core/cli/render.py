@@ -13,10 +13,10 @@ Three renderers of the same ``Observer`` events:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
