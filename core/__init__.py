@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -60,7 +61,7 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "hookimpl", "__version__"])
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'clf' has no attribute {name!r}")
@@ -75,5 +76,5 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return __all__

@@ -230,7 +230,7 @@ def _normalise_center_crop(value: Any) -> float:
          "crop; 1: largest centred box) or 0/'none' to resize the whole photo")
 
 
-def _normalise_fine_tune_layers(value: Any):
+def _normalise_fine_tune_layers(value: Any) -> Any:
     """0 (off), a positive layer count, or "all"; the CLI passes text."""
     if isinstance(value, str):
         text = value.strip().lower()

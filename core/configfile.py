@@ -45,7 +45,7 @@ def config_from_file(path: str | Path, overrides: Mapping[str, Any] | None = Non
     return RunConfig.from_mapping(values)
 
 
-def _check_types(values: Mapping[str, Any], path) -> None:
+def _check_types(values: Mapping[str, Any], path: str | Path) -> None:
     """Type errors TOML can express (``epochs = "10"``) name the key before validation runs."""
     from dataclasses import fields
 

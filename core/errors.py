@@ -6,6 +6,7 @@ Messages say what happened, what was expected and how to fix it, with the offend
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Iterable
 
 
@@ -93,7 +94,7 @@ class Interrupted(ClfError):
 
     exit_code = 130
 
-    def __init__(self, run_dir, epoch: int, epochs: int) -> None:
+    def __init__(self, run_dir: str | Path, epoch: int, epochs: int) -> None:
         self.run_dir, self.epoch, self.epochs = run_dir, epoch, epochs
         super().__init__(
             f"Interrupted: training stopped during epoch {epoch + 1} of {epochs}; epoch "

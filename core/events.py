@@ -31,21 +31,21 @@ class RecordingObserver(Observer):
     """Keeps every call as ``(method, args...)``; handy in tests and notebooks."""
 
     def __init__(self) -> None:
-        self.events: list[tuple] = []
+        self.events: list[tuple[Any, ...]] = []
 
-    def note(self, text) -> None:
+    def note(self, text: str) -> None:
         self.events.append(("note", text))
 
-    def phase_start(self, phase, total=None, unit: str = "") -> None:
+    def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         self.events.append(("phase_start", phase, total))
 
-    def phase_advance(self, phase, amount: int = 1) -> None:
+    def phase_advance(self, phase: str, amount: int = 1) -> None:
         self.events.append(("phase_advance", phase, amount))
 
-    def phase_end(self, phase, **info) -> None:
+    def phase_end(self, phase: str, **info: Any) -> None:
         self.events.append(("phase_end", phase, info))
 
-    def epoch_end(self, phase, epoch, epochs, logs) -> None:
+    def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         self.events.append(("epoch_end", phase, epoch, epochs, dict(logs)))
 
     def notes(self) -> list[str]:

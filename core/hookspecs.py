@@ -25,6 +25,8 @@ Rules common to every hook:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pluggy
 
 PROJECT_NAME = "clf"
@@ -34,7 +36,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def register_backbones(register) -> None:
+def register_backbones(register: Callable[..., None]) -> None:
     """Register feature-extractor backbones.
 
     ``register(name, build, *, preprocess, input_size=(224, 224), aliases=(),
@@ -74,7 +76,7 @@ def register_backbones(register) -> None:
 
 
 @hookspec
-def register_heads(register) -> None:
+def register_heads(register: Callable[..., None]) -> None:
     """Register classification heads.
 
     ``register(name, build, *, aliases=(), description=None)``
@@ -93,7 +95,7 @@ def register_heads(register) -> None:
 
 
 @hookspec
-def register_data_loaders(register) -> None:
+def register_data_loaders(register: Callable[..., None]) -> None:
     """Register data loaders.
 
     ``register(name, load, *, aliases=(), description=None)``
@@ -123,7 +125,7 @@ def register_data_loaders(register) -> None:
 
 
 @hookspec
-def register_exporters(register) -> None:
+def register_exporters(register: Callable[..., None]) -> None:
     """Register model exporters.
 
     ``register(name, export, *, load=None, aliases=(), description=None, options=(),
@@ -167,7 +169,7 @@ def register_exporters(register) -> None:
 
 
 @hookspec
-def register_callbacks(register) -> None:
+def register_callbacks(register: Callable[..., None]) -> None:
     """Register Keras training callbacks.
 
     ``register(name, make, *, aliases=(), description=None)``

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+from importlib.machinery import ModuleSpec
 import logging
 import os
 import sys
 import tempfile
 import warnings
 from contextlib import contextmanager
-from typing import Iterator
+from types import ModuleType
+from typing import Iterator, Sequence
 
 ENV_DEBUG = "CLF_DEBUG"  # 1: show everything TensorFlow logs (what --verbose sets)
 # The loggers TensorFlow and Keras warn through (Python side).
@@ -131,14 +133,15 @@ def drop_message(logger: str, text: str) -> None:
 class _QuietLoader(importlib.abc.Loader):
     """TensorFlow's own loader, run with native stderr silenced (the pre-absl lines)."""
 
-    def __init__(self, loader) -> None:
+    def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
 
-    def create_module(self, spec):
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 
-    def exec_module(self, module) -> None:
+    def exec_module(self, module: ModuleType) -> None:
         # TensorFlow sees its own loader, as if nothing had come between.
+        assert module.__spec__ is not None  # a module being imported has its spec
         module.__loader__ = module.__spec__.loader = self.loader
         with native_stderr_silenced():
             self.loader.exec_module(module)
@@ -148,7 +151,8 @@ class _QuietImport(importlib.abc.MetaPathFinder):
     """Finds nothing itself: on the first ``import tensorflow`` it lets the other finders
     locate the package and hands back their spec with its loader wrapped."""
 
-    def find_spec(self, name, path=None, target=None):
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
         if name != "tensorflow":
             return None
         if self in sys.meta_path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from clf import (
     DataError,
@@ -26,7 +27,7 @@ from clf import (
 )
 
 
-def _images(class_dir: Path, skip=frozenset(), substitute=None) -> list[Path]:
+def _images(class_dir: Path, skip: Collection[str] = frozenset(), substitute: Mapping[str, str] | None = None) -> list[Path]:
     """Image files of one class. ``skip`` (quarantined by the doctor) are left out; files in
     ``substitute`` (converted copies the doctor made, e.g. of WebP files) are kept even when
     their suffix is not one tf.data decodes."""
@@ -35,15 +36,16 @@ def _images(class_dir: Path, skip=frozenset(), substitute=None) -> list[Path]:
                   if str(p) not in skip and (str(p) in substitute or is_image_file(p)))
 
 
-def scan_classes(folder: Path, skip=frozenset(), substitute=None) -> dict[str, list[Path]]:
+def scan_classes(folder: Path, skip: Collection[str] = frozenset(), substitute: Mapping[str, str] | None = None) -> dict[str, list[Path]]:
     """Class name -> image files, for a folder of class folders (sorted by name)."""
     return {sub.name: _images(sub, skip, substitute) for sub in class_folders(folder)}
 
 
-def stratified_split(per_class: dict[str, list[Path]], fraction: float, seed: int):
+def stratified_split(per_class: dict[str, list[Path]], fraction: float, seed: int) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
     """Per class, a seeded shuffle puts ``round(n * fraction)`` (at least 1) files in val."""
     rng = random.Random(seed)
-    train, val = {}, {}
+    train: dict[str, list[Path]] = {}
+    val: dict[str, list[Path]] = {}
     for name, files in per_class.items():
         if len(files) < 2:
             raise DataError(
@@ -66,7 +68,9 @@ def _split(per_class: dict[str, list[Path]], class_names: list[str]) -> Split:
     return Split(files, labels)
 
 
-def load_directory(source, *, image_size, seed, validation_split, skip=frozenset(), substitute=None, **_):
+def load_directory(source: str | Path, *, image_size: Sequence[int], seed: int, validation_split: float,
+                   skip: Collection[str] = frozenset(), substitute: Mapping[str, str] | None = None,
+                   **_: Any) -> DatasetBundle:
     """Folder-per-class images (class folders, or train/val/test folders of them).
 
     ``skip`` and ``substitute`` come from the dataset doctor (clf.data.doctor): files to leave
@@ -120,6 +124,6 @@ def load_directory(source, *, image_size, seed, validation_split, skip=frozenset
 
 
 @hookimpl
-def register_data_loaders(register) -> None:
+def register_data_loaders(register: Callable[..., None]) -> None:
     register("directory", load_directory, aliases=("folder", "dir"),
              description="One folder per class; train/val(/test) folders or a seeded split")

@@ -7,11 +7,12 @@ layer is a registered serializable, so the file reloads wherever ``clf`` is impo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 from clf import hookimpl, atomic_path, quiet_logs, KerasPredictor
 
 
-def export_h5(model, directory: Path, metadata: dict) -> list[Path]:
+def export_h5(model: Any, directory: Path, metadata: dict[str, Any]) -> list[Path]:
     """Keras HDF5 model (model.h5) and weights (model.weights.h5)."""
     directory = Path(directory)
     model_path, weights_path = directory / "model.h5", directory / "model.weights.h5"
@@ -25,6 +26,6 @@ def export_h5(model, directory: Path, metadata: dict) -> list[Path]:
 
 
 @hookimpl
-def register_exporters(register) -> None:
+def register_exporters(register: Callable[..., None]) -> None:
     register("h5", export_h5, load=KerasPredictor,
              description="Keras HDF5: model.h5 + model.weights.h5 (the tutorial's format)")

@@ -3,10 +3,12 @@ layer and dropout (the tutorial's head was Dense(256, relu) + Dropout(0.5) + sof
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from clf import hookimpl
 
 
-def softmax_head(features, num_classes, *, dropout: float = 0.0, hidden_units: int = 0, **_):
+def softmax_head(features: Any, num_classes: int, *, dropout: float = 0.0, hidden_units: int = 0, **_: Any) -> Any:
     """Dense softmax classifier; optional hidden ReLU layer and dropout."""
     import keras
 
@@ -21,6 +23,6 @@ def softmax_head(features, num_classes, *, dropout: float = 0.0, hidden_units: i
 
 
 @hookimpl
-def register_heads(register) -> None:
+def register_heads(register: Callable[..., None]) -> None:
     register("softmax", softmax_head, aliases=("dense",),
              description="Dense softmax over the classes (optional --hidden-units, --dropout)")

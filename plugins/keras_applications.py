@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from clf import hookimpl, keras_cache_dir, keras_downloads, WeightsError, WeightsFile
 
@@ -100,8 +101,8 @@ def _is_download_failure(exc: BaseException) -> bool:
     return ("fetch failure" in text or "URL" in text or isinstance(exc, (OSError, ConnectionError)))
 
 
-def make_builder(app: App):
-    def build(input_shape, weights):
+def make_builder(app: App) -> Callable[[Sequence[int], str | None], Any]:
+    def build(input_shape: Sequence[int], weights: str | None) -> Any:
         import keras  # deferred: registering must stay cheap
 
         ctor = getattr(keras.applications, app.ctor)
@@ -168,7 +169,7 @@ def _kw(kwargs: dict) -> str:
 
 
 @hookimpl
-def register_backbones(register) -> None:
+def register_backbones(register: Callable[..., None]) -> None:
     for app in APPS:
         register(app.name, make_builder(app), preprocess=app.module, input_size=(app.size, app.size),
                  aliases=app.aliases, description=app.description, params=app.params,

@@ -4,11 +4,12 @@ recommends; reloads with ``keras.models.load_model`` wherever ``clf`` is importa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 from clf import hookimpl, atomic_path, KerasPredictor
 
 
-def export_keras(model, directory: Path, metadata: dict) -> list[Path]:
+def export_keras(model: Any, directory: Path, metadata: dict[str, Any]) -> list[Path]:
     """Keras v3 format: model.keras."""
     path = Path(directory) / "model.keras"
     # Same suffix under a temporary name (Keras picks the format by suffix), then rename:
@@ -19,6 +20,6 @@ def export_keras(model, directory: Path, metadata: dict) -> list[Path]:
 
 
 @hookimpl
-def register_exporters(register) -> None:
+def register_exporters(register: Callable[..., None]) -> None:
     register("keras", export_keras, load=KerasPredictor,
              description="Keras v3 native format: model.keras (Keras' recommended format)")

@@ -37,7 +37,7 @@ def export_onnx(model: Any, directory: Path, metadata: dict[str, Any]) -> list[P
 class OnnxPredictor(Predictor):
     runtime = "onnxruntime"
 
-    def __init__(self, path: Path, labels: dict[str, Any]):
+    def __init__(self, path: Path, labels: dict[str, Any]) -> None:
         super().__init__(path, labels)
         try:
             self._runner = OnnxRunner(path)

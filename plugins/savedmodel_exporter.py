@@ -16,6 +16,7 @@ function once and needs no Keras (nor clf) to reload, which is the point of this
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,7 +27,7 @@ FIXED_SIGNATURE = "fixed"  # beside a photo serving_default: the fixed-size inpu
 EXTRA = "assets.extra"  # TF Serving's folder for files beside the graph
 
 
-def export_savedmodel(model, directory: Path, metadata: dict) -> list[Path]:
+def export_savedmodel(model: Any, directory: Path, metadata: dict[str, Any]) -> list[Path]:
     """TensorFlow SavedModel folder: saved_model/ (serving_default signature)."""
     path = Path(directory) / "saved_model"
     with atomic_path(path) as tmp:  # the whole folder appears at once, or not at all
@@ -40,7 +41,7 @@ def export_savedmodel(model, directory: Path, metadata: dict) -> list[Path]:
     return [path]
 
 
-def _export_two_signatures(model, path: Path) -> None:
+def _export_two_signatures(model: Any, path: Path) -> None:
     """``serving_default``: the photo at any size; ``fixed``: images at the input size."""
     import keras
     import tensorflow as tf
@@ -48,7 +49,7 @@ def _export_two_signatures(model, path: Path) -> None:
     fixed = fixed_model(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    def serve(m):  # a closure: a default argument would become part of the signature
+    def serve(m: Any) -> Callable[[Any], Any]:  # a closure: a default argument would become part of the signature
         return lambda image: m(image, training=False)
 
     for name, m in ((SIGNATURE, model), (FIXED_SIGNATURE, fixed)):
@@ -75,7 +76,7 @@ class SavedModelPredictor(Predictor):
             ) from None
         self._input = next(iter(self._fn.structured_input_signature[1]))
 
-    def predict_batch(self, images):
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
         outputs = self._fn(**{self._input: tf.constant(np.asarray(images, np.float32))})
@@ -83,6 +84,6 @@ class SavedModelPredictor(Predictor):
 
 
 @hookimpl
-def register_exporters(register) -> None:
+def register_exporters(register: Callable[..., None]) -> None:
     register("savedmodel", export_savedmodel, load=SavedModelPredictor, aliases=("saved_model", "tf"),
              description="TensorFlow SavedModel folder for TF Serving (serving_default signature)")

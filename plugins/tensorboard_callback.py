@@ -7,11 +7,15 @@ factory returns ``None`` unless the run asked for it, so it costs nothing by def
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, TYPE_CHECKING
 
 from clf import hookimpl
 
+if TYPE_CHECKING:
+    from clf import RunConfig
 
-def make_tensorboard(config, run_dir: Path):
+
+def make_tensorboard(config: RunConfig, run_dir: Path) -> Any:
     """Keras TensorBoard callback writing to ``<run folder>/tensorboard`` (--tensorboard)."""
     if not getattr(config, "tensorboard", False):
         return None
@@ -34,6 +38,6 @@ def make_tensorboard(config, run_dir: Path):
 
 
 @hookimpl
-def register_callbacks(register) -> None:
+def register_callbacks(register: Callable[..., None]) -> None:
     register("tensorboard", make_tensorboard,
              description="TensorBoard logs in <run>/tensorboard (enable with --tensorboard)")

@@ -84,7 +84,7 @@ def export_tflite(model: Any, directory: Path, metadata: dict[str, Any], *, quan
 
 
 class TFLitePredictor(Predictor):
-    def __init__(self, path: Path, labels: dict[str, Any]):
+    def __init__(self, path: Path, labels: dict[str, Any]) -> None:
         super().__init__(path, labels)
         try:
             embedded = read_embedded_labels(path) or {}

@@ -10,9 +10,12 @@ own and require the same answer (``CLIENT_TOLERANCE``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from clf.artifacts.predict import Predictor
 
 # Pillow and clf's decoder give the same pixels (JPEG: the accurate integer IDCT on both
 # sides); what remains is float rounding in the resize, well under this.
@@ -47,7 +50,7 @@ def pillow_pixels(path: str | Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), np.uint8)
 
 
-def client_probabilities(predictor, files: Sequence[str | Path]) -> np.ndarray:
+def client_probabilities(predictor: Predictor, files: Sequence[str | Path]) -> np.ndarray:
     """``predictor``'s probabilities for each file decoded by Pillow and passed raw, one
     photo per call (photos differ in size)."""
     rows = [np.asarray(predictor.predict_batch(pillow_pixels(f)[None].astype(np.float32)), np.float32)[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +22,10 @@ from clf.artifacts.integrity import record_digests
 from clf.artifacts.labels import write_labels
 from clf.artifacts.verify import FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, verify_exports, write_report
 
+if TYPE_CHECKING:
+    from clf.data.images import DatasetBundle
+    from clf.host.registry import Exporter
+
 REPRESENTATIVE_IMAGES = 300  # TFLite's guidance: ~100-500 samples calibrate int8 well
 # Bytes written per byte of weights, by exporter (h5 writes the model and the weights);
 # others get DEFAULT_SIZE_RATIO. Generous: running out mid-write is what this prevents.
@@ -30,7 +34,20 @@ DEFAULT_SIZE_RATIO = 1.5
 SPACE_MARGIN = 32 * 1024 * 1024
 
 
-def check_free_space(model, run_dir: Path, exporters: Sequence) -> None:
+class ExportOptions(Protocol):
+    """What exporting reads of a run's options: its RunConfig, or clf export's own."""
+
+    @property
+    def export(self) -> Sequence[str]: ...
+    @property
+    def quantize(self) -> str: ...
+    @property
+    def verify(self) -> bool: ...
+    @property
+    def model_input(self) -> str: ...
+
+
+def check_free_space(model: Any, run_dir: Path, exporters: Sequence[Exporter]) -> None:
     """ExportError before anything is written when the artifacts will not fit on the disk."""
     from clf.files import free_bytes
 
@@ -60,7 +77,7 @@ def _write_failed(exc: BaseException) -> str:
     return ""
 
 
-def check_export_options(config, exporters) -> None:
+def check_export_options(config: ExportOptions, exporters: Sequence[Exporter]) -> None:
     """Everything about ``--export`` that can fail, checked before any slow work: each
     exporter's required modules are installed, and ``--quantize`` goes to an exporter
     that takes it."""
@@ -73,7 +90,7 @@ def check_export_options(config, exporters) -> None:
         )
 
 
-def check_requirements(exporters) -> None:
+def check_requirements(exporters: Sequence[Exporter]) -> None:
     """Each exporter's ``requires`` modules can be imported (found, not imported: cheap)."""
     for exporter in exporters:
         missing = [name for name in getattr(exporter, "requires", ()) if not _importable(name)]
@@ -96,7 +113,7 @@ def _importable(module: str) -> bool:
         return False
 
 
-def representative_data(bundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
+def representative_data(bundle: DatasetBundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
     """A generator factory of single raw training images ``[1, h, w, 3]`` (un-augmented),
     for int8 calibration; nothing is read unless an exporter asks for it.
 
@@ -117,7 +134,7 @@ def representative_data(bundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[
     return batches
 
 
-def model_for(exporter, config, fixed, photo) -> tuple[Any, str]:
+def model_for(exporter: Exporter, config: ExportOptions, fixed: Any, photo: Any) -> tuple[Any, str]:
     """``(model, input kind)`` an exporter writes: the photo model, unless the run asked for
     the fixed input or the exporter quantizes to full int8 (an integer graph has no place for
     the float resize weights; its input is uint8 pixels at the input size)."""
@@ -138,7 +155,7 @@ def _merged_summary(previous: dict | None, report: VerificationReport, listed: d
     return summary
 
 
-def held_out(bundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
+def held_out(bundle: DatasetBundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
     """The images verification runs on: test, else validation, else (said so) training;
     the first ``limit`` of them."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
@@ -148,7 +165,8 @@ def held_out(bundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
     raise ExportError("The dataset has no images to verify exports on.")
 
 
-def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config, bundle,
+def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: Sequence[Exporter], config: ExportOptions,
+               bundle: DatasetBundle,
                observer: Observer, reference: BatchFn | None = None,
                reference_probs: Callable[[str], np.ndarray | None] | None = None,
                ) -> tuple[dict[str, list[Path]], VerificationReport | None]:
@@ -206,7 +224,8 @@ def export_all(model, run_dir: Path, metadata: dict, exporters: Sequence, config
     return artifacts, report
 
 
-def _run_exporter(exporter, target, run_dir: Path, metadata: dict, kwargs: dict) -> list[Path]:
+def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict[str, Any],
+                  kwargs: dict[str, Any]) -> list[Path]:
     """One exporter's files; what it left half-written is removed if it fails, and an
     unexpected exception becomes an ExportError that says what was kept."""
     from clf.data.guardrails import remove_orphans
@@ -225,8 +244,8 @@ def _run_exporter(exporter, target, run_dir: Path, metadata: dict, kwargs: dict)
         ) from exc
 
 
-def _verify(reference: BatchFn, metadata: dict, artifacts: dict[str, list[Path]], exporters: Sequence, config,
-            bundle, run_dir: Path, observer: Observer,
+def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, list[Path]], exporters: Sequence[Exporter],
+            config: ExportOptions, bundle: DatasetBundle, run_dir: Path, observer: Observer,
             reference_probs: Callable[[str], np.ndarray | None] | None) -> VerificationReport:
     """Verify the new artifacts against ``reference`` on held-out images, write
     verification.json, and update ``metadata``: the test vectors, failed artifacts no

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from clf.errors import ModelError
 from clf.files import write_json
@@ -16,7 +16,8 @@ LABELS_FILE = "labels.json"
 FORMAT = "clf-labels/1"
 
 
-def make_metadata(class_names, backbone: str, input_size, preprocess: str, **extra) -> dict[str, Any]:
+def make_metadata(class_names: Sequence[str], backbone: str, input_size: Sequence[int], preprocess: str,
+                  **extra: Any) -> dict[str, Any]:
     """``input_size``: a ``clf.data.images.ImageSize`` (its centre crop is recorded) or a pair."""
     from clf import __version__
 

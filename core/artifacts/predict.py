@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -13,6 +13,8 @@ from clf.errors import ModelError, ModelNotFoundError
 from clf.infer.decode import collect_images, why_unreadable
 
 if TYPE_CHECKING:
+    from clf.host.manager import PluginHost
+    from clf.data.images import ImageSize
     from clf.infer.choice import BackboneRuntime
     from clf.infer.decode import Decoder
 
@@ -31,7 +33,7 @@ class Predictor:
     runtime = "unknown"
     quantization = "none"
 
-    def __init__(self, path: Path, labels: dict):
+    def __init__(self, path: Path, labels: dict) -> None:
         self.path = Path(path)
         self.labels = labels
         self.notes: list[str] = []  # what the user should know (a runtime fallback taken)
@@ -39,7 +41,7 @@ class Predictor:
         self.input_size: tuple[int, int] = tuple(labels["input_size"])  # type: ignore[assignment]
 
     @property
-    def decode_size(self):
+    def decode_size(self) -> ImageSize:
         """The input size with the centre crop the model was trained with (none recorded:
         bundles from before crops existed resized the whole photo)."""
         from clf.data.images import ImageSize
@@ -76,7 +78,7 @@ class Predictor:
 class KerasPredictor(Predictor):
     runtime = "keras"
 
-    def __init__(self, path: Path, labels: dict):
+    def __init__(self, path: Path, labels: dict) -> None:
         super().__init__(path, labels)
         import keras
 
@@ -164,7 +166,7 @@ def _check_keras_container(path: Path) -> None:
                              f"model). Expected a model.h5 saved by clf; re-export it.")
 
 
-def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path, str | None, list[str]]:
+def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path, str, list[str]]:
     """``(bundle folder, exporter name, files)`` for a bundle folder or an artifact in one.
 
     A folder holding ``labels.json`` is a bundle (its first listed artifact is used, or the
@@ -213,7 +215,7 @@ def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path
     return folder, name, files
 
 
-def load_predictor(artifact: str | Path, host=None, fmt: str | None = None, *, trust: bool = False,
+def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: str | None = None, *, trust: bool = False,
                    runtime: str = "tensorflow") -> Predictor:
     """Open a clf artifact (a bundle folder, or a model file or folder inside one).
 
@@ -295,7 +297,7 @@ class Prediction:
         works."""
         if not isinstance(k, int):  # top(class_names, k): the names came first
             k, class_names = (class_names if isinstance(class_names, int) else 1), k
-        names = list(class_names) if class_names is not None else self.class_names
+        names = list(cast("Sequence[str]", class_names)) if class_names is not None else self.class_names
         if not names:
             raise ModelError(
                 f"Prediction for {self.path!r} has no class names; expected one made by "

@@ -9,9 +9,12 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence, TYPE_CHECKING
 
 from clf.errors import UsageError
+
+if TYPE_CHECKING:
+    from clf.artifacts.predict import Prediction
 
 FORMATS = ("table", "csv", "json")
 # Files a run writes besides its artifacts: predictions never go over one of these.
@@ -33,7 +36,8 @@ def choose_format(fmt: str | None, output: str | None) -> str:
     return fmt
 
 
-def to_records(results, class_names: Sequence[str], k: int, columns: dict[str, list] | None = None) -> list[dict]:
+def to_records(results: Sequence[Prediction], class_names: Sequence[str], k: int,
+           columns: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     """``columns``: extra values per row, after the others (``clf predict --shard``'s index)."""
     columns = columns or {}
     return [{"path": r.path, "error": r.error,
@@ -42,11 +46,13 @@ def to_records(results, class_names: Sequence[str], k: int, columns: dict[str, l
             for i, r in enumerate(results)]
 
 
-def to_json(results, class_names: Sequence[str], k: int, columns: dict[str, list] | None = None) -> str:
+def to_json(results: Sequence[Prediction], class_names: Sequence[str], k: int,
+           columns: dict[str, list[Any]] | None = None) -> str:
     return json.dumps(to_records(results, class_names, k, columns), indent=2) + "\n"
 
 
-def to_csv(results, class_names: Sequence[str], k: int, columns: dict[str, list] | None = None) -> str:
+def to_csv(results: Sequence[Prediction], class_names: Sequence[str], k: int,
+           columns: dict[str, list[Any]] | None = None) -> str:
     """One row per image: path, class_1, probability_1, ... class_k, probability_k, error,
     then any extra ``columns``."""
     columns = columns or {}

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TYPE_CHECKING
 
 from clf.artifacts.exporting import check_export_options, export_all
 from clf.artifacts.labels import read_labels
@@ -23,6 +23,11 @@ from clf.config import MODEL_INPUTS, QUANTIZE_MODES, check_name
 from clf.errors import DataError, ModelNotFoundError, UsageError, VerificationError
 from clf.events import Observer
 from clf.files import write_json
+
+if TYPE_CHECKING:
+    from clf.data.images import DatasetBundle
+    from clf.host.manager import PluginHost
+    from clf.host.registry import Exporter
 
 MANIFEST = "manifest.json"
 
@@ -46,7 +51,7 @@ class _Options:  # what export_all and check_export_options read of a RunConfig
 
 def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = "none",
            data: str | Path | None = None, verify: bool = True, observer: Observer | None = None,
-           host=None, model_input: str = "photo") -> Added:
+           host: PluginHost | None = None, model_input: str = "photo") -> Added:
     """Add the artifacts of ``export`` (exporter names) to the finished run in ``run_dir``.
 
     Everything that can fail without work is checked first: the run folder and its Keras
@@ -90,7 +95,7 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
     return Added(run_dir, artifacts, report)
 
 
-def _refuse_existing(run_dir: Path, labels: dict, exporters) -> None:
+def _refuse_existing(run_dir: Path, labels: dict[str, Any], exporters: Sequence[Exporter]) -> None:
     have = labels.get("artifacts", {})
     present = [f"{e.name} ({', '.join(have[e.name])})" for e in exporters if have.get(e.name)]
     if present:
@@ -101,7 +106,8 @@ def _refuse_existing(run_dir: Path, labels: dict, exporters) -> None:
         )
 
 
-def _bundle(run_dir: Path, labels: dict, data, *, need_train: bool, need_held_out: bool):
+def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, need_train: bool,
+            need_held_out: bool) -> DatasetBundle:
     """The run's own images, by split, as a DatasetBundle (what export_all calibrates and
     verifies on), read from the split that manifest.json records."""
     from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
@@ -132,7 +138,7 @@ def _bundle(run_dir: Path, labels: dict, data, *, need_train: bool, need_held_ou
             + (", or --no-verify to skip the round-trip check." if not need_train else ".")
         )
 
-    def dataset(files, targets):
+    def dataset(files: list[str], targets: list[int]) -> Any:
         return files_dataset(files, targets, size)
 
     # A split the run did not have stays None (train: only int8 calibration reads it).

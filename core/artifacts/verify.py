@@ -30,6 +30,8 @@ from clf.infer.forward import BatchFn, in_batches
 
 if TYPE_CHECKING:
     from clf.artifacts.predict import Predictor
+    from clf.host.manager import PluginHost
+    from clf.artifacts.predict import Predictor
 
 FLOAT_TOLERANCE = 1e-4
 MIN_QUANTIZED_AGREEMENT = 0.95
@@ -134,7 +136,7 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
                         len(images), diff, agreement, criterion_for(quantization), passed, seconds)
 
 
-def check_client(result: Verification, predictor, files: Sequence[str | Path], reference: np.ndarray) -> None:
+def check_client(result: Verification, predictor: Predictor, files: Sequence[str | Path], reference: np.ndarray) -> None:
     """Run the client path (Pillow decode, raw photo into ``predictor``) on ``files`` and fold
     its outcome into ``result``; ``reference``: clf's own probabilities for those files."""
     from clf.artifacts.client import CLIENT_TOLERANCE, client_probabilities
@@ -201,7 +203,7 @@ class _Reference:
     head's output on the cached features of those images, which is the exported model's
     output within 1e-5), so verifying costs no second backbone pass over them."""
 
-    def __init__(self, predict: BatchFn, images: np.ndarray, known: np.ndarray | None = None):
+    def __init__(self, predict: BatchFn, images: np.ndarray, known: np.ndarray | None = None) -> None:
         self.predict, self.images = predict, images
         self.probs = np.asarray(known, np.float32) if known is not None else np.zeros((0, 0), np.float32)
 
@@ -268,7 +270,7 @@ def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.nd
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
-                    reference: str | Path | None = None, host=None,
+                    reference: str | Path | None = None, host: PluginHost | None = None,
                     trust_artifact: bool = False) -> VerificationReport:
     """``clf verify``: reopen ``artifact`` and compare it with the bundle's Keras model.
 

@@ -26,10 +26,14 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Collection, Iterator, Sequence, TYPE_CHECKING
 
 from clf.errors import WeightsError
 from clf.files import atomic_path, file_hash, keras_cache_dir
+
+if TYPE_CHECKING:
+    from clf.host.manager import PluginHost
+    from clf.host.registry import Backbone
 
 MIRROR_ENV = "CLF_WEIGHTS_MIRROR"
 KERAS_HOST = "https://storage.googleapis.com/"
@@ -111,6 +115,7 @@ def _download(wf: WeightsFile, url: str, dest: Path) -> None:
             f"or the file already in {keras_cache_dir()}. {_fixes(wf)}"
         ) from None
     if check(wf, dest) == "mismatch":
+        assert wf.algorithm is not None  # "mismatch": a known hash was compared
         digest = file_hash(dest, wf.algorithm)
         dest.unlink(missing_ok=True)
         raise WeightsError(
@@ -120,7 +125,8 @@ def _download(wf: WeightsFile, url: str, dest: Path) -> None:
         )
 
 
-def fetch(wf: WeightsFile, base: str | None = None, force: bool = False, validate=None) -> Path:
+def fetch(wf: WeightsFile, base: str | None = None, force: bool = False,
+          validate: Callable[[Path], None] | None = None) -> Path:
     """The cached file, downloading and checking it first if needed.
 
     ``validate(path)``, if given, runs on the downloaded file before it enters the cache
@@ -141,7 +147,7 @@ def fetch(wf: WeightsFile, base: str | None = None, force: bool = False, validat
     return target
 
 
-def fetch_for(backbone, base: str | None = None, force: bool = False) -> Path:
+def fetch_for(backbone: Backbone, base: str | None = None, force: bool = False) -> Path:
     """``clf weights fetch``: a backbone's ImageNet file, loaded in full into that backbone
     (built at its default input size) before it enters the cache."""
     wf = lookup_file(backbone)
@@ -169,7 +175,8 @@ def keras_downloads() -> Iterator[None]:
 
     staged: list[tuple[Path, Path, str]] = []  # (temporary file, cache file, url)
 
-    def get_file(fname=None, origin=None, *args, file_hash=None, cache_subdir: str = "datasets", **kwargs):
+    def get_file(fname: str | None = None, origin: str | None = None, *args: Any, file_hash: str | None = None,
+                 cache_subdir: str = "datasets", **kwargs: Any) -> Any:
         if _capturing or cache_subdir != "models" or not origin or kwargs.get("extract") or kwargs.get("untar"):
             return original(fname, origin, *args, file_hash=file_hash, cache_subdir=cache_subdir, **kwargs)
         wf = WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash)
@@ -211,11 +218,12 @@ class _Captured(Exception):
 _capturing = False  # while capture() runs, keras_downloads() passes calls through to it
 
 
-def capture(build, input_shape) -> WeightsFile | None:
+def capture(build: Callable[..., Any], input_shape: Sequence[int]) -> WeightsFile | None:
     """Which file ``build(input_shape, "imagenet")`` would download (nothing is downloaded)."""
     from clf.host.keras_patches import replaced_get_file
 
-    def get_file(fname=None, origin=None, *args, file_hash=None, **kwargs):
+    def get_file(fname: str | None = None, origin: Any = None, *args: Any, file_hash: str | None = None,
+                 **kwargs: Any) -> Any:  # origin: a URL (every Keras weights download has one)
         raise _Captured(WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash))
 
     global _capturing
@@ -230,7 +238,7 @@ def capture(build, input_shape) -> WeightsFile | None:
     return None
 
 
-def status_rows(host, names=()) -> list[dict]:
+def status_rows(host: PluginHost, names: Collection[str] = ()) -> list[dict[str, Any]]:
     """One row per backbone with a known ImageNet file: cached or not, file, size, hash check."""
     rows = []
     for bb in host.backbones:
@@ -247,11 +255,11 @@ def status_rows(host, names=()) -> list[dict]:
     return rows
 
 
-def lookup(host, name: str) -> WeightsFile:
+def lookup(host: PluginHost, name: str) -> WeightsFile:
     return lookup_file(host.backbones.get(name))
 
 
-def lookup_file(bb) -> WeightsFile:
+def lookup_file(bb: Backbone) -> WeightsFile:
     if bb.imagenet_file is None:
         raise WeightsError(
             f"Backbone {bb.name!r} (plugin {bb.plugin!r}) has no known ImageNet weights file; "

@@ -25,7 +25,8 @@ from clf.cli.app import tidy_help  # noqa: E402
 # Every command's --help: value words instead of type tags, panels where a command has them.
 for _command in app.registered_commands:
     tidy_help(_command)
-tidy_help(app.registered_callback)
+if app.registered_callback is not None:
+    tidy_help(app.registered_callback)
 
 __all__ = ["app", "main"]
 

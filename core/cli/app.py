@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 import typer
 from clf import logs
 from clf.errors import ClfError
+from clf.events import Observer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from clf.events import Observer
     from clf.host.manager import PluginHost
     from typer.models import CommandInfo, TyperInfo
 
@@ -128,7 +128,7 @@ class _Stopped(ClfError):
     exit_code = 130
 
 
-class PhaseTracker:
+class PhaseTracker(Observer):
     """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message);
     phases nest (verify runs inside export), so the innermost unfinished one is current."""
 
@@ -142,6 +142,16 @@ class PhaseTracker:
     @property
     def phase(self) -> str | None:
         return self.running[-1] if self.running else None
+
+    # Observer's no-op methods would hide __getattr__'s forwarding: these forward too.
+    def note(self, text: str) -> None:
+        self.inner.note(text)
+
+    def phase_advance(self, phase: str, amount: int = 1) -> None:
+        self.inner.phase_advance(phase, amount)
+
+    def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        self.inner.epoch_end(phase, epoch, epochs, logs)
 
     def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         self.running.append(phase)
@@ -176,7 +186,7 @@ def _close(observer: Observer | None) -> None:
         close()
 
 
-_O = TypeVar("_O")
+_O = TypeVar("_O", bound=Observer)
 
 # The observers the running command opened and has not closed yet (closed on an error).
 _open: list[Observer] = []

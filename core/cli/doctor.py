@@ -22,7 +22,7 @@ def doctor(
     strict_data: bool = typer.Option(False, "--strict-data", help="Exit 1 when any bad file is found."),
     min_size: int = typer.Option(16, "--min-size", min=1, help="Smallest usable image side in pixels."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-):
+) -> None:
     """Check a dataset: counts per class, bad files, files to convert, duplicates and leakage."""
     from clf.cli.render import esc
     from clf.data.doctor import examine

@@ -36,7 +36,7 @@ def evaluate(
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
-):
+) -> None:
     """Evaluate a saved model on a labelled folder: accuracy, per-class scores, confusion matrix."""
     from clf.report.evaluation import evaluate_folder
 
@@ -69,7 +69,7 @@ def verify(
     reference: Optional[str] = typer.Option(None, "--reference", help="Keras model to compare with; default: the bundle's .keras or .h5."),
     trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
-):
+) -> None:
     """Reopen an artifact in its own runtime and compare it with the bundle's Keras model."""
     from clf.artifacts.verify import verify_artifact
 

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import Any, List, Optional, TYPE_CHECKING, cast
 
 import typer
 from clf.cli.app import JsonOpt, LogFormatOpt, PluginOpt, QuietOpt, _close, _host, _observer, app, cli_errors, err, out
 from clf.errors import UsageError
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SHOWN_ISSUES = 5  # label issues named in the printed summary (the page has them all)
 
@@ -49,7 +52,7 @@ def inspect_command(
             err.print(f"[yellow]note:[/] no web browser to open; open {result.page} yourself.", highlight=False)
 
 
-def _print_summary(f: dict, page) -> None:
+def _print_summary(f: dict[str, Any], page: Path) -> None:
     s = f["summary"]
 
     def line(text: str) -> None:
@@ -79,7 +82,7 @@ def relabel(
     fixes: Optional[str] = typer.Argument(None, help="fixes.csv: file,label,new_label (from the 'clf inspect' page)."),
     undo: Optional[str] = typer.Option(None, "--undo", metavar="LOG", help="Put back the moves of an undo log instead."),
     dry_run: bool = typer.Option(True, "--dry-run/--apply", help="Only show what would move (default), or move the files."),
-):
+) -> None:
     """Move the files a fixes list names to their new class folders (or DATA/_removed/); never
     deletes or overwrites, and logs every move for --undo."""
     from clf.inspect.relabel import apply_relabel, plan_relabel, plan_undo
@@ -87,7 +90,7 @@ def relabel(
     if (fixes is None) == (undo is None):
         raise UsageError("Pass either a fixes list (clf relabel DATA fixes.csv) or --undo LOG, not "
                          f"{'both' if fixes else 'neither'}.")
-    plan = plan_relabel(data, fixes) if fixes else plan_undo(data, undo)
+    plan = plan_relabel(data, fixes) if fixes else plan_undo(data, cast(str, undo))
     for move in plan.moves:
         out.print(f"{'would move' if dry_run else 'move'} {escape(move.source)} -> {escape(move.target)}",
                   highlight=False, soft_wrap=True)

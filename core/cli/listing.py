@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, TYPE_CHECKING
 
 import typer
 from clf.cli.app import (
@@ -18,8 +18,13 @@ from clf.cli.render import esc
 from rich import box
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from clf.host.registry import Backbone, Component
 
-def _list(kind: str, plugins, as_json: bool, table=None, raw=lambda c: {}) -> None:
+
+def _list(kind: str, plugins: list[str] | None, as_json: bool,
+          table: Callable[[str, list[Any], int], Table] | None = None,
+          raw: Callable[[Any], dict[str, Any]] = lambda c: {}) -> None:
     """A listing: one table per plugin (its name in the title, so the rows need no plugin
     column and fit 80 columns), or JSON (every field; a plugin's odd value becomes text
     rather than a traceback)."""
@@ -29,7 +34,7 @@ def _list(kind: str, plugins, as_json: bool, table=None, raw=lambda c: {}) -> No
                  **raw(c)} for c in registry]
         out.print_json(json.dumps(rows, default=str))
         return
-    groups: dict[str, list] = {}
+    groups: dict[str, list[Any]] = {}
     for c in registry:
         groups.setdefault(_short_plugin(c.plugin), []).append(c)
     for plugin, items in groups.items():
@@ -42,7 +47,7 @@ def _light_table(title: str) -> Table:
                  padding=0, collapse_padding=True)
 
 
-def _component_listing(title: str, items, width: int) -> Table:
+def _component_listing(title: str, items: list[Component], width: int) -> Table:
     """name | aliases | description: names whole on one line, descriptions wrapped at words."""
     table = _light_table(title)
     table.add_column("name", no_wrap=True)
@@ -53,7 +58,7 @@ def _component_listing(title: str, items, width: int) -> Table:
     return table
 
 
-def _backbone_listing(title: str, items, width: int) -> Table:
+def _backbone_listing(title: str, items: list[Backbone], width: int) -> Table:
     """Every column the docs name, whole, in 80 columns: aliases under the name, the
     plugin in the title; the description only where there is room for it (120+)."""
     table = _light_table(title)
@@ -88,7 +93,7 @@ def _count(n: int | None) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
 
 
-def _backbone_fields(c) -> dict:
+def _backbone_fields(c: Backbone) -> dict[str, Any]:
     return {"input_size": list(c.input_size), "params": c.params, "features": c.features,
             "preprocess": c.preprocess, "min_size": c.min_size}
 

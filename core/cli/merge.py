@@ -17,7 +17,7 @@ def merge_predictions(
     parts: List[str] = typer.Argument(..., help="The CSV or JSON files written by clf predict --shard K/N, all N of them."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of standard output."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
-):
+) -> None:
     """Join prediction parts into exactly the file one unsharded clf predict writes."""
     from clf.artifacts.shards import merge_predictions as merge
     from clf.files import write_text

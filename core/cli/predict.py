@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence, TYPE_CHECKING
 
 import typer
 from clf.cli.app import (
@@ -23,6 +23,9 @@ from rich.console import Console
 from clf.cli.render import esc
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from clf.artifacts.predict import Prediction, Predictor
+
 
 @app.command()
 @cli_errors(interrupt=True)
@@ -39,7 +42,7 @@ def predict(
     trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
-):
+) -> None:
     """Predict class names and probabilities, using the class names saved with the model."""
     from clf.artifacts.predict import collect_images, load_predictor, predict_files
     from clf.artifacts.predict_output import check_output_file, choose_format, to_csv, to_json, write_output
@@ -91,7 +94,7 @@ def predict(
         raise typer.Exit(1)
 
 
-def _table(results, predictor, k: int) -> Table:
+def _table(results: Sequence[Prediction], predictor: Predictor, k: int) -> Table:
     """The terminal table: each image's top ``k`` classes and probabilities, or its error."""
     table = Table(title=f"{len(results)} images ({esc(predictor.path.name)}, {esc(predictor.runtime)})")
     for col in ("image", "class", "probability"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from clf.data.doctor import Conversion, DoctorReport
     from rich.progress import Progress
 
 LOG_FORMATS = ("auto", "rich", "plain", "jsonl")
@@ -52,7 +54,7 @@ def make_observer(console: Console, log_format: str = "auto", quiet: bool = Fals
     return PlainObserver(console)
 
 
-def progress_observer(console: Console | None = None) -> Observer:
+def progress_observer(console: Console | None = None) -> PlainObserver:
     """What ``clf.run(progress=True)`` shows, in a terminal or a notebook.
 
     On a terminal: rich's progress bars, finished epochs printed above them (as ``clf run``).
@@ -65,7 +67,7 @@ def progress_observer(console: Console | None = None) -> Observer:
     if console.is_jupyter:
         widgets = importlib.util.find_spec("ipywidgets") is not None
         return RichProgressObserver(console) if widgets else PlainObserver(console)
-    return make_observer(console, "auto")
+    return RichProgressObserver(console) if console.is_terminal else PlainObserver(console)  # "auto"
 
 
 def resolved_format(console: Console, log_format: str, quiet: bool) -> str:
@@ -82,7 +84,7 @@ class QuietObserver(Observer):
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    def note(self, text) -> None:
+    def note(self, text: str) -> None:
         self.console.print(f"[yellow]note:[/] {esc(text)}", highlight=False)
 
 
@@ -92,16 +94,16 @@ class PlainObserver(Observer):
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    def print(self, *args, **kwargs) -> None:
+    def print(self, *args: Any, **kwargs: Any) -> None:
         self.console.print(*args, highlight=False, soft_wrap=True, **kwargs)
 
     def close(self) -> None:
         """Nothing to end: every line is already printed."""
 
-    def note(self, text) -> None:
+    def note(self, text: str) -> None:
         self.print(f"[yellow]note:[/] {esc(text)}")
 
-    def phase_end(self, phase, **info) -> None:
+    def phase_end(self, phase: str, **info: Any) -> None:
         if phase == "doctor":
             self._doctor(info["report"])
         elif phase == "data":
@@ -145,7 +147,7 @@ class PlainObserver(Observer):
         elif phase == "record" and "files" in info:
             self.print(f"  record: {esc(', '.join(Path(f).name for f in info['files']))}")
 
-    def _doctor(self, report) -> None:
+    def _doctor(self, report: DoctorReport) -> None:
         bad = report.quarantined
         if bad:
             self.print(f"[yellow]quarantined {len(bad)} file(s)[/] (listed in quarantine.json in the run folder):")
@@ -157,12 +159,12 @@ class PlainObserver(Observer):
             self.print(f"converted {len(report.converted)} file(s) for training "
                        f"({esc(summarise_changes(report.converted))})")
 
-    def epoch_end(self, phase, epoch, epochs, logs) -> None:
+    def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
         self.print(f"{esc(phase)} epoch {epoch}/{epochs} {esc(parts)}")
 
 
-def summarise_changes(conversions) -> str:
+def summarise_changes(conversions: Iterable[Conversion]) -> str:
     """'grayscale: 2, alpha: 1' from the doctor's conversion records."""
     from collections import Counter
 
@@ -178,7 +180,7 @@ class RichProgressObserver(PlainObserver):
         self.progress: Progress | None = None
         self.tasks: dict[str, Any] = {}
 
-    def _progress(self):
+    def _progress(self) -> Progress:
         if self.progress is None:
             from rich.progress import (
                 BarColumn,
@@ -195,19 +197,19 @@ class RichProgressObserver(PlainObserver):
             self.progress.start()
         return self.progress
 
-    def print(self, *args, **kwargs) -> None:
+    def print(self, *args: Any, **kwargs: Any) -> None:
         # Through the live display's console, so lines appear above the bars.
         (self.progress.console if self.progress else self.console).print(*args, highlight=False, soft_wrap=True, **kwargs)
 
-    def phase_start(self, phase, total=None, unit: str = "") -> None:
+    def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         if total:
             self.tasks[phase] = self._progress().add_task(f"{phase} ({unit}s)" if unit else phase, total=total)
 
-    def phase_advance(self, phase, amount: int = 1) -> None:
+    def phase_advance(self, phase: str, amount: int = 1) -> None:
         if phase in self.tasks and self.progress is not None:
             self.progress.advance(self.tasks[phase], amount)
 
-    def epoch_end(self, phase, epoch, epochs, logs) -> None:
+    def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         super().epoch_end(phase, epoch, epochs, logs)
         # Training reports per epoch; a fine-tuning phase may not announce its own bar.
         for name in (phase, "train"):
@@ -215,7 +217,7 @@ class RichProgressObserver(PlainObserver):
                 self.progress.update(self.tasks[name], completed=epoch)
                 break
 
-    def phase_end(self, phase, **info) -> None:
+    def phase_end(self, phase: str, **info: Any) -> None:
         task = self.tasks.pop(phase, None)
         if task is not None and self.progress is not None:
             self.progress.remove_task(task)
@@ -240,17 +242,17 @@ class JsonlObserver(Observer):
         self.stream.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}, default=str) + "\n")
         self.stream.flush()
 
-    def note(self, text) -> None:
+    def note(self, text: str) -> None:
         self.emit("note", text=text)
 
-    def phase_start(self, phase, total=None, unit: str = "") -> None:
+    def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         self.emit("phase_start", phase=phase, total=total, unit=unit)
 
-    def phase_end(self, phase, **info) -> None:
+    def phase_end(self, phase: str, **info: Any) -> None:
         info.pop("reports", None)  # the full reports come once, as the final "report" event
         self.emit("phase_end", phase=phase, **info)
 
-    def epoch_end(self, phase, epoch, epochs, logs) -> None:
+    def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         self.emit("epoch", phase=phase, epoch=epoch, epochs=epochs, **logs)
 
 

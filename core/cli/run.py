@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from clf.cli.app import (
@@ -30,7 +30,7 @@ _FIELD = {"plugin": "plugins"}
 _OPTION = {field: option for option, field in _FIELD.items()}
 
 
-def _default(name: str):
+def _default(name: str) -> Any:
     """RunConfig's default for field ``name``: the one source of every ``clf run`` default."""
     return RunConfig.__dataclass_fields__[name].default
 
@@ -95,7 +95,7 @@ def run(
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
     runtime: str = typer.Option(_default("runtime"), help="What runs the frozen backbone during extraction: auto (LiteRT when it reproduces TensorFlow's features and is faster), tensorflow, tflite or onnx."),
-):
+) -> None:
     """Train a classifier on a folder of images, evaluate it and export it."""
     options = locals()  # the parameters, before any other name is bound
     if verbose:
@@ -148,7 +148,7 @@ def _print_plan(config: RunConfig) -> None:
 
 # `clf run --help` in panels (clf.cli.app.tidy_help applies them), with a word for each
 # value; options not named here use the words every command shares (app.METAVARS).
-run.help_panels = {
+run.help_panels = {  # type: ignore[attr-defined]  # a function attribute tidy_help reads
     "Data": ("data", "classes", "loader", "validation_split", "image_size", "center_crop", "augment",
              "augment_copies", "strict_data"),
     "Model": ("backbone", "weights", "weights_mirror", "head", "dropout", "hidden_units", "tta"),
@@ -159,7 +159,7 @@ run.help_panels = {
     "Runtime": ("config_file", "resume", "dry_run", "plugin", "cache", "cache_dir", "strategy", "precision",
                 "runtime", "tensorboard", "log_format", "quiet", "verbose", "help"),
 }
-run.metavars = {
+run.metavars = {  # type: ignore[attr-defined]  # a function attribute tidy_help reads
     "classes": "N", "epochs": "N", "batch_size": "N", "image_size": "PIXELS", "center_crop": "FRACTION",
     "lr": "RATE", "export": "NAMES", "output": "DIR", "weights": "imagenet|none|FILE", "seed": "N",
     "validation_split": "FRACTION", "dropout": "FRACTION", "hidden_units": "N", "weights_mirror": "URL",

@@ -41,7 +41,7 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model (h5, keras): auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
     plugin: Optional[List[str]] = PluginOpt,
-):
+) -> None:
     """Serve a trained model: POST /predict, GET /metadata, /health, /docs, and a page at /."""
     try:
         import uvicorn

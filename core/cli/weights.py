@@ -61,7 +61,7 @@ def weights_fetch(names: List[str] = typer.Argument(..., help="Backbones whose I
 @weights_app.command("verify")
 @cli_errors()
 def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backbones (default: every cached file)."),
-                   plugin: Optional[List[str]] = PluginOpt):
+                   plugin: Optional[List[str]] = PluginOpt) -> None:
     """Check cached weights files against Keras' known hashes (exit 1 on a mismatch)."""
     from clf.artifacts.weights import check
     from clf.files import keras_cache_dir

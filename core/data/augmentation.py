@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 
-def augmentation_layers(seed: int):
+def augmentation_layers(seed: int) -> Any:
     """Random flip/zoom/shear on batches of raw RGB 0-255 images; training only."""
     import keras
 

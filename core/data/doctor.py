@@ -30,13 +30,18 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, TYPE_CHECKING
 
 from clf.data.images import IMAGE_SUFFIXES
 from clf.data.layout import check_data_root, class_folders, find_layout
 from clf.data.filecheck import FileProblem, bomb_problem, check_pixels, display_path, is_utf8_name, read_file
 from clf.errors import DataError
 from clf.files import atomic_path, cache_dir, write_json
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from clf.config import RunConfig
+    from clf.events import Observer
 
 # Suffixes of files Pillow can read that the doctor turns into training images: the ones
 # the loader picks as they are, and the ones it picks once converted.
@@ -297,7 +302,7 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None 
     return look
 
 
-def normalise(data: bytes):
+def normalise(data: bytes) -> Image.Image:
     """8-bit RGB Pillow image: first frame, EXIF rotation applied, alpha on white, 16-bit scaled."""
     import numpy as np
     from PIL import Image, ImageOps
@@ -341,7 +346,7 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     return {c.name: sorted(p for p in c.rglob("*") if p.is_symlink() or not p.is_dir()) for c in classes}
 
 
-def check_class_names(folder: Path, names) -> None:
+def check_class_names(folder: Path, names: Sequence[str]) -> None:
     """A class name goes into labels.json and every report: it must be text (UTF-8)."""
     bad = [n for n in names if not is_utf8_name(n)]
     if bad:
@@ -352,7 +357,7 @@ def check_class_names(folder: Path, names) -> None:
         )
 
 
-def examine(source, *, min_side: int = MIN_SIDE, convert: bool = True, workers: int | None = None,
+def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = True, workers: int | None = None,
             target_dir: Path | None = None, facts_file: Path | None | bool = True) -> DoctorReport:
     """Look at every file of a folder-per-class dataset; with ``convert`` write the copies.
     ``facts_file``: where Pillow's findings are cached by content hash (True: beside the
@@ -443,7 +448,8 @@ def check_usable(report: DoctorReport) -> None:
             )
 
 
-def preflight(config, loader, observer) -> DoctorReport | None:
+# loader: a clf.host.registry.DataLoader (data imports no host, so Any here)
+def preflight(config: RunConfig, loader: Any, observer: Observer) -> DoctorReport | None:
     """Run before loading: examine a local data folder, convert, report, and in strict mode
     refuse bad files. ``None`` when the data is not a local folder (a loader streaming from
     elsewhere) or the loader cannot take the doctor's file lists."""

@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 # No photo clf trains on is near this; RAW files and scans that are, are not JPEG/PNG anyway.
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -33,14 +37,14 @@ class FileProblem(Exception):
         self.kind, self.reason = kind, reason
 
 
-def display_path(path) -> str:
+def display_path(path: StrPath | bytes) -> str:
     """A path as text that any terminal, CSV or JSON file can hold: bytes of a file name that
     are not UTF-8 (``caf\\xe9.png`` from an old Latin-1 disk) appear as ``\\xe9`` escapes."""
     text = os.fsdecode(path) if isinstance(path, bytes) else str(path)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def is_utf8_name(path) -> bool:
+def is_utf8_name(path: StrPath) -> bool:
     try:
         str(path).encode("utf-8")
         return True
@@ -48,7 +52,7 @@ def is_utf8_name(path) -> bool:
         return False
 
 
-def check_file(path, max_bytes: int | None = None) -> os.stat_result:
+def check_file(path: StrPath, max_bytes: int | None = None) -> os.stat_result:
     """``stat`` of a regular file within the size cap (links followed), else FileProblem."""
     max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     try:
@@ -59,7 +63,7 @@ def check_file(path, max_bytes: int | None = None) -> os.stat_result:
     return st
 
 
-def _check_stat(path, st: os.stat_result, max_bytes: int) -> None:
+def _check_stat(path: StrPath, st: os.stat_result, max_bytes: int) -> None:
     if not stat.S_ISREG(st.st_mode):
         what = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
         via = " behind a symbolic link" if os.path.islink(path) else ""
@@ -70,7 +74,7 @@ def _check_stat(path, st: os.stat_result, max_bytes: int) -> None:
                                        f"for an image; not read. Downscale or recompress it")
 
 
-def read_file(path, max_bytes: int | None = None) -> bytes:
+def read_file(path: StrPath, max_bytes: int | None = None) -> bytes:
     """The bytes of a regular file within the size cap. Opened without blocking and checked
     again on the open descriptor, so a file swapped for a FIFO after ``check_file`` cannot
     hang the read, and a file grown past the cap is not read past it."""
@@ -106,7 +110,7 @@ def bomb_problem(exc: Exception) -> FileProblem:
                                     f"Downscale it")
 
 
-def check_image_file(path, max_bytes: int | None = None, max_pixels: int | None = None) -> None:
+def check_image_file(path: StrPath, max_bytes: int | None = None, max_pixels: int | None = None) -> None:
     """FileProblem unless ``path`` is a regular file within the size cap whose image header
     (read by Pillow without decoding) declares at most ``MAX_PIXELS`` pixels. A file Pillow
     cannot identify passes: the decoder that reads it reports that in its own words."""
@@ -127,7 +131,7 @@ def check_image_file(path, max_bytes: int | None = None, max_pixels: int | None 
     check_pixels(width, height, max_pixels)
 
 
-def image_problem(path) -> str | None:
+def image_problem(path: StrPath) -> str | None:
     """``check_image_file`` as a reason string, or None when the file may be decoded."""
     try:
         check_image_file(path)
@@ -136,7 +140,7 @@ def image_problem(path) -> str | None:
     return None
 
 
-def as_tf_path(path) -> bytes:
+def as_tf_path(path: StrPath) -> bytes:
     """A path for ``tf.io.read_file``: its bytes, so a file name that is not UTF-8 reads too
     (a str with such bytes makes tf.data fail with 'Could not build a TypeSpec')."""
     return os.fsencode(Path(path))

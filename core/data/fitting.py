@@ -21,12 +21,12 @@ it in front of a fixed-size classifier and :func:`fixed_model` takes it off agai
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import keras
 
 
-def center_box(height, width, size: Sequence[int], fraction: float):
+def center_box(height: Any, width: Any, size: Sequence[int], fraction: float) -> Any:
     """``(top, left, box_height, box_width)`` (int32 tensors) of the centred box
     ``decode_image`` crops from a photo of ``height`` x ``width`` (scalar tensors): the
     input's aspect ratio, ``fraction`` of the photo but never below the input size while the
@@ -46,7 +46,7 @@ def center_box(height, width, size: Sequence[int], fraction: float):
     return (height - bh) // 2, (width - bw) // 2, bh, bw
 
 
-def resize_weights(in_size, out_size: int):
+def resize_weights(in_size: Any, out_size: int) -> Any:
     """``[out_size, in_size]`` float32 weights of TensorFlow's antialiased bilinear resize
     along one axis (``ScaleAndTranslate``, triangle kernel, no translation): output pixel
     ``i`` samples at ``(i + 0.5) * in / out``; input pixel ``j`` weighs
@@ -63,7 +63,7 @@ def resize_weights(in_size, out_size: int):
     return weights / tf.reduce_sum(weights, axis=1, keepdims=True)
 
 
-def fit_batch(images, size: Sequence[int], fraction: float):
+def fit_batch(images: Any, size: Sequence[int], fraction: float) -> Any:
     """Photos ``[n, h, w, 3]`` (any h, w; 0-255, any dtype) -> float32 ``[n, *size, 3]``:
     the centre box of ``fraction``, then the antialiased bilinear resize, as
     ``decode_image`` does one photo."""
@@ -92,26 +92,26 @@ class FitPhoto(keras.layers.Layer):
     exactly the identity), so a model that starts with this layer also takes pre-resized
     images."""
 
-    def __init__(self, size: Sequence[int], center_crop: float = 0.0, **kwargs) -> None:
+    def __init__(self, size: Sequence[int], center_crop: float = 0.0, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.size = (int(size[0]), int(size[1]))
         self.center_crop = float(center_crop)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         return fit_batch(inputs, self.size, self.center_crop)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return (input_shape[0], *self.size, 3)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "size": list(self.size), "center_crop": self.center_crop}
 
 
 PHOTO_MODEL_NAME = "clf_photo_classifier"
 
 
-def photo_model(model, size):
+def photo_model(model: Any, size: Sequence[int]) -> Any:
     """``model`` (fixed-size input) behind a :class:`FitPhoto` layer: takes ``[n, h, w, 3]``
     photos of any size (0-255), crops and resizes them as clf does. ``size``: the model's
     input size, an :class:`clf.data.images.ImageSize` (its centre crop is used) or a pair."""
@@ -127,11 +127,11 @@ def photo_model(model, size):
     return photo
 
 
-def is_photo_model(model) -> bool:
+def is_photo_model(model: Any) -> bool:
     return any(isinstance(layer, FitPhoto) for layer in model.layers)
 
 
-def fixed_model(model):
+def fixed_model(model: Any) -> Any:
     """The fixed-size classifier inside a :func:`photo_model` (``model`` itself otherwise)."""
     if not is_photo_model(model):
         return model

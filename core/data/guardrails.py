@@ -16,9 +16,12 @@ import shutil
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from clf.errors import UsageError
+
+if TYPE_CHECKING:
+    from clf.events import Observer
 
 RUN_MARKER = ".clf-run"
 RUN_MARKER_FORMAT = "clf-run/1"
@@ -158,7 +161,7 @@ def remove_orphans(run_dir: Path) -> list[Path]:
     return removed
 
 
-def batch_size_for(batch_size: int, n_train: int, observer) -> int:
+def batch_size_for(batch_size: int, n_train: int, observer: Observer) -> int:
     """A batch larger than the training set is shrunk to it, with a note."""
     if 0 < n_train < batch_size:
         observer.note(f"--batch-size {batch_size} is larger than the {n_train} training images; "

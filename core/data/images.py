@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 # Suffixes tf.io.decode_image reads; anything else (.DS_Store, Thumbs.db, notes) is skipped.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
@@ -45,13 +45,13 @@ class DatasetBundle:
     """
 
     class_names: list[str]
-    train: "object"  # tf.data.Dataset
-    validation: "object | None" = None
-    test: "object | None" = None
+    train: Any  # tf.data.Dataset
+    validation: Any = None  # tf.data.Dataset or None
+    test: Any = None
     splits: dict[str, Split] = field(default_factory=dict)
     # Optional: builds the same kind of dataset for any subset of files, so the feature
     # cache can decode only the files it misses. Without it a partial miss re-reads a split.
-    make_dataset: Callable[[list[str], list[int]], object] | None = None
+    make_dataset: Callable[[list[str], list[int]], Any] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -82,12 +82,12 @@ class ImageSize(tuple):
 
     center_crop: float
 
-    def __new__(cls, size: Sequence[int], center_crop: float | None = None):
+    def __new__(cls, size: Sequence[int], center_crop: float | None = None) -> ImageSize:
         self = super().__new__(cls, (int(size[0]), int(size[1])))
         self.center_crop = float(getattr(size, "center_crop", 0.0) if center_crop is None else center_crop)
         return self
 
-    def __getnewargs__(self):
+    def __getnewargs__(self) -> tuple[tuple[int, int], float]:
         return tuple(self), self.center_crop
 
     def __repr__(self) -> str:
@@ -104,7 +104,7 @@ DCT_MARGIN = 2
 DCT_RATIOS = (2, 4, 8)
 
 
-def decode_image(contents, image_size: Sequence[int], scale_jpeg: bool = True):
+def decode_image(contents: Any, image_size: Sequence[int], scale_jpeg: bool = True) -> Any:
     """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF
     frame): centre-cropped first when ``image_size`` is an :class:`ImageSize` with a crop.
     A JPEG much larger than the input is decoded at a reduced DCT scale (see ``DCT_MARGIN``).
@@ -120,10 +120,10 @@ def decode_image(contents, image_size: Sequence[int], scale_jpeg: bool = True):
     size = (int(image_size[0]), int(image_size[1]))
     crop = getattr(image_size, "center_crop", 0.0)
 
-    def full():
+    def full() -> Any:
         return fit_image(decode_pixels(contents), image_size)
 
-    def scaled(ratio):
+    def scaled(ratio: int) -> Any:
         return lambda: _decode_scaled_jpeg(contents, ratio, size, crop)
 
     if not scale_jpeg:
@@ -136,7 +136,7 @@ def decode_image(contents, image_size: Sequence[int], scale_jpeg: bool = True):
     return image
 
 
-def decode_pixels(contents):
+def decode_pixels(contents: Any) -> Any:
     """The pixels of one encoded image as uint8 RGB ``[h, w, 3]``, exactly as Pillow (and
     libjpeg's defaults) decode them: JPEGs with the accurate integer IDCT. TensorFlow's
     default (the fast IDCT) differs from Pillow by up to 8 levels per pixel, which moved an
@@ -153,7 +153,7 @@ def decode_pixels(contents):
     return image
 
 
-def fit_image(image, image_size: Sequence[int]):
+def fit_image(image: Any, image_size: Sequence[int]) -> Any:
     """A decoded RGB image ``[h, w, 3]`` (0-255, any dtype) brought to ``image_size`` the way
     every clf path does it (training, predict, an array given to ``RunResult.predict``):
     the centre crop of an :class:`ImageSize`, then an antialiased bilinear resize, float32."""
@@ -168,7 +168,7 @@ def fit_image(image, image_size: Sequence[int]):
     return tf.image.resize(image, size, method="bilinear", antialias=True)  # float32, 0-255
 
 
-def dct_scale_index(shape, size: tuple[int, int], fraction: float):
+def dct_scale_index(shape: Any, size: tuple[int, int], fraction: float) -> Any:
     """0 for a full decode, else 1 + the index in ``DCT_RATIOS`` of the largest JPEG scale at
     which the centre box of a photo of ``shape`` (height, width) still covers ``DCT_MARGIN``
     times ``size`` on both sides."""
@@ -195,7 +195,7 @@ def may_scale(paths: Sequence, image_size: Sequence[int]) -> bool:
     return False
 
 
-def _header_may_scale(f, image_size: Sequence[int]) -> bool:
+def _header_may_scale(f: BinaryIO, image_size: Sequence[int]) -> bool:
     size = (int(image_size[0]), int(image_size[1]))
     fraction = getattr(image_size, "center_crop", 0.0)
     shape = _jpeg_shape(f)
@@ -213,7 +213,7 @@ def _header_may_scale(f, image_size: Sequence[int]) -> bool:
     return h / DCT_RATIOS[0] >= DCT_MARGIN * size[0] - 1 and w / DCT_RATIOS[0] >= DCT_MARGIN * size[1] - 1
 
 
-def _jpeg_shape(f) -> tuple[int, int] | None:
+def _jpeg_shape(f: BinaryIO) -> tuple[int, int] | None:
     """``(height, width)`` from a JPEG's frame header (``f``: a binary file object at its
     start); None for another format, ``(0, 0)`` for a JPEG whose header could not be followed."""
     sof = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -244,7 +244,7 @@ def _jpeg_shape(f) -> tuple[int, int] | None:
         f.seek(length - 2, 1)
 
 
-def _decode_scaled_jpeg(contents, ratio: int, size: tuple[int, int], fraction: float):
+def _decode_scaled_jpeg(contents: Any, ratio: int, size: tuple[int, int], fraction: float) -> Any:
     """Decode at 1/``ratio`` and resize the centre box the full decode would cut, at its exact
     sub-pixel position: the box's full-size offset and size need not divide by ``ratio``, and
     a box cropped on whole scaled pixels shifts features (cosine 0.995 instead of 0.9999)."""
@@ -265,7 +265,7 @@ def _decode_scaled_jpeg(contents, ratio: int, size: tuple[int, int], fraction: f
     return out[0]
 
 
-def _box(shape, size: tuple[int, int], fraction: float):
+def _box(shape: Any, size: tuple[int, int], fraction: float) -> Any:
     """``(top, left, height, width)`` (int32 tensors) of the centre box ``_center_box`` cuts
     from a photo of ``shape`` (height, width); the whole photo when ``fraction`` is 0. The
     box is ``clf.data.fitting.center_box``, the one exported models cut in their own graph."""
@@ -277,7 +277,7 @@ def _box(shape, size: tuple[int, int], fraction: float):
     return center_box(shape[0], shape[1], size, fraction)
 
 
-def _center_box(image, size: tuple[int, int], fraction: float):
+def _center_box(image: Any, size: tuple[int, int], fraction: float) -> Any:
     """The centred box of ``size``'s aspect ratio covering ``fraction`` of the photo, but
     never smaller than ``size`` itself while the photo has the pixels: cropping a photo that
     is already smaller than the input throws away detail it lacks (flowers5's 128 px photos
@@ -289,7 +289,7 @@ def _center_box(image, size: tuple[int, int], fraction: float):
 
 
 def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Sequence[int],
-                  substitute: "dict[str, str] | None" = None):
+                  substitute: "dict[str, str] | None" = None) -> Any:
     """Unbatched ``(image, label)`` dataset over image files, decoded in parallel.
 
     ``substitute`` maps a file to the copy to read instead (the doctor's converted copies).

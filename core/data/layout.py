@@ -45,7 +45,7 @@ def find_layout(root: Path) -> dict[str, Path]:
     return layout
 
 
-def check_data_root(root: Path, source) -> None:
+def check_data_root(root: Path, source: str | Path) -> None:
     """A missing, non-folder or empty ``--data`` is a clear error before anything else."""
     if not root.is_dir():
         raise DataNotFoundError(

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from clf.data import doctor
 from clf.data.images import DatasetBundle, ImageSize
 from clf.errors import DataError
 from clf.events import Observer
+
+if TYPE_CHECKING:
+    from clf.config import RunConfig
 
 
 @dataclass
@@ -27,7 +30,8 @@ class LoadedData:
         return len(self.bundle.splits["train"]) if "train" in self.bundle.splits else 0
 
 
-def load_data(config, loader, image_size: ImageSize, observer: Observer) -> LoadedData:
+# loader: a clf.host.registry.DataLoader (data imports no host, so Any here)
+def load_data(config: RunConfig, loader: Any, image_size: ImageSize, observer: Observer) -> LoadedData:
     observer.phase_start("data")
     t0 = time.perf_counter()
     report = doctor.preflight(config, loader, observer)

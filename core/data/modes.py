@@ -8,7 +8,7 @@ loaded. No Keras here: backbones register their modes on every command, listings
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from clf.errors import PluginError
 
@@ -45,7 +45,7 @@ def get_preprocess(name: str) -> Callable:
 
 
 def _keras_app_preprocess(module: str) -> Callable:
-    def preprocess(x):
+    def preprocess(x: Any) -> Any:
         import keras  # at call time: importing clf must not import Keras and every application
 
         return getattr(keras.applications, module).preprocess_input(x)

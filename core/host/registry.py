@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from clf.errors import PluginError, UnknownComponentError
 
@@ -114,12 +114,14 @@ class Registry(Generic[C]):
     def callback(self, plugin: str) -> Callable[..., None]:
         """The ``register`` function handed to one plugin's hook."""
 
-        def register(name: str, fn: Callable[..., Any], /, *, aliases=(), description=None, **extra) -> None:
+        def register(name: str, fn: Callable[..., Any], /, *, aliases: Iterable[str] = (),
+                     description: str | None = None, **extra: Any) -> None:
             self.add(plugin, name, fn, aliases=tuple(aliases), description=description, **extra)
 
         return register
 
-    def add(self, plugin: str, name: str, fn, *, aliases=(), description=None, **extra) -> C:
+    def add(self, plugin: str, name: str, fn: Callable[..., Any], *, aliases: tuple[str, ...] = (),
+            description: str | None = None, **extra: Any) -> C:
         for n in (name, *aliases):
             if not isinstance(n, str) or not _NAME.match(n):
                 raise PluginError(
@@ -181,7 +183,7 @@ class Registry(Generic[C]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[C]:
         return iter(self._items[n] for n in self.names())
 
     def __len__(self) -> int:

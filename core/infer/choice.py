@@ -60,9 +60,9 @@ class BackboneRuntime:
     :meth:`decide` on a batch, or on the first :meth:`run` call, unless stored.
     """
 
-    def __init__(self, requested: str, model, store: RuntimeStore | None = None, *,
+    def __init__(self, requested: str, model: Any, store: RuntimeStore | None = None, *,
                  keep_tensorflow: str | None = None, no_conversion: str | None = None,
-                 openers: Mapping[str, Callable[[Any, RuntimeStore | None], Runner]] | None = None):
+                 openers: Mapping[str, Callable[[Any, RuntimeStore | None], Runner]] | None = None) -> None:
         self.requested, self.model, self.store = requested, model, store
         self.openers = dict(OPENERS if openers is None else openers)
         self.name: str | None = None  # None until decided
@@ -158,9 +158,11 @@ class BackboneRuntime:
         if self.store is None:
             return
         stored = self.store.read_checks()
-        auto = stored.get("auto") if isinstance(stored.get("auto"), dict) else {}
+        auto: dict[str, Any] = stored["auto"] if isinstance(stored.get("auto"), dict) else {}
         name = auto.get("checked") if self.requested == "auto" else self.requested
-        check = stored.get("checks", {}).get(name) if isinstance(name, str) else None
+        if not isinstance(name, str):
+            return  # nothing stored
+        check = stored.get("checks", {}).get(name)
         content = self.store.load(name) if check else None
         if not check or content is None or content_hash(content) != check.get("file_hash"):
             return  # nothing stored, or the converted file changed: check again
@@ -180,6 +182,7 @@ class BackboneRuntime:
         if self.name == "tensorflow":
             return TensorFlowRunner(self.model)
         try:
+            assert self.name is not None  # decided before it is opened
             return self.openers[self.name](self.model, self.store)
         except RuntimeUnavailable as exc:  # e.g. uninstalled since the stored check
             self.notes.append(f"--runtime {self.requested}: TensorFlow runs the backbone, because "

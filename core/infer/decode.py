@@ -72,7 +72,7 @@ def rgb(image: Any) -> np.ndarray:
 class Decoder:
     """Decodes to one model input size (an :class:`~clf.data.images.ImageSize`, crop included)."""
 
-    def __init__(self, size: Sequence[int], center_crop: float | None = None):
+    def __init__(self, size: Sequence[int], center_crop: float | None = None) -> None:
         self.size = ImageSize(size, center_crop)
         self._traced: Callable[[Any], Any] | None = None
 

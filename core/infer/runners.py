@@ -57,7 +57,7 @@ class TensorFlowRunner(Runner):
 
     name = engine = "tensorflow"
 
-    def __init__(self, model: "keras.Model"):
+    def __init__(self, model: "keras.Model") -> None:
         self.model = model
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -89,7 +89,7 @@ class LiteRTRunner(Runner):
 
     name = "tflite"
 
-    def __init__(self, model: bytes | str | Path, threads: int | None = None, *, allow_tensorflow: bool = False):
+    def __init__(self, model: bytes | str | Path, threads: int | None = None, *, allow_tensorflow: bool = False) -> None:
         interpreter, self.engine = litert_interpreter_class(allow_tensorflow)
         source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else \
             {"model_path": str(model)}
@@ -134,7 +134,7 @@ class OnnxRunner(Runner):
     name = "onnx"
     engine = "onnxruntime"
 
-    def __init__(self, model: bytes | str | Path, threads: int | None = None):
+    def __init__(self, model: bytes | str | Path, threads: int | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError:

@@ -64,7 +64,7 @@ class RuntimeStore:
     """Converted extractors and their agreement checks for one extractor key; ``root`` None
     keeps everything in memory (``--no-cache``)."""
 
-    def __init__(self, root: str | Path | None, parts: Mapping[str, Any]):
+    def __init__(self, root: str | Path | None, parts: Mapping[str, Any]) -> None:
         self.parts = dict(parts)
         self.dir = Path(root) / "runtimes" / extractor_key(self.parts) if root is not None else None
 

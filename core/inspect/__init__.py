@@ -15,10 +15,12 @@ issues, errors, outliers), ``duplicates``, ``calibration``, ``cam`` (heatmaps), 
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["InspectResult", "inspect_run", "RelabelPlan", "plan_relabel", "plan_undo", "apply_relabel"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     import importlib
 
     module = {"InspectResult": "report", "inspect_run": "report", "RelabelPlan": "relabel",

@@ -12,7 +12,7 @@ none, and ``reason`` says why.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from clf.inspect.saved_run import RunModel
 BATCH = 16
 
 
-def _feature_map(backbone) -> tuple[Any, bool]:
+def _feature_map(backbone: Any) -> tuple[Any, bool]:
     """``(the last 4-D tensor before the pooled output, pooled by a plain global average?)``."""
     import keras
 
@@ -40,7 +40,7 @@ def _feature_map(backbone) -> tuple[Any, bool]:
     return None, False
 
 
-def _linear_head(head) -> tuple[Any, Any] | None:
+def _linear_head(head: Any) -> tuple[Any, Any] | None:
     """``(Standardize layer or None, the Dense layer)`` when the head is the linear default."""
     import keras
 
@@ -107,7 +107,7 @@ class Heatmaps:
             out.append(predict(self._model, x).astype(np.float64) @ kernel + bias)
         return np.concatenate(out)
 
-    def maps(self, images: np.ndarray, classes) -> np.ndarray:
+    def maps(self, images: np.ndarray, classes: Sequence[int] | np.ndarray) -> np.ndarray:
         """``[n, h, w]``: for each image, the map of the class in ``classes`` (e.g. the predicted one)."""
         if self.method is None:
             raise ValueError(self.reason)
@@ -118,7 +118,7 @@ class Heatmaps:
         return np.concatenate([self._gradcam(images[s:s + BATCH], classes[s:s + BATCH])
                                for s in range(0, len(images), BATCH)])
 
-    def _gradcam(self, images, classes) -> np.ndarray:
+    def _gradcam(self, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
         x = self.preprocess(tf.constant(np.asarray(images, np.float32)))

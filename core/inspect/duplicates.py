@@ -17,6 +17,7 @@ and only some such copies are caught.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def _unit(features: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0)
 
 
-def _blocks(x: np.ndarray):
+def _blocks(x: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """``(first row, similarities of CHUNK rows to every row, self-similarity removed)``."""
     for start in range(0, len(x), CHUNK):
         sims = x[start:start + CHUNK] @ x.T

@@ -13,14 +13,20 @@ runtime (its stored agreement check is reused), and stored for next time.
 from __future__ import annotations
 
 import time
+from typing import Any, Callable, TYPE_CHECKING
 
-from clf.data.images import DatasetBundle, files_dataset
+from clf.data.images import DatasetBundle, Split, files_dataset
 from clf.events import Observer
 from clf.inspect.saved_run import RunModel, SavedRun
 from clf.train.features import SplitFeatures
 
+if TYPE_CHECKING:
+    import numpy as np
+    from clf.config import RunConfig
+    from clf.host.manager import PluginHost
 
-def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
+
+def run_features(run: SavedRun, parts: RunModel, host: PluginHost, *, cache: bool = True,
                  observer: Observer | None = None) -> dict[str, SplitFeatures]:
     """``{split: SplitFeatures}`` for the run's training and validation files, in manifest order."""
     from clf.infer.store import extractor_parts
@@ -38,24 +44,29 @@ def run_features(run: SavedRun, parts: RunModel, host, *, cache: bool = True,
     store = feature_cache_for(config, key, size, runtime, observer.note)
     forward = _runtime_forward(config, runtime, extractor, key)
 
-    def dataset(files, labels):
+    def dataset(files: list[str], labels: list[int]) -> Any:
         return files_dataset(files, labels, size)
 
-    train, validation = (_Lazy(lambda s=s: dataset(s.files, s.labels)) if s else None
+    def lazy(s: Split) -> _Lazy:
+        return _Lazy(lambda: dataset(s.files, s.labels))
+
+    train, validation = (lazy(s) if s else None
                          for s in (run.splits.get("train"), run.splits.get("validation")))
     bundle = DatasetBundle(run.class_names, train, validation, splits=run.splits, make_dataset=dataset)
     observer.phase_start("extract", total=sum(len(s) for s in run.splits.values()), unit="image")
     t0 = time.perf_counter()
-    out = {name: split_features(bundle, name, extractor, config.batch_size, cache=store, tta=config.tta,
+    found = {name: split_features(bundle, name, extractor, config.batch_size, cache=store, tta=config.tta,
                                 progress=lambda n: observer.phase_advance("extract", n), forward=forward)
            for name in run.splits}
+    out = {name: f for name, f in found.items() if f is not None}  # each inspected split has its dataset
     observer.phase_end("extract", seconds=time.perf_counter() - t0,
                        counts={n: {"extracted": f.extracted, "cached": f.cached} for n, f in out.items()},
                        cache_dir=str(store.dir) if store else None)
     return out
 
 
-def _runtime_forward(config, runtime: str, extractor, key: dict):
+def _runtime_forward(config: RunConfig, runtime: str, extractor: Any,
+                     key: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray] | None:
     """The forward pass of the runtime the run extracted with, for files the cache lacks;
     None (TensorFlow) when that was TensorFlow. Opened only on the first miss."""
     if runtime == "tensorflow":
@@ -71,10 +82,10 @@ class _Lazy:
     are read (through ``make_dataset``), so a warm inspection never builds one; building one
     traces the image decoder, which is slow."""
 
-    def __init__(self, make) -> None:
+    def __init__(self, make: Callable[[], Any]) -> None:
         self._make, self._dataset = make, None
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if self._dataset is None:
             self._dataset = self._make()
         return getattr(self._dataset, name)

@@ -13,13 +13,21 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from clf.errors import UsageError
 from clf.events import Observer
 from clf.inspect.oof import DEFAULT_FOLDS
+
+if TYPE_CHECKING:
+    from clf.host.manager import PluginHost
+    from clf.inspect.oof import OutOfFold
+    from clf.inspect.saved_run import RunModel, SavedRun
+    from clf.train.features import SplitFeatures
+
+_T = TypeVar("_T")
 
 FORMAT = "clf-inspect/1"
 FOLDER = "inspect"
@@ -39,7 +47,7 @@ class InspectResult:
 
 
 def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: int = DEFAULT_FOLDS,
-                solver: str = "auto", cache: bool = True, host=None,
+                solver: str = "auto", cache: bool = True, host: PluginHost | None = None,
                 observer: Observer | None = None) -> InspectResult:
     """Inspect a finished run (see the package docstring); ``data``: the data folder's new place.
     ``solver``: "auto" solves the default linear head's folds, "keras" trains every head."""
@@ -56,7 +64,7 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     host = host or get_host(run.config.plugins)
     seconds: dict[str, float] = {}
 
-    def timed(name, fn, *args, **kwargs):
+    def timed(name: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         seconds[name] = round(time.perf_counter() - t0, 3)
@@ -90,7 +98,7 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
 SOLVERS = ("auto", "keras")
 
 
-def _out_of_fold(run, host, table: "_Table", folds: int, solver: str):
+def _out_of_fold(run: SavedRun, host: PluginHost, table: "_Table", folds: int, solver: str) -> OutOfFold:
     """Out-of-fold probabilities from heads like the run's: solved for the default linear
     head (unless ``solver`` is "keras"), trained with the run's settings for any other."""
     from clf.inspect.oof import out_of_fold, solved_out_of_fold
@@ -111,7 +119,7 @@ def _out_of_fold(run, host, table: "_Table", folds: int, solver: str):
                        label_smoothing=config.label_smoothing)
 
 
-def _run_l2(run) -> float | None:
+def _run_l2(run: SavedRun) -> float | None:
     """The L2 strength the run's own solver chose for its head by cross-validation (what
     manifest.json's training record says), or None when the run trained its head otherwise:
     then the folds choose one themselves."""
@@ -141,7 +149,7 @@ class _Table:
     relative: list[str]  # as the manifest names them
 
     @classmethod
-    def build(cls, run, feats) -> "_Table":
+    def build(cls, run: SavedRun, feats: dict[str, SplitFeatures]) -> "_Table":
         names = [s for s in ("train", "validation") if s in feats]
         return cls(np.concatenate([feats[s].features for s in names]),
                    np.concatenate([feats[s].labels for s in names]).astype(int),
@@ -163,7 +171,7 @@ class _Plan:
     label_ranking: np.ndarray
 
 
-def _findings(run, parts, table: _Table, oof) -> tuple[dict[str, Any], _Plan]:
+def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> tuple[dict[str, Any], _Plan]:
     from clf.inspect.calibration import reliability
     from clf.inspect.duplicates import near_duplicates
     from clf.inspect.findings import label_issues, outliers, worst_errors
@@ -241,7 +249,7 @@ def _findings(run, parts, table: _Table, oof) -> tuple[dict[str, Any], _Plan]:
     return findings, _Plan(thumbs, heat, issues.ranking)
 
 
-def _write_folder(tmp: Path, run, parts, table: _Table, findings: dict[str, Any], plan: _Plan,
+def _write_folder(tmp: Path, run: SavedRun, parts: RunModel, table: _Table, findings: dict[str, Any], plan: _Plan,
                   observer: Observer) -> None:
     """Thumbnails and heatmaps into ``tmp``, a fresh folder beside the report's place."""
     from clf.inspect.cam import Heatmaps

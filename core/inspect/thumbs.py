@@ -8,16 +8,20 @@ offline.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from clf.data.images import ImageSize
 
 SIDE = 160  # pixels of a thumbnail's longer side
 QUALITY = 85
 OVERLAY_ALPHA = 0.45  # share of the heatmap's colour in an overlay
 
 
-def decoded(files: Sequence[str], image_size, batch: int = 32) -> Iterator[tuple[int, np.ndarray]]:
+def decoded(files: Sequence[str], image_size: Sequence[int], batch: int = 32) -> Iterator[tuple[int, np.ndarray]]:
     """``(index into files, float32 RGB 0-255 image)`` in order; an undecodable file is skipped."""
     from clf.data.images import files_dataset
 
@@ -29,7 +33,7 @@ def decoded(files: Sequence[str], image_size, batch: int = 32) -> Iterator[tuple
             yield int(i), image
 
 
-def thumbnail_size(image_size):
+def thumbnail_size(image_size: ImageSize) -> ImageSize:
     """The model's input size scaled down to a thumbnail, with the same centre crop."""
     from clf.data.images import ImageSize
 
@@ -38,7 +42,7 @@ def thumbnail_size(image_size):
                      getattr(image_size, "center_crop", 0.0))
 
 
-def _pil(image: np.ndarray):
+def _pil(image: np.ndarray) -> Image.Image:
     from PIL import Image
 
     picture = Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8))

@@ -86,8 +86,9 @@ def default_output(model_path: Path, data: Path) -> Path:
     return path
 
 
+# host: a clf.host.manager.PluginHost (report imports no host, so Any here)
 def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path | None = None,
-                    batch_size: int = 32, host=None, observer: Observer | None = None,
+                    batch_size: int = 32, host: Any = None, observer: Observer | None = None,
                     trust_artifact: bool = False, runtime: str = "tensorflow") -> FolderEvaluation:
     """Evaluate an exported clf artifact on a labelled folder and save the report files
     (``trust_artifact``: open it even if its sha256 is not the one recorded at export;

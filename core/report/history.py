@@ -12,7 +12,7 @@ import csv
 import io
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from clf.events import Observer
 
@@ -30,15 +30,15 @@ class RunRecorder(Observer):
         self.seconds: dict[str, float] = {}  # wall time per phase (summed if a phase repeats)
         self._started: dict[str, float] = {}
 
-    def phase_start(self, phase, total=None, unit: str = "") -> None:
+    def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         self._started[phase] = time.perf_counter()
 
-    def phase_end(self, phase, **info) -> None:
+    def phase_end(self, phase: str, **info: Any) -> None:
         start = self._started.pop(phase, None)
         if start is not None:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
-    def epoch_end(self, phase, epoch, epochs, logs) -> None:
+    def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         self.epochs.append(EpochRecord(phase, int(epoch), {k: float(v) for k, v in logs.items()}))
 
     def history(self) -> dict[str, dict[str, list[float]]]:
@@ -51,7 +51,7 @@ class RunRecorder(Observer):
         return out
 
 
-def history_csv(records: list[EpochRecord]) -> str:
+def history_csv(records: Sequence[EpochRecord]) -> str:
     """One row per epoch: ``phase,epoch,<metric columns in first-seen order>``."""
     columns: list[str] = []
     for r in records:
@@ -74,17 +74,17 @@ class TeeObserver(Observer):
         for o in self.observers:
             getattr(o, method)(*args, **kwargs)
 
-    def note(self, text) -> None:
+    def note(self, text: str) -> None:
         self._each("note", text)
 
-    def phase_start(self, phase, total=None, unit: str = "") -> None:
+    def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         self._each("phase_start", phase, total, unit)
 
-    def phase_advance(self, phase, amount: int = 1) -> None:
+    def phase_advance(self, phase: str, amount: int = 1) -> None:
         self._each("phase_advance", phase, amount)
 
-    def phase_end(self, phase, **info) -> None:
+    def phase_end(self, phase: str, **info: Any) -> None:
         self._each("phase_end", phase, **info)
 
-    def epoch_end(self, phase, epoch, epochs, logs) -> None:
+    def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         self._each("epoch_end", phase, epoch, epochs, logs)

@@ -99,7 +99,7 @@ def confusion_matrix_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def cross_entropy(y_true: Sequence[int], probabilities: np.ndarray) -> float:
+def cross_entropy(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray) -> float:
     """Mean sparse categorical cross-entropy (Keras clips probabilities the same way)."""
     probs = np.clip(np.asarray(probabilities, float), 1e-7, 1 - 1e-7)
     y = np.asarray(y_true, int)

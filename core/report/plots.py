@@ -7,13 +7,16 @@ and never opens a window.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TYPE_CHECKING
 
 from clf.files import atomic_path
 from clf.report.history import EpochRecord
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def _pyplot():
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -22,7 +25,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return Path(path)
@@ -105,7 +108,7 @@ def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "conf
         plt.close(fig)
 
 
-def _plot_large(cm, names, path: Path, heading: str) -> Path:
+def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) -> Path:
     import numpy as np
 
     from clf.report.metrics import most_confused

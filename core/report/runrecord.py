@@ -14,9 +14,13 @@ import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, TYPE_CHECKING
 
 from clf.files import file_hash, file_sha256, write_json, write_text
+
+if TYPE_CHECKING:
+    from clf.config import RunConfig
+    from clf.report.history import EpochRecord
 
 MANIFEST_FORMAT = "clf-manifest/1"
 
@@ -83,8 +87,8 @@ def weights_record(weights: str) -> dict[str, Any]:
     return {"source": "file", "path": str(path.resolve()), "sha256": file_hash(path) if path.is_file() else None}
 
 
-def build_manifest(*, config, class_names: list[str], counts: dict, splits: Mapping[str, Any],
-                   seconds: dict[str, float], backbone: str, image_size, started: datetime,
+def build_manifest(*, config: RunConfig, class_names: list[str], counts: dict[str, Any], splits: Mapping[str, Any],
+                   seconds: dict[str, float], backbone: str, image_size: Sequence[int], started: datetime,
                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
@@ -103,7 +107,7 @@ def build_manifest(*, config, class_names: list[str], counts: dict, splits: Mapp
     }
 
 
-def write_config(run_dir: Path, config) -> Path:
+def write_config(run_dir: Path, config: RunConfig) -> Path:
     from clf.configfile import config_to_toml
     from clf.data.guardrails import claim_run_dir
 
@@ -128,7 +132,7 @@ def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | N
     return written
 
 
-def write_history(run_dir: Path, records) -> list[Path]:
+def write_history(run_dir: Path, records: Sequence[EpochRecord]) -> list[Path]:
     """``history.csv`` and, when some phase trained by epochs, ``training_curves.png`` (the
     solved linear head has no epochs: no empty plot)."""
     from clf.report.history import history_csv

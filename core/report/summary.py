@@ -20,11 +20,12 @@ def _classes(names: list[str]) -> str:
     return f"[{shown}, ... ({len(names)} in all)]" if len(names) > SHOWN_CLASSES else f"[{shown}]"
 
 
-def _files(result) -> list[str]:
+# result: a clf.train.engine.RunResult (report imports no train, so Any here)
+def _files(result: Any) -> list[str]:
     return [Path(f).name for files in (result.artifacts or {}).values() for f in files]
 
 
-def text(result) -> str:
+def text(result: Any) -> str:
     """``RunResult(run_dir='runs/...', backbone='vgg16', classes=[...], validation_accuracy=0.9, ...)``."""
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith("accuracy"))
     parts = [f"run_dir={str(result.run_dir)!r}", f"backbone={result.config.backbone!r}",
@@ -36,7 +37,7 @@ def text(result) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]], numeric_from: int = 1) -> str:
-    def cell(tag, value, i) -> str:
+    def cell(tag: str, value: Any, i: int) -> str:
         align = ' style="text-align:right"' if i >= numeric_from else ""
         return f"<{tag}{align}>{escape(str(value))}</{tag}>"
 
@@ -45,7 +46,7 @@ def _table(header: list[str], rows: list[list[Any]], numeric_from: int = 1) -> s
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def html(result) -> str:
+def html(result: Any) -> str:
     """The notebook view: what ran, the metrics per split, per class, and the confusion matrix."""
     config = result.config
     files = ", ".join(_files(result)) or "none"
@@ -68,7 +69,7 @@ def html(result) -> str:
     return '<div class="clf-run-result">' + "".join(parts) + "</div>"
 
 
-def _confusion(result, report: dict, split: str) -> str:
+def _confusion(result: Any, report: dict[str, Any], split: str) -> str:
     """The run's confusion_matrix.png inline (it shows the primary split), else a table."""
     image = Path(result.run_dir) / "confusion_matrix.png"
     if image.is_file():

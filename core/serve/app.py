@@ -11,14 +11,23 @@ import asyncio
 import contextlib
 import io
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from importlib import resources
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import numpy as np
 
 from clf.artifacts.predict import Prediction
 from clf.serve.batcher import MicroBatcher, QueueFull
 from clf.serve.uploads import Problem, Upload, check_image, parse_uploads, read_body, why_undecodable
+
+if TYPE_CHECKING:
+    from starlette.exceptions import HTTPException
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from clf.artifacts.predict import Predictor
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ class ServeSettings:
         return sorted(sizes | {self.max_batch})
 
 
-def artifact_format(predictor) -> str | None:
+def artifact_format(predictor: Predictor) -> str | None:
     """The exporter name labels.json lists for the predictor's artifact."""
     for name, files in predictor.labels.get("artifacts", {}).items():
         if files and files[0] == predictor.path.name:
@@ -55,7 +64,7 @@ def artifact_format(predictor) -> str | None:
     return None
 
 
-def metadata(predictor, settings: ServeSettings) -> dict:
+def metadata(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
     from clf import __version__
 
     labels = predictor.labels
@@ -75,7 +84,7 @@ def metadata(predictor, settings: ServeSettings) -> dict:
     }
 
 
-def padded(predict, sizes: list[int]):
+def padded(predict: Callable[[np.ndarray], Any], sizes: list[int]) -> Callable[[np.ndarray], np.ndarray]:
     """``predict`` called only at ``sizes``: a batch is padded (with copies of its last
     image) up to the next size and the padding's rows are dropped from the answer."""
     def call(images: np.ndarray) -> np.ndarray:
@@ -88,7 +97,7 @@ def padded(predict, sizes: list[int]):
     return call
 
 
-def warm_up(predictor, settings: ServeSettings) -> None:
+def warm_up(predictor: Predictor, settings: ServeSettings) -> None:
     """Trace the decoder and call the model at every batch size it will be called with,
     before the first request would pay for it."""
     from PIL import Image
@@ -100,7 +109,7 @@ def warm_up(predictor, settings: ServeSettings) -> None:
         predictor.predict_batch(np.repeat(image[None], n, axis=0))
 
 
-def _top_k(request, settings: ServeSettings, classes: int) -> int:
+def _top_k(request: Request, settings: ServeSettings, classes: int) -> int:
     raw = request.query_params.get("top_k")
     if raw is None:
         return min(settings.top_k, classes)
@@ -109,7 +118,7 @@ def _top_k(request, settings: ServeSettings, classes: int) -> int:
     return min(int(raw), classes)
 
 
-def _error(status: int, message: str, headers=None):
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     from starlette.responses import JSONResponse
 
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
@@ -119,7 +128,7 @@ def _busy(retry_after: int, why: str) -> Problem:
     return Problem(503, f"The server is busy: {why}. Retry after {retry_after} s.", {"Retry-After": str(retry_after)})
 
 
-def _predictions(uploads: list[Upload], probs, class_names: list[str], k: int) -> list[dict]:
+def _predictions(uploads: list[Upload], probs: np.ndarray, class_names: list[str], k: int) -> list[dict[str, Any]]:
     """The response's row per upload: its top class and ``k`` best, and every probability."""
     rows = []
     for upload, p in zip(uploads, probs):
@@ -130,17 +139,17 @@ def _predictions(uploads: list[Upload], probs, class_names: list[str], k: int) -
     return rows
 
 
-def _constant(response, content):
+def _constant(response: Callable[[Any], Response], content: Any) -> Callable[[Request], Awaitable[Response]]:
     """An endpoint that answers every request with the same ``content`` (made at start)."""
-    async def endpoint(request):
+    async def endpoint(request: Request) -> Response:
         return response(content)
     return endpoint
 
 
-def _lifespan(batcher: MicroBatcher, decoders: ThreadPoolExecutor):
+def _lifespan(batcher: MicroBatcher, decoders: ThreadPoolExecutor) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     """Start the batcher with the server; stop it, then the decoding threads, at shutdown."""
     @contextlib.asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: Any) -> AsyncIterator[None]:
         await batcher.start()
         try:
             yield
@@ -150,21 +159,25 @@ def _lifespan(batcher: MicroBatcher, decoders: ThreadPoolExecutor):
     return lifespan
 
 
-async def _on_problem(request, exc: Problem):
+async def _on_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)  # registered for Problem only
     return _error(exc.status, exc.message, exc.headers)
 
 
-async def _on_http(request, exc):
+async def _on_http(request: Request, exc: Exception) -> Response:
+    from starlette.exceptions import HTTPException
+
+    assert isinstance(exc, HTTPException)  # registered for HTTPException only
     text = {404: f"No such page {request.url.path!r}; see /docs for the API.",
             405: f"{request.method} is not allowed on {request.url.path!r}; see /docs."}
     return _error(exc.status_code, text.get(exc.status_code, str(exc.detail)), exc.headers)
 
 
-async def _on_crash(request, exc: Exception):
+async def _on_crash(request: Request, exc: Exception) -> Response:
     return _error(500, f"Internal error: {type(exc).__name__}: {str(exc)[:300]}. See the server log.")
 
 
-def create_app(predictor, settings: ServeSettings | None = None):
+def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> Starlette:
     """A Starlette app serving ``predictor`` (opened by ``clf.load_predictor``, warmed up)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
@@ -189,7 +202,7 @@ def create_app(predictor, settings: ServeSettings | None = None):
         except Exception as exc:  # tf.errors.InvalidArgumentError: not decodable after all
             raise why_undecodable(upload, str(exc)) from None
 
-    async def predict(request):
+    async def predict(request: Request) -> Response:
         # Refuse early, before reading the body, when the queue is already full.
         if state["in_progress"] >= settings.max_queue:
             raise _busy(batcher.retry_after(), f"{state['in_progress']} requests are in progress "
@@ -219,7 +232,7 @@ def create_app(predictor, settings: ServeSettings | None = None):
         return JSONResponse({"class_names": predictor.class_names,
                              "predictions": _predictions(uploads, probs, predictor.class_names, k)})
 
-    async def health(request):
+    async def health(request: Request) -> Response:
         s = batcher.stats
         return JSONResponse({"status": "ok", "waiting_images": batcher.waiting,
                              "requests_in_progress": state["in_progress"], "batches": s.batches,

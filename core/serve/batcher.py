@@ -19,7 +19,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -103,7 +103,7 @@ class MicroBatcher:
         self._thread.shutdown(wait=True)
 
     @contextlib.contextmanager
-    def incoming(self):
+    def incoming(self) -> Iterator[None]:
         """Wrap the reading and decoding of a request before its :meth:`predict`. A batch
         waits (up to the window) for company only while such requests are on their way; a
         lone request goes to the model at once instead of sitting out the window."""

@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, AsyncGenerator
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 # What tf.io.decode_image reads (and so clf predict): Pillow's names for them. MPO is the
 # JPEG variant many cameras write (a JPEG with a second, preview picture appended).
@@ -20,7 +24,7 @@ RAW_TYPES = ("image/", "application/octet-stream")
 class Problem(Exception):
     """A request the server refuses: ``status`` (4xx/5xx), a message, optional headers."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         self.status, self.message, self.headers = status, message, headers or {}
         super().__init__(message)
 
@@ -35,7 +39,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB" if n >= 2**18 else f"{n} bytes"
 
 
-async def read_body(request, max_bytes: int, timeout: float) -> bytes:
+async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
     """The request body, refused with 413 past ``max_bytes`` (by its Content-Length before
     reading anything, else while reading) and with 408 when it takes over ``timeout`` s."""
     declared = request.headers.get("content-length")
@@ -60,7 +64,7 @@ async def read_body(request, max_bytes: int, timeout: float) -> bytes:
                            f"whole upload sooner. Send it again.") from None
 
 
-async def parse_uploads(request, body: bytes, max_images: int) -> list[Upload]:
+async def parse_uploads(request: Request, body: bytes, max_images: int) -> list[Upload]:
     """The images in a request whose ``body`` has been read: every file part of a
     multipart form, or the whole body for an image (or octet-stream) content type."""
     from starlette.formparsers import MultiPartException, MultiPartParser
@@ -74,7 +78,7 @@ async def parse_uploads(request, body: bytes, max_images: int) -> list[Upload]:
                            f"Content-Type. The server only reads images sent in the request; it "
                            f"never fetches URLs or file paths.")
 
-    async def chunks():  # the body is read already (within its limit)
+    async def chunks() -> AsyncGenerator[bytes, None]:  # the body is read already (within its limit)
         yield body
 
     try:

@@ -4,30 +4,33 @@ epoch's weights, early stopping, and the ones plugins add through the ``register
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TYPE_CHECKING
 
 from clf.config import RunConfig
 from clf.events import Observer
 
+if TYPE_CHECKING:
+    from clf.host.manager import PluginHost
 
-def epoch_reporter(observer: Observer, phase: str, epochs: int):
+
+def epoch_reporter(observer: Observer, phase: str, epochs: int) -> Any:
     """Bridges Keras' per-epoch logs to the observer."""
     import keras
 
     class Reporter(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             observer.epoch_end(phase, epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
 
     return Reporter()
 
 
-def plugin_callbacks(host, config: RunConfig, run_dir: Path) -> list:
+def plugin_callbacks(host: PluginHost, config: RunConfig, run_dir: Path) -> list[Any]:
     """The callbacks plugins add through the register_callbacks hook (None: sits this run out)."""
     made = (factory.make(config, run_dir) for factory in host.callbacks)
     return [cb for cb in made if cb is not None]
 
 
-def stopping(config: RunConfig, has_validation: bool) -> list:
+def stopping(config: RunConfig, has_validation: bool) -> list[Any]:
     """Early stopping on validation loss. The best epoch's weights come back through
     :func:`best_epoch`, or (``--last-epoch``) through Keras' own restore, as before."""
     if not config.patience or not has_validation:
@@ -38,7 +41,8 @@ def stopping(config: RunConfig, has_validation: bool) -> list:
                                           restore_best_weights=config.last_epoch)]
 
 
-def best_epoch(*, restore: bool, variables=lambda model: model.weights, past=None, first_epoch: int = 0):
+def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda model: model.weights,
+               past: tuple[int, float, list[Any]] | None = None, first_epoch: int = 0) -> Any:
     """A callback that keeps a copy of the weights of the epoch with the lowest validation
     loss; ``restore_into(model)`` after fit puts them back (with ``restore``), so the saved
     model is the best epoch's, not the last one's (hymenoptera: 0.954 at epochs 4-7, 0.922
@@ -59,14 +63,14 @@ def best_epoch(*, restore: bool, variables=lambda model: model.weights, past=Non
             self.epoch, self.value, self.values = past if past is not None else (0, float("inf"), None)
             self.epochs_run = first_epoch
 
-        def on_epoch_end(self, epoch, logs=None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self.epochs_run = epoch + 1
             value = (logs or {}).get("val_loss")
             if value is not None and float(value) < self.value:
                 self.epoch, self.value = epoch + 1, float(value)
                 self.values = [v.numpy().copy() for v in variables(self.model)]
 
-        def restore_into(self, model) -> None:
+        def restore_into(self, model: Any) -> None:
             if restore and self.values is not None and self.epoch != self.epochs_run:
                 for var, value in zip(variables(model), self.values):
                     var.assign(value)
@@ -82,8 +86,8 @@ def best_epoch(*, restore: bool, variables=lambda model: model.weights, past=Non
     return BestEpoch()
 
 
-def phase_callbacks(observer: Observer, phase: str, epochs: int, config: RunConfig, host, run_dir: Path,
-                    has_validation: bool, *extra) -> list:
+def phase_callbacks(observer: Observer, phase: str, epochs: int, config: RunConfig, host: PluginHost,
+                    run_dir: Path, has_validation: bool, *extra: Any) -> list[Any]:
     """The learning rate into the logs, progress, then the phase's own callbacks (the best
     epoch, the checkpoint saver), then early stopping and the plugins' callbacks."""
     from clf.train.optim import learning_rate_logger

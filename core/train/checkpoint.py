@@ -21,10 +21,13 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TYPE_CHECKING
 
 from clf.errors import UsageError
 from clf.files import atomic_path, file_hash, write_json
+
+if TYPE_CHECKING:
+    from clf.events import Observer
 
 CHECKPOINT_DIR = "checkpoint"
 FORMAT = "clf-checkpoint/1"
@@ -49,8 +52,8 @@ def _dir_name(phase: str, epoch: int) -> str:
     return f"{phase}-epoch-{epoch:04d}"
 
 
-def save(run_dir: Path, model, *, phase: str, epoch: int, epochs: int,
-         history: dict[str, list[float]], config: dict[str, Any], best=None) -> Path:
+def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
+         history: dict[str, list[float]], config: dict[str, Any], best: Any = None) -> Path:
     """Write one checkpoint folder atomically and drop the older ones of the same phase.
     ``best``: ``(epoch, val_loss, weight values)`` of the best epoch so far, kept beside."""
     import numpy as np
@@ -123,7 +126,7 @@ def _array_problem(folder: Path, digests: Any) -> str:
     return ""
 
 
-def latest(run_dir: Path, phase: str | None = None) -> Checkpoint | None:
+def latest(run_dir: str | Path, phase: str | None = None) -> Checkpoint | None:
     """The most advanced sound checkpoint in a run folder (of ``phase`` if given). When a
     more advanced one is damaged, the result carries a ``note`` saying it was passed over."""
     root = Path(run_dir) / CHECKPOINT_DIR
@@ -148,7 +151,7 @@ def latest(run_dir: Path, phase: str | None = None) -> Checkpoint | None:
     return best
 
 
-def require(run_dir: Path) -> Checkpoint:
+def require(run_dir: str | Path) -> Checkpoint:
     """The checkpoint to resume from, or a clear error."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -172,7 +175,7 @@ def require(run_dir: Path) -> Checkpoint:
     return ckpt
 
 
-def best_so_far(ckpt: Checkpoint | None):
+def best_so_far(ckpt: Checkpoint | None) -> tuple[int, float, list[Any]] | None:
     """``(epoch, val_loss, weight values)`` of the best epoch a checkpoint kept, or None."""
     import numpy as np
 
@@ -192,7 +195,7 @@ def best_so_far(ckpt: Checkpoint | None):
         return None
 
 
-def restore(model, ckpt: Checkpoint) -> None:
+def restore(model: Any, ckpt: Checkpoint) -> None:
     """Load weights and optimizer state saved by ``save`` into an identically built model."""
     import numpy as np
 
@@ -227,7 +230,7 @@ def restore(model, ckpt: Checkpoint) -> None:
                 var.assign(value)
 
 
-def _rng_state(model) -> list:
+def _rng_state(model: Any) -> list[Any]:
     """The model's random-seed state (the SeedGenerator of each Dropout layer): part of
     Keras' ``variables`` but not of its ``weights``. Without it a resumed run would draw
     other dropout masks than the uninterrupted run."""
@@ -236,7 +239,8 @@ def _rng_state(model) -> list:
 
 
 def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
-             history: dict[str, list[float]] | None = None, observer=None, best=None):
+             history: dict[str, list[float]] | None = None, observer: Observer | None = None,
+             best: Any = None) -> Any:
     """A Keras callback that checkpoints after every epoch (``history`` continues a resume;
     ``best``, a :func:`clf.train.callbacks.best_epoch` callback earlier in the list, has its
     best epoch saved too, so a resumed run can still go back to it)."""
@@ -245,7 +249,7 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
     past = {k: list(v) for k, v in (history or {}).items()}
 
     class EpochCheckpoint(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             for k, v in (logs or {}).items():
                 past.setdefault(k, []).append(float(v))
             save(run_dir, self.model, phase=phase, epoch=epoch + 1, epochs=epochs,
@@ -257,8 +261,8 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
     return cb
 
 
-def epoch_batches(ds, *, seed: int, batch_size: int, buffer: int, first_epoch: int, epochs: int,
-                  batch=None):
+def epoch_batches(ds: Any, *, seed: int, batch_size: int, buffer: int, first_epoch: int, epochs: int,
+                  batch: Callable[[Any], Any] | None = None) -> Any:
     """Batches for epochs ``first_epoch .. epochs-1``, each epoch shuffled by (seed, epoch).
 
     Pass ``steps_per_epoch=steps(n, batch_size)`` to fit: Keras then keeps one iterator
@@ -269,7 +273,7 @@ def epoch_batches(ds, *, seed: int, batch_size: int, buffer: int, first_epoch: i
     ``clf.train.distribute.Distribution.batch``, which keeps a small split divisible by replicas)."""
     import tensorflow as tf
 
-    def one_epoch(epoch):
+    def one_epoch(epoch: Any) -> Any:
         epoch_seed = tf.constant(int(seed) * 100_003, tf.int64) + epoch
         graph = tf.compat.v1.get_default_graph()
         if graph.seed is not None and graph.seed % (2**31 - 1) == 0:

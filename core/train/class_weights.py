@@ -16,7 +16,8 @@ def balanced_weights(counts: Sequence[int]) -> dict[int, float]:
     return {i: total / (present * c) for i, c in enumerate(counts) if c > 0}
 
 
-def choose_class_weights(mode: str, counts: Sequence[int], class_names: Sequence[str]):
+def choose_class_weights(mode: str, counts: Sequence[int],
+                         class_names: Sequence[str]) -> tuple[dict[int, float] | None, str | None]:
     """``(weights or None, note or None)`` for ``--class-weight auto|balanced|none``."""
     if mode == "none" or not counts:
         return None, None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, TYPE_CHECKING
 
 from clf.config import PRECISIONS, STRATEGIES, check_name
 from clf.errors import ConfigError
@@ -82,7 +82,7 @@ class Distribution:
                 )
         return size
 
-    def batch(self, dataset, count: int | None = None, split: str = "train", size: int | None = None):
+    def batch(self, dataset: Any, count: int | None = None, split: str = "train", size: int | None = None) -> Any:
         """Batch an unbatched dataset of ``count`` elements by the global batch (or ``size``)."""
         if count is None and self.replicas > 1:
             n = int(dataset.cardinality())  # negative: unknown or infinite
@@ -95,7 +95,7 @@ class Distribution:
         size = self.batch_size_for(count, size)
         return max(1, count // size if self.static_batches else -(-count // size))
 
-    def prepare(self, model) -> None:
+    def prepare(self, model: Any) -> None:
         """Work around Keras 3's ``fit`` under MultiWorkerMirroredStrategy.
 
         Before training, Keras averages the first batch across replicas with
@@ -110,12 +110,12 @@ class Distribution:
         tf = _tf()
         strategy = self.strategy
 
-        def local(value):
+        def local(value: Any) -> Any:
             if isinstance(value, tf.distribute.DistributedValues):
                 return strategy.experimental_local_results(value)[0]
             return value
 
-        def maybe_symbolic_build(iterator=None, data_batch=None) -> None:
+        def maybe_symbolic_build(iterator: Any = None, data_batch: Any = None) -> None:
             if iterator is not None:
                 for _, _, it in iterator:
                     data_batch = tf.nest.map_structure(local, next(it))
@@ -130,7 +130,7 @@ class Distribution:
         # Each step's logs are then averaged with reduce("MEAN", axis=0), which fails on the
         # scalar loss and metrics under this strategy; as one-element vectors they average
         # across replicas as Keras intends.
-        def as_vectors(step):
+        def as_vectors(step: Callable[[Any], Any]) -> Callable[[Any], Any]:
             return lambda data: tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
 
         model.train_step = as_vectors(model.train_step)
@@ -160,7 +160,7 @@ class Distribution:
                 + ("" if self.chief else "; this worker is not the chief and writes no artifacts"))
 
 
-def _tf():
+def _tf() -> Any:
     import tensorflow as tf
 
     return tf
@@ -199,7 +199,7 @@ def resolve_strategy_name(name: str) -> str:
     return "mirrored" if len(_tf().config.list_physical_devices("GPU")) > 1 else "default"
 
 
-def make_strategy(name: str = "auto"):
+def make_strategy(name: str = "auto") -> Any:
     """A ``tf.distribute.Strategy`` for ``name``; call it before any other TensorFlow work.
 
     ``multiworker`` configures collective ops, which TensorFlow allows only before its
@@ -245,7 +245,7 @@ def make_strategy(name: str = "auto"):
     return strategy
 
 
-def strategy_name(strategy) -> str:
+def strategy_name(strategy: Any) -> str:
     tf = _tf()
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "multiworker"
@@ -256,7 +256,7 @@ def strategy_name(strategy) -> str:
     return "default"
 
 
-def is_chief(strategy=None) -> bool:
+def is_chief(strategy: Any = None) -> bool:
     """True on the one process that writes artifacts: the chief, or worker 0 without one.
 
     Every process of a single-machine strategy is the chief.
@@ -329,7 +329,7 @@ class precision_scope:
         self.resolved = set_precision(self.name, self.strategy_kind)
         return self.resolved
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         import keras
 
         keras.mixed_precision.set_global_policy(self._previous)

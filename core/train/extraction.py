@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence, TYPE_CHECKING
 
 from clf.config import RunConfig
 from clf.events import Observer
@@ -22,6 +23,14 @@ from clf.infer.store import extractor_parts
 from clf.train import sharding
 from clf.train.features import SplitFeatures, make_extractor, split_features
 from clf.train.model import Classifier
+
+if TYPE_CHECKING:
+    from clf.data.images import ImageSize
+    from clf.data.loading import LoadedData
+    from clf.infer.choice import BackboneRuntime
+    from clf.train.distribute import Distribution
+    from clf.train.feature_cache import FeatureCache
+    from clf.train.setup import Setup
 
 SPLITS = ("train", "validation", "test")
 
@@ -31,13 +40,14 @@ class Extracted:
     splits: dict[str, SplitFeatures | None]  # train / validation / test
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> extracted / cached
     seconds: float = 0.0
-    runtime: dict = field(default_factory=dict)  # BackboneRuntime.record(): name, check, notes
+    runtime: dict[str, Any] = field(default_factory=dict)  # BackboneRuntime.record(): name, check, notes
 
     def __getitem__(self, split: str) -> SplitFeatures | None:
         return self.splits.get(split)
 
 
-def feature_cache_for(config: RunConfig, parts: dict, image_size, runtime: str, note=None):
+def feature_cache_for(config: RunConfig, parts: dict[str, Any], image_size: ImageSize, runtime: str,
+                      note: Callable[[str], None] | None = None) -> FeatureCache | None:
     """The on-disk feature cache for this extractor in ``runtime``, or None with ``--no-cache``."""
     if not config.cache:
         return None
@@ -47,7 +57,7 @@ def feature_cache_for(config: RunConfig, parts: dict, image_size, runtime: str, 
         **parts, "center_crop": image_size.center_crop, "loader": config.loader, "runtime": runtime}, note=note)
 
 
-def keep_tensorflow(requested: str, dist) -> str | None:
+def keep_tensorflow(requested: str, dist: Distribution | None) -> str | None:
     """Why TensorFlow must run the backbone here, or None when another runtime may."""
     if dist is None:
         return None
@@ -66,7 +76,8 @@ def keep_tensorflow(requested: str, dist) -> str | None:
 AUTO_MIN_IMAGES = 200
 
 
-def choose_runtime(config: RunConfig, data, extractor, parts: dict, dist, batch_size: int, images: int):
+def choose_runtime(config: RunConfig, data: LoadedData, extractor: Any, parts: dict[str, Any],
+                   dist: Distribution | None, batch_size: int, images: int) -> BackboneRuntime:
     """The backbone's runtime, decided before the cache is read (its name is in the key): from
     an earlier run's stored check, else on the first batch of the first split."""
     from clf.infer.choice import BackboneRuntime
@@ -84,8 +95,8 @@ def choose_runtime(config: RunConfig, data, extractor, parts: dict, dist, batch_
     return runtime
 
 
-def extract_features(setup, data, base, *, chief: bool, batch_size: int, observer: Observer,
-                     dist=None) -> Extracted:
+def extract_features(setup: Setup, data: LoadedData, base: Any, *, chief: bool, batch_size: int, observer: Observer,
+                     dist: Distribution | None = None) -> Extracted:
     config, bundle = setup.config, data.bundle
     copies = config.augment_copies if config.augment else 0
     total = sum(len(s) for s in bundle.splits.values()) + data.n_train * config.augment_copies
@@ -109,11 +120,11 @@ def extract_features(setup, data, base, *, chief: bool, batch_size: int, observe
                       f"every image itself.")
     splits, counts = {}, {}
     for name in SPLITS:
-        splits[name] = split_features(bundle, name, extractor, batch_size, seed=config.seed, copies=copies,
+        found = splits[name] = split_features(bundle, name, extractor, batch_size, seed=config.seed, copies=copies,
                                       cache=cache, tta=config.tta, progress=lambda n: observer.phase_advance("extract", n),
                                       forward=forward, workers=workers)
-        if splits[name]:
-            counts[name] = sharding.record(splits[name], replica)
+        if found:
+            counts[name] = sharding.record(found, replica)
     seconds = time.perf_counter() - t0
     observer.phase_end("extract", seconds=seconds, counts=counts, cache_dir=str(cache.dir) if cache else None,
                        runtime=runtime.name)

@@ -22,7 +22,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class FeatureCache:
 
     BAD_DIR = "bad"
 
-    def __init__(self, root: str | Path, parts: Mapping[str, Any], note=None) -> None:
+    def __init__(self, root: str | Path, parts: Mapping[str, Any], note: Callable[[str], None] | None = None) -> None:
         self.root = Path(root)
         self.key = extractor_key(parts)
         self.dir = self.root / self.key

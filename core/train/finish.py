@@ -48,8 +48,8 @@ def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted
 
     config, bundle = setup.config, data.bundle
     live = extracted is None or bool(config.fine_tune_layers)
-    sources = {"validation": (trainable.live_validation, extracted and extracted["validation"]),
-               "test": (bundle.test, extracted and extracted["test"])}
+    sources = {"validation": (trainable.live_validation, extracted["validation"] if extracted else None),
+               "test": (bundle.test, extracted["test"] if extracted else None)}
     todo = {name: (ds, f) for name, (ds, f) in sources.items() if (ds if live else f) is not None}
     total = sum(len(bundle.splits[n]) for n in todo if n in bundle.splits)
     observer.phase_start("evaluate", total=total or None, unit="image")

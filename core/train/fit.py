@@ -102,6 +102,7 @@ def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extra
     from clf.train.features import make_standardizer
 
     train_f, val_f = extracted["train"], extracted["validation"]
+    assert train_f is not None  # extraction always has the training split
     keras.utils.set_random_seed(config.seed)  # the head starts the same however extraction went
     with dist.strategy.scope(), precision_scope(dist.precision):
         head_model = build_head(setup.head, width, num_classes, setup.head_options,

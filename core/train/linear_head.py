@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class LinearSolution:
         return f"linear head solved (L-BFGS, L2 {self.l2:.3g}, {how}) in {self.seconds:.2f}s"
 
 
-def linear_layers(head_model):
+def linear_layers(head_model: Any) -> tuple[Any, Any] | None:
     """``(standardize layer or None, Dense softmax layer)`` when ``head_model`` is a linear
     softmax over its input (input, optional Standardize, optional Dropout, Dense); else None.
     Dropout is the identity at inference, so the solved Dense layer is the whole head."""
@@ -94,7 +94,7 @@ def linear_layers(head_model):
     return standardize, dense
 
 
-def head_inputs(standardize, features: np.ndarray) -> np.ndarray:
+def head_inputs(standardize: Any, features: np.ndarray) -> np.ndarray:
     """The features as the Dense layer sees them (after the Standardize layer), float64."""
     x = np.asarray(features, np.float64)
     if standardize is None:
@@ -104,7 +104,7 @@ def head_inputs(standardize, features: np.ndarray) -> np.ndarray:
     return (x - mean) / std
 
 
-def write(dense, solution: LinearSolution) -> None:
+def write(dense: Any, solution: LinearSolution) -> None:
     dense.kernel.assign(solution.kernel.astype(np.float32))
     dense.bias.assign(solution.bias.astype(np.float32))
 
@@ -115,12 +115,13 @@ class _Problem:
     traffic that bounds them; the loss and the optimizer's state stay float64)."""
 
     def __init__(self, z: np.ndarray, labels: np.ndarray, weights: np.ndarray, num_classes: int,
-                 curvature: np.ndarray, dtype=np.float64) -> None:
+                 curvature: np.ndarray, dtype: type[np.floating[Any]] = np.float64) -> None:
         self.z, self.n_classes, self.curvature, self.dtype = z.astype(dtype), num_classes, curvature, dtype
         self.onehot = np.eye(num_classes)[labels]
         self.w = weights / weights.sum()
 
-    def solve(self, l2: float, start: tuple[np.ndarray, np.ndarray] | None, gtol: float = GTOL):
+    def solve(self, l2: float, start: tuple[np.ndarray, np.ndarray] | None,
+              gtol: float = GTOL) -> tuple[tuple[np.ndarray, np.ndarray], int, bool]:
         from scipy.optimize import minimize
 
         r, k = self.z.shape[1], self.n_classes
@@ -129,7 +130,7 @@ class _Problem:
         q = 1.0 / np.sqrt(0.25 * self.curvature + l2)
         zq = self.z * q.astype(self.dtype)
 
-        def loss_and_grad(p):
+        def loss_and_grad(p: np.ndarray) -> tuple[float, np.ndarray]:
             u, b = p[:r * k].reshape(r, k), p[r * k:]
             logits = (zq @ u.astype(self.dtype)).astype(np.float64) + b
             logits -= logits.max(axis=1, keepdims=True)
@@ -155,14 +156,15 @@ class _Stats:
     def __init__(self) -> None:
         self.iterations, self.converged = 0, True
 
-    def run(self, problem: _Problem, l2: float, start, gtol: float):
+    def run(self, problem: _Problem, l2: float, start: tuple[np.ndarray, np.ndarray] | None,
+            gtol: float) -> tuple[np.ndarray, np.ndarray]:
         coef, iterations, ok = problem.solve(l2, start, gtol)
         self.iterations += iterations
         self.converged = self.converged and ok
         return coef
 
 
-def _log_loss(coef, z: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
+def _log_loss(coef: tuple[np.ndarray, np.ndarray], z: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
     """Weighted mean held-out cross-entropy of the solution ``coef`` on rows ``z``."""
     logits = z @ coef[0] + coef[1]
     logits -= logits.max(axis=1, keepdims=True)
@@ -183,7 +185,7 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = FOLD_SEED) -> n
     return out
 
 
-def search(held_out_loss) -> dict[float, float]:
+def search(held_out_loss: Callable[[float], float]) -> dict[float, float]:
     """Held-out loss at L2 strengths half a decade apart, from START_L2 toward the lower
     loss until it rises again: the loss is smooth in the strength, so that is its minimum on
     the grid. The stronger side is tried first (strong penalties solve fastest)."""
@@ -227,7 +229,8 @@ def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
         return _solve(features, labels, num_classes, class_weight, n_clean, folds)
 
 
-def _solve(features, labels, num_classes, class_weight, n_clean, folds) -> LinearSolution:
+def _solve(features: np.ndarray, labels: np.ndarray, num_classes: int, class_weight: dict[int, float] | None,
+           n_clean: int | None, folds: int) -> LinearSolution:
     t0 = time.perf_counter()
     x = np.asarray(features, np.float64)
     y = np.asarray(labels, np.int64)
@@ -243,7 +246,7 @@ def _solve(features, labels, num_classes, class_weight, n_clean, folds) -> Linea
     stats = _Stats()
     path: dict[float, tuple] = {}  # L2 strength -> full-data solution (cross-validation accuracy)
 
-    def full(l2):
+    def full(l2: float) -> tuple[np.ndarray, np.ndarray]:
         if l2 not in path:
             nearest = min(path, key=lambda s: abs(np.log(s / l2)), default=None)
             path[l2] = stats.run(rough, l2, path.get(nearest) if nearest is not None else None, CV_GTOL)
@@ -258,7 +261,7 @@ def _solve(features, labels, num_classes, class_weight, n_clean, folds) -> Linea
         held = [(fold_of != f, (fold_of == f) & clean) for f in range(k)]
         problems = [_Problem(z[tr], y[tr], weights[tr], num_classes, curvature, np.float32) for tr, _ in held]
 
-        def held_out_loss(l2):
+        def held_out_loss(l2: float) -> float:
             # Each fold starts from the full data's solution at this strength: a few steps away.
             return sum(_log_loss(stats.run(sub, l2, full(l2), CV_GTOL), z[te], y[te], weights[te])
                        for (_, te), sub in zip(held, problems)) / k
@@ -274,7 +277,7 @@ def _solve(features, labels, num_classes, class_weight, n_clean, folds) -> Linea
                           time.perf_counter() - t0)
 
 
-def _basis(centred: np.ndarray):
+def _basis(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(basis, variance per basis vector)``: the principal axes of the centred rows, with
     directions of (numerically) no variance left out. An L2 solution lies in the rows' span,
     so nothing is lost; per axis the curvature is known, which is what the preconditioner
@@ -391,7 +394,7 @@ class _Rows:
     tight (float64) and rough (float32, cross-validation) problems on them."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, num_classes: int,
-                 class_weight: dict[int, float] | None):
+                 class_weight: dict[int, float] | None) -> None:
         x = np.asarray(features, np.float64)
         y = np.asarray(labels, np.int64)
         weights = _row_weights(y, class_weight)

@@ -7,7 +7,7 @@ cached features and then joined to the backbone unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from clf.errors import PluginError
 from clf.data.preprocessing import Mirror, Preprocess
@@ -23,7 +23,7 @@ class Classifier:
     tta: str = "none"  # "flip": features averaged with the mirror image's (see backbone_features)
 
 
-def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights):
+def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights: str | None) -> Any:
     import keras
 
     model = backbone.build((image_size[0], image_size[1], 3), weights)
@@ -45,7 +45,7 @@ def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights):
 
 
 def build_head(head: Head, num_features: int, num_classes: int, options: dict[str, Any],
-               standardize=None):
+               standardize: Any = None) -> Any:
     """The head as its own model over the feature vector; ``standardize`` (a built
     ``Normalization`` layer) goes first when given, so it is saved with the head."""
     import keras
@@ -63,7 +63,7 @@ def build_head(head: Head, num_features: int, num_classes: int, options: dict[st
 
 
 def build_classifier(backbone: Backbone, head: Head, num_classes: int,
-                     image_size: tuple[int, int], weights, head_options: dict[str, Any]) -> Classifier:
+                     image_size: tuple[int, int], weights: str | None, head_options: dict[str, Any]) -> Classifier:
     import keras
 
     base = build_backbone(backbone, image_size, weights)
@@ -71,14 +71,14 @@ def build_classifier(backbone: Backbone, head: Head, num_classes: int,
     return join(base, head_model, backbone.preprocess, image_size, train_backbone=backbone.trainable)
 
 
-def backbone_features(base, x, tta: str = "none", *, train_backbone: bool = False):
+def backbone_features(base: Any, x: Any, tta: str = "none", *, train_backbone: bool = False) -> Any:
     """The pooled features of preprocessed images ``x``: the backbone's output, or with
     ``tta="flip"`` the mean of it and the mirror image's. Feature extraction and the
     exported model both build their graph here, so the cached features are exactly what
     the exported model computes."""
     import keras
 
-    def features(images):
+    def features(images: Any) -> Any:
         # training=False keeps BatchNormalization in inference mode even when layers of the
         # backbone are unfrozen for fine-tuning.
         return base(images) if train_backbone else base(images, training=False)
@@ -90,7 +90,7 @@ def backbone_features(base, x, tta: str = "none", *, train_backbone: bool = Fals
     raise ValueError(f"Unknown tta {tta!r}; expected 'none' or 'flip'.")
 
 
-def join(base, head_model, preprocess: str, image_size, *, train_backbone: bool = False,
+def join(base: Any, head_model: Any, preprocess: str, image_size: Sequence[int], *, train_backbone: bool = False,
          tta: str = "none") -> Classifier:
     """The exported model: takes raw RGB 0-255 and runs the backbone in inference mode
     (unless ``train_backbone``: a backbone trained from scratch runs its dropout in fit)."""

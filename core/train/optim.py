@@ -11,11 +11,15 @@ features; the rate rises linearly over the first ``WARMUP_FRACTION`` of the step
 from __future__ import annotations
 
 import keras
+from typing import Any, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clf.config import RunConfig
 
 WARMUP_FRACTION = 0.1
 
 
-def learning_rate(lr: float, schedule: str, total_steps: int | None):
+def learning_rate(lr: float, schedule: str, total_steps: int | None) -> Any:
     """The optimizer's learning rate: ``lr``, or a warm-up + cosine schedule over
     ``total_steps`` (unknown for a loader that streams: then constant)."""
     if schedule == "constant" or not total_steps:
@@ -25,7 +29,7 @@ def learning_rate(lr: float, schedule: str, total_steps: int | None):
         0.0, decay_steps=max(1, total_steps - warmup), alpha=0.0, warmup_target=lr, warmup_steps=warmup)
 
 
-def make_optimizer(lr: float, *, weight_decay: float, schedule: str, total_steps: int | None):
+def make_optimizer(lr: float, *, weight_decay: float, schedule: str, total_steps: int | None) -> Any:
     rate = learning_rate(lr, schedule, total_steps)
     if not weight_decay:
         return keras.optimizers.Adam(rate)
@@ -41,24 +45,24 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
     sparse cross-entropy has no label smoothing, its one-hot one has."""
 
     def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_sparse_categorical_crossentropy",
-                 **kwargs) -> None:
+                 **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.label_smoothing = float(label_smoothing)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
         onehot = keras.ops.one_hot(labels, keras.ops.shape(y_pred)[-1], dtype=y_pred.dtype)
         return keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=self.label_smoothing)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-def make_loss(label_smoothing: float):
+def make_loss(label_smoothing: float) -> Any:
     return SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
 
 
-def describe(config, lr: float, total_steps: int | None) -> dict:
+def describe(config: RunConfig, lr: float, total_steps: int | None) -> dict[str, Any]:
     """The optimisation settings of one fit phase, for the run record."""
     scheduled = config.schedule != "constant" and bool(total_steps)
     return {"optimizer": "AdamW" if config.weight_decay else "Adam", "lr": lr,
@@ -67,12 +71,12 @@ def describe(config, lr: float, total_steps: int | None) -> dict:
             "weight_decay": config.weight_decay, "label_smoothing": config.label_smoothing}
 
 
-def learning_rate_logger():
+def learning_rate_logger() -> Any:
     """A callback that adds the learning rate at the end of each epoch to the epoch's logs
     (so history.csv and the progress display show the schedule). Goes first in the list."""
 
     class LearningRate(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             if logs is not None:
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 

@@ -33,14 +33,19 @@ Extraction is most of a run with a frozen backbone, so this is where added hardw
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence, TYPE_CHECKING
 
 import numpy as np
 
 from clf.errors import DataError
 
+if TYPE_CHECKING:
+    from clf.train.distribute import Distribution
+    from clf.train.feature_cache import FeatureCache
+    from clf.train.features import SplitFeatures
 
-def local_replicas(strategy) -> int:
+
+def local_replicas(strategy: Any) -> int:
     """This process's devices under ``strategy`` (1 for the default strategy)."""
     try:
         return len(strategy.extended.worker_devices)
@@ -61,7 +66,7 @@ class ReplicaForward:
     cannot go through a convolution in TensorFlow's CPU kernels.
     """
 
-    def __init__(self, strategy, extractor) -> None:
+    def __init__(self, strategy: Any, extractor: Any) -> None:
         import tensorflow as tf
 
         from clf.infer.forward import forward_fn
@@ -75,7 +80,7 @@ class ReplicaForward:
         self._step = tf.function(lambda v: strategy.run(lambda x: self._forward(x), args=(v,)),
                                  reduce_retracing=True)
 
-    def __call__(self, images) -> np.ndarray:
+    def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, np.float32)
         n = len(images)
         if n < self.replicas:
@@ -84,7 +89,7 @@ class ReplicaForward:
         sizes = replica_sizes(n, self.replicas)
         starts = np.cumsum([0] + sizes)
 
-        def slice_for(context):
+        def slice_for(context: Any) -> np.ndarray:
             # Global replica ids run worker by worker (multiworker): the local index is the
             # id modulo this worker's replica count.
             i = context.replica_id_in_sync_group % self.replicas
@@ -102,7 +107,7 @@ class ReplicaForward:
         return rows
 
 
-def replica_forward(dist, extractor) -> ReplicaForward | None:
+def replica_forward(dist: Distribution | None, extractor: Any) -> ReplicaForward | None:
     """A :class:`ReplicaForward` when this process has several replicas, else None."""
     if dist is None or dist.name not in ("mirrored", "multiworker") or local_replicas(dist.strategy) < 2:
         return None
@@ -119,7 +124,7 @@ def assign(hashes: Sequence[str], indices: Sequence[int], workers: int) -> list[
     return [sorted(ranked[w::workers]) for w in range(workers)]
 
 
-def worker_rank(strategy) -> tuple[int, int]:
+def worker_rank(strategy: Any) -> tuple[int, int]:
     """``(this worker's rank, number of workers)``: the chief task is rank 0, then the
     workers by index (worker 0 is the chief when there is no chief task, as in
     clf.train.distribute.is_chief)."""
@@ -140,14 +145,14 @@ def _fingerprint(hashes: Sequence[str], split: str, variant: str) -> np.ndarray:
 class Workers:
     """This process's place among the workers of a multi-worker run, and the exchange."""
 
-    def __init__(self, strategy) -> None:
+    def __init__(self, strategy: Any) -> None:
         import tensorflow as tf
 
         self.strategy = strategy
         self.rank, self.count = worker_rank(strategy)
         self.local = local_replicas(strategy)
 
-        def gather(value):
+        def gather(value: Any) -> Any:
             # tf.identity places the value on the replica's device, which the collective
             # needs as its destination.
             ctx = tf.distribute.get_replica_context()
@@ -158,13 +163,13 @@ class Workers:
     def _gather(self, mine: np.ndarray, blank: np.ndarray) -> np.ndarray:
         """Every replica's array concatenated in replica order: this worker's first replica
         gives ``mine``, its other local replicas ``blank`` (same shape)."""
-        def value_for(context):
+        def value_for(context: Any) -> np.ndarray:
             return mine if context.replica_id_in_sync_group % self.local == 0 else blank
 
         values = self.strategy.experimental_distribute_values_from_function(value_for)
         return np.asarray(self.strategy.experimental_local_results(self._gather_step(values))[0])
 
-    def exchange(self, split: str, variant: str, hashes: Sequence[str], cache, width: int,
+    def exchange(self, split: str, variant: str, hashes: Sequence[str], cache: FeatureCache | None, width: int,
                  extract_files: Callable[[list[int]], np.ndarray],
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[int], int]:
         """Every file's features for one variant of one split, extracted across the workers.
@@ -231,7 +236,7 @@ class Workers:
         return position
 
 
-def workers_for(dist) -> Workers | None:
+def workers_for(dist: Distribution | None) -> Workers | None:
     """The :class:`Workers` of a multi-worker run with more than one worker, else None."""
     if dist is None or dist.name != "multiworker":
         return None
@@ -239,10 +244,10 @@ def workers_for(dist) -> Workers | None:
     return workers if workers.count > 1 else None
 
 
-def record(split_features, forward: ReplicaForward | None) -> dict:
+def record(split_features: SplitFeatures, forward: ReplicaForward | None) -> dict[str, Any]:
     """The run record's counts for one split: extracted and cached images, and under
     several workers or replicas how many each of them extracted."""
-    counts = {"extracted": split_features.extracted, "cached": split_features.cached}
+    counts: dict[str, Any] = {"extracted": split_features.extracted, "cached": split_features.cached}
     if split_features.by_worker is not None:
         counts["by_worker"] = list(split_features.by_worker)
     if forward is not None:
