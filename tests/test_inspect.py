@@ -464,7 +464,7 @@ def test_relabel_never_overwrites_and_checks_every_row_first(tmp_path):
     before = {p: p.read_bytes() for p in data.rglob("*.jpg")}
     res = runner.invoke(app, ["relabel", str(data), str(fixes), "--apply"])
     assert res.exit_code == 1 and "4 problem(s)" in res.output and "nothing was moved" in res.output
-    for text in ("bee/ant_0.jpg already exists", "ant/missing.jpg is not in", "no class folder dog",
+    for text in ("bee/ant_0.jpg already exists", "'ant/missing.jpg' is not in", "no class folder dog",
                  "'../outside.jpg' is not a path inside"):
         assert text in res.output
     assert {p: p.read_bytes() for p in data.rglob("*.jpg")} == before
@@ -648,7 +648,7 @@ def test_relabel_that_fails_midway_puts_back_every_move(tmp_path, monkeypatch):
                                             ["ant/ant_1.jpg", "ant", "_removed"]])
     real_unlink = os.unlink
 
-    def unlink(path, *args, **kwargs):
+    def unlink(path: str, *args: object, **kwargs: object) -> None:
         if Path(path) == (data / "cat/cat_0.jpg").resolve():
             raise PermissionError(13, "Permission denied", str(path))
         return real_unlink(path, *args, **kwargs)
@@ -712,7 +712,7 @@ def test_relabel_undo_takes_only_a_log_of_moves_relabel_makes(tmp_path):
     logs.mkdir()
     before = _tree(data)
 
-    def undo(rows, log=logs / "undo-handmade.csv"):
+    def undo(rows: list[tuple[str, str]], log: Path = logs / "undo-handmade.csv") -> object:
         log.write_text("from,to\n" + "".join(f"{a},{b}\n" for a, b in rows))
         return runner.invoke(app, ["relabel", str(data), "--undo", str(log), "--apply"])
 

@@ -139,7 +139,7 @@ def fixed_model(model):
     return inner[0]
 
 
-def check_input_size(model, input_size: Sequence[int], labels_path: str) -> None:
+def check_input_size(model: keras.Model, input_size: Sequence[int], labels_path: str) -> None:
     """ModelError unless the label record's ``input_size`` is the fixed-size classifier's
     input (an edited labels.json would otherwise fail deep inside Keras or TensorFlow)."""
     from clf.errors import ModelError

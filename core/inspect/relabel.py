@@ -141,7 +141,7 @@ def _check(data: Path, pairs: list[tuple[PurePosixPath, PurePosixPath, str]], pr
         elif src.is_symlink() or src.exists():
             problems.append(f"{where}: {source} is not a plain file (a link or a folder); move it yourself")
         else:
-            problems.append(f"{where}: {source} is not in {str(data)!r} under exactly that name")
+            problems.append(f"{where}: {source.as_posix()!r} is not in {str(data)!r} under exactly that name")
     if problems:
         shown = "; ".join(problems[:SHOWN_PROBLEMS])
         more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
