@@ -117,3 +117,49 @@ def test_a_bundle_without_a_keras_model_says_what_it_was_wanted_for(tmp_path):
     assert keras_model_in(tmp_path, labels, "to export from") == tmp_path / "model.h5"
     with pytest.raises(clf.ModelError, match=r"has no Keras model to export from; fix it$"):
         keras_model_in(tmp_path, {"artifacts": {"tflite": ["model.tflite"]}}, "to export from; fix it")
+
+
+def test_export_reads_no_file_outside_the_data_folder_its_manifest_names(run_dir, finished):
+    # An edited manifest.json listing /etc/passwd or a ../ path: refused with an error naming
+    # the manifest, before anything is read or written.
+    before = sorted(p.name for p in run_dir.iterdir())
+    for outside in ("/etc/passwd", "../outside.jpg"):
+        manifest = read(run_dir, "manifest.json")
+        manifest["split"]["validation"]["ant"].append(outside)
+        (run_dir / "manifest.json").write_text(json.dumps(manifest))
+        res = runner.invoke(app, ["export", str(run_dir), "--export", "keras"])
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+        assert "manifest.json" in res.output and repr(outside) in res.output and "not a file inside" in res.output
+        assert "could not be read" not in res.output  # it was never opened
+        manifest["split"]["validation"]["ant"].remove(outside)
+        (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_export_explains_a_tampered_manifest_or_labels_record(run_dir):
+    before = sorted(p.name for p in run_dir.iterdir())
+    good = (run_dir / "manifest.json").read_text()
+    for key, value in (("exports_added", {}), ("split", {"train": ["ant/ant_0.jpg"]})):
+        manifest = json.loads(good)
+        manifest[key] = value
+        (run_dir / "manifest.json").write_text(json.dumps(manifest))
+        res = runner.invoke(app, ["export", str(run_dir), "--export", "keras", "--no-verify"])
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+        assert "is not a valid clf run record" in res.output and key in res.output
+    (run_dir / "manifest.json").write_text(good)
+    labels = read(run_dir, "labels.json")
+    labels["input_size"] = [4, 4]
+    (run_dir / "labels.json").write_text(json.dumps(labels))
+    res = runner.invoke(app, ["export", str(run_dir), "--export", "keras"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "input_size [4, 4], but the model takes [32, 32]" in res.output
+    assert sorted(p.name for p in run_dir.iterdir()) == before  # nothing exported
+
+
+def test_verify_reads_no_recorded_image_outside_the_data_folder(run_dir):
+    record = read(run_dir, "verification.json")
+    record["images"] = [*record["images"][:2], "/etc/passwd"]
+    (run_dir / "verification.json").write_text(json.dumps(record))
+    res = runner.invoke(app, ["verify", str(run_dir / "model.h5")])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "'/etc/passwd', which is not a file inside" in res.output and "--data" in res.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -392,6 +393,14 @@ def test_page_in_a_browser_filters_by_matrix_cell_and_downloads_fixes(inspected,
         page.click("#show-all")
         assert page.locator("#gallery .card:visible").count() == 8
         assert page.locator("#issue-gallery .card").count() == len(findings["label_issues"])
+        # No fix starts ticked (a suspect is often the model's mistake): nothing to download
+        # until the user ticks one.
+        ticks = page.locator("#issue-gallery .card input[type=checkbox]")
+        assert ticks.count() == len(findings["label_issues"])
+        assert not any(ticks.nth(k).is_checked() for k in range(ticks.count()))
+        page.click("#download")
+        assert page.locator("#download-note").inner_text() == "Nothing ticked."
+        ticks.first.check()
         with page.expect_download() as download:
             page.click("#download")
         fixes = tmp_path / "fixes.csv"
@@ -401,7 +410,7 @@ def test_page_in_a_browser_filters_by_matrix_cell_and_downloads_fixes(inspected,
         close()
     assert (tmp_path / "inspect.png").stat().st_size > 10_000
     rows = list(csv.DictReader(fixes.open()))
-    assert rows[0] == {"file": PLANTED, "label": "bees", "new_label": "ants"}
+    assert rows == [{"file": PLANTED, "label": "bees", "new_label": "ants"}]
     # The downloaded list is what clf relabel reads: the planted photo goes back to ants.
     plan = plan_relabel(run.config.data, fixes)
     assert any(m.source == PLANTED and m.target == f"train/ants/{PLANTED_NAME}" for m in plan.moves)
@@ -455,7 +464,7 @@ def test_relabel_never_overwrites_and_checks_every_row_first(tmp_path):
     before = {p: p.read_bytes() for p in data.rglob("*.jpg")}
     res = runner.invoke(app, ["relabel", str(data), str(fixes), "--apply"])
     assert res.exit_code == 1 and "4 problem(s)" in res.output and "nothing was moved" in res.output
-    for text in ("bee/ant_0.jpg already exists", "ant/missing.jpg is not in", "no class folder dog",
+    for text in ("bee/ant_0.jpg already exists", "'ant/missing.jpg' is not in", "no class folder dog",
                  "'../outside.jpg' is not a path inside"):
         assert text in res.output
     assert {p: p.read_bytes() for p in data.rglob("*.jpg")} == before
@@ -519,3 +528,201 @@ def test_planted_wrong_labels_in_real_photos_rank_at_the_top(tmp_path):
         assert page.locator("#issue-gallery .card").count() == len(flagged) and errors == []
     finally:
         close()
+
+
+# --- issue 26: inspect keeps what it did not write; run files stay inside the data --------
+
+def _copy_inspected(inspected, dest: Path) -> Path:
+    run, _ = inspected
+    return Path(shutil.copytree(run.run_dir, dest))
+
+
+def test_inspect_again_keeps_files_it_did_not_write(inspected, tmp_path):
+    run_dir = _copy_inspected(inspected, tmp_path / "run")
+    mine = run_dir / "inspect" / "my-notes.txt"
+    mine.write_text("notes")
+    (run_dir / "inspect" / "thumbs" / "keep.jpg").write_bytes(b"mine")
+    report = clf.inspect_run(run_dir)
+    assert mine.read_text() == "notes" and (run_dir / "inspect/thumbs/keep.jpg").read_bytes() == b"mine"
+    assert report.page.is_file() and (run_dir / "inspect" / "findings.json").is_file()
+    # The report's own files are replaced: one of the previous report's thumbnails it no
+    # longer writes is removed, the user's files stay.
+    record = json.loads((run_dir / "inspect" / ".clf-inspect.json").read_text())
+    assert "index.html" in record["files"] and "my-notes.txt" not in record["files"]
+    record["files"].append("thumbs/9999.jpg")
+    (run_dir / "inspect" / ".clf-inspect.json").write_text(json.dumps(record))
+    (run_dir / "inspect" / "thumbs" / "9999.jpg").write_bytes(b"old thumbnail")
+    clf.inspect_run(run_dir)
+    assert not (run_dir / "inspect/thumbs/9999.jpg").exists() and mine.read_text() == "notes"
+
+
+def test_inspect_reads_no_file_outside_the_data_folder_its_manifest_names(inspected, tmp_path):
+    run_dir = _copy_inspected(inspected, tmp_path / "run")
+    outside = tmp_path / "private.jpg"
+    shutil.copy(next(Path(inspected[0].config.data).rglob("*.jpg")), outside)
+    good = (run_dir / "manifest.json").read_text()
+    page = (run_dir / "inspect" / "index.html").read_bytes()
+    for name in (str(outside), "../private.jpg"):
+        manifest = json.loads(good)
+        manifest["split"]["validation"]["ants"].append(name)
+        (run_dir / "manifest.json").write_text(json.dumps(manifest))
+        res = runner.invoke(app, ["inspect", str(run_dir), "-q"])
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+        assert repr(name) in res.output and "not a file inside" in res.output
+    assert (run_dir / "inspect" / "index.html").read_bytes() == page
+
+
+def test_inspect_explains_tampered_run_records(inspected, tmp_path):
+    run_dir = _copy_inspected(inspected, tmp_path / "run")
+    good = {n: (run_dir / n).read_text() for n in ("manifest.json", "labels.json")}
+    edits = [("manifest.json", lambda m: m.__setitem__("split", {"train": ["x.jpg"]}), "split['train']"),
+             ("manifest.json", lambda m: m["training"]["head"].__setitem__("l2", "abc"), "training.head.l2"),
+             ("labels.json", lambda m: m.pop("class_names"), "class_names"),
+             ("labels.json", lambda m: m.__setitem__("input_size", [4, 4]), "input_size [4, 4]")]
+    for name, edit, field in edits:
+        record = json.loads(good[name])
+        edit(record)
+        (run_dir / name).write_text(json.dumps(record))
+        res = runner.invoke(app, ["inspect", str(run_dir), "-q"])
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+        assert name in res.output and field in res.output, res.output
+        (run_dir / name).write_text(good[name])
+
+
+def test_cli_summary_says_how_many_label_issues_it_left_out(inspected):
+    from clf.cli.app import out
+    from clf.cli.inspect import SHOWN_ISSUES, _print_summary
+
+    _, report = inspected
+    findings = json.loads(json.dumps(report.findings))
+    findings["label_issues"] = [findings["label_issues"][0]] * (SHOWN_ISSUES + 4)
+    findings["summary"]["label_issues"] = SHOWN_ISSUES + 4
+    with out.capture() as captured:
+        _print_summary(findings, report.page)
+    text = captured.get()
+    assert f"label issues: {SHOWN_ISSUES + 4} suspected" in text and "and 4 more" in text
+
+
+def test_page_shows_names_that_look_like_markup(inspected, tmp_path):
+    # A file named '<!--<script>x.png' must not end the embedded JSON (a blank page).
+    from clf.inspect.page import render
+
+    _, report = inspected
+    findings = json.loads(json.dumps(report.findings))
+    name = "train/ants/<!--<script>x\u2028</script>.png"
+    first = findings["label_issues"][0]["image"] if findings["label_issues"] else 0
+    findings["images"][first]["file"] = name
+    for issue in findings["label_issues"]:
+        if issue["image"] == first:
+            issue["file"] = name
+    folder = tmp_path / "page"
+    shutil.copytree(report.page.parent, folder)
+    (folder / "index.html").write_text(render(findings), encoding="utf-8")
+    assert "<!--" not in (folder / "index.html").read_text().split('id="clf-data">')[1].split("</script>")[0]
+    page, errors, close = open_page(folder / "index.html", tmp_path / "shot.png")
+    try:
+        assert errors == []
+        assert page.locator("#gallery .card").count() == len(findings["validation"]["predictions"])
+        assert page.evaluate("(n) => [...document.querySelectorAll('.file')].some((e) => e.textContent === n)", name)
+    finally:
+        close()
+
+
+# --- issue 26: relabel is all or nothing, exact, and stays inside DATA --------------------
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_relabel_that_fails_midway_puts_back_every_move(tmp_path, monkeypatch):
+    # A move that fails (here: its source folder refuses the removal, as a read-only folder
+    # does for a user who is not root) undoes the ones before it: no file in two classes, no
+    # undo log of moves that did not happen, no traceback.
+    import os
+
+    from clf.inspect import relabel
+
+    data = make_folder(tmp_path / "data", per_class=3)
+    before = _tree(data)
+    fixes = _fixes(tmp_path / "fixes.csv", [["ant/ant_0.jpg", "ant", "bee"], ["cat/cat_0.jpg", "cat", "bee"],
+                                            ["ant/ant_1.jpg", "ant", "_removed"]])
+    real_unlink = os.unlink
+
+    def unlink(path: str, *args: object, **kwargs: object) -> None:
+        if Path(path) == (data / "cat/cat_0.jpg").resolve():
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(relabel.os, "unlink", unlink)
+    res = runner.invoke(app, ["relabel", str(data), str(fixes), "--apply"])
+    monkeypatch.undo()
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "Could not move cat/cat_0.jpg to bee/cat_0.jpg: Permission denied" in res.output
+    assert "put back; nothing changed" in res.output
+    assert _tree(data) == before  # the undo log of nothing is gone too
+    assert list((data / ".clf-relabel").glob("*.csv")) == []
+    res = runner.invoke(app, ["relabel", str(data), str(fixes), "--apply"])  # a re-run works
+    assert res.exit_code == 0 and "undo with" in res.output, res.output
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write a read-only folder")
+def test_relabel_checks_read_only_folders_before_moving(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=3)
+    before = _tree(data)
+    fixes = _fixes(tmp_path / "fixes.csv", [["ant/ant_0.jpg", "ant", "bee"], ["cat/cat_0.jpg", "cat", "ant"]])
+    for folder in ("bee", "cat"):  # a read-only target, then a read-only source
+        (data / folder).chmod(0o555)
+        try:
+            res = runner.invoke(app, ["relabel", str(data), str(fixes), "--apply"])
+        finally:
+            (data / folder).chmod(0o755)
+        assert res.exit_code == 1 and f"{folder} is read-only" in res.output and "nothing was moved" in res.output
+        assert _tree(data) == before
+
+
+def test_relabel_matches_rows_exactly(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=3)
+    (data / "ant" / "ant_1.jpg ").write_bytes(b"the file the row names")
+    before = _tree(data)
+    # A trailing space or a backslash names another file (or none): never the stripped one.
+    res = runner.invoke(app, ["relabel", str(data), str(_fixes(tmp_path / "a.csv", [
+        ["ant/ant_0.jpg ", "ant", "bee"], ["ant\\ant_2.jpg", "ant", "bee"], ["ant/ANT_2.jpg", "ant", "bee"],
+        ["ant/ant_2.jpg", "ant", " bee"]])), "--apply"])
+    assert res.exit_code == 1 and "4 problem(s)" in res.output and "nothing was moved" in res.output, res.output
+    assert _tree(data) == before
+    plan = plan_relabel(data, _fixes(tmp_path / "b.csv", [["ant/ant_1.jpg ", "ant", "bee"]]))
+    assert [(m.source, m.target) for m in plan.moves] == [("ant/ant_1.jpg ", "bee/ant_1.jpg ")]
+
+
+def test_relabel_stays_inside_data_and_refuses_symlinked_class_folders(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=3)
+    outside = make_folder(tmp_path / "elsewhere", classes=("dog",), per_class=2)
+    (data / "dog").symlink_to(outside / "dog", target_is_directory=True)
+    before, elsewhere = _tree(data), _tree(outside)
+    for row in (["ant/ant_0.jpg", "ant", "dog"],  # into a folder outside DATA
+                ["dog/dog_0.jpg", "dog", "ant"]):  # an outside file into DATA
+        res = runner.invoke(app, ["relabel", str(data), str(_fixes(tmp_path / "f.csv", [row])), "--apply"])
+        assert res.exit_code == 1 and "dog is a symbolic link" in res.output, res.output
+    assert _tree(data) == before and _tree(outside) == elsewhere
+
+
+def test_relabel_undo_takes_only_a_log_of_moves_relabel_makes(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=3)
+    logs = data / ".clf-relabel"
+    logs.mkdir()
+    before = _tree(data)
+
+    def undo(rows: list[tuple[str, str]], log: Path = logs / "undo-handmade.csv") -> object:
+        log.write_text("from,to\n" + "".join(f"{a},{b}\n" for a, b in rows))
+        return runner.invoke(app, ["relabel", str(data), "--undo", str(log), "--apply"])
+
+    res = undo([("newclass/x.jpg", "ant/ant_0.jpg")])  # any file anywhere, a new folder made
+    assert res.exit_code == 1 and "is not a move clf relabel makes" in res.output, res.output
+    res = undo([("../outside.jpg", "ant/ant_0.jpg")])
+    assert res.exit_code == 1 and "is not a path inside the data folder" in res.output
+    res = undo([("dog/ant_0.jpg", "ant/ant_0.jpg")])  # the shape of a move, into no class folder
+    assert res.exit_code == 1 and "the folder dog is gone" in res.output
+    res = undo([("bee/ant_0.jpg", "ant/ant_0.jpg")], log=tmp_path / "undo.csv")  # not in DATA/.clf-relabel
+    assert res.exit_code == 2 and "is not an undo log in" in res.output
+    assert {k: v for k, v in _tree(data).items() if not k.startswith(".clf-relabel")} == \
+        {k: v for k, v in before.items()}

@@ -21,15 +21,17 @@ ALLOWED = {
     "report": {"data", "infer", "artifacts"},
     "train": {"data", "host", "infer", "artifacts", "report"},
     "serve": {"infer", "artifacts"},
-    "inspect": {"data", "host", "infer", "report", "train"},
+    "inspect": {"data", "host", "infer", "artifacts", "report", "train"},
     "cli": {"data", "host", "infer", "artifacts", "report", "train", "serve", "inspect"},
     "api": {"data", "host", "infer", "artifacts", "report", "train", "cli"},  # clf.run(progress=True)
     "plugins": set(),  # the public clf API only (tests/test_layout.py checks the names)
 }
-# inspect reuses training's pieces through these modules, nothing else of train/.
+# inspect reuses training's pieces through these modules, nothing else of train/ (or artifacts/).
 NAMED = {("inspect", "train"): {"clf.train", "clf.train.features", "clf.train.model", "clf.train.extraction",
                                 "clf.train.linear_head", "clf.train.fit", "clf.train.class_weights",
-                                "clf.train.distribute"}}
+                                "clf.train.distribute"},
+         # a run's labels.json through the one reader that validates it
+         ("inspect", "artifacts"): {"clf.artifacts.labels"}}
 
 
 def stage(module: str) -> str | None:

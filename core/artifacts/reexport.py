@@ -10,7 +10,6 @@ split (``manifest.json``) under its ``--data`` folder, or under ``data`` when it
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,6 +83,9 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
     from clf.artifacts.predict import KerasPredictor
 
     model = KerasPredictor(source, labels).model
+    from clf.data.fitting import check_input_size
+
+    check_input_size(model, labels["input_size"], str(run_dir / "labels.json"))
     observer = observer or Observer()
     metadata = {k: v for k, v in labels.items()}
     try:
@@ -112,21 +114,17 @@ def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, n
     verifies on), read from the split that manifest.json records."""
     from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
 
+    from clf.data.manifest import split_files
+
     manifest = _manifest(run_dir)
     class_names = list(labels["class_names"])
     root = Path(data) if data is not None else Path(manifest.get("data", {}).get("source", ""))
     size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
     splits: dict[str, Split] = {}
-    for split, per_class in manifest.get("split", {}).items():
-        files, targets = [], []
-        for label, name in enumerate(class_names):
-            for rel in per_class.get(name, []):
-                path = Path(rel) if Path(rel).is_absolute() else root / rel
-                if path.is_file():
-                    files.append(str(path))
-                    targets.append(label)
-        if files:
-            splits[split] = Split(files, targets)
+    for split, (paths, labels_of, _) in split_files(manifest, class_names, root, run_dir / MANIFEST).items():
+        present = [(str(p), label) for p, label in zip(paths, labels_of) if p.is_file()]
+        if present:
+            splits[split] = Split([p for p, _ in present], [label for _, label in present])
     held_out = [s for s in ("test", "validation") if s in splits]
     wanted = (["train"] if need_train and "train" not in splits else []) + \
         (["a validation or test split"] if need_held_out and not held_out else [])
@@ -149,13 +147,10 @@ def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, n
 
 
 def _manifest(run_dir: Path) -> dict:
-    path = run_dir / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return {}
+    """The run's manifest.json, validated; {} for a bundle without one."""
+    from clf.data.manifest import read_manifest
+
+    return read_manifest(run_dir, required=False)
 
 
 def _record(run_dir: Path, metadata: dict, options: _Options) -> None:

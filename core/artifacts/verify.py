@@ -331,5 +331,23 @@ def _recorded_images(folder: Path) -> tuple[list[str], str]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return [], ""
-    files = [f for f in data.get("images", []) if Path(f).is_file()]
-    return files, data.get("source", "")
+    if not isinstance(data, dict) or not isinstance(data.get("images", []), list):
+        return [], ""
+    from clf.data.filecheck import inside_folder
+    from clf.data.manifest import read_manifest
+
+    # The images were the run's held-out files: inside its data folder (manifest.json), or
+    # inside the bundle folder for a bundle without a run record; never anywhere else.
+    recorded = read_manifest(folder, required=False).get("data", {}).get("source")
+    root = Path(recorded) if recorded else folder
+    files = []
+    for name in data["images"]:
+        # Relative names are relative to where the run ran, like the data folder's own name.
+        where = name if not isinstance(name, str) or os.path.isabs(name) else os.path.join(os.getcwd(), name)
+        try:
+            image = inside_folder(root, where, str(path))
+        except DataError as exc:
+            raise DataError(f"{exc} Or pass --data with a folder of held-out images.") from None
+        if image.is_file():
+            files.append(str(image))
+    return files, str(data.get("source", ""))

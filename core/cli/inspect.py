@@ -66,6 +66,8 @@ def _print_summary(f: dict[str, Any], page: Path) -> None:
     for issue in f["label_issues"][:SHOWN_ISSUES]:
         line(f"  {escape(issue['file'])}: labelled {escape(issue['label'])}, looks like "
              f"{escape(issue['suggested'])} (p {issue['p_label']:.2f} vs {issue['p_suggested']:.2f})")
+    if len(f["label_issues"]) > SHOWN_ISSUES:
+        line(f"  and {len(f['label_issues']) - SHOWN_ISSUES} more (all on the page and in findings.json)")
     heat = f["heatmaps"]
     how = {"cam": "class activation maps", "gradcam": "Grad-CAM"}.get(heat["method"], f"none ({heat['reason']})")
     line(f"worst errors: {s['worst_errors']} misclassified validation images; heatmaps: {escape(how)}")

@@ -144,3 +144,24 @@ def as_tf_path(path: StrPath) -> bytes:
     """A path for ``tf.io.read_file``: its bytes, so a file name that is not UTF-8 reads too
     (a str with such bytes makes tf.data fail with 'Could not build a TypeSpec')."""
     return os.fsencode(Path(path))
+
+
+def inside_folder(root, name: object, source: str) -> Path:
+    """``root / name`` for a file that a run's own files name (manifest.json's split,
+    verification.json's images): a relative path that stays inside ``root``, or an absolute
+    one that lies there. Anything else (``/etc/passwd``, ``../photo.jpg``, not a string) is a
+    DataError naming ``source``, the file that listed it, so an edited record never makes clf
+    read outside the folder. The check is on the path as written; links inside ``root`` are
+    the data's own (training followed them too)."""
+    from clf.errors import DataError
+
+    base = os.path.abspath(root)
+    # No ".." at all: after a link inside root, "a/../.." is not where it reads.
+    if isinstance(name, str) and name and "\0" not in name and ".." not in Path(name).parts:
+        path = os.path.normpath(os.path.join(base, name))
+        if os.path.commonpath([base, path]) == base and path != base:
+            return Path(path)
+    shown = repr(name) if len(repr(name)) <= 200 else repr(name)[:197] + "..."
+    raise DataError(f"{source!r} lists {shown}, which is not a file inside {display_path(base)!r}; expected paths "
+                    f"relative to that folder, as clf records them. The file was edited or damaged: restore it, "
+                    f"or train again.")

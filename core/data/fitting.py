@@ -137,3 +137,15 @@ def fixed_model(model: Any) -> Any:
         return model
     inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     return inner[0]
+
+
+def check_input_size(model: keras.Model, input_size: Sequence[int], labels_path: str) -> None:
+    """ModelError unless the label record's ``input_size`` is the fixed-size classifier's
+    input (an edited labels.json would otherwise fail deep inside Keras or TensorFlow)."""
+    from clf.errors import ModelError
+
+    shape = tuple(fixed_model(model).input_shape[1:3])
+    if None not in shape and shape != tuple(int(v) for v in input_size):
+        raise ModelError(f"{labels_path!r} gives input_size {list(input_size)}, but the model takes "
+                         f"{list(shape)}; expected the record written with the model. Restore labels.json "
+                         f"or train again.")

@@ -98,7 +98,9 @@
   const fixes = [];
   const issues = D.label_issues.slice(0, D.shown.label_issues);
   for (const it of issues) {
-    const tick = el("input", { type: "checkbox", checked: true });
+    // Unticked: a suspect is often the model's mistake, not the label's; the user ticks
+    // the fixes they agree with after looking.
+    const tick = el("input", { type: "checkbox", checked: false });
     const choice = el("select", {});
     for (const n of [...names, REMOVED]) if (n !== it.label) choice.append(el("option", { value: n, text: n, selected: n === it.suggested }));
     const extra = el("div", {}, el("label", {}, tick, " move to "), choice);

@@ -16,9 +16,20 @@ def _asset(name: str) -> str:
     return resources.files("clf.inspect").joinpath(name).read_text(encoding="utf-8")
 
 
+# Inside a <script> element "</script>", "<!--" and "<script" change how the HTML parser
+# reads on, whatever the JavaScript means; U+2028/2029 end lines in older JavaScript. As
+# \u escapes they are the same JSON strings and none of those characters is left.
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(value: Any) -> str:
+    """``value`` as JSON that can sit inside an HTML ``<script>`` element unchanged."""
+    text = json.dumps(value, default=str)
+    return text.translate(str.maketrans(_SCRIPT_ESCAPES))
+
+
 def render(findings: dict[str, Any]) -> str:
-    # "</" inside a <script> element would end it early; "<\/" is the same JSON string.
-    data = json.dumps(findings, default=str).replace("</", "<\\/")
+    data = script_json(findings)
     title = html.escape(f"clf inspect: {findings.get('run', '')}")
     page = _asset("page.html")
     for key, value in (("{{TITLE}}", title), ("{{CSS}}", _asset("page.css")), ("{{JS}}", _asset("page.js"))):

@@ -1,8 +1,9 @@
 """``inspect_run``: every finding about a run, written as ``RUN_DIR/inspect/``.
 
 ``index.html`` (the page), ``findings.json`` (the same data for scripts), ``thumbs/`` and
-``heat/`` (its images). The folder is written under a temporary name and swapped in, so a
-failed inspection leaves the previous report whole.
+``heat/`` (its images). They are written into a temporary folder first, so a failed
+inspection leaves the previous report whole; then each is moved into ``inspect/``, where
+only the previous report's own files are replaced or removed (other files stay).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     _require_extra()
     observer = observer or Observer()
     run = load_run(run_dir, data)
+    _report_folder(run.run_dir)  # before the work, not after it
     host = host or get_host(run.config.plugins)
     seconds: dict[str, float] = {}
 
@@ -286,16 +288,63 @@ def _write_folder(tmp: Path, run: SavedRun, parts: RunModel, table: _Table, find
 
 
 def _finish(tmp: Path, findings: dict[str, Any]) -> Path:
-    """Write the page and findings.json, then swap the folder in as RUN_DIR/inspect."""
-    from clf.files import write_json
+    """Write the page and findings.json, then move every file of ``tmp`` into RUN_DIR/inspect.
+
+    Only the report's own files are replaced or removed (those it writes now, and those the
+    previous report listed in ``RECORD``); anything else in the folder stays."""
+    from clf.files import write_json, write_text
     from clf.inspect.page import render
 
     write_json(tmp / "findings.json", findings)
-    (tmp / "index.html").write_text(render(findings), encoding="utf-8")
-    final = tmp.parent / FOLDER
-    old = tmp.parent / f".{FOLDER}-old-{os.getpid()}"
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    write_text(tmp / "index.html", render(findings))
+    # Images first and the page last: until the page is replaced, it shows the old report
+    # with images that exist.
+    order = {"findings.json": 1, "index.html": 2}
+    written = sorted((p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()),
+                     key=lambda name: (order.get(name, 0), name))
+    write_json(tmp / RECORD, {"format": FORMAT, "files": written})
+    final = _report_folder(tmp.parent)
+    if not final.exists():
+        os.replace(tmp, final)
+        return final
+    previous = _recorded_files(final)
+    inside = final.resolve()
+    for name in [*written, RECORD]:
+        (final / name).parent.mkdir(parents=True, exist_ok=True)
+        if not (final / name).parent.resolve().is_relative_to(inside):  # thumbs/ made a link
+            raise UsageError(f"{str((final / name).parent)!r} leads outside {str(final)!r} (a link); expected a "
+                             f"plain folder of the report. Remove the link and run clf inspect again.")
+        os.replace(tmp / name, final / name)
+    for name in sorted(set(previous) - set(written)):
+        old = final / name
+        if old.is_file() and not old.is_symlink() and old.parent.resolve().is_relative_to(inside):
+            old.unlink()
     return final
+
+
+RECORD = ".clf-inspect.json"  # the files the report wrote, so the next one replaces only those
+
+
+def _report_folder(run_dir: Path) -> Path:
+    """RUN_DIR/inspect, refused when it is anything but a plain folder (a link would put the
+    report, and the removal of its old files, somewhere else)."""
+    final = Path(run_dir) / FOLDER
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise UsageError(f"{str(final)!r} is not a folder (a file or a link); expected the folder 'clf inspect' "
+                         f"writes its report in. Move it away and run clf inspect again.")
+    return final
+
+
+def _recorded_files(final: Path) -> list[str]:
+    """The files the previous report listed, each a plain path inside the folder (a damaged or
+    edited record names nothing to remove)."""
+    import json
+
+    try:
+        names = json.loads((final / RECORD).read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n and not n.startswith("/") and "\\" not in n
+            and ".." not in n.split("/") and "\0" not in n]

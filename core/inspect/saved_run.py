@@ -73,28 +73,26 @@ def load_run(run_dir: str | Path, data: str | Path | None = None) -> SavedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"Run folder {str(run_dir)!r} does not exist; expected the folder 'clf run' wrote. Check the path.")
-    labels = _read_json(run_dir / "labels.json", "the class names")
-    manifest = _read_json(run_dir / "manifest.json", "the files of each split")
+    from clf.artifacts.labels import read_labels
+    from clf.data.manifest import read_manifest, split_files
+
+    if not (run_dir / "labels.json").exists():
+        _read_json(run_dir / "labels.json", "the class names")  # says what a run folder is
+    labels = read_labels(run_dir)
+    manifest = read_manifest(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise UsageError(f"{str(run_dir)!r} has no config.toml; expected a finished clf run folder.")
     values = read_config_file(run_dir / "config.toml")
     config = RunConfig.from_mapping({k: v for k, v in values.items() if k != "force"})
     root = Path(data) if data is not None else Path(manifest.get("data", {}).get("source", config.data))
     class_names = list(labels["class_names"])
-    recorded = manifest.get("split", {})
+    recorded = split_files(manifest, class_names, root, run_dir / "manifest.json")
     splits, relative, missing = {}, {}, []
     for split in SPLITS:
-        files, classes, names = [], [], []
-        for index, name in enumerate(class_names):
-            for rel in recorded.get(split, {}).get(name, []):
-                path = Path(rel) if Path(rel).is_absolute() else root / rel
-                if not path.is_file():
-                    missing.append(rel)
-                files.append(str(path))
-                classes.append(index)
-                names.append(rel)
+        files, classes, names = recorded.get(split, ([], [], []))
+        missing += [name for file, name in zip(files, names) if not file.is_file()]
         if files:
-            splits[split], relative[split] = Split(files, classes), names
+            splits[split], relative[split] = Split([str(f) for f in files], classes), names
     if "train" not in splits:
         raise DataError(f"The manifest of {str(run_dir)!r} lists no training files; expected a run made from "
                         f"image files (a loader with file lists). Inspection needs the files.")
@@ -135,6 +133,9 @@ def load_model(run: SavedRun) -> RunModel:
             f"Could not load {str(path)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
             f"Expected the model clf exported; if the run used a plugin's backbone, pass that --plugin."
         ) from None
+    from clf.data.fitting import check_input_size
+
+    check_input_size(model, run.labels["input_size"], str(run.run_dir / "labels.json"))
     try:
         head = model.get_layer("head")
         preprocess = model.get_layer("preprocess").mode

@@ -1,0 +1,101 @@
+"""A run's ``manifest.json`` read back: validated, and every file of its split record inside
+the data folder (``clf.data.filecheck.inside_folder``). ``clf inspect`` and ``clf export``
+read a run's images through here, so an edited or damaged record is one clear error."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from clf.data.filecheck import FileProblem, inside_folder, read_file
+from clf.errors import ModelError
+
+MANIFEST_FILE = "manifest.json"
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # every file of a run is listed: ~100 bytes per image
+
+
+def read_manifest(run_dir: Path, *, required: bool = True) -> dict[str, Any]:
+    """``run_dir``'s manifest.json, validated (``validate_manifest``); ``{}`` when it is absent
+    and not ``required`` (a bundle copied without its run record)."""
+    from clf.errors import UsageError
+
+    path = Path(run_dir) / MANIFEST_FILE
+    if not path.exists() and not path.is_symlink():
+        if not required:
+            return {}
+        raise UsageError(f"{str(run_dir)!r} has no {MANIFEST_FILE}; expected a finished clf run folder (it holds "
+                         f"the files of each split). Pass the folder 'clf run' printed at the end.")
+    try:
+        data = json.loads(read_file(path, MAX_MANIFEST_BYTES).decode("utf-8"))
+    except FileProblem as problem:
+        raise ModelError(f"{str(path)!r} cannot be used: {problem.reason}.") from None
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ModelError(f"{str(path)!r} is not valid JSON ({exc}); the run folder is damaged. Restore the file "
+                         f"or train again.") from None
+    validate_manifest(data, path)
+    return data
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_manifest(data: Any, path: Path | str = MANIFEST_FILE) -> None:
+    """The fields of a manifest that clf reads back, checked for their types; a ModelError
+    names the first bad one. (The split's paths are checked where they are joined to the
+    data folder: ``split_files``.)"""
+
+    def bad(field: str, value: Any, expected: str) -> ModelError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
+        return ModelError(f"{str(path)!r} is not a valid clf run record: {field} is {shown}; expected {expected}. "
+                          f"Restore the file or train again.")
+
+    if not isinstance(data, dict):
+        raise bad("the record", data, "a JSON object")
+    source = data.get("data", {})
+    if not isinstance(source, dict) or not isinstance(source.get("source", ""), str):
+        raise bad("data", source, "an object whose 'source' is the data folder")
+    split = data.get("split", {})
+    if not isinstance(split, dict):
+        raise bad("split", split, "an object: split -> class -> list of files")
+    for name, per_class in split.items():
+        if not isinstance(per_class, dict):
+            raise bad(f"split[{name!r}]", per_class, "an object: class -> list of files")
+        for label, files in per_class.items():
+            if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+                raise bad(f"split[{name!r}][{label!r}]", files, "a list of file paths")
+    training = data.get("training", {})
+    head = training.get("head", {}) if isinstance(training, dict) else None
+    if not isinstance(head, dict):
+        raise bad("training", training, "an object whose 'head' is an object")
+    if head.get("l2") is not None and not (_number(head["l2"]) and head["l2"] >= 0):
+        raise bad("training.head.l2", head["l2"], "a number of 0 or more")
+    runtime = data.get("runtime", {})
+    if not isinstance(runtime, dict) or not isinstance(runtime.get("name", ""), (str, type(None))):
+        raise bad("runtime", runtime, "an object whose 'name' is a runtime name")
+    for key, kind, expected in (("artifacts", dict, "an object"), ("exports_added", list, "a list")):
+        if key in data and not isinstance(data[key], kind):
+            raise bad(key, data[key], expected)
+
+
+def split_files(manifest: dict[str, Any], class_names: list[str], root: Path,
+                path: Path | str = MANIFEST_FILE) -> dict[str, tuple[list[Path], list[int], list[str]]]:
+    """``{split: (files, class indices, paths as recorded)}`` for the classes of ``class_names``,
+    every file inside ``root`` (else a DataError naming ``path``)."""
+    out: dict[str, tuple[list[Path], list[int], list[str]]] = {}
+    for split, per_class in manifest.get("split", {}).items():
+        files: list[Path] = []
+        labels: list[int] = []
+        names: list[str] = []
+        for index, name in enumerate(class_names):
+            for rel in per_class.get(name, []):
+                file = inside_folder(root, rel, str(path))
+                files.append(file)
+                labels.append(index)
+                names.append(file.relative_to(os.path.abspath(root)).as_posix())
+        out[split] = (files, labels, names)
+    return out
