@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from clf.data.images import REMOVED_FOLDER
 from clf.errors import DataError, UsageError
+from clf.files import csv_cell, csv_value
 
 FIX_COLUMNS = ("file", "label", "new_label")
 LOG_COLUMNS = ("from", "to")
@@ -58,6 +59,8 @@ def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str,
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             header, rows = reader.fieldnames or [], list(reader)
+        # Cells clf quoted against spreadsheet formulas (the page's fixes.csv, the undo log) read back.
+        rows = [{k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
     except FileNotFoundError:
         raise UsageError(f"{what} {str(path)!r} does not exist; expected a CSV file. Check the path.") from None
     missing = [c for c in columns if c not in header]
@@ -175,7 +178,7 @@ def apply_relabel(plan: RelabelPlan) -> Path | None:
         for move in plan.moves:
             _move(plan.data / move.source, plan.data / move.target)
             # Logged the moment it happened: an interrupted run leaves an exact undo log.
-            writer.writerow((move.source, move.target))
+            writer.writerow((csv_cell(move.source), csv_cell(move.target)))
             f.flush()
     return log
 
