@@ -289,3 +289,15 @@ def test_config_toml_records_absolute_paths(tmp_path, monkeypatch):
     assert values["plugins"] == [str(tmp_path / "p.py"), "some_module"]
     # what a loader takes that is not a path here is kept as written
     assert tomllib.loads(config_to_toml(clf.RunConfig(data="s3://bucket/photos")))["data"] == "s3://bucket/photos"
+
+
+def test_r13_inspect_never_loads_the_plugins_a_runs_config_toml_names(trained_run, tmp_path):
+    pytest.importorskip("cleanlab")
+    run_dir = copy_run(trained_run, tmp_path / "run")
+    evil, ran = tmp_path / "evil.py", tmp_path / "ran"
+    evil.write_text(f"open({str(ran)!r}, 'w').write('pwned')\n")
+    config = run_dir / "config.toml"
+    config.write_text(re.sub(r"(?m)^plugins = .*$", f'plugins = ["{evil}"]', config.read_text()))
+    assert f'plugins = ["{evil}"]' in config.read_text()
+    clf.inspect_run(run_dir, folds=2)
+    assert not ran.exists()

@@ -53,7 +53,7 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     _require_extra()
     observer = observer or Observer()
     run = load_run(run_dir, data)
-    host = host or get_host(run.config.plugins)
+    host = host or get_host()  # plugins a run's config.toml names never load from it: pass host
     seconds: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
