@@ -7,6 +7,7 @@ written with ``tomli-w``.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,10 +39,31 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def config_from_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """The file's values, then ``overrides`` on top (the CLI flags given explicitly)."""
+    """The file's values, then ``overrides`` on top (the CLI flags given explicitly).
+
+    Two keys are never taken from a file, because a file is replayed and shared while these
+    must be asked for each time: ``force = true`` (deletes a run folder) and ``plugins``
+    (runs code). Either is a ConfigError unless the command line gives it too."""
     values = read_config_file(path)
     _check_types(values, path)
-    values.update(overrides or {})
+    overrides = dict(overrides or {})
+    if values.get("force") is True and "force" not in overrides:
+        raise ConfigError(
+            f"Config file {str(path)!r} says force = true; a config file never replaces a run folder "
+            f"(it may be a copy of an earlier run's config.toml, whose folder --force would delete). "
+            f"Remove that line, and pass --force on the command line if you mean to replace --output."
+        )
+    values.pop("force", None)  # false is what every earlier config.toml says: nothing to do
+    plugins = values.get("plugins") or []
+    plugins = [plugins] if isinstance(plugins, str) else list(plugins)
+    if plugins and "plugins" not in overrides:
+        raise ConfigError(
+            f"Config file {str(path)!r} names plugins = {plugins}; clf loads plugin code only when "
+            f"the command line names it (a config file is data, and a plugin runs with your "
+            f"permissions, even in a --dry-run). Pass {' '.join(f'--plugin {p}' for p in plugins)} "
+            f"if you trust {'it' if len(plugins) == 1 else 'them'}, or remove 'plugins' from the file."
+        )
+    values.update(overrides)
     return RunConfig.from_mapping(values)
 
 
@@ -73,7 +95,23 @@ def _check_types(values: Mapping[str, Any], path: str | Path) -> None:
 
 
 def config_to_toml(config: RunConfig) -> str:
-    """The effective configuration as TOML that ``clf run --config`` reads back unchanged."""
+    """The effective configuration as TOML that ``clf run --config`` reads back unchanged.
+
+    Without ``force`` (a file never carries it), and with the paths it reads (data, weights
+    file, cache folder, plugin files) made absolute, so the file repeats the run from any folder."""
     import tomli_w
 
-    return "# clf run configuration (clf run --config THIS_FILE)\n" + tomli_w.dumps(config.to_dict())
+    values = {k: v for k, v in config.to_dict().items() if k != "force"}
+    if Path(values["data"]).expanduser().exists():  # a loader may take something other than a path
+        values["data"] = _absolute(values["data"])
+    if values["weights"] not in ("imagenet", "none"):
+        values["weights"] = _absolute(values["weights"])
+    if "cache_dir" in values:
+        values["cache_dir"] = _absolute(values["cache_dir"])
+    values["plugins"] = [_absolute(p) if p.endswith(".py") or Path(p).is_file() else p for p in values["plugins"]]
+    return "# clf run configuration (clf run --config THIS_FILE)\n" + tomli_w.dumps(values)
+
+
+def _absolute(path: str) -> str:
+    """``path`` from the current folder, as an absolute path (links kept, as typed)."""
+    return os.path.abspath(os.path.expanduser(path))

@@ -181,3 +181,22 @@ def file_sha256(path: str | Path) -> str:
         return known[1]
     _SHA256[key] = (_identity(stat), file_hash(key))
     return _SHA256[key][1]
+
+
+# What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: text that starts like a formula gets a
+    leading single quote (``=cmd`` -> ``'=cmd``); anything else as it is. Idempotent."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_value(cell: str) -> str:
+    """The text ``csv_cell`` neutralised, back (``'=cmd`` -> ``=cmd``), for CSVs clf reads."""
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_START):
+        return cell[1:]
+    return cell

@@ -10,12 +10,13 @@ get the fixed-size model."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from clf.errors import ClfError, ConfigError, ExportError, VerificationError
+from clf.errors import ClfError, ConfigError, ExportError, UsageError, VerificationError
 from clf.events import Observer
 from clf.infer.forward import BatchFn, batch_fn
 from clf.artifacts.integrity import record_digests
@@ -169,17 +170,22 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
                bundle: DatasetBundle,
                observer: Observer, reference: BatchFn | None = None,
                reference_probs: Callable[[str], np.ndarray | None] | None = None,
+               replaceable: Collection[str] | None = None,
                ) -> tuple[dict[str, list[Path]], VerificationReport | None]:
     """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
 
     ``reference``: the forward the artifacts are compared with (default: ``model``'s,
     :func:`clf.infer.forward.batch_fn`); the engine passes its strategy's local one.
     ``reference_probs(split)``: the reference's probabilities on that split's images in
-    order, when the caller already has them (None: compute them)."""
+    order, when the caller already has them (None: compute them).
+    ``replaceable``: when given, the exporters write into a hidden folder first, and their
+    files move into ``run_dir`` only if each lands where no file is or on one of these names
+    (``clf export`` into a finished run: nothing it did not write is replaced)."""
     from clf.artifacts.client import input_record
     from clf.data.fitting import fixed_model, photo_model
     from clf.data.guardrails import remove_orphans
     from clf.data.images import ImageSize
+    from clf.files import temp_name
 
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
     size = ImageSize(metadata["input_size"], float(metadata.get("resize", {}).get("center_crop", 0.0)))
@@ -190,15 +196,26 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     check_free_space(model, run_dir, exporters)
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
-    for exporter in exporters:
-        kwargs = {k: options[k] for k in exporter.options if k in options}
-        target, kind = model_for(exporter, config, fixed, photo)
-        quantized = "quantize" in exporter.options and config.quantize == "int8"
-        inputs[exporter.name] = input_record(kind, size, quantized)
-        files = _run_exporter(exporter, target, run_dir, {**metadata, "inputs": {
-            exporter.name: inputs[exporter.name]}}, kwargs)
-        artifacts[exporter.name] = files
-        observer.phase_advance("export")
+    # With replaceable: every exporter writes into one hidden folder (an orphan name, removed
+    # if killed) whose files move into run_dir together, or not at all.
+    staging = None if replaceable is None else temp_name(run_dir / "export")
+    try:
+        if staging is not None:
+            staging.mkdir()
+        for exporter in exporters:
+            kwargs = {k: options[k] for k in exporter.options if k in options}
+            target, kind = model_for(exporter, config, fixed, photo)
+            quantized = "quantize" in exporter.options and config.quantize == "int8"
+            inputs[exporter.name] = input_record(kind, size, quantized)
+            files = _run_exporter(exporter, target, run_dir, {**metadata, "inputs": {
+                exporter.name: inputs[exporter.name]}}, kwargs, into=staging)
+            artifacts[exporter.name] = files
+            observer.phase_advance("export")
+        if staging is not None and replaceable is not None:
+            artifacts = _move_staged(staging, run_dir, artifacts, replaceable)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     # Added to what labels.json already lists (clf export adds formats to a finished run).
     metadata["artifacts"] = {**metadata.get("artifacts", {}),
                              **{name: [f.name for f in files] for name, files in artifacts.items()}}
@@ -225,13 +242,14 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
 
 
 def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict[str, Any],
-                  kwargs: dict[str, Any]) -> list[Path]:
-    """One exporter's files; what it left half-written is removed if it fails, and an
-    unexpected exception becomes an ExportError that says what was kept."""
+                  kwargs: dict[str, Any], into: Path | None = None) -> list[Path]:
+    """One exporter's files (written into ``into``, default ``run_dir``); what it left
+    half-written is removed if it fails, and an unexpected exception becomes an ExportError
+    that says what was kept."""
     from clf.data.guardrails import remove_orphans
 
     try:
-        return [Path(f) for f in exporter.export(target, run_dir, metadata, **kwargs)]
+        return [Path(f) for f in exporter.export(target, into or run_dir, metadata, **kwargs)]
     except BaseException as exc:
         remove_orphans(run_dir)  # whatever the exporter left under a temporary name
         if isinstance(exc, ClfError) or not isinstance(exc, Exception):
@@ -242,6 +260,42 @@ def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict
             f"keeps what was written before; try another --export, or free space and "
             f"clf run --resume {run_dir}."
         ) from exc
+
+
+def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
+                 replaceable: Collection[str]) -> dict[str, list[Path]]:
+    """Move what the exporters wrote into ``staging`` up into ``run_dir``, unless a file
+    would replace one that is not in ``replaceable``: then nothing moves and a UsageError
+    names it (an exporter's file names are known only once it has written them)."""
+    from clf.files import atomic_path
+
+    written = {name: [_inside(f, staging) for f in files] for name, files in artifacts.items()}
+    names = list(dict.fromkeys(rel.parts[0] for files in written.values() for rel in files))
+    clash = [n for n in names if ((run_dir / n).exists() or (run_dir / n).is_symlink()) and n not in replaceable]
+    if clash:
+        one = len(clash) == 1
+        raise UsageError(
+            f"clf export would write {', '.join(map(repr, clash))} over the file{'' if one else 's'} of that "
+            f"name in {str(run_dir)!r}, which {'is' if one else 'are'} not the run's own artifact{'' if one else 's'} "
+            f"(its labels.json does not list {'it' if one else 'them'}); clf never replaces a file it did not "
+            f"write. Nothing was written. Move {'it' if one else 'them'} out of the run folder, then run "
+            f"clf export again."
+        )
+    for n in names:
+        with atomic_path(run_dir / n) as tmp:  # a listed artifact (a folder too) replaced in one step
+            os.replace(staging / n, tmp)
+    return {name: [run_dir / rel for rel in files] for name, files in written.items()}
+
+
+def _inside(path: Path, folder: Path) -> Path:
+    """``path`` relative to ``folder``; an ExportError when an exporter wrote elsewhere."""
+    for p, f in ((path, folder), (path.resolve(), folder.resolve())):
+        try:
+            return p.relative_to(f)
+        except ValueError:
+            continue
+    raise ExportError(f"An exporter returned {str(path)!r}, outside the folder it was given; expected "
+                      f"the files it wrote there. Fix the exporter plugin.")
 
 
 def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, list[Path]], exporters: Sequence[Exporter],

@@ -50,13 +50,16 @@ class _Options:  # what export_all and check_export_options read of a RunConfig
 
 def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = "none",
            data: str | Path | None = None, verify: bool = True, observer: Observer | None = None,
-           host: PluginHost | None = None, model_input: str = "photo") -> Added:
+           host: PluginHost | None = None, model_input: str = "photo", trust_artifact: bool = False) -> Added:
     """Add the artifacts of ``export`` (exporter names) to the finished run in ``run_dir``.
 
     Everything that can fail without work is checked first: the run folder and its Keras
     model, the exporter names, their packages, ``quantize``, and formats the run already has
-    (an existing artifact is never replaced). Raises ``VerificationError`` when an artifact
-    fails its round trip (renamed ``*.failed``; the others are kept and recorded)."""
+    (an existing artifact is never replaced), and the Keras model's sha256 against the one
+    labels.json records (``trust_artifact``: exported from anyway, as ``clf predict
+    --trust-artifact`` opens it). A file the run did not write is never replaced. Raises
+    ``VerificationError`` when an artifact fails its round trip (renamed ``*.failed``; the
+    others are kept and recorded)."""
     from clf.host.manager import get_host
 
     run_dir = Path(run_dir)
@@ -78,6 +81,9 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
         f"(model.keras or model.h5) to export from; its labels.json lists: "
         f"{', '.join(labels.get('artifacts', {})) or 'nothing'}. Expected a run exported with h5 or keras "
         f"(clf run's default is h5)."))
+    from clf.artifacts.integrity import check_artifact
+
+    check_artifact(source, labels, trust_artifact)  # as clf predict: a swapped model is not exported
     bundle = _bundle(run_dir, labels, data, need_train=options.quantize == "int8", need_held_out=verify)
 
     from clf.artifacts.predict import KerasPredictor
@@ -89,7 +95,9 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
     observer = observer or Observer()
     metadata = {k: v for k, v in labels.items()}
     try:
-        artifacts, report = export_all(model, run_dir, metadata, exporters, options, bundle, observer)
+        # Only a listed artifact of these formats may be replaced (_refuse_existing leaves none).
+        own = {f for e in exporters for f in labels.get("artifacts", {}).get(e.name, [])}
+        artifacts, report = export_all(model, run_dir, metadata, exporters, options, bundle, observer, replaceable=own)
     except VerificationError:
         _record(run_dir, read_labels(run_dir), options)  # labels.json lists what passed
         raise

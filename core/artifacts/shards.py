@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from clf.errors import DataError, UsageError
+from clf.files import csv_cell
 
 PART_COLUMNS = ("index", "total")
 
@@ -139,5 +140,6 @@ def merge_predictions(parts: Sequence[str | Path]) -> tuple[str, str]:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(next(iter(headers))[:-len(PART_COLUMNS)])
-    writer.writerows(r[:-len(PART_COLUMNS)] for r in ordered)
+    # Quoted as clf predict quotes its cells (idempotent: a part's quoted cells stay as they are).
+    writer.writerows([csv_cell(c) for c in r[:-len(PART_COLUMNS)]] for r in ordered)
     return fmt, buf.getvalue()

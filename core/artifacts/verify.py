@@ -175,23 +175,40 @@ def quarantine(files: Sequence[Path]) -> list[Path]:
     return moved
 
 
-def write_report(directory: Path, report: VerificationReport) -> Path:
-    """``verification.json``: every result, the images used and when (atomic write)."""
+def write_report(directory: Path, report: VerificationReport, *, export_record: bool = True,
+                 reference: str | None = None) -> Path:
+    """``verification.json``: every result, the images used and when (atomic write).
+
+    ``export_record``: the check on the export's own images against the bundle's own Keras
+    model, which replaces the results it repeats. Any other check (``clf verify --data`` or
+    ``--reference``) is appended to ``other_checks`` and leaves that record as it was, so a
+    later plain ``clf verify`` still checks the export's images."""
     path = Path(directory) / VERIFICATION_FILE
     previous: dict[str, Any] = {}
     if path.is_file():
         try:
-            previous = json.loads(path.read_text(encoding="utf-8")).get("results", {})
+            previous = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             previous = {}
+        if not isinstance(previous, dict):
+            previous = {}
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results = {n: r.to_dict() for n, r in report.results.items()}
+    others: list[Any] = previous["other_checks"] if isinstance(previous.get("other_checks"), list) else []
+    if not export_record:
+        check = {"checked_at": now, "source": report.source, "reference": reference,
+                 "images": report.images, "results": results}
+        return write_json(path, {"format": "clf-verification/1", **previous, "other_checks": [*others, check]})
+    earlier: dict[str, Any] = previous["results"] if isinstance(previous.get("results"), dict) else {}
     data = {
         "format": "clf-verification/1",
-        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checked_at": now,
         "float_tolerance": FLOAT_TOLERANCE,
         "min_quantized_agreement": MIN_QUANTIZED_AGREEMENT,
         "source": report.source,
         "images": report.images,
-        "results": {**previous, **{n: r.to_dict() for n, r in report.results.items()}},
+        "results": {**earlier, **results},
+        **({"other_checks": others} if others else {}),
     }
     return write_json(path, data)
 
@@ -276,7 +293,8 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
 
     ``reference`` defaults to the bundle's ``.keras`` (else ``.h5``) model; ``data`` to the
     images recorded in ``verification.json`` at export. Nothing is renamed: the result is
-    recorded in ``verification.json`` and returned.
+    recorded in ``verification.json`` (a check with ``data`` or ``reference`` under
+    ``other_checks``, see ``write_report``) and returned.
     """
     from clf.artifacts.client import takes_photo
     from clf.artifacts.labels import read_labels
@@ -307,7 +325,9 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
         photos = client_files(files, images)
         check_client(result, predictor, photos, reference_probs[:len(photos)])
     report.results[exporter_name] = result
-    write_report(folder, report)
+    # Other images or another reference: recorded beside the export's record, never over it.
+    write_report(folder, report, export_record=not data and reference is None,
+                 reference=str(ref_path) if reference is not None else None)
     return report
 
 

@@ -9,6 +9,7 @@ from clf.cli.app import (
     LogFormatOpt,
     PluginOpt,
     QuietOpt,
+    TrustOpt,
     _close,
     _host,
     _observer,
@@ -27,6 +28,7 @@ def export_command(
     data: Optional[str] = typer.Option(None, "--data", help="The run's --data folder, when it has moved: the images the new artifacts are checked (and int8 calibrated) on."),
     model_input: str = typer.Option("photo", metavar="photo|fixed", help="What the new artifacts take: 'photo' (the decoded photo at any size; crop and resize inside) or 'fixed' (images at the input size)."),
     verify: bool = typer.Option(True, help="Reopen each new artifact in its own runtime and compare it with the run's Keras model."),
+    trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
@@ -37,7 +39,7 @@ def export_command(
 
     observer = _observer(log_format, quiet)
     added = add_exports(run_dir, export, quantize=quantize, data=data, verify=verify, observer=observer,
-                        host=_host(plugin), model_input=model_input)
+                        host=_host(plugin), model_input=model_input, trust_artifact=trust_artifact)
     _close(observer)
     from rich.markup import escape
 

@@ -19,22 +19,22 @@ def merge_predictions(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
 ) -> None:
     """Join prediction parts into exactly the file one unsharded clf predict writes."""
+    from clf.artifacts.predict_output import write_output
     from clf.artifacts.shards import merge_predictions as merge
-    from clf.files import write_text
+    from clf.data.guardrails import check_output_file
 
-    if output and Path(output).exists() and not overwrite:
-        raise UsageError(f"--output {output!r} already exists; expected a new file so nothing is overwritten "
-                         f"by accident. Pass --overwrite to replace it, or another --output.")
+    # The guard clf predict --output uses: never over a run's files, over another file only with --overwrite.
+    target = check_output_file(output, overwrite, "merged predictions") if output else None
     fmt, text = merge(parts)
     suffix = Path(output).suffix.lower().lstrip(".") if output else ""
     if suffix in ("csv", "json") and suffix != fmt:
         raise UsageError(f"--output {output!r} ends in .{suffix} but the parts are {fmt}; pass an --output "
                          f"ending in .{fmt}.")
-    if output is None:
+    if target is None:
         sys.stdout.write(text)
         return
     try:
-        write_text(Path(output), text)
+        write_output(target, text)
     except OSError as exc:
         err.print(f"[bold red]Error:[/] cannot write --output {output!r}: {exc.strerror}; expected a writable "
                   f"file path. Pass another --output.", highlight=False)

@@ -146,7 +146,7 @@ def as_tf_path(path: StrPath) -> bytes:
     return os.fsencode(Path(path))
 
 
-def inside_folder(root, name: object, source: str) -> Path:
+def inside_folder(root: str | os.PathLike[str], name: object, source: str) -> Path:
     """``root / name`` for a file that a run's own files name (manifest.json's split,
     verification.json's images): a relative path that stays inside ``root``, or an absolute
     one that lies there. Anything else (``/etc/passwd``, ``../photo.jpg``, not a string) is a

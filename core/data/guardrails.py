@@ -168,3 +168,67 @@ def batch_size_for(batch_size: int, n_train: int, observer: Observer) -> int:
                       f"using {n_train}.")
         return n_train
     return batch_size
+
+
+# Files a run writes besides its artifacts: no user-named output goes over one of these.
+RUN_RECORD_FILES = frozenset({"labels.json", ".clf-run", "config.toml", "manifest.json", "metrics.json",
+                              "quarantine.json", "verification.json", "history.csv", "confusion_matrix.csv",
+                              "confusion_matrix.png", "training_curves.png", "checkpoint", "tensorboard"})
+# What the built-in exporters write (also protected when labels.json is missing or damaged).
+DEFAULT_ARTIFACTS = frozenset({"model.h5", "model.weights.h5", "model.keras", "saved_model", "model.onnx"})
+
+
+def listed_artifacts(folder: Path) -> set[str]:
+    """The artifact file names the ``labels.json`` in ``folder`` lists (none when unreadable)."""
+    try:
+        listed = json.loads((Path(folder) / "labels.json").read_text(encoding="utf-8")).get("artifacts", {})
+        return {f for files in listed.values() if isinstance(files, list) for f in files if isinstance(f, str)}
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def run_file(target: Path) -> tuple[Path, str] | None:
+    """``(run folder, what)`` when ``target`` is an artifact or record file of a clf run, or
+    an existing file anywhere in a folder with the run marker."""
+    for folder in target.parents:
+        marked = is_run_dir(folder)
+        if not (marked or (folder / "labels.json").is_file()):
+            continue
+        first = target.relative_to(folder).parts[0]
+        if (first in listed_artifacts(folder) or first in DEFAULT_ARTIFACTS or first.endswith(".failed")
+                or (first.startswith("model") and first.endswith(".tflite"))):
+            return folder, f"the model artifact {first!r}"
+        if first in RUN_RECORD_FILES:
+            return folder, f"the run record file {first!r}"
+        if marked and (target.exists() or target.is_symlink()):
+            return folder, f"the file {str(target.relative_to(folder))!r}"
+    return None
+
+
+def check_output_file(output: str | Path, overwrite: bool = False, what: str = "predictions") -> Path:
+    """Where a user-named output file (``--output`` of predict, merge-predictions) will be
+    written (links resolved), or a UsageError before any work.
+
+    Never a file of a clf run (its model artifacts, labels.json, checkpoints, record files,
+    any existing file in a marked run folder), even with ``overwrite``; an existing file
+    only with ``overwrite``. Streams (a FIFO, ``/dev/stdout``) are written as they are:
+    nothing in them is replaced."""
+    path = Path(output)
+    target = path.resolve()
+    if target.is_dir():
+        raise UsageError(f"--output {str(output)!r} is a folder; expected a file path for the {what}. "
+                         f"Pass a file name, e.g. {str(path / 'predictions.csv')!r}.")
+    hit = run_file(target)
+    if hit is not None:
+        folder, name = hit
+        raise UsageError(
+            f"--output {str(output)!r} is {name} of the clf run in {str(folder)!r}; {what} are "
+            f"never written over a run's files (not even with --overwrite). Pass a path outside "
+            f"it, e.g. --output predictions.csv."
+        )
+    if target.exists() and target.is_file() and not overwrite:
+        raise UsageError(
+            f"--output {str(output)!r} already exists; expected a new file so nothing is overwritten "
+            f"by accident. Pass --overwrite to replace it, or another --output."
+        )
+    return target

@@ -153,7 +153,11 @@
   if (!D.near_duplicates.length) empty($("pair-gallery"), "No near duplicates.");
 
   // The fixes CSV: file (relative to the data folder), its current class, the new class
-  function csvField(s) { return /[",\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
+  // A cell that starts like a spreadsheet formula gets a leading quote (clf.files.csv_cell).
+  function csvField(s) {
+    if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
+    return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  }
   $("download").addEventListener("click", () => {
     const rows = fixes.filter((f) => f.tick.checked).map((f) => [f.file, f.label, f.target()]);
     const seen = new Set();

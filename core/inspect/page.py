@@ -19,7 +19,7 @@ def _asset(name: str) -> str:
 # Inside a <script> element "</script>", "<!--" and "<script" change how the HTML parser
 # reads on, whatever the JavaScript means; U+2028/2029 end lines in older JavaScript. As
 # \u escapes they are the same JSON strings and none of those characters is left.
-_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SCRIPT_ESCAPES: dict[str, str | int | None] = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
 def script_json(value: Any) -> str:

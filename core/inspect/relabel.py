@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from clf.data.images import REMOVED_FOLDER
 from clf.errors import DataError, UsageError
+from clf.files import csv_cell, csv_value
 
 FIX_COLUMNS = ("file", "label", "new_label")
 LOG_COLUMNS = ("from", "to")
@@ -62,6 +63,8 @@ def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str,
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             header, rows = reader.fieldnames or [], list(reader)
+        # Cells clf quoted against spreadsheet formulas (the page's fixes.csv, the undo log) read back.
+        rows = [{k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
     except FileNotFoundError:
         raise UsageError(f"{what} {str(path)!r} does not exist; expected a CSV file. Check the path.") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -255,7 +258,7 @@ def apply_relabel(plan: RelabelPlan) -> Path | None:
         with open(log, "x", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(LOG_COLUMNS)
-            writer.writerows((move.source, move.target) for move in plan.moves)
+            writer.writerows((csv_cell(move.source), csv_cell(move.target)) for move in plan.moves)
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:

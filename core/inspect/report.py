@@ -63,7 +63,7 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     observer = observer or Observer()
     run = load_run(run_dir, data)
     _report_folder(run.run_dir)  # before the work, not after it
-    host = host or get_host(run.config.plugins)
+    host = host or get_host()  # plugins a run's config.toml names never load from it: pass host
     seconds: dict[str, float] = {}
 
     def timed(name: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:

@@ -89,8 +89,11 @@ def evaluation_report(y_true: Sequence[int] | np.ndarray, probabilities: np.ndar
 
 
 def confusion_matrix_csv(report: dict[str, Any]) -> str:
-    """The confusion matrix as CSV: header ``true\\predicted,<classes>``, one row per true class."""
-    names = report["class_names"]
+    """The confusion matrix as CSV: header ``true\\predicted,<classes>``, one row per true class
+    (class names that a spreadsheet would run as a formula quoted: ``clf.files.csv_cell``)."""
+    from clf.files import csv_cell
+
+    names = [csv_cell(n) for n in report["class_names"]]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["true\\predicted", *names])
