@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 from clf.cli.app import app, cli_errors, err
+from clf.cli.render import esc
 from clf.errors import UsageError
 
 
@@ -25,7 +26,10 @@ def merge_predictions(
     if output and Path(output).exists() and not overwrite:
         raise UsageError(f"--output {output!r} already exists; expected a new file so nothing is overwritten "
                          f"by accident. Pass --overwrite to replace it, or another --output.")
-    fmt, text = merge(parts)
+    notes: list[str] = []
+    fmt, text = merge(parts, notes)
+    for note in notes:
+        err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
     suffix = Path(output).suffix.lower().lstrip(".") if output else ""
     if suffix in ("csv", "json") and suffix != fmt:
         raise UsageError(f"--output {output!r} ends in .{suffix} but the parts are {fmt}; pass an --output "
