@@ -233,7 +233,8 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
         observer.note(f"Resuming {run_dir} after epoch {ckpt.epoch} of {config.epochs}.")
     best = best_epoch(restore=not config.last_epoch, past=checkpoint.best_so_far(ckpt), first_epoch=first_epoch)
     saver = checkpoint.callback(run_dir, phase="train", epochs=config.epochs, config=config.to_dict(),
-                                history=ckpt.history if ckpt is not None else None, best=best)
+                                history=ckpt.history if ckpt is not None else None, best=best,
+                                data=checkpoint.data_record(data.bundle, config.data))
     callbacks = phase_callbacks(observer, "train", config.epochs, config, setup.host, run_dir,
                                 trainable.validation is not None, best, saver)
     observer.phase_start("train", total=config.epochs, unit="epoch")
