@@ -106,8 +106,7 @@ def run(
     values["plugin"] = tuple(plugin or ())
 
     from clf.configfile import config_from_file
-    from clf.train.engine import resume as resume_engine
-    from clf.train.engine import run as run_engine
+    from clf.data.loading import check_early
 
     if weights_mirror:
         os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror
@@ -118,6 +117,8 @@ def run(
                              f"resume, or drop --resume to start a new run from the file.")
         # Every flag given must equal the recorded value: the engine refuses the others.
         given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
+        from clf.train.engine import resume as resume_engine
+
         observer = _observer(log_format, quiet)
         result = resume_engine(resume, observer, _host(plugin), **given)
         _close(observer)
@@ -129,8 +130,11 @@ def run(
         config = config_from_file(config_file, given)
     else:
         config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
+    check_early(config)  # a typo in --data is reported at once, not after TensorFlow's import
     if dry_run:
         return _print_plan(config)
+    from clf.train.engine import run as run_engine
+
     observer = _observer(log_format, quiet)
     result = run_engine(config, observer, _host(config.plugins))
     _close(observer)
