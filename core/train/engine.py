@@ -141,7 +141,9 @@ def run_phases(config: RunConfig, observer: Observer | None = None, host: Plugin
     run_dir = open_run_dir(config, chief=dist.chief, resume_from=resume_from)
     runrecord.write_config(run_dir, config)  # first, so even a crashed run says what it was
     if data.report is not None:
-        data.report.write(run_dir)
+        written = data.report.write(run_dir)
+        if data.report.quarantined and dist.chief:  # a worker's folder is temporary
+            observer.note(f"{written} lists the {len(data.report.quarantined)} quarantined file(s) and why.")
     fitted = fit_head(setup, data, trainable, dist, ckpt=ckpt, run_dir=run_dir, batch_size=batch_size,
                       observer=observer)
     history, timings, training = dict(fitted.history), {"train": fitted.seconds}, {"head": fitted.info}

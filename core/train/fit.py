@@ -22,7 +22,7 @@ from clf.errors import Interrupted
 from clf.events import Observer
 from clf.train import checkpoint
 from clf.train.callbacks import best_epoch, phase_callbacks
-from clf.train.class_weights import choose_class_weights
+from clf.train.class_weights import choose_class_weights, noted_imbalance
 from clf.train.distribute import precision_scope
 from clf.train.model import Classifier, build_head, join
 
@@ -210,7 +210,7 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
     config = setup.config
     class_weight, note = choose_class_weights(config.class_weight, trainable.train_counts,
                                               data.bundle.class_names)
-    if note:
+    if note and not noted_imbalance(data.report):
         observer.note(note)
     layers = solvable(setup, trainable, ckpt)
     if layers is not None:
