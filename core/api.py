@@ -30,11 +30,12 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
 
 
 def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHost | None = None, *,
-           progress: bool = False) -> RunResult:
-    """Continue an interrupted run from its last completed epoch (same config, same folder)."""
+           progress: bool = False, **options: Any) -> RunResult:
+    """Continue an interrupted run from its last completed epoch (same config, same folder).
+    ``options`` that differ from the recorded config are refused (ConfigError), not ignored."""
     from clf.train import engine
 
-    return _with_progress(progress, observer, lambda seen: engine.resume(run_dir, seen, host))
+    return _with_progress(progress, observer, lambda seen: engine.resume(run_dir, seen, host, **options))
 
 
 def _with_progress(progress: bool, observer: Observer | None,

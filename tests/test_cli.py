@@ -107,3 +107,44 @@ def test_run_reports_extraction_and_the_cache(image_folder, tmp_path):
     assert "features: 0 images extracted, 18 from the cache" in second.output
     third = runner.invoke(app, [*args, "--output", str(tmp_path / "r3"), "--no-cache"])
     assert "18 images extracted" in third.output and "disk cache off" in third.output
+
+
+PROBE = """
+import sys
+from typer.testing import CliRunner
+from clf.cli import app
+res = CliRunner().invoke(app, sys.argv[1:])
+print(res.exit_code, "tensorflow" in sys.modules)
+print(" ".join(res.output.split()))
+"""
+
+
+def _before_tensorflow(*args, cwd):
+    """``(exit code, TensorFlow imported?, output)`` of a command in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+    code, imported = done.stdout.splitlines()[0].split()
+    return int(code), imported == "True", done.stdout.split("\n", 1)[1]
+
+
+def test_path_mistakes_are_reported_before_tensorflow_is_imported(trained_run, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    for name in ("20260101-000000-a", "20260102-000000-b"):
+        (runs / name).mkdir(parents=True)
+        shutil.copy(trained_run.run_dir / "labels.json", runs / name)
+    (runs / "notes").mkdir()
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes((next(trained_run.data.glob("*/*.jpg"))).read_bytes())
+    code, imported, said = _before_tensorflow("predict", "runs", "photo.jpg", cwd=tmp_path)
+    assert (code, imported) == (2, False), said
+    assert "'runs' is a folder of runs" in said and "'runs/20260102-000000-b', 'runs/20260101-000000-a'" in said
+    assert "labels.json next to '.'" not in said
+    cases = [(["predict", str(trained_run.run_dir), "nothere.jpg"], "'nothere.jpg' does not exist"),
+             (["evaluate", str(trained_run.run_dir), "--data", "nothere"], "'nothere' does not exist"),
+             (["run", "--data", "nothere"], "'nothere' does not exist"),
+             (["run", "--data", str(trained_run.data), "--classes", "4"], "--classes 4 but")]
+    for args, words in cases:
+        code, imported, said = _before_tensorflow(*args, cwd=tmp_path)
+        assert code in (1, 2) and not imported and words in said, (args, said)

@@ -142,3 +142,40 @@ def test_doctor_command_table_json_and_strict(messy):
     assert all(c["copy"] is None for c in data["converted"])  # doctor alone writes nothing
     assert runner.invoke(app, ["doctor", str(root), "--strict-data"]).exit_code == 1
     assert runner.invoke(app, ["doctor", str(root / "nope")]).exit_code == 2  # a path that is not there
+
+
+def test_of_two_copies_the_plainest_name_is_kept(tmp_path):
+    root = make_folder(tmp_path / "d", classes=("cat", "dog"), per_class=3)
+    photo = (root / "dog" / "dog_0.jpg").read_bytes()
+    (root / "dog" / "dog_0.jpg").rename(root / "dog" / "dog.84(1).jpg")  # the copy sorts first by name
+    for name in ("dog.84.jpg", "dog.84 copy.jpg", "Copy of dog.84.jpg"):
+        (root / "dog" / name).write_bytes(photo)
+    report = examine(root)
+    left_out = sorted(Path(b.path).name for b in report.quarantined)
+    assert left_out == ["Copy of dog.84.jpg", "dog.84 copy.jpg", "dog.84(1).jpg"]
+    assert all("exact duplicate of " + str(root / "dog" / "dog.84.jpg") in b.reason for b in report.quarantined)
+
+
+def test_imbalance_is_one_note_in_a_run_and_quarantine_json_named_once_written(tmp_path):
+    root = make_folder(tmp_path / "d", classes=("ant", "bee"), per_class=4)
+    make_folder(root, classes=("cat",), per_class=20, seed=7)
+    (root / "ant" / "broken.jpg").write_bytes(b"not an image")
+    args = ["run", "--data", str(root), "--backbone", SMALL_BACKBONE, "--weights", "none",
+            "--image-size", str(SMALL_SIZE), "--epochs", "1", "--no-verify"]
+    # The doctor's lines come before any run folder exists (a run may fail, a dry run writes
+    # none): they name no quarantine.json; the run notes it once written.
+    import io
+
+    from rich.console import Console
+
+    from clf.cli.render import make_observer
+
+    buf = io.StringIO()
+    make_observer(Console(file=buf, width=300), "plain").phase_end("doctor", report=examine(root))
+    assert "quarantined 1 file(s)" in buf.getvalue() and QUARANTINE_FILE not in buf.getvalue()
+    out = tmp_path / "run"
+    res = runner.invoke(app, [*args, "--output", str(out)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert said.count("imbalanced") == 1 and "--class-weight auto balances the class weights" in said
+    assert f"{out / QUARANTINE_FILE} lists the 1 quarantined file(s)" in said and (out / QUARANTINE_FILE).is_file()

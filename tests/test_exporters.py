@@ -320,3 +320,20 @@ def test_int8_calibration_images_cover_every_class(tmp_path, host):
     picked = list(representative_data(bundle, limit=5)())
     assert len(picked) == 5 and picked[0].shape == (1, SMALL_SIZE, SMALL_SIZE, 3)
     assert classes(im[0] for im in picked) == {0, 1, 2}
+
+
+def test_evaluate_counts_exact_duplicates_once(trained_run, tmp_path):
+    import shutil
+
+    from clf.report.evaluation import evaluate_folder
+
+    data = tmp_path / "val"
+    for cls in ("ant", "bee", "cat"):
+        (data / cls).mkdir(parents=True)
+        for f in sorted((trained_run.data / cls).glob("*.jpg"))[:2]:
+            shutil.copy(f, data / cls)
+    shutil.copy(data / "ant" / "ant_0.jpg", data / "ant" / "ant_0(1).jpg")  # the copy a run quarantines
+    result = evaluate_folder(trained_run.run_dir, data, output=tmp_path / "eval")
+    assert len(result.predictions) == 6 and result.report["duplicates_counted_once"] == 1
+    (note,) = [n for n in result.notes if "duplicate" in n]
+    assert note.startswith("1 exact duplicate file(s) counted once") and "ant_0(1).jpg (same bytes as" in note

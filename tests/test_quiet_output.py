@@ -68,3 +68,20 @@ def test_a_failing_silenced_block_still_shows_what_it_wrote(capfd):
         pass
     err = capfd.readouterr().err
     assert "hidden" not in err and "native error detail" in err
+
+
+def test_predict_names_a_truncated_jpeg_and_libjpeg_stays_quiet(trained_run, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(buf, "JPEG")
+    half = tmp_path / "half.jpg"
+    half.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    done = clf("predict", str(trained_run.run_dir), str(half), env_extra={"COLUMNS": "300"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "half.jpg: truncated image (image file is truncated" in done.stderr
+    assert "Premature end of JPEG data" not in done.stdout + done.stderr  # libjpeg's native error line
+    assert noise(done) == []

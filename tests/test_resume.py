@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,3 +152,48 @@ def test_a_half_written_checkpoint_is_ignored(trained_run, tmp_path):
     broken.mkdir()
     (broken / "state.json").write_text("{")  # a folder without a complete state never counts
     assert checkpoint.latest(run_dir).epoch == 2
+
+
+def _said(res) -> str:
+    return " ".join(res.output.split())  # the terminal wraps long messages
+
+
+def test_resume_refuses_flags_that_differ_from_the_recorded_run(trained_run, tmp_path):
+    import clf
+    from clf.errors import ConfigError
+
+    run_dir = copy_run(trained_run, tmp_path / "run")
+    res = runner.invoke(app, ["run", "--resume", str(run_dir), "--backbone", "vgg16", "--epochs", "3",
+                              "--data", str(tmp_path / "other"), "--seed", "42"])  # the seed as recorded
+    said = _said(res)
+    assert res.exit_code == 2, res.output
+    assert "--backbone vgg16 was given (recorded: " + SMALL_BACKBONE + ")" in said
+    assert "--epochs 3 was given (recorded: 2)" in said and "--data " in said and "--seed" not in said
+    assert "config.toml" in said and "Traceback" not in said
+    with pytest.raises(ConfigError, match=r"--epochs 3 was given \(recorded: 2\)"):
+        clf.resume(run_dir, epochs=3)
+    res = runner.invoke(app, ["run", "--resume", str(run_dir), "--config", str(run_dir / "config.toml")])
+    assert res.exit_code == 2 and "Drop --config" in _said(res)
+
+
+def test_resume_refuses_changed_data(trained_run, tmp_path):
+    from conftest import make_image
+
+    run_dir = copy_run(trained_run, tmp_path / "run")
+    data = Path(shutil.copytree(trained_run.data, tmp_path / "data"))
+    for state in (run_dir / "checkpoint").glob("*/state.json"):  # the run as if trained on this copy
+        saved = json.loads(state.read_text())
+        saved["config"]["data"] = str(data)
+        state.write_text(json.dumps(saved))
+    make_folder(data, classes=("dog",), per_class=6, seed=5)
+    # --epochs 2 and --data equal the recorded values: accepted; the data check refuses.
+    res = runner.invoke(app, ["run", "--resume", str(run_dir), "--epochs", "2", "--data", str(data)])
+    said = _said(res)
+    assert res.exit_code == 1, res.output
+    assert "changed since epoch 2 was saved (class 'dog' added" in said and "Traceback" not in said
+    assert f"clf run --config '{run_dir / 'config.toml'}' --output NEW_RUN_FOLDER" in said
+    shutil.rmtree(data / "dog")
+    photo = sorted((data / "ant").glob("*.jpg"))[0]
+    make_image(photo, 1, np.random.default_rng(99))  # as many images, one of them another photo
+    res = runner.invoke(app, ["run", "--resume", str(run_dir)])
+    assert res.exit_code == 1 and "some files differ in name or content" in _said(res), res.output

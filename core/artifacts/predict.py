@@ -181,6 +181,8 @@ def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path
             f"file exported by clf. Check the path."
         )
     is_bundle = artifact.is_dir() and (artifact / LABELS_FILE).is_file()
+    if artifact.is_dir() and not is_bundle and not (artifact.parent / LABELS_FILE).is_file():
+        raise ModelNotFoundError(_not_a_run_folder(artifact))
     folder = artifact if is_bundle else artifact.parent
     labels = read_labels(folder)
     exports: dict[str, list[str]] = labels.get("artifacts", {})
@@ -213,6 +215,22 @@ def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path
             f"that format (its labels.json lists: {listed}), or leave the format out."
         )
     return folder, name, files
+
+
+def _not_a_run_folder(folder: Path) -> str:
+    """What to say for a folder that is no run (a folder of runs, say): a few runs inside it."""
+    try:
+        runs = sorted((d for d in folder.iterdir() if (d / LABELS_FILE).is_file()), key=lambda d: d.name)
+    except OSError:
+        runs = []
+    if not runs:
+        return (f"{str(folder)!r} is a folder without {LABELS_FILE}, so not a clf run folder, and holds no run "
+                f"folder either; expected a clf run's output folder (with {LABELS_FILE}) or a model file in "
+                f"one. Check the path.")
+    shown = ", ".join(repr(str(d)) for d in runs[-3:][::-1])
+    more = f" (3 of {len(runs)})" if len(runs) > 3 else ""
+    return (f"{str(folder)!r} is a folder of runs, not a clf run folder (it has no {LABELS_FILE}); it holds "
+            f"{shown}{more}. Pass one of them, e.g. {str(runs[-1])!r}.")
 
 
 def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: str | None = None, *, trust: bool = False,

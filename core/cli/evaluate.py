@@ -38,8 +38,9 @@ def evaluate(
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
 ) -> None:
     """Evaluate a saved model on a labelled folder: accuracy, per-class scores, confusion matrix."""
-    from clf.report.evaluation import evaluate_folder
+    from clf.report.evaluation import check_paths, evaluate_folder
 
+    check_paths(model, data)  # a typo is reported at once, before plugins import TensorFlow
     observer = _observer(log_format, quiet)
     result = evaluate_folder(model, data, output=output, batch_size=batch_size, host=_host(plugin),
                              observer=observer, trust_artifact=trust_artifact, runtime=runtime)

@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 from clf.cli.app import app, cli_errors, err
+from clf.cli.render import esc
 from clf.errors import UsageError
 
 
@@ -25,7 +26,10 @@ def merge_predictions(
 
     # The guard clf predict --output uses: never over a run's files, over another file only with --overwrite.
     target = check_output_file(output, overwrite, "merged predictions") if output else None
-    fmt, text = merge(parts)
+    notes: list[str] = []
+    fmt, text = merge(parts, notes)
+    for note in notes:
+        err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
     suffix = Path(output).suffix.lower().lstrip(".") if output else ""
     if suffix in ("csv", "json") and suffix != fmt:
         raise UsageError(f"--output {output!r} ends in .{suffix} but the parts are {fmt}; pass an --output "

@@ -44,18 +44,23 @@ def predict(
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
 ) -> None:
     """Predict class names and probabilities, using the class names saved with the model."""
-    from clf.artifacts.predict import collect_images, load_predictor, predict_files
+    from clf.artifacts.predict import collect_images, load_predictor, predict_files, resolve_artifact
     from clf.artifacts.predict_output import check_output_file, choose_format, to_csv, to_json, write_output
-    from clf.artifacts.shards import parse_shard, shard_files
+    from clf.artifacts.shards import model_fingerprint, parse_shard, shard_files
     from clf.cli.render import make_observer
 
     chosen = choose_format("json" if as_json else fmt, output)
     target = check_output_file(output, overwrite) if output else None  # before any slow work
     part = parse_shard(shard, chosen) if shard else None
+    # The paths before plugins import TensorFlow (seconds): a typo is reported at once.
+    resolve_artifact(model)
+    images = collect_images(paths)
     # A progress bar on a terminal only; csv/json output stays clean.
     observer = _opened(PhaseTracker(make_observer(out, "auto", quiet=chosen != "table")))
     predictor = load_predictor(model, _host(plugin), trust=trust_artifact, runtime=runtime)
-    files, columns = shard_files(collect_images(paths), part)
+    # A part records which model predicted it, so that the merge can refuse a mix.
+    model_id = model_fingerprint(predictor.path, predictor.labels, not trust_artifact) if part else ""
+    files, columns = shard_files(images, part, model_id)
     observer.phase_start("predict", total=len(files), unit="image")
     results = predict_files(predictor, files, batch_size,
                             progress=lambda n: observer.phase_advance("predict", n))

@@ -150,7 +150,8 @@ class PlainObserver(Observer):
     def _doctor(self, report: DoctorReport) -> None:
         bad = report.quarantined
         if bad:
-            self.print(f"[yellow]quarantined {len(bad)} file(s)[/] (listed in quarantine.json in the run folder):")
+            # Where they are listed is said once quarantine.json is written (a dry run writes none).
+            self.print(f"[yellow]quarantined {len(bad)} file(s)[/]:")
             for b in bad[:20]:
                 self.print(f"  {esc(b.path)}: {esc(b.reason)}")
             if len(bad) > 20:

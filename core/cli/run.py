@@ -23,6 +23,7 @@ from clf.cli.app import (
     out,
 )
 from clf.config import RunConfig
+from clf.errors import UsageError
 from clf.cli.render import esc
 
 # Option name -> RunConfig field, for the flags whose names differ.
@@ -105,14 +106,21 @@ def run(
     values["plugin"] = tuple(plugin or ())
 
     from clf.configfile import config_from_file
-    from clf.train.engine import resume as resume_engine
-    from clf.train.engine import run as run_engine
+    from clf.data.loading import check_early
 
     if weights_mirror:
         os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror
     if resume:
+        if config_file is not None:
+            raise UsageError(f"--config {str(config_file)!r} with --resume {resume!r}: a resume continues with "
+                             f"the settings its checkpoint recorded, not a config file's. Drop --config to "
+                             f"resume, or drop --resume to start a new run from the file.")
+        # Every flag given must equal the recorded value: the engine refuses the others.
+        given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
+        from clf.train.engine import resume as resume_engine
+
         observer = _observer(log_format, quiet)
-        result = resume_engine(resume, observer, _host(plugin))
+        result = resume_engine(resume, observer, _host(plugin), **given)
         _close(observer)
         _print_reports(result.evaluation, log_format, quiet)
         out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
@@ -122,8 +130,11 @@ def run(
         config = config_from_file(config_file, given)
     else:
         config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
+    check_early(config)  # a typo in --data is reported at once, not after TensorFlow's import
     if dry_run:
         return _print_plan(config)
+    from clf.train.engine import run as run_engine
+
     observer = _observer(log_format, quiet)
     result = run_engine(config, observer, _host(config.plugins))
     _close(observer)

@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -357,6 +358,18 @@ def check_class_names(folder: Path, names: Sequence[str]) -> None:
         )
 
 
+# A copy's name as file managers and browsers make it: "x(1).jpg", "x (2).jpg", "x copy.jpg",
+# "x - Copy.jpg", "x copy 2.jpg", "Copy of x.jpg".
+_COPY_MARKER = re.compile(r"(\s*\(\d+\)|[\s_-]+copy(\s*\d+|\s*\(\d+\))?)$|^copy of ", re.IGNORECASE)
+
+
+def plainest_first(path: Path) -> tuple[bool, int, str]:
+    """Sort key of duplicates, the one to keep first: no copy marker, then the shortest
+    name, then by name (deterministic)."""
+    name = Path(path).name
+    return bool(_COPY_MARKER.search(Path(path).stem)), len(name), name
+
+
 def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = True, workers: int | None = None,
             target_dir: Path | None = None, facts_file: Path | None | bool = True) -> DoctorReport:
     """Look at every file of a folder-per-class dataset; with ``convert`` write the copies.
@@ -367,7 +380,9 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
     layout = find_layout(root)
     per_split = {split: _class_files(folder) for split, folder in layout.items()}
     class_names = sorted(per_split["train"])
-    jobs = [(split, cls, f) for split, classes in per_split.items() for cls, files in classes.items() for f in files]
+    # Within a class the plainest name comes first, so of two copies it is the one kept.
+    jobs = [(split, cls, f) for split, classes in per_split.items() for cls, files in classes.items()
+            for f in sorted(files, key=plainest_first)]
     facts = FactsCache(facts_path() if facts_file is True else (facts_file or None))
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
         looks = list(pool.map(lambda job: inspect_file(job[2], min_side, facts), jobs))
@@ -416,13 +431,16 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
     return report
 
 
+IMBALANCED = "classes are imbalanced"  # how the imbalance note begins
+
+
 def _add_notes(report: DoctorReport) -> None:
     ratio = report.imbalance()
     train = report.counts.get("train", {})
     if ratio is not None and ratio > IMBALANCE_RATIO:
         big, small = max(train, key=train.__getitem__), min(train, key=train.__getitem__)
         report.notes.append(
-            f"classes are imbalanced: {big!r} has {train[big]} training images, {small!r} "
+            f"{IMBALANCED}: {big!r} has {train[big]} training images, {small!r} "
             f"{train[small]} ({ratio:.1f}x); accuracy will favour the large classes. Add images "
             f"to the small ones or report per-class metrics.")
     for split, counts in report.counts.items():
@@ -469,6 +487,10 @@ def preflight(config: RunConfig, loader: Any, observer: Observer) -> DoctorRepor
         report.strict_check()
     check_usable(report)
     for note in report.notes:
+        if note.startswith(IMBALANCED) and getattr(config, "class_weight", None) == "auto":
+            # The one note on imbalance says what training does about it too (fit says nothing more).
+            note += (f" --class-weight auto balances the class weights when the training split is over "
+                     f"{IMBALANCE_RATIO:g}x; --class-weight none turns this off.")
         observer.note(note)
     observer.phase_end("doctor", report=report)
     return report

@@ -46,9 +46,28 @@ def load_data(config: RunConfig, loader: Any, image_size: ImageSize, observer: O
 
 def check_classes(expected: int | None, data: str, bundle: DatasetBundle) -> None:
     """``--classes N`` must match the class folders found (omitted: inferred)."""
-    if expected is not None and expected != bundle.num_classes:
+    _check_count(expected, data, bundle.class_names)
+
+
+def _check_count(expected: int | None, data: str, class_names: list[str]) -> None:
+    if expected is not None and expected != len(class_names):
         raise DataError(
-            f"--classes {expected} but {data} has {bundle.num_classes} class "
-            f"folders ({', '.join(bundle.class_names)}). Pass --classes {bundle.num_classes} "
+            f"--classes {expected} but {data} has {len(class_names)} class "
+            f"folders ({', '.join(class_names)}). Pass --classes {len(class_names)} "
             f"or omit --classes to infer it."
         )
+
+
+def check_early(config: Any) -> None:
+    """The data checks that need no TensorFlow, run before it is imported (seconds): with
+    the built-in folder loader, a missing or empty ``--data`` and ``--classes`` against the
+    class folders. The same checks run again when the data is loaded."""
+    from pathlib import Path
+
+    from clf.data.layout import check_data_root, class_folders, find_layout
+
+    if config.loader != "directory":  # a plugin's loader may read from anywhere
+        return
+    root = Path(config.data)
+    check_data_root(root, config.data)
+    _check_count(config.classes, config.data, [p.name for p in class_folders(find_layout(root)["train"])])

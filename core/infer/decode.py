@@ -39,12 +39,37 @@ def collect_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     return found
 
 
+def pillow_problem(data: bytes) -> tuple[str, str] | None:
+    """Why Pillow cannot decode ``data`` in full either: ``("truncated", Pillow's message)``
+    or ``("corrupt", Pillow's message)``; None when it decodes. Asked after TensorFlow failed,
+    so it costs nothing on the images that decode (predict, evaluate and serve share it)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        text = str(exc) or type(exc).__name__
+        return ("truncated" if "truncat" in text.lower() else "corrupt"), text
+    return None
+
+
 def why_unreadable(path: Path) -> str:
     """Why a file that was safe to read did not decode."""
+    from clf.data.filecheck import FileProblem, read_file
+
     if not path.is_file():
         return "not a file"
     if path.stat().st_size == 0:
         return "empty file (0 bytes)"
+    try:
+        found = pillow_problem(read_file(path))
+    except (FileProblem, OSError):
+        found = None
+    if found is not None and found[0] == "truncated":
+        return f"truncated image ({found[1]}): the file ends early, as after an interrupted copy or download"
     return "not a decodable image (JPEG, PNG, BMP or GIF expected)"
 
 
@@ -139,6 +164,7 @@ class Decoder:
         import tensorflow as tf
 
         from clf.data.filecheck import as_tf_path
+        from clf.logs import native_stderr_silenced
 
         if not files:
             return
@@ -147,5 +173,9 @@ class Decoder:
         ds = ds.map(lambda i, path: (i, self.tensor(tf.io.read_file(path))), num_parallel_calls=tf.data.AUTOTUNE)
         # ignore_errors drops undecodable files without giving up batching.
         ds = ds.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        for indices, images in ds:
-            yield [int(i) for i in indices.numpy()], np.asarray(images.numpy(), np.float32)
+        # libjpeg's "Premature end of JPEG data" is logged as an error from the decoding
+        # threads, which run while batches are prefetched: native stderr stays quiet for the
+        # whole iteration (the file gets its reason from why_unreadable instead).
+        with native_stderr_silenced():
+            for indices, images in ds:
+                yield [int(i) for i in indices.numpy()], np.asarray(images.numpy(), np.float32)

@@ -44,7 +44,49 @@ class FolderEvaluation:
     files: list[Path] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     notes: list[str] = field(default_factory=list)  # e.g. a runtime fallback taken
-    predictions: list[Prediction] = field(default_factory=list)  # one per image, in ``labelled_files`` order
+    predictions: list[Prediction] = field(default_factory=list)  # one per image counted (``once_each``), in order
+
+
+def check_data_folder(folder: Path) -> None:
+    """A missing ``--data`` is an error before any slow work (TensorFlow's import included)."""
+    if not Path(folder).is_dir():
+        raise DataNotFoundError(f"Data directory {str(folder)!r} does not exist or is not a folder; expected a "
+                                f"folder of class folders. Pass --data DIR.")
+
+
+def check_paths(model: str | Path, data: str | Path) -> None:
+    """The model and the data folder exist (and the model is a clf artifact): checked before
+    TensorFlow is imported, which takes seconds."""
+    from clf.artifacts.predict import resolve_artifact
+
+    resolve_artifact(model)
+    check_data_folder(Path(data))
+
+
+def once_each(files: list[Path], labels: list[int]) -> tuple[list[Path], list[int], list[tuple[Path, Path]]]:
+    """``(files, labels, [(left out, same bytes as)])``: exact duplicates (same sha256, hashed
+    as the dataset doctor hashes) counted once, the copy the doctor would keep kept (first
+    class, then the plainest name). clf run counts each photo once, so evaluating its data
+    gives its counts; a copy counted twice would weigh one photo double."""
+    from clf.data.doctor import plainest_first
+    from clf.data.filecheck import FileProblem, check_file
+    from clf.files import file_sha256
+
+    first: dict[str, int] = {}
+    dropped: dict[int, int] = {}
+    for i in sorted(range(len(files)), key=lambda i: (labels[i], plainest_first(files[i]))):
+        try:
+            check_file(files[i])  # nothing unsafe is hashed: predict gives such files their reason
+            digest = file_sha256(files[i])
+        except (FileProblem, OSError):
+            continue
+        if digest in first:
+            dropped[i] = first[digest]
+        else:
+            first[digest] = i
+    kept = [i for i in range(len(files)) if i not in dropped]
+    return ([files[i] for i in kept], [labels[i] for i in kept],
+            [(files[i], files[j]) for i, j in sorted(dropped.items())])
 
 
 def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:
@@ -54,9 +96,7 @@ def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], li
     is an error; a class with no folder simply has support 0.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DataNotFoundError(f"Data directory {str(folder)!r} does not exist or is not a folder; expected a "
-                        f"folder of class folders. Pass --data DIR.")
+    check_data_folder(folder)
     subdirs = sorted(p for p in folder.iterdir() if is_class_folder(p))
     unknown = [p.name for p in subdirs if p.name not in class_names]
     if unknown:
@@ -97,8 +137,9 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
     from clf.report.runrecord import write_evaluation
 
     observer = observer or Observer()
+    check_paths(model, data)
     predictor = load_predictor(model, host, trust=trust_artifact, runtime=runtime)
-    files, labels = labelled_files(Path(data), predictor.class_names)
+    files, labels, copies = once_each(*labelled_files(Path(data), predictor.class_names))
     out = Path(output) if output else default_output(Path(model), Path(data))
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"Output folder {str(out)!r} already exists and is not empty; expected a new or "
@@ -113,7 +154,13 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
     report["data"] = str(data)
     report["model"] = str(model)
     report["runtime"] = predictor.runtime
+    report["duplicates_counted_once"] = len(copies)
+    notes = list(predictor.notes)
+    if copies:
+        shown = "; ".join(f"{a} (same bytes as {b})" for a, b in copies[:5])
+        notes.append(f"{len(copies)} exact duplicate file(s) counted once, as clf run counts them, so the "
+                     f"scores weigh each photo once: {shown}{' ...' if len(copies) > 5 else ''}.")
     out.mkdir(parents=True, exist_ok=True)
     written = write_evaluation(out, {"evaluation": report}, "evaluation")
     return FolderEvaluation(report, out, written, [(r.path, r.error) for r in results if r.error],
-                            notes=list(predictor.notes), predictions=results)
+                            notes=notes, predictions=results)

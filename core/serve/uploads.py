@@ -138,14 +138,12 @@ def check_image(upload: Upload, max_pixels: int) -> None:
 def why_undecodable(upload: Upload, tf_message: str) -> Problem:
     """After TensorFlow failed to decode it: a full Pillow decode to say why (truncated or
     corrupt), which costs nothing on the images that decode."""
-    from PIL import Image
+    from clf.infer.decode import pillow_problem
 
-    try:
-        with Image.open(io.BytesIO(upload.data)) as im:
-            im.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        text = str(exc) or type(exc).__name__
-        what = "is truncated" if "truncat" in text.lower() else "has corrupt image data"
+    found = pillow_problem(upload.data)
+    if found is not None:
+        kind, text = found
+        what = "is truncated" if kind == "truncated" else "has corrupt image data"
         return Problem(422, f"{upload.name!r} {what} ({text}); expected a complete image file. "
                             f"Upload it again, or re-save it.")
     line = tf_message.strip().splitlines()[-1] if tf_message.strip() else "unknown error"

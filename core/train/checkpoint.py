@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TYPE_CHECKING
 
-from clf.errors import UsageError
+from clf.errors import DataError, UsageError
 from clf.files import atomic_path, file_hash, write_json
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Checkpoint:
     history: dict[str, list[float]]
     config: dict[str, Any]
     note: str | None = None  # set when a newer, damaged checkpoint was passed over
+    data: dict[str, Any] | None = None  # data_record of the data trained on; None: an older checkpoint
 
 
 def _dir_name(phase: str, epoch: int) -> str:
@@ -53,9 +54,11 @@ def _dir_name(phase: str, epoch: int) -> str:
 
 
 def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
-         history: dict[str, list[float]], config: dict[str, Any], best: Any = None) -> Path:
+         history: dict[str, list[float]], config: dict[str, Any], best: Any = None,
+         data: dict[str, Any] | None = None) -> Path:
     """Write one checkpoint folder atomically and drop the older ones of the same phase.
-    ``best``: ``(epoch, val_loss, weight values)`` of the best epoch so far, kept beside."""
+    ``best``: ``(epoch, val_loss, weight values)`` of the best epoch so far, kept beside;
+    ``data``: the ``data_record`` of the data trained on, which a resume compares."""
     import numpy as np
 
     root = Path(run_dir) / CHECKPOINT_DIR
@@ -71,6 +74,8 @@ def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
         np.savez(tmp / "rng.npz", *[np.asarray(v.numpy()) for v in _rng_state(model)])
         state = {"format": FORMAT, "phase": phase, "epoch": epoch, "epochs": epochs,
                  "history": history, "config": config}
+        if data is not None:
+            state["data"] = data
         arrays: tuple[str, ...] = ARRAY_FILES
         if best is not None and best[2] is not None:
             np.savez(tmp / "best.npz", *best[2])
@@ -94,7 +99,8 @@ def _read(folder: Path) -> tuple[Checkpoint | None, str]:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             return None, "state.json is not a clf checkpoint record"
         ckpt = Checkpoint(folder, state["phase"], int(state["epoch"]), int(state["epochs"]),
-                          state.get("history", {}), state.get("config", {}))
+                          state.get("history", {}), state.get("config", {}),
+                          data=state["data"] if isinstance(state.get("data"), dict) else None)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"state.json unreadable ({type(exc).__name__})"
     problem = _array_problem(folder, state.get("sha256"))
@@ -175,6 +181,49 @@ def require(run_dir: str | Path) -> Checkpoint:
     return ckpt
 
 
+def data_record(bundle: Any, data_root: str) -> dict[str, Any]:
+    """What a checkpoint records of its data: class names, images per split and class, and
+    the dataset fingerprint of the run record (every file's split, path, label and sha256)."""
+    from clf.report.runrecord import dataset_fingerprint
+
+    return {"class_names": list(bundle.class_names),
+            "counts": {name: bundle.counts(name) for name in bundle.splits},
+            "sha256": dataset_fingerprint(bundle.splits, data_root)["sha256"]}
+
+
+def data_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two ``data_record``s, in words ([] when nothing does)."""
+    before, after = list(recorded.get("class_names", [])), list(now["class_names"])
+    changes = [f"class {c!r} added" for c in after if c not in before]
+    changes += [f"class {c!r} removed" for c in before if c not in after]
+    old_counts, new_counts = recorded.get("counts", {}), now["counts"]
+    for split in sorted(set(old_counts) | set(new_counts)):
+        was, now_split = old_counts.get(split, {}), new_counts.get(split, {})
+        for cls in sorted(set(was) & set(now_split)):
+            if was[cls] != now_split[cls]:
+                changes.append(f"{split}/{cls}: {was[cls]} -> {now_split[cls]} images")
+    if not changes and recorded.get("sha256") != now["sha256"]:
+        changes.append("as many images per class, but some files differ in name or content")
+    return changes
+
+
+def check_data(ckpt: Checkpoint, bundle: Any, data_root: str, run_dir: Path, observer: Any) -> None:
+    """Refuse to resume on other data than the checkpoint's epochs were trained on."""
+    if ckpt.data is None:
+        observer.note(f"Checkpoint {ckpt.path.name} records no fingerprint of its data (saved by an older "
+                      f"clf): clf cannot check that {data_root} is unchanged since.")
+        return
+    changes = data_changes(ckpt.data, data_record(bundle, data_root))
+    if changes:
+        shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise DataError(
+            f"--resume {str(run_dir)!r}: the data in {data_root!r} changed since epoch {ckpt.epoch} was "
+            f"saved ({shown}); resuming would continue training on other data than the epochs so far. "
+            f"Expected the same files. Restore them, or start a new run on the data as it is now: "
+            f"clf run --config {str(Path(run_dir) / 'config.toml')!r} --output NEW_RUN_FOLDER."
+        )
+
+
 def best_so_far(ckpt: Checkpoint | None) -> tuple[int, float, list[Any]] | None:
     """``(epoch, val_loss, weight values)`` of the best epoch a checkpoint kept, or None."""
     import numpy as np
@@ -240,7 +289,7 @@ def _rng_state(model: Any) -> list[Any]:
 
 def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
              history: dict[str, list[float]] | None = None, observer: Observer | None = None,
-             best: Any = None) -> Any:
+             best: Any = None, data: dict[str, Any] | None = None) -> Any:
     """A Keras callback that checkpoints after every epoch (``history`` continues a resume;
     ``best``, a :func:`clf.train.callbacks.best_epoch` callback earlier in the list, has its
     best epoch saved too, so a resumed run can still go back to it)."""
@@ -253,7 +302,7 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
             for k, v in (logs or {}).items():
                 past.setdefault(k, []).append(float(v))
             save(run_dir, self.model, phase=phase, epoch=epoch + 1, epochs=epochs,
-                 history=past, config=config,
+                 history=past, config=config, data=data,
                  best=(best.epoch, best.value, best.values) if best is not None else None)
 
     cb = EpochCheckpoint()

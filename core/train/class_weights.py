@@ -3,11 +3,11 @@ weight, n_samples / (n_classes * n_c) (scikit-learn's definition)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 # 'auto' balances when the largest class has more than this many times the smallest: the
 # same threshold at which the dataset doctor calls the classes imbalanced.
-from clf.data.doctor import IMBALANCE_RATIO
+from clf.data.doctor import IMBALANCE_RATIO, IMBALANCED
 
 
 def balanced_weights(counts: Sequence[int]) -> dict[int, float]:
@@ -33,3 +33,9 @@ def choose_class_weights(mode: str, counts: Sequence[int],
                 f"Pass --class-weight none to turn this off.")
         return balanced_weights(counts), note
     return balanced_weights(counts), None
+
+
+def noted_imbalance(report: Any) -> bool:
+    """Whether the dataset doctor's notes already said the classes are imbalanced (and what
+    --class-weight auto does): then the choice of weights adds no second note."""
+    return report is not None and any(n.startswith(IMBALANCED) for n in report.notes)

@@ -130,6 +130,8 @@ def run_phases(config: RunConfig, observer: Observer | None = None, host: Plugin
         observer.note(dist.describe())
 
     data = load_data(config, setup.loader, setup.image_size, observer)
+    if ckpt is not None and resume_from is not None:  # before any slow work: the epochs so far were trained on this data
+        checkpoint.check_data(ckpt, data.bundle, config.data, resume_from, observer)
     base = build_backbone_phase(setup, dist, observer)
     batch_size = guardrails.batch_size_for(config.batch_size, data.n_train, observer)
     extracted = None if setup.backbone.trainable else extract_features(
@@ -139,7 +141,9 @@ def run_phases(config: RunConfig, observer: Observer | None = None, host: Plugin
     run_dir = open_run_dir(config, chief=dist.chief, resume_from=resume_from)
     runrecord.write_config(run_dir, config)  # first, so even a crashed run says what it was
     if data.report is not None:
-        data.report.write(run_dir)
+        written = data.report.write(run_dir)
+        if data.report.quarantined and dist.chief:  # a worker's folder is temporary
+            observer.note(f"{written} lists the {len(data.report.quarantined)} quarantined file(s) and why.")
     fitted = fit_head(setup, data, trainable, dist, ckpt=ckpt, run_dir=run_dir, batch_size=batch_size,
                       observer=observer)
     history, timings, training = dict(fitted.history), {"train": fitted.seconds}, {"head": fitted.info}
@@ -197,9 +201,52 @@ def build_backbone_phase(setup: Setup, dist: Distribution, observer: Observer) -
     return base
 
 
-def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHost | None = None) -> RunResult:
-    """Continue an interrupted run from its last completed epoch (same config, same folder)."""
+def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHost | None = None,
+           **options: Any) -> RunResult:
+    """Continue an interrupted run from its last completed epoch (same config, same folder).
+
+    ``options`` (what ``clf run --resume`` was given besides): each must equal the value the
+    checkpoint recorded; any other is refused, not ignored."""
     ckpt = checkpoint.require(run_dir)
     values = {k: v for k, v in ckpt.config.items() if k not in ("force",)}
     config = RunConfig.from_mapping({**values, "output": str(run_dir)})
+    conflicts = _conflicts(config, options, Path(run_dir))
+    if conflicts:
+        raise ConfigError(
+            f"--resume {str(run_dir)!r} continues the run with the settings its checkpoint recorded, "
+            f"but {', '.join(conflicts)}. Expected no other values on a resume. Drop "
+            f"{'that flag' if len(conflicts) == 1 else 'those flags'} to resume, or start a new run "
+            f"with them: clf run --config {str(Path(run_dir) / 'config.toml')!r} --output NEW_RUN_FOLDER "
+            f"and the flags."
+        )
     return run(config, observer, host, resume_from=Path(run_dir))
+
+
+# Not settings of the run: --plugin loads plugins for this process, --force never applies.
+_NOT_COMPARED = ("plugins", "force")
+_PATHS = ("data", "output", "cache_dir", "weights")
+
+
+def _conflicts(recorded: RunConfig, options: dict[str, Any], run_dir: Path) -> list[str]:
+    """``--flag VALUE (recorded: VALUE)`` for each option that differs from the recorded config."""
+    if not options:
+        return []
+    given = configure(recorded, {k: v for k, v in options.items() if k not in _NOT_COMPARED}).to_dict()
+    before = recorded.to_dict()
+    found = []
+    for name in options:
+        if name in _NOT_COMPARED or given.get(name) == before.get(name):
+            continue
+        if name in _PATHS and isinstance(given.get(name), str) and isinstance(before.get(name), str) \
+                and Path(given[name]).resolve() == Path(before[name]).resolve():
+            continue  # the same folder or file, spelled differently
+        flag = "--" + name.replace("_", "-")
+        value, was = given.get(name), before.get(name)
+        if isinstance(value, bool):
+            flag, value, was = (flag if value else f"--no-{flag[2:]}"), "", f" (recorded: {was})"
+            found.append(f"{flag} was given{was}")
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        found.append(f"{flag} {shown} was given (recorded: "
+                     f"{','.join(map(str, was)) if isinstance(was, list) else was})")
+    return found

@@ -22,7 +22,7 @@ from clf.errors import Interrupted
 from clf.events import Observer
 from clf.train import checkpoint
 from clf.train.callbacks import best_epoch, phase_callbacks
-from clf.train.class_weights import choose_class_weights
+from clf.train.class_weights import choose_class_weights, noted_imbalance
 from clf.train.distribute import precision_scope
 from clf.train.model import Classifier, build_head, join
 
@@ -211,7 +211,7 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
     config = setup.config
     class_weight, note = choose_class_weights(config.class_weight, trainable.train_counts,
                                               data.bundle.class_names)
-    if note:
+    if note and not noted_imbalance(data.report):
         observer.note(note)
     layers = solvable(setup, trainable, ckpt)
     if layers is not None:
@@ -234,7 +234,8 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
         observer.note(f"Resuming {run_dir} after epoch {ckpt.epoch} of {config.epochs}.")
     best = best_epoch(restore=not config.last_epoch, past=checkpoint.best_so_far(ckpt), first_epoch=first_epoch)
     saver = checkpoint.callback(run_dir, phase="train", epochs=config.epochs, config=config.to_dict(),
-                                history=ckpt.history if ckpt is not None else None, best=best)
+                                history=ckpt.history if ckpt is not None else None, best=best,
+                                data=checkpoint.data_record(data.bundle, config.data))
     callbacks = phase_callbacks(observer, "train", config.epochs, config, setup.host, run_dir,
                                 trainable.validation is not None, best, saver)
     observer.phase_start("train", total=config.epochs, unit="epoch")
