@@ -57,7 +57,8 @@ def test_every_path_gives_the_same_probabilities(run_and_photos):
 
     # clf serve (one request per photo, through the app's micro-batcher)
     predictor = clf.load_predictor(result.run_dir, runtime="tensorflow")
-    with TestClient(create_app(predictor, ServeSettings(max_batch=4))) as client:
+    # base_url: the app answers loopback Host names only (--allowed-hosts), not "testserver".
+    with TestClient(create_app(predictor, ServeSettings(max_batch=4)), base_url="http://localhost") as client:
         served = {}
         for f in files:
             res = client.post("/predict", content=f.read_bytes(), headers={"Content-Type": "image/jpeg"})

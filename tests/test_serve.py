@@ -78,7 +78,7 @@ class Server:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
-                if "address already in use" in log.read_text():
+                if "address already in use" in log.read_text().lower():
                     return False
                 raise AssertionError(f"clf serve exited with {self.proc.returncode}:\n{log.read_text()}")
             try:
@@ -476,3 +476,165 @@ def test_page_in_headless_chromium_shows_the_predicted_class(server, tmp_path):
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def _png(size: int, mode: str = "1") -> bytes:
+    """A square PNG of zeros: ``size`` x ``size`` pixels in a few KB."""
+    buf = io.BytesIO()
+    Image.new(mode, (size, size)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _files(data: bytes, n: int) -> list:
+    return [("file", (f"{i}.png", data, "image/png")) for i in range(n)]
+
+
+def test_pixels_are_bounded_per_request_decoding_is_timed_and_requests_take_turns(keras_predictor, tmp_path):
+    """A request's images together are checked against --max-request-pixels from their headers,
+    before any is decoded; --request-timeout covers decoding; a request of many large images
+    holds one decoding thread at a time, so a small request sent meanwhile is not put behind
+    all of them; after shutdown begins, a new request is a JSON 503."""
+    from clf.serve import ServeSettings, create_app, warm_up
+
+    small = _jpeg(tmp_path).read_bytes()
+    warm_up(keras_predictor, ServeSettings())
+    with serving_in_thread(create_app(keras_predictor, ServeSettings())) as url:
+        start = time.monotonic()  # 32 PNGs of 7000 x 7000: 1.6 billion pixels in 200 KB
+        res = httpx.post(url + "/predict", files=_files(_png(7000), 32), timeout=120)
+        took = time.monotonic() - start
+        assert res.status_code == 413 and "--max-request-pixels" in res.json()["error"], res.text
+        assert took < 5, took  # headers only: decoding them takes tens of seconds
+
+    big = _files(_png(7000), 16)  # 49 million pixels each: seconds of decoding in all
+    with serving_in_thread(create_app(keras_predictor, ServeSettings(max_request_pixels=10**10))) as url:
+        done = {}
+
+        def large():
+            start = time.monotonic()
+            done["large"] = (httpx.post(url + "/predict", files=big, timeout=120).status_code,
+                             time.monotonic() - start, time.monotonic())
+
+        thread = threading.Thread(target=large)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while httpx.get(url + "/health").json()["requests_in_progress"] == 0:
+            assert time.monotonic() < deadline, "the large request never reached the server"
+            time.sleep(0.02)
+        time.sleep(0.3)  # its decoding under way
+        start = time.monotonic()
+        res = httpx.post(url + "/predict", content=small, headers={"Content-Type": "image/jpeg"}, timeout=120)
+        small_took, small_done = time.monotonic() - start, time.monotonic()
+        thread.join(120)
+        assert res.status_code == 200 and done["large"][0] == 200, (res.text, done)
+        # It waited for one of the large request's images at most, not for all of them.
+        assert small_done < done["large"][2] and small_took < done["large"][1] / 2, (small_took, done)
+
+    app = create_app(keras_predictor, ServeSettings(max_request_pixels=10**10, request_timeout=1.0))
+    with serving_in_thread(app) as url:
+        start = time.monotonic()
+        res = httpx.post(url + "/predict", files=big + big, timeout=120)
+        took = time.monotonic() - start
+        assert res.status_code == 504 and "--request-timeout" in res.json()["error"], res.text
+        assert took < 4, took  # the timeout, and the decode in progress when it came
+        app.state.begin_shutdown()
+        time.sleep(0.1)
+        res = httpx.post(url + "/predict", content=small, headers={"Content-Type": "image/jpeg"}, timeout=30)
+        assert res.status_code == 503 and "shutting down" in res.json()["error"], res.text
+        assert int(res.headers["Retry-After"]) >= 1
+
+
+def _multipart(files: list) -> tuple[bytes, str]:
+    """A multipart body as httpx encodes it, and its Content-Type."""
+    request = httpx.Request("POST", "http://127.0.0.1/", files=files)
+    return request.read(), request.headers["Content-Type"]
+
+
+def test_sigterm_while_decoding_answers_every_request_in_json_without_a_traceback(trained, tmp_path):
+    """SIGTERM while requests are on their way: one that can finish gets its prediction; one
+    still decoding when the shutdown's grace (--request-timeout) runs out gets a JSON 503
+    with Retry-After instead of uvicorn's plain-text 500; the log has no traceback."""
+    run_dir, _ = trained
+    srv = Server(run_dir, tmp_path / "server.log", "--request-timeout", "2", "--max-request-pixels", "2000000000",
+                 "--allowed-hosts", "clf.example")
+    try:
+        assert httpx.get(srv.url + "/health", headers={"Host": "clf.example"}).status_code == 200
+        assert httpx.get(srv.url + "/health", headers={"Host": "other.example"}).status_code == 400
+        body, kind = _multipart(_files(_png(7000), 32))  # 1.6 billion pixels: seconds of decoding
+        photo = _jpeg(tmp_path).read_bytes()
+        answers = {}
+
+        def ask(name, data, kind, pause):
+            answers[name] = httpx.post(srv.url + "/predict", content=_slow_body(data, pause), timeout=60,
+                                       headers={"Content-Type": kind})
+
+        threads = [threading.Thread(target=ask, args=("large", body, kind, 1.2)),
+                   threading.Thread(target=ask, args=("small", photo, "image/jpeg", 0.8))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while httpx.get(srv.url + "/health").json()["requests_in_progress"] < 2:
+            assert time.monotonic() < deadline, "the requests never reached the server"
+            time.sleep(0.02)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(30) in STOPPED, srv.log.read_text()
+        for t in threads:
+            t.join(30)
+        log = srv.log.read_text()
+        assert "Traceback" not in log and "Exception in ASGI" not in log, log
+        assert answers["small"].status_code == 200, answers["small"].text
+        large = answers["large"]
+        assert large.status_code == 503 and large.headers["content-type"] == "application/json", large.text
+        assert "shutting down" in large.json()["error"] and int(large.headers["Retry-After"]) >= 1
+    finally:
+        srv.stop()
+
+
+def test_top_k_and_the_host_header_are_checked(server, tmp_path):
+    photo = _jpeg(tmp_path).read_bytes()
+    for value in ["²", "9" * 5000, "4", "0", "-1", " 2", "1.5"]:
+        res = httpx.post(server.url + "/predict", params={"top_k": value}, content=photo,
+                         headers={"Content-Type": "image/jpeg"}, timeout=30)
+        assert res.status_code == 400 and "from 1 to 3" in res.json()["error"], (value, res.text)
+        assert len(res.json()["error"]) < 300
+    res = httpx.post(server.url + "/predict", params={"top_k": "3"}, content=photo,
+                     headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert res.status_code == 200 and len(res.json()["predictions"][0]["top"]) == 3
+    # DNS rebinding: a page of another site that points its name at 127.0.0.1 sends that name.
+    for path in ["/metadata", "/health", "/"]:
+        res = httpx.get(server.url + path, headers={"Host": f"attacker.example:{server.port}"})
+        assert res.status_code == 400 and "--allowed-hosts" in res.json()["error"], (path, res.text)
+    res = httpx.post(server.url + "/predict", content=photo, timeout=30,
+                     headers={"Content-Type": "image/jpeg", "Host": "attacker.example"})
+    assert res.status_code == 400
+    for host in [f"localhost:{server.port}", f"127.0.0.1:{server.port}", "LOCALHOST"]:
+        assert httpx.get(server.url + "/metadata", headers={"Host": host}).status_code == 200, host
+
+
+def test_serve_on_a_busy_port_is_one_line_before_the_model_loads(trained):
+    run_dir, _ = trained
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        start = time.monotonic()
+        res = runner.invoke(app, ["serve", str(run_dir), "--port", str(port)])
+    assert res.exit_code == 2 and f"port {port}" in res.output and "in use" in res.output, res.output
+    assert "serving" not in res.output and "Traceback" not in res.output
+    assert time.monotonic() - start < 10  # before TensorFlow opens the model
+
+
+def test_python_clients_see_the_413_of_an_oversize_upload(keras_predictor):
+    """urllib (like requests) sends the whole body before it reads the answer: the server
+    reads and drops the rest of a refused body, so the client sees the 413, not a reset."""
+    import urllib.error
+    import urllib.request
+
+    from clf.serve import ServeSettings, create_app
+
+    with serving_in_thread(create_app(keras_predictor, ServeSettings(max_upload_bytes=100_000))) as url:
+        for body in [b"x" * 5_000_000, (b"x" * 65536 for _ in range(80))]:  # by Content-Length; chunked
+            request = urllib.request.Request(url + "/predict", data=body, headers={"Content-Type": "image/jpeg"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=60)
+            assert refused.value.code == 413
+            assert "--max-upload-mb" in json.loads(refused.value.read())["error"]

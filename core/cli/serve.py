@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import List, Optional
+import socket
+from typing import Any, List, Optional
 
 import typer
 from clf.cli.app import PluginOpt, _host, app, cli_errors, err
 from clf.cli.render import esc
-from clf.errors import UsageError
+from clf.errors import ClfError, UsageError
 
 FORMATS = ("auto", "h5", "keras", "savedmodel", "tflite", "onnx")
 INSTALL_HINT = "Install the serve extra: pip install 'clf[serve]' (starlette, uvicorn, python-multipart)."
+
+
+WILDCARDS = ("", "0.0.0.0", "::")
 
 
 def _is_loopback(host: str) -> bool:
@@ -21,6 +25,31 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The server's socket, bound (not yet listening) before the model is loaded or anything
+    printed: a port in use is one line and exit 2, not a log after 'serving ... on'."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: not over a live server
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"Cannot listen on {host} port {port}: {why}. Stop the program using it, or "
+                         f"pass another --port (--port 0 picks a free one) or --host.") from None
+    return sock
+
+
+def _allowed_hosts(host: str, extra: Optional[str]) -> tuple[str, ...]:
+    """Loopback names, the bound address (unless a wildcard) and ``--allowed-hosts``."""
+    names = ["localhost", "127.0.0.1", "::1"]
+    if host not in WILDCARDS:
+        names.append(host)
+    names += [name.strip() for name in (extra or "").split(",") if name.strip()]
+    return tuple(dict.fromkeys(names))
 
 
 @app.command()
@@ -35,9 +64,11 @@ def serve(
     max_queue: int = typer.Option(256, min=1, help="Images waiting for the model (and requests in progress) before answering 503 with Retry-After."),
     max_upload_mb: float = typer.Option(32.0, min=0.001, help="Largest request body, in MiB (413 above)."),
     max_pixels: int = typer.Option(50_000_000, min=1, help="Most pixels in one image, read from its header before decoding (413 above)."),
+    max_request_pixels: int = typer.Option(200_000_000, min=1, help="Most pixels in one request's images together, read from their headers before decoding (413 above)."),
     max_images: int = typer.Option(32, min=1, help="Most images in one request."),
     top_k: int = typer.Option(3, min=1, help="Classes in each prediction's 'top' unless the request passes ?top_k=."),
-    request_timeout: float = typer.Option(60.0, min=0.1, help="Seconds for a request's body to arrive, and for its prediction."),
+    request_timeout: float = typer.Option(60.0, min=0.1, help="Seconds for a request's body to arrive, and for its prediction (decoding included); at shutdown, what in-flight requests are given."),
+    allowed_hosts: Optional[str] = typer.Option(None, "--allowed-hosts", help="Comma-separated names clients may reach the server by (the Host header), besides localhost, 127.0.0.1, ::1 and --host; '*': any. Others get 400 (against DNS rebinding)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model (h5, keras): auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
     plugin: Optional[List[str]] = PluginOpt,
@@ -50,30 +81,55 @@ def serve(
     except ImportError as exc:
         raise UsageError(f"clf serve needs {exc.name!r}, which is not installed. {INSTALL_HINT}") from None
     from clf.artifacts.predict import load_predictor
-    from clf.serve import ServeSettings, create_app, warm_up
+    from clf.serve import ServeSettings
 
     settings = ServeSettings(max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
                              max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels,
-                             max_images=max_images, top_k=top_k, request_timeout=request_timeout)
-    predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime)
+                             max_request_pixels=max_request_pixels, max_images=max_images, top_k=top_k,
+                             request_timeout=request_timeout, allowed_hosts=_allowed_hosts(host, allowed_hosts))
+    sock = _bind(host, port)
+    port = sock.getsockname()[1]  # the one picked, for --port 0
+    try:
+        _serve(sock, host, port, load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime), settings,
+               access_log)
+    finally:
+        sock.close()
+
+
+def _serve(sock: socket.socket, host: str, port: int, predictor: Any, settings: Any, access_log: bool) -> None:
+    import uvicorn
+    from clf.serve import create_app, warm_up
+
     warm_up(predictor, settings)
     for note in predictor.notes:
         err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
     if not _is_loopback(host):
-        err.print(f"[yellow]warning:[/] binding {host}: anyone who can reach this machine can use the "
-                  f"model (no authentication). Use the default 127.0.0.1 to keep it local.", highlight=False)
+        err.print(f"[yellow]warning:[/] binding {esc(host)}: anyone who can reach this machine can use the "
+                  f"model (no authentication). Use the default 127.0.0.1 to keep it local. Clients must "
+                  f"name it by one of: {esc(', '.join(settings.allowed_hosts))} (--allowed-hosts adds names).",
+                  highlight=False, soft_wrap=True)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"serving {predictor.path.name} ({predictor.runtime}, {len(predictor.class_names)} classes) "
               f"on http://{shown}:{port}/  (API docs: /docs; Ctrl-C stops)", highlight=False, soft_wrap=True)
-    config = uvicorn.Config(create_app(predictor, settings), host=host, port=port, log_level="warning",
+    asgi = create_app(predictor, settings)
+    config = uvicorn.Config(asgi, host=host, port=port, log_level="warning",
                             access_log=access_log, lifespan="on",
-                            # SIGTERM/Ctrl-C: stop accepting, answer what is in flight, then exit.
-                            timeout_graceful_shutdown=int(request_timeout) + 5)
-    server = uvicorn.Server(config)
+                            # SIGTERM/Ctrl-C: stop accepting, answer what is in flight (the app
+                            # answers 503 to what is left after request_timeout), then exit.
+                            timeout_graceful_shutdown=int(settings.request_timeout) + 5)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            asgi.state.begin_shutdown()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     try:
-        server.run()
+        server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once in-flight requests are answered
         err.print("stopped", highlight=False)
         raise typer.Exit(130)
-    if not server.started:  # the port was taken, say; uvicorn has logged why
-        raise typer.Exit(1)
+    except SystemExit as exc:  # uvicorn's startup failure (3): the app did not start
+        raise ClfError(f"The server did not start (uvicorn exit {exc.code}); its log above says why.") from None
+    if not server.started:
+        raise ClfError("The server did not start; its log above says why.")

@@ -14,19 +14,28 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Coroutine, Mapping, TypeVar
 
 import numpy as np
 
 from clf.artifacts.predict import Prediction
 from clf.serve.batcher import MicroBatcher, QueueFull
-from clf.serve.uploads import Problem, Upload, check_image, parse_uploads, read_body, why_undecodable
+from clf.serve.uploads import (Problem, Upload, check_images, discard_body, drain_limit, parse_uploads,
+                               read_body, why_undecodable)
+
+T = TypeVar("T")
+# The names a server on this machine answers to unless told more (--allowed-hosts): a page
+# from another site that rebinds its own name to 127.0.0.1 still sends that name as Host.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# What a 503 during shutdown tells clients to wait before trying again (a restarted server).
+RESTART_RETRY_S = 10
 
 if TYPE_CHECKING:
-    from starlette.exceptions import HTTPException
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
+
     from clf.artifacts.predict import Predictor
 
 
@@ -39,10 +48,12 @@ class ServeSettings:
     max_queue: int = 256  # images waiting for the model (and requests in progress) before 503
     max_upload_bytes: int = 32 * 2**20  # one request's body
     max_pixels: int = 50_000_000  # one image's width x height (x GIF frames)
+    max_request_pixels: int = 200_000_000  # all of one request's images together
     max_images: int = 32  # images in one request
     top_k: int = 3  # classes in each prediction's "top", unless ?top_k= says otherwise
-    request_timeout: float = 60.0  # seconds for a body to arrive, and for its answer
+    request_timeout: float = 60.0  # seconds for a body to arrive, and for its answer (decoding included)
     decode_threads: int = 2  # images decoded at once (each can hold a full-size photo)
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # Host header names answered ("*": any)
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -113,9 +124,13 @@ def _top_k(request: Request, settings: ServeSettings, classes: int) -> int:
     raw = request.query_params.get("top_k")
     if raw is None:
         return min(settings.top_k, classes)
-    if not raw.isdigit() or int(raw) < 1:
-        raise Problem(400, f"top_k={raw!r} is not a whole number >= 1; pass top_k=3, say.")
-    return min(int(raw), classes)
+    # ASCII digits only, and few of them: str.isdigit() accepts '²', which int() refuses, and
+    # int() refuses strings of over 4300 digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= classes):
+        shown = raw if len(raw) <= 20 else raw[:20] + "..."
+        raise Problem(400, f"top_k={shown!r} is not a whole number from 1 to {classes} (the model's "
+                           f"classes); pass top_k={min(3, classes)}, say.")
+    return int(raw)
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -146,17 +161,104 @@ def _constant(response: Callable[[Any], Response], content: Any) -> Callable[[Re
     return endpoint
 
 
-def _lifespan(batcher: MicroBatcher, decoders: ThreadPoolExecutor) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+class Closing:
+    """Shutdown as the app sees it. ``begin_threadsafe()`` (clf serve calls it on SIGTERM or
+    Ctrl-C, as uvicorn stops accepting connections) makes requests that arrive later a 503,
+    and gives those in flight ``grace`` seconds to answer before they are a 503 too: every
+    client gets a JSON answer, none is cut off by the server's own deadline."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.began = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._expired: asyncio.Event | None = None
+
+    @property
+    def expired(self) -> asyncio.Event:
+        if self._expired is None:
+            self._expired = asyncio.Event()
+        return self._expired
+
+    def begin(self) -> None:
+        """In the event loop: refuse new requests, and in-flight ones after ``grace``."""
+        if not self.began:
+            self.began = True
+            asyncio.get_running_loop().call_later(self.grace, self.expired.set)
+
+    def begin_threadsafe(self) -> None:
+        """:meth:`begin` from a signal handler or another thread."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.begin)
+
+    def refusal(self, why: str) -> Problem:
+        return Problem(503, f"The server is shutting down: {why}. Retry after {RESTART_RETRY_S} s, "
+                            f"once it (or its replacement) is back.", {"Retry-After": str(RESTART_RETRY_S)})
+
+    async def race(self, work: Coroutine[Any, Any, T]) -> T:
+        """``work``'s result, or a 503 :class:`Problem` if the grace expires first."""
+        task = asyncio.ensure_future(work)
+        expiry = asyncio.ensure_future(self.expired.wait())
+        try:
+            await asyncio.wait({task, expiry}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # this request itself cancelled: nothing is left running
+            task.cancel()
+            raise
+        finally:
+            expiry.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait({task})  # let it unwind (decoding abandoned, counters restored)
+        raise self.refusal(f"this request did not finish within {self.grace:g} s of it")
+
+
+def _lifespan(batcher: MicroBatcher, decoders: ThreadPoolExecutor, closing: Closing) -> Callable[[Any], Any]:
     """Start the batcher with the server; stop it, then the decoding threads, at shutdown."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        closing.loop = asyncio.get_running_loop()
         await batcher.start()
         try:
             yield
         finally:  # uvicorn calls this after in-flight requests have been answered
             await batcher.stop()
-            decoders.shutdown(wait=True)
+            # A decode that a timed-out request left running ends; queued ones are dropped.
+            decoders.shutdown(wait=True, cancel_futures=True)
     return lifespan
+
+
+def _host_name(value: str) -> str:
+    """The name in a Host header, without port, brackets or trailing dot, lower case."""
+    value = value.strip().lower()
+    if value.startswith("["):  # [::1]:8000
+        value = value[1:value.find("]")] if "]" in value else value[1:]
+    elif value.count(":") == 1:
+        value = value.split(":")[0]
+    return value.rstrip(".")
+
+
+class HostCheck:
+    """Refuses (400, JSON) a request whose Host header is not an allowed name: a page on
+    another site can point its own name at 127.0.0.1 (DNS rebinding) and then read this
+    server's answers as its own, but its requests still carry its name as Host."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.allowed = {_host_name(name) for name in allowed}
+        self.shown = ", ".join(allowed)
+
+    async def __call__(self, scope: dict, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] in ("http", "websocket") and not self.any:
+            raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if _host_name(raw) not in self.allowed:
+                shown = raw[:100] or "(none)"
+                response = _error(400, f"Host {shown!r} is not a name this server answers to (allowed: "
+                                       f"{self.shown}); open it by one of those, or start it with "
+                                       f"--allowed-hosts NAME to add a name.", {"Connection": "close"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _on_problem(request: Request, exc: Exception) -> Response:
@@ -177,10 +279,46 @@ async def _on_crash(request: Request, exc: Exception) -> Response:
     return _error(500, f"Internal error: {type(exc).__name__}: {str(exc)[:300]}. See the server log.")
 
 
+async def _within(work: Awaitable[T], deadline: float, timeout: float, doing: str) -> T:
+    """``work``'s result, or a 504 :class:`Problem` past ``deadline`` (event loop time)."""
+    try:
+        return await asyncio.wait_for(work, deadline - asyncio.get_running_loop().time())
+    except TimeoutError:
+        raise Problem(504, f"No prediction within {timeout:g} s (--request-timeout; it ran out while "
+                           f"{doing}); the server is overloaded, or the images take long to decode. "
+                           f"Retry later, or send fewer or smaller images per request.") from None
+
+
+async def _decode_all(predictor: Any, decoders: ThreadPoolExecutor, settings: ServeSettings,
+                      uploads: list[Upload], deadline: float) -> list[np.ndarray]:
+    """The uploads as model inputs (``predictor.decode``) on the ``decoders`` threads, by
+    ``deadline``: every header, and the request's pixels together, checked before anything
+    is decoded."""
+    loop = asyncio.get_running_loop()
+    timeout = settings.request_timeout
+
+    def decode(upload: Upload) -> np.ndarray:
+        try:
+            return predictor.decode(upload.data)
+        except Exception as exc:  # tf.errors.InvalidArgumentError: not decodable after all
+            raise why_undecodable(upload, str(exc)) from None
+
+    await _within(loop.run_in_executor(decoders, check_images, uploads, settings.max_pixels,
+                                       settings.max_request_pixels), deadline, timeout, "reading image headers")
+    # One image at a time: a request holds at most one decoding thread, so requests take
+    # turns on them and a request of many images cannot put everyone else behind all of it.
+    images = []
+    for i, upload in enumerate(uploads):
+        images.append(await _within(loop.run_in_executor(decoders, decode, upload), deadline, timeout,
+                                    f"decoding image {i + 1} of {len(uploads)}"))
+    return images
+
+
 def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> Starlette:
     """A Starlette app serving ``predictor`` (opened by ``clf.load_predictor``, warmed up)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
@@ -194,43 +332,46 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> S
     spec = openapi_spec(info)
     page = resources.files("clf.serve").joinpath("index.html").read_text(encoding="utf-8")
     state = {"in_progress": 0}
+    closing = Closing(settings.request_timeout)
+    timeout = settings.request_timeout
 
-    def decode(upload: Upload) -> np.ndarray:
-        check_image(upload, settings.max_pixels)
+    async def answer(request: Request, k: int) -> JSONResponse:
+        loop = asyncio.get_running_loop()
+        with batcher.incoming():
+            body = await read_body(request, settings.max_upload_bytes, timeout)
+            uploads = await parse_uploads(request, body, settings.max_images)
+            del body
+            deadline = loop.time() + timeout  # for decoding and the model, as for the body
+            images = await _decode_all(predictor, decoders, settings, uploads, deadline)
+        batch = images[0][None] if len(images) == 1 else np.stack(images)
+        del images
         try:
-            return predictor.decode(upload.data)
-        except Exception as exc:  # tf.errors.InvalidArgumentError: not decodable after all
-            raise why_undecodable(upload, str(exc)) from None
-
-    async def predict(request: Request) -> Response:
-        # Refuse early, before reading the body, when the queue is already full.
-        if state["in_progress"] >= settings.max_queue:
-            raise _busy(batcher.retry_after(), f"{state['in_progress']} requests are in progress "
-                                               f"(limit {settings.max_queue}, --max-queue)")
-        try:
-            batcher.check_room(1)
+            probs = await _within(batcher.predict(batch), deadline, timeout, "waiting for the model")
         except QueueFull as exc:
             raise _busy(exc.retry_after, f"{exc} (--max-queue)") from None
-        state["in_progress"] += 1
-        try:
-            k = _top_k(request, settings, len(predictor.class_names))
-            with batcher.incoming():
-                body = await read_body(request, settings.max_upload_bytes, settings.request_timeout)
-                uploads = await parse_uploads(request, body, settings.max_images)
-                loop = asyncio.get_running_loop()
-                images = await asyncio.gather(*(loop.run_in_executor(decoders, decode, u) for u in uploads))
-            try:
-                batch = images[0][None] if len(images) == 1 else np.stack(images)
-                probs = await asyncio.wait_for(batcher.predict(batch), settings.request_timeout)
-            except QueueFull as exc:
-                raise _busy(exc.retry_after, f"{exc} (--max-queue)") from None
-            except TimeoutError:
-                raise Problem(504, f"No prediction within {settings.request_timeout:g} s; the model is "
-                                   f"overloaded or stuck. Retry later.") from None
-        finally:
-            state["in_progress"] -= 1
         return JSONResponse({"class_names": predictor.class_names,
                              "predictions": _predictions(uploads, probs, predictor.class_names, k)})
+
+    async def predict(request: Request) -> JSONResponse:
+        try:  # refusals before the body is read: read and drop it first (discard_body)
+            if closing.began:
+                raise closing.refusal("it takes no new requests")
+            k = _top_k(request, settings, len(predictor.class_names))
+            if state["in_progress"] >= settings.max_queue:
+                raise _busy(batcher.retry_after(), f"{state['in_progress']} requests are in progress "
+                                                   f"(limit {settings.max_queue}, --max-queue)")
+            try:
+                batcher.check_room(1)
+            except QueueFull as exc:
+                raise _busy(exc.retry_after, f"{exc} (--max-queue)") from None
+        except Problem as exc:
+            exc.headers.update(await discard_body(request, drain_limit(settings.max_upload_bytes), timeout))
+            raise
+        state["in_progress"] += 1
+        try:
+            return await closing.race(answer(request, k))
+        finally:
+            state["in_progress"] -= 1
 
     async def health(request: Request) -> Response:
         s = batcher.stats
@@ -246,7 +387,10 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> S
         Route("/openapi.json", _constant(JSONResponse, spec), methods=["GET"]),
         Route("/docs", _constant(HTMLResponse, docs_page(spec)), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=_lifespan(batcher, decoders),
+    app = Starlette(routes=routes, lifespan=_lifespan(batcher, decoders, closing),
+                    middleware=[Middleware(HostCheck, allowed=tuple(settings.allowed_hosts))],
                     exception_handlers={Problem: _on_problem, HTTPException: _on_http, Exception: _on_crash})
     app.state.batcher = batcher
+    # For the server running the app: call on SIGTERM (any thread) to answer 503 from then on.
+    app.state.begin_shutdown = closing.begin_threadsafe
     return app

@@ -48,12 +48,13 @@ def openapi_spec(info: dict) -> dict:
                     f"Send image files as multipart/form-data (any field name; up to {limits['max_images']} "
                     f"a request) or one image's raw bytes with an image/* Content-Type. Each image is "
                     f"decoded, centre-cropped and resized exactly as 'clf predict' does. Limits: "
-                    f"{limits['max_upload_bytes']} bytes a request, {limits['max_pixels']} pixels an image. "
-                    f"Nothing is ever fetched from a URL or a path."),
+                    f"{limits['max_upload_bytes']} bytes a request, {limits['max_pixels']} pixels an image, "
+                    f"{limits['max_request_pixels']} pixels a request. Nothing is ever fetched from a URL or a path."),
                 "parameters": [
                     {"name": "top_k", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1, "default": limits["top_k"]},
-                     "description": "Classes in each prediction's 'top' (capped at the number of classes)."},
+                     "schema": {"type": "integer", "minimum": 1, "maximum": info["num_classes"],
+                                "default": min(limits["top_k"], info["num_classes"])},
+                     "description": "Classes in each prediction's 'top': 1 to the number of classes."},
                     {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
                      "description": "The image's name in the answer, for a raw-bytes upload."},
                 ],
@@ -67,13 +68,13 @@ def openapi_spec(info: dict) -> dict:
                                 "type": "object", "required": ["class_names", "predictions"],
                                 "properties": {"class_names": {"type": "array", "items": {"type": "string"}},
                                                "predictions": {"type": "array", "items": prediction}}}}}},
-                    "400": _err("No image in the request, an empty file, or a bad top_k."),
+                    "400": _err("No image in the request, an empty file, a bad top_k, or a Host header not allowed."),
                     "408": _err("The body took longer than the request timeout to arrive."),
-                    "413": _err("The body is over the upload limit, too many images, or an image has too many pixels."),
+                    "413": _err("The body is over the upload limit, too many images, or too many pixels in an image or in the request."),
                     "415": _err("Not an image, an image format TensorFlow does not read, or another Content-Type."),
                     "422": _err("A truncated or corrupt image."),
-                    "503": _err("The queue is full; the Retry-After header says when to try again."),
-                    "504": _err("No answer within the request timeout."),
+                    "503": _err("The queue is full, or the server is shutting down; the Retry-After header says when to try again."),
+                    "504": _err("No answer (decoding and prediction) within the request timeout."),
                 }}},
             "/metadata": {"get": {"summary": "The model: class names, backbone, input size, preprocessing, "
                                              "artifact format, clf version, and the server's limits",

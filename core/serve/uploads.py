@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 # JPEG variant many cameras write (a JPEG with a second, preview picture appended).
 DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF"})
 RAW_TYPES = ("image/", "application/octet-stream")
+CLOSE = {"Connection": "close"}
 
 
 class Problem(Exception):
@@ -35,6 +36,12 @@ class Upload:
     data: bytes
 
 
+def drain_limit(max_upload_bytes: int) -> int:
+    """How much of a refused request's body is read and dropped (:func:`discard_body`) before
+    the answer closes the connection instead: reading costs no memory, only time."""
+    return max(4 * max_upload_bytes, 64 * 2**20)
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB" if n >= 2**18 else f"{n} bytes"
 
@@ -43,25 +50,57 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
     """The request body, refused with 413 past ``max_bytes`` (by its Content-Length before
     reading anything, else while reading) and with 408 when it takes over ``timeout`` s."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise Problem(413, f"The request body is {_mib(int(declared))}; the limit is {_mib(max_bytes)} "
-                           f"(--max-upload-mb). Send fewer or smaller images per request.")
+                           f"(--max-upload-mb). Send fewer or smaller images per request.",
+                      await discard_body(request, drain_limit(max_bytes), timeout))
 
-    async def read() -> bytes:
+    async def read() -> bytes | int:
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_bytes:
-                raise Problem(413, f"The request body passed {_mib(max_bytes)}, the limit "
-                                   f"(--max-upload-mb). Send fewer or smaller images per request.")
+                return size  # over the limit: what is read is dropped, the rest below
             chunks.append(chunk)
         return b"".join(chunks)
 
     try:
-        return await asyncio.wait_for(read(), timeout)
+        body = await asyncio.wait_for(read(), timeout)
     except TimeoutError:
         raise Problem(408, f"The request body took over {timeout:g} s to arrive; expected the "
-                           f"whole upload sooner. Send it again.") from None
+                           f"whole upload sooner. Send it again.", dict(CLOSE)) from None
+    if isinstance(body, int):
+        raise Problem(413, f"The request body passed {_mib(max_bytes)}, the limit "
+                           f"(--max-upload-mb). Send fewer or smaller images per request.",
+                      await discard_body(request, drain_limit(max_bytes), timeout, body))
+    return body
+
+
+async def discard_body(request: "Request", max_bytes: int, timeout: float, read: int = 0) -> dict[str, str]:
+    """Read and drop the rest of the body of a request about to be refused, up to ``max_bytes``
+    in all (``read`` already) and within ``timeout`` s: a client still sending it (Python's
+    urllib and requests, unlike curl) would otherwise see the connection reset instead of the
+    answer. The headers the answer needs: ``Connection: close`` when the body was not all read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+        return dict(CLOSE)  # not worth reading: the client is cut off either way
+
+    async def drop() -> bool:
+        size = read
+        while True:
+            message = await request.receive()
+            if message["type"] != "http.request":  # the client hung up
+                return False
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+            if size > max_bytes:
+                return False
+
+    try:
+        return {} if await asyncio.wait_for(drop(), timeout) else dict(CLOSE)
+    except TimeoutError:
+        return dict(CLOSE)
 
 
 async def parse_uploads(request: Request, body: bytes, max_images: int) -> list[Upload]:
@@ -105,10 +144,10 @@ async def parse_uploads(request: Request, body: bytes, max_images: int) -> list[
     return uploads
 
 
-def check_image(upload: Upload, max_pixels: int) -> None:
+def check_image(upload: Upload, max_pixels: int) -> int:
     """Read the image header only (Pillow decodes no pixels here) and refuse what TensorFlow
     cannot decode or what would decode into more than ``max_pixels`` (a decompression bomb:
-    a few KB of PNG can claim 100000 x 100000 pixels)."""
+    a few KB of PNG can claim 100000 x 100000 pixels). Returns the pixels it will decode to."""
     from PIL import Image, UnidentifiedImageError
 
     if not upload.data:
@@ -133,6 +172,20 @@ def check_image(upload: Upload, max_pixels: int) -> None:
         what = f"{w}x{h} pixels" + (f" in {frames} frames" if frames > 1 else "")
         raise Problem(413, f"{upload.name!r} is {what}, over the limit of {max_pixels:,} pixels "
                            f"(--max-pixels); expected a photo of ordinary size. Shrink it first.")
+    return w * h * frames
+
+
+def check_images(uploads: list[Upload], max_pixels: int, max_request_pixels: int) -> None:
+    """Every image's header (:func:`check_image`), and their pixels together against the
+    request's budget, before any is decoded: decoding time and memory follow the pixels, not
+    the upload's size (32 bomb PNGs of 47 KB each decode to 1.5 billion pixels)."""
+    total = 0
+    for i, upload in enumerate(uploads):
+        total += check_image(upload, max_pixels)
+        if total > max_request_pixels:
+            raise Problem(413, f"The images of this request claim over {max_request_pixels:,} pixels together "
+                               f"({total:,} in the first {i + 1} of {len(uploads)}), the limit a request "
+                               f"(--max-request-pixels); send fewer or smaller images per request.")
 
 
 def why_undecodable(upload: Upload, tf_message: str) -> Problem:
