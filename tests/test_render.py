@@ -82,3 +82,16 @@ def test_report_tables_render_scores_and_matrix():
     assert "validation: 3 images, accuracy 0.6667, loss 0.4000" in text
     assert "confusion matrix" in text and "true \\ predicted" in text
     assert "most confused: bee -> ant 1 (50% of bee)" in text
+
+
+def test_a_worker_of_a_multi_worker_run_says_its_part_of_the_extraction():
+    con, buf = console(False)
+    observer = PlainObserver(con)
+    counts = {"train": {"extracted": 18, "cached": 6, "by_worker": [9, 9]},
+              "validation": {"extracted": 4, "cached": 0, "by_worker": [3, 1]}}
+    observer.phase_end("extract", seconds=1.0, counts=counts, cache_dir=None, runtime="tensorflow", worker=1)
+    observer.phase_end("extract", seconds=1.0, counts={"train": {"extracted": 5, "cached": 1}}, cache_dir=None,
+                       runtime="tensorflow", worker=None)
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("features: 22 images extracted by 2 workers (10 by this one), 6 from the cache")
+    assert lines[1].startswith("features: 5 images extracted, 1 from the cache")

@@ -129,8 +129,13 @@ class PlainObserver(Observer):
             hit = sum(v["cached"] for v in info["counts"].values())
             where = f"; cache {esc(info['cache_dir'])}" if info.get("cache_dir") else "; disk cache off"
             runtime = f"; backbone in {info['runtime']}" if info.get("runtime") and done else ""
-            self.print(f"features: {done} images extracted, {hit} from the cache in "
-                       f"{info['seconds']:.1f}s{where}{runtime}")
+            shares = [v["by_worker"] for v in info["counts"].values() if "by_worker" in v]
+            if shares and info.get("worker") is not None:  # a multi-worker run: the total and this worker's part
+                mine = sum(s[info["worker"]] for s in shares)
+                done_text = f"{done} images extracted by {len(shares[0])} workers ({mine} by this one)"
+            else:
+                done_text = f"{done} images extracted"
+            self.print(f"features: {done_text}, {hit} from the cache in {info['seconds']:.1f}s{where}{runtime}")
         elif "seconds" in info and phase not in ("data",):
             self.print(f"{esc(phase)} done in {info['seconds']:.1f}s"
                        + (f": {esc(info['summary'])}" if info.get("summary") else ""))

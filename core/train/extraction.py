@@ -127,7 +127,7 @@ def extract_features(setup: Setup, data: LoadedData, base: Any, *, chief: bool, 
             counts[name] = sharding.record(found, replica)
     seconds = time.perf_counter() - t0
     observer.phase_end("extract", seconds=seconds, counts=counts, cache_dir=str(cache.dir) if cache else None,
-                       runtime=runtime.name)
+                       runtime=runtime.name, worker=workers.rank if workers is not None else None)
     if config.augment_copies and not config.augment:
         observer.note("--augment-copies is ignored with --no-augment: training on clean features only.")
     return Extracted(splits, counts, seconds, runtime.record())

@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence, TYPE_CHECKING
 import numpy as np
 
 from clf.errors import DataError
+from clf.logs import drop_message
 
 if TYPE_CHECKING:
     from clf.train.distribute import Distribution
@@ -158,7 +159,13 @@ class Workers:
             ctx = tf.distribute.get_replica_context()
             return ctx.all_gather(tf.identity(value), axis=0)
 
-        self._gather_step = tf.function(lambda v: strategy.run(gather, args=(v,)))
+        def gather_step(value: Any) -> Any:
+            return strategy.run(gather, args=(value,))
+
+        # Traced once per shape it exchanges (by design: a few per split), which TensorFlow
+        # would report as retracing.
+        drop_message("tensorflow", "Workers.__init__.<locals>.gather_step")
+        self._gather_step = tf.function(gather_step)
 
     def _gather(self, mine: np.ndarray, blank: np.ndarray) -> np.ndarray:
         """Every replica's array concatenated in replica order: this worker's first replica
