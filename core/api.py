@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def run(config: RunConfig | None = None, observer: Observer | None = None, host: PluginHost | None = None,
         *, progress: bool = False, resume_from: Path | None = None, **options: Any) -> RunResult:
-    """Train, evaluate and export one classifier (:func:`clf.train.engine.run`).
+    """Train, evaluate and export one classifier (``clf.train.engine.run``).
 
     ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: the options are
     ``RunConfig``'s fields (what ``clf run``'s flags set). A ``RunConfig`` works too, and

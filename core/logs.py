@@ -7,10 +7,10 @@ What TensorFlow writes that no clf user can act on, and how each is kept out:
   before absl::InitializeLog() ...`` and ``oneDNN custom operations are on``). No variable
   silences it short of ``TF_ENABLE_ONEDNN_OPTS=0``, which turns oneDNN off and makes CPU
   inference much slower, so the CLI imports TensorFlow with file descriptor 2 pointed away
-  (:func:`quiet_tensorflow`) and ``TF_CPP_MIN_LOG_LEVEL=2`` for what it logs afterwards;
+  (``quiet_tensorflow``) and ``TF_CPP_MIN_LOG_LEVEL=2`` for what it logs afterwards;
 - Keras' legacy-HDF5 and the TFLite converter's ``trackable_obj`` warnings (absl logger),
   and TFLite's ``XNNPACK delegate`` INFO line (native): the code that triggers them runs
-  inside :func:`quiet_logs`, scoped to that call.
+  inside ``quiet_logs``, scoped to that call.
 
 Whatever a silenced block wrote is replayed to stderr when the block fails, so an error is
 never hidden with the noise.
@@ -169,7 +169,7 @@ class _QuietImport(importlib.abc.MetaPathFinder):
 def quiet_tensorflow() -> None:
     """For a command-line process, before TensorFlow is imported: its C++ INFO/WARNING lines
     off (``TF_CPP_MIN_LOG_LEVEL=2`` unless already set) and its import silenced. Does
-    nothing with ``CLF_DEBUG=1``; :func:`set_verbose` undoes it until TensorFlow loads."""
+    nothing with ``CLF_DEBUG=1``; ``set_verbose`` undoes it until TensorFlow loads."""
     if verbose():
         return
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:

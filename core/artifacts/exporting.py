@@ -175,7 +175,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
 
     ``reference``: the forward the artifacts are compared with (default: ``model``'s,
-    :func:`clf.infer.forward.batch_fn`); the engine passes its strategy's local one.
+    ``clf.infer.forward.batch_fn``); the engine passes its strategy's local one.
     ``reference_probs(split)``: the reference's probabilities on that split's images in
     order, when the caller already has them (None: compute them).
     ``replaceable``: when given, the exporters write into a hidden folder first, and their

@@ -70,7 +70,7 @@ class Predictor:
 
     def decode(self, data: bytes) -> np.ndarray:
         """The bytes of one image file (JPEG, PNG, BMP, GIF) as this model's input: float32
-        ``[h, w, 3]`` (:meth:`clf.infer.decode.Decoder.from_bytes`). Raises
+        ``[h, w, 3]`` (``clf.infer.decode.Decoder.from_bytes``). Raises
         ``tf.errors.InvalidArgumentError`` for bytes that are not a decodable image."""
         return self.decoder.from_bytes(data)
 
@@ -328,7 +328,7 @@ class Prediction:
 
 def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int = 32,
                   progress: Callable[[int], None] | None = None) -> list[Prediction]:
-    """Decode (:meth:`clf.infer.decode.Decoder.files`) and predict in batches; a file that
+    """Decode (``clf.infer.decode.Decoder.files``) and predict in batches; a file that
     cannot be decoded gets an ``error`` and does not stop the rest. ``progress(n)``, if
     given, is called with the number of files done after each batch (for a progress bar)."""
     from clf.data.filecheck import display_path, image_problem

@@ -235,7 +235,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
                    exporters: dict[str, Any], images: np.ndarray, image_files: Sequence[str], source: str,
                    reference_probs: np.ndarray | None = None) -> VerificationReport:
     """Reopen every artifact whose exporter can load it and compare with the model whose
-    forward is ``reference_fn`` (:func:`clf.infer.forward.batch_fn`).
+    forward is ``reference_fn`` (``clf.infer.forward.batch_fn``).
 
     ``exporters`` maps exporter name -> registered ``Exporter``; ones without ``load`` are
     skipped (nothing to reopen them with). Float artifacts are compared on the first
@@ -278,7 +278,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
 
 
 def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.ndarray:
-    """Decode image files as ``clf predict`` does (:class:`clf.infer.decode.Decoder`)."""
+    """Decode image files as ``clf predict`` does (``clf.infer.decode.Decoder``)."""
     from clf.infer.decode import Decoder
 
     decoder = Decoder(image_size)

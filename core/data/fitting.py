@@ -1,11 +1,11 @@
 """The centre crop and resize that bring a photo to a model's input, built from ops every
 runtime has, so an exported model can take the decoded photo itself.
 
-``tf.image.resize(..., antialias=True)`` (what :func:`clf.data.images.decode_image` uses for
+``tf.image.resize(..., antialias=True)`` (what ``clf.data.images.decode_image`` uses for
 training and prediction) is TensorFlow's ``ScaleAndTranslate`` kernel, which neither TFLite
 nor ONNX has. It is a separable filter, though: each output row (column) is a weighted sum of
 input rows (columns), the weights a triangle of width ``max(input / output, 1)`` around the
-output pixel's centre, normalized to sum to 1. :func:`resize_weights` computes those weights
+output pixel's centre, normalized to sum to 1. ``resize_weights`` computes those weights
 as a dense ``[output, input]`` matrix from the input's size at run time (range, abs, max,
 sum: builtin everywhere), and two matrix products apply them. The result is the same resize
 (float rounding apart: within 1e-3 of 0-255, tested), so nothing about training changes and
@@ -15,8 +15,8 @@ Cost: about ``3 * H * W * output_width`` multiply-adds (a 4000x3000 photo at 224
 more than the sparse kernel's ``~6 * H * W``; a pipeline that already shrinks photos cheaply
 can use the fixed-size input instead (docs/export.md, "Export formats").
 
-:class:`FitPhoto` is the Keras layer an exported model starts with; :func:`photo_model` puts
-it in front of a fixed-size classifier and :func:`fixed_model` takes it off again.
+``FitPhoto`` is the Keras layer an exported model starts with; ``photo_model`` puts
+it in front of a fixed-size classifier and ``fixed_model`` takes it off again.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def fit_batch(images: Any, size: Sequence[int], fraction: float) -> Any:
 
 @keras.saving.register_keras_serializable(package="clf")
 class FitPhoto(keras.layers.Layer):
-    """A decoded photo at any size -> the model's input size: :func:`fit_batch` as a layer.
+    """A decoded photo at any size -> the model's input size: ``fit_batch`` as a layer.
 
     An image already at the input size passes through unchanged (the weights are then
     exactly the identity), so a model that starts with this layer also takes pre-resized
@@ -112,9 +112,9 @@ PHOTO_MODEL_NAME = "clf_photo_classifier"
 
 
 def photo_model(model: Any, size: Sequence[int]) -> Any:
-    """``model`` (fixed-size input) behind a :class:`FitPhoto` layer: takes ``[n, h, w, 3]``
+    """``model`` (fixed-size input) behind a ``FitPhoto`` layer: takes ``[n, h, w, 3]``
     photos of any size (0-255), crops and resizes them as clf does. ``size``: the model's
-    input size, an :class:`clf.data.images.ImageSize` (its centre crop is used) or a pair."""
+    input size, an ``clf.data.images.ImageSize`` (its centre crop is used) or a pair."""
     import numpy as np
 
     if is_photo_model(model):
@@ -132,7 +132,7 @@ def is_photo_model(model: Any) -> bool:
 
 
 def fixed_model(model: Any) -> Any:
-    """The fixed-size classifier inside a :func:`photo_model` (``model`` itself otherwise)."""
+    """The fixed-size classifier inside a ``photo_model`` (``model`` itself otherwise)."""
     if not is_photo_model(model):
         return model
     inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]

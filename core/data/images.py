@@ -77,7 +77,7 @@ class ImageSize(tuple):
     kept (the tutorial's way).
 
     The crop rides on the size, so every loader that hands ``image_size`` on to
-    :func:`files_dataset` crops exactly as prediction does, with no new loader argument.
+    ``files_dataset`` crops exactly as prediction does, with no new loader argument.
     """
 
     center_crop: float
@@ -106,7 +106,7 @@ DCT_RATIOS = (2, 4, 8)
 
 def decode_image(contents: Any, image_size: Sequence[int], scale_jpeg: bool = True) -> Any:
     """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF
-    frame): centre-cropped first when ``image_size`` is an :class:`ImageSize` with a crop.
+    frame): centre-cropped first when ``image_size`` is an ``ImageSize`` with a crop.
     A JPEG much larger than the input is decoded at a reduced DCT scale (see ``DCT_MARGIN``).
 
     ``scale_jpeg=False`` decodes every JPEG in full. Prediction always does (exported models
@@ -156,7 +156,7 @@ def decode_pixels(contents: Any) -> Any:
 def fit_image(image: Any, image_size: Sequence[int]) -> Any:
     """A decoded RGB image ``[h, w, 3]`` (0-255, any dtype) brought to ``image_size`` the way
     every clf path does it (training, predict, an array given to ``RunResult.predict``):
-    the centre crop of an :class:`ImageSize`, then an antialiased bilinear resize, float32."""
+    the centre crop of an ``ImageSize``, then an antialiased bilinear resize, float32."""
     import tensorflow as tf
 
     size = (int(image_size[0]), int(image_size[1]))

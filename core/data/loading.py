@@ -1,6 +1,6 @@
 """The data phase: the dataset doctor, then the loader, then the ``--classes`` check.
 
-The real run and ``clf run --dry-run`` both call :func:`load_data`, so the dry run reports
+The real run and ``clf run --dry-run`` both call ``load_data``, so the dry run reports
 exactly the classes and counts training would see.
 """
 

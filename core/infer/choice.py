@@ -7,7 +7,7 @@ batch and keeps the faster. A runtime that is not installed, cannot convert the 
 disagrees is never an error: TensorFlow takes over with a note.
 
 The check and the auto decision are stored beside the converted model
-(:class:`clf.infer.store.RuntimeStore`), keyed by the model's weights, so a later run (or
+(``clf.infer.store.RuntimeStore``), keyed by the model's weights, so a later run (or
 ``clf predict`` on the run's model) reuses them without converting or checking again.
 """
 
@@ -57,7 +57,7 @@ class BackboneRuntime:
     ``keep_tensorflow``: why TensorFlow must run it (several replicas, mixed precision, a
     GPU for auto); ``no_conversion``: why converting would not pay here (few images); a stored
     decision is still used, but nothing new is converted. The choice is made by
-    :meth:`decide` on a batch, or on the first :meth:`run` call, unless stored.
+    ``decide`` on a batch, or on the first ``run`` call, unless stored.
     """
 
     def __init__(self, requested: str, model: Any, store: RuntimeStore | None = None, *,

@@ -1,7 +1,7 @@
 """A Keras model as a TFLite flatbuffer or as ONNX: the one converter of each, used by the
 exporter plugins and by the converted backbones that ``--runtime`` runs.
 
-TFLite goes through the traced forward (:func:`clf.infer.forward.forward_fn`) frozen to
+TFLite goes through the traced forward (``clf.infer.forward.forward_fn``) frozen to
 constants, not through a SavedModel: that route writes and re-reads the whole model for the
 same flatbuffer (see benchmarks/export_formats.py). ONNX goes through Keras' own
 ``model.export(format="onnx")``: with the TensorFlow backend that is tf2onnx underneath, and
@@ -76,7 +76,7 @@ def to_tflite(model: "keras.Model", quantize: str = "none",
 
 def to_onnx(model: "keras.Model", opset: int = ONNX_OPSET) -> bytes:
     """``model`` as ONNX (input ``image``, float32 RGB 0-255, dynamic batch). Raises
-    :class:`~clf.infer.runners.RuntimeUnavailable` when tf2onnx or onnx is missing."""
+    ``clf.infer.runners.RuntimeUnavailable`` when tf2onnx or onnx is missing."""
     try:
         import onnx  # noqa: F401
         import tf2onnx  # noqa: F401

@@ -1,7 +1,7 @@
 """One decoder from whatever a caller holds (a file, a folder, encoded bytes, an array, a PIL
 image) to a model's input: float32 ``[h, w, 3]`` RGB 0-255, decoded in full (JPEGs with the
 accurate integer IDCT, as Pillow decodes them), centre-cropped and resized by
-:func:`clf.data.images.fit_image`, exactly as the model was trained.
+``clf.data.images.fit_image``, exactly as the model was trained.
 
 ``clf predict``, ``clf evaluate``, ``clf serve``, verification and ``RunResult.predict`` all
 decode here, so the same photo gives the same bits through each of them.
@@ -95,7 +95,7 @@ def rgb(image: Any) -> np.ndarray:
 
 
 class Decoder:
-    """Decodes to one model input size (an :class:`~clf.data.images.ImageSize`, crop included)."""
+    """Decodes to one model input size (an ``clf.data.images.ImageSize``, crop included)."""
 
     def __init__(self, size: Sequence[int], center_crop: float | None = None) -> None:
         self.size = ImageSize(size, center_crop)
@@ -159,7 +159,7 @@ class Decoder:
 
     def files(self, files: Sequence[str | os.PathLike[str]], batch_size: int = 32) -> Iterator[tuple[list[int], np.ndarray]]:
         """``(indices, batch)`` over the files that decode, in parallel through ``tf.data``;
-        an index that never comes back did not decode (the caller asks :func:`why_unreadable`).
+        an index that never comes back did not decode (the caller asks ``why_unreadable``).
         The files must have passed ``image_problem`` (nothing unsafe is read here)."""
         import tensorflow as tf
 

@@ -53,7 +53,7 @@ class Runner:
 
 
 class TensorFlowRunner(Runner):
-    """A Keras model through its traced forward (:func:`clf.infer.forward.predict`)."""
+    """A Keras model through its traced forward (``clf.infer.forward.predict``)."""
 
     name = engine = "tensorflow"
 

@@ -24,7 +24,7 @@ from clf.report.metrics import cross_entropy, evaluation_report
 
 def evaluate_dataset(predict: BatchFn, dataset: Any, class_names: list[str], observer: Observer | None = None,
                      phase: str = "evaluate") -> dict[str, Any]:
-    """``predict`` (a model's forward, :func:`clf.infer.forward.batch_fn`) on every batch of
+    """``predict`` (a model's forward, ``clf.infer.forward.batch_fn``) on every batch of
     ``dataset`` (batched ``(images, labels)``), and the report."""
     observer = observer or Observer()
     labels, probs = [], []

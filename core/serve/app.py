@@ -2,7 +2,7 @@
 
 Prediction is exactly ``clf predict``'s: the same ``Predictor`` (opened by
 ``load_predictor``) and the same decoding, centre crop and resize (``Predictor.decode``);
-only the batching differs, which the :class:`MicroBatcher` does across requests.
+only the batching differs, which the ``MicroBatcher`` does across requests.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class Closing:
             asyncio.get_running_loop().call_later(self.grace, self.expired.set)
 
     def begin_threadsafe(self) -> None:
-        """:meth:`begin` from a signal handler or another thread."""
+        """``begin`` from a signal handler or another thread."""
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.begin)
 
@@ -195,7 +195,7 @@ class Closing:
                             f"once it (or its replacement) is back.", {"Retry-After": str(RESTART_RETRY_S)})
 
     async def race(self, work: Coroutine[Any, Any, T]) -> T:
-        """``work``'s result, or a 503 :class:`Problem` if the grace expires first."""
+        """``work``'s result, or a 503 ``Problem`` if the grace expires first."""
         task = asyncio.ensure_future(work)
         expiry = asyncio.ensure_future(self.expired.wait())
         try:
@@ -280,7 +280,7 @@ async def _on_crash(request: Request, exc: Exception) -> Response:
 
 
 async def _within(work: Awaitable[T], deadline: float, timeout: float, doing: str) -> T:
-    """``work``'s result, or a 504 :class:`Problem` past ``deadline`` (event loop time)."""
+    """``work``'s result, or a 504 ``Problem`` past ``deadline`` (event loop time)."""
     try:
         return await asyncio.wait_for(work, deadline - asyncio.get_running_loop().time())
     except TimeoutError:

@@ -7,7 +7,7 @@ takes the first waiting request, gathers more for up to ``window_ms`` or until
 ``max_batch`` images, and runs the model on the lot in its own thread, so the event loop
 keeps accepting (and queueing) requests meanwhile; the next batch is then usually full
 already. It waits only while other requests are on their way (being read or decoded, see
-:meth:`MicroBatcher.incoming`): a lone request is not held back by the window. The queue is bounded in images: past ``max_queue`` a request is refused at once
+``MicroBatcher.incoming``): a lone request is not held back by the window. The queue is bounded in images: past ``max_queue`` a request is refused at once
 (the server answers 503 with Retry-After) instead of waiting without end.
 """
 
@@ -104,7 +104,7 @@ class MicroBatcher:
 
     @contextlib.contextmanager
     def incoming(self) -> Iterator[None]:
-        """Wrap the reading and decoding of a request before its :meth:`predict`. A batch
+        """Wrap the reading and decoding of a request before its ``predict``. A batch
         waits (up to the window) for company only while such requests are on their way; a
         lone request goes to the model at once instead of sitting out the window."""
         self.coming += 1
@@ -122,7 +122,7 @@ class MicroBatcher:
         return max(1, math.ceil(self.waiting / rate))
 
     def check_room(self, n: int = 1) -> None:
-        """Raise :class:`QueueFull` when ``n`` more images would pass ``max_queue``."""
+        """Raise ``QueueFull`` when ``n`` more images would pass ``max_queue``."""
         if self.waiting + n > self.max_queue:
             raise QueueFull(self.waiting, self.max_queue, self.retry_after())
 

@@ -1,6 +1,6 @@
 """What a client sent to ``POST /predict``, read within limits and checked before decoding.
 
-Every refusal is a :class:`Problem` carrying the HTTP status and a message that names
+Every refusal is a ``Problem`` carrying the HTTP status and a message that names
 the file and what is wrong with it; the app turns it into a JSON error. Nothing here
 fetches anything: a request carries image bytes, never a URL or a path to open.
 """
@@ -37,7 +37,7 @@ class Upload:
 
 
 def drain_limit(max_upload_bytes: int) -> int:
-    """How much of a refused request's body is read and dropped (:func:`discard_body`) before
+    """How much of a refused request's body is read and dropped (``discard_body``) before
     the answer closes the connection instead: reading costs no memory, only time."""
     return max(4 * max_upload_bytes, 64 * 2**20)
 
@@ -176,7 +176,7 @@ def check_image(upload: Upload, max_pixels: int) -> int:
 
 
 def check_images(uploads: list[Upload], max_pixels: int, max_request_pixels: int) -> None:
-    """Every image's header (:func:`check_image`), and their pixels together against the
+    """Every image's header (``check_image``), and their pixels together against the
     request's budget, before any is decoded: decoding time and memory follow the pixels, not
     the upload's size (32 bomb PNGs of 47 KB each decode to 1.5 billion pixels)."""
     total = 0

@@ -32,7 +32,7 @@ def plugin_callbacks(host: PluginHost, config: RunConfig, run_dir: Path) -> list
 
 def stopping(config: RunConfig, has_validation: bool) -> list[Any]:
     """Early stopping on validation loss. The best epoch's weights come back through
-    :func:`best_epoch`, or (``--last-epoch``) through Keras' own restore, as before."""
+    ``best_epoch``, or (``--last-epoch``) through Keras' own restore, as before."""
     if not config.patience or not has_validation:
         return []
     import keras

@@ -81,8 +81,8 @@ class RunResult:
 
     def predict(self, images: Any, batch_size: int = 32) -> np.ndarray:
         """Probabilities ``[n, classes]`` (columns in ``class_names`` order) for image files
-        or arrays, through the same decoder (:class:`clf.infer.decode.Decoder`) and the same
-        traced forward (:mod:`clf.infer.forward`) as ``clf predict``. Takes a path, a folder, a
+        or arrays, through the same decoder (``clf.infer.decode.Decoder``) and the same
+        traced forward (``clf.infer.forward``) as ``clf predict``. Takes a path, a folder, a
         list of paths, one ``[h, w, 3]`` array of any size, a batch, or a list of arrays or
         PIL images."""
         from clf.infer.decode import Decoder
@@ -105,7 +105,7 @@ class RunResult:
 def run(config: RunConfig | None = None, observer: Observer | None = None, host: PluginHost | None = None,
         *, resume_from: Path | None = None, **options: Any) -> RunResult:
     """Train, evaluate and export one classifier; ``observer`` receives every event (the
-    engine itself never prints). ``clf.run`` (:func:`clf.api.run`) adds progress bars.
+    engine itself never prints). ``clf.run`` (``clf.api.run``) adds progress bars.
 
     ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: the options are
     ``RunConfig``'s fields (what ``clf run``'s flags set). A ``RunConfig`` works too, and

@@ -3,7 +3,7 @@
 A frozen backbone maps an image to the same feature vector on every epoch, so the head can
 train on those vectors: one forward pass per image instead of one per image per epoch.
 Augmentation becomes ``K`` augmented copies extracted once each (``--augment-copies``).
-With file-backed splits a :class:`~clf.train.feature_cache.FeatureCache` on disk lets a later run
+With file-backed splits a ``clf.train.feature_cache.FeatureCache`` on disk lets a later run
 on the same files skip extraction entirely, or extract only the files that changed.
 """
 

@@ -4,10 +4,10 @@ split the file list; every process ends with every image's features, in file ord
 Extraction is most of a run with a frozen backbone, so this is where added hardware pays.
 
 - **Replicas** (``--strategy mirrored``, and each worker's local GPUs under
-  ``multiworker``): :class:`ReplicaForward` hands replica *i* the *i*-th contiguous slice of
+  ``multiworker``): ``ReplicaForward`` hands replica *i* the *i*-th contiguous slice of
   every batch through TensorFlow's own ``strategy.run`` and concatenates the replicas'
   outputs in replica order, so rows come back in the batch's order.
-- **Workers** (``--strategy multiworker``): :class:`Workers` splits each split's images
+- **Workers** (``--strategy multiworker``): ``Workers`` splits each split's images
   between the workers and exchanges the features with all-gathers over the strategy's
   collectives (the head then trains on identical features on every worker). Only the chief
   reads and writes the disk cache, as before:
@@ -17,7 +17,7 @@ Extraction is most of a run with a frozen backbone, so this is where added hardw
      an error, not a silently wrong model); the chief looks the hashes up in its cache and
      a second one carries its hit mask, so every worker knows which images still need
      the backbone;
-  2. those images are sorted by content hash and dealt round-robin (:func:`assign`): the
+  2. those images are sorted by content hash and dealt round-robin (``assign``): the
      assignment depends on the files' contents, not on their order, and the shares differ
      by one image at most; every worker computes every share itself;
   3. each worker extracts its share; a third all-gather (each share padded to the largest,
@@ -109,7 +109,7 @@ class ReplicaForward:
 
 
 def replica_forward(dist: Distribution | None, extractor: Any) -> ReplicaForward | None:
-    """A :class:`ReplicaForward` when this process has several replicas, else None."""
+    """A ``ReplicaForward`` when this process has several replicas, else None."""
     if dist is None or dist.name not in ("mirrored", "multiworker") or local_replicas(dist.strategy) < 2:
         return None
     return ReplicaForward(dist.strategy, extractor)
@@ -244,7 +244,7 @@ class Workers:
 
 
 def workers_for(dist: Distribution | None) -> Workers | None:
-    """The :class:`Workers` of a multi-worker run with more than one worker, else None."""
+    """The ``Workers`` of a multi-worker run with more than one worker, else None."""
     if dist is None or dist.name != "multiworker":
         return None
     workers = Workers(dist.strategy)
