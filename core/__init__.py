@@ -4,8 +4,7 @@
     result = clf.run(clf.RunConfig(backbone="vgg16", data="photos/", epochs=5))
     predictor = clf.load_predictor(result.run_dir)
 
-Names are imported on first use, so ``import clf`` (and ``clf --help``) does not pay for
-importing TensorFlow until something needs it.
+Names are imported on first use, so ``import clf`` does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ __version__ = "0.1.0"
 
 from clf.hookspecs import hookimpl  # noqa: E402  (plugins import it: keep it eager and cheap)
 
-# name -> module under clf. Everything a user or a plugin author needs is here; the
-# default plugins import only these names, exactly as a third-party plugin would.
+# name -> module under clf; the default plugins import only these, as a third-party plugin would.
 _LAZY = {
     # running and reading runs
     "RunConfig": "config", "run": "api", "resume": "api",
@@ -66,8 +64,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'clf' has no attribute {name!r}")
     if "tensorflow" not in sys.modules:
-        # The first use of the API may import TensorFlow: without its import-time log lines
-        # (CLF_DEBUG=1 keeps them; see clf.logs).
+        # silence TensorFlow's import-time logs (CLF_DEBUG=1 keeps them; see clf.logs)
         from clf.logs import quiet_tensorflow
 
         quiet_tensorflow()

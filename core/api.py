@@ -1,6 +1,5 @@
-"""What ``import clf`` users call to run: ``clf.run`` and ``clf.resume``, the engine's entry
-points with progress bars on request. It sits above the engine and the CLI's display (the
-engine never imports the CLI), so a notebook gets the same bars as ``clf run``."""
+"""``clf.run`` and ``clf.resume``: the engine's entry points with optional progress bars.
+Above both engine and CLI (the engine never imports the CLI), so notebooks get ``clf run``'s bars."""
 
 from __future__ import annotations
 
@@ -18,11 +17,9 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
         *, progress: bool = False, resume_from: Path | None = None, **options: Any) -> RunResult:
     """Train, evaluate and export one classifier (``clf.train.engine.run``).
 
-    ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: the options are
-    ``RunConfig``'s fields (what ``clf run``'s flags set). A ``RunConfig`` works too, and
-    options given beside it override its values. ``progress=True`` shows progress bars, in a
-    terminal or in Jupyter (``clf.cli.render.progress_observer``); ``observer`` receives
-    every event."""
+    ``options`` are ``RunConfig`` fields and override ``config``'s values.
+    ``progress=True`` shows progress bars (terminal or Jupyter, ``clf.cli.render.progress_observer``);
+    ``observer`` receives every event."""
     from clf.train import engine
 
     return _with_progress(progress, observer, lambda seen: engine.run(config, seen, host, resume_from=resume_from,
@@ -31,8 +28,8 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
 
 def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHost | None = None, *,
            progress: bool = False, **options: Any) -> RunResult:
-    """Continue an interrupted run from its last completed epoch (same config, same folder).
-    ``options`` that differ from the recorded config are refused (ConfigError), not ignored."""
+    """Continue an interrupted run from its last completed epoch, in the same folder.
+    ``options`` that differ from the recorded config raise ConfigError."""
     from clf.train import engine
 
     return _with_progress(progress, observer, lambda seen: engine.resume(run_dir, seen, host, **options))

@@ -1,8 +1,5 @@
-"""RunConfig: one flat, validated description of a training run.
-
-The CLI, a TOML file and Python code all produce the same object; ``validate`` runs on
-construction so an invalid run fails before any data is read or model built.
-"""
+"""RunConfig: one flat, validated description of a training run, whether from the CLI, TOML or Python.
+``validate`` runs on construction, so an invalid run fails before any data is read."""
 
 from __future__ import annotations
 
@@ -14,15 +11,13 @@ from typing import Any, Mapping, NoReturn
 from clf.data.images import DEFAULT_CENTER_CROP
 from clf.errors import ConfigError, did_you_mean
 
-# The choices of the name-valued options. Here, not beside the code that acts on them
-# (clf.train.distribute, the TFLite exporter), so validating a config imports no training code.
+# Choices live here, not beside their code (clf.train.distribute), so validating imports no training code.
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
-# What an exported model takes: "photo", the decoded photo at any size (the crop and resize
-# inside the model), or "fixed", images already at the input size (clf.data.fitting).
+# "photo": any-size photo, cropped and resized in the model; "fixed": input-size images (clf.data.fitting).
 MODEL_INPUTS = ("photo", "fixed")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")  # tf.distribute strategies
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
-# Largest --image-size: one 2048x2048 image already needs about 1 GB of activations in VGG16.
+# Largest --image-size: activation memory grows with the area.
 MAX_IMAGE_SIZE = 2048
 RUNTIMES = ("auto", "tensorflow", "tflite", "onnx")  # the frozen backbone's (clf.infer.choice)
 SOLVERS = ("auto", "keras")  # auto: the linear softmax head solved (clf.train.linear_head)
@@ -38,11 +33,9 @@ class RunConfig:
     epochs: int = 20  # head epochs on cached features: cheap, so the tutorial's 20
     batch_size: int = 32
     image_size: int | None = None  # None: the backbone's default input size
-    # Fraction of each photo kept in a centred crop before resizing (ImageNet evaluation:
-    # 0.875); 0: resize the whole photo. Recorded in labels.json so predict does the same.
+    # Centred-crop fraction before resizing (0: none); recorded in labels.json so predict matches.
     center_crop: float = DEFAULT_CENTER_CROP
-    # Keras' Adam default: on cached, RMS-scaled features it beat the tutorial's 4e-4 (tuned for
-    # a hidden layer on live images) on hymenoptera (0.911 vs 0.900) and flowers5 (0.704 vs 0.698).
+    # Adam's default: on cached, RMS-scaled features it beat the tutorial's 4e-4 (hymenoptera, flowers5).
     lr: float = 1e-3
     head: str = "softmax"
     loader: str = "directory"
@@ -53,9 +46,7 @@ class RunConfig:
     plugins: tuple[str, ...] = ()
     validation_split: float = 0.2  # used when the data has no val/ folder
     augment: bool = True  # the tutorial's shear/zoom/flip on training images
-    # The tutorial's Dropout(0.5), here on the (RMS-scaled) features before the softmax: the
-    # head's main regulariser with few images (hymenoptera, 4 seeds: 0.928 vs 0.911 without;
-    # flowers5 unchanged, 0.702 vs 0.704).
+    # On the features before the softmax: the head's main regulariser with few images (hymenoptera).
     dropout: float = 0.5
     hidden_units: int = 0
     tensorboard: bool = False  # the built-in TensorBoard callback plugin: logs in <run>/tensorboard
@@ -64,7 +55,7 @@ class RunConfig:
     quantize: str = "none"  # TFLite: "none", "float16", "dynamic" or "int8"
     model_input: str = "photo"  # one of MODEL_INPUTS: what exported models take
     verify: bool = True  # reopen each artifact in its runtime and compare (core/artifacts/verify.py)
-    # Fast transfer learning (features cached once; see core/train/features.py).
+    # Feature caching: see core/train/features.py.
     augment_copies: int = 0  # K augmented feature copies cached beside the clean one
     cache: bool = True  # persistent on-disk feature cache
     cache_dir: str | None = None  # None: features/ in clf's cache folder (clf.files.cache_dir)
@@ -75,22 +66,17 @@ class RunConfig:
     patience: int = 0  # early stopping on validation loss, best weights restored; 0: off
     strategy: str = "auto"  # tf.distribute strategy, one of STRATEGIES (clf.train.distribute)
     precision: str = "auto"  # Keras dtype policy, one of PRECISIONS (clf.train.distribute)
-    # What runs the frozen backbone during extraction, one of RUNTIMES; auto: LiteRT once it
-    # reproduced TensorFlow's features (within 1e-4) and proved faster on the first batch.
+    # Frozen backbone's runtime for extraction; auto: LiteRT once it matches TensorFlow and is faster.
     runtime: str = "auto"
-    # How the head is trained. "auto": the default softmax head without a hidden layer, on
-    # cached features, is solved to convergence (multinomial logistic regression, L2 chosen by
-    # cross-validation on the training features): the same features give the same head
-    # whatever the seed or epoch count. "keras": Keras fit for --epochs, like any other head.
+    # "auto": a plain softmax head on cached features is solved exactly (logistic regression, L2 by
+    # cross-validation), so the head is independent of seed and epochs; "keras": Keras fit for --epochs.
     solver: str = "auto"
-    # Keras fit keeps the weights of its best validation epoch (lowest val_loss) unless this
-    # is set, which keeps the last epoch's (--patience then restores the best, as Keras does).
+    # Keep the last epoch's weights instead of the lowest-val_loss epoch's (--patience still restores).
     last_epoch: bool = False
     schedule: str = "cosine"  # every Keras fit: linear warm-up, then cosine decay; or "constant"
     label_smoothing: float = 0.0  # Keras fit and fine-tuning; 0: plain cross-entropy
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) for Keras fit and fine-tuning; 0: Adam
-    # "flip": each image's features are the mean of its own and its mirror image's, in the
-    # cached features and inside the exported model alike (two backbone passes per image).
+    # "flip": features averaged with the mirror image's, cached and in the exported model alike.
     tta: str = "none"
 
     def __post_init__(self) -> None:

@@ -1,9 +1,5 @@
-"""RunConfig <-> TOML: ``clf run --config run.toml`` and the run folder's ``config.toml``.
-
-The file is flat: one key per ``RunConfig`` field, named as in Python (``batch_size``),
-the same names as the CLI flags with ``_`` for ``-``. Read with the stdlib ``tomllib``,
-written with ``tomli-w``.
-"""
+"""RunConfig <-> TOML (``clf run --config run.toml``, a run's ``config.toml``).
+Flat: one key per ``RunConfig`` field (``batch_size``)."""
 
 from __future__ import annotations
 
@@ -39,11 +35,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def config_from_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """The file's values, then ``overrides`` on top (the CLI flags given explicitly).
+    """The file's values with ``overrides`` (explicit CLI flags) on top.
 
-    Two keys are never taken from a file, because a file is replayed and shared while these
-    must be asked for each time: ``force = true`` (deletes a run folder) and ``plugins``
-    (runs code). Either is a ConfigError unless the command line gives it too."""
+    ``force = true`` (deletes a folder) and ``plugins`` (runs code) must come from the command
+    line too, since files are shared and replayed; otherwise ConfigError."""
     values = read_config_file(path)
     _check_types(values, path)
     overrides = dict(overrides or {})
@@ -53,7 +48,7 @@ def config_from_file(path: str | Path, overrides: Mapping[str, Any] | None = Non
             f"(it may be a copy of an earlier run's config.toml, whose folder --force would delete). "
             f"Remove that line, and pass --force on the command line if you mean to replace --output."
         )
-    values.pop("force", None)  # false is what every earlier config.toml says: nothing to do
+    values.pop("force", None)  # older config.toml files carry force = false
     plugins = values.get("plugins") or []
     plugins = [plugins] if isinstance(plugins, str) else list(plugins)
     if plugins and "plugins" not in overrides:
@@ -75,7 +70,7 @@ def _check_types(values: Mapping[str, Any], path: str | Path) -> None:
     for key, value in values.items():
         kind = expected.get(key)
         if kind is None:
-            continue  # unknown keys: RunConfig.from_mapping names them with the full list
+            continue  # RunConfig.from_mapping reports unknown keys
         ok = True
         if kind.startswith("int"):
             ok = isinstance(value, int) and not isinstance(value, bool)
@@ -95,10 +90,8 @@ def _check_types(values: Mapping[str, Any], path: str | Path) -> None:
 
 
 def config_to_toml(config: RunConfig) -> str:
-    """The effective configuration as TOML that ``clf run --config`` reads back unchanged.
-
-    Without ``force`` (a file never carries it), and with the paths it reads (data, weights
-    file, cache folder, plugin files) made absolute, so the file repeats the run from any folder."""
+    """The config as TOML for ``clf run --config``: without ``force``, with paths made absolute
+    so the file repeats the run from any folder."""
     import tomli_w
 
     values = {k: v for k, v in config.to_dict().items() if k != "force"}

@@ -1,7 +1,5 @@
-"""Every error the engine raises. Only the CLI turns these into printed text and exit codes.
-
-Messages say what happened, what was expected and how to fix it, with the offending value.
-"""
+"""Every error the engine raises; only the CLI turns them into text and exit codes.
+Messages say what happened, what was expected and how to fix it."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ from typing import Iterable
 
 
 class ClfError(Exception):
-    """Base of every clf error. `exit_code` is what the CLI exits with."""
+    """Base of every clf error; ``exit_code`` is what the CLI exits with."""
 
     exit_code = 1
 
@@ -41,8 +39,7 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 
 def _closest(key: str, candidates: dict[str, str], cutoff: float) -> list[str]:
-    """The best matches of ``key`` among ``candidates`` (compared form -> name), at most
-    three, and only those about as close as the best (vgg61: vgg16 and vgg19, not vgg*)."""
+    """Up to three matches (form -> name), only those about as close as the best (vgg61: vgg16, vgg19)."""
     scored = []
     for form in difflib.get_close_matches(key, list(candidates), n=3, cutoff=cutoff):
         scored.append((difflib.SequenceMatcher(None, key, form).ratio(), candidates[form]))
@@ -65,8 +62,6 @@ class UnknownComponentError(UsageError):
         super().__init__(
             f"Unknown {kind} {name!r}.{hint}{shown} Run 'clf {list_command}' to list them."
         )
-
-
 
 
 class PluginError(ClfError):
@@ -106,12 +101,10 @@ class Interrupted(ClfError):
 
 
 class NotFoundError(UsageError):
-    """A file, folder or plugin module named in the command (or its config) does not exist:
-    a mistake in the command, exit code 2, whichever option named it."""
+    """A file, folder or plugin module named in the command does not exist (exit code 2)."""
 
 
-# The same mistake for each kind of path; each is also the error its kind raised before
-# (``except DataError`` still catches a missing --data folder).
+# Each also subclasses its kind's error, so ``except DataError`` catches a missing --data folder.
 class DataNotFoundError(NotFoundError, DataError):
     """--data (or another image path) does not exist."""
 

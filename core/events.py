@@ -1,8 +1,6 @@
-"""How the engine reports progress without printing: it calls an ``Observer``.
+"""The engine reports progress by calling an ``Observer``, never by printing.
 
-The CLI renders these calls with rich; notebooks and tests can subclass ``Observer`` or
-use ``RecordingObserver``. Every method has a no-op default, so an observer implements
-only what it shows.
+Every method has a no-op default, so an observer implements only what it shows.
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
-"""Files on disk, in one place: atomic writes, JSON, file hashes and clf's cache folders.
+"""Files on disk: atomic writes, JSON, file hashes and clf's cache folders.
 
-Atomic writes: everything is written under a temporary name in the same folder (same
-filesystem, so the rename is atomic), flushed to disk, then renamed over the target. A
-reader sees either the previous complete file or the new complete file, never a mix, and
-an exception (or a kill) while writing leaves no half-written file under the real name.
-``atomic_path`` hands the temporary path to writers that need a path (Keras'
-``model.save``, ``np.savez``, a SavedModel folder); ``write_bytes``/``write_text``/
-``write_json`` cover the rest.
-
-Cache folders: one rule for every cache clf keeps (``cache_dir(kind)``), and Keras' own
-folder for downloaded weights (``keras_cache_dir()``).
+Writes go to a temporary name in the same folder (same filesystem, so the rename is atomic),
+are flushed, then renamed over the target: readers never see a half-written file, even after a kill.
 """
 
 from __future__ import annotations
@@ -27,8 +19,7 @@ CACHE_ENV = "CLF_CACHE_DIR"
 
 
 def temp_name(path: Path) -> Path:
-    """A hidden sibling, unique to this call, that keeps the suffix (Keras and numpy pick
-    the format by suffix). Hidden so that folder scans (checkpoints, listings) skip it."""
+    """A unique hidden sibling (folder scans skip it) keeping the suffix (Keras and numpy pick formats by it)."""
     path = Path(path)
     return path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
 
@@ -58,13 +49,9 @@ def _remove(path: Path) -> None:
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path to write (a file or a folder); on success it replaces ``path``.
-
-    On an exception the temporary file or folder is removed and ``path`` is left as it was.
-    A folder cannot be renamed over an existing one, so an old folder is first renamed aside
-    and deleted after the new one is in place: a reader sees the old folder, no folder, or
-    the new one, never a partial one.
-    """
+    """Yield a temporary path (file or folder) that replaces ``path`` on success; on an exception
+    it is removed and ``path`` is untouched. An old folder is renamed aside first, since a folder
+    cannot be renamed over another."""
     path = Path(path)
     tmp = temp_name(path)
     try:
@@ -103,10 +90,8 @@ def write_json(path: Path, data: Any) -> Path:
 
 
 def file_hash(path: str | Path, algorithm: str = "sha256", **params: Any) -> str:
-    """Hex digest of a file's bytes, read in chunks (never the whole file in memory).
-
-    ``algorithm`` is any ``hashlib`` name; ``params`` go to its constructor (for example
-    ``digest_size=16`` for blake2b)."""
+    """Hex digest of a file, read in chunks. ``algorithm`` is a ``hashlib`` name; ``params`` go to
+    its constructor (``digest_size=16`` for blake2b)."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, lambda: hashlib.new(algorithm, **params)).hexdigest()
 
@@ -131,8 +116,7 @@ def keras_cache_dir() -> Path:
 
 
 def sha256_path(path: str | Path) -> str:
-    """sha256 of a file's bytes (``file_hash``); of a folder (a SavedModel), over its files'
-    relative names and digests in sorted order, so any changed, added or removed file changes it."""
+    """sha256 of a file; of a folder (a SavedModel), over its files' sorted relative names and digests."""
     path = Path(path)
     if not path.is_dir():
         return file_hash(path)
@@ -144,9 +128,7 @@ def sha256_path(path: str | Path) -> str:
 
 
 def free_bytes(path: str | Path) -> int:
-    """Free bytes on the filesystem holding ``path`` (its nearest existing folder).
-
-    The one probe every free-space check goes through, so tests can simulate a full disk."""
+    """Free bytes on the filesystem holding ``path``; the one probe, so tests can simulate a full disk."""
     import shutil
 
     path = Path(path)
@@ -155,9 +137,7 @@ def free_bytes(path: str | Path) -> int:
     return shutil.disk_usage(path).free
 
 
-# Content hashes of files already hashed in this process, by path and the stat that
-# identifies that content (size, modification time, inode): the dataset doctor, the feature
-# cache and the run record each need every file's hash, and each file is read for it once.
+# path -> (size, mtime, inode), sha256: doctor, feature cache and run record each hash every file; read it once.
 _SHA256: dict[str, tuple[tuple[int, int, int], str]] = {}
 
 
@@ -166,8 +146,8 @@ def _identity(stat: os.stat_result) -> tuple[int, int, int]:
 
 
 def remember_sha256(path: str | Path, digest: str, stat: os.stat_result | None = None) -> None:
-    """Record ``path``'s sha256, computed by a caller that read the file anyway (``stat``:
-    taken before it was read, so a file changed since is hashed again)."""
+    """Record ``path``'s sha256 from a caller that read it anyway; ``stat`` is taken before the
+    read, so a file changed since is hashed again."""
     key = os.path.abspath(path)
     _SHA256[key] = (_identity(stat or os.stat(key)), digest)
 
@@ -188,8 +168,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: Any) -> Any:
-    """A CSV cell a spreadsheet shows as text: text that starts like a formula gets a
-    leading single quote (``=cmd`` -> ``'=cmd``); anything else as it is. Idempotent."""
+    """A CSV cell a spreadsheet shows as text: formula-like text gets a leading quote (``=cmd`` -> ``'=cmd``)."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value

@@ -1,19 +1,11 @@
-"""TensorFlow's log noise, kept out of clf's output unless asked for (``--verbose`` or
-``CLF_DEBUG=1``).
+"""TensorFlow's log noise, kept out of clf's output unless ``--verbose`` or ``CLF_DEBUG=1``.
 
-What TensorFlow writes that no clf user can act on, and how each is kept out:
+- Import-time C++ lines (before absl is initialised, oneDNN): only ``TF_ENABLE_ONEDNN_OPTS=0``
+  would silence them, and it slows CPU inference, so TensorFlow is imported with fd 2 pointed
+  away (``quiet_tensorflow``), then ``TF_CPP_MIN_LOG_LEVEL=2``.
+- Keras/TFLite converter warnings and TFLite's XNNPACK line: their calls run in ``quiet_logs``.
 
-- at import, C++ logging that runs before absl is initialised (``WARNING: All log messages
-  before absl::InitializeLog() ...`` and ``oneDNN custom operations are on``). No variable
-  silences it short of ``TF_ENABLE_ONEDNN_OPTS=0``, which turns oneDNN off and makes CPU
-  inference much slower, so the CLI imports TensorFlow with file descriptor 2 pointed away
-  (``quiet_tensorflow``) and ``TF_CPP_MIN_LOG_LEVEL=2`` for what it logs afterwards;
-- Keras' legacy-HDF5 and the TFLite converter's ``trackable_obj`` warnings (absl logger),
-  and TFLite's ``XNNPACK delegate`` INFO line (native): the code that triggers them runs
-  inside ``quiet_logs``, scoped to that call.
-
-Whatever a silenced block wrote is replayed to stderr when the block fails, so an error is
-never hidden with the noise.
+A silenced block that fails has its output replayed to stderr, so errors are never hidden.
 """
 
 from __future__ import annotations
@@ -31,7 +23,6 @@ from types import ModuleType
 from typing import Iterator, Sequence
 
 ENV_DEBUG = "CLF_DEBUG"  # 1: show everything TensorFlow logs (what --verbose sets)
-# The loggers TensorFlow and Keras warn through (Python side).
 NOISY_LOGGERS = ("absl", "tensorflow", "h5py")
 
 
@@ -53,9 +44,7 @@ _state = {"set_level": False}
 
 @contextmanager
 def native_stderr_silenced() -> Iterator[None]:
-    """Point file descriptor 2 at a temporary file while the block runs, so lines native
-    code writes (TensorFlow's C++ logging, TFLite's delegates) go nowhere; if the block
-    raises, they are written to stderr before the exception propagates."""
+    """Point fd 2 at a temporary file during the block, hiding native lines; replayed if it raises."""
     if verbose():
         yield
         return
@@ -89,12 +78,9 @@ def _restore(saved: int) -> None:
 
 @contextmanager
 def quiet_logs() -> Iterator[None]:
-    """Run a block without TensorFlow's log noise: its native stderr lines, warnings of the
-    ``absl``/``tensorflow`` loggers and Python warnings. Use it around a call into
-    TensorFlow, Keras or a converter that logs what the user cannot act on (saving legacy
-    HDF5, TFLite conversion, creating a TFLite interpreter); errors still raise, and what
-    the block wrote to stderr is replayed if it fails. Does nothing with ``--verbose`` or
-    ``CLF_DEBUG=1``."""
+    """Run a block without TensorFlow's native stderr, ``absl``/``tensorflow`` log warnings and
+    Python warnings, around calls that log what users cannot act on. Errors still raise, with
+    the block's stderr replayed. Does nothing with ``--verbose`` or ``CLF_DEBUG=1``."""
     if verbose():
         yield
         return
@@ -123,8 +109,8 @@ class _DropMessage(logging.Filter):
 
 
 def drop_message(logger: str, text: str) -> None:
-    """Keep records of ``logger`` containing ``text`` out of the output from now on: for a
-    warning clf triggers by design and a user cannot act on (see clf.infer.forward)."""
+    """Drop ``logger``'s records containing ``text`` from now on, for a warning clf triggers by
+    design (see clf.infer.forward)."""
     target = logging.getLogger(logger)
     if not any(isinstance(f, _DropMessage) and f.text == text for f in target.filters):
         target.addFilter(_DropMessage(text))
@@ -140,7 +126,6 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        # TensorFlow sees its own loader, as if nothing had come between.
         assert module.__spec__ is not None  # a module being imported has its spec
         module.__loader__ = module.__spec__.loader = self.loader
         with native_stderr_silenced():
@@ -148,8 +133,7 @@ class _QuietLoader(importlib.abc.Loader):
 
 
 class _QuietImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: on the first ``import tensorflow`` it lets the other finders
-    locate the package and hands back their spec with its loader wrapped."""
+    """On the first ``import tensorflow``, returns the other finders' spec with its loader wrapped."""
 
     def find_spec(self, name: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> ModuleSpec | None:
@@ -167,9 +151,8 @@ class _QuietImport(importlib.abc.MetaPathFinder):
 
 
 def quiet_tensorflow() -> None:
-    """For a command-line process, before TensorFlow is imported: its C++ INFO/WARNING lines
-    off (``TF_CPP_MIN_LOG_LEVEL=2`` unless already set) and its import silenced. Does
-    nothing with ``CLF_DEBUG=1``; ``set_verbose`` undoes it until TensorFlow loads."""
+    """Before TensorFlow is imported: ``TF_CPP_MIN_LOG_LEVEL=2`` unless set, and a silenced import.
+    Does nothing with ``CLF_DEBUG=1``; ``set_verbose`` undoes it until TensorFlow loads."""
     if verbose():
         return
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:

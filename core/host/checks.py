@@ -1,9 +1,5 @@
-"""Checks a plugin's hook implementations before pluggy sees them.
-
-pluggy's own errors ("Argument(s) {'registrar'} are declared in the hookimpl but can not be
-found in the hookspec") are accurate but hard to act on; these checks name the plugin, the
-hook and the argument, and say what to write instead.
-"""
+"""Checks a plugin's hook implementations before pluggy does, because pluggy's errors are hard
+to act on: these name the plugin, hook and argument, and say what to write instead."""
 
 from __future__ import annotations
 
@@ -25,7 +21,7 @@ def check_hookimpls(pm: pluggy.PluginManager, plugin: Any, plugin_name: str, hoo
             continue
         try:
             opts = pm.parse_hookimpl_opts(plugin, attr)
-        except Exception:  # an attribute that cannot be inspected is no hook implementation
+        except Exception:  # uninspectable: not a hook implementation
             opts = None
         if opts is None:
             continue
@@ -70,5 +66,5 @@ def _impl_args(fn: Any) -> list[str]:
     except (TypeError, ValueError):
         return []
     names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    # A plain function taken from a class (a class registered as the plugin) keeps 'self'.
+    # a class registered as the plugin: its functions keep 'self'
     return [n for n in names if n not in ("self", "cls")]

@@ -1,17 +1,12 @@
-"""Every private Keras attribute clf replaces, in one place, and a check that each is still
-there in the shape clf expects (``problems()``; tests/test_keras_patches.py runs it).
+"""Every private Keras attribute clf replaces, and ``problems()``, a check that each still has the
+shape clf expects (tests/test_keras_patches.py runs it).
 
-- ``keras.src.utils.file_utils.get_file``: Keras Applications download their ImageNet
-  files through this module attribute (``file_utils.get_file(fname, origin,
-  cache_subdir="models", file_hash=...)``), not through the public ``keras.utils.get_file``
-  name, and Keras has no public hook for the URL or the cache step. clf replaces it while
-  building a backbone (clf.artifacts.weights: mirror, hash check, nothing cached before it
-  loads) and to learn which file a backbone would download.
-- ``Model._maybe_symbolic_build`` (keras/src/backend/tensorflow/trainer.py): ``fit`` under
-  MultiWorkerMirroredStrategy fails in it (keras-team/keras#20585); clf.train.distribute
-  gives that one model a replacement that takes the first batch's shapes from one replica.
+- ``keras.src.utils.file_utils.get_file``: Keras Applications download through it, and Keras has
+  no public hook for the URL or cache; clf.artifacts.weights replaces it (mirror, hash check).
+- ``Model._maybe_symbolic_build``: ``fit`` under MultiWorkerMirroredStrategy fails in it
+  (keras-team/keras#20585); clf.train.distribute replaces it for that one model.
 
-Keras is imported inside the functions: importing this module imports nothing heavy.
+Keras is imported inside the functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -35,8 +30,7 @@ def _file_utils() -> Any:
 
 @contextmanager
 def replaced_get_file(replacement: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
-    """While active, Keras Applications download through ``replacement``; yields the
-    function it replaced (to pass calls on to)."""
+    """While active, Keras Applications download through ``replacement``; yields the original."""
     file_utils = _file_utils()
     original = file_utils.get_file
     file_utils.get_file = replacement
@@ -68,7 +62,7 @@ def _parameters(function: Callable[..., Any]) -> list[str]:
 
 
 def problems() -> list[str]:
-    """What no longer matches what clf's replacements assume, one line each (empty: all)."""
+    """What no longer matches clf's replacements' assumptions, one line each."""
     import importlib
 
     import keras

@@ -7,7 +7,7 @@ from typing import Any
 
 from clf.host.manager import PluginHost
 
-# The table shows this many component names per kind; --json shows them all.
+# component names per kind in the table; --json shows all
 SHOWN = 6
 
 
@@ -35,11 +35,11 @@ def plugin_table_rows(host: PluginHost) -> list[list[str]]:
     for r in plugin_rows(host):
         name = r["name"].removeprefix("clf.plugins.") if r["builtin"] else r["name"]
         if r["origin"] == "file":
-            name = Path(name).name  # the file's name; --json has the whole path
+            name = Path(name).name  # --json has the whole path
         name += f"\n({_ORIGIN.get(r['origin'], r['origin'])})"
         dist = f"{r['distribution'] or '-'} {r['version'] or ''}".strip()
         if r["status"] == "skipped":
-            # The first clause; the full error is the warning line printed above the table.
+            # the full error is printed above the table
             rows.append([name, dist, "-", f"SKIPPED: {r['error'].split(';')[0]}"])
             continue
         registered = "; ".join(f"{kind}: {_names(names)}" for kind, names in r["components"].items())

@@ -1,8 +1,5 @@
 """Loads plugins (built-in, installed, named on the command line) and fills the registries.
-
-Built-in plugins go through exactly the same path as third-party ones; only their origin
-differs: a tuple of module names here versus the ``clf`` entry-point group.
-"""
+Built-in plugins take the same path as third-party ones; only their origin differs."""
 
 from __future__ import annotations
 
@@ -50,12 +47,11 @@ HOOKS = {
 }
 
 
-# The environment variables that control plugin loading (the CLI documents them too).
 ENV_STRICT = "CLF_STRICT_PLUGINS"  # 1: a broken installed plugin is an error, not a warning
 ENV_LOAD = "CLF_LOAD_PLUGINS"  # name1,name2: load only these installed plugins; empty: none
 ENV_TRACE = "CLF_TRACE_PLUGINS"  # 1: log each hook call to the 'clf.plugins' logger
 
-# Hook calls are traced through logging, never printed: the engine does not print.
+# traced through logging: the engine never prints
 log = logging.getLogger("clf.plugins")
 
 
@@ -131,10 +127,9 @@ class PluginHost:
     def __init__(self, plugins: Iterable[str] = (), *, entry_points: bool = True,
                  strict: bool | None = None, only: Iterable[str] | str | None = None,
                  trace: bool | None = None) -> None:
-        """``strict``, ``only`` and ``trace`` default to CLF_STRICT_PLUGINS,
-        CLF_LOAD_PLUGINS and CLF_TRACE_PLUGINS. Built-in plugins and ``plugins`` (asked for
-        by name) always load and always raise on failure; installed plugins that fail are
-        skipped and recorded in ``skipped`` unless ``strict``."""
+        """``strict``, ``only`` and ``trace`` default to CLF_STRICT_PLUGINS, CLF_LOAD_PLUGINS and
+        CLF_TRACE_PLUGINS. Built-ins and ``plugins`` raise on failure; failing installed plugins
+        are recorded in ``skipped`` unless ``strict``."""
         self.settings = PluginSettings.resolve(strict, only, trace)
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
@@ -222,8 +217,7 @@ class PluginHost:
         try:
             module = importlib.import_module(spec)
         except ImportError as exc:
-            # The module itself not found is a typo in the command (exit 2); an import error
-            # inside a module that exists is a broken plugin.
+            # the module missing is a typo (exit 2); an error inside it is a broken plugin
             missing = isinstance(exc, ModuleNotFoundError) and exc.name and \
                 (spec == exc.name or spec.startswith(exc.name + "."))
             raise (PluginNotFoundError if missing else PluginError)(
@@ -341,9 +335,7 @@ _default_host: PluginHost | None = None
 
 
 def get_host(plugins: Iterable[str] = (), *, strict: bool | None = None) -> PluginHost:
-    """The process-wide host (built-ins and installed plugins), plus any extra plugins.
-
-    Built again when the loading settings (``strict``, CLF_* variables) changed."""
+    """The process-wide host plus any extra ``plugins``; rebuilt when the loading settings changed."""
     global _default_host
     if _default_host is None or _default_host.settings != PluginSettings.resolve(strict):
         _default_host = PluginHost(strict=strict)

@@ -1,10 +1,6 @@
-"""Registries of the components plugins provide, filled through the register callbacks.
-
-Each component remembers the plugin that provided it, so listings can show it and a name
-provided twice is an error naming both plugins. A component's fields are the keyword
-arguments of its hook's ``register`` (see ``clf.hookspecs``; tests/test_plugin_docs.py keeps
-the two in step).
-"""
+"""Registries of the components plugins provide. Each remembers its plugin, for listings and for
+errors naming both plugins of a duplicate. Fields are the keywords of the hook's ``register``
+(``clf.hookspecs``; tests/test_plugin_docs.py keeps them in step)."""
 
 from __future__ import annotations
 
@@ -48,7 +44,7 @@ class Backbone(Component):
     """Parameter count, for listings (``None``: unknown)."""
     features: int | None = None
     """Feature width, for listings (``None``: unknown)."""
-    imagenet_file: Any = None  # clf.artifacts.weights.WeightsFile at the default size, for 'clf weights'
+    imagenet_file: Any = None
     """The ImageNet weights file at the default size (a ``clf.WeightsFile``), for ``clf weights``."""
     trainable: bool = False
     """``True`` for a backbone trained with the head (from scratch, like the tutorial's small
@@ -198,15 +194,14 @@ _FN_FIELD = {Backbone: "build", Head: "build", DataLoader: "load", Exporter: "ex
 
 
 def _preprocess_mode(plugin: str, backbone: str, preprocess: Any) -> str:
-    """A backbone's preprocessing as the mode name its saved models will carry. A function
-    is registered under ``<plugin>.<backbone>`` (the plugin's module, entry-point or file
-    name), so a saved model reloads wherever that plugin is loaded."""
+    """The preprocessing mode name saved models carry; a function is registered as
+    ``<plugin>.<backbone>``, so models reload wherever that plugin is loaded."""
     if isinstance(preprocess, str):
         return preprocess
     if callable(preprocess):
         from clf.data.modes import register_preprocess
 
-        stem = Path(plugin).stem if plugin.endswith(".py") else plugin  # a --plugin file: its name
+        stem = Path(plugin).stem if plugin.endswith(".py") else plugin
         mode = f"{stem}.{backbone}"
         register_preprocess(mode, preprocess, replace=True)
         return mode

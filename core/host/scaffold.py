@@ -1,8 +1,5 @@
-"""``clf new-plugin NAME --kind KIND``: write a ready-to-install plugin package.
-
-The package has a pyproject.toml with the ``clf`` entry point, one module with a working
-hook implementation, a README and a test; ``pip install`` it and it shows in ``clf plugins``.
-"""
+"""``clf new-plugin NAME --kind KIND``: write a ready-to-install plugin package (pyproject.toml
+with the ``clf`` entry point, a working module, a README and a test)."""
 
 from __future__ import annotations
 
@@ -58,8 +55,7 @@ def create_plugin(name: str, kind: str, output: str | Path = ".") -> list[Path]:
 
 
 def pip_target(root: Path) -> str:
-    """``root`` as pip reads a local folder: a bare ``clf-mlp2`` would be looked up on the
-    package index, ``./clf-mlp2`` is the folder."""
+    """``root`` as a local folder for pip (``./clf-mlp2``; bare ``clf-mlp2`` means the index)."""
     text = str(root)
     if root.is_absolute() or text.startswith(("./", "../", ".\\", "..\\")):
         return text
