@@ -19,7 +19,7 @@ def augmentation_layers(seed: int) -> Any:
 
 
 def augmentation_spec(seed: int) -> str:
-    """A short hash of the augmentation's configuration, for cache keys of augmented copies."""
+    """A short hash of the augmentation's config, for augmented copies' cache keys."""
     layers = augmentation_layers(seed)
     configs = [{k: v for k, v in layer.get_config().items() if k not in ("name", "seed")}
                for layer in layers.layers]

@@ -1,24 +1,13 @@
-"""The dataset doctor: look at every file of a folder-per-class dataset before training.
+"""The dataset doctor: Pillow decodes every file of a folder-per-class dataset completely before
+training (a truncated JPEG fails only at its last bytes) and decides, per file:
 
-It uses Pillow to open each file completely (a truncated JPEG only fails when its last
-bytes are decoded) and decides, per file, one of three things:
-
-- **use** it as it is (8-bit RGB JPEG/PNG/BMP without EXIF rotation: tf.data decodes it);
-- **convert** it: Pillow reads it but tf.io.decode_image would not, or would get it wrong
-  (alpha, grayscale, CMYK, 16-bit, palette, animated, EXIF rotation, WebP/TIFF). A normalised
-  8-bit RGB PNG is written once into a content-addressed cache (``converted/`` in clf's
-  cache folder: ``$CLF_CACHE_DIR``, else ``$XDG_CACHE_HOME/clf``, else ``~/.cache/clf``) and training reads that copy. Why a cached copy and not
-  a ``tf.py_function`` decode path: the training pipeline stays pure TensorFlow (parallel,
-  deterministic, no GIL, no Python in the graph), the conversion is paid once per file and
-  not once per epoch, and the copy can be looked at when a result looks wrong;
-- **quarantine** it: not a regular file (a link to a FIFO or a device: never opened),
-  empty, unreadable, not an image, truncated or corrupt, too small, too large (over the
-  byte or pixel limits of ``clf.data.filecheck``: never read or decoded), an exact
-  duplicate, or a validation/test copy of a training image (leakage). Quarantined files are listed with their reason in the run folder
-  (``quarantine.json``) and left out; with ``strict`` any of them is an error.
-
-System files (``.DS_Store``, ``Thumbs.db``, hidden files) are listed as ``system`` and never
-make a strict run fail.
+- **use** it (8-bit RGB JPEG/PNG/BMP without EXIF rotation: tf.data decodes it);
+- **convert** it (what tf.io.decode_image misreads: alpha, grayscale, CMYK, 16-bit, palette,
+  animation, EXIF rotation, WebP/TIFF) into an 8-bit RGB PNG in a content-addressed cache
+  (``converted/`` under ``clf.files.cache_root``). A copy rather than a ``tf.py_function``
+  keeps the pipeline pure TensorFlow, converts once rather than every epoch, and can be inspected;
+- **quarantine** it (``KINDS``; over ``clf.data.filecheck``'s limits: never read), listed with
+  its reason in ``quarantine.json``; with ``strict`` any but ``system`` files is an error.
 """
 
 from __future__ import annotations
@@ -44,20 +33,18 @@ if TYPE_CHECKING:
     from clf.config import RunConfig
     from clf.events import Observer
 
-# Suffixes of files Pillow can read that the doctor turns into training images: the ones
-# the loader picks as they are, and the ones it picks once converted.
+# suffixes the loader takes as they are, plus those it takes once converted
 IMAGE_LIKE_SUFFIXES = IMAGE_SUFFIXES | frozenset({".jpe", ".jfif", ".webp", ".tif", ".tiff", ".ppm",
                                                   ".pgm", ".pbm", ".ico"})
 SYSTEM_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 TF_FORMATS = frozenset({"JPEG", "PNG", "BMP"})  # formats tf.io.decode_image reads as-is
 MIN_SIDE = 16  # smaller images (icons, tracking pixels) carry no usable content
-# Largest / smallest training class above this: the doctor notes it and
-# --class-weight auto balances the classes (clf.train.class_weights).
+# largest/smallest class ratio that is noted and balanced by --class-weight auto (clf.train.class_weights)
 IMBALANCE_RATIO = 3.0
-CONVERTED_CACHE = "converted"  # folder in clf's cache for the converted copies
+CONVERTED_CACHE = "converted"
 QUARANTINE_FILE = "quarantine.json"
 
-# Kinds of quarantined files; "system" is the one that --strict-data tolerates.
+# "system" is the one kind --strict-data tolerates
 KINDS = ("system", "not_regular", "unreadable", "empty", "not_image", "truncated", "corrupt", "too_small",
          "too_large", "duplicate", "leak")
 
@@ -77,7 +64,7 @@ class Conversion:
     split: str
     class_name: str
     changes: list[str]
-    copy: str | None = None  # the converted file, once written
+    copy: str | None = None
 
 
 @dataclass
@@ -142,7 +129,7 @@ class DoctorReport:
 
 
 def facts_path() -> Path:
-    """Where Pillow's facts about files are cached (beside the converted copies)."""
+    """Where Pillow's facts about files are cached."""
     return cache_dir("doctor") / "facts.json"
 
 
@@ -159,15 +146,14 @@ class _Look:
 
 
 def _png_bit_depth(data: bytes) -> int:
-    # IHDR is the first chunk: 8-byte signature, 4 length, 4 type, 4 width, 4 height, 1 depth.
+    # IHDR comes first: signature 8, length 4, type 4, width 4, height 4, then depth
     return data[24] if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24 else 8
 
 
 def pillow_facts(data: bytes) -> dict[str, Any]:
-    """What Pillow finds in a file's bytes, decoding them completely (a truncated JPEG only
-    fails when its last bytes are decoded): format, mode, size, frames, EXIF orientation,
-    transparency, PNG bit depth; or ``error`` (``too_large``, ``unidentified``, ``decode``) and
-    its ``text``. It depends on the bytes alone, so it is cached by their hash (FactsCache)."""
+    """What Pillow finds decoding a file's bytes completely: format, mode, size, frames, EXIF
+    orientation, transparency, PNG bit depth; or ``error`` (``too_large``, ``unidentified``,
+    ``decode``) and its ``text``. Depends on the bytes alone, so ``FactsCache`` keys it by hash."""
     from PIL import Image, UnidentifiedImageError
 
     facts: dict[str, Any] = {}
@@ -176,7 +162,7 @@ def pillow_facts(data: bytes) -> dict[str, Any]:
             facts.update(format=im.format, mode=im.mode, size=list(im.size), frames=getattr(im, "n_frames", 1),
                          orientation=im.getexif().get(0x0112, 1))
             check_pixels(*im.size)  # the limit predict and evaluate apply too, before decoding
-            im.load()  # decodes everything: this is what finds truncated files
+            im.load()  # what finds truncated files
             facts["transparency"] = "transparency" in im.info
     except Image.DecompressionBombError as exc:
         facts.update(error="too_large", text=bomb_problem(exc).reason)
@@ -191,10 +177,8 @@ def pillow_facts(data: bytes) -> dict[str, Any]:
 
 
 class FactsCache:
-    """Pillow's facts per file content hash, kept across runs: a warm run on the same photos
-    hashes each file but decodes none (decoding is what a cold check spends its time on; see
-    benchmarks/overhead.py). Keyed by Pillow's version, since the facts are what that Pillow
-    found."""
+    """Pillow's facts per content hash, across runs, so a warm run decodes nothing (see
+    benchmarks/overhead.py). Keyed by Pillow's version, which the facts depend on."""
 
     def __init__(self, path: Path | None) -> None:
         from PIL import __version__ as pillow
@@ -208,7 +192,7 @@ class FactsCache:
                 if data.get("version") == self.version:
                     self.known = data.get("facts", {})
             except (OSError, ValueError, AttributeError):
-                pass  # an unreadable cache is an empty one
+                pass
 
     def facts(self, sha: str, data: bytes) -> dict[str, Any]:
         found = self.known.get(sha) or self.new.get(sha)
@@ -225,12 +209,11 @@ class FactsCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_json(self.path, {"version": self.version, "facts": {**self.known, **self.new}})
         except OSError:
-            pass  # a read-only cache folder costs the next run its decoding, nothing else
+            pass  # read-only cache: the next run just decodes again
 
 
 def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None = None) -> _Look:
-    """Look at one file (its bytes; Pillow's decoding of them, from ``facts`` when known);
-    say whether it is usable, convertible or bad."""
+    """Whether one file is usable, convertible or bad (Pillow's findings from ``facts`` when known)."""
     from clf.files import remember_sha256
 
     look = _Look(path)
@@ -241,7 +224,7 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None 
     try:
         stat = path.stat()  # before reading: a file changed since is hashed again later
     except OSError:
-        stat = None  # read_file says why
+        stat = None  # read_file reports it
     try:
         data = read_file(path)  # regular files within the byte limit only: no FIFO, no /dev/zero
     except FileProblem as problem:
@@ -252,7 +235,7 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None 
         return look
     look.sha = hashlib.sha256(data).hexdigest()
     if stat is not None:
-        remember_sha256(path, look.sha, stat)  # the feature cache and the run record hash no more
+        remember_sha256(path, look.sha, stat)  # spares the feature cache and run record a re-read
     found = facts.facts(look.sha, data) if facts is not None else pillow_facts(data)
     fmt, mode = found.get("format"), found.get("mode")
     if "size" in found:
@@ -342,8 +325,7 @@ def convert_file(path: Path, sha: str, target_dir: Path) -> Path:
 def _class_files(folder: Path) -> dict[str, list[Path]]:
     classes = class_folders(folder)
     check_class_names(folder, [c.name for c in classes])
-    # Everything that is not a folder, links and FIFOs included: each is looked at (without
-    # opening what is not a regular file) and either used or listed with its reason.
+    # links and FIFOs included, so each is used or listed with its reason
     return {c.name: sorted(p for p in c.rglob("*") if p.is_symlink() or not p.is_dir()) for c in classes}
 
 
@@ -358,14 +340,12 @@ def check_class_names(folder: Path, names: Sequence[str]) -> None:
         )
 
 
-# A copy's name as file managers and browsers make it: "x(1).jpg", "x (2).jpg", "x copy.jpg",
-# "x - Copy.jpg", "x copy 2.jpg", "Copy of x.jpg".
+# copy names from file managers and browsers: "x(1).jpg", "x - Copy.jpg", "x copy 2.jpg", "Copy of x.jpg"
 _COPY_MARKER = re.compile(r"(\s*\(\d+\)|[\s_-]+copy(\s*\d+|\s*\(\d+\))?)$|^copy of ", re.IGNORECASE)
 
 
 def plainest_first(path: Path) -> tuple[bool, int, str]:
-    """Sort key of duplicates, the one to keep first: no copy marker, then the shortest
-    name, then by name (deterministic)."""
+    """Sort key of duplicates, the one to keep first: no copy marker, shortest, then by name."""
     name = Path(path).name
     return bool(_COPY_MARKER.search(Path(path).stem)), len(name), name
 
@@ -373,14 +353,13 @@ def plainest_first(path: Path) -> tuple[bool, int, str]:
 def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = True, workers: int | None = None,
             target_dir: Path | None = None, facts_file: Path | None | bool = True) -> DoctorReport:
     """Look at every file of a folder-per-class dataset; with ``convert`` write the copies.
-    ``facts_file``: where Pillow's findings are cached by content hash (True: beside the
-    converted copies; None or False: decode every file)."""
+    ``facts_file``: Pillow's findings cache (True: the default place; None/False: none)."""
     root = Path(source)
     check_data_root(root, source)
     layout = find_layout(root)
     per_split = {split: _class_files(folder) for split, folder in layout.items()}
     class_names = sorted(per_split["train"])
-    # Within a class the plainest name comes first, so of two copies it is the one kept.
+    # plainest name first, so it is the copy kept
     jobs = [(split, cls, f) for split, classes in per_split.items() for cls, files in classes.items()
             for f in sorted(files, key=plainest_first)]
     facts = FactsCache(facts_path() if facts_file is True else (facts_file or None))
@@ -407,7 +386,7 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
         if look.kind is not None:
             report.quarantined.append(BadFile(str(f), split, cls, look.kind, look.reason))
             continue
-        assert look.sha is not None  # every file that was read has its hash
+        assert look.sha is not None
         first[look.sha] = (split, cls, f)
         usable.append((split, cls, look))
 
@@ -431,7 +410,7 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
     return report
 
 
-IMBALANCED = "classes are imbalanced"  # how the imbalance note begins
+IMBALANCED = "classes are imbalanced"  # the imbalance note's start
 
 
 def _add_notes(report: DoctorReport) -> None:
@@ -468,27 +447,26 @@ def check_usable(report: DoctorReport) -> None:
 
 # loader: a clf.host.registry.DataLoader (data imports no host, so Any here)
 def preflight(config: RunConfig, loader: Any, observer: Observer) -> DoctorReport | None:
-    """Run before loading: examine a local data folder, convert, report, and in strict mode
-    refuse bad files. ``None`` when the data is not a local folder (a loader streaming from
-    elsewhere) or the loader cannot take the doctor's file lists."""
+    """Before loading: examine and convert a local data folder, and in strict mode refuse bad
+    files. ``None`` when the data is not a local folder or the loader cannot take file lists."""
     import inspect
 
     if not Path(config.data).is_dir():
-        return None  # the loader reports a missing folder in its own words
+        return None  # the loader reports it
     params = inspect.signature(loader.load).parameters
     if not ({"skip", "substitute"} <= set(params) or any(p.kind == p.VAR_KEYWORD for p in params.values())):
         observer.note(f"Loader {loader.name!r} does not accept the dataset doctor's file lists; "
                       f"bad files are not quarantined for it.")
         return None
     observer.phase_start("doctor")
-    # --no-cache: nothing kept on disk between runs, Pillow's findings included.
+    # --no-cache keeps no findings on disk either
     report = examine(config.data, facts_file=bool(getattr(config, "cache", True)))
     if getattr(config, "strict_data", False):
         report.strict_check()
     check_usable(report)
     for note in report.notes:
         if note.startswith(IMBALANCED) and getattr(config, "class_weight", None) == "auto":
-            # The one note on imbalance says what training does about it too (fit says nothing more).
+            # fit says nothing more about it
             note += (f" --class-weight auto balances the class weights when the training split is over "
                      f"{IMBALANCE_RATIO:g}x; --class-weight none turns this off.")
         observer.note(note)

@@ -1,12 +1,9 @@
 """Look at a file before reading it: regular file, bounded size, bounded pixel count.
 
-Training (the dataset doctor), ``predict``, ``evaluate`` and ``serve`` read files that
-someone else put there. A symbolic link to ``/dev/zero`` or a FIFO, a 6 GB sparse ``.jpg``
-or a 20000x20000 PNG is read, or decoded, in full by TensorFlow and Pillow: memory runs
-out or the read never returns. So every file is first ``stat``-ed (links followed):
-anything but a regular file is never opened, a file over ``MAX_FILE_BYTES`` is never read,
-and an image whose header declares more than ``MAX_PIXELS`` pixels is never decoded. The
-same limits hold everywhere, so a file training quarantines is also refused by predict.
+Files from others (a link to ``/dev/zero``, a FIFO, a huge sparse ``.jpg``, a giant PNG) would
+exhaust memory or hang TensorFlow and Pillow. So only regular files are opened, none over
+``MAX_FILE_BYTES`` is read, and none whose header declares over ``MAX_PIXELS`` is decoded;
+the limits are the same in training, predict, evaluate and serve.
 """
 
 from __future__ import annotations
@@ -19,10 +16,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from _typeshed import StrPath
 
-# No photo clf trains on is near this; RAW files and scans that are, are not JPEG/PNG anyway.
+# far above any photo; RAW files and scans that big are not JPEG/PNG anyway
 MAX_FILE_BYTES = 256 * 1024 * 1024
-# Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS), which the doctor already
-# used for training: about 13400 x 13400, beyond any camera's sensor.
+# Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS), beyond any camera's sensor
 MAX_PIXELS = 178_956_970
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
@@ -38,8 +34,7 @@ class FileProblem(Exception):
 
 
 def display_path(path: StrPath | bytes) -> str:
-    """A path as text that any terminal, CSV or JSON file can hold: bytes of a file name that
-    are not UTF-8 (``caf\\xe9.png`` from an old Latin-1 disk) appear as ``\\xe9`` escapes."""
+    """A path as text any terminal, CSV or JSON can hold: non-UTF-8 bytes appear as ``\\xe9`` escapes."""
     text = os.fsdecode(path) if isinstance(path, bytes) else str(path)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
@@ -75,9 +70,8 @@ def _check_stat(path: StrPath, st: os.stat_result, max_bytes: int) -> None:
 
 
 def read_file(path: StrPath, max_bytes: int | None = None) -> bytes:
-    """The bytes of a regular file within the size cap. Opened without blocking and checked
-    again on the open descriptor, so a file swapped for a FIFO after ``check_file`` cannot
-    hang the read, and a file grown past the cap is not read past it."""
+    """The bytes of a regular file within the size cap. Opened non-blocking and rechecked on the
+    descriptor, so a file swapped for a FIFO or grown since ``check_file`` cannot hang or overrun."""
     max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     check_file(path, max_bytes)
     try:
@@ -112,8 +106,7 @@ def bomb_problem(exc: Exception) -> FileProblem:
 
 def check_image_file(path: StrPath, max_bytes: int | None = None, max_pixels: int | None = None) -> None:
     """FileProblem unless ``path`` is a regular file within the size cap whose image header
-    (read by Pillow without decoding) declares at most ``MAX_PIXELS`` pixels. A file Pillow
-    cannot identify passes: the decoder that reads it reports that in its own words."""
+    declares at most ``MAX_PIXELS`` pixels. Unidentified files pass: their decoder reports them."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -124,7 +117,7 @@ def check_image_file(path: StrPath, max_bytes: int | None = None, max_pixels: in
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 width, height = im.size
-    except Image.DecompressionBombError as exc:  # Pillow refuses to open it at all
+    except Image.DecompressionBombError as exc:
         raise bomb_problem(exc) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         return
@@ -141,18 +134,15 @@ def image_problem(path: StrPath) -> str | None:
 
 
 def as_tf_path(path: StrPath) -> bytes:
-    """A path for ``tf.io.read_file``: its bytes, so a file name that is not UTF-8 reads too
-    (a str with such bytes makes tf.data fail with 'Could not build a TypeSpec')."""
+    """A path as bytes for ``tf.io.read_file``: a non-UTF-8 str makes tf.data fail ('Could not
+    build a TypeSpec')."""
     return os.fsencode(Path(path))
 
 
 def inside_folder(root: str | os.PathLike[str], name: object, source: str) -> Path:
-    """``root / name`` for a file that a run's own files name (manifest.json's split,
-    verification.json's images): a relative path that stays inside ``root``, or an absolute
-    one that lies there. Anything else (``/etc/passwd``, ``../photo.jpg``, not a string) is a
-    DataError naming ``source``, the file that listed it, so an edited record never makes clf
-    read outside the folder. The check is on the path as written; links inside ``root`` are
-    the data's own (training followed them too)."""
+    """``root / name`` for a path a run's record lists (manifest.json, verification.json), only
+    if it lies inside ``root``; else a DataError naming ``source``, so an edited record never makes
+    clf read outside. The path is checked as written: links inside ``root`` are the data's own."""
     from clf.errors import DataError
 
     base = os.path.abspath(root)

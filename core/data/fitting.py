@@ -1,22 +1,12 @@
 """The centre crop and resize that bring a photo to a model's input, built from ops every
 runtime has, so an exported model can take the decoded photo itself.
 
-``tf.image.resize(..., antialias=True)`` (what ``clf.data.images.decode_image`` uses for
-training and prediction) is TensorFlow's ``ScaleAndTranslate`` kernel, which neither TFLite
-nor ONNX has. It is a separable filter, though: each output row (column) is a weighted sum of
-input rows (columns), the weights a triangle of width ``max(input / output, 1)`` around the
-output pixel's centre, normalized to sum to 1. ``resize_weights`` computes those weights
-as a dense ``[output, input]`` matrix from the input's size at run time (range, abs, max,
-sum: builtin everywhere), and two matrix products apply them. The result is the same resize
-(float rounding apart: within 1e-3 of 0-255, tested), so nothing about training changes and
-TensorFlow's fast kernel keeps doing clf's own decoding.
-
-Cost: about ``3 * H * W * output_width`` multiply-adds (a 4000x3000 photo at 224 px: ~8e9),
-more than the sparse kernel's ``~6 * H * W``; a pipeline that already shrinks photos cheaply
-can use the fixed-size input instead (docs/export.md, "Export formats").
-
-``FitPhoto`` is the Keras layer an exported model starts with; ``photo_model`` puts
-it in front of a fixed-size classifier and ``fixed_model`` takes it off again.
+``decode_image``'s antialiased resize is TensorFlow's ``ScaleAndTranslate`` kernel, which
+TFLite and ONNX lack. It is separable, so ``resize_weights`` builds each axis's weights as a
+dense ``[output, input]`` matrix from builtin ops and two matrix products apply them: the same
+resize up to float rounding (tested), so training keeps TensorFlow's fast kernel. Dense costs
+more than the sparse kernel; pipelines that shrink photos cheaply can use the fixed-size input
+(docs/export.md, "Export formats").
 """
 
 from __future__ import annotations
@@ -27,10 +17,9 @@ import keras
 
 
 def center_box(height: Any, width: Any, size: Sequence[int], fraction: float) -> Any:
-    """``(top, left, box_height, box_width)`` (int32 tensors) of the centred box
-    ``decode_image`` crops from a photo of ``height`` x ``width`` (scalar tensors): the
-    input's aspect ratio, ``fraction`` of the photo but never below the input size while the
-    photo has the pixels; the whole photo when ``fraction`` is 0."""
+    """``(top, left, box_height, box_width)`` int32 tensors of the centred box ``decode_image``
+    crops: the input's aspect ratio, ``fraction`` of the photo but not below the input size
+    while the photo has the pixels; the whole photo when ``fraction`` is 0."""
     import tensorflow as tf
 
     height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
@@ -47,11 +36,9 @@ def center_box(height: Any, width: Any, size: Sequence[int], fraction: float) ->
 
 
 def resize_weights(in_size: Any, out_size: int) -> Any:
-    """``[out_size, in_size]`` float32 weights of TensorFlow's antialiased bilinear resize
-    along one axis (``ScaleAndTranslate``, triangle kernel, no translation): output pixel
-    ``i`` samples at ``(i + 0.5) * in / out``; input pixel ``j`` weighs
-    ``max(0, 1 - |j + 0.5 - sample| / k)`` with ``k = max(in / out, 1)`` (the kernel widens
-    only when shrinking); each row is normalized to sum 1."""
+    """``[out_size, in_size]`` float32 weights of ``ScaleAndTranslate``'s triangle kernel along
+    one axis: output ``i`` samples at ``(i + 0.5) * in / out``; input ``j`` weighs
+    ``max(0, 1 - |j + 0.5 - sample| / k)``, ``k = max(in / out, 1)``; rows sum to 1."""
     import tensorflow as tf
 
     in_f = tf.cast(in_size, tf.float32)
@@ -64,16 +51,15 @@ def resize_weights(in_size: Any, out_size: int) -> Any:
 
 
 def fit_batch(images: Any, size: Sequence[int], fraction: float) -> Any:
-    """Photos ``[n, h, w, 3]`` (any h, w; 0-255, any dtype) -> float32 ``[n, *size, 3]``:
-    the centre box of ``fraction``, then the antialiased bilinear resize, as
-    ``decode_image`` does one photo."""
+    """Photos ``[n, h, w, 3]`` (any size, 0-255) -> float32 ``[n, *size, 3]``, cropped and
+    resized as ``decode_image`` does one photo."""
     import tensorflow as tf
 
     size = (int(size[0]), int(size[1]))
     x = tf.cast(images, tf.float32)
     shape = tf.shape(x)
     top, left, bh, bw = center_box(shape[1], shape[2], size, fraction)
-    # tf.slice, not crop_to_bounding_box: its shape asserts are no TFLite builtin.
+    # not crop_to_bounding_box: its shape asserts are no TFLite builtin
     x = tf.slice(x, tf.stack([0, top, left, 0]), tf.stack([-1, bh, bw, 3]))
     x.set_shape([None, None, None, 3])  # the converters need the channels static (conv)
     x = tf.transpose(x, [0, 3, 1, 2])  # [n, 3, h, w]: both products act on the last axes
@@ -86,11 +72,8 @@ def fit_batch(images: Any, size: Sequence[int], fraction: float) -> Any:
 
 @keras.saving.register_keras_serializable(package="clf")
 class FitPhoto(keras.layers.Layer):
-    """A decoded photo at any size -> the model's input size: ``fit_batch`` as a layer.
-
-    An image already at the input size passes through unchanged (the weights are then
-    exactly the identity), so a model that starts with this layer also takes pre-resized
-    images."""
+    """``fit_batch`` as a layer; an image already at the input size passes unchanged (identity
+    weights), so the model also takes pre-resized images."""
 
     def __init__(self, size: Sequence[int], center_crop: float = 0.0, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
@@ -112,9 +95,8 @@ PHOTO_MODEL_NAME = "clf_photo_classifier"
 
 
 def photo_model(model: Any, size: Sequence[int]) -> Any:
-    """``model`` (fixed-size input) behind a ``FitPhoto`` layer: takes ``[n, h, w, 3]``
-    photos of any size (0-255), crops and resizes them as clf does. ``size``: the model's
-    input size, an ``clf.data.images.ImageSize`` (its centre crop is used) or a pair."""
+    """``model`` behind a ``FitPhoto`` layer, taking photos of any size. ``size``: the model's
+    input size, a pair or an ``clf.data.images.ImageSize`` (whose centre crop is used)."""
     import numpy as np
 
     if is_photo_model(model):
@@ -140,8 +122,8 @@ def fixed_model(model: Any) -> Any:
 
 
 def check_input_size(model: keras.Model, input_size: Sequence[int], labels_path: str) -> None:
-    """ModelError unless the label record's ``input_size`` is the fixed-size classifier's
-    input (an edited labels.json would otherwise fail deep inside Keras or TensorFlow)."""
+    """ModelError unless labels.json's ``input_size`` is the classifier's, rather than failing
+    deep inside Keras."""
     from clf.errors import ModelError
 
     shape = tuple(fixed_model(model).input_shape[1:3])

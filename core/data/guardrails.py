@@ -1,11 +1,7 @@
-"""Checks that turn small-data and output-folder mistakes into clear errors or notes.
+"""Checks that turn small-data and output-folder mistakes into clear errors or notes, before slow work.
 
-Each one says what happened, what was expected and how to fix it, before any slow work.
-
-A run folder is recognised by one thing only: the ``.clf-run`` marker clf writes into it
-when it creates it (format and run id). Files a run also writes (``config.toml``,
-``checkpoint/``, ``model.h5``) are common names in other projects, so their presence
-proves nothing; ``--force`` deletes a folder only when the marker is there.
+A run folder is recognised only by the ``.clf-run`` marker clf writes on creating it: names like
+``config.toml`` or ``model.h5`` are common elsewhere, so ``--force`` deletes only marked folders.
 """
 
 from __future__ import annotations
@@ -28,10 +24,8 @@ RUN_MARKER_FORMAT = "clf-run/1"
 
 
 def claim_run_dir(path: Path) -> dict[str, Any]:
-    """Mark ``path`` (created by clf for a run) as a clf run folder; keeps an existing marker.
-
-    Returns the marker record. Called when a run folder is created (and again on resume,
-    where it is a no-op), before anything else is written into it."""
+    """Mark ``path`` as a clf run folder before anything else is written (keeps an existing
+    marker, so resume is a no-op); returns the marker record."""
     path = Path(path)
     existing = read_run_marker(path)
     if existing is not None:
@@ -128,22 +122,21 @@ def replace_output(path: Path) -> None:
     """--force: move the old run aside, then delete it (a crash leaves it recoverable)."""
     if not path.is_dir() or not any(path.iterdir()):
         return
-    if not is_run_dir(path):  # checked again here: this is the one place that deletes
+    if not is_run_dir(path):  # rechecked: the one place that deletes
         raise _not_a_run(path)
     aside = path.with_name(f".{path.name}.replaced-{os.getpid()}")
     os.replace(path, aside)
     shutil.rmtree(aside, ignore_errors=True)
 
 
-# Temporary names clf's writers use (clf.files, the exporters, checkpoint folders): whatever
-# carries one in a run folder was left by a process that died mid-write.
+# clf's temporary names: one found in a run folder was left by a process that died mid-write
 ORPHAN_PREFIXES = (".tmp-",)
 ORPHAN_NAMES = frozenset({"labels.json.tmp", "verification.json.tmp"})
 
 
 def remove_orphans(run_dir: Path) -> list[Path]:
-    """Delete half-written files a killed or failed run left in its folder (and in its
-    checkpoint folder); returns what was removed. Only clf's own temporary names."""
+    """Delete half-written files (clf's temporary names only) a dead run left in its folder and
+    checkpoint folder; returns what was removed."""
     removed = []
     for folder in (Path(run_dir), Path(run_dir) / "checkpoint"):
         if not folder.is_dir():
@@ -170,11 +163,11 @@ def batch_size_for(batch_size: int, n_train: int, observer: Observer) -> int:
     return batch_size
 
 
-# Files a run writes besides its artifacts: no user-named output goes over one of these.
+# a run's record files: no user-named output overwrites them
 RUN_RECORD_FILES = frozenset({"labels.json", ".clf-run", "config.toml", "manifest.json", "metrics.json",
                               "quarantine.json", "verification.json", "history.csv", "confusion_matrix.csv",
                               "confusion_matrix.png", "training_curves.png", "checkpoint", "tensorboard"})
-# What the built-in exporters write (also protected when labels.json is missing or damaged).
+# built-in exporters' files, protected even when labels.json is missing or damaged
 DEFAULT_ARTIFACTS = frozenset({"model.h5", "model.weights.h5", "model.keras", "saved_model", "model.onnx"})
 
 
@@ -206,13 +199,9 @@ def run_file(target: Path) -> tuple[Path, str] | None:
 
 
 def check_output_file(output: str | Path, overwrite: bool = False, what: str = "predictions") -> Path:
-    """Where a user-named output file (``--output`` of predict, merge-predictions) will be
-    written (links resolved), or a UsageError before any work.
-
-    Never a file of a clf run (its model artifacts, labels.json, checkpoints, record files,
-    any existing file in a marked run folder), even with ``overwrite``; an existing file
-    only with ``overwrite``. Streams (a FIFO, ``/dev/stdout``) are written as they are:
-    nothing in them is replaced."""
+    """Where a user-named ``--output`` file will be written (links resolved), or a UsageError
+    before any work: never a clf run's file, even with ``overwrite``; an existing file only
+    with ``overwrite``. Streams (a FIFO, ``/dev/stdout``) are written as they are."""
     path = Path(output)
     target = path.resolve()
     if target.is_dir():

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Sequence
 
-# Suffixes tf.io.decode_image reads; anything else (.DS_Store, Thumbs.db, notes) is skipped.
+# what tf.io.decode_image reads; anything else is skipped
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
 
 
@@ -14,8 +14,7 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-# Where ``clf relabel`` moves the files a fixes list removes (it never deletes): inside the
-# data folder, so nothing leaves it, and never read as a class.
+# where ``clf relabel`` moves removed files (it never deletes); never read as a class
 REMOVED_FOLDER = "_removed"
 
 
@@ -37,11 +36,8 @@ class Split:
 
 @dataclass
 class DatasetBundle:
-    """A loaded dataset: sorted class names and unbatched ``(image, label)`` datasets.
-
-    Images are float32 RGB in 0-255 at the requested size; labels are int32 indices into
-    ``class_names``. ``splits`` lists the files behind each split when the data comes from
-    files (empty for loaders that stream from elsewhere).
+    """A loaded dataset: sorted class names and unbatched ``(image, label)`` datasets of float32
+    RGB 0-255 images and int32 labels. ``splits`` lists each split's files, when there are files.
     """
 
     class_names: list[str]
@@ -49,8 +45,7 @@ class DatasetBundle:
     validation: Any = None  # tf.data.Dataset or None
     test: Any = None
     splits: dict[str, Split] = field(default_factory=dict)
-    # Optional: builds the same kind of dataset for any subset of files, so the feature
-    # cache can decode only the files it misses. Without it a partial miss re-reads a split.
+    # optional: a dataset for any subset of files, so the feature cache decodes only its misses
     make_dataset: Callable[[list[str], list[int]], Any] | None = None
 
     @property
@@ -70,14 +65,9 @@ class ImageSize(tuple):
     """``(height, width)`` of a model's input, and how a photo is brought to that size.
 
     ``center_crop``: the fraction of the photo kept in a centred box of the input's aspect
-    ratio before resizing (never cropped below the input's own size). 0.875 is how ImageNet
-    backbones were evaluated (resize to 256, centre crop 224); features of photos prepared
-    that way separate classes better (hymenoptera, mobilenet_v2_035: linear probe 0.91-0.92
-    against 0.88 for the squashed whole photo). 0 resizes the whole photo, aspect ratio not
-    kept (the tutorial's way).
-
-    The crop rides on the size, so every loader that hands ``image_size`` on to
-    ``files_dataset`` crops exactly as prediction does, with no new loader argument.
+    before resizing (never below the input size). 0.875 is how ImageNet backbones were
+    evaluated, and separates classes better; 0 squashes the whole photo. The crop rides on the
+    size, so any loader passing ``image_size`` to ``files_dataset`` crops as prediction does.
     """
 
     center_crop: float
@@ -94,26 +84,20 @@ class ImageSize(tuple):
         return f"ImageSize({tuple(self)!r}, center_crop={self.center_crop:g})"
 
 
-# JPEG's DCT scaling decodes straight to 1/2, 1/4 or 1/8 of the size, skipping most of the
-# inverse DCT and colour conversion of a full decode (the entropy decoding stays). It is used
-# only while the scaled centre box still covers at least this many times the input on each
-# side, so the antialiased resize that follows still reduces by 2x or more and the features
-# stay those of the full decode (cosine >= 0.999, tested). Smaller photos (500x375 at 224)
-# decode fully: at 1/2 their box would fall below twice the input and the features would shift.
+# JPEG DCT scaling (1/2, 1/4, 1/8) skips most of a full decode's work; used only while the scaled
+# box still covers this many times the input per side, so features match the full decode (tested).
 DCT_MARGIN = 2
 DCT_RATIOS = (2, 4, 8)
 
 
 def decode_image(contents: Any, image_size: Sequence[int], scale_jpeg: bool = True) -> Any:
-    """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF
-    frame): centre-cropped first when ``image_size`` is an ``ImageSize`` with a crop.
-    A JPEG much larger than the input is decoded at a reduced DCT scale (see ``DCT_MARGIN``).
+    """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF frame),
+    centre-cropped when ``image_size`` is an ``ImageSize`` with a crop; a JPEG much larger than
+    the input is decoded at a reduced DCT scale (``DCT_MARGIN``).
 
-    ``scale_jpeg=False`` decodes every JPEG in full. Prediction always does (exported models
-    take the fully decoded photo, and clf predict gives their answer); for extraction it
-    leaves out the per-image choice of scale, whose graph branches cost a noticeable share of
-    decoding a small photo (see benchmarks/extract.py), for images known to need no scaling
-    (``may_scale``): the result is then the same.
+    ``scale_jpeg=False`` decodes JPEGs in full: prediction always does (exported models take the
+    full decode), and extraction does for images ``may_scale`` clears, sparing the per-image
+    branch (see benchmarks/extract.py).
     """
     import tensorflow as tf
 
@@ -137,11 +121,9 @@ def decode_image(contents: Any, image_size: Sequence[int], scale_jpeg: bool = Tr
 
 
 def decode_pixels(contents: Any) -> Any:
-    """The pixels of one encoded image as uint8 RGB ``[h, w, 3]``, exactly as Pillow (and
-    libjpeg's defaults) decode them: JPEGs with the accurate integer IDCT. TensorFlow's
-    default (the fast IDCT) differs from Pillow by up to 8 levels per pixel, which moved an
-    exported model's probabilities by up to 0.024 between clf and a client decoding with
-    Pillow (benchmarks/portable.py)."""
+    """One encoded image as uint8 RGB ``[h, w, 3]``, exactly as Pillow decodes it: JPEGs with the
+    accurate integer IDCT, since TensorFlow's fast default shifts predictions against Pillow
+    clients (benchmarks/portable.py)."""
     import tensorflow as tf
 
     image = tf.cond(
@@ -154,24 +136,21 @@ def decode_pixels(contents: Any) -> Any:
 
 
 def fit_image(image: Any, image_size: Sequence[int]) -> Any:
-    """A decoded RGB image ``[h, w, 3]`` (0-255, any dtype) brought to ``image_size`` the way
-    every clf path does it (training, predict, an array given to ``RunResult.predict``):
-    the centre crop of an ``ImageSize``, then an antialiased bilinear resize, float32."""
+    """A decoded RGB image ``[h, w, 3]`` brought to ``image_size`` as every clf path does it:
+    the ``ImageSize`` centre crop, then an antialiased bilinear resize, float32."""
     import tensorflow as tf
 
     size = (int(image_size[0]), int(image_size[1]))
     crop = getattr(image_size, "center_crop", 0.0)
     if crop:
         image = _center_box(image, size, crop)
-    # Antialiased: photos are usually several times the input size, and plain bilinear
-    # sampling of a 2x or larger reduction aliases fine texture.
+    # antialiased: plain bilinear aliases fine texture when shrinking 2x or more
     return tf.image.resize(image, size, method="bilinear", antialias=True)  # float32, 0-255
 
 
 def dct_scale_index(shape: Any, size: tuple[int, int], fraction: float) -> Any:
-    """0 for a full decode, else 1 + the index in ``DCT_RATIOS`` of the largest JPEG scale at
-    which the centre box of a photo of ``shape`` (height, width) still covers ``DCT_MARGIN``
-    times ``size`` on both sides."""
+    """0 for a full decode, else 1 + the ``DCT_RATIOS`` index of the largest scale at which the
+    centre box still covers ``DCT_MARGIN`` times ``size``."""
     import tensorflow as tf
 
     _, _, box_h, box_w = (tf.cast(v, tf.float32) for v in _box(shape, size, fraction))
@@ -183,8 +162,8 @@ def dct_scale_index(shape: Any, size: tuple[int, int], fraction: float) -> Any:
 
 
 def may_scale(paths: Sequence, image_size: Sequence[int]) -> bool:
-    """Whether any of these files may be a JPEG large enough for a reduced DCT scale, from
-    their headers alone (``decode_image`` decides exactly; this only must never miss one)."""
+    """Whether any file may be a JPEG large enough for DCT scaling, from headers alone; may
+    over-report, never miss (``decode_image`` decides exactly)."""
     for path in paths:
         try:
             with open(path, "rb") as f:
@@ -209,13 +188,13 @@ def _header_may_scale(f: BinaryIO, image_size: Sequence[int]) -> bool:
         largest = min(h, w / aspect)
         box_h = min(largest, max(largest * fraction, size[0]))
         h, w = box_h, box_h * aspect
-    # One pixel of slack for the rounding of the box in decode_image.
+    # one pixel of slack for decode_image's box rounding
     return h / DCT_RATIOS[0] >= DCT_MARGIN * size[0] - 1 and w / DCT_RATIOS[0] >= DCT_MARGIN * size[1] - 1
 
 
 def _jpeg_shape(f: BinaryIO) -> tuple[int, int] | None:
-    """``(height, width)`` from a JPEG's frame header (``f``: a binary file object at its
-    start); None for another format, ``(0, 0)`` for a JPEG whose header could not be followed."""
+    """``(height, width)`` from a JPEG's frame header (``f`` at its start); None for another
+    format, ``(0, 0)`` when the header cannot be followed."""
     sof = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
     if f.read(3) != b"\xff\xd8\xff":  # what tf.io.is_jpeg checks
         return None
@@ -245,9 +224,8 @@ def _jpeg_shape(f: BinaryIO) -> tuple[int, int] | None:
 
 
 def _decode_scaled_jpeg(contents: Any, ratio: int, size: tuple[int, int], fraction: float) -> Any:
-    """Decode at 1/``ratio`` and resize the centre box the full decode would cut, at its exact
-    sub-pixel position: the box's full-size offset and size need not divide by ``ratio``, and
-    a box cropped on whole scaled pixels shifts features (cosine 0.995 instead of 0.9999)."""
+    """Decode at 1/``ratio`` and resize the full decode's centre box at its exact sub-pixel
+    position: cropping on whole scaled pixels would shift features."""
     import tensorflow as tf
 
     top, left, box_h, box_w = _box(tf.io.extract_jpeg_shape(contents)[:2], size, fraction)
@@ -259,16 +237,15 @@ def _decode_scaled_jpeg(contents: Any, ratio: int, size: tuple[int, int], fracti
     image = image[iy:tf.cast(tf.math.ceil(y1), tf.int32), ix:tf.cast(tf.math.ceil(x1), tf.int32)]
     scale = tf.stack([size[0] / (y1 - y0), size[1] / (x1 - x0)])
     translation = -tf.stack([y0 - tf.cast(iy, tf.float32), x0 - tf.cast(ix, tf.float32)]) * scale
-    # What tf.image.resize(antialias=True) runs, with the box's fractional corner as translation.
+    # tf.image.resize(antialias=True)'s kernel, with the box's fractional corner as translation
     out = tf.raw_ops.ScaleAndTranslate(images=image[None], size=size, scale=scale, translation=translation,
                                        kernel_type="triangle", antialias=True)
     return out[0]
 
 
 def _box(shape: Any, size: tuple[int, int], fraction: float) -> Any:
-    """``(top, left, height, width)`` (int32 tensors) of the centre box ``_center_box`` cuts
-    from a photo of ``shape`` (height, width); the whole photo when ``fraction`` is 0. The
-    box is ``clf.data.fitting.center_box``, the one exported models cut in their own graph."""
+    """``(top, left, height, width)`` of the centre box: ``clf.data.fitting.center_box``, the
+    one exported models cut too."""
     import tensorflow as tf
 
     from clf.data.fitting import center_box
@@ -278,10 +255,8 @@ def _box(shape: Any, size: tuple[int, int], fraction: float) -> Any:
 
 
 def _center_box(image: Any, size: tuple[int, int], fraction: float) -> Any:
-    """The centred box of ``size``'s aspect ratio covering ``fraction`` of the photo, but
-    never smaller than ``size`` itself while the photo has the pixels: cropping a photo that
-    is already smaller than the input throws away detail it lacks (flowers5's 128 px photos
-    at 224 px lost 1.5-3 points of accuracy when cropped to 0.875)."""
+    """The centred box of ``size``'s aspect covering ``fraction`` of the photo, but never smaller
+    than ``size`` while the photo allows: cropping small photos loses detail they lack."""
     import tensorflow as tf
 
     top, left, bh, bw = _box(tf.shape(image)[:2], size, fraction)
@@ -291,19 +266,16 @@ def _center_box(image: Any, size: tuple[int, int], fraction: float) -> Any:
 def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Sequence[int],
                   substitute: "dict[str, str] | None" = None) -> Any:
     """Unbatched ``(image, label)`` dataset over image files, decoded in parallel.
-
-    ``substitute`` maps a file to the copy to read instead (the doctor's converted copies).
-    A file that still fails to decode (changed on disk after the doctor looked) is dropped
-    with a logged warning instead of stopping training mid-epoch."""
+    ``substitute`` maps a file to the copy to read instead (the doctor's conversions). A file
+    failing to decode is dropped with a warning rather than stopping training mid-epoch."""
     import tensorflow as tf
 
     from clf.data.filecheck import as_tf_path
 
     substitute = substitute or {}
     size = ImageSize(image_size)
-    # As bytes: a file name that is not UTF-8 is read like any other.
     paths = [as_tf_path(substitute.get(str(f), str(f))) for f in files]
-    scale = may_scale(paths, size)  # else no per-image branching (same images, less CPU)
+    scale = may_scale(paths, size)  # else skip per-image branching
     ds = tf.data.Dataset.from_tensor_slices((paths, list(map(int, labels))))
     ds = ds.map(
         lambda path, label: (decode_image(tf.io.read_file(path), size, scale), tf.cast(label, tf.int32)),

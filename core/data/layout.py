@@ -1,11 +1,6 @@
-"""Where the images of a folder-per-class dataset are: its split folders and class folders.
-
-Shared by the dataset doctor (clf.data.doctor) and the default directory loader
-(clf.plugins.directory_loader), so both read the same folders the same way. ``--data DIR``
-either holds the class folders directly (the loader then draws a validation split) or
-train/val(/test) folders of class folders, named as people name them, compared
-case-insensitively.
-"""
+"""Split and class folders of a folder-per-class dataset, shared by clf.data.doctor and
+clf.plugins.directory_loader so both read the same folders. ``--data DIR`` holds class folders
+or train/val(/test) folders of them (names compared case-insensitively)."""
 
 from __future__ import annotations
 
@@ -14,7 +9,6 @@ from pathlib import Path
 from clf.data.images import is_class_folder
 from clf.errors import DataError, DataNotFoundError
 
-# Split name -> the folder names that mean it.
 SPLIT_FOLDER_NAMES = {
     "train": ("train", "training", "entrenamiento"),
     "validation": ("val", "valid", "validation", "validacion", "validación"),
@@ -35,9 +29,7 @@ def _split_folder(root: Path, names: tuple[str, ...]) -> Path | None:
 
 
 def find_layout(root: Path) -> dict[str, Path]:
-    """Split name (train, validation, test) -> folder of class folders.
-
-    Without train/val folders the root itself is the train folder (validation is drawn)."""
+    """Split name -> folder of class folders; without split folders the root is train."""
     root = Path(root)
     found = {split: _split_folder(root, names) for split, names in SPLIT_FOLDER_NAMES.items()}
     layout = {"train": found["train"] or root}
@@ -46,7 +38,7 @@ def find_layout(root: Path) -> dict[str, Path]:
 
 
 def check_data_root(root: Path, source: str | Path) -> None:
-    """A missing, non-folder or empty ``--data`` is a clear error before anything else."""
+    """A clear error for a missing, non-folder or empty ``--data``."""
     if not root.is_dir():
         raise DataNotFoundError(
             f"Data directory {str(source)!r} does not exist or is not a folder; expected a "

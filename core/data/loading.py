@@ -1,8 +1,5 @@
-"""The data phase: the dataset doctor, then the loader, then the ``--classes`` check.
-
-The real run and ``clf run --dry-run`` both call ``load_data``, so the dry run reports
-exactly the classes and counts training would see.
-"""
+"""The data phase: doctor, loader, ``--classes`` check. ``clf run --dry-run`` calls ``load_data``
+too, so it reports exactly what training would see."""
 
 from __future__ import annotations
 
@@ -59,9 +56,8 @@ def _check_count(expected: int | None, data: str, class_names: list[str]) -> Non
 
 
 def check_early(config: Any) -> None:
-    """The data checks that need no TensorFlow, run before it is imported (seconds): with
-    the built-in folder loader, a missing or empty ``--data`` and ``--classes`` against the
-    class folders. The same checks run again when the data is loaded."""
+    """Data checks needing no TensorFlow, run before importing it (built-in folder loader only):
+    ``--data`` exists and ``--classes`` matches. They run again at load time."""
     from pathlib import Path
 
     from clf.data.layout import check_data_root, class_folders, find_layout

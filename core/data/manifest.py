@@ -1,6 +1,5 @@
-"""A run's ``manifest.json`` read back: validated, and every file of its split record inside
-the data folder (``clf.data.filecheck.inside_folder``). ``clf inspect`` and ``clf export``
-read a run's images through here, so an edited or damaged record is one clear error."""
+"""A run's ``manifest.json`` read back, validated and its files kept inside the data folder
+(``clf.data.filecheck.inside_folder``), so an edited or damaged record is one clear error."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # every file of a run is listed: ~100 by
 
 
 def read_manifest(run_dir: Path, *, required: bool = True) -> dict[str, Any]:
-    """``run_dir``'s manifest.json, validated (``validate_manifest``); ``{}`` when it is absent
-    and not ``required`` (a bundle copied without its run record)."""
+    """``run_dir``'s manifest.json, validated; ``{}`` when absent and not ``required``."""
     from clf.errors import UsageError
 
     path = Path(run_dir) / MANIFEST_FILE
@@ -32,7 +30,7 @@ def read_manifest(run_dir: Path, *, required: bool = True) -> dict[str, Any]:
         data = json.loads(read_file(path, MAX_MANIFEST_BYTES).decode("utf-8"))
     except FileProblem as problem:
         raise ModelError(f"{str(path)!r} cannot be used: {problem.reason}.") from None
-    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
         raise ModelError(f"{str(path)!r} is not valid JSON ({exc}); the run folder is damaged. Restore the file "
                          f"or train again.") from None
     validate_manifest(data, path)
@@ -44,9 +42,8 @@ def _number(value: Any) -> bool:
 
 
 def validate_manifest(data: Any, path: Path | str = MANIFEST_FILE) -> None:
-    """The fields of a manifest that clf reads back, checked for their types; a ModelError
-    names the first bad one. (The split's paths are checked where they are joined to the
-    data folder: ``split_files``.)"""
+    """Type-check the fields clf reads back; a ModelError names the first bad one (paths are
+    checked in ``split_files``)."""
 
     def bad(field: str, value: Any, expected: str) -> ModelError:
         shown = repr(value)

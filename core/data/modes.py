@@ -1,9 +1,6 @@
-"""The preprocessing modes a saved model can name: mode name -> ``fn(x) -> x``.
-
-A ``Preprocess`` layer stores its mode's *name* in the saved model, and reloading looks it
-up here, so a model reloads wherever its mode is registered: the built-in modes (one per
-``keras.applications`` module, ``none``, ``rescale``) always, a plugin's once that plugin is
-loaded. No Keras here: backbones register their modes on every command, listings included.
+"""The preprocessing modes a saved model can name: mode name -> ``fn(x) -> x``. Saved models
+store the name, so they reload wherever it is registered. No Keras import: backbones register
+modes on every command, listings included.
 """
 
 from __future__ import annotations
@@ -16,10 +13,8 @@ _MODES: dict[str, Callable] = {}
 
 
 def register_preprocess(name: str, fn: Callable, *, replace: bool = False) -> None:
-    """Make ``fn(x) -> x`` (float tensor, RGB 0-255 in) available as preprocessing ``name``.
-
-    ``replace``: the caller owns ``name`` and registers it again (a plugin host built
-    anew imports a plugin file again, which makes a new function)."""
+    """Make ``fn(x) -> x`` (float RGB 0-255 in) available as preprocessing ``name``.
+    ``replace``: the caller owns ``name`` (a rebuilt plugin host re-imports plugin files)."""
     if not callable(fn):
         raise PluginError(f"Preprocessing mode {name!r} must be a function fn(x) -> x; got {fn!r}.")
     if name in _MODES and _MODES[name] is not fn and not replace:
@@ -46,7 +41,7 @@ def get_preprocess(name: str) -> Callable:
 
 def _keras_app_preprocess(module: str) -> Callable:
     def preprocess(x: Any) -> Any:
-        import keras  # at call time: importing clf must not import Keras and every application
+        import keras  # at call time: importing clf must not import Keras
 
         return getattr(keras.applications, module).preprocess_input(x)
 
@@ -54,7 +49,6 @@ def _keras_app_preprocess(module: str) -> Callable:
     return preprocess
 
 
-# One mode per keras.applications module: each backbone uses its own preprocess_input.
 for _module in ("vgg16", "vgg19", "resnet", "resnet_v2", "inception_v3", "inception_resnet_v2",
                 "xception", "mobilenet", "mobilenet_v2", "mobilenet_v3", "densenet", "nasnet",
                 "efficientnet", "efficientnet_v2", "convnext"):

@@ -1,9 +1,6 @@
 """Backbone preprocessing as a saved Keras layer, so serving cannot skew from training.
-
-The exported model takes raw RGB floats in 0-255; a ``Preprocess`` layer at its input
-applies the backbone's own ``preprocess_input`` (e.g. VGG16's BGR mean subtraction, not the
-``rescale=1/255`` of many tutorials). The layer's config names the mode, not the function,
-so the model reloads in ``.keras`` and ``.h5`` alike once ``clf`` is imported.
+Its config names the mode, not the function, so ``.keras`` and ``.h5`` models reload once
+``clf`` is imported.
 """
 
 from __future__ import annotations
@@ -11,8 +8,7 @@ from __future__ import annotations
 import keras
 from typing import Any
 
-# The registry of modes lives in a module without Keras, so registering a backbone (which
-# runs on every command, listings included) never imports it; re-exported here.
+# the mode registry lives in a Keras-free module, so registering backbones never imports Keras
 from clf.data.modes import get_preprocess, preprocess_modes, register_preprocess  # noqa: F401
 
 
@@ -21,7 +17,7 @@ class Preprocess(keras.layers.Layer):
     """Applies a named preprocessing mode to raw RGB 0-255 images."""
 
     def __init__(self, mode: str, **kwargs: Any) -> None:
-        # Always float32: under mixed precision the mean subtraction must not lose precision.
+        # float32 so mixed precision does not degrade the mean subtraction
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         get_preprocess(mode)  # fail at build time, not at the first batch
@@ -39,12 +35,8 @@ class Preprocess(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="clf")
 class Standardize(keras.layers.Layer):
-    """``(features - mean) / std`` with the statistics as (non-trainable) weights.
-
-    Keras' own ``Normalization`` layer keeps derived tensors that its legacy HDF5 loader does
-    not refresh (a reloaded ``.h5`` model silently used mean 0, variance 1), so the head uses
-    this layer, which reads its weights on every call and round-trips in every format.
-    """
+    """``(features - mean) / std`` with the statistics as non-trainable weights. Not Keras'
+    ``Normalization``: its legacy HDF5 reload silently resets to mean 0, variance 1."""
 
     def build(self, input_shape: Any) -> None:
         width = int(input_shape[-1])
@@ -61,8 +53,7 @@ class Standardize(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="clf")
 class Mirror(keras.layers.Layer):
-    """Images ``[batch, height, width, channels]`` mirrored left to right: the second view of
-    ``--tta flip`` (a saved layer, so every exported format mirrors as training did)."""
+    """Images mirrored left to right: ``--tta flip``'s second view, saved in every export format."""
 
     def call(self, inputs: Any) -> Any:
         return keras.ops.flip(inputs, axis=2)
@@ -71,6 +62,5 @@ class Mirror(keras.layers.Layer):
         return input_shape
 
 
-# Exported models start with FitPhoto (the crop and resize): whatever imports this module to
-# reload a clf model registers that layer too.
+# registers FitPhoto, which exported models start with, for whoever reloads through this module
 from clf.data import fitting as _fitting  # noqa: E402,F401
