@@ -49,7 +49,6 @@ def images_per_second(runtime: Runner, batch: np.ndarray) -> float:
 class BackboneRuntime:
     """``run(batch) -> features`` in the runtime chosen for ``model`` (an extractor:
     raw RGB 0-255 -> pooled features), decided by ``decide`` or the first ``run`` unless stored.
-
     ``keep_tensorflow``: why TensorFlow must run it; ``no_conversion``: why converting would
     not pay (a stored decision is still used, but nothing new is converted).
     """

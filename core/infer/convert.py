@@ -30,9 +30,7 @@ ONNX_OPSET = 17
 def to_tflite(model: "keras.Model", quantize: str = "none",
               representative_data: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
     """``model`` as a TFLite flatbuffer (dynamic batch, and height and width for a photo
-    model), builtin ops only, input named ``image``.
-
-    ``quantize``: ``none`` (float32), ``float16``, ``dynamic`` (int8 weights) or ``int8``
+    model), builtin ops only, input named ``image``. ``quantize``: ``none`` (float32), ``float16``, ``dynamic`` (int8 weights) or ``int8``
     (uint8 in and out, calibrated on ``representative_data()``: raw model inputs)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2

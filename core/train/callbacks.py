@@ -45,9 +45,7 @@ def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda 
                past: tuple[int, float, list[Any]] | None = None, first_epoch: int = 0) -> Any:
     """A callback keeping the weights of the lowest-validation-loss epoch;
     ``restore_into(model)`` after fit puts them back (with ``restore``), as later epochs can
-    be worse.
-
-    ``variables(model)``: what to copy (fine-tuning passes only the trainable weights).
+    be worse. ``variables(model)``: what to copy (fine-tuning passes only the trainable weights).
     ``past``: ``(epoch, val_loss, values)`` of a resumed run's best epoch; ``first_epoch``:
     the epochs it had run. ``info()`` says what was kept, for the record."""
     import keras

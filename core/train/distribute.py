@@ -1,11 +1,7 @@
-"""Scale out on TensorFlow's own engine: pick a ``tf.distribute`` strategy and a precision.
-
-clf builds and compiles the model inside ``strategy.scope()`` and lets Keras split each
-batch across the replicas.
-
-``--batch-size`` is the **global** batch (images per optimizer step over every replica of
-every worker), so it must be a multiple of the replica count. One command then means one
-training recipe on any hardware: same learning rate, steps per epoch and result.
+"""Scale out on TensorFlow's own engine: pick a ``tf.distribute`` strategy and a precision;
+Keras splits each batch across the replicas. ``--batch-size`` is the **global** batch
+(images per optimizer step over every replica of every worker), so it must be a multiple of
+the replica count: one command then means one training recipe on any hardware.
 """
 
 from __future__ import annotations
@@ -56,12 +52,9 @@ class Distribution:
                 "per_replica_batch_size": self.per_replica_batch_size}
 
     def batch_size_for(self, count: int | None, size: int | None = None, split: str = "train") -> int:
-        """The batch size for a split of ``count`` elements (``size``: the global batch).
-
-        Keras builds the model from the first batch and needs it to split evenly across
-        replicas (``_maybe_symbolic_build`` in keras/src/backend/tensorflow/trainer.py), so a
-        smaller split is batched by the largest multiple of the replica count that fits.
-        """
+        """The batch size for a split of ``count`` elements (``size``: the global batch): Keras
+        builds the model from the first batch, which must split evenly across replicas
+        (``_maybe_symbolic_build``), so a smaller split gets the largest multiple that fits."""
         size = size or self.global_batch_size
         first = min(count, size) if count is not None and count >= 0 else size
         if self.replicas > 1 and first % self.replicas:
@@ -90,13 +83,9 @@ class Distribution:
         return max(1, count // size if self.static_batches else -(-count // size))
 
     def prepare(self, model: Any) -> None:
-        """Work around Keras 3's ``fit`` under MultiWorkerMirroredStrategy.
-
-        Keras reduces the first batch across replicas just to learn its shapes
-        (``_maybe_symbolic_build``), which this strategy cannot do for an ``(images, labels)``
-        pair (keras-team/keras#20585, tensorflow/tensorflow#72388); take the shapes from this
-        worker's first replica instead.
-        """
+        """Work around Keras 3's ``fit`` under MultiWorkerMirroredStrategy, which cannot reduce
+        the first ``(images, labels)`` batch Keras reduces just for its shapes
+        (keras-team/keras#20585, tensorflow/tensorflow#72388): take them from the first replica."""
         if self.name != "multiworker":
             return
         tf = _tf()
@@ -128,12 +117,8 @@ class Distribution:
         model.test_step = as_vectors(model.test_step)
 
     def local_model(self, model: "keras.Model") -> "BatchFn":
-        """``model``'s forward on this process's own device (clf.infer.forward).
-
-        Under several replicas Keras' ``predict_on_batch`` returns one row per image per
-        replica; on one it retraces for the last, shorter batch, and repeated runs end in
-        TensorFlow's retracing warning.
-        """
+        """``model``'s forward on this process's own device (clf.infer.forward): Keras'
+        ``predict_on_batch`` returns a row per image per replica, and retraces on one."""
         from clf.infer.forward import batch_fn
 
         return batch_fn(model)

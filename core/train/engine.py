@@ -9,8 +9,7 @@ Each phase returns a small dataclass; the observer sees a ``phase_start``/``phas
     build_backbone   train/model.py      the pretrained (or random) backbone, frozen
     extract_features train/extraction.py each image through the backbone once (disk cache)
     assemble         train/fit.py        head on the features, joined to the backbone
-    fit_head         train/fit.py        linear head solved (train/linear_head.py), or Keras fit
-                                         (train/optim.py): best epoch, checkpoint per epoch, resumable
+    fit_head         train/fit.py        head solved (train/linear_head.py) or Keras fit (train/optim.py)
     fine_tune        train/finetune.py   optional: top layers unfrozen, live images
     evaluate_run     train/finish.py     validation/test reports
     export_run       train/finish.py     every exporter, round-trip verification, labels.json

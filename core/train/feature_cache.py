@@ -1,14 +1,11 @@
 """A persistent cache of backbone features on disk, one entry per image file.
 
-Layout: ``<cache dir>/<extractor key>/<variant>-<sha256>.npz`` shards. The extractor key
-hashes everything that changes the backbone's output (backbone, its weights' fingerprint,
-image size, preprocessing, loader and decoder version); entries are keyed by file *content*
-hash, so only changed or added files miss. ``variant`` separates clean features from each
-augmented copy. Shards are written atomically, so two runs can share a cache.
-
-A shard is named after its bytes' sha256, checked on read: a damaged or rewritten shard is
-a miss, moved into ``bad/`` and reported once. An unwritable cache folder is reported once
-and the run keeps its features in memory.
+Layout: ``<cache dir>/<extractor key>/<variant>-<sha256>.npz`` shards, written atomically
+so runs can share a cache. The extractor key hashes everything that changes the backbone's
+output; entries are keyed by file *content* hash, so only changed or added files miss.
+A shard's name is checked against its bytes' sha256 on read: a damaged shard is a miss,
+moved into ``bad/`` and reported once. An unwritable cache folder is reported once and the
+run keeps its features in memory.
 """
 
 from __future__ import annotations

@@ -207,10 +207,8 @@ def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
 
     ``n_clean``: the first rows are the images, the rest augmented copies (row i is image
     i % n_clean); a copy is held out with its image and only clean images are scored.
-    ``class_weight`` weights each row's loss by its class, in fitting and scoring.
-
-    BLAS runs on one thread: the products are small and memory-bound, and threads waiting
-    for a busy core slow the solve badly."""
+    ``class_weight`` weights each row's loss by its class, in fitting and scoring. BLAS runs
+    on one thread: the products are small and memory-bound, and waiting threads slow it badly."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):

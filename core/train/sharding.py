@@ -3,16 +3,12 @@ added hardware pays): every process ends with every image's features, in file or
 
 - **Replicas** (``--strategy mirrored``, and each worker's local GPUs): ``ReplicaForward``
   gives replica *i* the *i*-th contiguous slice of each batch via ``strategy.run``.
-- **Workers** (``--strategy multiworker``): ``Workers`` splits the images and exchanges
-  features with all-gathers, so the head trains on identical features everywhere. Only
-  the chief uses the disk cache. Three all-gathers: (1) each worker's rank and file-list
-  fingerprint (other files are an error, not a silently wrong model), then the chief's
-  cache-hit mask; (2) the misses, sorted by content hash and dealt round-robin
-  (``assign``: independent of file order, shares differ by one at most); (3) each share,
-  padded to one shape, put back in file order; the chief caches the new features.
-
-  Augmented copies take one exchange each. A loader that lists no files gives nothing to
-  split: every worker then extracts everything itself.
+- **Workers** (``--strategy multiworker``): ``Workers.exchange`` all-gathers each worker's
+  rank and file-list fingerprint (other files are an error, not a silently wrong model),
+  then the chief's cache hits (only the chief uses the disk cache); deals the misses by
+  content hash (``assign``); and all-gathers the extracted features, so the head trains
+  on identical features everywhere. A loader that lists no files gives nothing to split:
+  every worker then extracts everything itself.
 """
 
 from __future__ import annotations
