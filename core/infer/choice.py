@@ -154,7 +154,7 @@ class BackboneRuntime:
         check = stored.get("checks", {}).get(name)
         content = self.store.load(name) if check else None
         if not check or content is None or content_hash(content) != check.get("file_hash"):
-            return  # or the converted file changed: check again
+            return  # missing, or the converted file changed: check again
         self.check, self.reused = {k: v for k, v in check.items() if k != "file_hash"}, True
         if self.requested == "auto":
             self.name = auto.get("runtime") if auto.get("runtime") in ("tensorflow", name) else None

@@ -1,7 +1,7 @@
 """A Keras model as a TFLite flatbuffer or as ONNX, for the exporters and ``--runtime``.
 
-TFLite converts the traced forward (``clf.infer.forward.forward_fn``) frozen to constants:
-a SavedModel writes and re-reads the whole model for the same flatbuffer (see
+TFLite converts the traced forward (``clf.infer.forward.forward_fn``) frozen to constants,
+not a SavedModel, which writes and re-reads the whole model for the same flatbuffer (see
 benchmarks/export_formats.py). ONNX uses Keras' ``model.export(format="onnx")``, whose
 tf2onnx is patched for NumPy 2.
 """
@@ -30,8 +30,9 @@ ONNX_OPSET = 17
 def to_tflite(model: "keras.Model", quantize: str = "none",
               representative_data: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
     """``model`` as a TFLite flatbuffer (dynamic batch, and height and width for a photo
-    model), builtin ops only, input named ``image``. ``quantize``: ``none`` (float32), ``float16``, ``dynamic`` (int8 weights) or ``int8``
-    (uint8 in and out, calibrated on ``representative_data()``: raw model inputs)."""
+    model), builtin ops only, input named ``image``. ``quantize``: ``none`` (float32),
+    ``float16``, ``dynamic`` (int8 weights) or ``int8`` (uint8 in and out, calibrated on
+    ``representative_data()``: raw model inputs)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 

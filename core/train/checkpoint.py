@@ -306,9 +306,10 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
 def epoch_batches(ds: Any, *, seed: int, batch_size: int, buffer: int, first_epoch: int, epochs: int,
                   batch: Callable[[Any], Any] | None = None) -> Any:
     """Batches for epochs ``first_epoch .. epochs-1``, each epoch shuffled by (seed, epoch)
-    only, so a resumed run and every tf.distribute strategy see the same batches. Pass ``steps_per_epoch=steps(n, batch_size)`` to fit, so Keras keeps one iterator and
-    epoch boundaries fall where each shuffle ends. ``batch`` batches one shuffled epoch
-    (default ``ds.batch(batch_size)``; the engine passes
+    only, so a resumed run and every tf.distribute strategy see the same batches. Pass
+    ``steps_per_epoch=steps(n, batch_size)`` to fit, so Keras keeps one iterator and epoch
+    boundaries fall where each shuffle ends. ``batch`` batches one shuffled epoch (default
+    ``ds.batch(batch_size)``; the engine passes
     ``clf.train.distribute.Distribution.batch``, which keeps a small split divisible by replicas)."""
     import tensorflow as tf
 

@@ -194,7 +194,8 @@ def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHo
            **options: Any) -> RunResult:
     """Continue an interrupted run from its last completed epoch (same config, same folder).
 
-    ``options`` (flags beside ``clf run --resume``) must equal the recorded values; others are refused."""
+    ``options`` (flags beside ``clf run --resume``) must equal the recorded values; others
+    are refused."""
     ckpt = checkpoint.require(run_dir)
     values = {k: v for k, v in ckpt.config.items() if k not in ("force",)}
     config = RunConfig.from_mapping({**values, "output": str(run_dir)})
