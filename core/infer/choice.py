@@ -1,10 +1,8 @@
 """Which runtime runs the frozen feature extractor: ``--runtime auto|tensorflow|tflite|onnx``.
 
-A converted extractor is used only after reproducing TensorFlow's features on a real batch
-within ``TOLERANCE`` (relative max difference); ``auto`` also keeps the faster of the two.
-A runtime that is missing, fails to convert or disagrees is never an error: TensorFlow
-takes over with a note. The check and decision are stored beside the converted model
-(``clf.infer.store.RuntimeStore``), so later runs reuse them.
+A converted extractor is used only once it reproduces TensorFlow's features on a real batch
+(``TOLERANCE``), and by ``auto`` only if faster; otherwise TensorFlow runs it, with a note,
+never an error. Checks are stored (``clf.infer.store.RuntimeStore``) for later runs.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
 """A Keras model as a TFLite flatbuffer or as ONNX, for the exporters and ``--runtime``.
-
 TFLite converts the traced forward (``clf.infer.forward.forward_fn``) frozen to constants,
 not a SavedModel, which writes and re-reads the whole model for the same flatbuffer (see
 benchmarks/export_formats.py). ONNX uses Keras' ``model.export(format="onnx")``, whose

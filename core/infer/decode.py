@@ -74,8 +74,7 @@ def _is_paths(images: Any) -> bool:
 
 
 def rgb(image: Any) -> np.ndarray:
-    """An ``[h, w, 3]`` RGB array from an RGB, grayscale ``[h, w]`` or ``[h, w, 1]`` array or a
-    PIL image (converted to RGB)."""
+    """An ``[h, w, 3]`` RGB array from an RGB or grayscale array or a PIL image."""
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
         image = image.convert("RGB")
     image = np.asarray(image)
@@ -103,8 +102,7 @@ class Decoder:
         return decode_image(contents, self.size, scale_jpeg=False)
 
     def from_bytes(self, data: bytes) -> np.ndarray:
-        """One encoded image (JPEG, PNG, BMP, GIF). Raises ``tf.errors.InvalidArgumentError``
-        for bytes that are not a decodable image."""
+        """One encoded image (JPEG, PNG, BMP, GIF); ``tf.errors.InvalidArgumentError`` if not."""
         if self._traced is None:  # traced once: much faster than eager
             import tensorflow as tf
 

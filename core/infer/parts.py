@@ -1,6 +1,5 @@
-"""The two parts of a classifier clf assembled: the frozen feature extractor (raw RGB ->
-Preprocess -> backbone) and the head over its features, so the extractor can run in another
-runtime (clf.infer.choice) while the head stays in TensorFlow."""
+"""A clf classifier's frozen feature extractor and head, so the extractor can run in
+another runtime (clf.infer.choice) while the head stays in TensorFlow."""
 
 from __future__ import annotations
 
