@@ -1,14 +1,8 @@
 """Which runtime runs the frozen feature extractor: ``--runtime auto|tensorflow|tflite|onnx``.
 
-A converted extractor is used only after it has reproduced TensorFlow's features on a real
-batch: the relative max difference ``max|tf - other| / max|tf|`` must be at most
-``TOLERANCE``, else TensorFlow runs and a note says why. ``auto`` also times both on that
-batch and keeps the faster. A runtime that is not installed, cannot convert the model or
-disagrees is never an error: TensorFlow takes over with a note.
-
-The check and the auto decision are stored beside the converted model
-(``clf.infer.store.RuntimeStore``), keyed by the model's weights, so a later run (or
-``clf predict`` on the run's model) reuses them without converting or checking again.
+A converted extractor is used only once it reproduces TensorFlow's features on a real batch
+(``TOLERANCE``), and by ``auto`` only if faster; otherwise TensorFlow runs it, with a note,
+never an error. Checks are stored (``clf.infer.store.RuntimeStore``) for later runs.
 """
 
 from __future__ import annotations
@@ -23,7 +17,7 @@ from clf.infer.store import OPENERS, RuntimeStore, content_hash
 
 TOLERANCE = 1e-4  # relative max difference of the features against TensorFlow's
 AUTO_CANDIDATES = ("tflite", "onnx")  # tried in this order by auto; the first that runs is timed
-TIMING_SECONDS = 0.2  # time each runtime over at least this long (at most 3 calls) on the batch
+TIMING_SECONDS = 0.2  # time each runtime at least this long (at most 3 calls)
 
 
 def relative_difference(reference: np.ndarray, got: np.ndarray) -> float:
@@ -52,12 +46,9 @@ def images_per_second(runtime: Runner, batch: np.ndarray) -> float:
 
 class BackboneRuntime:
     """``run(batch) -> features`` in the runtime chosen for ``model`` (an extractor:
-    raw RGB 0-255 -> pooled features).
-
-    ``keep_tensorflow``: why TensorFlow must run it (several replicas, mixed precision, a
-    GPU for auto); ``no_conversion``: why converting would not pay here (few images); a stored
-    decision is still used, but nothing new is converted. The choice is made by
-    ``decide`` on a batch, or on the first ``run`` call, unless stored.
+    raw RGB 0-255 -> pooled features), decided by ``decide`` or the first ``run`` unless stored.
+    ``keep_tensorflow``: why TensorFlow must run it; ``no_conversion``: why converting would
+    not pay (a stored decision is still used, but nothing new is converted).
     """
 
     def __init__(self, requested: str, model: Any, store: RuntimeStore | None = None, *,
@@ -83,8 +74,6 @@ class BackboneRuntime:
             if self.name is None and no_conversion:
                 self.name, self.reason = "tensorflow", no_conversion
 
-    # -- using it ---------------------------------------------------------------------------
-
     def decide(self, batch: np.ndarray) -> str:
         """Choose on ``batch`` (a no-op once decided); returns the runtime's name."""
         if self.name is None:
@@ -103,17 +92,15 @@ class BackboneRuntime:
         return {"name": self.name or "tensorflow", "requested": self.requested, "check": self.check,
                 "reused_check": self.reused, "reason": self.reason, "notes": list(self.notes)}
 
-    # -- choosing ---------------------------------------------------------------------------
-
     def _choose(self, batch: np.ndarray) -> None:
         tensorflow = TensorFlowRunner(self.model)
-        reference = tensorflow.run(batch)  # also the warm-up: traces once
+        reference = tensorflow.run(batch)  # also the warm-up
         candidates = AUTO_CANDIDATES if self.requested == "auto" else (self.requested,)
         reasons = []
         for name in candidates:
             try:
                 runtime = self.openers[name](self.model, self.store)
-                got = runtime.run(batch)  # also its warm-up: plans the batch shape
+                got = runtime.run(batch)  # also its warm-up
             except RuntimeUnavailable as exc:
                 reasons.append(f"{name}: {exc}")
                 continue
@@ -139,7 +126,7 @@ class BackboneRuntime:
         self.name, self._runtime = "tensorflow", tensorflow
         self.notes.append(f"--runtime {self.requested}: TensorFlow runs the backbone, because "
                           + "; ".join(reasons) + ".")
-        if self.check is not None:  # a runtime ran and disagreed: remember, so no run checks it again
+        if self.check is not None:  # it disagreed: remember, so no run checks it again
             self._remember(self.check["runtime"], self.check)
 
     def _remember(self, name: str, check: dict[str, Any]) -> None:
@@ -165,7 +152,7 @@ class BackboneRuntime:
         check = stored.get("checks", {}).get(name)
         content = self.store.load(name) if check else None
         if not check or content is None or content_hash(content) != check.get("file_hash"):
-            return  # nothing stored, or the converted file changed: check again
+            return  # missing, or the converted file changed: check again
         self.check, self.reused = {k: v for k, v in check.items() if k != "file_hash"}, True
         if self.requested == "auto":
             self.name = auto.get("runtime") if auto.get("runtime") in ("tensorflow", name) else None
@@ -182,7 +169,7 @@ class BackboneRuntime:
         if self.name == "tensorflow":
             return TensorFlowRunner(self.model)
         try:
-            assert self.name is not None  # decided before it is opened
+            assert self.name is not None
             return self.openers[self.name](self.model, self.store)
         except RuntimeUnavailable as exc:  # e.g. uninstalled since the stored check
             self.notes.append(f"--runtime {self.requested}: TensorFlow runs the backbone, because "

@@ -1,11 +1,8 @@
-"""A Keras model as a TFLite flatbuffer or as ONNX: the one converter of each, used by the
-exporter plugins and by the converted backbones that ``--runtime`` runs.
-
-TFLite goes through the traced forward (``clf.infer.forward.forward_fn``) frozen to
-constants, not through a SavedModel: that route writes and re-reads the whole model for the
-same flatbuffer (see benchmarks/export_formats.py). ONNX goes through Keras' own
-``model.export(format="onnx")``: with the TensorFlow backend that is tf2onnx underneath, and
-Keras patches tf2onnx for NumPy 2, so it is the route that works with current NumPy.
+"""A Keras model as a TFLite flatbuffer or as ONNX, for the exporters and ``--runtime``.
+TFLite converts the traced forward (``clf.infer.forward.forward_fn``) frozen to constants,
+not a SavedModel, which writes and re-reads the whole model for the same flatbuffer (see
+benchmarks/export_formats.py). ONNX uses Keras' ``model.export(format="onnx")``, whose
+tf2onnx is patched for NumPy 2.
 """
 
 from __future__ import annotations
@@ -31,12 +28,10 @@ ONNX_OPSET = 17
 
 def to_tflite(model: "keras.Model", quantize: str = "none",
               representative_data: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
-    """``model`` as a TFLite flatbuffer with a dynamic batch dimension (and dynamic height and
-    width for a photo model), builtin ops only, input named ``image``.
-
-    ``quantize``: ``none`` (float32), ``float16``, ``dynamic`` (int8 weights) or ``int8``
-    (integer weights and activations, uint8 in and out, calibrated on
-    ``representative_data()``: raw images as the model takes them)."""
+    """``model`` as a TFLite flatbuffer (dynamic batch, and height and width for a photo
+    model), builtin ops only, input named ``image``. ``quantize``: ``none`` (float32),
+    ``float16``, ``dynamic`` (int8 weights) or ``int8`` (uint8 in and out, calibrated on
+    ``representative_data()``: raw model inputs)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -45,8 +40,7 @@ def to_tflite(model: "keras.Model", quantize: str = "none",
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"Unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZE_MODES)}.")
     frozen = convert_variables_to_constants_v2(forward_fn(model).get_concrete_function())
-    # Without ``trackable_obj`` (the model): with it the converter saves and reloads the
-    # whole model first; it logs that choice as a warning, silenced here.
+    # No trackable_obj: with it the converter saves and reloads the model; its warning is silenced.
     with quiet_logs():
         converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     if quantize != "none":
@@ -70,7 +64,7 @@ def to_tflite(model: "keras.Model", quantize: str = "none",
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-    with quiet_logs():  # the converter's and the calibration's notes
+    with quiet_logs():
         return bytes(converter.convert())
 
 

@@ -1,10 +1,7 @@
-"""One decoder from whatever a caller holds (a file, a folder, encoded bytes, an array, a PIL
-image) to a model's input: float32 ``[h, w, 3]`` RGB 0-255, decoded in full (JPEGs with the
-accurate integer IDCT, as Pillow decodes them), centre-cropped and resized by
-``clf.data.images.fit_image``, exactly as the model was trained.
-
-``clf predict``, ``clf evaluate``, ``clf serve``, verification and ``RunResult.predict`` all
-decode here, so the same photo gives the same bits through each of them.
+"""One decoder from a file, folder, bytes, array or PIL image to a model's input: float32
+``[h, w, 3]`` RGB 0-255 (JPEGs with the accurate integer IDCT, as Pillow decodes them),
+centre-cropped and resized by ``clf.data.images.fit_image`` as in training. Every caller
+decodes here, so the same photo gives the same bits everywhere.
 """
 
 from __future__ import annotations
@@ -24,8 +21,7 @@ if TYPE_CHECKING:
 
 def collect_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Image files from a file, a folder, or a list of them (folders searched recursively,
-    sorted). A single path may be a ``str`` or a ``Path``: it is one path, never a
-    sequence of characters."""
+    sorted). A single ``str`` is one path, never a sequence of characters."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: list[Path] = []
@@ -40,9 +36,8 @@ def collect_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[st
 
 
 def pillow_problem(data: bytes) -> tuple[str, str] | None:
-    """Why Pillow cannot decode ``data`` in full either: ``("truncated", Pillow's message)``
-    or ``("corrupt", Pillow's message)``; None when it decodes. Asked after TensorFlow failed,
-    so it costs nothing on the images that decode (predict, evaluate and serve share it)."""
+    """Why Pillow cannot decode ``data`` in full either: ``("truncated"|"corrupt", message)``,
+    or None. Asked only after TensorFlow failed, so decodable images pay nothing."""
     import io
 
     from PIL import Image
@@ -79,8 +74,7 @@ def _is_paths(images: Any) -> bool:
 
 
 def rgb(image: Any) -> np.ndarray:
-    """An ``[h, w, 3]`` RGB array from an RGB, grayscale ``[h, w]`` or ``[h, w, 1]`` array or a
-    PIL image (converted to RGB)."""
+    """An ``[h, w, 3]`` RGB array from an RGB or grayscale array or a PIL image."""
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
         image = image.convert("RGB")
     image = np.asarray(image)
@@ -108,9 +102,8 @@ class Decoder:
         return decode_image(contents, self.size, scale_jpeg=False)
 
     def from_bytes(self, data: bytes) -> np.ndarray:
-        """One encoded image (JPEG, PNG, BMP, GIF). Raises ``tf.errors.InvalidArgumentError``
-        for bytes that are not a decodable image."""
-        if self._traced is None:  # traced once: a third of the eager time
+        """One encoded image (JPEG, PNG, BMP, GIF); ``tf.errors.InvalidArgumentError`` if not."""
+        if self._traced is None:  # traced once: much faster than eager
             import tensorflow as tf
 
             self._traced = tf.function(self.tensor, autograph=False,
@@ -118,8 +111,8 @@ class Decoder:
         return np.asarray(self._traced(data), np.float32)
 
     def from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """One image file, looked at before it is read (a link to /dev/zero, a FIFO, a huge
-        file or a decompression bomb is refused with its reason): a DataError otherwise."""
+        """One image file, checked before it is read (unsafe files are refused with their
+        reason); a DataError otherwise."""
         import tensorflow as tf
 
         from clf.data.filecheck import display_path, image_problem
@@ -173,9 +166,8 @@ class Decoder:
         ds = ds.map(lambda i, path: (i, self.tensor(tf.io.read_file(path))), num_parallel_calls=tf.data.AUTOTUNE)
         # ignore_errors drops undecodable files without giving up batching.
         ds = ds.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        # libjpeg's "Premature end of JPEG data" is logged as an error from the decoding
-        # threads, which run while batches are prefetched: native stderr stays quiet for the
-        # whole iteration (the file gets its reason from why_unreadable instead).
+        # libjpeg logs errors from the prefetching threads: silence native stderr for the whole
+        # iteration (why_unreadable gives the reason instead).
         with native_stderr_silenced():
             for indices, images in ds:
                 yield [int(i) for i in indices.numpy()], np.asarray(images.numpy(), np.float32)

@@ -1,10 +1,6 @@
-"""One traced inference function per Keras model: the forward pass that extraction,
-evaluation, verification, prediction, serving and conversion share.
-
-Keras' ``predict_on_batch`` traces a new graph for every new batch shape (the last, shorter
-batch of a folder costs a second trace of the whole backbone). A ``tf.function`` with an
-unknown batch dimension is traced once and serves every batch size; the TFLite converter
-reads the same concrete function, so there is no second trace for export either.
+"""One traced inference function per Keras model, shared by every caller and the TFLite
+converter. Unlike Keras' ``predict_on_batch``, which retraces for each new batch shape, a
+``tf.function`` with an unknown batch dimension is traced once for every batch size.
 """
 
 from __future__ import annotations
@@ -19,22 +15,21 @@ from clf.logs import drop_message
 if TYPE_CHECKING:
     import keras
 
-# ``images [n, h, w, 3] -> outputs [n, ...]`` as numpy: what every caller of a model takes.
+# ``images [n, h, w, 3] -> outputs [n, ...]`` as numpy.
 BatchFn = Callable[[np.ndarray], np.ndarray]
 
-# TensorFlow counts traces per Python function, so one traced forward per model (by design:
-# each model is traced once) reads to it as retracing after a few models in one process:
-# a warning about nothing a user can change.
+# TensorFlow counts traces per Python function, so one trace per model looks like retracing
+# after a few models: a warning about nothing a user can change.
 drop_message("tensorflow", "forward_fn.<locals>.<lambda>")
 
-# Kept beside the model, not on it: an attribute holding a tf.function would be tracked by
-# Keras and saved into a SavedModel export. Weak keys let finished models be collected.
+# Beside the model, not on it: Keras would track and export a tf.function attribute.
+# Weak keys let finished models be collected.
 _FORWARDS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 def forward_fn(model: "keras.Model") -> Any:
-    """``images -> outputs`` for ``model`` in inference mode, traced once per model. Its
-    input is named ``image`` (the name exported models give their input)."""
+    """``images -> outputs`` for ``model`` in inference mode, traced once per model, with
+    the input named ``image`` as in exported models."""
     import tensorflow as tf
 
     fn = _FORWARDS.get(model)
@@ -48,8 +43,8 @@ def forward_fn(model: "keras.Model") -> Any:
 
 
 def predict(model: "keras.Model", images: Any) -> np.ndarray:
-    """``model``'s outputs for one batch of images as a float32 numpy array, always through
-    the traced forward, so the same image gives the same numbers in every caller."""
+    """``model``'s float32 outputs for one batch, through the traced forward so every
+    caller gets the same numbers."""
     return np.asarray(forward_fn(model)(np.asarray(images, np.float32)), np.float32)
 
 

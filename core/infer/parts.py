@@ -1,6 +1,5 @@
-"""The two parts of a classifier clf assembled: the frozen feature extractor (raw RGB ->
-Preprocess -> backbone) and the head over its features, so the extractor can run in another
-runtime (clf.infer.choice) while the head stays in TensorFlow."""
+"""A clf classifier's frozen feature extractor and head, so the extractor can run in
+another runtime (clf.infer.choice) while the head stays in TensorFlow."""
 
 from __future__ import annotations
 
@@ -13,10 +12,9 @@ if TYPE_CHECKING:
 
 
 def split(model: "keras.Model") -> "tuple[keras.Model, keras.Model] | None":
-    """``(extractor, head)`` of a model that ``clf.train.model.join`` built (reloaded from
-    .keras or .h5 too); None for any other model. A photo model
-    (``clf.data.fitting.photo_model``, what clf exports) splits as the fixed-size classifier
-    inside it: its parts take images at the input size."""
+    """``(extractor, head)`` of a model ``clf.train.model.join`` built (reloaded too); None
+    for any other model. A photo model (``clf.data.fitting.photo_model``) splits as its
+    fixed-size classifier inside."""
     import keras
 
     from clf.data.fitting import fixed_model

@@ -1,10 +1,8 @@
 """Each runtime behind the same ``run(batch) -> outputs``: TensorFlow's traced forward,
 LiteRT (TFLite + XNNPACK) and onnxruntime, on the cores this process may use.
 
-A runner takes float32 ``[n, h, w, 3]`` RGB 0-255 and gives float32 outputs; a model with
-integer input or output (full int8 TFLite) is quantised and dequantised here, so callers
-never see the difference. The batch dimension (and a photo model's height and width) is
-dynamic: a runner re-plans when the shape changes.
+A runner takes float32 ``[n, h, w, 3]`` RGB 0-255 and gives float32 outputs (int8 TFLite
+is quantised and dequantised here), re-planning when the shape changes.
 """
 
 from __future__ import annotations
@@ -25,8 +23,8 @@ ONNX_HINT = "pip install 'clf[onnx]' (tf2onnx, onnx, onnxruntime)"
 
 
 class RuntimeUnavailable(Exception):
-    """A runtime that cannot run here (not installed, cannot convert or open the model); the
-    text says why. Callers turn it into a fallback note or into their own ClfError."""
+    """A runtime that cannot run here; the text says why. Callers turn it into a fallback
+    note or their own ClfError."""
 
 
 def cpu_threads() -> int:
@@ -70,9 +68,8 @@ class TensorFlowRunner(Runner):
 
 
 def litert_interpreter_class(allow_tensorflow: bool = False) -> tuple[Any, str]:
-    """``(Interpreter class, engine name)``: LiteRT's (``ai-edge-litert``); with
-    ``allow_tensorflow``, where LiteRT has no wheel (Windows), the deprecated
-    ``tf.lite.Interpreter``."""
+    """``(Interpreter class, engine name)``: LiteRT's, or with ``allow_tensorflow`` (LiteRT
+    has no Windows wheel) the deprecated ``tf.lite.Interpreter``."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -93,8 +90,7 @@ class LiteRTRunner(Runner):
         interpreter, self.engine = litert_interpreter_class(allow_tensorflow)
         source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else \
             {"model_path": str(model)}
-        # Quietly: the deprecation notice and the XNNPACK delegate's INFO line (printed at the
-        # first allocation) say nothing a user can act on.
+        # Quietly: the deprecation and XNNPACK notices say nothing a user can act on.
         with quiet_logs():
             self._it = interpreter(**source, num_threads=threads or cpu_threads())
             self._it.allocate_tensors()
@@ -111,7 +107,7 @@ class LiteRTRunner(Runner):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, np.float32)
-        if self._shape != x.shape:  # batch (and a photo input's height, width) are dynamic
+        if self._shape != x.shape:
             self._it.resize_tensor_input(self._in["index"], list(x.shape))
             self._it.allocate_tensors()
             self._shape = x.shape

@@ -1,9 +1,6 @@
-"""Converted copies of a frozen feature extractor, and their agreement checks, on disk in
-``<cache>/runtimes/<key>/``; the one key that names an extractor.
-
-The key is what makes the extractor's network what it is (backbone, weight values, input
-size, preprocessing, test-time flip), not the data or the runtime, so a model converted once
-serves every dataset, every later run, and ``clf predict`` on the run's model.
+"""Converted copies of a frozen feature extractor, and their agreement checks, in
+``<cache>/runtimes/<key>/``. The key names the network only (not data or runtime), so one
+conversion serves every dataset, later run and ``clf predict`` on the run's model.
 """
 
 from __future__ import annotations
@@ -22,11 +19,9 @@ from clf.infer.runners import ONNX_HINT, LiteRTRunner, OnnxRunner, Runner, Runti
 if TYPE_CHECKING:
     import keras
 
-# Conversion targets: runtime name -> file suffix of the converted extractor.
 SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
 CHECKS_FILE = "checks.json"
-# Versions the key of converted extractors and of the feature cache (which hashes the same
-# parts): bump it when decoding or extraction changes what a file's features are.
+# Versions the extractor key (feature cache too): bump when decoding or extraction changes features.
 KEY_FORMAT = "clf-features/4"
 
 
@@ -43,9 +38,8 @@ def weights_fingerprint(model: "keras.Model") -> str:
 def extractor_parts(backbone: str | None, weights_of: "keras.Model", image_size: Sequence[int],
                     preprocess: str | None, tta: str = "none") -> dict[str, Any]:
     """What makes an extractor's network what it is. ``weights_of``: the backbone (or the
-    extractor around it; the Preprocess layer holds no weights). ``--tta flip`` extracts
-    through another network (both views, averaged), so it is part of the key; left out when
-    off, so a run and ``clf predict`` on its model name the same extractor."""
+    extractor around it). ``tta`` is in the key only when on, so a run and ``clf predict``
+    on its model name the same extractor."""
     parts = {"backbone": backbone, "weights": weights_fingerprint(weights_of),
              "image_size": [int(s) for s in image_size], "preprocess": preprocess}
     return parts if tta == "none" else {**parts, "tta": tta}
@@ -61,8 +55,7 @@ def content_hash(content: bytes) -> str:
 
 
 class RuntimeStore:
-    """Converted extractors and their agreement checks for one extractor key; ``root`` None
-    keeps everything in memory (``--no-cache``)."""
+    """Converted extractors and checks for one key; ``root`` None: in memory (``--no-cache``)."""
 
     def __init__(self, root: str | Path | None, parts: Mapping[str, Any]) -> None:
         self.parts = dict(parts)
@@ -103,8 +96,8 @@ class RuntimeStore:
 
 
 def runtime_store(cache_dir: str | Path | None, parts: Mapping[str, Any], *, enabled: bool = True) -> RuntimeStore:
-    """The store for ``parts`` under ``cache_dir`` (None: clf's default feature cache folder);
-    ``enabled=False`` (``--no-cache``) keeps conversions in memory."""
+    """The store for ``parts`` under ``cache_dir`` (None: clf's default feature cache
+    folder); ``enabled=False`` keeps conversions in memory."""
     if not enabled:
         return RuntimeStore(None, parts)
     from clf.files import cache_dir as clf_cache_dir
@@ -133,7 +126,7 @@ def converted(name: str, model: "keras.Model", store: RuntimeStore | None,
 def open_tflite(model: "keras.Model", store: RuntimeStore | None) -> Runner:
     from clf.infer.convert import to_tflite
 
-    litert_interpreter_class()  # fail fast, before converting, when LiteRT is missing
+    litert_interpreter_class()  # fail before converting when LiteRT is missing
     return LiteRTRunner(converted("tflite", model, store, to_tflite))
 
 
@@ -147,8 +140,7 @@ def open_onnx(model: "keras.Model", store: RuntimeStore | None) -> Runner:
     return OnnxRunner(converted("onnx", model, store, to_onnx))
 
 
-# Runtime name -> ``open(model, store) -> Runner`` (raising RuntimeUnavailable). The chooser
-# takes another mapping in tests, to inject a runtime that disagrees with TensorFlow.
+# Runtime name -> ``open(model, store) -> Runner`` (raising RuntimeUnavailable); tests inject others.
 OPENERS: dict[str, Callable[[Any, RuntimeStore | None], Runner]] = {
     "tflite": open_tflite,
     "onnx": open_onnx,

@@ -31,8 +31,8 @@ def plugin_callbacks(host: PluginHost, config: RunConfig, run_dir: Path) -> list
 
 
 def stopping(config: RunConfig, has_validation: bool) -> list[Any]:
-    """Early stopping on validation loss. The best epoch's weights come back through
-    ``best_epoch``, or (``--last-epoch``) through Keras' own restore, as before."""
+    """Early stopping on validation loss (``best_epoch`` restores the best weights, or
+    Keras itself with ``--last-epoch``)."""
     if not config.patience or not has_validation:
         return []
     import keras
@@ -43,15 +43,11 @@ def stopping(config: RunConfig, has_validation: bool) -> list[Any]:
 
 def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda model: model.weights,
                past: tuple[int, float, list[Any]] | None = None, first_epoch: int = 0) -> Any:
-    """A callback that keeps a copy of the weights of the epoch with the lowest validation
-    loss; ``restore_into(model)`` after fit puts them back (with ``restore``), so the saved
-    model is the best epoch's, not the last one's (hymenoptera: 0.954 at epochs 4-7, 0.922
-    at epoch 20).
-
-    ``variables(model)``: the variables to copy (all weights; fine-tuning passes the
-    trainable ones, the only ones that change). ``past``: ``(epoch, val_loss, values)`` of
-    a resumed run's best epoch so far; ``first_epoch``: the epochs it had run. ``info()``
-    says what was kept, for the record."""
+    """A callback keeping the weights of the lowest-validation-loss epoch;
+    ``restore_into(model)`` after fit puts them back (with ``restore``), as later epochs can
+    be worse. ``variables(model)``: what to copy (fine-tuning passes only the trainable weights).
+    ``past``: ``(epoch, val_loss, values)`` of a resumed run's best epoch; ``first_epoch``:
+    the epochs it had run. ``info()`` says what was kept, for the record."""
     import keras
 
     class BestEpoch(keras.callbacks.Callback):
@@ -88,8 +84,8 @@ def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda 
 
 def phase_callbacks(observer: Observer, phase: str, epochs: int, config: RunConfig, host: PluginHost,
                     run_dir: Path, has_validation: bool, *extra: Any) -> list[Any]:
-    """The learning rate into the logs, progress, then the phase's own callbacks (the best
-    epoch, the checkpoint saver), then early stopping and the plugins' callbacks."""
+    """Learning-rate logger, progress, the phase's own callbacks (best epoch, checkpoint),
+    early stopping, then the plugins' callbacks."""
     from clf.train.optim import learning_rate_logger
 
     return [learning_rate_logger(), epoch_reporter(observer, phase, epochs), *extra,

@@ -1,17 +1,12 @@
 """Checkpoint every epoch, atomically, and resume from the last completed one.
 
-Works for any ``model.fit`` phase: ``callback(...)`` is a Keras callback that, after each
-epoch, writes the model's weights, the optimizer's state (Adam moments and step count) and
-the epoch into ``RUN/checkpoint/<phase>-epoch-NNNN/``. The folder is written under a
-temporary name and renamed when complete, so a kill at any moment leaves either the
-previous checkpoint or the new one, never a half-written one. ``state.json`` records the
-sha256 of each array file, and the previous checkpoint is kept: a latest one damaged later
-(a truncated ``weights.npz``) is passed over for the previous one, with a note. Resuming builds the same
-model, ``restore``s it and calls ``fit(..., initial_epoch=checkpoint.epoch)``.
-
-For the resumed epochs to see the very same batches as an uninterrupted run, the training
-order must depend only on (seed, epoch), not on how many epochs this process has already
-iterated: ``epoch_batches`` draws each epoch's shuffle from ``seed`` and the epoch number.
+``callback(...)`` writes weights, optimizer state and epoch into
+``RUN/checkpoint/<phase>-epoch-NNNN/`` after each epoch, under a temporary name renamed when
+complete, so a kill never leaves a half-written checkpoint. ``state.json`` records each
+array file's sha256 and the previous checkpoint is kept, so a later-damaged latest one is
+passed over with a note. Resuming builds the same model, ``restore``s it and calls
+``fit(..., initial_epoch=checkpoint.epoch)``; ``epoch_batches`` makes the order depend only
+on (seed, epoch), so resumed epochs see the same batches as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -64,7 +59,6 @@ def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / _dir_name(phase, epoch)
-    # The folder is on disk (every file flushed) before the rename makes it visible.
     with atomic_path(final) as tmp:
         tmp.mkdir()
         np.savez(tmp / "weights.npz", *[np.asarray(v.numpy()) for v in model.weights])
@@ -83,7 +77,7 @@ def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
             arrays += ("best.npz",)
         state["sha256"] = {name: file_hash(tmp / name) for name in arrays}
         write_json(tmp / "state.json", state)
-    # Keep this one and the one before it; drop older ones and temp folders of killed runs.
+    # Also drop temp folders of killed runs.
     kept = sorted((d for d in root.glob(f"{phase}-epoch-*") if d.is_dir()), key=lambda d: d.name)[-KEEP:]
     for old in root.iterdir():
         if old.is_dir() and old not in kept and (old.name.startswith(f"{phase}-epoch-")
@@ -123,7 +117,7 @@ def _array_problem(folder: Path, digests: Any) -> str:
             if digests.get(name) != sha256_path(path):
                 return f"{name} does not match the sha256 recorded when it was saved"
             continue
-        try:  # a checkpoint from before digests were recorded: test the zip's CRCs
+        try:  # no digests recorded (older checkpoint): test the zip's CRCs
             with zipfile.ZipFile(path) as z:
                 if z.testzip() is not None:
                     return f"{name} fails its CRC check"
@@ -133,8 +127,8 @@ def _array_problem(folder: Path, digests: Any) -> str:
 
 
 def latest(run_dir: str | Path, phase: str | None = None) -> Checkpoint | None:
-    """The most advanced sound checkpoint in a run folder (of ``phase`` if given). When a
-    more advanced one is damaged, the result carries a ``note`` saying it was passed over."""
+    """The most advanced sound checkpoint in a run folder (of ``phase`` if given), with a
+    ``note`` when a more advanced, damaged one was passed over."""
     root = Path(run_dir) / CHECKPOINT_DIR
     if not root.is_dir():
         return None
@@ -183,7 +177,7 @@ def require(run_dir: str | Path) -> Checkpoint:
 
 def data_record(bundle: Any, data_root: str) -> dict[str, Any]:
     """What a checkpoint records of its data: class names, images per split and class, and
-    the dataset fingerprint of the run record (every file's split, path, label and sha256)."""
+    the run record's dataset fingerprint."""
     from clf.report.runrecord import dataset_fingerprint
 
     return {"class_names": list(bundle.class_names),
@@ -236,7 +230,7 @@ def best_so_far(ckpt: Checkpoint | None) -> tuple[int, float, list[Any]] | None:
         saved = json.loads((ckpt.path / "state.json").read_text(encoding="utf-8"))
         state, digest = saved["best"], saved.get("sha256", {}).get("best.npz")
         if digest is not None and digest != sha256_path(ckpt.path / "best.npz"):
-            return None  # damaged since it was saved: training goes on from the last epoch's weights
+            return None  # damaged: training goes on from the last epoch's weights
         with np.load(ckpt.path / "best.npz") as data:
             values = [data[f"arr_{i}"] for i in range(len(data.files))]
         return int(state["epoch"]), float(state["val_loss"]), values
@@ -280,9 +274,8 @@ def restore(model: Any, ckpt: Checkpoint) -> None:
 
 
 def _rng_state(model: Any) -> list[Any]:
-    """The model's random-seed state (the SeedGenerator of each Dropout layer): part of
-    Keras' ``variables`` but not of its ``weights``. Without it a resumed run would draw
-    other dropout masks than the uninterrupted run."""
+    """The Dropout layers' SeedGenerator state: in Keras' ``variables`` but not ``weights``,
+    and needed for a resumed run to draw the same dropout masks."""
     weights = {id(v) for v in model.weights}
     return [v for v in model.variables if id(v) not in weights]
 
@@ -290,9 +283,9 @@ def _rng_state(model: Any) -> list[Any]:
 def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
              history: dict[str, list[float]] | None = None, observer: Observer | None = None,
              best: Any = None, data: dict[str, Any] | None = None) -> Any:
-    """A Keras callback that checkpoints after every epoch (``history`` continues a resume;
-    ``best``, a ``clf.train.callbacks.best_epoch`` callback earlier in the list, has its
-    best epoch saved too, so a resumed run can still go back to it)."""
+    """A Keras callback that checkpoints after every epoch. ``history`` continues a resume;
+    ``best`` (a ``clf.train.callbacks.best_epoch`` callback earlier in the list) has its
+    best epoch saved too, so a resumed run can still restore it."""
     import keras
 
     past = {k: list(v) for k, v in (history or {}).items()}
@@ -312,13 +305,11 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
 
 def epoch_batches(ds: Any, *, seed: int, batch_size: int, buffer: int, first_epoch: int, epochs: int,
                   batch: Callable[[Any], Any] | None = None) -> Any:
-    """Batches for epochs ``first_epoch .. epochs-1``, each epoch shuffled by (seed, epoch).
-
-    Pass ``steps_per_epoch=steps(n, batch_size)`` to fit: Keras then keeps one iterator
-    across epochs, so epoch boundaries fall exactly where each epoch's shuffle ends. The
-    order depends on nothing else (not on how many iterators were opened before), so a
-    resumed run and every tf.distribute strategy see the same batches. ``batch`` batches one
-    shuffled epoch (default ``ds.batch(batch_size)``; the engine passes
+    """Batches for epochs ``first_epoch .. epochs-1``, each epoch shuffled by (seed, epoch)
+    only, so a resumed run and every tf.distribute strategy see the same batches. Pass
+    ``steps_per_epoch=steps(n, batch_size)`` to fit, so Keras keeps one iterator and epoch
+    boundaries fall where each shuffle ends. ``batch`` batches one shuffled epoch (default
+    ``ds.batch(batch_size)``; the engine passes
     ``clf.train.distribute.Distribution.batch``, which keeps a small split divisible by replicas)."""
     import tensorflow as tf
 
@@ -326,9 +317,8 @@ def epoch_batches(ds: Any, *, seed: int, batch_size: int, buffer: int, first_epo
         epoch_seed = tf.constant(int(seed) * 100_003, tf.int64) + epoch
         graph = tf.compat.v1.get_default_graph()
         if graph.seed is not None and graph.seed % (2**31 - 1) == 0:
-            # With a global seed of 0 (--seed 0) TensorFlow's get_seed compares (0, op seed)
-            # with (0, 0) in Python, which a tensor op seed cannot answer; any other graph
-            # seed for this one traced function avoids it (the op seed keeps the order).
+            # --seed 0: TensorFlow's get_seed compares (0, op seed) with (0, 0) in Python, which
+            # a tensor op seed cannot answer; another graph seed avoids it (the op seed sets the order).
             graph.seed = 1
         shuffled = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
         return batch(shuffled) if batch is not None else shuffled.batch(batch_size)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-# 'auto' balances when the largest class has more than this many times the smallest: the
-# same threshold at which the dataset doctor calls the classes imbalanced.
+# 'auto' balances at the dataset doctor's imbalance threshold.
 from clf.data.doctor import IMBALANCE_RATIO, IMBALANCED
 
 
@@ -36,6 +35,5 @@ def choose_class_weights(mode: str, counts: Sequence[int],
 
 
 def noted_imbalance(report: Any) -> bool:
-    """Whether the dataset doctor's notes already said the classes are imbalanced (and what
-    --class-weight auto does): then the choice of weights adds no second note."""
+    """Whether the dataset doctor already noted the imbalance, so no second note is needed."""
     return report is not None and any(n.startswith(IMBALANCED) for n in report.notes)

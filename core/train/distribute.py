@@ -1,14 +1,7 @@
-"""Scale out on TensorFlow's own engine: pick a ``tf.distribute`` strategy and a precision.
-
-clf does not distribute anything itself. It picks one of TensorFlow's strategies, builds
-and compiles the model inside ``strategy.scope()`` and lets Keras split each batch across
-the replicas. Everything here is plain TensorFlow; the engine only calls these functions.
-
-Batch size: ``--batch-size`` is the **global** batch, the number of images per optimizer
-step summed over every replica of every worker. Each replica gets
-``batch_size / replicas``, so under several replicas it must be a multiple of their number.
-This keeps one command meaning one training recipe, whatever the hardware: the same
-learning rate, the same number of steps per epoch, the same result.
+"""Scale out on TensorFlow's own engine: pick a ``tf.distribute`` strategy and a precision;
+Keras splits each batch across the replicas. ``--batch-size`` is the **global** batch
+(images per optimizer step over every replica of every worker), so it must be a multiple of
+the replica count: one command then means one training recipe on any hardware.
 """
 
 from __future__ import annotations
@@ -26,8 +19,7 @@ if TYPE_CHECKING:
 
     from clf.infer.forward import BatchFn
 
-# Strategies that configure the process (collective ops, the TPU system) can be made once
-# per process only; a second run in the same process reuses them.
+# Strategies that configure the process (collective ops, TPU system) can be made once per process.
 _CACHE: dict[str, Any] = {}
 
 
@@ -60,14 +52,9 @@ class Distribution:
                 "per_replica_batch_size": self.per_replica_batch_size}
 
     def batch_size_for(self, count: int | None, size: int | None = None, split: str = "train") -> int:
-        """The batch size for a split of ``count`` elements (``size``: the global batch).
-
-        Under several replicas Keras builds the model from the first batch and needs it to
-        split evenly across them (keras/src/backend/tensorflow/trainer.py,
-        ``_maybe_symbolic_build``); a split smaller than one global batch (or a batch the
-        engine shrank to a small training set) is therefore batched by the largest multiple
-        of the replica count that fits.
-        """
+        """The batch size for a split of ``count`` elements (``size``: the global batch): Keras
+        builds the model from the first batch, which must split evenly across replicas
+        (``_maybe_symbolic_build``), so a smaller split gets the largest multiple that fits."""
         size = size or self.global_batch_size
         first = min(count, size) if count is not None and count >= 0 else size
         if self.replicas > 1 and first % self.replicas:
@@ -96,15 +83,9 @@ class Distribution:
         return max(1, count // size if self.static_batches else -(-count // size))
 
     def prepare(self, model: Any) -> None:
-        """Work around Keras 3's ``fit`` under MultiWorkerMirroredStrategy.
-
-        Before training, Keras averages the first batch across replicas with
-        ``strategy.reduce`` just to learn its shapes (``_maybe_symbolic_build`` in
-        keras/src/backend/tensorflow/trainer.py). MultiWorkerMirroredStrategy cannot reduce
-        an ``(images, labels)`` pair, so ``fit`` fails on every multi-worker run
-        (keras-team/keras#20585, tensorflow/tensorflow#72388). Shapes are all that step
-        needs, so this model takes them from this worker's first replica instead.
-        """
+        """Work around Keras 3's ``fit`` under MultiWorkerMirroredStrategy, which cannot reduce
+        the first ``(images, labels)`` batch Keras reduces just for its shapes
+        (keras-team/keras#20585, tensorflow/tensorflow#72388): take them from the first replica."""
         if self.name != "multiworker":
             return
         tf = _tf()
@@ -127,9 +108,8 @@ class Distribution:
 
         replace_symbolic_build(model, maybe_symbolic_build)
 
-        # Each step's logs are then averaged with reduce("MEAN", axis=0), which fails on the
-        # scalar loss and metrics under this strategy; as one-element vectors they average
-        # across replicas as Keras intends.
+        # Step logs are averaged with reduce("MEAN", axis=0), which fails on scalars under this
+        # strategy; one-element vectors average as Keras intends.
         def as_vectors(step: Callable[[Any], Any]) -> Callable[[Any], Any]:
             return lambda data: tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
 
@@ -137,16 +117,8 @@ class Distribution:
         model.test_step = as_vectors(model.test_step)
 
     def local_model(self, model: "keras.Model") -> "BatchFn":
-        """``model``'s forward on this process's own device (clf.infer.forward), on one
-        replica too.
-
-        Under several replicas Keras' ``predict_on_batch`` hands the whole batch to every
-        replica and concatenates their outputs (one row per image per replica); evaluation
-        after training needs one row per image, and each worker can do it alone. On one
-        replica Keras' own ``predict_on_batch`` traces again for the last, shorter batch
-        (a second trace of the whole model when evaluating on images), and repeated runs in
-        one process end in TensorFlow's "triggered tf.function retracing" warning.
-        """
+        """``model``'s forward on this process's own device (clf.infer.forward): Keras'
+        ``predict_on_batch`` returns a row per image per replica, and retraces on one."""
         from clf.infer.forward import batch_fn
 
         return batch_fn(model)
@@ -200,11 +172,8 @@ def resolve_strategy_name(name: str) -> str:
 
 
 def make_strategy(name: str = "auto") -> Any:
-    """A ``tf.distribute.Strategy`` for ``name``; call it before any other TensorFlow work.
-
-    ``multiworker`` configures collective ops, which TensorFlow allows only before its
-    runtime starts, so the engine makes the strategy before reading any data.
-    """
+    """A ``tf.distribute.Strategy`` for ``name``; call it before any other TensorFlow work
+    (``multiworker`` configures collective ops, allowed only before the runtime starts)."""
     name = resolve_strategy_name(name)
     tf = _tf()
     if name == "default":
@@ -257,10 +226,8 @@ def strategy_name(strategy: Any) -> str:
 
 
 def is_chief(strategy: Any = None) -> bool:
-    """True on the one process that writes artifacts: the chief, or worker 0 without one.
-
-    Every process of a single-machine strategy is the chief.
-    """
+    """True on the one process that writes artifacts: the chief, or worker 0 without one
+    (every process of a single-machine strategy)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     task_type = getattr(resolver, "task_type", None)
     task_id = getattr(resolver, "task_id", None)
@@ -298,12 +265,8 @@ def resolve_precision(name: str, strategy_kind: str = "default") -> str:
 
 
 def set_precision(name: str, strategy_kind: str = "default") -> str:
-    """Set Keras' global dtype policy; returns the resolved policy name.
-
-    Layers read the policy when they are created, so set it before building the model.
-    The softmax head and the Preprocess layer pin float32 themselves, so the model's output
-    stays float32 under either mixed policy.
-    """
+    """Set Keras' global dtype policy before building the model; returns the resolved name.
+    The softmax head and Preprocess layer pin float32, so outputs stay float32."""
     import keras
 
     resolved = resolve_precision(name, strategy_kind)
@@ -312,11 +275,8 @@ def set_precision(name: str, strategy_kind: str = "default") -> str:
 
 
 class precision_scope:
-    """``with precision_scope("mixed_float16"):`` build layers under a policy, then restore it.
-
-    The engine builds its model inside one, so a run does not change the policy for code
-    that runs after it in the same process (a notebook, the test suite).
-    """
+    """``with precision_scope("mixed_float16"):`` build layers under a policy, then restore
+    it, so a run leaves the policy unchanged for later code in the process."""
 
     def __init__(self, name: str, strategy_kind: str = "default") -> None:
         self.name, self.strategy_kind = name, strategy_kind
@@ -341,7 +301,7 @@ def distribution(strategy_name_: str, precision: str, global_batch_size: int) ->
     kind = strategy_name(strategy)
     try:
         devices = tuple(strategy.extended.worker_devices)
-    except RuntimeError:  # the default strategy has no device list: it uses the default device
+    except RuntimeError:  # the default strategy has no device list
         devices = ()
     replicas = int(strategy.num_replicas_in_sync)
     if global_batch_size % replicas:

@@ -1,8 +1,7 @@
-"""``run(config)``: one training run as a short list of phases. Never prints (``clf.run``'s
-``progress=True``, in clf.api, hands its events to clf.cli's display); raises ClfError.
+"""``run(config)``: one training run as a short list of phases. Never prints (clf.api's
+``progress=True`` shows the events); raises ClfError.
 
-Flow of a run (each phase is a function returning a small dataclass; the observer sees a
-``phase_start``/``phase_end`` pair for each, which the CLI renders and the recorder times)::
+Each phase returns a small dataclass; the observer sees a ``phase_start``/``phase_end`` pair::
 
     resolve          train/setup.py      components, image size, export options (no slow work)
     distribution     train/distribute.py tf.distribute strategy + precision (before TF runs)
@@ -10,8 +9,7 @@ Flow of a run (each phase is a function returning a small dataclass; the observe
     build_backbone   train/model.py      the pretrained (or random) backbone, frozen
     extract_features train/extraction.py each image through the backbone once (disk cache)
     assemble         train/fit.py        head on the features, joined to the backbone
-    fit_head         train/fit.py        linear head solved (train/linear_head.py), or Keras fit
-                                         (train/optim.py): best epoch, checkpoint per epoch, resumable
+    fit_head         train/fit.py        head solved (train/linear_head.py) or Keras fit (train/optim.py)
     fine_tune        train/finetune.py   optional: top layers unfrozen, live images
     evaluate_run     train/finish.py     validation/test reports
     export_run       train/finish.py     every exporter, round-trip verification, labels.json
@@ -61,18 +59,14 @@ class RunResult:
     artifacts: dict[str, list[Path]]
     classifier: Classifier = field(repr=False)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    # split name -> clf.report.metrics.evaluation_report (also in metrics.json)
-    evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> evaluation_report
     manifest: dict[str, Any] = field(default_factory=dict)
     verification: Any = None  # clf.artifacts.verify.VerificationReport, None with verify=False
-    # Seconds per phase and feature-extraction counts (extracted vs served from the cache).
     timings: dict[str, float] = field(default_factory=dict)
     extraction: dict[str, dict[str, int]] = field(default_factory=dict)
-    # How it ran: strategy, replicas, precision, global/per-replica batch, chief or not.
-    # A non-chief worker of a multi-worker run writes no artifacts (run_dir was a temp dir).
+    # A non-chief worker writes no artifacts (its run_dir was temporary).
     distribution: dict[str, Any] = field(default_factory=dict)
-    # How each phase trained: {"head": {"solver": "lbfgs", "l2": ...} or {"solver": "keras_fit",
-    # "kept_epoch": ...}, "fine_tune": {...}}; also in manifest.json ("training").
+    # {"head": {"solver": ...}, "fine_tune": {...}}, as in manifest.json's "training".
     training: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -80,18 +74,17 @@ class RunResult:
         return self.classifier.model
 
     def predict(self, images: Any, batch_size: int = 32) -> np.ndarray:
-        """Probabilities ``[n, classes]`` (columns in ``class_names`` order) for image files
-        or arrays, through the same decoder (``clf.infer.decode.Decoder``) and the same
-        traced forward (``clf.infer.forward``) as ``clf predict``. Takes a path, a folder, a
-        list of paths, one ``[h, w, 3]`` array of any size, a batch, or a list of arrays or
-        PIL images."""
+        """Probabilities ``[n, classes]`` (columns in ``class_names`` order), decoded and run
+        as ``clf predict`` does (``clf.infer.decode.Decoder``, ``clf.infer.forward``). Takes a
+        path, a folder, a list of paths, an ``[h, w, 3]`` array, a batch, or a list of arrays
+        or PIL images."""
         from clf.infer.decode import Decoder
         from clf.infer.forward import batch_fn, in_batches
 
         decoded = Decoder(self.model.input_shape[1:3], self.config.center_crop).batch(images)
         return in_batches(batch_fn(self.model), decoded, batch_size)
 
-    def __repr__(self) -> str:  # one line, not every field (31,451 characters for a small run)
+    def __repr__(self) -> str:  # a summary: every field would be huge
         from clf.report.summary import text
 
         return text(self)
@@ -104,19 +97,17 @@ class RunResult:
 
 def run(config: RunConfig | None = None, observer: Observer | None = None, host: PluginHost | None = None,
         *, resume_from: Path | None = None, **options: Any) -> RunResult:
-    """Train, evaluate and export one classifier; ``observer`` receives every event (the
-    engine itself never prints). ``clf.run`` (``clf.api.run``) adds progress bars.
+    """Train, evaluate and export one classifier; ``observer`` receives every event
+    (``clf.api.run`` adds progress bars).
 
-    ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: the options are
-    ``RunConfig``'s fields (what ``clf run``'s flags set). A ``RunConfig`` works too, and
-    options given beside it override its values."""
+    ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: options are
+    ``RunConfig``'s fields; given beside a ``RunConfig`` they override its values."""
     return run_phases(configure(config, options), observer, host, resume_from=resume_from)
 
 
 def run_phases(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None,
                *, resume_from: Path | None = None) -> RunResult:
     """The phases of one run, in order (the flow map on top of this module)."""
-    # The recorder sees every event first: epoch history and wall time per phase.
     recorder = RunRecorder()
     observer = TeeObserver(recorder, observer or Observer())
     started = datetime.now()
@@ -124,13 +115,13 @@ def run_phases(config: RunConfig, observer: Observer | None = None, host: Plugin
     ckpt = checkpoint.require(resume_from) if resume_from is not None else None
     if ckpt is None:
         guardrails.check_output(config.output, config.force)  # before any slow work
-    # A multi-worker strategy must configure TensorFlow before anything (data too) starts it.
+    # Before anything (data too) starts TensorFlow: multi-worker must configure it first.
     dist = distribution(config.strategy, config.precision, config.batch_size)
     if dist.replicas > 1 or not dist.chief:
         observer.note(dist.describe())
 
     data = load_data(config, setup.loader, setup.image_size, observer)
-    if ckpt is not None and resume_from is not None:  # before any slow work: the epochs so far were trained on this data
+    if ckpt is not None and resume_from is not None:  # before any slow work
         checkpoint.check_data(ckpt, data.bundle, config.data, resume_from, observer)
     base = build_backbone_phase(setup, dist, observer)
     batch_size = guardrails.batch_size_for(config.batch_size, data.n_train, observer)
@@ -161,7 +152,7 @@ def run_phases(config: RunConfig, observer: Observer | None = None, host: Plugin
     manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, training=training,
                           started=started, run_dir=run_dir, observer=observer,
                           runtime=extracted.runtime if extracted else None)
-    if not dist.chief:  # a non-chief worker wrote only to its temporary folder
+    if not dist.chief:  # its folder was temporary
         shutil.rmtree(run_dir, ignore_errors=True)
         exported.artifacts = {}
     return RunResult(config, run_dir, data.bundle.class_names, history, evaluated.metrics, exported.artifacts,
@@ -171,8 +162,7 @@ def run_phases(config: RunConfig, observer: Observer | None = None, host: Plugin
 
 
 def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
-    """``config`` with ``options`` applied: one validated RunConfig. An unknown option is a
-    ConfigError naming the closest field, not a TypeError."""
+    """``config`` with ``options`` applied, validated (an unknown option is a ConfigError)."""
     if config is not None and not isinstance(config, RunConfig):
         raise ConfigError(
             f"clf.run takes a RunConfig or keyword options, not {type(config).__name__} "
@@ -185,8 +175,7 @@ def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
 
 
 def build_backbone_phase(setup: Setup, dist: Distribution, observer: Observer) -> keras.Model:
-    """The backbone, built under the strategy (variables mirrored on every replica) and the
-    precision policy (restored afterwards), seeded so the run is reproducible."""
+    """The backbone, seeded and built under the strategy and the precision policy."""
     import keras
 
     config = setup.config
@@ -205,8 +194,8 @@ def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHo
            **options: Any) -> RunResult:
     """Continue an interrupted run from its last completed epoch (same config, same folder).
 
-    ``options`` (what ``clf run --resume`` was given besides): each must equal the value the
-    checkpoint recorded; any other is refused, not ignored."""
+    ``options`` (flags beside ``clf run --resume``) must equal the recorded values; others
+    are refused."""
     ckpt = checkpoint.require(run_dir)
     values = {k: v for k, v in ckpt.config.items() if k not in ("force",)}
     config = RunConfig.from_mapping({**values, "output": str(run_dir)})

@@ -1,14 +1,10 @@
 """The extract phase: each image through the frozen backbone once (K+1 times with
-augmented copies), served from or stored in the on-disk feature cache.
+augmented copies), via the on-disk feature cache. Replicas and workers share the work
+(clf.train.sharding); only the chief uses the disk cache.
 
-Local replicas split each batch and the workers of a multi-worker run split the files,
-then exchange the features (clf.train.sharding); only the chief reads and writes the disk
-cache. The record counts what each worker and replica extracted.
-
-The backbone runs in the runtime ``--runtime`` picks (clf.infer.choice): with ``auto``
-a converted copy (LiteRT) once it has reproduced TensorFlow's features on the first batch and
-proved faster. The runtime is part of the feature cache's key, so features stay
-bit-reproducible, and the run record names it with the measured agreement.
+The backbone runs in the runtime ``--runtime`` picks (clf.infer.choice): with ``auto``, a
+converted copy once it has reproduced TensorFlow's features on the first batch and proved
+faster. The runtime is part of the cache key, so features stay bit-reproducible.
 """
 
 from __future__ import annotations
@@ -70,16 +66,15 @@ def keep_tensorflow(requested: str, dist: Distribution | None) -> str | None:
     return None
 
 
-# auto converts the backbone only for at least this many images: converting takes seconds
-# (as long as TensorFlow needs for hundreds of images; see benchmarks/extract.py), so a
-# smaller run is faster in TensorFlow. A conversion stored by an earlier run is used for any size.
+# auto converts only from this many images: converting costs about as much as TensorFlow on
+# hundreds of images (see benchmarks/extract.py). A stored conversion is used for any size.
 AUTO_MIN_IMAGES = 200
 
 
 def choose_runtime(config: RunConfig, data: LoadedData, extractor: Any, parts: dict[str, Any],
                    dist: Distribution | None, batch_size: int, images: int) -> BackboneRuntime:
-    """The backbone's runtime, decided before the cache is read (its name is in the key): from
-    an earlier run's stored check, else on the first batch of the first split."""
+    """The backbone's runtime, decided before the cache is read (its name is in the key),
+    from a stored check or the first batch."""
     from clf.infer.choice import BackboneRuntime
     from clf.infer.store import runtime_store
 
@@ -111,7 +106,7 @@ def extract_features(setup: Setup, data: LoadedData, base: Any, *, chief: bool, 
              if chief else None)
     if cache is not None and not bundle.splits:
         observer.note(f"Loader {config.loader!r} lists no files, so features are not cached on disk.")
-    # Replicas keep TensorFlow (keep_tensorflow), so a replica forward and a runtime's never meet.
+    # Replicas keep TensorFlow (keep_tensorflow), so the two forwards never combine.
     replica = sharding.replica_forward(dist, extractor)
     forward = replica or runtime.run
     workers = sharding.workers_for(dist)

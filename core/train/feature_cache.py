@@ -1,18 +1,11 @@
 """A persistent cache of backbone features on disk, one entry per image file.
 
-Layout: ``<cache dir>/<extractor key>/<variant>-<sha256>.npz`` shards. The extractor key hashes
-everything that changes what the backbone outputs for a given file (backbone, a fingerprint
-of its actual weights, image size, preprocessing, loader and decoder version); inside it,
-entries are keyed by the file's *content* hash, so a changed or added file misses on its
-own and everything else still hits (a renamed file hits). ``variant`` separates the clean
-features from each augmented copy. Shards are written under a temporary name and renamed,
-so a crash never leaves a half-written entry and two runs can share a cache.
-
-Each shard is named after the sha256 of its own bytes, checked when it is read: a
-truncated, bit-flipped or rewritten shard (even a valid one with other features in it) is
-a miss, moved aside into ``bad/`` and reported once; its images are extracted again. A cache
-folder that cannot be created or written (a file in its place, read-only, disk full) is
-reported once and the run carries on with its features in memory.
+Layout: ``<cache dir>/<extractor key>/<variant>-<sha256>.npz`` shards, written atomically
+so runs can share a cache. The extractor key hashes everything that changes the backbone's
+output; entries are keyed by file *content* hash, so only changed or added files miss.
+A shard's name is checked against its bytes' sha256 on read: a damaged shard is a miss,
+moved into ``bad/`` and reported once. An unwritable cache folder is reported once and the
+run keeps its features in memory.
 """
 
 from __future__ import annotations
@@ -38,18 +31,16 @@ def default_cache_dir() -> Path:
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """Hash of a file's bytes (not its name or time stamp): its sha256, which the dataset
-    doctor has usually computed already in this run (clf.files.file_sha256)."""
+    """The sha256 of a file's bytes, usually already computed by the dataset doctor
+    (clf.files.file_sha256)."""
     from clf.files import file_sha256
 
     return file_sha256(path)
 
 
 class FeatureCache:
-    """Features per (variant, file content hash) for one extractor key.
-
-    ``note(text)`` is called once for each damaged shard moved aside and once if the
-    folder is unusable (the engine passes its observer's ``note``); every note is also kept
+    """Features per (variant, file content hash) for one extractor key. ``note(text)`` is
+    called once per damaged shard and once if the folder is unusable; notes are also kept
     in ``notes``."""
 
     BAD_DIR = "bad"
@@ -85,7 +76,7 @@ class FeatureCache:
                 try:
                     hashes, features = _read_shard(shard, variant)
                 except ShardError as exc:
-                    self._set_aside(shard, str(exc))  # a miss: its images are extracted again
+                    self._set_aside(shard, str(exc))
                     continue
                 table.update(zip(hashes, features))
             self._loaded[variant] = table
@@ -164,7 +155,7 @@ def _read_shard(shard: Path, variant: str) -> tuple[list[str], np.ndarray]:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             hashes, features = npz["hashes"], npz["features"]
-    except Exception as exc:  # zipfile.BadZipFile, a bad CRC, a missing array: all the same miss
+    except Exception as exc:  # any unreadable zip is the same miss
         raise ShardError(f"{type(exc).__name__}: {exc}") from None
     if (hashes.ndim != 1 or features.ndim != 2 or len(hashes) != len(features)
             or not np.all(np.isfinite(features))):

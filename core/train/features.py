@@ -1,10 +1,8 @@
 """Feature caching: run the frozen backbone over each image once and keep the features.
 
-A frozen backbone maps an image to the same feature vector on every epoch, so the head can
-train on those vectors: one forward pass per image instead of one per image per epoch.
-Augmentation becomes ``K`` augmented copies extracted once each (``--augment-copies``).
-With file-backed splits a ``clf.train.feature_cache.FeatureCache`` on disk lets a later run
-on the same files skip extraction entirely, or extract only the files that changed.
+A frozen backbone gives the same features every epoch, so one forward pass per image
+suffices; augmentation becomes ``K`` copies extracted once each (``--augment-copies``). A
+``clf.train.feature_cache.FeatureCache`` lets a later run extract only changed files.
 """
 
 from __future__ import annotations
@@ -41,8 +39,8 @@ class SplitFeatures:
 
 
 def make_extractor(classifier: Classifier, image_size: Sequence[int]) -> keras.Model:
-    """Raw RGB 0-255 images -> pooled features: the exported model minus its head (with
-    ``classifier.tta`` "flip", averaged with the mirror image's features, as it does)."""
+    """Raw RGB 0-255 images -> pooled features: the exported model minus its head
+    (including its ``tta`` flip-averaging)."""
     import keras
 
     from clf.data.preprocessing import Preprocess
@@ -56,12 +54,9 @@ def make_extractor(classifier: Classifier, image_size: Sequence[int]) -> keras.M
 def extract(extractor: keras.Model, dataset: tf.data.Dataset, batch_size: int, augment: keras.Layer | None = None,
             progress: Callable[[int], None] | None = None,
             forward: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of an unbatched ``(image, label)`` dataset, in its order.
-
-    Decoding runs in parallel tf.data threads and is prefetched, so it overlaps with the
-    backbone's forward pass; one traced function for every batch size avoids retracing.
-    ``forward``: the backbone spread over replicas (clf.train.sharding) or in another runtime
-    (clf.infer.choice); default TensorFlow on one device.
+    """Features and labels of an unbatched ``(image, label)`` dataset, in its order;
+    prefetched decoding overlaps the forward pass. ``forward``: the backbone over replicas
+    (clf.train.sharding) or in another runtime (clf.infer.choice); default TensorFlow.
     """
     import tensorflow as tf
 
@@ -84,9 +79,7 @@ def extract(extractor: keras.Model, dataset: tf.data.Dataset, batch_size: int, a
 
 def variants(copies: int, seed: int, tta: str = "none") -> list[tuple[str, int | None]]:
     """``(cache variant name, augmentation seed or None)``: the clean copy, then K augmented;
-    flip-averaged features (``tta="flip"``) are variants of their own. A prefix, not a suffix:
-    the cache finds a variant's shards as ``<variant>-*.npz``, which "clean" followed by
-    anything would also match."""
+    ``tta`` is a prefix, not a suffix, since the cache globs ``<variant>-*.npz``."""
     prefix = "" if tta == "none" else f"{tta}-"
     if not copies:
         return [(f"{prefix}clean", None)]
@@ -102,11 +95,9 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
                    workers: Workers | None = None) -> SplitFeatures | None:
     """The features of one split (``train``, ``validation`` or ``test``) of a loader bundle.
 
-    With ``cache`` and a file list for the split, files are looked up by content hash and
-    only the misses are decoded and extracted (all of the split if the loader cannot build a
-    dataset for a subset), then stored. Without them, everything is extracted in memory.
-    With ``workers`` (clf.train.sharding.Workers) and a file list, the workers split the
-    images and exchange their features.
+    With ``cache`` and a file list, only misses are extracted (the whole split if the loader
+    cannot build a subset) and stored. With ``workers`` (clf.train.sharding.Workers) and a
+    file list, the workers split the images and exchange features.
     """
     dataset = {"train": bundle.train, "validation": bundle.validation, "test": bundle.test}[split]
     if dataset is None:
@@ -122,9 +113,8 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
         augment = augmentation_layers(aug_seed) if aug_seed is not None else None
 
         def extract_files(order: list[int]) -> np.ndarray:
-            """Features of ``files[order]``, in that order (the loader's own dataset when
-            it cannot build one for a subset: ``order`` is then every file)."""
-            assert files is not None  # called only for a split with a file list
+            """Features of ``files[order]`` (``order`` is every file if no subset can be built)."""
+            assert files is not None
             if bundle.make_dataset is not None:
                 subset = bundle.make_dataset([files.files[i] for i in order], [files.labels[i] for i in order])
             else:
@@ -153,7 +143,7 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
             out_labels.append(y)
             extracted += len(y)
             continue
-        assert cache is not None and files is not None  # use_cache
+        assert cache is not None and files is not None
         hits, misses = cache.lookup(variant, hashes)
         table = dict(hits)
         if misses:
@@ -172,15 +162,11 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
 
 
 def make_standardizer(train_features: np.ndarray) -> Standardize:
-    """A ``Standardize`` layer that divides the features by their overall RMS on training.
-
-    Pooled features of different backbones live on very different scales (random-weight
-    VGG16 features are tiny), which leaves a softmax trained with one Adam learning rate
-    stuck at chance; one global scale brings every backbone's features to unit size so one
-    learning rate works. It deliberately neither centres nor scales per feature: both
-    amplify tiny feature differences, which cost accuracy on pretrained features and made
-    int8 TFLite disagree with the float model. The scale is the
-    layer's weight, so it is saved inside the head and the exported model.
+    """A ``Standardize`` layer dividing features by their overall training RMS, saved in
+    the head and the exported model. Backbones' features differ wildly in scale, which can
+    leave one Adam learning rate stuck at chance. Deliberately no per-feature centring or
+    scaling: both amplify tiny feature differences, costing accuracy and int8 TFLite
+    agreement with the float model.
     """
     from clf.data.preprocessing import Standardize
 

@@ -1,9 +1,8 @@
 """Two-phase fine-tuning: after the head has trained on cached features, unfreeze the top
 of the backbone and train end to end at a lower learning rate.
 
-BatchNormalization layers stay frozen and in inference mode (the exported model calls the
-backbone with ``training=False``): their moving statistics were computed on ImageNet and a
-small batch of new photos would wreck them, undoing the features the head was trained on.
+BatchNormalization stays frozen and in inference mode: a small batch of new photos would
+wreck its ImageNet statistics, undoing the features the head was trained on.
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ def trainable_candidates(base: keras.Model) -> list[keras.layers.Layer]:
 
 
 def unfreeze_top(base: keras.Model, layers: int | str) -> list[str]:
-    """Make the top ``layers`` weight layers (or ``"all"``) trainable; everything else,
-    BatchNormalization included, stays frozen. Returns the unfrozen layer names."""
+    """Make the top ``layers`` weight layers (or ``"all"``) trainable, the rest frozen;
+    returns the unfrozen layer names."""
     candidates = trainable_candidates(base)
     count = len(candidates) if layers == "all" else int(layers)
     if count > len(candidates):
@@ -76,14 +75,12 @@ def fine_tune(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distri
     observer.note(f"Fine-tuning {len(names)} backbone layer(s) ({names[0]} ... {names[-1]}) for "
                   f"{config.fine_tune_epochs} epoch(s) at learning rate {lr:g}; BatchNormalization "
                   f"stays frozen in inference mode.")
-    # The same (seed, epoch)-keyed order as phase 1, under every strategy.
     train, steps = training_batches(data.bundle.train, data.n_train, seed=config.seed, batch_size=batch_size,
                                     first_epoch=0, epochs=config.fine_tune_epochs, dist=dist)
     train = augmented(train, config, live_images=True)
-    # A new optimizer (the model keeps its dtype policy), warming up from 0 again.
+    # A new optimizer, warming up from 0 again.
     settings = compile_for(classifier.model, lr, dist, config, steps and steps * config.fine_tune_epochs)
     val = trainable.live_validation
-    # Only the unfrozen layers change: the best epoch's copy is of those.
     best = best_epoch(restore=not config.last_epoch, variables=lambda model: model.trainable_weights)
     callbacks = phase_callbacks(observer, "fine_tune", config.fine_tune_epochs, config, setup.host, run_dir,
                                 val is not None, best)

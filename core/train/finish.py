@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 class Evaluated:
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. validation_accuracy
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> evaluation report
-    live: bool = False  # evaluated on images (the cached features no longer describe the backbone)
+    live: bool = False  # evaluated on images, not cached features
 
     @property
     def primary(self) -> str | None:
@@ -40,10 +40,9 @@ class Evaluated:
 
 def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
                  dist: Distribution, *, batch_size: int, observer: Observer) -> Evaluated:
-    """Validation and test reports. After fine-tuning (or with a backbone trained from
-    scratch) the cached features no longer describe the backbone, so the whole model runs on
-    images; otherwise the head on the cached features predicts exactly what the exported
-    model predicts (within 1e-5, tested), far faster."""
+    """Validation and test reports: on cached features (what the exported model predicts,
+    tested, and far faster), or on images once the backbone has changed (fine-tuned or
+    trained from scratch)."""
     import tensorflow as tf
 
     config, bundle = setup.config, data.bundle
@@ -59,10 +58,9 @@ def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted
             if split == "test":
                 ds = dist.batch(ds, len(bundle.splits.get("test", [])) or None, "test",
                                 size=batch_size).prefetch(tf.data.AUTOTUNE)
-            # Evaluation runs on this process's own device: one prediction row per image.
             model, batches = dist.local_model(trainable.classifier.model), ds
         else:
-            assert feats is not None  # todo keeps a split with cached features only
+            assert feats is not None
             model = dist.local_model(trainable.head_model)
             batches = tf.data.Dataset.from_tensor_slices((feats.features, feats.labels)).batch(256)
         report = evaluate_dataset(model, batches, bundle.class_names, observer)
@@ -88,8 +86,7 @@ def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: 
                              weights=config.weights, precision=dist.precision)
 
     def cached_probs(split: str) -> np.ndarray | None:
-        # Without fine-tuning the head on the cached features is the exported model's
-        # output, so verification need not run the backbone for it (train: order may differ).
+        # The head on cached features is the exported model's output (train's order may differ).
         f = extracted[split] if extracted is not None and split in ("validation", "test") else None
         return None if evaluated.live or f is None else forward_predict(trainable.head_model,
                                                                          f.features[:MAX_IMAGES])
@@ -105,8 +102,8 @@ def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: E
                extraction: dict,
                training: dict, started: datetime, run_dir: Path, observer: Observer,
                runtime: dict | None = None) -> dict[str, Any]:
-    """metrics.json, the confusion matrix, history.csv, training curves and manifest.json
-    (``runtime``: what ran the frozen backbone and how well it agreed with TensorFlow)."""
+    """metrics.json, confusion matrix, history.csv, training curves and manifest.json
+    (``runtime``: what ran the backbone and its agreement with TensorFlow)."""
     config, bundle = setup.config, data.bundle
     observer.phase_start("record")
     primary = evaluated.primary

@@ -1,13 +1,10 @@
 """The head phase: assemble the classifier and train what is trainable.
 
-With a frozen backbone the head trains on the cached features (the extract phase's output);
-a backbone trained from scratch (the tutorial's small CNN) changes every step, so it trains
-together with the head on live images. Either way the result is one ``Classifier`` whose
-model goes from raw RGB images to probabilities, and that is what gets exported.
-
-The default head (softmax, no hidden layer) on cached features is not trained but solved
-(``--solver auto``, clf.train.linear_head); every other head trains with Keras fit
-(clf.train.optim's optimizer, schedule and loss) and keeps its best validation epoch.
+A frozen backbone's head trains on cached features; a backbone trained from scratch changes
+every step, so it trains with the head on live images. Either way the exported
+``Classifier`` maps raw RGB images to probabilities. The default softmax head on cached
+features is solved (``--solver auto``, clf.train.linear_head); every other head trains with
+Keras fit (clf.train.optim) and keeps its best validation epoch.
 """
 
 from __future__ import annotations
@@ -82,8 +79,7 @@ def live_validation(bundle: DatasetBundle, dist: Distribution, batch_size: int) 
 
 def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extracted | None, dist: Distribution,
              batch_size: int) -> Trainable:
-    """Build the head and join it to the backbone (``extracted`` is None when the backbone
-    trains too)."""
+    """Build the head and join it to the backbone (``extracted`` None: the backbone trains too)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -102,7 +98,7 @@ def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extra
     from clf.train.features import make_standardizer
 
     train_f, val_f = extracted["train"], extracted["validation"]
-    assert train_f is not None  # extraction always has the training split
+    assert train_f is not None
     keras.utils.set_random_seed(config.seed)  # the head starts the same however extraction went
     with dist.strategy.scope(), precision_scope(dist.precision):
         head_model = build_head(setup.head, width, num_classes, setup.head_options,
@@ -120,9 +116,8 @@ def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extra
 
 def training_batches(dataset: tf.data.Dataset, n: int, *, seed: int, batch_size: int, first_epoch: int, epochs: int,
                      dist: Distribution) -> tuple[tf.data.Dataset, int | None]:
-    """Batches and steps per epoch. Each epoch's order depends only on (seed, epoch), so a
-    resumed run sees the same batches, and so does every strategy (Keras opens an extra
-    iterator under one). A loader that streams has no file list: no epoch-exact resume."""
+    """Batches and steps per epoch, each epoch's order depending only on (seed, epoch) (see
+    ``checkpoint.epoch_batches``). A streaming loader has no file list: no epoch-exact resume."""
     if n:
         batches = checkpoint.epoch_batches(dataset, seed=seed, batch_size=batch_size, buffer=n,
                                            first_epoch=first_epoch, epochs=epochs,
@@ -132,8 +127,8 @@ def training_batches(dataset: tf.data.Dataset, n: int, *, seed: int, batch_size:
 
 
 def augmented(batches: tf.data.Dataset, config: RunConfig, *, live_images: bool) -> tf.data.Dataset:
-    """Prefetched batches; live training images go through the tutorial's augmentation
-    (``--augment``). Cached features were augmented, if at all, before extraction."""
+    """Prefetched batches; live images get ``--augment``'s augmentation (cached features
+    were augmented before extraction)."""
     import tensorflow as tf
 
     if live_images and config.augment:
@@ -161,9 +156,8 @@ def compile_for(model: keras.Model, lr: float, dist: Distribution, config: RunCo
 
 def solvable(setup: Setup, trainable: Trainable,
              ckpt: Checkpoint | None) -> tuple[Standardize | None, keras.layers.Dense] | None:
-    """The head's (Standardize, Dense) layers when the linear solver applies, else None:
-    ``--solver auto``, the built-in softmax head without a hidden layer, on cached features
-    (a resumed run was a Keras fit: it goes on as one)."""
+    """The head's (Standardize, Dense) layers when the linear solver applies (``--solver
+    auto``, built-in softmax head, cached features, not a resumed Keras fit), else None."""
     from clf.train.linear_head import linear_layers
 
     config = setup.config
@@ -179,8 +173,7 @@ FIT_AND_FINE_TUNE = ("lr", "schedule", "label_smoothing", "weight_decay")
 
 
 def solver_ignores(config: RunConfig) -> list[str]:
-    """The non-default settings the solved head does not use (``--epochs 60``, ...): a user
-    who set them expects them to matter, so a note names them."""
+    """The non-default settings the solved head ignores (``--epochs 60``, ...), for a note."""
     from dataclasses import fields
 
     defaults = {f.name: f.default for f in fields(config)}
@@ -195,7 +188,7 @@ def solve_head(trainable: Trainable, layers: tuple[Standardize | None, keras.lay
 
     standardize, dense = layers
     feats = trainable.train_features
-    assert feats is not None  # solvable(): the head trains on cached features
+    assert feats is not None  # solvable() checked
     observer.phase_start("train")
     solution = linear_head.solve(linear_head.head_inputs(standardize, feats.features), feats.labels, num_classes,
                                  class_weight=class_weight, n_clean=trainable.n_clean)
@@ -227,7 +220,7 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
     settings = compile_for(trainable.fit_model, config.lr, dist, config, steps and steps * config.epochs)
     train = augmented(train, config, live_images=setup.backbone.trainable)
     if ckpt is not None:
-        if ckpt.note:  # a newer, damaged checkpoint was passed over
+        if ckpt.note:
             observer.note(ckpt.note)
         with dist.strategy.scope():  # optimizer slots made here are mirrored too
             checkpoint.restore(trainable.fit_model, ckpt)
@@ -265,9 +258,8 @@ def describe_fit(info: dict[str, Any]) -> str:
 
 
 def quiet_fit(model: keras.Model, data: tf.data.Dataset, **kwargs: Any) -> keras.callbacks.History:
-    """``model.fit`` without Keras' "Your input ran out of data" warning, which datasets that
-    drop undecodable files (unknown length) trigger at every evaluation although the epoch
-    length is set by ``steps_per_epoch``. The filter is scoped to this call."""
+    """``model.fit`` without Keras' "Your input ran out of data" warning, which datasets of
+    unknown length trigger although ``steps_per_epoch`` sets the epoch."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         return model.fit(data, verbose=0, shuffle=False, **kwargs)

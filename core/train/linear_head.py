@@ -1,21 +1,13 @@
-"""The default head solved, not trained: multinomial logistic regression on the cached
-features, solved to convergence, its L2 strength chosen by cross-validation on the
-training features only.
+"""The default head, solved rather than trained: multinomial logistic regression on the
+cached features (full-batch L-BFGS), so the result depends on the features alone, not on
+the seed, batch order or stopping point. The L2 strength comes from stratified k-fold
+cross-validation on the training features (held-out log loss), as linear-probe evaluations
+pick it. The solution is written into the head's own Dense layer, so export and
+verification are those of a Keras-trained head.
 
-A softmax layer on frozen features is a convex problem. Solved (full-batch L-BFGS), the
-result depends on the features alone: not on the seed, the batch order or when training
-stopped, which moved hymenoptera's accuracy by three points with Adam. The L2 strength
-comes from stratified k-fold cross-validation on the training features (held-out log
-loss), the way linear-probe evaluations pick it (CLIP's protocol). The solution is written
-into the head's own Dense layer, so the exported model, every exporter and verification
-are exactly those of a head trained with Keras.
-
-Three things keep it fast: the features are centred (the bias is not penalised, so this
-changes nothing but removes the large mean direction that made L-BFGS crawl), each
-coordinate is scaled by the curvature it brings (a diagonal preconditioner: it changes the
-path, not the solution), and with fewer images than features the problem is solved in the
-span of the images (an L2 solution lies there). Each fold starts from the full data's
-solution at the same strength, and the chosen strength's full-data solution is the head.
+Kept fast by centring (the bias is unpenalised, so this only removes the mean direction
+that slows L-BFGS), a diagonal preconditioner (changes the path, not the solution), and
+solving in the span of the images when there are fewer images than features.
 """
 
 from __future__ import annotations
@@ -27,15 +19,14 @@ from typing import Any, Callable
 import numpy as np
 
 FOLDS = 5
-# L2 strengths (penalty on the mean loss) tried by half decades from START_L2 (see search),
-# within 10**-LIMITS[0] .. 10**LIMITS[1] times START_L2. Real features chose 0.1-0.3
-# (hymenoptera, flowers5 with mobilenet_v2_035), so the search starts there.
+# L2 strengths tried by half decades from START_L2 (see search), within 10**-LIMITS[0] ..
+# 10**LIMITS[1] times START_L2; the start is where real features usually land.
 START_L2 = 0.1
 LIMITS = (3, 3)
 DEFAULT_L2 = 1e-1  # when there are too few images per class to cross-validate
 FOLD_SEED = 0  # the folds never depend on --seed: the same features give the same head
 GTOL = 1e-6  # L-BFGS stops when every gradient entry is below this (loss is a mean)
-CV_GTOL = 1e-4  # enough to compare held-out losses (they differ by 1e-2 between strengths)
+CV_GTOL = 1e-4  # enough to compare held-out losses between strengths
 MAX_ITER = 2000
 
 
@@ -73,8 +64,8 @@ class LinearSolution:
 
 def linear_layers(head_model: Any) -> tuple[Any, Any] | None:
     """``(standardize layer or None, Dense softmax layer)`` when ``head_model`` is a linear
-    softmax over its input (input, optional Standardize, optional Dropout, Dense); else None.
-    Dropout is the identity at inference, so the solved Dense layer is the whole head."""
+    softmax (optional Standardize and Dropout, then Dense; Dropout is the identity at
+    inference); else None."""
     import keras
 
     from clf.data.preprocessing import Standardize
@@ -110,9 +101,9 @@ def write(dense: Any, solution: LinearSolution) -> None:
 
 
 class _Problem:
-    """Mean (weighted) softmax cross-entropy + l2/2 |W|^2 on centred rows in the principal
-    basis. ``dtype``: of the rows in the two products per step (float32 halves the memory
-    traffic that bounds them; the loss and the optimizer's state stay float64)."""
+    """Mean weighted softmax cross-entropy + l2/2 |W|^2 on centred rows in the principal
+    basis. ``dtype``: of the rows (float32 halves the memory traffic that bounds each step;
+    the loss and optimizer state stay float64)."""
 
     def __init__(self, z: np.ndarray, labels: np.ndarray, weights: np.ndarray, num_classes: int,
                  curvature: np.ndarray, dtype: type[np.floating[Any]] = np.float64) -> None:
@@ -125,8 +116,7 @@ class _Problem:
         from scipy.optimize import minimize
 
         r, k = self.z.shape[1], self.n_classes
-        # Preconditioned: W = q * U, with q the inverse square root of each axis' curvature
-        # (variance / 4 from the softmax, plus l2), so every axis of U is about as steep.
+        # W = q * U, q = 1/sqrt(axis curvature: variance / 4 + l2), so every axis of U is about as steep.
         q = 1.0 / np.sqrt(0.25 * self.curvature + l2)
         zq = self.z * q.astype(self.dtype)
 
@@ -180,15 +170,14 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = FOLD_SEED) -> n
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         rng.shuffle(rows)
-        out[rows] = (np.arange(len(rows)) + start) % folds  # the next class starts where this one ended
+        out[rows] = (np.arange(len(rows)) + start) % folds  # continue where the last class ended
         start += len(rows)
     return out
 
 
 def search(held_out_loss: Callable[[float], float]) -> dict[float, float]:
-    """Held-out loss at L2 strengths half a decade apart, from START_L2 toward the lower
-    loss until it rises again: the loss is smooth in the strength, so that is its minimum on
-    the grid. The stronger side is tried first (strong penalties solve fastest)."""
+    """Held-out loss at L2 strengths half a decade apart, from START_L2 downhill until it
+    rises (the loss is smooth in the strength); the stronger side first, as it solves fastest."""
     scores: dict[float, float] = {}
 
     def at(e: int) -> float:
@@ -216,13 +205,10 @@ def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
     """The L2-regularised multinomial logistic regression of ``labels`` on ``features``,
     its strength chosen by stratified ``folds``-fold cross-validation.
 
-    ``n_clean``: the first rows are the images themselves and the rest augmented copies in
-    the same order (row i is image i % n_clean): a copy is held out with its image, and held-
-    out scores count the clean images only. ``class_weight`` weights each row's loss by its
-    class (fitting and scoring alike).
-
-    BLAS runs on one thread: the products are small and bound by memory, and threads
-    waiting for a busy core make the solve many times slower."""
+    ``n_clean``: the first rows are the images, the rest augmented copies (row i is image
+    i % n_clean); a copy is held out with its image and only clean images are scored.
+    ``class_weight`` weights each row's loss by its class, in fitting and scoring. BLAS runs
+    on one thread: the products are small and memory-bound, and waiting threads slow it badly."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
@@ -244,7 +230,7 @@ def _solve(features: np.ndarray, labels: np.ndarray, num_classes: int, class_wei
     problem = _Problem(z, y, weights, num_classes, curvature)
     rough = _Problem(z, y, weights, num_classes, curvature, np.float32)  # for cross-validation
     stats = _Stats()
-    path: dict[float, tuple] = {}  # L2 strength -> full-data solution (cross-validation accuracy)
+    path: dict[float, tuple] = {}  # L2 strength -> full-data solution
 
     def full(l2: float) -> tuple[np.ndarray, np.ndarray]:
         if l2 not in path:
@@ -262,7 +248,7 @@ def _solve(features: np.ndarray, labels: np.ndarray, num_classes: int, class_wei
         problems = [_Problem(z[tr], y[tr], weights[tr], num_classes, curvature, np.float32) for tr, _ in held]
 
         def held_out_loss(l2: float) -> float:
-            # Each fold starts from the full data's solution at this strength: a few steps away.
+            # Start each fold from the full-data solution at this strength: a few steps away.
             return sum(_log_loss(stats.run(sub, l2, full(l2), CV_GTOL), z[te], y[te], weights[te])
                        for (_, te), sub in zip(held, problems)) / k
 
@@ -278,11 +264,9 @@ def _solve(features: np.ndarray, labels: np.ndarray, num_classes: int, class_wei
 
 
 def _basis(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(basis, variance per basis vector)``: the principal axes of the centred rows, with
-    directions of (numerically) no variance left out. An L2 solution lies in the rows' span,
-    so nothing is lost; per axis the curvature is known, which is what the preconditioner
-    needs. Fewer rows than features: from the rows' Gram matrix (n x n), else the features'
-    covariance (d x d), whichever is smaller."""
+    """``(basis, variance per axis)``: the principal axes of the centred rows without
+    zero-variance directions (an L2 solution lies in the rows' span), giving the
+    preconditioner its curvature. From the Gram (n x n) or covariance (d x d), whichever is smaller."""
     n, d = centred.shape
     if n < d:
         values, vectors = np.linalg.eigh(centred @ centred.T)
@@ -299,9 +283,8 @@ def _basis(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def solve_at(features: np.ndarray, labels: np.ndarray, num_classes: int, l2: float, *,
              class_weight: dict[int, float] | None = None) -> LinearSolution:
-    """The head ``solve`` writes, at the given L2 strength instead of a cross-validated one:
-    the same centring, basis, preconditioned L-BFGS and tolerance, from zero. ``features``:
-    the head's inputs (``head_inputs``)."""
+    """The head ``solve`` writes, at the given L2 strength instead of a cross-validated one.
+    ``features``: the head's inputs (``head_inputs``)."""
     from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
@@ -322,8 +305,7 @@ def softmax_outputs(solution: LinearSolution, inputs: np.ndarray) -> np.ndarray:
 
 @dataclass
 class HeldOutRows:
-    """One fold: the rows a solution is fitted on and the rows it scores, both as head inputs
-    (each fold scaled as the run would scale its own training rows)."""
+    """One fold's fit rows and scored rows, as head inputs scaled as the run would scale them."""
 
     fit: np.ndarray
     fit_labels: np.ndarray
@@ -342,11 +324,9 @@ class HeldOutResult:
 
 
 def held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None = None) -> HeldOutResult:
-    """Each fold's rows scored by ``solve_at``'s solution on its fit rows. ``l2`` None: the
-    strength ``solve`` would pick, by the same search and the same rough cross-validation
-    solves (float32 rows, CV_GTOL), each fold starting from its own solution at the nearest
-    strength tried (never from one that saw its held-out rows); then every fold is solved
-    tightly at that strength, as ``solve`` solves its head."""
+    """Each fold's held rows scored by ``solve_at``'s solution on its fit rows. ``l2`` None:
+    the strength ``solve`` would pick by the same search, each fold warm-starting only from
+    its own solutions (never one that saw its held-out rows); then solved tightly."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
@@ -390,8 +370,7 @@ def _row_weights(labels: np.ndarray, class_weight: dict[int, float] | None) -> n
 
 
 class _Rows:
-    """``_solve``'s set-up of one set of rows (centred, in their principal basis), with the
-    tight (float64) and rough (float32, cross-validation) problems on them."""
+    """``_solve``'s set-up of one set of rows, with tight (float64) and rough (float32) problems."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, num_classes: int,
                  class_weight: dict[int, float] | None) -> None:

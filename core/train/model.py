@@ -1,7 +1,5 @@
-"""Assemble the classifier: raw RGB input -> Preprocess -> frozen backbone -> head.
-
-The head is its own small ``keras.Model`` over the feature vector, so it can be trained on
-cached features and then joined to the backbone unchanged.
+"""Assemble the classifier: raw RGB input -> Preprocess -> frozen backbone -> head. The head
+is its own ``keras.Model``, so it trains on cached features and joins the backbone unchanged.
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights: str
 def build_head(head: Head, num_features: int, num_classes: int, options: dict[str, Any],
                standardize: Any = None) -> Any:
     """The head as its own model over the feature vector; ``standardize`` (a built
-    ``Normalization`` layer) goes first when given, so it is saved with the head."""
+    ``Standardize`` layer), when given, goes first so it is saved with the head."""
     import keras
 
     features = keras.Input(shape=(num_features,), name="features")
@@ -72,15 +70,12 @@ def build_classifier(backbone: Backbone, head: Head, num_classes: int,
 
 
 def backbone_features(base: Any, x: Any, tta: str = "none", *, train_backbone: bool = False) -> Any:
-    """The pooled features of preprocessed images ``x``: the backbone's output, or with
-    ``tta="flip"`` the mean of it and the mirror image's. Feature extraction and the
-    exported model both build their graph here, so the cached features are exactly what
-    the exported model computes."""
+    """Pooled features of preprocessed images ``x`` (``tta="flip"``: averaged with the mirror
+    image's). Extraction and the exported model both build here, so cached features match."""
     import keras
 
     def features(images: Any) -> Any:
-        # training=False keeps BatchNormalization in inference mode even when layers of the
-        # backbone are unfrozen for fine-tuning.
+        # training=False keeps BatchNormalization in inference mode when fine-tuning unfreezes layers.
         return base(images) if train_backbone else base(images, training=False)
 
     if tta == "none":
@@ -92,8 +87,8 @@ def backbone_features(base: Any, x: Any, tta: str = "none", *, train_backbone: b
 
 def join(base: Any, head_model: Any, preprocess: str, image_size: Sequence[int], *, train_backbone: bool = False,
          tta: str = "none") -> Classifier:
-    """The exported model: takes raw RGB 0-255 and runs the backbone in inference mode
-    (unless ``train_backbone``: a backbone trained from scratch runs its dropout in fit)."""
+    """The exported model over raw RGB 0-255, backbone in inference mode unless
+    ``train_backbone`` (from scratch: dropout runs in fit)."""
     import keras
 
     inputs = keras.Input(shape=(image_size[0], image_size[1], 3), name="image")

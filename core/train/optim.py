@@ -1,11 +1,9 @@
-"""What every Keras fit phase (a head trained with Keras, fine-tuning, a backbone trained
-from scratch) optimizes with: Adam or AdamW (``--weight-decay``), a learning rate that warms
-up then decays (``--schedule``), and cross-entropy with optional label smoothing.
+"""What every Keras fit phase optimizes with: Adam or AdamW (``--weight-decay``), a
+warm-up + cosine learning rate (``--schedule``), and cross-entropy with optional label smoothing.
 
-Warm-up then cosine decay: the first steps of fine-tuning meet a head that is already
-trained and a backbone that is not yet adapted, so large updates there wreck the pretrained
-features; the rate rises linearly over the first ``WARMUP_FRACTION`` of the steps to
-``--lr`` (or ``--fine-tune-lr``), then follows a half cosine to 0 at the last step.
+Warm-up because large first updates of fine-tuning wreck the pretrained features: the rate
+rises linearly over the first ``WARMUP_FRACTION`` of steps to ``--lr`` (or
+``--fine-tune-lr``), then follows a half cosine to 0.
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ WARMUP_FRACTION = 0.1
 
 
 def learning_rate(lr: float, schedule: str, total_steps: int | None) -> Any:
-    """The optimizer's learning rate: ``lr``, or a warm-up + cosine schedule over
-    ``total_steps`` (unknown for a loader that streams: then constant)."""
+    """``lr``, or a warm-up + cosine schedule over ``total_steps`` (None when streaming: constant)."""
     if schedule == "constant" or not total_steps:
         return lr
     warmup = max(1, round(WARMUP_FRACTION * total_steps))
@@ -41,8 +38,8 @@ def make_optimizer(lr: float, *, weight_decay: float, schedule: str, total_steps
 
 @keras.saving.register_keras_serializable(package="clf")
 class SmoothedSparseCrossentropy(keras.losses.Loss):
-    """Cross-entropy of integer labels against ``(1 - s) * one_hot + s / classes``: Keras'
-    sparse cross-entropy has no label smoothing, its one-hot one has."""
+    """Cross-entropy of integer labels against ``(1 - s) * one_hot + s / classes`` (Keras'
+    sparse cross-entropy has no label smoothing)."""
 
     def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_sparse_categorical_crossentropy",
                  **kwargs: Any) -> None:
@@ -72,8 +69,8 @@ def describe(config: RunConfig, lr: float, total_steps: int | None) -> dict[str,
 
 
 def learning_rate_logger() -> Any:
-    """A callback that adds the learning rate at the end of each epoch to the epoch's logs
-    (so history.csv and the progress display show the schedule). Goes first in the list."""
+    """A callback adding the learning rate to each epoch's logs, so history.csv and the
+    progress display show the schedule. Goes first in the list."""
 
     class LearningRate(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

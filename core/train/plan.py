@@ -1,8 +1,7 @@
 """``clf run --dry-run``: the setup and data phases of a real run, then stop.
 
-It calls the same ``resolve`` and ``load_data`` as ``clf.run`` (the doctor included), so
-what it reports (components, classes, counts after quarantine) cannot drift from what a
-run would see, and it fails with the same error a run would raise first.
+It calls the same ``resolve`` and ``load_data`` as ``clf.run``, so its report cannot
+drift from what a run would see, and it fails with the same error.
 """
 
 from __future__ import annotations

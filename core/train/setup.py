@@ -1,8 +1,5 @@
-"""The setup phase: everything a run is made of, resolved before any slow work.
-
-A typo in a component name, an export option that cannot work, an input size below the
-backbone's minimum or an unusable ``--output`` fails here, in milliseconds, before data is
-read or TensorFlow starts. ``clf run --dry-run`` runs this same phase.
+"""The setup phase: everything a run is made of, resolved before any slow work, so a typo
+or unusable option fails in milliseconds. ``clf run --dry-run`` runs this same phase.
 """
 
 from __future__ import annotations
@@ -51,7 +48,7 @@ def resolve(config: RunConfig, host: PluginHost) -> Setup:
 
 
 def resolve_components(config: RunConfig, host: PluginHost) -> tuple[Backbone, Head, DataLoader, list[Exporter]]:
-    """Look up every named component before any work, so a typo fails at once."""
+    """Look up every named component."""
     backbone = host.backbones.get(config.backbone)
     head = host.heads.get(config.head)
     loader = host.loaders.get(config.loader)
@@ -100,8 +97,8 @@ def image_size_for(config: RunConfig, backbone: Backbone) -> ImageSize:
 
 
 def open_run_dir(config: RunConfig, *, chief: bool, resume_from: Path | None) -> Path:
-    """The folder this process writes: the resumed run's, a new one, or (on a non-chief
-    worker of a multi-worker run, which must still run every step) a temporary one."""
+    """The folder this process writes: the resumed run's, a new one, or a temporary one on
+    a non-chief worker (which must still run every step)."""
     if not chief:
         return Path(tempfile.mkdtemp(prefix="clf-worker-"))
     if resume_from is not None:
@@ -121,8 +118,7 @@ def new_run_dir(config: RunConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path("runs") / f"{stamp}-{config.backbone}"
     path, n = base, 2
-    # mkdir without exist_ok claims the name atomically: two runs started in the same
-    # second get -2, -3, ... instead of sharing (and overwriting) one folder.
+    # mkdir without exist_ok claims the name atomically: runs started in the same second get -2, -3, ...
     while not _mkdir(path, exist_ok=False, fix="Pass --output."):
         path, n = base.with_name(f"{base.name}-{n}"), n + 1
     return path

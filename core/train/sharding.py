@@ -1,33 +1,14 @@
-"""Extraction spread over the strategy's devices: local replicas split each batch, workers
-split the file list; every process ends with every image's features, in file order.
+"""Extraction spread over the strategy's devices (most of a frozen-backbone run, so where
+added hardware pays): every process ends with every image's features, in file order.
 
-Extraction is most of a run with a frozen backbone, so this is where added hardware pays.
-
-- **Replicas** (``--strategy mirrored``, and each worker's local GPUs under
-  ``multiworker``): ``ReplicaForward`` hands replica *i* the *i*-th contiguous slice of
-  every batch through TensorFlow's own ``strategy.run`` and concatenates the replicas'
-  outputs in replica order, so rows come back in the batch's order.
-- **Workers** (``--strategy multiworker``): ``Workers`` splits each split's images
-  between the workers and exchanges the features with all-gathers over the strategy's
-  collectives (the head then trains on identical features on every worker). Only the chief
-  reads and writes the disk cache, as before:
-
-  1. every worker hashes its file list (the cache key). A first all-gather carries each
-     worker's rank and a fingerprint of its file list (a worker that sees other files is
-     an error, not a silently wrong model); the chief looks the hashes up in its cache and
-     a second one carries its hit mask, so every worker knows which images still need
-     the backbone;
-  2. those images are sorted by content hash and dealt round-robin (``assign``): the
-     assignment depends on the files' contents, not on their order, and the shares differ
-     by one image at most; every worker computes every share itself;
-  3. each worker extracts its share; a third all-gather (each share padded to the largest,
-     so every contribution has one shape) gives every worker all rows, which it puts back
-     in file order. The chief's contribution also carries the cache hits; it then stores
-     the newly extracted features in its cache.
-
-  Augmented copies are split the same way, one exchange per copy. A loader that lists no
-  files (or cannot build a dataset for a subset) gives nothing to split: every worker then
-  extracts everything itself, as before.
+- **Replicas** (``--strategy mirrored``, and each worker's local GPUs): ``ReplicaForward``
+  gives replica *i* the *i*-th contiguous slice of each batch via ``strategy.run``.
+- **Workers** (``--strategy multiworker``): ``Workers.exchange`` all-gathers each worker's
+  rank and file-list fingerprint (other files are an error, not a silently wrong model),
+  then the chief's cache hits (only the chief uses the disk cache); deals the misses by
+  content hash (``assign``); and all-gathers the extracted features, so the head trains
+  on identical features everywhere. A loader that lists no files gives nothing to split:
+  every worker then extracts everything itself.
 """
 
 from __future__ import annotations
@@ -60,11 +41,9 @@ def replica_sizes(n: int, replicas: int) -> list[int]:
 
 
 class ReplicaForward:
-    """``images -> features`` with each batch split over the strategy's local replicas.
-
-    ``rows`` counts the rows each local replica extracted (the run record reports them).
-    A batch smaller than the number of replicas runs on the first one: an empty slice
-    cannot go through a convolution in TensorFlow's CPU kernels.
+    """``images -> features`` with each batch split over the strategy's local replicas;
+    ``rows`` counts each replica's rows. A batch smaller than the replica count runs on the
+    first one: an empty slice cannot go through TensorFlow's CPU convolution.
     """
 
     def __init__(self, strategy: Any, extractor: Any) -> None:
@@ -76,8 +55,7 @@ class ReplicaForward:
         self.replicas = local_replicas(strategy)
         self.rows = [0] * self.replicas
         self._forward = forward_fn(extractor)
-        # A Python callable for strategy.run: handed a tf.function directly, MirroredStrategy
-        # would call it once with the per-replica value instead of once per replica.
+        # A Python callable: given a tf.function, MirroredStrategy calls it once, not per replica.
         self._step = tf.function(lambda v: strategy.run(lambda x: self._forward(x), args=(v,)),
                                  reduce_retracing=True)
 
@@ -91,8 +69,7 @@ class ReplicaForward:
         starts = np.cumsum([0] + sizes)
 
         def slice_for(context: Any) -> np.ndarray:
-            # Global replica ids run worker by worker (multiworker): the local index is the
-            # id modulo this worker's replica count.
+            # Global replica ids run worker by worker: take the local index.
             i = context.replica_id_in_sync_group % self.replicas
             return images[starts[i]:starts[i + 1]]
 
@@ -117,18 +94,15 @@ def replica_forward(dist: Distribution | None, extractor: Any) -> ReplicaForward
 
 def assign(hashes: Sequence[str], indices: Sequence[int], workers: int) -> list[list[int]]:
     """Split ``indices`` (into ``hashes``) between ``workers``: sorted by content hash (then
-    index, for duplicate files) and dealt round-robin. Each share is in file order.
-
-    The same files in any order give the same shares, and shares differ by one at most.
-    """
+    index, for duplicates) and dealt round-robin, so the same files in any order give the
+    same shares. Each share is in file order."""
     ranked = sorted(indices, key=lambda i: (hashes[i], i))
     return [sorted(ranked[w::workers]) for w in range(workers)]
 
 
 def worker_rank(strategy: Any) -> tuple[int, int]:
     """``(this worker's rank, number of workers)``: the chief task is rank 0, then the
-    workers by index (worker 0 is the chief when there is no chief task, as in
-    clf.train.distribute.is_chief)."""
+    workers by index (as in clf.train.distribute.is_chief)."""
     resolver = strategy.cluster_resolver
     spec = resolver.cluster_spec().as_dict() or {}
     chiefs = len(spec.get("chief", []))
@@ -154,16 +128,14 @@ class Workers:
         self.local = local_replicas(strategy)
 
         def gather(value: Any) -> Any:
-            # tf.identity places the value on the replica's device, which the collective
-            # needs as its destination.
+            # tf.identity puts the value on the replica's device, the collective's destination.
             ctx = tf.distribute.get_replica_context()
             return ctx.all_gather(tf.identity(value), axis=0)
 
         def gather_step(value: Any) -> Any:
             return strategy.run(gather, args=(value,))
 
-        # Traced once per shape it exchanges (by design: a few per split), which TensorFlow
-        # would report as retracing.
+        # Traced once per shape by design; TensorFlow would warn of retracing.
         drop_message("tensorflow", "Workers.__init__.<locals>.gather_step")
         self._gather_step = tf.function(gather_step)
 
@@ -181,19 +153,17 @@ class Workers:
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[int], int]:
         """Every file's features for one variant of one split, extracted across the workers.
 
-        ``extract_files(indices)`` runs this worker's share through the backbone;
-        ``cache`` is the chief's disk cache (None elsewhere, or with ``--no-cache``).
-        Returns ``(features [n, width] in file order, images extracted per worker rank,
-        images served from the cache)``.
+        ``extract_files(indices)`` runs this worker's share through the backbone; ``cache``
+        is the chief's disk cache (None elsewhere, or with ``--no-cache``). Returns
+        ``(features [n, width] in file order, images extracted per rank, cache hits)``.
         """
         n = len(hashes)
-        # First every worker's rank and file-list fingerprint (one shape whatever the files),
-        # so that workers seeing different files stop with a clear error on every worker.
+        # Ranks and file-list fingerprints, so workers seeing different files all stop clearly.
         header = np.concatenate([[float(self.rank)], _fingerprint(hashes, split, variant)])[None]
         blank = np.concatenate([[-1.0], np.zeros(header.shape[1] - 1)])[None]
         position = self._positions(self._gather(header.astype(np.float32), blank.astype(np.float32)),
                                    header[0, 1:], split)
-        # Then the chief's cache hits, as a mask every worker reads from the chief's row.
+        # The chief's cache hits, as a mask read from the chief's row.
         hits = cache.lookup(variant, hashes)[0] if cache is not None and self.rank == 0 else {}
         mask = np.zeros((1, n), np.float32)
         mask[0, list(hits)] = 1.0
@@ -201,7 +171,7 @@ class Workers:
         hit_rows = [int(i) for i in np.flatnonzero(masks[position[0]] > 0.5)]
         hit_set = set(hit_rows)
         shares = assign(hashes, [i for i in range(n) if i not in hit_set], self.count)
-        # Rows each rank contributes: the chief's carry the cache hits first.
+        # The chief's contribution carries the cache hits first.
         orders = [(hit_rows if r == 0 else []) + shares[r] for r in range(self.count)]
 
         mine = np.zeros((len(orders[self.rank]), width), np.float32)
@@ -222,7 +192,7 @@ class Workers:
             missed = [i for s in shares for i in s]
             cache.store(variant, [hashes[i] for i in missed], features[missed])
         if progress is not None:
-            progress(n - len(shares[self.rank]))  # this worker's own share reported itself
+            progress(n - len(shares[self.rank]))  # its own share reported itself
         return features, [len(s) for s in shares], len(hit_rows)
 
     def _positions(self, headers: np.ndarray, fingerprint: np.ndarray, split: str) -> dict[int, int]:
@@ -252,8 +222,8 @@ def workers_for(dist: Distribution | None) -> Workers | None:
 
 
 def record(split_features: SplitFeatures, forward: ReplicaForward | None) -> dict[str, Any]:
-    """The run record's counts for one split: extracted and cached images, and under
-    several workers or replicas how many each of them extracted."""
+    """The run record's counts for one split: extracted and cached images, and per worker
+    or replica when there are several."""
     counts: dict[str, Any] = {"extracted": split_features.extracted, "cached": split_features.cached}
     if split_features.by_worker is not None:
         counts["by_worker"] = list(split_features.by_worker)
