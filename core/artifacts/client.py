@@ -1,10 +1,9 @@
 """The deployer's path into an artifact, without clf's decoder: Pillow decodes the photo and
-its raw pixels go into the artifact's runtime, which crops and resizes inside the model.
+the model crops and resizes its raw pixels.
 
-Used three ways: ``labels.json`` records which input each artifact takes (``inputs``) and a
-few test vectors (an image's sha256 and the probabilities clf gave it) so an integrator can
-check their own pipeline; export verification and ``clf verify`` run this path next to clf's
-own and require the same answer (``CLIENT_TOLERANCE``).
+``labels.json`` records each artifact's input (``inputs``) and test vectors (image sha256,
+clf's probabilities) for integrators; verification requires this path to give clf's own
+answer (``CLIENT_TOLERANCE``).
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     from clf.artifacts.predict import Predictor
 
-# Pillow and clf's decoder give the same pixels (JPEG: the accurate integer IDCT on both
-# sides); what remains is float rounding in the resize, well under this.
+# Same pixels from Pillow and clf (accurate integer IDCT); only resize rounding remains.
 CLIENT_TOLERANCE = 1e-3
 CLIENT_IMAGES = 8  # photos per artifact: the path either matches or it does not
 TEST_VECTORS = 3
