@@ -25,9 +25,8 @@ if TYPE_CHECKING:
 def _list(kind: str, plugins: list[str] | None, as_json: bool,
           table: Callable[[str, list[Any], int], Table] | None = None,
           raw: Callable[[Any], dict[str, Any]] = lambda c: {}) -> None:
-    """A listing: one table per plugin (its name in the title, so the rows need no plugin
-    column and fit 80 columns), or JSON (every field; a plugin's odd value becomes text
-    rather than a traceback)."""
+    """One table per plugin (named in the title, so rows fit 80 columns), or JSON (every
+    field; an odd value becomes text, not a traceback)."""
     registry = getattr(_host(plugins), kind)
     if as_json:
         rows = [{"name": c.name, "aliases": list(c.aliases), "plugin": c.plugin, "description": c.description,
