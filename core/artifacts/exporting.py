@@ -75,8 +75,7 @@ def _write_failed(exc: BaseException) -> str:
 
 
 def check_export_options(config: ExportOptions, exporters: Sequence[Exporter]) -> None:
-    """``--export`` checked before any slow work: required modules installed, ``--quantize``
-    taken by some exporter."""
+    """``--export`` checked before slow work: modules installed, ``--quantize`` taken by an exporter."""
     check_requirements(exporters)
     if config.quantize != "none" and not any("quantize" in e.options for e in exporters):
         raise ConfigError(
@@ -110,9 +109,8 @@ def _importable(module: str) -> bool:
 
 
 def representative_data(bundle: DatasetBundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
-    """A lazy generator factory of single raw training images ``[1, h, w, 3]`` for int8
-    calibration, spread evenly over the files: loaders list them class by class, so the
-    first ``limit`` would calibrate on one or two classes only."""
+    """A lazy factory of raw training images ``[1, h, w, 3]`` for int8 calibration, spread over the
+    files: loaders list them by class, so the first ``limit`` would cover one or two classes."""
     files = bundle.splits["train"] if "train" in bundle.splits else None
 
     def batches() -> Iterator[np.ndarray]:
@@ -136,8 +134,7 @@ def model_for(exporter: Exporter, config: ExportOptions, fixed: Any, photo: Any)
 
 
 def _merged_summary(previous: dict | None, report: VerificationReport, listed: dict) -> dict:
-    """labels.json's ``verification``: this check's results plus earlier ones of listed
-    artifacts not checked again."""
+    """labels.json's ``verification``: these results plus earlier ones of listed artifacts not rechecked."""
     summary = report.summary()
     earlier = {name: r for name, r in (previous or {}).get("results", {}).items()
                if name in listed and name not in summary["results"]}
@@ -230,8 +227,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
 
 def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict[str, Any],
                   kwargs: dict[str, Any], into: Path | None = None) -> list[Path]:
-    """One exporter's files (into ``into``, default ``run_dir``); on failure its half-written
-    files are removed and an unexpected exception becomes an ExportError."""
+    """One exporter's files (into ``into``, else ``run_dir``); failing, it leaves nothing half-written."""
     from clf.data.guardrails import remove_orphans
 
     try:
@@ -250,8 +246,7 @@ def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict
 
 def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
                  replaceable: Collection[str]) -> dict[str, list[Path]]:
-    """Move the staged files into ``run_dir``, unless one would replace a file not in
-    ``replaceable``: then nothing moves (names are known only after writing)."""
+    """Move the staged files into ``run_dir``, or nothing if one would replace a file not in ``replaceable``."""
     from clf.files import atomic_path
 
     written = {name: [_inside(f, staging) for f in files] for name, files in artifacts.items()}
@@ -286,8 +281,7 @@ def _inside(path: Path, folder: Path) -> Path:
 def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, list[Path]], exporters: Sequence[Exporter],
             config: ExportOptions, bundle: DatasetBundle, run_dir: Path, observer: Observer,
             reference_probs: Callable[[str], np.ndarray | None] | None) -> VerificationReport:
-    """Verify the new artifacts against ``reference``, write verification.json, and update
-    ``metadata`` (test vectors, failed artifacts unlisted, merged summary)."""
+    """Verify against ``reference``, write verification.json, update ``metadata`` (vectors, failures, summary)."""
     from clf.artifacts.client import test_vectors
 
     observer.phase_start("verify", total=len(artifacts))

@@ -1,11 +1,8 @@
-"""Every artifact's sha256 is recorded in labels.json at export and checked before the
-artifact is opened again.
+"""Every artifact's sha256 is recorded in labels.json at export and checked before it is opened again.
 
 A model file is a program for a native runtime (a bit-flipped ``.tflite`` can segfault the
-interpreter, a SavedModel's graph can touch files), so a file changed since export is refused
-before it reaches one. This proves integrity, not origin (see docs/security.md).
-``trust=True`` (``--trust-artifact``) opens it anyway.
-"""
+interpreter, a SavedModel's graph can touch files), so a changed file is refused first. This
+proves integrity, not origin (see docs/security.md); ``--trust-artifact`` opens it anyway."""
 
 from __future__ import annotations
 

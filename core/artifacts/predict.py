@@ -98,8 +98,8 @@ class KerasPredictor(Predictor):
         self._fixed = fixed_model(self.model)
 
     def use_runtime(self, requested: str, cache_dir: str | Path | None = None) -> None:
-        """Run the frozen backbone in ``requested`` (``auto``: the run's checked choice when its
-        converted copy is cached, else TensorFlow), the head in Keras; other models run whole in Keras."""
+        """Run the frozen backbone in ``requested`` (``auto``: the run's checked choice if cached, else TensorFlow)
+        and the head in Keras; models clf did not assemble run whole in Keras."""
         from clf.infer.choice import BackboneRuntime
         from clf.infer.store import extractor_parts, runtime_store
         from clf.infer.parts import split
@@ -295,8 +295,7 @@ class Prediction:
 
     def top(self, k: int | Sequence[str] = 1, class_names: Sequence[str] | int | None = None
             ) -> list[tuple[str, float]]:
-        """The ``k`` most probable ``(class name, probability)`` pairs, best first; the older
-        form ``top(class_names, k)`` still works."""
+        """The ``k`` most probable ``(class name, probability)`` pairs, best first (``top(class_names, k)`` too)."""
         if not isinstance(k, int):  # top(class_names, k): the names came first
             k, class_names = (class_names if isinstance(class_names, int) else 1), k
         names = list(cast("Sequence[str]", class_names)) if class_names is not None else self.class_names

@@ -1,10 +1,8 @@
 """``clf export RUN_DIR --export tflite,onnx``: more artifacts for a finished run.
 
-The run's Keras model goes through the export phase a run ends with
-(``clf.artifacts.exporting.export_all``), verified on the run's held-out images (its
-``manifest.json`` split, under ``--data`` or ``data`` when moved); ``labels.json``,
-``verification.json`` and ``manifest.json`` are updated atomically.
-"""
+The run's Keras model goes through a run's export phase (``clf.artifacts.exporting.export_all``),
+verified on the run's held-out images; labels.json, verification.json and manifest.json are
+updated atomically."""
 
 from __future__ import annotations
 
@@ -114,8 +112,7 @@ def _refuse_existing(run_dir: Path, labels: dict[str, Any], exporters: Sequence[
 
 def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, need_train: bool,
             need_held_out: bool) -> DatasetBundle:
-    """The run's own images, by split, as a DatasetBundle (what export_all calibrates and
-    verifies on), read from the split that manifest.json records."""
+    """The run's own images by split (as its manifest.json records), to calibrate and verify on."""
     from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
 
     from clf.data.manifest import split_files

@@ -1,17 +1,13 @@
 """Batch prediction in parts: ``clf predict --shard K/N`` and ``clf merge-predictions``.
 
 N copies of one ``clf predict`` command (a Slurm array, a Kubernetes indexed Job) each
-write their part; ``merge-predictions`` joins the parts into exactly the unsharded file.
+write their part; ``merge-predictions`` joins them into exactly the unsharded file, using
+each row's ``index`` and ``total`` to restore the order and check that no part is missing.
 
-A file belongs to shard ``blake2b(path) mod N``, the path as ``clf predict`` prints it. A
-path hash, not a content hash (as training uses): hashing contents would make every shard
-read every file, the very work sharding divides. It ignores file order and other files, so
-a file keeps its shard when files are added. Run every shard with the same arguments from
-the same folder, so the paths are the same strings.
-
-Each row also carries ``index`` and ``total``, with which the merge restores the order and
-checks that no part is missing or doubled; the merged file drops both.
-"""
+A file belongs to shard ``blake2b(path) mod N``, the path as ``clf predict`` prints it: a
+content hash (as training uses) would make every shard read every file, the very work
+sharding divides. A file keeps its shard when files are added. Run every shard with the
+same arguments from the same folder, so the paths are the same strings."""
 
 from __future__ import annotations
 
@@ -64,8 +60,7 @@ def select(files: Sequence[str | Path], shard: int, shards: int) -> list[int]:
 
 
 def model_fingerprint(path: str | Path, labels: dict, checked: bool = True) -> str:
-    """The first 16 hex digits of an artifact's sha256: the one labels.json records when the
-    artifact was ``checked`` against it (no second read), else hashed now."""
+    """16 hex digits of an artifact's sha256: labels.json's if ``checked`` (no second read), else hashed."""
     from clf.files import sha256_path
 
     recorded = labels.get("sha256", {}) if isinstance(labels.get("sha256"), dict) else {}

@@ -3,12 +3,8 @@ with its Keras model on held-out images (after every export, and in ``clf verify
 
 Float artifacts must match within ``FLOAT_TOLERANCE`` (max absolute probability difference);
 quantized ones need ``MIN_QUANTIZED_AGREEMENT`` top-1 agreement. A failed artifact becomes
-``<name>.failed`` so nothing downstream mistakes it for a good one.
-
-An artifact that takes the photo itself is also checked through a client's path
-(``clf.artifacts.client``): Pillow-decoded raw pixels in, clf's own answer within
-``CLIENT_TOLERANCE``.
-"""
+``<name>.failed`` so nothing downstream mistakes it for a good one. An artifact that takes
+the photo itself is also checked through a client's path (``clf.artifacts.client``)."""
 
 from __future__ import annotations
 
@@ -35,8 +31,7 @@ MIN_QUANTIZED_AGREEMENT = 0.95
 VERIFICATION_FILE = "verification.json"
 FAILED_SUFFIX = ".failed"
 MAX_IMAGES = 256  # enough for a stable agreement figure; keeps export checks to seconds
-# A float conversion error shows on any image, so a few suffice; quantized artifacts get all
-# MAX_IMAGES (cost: see benchmarks/overhead.py).
+# A float conversion error shows on any image; quantized ones get MAX_IMAGES (see benchmarks/overhead.py).
 FLOAT_CHECK_IMAGES = 8
 
 
@@ -77,8 +72,7 @@ class VerificationReport:
     results: dict[str, Verification] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)
     source: str = ""  # which split the images came from
-    # The Keras model's probabilities (labels.json's test vectors come from them); not written
-    # to verification.json.
+    # The Keras model's probabilities (for labels.json's test vectors); not in verification.json.
     reference_probs: "np.ndarray | None" = field(default=None, repr=False)
 
     @property
@@ -132,8 +126,7 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
 
 
 def check_client(result: Verification, predictor: Predictor, files: Sequence[str | Path], reference: np.ndarray) -> None:
-    """Run the client path (Pillow decode, raw photo into ``predictor``) on ``files`` and fold
-    its outcome into ``result``; ``reference``: clf's own probabilities for those files."""
+    """Run the client path on ``files`` into ``result``; ``reference``: clf's own probabilities for them."""
     from clf.artifacts.client import CLIENT_TOLERANCE, client_probabilities
 
     if not len(files):
@@ -149,8 +142,7 @@ def check_client(result: Verification, predictor: Predictor, files: Sequence[str
 
 
 def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
-    """The files for the client path: the first ``CLIENT_IMAGES``, when ``files`` are the
-    images' own files in order (a loader that streams lists none)."""
+    """The first ``CLIENT_IMAGES`` of ``files`` for the client path; none when a loader streams."""
     from clf.artifacts.client import CLIENT_IMAGES
 
     if len(files) < min(len(images), CLIENT_IMAGES) or not all(Path(f).is_file() for f in files[:CLIENT_IMAGES]):
@@ -159,8 +151,7 @@ def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
 
 
 def quarantine(files: Sequence[Path]) -> list[Path]:
-    """Rename a failed artifact's files to ``<name>.failed``: kept for inspection, but no
-    loader (nor a person skimming the folder) takes it for a valid model."""
+    """Rename a failed artifact's files to ``<name>.failed``: kept, but never taken for a valid model."""
     moved = []
     for f in map(Path, files):
         if f.exists():

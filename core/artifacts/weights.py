@@ -117,9 +117,7 @@ def _download(wf: WeightsFile, url: str, dest: Path) -> None:
 
 def fetch(wf: WeightsFile, base: str | None = None, force: bool = False,
           validate: Callable[[Path], None] | None = None) -> Path:
-    """The cached file, downloading and checking it first if needed.
-
-    ``validate(path)`` runs on the download before it enters the cache; raising discards it."""
+    """The cached file, downloaded and checked first if needed; ``validate(path)`` vets it before caching."""
     target = keras_cache_dir() / wf.fname
     if not force and check(wf, target) in ("ok", "unchecked"):
         return target
@@ -137,8 +135,7 @@ def fetch(wf: WeightsFile, base: str | None = None, force: bool = False,
 
 
 def fetch_for(backbone: Backbone, base: str | None = None, force: bool = False) -> Path:
-    """``clf weights fetch``: a backbone's ImageNet file, loaded in full into that backbone
-    (built at its default input size) before it enters the cache."""
+    """``clf weights fetch``: a backbone's ImageNet file, loaded into that backbone before it is cached."""
     wf = lookup_file(backbone)
 
     def load(path: Path) -> None:
@@ -156,8 +153,7 @@ def fetch_for(backbone: Backbone, base: str | None = None, force: bool = False) 
 
 @contextmanager
 def keras_downloads() -> Iterator[None]:
-    """While active, Keras' weight downloads go through clf (mirror, hash, messages); a download
-    enters the cache only once Keras has loaded it into the model being built."""
+    """While active, Keras' weight downloads go through clf, and are cached only once loaded into the model."""
     from clf.files import temp_name
     from clf.host.keras_patches import replaced_get_file
 

@@ -126,8 +126,7 @@ class _Stopped(ClfError):
 
 
 class PhaseTracker(Observer):
-    """Remembers the running phase for the Ctrl-C message; phases nest, so the innermost
-    unfinished one is current."""
+    """Remembers the running phase for Ctrl-C's message; phases nest, so the innermost unfinished counts."""
 
     def __init__(self, inner: Observer) -> None:
         self.inner = inner

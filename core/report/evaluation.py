@@ -23,8 +23,7 @@ from clf.report.metrics import cross_entropy, evaluation_report
 
 def evaluate_dataset(predict: BatchFn, dataset: Any, class_names: list[str], observer: Observer | None = None,
                      phase: str = "evaluate") -> dict[str, Any]:
-    """``predict`` (a model's forward, ``clf.infer.forward.batch_fn``) on every batch of
-    ``dataset`` (batched ``(images, labels)``), and the report."""
+    """``predict`` (``clf.infer.forward.batch_fn``) on each ``(images, labels)`` batch, and the report."""
     observer = observer or Observer()
     labels, probs = [], []
     for images, y in dataset:
@@ -125,8 +124,8 @@ def default_output(model_path: Path, data: Path) -> Path:
 def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path | None = None,
                     batch_size: int = 32, host: Any = None, observer: Observer | None = None,
                     trust_artifact: bool = False, runtime: str = "tensorflow") -> FolderEvaluation:
-    """Evaluate an exported clf artifact on a labelled folder and save the report files
-    (``trust_artifact``: skip the sha256 check; ``runtime``: as in ``load_predictor``)."""
+    """Evaluate an artifact on a labelled folder and save the reports
+    (``trust_artifact``: ``load_predictor``'s ``trust``; ``runtime``: as there)."""
     from clf.artifacts.predict import load_predictor, predict_files
     from clf.report.runrecord import write_evaluation
 

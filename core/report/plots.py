@@ -30,8 +30,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:
-    """Loss and accuracy per epoch, train and validation, every phase on one x axis
-    (epochs numbered across phases; a dashed line where each later phase begins)."""
+    """Loss and accuracy per epoch, every phase on one x axis, a dashed line where each later phase begins."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     try:
@@ -63,8 +62,7 @@ def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:
         plt.close(fig)
 
 
-# Past this many classes, no cell text (matplotlib labels cost too much): a row-fraction heat map
-# beside the most confused pairs.
+# Past this many classes, cell labels cost matplotlib too much: row fractions, with the top confusions.
 ANNOTATE_CLASSES = 30
 TICK_CLASSES = 60  # class names on the axes up to this many
 TOP_CONFUSIONS = 20

@@ -59,8 +59,7 @@ def split_record(splits: Mapping[str, Any], class_names: list[str], data_root: s
 
 
 def dataset_fingerprint(splits: Mapping[str, Any], data_root: str) -> dict[str, Any]:
-    """sha256 over every file's (split, relative path, class index, content sha256), sorted:
-    the same images in the same splits give the same fingerprint on any machine."""
+    """sha256 over each file's sorted (split, path, class, content sha256): same images, same fingerprint."""
     root = Path(data_root)
     entries = sorted(
         (name, _relative(f, root), int(label), file_sha256(f))  # hashed once per run: the doctor read it first

@@ -280,8 +280,7 @@ async def _within(work: Awaitable[T], deadline: float, timeout: float, doing: st
 
 async def _decode_all(predictor: Any, decoders: ThreadPoolExecutor, settings: ServeSettings,
                       uploads: list[Upload], deadline: float) -> list[np.ndarray]:
-    """The uploads as model inputs (``predictor.decode``) on the ``decoders`` threads by
-    ``deadline``, every header and the total pixels checked first."""
+    """The uploads decoded (``predictor.decode``) on ``decoders`` by ``deadline``, all checked first."""
     loop = asyncio.get_running_loop()
     timeout = settings.request_timeout
 

@@ -1,12 +1,9 @@
 """Micro-batching: concurrent requests' images gathered into one model call.
 
-One call on a batch costs far less than one call per image (per-call overhead and small
-convolutions are paid once), so a worker gathers requests for up to ``window_ms`` or
-``max_batch`` images and runs the model in its own thread while the event loop keeps
-queueing. It waits only while other requests are on their way (``MicroBatcher.incoming``),
-so a lone request is not held back. Past ``max_queue`` images a request is refused at once
-(503 with Retry-After) rather than waiting without end.
-"""
+One call on a batch costs far less than one per image, so a worker gathers requests for up
+to ``window_ms`` or ``max_batch`` images, but only while others are on their way
+(``MicroBatcher.incoming``), and runs the model in its own thread. Past ``max_queue`` images
+a request is refused at once (503 with Retry-After) rather than waiting without end."""
 
 from __future__ import annotations
 
@@ -99,8 +96,7 @@ class MicroBatcher:
 
     @contextlib.contextmanager
     def incoming(self) -> Iterator[None]:
-        """Wrap a request's reading and decoding: a batch waits for company only while such
-        requests are on their way."""
+        """Wrap a request's reading and decoding: batches wait for company only while such requests exist."""
         self.coming += 1
         try:
             yield

@@ -44,8 +44,7 @@ def _mib(n: int) -> str:
 
 
 async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
-    """The request body, refused with 413 past ``max_bytes`` (by its Content-Length before
-    reading anything, else while reading) and with 408 when it takes over ``timeout`` s."""
+    """The request body: 413 past ``max_bytes`` (by Content-Length, else while reading), 408 past ``timeout`` s."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise Problem(413, f"The request body is {_mib(int(declared))}; the limit is {_mib(max_bytes)} "
@@ -74,9 +73,9 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
 
 
 async def discard_body(request: "Request", max_bytes: int, timeout: float, read: int = 0) -> dict[str, str]:
-    """Drop the rest of a refused request's body, up to ``max_bytes`` (``read`` already) within
-    ``timeout`` s: a client still sending (urllib, requests) would otherwise see a reset, not
-    the answer. Returns the answer's headers: ``Connection: close`` if not all was read."""
+    """Drop the rest of a refused body, up to ``max_bytes`` in all (``read`` already) within ``timeout`` s:
+    a client still sending (urllib, requests) would see a reset, not the answer. Returns its headers
+    (``Connection: close`` when not all was read)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         return dict(CLOSE)  # not worth reading: the client is cut off either way
@@ -100,8 +99,7 @@ async def discard_body(request: "Request", max_bytes: int, timeout: float, read:
 
 
 async def parse_uploads(request: Request, body: bytes, max_images: int) -> list[Upload]:
-    """The images in a request whose ``body`` has been read: every file part of a
-    multipart form, or the whole body for an image (or octet-stream) content type."""
+    """A read request's images: every multipart file part, or the whole body for an image content type."""
     from starlette.formparsers import MultiPartException, MultiPartParser
 
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -171,8 +169,7 @@ def check_image(upload: Upload, max_pixels: int) -> int:
 
 
 def check_images(uploads: list[Upload], max_pixels: int, max_request_pixels: int) -> None:
-    """Every header (``check_image``), and the pixels together against the request's budget,
-    before any decoding: decoding cost follows pixels, not upload size."""
+    """Every header (``check_image``), and the request's total pixels, before decoding: cost follows pixels."""
     total = 0
     for i, upload in enumerate(uploads):
         total += check_image(upload, max_pixels)
