@@ -1,11 +1,7 @@
-"""The deployer's path into an artifact, without clf's decoder: Pillow decodes the photo and
-its raw pixels go into the artifact's runtime, which crops and resizes inside the model.
+"""The deployer's path into an artifact: Pillow decodes the photo, the model crops and resizes.
 
-Used three ways: ``labels.json`` records which input each artifact takes (``inputs``) and a
-few test vectors (an image's sha256 and the probabilities clf gave it) so an integrator can
-check their own pipeline; export verification and ``clf verify`` run this path next to clf's
-own and require the same answer (``CLIENT_TOLERANCE``).
-"""
+``labels.json`` records each artifact's input and test vectors for integrators; verification
+requires this path to give clf's own answer (``CLIENT_TOLERANCE``)."""
 
 from __future__ import annotations
 
@@ -17,8 +13,7 @@ import numpy as np
 if TYPE_CHECKING:
     from clf.artifacts.predict import Predictor
 
-# Pillow and clf's decoder give the same pixels (JPEG: the accurate integer IDCT on both
-# sides); what remains is float rounding in the resize, well under this.
+# Same pixels from Pillow and clf (accurate integer IDCT); only resize rounding remains.
 CLIENT_TOLERANCE = 1e-3
 CLIENT_IMAGES = 8  # photos per artifact: the path either matches or it does not
 TEST_VECTORS = 3
@@ -36,14 +31,12 @@ def input_record(kind: str, size: Sequence[int], quantized: bool = False) -> dic
 
 
 def takes_photo(labels: dict, exporter: str) -> bool:
-    """Whether ``exporter``'s artifact in this bundle takes the photo at any size (bundles from
-    before the photo input record none: fixed)."""
+    """Whether ``exporter``'s artifact here takes a photo of any size (none recorded: fixed)."""
     return labels.get("inputs", {}).get(exporter, {}).get("kind") == "photo"
 
 
 def pillow_pixels(path: str | Path) -> np.ndarray:
-    """One image file as a client decodes it: Pillow, RGB, uint8 ``[h, w, 3]`` (first frame
-    of a GIF; no EXIF rotation, as clf does none)."""
+    """One image file as a client decodes it: Pillow, RGB, uint8 ``[h, w, 3]``, no EXIF rotation (as clf)."""
     from PIL import Image
 
     with Image.open(path) as image:
@@ -51,16 +44,14 @@ def pillow_pixels(path: str | Path) -> np.ndarray:
 
 
 def client_probabilities(predictor: Predictor, files: Sequence[str | Path]) -> np.ndarray:
-    """``predictor``'s probabilities for each file decoded by Pillow and passed raw, one
-    photo per call (photos differ in size)."""
+    """``predictor``'s probabilities per file, Pillow-decoded and passed raw, one call each (sizes differ)."""
     rows = [np.asarray(predictor.predict_batch(pillow_pixels(f)[None].astype(np.float32)), np.float32)[0]
             for f in files]
     return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 
 def test_vectors(files: Sequence[str | Path], probabilities: np.ndarray, limit: int = TEST_VECTORS) -> list[dict]:
-    """``[{file, sha256, height, width, probabilities}]`` for the first ``limit`` files: what
-    clf predicts for those exact bytes, for an integrator to compare with."""
+    """``[{file, sha256, height, width, probabilities}]`` of the first ``limit`` files, for integrators."""
     from clf.files import file_hash
 
     vectors = []

@@ -1,11 +1,9 @@
-"""The export phase of a run: every chosen exporter, then the round-trip check of each
-artifact, then ``labels.json`` listing what was written, what input each artifact takes and
-how it verified.
+"""The export phase of a run: every chosen exporter, each artifact's round-trip check, then
+``labels.json`` (what was written, its input, how it verified).
 
-Exporters get the model behind ``clf.data.fitting.FitPhoto`` (``--model-input photo``, the
-default): the artifact takes the decoded photo at any size and crops and resizes it as clf
-does. Full-int8 TFLite (integer pixels in, integer scores out) and ``--model-input fixed``
-get the fixed-size model."""
+Exporters get the ``clf.data.fitting.FitPhoto`` model (``--model-input photo``, the default),
+which crops and resizes a photo of any size as clf does; full-int8 TFLite and
+``--model-input fixed`` get the fixed-size model."""
 
 from __future__ import annotations
 
@@ -28,8 +26,7 @@ if TYPE_CHECKING:
     from clf.host.registry import Exporter
 
 REPRESENTATIVE_IMAGES = 300  # TFLite's guidance: ~100-500 samples calibrate int8 well
-# Bytes written per byte of weights, by exporter (h5 writes the model and the weights);
-# others get DEFAULT_SIZE_RATIO. Generous: running out mid-write is what this prevents.
+# Bytes written per byte of weights; generous, as running out mid-write is what this prevents.
 SIZE_RATIO = {"h5": 2.2, "savedmodel": 1.5}
 DEFAULT_SIZE_RATIO = 1.5
 SPACE_MARGIN = 32 * 1024 * 1024
@@ -66,8 +63,7 @@ def check_free_space(model: Any, run_dir: Path, exporters: Sequence[Exporter]) -
 
 
 def _write_failed(exc: BaseException) -> str:
-    """A hint when an exporter failed for lack of space; h5py and TensorFlow report it in
-    their own exception types, with the errno or strerror only in the text."""
+    """A hint when an exporter failed for lack of space (h5py and TensorFlow put the errno only in the text)."""
     import errno
 
     codes = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -79,9 +75,7 @@ def _write_failed(exc: BaseException) -> str:
 
 
 def check_export_options(config: ExportOptions, exporters: Sequence[Exporter]) -> None:
-    """Everything about ``--export`` that can fail, checked before any slow work: each
-    exporter's required modules are installed, and ``--quantize`` goes to an exporter
-    that takes it."""
+    """``--export`` checked before slow work: modules installed, ``--quantize`` taken by an exporter."""
     check_requirements(exporters)
     if config.quantize != "none" and not any("quantize" in e.options for e in exporters):
         raise ConfigError(
@@ -115,12 +109,8 @@ def _importable(module: str) -> bool:
 
 
 def representative_data(bundle: DatasetBundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
-    """A generator factory of single raw training images ``[1, h, w, 3]`` (un-augmented),
-    for int8 calibration; nothing is read unless an exporter asks for it.
-
-    The images are spread evenly over the training files: loaders list them class by class,
-    so the first ``limit`` would calibrate the activation ranges on one or two classes only
-    (hymenoptera's first 100 were all ants)."""
+    """A lazy factory of raw training images ``[1, h, w, 3]`` for int8 calibration, spread over the
+    files: loaders list them by class, so the first ``limit`` would cover one or two classes."""
     files = bundle.splits["train"] if "train" in bundle.splits else None
 
     def batches() -> Iterator[np.ndarray]:
@@ -137,16 +127,14 @@ def representative_data(bundle: DatasetBundle, limit: int = REPRESENTATIVE_IMAGE
 
 def model_for(exporter: Exporter, config: ExportOptions, fixed: Any, photo: Any) -> tuple[Any, str]:
     """``(model, input kind)`` an exporter writes: the photo model, unless the run asked for
-    the fixed input or the exporter quantizes to full int8 (an integer graph has no place for
-    the float resize weights; its input is uint8 pixels at the input size)."""
+    the fixed input or full int8 (an integer graph has no place for the float resize)."""
     if photo is None or ("quantize" in exporter.options and config.quantize == "int8"):
         return fixed, "fixed"
     return photo, "photo"
 
 
 def _merged_summary(previous: dict | None, report: VerificationReport, listed: dict) -> dict:
-    """labels.json's ``verification``: this check's results, plus earlier ones of artifacts
-    still listed and not checked again (a run's h5 when clf export adds tflite)."""
+    """labels.json's ``verification``: these results plus earlier ones of listed artifacts not rechecked."""
     summary = report.summary()
     earlier = {name: r for name, r in (previous or {}).get("results", {}).items()
                if name in listed and name not in summary["results"]}
@@ -157,8 +145,7 @@ def _merged_summary(previous: dict | None, report: VerificationReport, listed: d
 
 
 def held_out(bundle: DatasetBundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
-    """The images verification runs on: test, else validation, else (said so) training;
-    the first ``limit`` of them."""
+    """The first ``limit`` images of test, else validation, else (said so) training."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
         if ds is not None:
             files = bundle.splits[split].files[:limit] if split in bundle.splits else []
@@ -174,13 +161,11 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
                ) -> tuple[dict[str, list[Path]], VerificationReport | None]:
     """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
 
-    ``reference``: the forward the artifacts are compared with (default: ``model``'s,
-    ``clf.infer.forward.batch_fn``); the engine passes its strategy's local one.
-    ``reference_probs(split)``: the reference's probabilities on that split's images in
-    order, when the caller already has them (None: compute them).
-    ``replaceable``: when given, the exporters write into a hidden folder first, and their
-    files move into ``run_dir`` only if each lands where no file is or on one of these names
-    (``clf export`` into a finished run: nothing it did not write is replaced)."""
+    ``reference``: the forward compared with (default ``model``'s,
+    ``clf.infer.forward.batch_fn``). ``reference_probs(split)``: the reference's
+    probabilities on that split's images, when known (None: computed). ``replaceable``: when
+    given, files are staged and move into ``run_dir`` only if each replaces nothing or one
+    of these names (``clf export`` replaces nothing it did not write)."""
     from clf.artifacts.client import input_record
     from clf.data.fitting import fixed_model, photo_model
     from clf.data.guardrails import remove_orphans
@@ -196,8 +181,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     check_free_space(model, run_dir, exporters)
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
-    # With replaceable: every exporter writes into one hidden folder (an orphan name, removed
-    # if killed) whose files move into run_dir together, or not at all.
+    # One hidden folder (an orphan name, removed if killed): its files move together or not at all.
     staging = None if replaceable is None else temp_name(run_dir / "export")
     try:
         if staging is not None:
@@ -243,9 +227,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
 
 def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict[str, Any],
                   kwargs: dict[str, Any], into: Path | None = None) -> list[Path]:
-    """One exporter's files (written into ``into``, default ``run_dir``); what it left
-    half-written is removed if it fails, and an unexpected exception becomes an ExportError
-    that says what was kept."""
+    """One exporter's files (into ``into``, else ``run_dir``); failing, it leaves nothing half-written."""
     from clf.data.guardrails import remove_orphans
 
     try:
@@ -264,9 +246,7 @@ def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict
 
 def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
                  replaceable: Collection[str]) -> dict[str, list[Path]]:
-    """Move what the exporters wrote into ``staging`` up into ``run_dir``, unless a file
-    would replace one that is not in ``replaceable``: then nothing moves and a UsageError
-    names it (an exporter's file names are known only once it has written them)."""
+    """Move the staged files into ``run_dir``, or nothing if one would replace a file not in ``replaceable``."""
     from clf.files import atomic_path
 
     written = {name: [_inside(f, staging) for f in files] for name, files in artifacts.items()}
@@ -301,9 +281,7 @@ def _inside(path: Path, folder: Path) -> Path:
 def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, list[Path]], exporters: Sequence[Exporter],
             config: ExportOptions, bundle: DatasetBundle, run_dir: Path, observer: Observer,
             reference_probs: Callable[[str], np.ndarray | None] | None) -> VerificationReport:
-    """Verify the new artifacts against ``reference`` on held-out images, write
-    verification.json, and update ``metadata``: the test vectors, failed artifacts no
-    longer listed, the merged verification summary."""
+    """Verify against ``reference``, write verification.json, update ``metadata`` (vectors, failures, summary)."""
     from clf.artifacts.client import test_vectors
 
     observer.phase_start("verify", total=len(artifacts))

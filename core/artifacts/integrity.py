@@ -1,14 +1,8 @@
-"""Every artifact's sha256 is recorded in labels.json at export and checked before the
-artifact is opened again.
+"""Every artifact's sha256 is recorded in labels.json at export and checked before it is opened again.
 
-A model file is a program for a native runtime: a bit-flipped ``.tflite`` can crash the
-interpreter (segfault), and a SavedModel's graph can read and write files. Checking the
-recorded digest first means a file that changed since clf exported it (damaged on disk,
-truncated in a copy, swapped for another model) is refused with a clear error instead of
-reaching that runtime. It proves integrity, not origin: whoever can rewrite the model can
-rewrite labels.json too (see docs/security.md). ``trust=True``
-(``--trust-artifact``) opens it anyway.
-"""
+A model file is a program for a native runtime (a bit-flipped ``.tflite`` can segfault the
+interpreter, a SavedModel's graph can touch files), so a changed file is refused first. This
+proves integrity, not origin (see docs/security.md); ``--trust-artifact`` opens it anyway."""
 
 from __future__ import annotations
 

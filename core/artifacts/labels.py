@@ -30,8 +30,7 @@ def make_metadata(class_names: Sequence[str], backbone: str, input_size: Sequenc
         "backbone": backbone,
         "input_size": [int(input_size[0]), int(input_size[1])],
         "input": "RGB float32 in 0-255, shape [batch, height, width, 3]",
-        # How a photo becomes the input: inside the artifacts whose "inputs" kind is "photo"
-        # (clf.data.fitting), by the client for "fixed" ones.
+        # Done inside "photo" artifacts (clf.data.fitting), by the client for "fixed" ones.
         "resize": {"center_crop": crop, "method": "bilinear, antialiased",
                    "steps": f"{how} resized to {int(input_size[1])}x{int(input_size[0])} (width x height)"},
         "preprocessing": {"mode": preprocess, "inside_model": True},
@@ -89,10 +88,9 @@ def _plain_name(value: Any) -> bool:
 def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
     """Check a label record's fields and types; a ModelError names the first bad field.
 
-    Everything predict reads from it is checked here, before any model is opened: class
-    names (non-empty, distinct strings), input size (two integers within clf's limits),
-    centre crop (a finite fraction), artifact names (plain file names in the bundle folder,
-    never a path elsewhere) and the recorded sha256 of each artifact."""
+    Everything predict reads is checked before any model opens: distinct non-empty class
+    names, input size within clf's limits, a finite crop fraction, artifact names (plain file
+    names in the bundle folder) and their sha256."""
     from clf.config import MAX_IMAGE_SIZE
 
     def bad(field: str, value: Any, expected: str) -> ModelError:

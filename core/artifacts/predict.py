@@ -25,10 +25,9 @@ __all__ = ["Prediction", "Predictor", "KerasPredictor", "collect_images", "load_
 class Predictor:
     """An artifact opened in its own runtime. Subclasses implement ``predict_batch``.
 
-    ``runtime`` names what runs it (``keras``, ``tf.saved_model``, ``tflite``,
-    ``onnxruntime``); ``quantization`` is ``"none"`` for float artifacts, which decides how
-    verification judges it (exact within tolerance, or top-1 agreement).
-    """
+    ``runtime``: ``keras``, ``tf.saved_model``, ``tflite`` or ``onnxruntime``;
+    ``quantization``: ``"none"`` for float artifacts (verified within tolerance, else by
+    top-1 agreement)."""
 
     runtime = "unknown"
     quantization = "none"
@@ -42,8 +41,7 @@ class Predictor:
 
     @property
     def decode_size(self) -> ImageSize:
-        """The input size with the centre crop the model was trained with (none recorded:
-        bundles from before crops existed resized the whole photo)."""
+        """The input size with the model's trained centre crop (none recorded: no crop)."""
         from clf.data.images import ImageSize
 
         return ImageSize(self.input_size, float(self.labels.get("resize", {}).get("center_crop", 0.0)))
@@ -53,8 +51,7 @@ class Predictor:
         raise NotImplementedError
 
     def output_width(self) -> int:
-        """How many class scores the model outputs (by default: one black image through it;
-        runtimes that know their output shape say so without running)."""
+        """How many class scores the model outputs (by default: one black image through it)."""
         h, w = self.input_size
         return int(np.asarray(self.predict_batch(np.zeros((1, h, w, 3), np.float32))).shape[-1])
 
@@ -69,9 +66,8 @@ class Predictor:
         return decoder
 
     def decode(self, data: bytes) -> np.ndarray:
-        """The bytes of one image file (JPEG, PNG, BMP, GIF) as this model's input: float32
-        ``[h, w, 3]`` (``clf.infer.decode.Decoder.from_bytes``). Raises
-        ``tf.errors.InvalidArgumentError`` for bytes that are not a decodable image."""
+        """One image file's bytes as float32 ``[h, w, 3]`` input (``clf.infer.decode.Decoder.from_bytes``);
+        ``tf.errors.InvalidArgumentError`` for undecodable bytes."""
         return self.decoder.from_bytes(data)
 
 
@@ -98,15 +94,12 @@ class KerasPredictor(Predictor):
         self._head = None
         from clf.data.fitting import fixed_model
 
-        # Images clf decoded (already at the input size) go through the classifier inside a
-        # photo model, exactly as before it had the photo input; a photo of another size (the
-        # client path of verification) through the whole model, crop and resize included.
+        # Images at the input size skip the photo model's crop and resize; others take the whole model.
         self._fixed = fixed_model(self.model)
 
     def use_runtime(self, requested: str, cache_dir: str | Path | None = None) -> None:
-        """Run the frozen backbone in ``requested`` (``auto``: the runtime the training run chose
-        and checked for this backbone, when its converted copy is in the cache; else TensorFlow),
-        the head in Keras. Models that clf did not assemble run whole in Keras."""
+        """Run the frozen backbone in ``requested`` (``auto``: the run's checked choice if cached, else TensorFlow)
+        and the head in Keras; models clf did not assemble run whole in Keras."""
         from clf.infer.choice import BackboneRuntime
         from clf.infer.store import extractor_parts, runtime_store
         from clf.infer.parts import split
@@ -133,8 +126,7 @@ class KerasPredictor(Predictor):
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         from clf.infer.forward import predict
 
-        # Always traced: the same image gives the same bits in every batch of clf predict
-        # and in clf serve, whichever call came first.
+        # Always traced: same bits for an image in any batch, in clf predict and clf serve.
         if self._backbone is None:
             at_size = tuple(np.shape(images)[1:3]) == tuple(self._fixed.input_shape[1:3])
             return predict(self._fixed if at_size else self.model, images)
@@ -150,8 +142,7 @@ class KerasPredictor(Predictor):
 
 
 def _check_keras_container(path: Path) -> None:
-    """A .keras file is a zip archive and a .h5 file HDF5: anything else is named as such
-    (Keras itself reports random bytes in a .keras file as 'File not found')."""
+    """A .keras file must be a zip and a .h5 file HDF5 (Keras calls a bad .keras 'File not found')."""
     import zipfile
 
     suffix = path.suffix.lower()
@@ -169,11 +160,9 @@ def _check_keras_container(path: Path) -> None:
 def resolve_artifact(artifact: str | Path, fmt: str | None = None) -> tuple[Path, str, list[str]]:
     """``(bundle folder, exporter name, files)`` for a bundle folder or an artifact in one.
 
-    A folder holding ``labels.json`` is a bundle (its first listed artifact is used, or the
-    one of exporter ``fmt``); any other path, a file or an artifact folder such as
-    ``saved_model/``, must be listed in the ``labels.json`` beside it (and be of ``fmt``
-    when given). ``fmt`` is an exporter's canonical name (not an alias).
-    """
+    A folder holding ``labels.json`` is a bundle (its first listed artifact, or exporter
+    ``fmt``'s); any other path must be listed in the ``labels.json`` beside it (and be of
+    ``fmt`` when given). ``fmt``: an exporter's canonical name, not an alias."""
     artifact = Path(artifact)
     if not artifact.exists():
         raise ModelNotFoundError(
@@ -237,14 +226,11 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
                    runtime: str = "tensorflow") -> Predictor:
     """Open a clf artifact (a bundle folder, or a model file or folder inside one).
 
-    ``fmt``: an exporter name or alias (``savedmodel``, ``tflite``...) choosing which of a
-    bundle's artifacts to open; None or ``"auto"``: the first one its labels.json lists.
-    Its labels.json is validated, the artifact's sha256 is checked against the one recorded
-    at export before any runtime opens it (``trust=True``: opened anyway), and the model's
-    output width must equal the number of class names.
-
-    ``runtime`` (auto, tensorflow, tflite, onnx): what runs the frozen backbone of a Keras
-    model (clf.infer.choice); other artifacts run in their own runtime."""
+    ``fmt``: an exporter name or alias choosing which of a bundle's artifacts to open; None
+    or ``"auto"``: the first listed. labels.json is validated, the sha256 checked before any
+    runtime opens the file (``trust=True``: opened anyway), and the output width must equal
+    the class count. ``runtime`` (auto, tensorflow, tflite, onnx): what runs a Keras model's
+    frozen backbone (clf.infer.choice)."""
     from clf.artifacts.integrity import check_artifact
     from clf.config import RUNTIMES, check_name
     from clf.host.manager import get_host
@@ -309,10 +295,7 @@ class Prediction:
 
     def top(self, k: int | Sequence[str] = 1, class_names: Sequence[str] | int | None = None
             ) -> list[tuple[str, float]]:
-        """The ``k`` most probable ``(class name, probability)`` pairs, best first.
-
-        The class names are the predictor's; ``top(class_names, k)``, the older form, still
-        works."""
+        """The ``k`` most probable ``(class name, probability)`` pairs, best first (``top(class_names, k)`` too)."""
         if not isinstance(k, int):  # top(class_names, k): the names came first
             k, class_names = (class_names if isinstance(class_names, int) else 1), k
         names = list(cast("Sequence[str]", class_names)) if class_names is not None else self.class_names
@@ -328,14 +311,12 @@ class Prediction:
 
 def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int = 32,
                   progress: Callable[[int], None] | None = None) -> list[Prediction]:
-    """Decode (``clf.infer.decode.Decoder.files``) and predict in batches; a file that
-    cannot be decoded gets an ``error`` and does not stop the rest. ``progress(n)``, if
-    given, is called with the number of files done after each batch (for a progress bar)."""
+    """Decode (``clf.infer.decode.Decoder.files``) and predict in batches; an undecodable file
+    gets an ``error`` without stopping the rest. ``progress(n)``: files done, after each batch."""
     from clf.data.filecheck import display_path, image_problem
 
     results = [Prediction(display_path(f), class_names=list(predictor.class_names)) for f in files]
-    # Each file is looked at before TensorFlow reads it: a link to /dev/zero, a FIFO, a
-    # 6 GB file or a 20000x20000 PNG gets its reason and is never read or decoded.
+    # Checked before TensorFlow reads it: a link to /dev/zero, a FIFO or a huge image is never read.
     for r, f in zip(results, files):
         r.error = image_problem(f)
     readable = [i for i, r in enumerate(results) if r.error is None]

@@ -49,9 +49,8 @@ def to_json(results: Sequence[Prediction], class_names: Sequence[str], k: int,
 
 def to_csv(results: Sequence[Prediction], class_names: Sequence[str], k: int,
            columns: dict[str, list[Any]] | None = None) -> str:
-    """One row per image: path, class_1, probability_1, ... class_k, probability_k, error,
-    then any extra ``columns``. Text that a spreadsheet would run as a formula is quoted
-    (``clf.files.csv_cell``)."""
+    """One row per image: path, class_1, probability_1, ..., error, then any extra ``columns``;
+    formula-like text quoted (``clf.files.csv_cell``)."""
     from clf.files import csv_cell
 
     columns = columns or {}

@@ -1,12 +1,8 @@
 """``clf export RUN_DIR --export tflite,onnx``: more artifacts for a finished run.
 
-The run's Keras model (``model.keras``, else ``model.h5``) goes through the same export phase
-a run ends with (``clf.artifacts.exporting.export_all``): each exporter writes its file, the
-round-trip check reopens it and compares it with the Keras model on the run's held-out
-images, and ``labels.json``, ``verification.json`` and ``manifest.json`` are updated (each
-written under a temporary name and renamed). The images come from the run's record of its
-split (``manifest.json``) under its ``--data`` folder, or under ``data`` when it moved.
-"""
+The run's Keras model goes through a run's export phase (``clf.artifacts.exporting.export_all``),
+verified on the run's held-out images; labels.json, verification.json and manifest.json are
+updated atomically."""
 
 from __future__ import annotations
 
@@ -53,13 +49,11 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
            host: PluginHost | None = None, model_input: str = "photo", trust_artifact: bool = False) -> Added:
     """Add the artifacts of ``export`` (exporter names) to the finished run in ``run_dir``.
 
-    Everything that can fail without work is checked first: the run folder and its Keras
-    model, the exporter names, their packages, ``quantize``, and formats the run already has
-    (an existing artifact is never replaced), and the Keras model's sha256 against the one
-    labels.json records (``trust_artifact``: exported from anyway, as ``clf predict
-    --trust-artifact`` opens it). A file the run did not write is never replaced. Raises
-    ``VerificationError`` when an artifact fails its round trip (renamed ``*.failed``; the
-    others are kept and recorded)."""
+    Everything cheap is checked first: the run folder, its Keras model and sha256
+    (``trust_artifact``: as ``clf predict --trust-artifact``), the exporter names and
+    packages, ``quantize``, and formats the run already has. A file the run did not write is
+    never replaced. Raises ``VerificationError`` when an artifact fails its round trip
+    (renamed ``*.failed``; the others are kept)."""
     from clf.host.manager import get_host
 
     run_dir = Path(run_dir)
@@ -118,8 +112,7 @@ def _refuse_existing(run_dir: Path, labels: dict[str, Any], exporters: Sequence[
 
 def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, need_train: bool,
             need_held_out: bool) -> DatasetBundle:
-    """The run's own images, by split, as a DatasetBundle (what export_all calibrates and
-    verifies on), read from the split that manifest.json records."""
+    """The run's own images by split (as its manifest.json records), to calibrate and verify on."""
     from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
 
     from clf.data.manifest import split_files

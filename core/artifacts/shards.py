@@ -1,23 +1,13 @@
 """Batch prediction in parts: ``clf predict --shard K/N`` and ``clf merge-predictions``.
 
-A Slurm array job or a Kubernetes indexed Job runs N copies of the same ``clf predict``
-command, copy K with ``--shard K/N``; each predicts its own part of the files and writes
-its own CSV or JSON; ``merge-predictions`` joins the parts into exactly the file an
-unsharded run writes. No service, no coordination between the copies.
+N copies of one ``clf predict`` command (a Slurm array, a Kubernetes indexed Job) each
+write their part; ``merge-predictions`` joins them into exactly the unsharded file, using
+each row's ``index`` and ``total`` to restore the order and check that no part is missing.
 
-The split rule: a file belongs to shard ``blake2b(path) mod N``, the path as ``clf
-predict`` lists and prints it. A path hash, not a content hash as when training splits
-files between workers: deciding on contents would make every shard read every file, which
-is the very work sharding divides (training reads every file anyway, for its cache). The
-path rule reads nothing; it does not depend on the order of the files nor on the other
-files, so a file keeps its shard when files are added; and every file lands in exactly
-one shard. Run every shard with the same arguments from the same folder (as array jobs
-do), so that the paths are the same strings.
-
-Each row of a part also carries ``index`` (the file's position in the unsharded output)
-and ``total`` (the number of files), which is how the merge restores the order and checks
-that no part is missing or given twice; the merged file drops both.
-"""
+A file belongs to shard ``blake2b(path) mod N``, the path as ``clf predict`` prints it: a
+content hash (as training uses) would make every shard read every file, the very work
+sharding divides. A file keeps its shard when files are added. Run every shard with the
+same arguments from the same folder, so the paths are the same strings."""
 
 from __future__ import annotations
 
@@ -35,8 +25,7 @@ from typing import Any, Sequence
 from clf.errors import DataError, UsageError
 from clf.files import csv_cell
 
-# What a part adds after the prediction columns: the model's fingerprint (the first 16 hex
-# digits of its sha256), the part ("K/N"), the row's position and the number of files.
+# Added after the prediction columns: model fingerprint (16 hex of its sha256), "K/N", position, file count.
 PART_COLUMNS = ("model", "shard", "index", "total")
 # Parts written before the model and the part were recorded end with these two only.
 LEGACY_COLUMNS = ("index", "total")
@@ -71,8 +60,7 @@ def select(files: Sequence[str | Path], shard: int, shards: int) -> list[int]:
 
 
 def model_fingerprint(path: str | Path, labels: dict, checked: bool = True) -> str:
-    """The first 16 hex digits of an artifact's sha256: the one labels.json records when the
-    artifact was ``checked`` against it (no second read), else hashed now."""
+    """16 hex digits of an artifact's sha256: labels.json's if ``checked`` (no second read), else hashed."""
     from clf.files import sha256_path
 
     recorded = labels.get("sha256", {}) if isinstance(labels.get("sha256"), dict) else {}
@@ -90,7 +78,6 @@ def shard_files(files: Sequence[Path], shard: tuple[int, int] | None,
         return list(files), None
     picked = select(files, *shard)
     n = len(picked)
-    # Each row's position in the unsharded output, and the number of files there.
     return [files[i] for i in picked], {"model": [model] * n, "shard": [f"{shard[0]}/{shard[1]}"] * n,
                                         "index": picked, "total": [len(files)] * n}
 
@@ -287,11 +274,10 @@ def _same_model_and_shards(read: list[_Part], notes: list[str]) -> None:
 
 
 def merge_predictions(parts: Sequence[str | Path], notes: list[str] | None = None) -> tuple[str, str]:
-    """``(format, text)``: the parts joined in the unsharded order, without the part columns.
+    """``(format, text)``: the parts joined in unsharded order, as one ``clf predict`` run writes it.
 
-    The text equals what ``clf predict`` writes for all the files in one run. Every part is
-    checked first (each cell; one model; one N; each part and each file once); ``notes``
-    collects what could not be checked."""
+    Every part is checked first (each cell; one model; one N; each part and file once);
+    ``notes`` collects what could not be checked."""
     notes = notes if notes is not None else []
     if not parts:
         raise UsageError("No prediction parts given; expected the files written by clf predict --shard K/N.")
@@ -321,8 +307,7 @@ def merge_predictions(parts: Sequence[str | Path], notes: list[str] | None = Non
                         f"the same arguments on the same files.")
     total = totals.pop() if totals else 0
     if len(rows) != total:
-        # Every index is below total, so the rows are fewer: the first gaps lie among the first
-        # len(rows) + 10 numbers. The claimed total itself is never allocated.
+        # Gaps lie among the first len(rows) + 10 numbers; the claimed total is never allocated.
         missing = [i for i in range(min(total, len(rows) + 10)) if i not in rows][:10]
         raise DataError(f"The parts hold {len(rows)} of {total} files (missing numbers "
                         f"{', '.join(map(str, missing))}{'...' if total - len(rows) > 10 else ''}); expected "

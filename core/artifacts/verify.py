@@ -1,17 +1,10 @@
 """Round-trip verification: reopen an exported artifact in its own runtime and compare it
-with the Keras model it came from, on held-out images.
+with its Keras model on held-out images (after every export, and in ``clf verify ARTIFACT``).
 
-Float artifacts must match within ``FLOAT_TOLERANCE`` (max absolute difference of the
-probabilities); quantized ones (TFLite float16, dynamic-range, int8) are judged by top-1
-agreement, which must reach ``MIN_QUANTIZED_AGREEMENT``. The engine runs this after every
-export; ``clf verify ARTIFACT`` runs it again on an existing bundle. A failed artifact is
-renamed to ``<name>.failed`` so nothing downstream mistakes it for a good one.
-
-An artifact that takes the photo itself (``labels.json``'s ``inputs``) is also checked
-through a client's path (``clf.artifacts.client``): photos decoded by Pillow, raw pixels
-into the artifact, whose answers must equal clf's own (decode, crop and resize by clf, then
-the Keras model) within ``CLIENT_TOLERANCE``.
-"""
+Float artifacts must match within ``FLOAT_TOLERANCE`` (max absolute probability difference);
+quantized ones need ``MIN_QUANTIZED_AGREEMENT`` top-1 agreement. A failed artifact becomes
+``<name>.failed`` so nothing downstream mistakes it for a good one. An artifact that takes
+the photo itself is also checked through a client's path (``clf.artifacts.client``)."""
 
 from __future__ import annotations
 
@@ -38,9 +31,7 @@ MIN_QUANTIZED_AGREEMENT = 0.95
 VERIFICATION_FILE = "verification.json"
 FAILED_SUFFIX = ".failed"
 MAX_IMAGES = 256  # enough for a stable agreement figure; keeps export checks to seconds
-# A float artifact either reproduces the model's numbers or it does not: a conversion error
-# shows on any image, so its check needs a few images, not a statistic over hundreds.
-# Quantized artifacts are judged on all MAX_IMAGES (see benchmarks/overhead.py for the cost).
+# A float conversion error shows on any image; quantized ones get MAX_IMAGES (see benchmarks/overhead.py).
 FLOAT_CHECK_IMAGES = 8
 
 
@@ -58,7 +49,7 @@ class Verification:
     criterion: str
     passed: bool
     seconds: float = 0.0
-    # The client path (Pillow decode, raw photo in): photos checked, and how close it came.
+    # The client path (Pillow decode, raw photo in).
     client_images: int = 0
     client_max_abs_diff: float | None = None
     client_top1_agreement: float | None = None
@@ -81,9 +72,7 @@ class VerificationReport:
     results: dict[str, Verification] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)
     source: str = ""  # which split the images came from
-    # The Keras model's probabilities (clf predict's): at export, on the client path's files
-    # (labels.json's test vectors come from them); in clf verify, on every image checked.
-    # Not written to verification.json.
+    # The Keras model's probabilities (for labels.json's test vectors); not in verification.json.
     reference_probs: "np.ndarray | None" = field(default=None, repr=False)
 
     @property
@@ -137,8 +126,7 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
 
 
 def check_client(result: Verification, predictor: Predictor, files: Sequence[str | Path], reference: np.ndarray) -> None:
-    """Run the client path (Pillow decode, raw photo into ``predictor``) on ``files`` and fold
-    its outcome into ``result``; ``reference``: clf's own probabilities for those files."""
+    """Run the client path on ``files`` into ``result``; ``reference``: clf's own probabilities for them."""
     from clf.artifacts.client import CLIENT_TOLERANCE, client_probabilities
 
     if not len(files):
@@ -154,8 +142,7 @@ def check_client(result: Verification, predictor: Predictor, files: Sequence[str
 
 
 def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
-    """The files for the client path: the first ``CLIENT_IMAGES``, when ``files`` are the
-    images' own files in order (a loader that streams lists none)."""
+    """The first ``CLIENT_IMAGES`` of ``files`` for the client path; none when a loader streams."""
     from clf.artifacts.client import CLIENT_IMAGES
 
     if len(files) < min(len(images), CLIENT_IMAGES) or not all(Path(f).is_file() for f in files[:CLIENT_IMAGES]):
@@ -164,8 +151,7 @@ def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
 
 
 def quarantine(files: Sequence[Path]) -> list[Path]:
-    """Rename a failed artifact's files to ``<name>.failed``: kept for inspection, but no
-    loader (nor a person skimming the folder) takes it for a valid model."""
+    """Rename a failed artifact's files to ``<name>.failed``: kept, but never taken for a valid model."""
     moved = []
     for f in map(Path, files):
         if f.exists():
@@ -179,10 +165,9 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
                  reference: str | None = None) -> Path:
     """``verification.json``: every result, the images used and when (atomic write).
 
-    ``export_record``: the check on the export's own images against the bundle's own Keras
-    model, which replaces the results it repeats. Any other check (``clf verify --data`` or
-    ``--reference``) is appended to ``other_checks`` and leaves that record as it was, so a
-    later plain ``clf verify`` still checks the export's images."""
+    ``export_record``: the check on the export's own images against the bundle's Keras model,
+    replacing the results it repeats. Other checks (``clf verify --data`` or ``--reference``)
+    go to ``other_checks``, so a later plain ``clf verify`` still checks the export's images."""
     path = Path(directory) / VERIFICATION_FILE
     previous: dict[str, Any] = {}
     if path.is_file():
@@ -216,9 +201,8 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
 class _Reference:
     """The in-memory model's probabilities on the held-out images, computed as far as needed.
 
-    ``known``: probabilities already computed for the first images (the engine passes the
-    head's output on the cached features of those images, which is the exported model's
-    output within 1e-5), so verifying costs no second backbone pass over them."""
+    ``known``: those of the first images, already computed (the engine's head output on cached
+    features), so verifying costs no second backbone pass."""
 
     def __init__(self, predict: BatchFn, images: np.ndarray, known: np.ndarray | None = None) -> None:
         self.predict, self.images = predict, images
@@ -234,14 +218,12 @@ class _Reference:
 def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],
                    exporters: dict[str, Any], images: np.ndarray, image_files: Sequence[str], source: str,
                    reference_probs: np.ndarray | None = None) -> VerificationReport:
-    """Reopen every artifact whose exporter can load it and compare with the model whose
-    forward is ``reference_fn`` (``clf.infer.forward.batch_fn``).
+    """Reopen every artifact whose exporter can load it and compare with the forward
+    ``reference_fn`` (``clf.infer.forward.batch_fn``); failed artifacts are quarantined.
 
-    ``exporters`` maps exporter name -> registered ``Exporter``; ones without ``load`` are
-    skipped (nothing to reopen them with). Float artifacts are compared on the first
-    ``FLOAT_CHECK_IMAGES`` images, quantized ones on all. ``reference_probs``: the model's
-    probabilities on the first images when already known. Failed artifacts are quarantined.
-    """
+    ``exporters``: name -> ``Exporter``; ones without ``load`` are skipped. Float artifacts
+    are compared on the first ``FLOAT_CHECK_IMAGES`` images, quantized ones on all.
+    ``reference_probs``: the model's probabilities on the first images, when known."""
     from clf.artifacts.client import takes_photo
 
     report = VerificationReport(images=list(map(str, image_files)), source=source)
@@ -249,8 +231,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     photos = client_files(list(map(str, image_files)), images)
     photo_reference = None
     if photos and any(takes_photo(labels, name) for name in artifacts):
-        # clf predict's answer on those files: decoded in full, as the client path decodes
-        # them (the held-out images may come from a DCT-scaled decode, for extraction's speed).
+        # Decoded in full like the client path (held-out images may be DCT-scaled decodes).
         from clf.data.images import ImageSize
 
         size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
@@ -292,10 +273,8 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     """``clf verify``: reopen ``artifact`` and compare it with the bundle's Keras model.
 
     ``reference`` defaults to the bundle's ``.keras`` (else ``.h5``) model; ``data`` to the
-    images recorded in ``verification.json`` at export. Nothing is renamed: the result is
-    recorded in ``verification.json`` (a check with ``data`` or ``reference`` under
-    ``other_checks``, see ``write_report``) and returned.
-    """
+    images ``verification.json`` recorded at export. Nothing is renamed: the result is
+    recorded (see ``write_report``) and returned."""
     from clf.artifacts.client import takes_photo
     from clf.artifacts.labels import read_labels
     from clf.artifacts.predict import collect_images, load_predictor, resolve_artifact
@@ -332,9 +311,8 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
 
 
 def keras_model_in(folder: Path, labels: dict, missing: str) -> Path:
-    """The bundle's Keras model, as its labels.json lists it: .keras first (the native
-    format), else .h5. None there: a ModelError, "<folder> has no Keras model " + ``missing``
-    (what it was wanted for and how to fix that)."""
+    """The bundle's Keras model as labels.json lists it, .keras before .h5; else a ModelError
+    ending in ``missing`` (what it was wanted for, and the fix)."""
     exports: dict[str, list[str]] = labels.get("artifacts", {})
     for name in ("keras", "h5"):
         files = exports.get(name)
@@ -356,8 +334,7 @@ def _recorded_images(folder: Path) -> tuple[list[str], str]:
     from clf.data.filecheck import inside_folder
     from clf.data.manifest import read_manifest
 
-    # The images were the run's held-out files: inside its data folder (manifest.json), or
-    # inside the bundle folder for a bundle without a run record; never anywhere else.
+    # Only inside the run's data folder (manifest.json), else the bundle folder; never elsewhere.
     recorded = read_manifest(folder, required=False).get("data", {}).get("source")
     root = Path(recorded) if recorded else folder
     files = []

@@ -1,21 +1,14 @@
 """Pretrained weights, offline: the Keras cache, a mirror for air-gapped sites, hash checks.
 
-Keras Applications download their ImageNet files with ``keras.utils.get_file(fname, origin,
-file_hash=..., cache_subdir="models")`` from ``https://storage.googleapis.com/...`` and
-keep them in ``$KERAS_HOME/models`` (default ``~/.keras/models``). clf takes that download
-over (``keras_downloads()``), so that:
+clf takes over Keras Applications' ``get_file`` downloads into ``$KERAS_HOME/models``
+(``keras_downloads()``), so that:
 
 - a mirror base URL (``CLF_WEIGHTS_MIRROR`` or ``--weights-mirror``) replaces the Google
-  host while keeping the path and file name: ``<mirror>/tensorflow/keras-applications/
-  mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5``. A
-  site copies that tree once (or just the files it needs) onto any HTTP server;
-- the file is checked against the hash Keras knows for it (md5 or sha256), or the sha256
-  clf pins where Keras publishes none (``PINNED_SHA256``);
-- and it is loaded in full into its own architecture (Keras' load while building the
-  backbone, or ``fetch_for`` for ``clf weights fetch``) *before* it is moved into the cache
-  under its real name: a mirror serving an error page or another model's file never leaves
-  anything in the cache, hash or no hash;
-- a failure is one message that names the URL, the cache path and the ways out.
+  host, keeping the path: a site copies that tree (or the files it needs) to any HTTP server;
+- the file is checked against Keras' hash (md5 or sha256), or clf's (``PINNED_SHA256``);
+- it is loaded in full into its architecture *before* it enters the cache under its real
+  name, so an error page or another model's file never lands in the cache, hash or not;
+- a failure is one message naming the URL, the cache path and the ways out.
 """
 
 from __future__ import annotations
@@ -40,11 +33,8 @@ KERAS_HOST = "https://storage.googleapis.com/"
 TIMEOUT_S = 60
 
 
-# sha256 of original Keras Applications files for which Keras itself publishes no hash
-# (it passes file_hash=None for the MobileNet family). Only files whose bytes were checked
-# against an independent copy: mobilenet_2_5_224_tf_no_top.h5 per shared/weights/README.md
-# (the unmodified Keras file, 2,108,140 bytes). Others stay unpinned and are guarded by the
-# full load alone.
+# sha256 of Keras files Keras publishes no hash for (the MobileNet family), pinned only once
+# checked against an independent copy (see shared/weights/README.md); others rely on the full load.
 PINNED_SHA256 = {
     "mobilenet_2_5_224_tf_no_top.h5": "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf",
 }
@@ -127,10 +117,7 @@ def _download(wf: WeightsFile, url: str, dest: Path) -> None:
 
 def fetch(wf: WeightsFile, base: str | None = None, force: bool = False,
           validate: Callable[[Path], None] | None = None) -> Path:
-    """The cached file, downloading and checking it first if needed.
-
-    ``validate(path)``, if given, runs on the downloaded file before it enters the cache
-    (``fetch_for`` loads it into the backbone); an exception there discards the file."""
+    """The cached file, downloaded and checked first if needed; ``validate(path)`` vets it before caching."""
     target = keras_cache_dir() / wf.fname
     if not force and check(wf, target) in ("ok", "unchecked"):
         return target
@@ -148,8 +135,7 @@ def fetch(wf: WeightsFile, base: str | None = None, force: bool = False,
 
 
 def fetch_for(backbone: Backbone, base: str | None = None, force: bool = False) -> Path:
-    """``clf weights fetch``: a backbone's ImageNet file, loaded in full into that backbone
-    (built at its default input size) before it enters the cache."""
+    """``clf weights fetch``: a backbone's ImageNet file, loaded into that backbone before it is cached."""
     wf = lookup_file(backbone)
 
     def load(path: Path) -> None:
@@ -167,9 +153,7 @@ def fetch_for(backbone: Backbone, base: str | None = None, force: bool = False) 
 
 @contextmanager
 def keras_downloads() -> Iterator[None]:
-    """While active, Keras' weight downloads go through clf (mirror, hash, messages); a
-    downloaded file waits under a temporary name until Keras has loaded it into the model
-    being built, and enters the cache only then."""
+    """While active, Keras' weight downloads go through clf, and are cached only once loaded into the model."""
     from clf.files import temp_name
     from clf.host.keras_patches import replaced_get_file
 

@@ -1,8 +1,7 @@
 """The ``clf`` command: a thin typer + rich layer over the Python API.
 
-Only this package prints and chooses exit codes (docs/reference/exit-codes.md). One module per
-command group; each registers its commands on the shared ``app`` when imported, in the
-order ``clf --help`` lists them.
+Only this package prints and chooses exit codes (docs/reference/exit-codes.md); each command
+module registers its commands on the shared ``app`` when imported.
 """
 
 import os
@@ -43,10 +42,8 @@ def main() -> None:
 
 
 def _exit_now(code: int) -> None:
-    """Exit without tearing the interpreter down: once TensorFlow is loaded, freeing its
-    modules and runtime at exit is slow, and it comes after everything was written (see
-    benchmarks/overhead.py). Python's exit handlers still run (logging, TensorFlow's own);
-    every file clf writes is complete (written atomically) long before this point."""
+    """Exit without tearing the interpreter down: freeing a loaded TensorFlow is slow (see
+    benchmarks/overhead.py). Exit handlers still run, and every file is already written atomically."""
     import atexit
 
     if "tensorflow" not in sys.modules or sys.getprofile() or sys.gettrace():

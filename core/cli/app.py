@@ -1,6 +1,5 @@
 """Shared pieces of the ``clf`` command: the typer app, the two consoles, option objects,
-and the helpers every command uses to load plugins, fail with an exit code and render
-progress. Only the ``clf.cli`` package prints and chooses exit codes."""
+and helpers to load plugins, fail with an exit code and render progress."""
 
 from __future__ import annotations
 
@@ -35,8 +34,7 @@ VerboseOpt = typer.Option(
 
 
 def _verbose(on: bool) -> None:
-    """--verbose shows TensorFlow's log lines; without it they are kept out of the output.
-    Runs before any command imports TensorFlow (the settings only work before that)."""
+    """--verbose shows TensorFlow's log lines; runs before TensorFlow is imported, as the settings require."""
     if on:
         logs.set_verbose()
     logs.quiet_tensorflow()
@@ -97,8 +95,7 @@ def _fail(exc: ClfError) -> None:
 
 
 def _write_failed(exc: OSError) -> None:
-    """An OSError that reached the CLI (a write the engine did not expect to fail): one line,
-    no traceback; a full disk says so and how to go on."""
+    """An unexpected OSError as one line, no traceback; a full disk says how to go on."""
     import errno
 
     where = f" ({exc.filename})" if exc.filename else ""
@@ -129,8 +126,7 @@ class _Stopped(ClfError):
 
 
 class PhaseTracker(Observer):
-    """Wraps the CLI's observer to remember the phase running now (for the Ctrl-C message);
-    phases nest (verify runs inside export), so the innermost unfinished one is current."""
+    """Remembers the running phase for Ctrl-C's message; phases nest, so the innermost unfinished counts."""
 
     def __init__(self, inner: Observer) -> None:
         self.inner = inner
@@ -201,10 +197,9 @@ def _opened(observer: _O) -> _O:
 def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
                write_errors: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The one error path of every command (apply under ``@app.command()``): a ClfError closes
-    the command's open observers and fails with its message and exit code. With ``interrupt``,
-    Ctrl-C says where it stopped (and, when an option named in ``run_dir`` has a value, what
-    is saved there) and exits 130; without it, Ctrl-C is click's. With ``write_errors``, an
-    OSError is one line (``_write_failed``) instead of a traceback."""
+    the open observers and fails with its message and exit code. ``interrupt``: Ctrl-C says
+    where it stopped (and what the ``run_dir`` option's folder keeps) and exits 130.
+    ``write_errors``: an OSError is one line (``_write_failed``)."""
     import functools
     import inspect
 
@@ -265,8 +260,7 @@ def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
-# The word shown for an option's value in --help, instead of typer's type tags (<str>,
-# <bool>, <list[str]>); flags show none. A command adds its own in ``callback.metavars``.
+# --help's word for each option's value instead of typer's type tags; commands add ``callback.metavars``.
 METAVARS = {
     "config_file": "FILE", "backbone": "NAME", "head": "NAME", "loader": "NAME", "data": "DIR",
     "quantize": "none|float16|dynamic|int8", "plugin": "MODULE|FILE", "log_format": "auto|rich|plain|jsonl",
@@ -281,12 +275,10 @@ def _show_help(ctx: typer.Context, value: bool) -> None:
 
 
 def tidy_help(info: CommandInfo | TyperInfo) -> None:
-    """How typer lists a command's options in --help (``info``: its CommandInfo, or the
-    app's callback TyperInfo): a word for each value instead of a type tag, in the panels
-    ``callback.help_panels`` names (panel -> option names), and a --help of its own (typer's
-    shows <bool>) in the last panel. Typer reads the options from the callback's signature,
-    so the callback is wrapped with a signature listing copied options (some are shared
-    between commands) in panel order, plus --help, which the wrapper drops."""
+    """Tidy a command's --help (``info``: its CommandInfo or the app's TyperInfo): a word per
+    value instead of a type tag, the panels of ``callback.help_panels``, and our own --help.
+    Typer reads options from the signature, so the callback is wrapped with one listing copied
+    options (some are shared) in panel order, plus --help, which the wrapper drops."""
     import copy
     import functools
     import inspect

@@ -25,9 +25,7 @@ if TYPE_CHECKING:
 def _list(kind: str, plugins: list[str] | None, as_json: bool,
           table: Callable[[str, list[Any], int], Table] | None = None,
           raw: Callable[[Any], dict[str, Any]] = lambda c: {}) -> None:
-    """A listing: one table per plugin (its name in the title, so the rows need no plugin
-    column and fit 80 columns), or JSON (every field; a plugin's odd value becomes text
-    rather than a traceback)."""
+    """One table per plugin (named in the title, so rows fit 80 columns), or JSON (every field, as text)."""
     registry = getattr(_host(plugins), kind)
     if as_json:
         rows = [{"name": c.name, "aliases": list(c.aliases), "plugin": c.plugin, "description": c.description,
@@ -59,8 +57,7 @@ def _component_listing(title: str, items: list[Component], width: int) -> Table:
 
 
 def _backbone_listing(title: str, items: list[Backbone], width: int) -> Table:
-    """Every column the docs name, whole, in 80 columns: aliases under the name, the
-    plugin in the title; the description only where there is room for it (120+)."""
+    """All documented columns in 80 columns (aliases under the name, plugin in the title; descriptions at 120+)."""
     table = _light_table(title)
     table.add_column("name", no_wrap=True)
     table.add_column("input\nsize", no_wrap=True)

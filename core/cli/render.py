@@ -1,14 +1,9 @@
 """How the CLI shows engine events and evaluation reports.
 
-Three renderers of the same ``Observer`` events:
-
-- ``rich``: progress bars (extraction, training, evaluation, prediction) when stdout is a
-  terminal; finished epochs and results are printed above the bars.
-- ``plain``: one line per epoch and per result, no carriage returns, for log files and CI.
-- ``jsonl``: one JSON object per event, for machines.
-
-``--log-format auto`` (the default) picks ``rich`` on a terminal and ``plain`` otherwise;
-``--quiet`` shows only notes and errors (and the final line of the command).
+Three renderers of the same ``Observer`` events: ``rich`` (progress bars, finished epochs
+above them), ``plain`` (one line per epoch and result, for logs and CI) and ``jsonl`` (one
+JSON object per event). ``--log-format auto`` picks ``rich`` on a terminal, else ``plain``;
+``--quiet`` shows only notes, errors and the command's final line.
 """
 
 from __future__ import annotations
@@ -33,9 +28,7 @@ LIST_CLASSES = 20  # class names and per-class counts listed in full up to this 
 
 
 def esc(value: Any) -> str:
-    """Any text from outside clf (paths, class names, messages, plugin names) as rich text:
-    markup escaped (``nope[/]x`` stays as it is) and bytes that are not UTF-8 shown as
-    ``\\xe9`` escapes (a terminal cannot print them)."""
+    """Outside text as rich text: markup escaped, non-UTF-8 bytes as ``\\xe9`` escapes."""
     from rich.markup import escape
 
     from clf.data.filecheck import display_path
@@ -57,10 +50,8 @@ def make_observer(console: Console, log_format: str = "auto", quiet: bool = Fals
 def progress_observer(console: Console | None = None) -> PlainObserver:
     """What ``clf.run(progress=True)`` shows, in a terminal or a notebook.
 
-    On a terminal: rich's progress bars, finished epochs printed above them (as ``clf run``).
-    In Jupyter: the same bars through rich's Jupyter support, which needs ``ipywidgets``
-    (``pip install 'clf[notebook]'``); without it, one line per epoch and per result, which
-    every notebook front end shows. Elsewhere (output to a file): plain lines."""
+    A terminal, or Jupyter with ``ipywidgets`` (``pip install 'clf[notebook]'``): rich's
+    progress bars, as ``clf run``. Otherwise plain lines, which every front end shows."""
     import importlib.util
 
     console = console or Console()
@@ -262,17 +253,14 @@ class JsonlObserver(Observer):
         self.emit("epoch", phase=phase, epoch=epoch, epochs=epochs, **logs)
 
 
-# Past these, a terminal cannot show the full tables readably: the matrix becomes the top
-# confusions and the per-class table the weakest classes (everything stays in metrics.json
-# and confusion_matrix.csv).
+# Past these the tables are unreadable: top confusions and weakest classes instead (all in metrics.json).
 MATRIX_CLASSES = 12
 PER_CLASS_ROWS = 30
 TOP_CONFUSIONS = 15
 
 
 def report_tables(report: dict[str, Any], title: str) -> list[Any]:
-    """Rich renderables for one evaluation report: summary, per class, confusion matrix
-    (for many classes: the weakest classes and the top confusions instead)."""
+    """Rich renderables for one evaluation report: summary, per class, confusion matrix."""
     names = report["class_names"]
     summary = f"[bold]{esc(title)}[/]: {report['images']} images, accuracy [bold]{report['accuracy']:.4f}[/]"
     if "loss" in report:

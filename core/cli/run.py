@@ -157,8 +157,7 @@ def _print_plan(config: RunConfig) -> None:
     print("\n".join(lines + ["# dry run: nothing trained or written"]), flush=True)
 
 
-# `clf run --help` in panels (clf.cli.app.tidy_help applies them), with a word for each
-# value; options not named here use the words every command shares (app.METAVARS).
+# `clf run --help` panels and value words (clf.cli.app.tidy_help); others from app.METAVARS.
 run.help_panels = {  # type: ignore[attr-defined]  # a function attribute tidy_help reads
     "Data": ("data", "classes", "loader", "validation_split", "image_size", "center_crop", "augment",
              "augment_copies", "strict_data"),

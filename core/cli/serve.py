@@ -28,8 +28,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    """The server's socket, bound (not yet listening) before the model is loaded or anything
-    printed: a port in use is one line and exit 2, not a log after 'serving ... on'."""
+    """The server's socket, bound before loading or printing: a busy port is one line and exit 2."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: not over a live server
@@ -114,8 +113,7 @@ def _serve(sock: socket.socket, host: str, port: int, predictor: Any, settings: 
     asgi = create_app(predictor, settings)
     config = uvicorn.Config(asgi, host=host, port=port, log_level="warning",
                             access_log=access_log, lifespan="on",
-                            # SIGTERM/Ctrl-C: stop accepting, answer what is in flight (the app
-                            # answers 503 to what is left after request_timeout), then exit.
+                            # SIGTERM/Ctrl-C: stop accepting, answer in-flight requests (503 after request_timeout).
                             timeout_graceful_shutdown=int(settings.request_timeout) + 5)
 
     class Server(uvicorn.Server):

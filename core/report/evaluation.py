@@ -1,8 +1,7 @@
 """Run a model over labelled images and build the evaluation report (``clf.report.metrics``).
 
-Two entry points: ``evaluate_dataset`` for the engine (a batched ``tf.data`` dataset of
-``(image, label)`` right after training) and ``evaluate_folder`` for ``clf evaluate MODEL
---data DIR`` (an exported artifact on any folder of class folders).
+``evaluate_dataset`` serves the engine (a batched ``tf.data`` dataset after training),
+``evaluate_folder`` serves ``clf evaluate MODEL --data DIR`` (an artifact on class folders).
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from clf.report.metrics import cross_entropy, evaluation_report
 
 def evaluate_dataset(predict: BatchFn, dataset: Any, class_names: list[str], observer: Observer | None = None,
                      phase: str = "evaluate") -> dict[str, Any]:
-    """``predict`` (a model's forward, ``clf.infer.forward.batch_fn``) on every batch of
-    ``dataset`` (batched ``(images, labels)``), and the report."""
+    """``predict`` (``clf.infer.forward.batch_fn``) on each ``(images, labels)`` batch, and the report."""
     observer = observer or Observer()
     labels, probs = [], []
     for images, y in dataset:
@@ -55,8 +53,7 @@ def check_data_folder(folder: Path) -> None:
 
 
 def check_paths(model: str | Path, data: str | Path) -> None:
-    """The model and the data folder exist (and the model is a clf artifact): checked before
-    TensorFlow is imported, which takes seconds."""
+    """The model (a clf artifact) and data folder exist: checked before the slow TensorFlow import."""
     from clf.artifacts.predict import resolve_artifact
 
     resolve_artifact(model)
@@ -64,10 +61,8 @@ def check_paths(model: str | Path, data: str | Path) -> None:
 
 
 def once_each(files: list[Path], labels: list[int]) -> tuple[list[Path], list[int], list[tuple[Path, Path]]]:
-    """``(files, labels, [(left out, same bytes as)])``: exact duplicates (same sha256, hashed
-    as the dataset doctor hashes) counted once, the copy the doctor would keep kept (first
-    class, then the plainest name). clf run counts each photo once, so evaluating its data
-    gives its counts; a copy counted twice would weigh one photo double."""
+    """``(files, labels, [(left out, same bytes as)])``: exact duplicates counted once, keeping
+    the copy the dataset doctor keeps, so counts match clf run's and no photo weighs double."""
     from clf.data.doctor import plainest_first
     from clf.data.filecheck import FileProblem, check_file
     from clf.files import file_sha256
@@ -92,9 +87,8 @@ def once_each(files: list[Path], labels: list[int]) -> tuple[list[Path], list[in
 def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:
     """Images under each class folder of ``folder``, labelled by the model's class order.
 
-    Class folders are matched by name, never by position: a folder the model does not know
-    is an error; a class with no folder simply has support 0.
-    """
+    Folders are matched by name, never position: an unknown folder is an error; a class
+    without one has support 0."""
     folder = Path(folder)
     check_data_folder(folder)
     subdirs = sorted(p for p in folder.iterdir() if is_class_folder(p))
@@ -130,9 +124,8 @@ def default_output(model_path: Path, data: Path) -> Path:
 def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path | None = None,
                     batch_size: int = 32, host: Any = None, observer: Observer | None = None,
                     trust_artifact: bool = False, runtime: str = "tensorflow") -> FolderEvaluation:
-    """Evaluate an exported clf artifact on a labelled folder and save the report files
-    (``trust_artifact``: open it even if its sha256 is not the one recorded at export;
-    ``runtime``: what runs a Keras model's frozen backbone, as in ``load_predictor``)."""
+    """Evaluate an artifact on a labelled folder and save the reports
+    (``trust_artifact``: ``load_predictor``'s ``trust``; ``runtime``: as there)."""
     from clf.artifacts.predict import load_predictor, predict_files
     from clf.report.runrecord import write_evaluation
 

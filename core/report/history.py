@@ -1,9 +1,7 @@
 """What a run did, recorded from the observer's events: epochs per phase and phase timings.
 
-``RunRecorder`` is an ``Observer`` the engine chains in front of the caller's observer, so
-history and timings come from the same events the progress display sees. It does not care
-how training is done (one ``fit`` call, cached features, a fine-tuning phase): every
-``epoch_end(phase, ...)`` becomes one row.
+``RunRecorder`` is chained in front of the caller's observer, so history comes from the
+events the progress display sees, however training is done: each ``epoch_end`` is one row.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Classification metrics from labels and probabilities: numpy only, no TensorFlow.
 
-``evaluation_report`` is the one entry point: accuracy, per-class precision/recall/F1/
-support, the confusion matrix (rows: true class, columns: predicted), top-k accuracy for
-every k in ``TOP_K`` below the number of classes, and the most confused pairs. Its result
-is plain JSON-ready data (lists and floats), so it is what ``metrics.json`` holds.
+``evaluation_report`` gives accuracy, per-class precision/recall/F1/support, the confusion
+matrix (rows true, columns predicted), top-k accuracy and the most confused pairs, as plain
+JSON-ready data (what ``metrics.json`` holds).
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] |
 
 
 def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class; 0 where a denominator is 0 (a class
-    never predicted has precision 0, as scikit-learn reports with zero_division=0)."""
+    """Precision, recall, F1 and support per class; 0 for a zero denominator (as scikit-learn's zero_division=0)."""
     tp = np.diag(cm).astype(float)
     predicted, support = cm.sum(axis=0).astype(float), cm.sum(axis=1).astype(float)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
@@ -89,8 +87,7 @@ def evaluation_report(y_true: Sequence[int] | np.ndarray, probabilities: np.ndar
 
 
 def confusion_matrix_csv(report: dict[str, Any]) -> str:
-    """The confusion matrix as CSV: header ``true\\predicted,<classes>``, one row per true class
-    (class names that a spreadsheet would run as a formula quoted: ``clf.files.csv_cell``)."""
+    """The confusion matrix as CSV, header ``true\\predicted,<classes>`` (names quoted by ``clf.files.csv_cell``)."""
     from clf.files import csv_cell
 
     names = [csv_cell(n) for n in report["class_names"]]

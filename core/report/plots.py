@@ -1,7 +1,5 @@
-"""PNG plots of a run: training curves and the confusion matrix (matplotlib, Agg backend).
-
-The Agg backend is chosen explicitly so plotting works on headless machines and in CI,
-and never opens a window.
+"""PNG plots of a run: training curves and the confusion matrix (matplotlib, Agg backend,
+so it works headless and never opens a window).
 """
 
 from __future__ import annotations
@@ -32,11 +30,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:
-    """Loss and accuracy per epoch, train and validation, every phase on one x axis.
-
-    Epochs are numbered across phases (a 5-epoch head phase then 3 fine-tuning epochs
-    gives x = 1..8) and a dashed line marks where each later phase begins.
-    """
+    """Loss and accuracy per epoch, every phase on one x axis, a dashed line where each later phase begins."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     try:
@@ -68,17 +62,14 @@ def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:
         plt.close(fig)
 
 
-# Up to this many classes every cell is drawn with its count; past it the matrix is a heat
-# map of row fractions (no text: 200 classes meant 40000 labels, 4 GB and 4 minutes in
-# matplotlib) beside the most confused pairs, which is what one reads off a large matrix.
+# Past this many classes, cell labels cost matplotlib too much: row fractions, with the top confusions.
 ANNOTATE_CLASSES = 30
 TICK_CLASSES = 60  # class names on the axes up to this many
 TOP_CONFUSIONS = 20
 
 
 def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "confusion matrix") -> Path:
-    """A heat map of ``report['confusion_matrix']``: with the count in each cell for a few
-    classes; for many, row-normalised without cell text, next to the top confusions."""
+    """A heat map of ``report['confusion_matrix']`` (cell counts up to ``ANNOTATE_CLASSES``)."""
     import numpy as np
 
     plt = _pyplot()

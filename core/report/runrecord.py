@@ -1,10 +1,8 @@
 """The run record: the files that let someone reproduce or audit a run weeks later.
 
-``config.toml`` (the effective configuration), ``manifest.json`` (versions, seed, classes
-and counts, which file went to which split, a dataset fingerprint, the weights source and
-its sha256, wall time per phase), ``metrics.json``, ``confusion_matrix.csv``/``.png``,
-``history.csv`` and ``training_curves.png``. Every file is written under a temporary name
-and renamed, so a crash never leaves a half-written file that looks complete.
+``config.toml``, ``manifest.json`` (versions, seed, classes, splits, dataset fingerprint,
+weights and their sha256, phase times), metrics, confusion matrix, history and curves. Each
+is written atomically, so a crash never leaves a half-written file that looks complete.
 """
 
 from __future__ import annotations
@@ -61,8 +59,7 @@ def split_record(splits: Mapping[str, Any], class_names: list[str], data_root: s
 
 
 def dataset_fingerprint(splits: Mapping[str, Any], data_root: str) -> dict[str, Any]:
-    """sha256 over every file's (split, relative path, class index, content sha256), sorted:
-    the same images in the same splits give the same fingerprint on any machine."""
+    """sha256 over each file's sorted (split, path, class, content sha256): same images, same fingerprint."""
     root = Path(data_root)
     entries = sorted(
         (name, _relative(f, root), int(label), file_sha256(f))  # hashed once per run: the doctor read it first
@@ -111,8 +108,7 @@ def write_config(run_dir: Path, config: RunConfig) -> Path:
     from clf.configfile import config_to_toml
     from clf.data.guardrails import claim_run_dir
 
-    # The first write into every run folder (new or resumed): the .clf-run marker goes in
-    # before anything else, so only folders clf made are ever replaced by --force.
+    # The .clf-run marker goes first, so --force only ever replaces folders clf made.
     claim_run_dir(run_dir)
     return write_text(Path(run_dir) / "config.toml", config_to_toml(config))
 
@@ -133,8 +129,7 @@ def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | N
 
 
 def write_history(run_dir: Path, records: Sequence[EpochRecord]) -> list[Path]:
-    """``history.csv`` and, when some phase trained by epochs, ``training_curves.png`` (the
-    solved linear head has no epochs: no empty plot)."""
+    """``history.csv``, and ``training_curves.png`` when some phase had epochs."""
     from clf.report.history import history_csv
 
     run_dir = Path(run_dir)

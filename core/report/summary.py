@@ -1,8 +1,7 @@
 """A finished run at a glance: the short ``repr`` and the notebook view of a ``RunResult``.
 
-A dataclass's default repr would dump every field, far too much for a notebook cell.
-``text`` is one line; ``html`` is what Jupyter shows: the metrics of every
-evaluated split, the per-class table and the confusion-matrix image the run wrote.
+A dataclass's default repr would dump every field. ``text`` is one line; ``html`` is what
+Jupyter shows (metrics per split, per-class table, confusion matrix).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The ASGI app behind ``clf serve``: routes, limits and JSON errors around a predictor.
 
-Prediction is exactly ``clf predict``'s: the same ``Predictor`` (opened by
-``load_predictor``) and the same decoding, centre crop and resize (``Predictor.decode``);
-only the batching differs, which the ``MicroBatcher`` does across requests.
+Prediction is exactly ``clf predict``'s (the same ``Predictor`` and ``Predictor.decode``);
+only the batching differs (``MicroBatcher``, across requests).
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from clf.serve.uploads import (Problem, Upload, check_images, discard_body, drai
                                read_body, why_undecodable)
 
 T = TypeVar("T")
-# The names a server on this machine answers to unless told more (--allowed-hosts): a page
-# from another site that rebinds its own name to 127.0.0.1 still sends that name as Host.
+# Host names answered by default (--allowed-hosts): a rebinding page still sends its own name.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # What a 503 during shutdown tells clients to wait before trying again (a restarted server).
 RESTART_RETRY_S = 10
@@ -57,11 +55,8 @@ class ServeSettings:
 
     @property
     def batch_sizes(self) -> list[int]:
-        """The batch sizes the model is called with: a gathered batch is padded up to the
-        next one. A runtime's first call at a new batch size is several times slower than
-        the next (oneDNN builds its kernels per shape), so a server meeting every size from 1
-        to 32 would pay that again and again under load; these few sizes are all met once at
-        start-up instead."""
+        """The batch sizes the model is called with (a batch is padded up to the next): a first
+        call per shape is slow (oneDNN builds kernels per shape), so a few sizes are warmed at start."""
         sizes = {n for n in (1, 2, 4) if n < self.max_batch}
         sizes.update(range(8, self.max_batch, 8))
         return sorted(sizes | {self.max_batch})
@@ -96,8 +91,7 @@ def metadata(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
 
 
 def padded(predict: Callable[[np.ndarray], Any], sizes: list[int]) -> Callable[[np.ndarray], np.ndarray]:
-    """``predict`` called only at ``sizes``: a batch is padded (with copies of its last
-    image) up to the next size and the padding's rows are dropped from the answer."""
+    """``predict`` called only at ``sizes``: padded with copies of the last image, padding rows dropped."""
     def call(images: np.ndarray) -> np.ndarray:
         n = len(images)
         size = next((s for s in sizes if s >= n), n)
@@ -109,8 +103,7 @@ def padded(predict: Callable[[np.ndarray], Any], sizes: list[int]) -> Callable[[
 
 
 def warm_up(predictor: Predictor, settings: ServeSettings) -> None:
-    """Trace the decoder and call the model at every batch size it will be called with,
-    before the first request would pay for it."""
+    """Trace the decoder and call the model at every batch size before the first request."""
     from PIL import Image
 
     buf = io.BytesIO()
@@ -124,8 +117,7 @@ def _top_k(request: Request, settings: ServeSettings, classes: int) -> int:
     raw = request.query_params.get("top_k")
     if raw is None:
         return min(settings.top_k, classes)
-    # ASCII digits only, and few of them: str.isdigit() accepts '²', which int() refuses, and
-    # int() refuses strings of over 4300 digits.
+    # str.isdigit() accepts '²', and int() refuses over 4300 digits: few ASCII digits only.
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= classes):
         shown = raw if len(raw) <= 20 else raw[:20] + "..."
         raise Problem(400, f"top_k={shown!r} is not a whole number from 1 to {classes} (the model's "
@@ -162,10 +154,8 @@ def _constant(response: Callable[[Any], Response], content: Any) -> Callable[[Re
 
 
 class Closing:
-    """Shutdown as the app sees it. ``begin_threadsafe()`` (clf serve calls it on SIGTERM or
-    Ctrl-C, as uvicorn stops accepting connections) makes requests that arrive later a 503,
-    and gives those in flight ``grace`` seconds to answer before they are a 503 too: every
-    client gets a JSON answer, none is cut off by the server's own deadline."""
+    """Shutdown as the app sees it: after ``begin_threadsafe()`` (SIGTERM or Ctrl-C) new requests
+    get a 503 and those in flight ``grace`` seconds, then a 503: every client gets a JSON answer."""
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
@@ -238,9 +228,8 @@ def _host_name(value: str) -> str:
 
 
 class HostCheck:
-    """Refuses (400, JSON) a request whose Host header is not an allowed name: a page on
-    another site can point its own name at 127.0.0.1 (DNS rebinding) and then read this
-    server's answers as its own, but its requests still carry its name as Host."""
+    """Refuses (400, JSON) a Host header that is not an allowed name: a DNS-rebinding page
+    reaches 127.0.0.1 under its own name, which its requests still carry as Host."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], allowed: tuple[str, ...]) -> None:
         self.app = app
@@ -291,9 +280,7 @@ async def _within(work: Awaitable[T], deadline: float, timeout: float, doing: st
 
 async def _decode_all(predictor: Any, decoders: ThreadPoolExecutor, settings: ServeSettings,
                       uploads: list[Upload], deadline: float) -> list[np.ndarray]:
-    """The uploads as model inputs (``predictor.decode``) on the ``decoders`` threads, by
-    ``deadline``: every header, and the request's pixels together, checked before anything
-    is decoded."""
+    """The uploads decoded (``predictor.decode``) on ``decoders`` by ``deadline``, all checked first."""
     loop = asyncio.get_running_loop()
     timeout = settings.request_timeout
 
@@ -305,8 +292,7 @@ async def _decode_all(predictor: Any, decoders: ThreadPoolExecutor, settings: Se
 
     await _within(loop.run_in_executor(decoders, check_images, uploads, settings.max_pixels,
                                        settings.max_request_pixels), deadline, timeout, "reading image headers")
-    # One image at a time: a request holds at most one decoding thread, so requests take
-    # turns on them and a request of many images cannot put everyone else behind all of it.
+    # One image at a time, so requests take turns and a big one cannot hold everyone up.
     images = []
     for i, upload in enumerate(uploads):
         images.append(await _within(loop.run_in_executor(decoders, decode, upload), deadline, timeout,

@@ -1,15 +1,9 @@
 """Micro-batching: concurrent requests' images gathered into one model call.
 
-A model call on a batch of 32 images costs far less than 32 calls on one image each (the
-per-call overhead and the poorly parallel small convolutions are paid once), so under load
-the server waits a few milliseconds for company before calling the model. One worker task
-takes the first waiting request, gathers more for up to ``window_ms`` or until
-``max_batch`` images, and runs the model on the lot in its own thread, so the event loop
-keeps accepting (and queueing) requests meanwhile; the next batch is then usually full
-already. It waits only while other requests are on their way (being read or decoded, see
-``MicroBatcher.incoming``): a lone request is not held back by the window. The queue is bounded in images: past ``max_queue`` a request is refused at once
-(the server answers 503 with Retry-After) instead of waiting without end.
-"""
+One call on a batch costs far less than one per image, so a worker gathers requests for up
+to ``window_ms`` or ``max_batch`` images, but only while others are on their way
+(``MicroBatcher.incoming``), and runs the model in its own thread. Past ``max_queue`` images
+a request is refused at once (503 with Retry-After) rather than waiting without end."""
 
 from __future__ import annotations
 
@@ -62,10 +56,8 @@ class MicroBatcher:
     """``await batcher.predict(images)`` -> probabilities, one model call per gathered batch.
 
     ``predict``: ``float32 [n, h, w, 3] -> [n, classes]`` (a ``Predictor.predict_batch``),
-    always called from the same single worker thread (a TFLite interpreter is not safe to
-    call from two threads at once). ``max_batch=1`` turns gathering off: one model call per
-    image, the baseline the benchmark compares against.
-    """
+    always called from one thread (a TFLite interpreter is not thread-safe).
+    ``max_batch=1`` turns gathering off (the benchmark's baseline)."""
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], *, max_batch: int = 32,
                  window_ms: float = 5.0, max_queue: int = 256) -> None:
@@ -104,9 +96,7 @@ class MicroBatcher:
 
     @contextlib.contextmanager
     def incoming(self) -> Iterator[None]:
-        """Wrap the reading and decoding of a request before its ``predict``. A batch
-        waits (up to the window) for company only while such requests are on their way; a
-        lone request goes to the model at once instead of sitting out the window."""
+        """Wrap a request's reading and decoding: batches wait for company only while such requests exist."""
         self.coming += 1
         try:
             yield
@@ -185,8 +175,7 @@ class MicroBatcher:
             n = sum(len(i.images) for i in batch)
             started = time.perf_counter()
             try:
-                # Joined in the model's thread: copying 32 photos' pixels (19 MB at 224 px)
-                # would hold up the event loop, and with it every other request.
+                # Joined in the model's thread: copying a batch's pixels would hold up the event loop.
                 probs = await loop.run_in_executor(self._thread, self._call, [i.images for i in batch])
                 if probs.shape[0] != n:
                     raise RuntimeError(f"the model returned {probs.shape[0]} rows for {n} images")

@@ -1,7 +1,6 @@
 """The server's OpenAPI 3.1 description (``/openapi.json``) and a plain page of it (``/docs``).
 
-Written by hand: five routes do not need a schema generator, and the page needs no CDN
-(Swagger UI would load its scripts from one).
+Hand-written: five routes need no schema generator, and the page needs no CDN (as Swagger UI would).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """What a client sent to ``POST /predict``, read within limits and checked before decoding.
 
-Every refusal is a ``Problem`` carrying the HTTP status and a message that names
-the file and what is wrong with it; the app turns it into a JSON error. Nothing here
-fetches anything: a request carries image bytes, never a URL or a path to open.
+Every refusal is a ``Problem`` (HTTP status, a message naming the file and fault), which the
+app turns into a JSON error. A request carries image bytes, never a URL or path to open.
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ from typing import TYPE_CHECKING, AsyncGenerator
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-# What tf.io.decode_image reads (and so clf predict): Pillow's names for them. MPO is the
-# JPEG variant many cameras write (a JPEG with a second, preview picture appended).
+# What tf.io.decode_image reads, in Pillow's names; MPO is cameras' JPEG with a preview appended.
 DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF"})
 RAW_TYPES = ("image/", "application/octet-stream")
 CLOSE = {"Connection": "close"}
@@ -37,8 +35,7 @@ class Upload:
 
 
 def drain_limit(max_upload_bytes: int) -> int:
-    """How much of a refused request's body is read and dropped (``discard_body``) before
-    the answer closes the connection instead: reading costs no memory, only time."""
+    """How much of a refused body ``discard_body`` reads before closing instead (it costs time, not memory)."""
     return max(4 * max_upload_bytes, 64 * 2**20)
 
 
@@ -47,8 +44,7 @@ def _mib(n: int) -> str:
 
 
 async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
-    """The request body, refused with 413 past ``max_bytes`` (by its Content-Length before
-    reading anything, else while reading) and with 408 when it takes over ``timeout`` s."""
+    """The request body: 413 past ``max_bytes`` (by Content-Length, else while reading), 408 past ``timeout`` s."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise Problem(413, f"The request body is {_mib(int(declared))}; the limit is {_mib(max_bytes)} "
@@ -77,10 +73,9 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
 
 
 async def discard_body(request: "Request", max_bytes: int, timeout: float, read: int = 0) -> dict[str, str]:
-    """Read and drop the rest of the body of a request about to be refused, up to ``max_bytes``
-    in all (``read`` already) and within ``timeout`` s: a client still sending it (Python's
-    urllib and requests, unlike curl) would otherwise see the connection reset instead of the
-    answer. The headers the answer needs: ``Connection: close`` when the body was not all read."""
+    """Drop the rest of a refused body, up to ``max_bytes`` in all (``read`` already) within ``timeout`` s:
+    a client still sending (urllib, requests) would see a reset, not the answer. Returns its headers
+    (``Connection: close`` when not all was read)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         return dict(CLOSE)  # not worth reading: the client is cut off either way
@@ -104,8 +99,7 @@ async def discard_body(request: "Request", max_bytes: int, timeout: float, read:
 
 
 async def parse_uploads(request: Request, body: bytes, max_images: int) -> list[Upload]:
-    """The images in a request whose ``body`` has been read: every file part of a
-    multipart form, or the whole body for an image (or octet-stream) content type."""
+    """A read request's images: every multipart file part, or the whole body for an image content type."""
     from starlette.formparsers import MultiPartException, MultiPartParser
 
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -145,9 +139,8 @@ async def parse_uploads(request: Request, body: bytes, max_images: int) -> list[
 
 
 def check_image(upload: Upload, max_pixels: int) -> int:
-    """Read the image header only (Pillow decodes no pixels here) and refuse what TensorFlow
-    cannot decode or what would decode into more than ``max_pixels`` (a decompression bomb:
-    a few KB of PNG can claim 100000 x 100000 pixels). Returns the pixels it will decode to."""
+    """From the header alone, refuse what TensorFlow cannot decode or what exceeds
+    ``max_pixels`` (a decompression bomb); returns the pixels it will decode to."""
     from PIL import Image, UnidentifiedImageError
 
     if not upload.data:
@@ -176,9 +169,7 @@ def check_image(upload: Upload, max_pixels: int) -> int:
 
 
 def check_images(uploads: list[Upload], max_pixels: int, max_request_pixels: int) -> None:
-    """Every image's header (``check_image``), and their pixels together against the
-    request's budget, before any is decoded: decoding time and memory follow the pixels, not
-    the upload's size (32 bomb PNGs of 47 KB each decode to 1.5 billion pixels)."""
+    """Every header (``check_image``), and the request's total pixels, before decoding: cost follows pixels."""
     total = 0
     for i, upload in enumerate(uploads):
         total += check_image(upload, max_pixels)
@@ -189,8 +180,7 @@ def check_images(uploads: list[Upload], max_pixels: int, max_request_pixels: int
 
 
 def why_undecodable(upload: Upload, tf_message: str) -> Problem:
-    """After TensorFlow failed to decode it: a full Pillow decode to say why (truncated or
-    corrupt), which costs nothing on the images that decode."""
+    """After TensorFlow failed: a full Pillow decode says why (only failed images pay for it)."""
     from clf.infer.decode import pillow_problem
 
     found = pillow_problem(upload.data)
