@@ -1,10 +1,8 @@
 """The default data loader: one folder per class.
 
-``--data DIR`` either holds the class folders directly (then a stratified, seeded
-validation split is drawn) or train/val(/test) folders that each hold the class folders,
-named as people name them (``train|training|entrenamiento``, ``val|valid|validation|
-validacion``, ``test``), compared case-insensitively. Finding those folders is
-``clf.find_layout`` (shared with the dataset doctor).
+``--data DIR`` holds the class folders (then a stratified, seeded validation split is drawn)
+or train/val(/test) folders of them under their usual names in any case (``training``,
+``validation``, ...), found by ``clf.find_layout`` (shared with the doctor).
 """
 
 from __future__ import annotations
@@ -28,9 +26,8 @@ from clf import (
 
 
 def _images(class_dir: Path, skip: Collection[str] = frozenset(), substitute: Mapping[str, str] | None = None) -> list[Path]:
-    """Image files of one class. ``skip`` (quarantined by the doctor) are left out; files in
-    ``substitute`` (converted copies the doctor made, e.g. of WebP files) are kept even when
-    their suffix is not one tf.data decodes."""
+    """Image files of one class, without ``skip`` (quarantined); files in ``substitute`` (the
+    doctor's converted copies) are kept even when tf.data cannot decode their suffix."""
     substitute = substitute or {}
     return sorted(p for p in class_dir.rglob("*")
                   if str(p) not in skip and (str(p) in substitute or is_image_file(p)))
@@ -71,10 +68,8 @@ def _split(per_class: dict[str, list[Path]], class_names: list[str]) -> Split:
 def load_directory(source: str | Path, *, image_size: Sequence[int], seed: int, validation_split: float,
                    skip: Collection[str] = frozenset(), substitute: Mapping[str, str] | None = None,
                    **_: Any) -> DatasetBundle:
-    """Folder-per-class images (class folders, or train/val/test folders of them).
-
-    ``skip`` and ``substitute`` come from the dataset doctor (clf.data.doctor): files to leave
-    out and files to read from a converted copy."""
+    """Folder-per-class images (class folders, or train/val/test folders of them). ``skip`` and
+    ``substitute`` (from clf.data.doctor): files to leave out and to read from a converted copy."""
     root = Path(source)
     check_data_root(root, source)
     skip, substitute = frozenset(map(str, skip)), {str(k): str(v) for k, v in (substitute or {}).items()}

@@ -1,8 +1,5 @@
-"""The default exporter, as the tutorial saved its model: ``model.h5`` plus the weights.
-
-Keras calls HDF5 legacy, but it is what the tutorial's readers load; the ``Preprocess``
-layer is a registered serializable, so the file reloads wherever ``clf`` is importable.
-"""
+"""The default exporter: ``model.h5`` plus the weights. Keras calls HDF5 legacy, but the
+tutorial's readers load it; ``Preprocess`` is registered, so it reloads wherever ``clf`` is."""
 
 from __future__ import annotations
 
@@ -18,8 +15,7 @@ def export_h5(model: Any, directory: Path, metadata: dict[str, Any]) -> list[Pat
     model_path, weights_path = directory / "model.h5", directory / "model.weights.h5"
     with quiet_logs():  # Keras' "HDF5 is legacy" warning: known, intended
         for path, save in ((model_path, model.save), (weights_path, model.save_weights)):
-            # Write under a temporary name with the same suffix (Keras picks the format by
-            # suffix), then rename: a crash mid-write never leaves a valid-looking file.
+            # Same suffix (Keras picks the format by it), then rename: no valid-looking half file.
             with atomic_path(path) as tmp:
                 save(str(tmp))
     return [model_path, weights_path]

@@ -1,5 +1,5 @@
 """The default classification head: softmax over the classes, optionally after a hidden
-layer and dropout (the tutorial's head was Dense(256, relu) + Dropout(0.5) + softmax)."""
+layer and dropout."""
 
 from __future__ import annotations
 

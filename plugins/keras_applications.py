@@ -1,10 +1,7 @@
 """Every model in ``keras.applications`` as a clf backbone, from one table.
 
-Each entry names the Keras constructor, the ``keras.applications`` module whose
-``preprocess_input`` it needs, its default and minimum input size, and its parameter count
-and feature width (headless, average-pooled; measured once with ``weights=None`` so that
-listing never builds a model). Width variants that Keras publishes ImageNet weights for get
-their own names.
+Parameter counts and feature widths (headless, average-pooled) are recorded so that listing
+never builds a model. Width variants with published ImageNet weights get their own names.
 """
 
 from __future__ import annotations
@@ -145,8 +142,7 @@ def make_builder(app: App) -> Callable[[Sequence[int], str | None], Any]:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 model.load_weights(str(path))
-            # Keras loads a partly matching file with only a warning and leaves the rest
-            # random; for a backbone that is a wrong file, not a detail.
+            # Keras loads a partly matching file with only a warning, the rest random: a wrong file.
             partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
             if partial:
                 raise ValueError(f"only part of the file matched the model ({partial[0][:120]})")

@@ -12,8 +12,7 @@ from clf import hookimpl, atomic_path, KerasPredictor
 def export_keras(model: Any, directory: Path, metadata: dict[str, Any]) -> list[Path]:
     """Keras v3 format: model.keras."""
     path = Path(directory) / "model.keras"
-    # Same suffix under a temporary name (Keras picks the format by suffix), then rename:
-    # a crash mid-write never leaves a valid-looking file.
+    # Same suffix (Keras picks the format by it), then rename: a crash leaves no valid-looking file.
     with atomic_path(path) as tmp:
         model.save(str(tmp))
     return [path]

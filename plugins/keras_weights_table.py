@@ -1,8 +1,7 @@
-"""The ImageNet (no-top) weights file each Keras Applications backbone downloads at its
-default input size: file name, origin URL and the hash Keras checks (md5 or sha256; None
-where Keras publishes none). Captured from Keras 3 itself with clf.artifacts.weights.capture, which
-tests/test_weights.py re-checks for a few backbones; regenerate after a Keras upgrade.
-"""
+"""The ImageNet no-top weights file of each Keras Applications backbone at its default input
+size: name, URL and the md5 or sha256 Keras checks (None where it publishes none). Captured
+with clf.artifacts.weights.capture (re-checked by tests/test_weights.py); regenerate after a
+Keras upgrade."""
 
 IMAGENET_FILES = {
     'vgg16': ('vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5',

@@ -1,10 +1,8 @@
-"""ONNX for onnxruntime and the tools around it: ``model.onnx`` (opset 17), input ``image``
-(float32 RGB 0-255, dynamic batch), output probabilities, the label record in the model's own
-``metadata_props``.
+"""ONNX for onnxruntime: ``model.onnx`` (opset 17), input ``image`` (float32 RGB 0-255,
+dynamic batch), output probabilities, the label record in its ``metadata_props``.
 
-Conversion and running are clf's own (``clf.to_onnx``, ``clf.OnnxRunner``: the inference core
-that ``--runtime onnx`` uses too). Needs the ``onnx`` extra: ``pip install 'clf[onnx]'``
-(tf2onnx, onnx, onnxruntime), imported only when this exporter or its loader runs.
+Conversion and running are clf's own (``clf.to_onnx``, ``clf.OnnxRunner``, also behind
+``--runtime onnx``). Needs the ``onnx`` extra (``pip install 'clf[onnx]'``), imported lazily.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """TensorFlow SavedModel for TF Serving: ``saved_model/`` with a ``serving_default``
 signature taking ``image`` (float32 RGB 0-255, any batch) and returning probabilities.
 
-Given a photo model (``clf.photo_model``, what clf exports by default) ``serving_default``
-takes the decoded photo at any size and crops and resizes it inside; a second signature,
-``fixed``, takes images already at the input size, for pipelines that resize themselves.
-
-The label record rides inside the folder too, as ``assets.extra/labels.json``: TF Serving
-is given the folder alone (as ``<model>/<version>/``), and ``assets.extra`` is the place it
-leaves to files beside the graph (its warm-up requests live there as well).
-
-Written by Keras' own ``model.export(format="tf_saved_model")``: it traces the inference
-function once and needs no Keras (nor clf) to reload, which is the point of this format.
+For a photo model (``clf.photo_model``, the default export) ``serving_default`` takes the
+decoded photo at any size and crops and resizes it inside; ``fixed`` takes images already at
+the input size. The label record goes in ``assets.extra/labels.json``, since TF Serving gets
+the folder alone and keeps files beside the graph there. Written by Keras'
+``model.export(format="tf_saved_model")``, so reloading needs neither Keras nor clf.
 """
 
 from __future__ import annotations
@@ -35,7 +30,6 @@ def export_savedmodel(model: Any, directory: Path, metadata: dict[str, Any]) -> 
             _export_two_signatures(model, tmp)
         else:
             model.export(str(tmp), format="tf_saved_model", verbose=False)
-        # TF Serving serves this folder alone: the class names go inside it.
         (tmp / EXTRA).mkdir(exist_ok=True)
         write_json(tmp / EXTRA / "labels.json", metadata)
     return [path]

@@ -1,8 +1,5 @@
-"""The default callback plugin: TensorBoard logs, on with ``--tensorboard``.
-
-It registers through ``register_callbacks`` like any third-party callback plugin; its
-factory returns ``None`` unless the run asked for it, so it costs nothing by default.
-"""
+"""The default callback plugin: TensorBoard logs, on with ``--tensorboard``; its factory
+returns ``None`` otherwise, so it costs nothing by default."""
 
 from __future__ import annotations
 
@@ -31,8 +28,7 @@ def make_tensorboard(config: RunConfig, run_dir: Path) -> Any:
             "does not bring it). Install it with: pip install 'clf[tensorboard]' (or pip install "
             "tensorboard), or drop --tensorboard."
         )
-    # Epoch-level scalars only: per-batch writes and histograms would slow the small,
-    # cached-feature training loop for little insight.
+    # Epoch scalars only: per-batch writes and histograms would slow the small cached-feature loop.
     return keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"), update_freq="epoch",
                                        histogram_freq=0, write_graph=False)
 

@@ -1,16 +1,11 @@
 """TensorFlow Lite for phones and small boards: float32, float16, dynamic-range or full
 int8 (``--quantize``), with the label record embedded in the model itself.
 
-Conversion and running are clf's own (``clf.to_tflite``, ``clf.LiteRTRunner``: the inference
-core that ``--runtime tflite`` uses too); this plugin adds the file, its labels and the
-predictor. Full int8 calibrates on raw training images (``representative_data``) and takes
-uint8 pixels in and gives uint8 scores out, so it also runs on integer-only accelerators.
-
-Labels: the TFLite Support metadata writer (``tflite-support``) is unmaintained and pins a
-protobuf that cannot coexist with current TensorFlow. So the label record goes into the
-model's own ``metadata`` table as a ``clf_labels`` entry (UTF-8 JSON), using the flatbuffer
-schema LiteRT ships; ``read_embedded_labels`` reads it back. labels.json still sits beside
-it, as for every artifact.
+Conversion and running are clf's own (``clf.to_tflite``, ``clf.LiteRTRunner``, also behind
+``--runtime tflite``). Full int8 calibrates on raw training images (``representative_data``)
+and is uint8 in and out, so it runs on integer-only accelerators. The labels go in the
+model's ``metadata`` table as ``clf_labels`` (UTF-8 JSON) via LiteRT's flatbuffer schema:
+``tflite-support``'s writer is unmaintained and pins a protobuf current TensorFlow rejects.
 """
 
 from __future__ import annotations

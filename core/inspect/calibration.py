@@ -11,10 +11,8 @@ BINS = 10
 
 
 def reliability(labels: np.ndarray, probabilities: np.ndarray, bins: int = BINS) -> dict[str, Any]:
-    """``{"ece", "images", "bins": [{"lower", "upper", "count", "confidence", "accuracy"}]}``.
-
-    ECE is the bins' |accuracy - mean confidence|, weighted by the share of images in each.
-    """
+    """``{"ece", "images", "bins": [{"lower", "upper", "count", "confidence", "accuracy"}]}``;
+    ECE is the bins' |accuracy - mean confidence|, weighted by each bin's share of images."""
     labels = np.asarray(labels, int)
     probabilities = np.asarray(probabilities, float)
     n = len(labels)

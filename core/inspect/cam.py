@@ -1,13 +1,11 @@
 """Where the model looked: a class activation map over the backbone's last feature map.
 
-With the default head (feature scaling, dropout, one softmax Dense layer on globally
-average-pooled conv features) a class's logit is the spatial mean of a map that needs no
-gradients: ``CAM_c(i, j) = sum_k W[k, c] * (A[i, j, k] - mean_k) / std_k + b_c`` (Zhou et al.
-2016), so its mean is exactly the logit the head computed. Any other head (a hidden layer,
-a plugin's head) gets Grad-CAM (Selvaraju et al. 2017): feature-map channels weighted by
-the mean gradient of the class probability. A backbone with no spatial feature map (no
-4-D layer output before its pooled features, or a 1x1 map at the run's input size) gets
-none, and ``reason`` says why.
+With the default head (scaling, dropout, one softmax Dense on average-pooled features) a
+class's logit is exactly the spatial mean of a gradient-free map,
+``CAM_c(i, j) = sum_k W[k, c] * (A[i, j, k] - mean_k) / std_k + b_c`` (Zhou et al. 2016).
+Any other head gets Grad-CAM (Selvaraju et al. 2017): channels weighted by the mean gradient
+of the class probability. A backbone with no spatial feature map (no 4-D output before
+pooling, or 1x1 at the run's input size) gets none, and ``reason`` says why.
 """
 
 from __future__ import annotations
@@ -90,7 +88,7 @@ class Heatmaps:
 
     def class_maps(self, images: np.ndarray) -> np.ndarray:
         """CAM only: ``[n, h, w, classes]``, whose spatial mean is each class's logit."""
-        assert self.linear is not None  # CAM only: a linear head
+        assert self.linear is not None
         scale, dense = self.linear
         kernel = np.asarray(dense.kernel.numpy(), np.float64)
         bias = np.asarray(dense.bias.numpy(), np.float64) if dense.use_bias else 0.0

@@ -1,17 +1,12 @@
 """Near-duplicate images: pairs whose features are far closer than any two photos usually are.
 
-The doctor finds byte-identical files; a resized, re-encoded or lightly cropped copy of a
-photo has other bytes but nearly the same backbone features. Such a pair matters when it
-crosses splits (a validation image that is also in training inflates validation scores) or
-classes (one photo with two labels).
-
-How close is "near" depends on the backbone (random-weight features are all alike), so the
-bar is relative: a pair counts when its cosine distance is at most ``RATIO`` times the
-median distance from an image to its nearest neighbour. ``RATIO`` was chosen on real photos
-with a pretrained backbone: re-encoded and lightly cropped copies fall well under the bar
-and the closest distinct photos well over it. A strongly shrunk copy is framed differently
-by the centre crop (it never crops below the input size), so the model sees another picture
-and only some such copies are caught.
+A resized, re-encoded or lightly cropped copy has other bytes (the doctor finds only identical
+files) but nearly the same features; it matters across splits (it inflates validation scores)
+or classes (one photo, two labels). Closeness depends on the backbone, so the bar is relative:
+a pair counts when its cosine distance is at most ``RATIO`` times the median nearest-neighbour
+distance. On real photos with a pretrained backbone, ``RATIO`` puts re-encoded and lightly
+cropped copies well under the bar and distinct photos well over it. A strongly shrunk copy is
+framed differently by the centre crop (never below the input size), so only some are caught.
 """
 
 from __future__ import annotations

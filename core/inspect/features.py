@@ -1,13 +1,9 @@
 """The run's features for every training and validation image, as training computed them.
 
-The run cached each file's pooled backbone features keyed by the file's content and by the
-extractor (backbone, a fingerprint of its weights, input size, crop, preprocessing, loader,
-the runtime that ran it; ``--tta flip`` features as their own variant). The exported
-model's backbone has the very weights the run extracted with and the run record names its
-runtime, so the same key finds the same entries and nothing goes through the backbone
-again. Files the cache lacks (``--no-cache`` runs, a cleared cache, a fine-tuned backbone
-whose weights changed) are extracted through the same path the engine uses, in the run's
-runtime (its stored agreement check is reused), and stored for next time.
+The exported backbone has the very weights the run extracted with and the run record names
+its runtime, so the same cache key finds the run's features and nothing is extracted again.
+Files the cache lacks (``--no-cache`` runs, a cleared cache, a fine-tuned backbone) are
+extracted as the engine does, in the run's runtime, and stored for next time.
 """
 
 from __future__ import annotations
@@ -67,8 +63,8 @@ def run_features(run: SavedRun, parts: RunModel, host: PluginHost, *, cache: boo
 
 def _runtime_forward(config: RunConfig, runtime: str, extractor: Any,
                      key: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The forward pass of the runtime the run extracted with, for files the cache lacks;
-    None (TensorFlow) when that was TensorFlow. Opened only on the first miss."""
+    """The run's runtime's forward pass for files the cache lacks (opened on the first miss);
+    None for TensorFlow."""
     if runtime == "tensorflow":
         return None
     from clf.infer.choice import BackboneRuntime
@@ -78,9 +74,8 @@ def _runtime_forward(config: RunConfig, runtime: str, extractor: Any,
 
 
 class _Lazy:
-    """A split's whole dataset, built on first use. With the cache, only the files it lacks
-    are read (through ``make_dataset``), so a warm inspection never builds one; building one
-    traces the image decoder, which is slow."""
+    """A split's dataset, built on first use: a warm inspection reads files only through
+    ``make_dataset`` and so never traces the slow image decoder."""
 
     def __init__(self, make: Callable[[], Any]) -> None:
         self._make, self._dataset = make, None

@@ -1,9 +1,6 @@
 """Which images look wrong: suspected label issues, the worst validation errors, outliers.
-
 Label issues and outliers come from cleanlab (confident learning on out-of-fold
-probabilities; k-nearest-neighbour distances in feature space), the ranking the issue
-asked for rather than a formula of our own.
-"""
+probabilities; kNN distances in feature space) rather than a formula of our own."""
 
 from __future__ import annotations
 
@@ -11,9 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# How label quality is scored: the out-of-fold probability of the given label (cleanlab's
-# default). On planted flips it ranked as well as normalized_margin and
-# confidence_weighted_entropy or better (see benchmarks/label_noise.py).
+# cleanlab's default; on planted flips it ranks at least as well as the other methods
+# (see benchmarks/label_noise.py).
 QUALITY_METHOD = "self_confidence"
 # cleanlab Datalab's default outlier fence on kNN distances: Q3 + (1/0.37037 - 1) * IQR.
 OUTLIER_IQR_SCALE = 1 / 0.37037 - 1
@@ -76,8 +72,7 @@ def outliers(features: np.ndarray) -> Outliers:
         return Outliers(np.ones(len(features)), np.arange(len(features)), np.zeros(len(features), bool))
     k = min(10, len(features) - 1)
     score = OutOfDistribution(params={"k": k}).fit_score(features=features, verbose=False)
-    # The score falls with the mean distance to the neighbours; -log brings it back to a
-    # distance-like scale, where Tukey's fence marks the few far past the bulk.
+    # -log turns the score back into a distance-like scale, where Tukey's fence marks the few far out.
     distance = -np.log(np.clip(score, 1e-12, 1.0))
     q1, q3 = np.percentile(distance, [25, 75])
     flagged = distance > q3 + OUTLIER_IQR_SCALE * (q3 - q1)

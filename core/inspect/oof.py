@@ -1,21 +1,12 @@
 """Out-of-fold probabilities: every image scored by a head that never saw it.
 
-Label-error ranking needs probabilities from a model that did not train on the image (a
-head trained on an image with a wrong label learns that label). The images are split into
-``k`` stratified folds (clf.train.linear_head.stratified_folds); for each fold a fresh head
-is fitted on the other folds' cached features, exactly as a run fits its head on its
-training features, and scores the held-out fold.
-
-The default head (a softmax layer on the features) is solved by the run's own solver
-(clf.train.linear_head): each fold's rows standardised by their own RMS (the run's
-``make_standardizer``), then the same centring, basis and L-BFGS. Its L2 strength is the
-one the run chose when the run solved its head, else the one the run's search would pick,
-here on the folds themselves.
-
-Other heads (a hidden layer, a plugin's head, ``--solver keras``) go the run's Keras route
-(clf.train.fit): ``build_head`` with the fold's standardizer, ``compile_for`` (the run's
-optimizer, schedule and loss), the run's epoch batches and class weights, Keras fit. There
-is no validation split inside a fold, so each fold keeps its last epoch.
+Label-error ranking needs them: a head trained on a mislabelled image learns that label.
+Images go into ``k`` stratified folds (clf.train.linear_head.stratified_folds); each fold is
+scored by a fresh head fitted on the other folds' cached features as a run fits its head.
+The default head is solved by the run's own solver (clf.train.linear_head) with the L2
+strength the run chose, else the one its search picks on the folds. Other heads (a hidden
+layer, a plugin's head, ``--solver keras``) take the run's Keras route (clf.train.fit);
+with no validation split inside a fold, each keeps its last epoch.
 """
 
 from __future__ import annotations
@@ -64,8 +55,7 @@ def assign_folds(labels: np.ndarray, class_names: Sequence[str], folds: int, see
 
 
 def fold_class_weight(policy: str, labels: np.ndarray, class_names: Sequence[str]) -> dict[int, float] | None:
-    """The class weights the run would choose (``auto``, ``balanced``, ``none``) had these
-    been its training labels."""
+    """The class weights ``policy`` (auto, balanced, none) gives for these training labels."""
     from clf.train.class_weights import choose_class_weights
 
     counts = np.bincount(labels, minlength=len(class_names)).tolist()
@@ -79,8 +69,7 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[
                 schedule: str = "cosine", weight_decay: float = 0.0,
                 label_smoothing: float = 0.0) -> OutOfFold:
     """Probabilities for every row of ``features``, each from a head fitted without it by the
-    run's Keras route, with the run's settings (``schedule``, ``weight_decay`` and
-    ``label_smoothing`` default to the run's defaults)."""
+    run's Keras route and settings (the keyword defaults are the run's)."""
     import keras
     import tensorflow as tf
 

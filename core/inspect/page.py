@@ -1,8 +1,5 @@
-"""The report page: one self-contained HTML file (styles, script and data inline).
-
-It loads nothing from the network; images are the thumbnail files beside it. The findings
-are embedded as JSON and drawn by a small vanilla script (``page.js``).
-"""
+"""The report page: one self-contained HTML file (styles, script and findings JSON inline,
+drawn by ``page.js``) that loads nothing from the network; images are the files beside it."""
 
 from __future__ import annotations
 
@@ -16,9 +13,8 @@ def _asset(name: str) -> str:
     return resources.files("clf.inspect").joinpath(name).read_text(encoding="utf-8")
 
 
-# Inside a <script> element "</script>", "<!--" and "<script" change how the HTML parser
-# reads on, whatever the JavaScript means; U+2028/2029 end lines in older JavaScript. As
-# \u escapes they are the same JSON strings and none of those characters is left.
+# "</script>", "<!--" and "<script" change how HTML parses a <script> element, and U+2028/2029
+# end lines in older JavaScript; as \u escapes the JSON strings mean the same.
 _SCRIPT_ESCAPES: dict[str, str | int | None] = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 

@@ -1,15 +1,13 @@
 """``clf relabel DATA fixes.csv``: move the files a fixes list names to their new class folders.
 
 A fixes list (``clf inspect``'s page downloads one) has the columns ``file`` (relative to
-DATA, as the run's manifest names it), ``label`` (its class now) and ``new_label`` (another
-class, or ``_removed`` to move it to ``DATA/_removed/`` keeping its path there). Nothing is
-ever deleted or overwritten, and it is all or nothing: every row is checked before any file
-moves (a plain file under exactly its name, plain writable folders inside DATA, an existing
-class folder, a free target), the moves are logged in ``DATA/.clf-relabel/`` before the first
-one, and a move that fails puts back the ones made. ``--undo LOG`` puts the files back; it
-takes only a log in that folder whose rows are moves relabel makes. Rows already carried out (the file is at its new place)
-are skipped, so a list can be applied twice. Features are cached by file content, so the
-next ``clf run`` extracts none of the moved files again.
+DATA, as the manifest names it), ``label`` (its class now) and ``new_label`` (another class,
+or ``_removed`` to move it to ``DATA/_removed/`` keeping its path). Nothing is deleted or
+overwritten, and it is all or nothing: every row is checked before any file moves, the moves
+are logged in ``DATA/.clf-relabel/`` first, and a failed move puts back those made.
+``--undo LOG`` takes only a log in that folder whose rows are moves relabel makes. Rows
+already carried out are skipped, so a list can be applied twice. Features are cached by file
+content, so the next ``clf run`` extracts none of the moved files again.
 """
 
 from __future__ import annotations
@@ -112,9 +110,8 @@ def _writable(folder: Path, data: Path) -> bool:
 
 
 def _check(data: Path, pairs: list[tuple[PurePosixPath, PurePosixPath, str]], problems: list[str]) -> RelabelPlan:
-    """Classify each ``(source, target, row name)``; problems stop everything. Every move is
-    checked here, before any file moves: a plain file under exactly its name, plain writable
-    folders on both sides, a free target."""
+    """Classify each ``(source, target, row name)``; any problem stops everything. A move needs
+    a plain file under exactly its name, plain writable folders on both sides, a free target."""
     plan = RelabelPlan(data)
     sources, targets = set(), set()
     for source, target, where in pairs:
@@ -163,8 +160,7 @@ def _target(data: Path, file: PurePosixPath, label: str, new_label: str, where: 
     if not new_label or "/" in new_label or "\\" in new_label or new_label in (".", "..") or new_label.startswith("."):
         raise _Problem(f"{where}: new_label {new_label!r} is not a class name")
     beside = data.joinpath(*folders[:at]) / new_label
-    # Only into a class folder that exists, beside the file's own: relabel never makes a
-    # class (a typo would become one, and the next run would train on it).
+    # Only into an existing class folder: a typo must not become a class the next run trains on.
     link = _real_folders(data, PurePosixPath(*folders[:at], new_label))
     if link:
         raise _Problem(f"{where}: {link}")
@@ -240,10 +236,9 @@ def _data_folder(data: str | Path) -> Path:
 
 
 def apply_relabel(plan: RelabelPlan) -> Path | None:
-    """Carry out ``plan``, all or nothing; returns the undo log (None when there was nothing
-    to move). The log lists every move before the first one (a kill midway leaves a log that
-    undoes exactly what moved: rows not carried out are skipped); a move that fails puts the
-    moves made back and raises DataError."""
+    """Carry out ``plan``, all or nothing; returns the undo log (None: nothing to move). The
+    log is written before the first move (after a kill, undo skips rows not carried out); a
+    failed move puts the moves made back and raises DataError."""
     if not plan.moves:
         return None
     folder = plan.data / LOG_FOLDER

@@ -1,9 +1,8 @@
 """``inspect_run``: every finding about a run, written as ``RUN_DIR/inspect/``.
 
-``index.html`` (the page), ``findings.json`` (the same data for scripts), ``thumbs/`` and
-``heat/`` (its images). They are written into a temporary folder first, so a failed
-inspection leaves the previous report whole; then each is moved into ``inspect/``, where
-only the previous report's own files are replaced or removed (other files stay).
+``index.html``, ``findings.json`` (the same data for scripts), ``thumbs/`` and ``heat/``. They
+are written to a temporary folder first, so a failed inspection leaves the previous report
+whole; moving in replaces or removes only the previous report's own files.
 """
 
 from __future__ import annotations
@@ -41,8 +40,7 @@ class InspectResult:
     run_dir: Path
     page: Path  # RUN_DIR/inspect/index.html
     findings: dict[str, Any]  # what findings.json holds
-    # Every inspected image (data-relative path), lowest label quality first: the full
-    # ranking behind the flagged label issues, for scripts and benchmarks.
+    # Every inspected image (data-relative), lowest label quality first, for scripts and benchmarks.
     label_ranking: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -108,8 +106,7 @@ def _out_of_fold(run: SavedRun, host: PluginHost, table: "_Table", folds: int, s
 
     config = run.config
     head = host.heads.get(config.head)
-    # The heads the run's own solver solves (a softmax layer on the features: convex), by the
-    # same rule; any other head, or one with a hidden layer, trains.
+    # The run's own rule for which heads its solver solves (convex ones).
     if solver == "auto" and (head.plugin, head.name) in SOLVABLE_HEADS and not config.hidden_units:
         return solved_out_of_fold(table.features, table.labels, run.class_names, class_weight=config.class_weight,
                                   seed=config.seed, folds=folds, l2=_run_l2(run))
@@ -122,9 +119,8 @@ def _out_of_fold(run: SavedRun, host: PluginHost, table: "_Table", folds: int, s
 
 
 def _run_l2(run: SavedRun) -> float | None:
-    """The L2 strength the run's own solver chose for its head by cross-validation (what
-    manifest.json's training record says), or None when the run trained its head otherwise:
-    then the folds choose one themselves."""
+    """The L2 strength the run's solver chose (manifest.json's training record), or None when
+    the run trained its head otherwise: then the folds choose one."""
     head = (run.manifest.get("training") or {}).get("head") or {}
     return float(head["l2"]) if head.get("solver") == "lbfgs" and head.get("l2") else None
 
@@ -216,8 +212,7 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
             "leaks": sum(p.cross_split for p in pairs), "cross_class_duplicates": sum(p.cross_class for p in pairs),
             "ece": calibration["ece"],
         },
-        # Every inspected image, with its label quality (low: the label looks wrong) and
-        # typicality (low: far from its neighbours), so scripts can rank them all.
+        # Every image's label quality (low: label looks wrong) and typicality (low: far out), for scripts.
         "images": [{"file": table.relative[i], "split": ("train", "validation")[table.split[i]],
                     "label": names[table.labels[i]], "quality": float(issues.quality[i]),
                     "typicality": float(far.score[i])} for i in range(len(table.labels))],
@@ -260,9 +255,8 @@ def _write_folder(tmp: Path, run: SavedRun, parts: RunModel, table: _Table, find
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     maker = Heatmaps(parts)
-    # Images with a heatmap are decoded at the model's input size (the map lies over exactly
-    # what the model saw, and their thumbnails match it); the rest straight at thumbnail size,
-    # which costs less than half as much.
+    # Heatmap images at the model's input size (the map lies over exactly what it saw); the
+    # rest straight at thumbnail size, which is cheaper.
     heat_ids = list(plan.heat) if maker.method else []
     at_input_size = {heat_ids[k]: image for k, image in decoded([table.files[i] for i in heat_ids], run.image_size)}
     small_ids = [i for i in plan.thumbs if i not in at_input_size]
@@ -288,17 +282,14 @@ def _write_folder(tmp: Path, run: SavedRun, parts: RunModel, table: _Table, find
 
 
 def _finish(tmp: Path, findings: dict[str, Any]) -> Path:
-    """Write the page and findings.json, then move every file of ``tmp`` into RUN_DIR/inspect.
-
-    Only the report's own files are replaced or removed (those it writes now, and those the
-    previous report listed in ``RECORD``); anything else in the folder stays."""
+    """Write the page and findings.json, then move ``tmp``'s files into RUN_DIR/inspect,
+    replacing or removing only report files (now and in the previous ``RECORD``)."""
     from clf.files import write_json, write_text
     from clf.inspect.page import render
 
     write_json(tmp / "findings.json", findings)
     write_text(tmp / "index.html", render(findings))
-    # Images first and the page last: until the page is replaced, it shows the old report
-    # with images that exist.
+    # Images first, page last: whichever page is in place finds its images.
     order = {"findings.json": 1, "index.html": 2}
     written = sorted((p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()),
                      key=lambda name: (order.get(name, 0), name))

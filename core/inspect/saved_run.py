@@ -1,10 +1,6 @@
-"""What a finished run folder holds, read back for inspection.
-
-``config.toml`` (the run's settings: head, epochs, learning rate, cache), ``labels.json``
-(class order, input size and centre crop, the exported artifacts), ``manifest.json`` (which
-file went to which split, relative to the data folder) and the exported Keras model, whose
-backbone and head are exactly what the run trained.
-"""
+"""What a finished run folder holds, read back for inspection: ``config.toml``, ``labels.json``,
+``manifest.json`` (files per split, relative to the data folder) and the exported Keras model,
+whose backbone and head are exactly what the run trained."""
 
 from __future__ import annotations
 
@@ -17,7 +13,6 @@ from clf.config import RunConfig
 from clf.data.images import ImageSize, Split
 from clf.errors import DataError, ModelError, UsageError
 
-# The splits inspected: the run's own training and validation images.
 SPLITS = ("train", "validation")
 KERAS_EXPORTERS = ("keras", "h5")  # exporters whose artifact reopens as a keras.Model
 

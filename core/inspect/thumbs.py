@@ -1,9 +1,5 @@
-"""Image files for the report page: thumbnails and heatmap overlays, as the model saw them.
-
-Each image is decoded as training decoded it (centre crop, then resize), so a thumbnail
-shows what the model was given and a heatmap overlay lines up with it. Files are small JPEGs beside the page, so the page stays one HTML file that opens
-offline.
-"""
+"""Thumbnails and heatmap overlays for the report page: small JPEGs beside it, decoded as
+training decoded them (centre crop, then resize) so they show what the model saw."""
 
 from __future__ import annotations
 
