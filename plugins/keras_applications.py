@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from clf import hookimpl, keras_cache_dir, keras_downloads, WeightsError, WeightsFile
+from clf.plugins.keras_weights_table import IMAGENET_FILES
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,5 @@ def register_backbones(register: Callable[..., None]) -> None:
 
 
 def imagenet_file(name: str) -> WeightsFile | None:
-    from clf.plugins.keras_weights_table import IMAGENET_FILES
-
     entry = IMAGENET_FILES.get(name)
     return WeightsFile(*entry) if entry else None

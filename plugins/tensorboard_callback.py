@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, TYPE_CHECKING
 
-from clf import hookimpl
+from clf import ConfigError, hookimpl
 
 if TYPE_CHECKING:
     from clf import RunConfig
@@ -20,7 +20,6 @@ def make_tensorboard(config: RunConfig, run_dir: Path) -> Any:
 
     import keras
 
-    from clf import ConfigError
 
     if importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence, TYPE_CHECKING
 
 import numpy as np
+from clf.files import file_hash
 
 if TYPE_CHECKING:
     from clf.artifacts.predict import Predictor
@@ -52,8 +53,6 @@ def client_probabilities(predictor: Predictor, files: Sequence[str | Path]) -> n
 
 def test_vectors(files: Sequence[str | Path], probabilities: np.ndarray, limit: int = TEST_VECTORS) -> list[dict]:
     """``[{file, sha256, height, width, probabilities}]`` of the first ``limit`` files, for integrators."""
-    from clf.files import file_hash
-
     vectors = []
     for f, probs in zip(list(files)[:limit], probabilities):
         pixels = pillow_pixels(f)

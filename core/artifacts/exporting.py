@@ -20,6 +20,10 @@ from clf.infer.forward import BatchFn, batch_fn
 from clf.artifacts.integrity import record_digests
 from clf.artifacts.labels import write_labels
 from clf.artifacts.verify import FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, verify_exports, write_report
+from clf.files import free_bytes, temp_name, atomic_path
+from clf.artifacts.client import input_record, test_vectors
+from clf.data.guardrails import remove_orphans
+from clf.data.images import ImageSize
 
 if TYPE_CHECKING:
     from clf.data.images import DatasetBundle
@@ -47,8 +51,6 @@ class ExportOptions(Protocol):
 
 def check_free_space(model: Any, run_dir: Path, exporters: Sequence[Exporter]) -> None:
     """ExportError before anything is written when the artifacts will not fit on the disk."""
-    from clf.files import free_bytes
-
     weights = sum(int(np.prod(w.shape)) * np.dtype(getattr(w, "dtype", "float32")).itemsize
                   for w in model.weights)
     needed = int(sum(SIZE_RATIO.get(e.name, DEFAULT_SIZE_RATIO) for e in exporters) * weights) + SPACE_MARGIN
@@ -166,12 +168,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     probabilities on that split's images, when known (None: computed). ``replaceable``: when
     given, files are staged and move into ``run_dir`` only if each replaces nothing or one
     of these names (``clf export`` replaces nothing it did not write)."""
-    from clf.artifacts.client import input_record
     from clf.data.fitting import fixed_model, photo_model
-    from clf.data.guardrails import remove_orphans
-    from clf.data.images import ImageSize
-    from clf.files import temp_name
-
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
     size = ImageSize(metadata["input_size"], float(metadata.get("resize", {}).get("center_crop", 0.0)))
     fixed = fixed_model(model)
@@ -228,8 +225,6 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
 def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict[str, Any],
                   kwargs: dict[str, Any], into: Path | None = None) -> list[Path]:
     """One exporter's files (into ``into``, else ``run_dir``); failing, it leaves nothing half-written."""
-    from clf.data.guardrails import remove_orphans
-
     try:
         return [Path(f) for f in exporter.export(target, into or run_dir, metadata, **kwargs)]
     except BaseException as exc:
@@ -247,8 +242,6 @@ def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict
 def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
                  replaceable: Collection[str]) -> dict[str, list[Path]]:
     """Move the staged files into ``run_dir``, or nothing if one would replace a file not in ``replaceable``."""
-    from clf.files import atomic_path
-
     written = {name: [_inside(f, staging) for f in files] for name, files in artifacts.items()}
     names = list(dict.fromkeys(rel.parts[0] for files in written.values() for rel in files))
     clash = [n for n in names if ((run_dir / n).exists() or (run_dir / n).is_symlink()) and n not in replaceable]
@@ -282,8 +275,6 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
             config: ExportOptions, bundle: DatasetBundle, run_dir: Path, observer: Observer,
             reference_probs: Callable[[str], np.ndarray | None] | None) -> VerificationReport:
     """Verify against ``reference``, write verification.json, update ``metadata`` (vectors, failures, summary)."""
-    from clf.artifacts.client import test_vectors
-
     observer.phase_start("verify", total=len(artifacts))
     # Float artifacts are checked on FLOAT_CHECK_IMAGES: decode no more unless quantized.
     ds, files, source = held_out(bundle, MAX_IMAGES if config.quantize != "none" else FLOAT_CHECK_IMAGES)

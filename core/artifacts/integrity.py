@@ -11,6 +11,7 @@ from typing import Iterable
 
 from clf.errors import ModelError
 from clf.files import sha256_path
+from clf.data.filecheck import FileProblem, check_file
 
 TRUST_HINT = ("Re-export the model (clf run), or pass --trust-artifact to open it anyway "
               "(only for a file you trust: models run native code).")
@@ -45,8 +46,6 @@ def check_artifact(path: Path, labels: dict, trust: bool = False) -> None:
 
 def _check_regular(path: Path) -> None:
     """Only regular files (and folders of them) are hashed: a link to /dev/zero never ends."""
-    from clf.data.filecheck import FileProblem, check_file
-
     for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
         if p.is_dir():
             continue

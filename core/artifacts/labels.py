@@ -11,6 +11,9 @@ from typing import Any, Sequence
 
 from clf.errors import ModelError
 from clf.files import write_json
+from clf import __version__
+from clf.data.filecheck import FileProblem, read_file
+from clf.config import MAX_IMAGE_SIZE
 
 LABELS_FILE = "labels.json"
 FORMAT = "clf-labels/1"
@@ -19,8 +22,6 @@ FORMAT = "clf-labels/1"
 def make_metadata(class_names: Sequence[str], backbone: str, input_size: Sequence[int], preprocess: str,
                   **extra: Any) -> dict[str, Any]:
     """``input_size``: a ``clf.data.images.ImageSize`` (its centre crop is recorded) or a pair."""
-    from clf import __version__
-
     crop = float(getattr(input_size, "center_crop", 0.0))
     how = (f"centre crop of {crop:g} of the photo at the input's aspect ratio, then" if crop
            else "the whole photo")
@@ -49,8 +50,6 @@ MAX_LABELS_BYTES = 16 * 1024 * 1024  # a record with 100k class names is ~2 MB
 
 def read_labels(artifact: Path) -> dict[str, Any]:
     """The label record for an artifact file or bundle directory, validated (``validate_labels``)."""
-    from clf.data.filecheck import FileProblem, read_file
-
     artifact = Path(artifact)
     folder = artifact if artifact.is_dir() else artifact.parent
     path = folder / LABELS_FILE
@@ -91,8 +90,6 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
     Everything predict reads is checked before any model opens: distinct non-empty class
     names, input size within clf's limits, a finite crop fraction, artifact names (plain file
     names in the bundle folder) and their sha256."""
-    from clf.config import MAX_IMAGE_SIZE
-
     def bad(field: str, value: Any, expected: str) -> ModelError:
         shown = repr(value)
         shown = shown if len(shown) <= 120 else shown[:117] + "..."

@@ -11,6 +11,14 @@ import numpy as np
 from clf.artifacts.labels import LABELS_FILE, read_labels
 from clf.errors import ModelError, ModelNotFoundError
 from clf.infer.decode import collect_images, why_unreadable
+from clf.artifacts.integrity import check_artifact
+from clf.config import RUNTIMES, check_name
+from clf.host.manager import get_host
+from clf.data.filecheck import display_path, image_problem
+from clf.data.images import ImageSize
+from clf.infer.choice import BackboneRuntime
+from clf.infer.store import extractor_parts, runtime_store
+from clf.infer.forward import predict
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
@@ -42,8 +50,6 @@ class Predictor:
     @property
     def decode_size(self) -> ImageSize:
         """The input size with the model's trained centre crop (none recorded: no crop)."""
-        from clf.data.images import ImageSize
-
         return ImageSize(self.input_size, float(self.labels.get("resize", {}).get("center_crop", 0.0)))
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
@@ -100,8 +106,6 @@ class KerasPredictor(Predictor):
     def use_runtime(self, requested: str, cache_dir: str | Path | None = None) -> None:
         """Run the frozen backbone in ``requested`` (``auto``: the run's checked choice if cached, else TensorFlow)
         and the head in Keras; models clf did not assemble run whole in Keras."""
-        from clf.infer.choice import BackboneRuntime
-        from clf.infer.store import extractor_parts, runtime_store
         from clf.infer.parts import split
 
         if requested == "tensorflow":
@@ -124,8 +128,6 @@ class KerasPredictor(Predictor):
         self._backbone = None if backbone.name == "tensorflow" else backbone
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
-        from clf.infer.forward import predict
-
         # Always traced: same bits for an image in any batch, in clf predict and clf serve.
         if self._backbone is None:
             at_size = tuple(np.shape(images)[1:3]) == tuple(self._fixed.input_shape[1:3])
@@ -231,10 +233,6 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
     runtime opens the file (``trust=True``: opened anyway), and the output width must equal
     the class count. ``runtime`` (auto, tensorflow, tflite, onnx): what runs a Keras model's
     frozen backbone (clf.infer.choice)."""
-    from clf.artifacts.integrity import check_artifact
-    from clf.config import RUNTIMES, check_name
-    from clf.host.manager import get_host
-
     runtime = check_name("runtime", runtime, RUNTIMES)
     host = host or get_host()
     if fmt is not None and fmt.strip().lower() != "auto":
@@ -313,8 +311,6 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
                   progress: Callable[[int], None] | None = None) -> list[Prediction]:
     """Decode (``clf.infer.decode.Decoder.files``) and predict in batches; an undecodable file
     gets an ``error`` without stopping the rest. ``progress(n)``: files done, after each batch."""
-    from clf.data.filecheck import display_path, image_problem
-
     results = [Prediction(display_path(f), class_names=list(predictor.class_names)) for f in files]
     # Checked before TensorFlow reads it: a link to /dev/zero, a FIFO or a huge image is never read.
     for r, f in zip(results, files):

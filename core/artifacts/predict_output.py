@@ -13,6 +13,7 @@ from typing import Any, Sequence, TYPE_CHECKING
 
 from clf.data.guardrails import DEFAULT_ARTIFACTS, RUN_RECORD_FILES, check_output_file  # noqa: F401 (re-exported)
 from clf.errors import UsageError
+from clf.files import csv_cell, write_text
 
 if TYPE_CHECKING:
     from clf.artifacts.predict import Prediction
@@ -51,8 +52,6 @@ def to_csv(results: Sequence[Prediction], class_names: Sequence[str], k: int,
            columns: dict[str, list[Any]] | None = None) -> str:
     """One row per image: path, class_1, probability_1, ..., error, then any extra ``columns``;
     formula-like text quoted (``clf.files.csv_cell``)."""
-    from clf.files import csv_cell
-
     columns = columns or {}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -71,8 +70,6 @@ def to_csv(results: Sequence[Prediction], class_names: Sequence[str], k: int,
 
 def write_output(target: Path, text: str) -> Path:
     """Write the predictions: atomically into a regular file, as a stream into anything else."""
-    from clf.files import write_text
-
     target = Path(target)
     if target.exists() and not target.is_file():
         with open(target, "w", encoding="utf-8", newline="") as fh:

@@ -18,6 +18,12 @@ from clf.config import MODEL_INPUTS, QUANTIZE_MODES, check_name
 from clf.errors import DataError, ModelNotFoundError, UsageError, VerificationError
 from clf.events import Observer
 from clf.files import write_json
+from clf.host.manager import get_host
+from clf.artifacts.integrity import check_artifact
+from clf.artifacts.predict import KerasPredictor
+from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
+from clf.data.manifest import split_files, read_manifest
+from clf import __version__
 
 if TYPE_CHECKING:
     from clf.data.images import DatasetBundle
@@ -54,8 +60,6 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
     packages, ``quantize``, and formats the run already has. A file the run did not write is
     never replaced. Raises ``VerificationError`` when an artifact fails its round trip
     (renamed ``*.failed``; the others are kept)."""
-    from clf.host.manager import get_host
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ModelNotFoundError(f"Run folder {str(run_dir)!r} does not exist; expected a folder a "
@@ -75,12 +79,10 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
         f"(model.keras or model.h5) to export from; its labels.json lists: "
         f"{', '.join(labels.get('artifacts', {})) or 'nothing'}. Expected a run exported with h5 or keras "
         f"(clf run's default is h5)."))
-    from clf.artifacts.integrity import check_artifact
 
     check_artifact(source, labels, trust_artifact)  # as clf predict: a swapped model is not exported
     bundle = _bundle(run_dir, labels, data, need_train=options.quantize == "int8", need_held_out=verify)
 
-    from clf.artifacts.predict import KerasPredictor
 
     model = KerasPredictor(source, labels).model
     from clf.data.fitting import check_input_size
@@ -113,10 +115,6 @@ def _refuse_existing(run_dir: Path, labels: dict[str, Any], exporters: Sequence[
 def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, need_train: bool,
             need_held_out: bool) -> DatasetBundle:
     """The run's own images by split (as its manifest.json records), to calibrate and verify on."""
-    from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
-
-    from clf.data.manifest import split_files
-
     manifest = _manifest(run_dir)
     class_names = list(labels["class_names"])
     root = Path(data) if data is not None else Path(manifest.get("data", {}).get("source", ""))
@@ -149,8 +147,6 @@ def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, n
 
 def _manifest(run_dir: Path) -> dict:
     """The run's manifest.json, validated; {} for a bundle without one."""
-    from clf.data.manifest import read_manifest
-
     return read_manifest(run_dir, required=False)
 
 
@@ -159,7 +155,6 @@ def _record(run_dir: Path, metadata: dict, options: _Options) -> None:
     manifest = _manifest(run_dir)
     if not manifest:
         return
-    from clf import __version__
 
     manifest["artifacts"] = metadata.get("artifacts", {})
     if metadata.get("verification") is not None:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from clf.errors import DataError, UsageError
-from clf.files import csv_cell
+from clf.files import csv_cell, sha256_path
+from clf.data.filecheck import FileProblem, check_file
 
 # Added after the prediction columns: model fingerprint (16 hex of its sha256), "K/N", position, file count.
 PART_COLUMNS = ("model", "shard", "index", "total")
@@ -61,8 +62,6 @@ def select(files: Sequence[str | Path], shard: int, shards: int) -> list[int]:
 
 def model_fingerprint(path: str | Path, labels: dict, checked: bool = True) -> str:
     """16 hex digits of an artifact's sha256: labels.json's if ``checked`` (no second read), else hashed."""
-    from clf.files import sha256_path
-
     recorded = labels.get("sha256", {}) if isinstance(labels.get("sha256"), dict) else {}
     digest = recorded.get(Path(path).name) if checked else None
     return (digest if isinstance(digest, str) else sha256_path(path))[:16]
@@ -232,8 +231,6 @@ def _json_part(path: Path, text: str) -> _Part:
 
 def _read_part(path: Path) -> _Part:
     """One part file, read and checked cell by cell."""
-    from clf.data.filecheck import FileProblem, check_file
-
     try:
         check_file(path, max_bytes=1 << 62)  # a FIFO or a device would never end
         text = path.read_text(encoding="utf-8")

@@ -20,6 +20,12 @@ import numpy as np
 from clf.errors import DataError, ModelError
 from clf.files import write_json
 from clf.infer.forward import BatchFn, in_batches
+from clf.artifacts.client import CLIENT_TOLERANCE, client_probabilities, CLIENT_IMAGES, takes_photo
+from clf.infer.decode import Decoder
+from clf.artifacts.labels import read_labels
+from clf.artifacts.predict import collect_images, load_predictor, resolve_artifact
+from clf.data.filecheck import inside_folder
+from clf.data.manifest import read_manifest
 
 if TYPE_CHECKING:
     from clf.artifacts.predict import Predictor
@@ -127,8 +133,6 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
 
 def check_client(result: Verification, predictor: Predictor, files: Sequence[str | Path], reference: np.ndarray) -> None:
     """Run the client path on ``files`` into ``result``; ``reference``: clf's own probabilities for them."""
-    from clf.artifacts.client import CLIENT_TOLERANCE, client_probabilities
-
     if not len(files):
         return
     got = client_probabilities(predictor, files)
@@ -143,8 +147,6 @@ def check_client(result: Verification, predictor: Predictor, files: Sequence[str
 
 def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
     """The first ``CLIENT_IMAGES`` of ``files`` for the client path; none when a loader streams."""
-    from clf.artifacts.client import CLIENT_IMAGES
-
     if len(files) < min(len(images), CLIENT_IMAGES) or not all(Path(f).is_file() for f in files[:CLIENT_IMAGES]):
         return []
     return list(files[:min(len(images), CLIENT_IMAGES)])
@@ -224,8 +226,6 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     ``exporters``: name -> ``Exporter``; ones without ``load`` are skipped. Float artifacts
     are compared on the first ``FLOAT_CHECK_IMAGES`` images, quantized ones on all.
     ``reference_probs``: the model's probabilities on the first images, when known."""
-    from clf.artifacts.client import takes_photo
-
     report = VerificationReport(images=list(map(str, image_files)), source=source)
     reference = _Reference(reference_fn, images, reference_probs)
     photos = client_files(list(map(str, image_files)), images)
@@ -260,8 +260,6 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
 
 def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.ndarray:
     """Decode image files as ``clf predict`` does (``clf.infer.decode.Decoder``)."""
-    from clf.infer.decode import Decoder
-
     decoder = Decoder(image_size)
     out = [decoder.from_file(f) for f in files]
     return np.stack(out) if out else np.zeros((0, *decoder.size, 3), np.float32)
@@ -275,10 +273,6 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     ``reference`` defaults to the bundle's ``.keras`` (else ``.h5``) model; ``data`` to the
     images ``verification.json`` recorded at export. Nothing is renamed: the result is
     recorded (see ``write_report``) and returned."""
-    from clf.artifacts.client import takes_photo
-    from clf.artifacts.labels import read_labels
-    from clf.artifacts.predict import collect_images, load_predictor, resolve_artifact
-
     artifact = Path(artifact)
     folder, exporter_name, _ = resolve_artifact(artifact)
     labels = read_labels(folder)
@@ -331,9 +325,6 @@ def _recorded_images(folder: Path) -> tuple[list[str], str]:
         return [], ""
     if not isinstance(data, dict) or not isinstance(data.get("images", []), list):
         return [], ""
-    from clf.data.filecheck import inside_folder
-    from clf.data.manifest import read_manifest
-
     # Only inside the run's data folder (manifest.json), else the bundle folder; never elsewhere.
     recorded = read_manifest(folder, required=False).get("data", {}).get("source")
     root = Path(recorded) if recorded else folder

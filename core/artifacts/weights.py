@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Sequence, TYPE_CHECKING
 
 from clf.errors import WeightsError
-from clf.files import atomic_path, file_hash, keras_cache_dir
+from clf.files import atomic_path, file_hash, keras_cache_dir, temp_name
+from clf.host.keras_patches import replaced_get_file
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
@@ -154,9 +155,6 @@ def fetch_for(backbone: Backbone, base: str | None = None, force: bool = False) 
 @contextmanager
 def keras_downloads() -> Iterator[None]:
     """While active, Keras' weight downloads go through clf, and are cached only once loaded into the model."""
-    from clf.files import temp_name
-    from clf.host.keras_patches import replaced_get_file
-
     staged: list[tuple[Path, Path, str]] = []  # (temporary file, cache file, url)
 
     def get_file(fname: str | None = None, origin: str | None = None, *args: Any, file_hash: str | None = None,
@@ -204,8 +202,6 @@ _capturing = False  # while capture() runs, keras_downloads() passes calls throu
 
 def capture(build: Callable[..., Any], input_shape: Sequence[int]) -> WeightsFile | None:
     """Which file ``build(input_shape, "imagenet")`` would download (nothing is downloaded)."""
-    from clf.host.keras_patches import replaced_get_file
-
     def get_file(fname: str | None = None, origin: Any = None, *args: Any, file_hash: str | None = None,
                  **kwargs: Any) -> Any:  # origin: a URL (every Keras weights download has one)
         raise _Captured(WeightsFile(fname or origin.rsplit("/", 1)[-1], origin, file_hash))

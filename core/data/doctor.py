@@ -26,7 +26,7 @@ from clf.data.images import IMAGE_SUFFIXES
 from clf.data.layout import check_data_root, class_folders, find_layout
 from clf.data.filecheck import FileProblem, bomb_problem, check_pixels, display_path, is_utf8_name, read_file
 from clf.errors import DataError
-from clf.files import atomic_path, cache_dir, write_json
+from clf.files import atomic_path, cache_dir, remember_sha256, write_json
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -214,8 +214,6 @@ class FactsCache:
 
 def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None = None) -> _Look:
     """Whether one file is usable, convertible or bad (Pillow's findings from ``facts`` when known)."""
-    from clf.files import remember_sha256
-
     look = _Look(path)
     name = path.name.lower()
     if name in SYSTEM_NAMES or name.startswith("."):

@@ -12,6 +12,7 @@ import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
+from clf.errors import DataError
 
 if TYPE_CHECKING:
     from _typeshed import StrPath
@@ -143,8 +144,6 @@ def inside_folder(root: str | os.PathLike[str], name: object, source: str) -> Pa
     """``root / name`` for a path a run's record lists (manifest.json, verification.json), only
     if it lies inside ``root``; else a DataError naming ``source``, so an edited record never makes
     clf read outside. The path is checked as written: links inside ``root`` are the data's own."""
-    from clf.errors import DataError
-
     base = os.path.abspath(root)
     # No ".." at all: after a link inside root, "a/../.." is not where it reads.
     if isinstance(name, str) and name and "\0" not in name and ".." not in Path(name).parts:

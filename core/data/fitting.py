@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import keras
+from clf.errors import ModelError
 
 
 def center_box(height: Any, width: Any, size: Sequence[int], fraction: float) -> Any:
@@ -124,8 +125,6 @@ def fixed_model(model: Any) -> Any:
 def check_input_size(model: keras.Model, input_size: Sequence[int], labels_path: str) -> None:
     """ModelError unless labels.json's ``input_size`` is the classifier's, rather than failing
     deep inside Keras."""
-    from clf.errors import ModelError
-
     shape = tuple(fixed_model(model).input_shape[1:3])
     if None not in shape and shape != tuple(int(v) for v in input_size):
         raise ModelError(f"{labels_path!r} gives input_size {list(input_size)}, but the model takes "

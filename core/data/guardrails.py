@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
 from clf.errors import UsageError
+from clf import __version__
+from clf.files import write_json
 
 if TYPE_CHECKING:
     from clf.events import Observer
@@ -30,9 +32,6 @@ def claim_run_dir(path: Path) -> dict[str, Any]:
     existing = read_run_marker(path)
     if existing is not None:
         return existing
-    from clf import __version__
-    from clf.files import write_json
-
     record = {"format": RUN_MARKER_FORMAT, "run_id": uuid.uuid4().hex,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "clf_version": __version__}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Sequence
+from clf.data.filecheck import as_tf_path
 
 # what tf.io.decode_image reads; anything else is skipped
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
@@ -270,7 +271,6 @@ def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Seque
     failing to decode is dropped with a warning rather than stopping training mid-epoch."""
     import tensorflow as tf
 
-    from clf.data.filecheck import as_tf_path
 
     substitute = substitute or {}
     size = ImageSize(image_size)

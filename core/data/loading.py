@@ -11,6 +11,7 @@ from clf.data import doctor
 from clf.data.images import DatasetBundle, ImageSize
 from clf.errors import DataError
 from clf.events import Observer
+from clf.data.layout import check_data_root, class_folders, find_layout
 
 if TYPE_CHECKING:
     from clf.config import RunConfig
@@ -60,7 +61,6 @@ def check_early(config: Any) -> None:
     ``--data`` exists and ``--classes`` matches. They run again at load time."""
     from pathlib import Path
 
-    from clf.data.layout import check_data_root, class_folders, find_layout
 
     if config.loader != "directory":  # a plugin's loader may read from anywhere
         return

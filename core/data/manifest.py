@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from clf.data.filecheck import FileProblem, inside_folder, read_file
-from clf.errors import ModelError
+from clf.errors import ModelError, UsageError
 
 MANIFEST_FILE = "manifest.json"
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # every file of a run is listed: ~100 bytes per image
@@ -18,8 +18,6 @@ MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # every file of a run is listed: ~100 by
 
 def read_manifest(run_dir: Path, *, required: bool = True) -> dict[str, Any]:
     """``run_dir``'s manifest.json, validated; ``{}`` when absent and not ``required``."""
-    from clf.errors import UsageError
-
     path = Path(run_dir) / MANIFEST_FILE
     if not path.exists() and not path.is_symlink():
         if not required:

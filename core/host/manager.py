@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import pluggy
 
-from clf import hookspecs
+from clf import __version__, hookspecs
 from clf.errors import PluginError, PluginNotFoundError
 from clf.host.checks import check_hookimpls
 from clf.host.registry import Backbone, CallbackFactory, DataLoader, Exporter, Head, Registry
@@ -139,7 +139,6 @@ class PluginHost:
         self.registries: dict[str, Registry] = {
             attr: Registry(kind, command, cls) for attr, cls, kind, command in HOOKS.values()
         }
-        from clf import __version__
 
         for module_name in BUILTIN_PLUGINS:
             self.register(importlib.import_module(module_name), name=module_name,

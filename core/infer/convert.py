@@ -19,6 +19,7 @@ from clf.config import QUANTIZE_MODES
 from clf.errors import ExportError
 from clf.infer.runners import ONNX_HINT, RuntimeUnavailable
 from clf.logs import quiet_logs
+from clf.infer.forward import forward_fn
 
 if TYPE_CHECKING:
     import keras
@@ -35,7 +36,6 @@ def to_tflite(model: "keras.Model", quantize: str = "none",
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from clf.infer.forward import forward_fn
 
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"Unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZE_MODES)}.")

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from clf.data.images import ImageSize, is_image_file
+from clf.data.images import decode_image, fit_image, ImageSize, is_image_file
 from clf.errors import DataError, DataNotFoundError
+from clf.data.filecheck import FileProblem, read_file, display_path, image_problem, as_tf_path
+from clf.logs import native_stderr_silenced
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -53,8 +55,6 @@ def pillow_problem(data: bytes) -> tuple[str, str] | None:
 
 def why_unreadable(path: Path) -> str:
     """Why a file that was safe to read did not decode."""
-    from clf.data.filecheck import FileProblem, read_file
-
     if not path.is_file():
         return "not a file"
     if path.stat().st_size == 0:
@@ -97,8 +97,6 @@ class Decoder:
 
     def tensor(self, contents: "tf.Tensor") -> "tf.Tensor":
         """The TensorFlow op behind every other method, for a ``tf.data`` map."""
-        from clf.data.images import decode_image
-
         return decode_image(contents, self.size, scale_jpeg=False)
 
     def from_bytes(self, data: bytes) -> np.ndarray:
@@ -115,7 +113,6 @@ class Decoder:
         reason); a DataError otherwise."""
         import tensorflow as tf
 
-        from clf.data.filecheck import display_path, image_problem
 
         problem = image_problem(path)
         if problem:
@@ -131,7 +128,6 @@ class Decoder:
         """A decoded image (array of any size, grayscale or RGB, or a PIL image)."""
         import tensorflow as tf
 
-        from clf.data.images import fit_image
 
         return np.asarray(fit_image(tf.convert_to_tensor(rgb(image)), self.size), np.float32)
 
@@ -155,9 +151,6 @@ class Decoder:
         an index that never comes back did not decode (the caller asks ``why_unreadable``).
         The files must have passed ``image_problem`` (nothing unsafe is read here)."""
         import tensorflow as tf
-
-        from clf.data.filecheck import as_tf_path
-        from clf.logs import native_stderr_silenced
 
         if not files:
             return

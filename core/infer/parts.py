@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clf.data.preprocessing import Preprocess
+from clf.data.fitting import fixed_model
 
 if TYPE_CHECKING:
     import keras
@@ -17,7 +18,6 @@ def split(model: "keras.Model") -> "tuple[keras.Model, keras.Model] | None":
     fixed-size classifier inside."""
     import keras
 
-    from clf.data.fitting import fixed_model
 
     model = fixed_model(model)
     layers = list(model.layers)

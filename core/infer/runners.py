@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clf.logs import quiet_logs
+from clf.infer.forward import predict
 
 if TYPE_CHECKING:
     import keras
@@ -59,8 +60,6 @@ class TensorFlowRunner(Runner):
         self.model = model
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        from clf.infer.forward import predict
-
         return predict(self.model, batch)
 
     def output_width(self) -> int | None:

@@ -15,6 +15,8 @@ import numpy as np
 from clf.files import write_bytes, write_json
 from clf.infer.runners import ONNX_HINT, LiteRTRunner, OnnxRunner, Runner, RuntimeUnavailable, \
     litert_interpreter_class
+from clf.files import cache_dir as clf_cache_dir
+from clf.infer.convert import describe_failure, to_tflite, to_onnx
 
 if TYPE_CHECKING:
     import keras
@@ -100,7 +102,6 @@ def runtime_store(cache_dir: str | Path | None, parts: Mapping[str, Any], *, ena
     folder); ``enabled=False`` keeps conversions in memory."""
     if not enabled:
         return RuntimeStore(None, parts)
-    from clf.files import cache_dir as clf_cache_dir
 
     return RuntimeStore(cache_dir or clf_cache_dir("features"), parts)
 
@@ -108,8 +109,6 @@ def runtime_store(cache_dir: str | Path | None, parts: Mapping[str, Any], *, ena
 def converted(name: str, model: "keras.Model", store: RuntimeStore | None,
               convert: Callable[["keras.Model"], bytes]) -> bytes:
     """The stored conversion of ``model`` for runtime ``name``, converting (and storing) it once."""
-    from clf.infer.convert import describe_failure
-
     content = store.load(name) if store is not None else None
     if content is None:
         try:
@@ -124,15 +123,11 @@ def converted(name: str, model: "keras.Model", store: RuntimeStore | None,
 
 
 def open_tflite(model: "keras.Model", store: RuntimeStore | None) -> Runner:
-    from clf.infer.convert import to_tflite
-
     litert_interpreter_class()  # fail before converting when LiteRT is missing
     return LiteRTRunner(converted("tflite", model, store, to_tflite))
 
 
 def open_onnx(model: "keras.Model", store: RuntimeStore | None) -> Runner:
-    from clf.infer.convert import to_onnx
-
     try:
         import onnxruntime  # noqa: F401
     except ImportError:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from clf.inspect.saved_run import RunModel
+from clf.infer.forward import predict
 
 BATCH = 16
 
@@ -96,7 +97,6 @@ class Heatmaps:
             std = np.asarray(scale.std.numpy(), np.float64)
             mean = np.asarray(scale.mean.numpy(), np.float64)
             kernel, bias = kernel / std[:, None], bias - (mean / std) @ kernel
-        from clf.infer.forward import predict
 
         out = []
         for start in range(0, len(images), BATCH):

@@ -14,7 +14,9 @@ from typing import Any, Callable, TYPE_CHECKING
 from clf.data.images import DatasetBundle, Split, files_dataset
 from clf.events import Observer
 from clf.inspect.saved_run import RunModel, SavedRun
-from clf.train.features import SplitFeatures
+from clf.train.features import make_extractor, split_features, SplitFeatures
+from clf.infer.store import extractor_parts, runtime_store
+from clf.infer.choice import BackboneRuntime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,9 +27,7 @@ if TYPE_CHECKING:
 def run_features(run: SavedRun, parts: RunModel, host: PluginHost, *, cache: bool = True,
                  observer: Observer | None = None) -> dict[str, SplitFeatures]:
     """``{split: SplitFeatures}`` for the run's training and validation files, in manifest order."""
-    from clf.infer.store import extractor_parts
     from clf.train.extraction import feature_cache_for
-    from clf.train.features import make_extractor, split_features
     from clf.train.model import Classifier
 
     observer = observer or Observer()
@@ -67,9 +67,6 @@ def _runtime_forward(config: RunConfig, runtime: str, extractor: Any,
     None for TensorFlow."""
     if runtime == "tensorflow":
         return None
-    from clf.infer.choice import BackboneRuntime
-    from clf.infer.store import runtime_store
-
     return BackboneRuntime(runtime, extractor, runtime_store(config.cache_dir, key)).run
 
 

@@ -17,6 +17,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from clf.errors import DataError
+from clf.train.linear_head import stratified_folds
+from clf.train.class_weights import choose_class_weights
+from clf import RunConfig
+from clf.train.distribute import distribution, precision_scope
+from clf.train.features import make_standardizer
+from clf.infer.forward import predict
 
 DEFAULT_FOLDS = 5
 
@@ -48,16 +54,12 @@ def fold_count(labels: np.ndarray, class_names: Sequence[str], wanted: int) -> i
 
 def assign_folds(labels: np.ndarray, class_names: Sequence[str], folds: int, seed: int) -> tuple[np.ndarray, int]:
     """``(fold per row, fold count)``: the run's stratified folds, seeded by ``seed``."""
-    from clf.train.linear_head import stratified_folds
-
     k = fold_count(labels, class_names, folds)
     return stratified_folds(labels, k, seed).astype(np.int32), k
 
 
 def fold_class_weight(policy: str, labels: np.ndarray, class_names: Sequence[str]) -> dict[int, float] | None:
     """The class weights ``policy`` (auto, balanced, none) gives for these training labels."""
-    from clf.train.class_weights import choose_class_weights
-
     counts = np.bincount(labels, minlength=len(class_names)).tolist()
     weights, _ = choose_class_weights(policy, counts, list(class_names))
     return weights
@@ -73,10 +75,6 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[
     import keras
     import tensorflow as tf
 
-    from clf import RunConfig
-    from clf.train.distribute import distribution, precision_scope
-    from clf.train.features import make_standardizer
-    from clf.infer.forward import predict
     from clf.train.fit import augmented, compile_for, quiet_fit, training_batches
     from clf.train.model import build_head
 
@@ -111,7 +109,6 @@ def solved_out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Se
     head solved without the fold. ``l2``: the strength (penalty l2/2 |W|^2 on the mean loss);
     None: the one the run's search picks, by the folds' held-out log loss."""
     from clf.train import linear_head
-    from clf.train.features import make_standardizer
 
     features = np.asarray(features, np.float32)
     labels = np.asarray(labels, np.int64)

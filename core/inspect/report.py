@@ -19,7 +19,19 @@ import numpy as np
 
 from clf.errors import UsageError
 from clf.events import Observer
-from clf.inspect.oof import DEFAULT_FOLDS
+from clf.inspect.oof import DEFAULT_FOLDS, out_of_fold, solved_out_of_fold
+from clf.host.manager import get_host
+from clf.inspect.saved_run import load_model, load_run
+from clf.inspect.features import run_features
+from clf.inspect.calibration import reliability
+from clf.inspect.duplicates import near_duplicates
+from clf.inspect.findings import label_issues, outliers, worst_errors
+from clf.report.metrics import confusion_matrix
+from clf.infer.forward import predict
+from clf.inspect.cam import Heatmaps
+from clf.inspect.thumbs import decoded, thumbnail_size, write_overlay, write_thumbnail
+from clf.files import write_json, write_text
+from clf.inspect.page import render
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
@@ -50,9 +62,6 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
                 observer: Observer | None = None) -> InspectResult:
     """Inspect a finished run (see the package docstring); ``data``: the data folder's new place.
     ``solver``: "auto" solves the default linear head's folds, "keras" trains every head."""
-    from clf.host.manager import get_host
-    from clf.inspect.saved_run import load_model, load_run
-
     t_start = time.perf_counter()
     if solver not in SOLVERS:
         raise UsageError(f"Unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}. Pass --solver auto "
@@ -71,7 +80,6 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
         return out
 
     parts = timed("load", load_model, run)
-    from clf.inspect.features import run_features
 
     feats = timed("features", run_features, run, parts, host, cache=cache, observer=observer)
     table = _Table.build(run, feats)
@@ -101,7 +109,6 @@ SOLVERS = ("auto", "keras")
 def _out_of_fold(run: SavedRun, host: PluginHost, table: "_Table", folds: int, solver: str) -> OutOfFold:
     """Out-of-fold probabilities from heads like the run's: solved for the default linear
     head (unless ``solver`` is "keras"), trained with the run's settings for any other."""
-    from clf.inspect.oof import out_of_fold, solved_out_of_fold
     from clf.train.fit import SOLVABLE_HEADS
 
     config = run.config
@@ -170,12 +177,6 @@ class _Plan:
 
 
 def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> tuple[dict[str, Any], _Plan]:
-    from clf.inspect.calibration import reliability
-    from clf.inspect.duplicates import near_duplicates
-    from clf.inspect.findings import label_issues, outliers, worst_errors
-    from clf.report.metrics import confusion_matrix
-    from clf.infer.forward import predict
-
     names = run.class_names
     issues = label_issues(table.labels, oof.probabilities)
     val = table.validation
@@ -249,9 +250,6 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
 def _write_folder(tmp: Path, run: SavedRun, parts: RunModel, table: _Table, findings: dict[str, Any], plan: _Plan,
                   observer: Observer) -> None:
     """Thumbnails and heatmaps into ``tmp``, a fresh folder beside the report's place."""
-    from clf.inspect.cam import Heatmaps
-    from clf.inspect.thumbs import decoded, thumbnail_size, write_overlay, write_thumbnail
-
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     maker = Heatmaps(parts)
@@ -284,9 +282,6 @@ def _write_folder(tmp: Path, run: SavedRun, parts: RunModel, table: _Table, find
 def _finish(tmp: Path, findings: dict[str, Any]) -> Path:
     """Write the page and findings.json, then move ``tmp``'s files into RUN_DIR/inspect,
     replacing or removing only report files (now and in the previous ``RECORD``)."""
-    from clf.files import write_json, write_text
-    from clf.inspect.page import render
-
     write_json(tmp / "findings.json", findings)
     write_text(tmp / "index.html", render(findings))
     # Images first, page last: whichever page is in place finds its images.

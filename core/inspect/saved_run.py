@@ -12,6 +12,9 @@ from typing import Any
 from clf.config import RunConfig
 from clf.data.images import ImageSize, Split
 from clf.errors import DataError, ModelError, UsageError
+from clf.configfile import read_config_file
+from clf.artifacts.labels import read_labels
+from clf.data.manifest import read_manifest, split_files
 
 SPLITS = ("train", "validation")
 KERAS_EXPORTERS = ("keras", "h5")  # exporters whose artifact reopens as a keras.Model
@@ -63,14 +66,9 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 def load_run(run_dir: str | Path, data: str | Path | None = None) -> SavedRun:
     """Read a run folder; ``data`` replaces the data folder the run recorded (moved data)."""
-    from clf.configfile import read_config_file
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"Run folder {str(run_dir)!r} does not exist; expected the folder 'clf run' wrote. Check the path.")
-    from clf.artifacts.labels import read_labels
-    from clf.data.manifest import read_manifest, split_files
-
     if not (run_dir / "labels.json").exists():
         _read_json(run_dir / "labels.json", "the class names")  # says what a run folder is
     labels = read_labels(run_dir)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterator, Sequence, TYPE_CHECKING
 
 import numpy as np
+from clf.data.images import files_dataset, ImageSize
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -19,8 +20,6 @@ OVERLAY_ALPHA = 0.45  # share of the heatmap's colour in an overlay
 
 def decoded(files: Sequence[str], image_size: Sequence[int], batch: int = 32) -> Iterator[tuple[int, np.ndarray]]:
     """``(index into files, float32 RGB 0-255 image)`` in order; an undecodable file is skipped."""
-    from clf.data.images import files_dataset
-
     if not files:
         return
     # The labels carry each file's index, so a file the pipeline drops cannot shift the rest.
@@ -31,8 +30,6 @@ def decoded(files: Sequence[str], image_size: Sequence[int], batch: int = 32) ->
 
 def thumbnail_size(image_size: ImageSize) -> ImageSize:
     """The model's input size scaled down to a thumbnail, with the same centre crop."""
-    from clf.data.images import ImageSize
-
     scale = SIDE / max(image_size)
     return ImageSize((max(1, round(image_size[0] * scale)), max(1, round(image_size[1] * scale))),
                      getattr(image_size, "center_crop", 0.0))

@@ -16,9 +16,13 @@ import numpy as np
 from clf.data.images import is_class_folder, is_image_file
 from clf.errors import DataError, DataNotFoundError, UsageError
 from clf.events import Observer
-from clf.artifacts.predict import Prediction
+from clf.artifacts.predict import load_predictor, predict_files, Prediction, resolve_artifact
 from clf.infer.forward import BatchFn
 from clf.report.metrics import cross_entropy, evaluation_report
+from clf.data.doctor import plainest_first
+from clf.data.filecheck import FileProblem, check_file
+from clf.files import file_sha256
+from clf.report.runrecord import write_evaluation
 
 
 def evaluate_dataset(predict: BatchFn, dataset: Any, class_names: list[str], observer: Observer | None = None,
@@ -54,8 +58,6 @@ def check_data_folder(folder: Path) -> None:
 
 def check_paths(model: str | Path, data: str | Path) -> None:
     """The model (a clf artifact) and data folder exist: checked before the slow TensorFlow import."""
-    from clf.artifacts.predict import resolve_artifact
-
     resolve_artifact(model)
     check_data_folder(Path(data))
 
@@ -63,10 +65,6 @@ def check_paths(model: str | Path, data: str | Path) -> None:
 def once_each(files: list[Path], labels: list[int]) -> tuple[list[Path], list[int], list[tuple[Path, Path]]]:
     """``(files, labels, [(left out, same bytes as)])``: exact duplicates counted once, keeping
     the copy the dataset doctor keeps, so counts match clf run's and no photo weighs double."""
-    from clf.data.doctor import plainest_first
-    from clf.data.filecheck import FileProblem, check_file
-    from clf.files import file_sha256
-
     first: dict[str, int] = {}
     dropped: dict[int, int] = {}
     for i in sorted(range(len(files)), key=lambda i: (labels[i], plainest_first(files[i]))):
@@ -126,9 +124,6 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
                     trust_artifact: bool = False, runtime: str = "tensorflow") -> FolderEvaluation:
     """Evaluate an artifact on a labelled folder and save the reports
     (``trust_artifact``: ``load_predictor``'s ``trust``; ``runtime``: as there)."""
-    from clf.artifacts.predict import load_predictor, predict_files
-    from clf.report.runrecord import write_evaluation
-
     observer = observer or Observer()
     check_paths(model, data)
     predictor = load_predictor(model, host, trust=trust_artifact, runtime=runtime)

@@ -12,6 +12,7 @@ import io
 from typing import Any, Sequence
 
 import numpy as np
+from clf.files import csv_cell
 
 TOP_K = (2, 3, 5)  # reported only where k < number of classes (top-n accuracy is always 1)
 
@@ -88,8 +89,6 @@ def evaluation_report(y_true: Sequence[int] | np.ndarray, probabilities: np.ndar
 
 def confusion_matrix_csv(report: dict[str, Any]) -> str:
     """The confusion matrix as CSV, header ``true\\predicted,<classes>`` (names quoted by ``clf.files.csv_cell``)."""
-    from clf.files import csv_cell
-
     names = [csv_cell(n) for n in report["class_names"]]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

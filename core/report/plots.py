@@ -9,6 +9,7 @@ from typing import Any, Sequence, TYPE_CHECKING
 
 from clf.files import atomic_path
 from clf.report.history import EpochRecord
+from clf.report.metrics import most_confused
 
 if TYPE_CHECKING:
     import numpy as np
@@ -102,7 +103,6 @@ def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "conf
 def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) -> Path:
     import numpy as np
 
-    from clf.report.metrics import most_confused
 
     plt = _pyplot()
     n = len(names)

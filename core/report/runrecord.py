@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, TYPE_CHECKING
 
 from clf.files import file_hash, file_sha256, write_json, write_text
+from clf import __version__
+from clf.configfile import config_to_toml
+from clf.data.guardrails import claim_run_dir
+from clf.report.metrics import confusion_matrix_csv
+from clf.report.plots import plot_confusion_matrix
+from clf.report.history import history_csv
 
 if TYPE_CHECKING:
     from clf.config import RunConfig
@@ -26,7 +32,6 @@ MANIFEST_FORMAT = "clf-manifest/1"
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    from clf import __version__
 
     out = {"clf": __version__, "python": platform.python_version(), "platform": platform.platform()}
     for dist in ("tensorflow", "tensorflow-cpu", "keras", "numpy"):
@@ -105,9 +110,6 @@ def build_manifest(*, config: RunConfig, class_names: list[str], counts: dict[st
 
 
 def write_config(run_dir: Path, config: RunConfig) -> Path:
-    from clf.configfile import config_to_toml
-    from clf.data.guardrails import claim_run_dir
-
     # The .clf-run marker goes first, so --force only ever replaces folders clf made.
     claim_run_dir(run_dir)
     return write_text(Path(run_dir) / "config.toml", config_to_toml(config))
@@ -115,9 +117,6 @@ def write_config(run_dir: Path, config: RunConfig) -> Path:
 
 def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | None) -> list[Path]:
     """``metrics.json`` (every split) and the primary split's confusion matrix as CSV and PNG."""
-    from clf.report.metrics import confusion_matrix_csv
-    from clf.report.plots import plot_confusion_matrix
-
     directory = Path(directory)
     written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports})]
     if primary is not None:
@@ -130,8 +129,6 @@ def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | N
 
 def write_history(run_dir: Path, records: Sequence[EpochRecord]) -> list[Path]:
     """``history.csv``, and ``training_curves.png`` when some phase had epochs."""
-    from clf.report.history import history_csv
-
     run_dir = Path(run_dir)
     written = [write_text(run_dir / "history.csv", history_csv(records))]
     if records:

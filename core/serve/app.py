@@ -21,6 +21,8 @@ from clf.artifacts.predict import Prediction
 from clf.serve.batcher import MicroBatcher, QueueFull
 from clf.serve.uploads import (Problem, Upload, check_images, discard_body, drain_limit, parse_uploads,
                                read_body, why_undecodable)
+from clf import __version__
+from clf.serve.openapi import docs_page, openapi_spec
 
 T = TypeVar("T")
 # Host names answered by default (--allowed-hosts): a rebinding page still sends its own name.
@@ -71,8 +73,6 @@ def artifact_format(predictor: Predictor) -> str | None:
 
 
 def metadata(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
-    from clf import __version__
-
     labels = predictor.labels
     return {
         "class_names": predictor.class_names,
@@ -308,7 +308,6 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> S
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
-    from clf.serve.openapi import docs_page, openapi_spec
 
     settings = settings or ServeSettings()
     batcher = MicroBatcher(padded(predictor.predict_batch, settings.batch_sizes), max_batch=settings.max_batch,

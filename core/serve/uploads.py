@@ -10,6 +10,7 @@ import asyncio
 import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncGenerator
+from clf.infer.decode import pillow_problem
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -181,8 +182,6 @@ def check_images(uploads: list[Upload], max_pixels: int, max_request_pixels: int
 
 def why_undecodable(upload: Upload, tf_message: str) -> Problem:
     """After TensorFlow failed: a full Pillow decode says why (only failed images pay for it)."""
-    from clf.infer.decode import pillow_problem
-
     found = pillow_problem(upload.data)
     if found is not None:
         kind, text = found

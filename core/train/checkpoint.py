@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, TYPE_CHECKING
 
 from clf.errors import DataError, UsageError
-from clf.files import atomic_path, file_hash, write_json
+from clf.files import atomic_path, file_hash, sha256_path, write_json
+from clf.report.runrecord import dataset_fingerprint
 
 if TYPE_CHECKING:
     from clf.events import Observer
@@ -105,7 +106,6 @@ def _array_problem(folder: Path, digests: Any) -> str:
     """Why the array files cannot be restored ('' when they can)."""
     import zipfile
 
-    from clf.files import sha256_path
 
     for name in ARRAY_FILES:
         path = folder / name
@@ -178,8 +178,6 @@ def require(run_dir: str | Path) -> Checkpoint:
 def data_record(bundle: Any, data_root: str) -> dict[str, Any]:
     """What a checkpoint records of its data: class names, images per split and class, and
     the run record's dataset fingerprint."""
-    from clf.report.runrecord import dataset_fingerprint
-
     return {"class_names": list(bundle.class_names),
             "counts": {name: bundle.counts(name) for name in bundle.splits},
             "sha256": dataset_fingerprint(bundle.splits, data_root)["sha256"]}
@@ -224,7 +222,6 @@ def best_so_far(ckpt: Checkpoint | None) -> tuple[int, float, list[Any]] | None:
 
     if ckpt is None or not (ckpt.path / "best.npz").is_file():
         return None
-    from clf.files import sha256_path
 
     try:
         saved = json.loads((ckpt.path / "state.json").read_text(encoding="utf-8"))

@@ -13,6 +13,8 @@ from typing import Any, Callable, TYPE_CHECKING
 
 from clf.config import PRECISIONS, STRATEGIES, check_name
 from clf.errors import ConfigError
+from clf.host.keras_patches import replace_symbolic_build
+from clf.infer.forward import batch_fn
 
 if TYPE_CHECKING:
     import keras
@@ -104,7 +106,6 @@ class Distribution:
             with strategy.scope():
                 model._symbolic_build(data_batch=data_batch)
 
-        from clf.host.keras_patches import replace_symbolic_build
 
         replace_symbolic_build(model, maybe_symbolic_build)
 
@@ -119,8 +120,6 @@ class Distribution:
     def local_model(self, model: "keras.Model") -> "BatchFn":
         """``model``'s forward on this process's own device (clf.infer.forward): Keras'
         ``predict_on_batch`` returns a row per image per replica, and retraces on one."""
-        from clf.infer.forward import batch_fn
-
         return batch_fn(model)
 
     def describe(self) -> str:

@@ -42,6 +42,9 @@ from clf.train.finish import evaluate_run, export_run, record_run
 from clf.train.fit import assemble, fit_head
 from clf.train.model import Classifier, build_backbone
 from clf.train.setup import Setup, open_run_dir, resolve
+from clf.infer.decode import Decoder
+from clf.infer.forward import batch_fn, in_batches
+from clf.report.summary import text, html
 
 if TYPE_CHECKING:
     import keras
@@ -78,20 +81,13 @@ class RunResult:
         as ``clf predict`` does (``clf.infer.decode.Decoder``, ``clf.infer.forward``). Takes a
         path, a folder, a list of paths, an ``[h, w, 3]`` array, a batch, or a list of arrays
         or PIL images."""
-        from clf.infer.decode import Decoder
-        from clf.infer.forward import batch_fn, in_batches
-
         decoded = Decoder(self.model.input_shape[1:3], self.config.center_crop).batch(images)
         return in_batches(batch_fn(self.model), decoded, batch_size)
 
     def __repr__(self) -> str:  # a summary: every field would be huge
-        from clf.report.summary import text
-
         return text(self)
 
     def _repr_html_(self) -> str:  # what a notebook cell shows
-        from clf.report.summary import html
-
         return html(self)
 
 

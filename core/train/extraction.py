@@ -15,10 +15,12 @@ from typing import Any, Callable, Sequence, TYPE_CHECKING
 
 from clf.config import RunConfig
 from clf.events import Observer
-from clf.infer.store import extractor_parts
+from clf.infer.store import extractor_parts, runtime_store
 from clf.train import sharding
 from clf.train.features import SplitFeatures, make_extractor, split_features
 from clf.train.model import Classifier
+from clf.train.feature_cache import FeatureCache, default_cache_dir
+from clf.infer.choice import BackboneRuntime
 
 if TYPE_CHECKING:
     from clf.data.images import ImageSize
@@ -47,7 +49,6 @@ def feature_cache_for(config: RunConfig, parts: dict[str, Any], image_size: Imag
     """The on-disk feature cache for this extractor in ``runtime``, or None with ``--no-cache``."""
     if not config.cache:
         return None
-    from clf.train.feature_cache import FeatureCache, default_cache_dir
 
     return FeatureCache(config.cache_dir or default_cache_dir(), {
         **parts, "center_crop": image_size.center_crop, "loader": config.loader, "runtime": runtime}, note=note)
@@ -75,9 +76,6 @@ def choose_runtime(config: RunConfig, data: LoadedData, extractor: Any, parts: d
                    dist: Distribution | None, batch_size: int, images: int) -> BackboneRuntime:
     """The backbone's runtime, decided before the cache is read (its name is in the key),
     from a stored check or the first batch."""
-    from clf.infer.choice import BackboneRuntime
-    from clf.infer.store import runtime_store
-
     store = runtime_store(config.cache_dir, parts, enabled=config.cache)
     few = config.runtime == "auto" and 0 < images < AUTO_MIN_IMAGES
     runtime = BackboneRuntime(config.runtime, extractor, store, keep_tensorflow=keep_tensorflow(config.runtime, dist),

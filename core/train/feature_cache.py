@@ -19,8 +19,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from clf.files import cache_dir, write_bytes, write_json
+from clf.files import cache_dir, file_sha256, write_bytes, write_json
 from clf.infer.store import extractor_key
+from clf.data.filecheck import FileProblem, read_file
 
 
 
@@ -33,8 +34,6 @@ def default_cache_dir() -> Path:
 def file_fingerprint(path: str | Path) -> str:
     """The sha256 of a file's bytes, usually already computed by the dataset doctor
     (clf.files.file_sha256)."""
-    from clf.files import file_sha256
-
     return file_sha256(path)
 
 
@@ -142,8 +141,6 @@ MAX_SHARD_BYTES = 4 * 1024**3
 
 def _read_shard(shard: Path, variant: str) -> tuple[list[str], np.ndarray]:
     """A shard's (hashes, features) after checking its bytes against the sha256 in its name."""
-    from clf.data.filecheck import FileProblem, read_file
-
     expected = shard.name[len(variant) + 1:-len(".npz")]
     try:
         data = read_file(shard, MAX_SHARD_BYTES)

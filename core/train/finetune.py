@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clf.errors import ConfigError
+from clf.train.callbacks import best_epoch, phase_callbacks
 
 if TYPE_CHECKING:
     import keras
@@ -66,7 +67,6 @@ class FineTuned:
 def fine_tune(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distribution, *,
               class_weight: dict[int, float] | None, run_dir: Path, batch_size: int, observer: Observer) -> FineTuned:
     """Phase 2: unfreeze the top of the backbone and train end to end on live images."""
-    from clf.train.callbacks import best_epoch, phase_callbacks
     from clf.train.fit import augmented, compile_for, describe_fit, quiet_fit, training_batches
 
     config, classifier = setup.config, trainable.classifier

@@ -22,6 +22,8 @@ from clf.train.callbacks import best_epoch, phase_callbacks
 from clf.train.class_weights import choose_class_weights, noted_imbalance
 from clf.train.distribute import precision_scope
 from clf.train.model import Classifier, build_head, join
+from clf.train.features import make_standardizer
+from clf.train.linear_head import linear_layers
 
 
 if TYPE_CHECKING:
@@ -95,7 +97,6 @@ def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extra
         counts = [bundle.counts("train")[c] for c in bundle.class_names] if data.n_train else []
         return Trainable(classifier, head_model, classifier.model, bundle.train, data.n_train, val_images,
                          counts, val_images)
-    from clf.train.features import make_standardizer
 
     train_f, val_f = extracted["train"], extracted["validation"]
     assert train_f is not None
@@ -158,8 +159,6 @@ def solvable(setup: Setup, trainable: Trainable,
              ckpt: Checkpoint | None) -> tuple[Standardize | None, keras.layers.Dense] | None:
     """The head's (Standardize, Dense) layers when the linear solver applies (``--solver
     auto``, built-in softmax head, cached features, not a resumed Keras fit), else None."""
-    from clf.train.linear_head import linear_layers
-
     config = setup.config
     if (config.solver != "auto" or ckpt is not None or trainable.train_features is None or not trainable.n_fit
             or (setup.head.plugin, setup.head.name) not in SOLVABLE_HEADS):

@@ -13,6 +13,7 @@ from clf.configfile import config_to_toml
 from clf.data.loading import load_data
 from clf.events import Observer
 from clf.train.setup import resolve
+from clf.host.manager import get_host
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
 
 def plan(config: RunConfig, host: PluginHost | None = None, observer: Observer | None = None) -> dict[str, Any]:
     """The effective TOML and a dataset summary, or the error the real run would raise first."""
-    from clf.host.manager import get_host
-
     setup = resolve(config, host or get_host(config.plugins))
     data = load_data(config, setup.loader, setup.image_size, observer or Observer())
     return {

@@ -16,6 +16,7 @@ from clf.data import guardrails
 from clf.data.images import ImageSize
 from clf.errors import ConfigError, PluginError, UsageError, WeightsNotFoundError
 from clf.host.manager import PluginHost
+from clf.data.modes import preprocess_modes
 
 if TYPE_CHECKING:
     from clf.host.registry import Backbone, DataLoader, Exporter, Head
@@ -58,8 +59,6 @@ def resolve_components(config: RunConfig, host: PluginHost) -> tuple[Backbone, H
 
 def check_preprocess(backbone: Backbone) -> None:
     """The backbone's preprocessing mode exists (a plugin may name one it never registered)."""
-    from clf.data.modes import preprocess_modes
-
     if backbone.preprocess not in preprocess_modes():
         raise PluginError(
             f"Backbone {backbone.name!r} (plugin {backbone.plugin!r}) uses preprocessing mode "

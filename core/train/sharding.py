@@ -20,6 +20,7 @@ import numpy as np
 
 from clf.errors import DataError
 from clf.logs import drop_message
+from clf.infer.forward import forward_fn
 
 if TYPE_CHECKING:
     from clf.train.distribute import Distribution
@@ -49,7 +50,6 @@ class ReplicaForward:
     def __init__(self, strategy: Any, extractor: Any) -> None:
         import tensorflow as tf
 
-        from clf.infer.forward import forward_fn
 
         self.strategy = strategy
         self.replicas = local_replicas(strategy)
