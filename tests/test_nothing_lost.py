@@ -577,11 +577,11 @@ def _tmp_names(run_dir: Path) -> list[str]:
 
 
 def test_c07_export_checks_free_space_before_writing(trained, tmp_path, monkeypatch):
-    import clf.files
+    from clf.artifacts import exporting
 
     run_dir = _copy_run(trained, tmp_path)
     before = {name: (run_dir / name).read_bytes() for name in ("model.h5", "model.tflite", "labels.json")}
-    monkeypatch.setattr(clf.files, "free_bytes", lambda path: 5 * 2**20)  # a disk with 5 MiB left
+    monkeypatch.setattr(exporting, "free_bytes", lambda path: 5 * 2**20)  # a disk with 5 MiB left
     res = runner.invoke(app, ["run", "--resume", str(run_dir)])
     assert res.exit_code == 1, res.output
     assert "Not enough free space" in res.output and "5 MiB free" in res.output
