@@ -118,11 +118,12 @@ def _top_k(request: Request, settings: ServeSettings, classes: int) -> int:
     if raw is None:
         return min(settings.top_k, classes)
     # str.isdigit() accepts '²', and int() refuses over 4300 digits: few ASCII digits only.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= classes):
+    # Above the number of classes is capped, as it always was (clients may ask for "all").
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) >= 1):
         shown = raw if len(raw) <= 20 else raw[:20] + "..."
-        raise Problem(400, f"top_k={shown!r} is not a whole number from 1 to {classes} (the model's "
-                           f"classes); pass top_k={min(3, classes)}, say.")
-    return int(raw)
+        raise Problem(400, f"top_k={shown!r} is not a whole number of at least 1 (at most {classes} classes are "
+                           f"shown); pass top_k={min(3, classes)}, say.")
+    return min(int(raw), classes)
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:

@@ -51,9 +51,9 @@ def openapi_spec(info: dict) -> dict:
                     f"{limits['max_request_pixels']} pixels a request. Nothing is ever fetched from a URL or a path."),
                 "parameters": [
                     {"name": "top_k", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1, "maximum": info["num_classes"],
+                     "schema": {"type": "integer", "minimum": 1,
                                 "default": min(limits["top_k"], info["num_classes"])},
-                     "description": "Classes in each prediction's 'top': 1 to the number of classes."},
+                     "description": "Classes in each prediction's 'top' (capped at the number of classes)."},
                     {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
                      "description": "The image's name in the answer, for a raw-bytes upload."},
                 ],
