@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,8 +82,12 @@ class RunResult:
         as ``clf predict`` does (``clf.infer.decode.Decoder``, ``clf.infer.forward``). Takes a
         path, a folder, a list of paths, an ``[h, w, 3]`` array, a batch, or a list of arrays
         or PIL images."""
-        decoded = Decoder(self.model.input_shape[1:3], self.config.center_crop).batch(images)
-        return in_batches(batch_fn(self.model), decoded, batch_size)
+        return in_batches(batch_fn(self.model), self._decoder.batch(images), batch_size)
+
+    @cached_property
+    def _decoder(self) -> Decoder:
+        # One per result: its traced bytes decoder is traced once, not on every predict call.
+        return Decoder(self.model.input_shape[1:3], self.config.center_crop)
 
     def __repr__(self) -> str:  # a summary: every field would be huge
         return text(self)
