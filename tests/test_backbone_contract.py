@@ -1,5 +1,8 @@
 """Every registered backbone honours the contract: headless, pooled [None, features],
-built with weights=None at a small input, with a preprocessing that keeps the shape."""
+built with weights=None at a small input, with a preprocessing that keeps the shape.
+
+The smallest backbone of each family runs in the unit suite; the larger variants (the same
+builder, another depth or width, and its recorded parameter count) are slow checks."""
 
 import numpy as np
 import pytest
@@ -10,9 +13,34 @@ from clf.train.model import build_backbone
 from clf.data.preprocessing import Preprocess
 
 HOST = PluginHost(entry_points=False)
+# Longest first: a name belongs to the first family it starts with.
+FAMILIES = ("efficientnet_v2", "efficientnet", "convnext", "densenet", "nasnet", "inception_resnet",
+            "inception", "xception", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v2",
+            "mobilenet", "resnet", "vgg")
 
 
-@pytest.mark.parametrize("name", HOST.backbones.names())
+def _family(name: str) -> tuple[str, bool]:
+    prefix = next((f for f in FAMILIES if name.startswith(f)), name)
+    return prefix, name.endswith("_v2")  # resnet50_v2: pre-activation, a builder of its own
+
+
+def _names() -> list:
+    by_size = sorted(HOST.backbones.names(), key=lambda n: HOST.backbones.get(n).params or 0)
+    smallest: dict[tuple[str, bool], str] = {}
+    for name in by_size:
+        smallest.setdefault(_family(name), name)
+    fast = set(smallest.values())
+    return [name if name in fast else pytest.param(name, marks=pytest.mark.slow)
+            for name in HOST.backbones.names()]
+
+
+def test_every_family_has_a_backbone_in_the_unit_suite():
+    fast = [n for n in _names() if isinstance(n, str)]
+    assert {"vgg16", "resnet50", "resnet50_v2", "mobilenet_v2_035", "efficientnet_b0", "convnext_tiny"} <= set(fast)
+    assert len(fast) < len(HOST.backbones.names()) / 2
+
+
+@pytest.mark.parametrize("name", _names())
 def test_backbone_contract(name):
     backbone = HOST.backbones.get(name)
     size = max(backbone.min_size, 32)

@@ -206,6 +206,7 @@ def mirrored_runs(tmp_path_factory):
     return {test: (results[2 * i], results[2 * i + 1], root / test) for i, test in enumerate(plans)}
 
 
+@pytest.mark.slow  # training in subprocesses
 def test_mirrored_over_two_cpus_trains_the_same_model_as_default(mirrored_runs):
     require_shared(SMALL_WEIGHTS)
     default, mirrored, root = mirrored_runs["head"]
@@ -232,6 +233,7 @@ def test_mirrored_over_two_cpus_trains_the_same_model_as_default(mirrored_runs):
         np.testing.assert_allclose(two[key], row, atol=1e-5)
 
 
+@pytest.mark.slow  # training in subprocesses
 def test_fine_tuning_under_mirrored_matches_default(mirrored_runs):
     # Phase 2 trains the whole model on live images under the strategy: the same
     # (seed, epoch)-keyed batches, so the same losses as on one device.
@@ -282,6 +284,7 @@ def _loopback_workers(tmp_path, configs):
     return procs
 
 
+@pytest.mark.slow  # training in subprocesses
 def test_multiworker_on_two_local_processes_and_only_the_chief_writes(tmp_path, feature_cache_dir):
     data = make_folder(tmp_path / "data", per_class=4, split_dirs=True)
     # The chief's cache already holds half the training images and the validation split
@@ -337,6 +340,7 @@ def test_cli_rejects_an_unknown_strategy_with_usage_exit_code(image_folder, tmp_
     assert "Invalid strategy 'spark'" in result.output and not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow  # training in subprocesses
 def test_multiworker_workers_that_see_different_files_stop_with_a_clear_error(tmp_path):
     data = make_folder(tmp_path / "data", per_class=2, split_dirs=True, val_per_class=1)
     other = tmp_path / "other"

@@ -24,6 +24,7 @@ def outputs(cell) -> str:
     return "".join(parts)
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs(tmp_path):
     # From a folder like examples/ (its sample_data/ beside it), writing runs/ there.
     (tmp_path / "sample_data").symlink_to(EXAMPLES / "sample_data", target_is_directory=True)

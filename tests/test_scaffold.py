@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from clf.cli import app
@@ -15,6 +16,7 @@ from pip_target import pip_install
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_new_plugin_of_every_kind_installs_passes_its_test_and_is_listed(tmp_path, monkeypatch):
     src = tmp_path / "src"
     for kind in KINDS:
