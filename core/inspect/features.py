@@ -9,9 +9,10 @@ extracted as the engine does, in the run's runtime, and stored for next time.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any, Callable, TYPE_CHECKING
 
-from clf.data.images import DatasetBundle, Split, files_dataset
+from clf.data.images import DatasetBundle, files_dataset
 from clf.events import Observer
 from clf.inspect.saved_run import RunModel, SavedRun
 from clf.train.features import make_extractor, split_features, SplitFeatures
@@ -19,8 +20,6 @@ from clf.infer.store import extractor_parts, runtime_store
 from clf.infer.choice import BackboneRuntime
 
 if TYPE_CHECKING:
-    import numpy as np
-    from clf.config import RunConfig
     from clf.host.manager import PluginHost
 
 
@@ -38,15 +37,11 @@ def run_features(run: SavedRun, parts: RunModel, host: PluginHost, *, cache: boo
     key = extractor_parts(backbone.name, parts.backbone, size, backbone.preprocess, config.tta)
     runtime = ((run.manifest.get("runtime") or {}).get("name") or "tensorflow") if cache else "tensorflow"
     store = feature_cache_for(config, key, size, runtime, observer.note)
-    forward = _runtime_forward(config, runtime, extractor, key)
-
-    def dataset(files: list[str], labels: list[int]) -> Any:
-        return files_dataset(files, labels, size)
-
-    def lazy(s: Split) -> _Lazy:
-        return _Lazy(lambda: dataset(s.files, s.labels))
-
-    train, validation = (lazy(s) if s else None
+    # Files the cache lacks go through the run's runtime (opened on the first miss).
+    forward = (BackboneRuntime(runtime, extractor, runtime_store(config.cache_dir, key)).run
+               if runtime != "tensorflow" else None)
+    dataset = partial(files_dataset, image_size=size)
+    train, validation = (_Lazy(dataset, s.files, s.labels) if s else None
                          for s in (run.splits.get("train"), run.splits.get("validation")))
     bundle = DatasetBundle(run.class_names, train, validation, splits=run.splits, make_dataset=dataset)
     observer.phase_start("extract", total=sum(len(s) for s in run.splits.values()), unit="image")
@@ -61,23 +56,14 @@ def run_features(run: SavedRun, parts: RunModel, host: PluginHost, *, cache: boo
     return out
 
 
-def _runtime_forward(config: RunConfig, runtime: str, extractor: Any,
-                     key: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The run's runtime's forward pass for files the cache lacks (opened on the first miss);
-    None for TensorFlow."""
-    if runtime == "tensorflow":
-        return None
-    return BackboneRuntime(runtime, extractor, runtime_store(config.cache_dir, key)).run
-
-
 class _Lazy:
     """A split's dataset, built on first use: a warm inspection reads files only through
     ``make_dataset`` and so never traces the slow image decoder."""
 
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make, self._dataset = make, None
+    def __init__(self, make: Callable[..., Any], *args: Any) -> None:
+        self._make, self._args, self._dataset = make, args, None
 
     def __getattr__(self, name: str) -> Any:
         if self._dataset is None:
-            self._dataset = self._make()
+            self._dataset = self._make(*self._args)
         return getattr(self._dataset, name)

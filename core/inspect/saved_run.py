@@ -4,7 +4,6 @@ whose backbone and head are exactly what the run trained."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,25 +51,14 @@ class SavedRun:
         )
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(
-            f"{str(path.parent)!r} has no {path.name}; expected a finished clf run folder "
-            f"(it holds {what}). Pass the folder 'clf run' printed at the end."
-        ) from None
-    except ValueError as exc:
-        raise ModelError(f"{str(path)!r} is not valid JSON ({exc}); the run folder is damaged. Train again.") from None
-
-
 def load_run(run_dir: str | Path, data: str | Path | None = None) -> SavedRun:
     """Read a run folder; ``data`` replaces the data folder the run recorded (moved data)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"Run folder {str(run_dir)!r} does not exist; expected the folder 'clf run' wrote. Check the path.")
-    if not (run_dir / "labels.json").exists():
-        _read_json(run_dir / "labels.json", "the class names")  # says what a run folder is
+    if not (run_dir / "labels.json").exists():  # a run folder, not a model bundle: say so
+        raise UsageError(f"{str(run_dir)!r} has no labels.json; expected a finished clf run folder (it holds "
+                         f"the class names). Pass the folder 'clf run' printed at the end.")
     labels = read_labels(run_dir)
     manifest = read_manifest(run_dir)
     if not (run_dir / "config.toml").is_file():
@@ -114,10 +102,9 @@ def load_model(run: SavedRun) -> RunModel:
     import keras
 
     from clf.data import preprocessing  # noqa: F401  registers Preprocess and Standardize
+    from clf.data.fitting import check_input_size, fixed_model
 
     path = run.model_file()
-    from clf.data.fitting import fixed_model
-
     try:
         # An exported model takes the photo (clf.data.fitting); its classifier is inside.
         model = fixed_model(keras.models.load_model(str(path), compile=False))
@@ -126,8 +113,6 @@ def load_model(run: SavedRun) -> RunModel:
             f"Could not load {str(path)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
             f"Expected the model clf exported; if the run used a plugin's backbone, pass that --plugin."
         ) from None
-    from clf.data.fitting import check_input_size
-
     check_input_size(model, run.labels["input_size"], str(run.run_dir / "labels.json"))
     try:
         head = model.get_layer("head")
