@@ -82,7 +82,8 @@ def _oof(method, features, labels, **keras_settings):
     folds = keras_settings.pop("folds", 5)
     if method == "solved":
         return solved_out_of_fold(features, labels, names, folds=folds)
-    return out_of_fold(features, labels, names, folds=folds, **keras_settings, **_head())
+    return out_of_fold(features, labels, names, folds=folds, head=_head()["head"],
+                       config=clf.RunConfig(dropout=0.0, hidden_units=0, **keras_settings))
 
 
 @pytest.mark.parametrize("method", ["solved", "keras"])

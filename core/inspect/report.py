@@ -8,6 +8,7 @@ whole; moving in replaces or removes only the previous report's own files.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import time
@@ -115,21 +116,12 @@ def _out_of_fold(run: SavedRun, host: PluginHost, table: "_Table", folds: int, s
     head = host.heads.get(config.head)
     # The run's own rule for which heads its solver solves (convex ones).
     if solver == "auto" and (head.plugin, head.name) in SOLVABLE_HEADS and not config.hidden_units:
+        # The L2 strength the run's solver chose; None (the folds choose one) if it trained its head.
+        solved = (run.manifest.get("training") or {}).get("head") or {}
+        l2 = float(solved["l2"]) if solved.get("solver") == "lbfgs" and solved.get("l2") else None
         return solved_out_of_fold(table.features, table.labels, run.class_names, class_weight=config.class_weight,
-                                  seed=config.seed, folds=folds, l2=_run_l2(run))
-    return out_of_fold(table.features, table.labels, run.class_names, head=head,
-                       head_options={"dropout": config.dropout, "hidden_units": config.hidden_units},
-                       lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
-                       class_weight=config.class_weight, seed=config.seed, folds=folds,
-                       schedule=config.schedule, weight_decay=config.weight_decay,
-                       label_smoothing=config.label_smoothing)
-
-
-def _run_l2(run: SavedRun) -> float | None:
-    """The L2 strength the run's solver chose (manifest.json's training record), or None when
-    the run trained its head otherwise: then the folds choose one."""
-    head = (run.manifest.get("training") or {}).get("head") or {}
-    return float(head["l2"]) if head.get("solver") == "lbfgs" and head.get("l2") else None
+                                  seed=config.seed, folds=folds, l2=l2)
+    return out_of_fold(table.features, table.labels, run.class_names, head=head, config=config, folds=folds)
 
 
 def _require_extra() -> None:
@@ -162,10 +154,6 @@ class _Table:
                    [f for s in names for f in run.splits[s].files],
                    [f for s in names for f in run.relative[s]])
 
-    @property
-    def validation(self) -> np.ndarray:
-        return np.flatnonzero(self.split == 1)
-
 
 @dataclass
 class _Plan:
@@ -179,7 +167,7 @@ class _Plan:
 def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> tuple[dict[str, Any], _Plan]:
     names = run.class_names
     issues = label_issues(table.labels, oof.probabilities)
-    val = table.validation
+    val = np.flatnonzero(table.split == 1)
     val_probs = predict(parts.head, table.features[val]) if len(val) else np.zeros((0, len(names)), np.float32)
     val_labels = table.labels[val]
     errors = worst_errors(val_labels, val_probs)
@@ -324,8 +312,6 @@ def _report_folder(run_dir: Path) -> Path:
 def _recorded_files(final: Path) -> list[str]:
     """The files the previous report listed, each a plain path inside the folder (a damaged or
     edited record names nothing to remove)."""
-    import json
-
     try:
         names = json.loads((final / RECORD).read_text(encoding="utf-8")).get("files", [])
     except (OSError, ValueError, AttributeError):
