@@ -64,16 +64,10 @@ class ServeSettings:
         return sorted(sizes | {self.max_batch})
 
 
-def artifact_format(predictor: Predictor) -> str | None:
-    """The exporter name labels.json lists for the predictor's artifact."""
-    for name, files in predictor.labels.get("artifacts", {}).items():
-        if files and files[0] == predictor.path.name:
-            return name
-    return None
-
-
 def metadata(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
     labels = predictor.labels
+    exporter = next((name for name, files in labels.get("artifacts", {}).items()
+                     if files and files[0] == predictor.path.name), None)  # the one that wrote the artifact
     return {
         "class_names": predictor.class_names,
         "num_classes": len(predictor.class_names),
@@ -82,7 +76,7 @@ def metadata(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
         "input": labels.get("input"),
         "resize": labels.get("resize", {"center_crop": 0.0, "steps": "the whole photo resized"}),
         "preprocessing": labels.get("preprocessing"),
-        "artifact": {"format": artifact_format(predictor), "file": predictor.path.name,
+        "artifact": {"format": exporter, "file": predictor.path.name,
                      "runtime": predictor.runtime, "quantization": predictor.quantization},
         "trained_with_clf_version": labels.get("clf_version"),
         "clf_version": __version__,
@@ -162,13 +156,7 @@ class Closing:
         self.grace = grace
         self.began = False
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._expired: asyncio.Event | None = None
-
-    @property
-    def expired(self) -> asyncio.Event:
-        if self._expired is None:
-            self._expired = asyncio.Event()
-        return self._expired
+        self.expired = asyncio.Event()  # binds to the loop that first waits on it
 
     def begin(self) -> None:
         """In the event loop: refuse new requests, and in-flight ones after ``grace``."""
