@@ -39,21 +39,10 @@ class RunRecorder(Observer):
     def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         self.epochs.append(EpochRecord(phase, int(epoch), {k: float(v) for k, v in logs.items()}))
 
-    def history(self) -> dict[str, dict[str, list[float]]]:
-        """``{phase: {metric: [value per epoch]}}``, like Keras' ``History.history`` per phase."""
-        out: dict[str, dict[str, list[float]]] = {}
-        for r in self.epochs:
-            phase = out.setdefault(r.phase, {})
-            for k, v in r.logs.items():
-                phase.setdefault(k, []).append(v)
-        return out
-
 
 def history_csv(records: Sequence[EpochRecord]) -> str:
     """One row per epoch: ``phase,epoch,<metric columns in first-seen order>``."""
-    columns: list[str] = []
-    for r in records:
-        columns.extend(k for k in r.logs if k not in columns)
+    columns = list(dict.fromkeys(k for r in records for k in r.logs))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["phase", "epoch", *columns])

@@ -32,7 +32,6 @@ MANIFEST_FORMAT = "clf-manifest/1"
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-
     out = {"clf": __version__, "python": platform.python_version(), "platform": platform.platform()}
     for dist in ("tensorflow", "tensorflow-cpu", "keras", "numpy"):
         try:
