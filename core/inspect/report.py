@@ -7,12 +7,14 @@ whole; moving in replaces or removes only the previous report's own files.
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, TYPE_CHECKING, TypeVar
 
@@ -22,17 +24,12 @@ from clf.errors import UsageError
 from clf.events import Observer
 from clf.inspect.oof import DEFAULT_FOLDS, out_of_fold, solved_out_of_fold
 from clf.host.manager import get_host
-from clf.inspect.saved_run import load_model, load_run
-from clf.inspect.features import run_features
-from clf.inspect.calibration import reliability
-from clf.inspect.duplicates import near_duplicates
-from clf.inspect.findings import label_issues, outliers, worst_errors
+from clf.inspect.saved_run import load_model, load_run, run_features
+from clf.inspect.findings import label_issues, near_duplicates, outliers, reliability, worst_errors
 from clf.report.metrics import confusion_matrix
 from clf.infer.forward import predict
-from clf.inspect.cam import Heatmaps
-from clf.inspect.thumbs import decoded, thumbnail_size, write_overlay, write_thumbnail
+from clf.inspect.cam import Heatmaps, decoded, thumbnail_size, write_overlay, write_thumbnail
 from clf.files import write_json, write_text
-from clf.inspect.page import render
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
@@ -116,12 +113,13 @@ def _out_of_fold(run: SavedRun, host: PluginHost, table: "_Table", folds: int, s
     head = host.heads.get(config.head)
     # The run's own rule for which heads its solver solves (convex ones).
     if solver == "auto" and (head.plugin, head.name) in SOLVABLE_HEADS and not config.hidden_units:
-        # The L2 strength the run's solver chose; None (the folds choose one) if it trained its head.
+        # The L2 strength the run's solver chose; None (the folds choose) if it trained its head.
         solved = (run.manifest.get("training") or {}).get("head") or {}
         l2 = float(solved["l2"]) if solved.get("solver") == "lbfgs" and solved.get("l2") else None
         return solved_out_of_fold(table.features, table.labels, run.class_names, class_weight=config.class_weight,
                                   seed=config.seed, folds=folds, l2=l2)
-    return out_of_fold(table.features, table.labels, run.class_names, head=head, config=config, folds=folds)
+    return out_of_fold(table.features, table.labels, run.class_names, head=head, config=config,
+                       folds=folds)
 
 
 def _require_extra() -> None:
@@ -320,3 +318,25 @@ def _recorded_files(final: Path) -> list[str]:
         return []
     return [n for n in names if isinstance(n, str) and n and not n.startswith("/") and "\\" not in n
             and ".." not in n.split("/") and "\0" not in n]
+
+
+# The page: one self-contained HTML file (styles, script and findings JSON inline, drawn by
+# page.js) that loads nothing from the network; images are the files beside it.
+def _asset(name: str) -> str:
+    return resources.files("clf.inspect").joinpath(name).read_text(encoding="utf-8")
+
+
+# "</script>", "<!--" and "<script" change how HTML parses a <script> element, and U+2028/2029
+# end lines in older JavaScript; as \u escapes the JSON strings mean the same.
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                 "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def render(findings: dict[str, Any]) -> str:
+    """The page for ``findings``, whose JSON can sit inside its ``<script>`` element unchanged."""
+    title = html.escape(f"clf inspect: {findings.get('run', '')}")
+    page = _asset("page.html")
+    for key, value in (("{{TITLE}}", title), ("{{CSS}}", _asset("page.css")), ("{{JS}}", _asset("page.js"))):
+        page = page.replace(key, value)
+    # The data last: it may contain the other markers.
+    return page.replace("{{DATA}}", json.dumps(findings, default=str).translate(_SCRIPT_ESCAPES))
