@@ -88,8 +88,9 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[
                                           batch_size=config.batch_size, first_epoch=0, epochs=config.epochs,
                                           dist=dist)
         compile_for(model, config.lr, dist, config, steps * config.epochs)
+        weights = fold_class_weight(config.class_weight, y, class_names)
         quiet_fit(model, augmented(batches, config, live_images=False), epochs=config.epochs,
-                  steps_per_epoch=steps, class_weight=fold_class_weight(config.class_weight, y, class_names))
+                  steps_per_epoch=steps, class_weight=weights)
         probabilities[fold == f] = predict(model, features[fold == f])
     return OutOfFold(probabilities, fold, k)
 
