@@ -1,8 +1,5 @@
 """What a run did, recorded from the observer's events: epochs per phase and phase timings.
-
-``RunRecorder`` is chained in front of the caller's observer, so history comes from the
-events the progress display sees, however training is done: each ``epoch_end`` is one row.
-"""
+``RunRecorder`` sees the events the progress display sees, however training is done."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Classification metrics from labels and probabilities: numpy only, no TensorFlow.
-
-``evaluation_report`` gives accuracy, per-class precision/recall/F1/support, the confusion
-matrix (rows true, columns predicted), top-k accuracy and the most confused pairs, as plain
-JSON-ready data (what ``metrics.json`` holds).
-"""
+"""Classification metrics from labels and probabilities: numpy only, no TensorFlow, as plain
+JSON-ready data (what ``metrics.json`` holds)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""PNG plots of a run: training curves and the confusion matrix (matplotlib, Agg backend,
-so it works headless and never opens a window).
-"""
+"""PNG plots of a run: training curves and the confusion matrix (matplotlib's Agg backend:
+headless, never a window)."""
 
 from __future__ import annotations
 
@@ -119,8 +118,8 @@ def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) 
         if pairs:
             labels = [f"{p['true']} -> {p['predicted']}" for p in pairs][::-1]
             bars.barh(range(len(pairs)), [p["count"] for p in pairs][::-1], color="tab:red")
-            bars.set_yticks(range(len(pairs)), labels=[t if len(t) <= 48 else t[:45] + "..." for t in labels],
-                            fontsize=7)
+            shortened = [t if len(t) <= 48 else t[:45] + "..." for t in labels]
+            bars.set_yticks(range(len(pairs)), labels=shortened, fontsize=7)
             from matplotlib.ticker import MaxNLocator
 
             bars.xaxis.set_major_locator(MaxNLocator(integer=True))
