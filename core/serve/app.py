@@ -1,8 +1,5 @@
 """The ASGI app behind ``clf serve``: routes, limits and JSON errors around a predictor.
-
-Prediction is exactly ``clf predict``'s (the same ``Predictor`` and ``Predictor.decode``);
-only the batching differs (``MicroBatcher``, across requests).
-"""
+Prediction is exactly ``clf predict``'s; only the batching differs (``MicroBatcher``)."""
 
 from __future__ import annotations
 
@@ -67,7 +64,7 @@ class ServeSettings:
 def metadata(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
     labels = predictor.labels
     exporter = next((name for name, files in labels.get("artifacts", {}).items()
-                     if files and files[0] == predictor.path.name), None)  # the one that wrote the artifact
+                     if files and files[0] == predictor.path.name), None)  # the one that wrote it
     return {
         "class_names": predictor.class_names,
         "num_classes": len(predictor.class_names),
