@@ -138,13 +138,6 @@ def _predictions(uploads: list[Upload], probs: np.ndarray, class_names: list[str
     return rows
 
 
-def _constant(response: Callable[[Any], Response], content: Any) -> Callable[[Request], Awaitable[Response]]:
-    """An endpoint that answers every request with the same ``content`` (made at start)."""
-    async def endpoint(request: Request) -> Response:
-        return response(content)
-    return endpoint
-
-
 class Closing:
     """Shutdown as the app sees it: after ``begin_threadsafe()`` (SIGTERM or Ctrl-C) new requests
     get a 503 and those in flight ``grace`` seconds, then a 503: every client gets a JSON answer."""
@@ -351,12 +344,13 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> S
                              "images": s.images, "largest_batch": s.largest, "recent_batches": s.sizes})
 
     routes = [
-        Route("/", _constant(HTMLResponse, page), methods=["GET"]),
+        # A Response is an ASGI app: these answer every request with the same bytes, made at start.
+        Route("/", HTMLResponse(page), methods=["GET"]),
         Route("/predict", predict, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
-        Route("/metadata", _constant(JSONResponse, info), methods=["GET"]),
-        Route("/openapi.json", _constant(JSONResponse, spec), methods=["GET"]),
-        Route("/docs", _constant(HTMLResponse, docs_page(spec)), methods=["GET"]),
+        Route("/metadata", JSONResponse(info), methods=["GET"]),
+        Route("/openapi.json", JSONResponse(spec), methods=["GET"]),
+        Route("/docs", HTMLResponse(docs_page(spec)), methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=_lifespan(batcher, decoders, closing),
                     middleware=[Middleware(HostCheck, allowed=tuple(settings.allowed_hosts))],
