@@ -179,8 +179,7 @@ class MicroBatcher:
                         i.future.set_exception(exc)
                 continue
             self.stats.add(n, time.perf_counter() - started)
-            start = 0
-            for i in batch:
+            ends = np.cumsum([len(i.images) for i in batch])[:-1]
+            for i, rows in zip(batch, np.split(probs, ends)):
                 if not i.future.done():
-                    i.future.set_result(probs[start:start + len(i.images)])
-                start += len(i.images)
+                    i.future.set_result(rows)
