@@ -174,13 +174,11 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
 
     flagged = [int(i) for i in issues.ranking if issues.flagged[i]]
     shown_issues = flagged[:SHOWN["label_issues"]]
-    shown_errors = [int(val[i]) for i in errors.indices[:SHOWN["worst_errors"]]]
+    heat = {int(val[r]): int(errors.predicted[r]) for r in errors.indices[:SHOWN["worst_errors"]]}
     flagged_far = [int(i) for i in far.ranking if far.flagged[i]]
     shown_far = flagged_far[:SHOWN["outliers"]]
     shown_pairs = pairs[:SHOWN["near_duplicates"]]
     thumbs = sorted({*map(int, val), *shown_issues, *shown_far, *(i for p in shown_pairs for i in (p.a, p.b))})
-    row_of = {int(image): row for row, image in enumerate(val)}
-    heat = {i: int(errors.predicted[row_of[i]]) for i in shown_errors}
 
     oof_accuracy = float(np.mean(oof.probabilities.argmax(1) == table.labels))
     calibration = reliability(val_labels, val_probs)
@@ -227,7 +225,7 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
                              "similarity": p.similarity, "cross_split": p.cross_split,
                              "cross_class": p.cross_class} for p in pairs],
         "calibration": calibration,
-        "shown": {"label_issues": len(shown_issues), "worst_errors": len(shown_errors),
+        "shown": {"label_issues": len(shown_issues), "worst_errors": len(heat),
                   "outliers": len(shown_far), "near_duplicates": len(shown_pairs)},
     }
     return findings, _Plan(thumbs, heat, issues.ranking)
@@ -253,10 +251,9 @@ def _write_folder(tmp: Path, run: SavedRun, parts: RunModel, table: _Table, find
         observer.phase_advance("page", 1)
     heat: dict[int, str] = {}
     if at_input_size:
-        ids = list(at_input_size)
-        maps = maker.maps(np.stack([at_input_size[i] for i in ids]), [plan.heat[i] for i in ids])
-        for i, m in zip(ids, maps):
-            write_overlay(at_input_size[i], m, tmp / "heat" / f"{i}.jpg")
+        maps = maker.maps(np.stack(list(at_input_size.values())), [plan.heat[i] for i in at_input_size])
+        for (i, image), m in zip(at_input_size.items(), maps):
+            write_overlay(image, m, tmp / "heat" / f"{i}.jpg")
             heat[i] = f"heat/{i}.jpg"
     findings["heatmaps"] = {"method": maker.method, "reason": maker.reason,
                             "class": "predicted" if maker.method else None}
