@@ -17,9 +17,7 @@ from typer.testing import CliRunner
 
 import clf
 from clf.cli import app
-from clf.inspect.calibration import reliability
-from clf.inspect.duplicates import near_duplicates
-from clf.inspect.findings import label_issues, outliers
+from clf.inspect.findings import label_issues, near_duplicates, outliers, reliability
 from clf.inspect.oof import out_of_fold, solved_out_of_fold
 from clf.inspect.relabel import apply_relabel, plan_relabel, plan_undo
 from conftest import DATASETS, MOBILENET_V2_035, SMALL_BACKBONE, SMALL_WEIGHTS, make_folder, require_shared
@@ -82,7 +80,8 @@ def _oof(method, features, labels, **keras_settings):
     folds = keras_settings.pop("folds", 5)
     if method == "solved":
         return solved_out_of_fold(features, labels, names, folds=folds)
-    return out_of_fold(features, labels, names, folds=folds, **keras_settings, **_head())
+    return out_of_fold(features, labels, names, folds=folds, head=_head()["head"],
+                       config=clf.RunConfig(dropout=0.0, hidden_units=0, **keras_settings))
 
 
 @pytest.mark.parametrize("method", ["solved", "keras"])
@@ -605,7 +604,7 @@ def test_cli_summary_says_how_many_label_issues_it_left_out(inspected):
 
 def test_page_shows_names_that_look_like_markup(inspected, tmp_path):
     # A file named '<!--<script>x.png' must not end the embedded JSON (a blank page).
-    from clf.inspect.page import render
+    from clf.inspect.report import render
 
     _, report = inspected
     findings = json.loads(json.dumps(report.findings))

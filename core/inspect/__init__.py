@@ -17,8 +17,7 @@ __all__ = ["InspectResult", "inspect_run", "RelabelPlan", "plan_relabel", "plan_
 def __getattr__(name: str) -> Any:
     import importlib
 
-    module = {"InspectResult": "report", "inspect_run": "report", "RelabelPlan": "relabel",
-              "plan_relabel": "relabel", "plan_undo": "relabel", "apply_relabel": "relabel"}.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(f"module 'clf.inspect' has no attribute {name!r}")
+    module = "report" if name in ("InspectResult", "inspect_run") else "relabel"
     return getattr(importlib.import_module(f"clf.inspect.{module}"), name)

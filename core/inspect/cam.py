@@ -5,19 +5,29 @@ class's logit is exactly the spatial mean of a gradient-free map,
 ``CAM_c(i, j) = sum_k W[k, c] * (A[i, j, k] - mean_k) / std_k + b_c`` (Zhou et al. 2016).
 Any other head gets Grad-CAM (Selvaraju et al. 2017): channels weighted by the mean gradient
 of the class probability. A backbone with no spatial feature map (no 4-D output before
-pooling, or 1x1 at the run's input size) gets none, and ``reason`` says why.
+pooling, or 1x1 at the run's input size) gets none, and ``reason`` says why. The page shows
+the maps over thumbnails, small JPEGs decoded as training decoded them (centre crop, then
+resize) so they show what the model saw.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TYPE_CHECKING
 
 import numpy as np
 
+from clf.data.images import ImageSize, files_dataset
 from clf.inspect.saved_run import RunModel
 from clf.infer.forward import predict
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 BATCH = 16
+SIDE = 160  # pixels of a thumbnail's longer side
+QUALITY = 85
+OVERLAY_ALPHA = 0.45  # share of the heatmap's colour in an overlay
 
 
 def _feature_map(backbone: Any) -> tuple[Any, bool]:
@@ -80,12 +90,9 @@ class Heatmaps:
                            f"this input size, which says nothing about where in the image it looked")
             return
         self.linear = _linear_head(parts.head) if averaged else None
-        if self.linear is not None:
-            self.method = "cam"
-            self._model = keras.Model(parts.backbone.input, conv)
-        else:
-            self.method = "gradcam"
-            self._model = keras.Model(parts.backbone.input, [conv, parts.backbone.output])
+        self.method = "cam" if self.linear is not None else "gradcam"
+        outputs = conv if self.linear is not None else [conv, parts.backbone.output]
+        self._model = keras.Model(parts.backbone.input, outputs)
 
     def class_maps(self, images: np.ndarray) -> np.ndarray:
         """CAM only: ``[n, h, w, classes]``, whose spatial mean is each class's logit."""
@@ -111,8 +118,7 @@ class Heatmaps:
             raise ValueError(self.reason)
         classes = np.asarray(classes, int)
         if self.method == "cam":
-            maps = self.class_maps(images)
-            return maps[np.arange(len(classes)), :, :, classes]
+            return self.class_maps(images)[np.arange(len(classes)), :, :, classes]
         return np.concatenate([self._gradcam(images[s:s + BATCH], classes[s:s + BATCH])
                                for s in range(0, len(images), BATCH)])
 
@@ -127,3 +133,48 @@ class Heatmaps:
         grads = tape.gradient(score, conv)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         return tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1)).numpy().astype(np.float64)
+
+
+def decoded(files: Sequence[str], image_size: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index into files, float32 RGB 0-255 image)`` in order; an undecodable file is skipped."""
+    if not files:
+        return
+    # The labels carry each file's index, so a file the pipeline drops cannot shift the rest.
+    for images, index in files_dataset(list(files), list(range(len(files))), image_size).batch(32):
+        for i, image in zip(index.numpy().tolist(), images.numpy()):
+            yield int(i), image
+
+
+def thumbnail_size(image_size: ImageSize) -> ImageSize:
+    """The model's input size scaled down to a thumbnail, with the same centre crop."""
+    scale = SIDE / max(image_size)
+    return ImageSize((max(1, round(image_size[0] * scale)), max(1, round(image_size[1] * scale))),
+                     image_size.center_crop)
+
+
+def _pil(image: np.ndarray) -> Image.Image:
+    from PIL import Image
+
+    picture = Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8))
+    picture.thumbnail((SIDE, SIDE))
+    return picture
+
+
+def write_thumbnail(image: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _pil(image).save(path, format="JPEG", quality=QUALITY)
+
+
+def write_overlay(image: np.ndarray, heatmap: np.ndarray, path: Path) -> None:
+    """The thumbnail with ``heatmap`` (any size, any scale) stretched over it in 'jet' colours."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    base = _pil(image)
+    low, high = float(np.min(heatmap)), float(np.max(heatmap))
+    unit = (heatmap - low) / (high - low) if high > low else np.zeros_like(heatmap)
+    grey = Image.fromarray(np.rint(255 * unit).astype(np.uint8)).resize(base.size, Image.Resampling.BILINEAR)
+    colour = colormaps["jet"](np.asarray(grey, np.float32) / 255.0)[..., :3] * 255.0
+    blended = (1 - OVERLAY_ALPHA) * np.asarray(base, np.float32) + OVERLAY_ALPHA * colour
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8)).save(path, format="JPEG", quality=QUALITY)

@@ -1,10 +1,12 @@
-"""Which images look wrong: suspected label issues, the worst validation errors, outliers.
+"""Which images look wrong: suspected label issues, the worst validation errors, outliers,
+near duplicates; and how far the model's confidence is from its accuracy (calibration).
 Label issues and outliers come from cleanlab (confident learning on out-of-fold
 probabilities; kNN distances in feature space) rather than a formula of our own."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -77,3 +79,80 @@ def outliers(features: np.ndarray) -> Outliers:
     q1, q3 = np.percentile(distance, [25, 75])
     flagged = distance > q3 + OUTLIER_IQR_SCALE * (q3 - q1)
     return Outliers(score, np.argsort(score, kind="stable"), flagged)
+
+
+# Near duplicates: a resized or re-encoded copy has other bytes (the doctor finds only identical
+# files) but nearly the same features; it matters across splits (it inflates validation scores)
+# or classes (one photo, two labels). Closeness depends on the backbone, so the bar is relative:
+# cosine distance at most RATIO times the median nearest-neighbour distance, which on real photos
+# puts re-encoded and lightly cropped copies well under it and distinct photos well over it.
+RATIO = 0.4
+CHUNK = 1024  # rows of the similarity matrix held at once (memory: CHUNK x n floats)
+
+
+@dataclass
+class Pair:
+    a: int
+    b: int
+    similarity: float  # cosine similarity of the two images' features
+    cross_split: bool
+    cross_class: bool
+
+
+def _blocks(x: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, similarities of CHUNK rows to every row, self-similarity removed)``."""
+    for start in range(0, len(x), CHUNK):
+        sims = x[start:start + CHUNK] @ x.T
+        rows = np.arange(sims.shape[0])
+        sims[rows, start + rows] = -np.inf
+        yield start, sims
+
+
+def near_duplicates(features: np.ndarray, labels: np.ndarray, splits: np.ndarray) -> list[Pair]:
+    """Pairs ``a < b`` close enough to be copies: leaks and cross-class pairs first, then closest."""
+    if len(features) < 3:
+        return []
+    raw = np.asarray(features, np.float32)
+    norms = np.linalg.norm(raw, axis=1, keepdims=True)
+    x = raw / np.where(norms > 0, norms, 1.0)  # unit rows: dot products are cosine similarities
+    nearest = np.concatenate([sims.max(axis=1) for _, sims in _blocks(x)])
+    bar = 1.0 - RATIO * float(np.median(1.0 - nearest))
+    pairs = []
+    for start, sims in _blocks(x):
+        for r, c in zip(*np.nonzero(sims >= bar)):
+            a = start + int(r)
+            if a < c:
+                pairs.append(Pair(a, int(c), float(min(sims[r, c], 1.0)), bool(splits[a] != splits[c]),
+                                  bool(labels[a] != labels[c])))
+    pairs.sort(key=lambda p: (not (p.cross_split or p.cross_class), -p.similarity, p.a, p.b))
+    return pairs
+
+
+# Calibration: a reliability diagram and the expected calibration error (ECE) over
+# equal-width confidence bins (Guo et al. 2017).
+BINS = 10
+
+
+def reliability(labels: np.ndarray, probabilities: np.ndarray, bins: int = BINS) -> dict[str, Any]:
+    """``{"ece", "images", "bins": [{"lower", "upper", "count", "confidence", "accuracy"}]}``;
+    ECE is the bins' |accuracy - mean confidence|, weighted by each bin's share of images."""
+    labels = np.asarray(labels, int)
+    probabilities = np.asarray(probabilities, float)
+    n = len(labels)
+    confidence = probabilities.max(axis=1) if n else np.zeros(0)
+    correct = (probabilities.argmax(axis=1) == labels) if n else np.zeros(0, bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bin i holds confidences in (edges[i], edges[i+1]]; the first also holds exactly 0.
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    out, ece = [], 0.0
+    for i in range(bins):
+        inside = which == i
+        count = int(inside.sum())
+        conf: float | None = None
+        acc: float | None = None
+        if count:
+            conf, acc = float(confidence[inside].mean()), float(correct[inside].mean())
+            ece += count / n * abs(acc - conf)
+        out.append({"lower": float(edges[i]), "upper": float(edges[i + 1]), "count": count,
+                    "confidence": conf, "accuracy": acc})
+    return {"ece": float(ece), "images": n, "bins": out}

@@ -37,8 +37,9 @@ class OutOfFold:
     log_loss: dict[float, float] | None = None  # L2 strength -> out-of-fold log loss (search)
 
 
-def fold_count(labels: np.ndarray, class_names: Sequence[str], wanted: int) -> int:
-    """``wanted`` folds, fewer when a class has fewer images (each fold holds every class)."""
+def assign_folds(labels: np.ndarray, class_names: Sequence[str], folds: int, seed: int) -> tuple[np.ndarray, int]:
+    """``(fold per row, fold count)``: the run's stratified folds, seeded by ``seed``; fewer than
+    ``folds`` when a class has fewer images (each fold holds every class)."""
     counts = np.bincount(labels, minlength=len(class_names))
     smallest = int(counts.min())
     if smallest < 2:
@@ -47,14 +48,9 @@ def fold_count(labels: np.ndarray, class_names: Sequence[str], wanted: int) -> i
             f"Class {name!r} has {smallest} image(s) in training and validation together; "
             f"out-of-fold scoring needs at least 2 per class. Add images to that class."
         )
-    if wanted < 2:
-        raise DataError(f"Invalid number of folds {wanted}: expected at least 2. Pass --folds 2 or more.")
-    return min(wanted, smallest)
-
-
-def assign_folds(labels: np.ndarray, class_names: Sequence[str], folds: int, seed: int) -> tuple[np.ndarray, int]:
-    """``(fold per row, fold count)``: the run's stratified folds, seeded by ``seed``."""
-    k = fold_count(labels, class_names, folds)
+    if folds < 2:
+        raise DataError(f"Invalid number of folds {folds}: expected at least 2. Pass --folds 2 or more.")
+    k = min(folds, smallest)
     return stratified_folds(labels, k, seed).astype(np.int32), k
 
 
@@ -66,12 +62,9 @@ def fold_class_weight(policy: str, labels: np.ndarray, class_names: Sequence[str
 
 
 def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, head: Any,
-                head_options: dict[str, Any], lr: float, epochs: int, batch_size: int,
-                class_weight: str = "auto", seed: int = 42, folds: int = DEFAULT_FOLDS,
-                schedule: str = "cosine", weight_decay: float = 0.0,
-                label_smoothing: float = 0.0) -> OutOfFold:
+                config: RunConfig, folds: int = DEFAULT_FOLDS) -> OutOfFold:
     """Probabilities for every row of ``features``, each from a head fitted without it by the
-    run's Keras route and settings (the keyword defaults are the run's)."""
+    run's Keras route with ``config``'s settings (head options, lr, epochs, class weights...)."""
     import keras
     import tensorflow as tf
 
@@ -80,9 +73,8 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[
 
     features = np.asarray(features, np.float32)
     labels = np.asarray(labels, np.int32)
-    fold, k = assign_folds(labels, class_names, folds, seed)
-    config = RunConfig(lr=lr, epochs=int(epochs), batch_size=int(batch_size), seed=seed, schedule=schedule,
-                       weight_decay=weight_decay, label_smoothing=label_smoothing, augment=False)
+    fold, k = assign_folds(labels, class_names, folds, config.seed)
+    head_options = {"dropout": config.dropout, "hidden_units": config.hidden_units}
     # One device in full precision: the head is small, and inspect runs wherever it is called.
     dist = distribution("default", "float32", config.batch_size)
     probabilities = np.zeros((len(labels), len(class_names)), np.float32)
@@ -96,8 +88,9 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[
                                           batch_size=config.batch_size, first_epoch=0, epochs=config.epochs,
                                           dist=dist)
         compile_for(model, config.lr, dist, config, steps * config.epochs)
+        weights = fold_class_weight(config.class_weight, y, class_names)
         quiet_fit(model, augmented(batches, config, live_images=False), epochs=config.epochs,
-                  steps_per_epoch=steps, class_weight=fold_class_weight(class_weight, y, class_names))
+                  steps_per_epoch=steps, class_weight=weights)
         probabilities[fold == f] = predict(model, features[fold == f])
     return OutOfFold(probabilities, fold, k)
 

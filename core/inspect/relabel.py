@@ -1,13 +1,10 @@
-"""``clf relabel DATA fixes.csv``: move the files a fixes list names to their new class folders.
+"""``clf relabel DATA fixes.csv``: move the files a fixes list names to their new class folders
+(``new_label`` ``_removed``: to ``DATA/_removed/``, keeping the path; see docs/evaluate.md).
 
-A fixes list (``clf inspect``'s page downloads one) has the columns ``file`` (relative to
-DATA, as the manifest names it), ``label`` (its class now) and ``new_label`` (another class,
-or ``_removed`` to move it to ``DATA/_removed/`` keeping its path). Nothing is deleted or
-overwritten, and it is all or nothing: every row is checked before any file moves, the moves
-are logged in ``DATA/.clf-relabel/`` first, and a failed move puts back those made.
-``--undo LOG`` takes only a log in that folder whose rows are moves relabel makes. Rows
-already carried out are skipped, so a list can be applied twice. Features are cached by file
-content, so the next ``clf run`` extracts none of the moved files again.
+Nothing is deleted or overwritten, and it is all or nothing: every row is checked before any
+file moves, the moves are logged in ``DATA/.clf-relabel/`` first, and a failed move puts back
+those made. ``--undo LOG`` takes only a log in that folder whose rows are moves relabel makes.
+Rows already carried out are skipped, so a list can be applied twice.
 """
 
 from __future__ import annotations
@@ -130,9 +127,8 @@ def _check(data: Path, pairs: list[tuple[PurePosixPath, PurePosixPath, str]], pr
         elif _exactly(src) and src.is_file():
             if dst.exists() or dst.is_symlink():
                 problems.append(f"{where}: {target} already exists; a move never overwrites a file")
-            elif not (_writable(src.parent, data) and _writable(dst.parent, data)):
-                folder = src.parent if not _writable(src.parent, data) else dst.parent
-                problems.append(f"{where}: {PurePosixPath(*folder.relative_to(data).parts)} is read-only; "
+            elif locked := [f for f in (src.parent, dst.parent) if not _writable(f, data)]:
+                problems.append(f"{where}: {PurePosixPath(*locked[0].relative_to(data).parts)} is read-only; "
                                 f"make it writable to move files in or out of it")
             else:
                 plan.moves.append(Move(source.as_posix(), target.as_posix()))
@@ -157,16 +153,16 @@ def _target(data: Path, file: PurePosixPath, label: str, new_label: str, where: 
     if label not in folders:
         raise _Problem(f"{where}: {file} is not in a class folder named {label!r}")
     at = folders.index(label)
-    if not new_label or "/" in new_label or "\\" in new_label or new_label in (".", "..") or new_label.startswith("."):
+    if not new_label or "/" in new_label or "\\" in new_label or new_label.startswith("."):
         raise _Problem(f"{where}: new_label {new_label!r} is not a class name")
-    beside = data.joinpath(*folders[:at]) / new_label
+    folder = PurePosixPath(*folders[:at], new_label)
     # Only into an existing class folder: a typo must not become a class the next run trains on.
-    link = _real_folders(data, PurePosixPath(*folders[:at], new_label))
+    link = _real_folders(data, folder)
     if link:
         raise _Problem(f"{where}: {link}")
-    if not (beside.is_dir() and _exactly(beside)):
-        raise _Problem(f"{where}: there is no class folder {PurePosixPath(*folders[:at], new_label)} "
-                       f"beside {PurePosixPath(*folders[:at + 1])} (create it first for a new class)")
+    if not ((data / folder).is_dir() and _exactly(data / folder)):
+        raise _Problem(f"{where}: there is no class folder {folder} beside "
+                       f"{PurePosixPath(*folders[:at + 1])} (create it first for a new class)")
     return PurePosixPath(*folders[:at], new_label, *file.parts[at + 1:])
 
 

@@ -7,11 +7,14 @@ whole; moving in replaces or removes only the previous report's own files.
 
 from __future__ import annotations
 
+import html
 import itertools
+import json
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, TYPE_CHECKING, TypeVar
 
@@ -21,17 +24,12 @@ from clf.errors import UsageError
 from clf.events import Observer
 from clf.inspect.oof import DEFAULT_FOLDS, out_of_fold, solved_out_of_fold
 from clf.host.manager import get_host
-from clf.inspect.saved_run import load_model, load_run
-from clf.inspect.features import run_features
-from clf.inspect.calibration import reliability
-from clf.inspect.duplicates import near_duplicates
-from clf.inspect.findings import label_issues, outliers, worst_errors
+from clf.inspect.saved_run import load_model, load_run, run_features
+from clf.inspect.findings import label_issues, near_duplicates, outliers, reliability, worst_errors
 from clf.report.metrics import confusion_matrix
 from clf.infer.forward import predict
-from clf.inspect.cam import Heatmaps
-from clf.inspect.thumbs import decoded, thumbnail_size, write_overlay, write_thumbnail
+from clf.inspect.cam import Heatmaps, decoded, thumbnail_size, write_overlay, write_thumbnail
 from clf.files import write_json, write_text
-from clf.inspect.page import render
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
@@ -115,21 +113,13 @@ def _out_of_fold(run: SavedRun, host: PluginHost, table: "_Table", folds: int, s
     head = host.heads.get(config.head)
     # The run's own rule for which heads its solver solves (convex ones).
     if solver == "auto" and (head.plugin, head.name) in SOLVABLE_HEADS and not config.hidden_units:
+        # The L2 strength the run's solver chose; None (the folds choose) if it trained its head.
+        solved = (run.manifest.get("training") or {}).get("head") or {}
+        l2 = float(solved["l2"]) if solved.get("solver") == "lbfgs" and solved.get("l2") else None
         return solved_out_of_fold(table.features, table.labels, run.class_names, class_weight=config.class_weight,
-                                  seed=config.seed, folds=folds, l2=_run_l2(run))
-    return out_of_fold(table.features, table.labels, run.class_names, head=head,
-                       head_options={"dropout": config.dropout, "hidden_units": config.hidden_units},
-                       lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
-                       class_weight=config.class_weight, seed=config.seed, folds=folds,
-                       schedule=config.schedule, weight_decay=config.weight_decay,
-                       label_smoothing=config.label_smoothing)
-
-
-def _run_l2(run: SavedRun) -> float | None:
-    """The L2 strength the run's solver chose (manifest.json's training record), or None when
-    the run trained its head otherwise: then the folds choose one."""
-    head = (run.manifest.get("training") or {}).get("head") or {}
-    return float(head["l2"]) if head.get("solver") == "lbfgs" and head.get("l2") else None
+                                  seed=config.seed, folds=folds, l2=l2)
+    return out_of_fold(table.features, table.labels, run.class_names, head=head, config=config,
+                       folds=folds)
 
 
 def _require_extra() -> None:
@@ -162,10 +152,6 @@ class _Table:
                    [f for s in names for f in run.splits[s].files],
                    [f for s in names for f in run.relative[s]])
 
-    @property
-    def validation(self) -> np.ndarray:
-        return np.flatnonzero(self.split == 1)
-
 
 @dataclass
 class _Plan:
@@ -179,7 +165,7 @@ class _Plan:
 def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> tuple[dict[str, Any], _Plan]:
     names = run.class_names
     issues = label_issues(table.labels, oof.probabilities)
-    val = table.validation
+    val = np.flatnonzero(table.split == 1)
     val_probs = predict(parts.head, table.features[val]) if len(val) else np.zeros((0, len(names)), np.float32)
     val_labels = table.labels[val]
     errors = worst_errors(val_labels, val_probs)
@@ -188,13 +174,11 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
 
     flagged = [int(i) for i in issues.ranking if issues.flagged[i]]
     shown_issues = flagged[:SHOWN["label_issues"]]
-    shown_errors = [int(val[i]) for i in errors.indices[:SHOWN["worst_errors"]]]
+    heat = {int(val[r]): int(errors.predicted[r]) for r in errors.indices[:SHOWN["worst_errors"]]}
     flagged_far = [int(i) for i in far.ranking if far.flagged[i]]
     shown_far = flagged_far[:SHOWN["outliers"]]
     shown_pairs = pairs[:SHOWN["near_duplicates"]]
     thumbs = sorted({*map(int, val), *shown_issues, *shown_far, *(i for p in shown_pairs for i in (p.a, p.b))})
-    row_of = {int(image): row for row, image in enumerate(val)}
-    heat = {i: int(errors.predicted[row_of[i]]) for i in shown_errors}
 
     oof_accuracy = float(np.mean(oof.probabilities.argmax(1) == table.labels))
     calibration = reliability(val_labels, val_probs)
@@ -241,7 +225,7 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
                              "similarity": p.similarity, "cross_split": p.cross_split,
                              "cross_class": p.cross_class} for p in pairs],
         "calibration": calibration,
-        "shown": {"label_issues": len(shown_issues), "worst_errors": len(shown_errors),
+        "shown": {"label_issues": len(shown_issues), "worst_errors": len(heat),
                   "outliers": len(shown_far), "near_duplicates": len(shown_pairs)},
     }
     return findings, _Plan(thumbs, heat, issues.ranking)
@@ -267,10 +251,9 @@ def _write_folder(tmp: Path, run: SavedRun, parts: RunModel, table: _Table, find
         observer.phase_advance("page", 1)
     heat: dict[int, str] = {}
     if at_input_size:
-        ids = list(at_input_size)
-        maps = maker.maps(np.stack([at_input_size[i] for i in ids]), [plan.heat[i] for i in ids])
-        for i, m in zip(ids, maps):
-            write_overlay(at_input_size[i], m, tmp / "heat" / f"{i}.jpg")
+        maps = maker.maps(np.stack(list(at_input_size.values())), [plan.heat[i] for i in at_input_size])
+        for (i, image), m in zip(at_input_size.items(), maps):
+            write_overlay(image, m, tmp / "heat" / f"{i}.jpg")
             heat[i] = f"heat/{i}.jpg"
     findings["heatmaps"] = {"method": maker.method, "reason": maker.reason,
                             "class": "predicted" if maker.method else None}
@@ -324,8 +307,6 @@ def _report_folder(run_dir: Path) -> Path:
 def _recorded_files(final: Path) -> list[str]:
     """The files the previous report listed, each a plain path inside the folder (a damaged or
     edited record names nothing to remove)."""
-    import json
-
     try:
         names = json.loads((final / RECORD).read_text(encoding="utf-8")).get("files", [])
     except (OSError, ValueError, AttributeError):
@@ -334,3 +315,25 @@ def _recorded_files(final: Path) -> list[str]:
         return []
     return [n for n in names if isinstance(n, str) and n and not n.startswith("/") and "\\" not in n
             and ".." not in n.split("/") and "\0" not in n]
+
+
+# The page: one self-contained HTML file (styles, script and findings JSON inline, drawn by
+# page.js) that loads nothing from the network; images are the files beside it.
+def _asset(name: str) -> str:
+    return resources.files("clf.inspect").joinpath(name).read_text(encoding="utf-8")
+
+
+# "</script>", "<!--" and "<script" change how HTML parses a <script> element, and U+2028/2029
+# end lines in older JavaScript; as \u escapes the JSON strings mean the same.
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                 "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def render(findings: dict[str, Any]) -> str:
+    """The page for ``findings``, whose JSON can sit inside its ``<script>`` element unchanged."""
+    title = html.escape(f"clf inspect: {findings.get('run', '')}")
+    page = _asset("page.html")
+    for key, value in (("{{TITLE}}", title), ("{{CSS}}", _asset("page.css")), ("{{JS}}", _asset("page.js"))):
+        page = page.replace(key, value)
+    # The data last: it may contain the other markers.
+    return page.replace("{{DATA}}", json.dumps(findings, default=str).translate(_SCRIPT_ESCAPES))

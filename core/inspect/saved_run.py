@@ -1,20 +1,34 @@
 """What a finished run folder holds, read back for inspection: ``config.toml``, ``labels.json``,
-``manifest.json`` (files per split, relative to the data folder) and the exported Keras model,
-whose backbone and head are exactly what the run trained."""
+``manifest.json`` (files per split, relative to the data folder), the exported Keras model,
+whose backbone and head are exactly what the run trained, and the features it extracted.
+
+That backbone has the very weights the run extracted with and the run record names its
+runtime, so the same cache key finds the run's features and nothing is extracted again.
+Files the cache lacks (``--no-cache`` runs, a cleared cache, a fine-tuned backbone) are
+extracted as the engine does, in the run's runtime, and stored for next time.
+"""
 
 from __future__ import annotations
 
-import json
+import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TYPE_CHECKING
 
 from clf.config import RunConfig
-from clf.data.images import ImageSize, Split
+from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
 from clf.errors import DataError, ModelError, UsageError
 from clf.configfile import read_config_file
 from clf.artifacts.labels import read_labels
 from clf.data.manifest import read_manifest, split_files
+from clf.events import Observer
+from clf.train.features import make_extractor, split_features, SplitFeatures
+from clf.infer.store import extractor_parts, runtime_store
+from clf.infer.choice import BackboneRuntime
+
+if TYPE_CHECKING:
+    from clf.host.manager import PluginHost
 
 SPLITS = ("train", "validation")
 KERAS_EXPORTERS = ("keras", "h5")  # exporters whose artifact reopens as a keras.Model
@@ -52,25 +66,14 @@ class SavedRun:
         )
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(
-            f"{str(path.parent)!r} has no {path.name}; expected a finished clf run folder "
-            f"(it holds {what}). Pass the folder 'clf run' printed at the end."
-        ) from None
-    except ValueError as exc:
-        raise ModelError(f"{str(path)!r} is not valid JSON ({exc}); the run folder is damaged. Train again.") from None
-
-
 def load_run(run_dir: str | Path, data: str | Path | None = None) -> SavedRun:
     """Read a run folder; ``data`` replaces the data folder the run recorded (moved data)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"Run folder {str(run_dir)!r} does not exist; expected the folder 'clf run' wrote. Check the path.")
-    if not (run_dir / "labels.json").exists():
-        _read_json(run_dir / "labels.json", "the class names")  # says what a run folder is
+    if not (run_dir / "labels.json").exists():  # a run folder, not a model bundle: say so
+        raise UsageError(f"{str(run_dir)!r} has no labels.json; expected a finished clf run folder "
+                         f"(it holds the class names). Pass the folder 'clf run' printed at the end.")
     labels = read_labels(run_dir)
     manifest = read_manifest(run_dir)
     if not (run_dir / "config.toml").is_file():
@@ -114,10 +117,9 @@ def load_model(run: SavedRun) -> RunModel:
     import keras
 
     from clf.data import preprocessing  # noqa: F401  registers Preprocess and Standardize
+    from clf.data.fitting import check_input_size, fixed_model
 
     path = run.model_file()
-    from clf.data.fitting import fixed_model
-
     try:
         # An exported model takes the photo (clf.data.fitting); its classifier is inside.
         model = fixed_model(keras.models.load_model(str(path), compile=False))
@@ -126,8 +128,6 @@ def load_model(run: SavedRun) -> RunModel:
             f"Could not load {str(path)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
             f"Expected the model clf exported; if the run used a plugin's backbone, pass that --plugin."
         ) from None
-    from clf.data.fitting import check_input_size
-
     check_input_size(model, run.labels["input_size"], str(run.run_dir / "labels.json"))
     try:
         head = model.get_layer("head")
@@ -137,3 +137,49 @@ def load_model(run: SavedRun) -> RunModel:
                          f"expected a model exported by 'clf run'.") from None
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer is not head)
     return RunModel(model, backbone, head, preprocess)
+
+
+def run_features(run: SavedRun, parts: RunModel, host: PluginHost, *, cache: bool = True,
+                 observer: Observer | None = None) -> dict[str, SplitFeatures]:
+    """``{split: SplitFeatures}`` for the run's training and validation files, in manifest order."""
+    from clf.train.extraction import feature_cache_for
+    from clf.train.model import Classifier
+
+    observer = observer or Observer()
+    size = run.image_size
+    config = run.config.replace(cache=cache)
+    backbone = host.backbones.get(run.labels.get("backbone", config.backbone))
+    extractor = make_extractor(Classifier(None, parts.backbone, None, parts.preprocess, config.tta), size)
+    key = extractor_parts(backbone.name, parts.backbone, size, backbone.preprocess, config.tta)
+    runtime = ((run.manifest.get("runtime") or {}).get("name") or "tensorflow") if cache else "tensorflow"
+    store = feature_cache_for(config, key, size, runtime, observer.note)
+    # Files the cache lacks go through the run's runtime (opened on the first miss).
+    forward = (BackboneRuntime(runtime, extractor, runtime_store(config.cache_dir, key)).run
+               if runtime != "tensorflow" else None)
+    dataset = partial(files_dataset, image_size=size)
+    train, validation = (_Lazy(dataset, s.files, s.labels) if s else None
+                         for s in (run.splits.get("train"), run.splits.get("validation")))
+    bundle = DatasetBundle(run.class_names, train, validation, splits=run.splits, make_dataset=dataset)
+    observer.phase_start("extract", total=sum(len(s) for s in run.splits.values()), unit="image")
+    t0 = time.perf_counter()
+    found = {name: split_features(bundle, name, extractor, config.batch_size, cache=store, tta=config.tta,
+                                progress=lambda n: observer.phase_advance("extract", n), forward=forward)
+           for name in run.splits}
+    out = {name: f for name, f in found.items() if f is not None}  # each inspected split has its dataset
+    observer.phase_end("extract", seconds=time.perf_counter() - t0,
+                       counts={n: {"extracted": f.extracted, "cached": f.cached} for n, f in out.items()},
+                       cache_dir=str(store.dir) if store else None)
+    return out
+
+
+class _Lazy:
+    """A split's dataset, built on first use: a warm inspection reads files only through
+    ``make_dataset`` and so never traces the slow image decoder."""
+
+    def __init__(self, make: Callable[..., Any], *args: Any) -> None:
+        self._make, self._args, self._dataset = make, args, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._dataset is None:
+            self._dataset = self._make(*self._args)
+        return getattr(self._dataset, name)

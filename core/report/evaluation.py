@@ -1,8 +1,5 @@
-"""Run a model over labelled images and build the evaluation report (``clf.report.metrics``).
-
-``evaluate_dataset`` serves the engine (a batched ``tf.data`` dataset after training),
-``evaluate_folder`` serves ``clf evaluate MODEL --data DIR`` (an artifact on class folders).
-"""
+"""Run a model over labelled images and build the evaluation report (``clf.report.metrics``):
+``evaluate_dataset`` for the engine after training, ``evaluate_folder`` for ``clf evaluate``."""
 
 from __future__ import annotations
 
@@ -13,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from clf.data.images import is_class_folder, is_image_file
+from clf.data.images import is_image_file
+from clf.data.layout import class_folders
 from clf.errors import DataError, DataNotFoundError, UsageError
 from clf.events import Observer
 from clf.artifacts.predict import load_predictor, predict_files, Prediction, resolve_artifact
@@ -49,17 +47,12 @@ class FolderEvaluation:
     predictions: list[Prediction] = field(default_factory=list)  # one per image counted (``once_each``), in order
 
 
-def check_data_folder(folder: Path) -> None:
-    """A missing ``--data`` is an error before any slow work (TensorFlow's import included)."""
-    if not Path(folder).is_dir():
-        raise DataNotFoundError(f"Data directory {str(folder)!r} does not exist or is not a folder; expected a "
-                                f"folder of class folders. Pass --data DIR.")
-
-
 def check_paths(model: str | Path, data: str | Path) -> None:
     """The model (a clf artifact) and data folder exist: checked before the slow TensorFlow import."""
     resolve_artifact(model)
-    check_data_folder(Path(data))
+    if not Path(data).is_dir():
+        raise DataNotFoundError(f"Data directory {str(data)!r} does not exist or is not a folder; "
+                                f"expected a folder of class folders. Pass --data DIR.")
 
 
 def once_each(files: list[Path], labels: list[int]) -> tuple[list[Path], list[int], list[tuple[Path, Path]]]:
@@ -87,9 +80,7 @@ def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], li
 
     Folders are matched by name, never position: an unknown folder is an error; a class
     without one has support 0."""
-    folder = Path(folder)
-    check_data_folder(folder)
-    subdirs = sorted(p for p in folder.iterdir() if is_class_folder(p))
+    subdirs = class_folders(folder)
     unknown = [p.name for p in subdirs if p.name not in class_names]
     if unknown:
         raise DataError(
@@ -139,10 +130,8 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
     probs = np.array([results[i].probabilities for i in ok]).reshape(len(ok), len(predictor.class_names))
     y = np.array([labels[i] for i in ok], int)
     report = evaluation_report(y, probs, predictor.class_names, loss=cross_entropy(y, probs))
-    report["data"] = str(data)
-    report["model"] = str(model)
-    report["runtime"] = predictor.runtime
-    report["duplicates_counted_once"] = len(copies)
+    report.update(data=str(data), model=str(model), runtime=predictor.runtime,
+                  duplicates_counted_once=len(copies))
     notes = list(predictor.notes)
     if copies:
         shown = "; ".join(f"{a} (same bytes as {b})" for a, b in copies[:5])

@@ -1,8 +1,5 @@
 """What a run did, recorded from the observer's events: epochs per phase and phase timings.
-
-``RunRecorder`` is chained in front of the caller's observer, so history comes from the
-events the progress display sees, however training is done: each ``epoch_end`` is one row.
-"""
+``RunRecorder`` sees the events the progress display sees, however training is done."""
 
 from __future__ import annotations
 
@@ -39,21 +36,10 @@ class RunRecorder(Observer):
     def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         self.epochs.append(EpochRecord(phase, int(epoch), {k: float(v) for k, v in logs.items()}))
 
-    def history(self) -> dict[str, dict[str, list[float]]]:
-        """``{phase: {metric: [value per epoch]}}``, like Keras' ``History.history`` per phase."""
-        out: dict[str, dict[str, list[float]]] = {}
-        for r in self.epochs:
-            phase = out.setdefault(r.phase, {})
-            for k, v in r.logs.items():
-                phase.setdefault(k, []).append(v)
-        return out
-
 
 def history_csv(records: Sequence[EpochRecord]) -> str:
     """One row per epoch: ``phase,epoch,<metric columns in first-seen order>``."""
-    columns: list[str] = []
-    for r in records:
-        columns.extend(k for k in r.logs if k not in columns)
+    columns = list(dict.fromkeys(k for r in records for k in r.logs))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["phase", "epoch", *columns])

@@ -1,9 +1,5 @@
-"""Classification metrics from labels and probabilities: numpy only, no TensorFlow.
-
-``evaluation_report`` gives accuracy, per-class precision/recall/F1/support, the confusion
-matrix (rows true, columns predicted), top-k accuracy and the most confused pairs, as plain
-JSON-ready data (what ``metrics.json`` holds).
-"""
+"""Classification metrics from labels and probabilities: numpy only, no TensorFlow, as plain
+JSON-ready data (what ``metrics.json`` holds)."""
 
 from __future__ import annotations
 
@@ -102,6 +98,4 @@ def cross_entropy(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray)
     """Mean sparse categorical cross-entropy (Keras clips probabilities the same way)."""
     probs = np.clip(np.asarray(probabilities, float), 1e-7, 1 - 1e-7)
     y = np.asarray(y_true, int)
-    if len(y) == 0:
-        return 0.0
-    return float(-np.mean(np.log(probs[np.arange(len(y)), y])))
+    return float(-np.mean(np.log(probs[np.arange(len(y)), y]))) if len(y) else 0.0

@@ -1,18 +1,16 @@
-"""PNG plots of a run: training curves and the confusion matrix (matplotlib, Agg backend,
-so it works headless and never opens a window).
-"""
+"""PNG plots of a run: training curves and the confusion matrix (matplotlib's Agg backend:
+headless, never a window)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence, TYPE_CHECKING
+from typing import Any, Sequence
+
+import numpy as np
 
 from clf.files import atomic_path
 from clf.report.history import EpochRecord
 from clf.report.metrics import most_confused
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 def _pyplot() -> Any:
@@ -71,8 +69,6 @@ TOP_CONFUSIONS = 20
 
 def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "confusion matrix") -> Path:
     """A heat map of ``report['confusion_matrix']`` (cell counts up to ``ANNOTATE_CLASSES``)."""
-    import numpy as np
-
     plt = _pyplot()
     names = report["class_names"]
     cm = np.asarray(report["confusion_matrix"])
@@ -101,9 +97,6 @@ def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "conf
 
 
 def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) -> Path:
-    import numpy as np
-
-
     plt = _pyplot()
     n = len(names)
     support = cm.sum(axis=1, keepdims=True)
@@ -125,7 +118,8 @@ def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) 
         if pairs:
             labels = [f"{p['true']} -> {p['predicted']}" for p in pairs][::-1]
             bars.barh(range(len(pairs)), [p["count"] for p in pairs][::-1], color="tab:red")
-            bars.set_yticks(range(len(pairs)), labels=[_short(t) for t in labels], fontsize=7)
+            shortened = [t if len(t) <= 48 else t[:45] + "..." for t in labels]
+            bars.set_yticks(range(len(pairs)), labels=shortened, fontsize=7)
             from matplotlib.ticker import MaxNLocator
 
             bars.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -139,6 +133,3 @@ def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) 
     finally:
         plt.close(fig)
 
-
-def _short(text: str, limit: int = 48) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,9 +1,5 @@
-"""The run record: the files that let someone reproduce or audit a run weeks later.
-
-``config.toml``, ``manifest.json`` (versions, seed, classes, splits, dataset fingerprint,
-weights and their sha256, phase times), metrics, confusion matrix, history and curves. Each
-is written atomically, so a crash never leaves a half-written file that looks complete.
-"""
+"""The run record: the files that let someone reproduce or audit a run weeks later. Each is
+written atomically, so a crash never leaves a half-written file that looks complete."""
 
 from __future__ import annotations
 
@@ -31,7 +27,6 @@ MANIFEST_FORMAT = "clf-manifest/1"
 
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
-
 
     out = {"clf": __version__, "python": platform.python_version(), "platform": platform.platform()}
     for dist in ("tensorflow", "tensorflow-cpu", "keras", "numpy"):
@@ -121,9 +116,9 @@ def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | N
     written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports})]
     if primary is not None:
         report = reports[primary]
-        written.append(write_text(directory / "confusion_matrix.csv", confusion_matrix_csv(report)))
-        written.append(plot_confusion_matrix(report, directory / "confusion_matrix.png",
-                                             title=f"{primary} confusion matrix"))
+        written += [write_text(directory / "confusion_matrix.csv", confusion_matrix_csv(report)),
+                    plot_confusion_matrix(report, directory / "confusion_matrix.png",
+                                          title=f"{primary} confusion matrix")]
     return written
 
 

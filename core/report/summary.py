@@ -1,8 +1,5 @@
-"""A finished run at a glance: the short ``repr`` and the notebook view of a ``RunResult``.
-
-A dataclass's default repr would dump every field. ``text`` is one line; ``html`` is what
-Jupyter shows (metrics per split, per-class table, confusion matrix).
-"""
+"""A finished run at a glance: the one-line ``repr`` of a ``RunResult`` (a dataclass's
+default would dump every field) and its notebook view."""
 
 from __future__ import annotations
 

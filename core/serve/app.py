@@ -1,8 +1,5 @@
 """The ASGI app behind ``clf serve``: routes, limits and JSON errors around a predictor.
-
-Prediction is exactly ``clf predict``'s (the same ``Predictor`` and ``Predictor.decode``);
-only the batching differs (``MicroBatcher``, across requests).
-"""
+Prediction is exactly ``clf predict``'s; only the batching differs (``MicroBatcher``)."""
 
 from __future__ import annotations
 
@@ -64,16 +61,10 @@ class ServeSettings:
         return sorted(sizes | {self.max_batch})
 
 
-def artifact_format(predictor: Predictor) -> str | None:
-    """The exporter name labels.json lists for the predictor's artifact."""
-    for name, files in predictor.labels.get("artifacts", {}).items():
-        if files and files[0] == predictor.path.name:
-            return name
-    return None
-
-
 def metadata(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
     labels = predictor.labels
+    exporter = next((name for name, files in labels.get("artifacts", {}).items()
+                     if files and files[0] == predictor.path.name), None)  # the one that wrote it
     return {
         "class_names": predictor.class_names,
         "num_classes": len(predictor.class_names),
@@ -82,7 +73,7 @@ def metadata(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
         "input": labels.get("input"),
         "resize": labels.get("resize", {"center_crop": 0.0, "steps": "the whole photo resized"}),
         "preprocessing": labels.get("preprocessing"),
-        "artifact": {"format": artifact_format(predictor), "file": predictor.path.name,
+        "artifact": {"format": exporter, "file": predictor.path.name,
                      "runtime": predictor.runtime, "quantization": predictor.quantization},
         "trained_with_clf_version": labels.get("clf_version"),
         "clf_version": __version__,
@@ -147,13 +138,6 @@ def _predictions(uploads: list[Upload], probs: np.ndarray, class_names: list[str
     return rows
 
 
-def _constant(response: Callable[[Any], Response], content: Any) -> Callable[[Request], Awaitable[Response]]:
-    """An endpoint that answers every request with the same ``content`` (made at start)."""
-    async def endpoint(request: Request) -> Response:
-        return response(content)
-    return endpoint
-
-
 class Closing:
     """Shutdown as the app sees it: after ``begin_threadsafe()`` (SIGTERM or Ctrl-C) new requests
     get a 503 and those in flight ``grace`` seconds, then a 503: every client gets a JSON answer."""
@@ -162,13 +146,7 @@ class Closing:
         self.grace = grace
         self.began = False
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._expired: asyncio.Event | None = None
-
-    @property
-    def expired(self) -> asyncio.Event:
-        if self._expired is None:
-            self._expired = asyncio.Event()
-        return self._expired
+        self.expired = asyncio.Event()  # binds to the loop that first waits on it
 
     def begin(self) -> None:
         """In the event loop: refuse new requests, and in-flight ones after ``grace``."""
@@ -366,12 +344,13 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> S
                              "images": s.images, "largest_batch": s.largest, "recent_batches": s.sizes})
 
     routes = [
-        Route("/", _constant(HTMLResponse, page), methods=["GET"]),
+        # A Response is an ASGI app: these answer every request with the same bytes, made at start.
+        Route("/", HTMLResponse(page), methods=["GET"]),
         Route("/predict", predict, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
-        Route("/metadata", _constant(JSONResponse, info), methods=["GET"]),
-        Route("/openapi.json", _constant(JSONResponse, spec), methods=["GET"]),
-        Route("/docs", _constant(HTMLResponse, docs_page(spec)), methods=["GET"]),
+        Route("/metadata", JSONResponse(info), methods=["GET"]),
+        Route("/openapi.json", JSONResponse(spec), methods=["GET"]),
+        Route("/docs", HTMLResponse(docs_page(spec)), methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=_lifespan(batcher, decoders, closing),
                     middleware=[Middleware(HostCheck, allowed=tuple(settings.allowed_hosts))],

@@ -69,20 +69,14 @@ class MicroBatcher:
         self.stats = BatchStats()
         self.waiting = 0  # images submitted and not yet handed to the model
         self.coming = 0  # requests being read or decoded, that will submit soon (incoming())
-        self._queue: asyncio.Queue[_Item | None] | None = None
+        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue()  # a fresh one for each start()
         self._carry: _Item | None = None  # taken from the queue but did not fit the last batch
         self._worker: asyncio.Task | None = None
         self._stopping = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clf-model")
 
-    @property
-    def queue(self) -> asyncio.Queue[_Item | None]:
-        if self._queue is None:
-            raise RuntimeError("MicroBatcher used before 'await start()'")
-        return self._queue
-
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self.queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._run(), name="clf-batcher")
 
     async def stop(self) -> None:
@@ -185,8 +179,7 @@ class MicroBatcher:
                         i.future.set_exception(exc)
                 continue
             self.stats.add(n, time.perf_counter() - started)
-            start = 0
-            for i in batch:
+            ends = np.cumsum([len(i.images) for i in batch])[:-1]
+            for i, rows in zip(batch, np.split(probs, ends)):
                 if not i.future.done():
-                    i.future.set_result(probs[start:start + len(i.images)])
-                start += len(i.images)
+                    i.future.set_result(rows)

@@ -125,12 +125,9 @@ async def parse_uploads(request: Request, body: bytes, max_images: int) -> list[
     except (KeyError, ValueError) as exc:  # no boundary, or a broken part header
         raise Problem(400, f"Malformed multipart form ({type(exc).__name__}: {exc}); expected what "
                            f"curl -F file=@photo.jpg or a browser's FormData sends.") from None
-    try:
-        uploads = []
-        for key, value in form.multi_items():
-            if isinstance(value, str):
-                continue  # text fields carry no image; nothing named in them is ever fetched
-            uploads.append(Upload(value.filename or key, await value.read()))
+    try:  # text fields carry no image; nothing named in them is ever fetched
+        uploads = [Upload(value.filename or key, await value.read())
+                   for key, value in form.multi_items() if not isinstance(value, str)]
     finally:
         await form.close()
     if not uploads:
