@@ -1,5 +1,6 @@
-"""The Keras callbacks every training phase uses: progress to the observer, the best
-epoch's weights, early stopping, and the ones plugins add through the ``register_callbacks`` hook."""
+"""The Keras callbacks every training phase uses: the learning rate in the logs, progress to
+the observer, the best epoch's weights, early stopping, and the ones plugins add through the
+``register_callbacks`` hook."""
 
 from __future__ import annotations
 
@@ -11,34 +12,6 @@ from clf.events import Observer
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
-
-
-def epoch_reporter(observer: Observer, phase: str, epochs: int) -> Any:
-    """Bridges Keras' per-epoch logs to the observer."""
-    import keras
-
-    class Reporter(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            observer.epoch_end(phase, epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
-
-    return Reporter()
-
-
-def plugin_callbacks(host: PluginHost, config: RunConfig, run_dir: Path) -> list[Any]:
-    """The callbacks plugins add through the register_callbacks hook (None: sits this run out)."""
-    made = (factory.make(config, run_dir) for factory in host.callbacks)
-    return [cb for cb in made if cb is not None]
-
-
-def stopping(config: RunConfig, has_validation: bool) -> list[Any]:
-    """Early stopping on validation loss (``best_epoch`` restores the best weights, or
-    Keras itself with ``--last-epoch``)."""
-    if not config.patience or not has_validation:
-        return []
-    import keras
-
-    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
-                                          restore_best_weights=config.last_epoch)]
 
 
 def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda model: model.weights,
@@ -84,9 +57,27 @@ def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda 
 
 def phase_callbacks(observer: Observer, phase: str, epochs: int, config: RunConfig, host: PluginHost,
                     run_dir: Path, has_validation: bool, *extra: Any) -> list[Any]:
-    """Learning-rate logger, progress, the phase's own callbacks (best epoch, checkpoint),
-    early stopping, then the plugins' callbacks."""
-    from clf.train.optim import learning_rate_logger
+    """Learning-rate logger, per-epoch logs to the observer, the phase's own callbacks (best
+    epoch, checkpoint), early stopping on validation loss (``best_epoch`` restores the best
+    weights, or Keras itself with ``--last-epoch``), then the callbacks plugins add through
+    the register_callbacks hook (a factory returning None sits this run out)."""
+    import keras
 
-    return [learning_rate_logger(), epoch_reporter(observer, phase, epochs), *extra,
-            *stopping(config, has_validation), *plugin_callbacks(host, config, run_dir)]
+    class LearningRate(keras.callbacks.Callback):
+        """Adds the learning rate to each epoch's logs (first in the list), so history.csv
+        and the progress display show the schedule."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    class Reporter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            observer.epoch_end(phase, epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+    stopping: list[Any] = []
+    if config.patience and has_validation:
+        stopping.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                      restore_best_weights=config.last_epoch))
+    plugins = [cb for cb in (factory.make(config, run_dir) for factory in host.callbacks) if cb is not None]
+    return [LearningRate(), Reporter(), *extra, *stopping, *plugins]
