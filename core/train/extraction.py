@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TYPE_CHECKING
+from typing import Any, Callable, TYPE_CHECKING
 
 from clf.config import RunConfig
 from clf.events import Observer
@@ -25,9 +25,7 @@ from clf.infer.choice import BackboneRuntime
 if TYPE_CHECKING:
     from clf.data.images import ImageSize
     from clf.data.loading import LoadedData
-    from clf.infer.choice import BackboneRuntime
     from clf.train.distribute import Distribution
-    from clf.train.feature_cache import FeatureCache
     from clf.train.setup import Setup
 
 SPLITS = ("train", "validation", "test")
@@ -49,7 +47,6 @@ def feature_cache_for(config: RunConfig, parts: dict[str, Any], image_size: Imag
     """The on-disk feature cache for this extractor in ``runtime``, or None with ``--no-cache``."""
     if not config.cache:
         return None
-
     return FeatureCache(config.cache_dir or default_cache_dir(), {
         **parts, "center_crop": image_size.center_crop, "loader": config.loader, "runtime": runtime}, note=note)
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from clf.data.augmentation import augmentation_layers, augmentation_spec
 from clf.errors import DataError
-from clf.train.feature_cache import FeatureCache, file_fingerprint
+from clf.files import file_sha256
+from clf.train.feature_cache import FeatureCache
 from clf.infer.forward import forward_fn
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
     files = bundle.splits[split] if split in bundle.splits else None
     use_cache = cache is not None and files is not None and len(files) > 0
     shared = workers is not None and files is not None and len(files) > 0 and bundle.make_dataset is not None
-    hashes = [file_fingerprint(f) for f in files.files] if files is not None and (use_cache or shared) else []
+    hashes = [file_sha256(f) for f in files.files] if files is not None and (use_cache or shared) else []
     out_features, out_labels, extracted, cached = [], [], 0, 0
     by_worker = [0] * workers.count if shared and workers is not None else None
     for variant, aug_seed in variants(copies if split == "train" else 0, seed, tta):
