@@ -106,7 +106,7 @@ def test_epoch_order_depends_on_seed_and_epoch_not_on_iterators_opened():
     # One mechanism for resume and for strategies: checkpoint.epoch_batches batched by the
     # Distribution (as the engine does it).
     dist = Distribution(tf.distribute.get_strategy(), "default", 1, (), True, "float32", 4)
-    ds = checkpoint.epoch_batches(tf.data.Dataset.range(10), seed=7, batch_size=4, buffer=10,
+    ds = checkpoint.epoch_batches(tf.data.Dataset.range(10), seed=7, buffer=10,
                                   first_epoch=0, epochs=3, batch=lambda d: dist.batch(d, 10))
     steps = dist.steps(10)
     assert steps == 3

@@ -12,7 +12,6 @@ on (seed, epoch), so resumed epochs see the same batches as an uninterrupted run
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +44,6 @@ class Checkpoint:
     data: dict[str, Any] | None = None  # data_record of the data trained on; None: an older checkpoint
 
 
-def _dir_name(phase: str, epoch: int) -> str:
-    return f"{phase}-epoch-{epoch:04d}"
-
-
 def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
          history: dict[str, list[float]], config: dict[str, Any], best: Any = None,
          data: dict[str, Any] | None = None) -> Path:
@@ -59,7 +54,7 @@ def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
 
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
-    final = root / _dir_name(phase, epoch)
+    final = root / f"{phase}-epoch-{epoch:04d}"
     with atomic_path(final) as tmp:
         tmp.mkdir()
         np.savez(tmp / "weights.npz", *[np.asarray(v.numpy()) for v in model.weights])
@@ -105,7 +100,6 @@ def _read(folder: Path) -> tuple[Checkpoint | None, str]:
 def _array_problem(folder: Path, digests: Any) -> str:
     """Why the array files cannot be restored ('' when they can)."""
     import zipfile
-
 
     for name in ARRAY_FILES:
         path = folder / name
@@ -218,30 +212,22 @@ def check_data(ckpt: Checkpoint, bundle: Any, data_root: str, run_dir: Path, obs
 
 def best_so_far(ckpt: Checkpoint | None) -> tuple[int, float, list[Any]] | None:
     """``(epoch, val_loss, weight values)`` of the best epoch a checkpoint kept, or None."""
-    import numpy as np
-
     if ckpt is None or not (ckpt.path / "best.npz").is_file():
         return None
-
     try:
         saved = json.loads((ckpt.path / "state.json").read_text(encoding="utf-8"))
         state, digest = saved["best"], saved.get("sha256", {}).get("best.npz")
         if digest is not None and digest != sha256_path(ckpt.path / "best.npz"):
             return None  # damaged: training goes on from the last epoch's weights
-        with np.load(ckpt.path / "best.npz") as data:
-            values = [data[f"arr_{i}"] for i in range(len(data.files))]
-        return int(state["epoch"]), float(state["val_loss"]), values
+        return int(state["epoch"]), float(state["val_loss"]), _arrays(ckpt.path / "best.npz")
     except (OSError, ValueError, KeyError):
         return None
 
 
 def restore(model: Any, ckpt: Checkpoint) -> None:
     """Load weights and optimizer state saved by ``save`` into an identically built model."""
-    import numpy as np
-
     try:
-        with np.load(ckpt.path / "weights.npz") as data:
-            values = [data[f"arr_{i}"] for i in range(len(data.files))]
+        values = _arrays(ckpt.path / "weights.npz")
     except Exception as exc:  # BadZipFile, a bad CRC: damaged after latest() looked at it
         raise UsageError(
             f"Checkpoint {str(ckpt.path)!r} cannot be read ({type(exc).__name__}: {exc}); expected "
@@ -256,18 +242,23 @@ def restore(model: Any, ckpt: Checkpoint) -> None:
         )
     for var, value in zip(model.weights, values):
         var.assign(value)
-    with np.load(ckpt.path / "optimizer.npz") as data:
-        opt_values = [data[f"arr_{i}"] for i in range(len(data.files))]
+    opt_values = _arrays(ckpt.path / "optimizer.npz")
     if opt_values and getattr(model, "optimizer", None) is not None:
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         for var, value in zip(model.optimizer.variables, opt_values):
             var.assign(value)
-    rng = ckpt.path / "rng.npz"
-    if rng.is_file():  # dropout's random stream continues where it stopped
-        with np.load(rng) as data:
-            for var, value in zip(_rng_state(model), [data[f"arr_{i}"] for i in range(len(data.files))]):
-                var.assign(value)
+    if (ckpt.path / "rng.npz").is_file():  # dropout's random stream continues where it stopped
+        for var, value in zip(_rng_state(model), _arrays(ckpt.path / "rng.npz")):
+            var.assign(value)
+
+
+def _arrays(path: Path) -> list[Any]:
+    """The arrays ``save`` wrote into one .npz file, in order."""
+    import numpy as np
+
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
 def _rng_state(model: Any) -> list[Any]:
@@ -300,14 +291,14 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
     return cb
 
 
-def epoch_batches(ds: Any, *, seed: int, batch_size: int, buffer: int, first_epoch: int, epochs: int,
-                  batch: Callable[[Any], Any] | None = None) -> Any:
+def epoch_batches(ds: Any, *, seed: int, buffer: int, first_epoch: int, epochs: int,
+                  batch: Callable[[Any], Any]) -> Any:
     """Batches for epochs ``first_epoch .. epochs-1``, each epoch shuffled by (seed, epoch)
     only, so a resumed run and every tf.distribute strategy see the same batches. Pass
-    ``steps_per_epoch=steps(n, batch_size)`` to fit, so Keras keeps one iterator and epoch
-    boundaries fall where each shuffle ends. ``batch`` batches one shuffled epoch (default
-    ``ds.batch(batch_size)``; the engine passes
-    ``clf.train.distribute.Distribution.batch``, which keeps a small split divisible by replicas)."""
+    ``steps_per_epoch=Distribution.steps(n)`` to fit, so Keras keeps one iterator and epoch
+    boundaries fall where each shuffle ends. ``batch`` batches one shuffled epoch (the engine
+    passes ``clf.train.distribute.Distribution.batch``, which keeps a small split divisible by
+    replicas)."""
     import tensorflow as tf
 
     def one_epoch(epoch: Any) -> Any:
@@ -318,10 +309,6 @@ def epoch_batches(ds: Any, *, seed: int, batch_size: int, buffer: int, first_epo
             # a tensor op seed cannot answer; another graph seed avoids it (the op seed sets the order).
             graph.seed = 1
         shuffled = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-        return batch(shuffled) if batch is not None else shuffled.batch(batch_size)
+        return batch(shuffled)
 
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
-
-
-def steps(n: int, batch_size: int) -> int:
-    return max(1, math.ceil(n / batch_size))

@@ -120,8 +120,7 @@ def training_batches(dataset: tf.data.Dataset, n: int, *, seed: int, batch_size:
     """Batches and steps per epoch, each epoch's order depending only on (seed, epoch) (see
     ``checkpoint.epoch_batches``). A streaming loader has no file list: no epoch-exact resume."""
     if n:
-        batches = checkpoint.epoch_batches(dataset, seed=seed, batch_size=batch_size, buffer=n,
-                                           first_epoch=first_epoch, epochs=epochs,
+        batches = checkpoint.epoch_batches(dataset, seed=seed, buffer=n, first_epoch=first_epoch, epochs=epochs,
                                            batch=lambda ds: dist.batch(ds, n, size=batch_size))
         return batches, dist.steps(n, size=batch_size)
     return dist.batch(dataset.shuffle(1024, seed=seed), None, size=batch_size), None
