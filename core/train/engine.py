@@ -102,13 +102,9 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
     (``clf.api.run`` adds progress bars).
 
     ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: options are
-    ``RunConfig``'s fields; given beside a ``RunConfig`` they override its values."""
-    return run_phases(configure(config, options), observer, host, resume_from=resume_from)
-
-
-def run_phases(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None,
-               *, resume_from: Path | None = None) -> RunResult:
-    """The phases of one run, in order (the flow map on top of this module)."""
+    ``RunConfig``'s fields; given beside a ``RunConfig`` they override its values. The phases
+    run in order (the flow map on top of this module)."""
+    config = configure(config, options)
     recorder = RunRecorder()
     observer = TeeObserver(recorder, observer or Observer())
     started = datetime.now()
@@ -219,8 +215,6 @@ _PATHS = ("data", "output", "cache_dir", "weights")
 
 def _conflicts(recorded: RunConfig, options: dict[str, Any], run_dir: Path) -> list[str]:
     """``--flag VALUE (recorded: VALUE)`` for each option that differs from the recorded config."""
-    if not options:
-        return []
     given = configure(recorded, {k: v for k, v in options.items() if k not in _NOT_COMPARED}).to_dict()
     before = recorded.to_dict()
     found = []
@@ -230,13 +224,13 @@ def _conflicts(recorded: RunConfig, options: dict[str, Any], run_dir: Path) -> l
         if name in _PATHS and isinstance(given.get(name), str) and isinstance(before.get(name), str) \
                 and Path(given[name]).resolve() == Path(before[name]).resolve():
             continue  # the same folder or file, spelled differently
-        flag = "--" + name.replace("_", "-")
-        value, was = given.get(name), before.get(name)
+        flag, value, was = name.replace("_", "-"), given.get(name), before.get(name)
         if isinstance(value, bool):
-            flag, value, was = (flag if value else f"--no-{flag[2:]}"), "", f" (recorded: {was})"
-            found.append(f"{flag} was given{was}")
-            continue
-        shown = ",".join(map(str, value)) if isinstance(value, list) else value
-        found.append(f"{flag} {shown} was given (recorded: "
-                     f"{','.join(map(str, was)) if isinstance(was, list) else was})")
+            found.append(f"--{'' if value else 'no-'}{flag} was given (recorded: {was})")
+        else:
+            found.append(f"--{flag} {_shown(value)} was given (recorded: {_shown(was)})")
     return found
+
+
+def _shown(value: Any) -> Any:
+    return ",".join(map(str, value)) if isinstance(value, list) else value
