@@ -10,7 +10,7 @@ Each phase returns a small dataclass; the observer sees a ``phase_start``/``phas
     extract_features train/extraction.py each image through the backbone once (disk cache)
     assemble         train/fit.py        head on the features, joined to the backbone
     fit_head         train/fit.py        head solved (train/linear_head.py) or Keras fit (train/optim.py)
-    fine_tune        train/finetune.py   optional: top layers unfrozen, live images
+    fine_tune        train/fit.py        optional: top layers unfrozen, live images
     evaluate_run     train/finish.py     validation/test reports
     export_run       train/finish.py     every exporter, round-trip verification, labels.json
     record_run       train/finish.py     metrics, history, plots, manifest.json
@@ -38,9 +38,8 @@ from clf.report.history import RunRecorder, TeeObserver
 from clf.train import checkpoint
 from clf.train.distribute import distribution, precision_scope
 from clf.train.extraction import extract_features
-from clf.train.finetune import fine_tune
 from clf.train.finish import evaluate_run, export_run, record_run
-from clf.train.fit import assemble, fit_head
+from clf.train.fit import assemble, fine_tune, fit_head
 from clf.train.model import Classifier, build_backbone
 from clf.train.setup import Setup, open_run_dir, resolve
 from clf.infer.decode import Decoder

@@ -1,10 +1,15 @@
-"""The head phase: assemble the classifier and train what is trainable.
+"""The head phase: assemble the classifier and train what is trainable; then the optional
+fine-tuning phase.
 
 A frozen backbone's head trains on cached features; a backbone trained from scratch changes
 every step, so it trains with the head on live images. Either way the exported
 ``Classifier`` maps raw RGB images to probabilities. The default softmax head on cached
 features is solved (``--solver auto``, clf.train.linear_head); every other head trains with
 Keras fit (clf.train.optim) and keeps its best validation epoch.
+
+Fine-tuning then unfreezes the top of the backbone and trains end to end at a lower learning
+rate. BatchNormalization stays frozen and in inference mode: a small batch of new photos
+would wreck its ImageNet statistics, undoing the features the head was trained on.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clf.errors import Interrupted
+from clf.errors import ConfigError, Interrupted
 from clf.events import Observer
 from clf.train import checkpoint
 from clf.train.callbacks import best_epoch, phase_callbacks
@@ -24,7 +29,6 @@ from clf.train.distribute import precision_scope
 from clf.train.model import Classifier, build_head, join
 from clf.train.features import make_standardizer
 from clf.train.linear_head import linear_layers
-
 
 if TYPE_CHECKING:
     import keras
@@ -63,20 +67,10 @@ class Trainable:
 
 @dataclass
 class Fitted:
-    history: dict[str, list[float]]
+    history: dict[str, list[float]]  # fine-tuning's keys are prefixed fine_tune_
     seconds: float
     class_weight: dict[int, float] | None = field(default=None)
-    info: dict[str, Any] = field(default_factory=dict)  # how the head was trained, for the record
-
-
-def live_validation(bundle: DatasetBundle, dist: Distribution, batch_size: int) -> tf.data.Dataset | None:
-    """Batched validation images (or None) for training on live images and evaluating them."""
-    import tensorflow as tf
-
-    if bundle.validation is None:
-        return None
-    n = len(bundle.splits.get("validation", [])) or None
-    return dist.batch(bundle.validation, n, "validation", size=batch_size).prefetch(tf.data.AUTOTUNE)
+    info: dict[str, Any] = field(default_factory=dict)  # how it was trained, for the record
 
 
 def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extracted | None, dist: Distribution,
@@ -88,7 +82,10 @@ def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extra
 
     config, bundle, num_classes = setup.config, data.bundle, data.bundle.num_classes
     width = int(base.output_shape[-1])
-    val_images = live_validation(bundle, dist, batch_size)
+    # Batched validation images, for training on live images and evaluating them.
+    val_images = None if bundle.validation is None else dist.batch(
+        bundle.validation, len(bundle.splits.get("validation", [])) or None, "validation",
+        size=batch_size).prefetch(tf.data.AUTOTUNE)
     if extracted is None:
         with dist.strategy.scope(), precision_scope(dist.precision):
             head_model = build_head(setup.head, width, num_classes, setup.head_options)
@@ -245,6 +242,63 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
     observer.phase_end("train", seconds=seconds, summary=describe_fit(info))
     history = {k: [float(v) for v in vs] for k, vs in saver.history_so_far.items()}
     return Fitted(history, seconds, class_weight, info=info)
+
+
+def trainable_candidates(base: keras.Model) -> list[keras.layers.Layer]:
+    """Layers of the backbone that own weights, bottom to top, BatchNormalization excluded."""
+    import keras
+
+    return [layer for layer in base.layers
+            if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def unfreeze_top(base: keras.Model, layers: int | str) -> list[str]:
+    """Make the top ``layers`` weight layers (or ``"all"``) trainable, the rest frozen;
+    returns the unfrozen layer names."""
+    candidates = trainable_candidates(base)
+    count = len(candidates) if layers == "all" else int(layers)
+    if count > len(candidates):
+        raise ConfigError(
+            f"--fine-tune-layers {layers} but backbone {base.name!r} has {len(candidates)} "
+            f"layers with weights (BatchNormalization excluded); expected at most that. Pass "
+            f"--fine-tune-layers {len(candidates)} or 'all'."
+        )
+    chosen = candidates[len(candidates) - count:]
+    chosen_ids = {id(layer) for layer in chosen}
+    base.trainable = True
+    for layer in base.layers:
+        layer.trainable = id(layer) in chosen_ids
+    return [layer.name for layer in chosen]
+
+
+def fine_tune(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distribution, *,
+              class_weight: dict[int, float] | None, run_dir: Path, batch_size: int, observer: Observer) -> Fitted:
+    """Phase 2: unfreeze the top of the backbone and train end to end on live images."""
+    config, classifier = setup.config, trainable.classifier
+    names = unfreeze_top(classifier.backbone, config.fine_tune_layers)
+    lr = config.fine_tune_lr if config.fine_tune_lr is not None else config.lr / 10
+    observer.note(f"Fine-tuning {len(names)} backbone layer(s) ({names[0]} ... {names[-1]}) for "
+                  f"{config.fine_tune_epochs} epoch(s) at learning rate {lr:g}; BatchNormalization "
+                  f"stays frozen in inference mode.")
+    train, steps = training_batches(data.bundle.train, data.n_train, seed=config.seed, batch_size=batch_size,
+                                    first_epoch=0, epochs=config.fine_tune_epochs, dist=dist)
+    train = augmented(train, config, live_images=True)
+    # A new optimizer, warming up from 0 again.
+    settings = compile_for(classifier.model, lr, dist, config, steps and steps * config.fine_tune_epochs)
+    val = trainable.live_validation
+    best = best_epoch(restore=not config.last_epoch, variables=lambda model: model.trainable_weights)
+    callbacks = phase_callbacks(observer, "fine_tune", config.fine_tune_epochs, config, setup.host, run_dir,
+                                val is not None, best)
+    observer.phase_start("fine_tune", total=config.fine_tune_epochs, unit="epoch")
+    t0 = time.perf_counter()
+    history = quiet_fit(classifier.model, train, validation_data=val, epochs=config.fine_tune_epochs,
+                        steps_per_epoch=steps, class_weight=class_weight, callbacks=callbacks)
+    best.restore_into(classifier.model)
+    seconds = time.perf_counter() - t0
+    info = {"layers": len(names), **settings, **best.info()}
+    observer.phase_end("fine_tune", seconds=seconds, summary=describe_fit(info))
+    return Fitted({f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}, seconds,
+                  info=info)
 
 
 def describe_fit(info: dict[str, Any]) -> str:
