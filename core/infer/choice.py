@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from clf.infer.convert import describe_failure
 from clf.infer.runners import Runner, RuntimeUnavailable, TensorFlowRunner
 from clf.infer.store import OPENERS, RuntimeStore, content_hash
 
@@ -105,19 +106,17 @@ class BackboneRuntime:
                 reasons.append(f"{name}: {exc}")
                 continue
             except Exception as exc:  # a runtime that fails on the batch is as good as missing
-                reasons.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                reasons.append(f"{name}: {describe_failure(exc)}")
                 continue
             diff = relative_difference(reference, got)
-            check = {"runtime": name, "relative_max_diff": diff, "tolerance": TOLERANCE, "images": len(batch),
-                     "passed": diff <= TOLERANCE}
+            check = self.check = {"runtime": name, "relative_max_diff": diff, "tolerance": TOLERANCE,
+                                  "images": len(batch), "passed": diff <= TOLERANCE}
             if not check["passed"]:
                 reasons.append(f"{name}: its features differ from TensorFlow's by {diff:.2e} (relative max "
                                f"difference on {len(batch)} images; at most {TOLERANCE:g} allowed)")
-                self.check = check
                 continue
             speed = {"tensorflow": images_per_second(tensorflow, batch), name: images_per_second(runtime, batch)}
             check["images_per_second"] = {k: round(v, 1) for k, v in speed.items()}
-            self.check = check
             faster = speed[name] > speed["tensorflow"]
             self.name, self._runtime = (name, runtime) if faster or self.requested != "auto" else \
                 ("tensorflow", tensorflow)
