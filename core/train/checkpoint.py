@@ -5,8 +5,7 @@
 complete, so a kill never leaves a half-written checkpoint. ``state.json`` records each
 array file's sha256 and the previous checkpoint is kept, so a later-damaged latest one is
 passed over with a note. Resuming builds the same model, ``restore``s it and calls
-``fit(..., initial_epoch=checkpoint.epoch)``; ``epoch_batches`` makes the order depend only
-on (seed, epoch), so resumed epochs see the same batches as an uninterrupted run.
+``fit(..., initial_epoch=checkpoint.epoch)`` on ``epoch_batches``.
 """
 
 from __future__ import annotations
@@ -15,19 +14,15 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TYPE_CHECKING
+from typing import Any, Callable
 
 from clf.errors import DataError, UsageError
+from clf.events import Observer
 from clf.files import atomic_path, file_hash, sha256_path, write_json
 from clf.report.runrecord import dataset_fingerprint
 
-if TYPE_CHECKING:
-    from clf.events import Observer
-
 CHECKPOINT_DIR = "checkpoint"
 FORMAT = "clf-checkpoint/1"
-
-
 ARRAY_FILES = ("weights.npz", "optimizer.npz", "rng.npz")
 KEEP = 2  # the latest checkpoint of a phase and the one before it
 
@@ -135,10 +130,12 @@ def latest(run_dir: str | Path, phase: str | None = None) -> Checkpoint | None:
             found.append(ckpt)
         elif ckpt is None and (phase is None or d.name.startswith(f"{phase}-epoch-")) and (d / "state.json").exists():
             damaged.append((d, why))
-    best = max(found, key=lambda c: c.epoch) if found else None
+    if not found:
+        return None
+    best = max(found, key=lambda c: c.epoch)
     passed_over = [(d, why) for d, why in damaged
-                   if best is not None and d.name.startswith(f"{best.phase}-epoch-") and d.name > best.path.name]
-    if best is not None and passed_over:
+                   if d.name.startswith(f"{best.phase}-epoch-") and d.name > best.path.name]
+    if passed_over:
         d, why = passed_over[-1]
         best.note = (f"Checkpoint {d.name} is damaged ({why}); resuming from the previous one, "
                      f"{best.path.name} (epoch {best.epoch}).")
@@ -155,11 +152,8 @@ def require(run_dir: str | Path) -> Checkpoint:
         )
     ckpt = latest(run_dir)
     if ckpt is None:
-        damaged = []
-        for d in sorted((run_dir / CHECKPOINT_DIR).glob("*-epoch-*")):
-            why = _read(d)[1]
-            if why:
-                damaged.append(f"{d.name}: {why}")
+        damaged = [f"{d.name}: {why}" for d in sorted((run_dir / CHECKPOINT_DIR).glob("*-epoch-*"))
+                   if (why := _read(d)[1])]
         raise UsageError(
             f"--resume {str(run_dir)!r}: the folder has no complete checkpoint "
             f"({CHECKPOINT_DIR}/<phase>-epoch-NNNN with state.json"
@@ -193,7 +187,7 @@ def data_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return changes
 
 
-def check_data(ckpt: Checkpoint, bundle: Any, data_root: str, run_dir: Path, observer: Any) -> None:
+def check_data(ckpt: Checkpoint, bundle: Any, data_root: str, run_dir: Path, observer: Observer) -> None:
     """Refuse to resume on other data than the checkpoint's epochs were trained on."""
     if ckpt.data is None:
         observer.note(f"Checkpoint {ckpt.path.name} records no fingerprint of its data (saved by an older "
@@ -269,7 +263,7 @@ def _rng_state(model: Any) -> list[Any]:
 
 
 def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
-             history: dict[str, list[float]] | None = None, observer: Observer | None = None,
+             history: dict[str, list[float]] | None = None,
              best: Any = None, data: dict[str, Any] | None = None) -> Any:
     """A Keras callback that checkpoints after every epoch. ``history`` continues a resume;
     ``best`` (a ``clf.train.callbacks.best_epoch`` callback earlier in the list) has its
@@ -294,11 +288,9 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
 def epoch_batches(ds: Any, *, seed: int, buffer: int, first_epoch: int, epochs: int,
                   batch: Callable[[Any], Any]) -> Any:
     """Batches for epochs ``first_epoch .. epochs-1``, each epoch shuffled by (seed, epoch)
-    only, so a resumed run and every tf.distribute strategy see the same batches. Pass
-    ``steps_per_epoch=Distribution.steps(n)`` to fit, so Keras keeps one iterator and epoch
-    boundaries fall where each shuffle ends. ``batch`` batches one shuffled epoch (the engine
-    passes ``clf.train.distribute.Distribution.batch``, which keeps a small split divisible by
-    replicas)."""
+    only, so a resumed run and every tf.distribute strategy see the same batches; ``batch``
+    batches one shuffled epoch (``Distribution.batch``). Fit with ``steps_per_epoch`` from
+    ``Distribution.steps(n)``, so epoch boundaries fall where each shuffle ends."""
     import tensorflow as tf
 
     def one_epoch(epoch: Any) -> Any:
