@@ -4,8 +4,7 @@ Layout: ``<cache dir>/<extractor key>/<variant>-<sha256>.npz`` shards, written a
 so runs can share a cache. The extractor key hashes everything that changes the backbone's
 output; entries are keyed by file *content* hash, so only changed or added files miss.
 A shard's name is checked against its bytes' sha256 on read: a damaged shard is a miss,
-moved into ``bad/`` and reported once. An unwritable cache folder is reported once and the
-run keeps its features in memory.
+moved into ``bad/`` and reported once; an unwritable folder leaves the features in memory.
 """
 
 from __future__ import annotations
@@ -53,9 +52,7 @@ class FeatureCache:
             self.note(text)
 
     def _shards(self, variant: str) -> Iterable[Path]:
-        try:
-            if not self.dir.is_dir():
-                return []
+        try:  # a missing folder globs to nothing
             return sorted(self.dir.glob(f"{variant}-*.npz"))
         except OSError:
             return []

@@ -82,9 +82,7 @@ def variants(copies: int, seed: int, tta: str = "none") -> list[tuple[str, int |
     """``(cache variant name, augmentation seed or None)``: the clean copy, then K augmented;
     ``tta`` is a prefix, not a suffix, since the cache globs ``<variant>-*.npz``."""
     prefix = "" if tta == "none" else f"{tta}-"
-    if not copies:
-        return [(f"{prefix}clean", None)]
-    spec = augmentation_spec(seed)
+    spec = augmentation_spec(seed) if copies else ""
     return [(f"{prefix}clean", None)] + [(f"{prefix}aug-{spec}-s{seed}-c{k}", seed + 1000 * k)
                                          for k in range(1, copies + 1)]
 
@@ -129,34 +127,34 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
                 )
             return f
 
-        if shared:
-            assert workers is not None and files is not None and by_worker is not None
-            width = int(extractor.output_shape[-1])
-            f, counts, hit = workers.exchange(split, variant, hashes, cache, width, extract_files, progress)
-            by_worker = [a + b for a, b in zip(by_worker, counts)]
-            out_features.append(f)
-            out_labels.append(np.asarray(files.labels, np.int32))
-            extracted, cached = extracted + sum(counts), cached + hit
-            continue
-        if not use_cache:
+        if not (shared or use_cache):
             f, y = extract(extractor, dataset, batch_size, augment, progress, forward)
             out_features.append(f)
             out_labels.append(y)
             extracted += len(y)
             continue
-        assert cache is not None and files is not None
-        hits, misses = cache.lookup(variant, hashes)
-        table = dict(hits)
-        if misses:
-            order = misses if bundle.make_dataset is not None else list(range(len(files)))
-            f = extract_files(order)
-            cache.store(variant, [hashes[i] for i in order], f)
-            table.update(zip(order, f))
-            extracted += len(order)
-        cached += len(hits)
-        if progress and hits:
-            progress(len(hits))
-        out_features.append(np.stack([table[i] for i in range(len(files))]).astype(np.float32))
+        assert files is not None
+        if shared:
+            assert workers is not None and by_worker is not None
+            width = int(extractor.output_shape[-1])
+            f, counts, hit = workers.exchange(split, variant, hashes, cache, width, extract_files, progress)
+            by_worker = [a + b for a, b in zip(by_worker, counts)]
+            extracted, cached = extracted + sum(counts), cached + hit
+        else:
+            assert cache is not None
+            hits, misses = cache.lookup(variant, hashes)
+            table = dict(hits)
+            if misses:
+                order = misses if bundle.make_dataset is not None else list(range(len(files)))
+                got = extract_files(order)
+                cache.store(variant, [hashes[i] for i in order], got)
+                table.update(zip(order, got))
+                extracted += len(order)
+            cached += len(hits)
+            if progress and hits:
+                progress(len(hits))
+            f = np.stack([table[i] for i in range(len(files))]).astype(np.float32)
+        out_features.append(f)
         out_labels.append(np.asarray(files.labels, np.int32))
     return SplitFeatures(np.concatenate(out_features), np.concatenate(out_labels), extracted, cached,
                          time.perf_counter() - t0, by_worker)
