@@ -266,7 +266,7 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
              history: dict[str, list[float]] | None = None,
              best: Any = None, data: dict[str, Any] | None = None) -> Any:
     """A Keras callback that checkpoints after every epoch. ``history`` continues a resume;
-    ``best`` (a ``clf.train.callbacks.best_epoch`` callback earlier in the list) has its
+    ``best`` (a ``clf.train.fit.best_epoch`` callback earlier in the list) has its
     best epoch saved too, so a resumed run can still restore it."""
     import keras
 

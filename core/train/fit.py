@@ -1,43 +1,38 @@
 """The head phase: assemble the classifier and train what is trainable; then the optional
-fine-tuning phase.
+fine-tuning phase, at a lower learning rate with the top of the backbone unfrozen.
 
 A frozen backbone's head trains on cached features; a backbone trained from scratch changes
-every step, so it trains with the head on live images. Either way the exported
-``Classifier`` maps raw RGB images to probabilities. The default softmax head on cached
+every step, so it trains with the head on live images. The default softmax head on cached
 features is solved (``--solver auto``, clf.train.linear_head); every other head trains with
-Keras fit (clf.train.optim) and keeps its best validation epoch.
-
-Fine-tuning then unfreezes the top of the backbone and trains end to end at a lower learning
-rate. BatchNormalization stays frozen and in inference mode: a small batch of new photos
-would wreck its ImageNet statistics, undoing the features the head was trained on.
+Keras fit (clf.train.optim) and keeps its best validation epoch. Fine-tuning keeps
+BatchNormalization frozen and in inference mode: a small batch of new photos would wreck
+its ImageNet statistics.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from clf.errors import ConfigError, Interrupted
 from clf.events import Observer
-from clf.train import checkpoint
-from clf.train.callbacks import best_epoch, phase_callbacks
+from clf.train import checkpoint, linear_head, optim
 from clf.train.class_weights import choose_class_weights, noted_imbalance
 from clf.train.distribute import precision_scope
 from clf.train.model import Classifier, build_head, join
 from clf.train.features import make_standardizer
-from clf.train.linear_head import linear_layers
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
     from clf.config import RunConfig
-    from clf.data.images import DatasetBundle
     from clf.data.loading import LoadedData
     from clf.data.preprocessing import Standardize
+    from clf.host.manager import PluginHost
     from clf.train.checkpoint import Checkpoint
     from clf.train.distribute import Distribution
     from clf.train.extraction import Extracted
@@ -140,8 +135,6 @@ def compile_for(model: keras.Model, lr: float, dist: Distribution, config: RunCo
                 total_steps: int | None) -> dict[str, Any]:
     """Compile ``model`` with the run's optimizer, schedule over ``total_steps`` and loss;
     returns those settings for the record."""
-    from clf.train import optim
-
     # Variables made inside the scope (optimizer slots) are mirrored on every replica.
     with dist.strategy.scope(), precision_scope(dist.precision):
         optimizer = optim.make_optimizer(lr, weight_decay=config.weight_decay, schedule=config.schedule,
@@ -159,7 +152,7 @@ def solvable(setup: Setup, trainable: Trainable,
     if (config.solver != "auto" or ckpt is not None or trainable.train_features is None or not trainable.n_fit
             or (setup.head.plugin, setup.head.name) not in SOLVABLE_HEADS):
         return None
-    return linear_layers(trainable.head_model)
+    return linear_head.linear_layers(trainable.head_model)
 
 
 # Settings only Keras fit uses; the learning-rate ones still reach fine-tuning when it runs.
@@ -169,8 +162,6 @@ FIT_AND_FINE_TUNE = ("lr", "schedule", "label_smoothing", "weight_decay")
 
 def solver_ignores(config: RunConfig) -> list[str]:
     """The non-default settings the solved head ignores (``--epochs 60``, ...), for a note."""
-    from dataclasses import fields
-
     defaults = {f.name: f.default for f in fields(config)}
     names = FIT_ONLY + (() if config.fine_tune_layers else FIT_AND_FINE_TUNE)
     return [f"--{n.replace('_', '-')} {getattr(config, n)}" for n in names if getattr(config, n) != defaults[n]]
@@ -179,8 +170,6 @@ def solver_ignores(config: RunConfig) -> list[str]:
 def solve_head(trainable: Trainable, layers: tuple[Standardize | None, keras.layers.Dense], num_classes: int,
                class_weight: dict[int, float] | None, observer: Observer) -> Fitted:
     """Phase 1 for the default head: the converged, cross-validated linear solution."""
-    from clf.train import linear_head
-
     standardize, dense = layers
     feats = trainable.train_features
     assert feats is not None  # solvable() checked
@@ -193,8 +182,7 @@ def solve_head(trainable: Trainable, layers: tuple[Standardize | None, keras.lay
 
 
 def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distribution, *, ckpt: Checkpoint | None,
-             run_dir: Path, batch_size: int,
-             observer: Observer) -> Fitted:
+             run_dir: Path, batch_size: int, observer: Observer) -> Fitted:
     """Phase 1: train the head (or the whole from-scratch model), checkpointing every epoch."""
     config = setup.config
     class_weight, note = choose_class_weights(config.class_weight, trainable.train_counts,
@@ -299,6 +287,73 @@ def fine_tune(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distri
     observer.phase_end("fine_tune", seconds=seconds, summary=describe_fit(info))
     return Fitted({f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}, seconds,
                   info=info)
+
+
+def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda model: model.weights,
+               past: tuple[int, float, list[Any]] | None = None, first_epoch: int = 0) -> Any:
+    """A callback keeping the weights of the lowest-validation-loss epoch;
+    ``restore_into(model)`` after fit puts them back (with ``restore``), as later epochs can
+    be worse. ``variables(model)``: what to copy (fine-tuning passes only the trainable weights).
+    ``past``: ``(epoch, val_loss, values)`` of a resumed run's best epoch; ``first_epoch``:
+    the epochs it had run. ``info()`` says what was kept, for the record."""
+    import keras
+
+    class BestEpoch(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            start: tuple[int, float, list[Any] | None] = past or (0, float("inf"), None)
+            self.epoch, self.value, self.values = start
+            self.epochs_run = first_epoch
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.epochs_run = epoch + 1
+            value = (logs or {}).get("val_loss")
+            if value is not None and float(value) < self.value:
+                self.epoch, self.value = epoch + 1, float(value)
+                self.values = [v.numpy().copy() for v in variables(self.model)]
+
+        def restore_into(self, model: Any) -> None:
+            if restore and self.values is not None and self.epoch != self.epochs_run:
+                for var, value in zip(variables(model), self.values):
+                    var.assign(value)
+
+        def info(self) -> dict:
+            if self.values is None:
+                return {"kept_epoch": self.epochs_run, "kept": "last (no validation loss to choose by)",
+                        "epochs_run": self.epochs_run}
+            kept = self.epoch if restore else self.epochs_run
+            return {"kept_epoch": kept, "kept": "best" if restore else "last (--last-epoch)",
+                    "best_epoch": self.epoch, "best_val_loss": self.value, "epochs_run": self.epochs_run}
+
+    return BestEpoch()
+
+
+def phase_callbacks(observer: Observer, phase: str, epochs: int, config: RunConfig, host: PluginHost,
+                    run_dir: Path, has_validation: bool, *extra: Any) -> list[Any]:
+    """Learning-rate logger, per-epoch logs to the observer, the phase's own callbacks (best
+    epoch, checkpoint), early stopping on validation loss (``best_epoch`` restores the best
+    weights, or Keras itself with ``--last-epoch``), then the callbacks plugins add through
+    the register_callbacks hook (a factory returning None sits this run out)."""
+    import keras
+
+    class LearningRate(keras.callbacks.Callback):
+        """Adds the learning rate to each epoch's logs (first in the list), so history.csv
+        and the progress display show the schedule."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    class Reporter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            observer.epoch_end(phase, epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+    stopping: list[Any] = []
+    if config.patience and has_validation:
+        stopping.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                      restore_best_weights=config.last_epoch))
+    made = (factory.make(config, run_dir) for factory in host.callbacks)  # None: sits this run out
+    return [LearningRate(), Reporter(), *extra, *stopping, *(cb for cb in made if cb is not None)]
 
 
 def describe_fit(info: dict[str, Any]) -> str:
