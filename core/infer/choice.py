@@ -1,5 +1,4 @@
 """Which runtime runs the frozen feature extractor: ``--runtime auto|tensorflow|tflite|onnx``.
-
 A converted extractor is used only once it reproduces TensorFlow's features on a real batch
 (``TOLERANCE``), and by ``auto`` only if faster; otherwise TensorFlow runs it, with a note,
 never an error. Checks are stored (``clf.infer.store.RuntimeStore``) for later runs.
@@ -49,8 +48,7 @@ class BackboneRuntime:
     """``run(batch) -> features`` in the runtime chosen for ``model`` (an extractor:
     raw RGB 0-255 -> pooled features), decided by ``decide`` or the first ``run`` unless stored.
     ``keep_tensorflow``: why TensorFlow must run it; ``no_conversion``: why converting would
-    not pay (a stored decision is still used, but nothing new is converted).
-    """
+    not pay (a stored decision is still used, but nothing new is converted)."""
 
     def __init__(self, requested: str, model: Any, store: RuntimeStore | None = None, *,
                  keep_tensorflow: str | None = None, no_conversion: str | None = None,
@@ -102,11 +100,9 @@ class BackboneRuntime:
             try:
                 runtime = self.openers[name](self.model, self.store)
                 got = runtime.run(batch)  # also its warm-up
-            except RuntimeUnavailable as exc:
-                reasons.append(f"{name}: {exc}")
-                continue
-            except Exception as exc:  # a runtime that fails on the batch is as good as missing
-                reasons.append(f"{name}: {describe_failure(exc)}")
+            except Exception as exc:  # a runtime that fails on the batch is as good as a missing one
+                why = exc if isinstance(exc, RuntimeUnavailable) else describe_failure(exc)
+                reasons.append(f"{name}: {why}")
                 continue
             diff = relative_difference(reference, got)
             check = self.check = {"runtime": name, "relative_max_diff": diff, "tolerance": TOLERANCE,
@@ -165,13 +161,11 @@ class BackboneRuntime:
                               f"(checked earlier; at most {TOLERANCE:g} allowed).")
 
     def _open_decided(self) -> Runner:
-        if self.name == "tensorflow":
-            return TensorFlowRunner(self.model)
-        try:
-            assert self.name is not None
-            return self.openers[self.name](self.model, self.store)
-        except RuntimeUnavailable as exc:  # e.g. uninstalled since the stored check
-            self.notes.append(f"--runtime {self.requested}: TensorFlow runs the backbone, because "
-                              f"{self.name}: {exc}.")
-            self.name = "tensorflow"
-            return TensorFlowRunner(self.model)
+        if self.name is not None and self.name != "tensorflow":
+            try:
+                return self.openers[self.name](self.model, self.store)
+            except RuntimeUnavailable as exc:  # e.g. uninstalled since the stored check
+                self.notes.append(f"--runtime {self.requested}: TensorFlow runs the backbone, because "
+                                  f"{self.name}: {exc}.")
+                self.name = "tensorflow"
+        return TensorFlowRunner(self.model)

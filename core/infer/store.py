@@ -1,8 +1,7 @@
-"""A clf classifier's frozen feature extractor (``split`` from its head, so the extractor can
-run in another runtime while the head stays in TensorFlow), and its converted copies and
-their agreement checks in ``<cache>/runtimes/<key>/``. The key names the network only (not
-data or runtime), so one conversion serves every dataset, later run and ``clf predict`` on
-the run's model.
+"""A classifier's frozen feature extractor (``split`` from its head, to run in another
+runtime), its converted copies and their checks in ``<cache>/runtimes/<key>/``. The key names
+the network only (not data or runtime), so one conversion serves every dataset, later run
+and ``clf predict`` on the run's model.
 """
 
 from __future__ import annotations
