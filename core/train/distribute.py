@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from clf.config import PRECISIONS, STRATEGIES, check_name
-from clf.errors import ConfigError
+from clf.errors import ConfigError, DataError
 from clf.host.keras_patches import replace_symbolic_build
 
 # Strategies that configure the process (collective ops, TPU system) can be made once per process.
@@ -57,8 +57,6 @@ class Distribution:
         if self.replicas > 1 and first % self.replicas:
             size = first - first % self.replicas
             if size == 0:
-                from clf.errors import DataError
-
                 raise DataError(
                     f"The {split} split has {count} image(s), fewer than the {self.replicas} replicas of "
                     f"strategy {self.name}; expected at least one image per replica. Add images, "
@@ -102,7 +100,6 @@ class Distribution:
             with strategy.scope():
                 model._symbolic_build(data_batch=data_batch)
 
-
         replace_symbolic_build(model, maybe_symbolic_build)
 
         # Step logs are averaged with reduce("MEAN", axis=0), which fails on scalars under this
@@ -114,10 +111,10 @@ class Distribution:
         model.test_step = as_vectors(model.test_step)
 
     def describe(self) -> str:
-        share = f"{self.per_replica_batch_size} per replica"
         return (f"strategy {self.name} ({type(self.strategy).__name__}) with {self.replicas} "
                 f"replica(s) on {', '.join(self.devices) or 'the default device'}; "
-                f"--batch-size {self.global_batch_size} is the global batch: {share}; "
+                f"--batch-size {self.global_batch_size} is the global batch: "
+                f"{self.per_replica_batch_size} per replica; "
                 f"precision {self.precision}"
                 + ("" if self.chief else "; this worker is not the chief and writes no artifacts"))
 
@@ -196,35 +193,23 @@ def make_strategy(name: str = "auto") -> Any:
     return strategy
 
 
-def strategy_name(strategy: Any) -> str:
-    import tensorflow as tf
-
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return "multiworker"
-    if isinstance(strategy, tf.distribute.MirroredStrategy):
-        return "mirrored"
-    if isinstance(strategy, tf.distribute.TPUStrategy):
-        return "tpu"
-    return "default"
-
-
 def is_chief(strategy: Any = None) -> bool:
     """True on the one process that writes artifacts: the chief, or worker 0 without one
     (every process of a single-machine strategy)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    task_id = getattr(resolver, "task_id", None)
-    if task_type is None:
-        config = tf_config() if strategy is None or strategy_name(strategy) == "multiworker" else None
+    import tensorflow as tf
+
+    resolver: Any = getattr(strategy, "cluster_resolver", None)
+    if getattr(resolver, "task_type", None) is not None:
+        task_type, task_id = resolver.task_type, resolver.task_id
+        has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+    else:
+        multiworker = strategy is None or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        config = tf_config() if multiworker else None
         if not config:
             return True
         task_type, task_id = config["task"].get("type"), config["task"].get("index", 0)
         has_chief = bool(config["cluster"].get("chief"))
-    else:
-        has_chief = resolver is not None and "chief" in (resolver.cluster_spec().as_dict() or {})
-    if task_type == "chief":
-        return True
-    return task_type == "worker" and int(task_id or 0) == 0 and not has_chief
+    return task_type == "chief" or (task_type == "worker" and int(task_id or 0) == 0 and not has_chief)
 
 
 def resolve_precision(name: str, strategy_kind: str = "default") -> str:
@@ -260,8 +245,8 @@ def precision_scope(name: str) -> Iterator[str]:
 
 def distribution(strategy_name_: str, precision: str, global_batch_size: int) -> Distribution:
     """Make the strategy and resolve the precision for one run."""
-    strategy = make_strategy(strategy_name_)
-    kind = strategy_name(strategy)
+    kind = resolve_strategy_name(strategy_name_)
+    strategy = make_strategy(kind)
     try:
         devices = tuple(strategy.extended.worker_devices)
     except RuntimeError:  # the default strategy has no device list

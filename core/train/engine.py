@@ -122,7 +122,7 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
     base = build_backbone_phase(setup, dist, observer)
     batch_size = guardrails.batch_size_for(config.batch_size, data.n_train, observer)
     extracted = None if setup.backbone.trainable else extract_features(
-        setup, data, base, chief=dist.chief, batch_size=batch_size, observer=observer, dist=dist)
+        setup, data, base, dist, batch_size=batch_size, observer=observer)
     trainable = assemble(setup, data, base, extracted, dist, batch_size)
 
     run_dir = open_run_dir(config, chief=dist.chief, resume_from=resume_from)
@@ -195,7 +195,7 @@ def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHo
     ckpt = checkpoint.require(run_dir)
     values = {k: v for k, v in ckpt.config.items() if k not in ("force",)}
     config = RunConfig.from_mapping({**values, "output": str(run_dir)})
-    conflicts = _conflicts(config, options, Path(run_dir))
+    conflicts = _conflicts(config, options)
     if conflicts:
         raise ConfigError(
             f"--resume {str(run_dir)!r} continues the run with the settings its checkpoint recorded, "
@@ -212,18 +212,18 @@ _NOT_COMPARED = ("plugins", "force")
 _PATHS = ("data", "output", "cache_dir", "weights")
 
 
-def _conflicts(recorded: RunConfig, options: dict[str, Any], run_dir: Path) -> list[str]:
+def _conflicts(recorded: RunConfig, options: dict[str, Any]) -> list[str]:
     """``--flag VALUE (recorded: VALUE)`` for each option that differs from the recorded config."""
     given = configure(recorded, {k: v for k, v in options.items() if k not in _NOT_COMPARED}).to_dict()
     before = recorded.to_dict()
     found = []
     for name in options:
-        if name in _NOT_COMPARED or given.get(name) == before.get(name):
-            continue
-        if name in _PATHS and isinstance(given.get(name), str) and isinstance(before.get(name), str) \
-                and Path(given[name]).resolve() == Path(before[name]).resolve():
-            continue  # the same folder or file, spelled differently
         flag, value, was = name.replace("_", "-"), given.get(name), before.get(name)
+        if name in _NOT_COMPARED or value == was:
+            continue
+        if name in _PATHS and isinstance(value, str) and isinstance(was, str) \
+                and Path(value).resolve() == Path(was).resolve():
+            continue  # the same folder or file, spelled differently
         if isinstance(value, bool):
             found.append(f"--{'' if value else 'no-'}{flag} was given (recorded: {was})")
         else:

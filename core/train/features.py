@@ -57,8 +57,7 @@ def extract(extractor: keras.Model, dataset: tf.data.Dataset, batch_size: int, a
             forward: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of an unbatched ``(image, label)`` dataset, in its order;
     prefetched decoding overlaps the forward pass. ``forward``: the backbone over replicas
-    (clf.train.sharding) or in another runtime (clf.infer.choice); default TensorFlow.
-    """
+    (clf.train.sharding) or in another runtime (clf.infer.choice); default TensorFlow."""
     import tensorflow as tf
 
     ds = dataset.batch(batch_size)
@@ -96,8 +95,7 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
 
     With ``cache`` and a file list, only misses are extracted (the whole split if the loader
     cannot build a subset) and stored. With ``workers`` (clf.train.sharding.Workers) and a
-    file list, the workers split the images and exchange features.
-    """
+    file list, the workers split the images and exchange features."""
     dataset = {"train": bundle.train, "validation": bundle.validation, "test": bundle.test}[split]
     if dataset is None:
         return None
@@ -165,8 +163,7 @@ def make_standardizer(train_features: np.ndarray) -> Standardize:
     the head and the exported model. Backbones' features differ wildly in scale, which can
     leave one Adam learning rate stuck at chance. Deliberately no per-feature centring or
     scaling: both amplify tiny feature differences, costing accuracy and int8 TFLite
-    agreement with the float model.
-    """
+    agreement with the float model."""
     from clf.data.preprocessing import Standardize
 
     rms = float(np.sqrt(np.mean(np.square(train_features, dtype=np.float64)))) if train_features.size else 0.0
