@@ -83,7 +83,7 @@ def test_evaluation_on_one_replica_traces_the_model_once_whatever_the_batch_size
     import tensorflow as tf
 
     from clf.report.evaluation import evaluate_dataset
-    from clf.infer.forward import forward_fn
+    from clf.infer.forward import batch_fn, forward_fn
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
@@ -92,7 +92,7 @@ def test_evaluation_on_one_replica_traces_the_model_once_whatever_the_batch_size
     dist = distribution("default", "float32", 4)
     assert dist.replicas == 1
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)  # 4, 4 and 3 images
-    report = evaluate_dataset(dist.local_model(model), batches, ["a", "b", "c"])
+    report = evaluate_dataset(batch_fn(model), batches, ["a", "b", "c"])
     assert forward_fn(model).experimental_get_tracing_count() == 1
     expected = np.mean(np.argmax(model(x), axis=1) == y)
     assert report["accuracy"] == pytest.approx(expected)
@@ -106,7 +106,7 @@ def test_epoch_order_depends_on_seed_and_epoch_not_on_iterators_opened():
     # One mechanism for resume and for strategies: checkpoint.epoch_batches batched by the
     # Distribution (as the engine does it).
     dist = Distribution(tf.distribute.get_strategy(), "default", 1, (), True, "float32", 4)
-    ds = checkpoint.epoch_batches(tf.data.Dataset.range(10), seed=7, batch_size=4, buffer=10,
+    ds = checkpoint.epoch_batches(tf.data.Dataset.range(10), seed=7, buffer=10,
                                   first_epoch=0, epochs=3, batch=lambda d: dist.batch(d, 10))
     steps = dist.steps(10)
     assert steps == 3

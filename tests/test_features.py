@@ -7,7 +7,8 @@ import pytest
 
 import clf
 from clf.data.images import files_dataset
-from clf.train.feature_cache import FeatureCache, file_fingerprint
+from clf.files import file_sha256
+from clf.train.feature_cache import FeatureCache
 from clf.train.features import extract, make_extractor, split_features
 from clf.train.model import Classifier, build_backbone
 from conftest import SMALL_BACKBONE, SMALL_SIZE, make_folder, make_image
@@ -113,9 +114,9 @@ def test_content_hash_not_name_keys_the_cache(tmp_path):
     a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
     make_image(a, 0, np.random.default_rng(1))
     b.write_bytes(a.read_bytes())
-    assert file_fingerprint(a) == file_fingerprint(b)
+    assert file_sha256(a) == file_sha256(b)
     make_image(b, 0, np.random.default_rng(2))
-    assert file_fingerprint(a) != file_fingerprint(b)
+    assert file_sha256(a) != file_sha256(b)
 
 
 def test_augmented_copies_are_extracted_once_and_cached(extraction):

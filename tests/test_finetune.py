@@ -5,7 +5,7 @@ import pytest
 
 import clf
 from clf import ConfigError
-from clf.train.finetune import trainable_candidates, unfreeze_top
+from clf.train.fit import trainable_candidates, unfreeze_top
 from clf.train.model import build_backbone
 from conftest import SMALL_BACKBONE, SMALL_SIZE
 

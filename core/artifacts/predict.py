@@ -106,7 +106,7 @@ class KerasPredictor(Predictor):
     def use_runtime(self, requested: str, cache_dir: str | Path | None = None) -> None:
         """Run the frozen backbone in ``requested`` (``auto``: the run's checked choice if cached, else TensorFlow)
         and the head in Keras; models clf did not assemble run whole in Keras."""
-        from clf.infer.parts import split
+        from clf.infer.store import split
 
         if requested == "tensorflow":
             self._backbone = None

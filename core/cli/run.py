@@ -145,7 +145,7 @@ def run(
 
 def _print_plan(config: RunConfig) -> None:
     """--dry-run: the effective TOML, then the plan and the dataset summary as comments."""
-    from clf.train.plan import plan
+    from clf.train.setup import plan
 
     summary = plan(config, _host(config.plugins))
     print(summary["toml"], end="", flush=True)  # plain print: rich must not re-wrap the TOML

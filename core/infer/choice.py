@@ -1,5 +1,4 @@
 """Which runtime runs the frozen feature extractor: ``--runtime auto|tensorflow|tflite|onnx``.
-
 A converted extractor is used only once it reproduces TensorFlow's features on a real batch
 (``TOLERANCE``), and by ``auto`` only if faster; otherwise TensorFlow runs it, with a note,
 never an error. Checks are stored (``clf.infer.store.RuntimeStore``) for later runs.
@@ -12,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from clf.infer.convert import describe_failure
 from clf.infer.runners import Runner, RuntimeUnavailable, TensorFlowRunner
 from clf.infer.store import OPENERS, RuntimeStore, content_hash
 
@@ -48,8 +48,7 @@ class BackboneRuntime:
     """``run(batch) -> features`` in the runtime chosen for ``model`` (an extractor:
     raw RGB 0-255 -> pooled features), decided by ``decide`` or the first ``run`` unless stored.
     ``keep_tensorflow``: why TensorFlow must run it; ``no_conversion``: why converting would
-    not pay (a stored decision is still used, but nothing new is converted).
-    """
+    not pay (a stored decision is still used, but nothing new is converted)."""
 
     def __init__(self, requested: str, model: Any, store: RuntimeStore | None = None, *,
                  keep_tensorflow: str | None = None, no_conversion: str | None = None,
@@ -101,23 +100,19 @@ class BackboneRuntime:
             try:
                 runtime = self.openers[name](self.model, self.store)
                 got = runtime.run(batch)  # also its warm-up
-            except RuntimeUnavailable as exc:
-                reasons.append(f"{name}: {exc}")
-                continue
-            except Exception as exc:  # a runtime that fails on the batch is as good as missing
-                reasons.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            except Exception as exc:  # a runtime that fails on the batch is as good as a missing one
+                why = exc if isinstance(exc, RuntimeUnavailable) else describe_failure(exc)
+                reasons.append(f"{name}: {why}")
                 continue
             diff = relative_difference(reference, got)
-            check = {"runtime": name, "relative_max_diff": diff, "tolerance": TOLERANCE, "images": len(batch),
-                     "passed": diff <= TOLERANCE}
+            check = self.check = {"runtime": name, "relative_max_diff": diff, "tolerance": TOLERANCE,
+                                  "images": len(batch), "passed": diff <= TOLERANCE}
             if not check["passed"]:
                 reasons.append(f"{name}: its features differ from TensorFlow's by {diff:.2e} (relative max "
                                f"difference on {len(batch)} images; at most {TOLERANCE:g} allowed)")
-                self.check = check
                 continue
             speed = {"tensorflow": images_per_second(tensorflow, batch), name: images_per_second(runtime, batch)}
             check["images_per_second"] = {k: round(v, 1) for k, v in speed.items()}
-            self.check = check
             faster = speed[name] > speed["tensorflow"]
             self.name, self._runtime = (name, runtime) if faster or self.requested != "auto" else \
                 ("tensorflow", tensorflow)
@@ -166,13 +161,11 @@ class BackboneRuntime:
                               f"(checked earlier; at most {TOLERANCE:g} allowed).")
 
     def _open_decided(self) -> Runner:
-        if self.name == "tensorflow":
-            return TensorFlowRunner(self.model)
-        try:
-            assert self.name is not None
-            return self.openers[self.name](self.model, self.store)
-        except RuntimeUnavailable as exc:  # e.g. uninstalled since the stored check
-            self.notes.append(f"--runtime {self.requested}: TensorFlow runs the backbone, because "
-                              f"{self.name}: {exc}.")
-            self.name = "tensorflow"
-            return TensorFlowRunner(self.model)
+        if self.name is not None and self.name != "tensorflow":
+            try:
+                return self.openers[self.name](self.model, self.store)
+            except RuntimeUnavailable as exc:  # e.g. uninstalled since the stored check
+                self.notes.append(f"--runtime {self.requested}: TensorFlow runs the backbone, because "
+                                  f"{self.name}: {exc}.")
+                self.name = "tensorflow"
+        return TensorFlowRunner(self.model)

@@ -11,7 +11,7 @@ import contextlib
 import io
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -36,7 +36,6 @@ def to_tflite(model: "keras.Model", quantize: str = "none",
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"Unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZE_MODES)}.")
     frozen = convert_variables_to_constants_v2(forward_fn(model).get_concrete_function())
@@ -55,12 +54,7 @@ def to_tflite(model: "keras.Model", quantize: str = "none",
                 "representative_data=... to to_tflite()."
             )
         source = representative_data
-
-        def calibration() -> Iterator[list[np.ndarray]]:
-            for image in source():
-                yield [np.asarray(image, np.float32)]
-
-        converter.representative_dataset = calibration
+        converter.representative_dataset = lambda: ([np.asarray(image, np.float32)] for image in source())
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8

@@ -113,7 +113,6 @@ class Decoder:
         reason); a DataError otherwise."""
         import tensorflow as tf
 
-
         problem = image_problem(path)
         if problem:
             raise DataError(f"{display_path(path)!r} cannot be read: {problem}. Remove it or convert it "
@@ -127,7 +126,6 @@ class Decoder:
     def from_array(self, image: Any) -> np.ndarray:
         """A decoded image (array of any size, grayscale or RGB, or a PIL image)."""
         import tensorflow as tf
-
 
         return np.asarray(fit_image(tf.convert_to_tensor(rgb(image)), self.size), np.float32)
 

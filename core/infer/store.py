@@ -1,6 +1,7 @@
-"""Converted copies of a frozen feature extractor, and their agreement checks, in
-``<cache>/runtimes/<key>/``. The key names the network only (not data or runtime), so one
-conversion serves every dataset, later run and ``clf predict`` on the run's model.
+"""A classifier's frozen feature extractor (``split`` from its head, to run in another
+runtime), its converted copies and their checks in ``<cache>/runtimes/<key>/``. The key names
+the network only (not data or runtime), so one conversion serves every dataset, later run
+and ``clf predict`` on the run's model.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from clf.files import write_bytes, write_json
+from clf.files import cache_dir as clf_cache_dir, write_bytes, write_json
 from clf.infer.runners import ONNX_HINT, LiteRTRunner, OnnxRunner, Runner, RuntimeUnavailable, \
     litert_interpreter_class
-from clf.files import cache_dir as clf_cache_dir
 from clf.infer.convert import describe_failure, to_tflite, to_onnx
 
 if TYPE_CHECKING:
@@ -25,6 +25,26 @@ SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
 CHECKS_FILE = "checks.json"
 # Versions the extractor key (feature cache too): bump when decoding or extraction changes features.
 KEY_FORMAT = "clf-features/4"
+
+
+def split(model: "keras.Model") -> "tuple[keras.Model, keras.Model] | None":
+    """``(extractor, head)`` of a model ``clf.train.model.join`` built (reloaded too); None
+    for any other model. A photo model (``clf.data.fitting.photo_model``) splits as its
+    fixed-size classifier inside."""
+    import keras
+
+    from clf.data.fitting import fixed_model
+    from clf.data.preprocessing import Preprocess
+
+    model = fixed_model(model)
+    layers = list(model.layers)
+    if len(layers) != 4 or not isinstance(layers[1], Preprocess) or layers[3].name != "head" \
+            or not all(isinstance(layer, keras.Model) for layer in layers[2:]):
+        return None
+    preprocess, backbone, head = layers[1:]
+    inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="image")
+    extractor = keras.Model(inputs, backbone(preprocess(inputs), training=False), name="feature_extractor")
+    return extractor, head
 
 
 def weights_fingerprint(model: "keras.Model") -> str:
@@ -100,10 +120,7 @@ class RuntimeStore:
 def runtime_store(cache_dir: str | Path | None, parts: Mapping[str, Any], *, enabled: bool = True) -> RuntimeStore:
     """The store for ``parts`` under ``cache_dir`` (None: clf's default feature cache
     folder); ``enabled=False`` keeps conversions in memory."""
-    if not enabled:
-        return RuntimeStore(None, parts)
-
-    return RuntimeStore(cache_dir or clf_cache_dir("features"), parts)
+    return RuntimeStore((cache_dir or clf_cache_dir("features")) if enabled else None, parts)
 
 
 def converted(name: str, model: "keras.Model", store: RuntimeStore | None,
@@ -136,7 +153,4 @@ def open_onnx(model: "keras.Model", store: RuntimeStore | None) -> Runner:
 
 
 # Runtime name -> ``open(model, store) -> Runner`` (raising RuntimeUnavailable); tests inject others.
-OPENERS: dict[str, Callable[[Any, RuntimeStore | None], Runner]] = {
-    "tflite": open_tflite,
-    "onnx": open_onnx,
-}
+OPENERS: dict[str, Callable[[Any, RuntimeStore | None], Runner]] = {"tflite": open_tflite, "onnx": open_onnx}

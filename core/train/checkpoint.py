@@ -5,30 +5,24 @@
 complete, so a kill never leaves a half-written checkpoint. ``state.json`` records each
 array file's sha256 and the previous checkpoint is kept, so a later-damaged latest one is
 passed over with a note. Resuming builds the same model, ``restore``s it and calls
-``fit(..., initial_epoch=checkpoint.epoch)``; ``epoch_batches`` makes the order depend only
-on (seed, epoch), so resumed epochs see the same batches as an uninterrupted run.
+``fit(..., initial_epoch=checkpoint.epoch)`` on ``epoch_batches``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TYPE_CHECKING
+from typing import Any, Callable
 
 from clf.errors import DataError, UsageError
+from clf.events import Observer
 from clf.files import atomic_path, file_hash, sha256_path, write_json
 from clf.report.runrecord import dataset_fingerprint
 
-if TYPE_CHECKING:
-    from clf.events import Observer
-
 CHECKPOINT_DIR = "checkpoint"
 FORMAT = "clf-checkpoint/1"
-
-
 ARRAY_FILES = ("weights.npz", "optimizer.npz", "rng.npz")
 KEEP = 2  # the latest checkpoint of a phase and the one before it
 
@@ -45,10 +39,6 @@ class Checkpoint:
     data: dict[str, Any] | None = None  # data_record of the data trained on; None: an older checkpoint
 
 
-def _dir_name(phase: str, epoch: int) -> str:
-    return f"{phase}-epoch-{epoch:04d}"
-
-
 def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
          history: dict[str, list[float]], config: dict[str, Any], best: Any = None,
          data: dict[str, Any] | None = None) -> Path:
@@ -59,7 +49,7 @@ def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
 
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
-    final = root / _dir_name(phase, epoch)
+    final = root / f"{phase}-epoch-{epoch:04d}"
     with atomic_path(final) as tmp:
         tmp.mkdir()
         np.savez(tmp / "weights.npz", *[np.asarray(v.numpy()) for v in model.weights])
@@ -106,7 +96,6 @@ def _array_problem(folder: Path, digests: Any) -> str:
     """Why the array files cannot be restored ('' when they can)."""
     import zipfile
 
-
     for name in ARRAY_FILES:
         path = folder / name
         if not path.is_file():
@@ -141,10 +130,12 @@ def latest(run_dir: str | Path, phase: str | None = None) -> Checkpoint | None:
             found.append(ckpt)
         elif ckpt is None and (phase is None or d.name.startswith(f"{phase}-epoch-")) and (d / "state.json").exists():
             damaged.append((d, why))
-    best = max(found, key=lambda c: c.epoch) if found else None
+    if not found:
+        return None
+    best = max(found, key=lambda c: c.epoch)
     passed_over = [(d, why) for d, why in damaged
-                   if best is not None and d.name.startswith(f"{best.phase}-epoch-") and d.name > best.path.name]
-    if best is not None and passed_over:
+                   if d.name.startswith(f"{best.phase}-epoch-") and d.name > best.path.name]
+    if passed_over:
         d, why = passed_over[-1]
         best.note = (f"Checkpoint {d.name} is damaged ({why}); resuming from the previous one, "
                      f"{best.path.name} (epoch {best.epoch}).")
@@ -161,11 +152,8 @@ def require(run_dir: str | Path) -> Checkpoint:
         )
     ckpt = latest(run_dir)
     if ckpt is None:
-        damaged = []
-        for d in sorted((run_dir / CHECKPOINT_DIR).glob("*-epoch-*")):
-            why = _read(d)[1]
-            if why:
-                damaged.append(f"{d.name}: {why}")
+        damaged = [f"{d.name}: {why}" for d in sorted((run_dir / CHECKPOINT_DIR).glob("*-epoch-*"))
+                   if (why := _read(d)[1])]
         raise UsageError(
             f"--resume {str(run_dir)!r}: the folder has no complete checkpoint "
             f"({CHECKPOINT_DIR}/<phase>-epoch-NNNN with state.json"
@@ -199,7 +187,7 @@ def data_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return changes
 
 
-def check_data(ckpt: Checkpoint, bundle: Any, data_root: str, run_dir: Path, observer: Any) -> None:
+def check_data(ckpt: Checkpoint, bundle: Any, data_root: str, run_dir: Path, observer: Observer) -> None:
     """Refuse to resume on other data than the checkpoint's epochs were trained on."""
     if ckpt.data is None:
         observer.note(f"Checkpoint {ckpt.path.name} records no fingerprint of its data (saved by an older "
@@ -218,30 +206,22 @@ def check_data(ckpt: Checkpoint, bundle: Any, data_root: str, run_dir: Path, obs
 
 def best_so_far(ckpt: Checkpoint | None) -> tuple[int, float, list[Any]] | None:
     """``(epoch, val_loss, weight values)`` of the best epoch a checkpoint kept, or None."""
-    import numpy as np
-
     if ckpt is None or not (ckpt.path / "best.npz").is_file():
         return None
-
     try:
         saved = json.loads((ckpt.path / "state.json").read_text(encoding="utf-8"))
         state, digest = saved["best"], saved.get("sha256", {}).get("best.npz")
         if digest is not None and digest != sha256_path(ckpt.path / "best.npz"):
             return None  # damaged: training goes on from the last epoch's weights
-        with np.load(ckpt.path / "best.npz") as data:
-            values = [data[f"arr_{i}"] for i in range(len(data.files))]
-        return int(state["epoch"]), float(state["val_loss"]), values
+        return int(state["epoch"]), float(state["val_loss"]), _arrays(ckpt.path / "best.npz")
     except (OSError, ValueError, KeyError):
         return None
 
 
 def restore(model: Any, ckpt: Checkpoint) -> None:
     """Load weights and optimizer state saved by ``save`` into an identically built model."""
-    import numpy as np
-
     try:
-        with np.load(ckpt.path / "weights.npz") as data:
-            values = [data[f"arr_{i}"] for i in range(len(data.files))]
+        values = _arrays(ckpt.path / "weights.npz")
     except Exception as exc:  # BadZipFile, a bad CRC: damaged after latest() looked at it
         raise UsageError(
             f"Checkpoint {str(ckpt.path)!r} cannot be read ({type(exc).__name__}: {exc}); expected "
@@ -256,18 +236,23 @@ def restore(model: Any, ckpt: Checkpoint) -> None:
         )
     for var, value in zip(model.weights, values):
         var.assign(value)
-    with np.load(ckpt.path / "optimizer.npz") as data:
-        opt_values = [data[f"arr_{i}"] for i in range(len(data.files))]
+    opt_values = _arrays(ckpt.path / "optimizer.npz")
     if opt_values and getattr(model, "optimizer", None) is not None:
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         for var, value in zip(model.optimizer.variables, opt_values):
             var.assign(value)
-    rng = ckpt.path / "rng.npz"
-    if rng.is_file():  # dropout's random stream continues where it stopped
-        with np.load(rng) as data:
-            for var, value in zip(_rng_state(model), [data[f"arr_{i}"] for i in range(len(data.files))]):
-                var.assign(value)
+    if (ckpt.path / "rng.npz").is_file():  # dropout's random stream continues where it stopped
+        for var, value in zip(_rng_state(model), _arrays(ckpt.path / "rng.npz")):
+            var.assign(value)
+
+
+def _arrays(path: Path) -> list[Any]:
+    """The arrays ``save`` wrote into one .npz file, in order."""
+    import numpy as np
+
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
 def _rng_state(model: Any) -> list[Any]:
@@ -278,10 +263,10 @@ def _rng_state(model: Any) -> list[Any]:
 
 
 def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
-             history: dict[str, list[float]] | None = None, observer: Observer | None = None,
+             history: dict[str, list[float]] | None = None,
              best: Any = None, data: dict[str, Any] | None = None) -> Any:
     """A Keras callback that checkpoints after every epoch. ``history`` continues a resume;
-    ``best`` (a ``clf.train.callbacks.best_epoch`` callback earlier in the list) has its
+    ``best`` (a ``clf.train.fit.best_epoch`` callback earlier in the list) has its
     best epoch saved too, so a resumed run can still restore it."""
     import keras
 
@@ -300,14 +285,12 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
     return cb
 
 
-def epoch_batches(ds: Any, *, seed: int, batch_size: int, buffer: int, first_epoch: int, epochs: int,
-                  batch: Callable[[Any], Any] | None = None) -> Any:
+def epoch_batches(ds: Any, *, seed: int, buffer: int, first_epoch: int, epochs: int,
+                  batch: Callable[[Any], Any]) -> Any:
     """Batches for epochs ``first_epoch .. epochs-1``, each epoch shuffled by (seed, epoch)
-    only, so a resumed run and every tf.distribute strategy see the same batches. Pass
-    ``steps_per_epoch=steps(n, batch_size)`` to fit, so Keras keeps one iterator and epoch
-    boundaries fall where each shuffle ends. ``batch`` batches one shuffled epoch (default
-    ``ds.batch(batch_size)``; the engine passes
-    ``clf.train.distribute.Distribution.batch``, which keeps a small split divisible by replicas)."""
+    only, so a resumed run and every tf.distribute strategy see the same batches; ``batch``
+    batches one shuffled epoch (``Distribution.batch``). Fit with ``steps_per_epoch`` from
+    ``Distribution.steps(n)``, so epoch boundaries fall where each shuffle ends."""
     import tensorflow as tf
 
     def one_epoch(epoch: Any) -> Any:
@@ -318,10 +301,6 @@ def epoch_batches(ds: Any, *, seed: int, batch_size: int, buffer: int, first_epo
             # a tensor op seed cannot answer; another graph seed avoids it (the op seed sets the order).
             graph.seed = 1
         shuffled = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-        return batch(shuffled) if batch is not None else shuffled.batch(batch_size)
+        return batch(shuffled)
 
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
-
-
-def steps(n: int, batch_size: int) -> int:
-    return max(1, math.ceil(n / batch_size))

@@ -22,6 +22,7 @@ def choose_class_weights(mode: str, counts: Sequence[int],
         return None, None
     present = [c for c in counts if c > 0]
     ratio = max(present) / min(present) if present else 1.0
+    note = None
     if mode == "auto":
         if ratio <= IMBALANCE_RATIO:
             return None, None
@@ -30,8 +31,7 @@ def choose_class_weights(mode: str, counts: Sequence[int],
         note = (f"Training classes are imbalanced ({largest!r} has {ratio:.1f}x the images of "
                 f"{smallest!r}, over {IMBALANCE_RATIO:g}x): using balanced class weights. "
                 f"Pass --class-weight none to turn this off.")
-        return balanced_weights(counts), note
-    return balanced_weights(counts), None
+    return balanced_weights(counts), note
 
 
 def noted_imbalance(report: Any) -> bool:

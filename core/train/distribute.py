@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, TYPE_CHECKING
+from typing import Any, Callable, Iterator
 
 from clf.config import PRECISIONS, STRATEGIES, check_name
-from clf.errors import ConfigError
+from clf.errors import ConfigError, DataError
 from clf.host.keras_patches import replace_symbolic_build
-from clf.infer.forward import batch_fn
-
-if TYPE_CHECKING:
-    import keras
-
-    from clf.infer.forward import BatchFn
 
 # Strategies that configure the process (collective ops, TPU system) can be made once per process.
 _CACHE: dict[str, Any] = {}
@@ -62,8 +57,6 @@ class Distribution:
         if self.replicas > 1 and first % self.replicas:
             size = first - first % self.replicas
             if size == 0:
-                from clf.errors import DataError
-
                 raise DataError(
                     f"The {split} split has {count} image(s), fewer than the {self.replicas} replicas of "
                     f"strategy {self.name}; expected at least one image per replica. Add images, "
@@ -90,7 +83,8 @@ class Distribution:
         (keras-team/keras#20585, tensorflow/tensorflow#72388): take them from the first replica."""
         if self.name != "multiworker":
             return
-        tf = _tf()
+        import tensorflow as tf
+
         strategy = self.strategy
 
         def local(value: Any) -> Any:
@@ -106,7 +100,6 @@ class Distribution:
             with strategy.scope():
                 model._symbolic_build(data_batch=data_batch)
 
-
         replace_symbolic_build(model, maybe_symbolic_build)
 
         # Step logs are averaged with reduce("MEAN", axis=0), which fails on scalars under this
@@ -117,31 +110,13 @@ class Distribution:
         model.train_step = as_vectors(model.train_step)
         model.test_step = as_vectors(model.test_step)
 
-    def local_model(self, model: "keras.Model") -> "BatchFn":
-        """``model``'s forward on this process's own device (clf.infer.forward): Keras'
-        ``predict_on_batch`` returns a row per image per replica, and retraces on one."""
-        return batch_fn(model)
-
     def describe(self) -> str:
-        share = f"{self.per_replica_batch_size} per replica"
         return (f"strategy {self.name} ({type(self.strategy).__name__}) with {self.replicas} "
                 f"replica(s) on {', '.join(self.devices) or 'the default device'}; "
-                f"--batch-size {self.global_batch_size} is the global batch: {share}; "
+                f"--batch-size {self.global_batch_size} is the global batch: "
+                f"{self.per_replica_batch_size} per replica; "
                 f"precision {self.precision}"
                 + ("" if self.chief else "; this worker is not the chief and writes no artifacts"))
-
-
-def _tf() -> Any:
-    import tensorflow as tf
-
-    return tf
-
-
-def _local_devices() -> list[str]:
-    """Every local GPU, or else every logical CPU device (several only when configured)."""
-    tf = _tf()
-    gpus = tf.config.list_logical_devices("GPU")
-    return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
 
 
 def tf_config() -> dict[str, Any] | None:
@@ -164,23 +139,28 @@ def tf_config() -> dict[str, Any] | None:
 
 def resolve_strategy_name(name: str) -> str:
     """``auto``: MirroredStrategy when more than one GPU is visible, else the default one."""
+    import tensorflow as tf
+
     name = check_name("strategy", name, STRATEGIES)
     if name != "auto":
         return name
-    return "mirrored" if len(_tf().config.list_physical_devices("GPU")) > 1 else "default"
+    return "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "default"
 
 
 def make_strategy(name: str = "auto") -> Any:
     """A ``tf.distribute.Strategy`` for ``name``; call it before any other TensorFlow work
     (``multiworker`` configures collective ops, allowed only before the runtime starts)."""
+    import tensorflow as tf
+
     name = resolve_strategy_name(name)
-    tf = _tf()
     if name == "default":
         return tf.distribute.get_strategy()
     if name in _CACHE:
         return _CACHE[name]
     if name == "mirrored":
-        strategy = tf.distribute.MirroredStrategy(devices=_local_devices())
+        # Every local GPU, or else every logical CPU device (several only when configured).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
     elif name == "multiworker":
         config = tf_config()
         if config is None or not config["cluster"].get("worker") and not config["cluster"].get("chief"):
@@ -213,44 +193,23 @@ def make_strategy(name: str = "auto") -> Any:
     return strategy
 
 
-def strategy_name(strategy: Any) -> str:
-    tf = _tf()
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return "multiworker"
-    if isinstance(strategy, tf.distribute.MirroredStrategy):
-        return "mirrored"
-    if isinstance(strategy, tf.distribute.TPUStrategy):
-        return "tpu"
-    return "default"
-
-
 def is_chief(strategy: Any = None) -> bool:
     """True on the one process that writes artifacts: the chief, or worker 0 without one
     (every process of a single-machine strategy)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    task_id = getattr(resolver, "task_id", None)
-    if task_type is None:
-        config = tf_config() if strategy is None or strategy_name(strategy) == "multiworker" else None
+    import tensorflow as tf
+
+    resolver: Any = getattr(strategy, "cluster_resolver", None)
+    if getattr(resolver, "task_type", None) is not None:
+        task_type, task_id = resolver.task_type, resolver.task_id
+        has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+    else:
+        multiworker = strategy is None or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        config = tf_config() if multiworker else None
         if not config:
             return True
         task_type, task_id = config["task"].get("type"), config["task"].get("index", 0)
         has_chief = bool(config["cluster"].get("chief"))
-    else:
-        has_chief = resolver is not None and "chief" in (resolver.cluster_spec().as_dict() or {})
-    if task_type == "chief":
-        return True
-    return task_type == "worker" and int(task_id or 0) == 0 and not has_chief
-
-
-def gpu_supports_float16() -> bool:
-    """A GPU with compute capability 7.0+ (Volta and later) runs float16 on tensor cores."""
-    tf = _tf()
-    for gpu in tf.config.list_physical_devices("GPU"):
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        if capability and tuple(capability) >= (7, 0):
-            return True
-    return False
+    return task_type == "chief" or (task_type == "worker" and int(task_id or 0) == 0 and not has_chief)
 
 
 def resolve_precision(name: str, strategy_kind: str = "default") -> str:
@@ -260,44 +219,34 @@ def resolve_precision(name: str, strategy_kind: str = "default") -> str:
         return name
     if strategy_kind == "tpu":
         return "mixed_bfloat16"
-    return "mixed_float16" if gpu_supports_float16() else "float32"
+    import tensorflow as tf
+
+    # Compute capability 7.0+ (Volta and later) runs float16 on tensor cores.
+    details = map(tf.config.experimental.get_device_details, tf.config.list_physical_devices("GPU"))
+    fast = any(tuple(d.get("compute_capability") or ()) >= (7, 0) for d in details)
+    return "mixed_float16" if fast else "float32"
 
 
-def set_precision(name: str, strategy_kind: str = "default") -> str:
-    """Set Keras' global dtype policy before building the model; returns the resolved name.
-    The softmax head and Preprocess layer pin float32, so outputs stay float32."""
+@contextmanager
+def precision_scope(name: str) -> Iterator[str]:
+    """``with precision_scope("mixed_float16"):`` build layers under Keras' global dtype
+    policy (the softmax head and Preprocess layer pin float32, so outputs stay float32), then
+    restore it, so a run leaves the policy unchanged for later code in the process."""
     import keras
 
-    resolved = resolve_precision(name, strategy_kind)
+    previous = keras.mixed_precision.global_policy()
+    resolved = resolve_precision(name)
     keras.mixed_precision.set_global_policy(resolved)
-    return resolved
-
-
-class precision_scope:
-    """``with precision_scope("mixed_float16"):`` build layers under a policy, then restore
-    it, so a run leaves the policy unchanged for later code in the process."""
-
-    def __init__(self, name: str, strategy_kind: str = "default") -> None:
-        self.name, self.strategy_kind = name, strategy_kind
-        self.resolved = ""
-
-    def __enter__(self) -> str:
-        import keras
-
-        self._previous = keras.mixed_precision.global_policy()
-        self.resolved = set_precision(self.name, self.strategy_kind)
-        return self.resolved
-
-    def __exit__(self, *exc: object) -> None:
-        import keras
-
-        keras.mixed_precision.set_global_policy(self._previous)
+    try:
+        yield resolved
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def distribution(strategy_name_: str, precision: str, global_batch_size: int) -> Distribution:
     """Make the strategy and resolve the precision for one run."""
-    strategy = make_strategy(strategy_name_)
-    kind = strategy_name(strategy)
+    kind = resolve_strategy_name(strategy_name_)
+    strategy = make_strategy(kind)
     try:
         devices = tuple(strategy.extended.worker_devices)
     except RuntimeError:  # the default strategy has no device list

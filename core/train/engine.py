@@ -10,7 +10,7 @@ Each phase returns a small dataclass; the observer sees a ``phase_start``/``phas
     extract_features train/extraction.py each image through the backbone once (disk cache)
     assemble         train/fit.py        head on the features, joined to the backbone
     fit_head         train/fit.py        head solved (train/linear_head.py) or Keras fit (train/optim.py)
-    fine_tune        train/finetune.py   optional: top layers unfrozen, live images
+    fine_tune        train/fit.py        optional: top layers unfrozen, live images
     evaluate_run     train/finish.py     validation/test reports
     export_run       train/finish.py     every exporter, round-trip verification, labels.json
     record_run       train/finish.py     metrics, history, plots, manifest.json
@@ -38,9 +38,8 @@ from clf.report.history import RunRecorder, TeeObserver
 from clf.train import checkpoint
 from clf.train.distribute import distribution, precision_scope
 from clf.train.extraction import extract_features
-from clf.train.finetune import fine_tune
 from clf.train.finish import evaluate_run, export_run, record_run
-from clf.train.fit import assemble, fit_head
+from clf.train.fit import assemble, fine_tune, fit_head
 from clf.train.model import Classifier, build_backbone
 from clf.train.setup import Setup, open_run_dir, resolve
 from clf.infer.decode import Decoder
@@ -102,13 +101,9 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
     (``clf.api.run`` adds progress bars).
 
     ``run(data="photos/", backbone="mobilenet_v2_035", epochs=5)``: options are
-    ``RunConfig``'s fields; given beside a ``RunConfig`` they override its values."""
-    return run_phases(configure(config, options), observer, host, resume_from=resume_from)
-
-
-def run_phases(config: RunConfig, observer: Observer | None = None, host: PluginHost | None = None,
-               *, resume_from: Path | None = None) -> RunResult:
-    """The phases of one run, in order (the flow map on top of this module)."""
+    ``RunConfig``'s fields; given beside a ``RunConfig`` they override its values. The phases
+    run in order (the flow map on top of this module)."""
+    config = configure(config, options)
     recorder = RunRecorder()
     observer = TeeObserver(recorder, observer or Observer())
     started = datetime.now()
@@ -127,7 +122,7 @@ def run_phases(config: RunConfig, observer: Observer | None = None, host: Plugin
     base = build_backbone_phase(setup, dist, observer)
     batch_size = guardrails.batch_size_for(config.batch_size, data.n_train, observer)
     extracted = None if setup.backbone.trainable else extract_features(
-        setup, data, base, chief=dist.chief, batch_size=batch_size, observer=observer, dist=dist)
+        setup, data, base, dist, batch_size=batch_size, observer=observer)
     trainable = assemble(setup, data, base, extracted, dist, batch_size)
 
     run_dir = open_run_dir(config, chief=dist.chief, resume_from=resume_from)
@@ -200,7 +195,7 @@ def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHo
     ckpt = checkpoint.require(run_dir)
     values = {k: v for k, v in ckpt.config.items() if k not in ("force",)}
     config = RunConfig.from_mapping({**values, "output": str(run_dir)})
-    conflicts = _conflicts(config, options, Path(run_dir))
+    conflicts = _conflicts(config, options)
     if conflicts:
         raise ConfigError(
             f"--resume {str(run_dir)!r} continues the run with the settings its checkpoint recorded, "
@@ -217,26 +212,24 @@ _NOT_COMPARED = ("plugins", "force")
 _PATHS = ("data", "output", "cache_dir", "weights")
 
 
-def _conflicts(recorded: RunConfig, options: dict[str, Any], run_dir: Path) -> list[str]:
+def _conflicts(recorded: RunConfig, options: dict[str, Any]) -> list[str]:
     """``--flag VALUE (recorded: VALUE)`` for each option that differs from the recorded config."""
-    if not options:
-        return []
     given = configure(recorded, {k: v for k, v in options.items() if k not in _NOT_COMPARED}).to_dict()
     before = recorded.to_dict()
     found = []
     for name in options:
-        if name in _NOT_COMPARED or given.get(name) == before.get(name):
+        flag, value, was = name.replace("_", "-"), given.get(name), before.get(name)
+        if name in _NOT_COMPARED or value == was:
             continue
-        if name in _PATHS and isinstance(given.get(name), str) and isinstance(before.get(name), str) \
-                and Path(given[name]).resolve() == Path(before[name]).resolve():
+        if name in _PATHS and isinstance(value, str) and isinstance(was, str) \
+                and Path(value).resolve() == Path(was).resolve():
             continue  # the same folder or file, spelled differently
-        flag = "--" + name.replace("_", "-")
-        value, was = given.get(name), before.get(name)
         if isinstance(value, bool):
-            flag, value, was = (flag if value else f"--no-{flag[2:]}"), "", f" (recorded: {was})"
-            found.append(f"{flag} was given{was}")
-            continue
-        shown = ",".join(map(str, value)) if isinstance(value, list) else value
-        found.append(f"{flag} {shown} was given (recorded: "
-                     f"{','.join(map(str, was)) if isinstance(was, list) else was})")
+            found.append(f"--{'' if value else 'no-'}{flag} was given (recorded: {was})")
+        else:
+            found.append(f"--{flag} {_shown(value)} was given (recorded: {_shown(was)})")
     return found
+
+
+def _shown(value: Any) -> Any:
+    return ",".join(map(str, value)) if isinstance(value, list) else value

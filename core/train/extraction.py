@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TYPE_CHECKING
+from typing import Any, Callable, TYPE_CHECKING
 
 from clf.config import RunConfig
 from clf.events import Observer
@@ -25,9 +25,7 @@ from clf.infer.choice import BackboneRuntime
 if TYPE_CHECKING:
     from clf.data.images import ImageSize
     from clf.data.loading import LoadedData
-    from clf.infer.choice import BackboneRuntime
     from clf.train.distribute import Distribution
-    from clf.train.feature_cache import FeatureCache
     from clf.train.setup import Setup
 
 SPLITS = ("train", "validation", "test")
@@ -49,15 +47,12 @@ def feature_cache_for(config: RunConfig, parts: dict[str, Any], image_size: Imag
     """The on-disk feature cache for this extractor in ``runtime``, or None with ``--no-cache``."""
     if not config.cache:
         return None
-
     return FeatureCache(config.cache_dir or default_cache_dir(), {
         **parts, "center_crop": image_size.center_crop, "loader": config.loader, "runtime": runtime}, note=note)
 
 
-def keep_tensorflow(requested: str, dist: Distribution | None) -> str | None:
+def keep_tensorflow(requested: str, dist: Distribution) -> str | None:
     """Why TensorFlow must run the backbone here, or None when another runtime may."""
-    if dist is None:
-        return None
     if dist.replicas > 1:
         return f"{dist.replicas} replicas (strategy {dist.name})"
     if dist.precision != "float32":
@@ -73,7 +68,7 @@ AUTO_MIN_IMAGES = 200
 
 
 def choose_runtime(config: RunConfig, data: LoadedData, extractor: Any, parts: dict[str, Any],
-                   dist: Distribution | None, batch_size: int, images: int) -> BackboneRuntime:
+                   dist: Distribution, batch_size: int, images: int) -> BackboneRuntime:
     """The backbone's runtime, decided before the cache is read (its name is in the key),
     from a stored check or the first batch."""
     store = runtime_store(config.cache_dir, parts, enabled=config.cache)
@@ -88,8 +83,8 @@ def choose_runtime(config: RunConfig, data: LoadedData, extractor: Any, parts: d
     return runtime
 
 
-def extract_features(setup: Setup, data: LoadedData, base: Any, *, chief: bool, batch_size: int, observer: Observer,
-                     dist: Distribution | None = None) -> Extracted:
+def extract_features(setup: Setup, data: LoadedData, base: Any, dist: Distribution, *, batch_size: int,
+                     observer: Observer) -> Extracted:
     config, bundle = setup.config, data.bundle
     copies = config.augment_copies if config.augment else 0
     total = sum(len(s) for s in bundle.splits.values()) + data.n_train * config.augment_copies
@@ -101,7 +96,7 @@ def extract_features(setup: Setup, data: LoadedData, base: Any, *, chief: bool, 
     for note in runtime.notes:
         observer.note(note)
     cache = (feature_cache_for(config, parts, setup.image_size, runtime.name or "tensorflow", observer.note)
-             if chief else None)
+             if dist.chief else None)
     if cache is not None and not bundle.splits:
         observer.note(f"Loader {config.loader!r} lists no files, so features are not cached on disk.")
     # Replicas keep TensorFlow (keep_tensorflow), so the two forwards never combine.

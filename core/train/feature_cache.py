@@ -4,22 +4,20 @@ Layout: ``<cache dir>/<extractor key>/<variant>-<sha256>.npz`` shards, written a
 so runs can share a cache. The extractor key hashes everything that changes the backbone's
 output; entries are keyed by file *content* hash, so only changed or added files miss.
 A shard's name is checked against its bytes' sha256 on read: a damaged shard is a miss,
-moved into ``bad/`` and reported once. An unwritable cache folder is reported once and the
-run keeps its features in memory.
+moved into ``bad/`` and reported once; an unwritable folder leaves the features in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from clf.files import cache_dir, file_sha256, write_bytes, write_json
+from clf.files import cache_dir, write_bytes, write_json
 from clf.infer.store import extractor_key
 from clf.data.filecheck import FileProblem, read_file
 
@@ -29,12 +27,6 @@ def default_cache_dir() -> Path:
     """``features`` in clf's cache folder (``$CLF_CACHE_DIR``, else ``$XDG_CACHE_HOME/clf``,
     else ``~/.cache/clf``)."""
     return cache_dir("features")
-
-
-def file_fingerprint(path: str | Path) -> str:
-    """The sha256 of a file's bytes, usually already computed by the dataset doctor
-    (clf.files.file_sha256)."""
-    return file_sha256(path)
 
 
 class FeatureCache:
@@ -60,9 +52,7 @@ class FeatureCache:
             self.note(text)
 
     def _shards(self, variant: str) -> Iterable[Path]:
-        try:
-            if not self.dir.is_dir():
-                return []
+        try:  # a missing folder globs to nothing
             return sorted(self.dir.glob(f"{variant}-*.npz"))
         except OSError:
             return []
@@ -95,13 +85,8 @@ class FeatureCache:
     def lookup(self, variant: str, hashes: Sequence[str]) -> tuple[dict[int, np.ndarray], list[int]]:
         """``({index: features} for hits, [indices that missed])``."""
         table = self.entries(variant)
-        hits, misses = {}, []
-        for i, h in enumerate(hashes):
-            if h in table:
-                hits[i] = table[h]
-            else:
-                misses.append(i)
-        return hits, misses
+        hits = {i: table[h] for i, h in enumerate(hashes) if h in table}
+        return hits, [i for i in range(len(hashes)) if i not in hits]
 
     def store(self, variant: str, hashes: Sequence[str], features: np.ndarray) -> None:
         """Keep the features (always in memory; on disk while the folder is usable)."""

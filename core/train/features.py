@@ -15,7 +15,8 @@ import numpy as np
 
 from clf.data.augmentation import augmentation_layers, augmentation_spec
 from clf.errors import DataError
-from clf.train.feature_cache import FeatureCache, file_fingerprint
+from clf.files import file_sha256
+from clf.train.feature_cache import FeatureCache
 from clf.infer.forward import forward_fn
 
 if TYPE_CHECKING:
@@ -56,8 +57,7 @@ def extract(extractor: keras.Model, dataset: tf.data.Dataset, batch_size: int, a
             forward: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of an unbatched ``(image, label)`` dataset, in its order;
     prefetched decoding overlaps the forward pass. ``forward``: the backbone over replicas
-    (clf.train.sharding) or in another runtime (clf.infer.choice); default TensorFlow.
-    """
+    (clf.train.sharding) or in another runtime (clf.infer.choice); default TensorFlow."""
     import tensorflow as tf
 
     ds = dataset.batch(batch_size)
@@ -81,9 +81,7 @@ def variants(copies: int, seed: int, tta: str = "none") -> list[tuple[str, int |
     """``(cache variant name, augmentation seed or None)``: the clean copy, then K augmented;
     ``tta`` is a prefix, not a suffix, since the cache globs ``<variant>-*.npz``."""
     prefix = "" if tta == "none" else f"{tta}-"
-    if not copies:
-        return [(f"{prefix}clean", None)]
-    spec = augmentation_spec(seed)
+    spec = augmentation_spec(seed) if copies else ""
     return [(f"{prefix}clean", None)] + [(f"{prefix}aug-{spec}-s{seed}-c{k}", seed + 1000 * k)
                                          for k in range(1, copies + 1)]
 
@@ -97,8 +95,7 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
 
     With ``cache`` and a file list, only misses are extracted (the whole split if the loader
     cannot build a subset) and stored. With ``workers`` (clf.train.sharding.Workers) and a
-    file list, the workers split the images and exchange features.
-    """
+    file list, the workers split the images and exchange features."""
     dataset = {"train": bundle.train, "validation": bundle.validation, "test": bundle.test}[split]
     if dataset is None:
         return None
@@ -106,7 +103,7 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
     files = bundle.splits[split] if split in bundle.splits else None
     use_cache = cache is not None and files is not None and len(files) > 0
     shared = workers is not None and files is not None and len(files) > 0 and bundle.make_dataset is not None
-    hashes = [file_fingerprint(f) for f in files.files] if files is not None and (use_cache or shared) else []
+    hashes = [file_sha256(f) for f in files.files] if files is not None and (use_cache or shared) else []
     out_features, out_labels, extracted, cached = [], [], 0, 0
     by_worker = [0] * workers.count if shared and workers is not None else None
     for variant, aug_seed in variants(copies if split == "train" else 0, seed, tta):
@@ -128,34 +125,34 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
                 )
             return f
 
-        if shared:
-            assert workers is not None and files is not None and by_worker is not None
-            width = int(extractor.output_shape[-1])
-            f, counts, hit = workers.exchange(split, variant, hashes, cache, width, extract_files, progress)
-            by_worker = [a + b for a, b in zip(by_worker, counts)]
-            out_features.append(f)
-            out_labels.append(np.asarray(files.labels, np.int32))
-            extracted, cached = extracted + sum(counts), cached + hit
-            continue
-        if not use_cache:
+        if not (shared or use_cache):
             f, y = extract(extractor, dataset, batch_size, augment, progress, forward)
             out_features.append(f)
             out_labels.append(y)
             extracted += len(y)
             continue
-        assert cache is not None and files is not None
-        hits, misses = cache.lookup(variant, hashes)
-        table = dict(hits)
-        if misses:
-            order = misses if bundle.make_dataset is not None else list(range(len(files)))
-            f = extract_files(order)
-            cache.store(variant, [hashes[i] for i in order], f)
-            table.update(zip(order, f))
-            extracted += len(order)
-        cached += len(hits)
-        if progress and hits:
-            progress(len(hits))
-        out_features.append(np.stack([table[i] for i in range(len(files))]).astype(np.float32))
+        assert files is not None
+        if shared:
+            assert workers is not None and by_worker is not None
+            width = int(extractor.output_shape[-1])
+            f, counts, hit = workers.exchange(split, variant, hashes, cache, width, extract_files, progress)
+            by_worker = [a + b for a, b in zip(by_worker, counts)]
+            extracted, cached = extracted + sum(counts), cached + hit
+        else:
+            assert cache is not None
+            hits, misses = cache.lookup(variant, hashes)
+            table = dict(hits)
+            if misses:
+                order = misses if bundle.make_dataset is not None else list(range(len(files)))
+                got = extract_files(order)
+                cache.store(variant, [hashes[i] for i in order], got)
+                table.update(zip(order, got))
+                extracted += len(order)
+            cached += len(hits)
+            if progress and hits:
+                progress(len(hits))
+            f = np.stack([table[i] for i in range(len(files))]).astype(np.float32)
+        out_features.append(f)
         out_labels.append(np.asarray(files.labels, np.int32))
     return SplitFeatures(np.concatenate(out_features), np.concatenate(out_labels), extracted, cached,
                          time.perf_counter() - t0, by_worker)
@@ -166,8 +163,7 @@ def make_standardizer(train_features: np.ndarray) -> Standardize:
     the head and the exported model. Backbones' features differ wildly in scale, which can
     leave one Adam learning rate stuck at chance. Deliberately no per-feature centring or
     scaling: both amplify tiny feature differences, costing accuracy and int8 TFLite
-    agreement with the float model.
-    """
+    agreement with the float model."""
     from clf.data.preprocessing import Standardize
 
     rms = float(np.sqrt(np.mean(np.square(train_features, dtype=np.float64)))) if train_features.size else 0.0

@@ -14,7 +14,7 @@ from clf.artifacts.verify import MAX_IMAGES
 from clf.events import Observer
 from clf.report import runrecord
 from clf.report.evaluation import evaluate_dataset
-from clf.infer.forward import predict as forward_predict
+from clf.infer.forward import batch_fn, predict as forward_predict
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,10 +58,10 @@ def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted
             if split == "test":
                 ds = dist.batch(ds, len(bundle.splits.get("test", [])) or None, "test",
                                 size=batch_size).prefetch(tf.data.AUTOTUNE)
-            model, batches = dist.local_model(trainable.classifier.model), ds
+            model, batches = batch_fn(trainable.classifier.model), ds
         else:
             assert feats is not None
-            model = dist.local_model(trainable.head_model)
+            model = batch_fn(trainable.head_model)
             batches = tf.data.Dataset.from_tensor_slices((feats.features, feats.labels)).batch(256)
         report = evaluate_dataset(model, batches, bundle.class_names, observer)
         result.reports[split] = report
@@ -93,7 +93,7 @@ def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: 
 
     model = trainable.classifier.model
     artifacts, verification = export_all(model, run_dir, metadata, setup.exporters, config, data.bundle,
-                                         observer, reference=dist.local_model(model),
+                                         observer, reference=batch_fn(model),
                                          reference_probs=cached_probs)
     return Exported(metadata, artifacts, verification)
 

@@ -1,39 +1,38 @@
-"""The head phase: assemble the classifier and train what is trainable.
+"""The head phase: assemble the classifier and train what is trainable; then the optional
+fine-tuning phase, at a lower learning rate with the top of the backbone unfrozen.
 
 A frozen backbone's head trains on cached features; a backbone trained from scratch changes
-every step, so it trains with the head on live images. Either way the exported
-``Classifier`` maps raw RGB images to probabilities. The default softmax head on cached
+every step, so it trains with the head on live images. The default softmax head on cached
 features is solved (``--solver auto``, clf.train.linear_head); every other head trains with
-Keras fit (clf.train.optim) and keeps its best validation epoch.
+Keras fit (clf.train.optim) and keeps its best validation epoch. Fine-tuning keeps
+BatchNormalization frozen and in inference mode: a small batch of new photos would wreck
+its ImageNet statistics.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from clf.errors import Interrupted
+from clf.errors import ConfigError, Interrupted
 from clf.events import Observer
-from clf.train import checkpoint
-from clf.train.callbacks import best_epoch, phase_callbacks
+from clf.train import checkpoint, linear_head, optim
 from clf.train.class_weights import choose_class_weights, noted_imbalance
 from clf.train.distribute import precision_scope
 from clf.train.model import Classifier, build_head, join
 from clf.train.features import make_standardizer
-from clf.train.linear_head import linear_layers
-
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
     from clf.config import RunConfig
-    from clf.data.images import DatasetBundle
     from clf.data.loading import LoadedData
     from clf.data.preprocessing import Standardize
+    from clf.host.manager import PluginHost
     from clf.train.checkpoint import Checkpoint
     from clf.train.distribute import Distribution
     from clf.train.extraction import Extracted
@@ -63,20 +62,10 @@ class Trainable:
 
 @dataclass
 class Fitted:
-    history: dict[str, list[float]]
+    history: dict[str, list[float]]  # fine-tuning's keys are prefixed fine_tune_
     seconds: float
     class_weight: dict[int, float] | None = field(default=None)
-    info: dict[str, Any] = field(default_factory=dict)  # how the head was trained, for the record
-
-
-def live_validation(bundle: DatasetBundle, dist: Distribution, batch_size: int) -> tf.data.Dataset | None:
-    """Batched validation images (or None) for training on live images and evaluating them."""
-    import tensorflow as tf
-
-    if bundle.validation is None:
-        return None
-    n = len(bundle.splits.get("validation", [])) or None
-    return dist.batch(bundle.validation, n, "validation", size=batch_size).prefetch(tf.data.AUTOTUNE)
+    info: dict[str, Any] = field(default_factory=dict)  # how it was trained, for the record
 
 
 def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extracted | None, dist: Distribution,
@@ -88,7 +77,10 @@ def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extra
 
     config, bundle, num_classes = setup.config, data.bundle, data.bundle.num_classes
     width = int(base.output_shape[-1])
-    val_images = live_validation(bundle, dist, batch_size)
+    # Batched validation images, for training on live images and evaluating them.
+    val_images = None if bundle.validation is None else dist.batch(
+        bundle.validation, len(bundle.splits.get("validation", [])) or None, "validation",
+        size=batch_size).prefetch(tf.data.AUTOTUNE)
     if extracted is None:
         with dist.strategy.scope(), precision_scope(dist.precision):
             head_model = build_head(setup.head, width, num_classes, setup.head_options)
@@ -120,8 +112,7 @@ def training_batches(dataset: tf.data.Dataset, n: int, *, seed: int, batch_size:
     """Batches and steps per epoch, each epoch's order depending only on (seed, epoch) (see
     ``checkpoint.epoch_batches``). A streaming loader has no file list: no epoch-exact resume."""
     if n:
-        batches = checkpoint.epoch_batches(dataset, seed=seed, batch_size=batch_size, buffer=n,
-                                           first_epoch=first_epoch, epochs=epochs,
+        batches = checkpoint.epoch_batches(dataset, seed=seed, buffer=n, first_epoch=first_epoch, epochs=epochs,
                                            batch=lambda ds: dist.batch(ds, n, size=batch_size))
         return batches, dist.steps(n, size=batch_size)
     return dist.batch(dataset.shuffle(1024, seed=seed), None, size=batch_size), None
@@ -144,8 +135,6 @@ def compile_for(model: keras.Model, lr: float, dist: Distribution, config: RunCo
                 total_steps: int | None) -> dict[str, Any]:
     """Compile ``model`` with the run's optimizer, schedule over ``total_steps`` and loss;
     returns those settings for the record."""
-    from clf.train import optim
-
     # Variables made inside the scope (optimizer slots) are mirrored on every replica.
     with dist.strategy.scope(), precision_scope(dist.precision):
         optimizer = optim.make_optimizer(lr, weight_decay=config.weight_decay, schedule=config.schedule,
@@ -163,7 +152,7 @@ def solvable(setup: Setup, trainable: Trainable,
     if (config.solver != "auto" or ckpt is not None or trainable.train_features is None or not trainable.n_fit
             or (setup.head.plugin, setup.head.name) not in SOLVABLE_HEADS):
         return None
-    return linear_layers(trainable.head_model)
+    return linear_head.linear_layers(trainable.head_model)
 
 
 # Settings only Keras fit uses; the learning-rate ones still reach fine-tuning when it runs.
@@ -173,8 +162,6 @@ FIT_AND_FINE_TUNE = ("lr", "schedule", "label_smoothing", "weight_decay")
 
 def solver_ignores(config: RunConfig) -> list[str]:
     """The non-default settings the solved head ignores (``--epochs 60``, ...), for a note."""
-    from dataclasses import fields
-
     defaults = {f.name: f.default for f in fields(config)}
     names = FIT_ONLY + (() if config.fine_tune_layers else FIT_AND_FINE_TUNE)
     return [f"--{n.replace('_', '-')} {getattr(config, n)}" for n in names if getattr(config, n) != defaults[n]]
@@ -183,8 +170,6 @@ def solver_ignores(config: RunConfig) -> list[str]:
 def solve_head(trainable: Trainable, layers: tuple[Standardize | None, keras.layers.Dense], num_classes: int,
                class_weight: dict[int, float] | None, observer: Observer) -> Fitted:
     """Phase 1 for the default head: the converged, cross-validated linear solution."""
-    from clf.train import linear_head
-
     standardize, dense = layers
     feats = trainable.train_features
     assert feats is not None  # solvable() checked
@@ -197,8 +182,7 @@ def solve_head(trainable: Trainable, layers: tuple[Standardize | None, keras.lay
 
 
 def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distribution, *, ckpt: Checkpoint | None,
-             run_dir: Path, batch_size: int,
-             observer: Observer) -> Fitted:
+             run_dir: Path, batch_size: int, observer: Observer) -> Fitted:
     """Phase 1: train the head (or the whole from-scratch model), checkpointing every epoch."""
     config = setup.config
     class_weight, note = choose_class_weights(config.class_weight, trainable.train_counts,
@@ -246,6 +230,130 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
     observer.phase_end("train", seconds=seconds, summary=describe_fit(info))
     history = {k: [float(v) for v in vs] for k, vs in saver.history_so_far.items()}
     return Fitted(history, seconds, class_weight, info=info)
+
+
+def trainable_candidates(base: keras.Model) -> list[keras.layers.Layer]:
+    """Layers of the backbone that own weights, bottom to top, BatchNormalization excluded."""
+    import keras
+
+    return [layer for layer in base.layers
+            if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def unfreeze_top(base: keras.Model, layers: int | str) -> list[str]:
+    """Make the top ``layers`` weight layers (or ``"all"``) trainable, the rest frozen;
+    returns the unfrozen layer names."""
+    candidates = trainable_candidates(base)
+    count = len(candidates) if layers == "all" else int(layers)
+    if count > len(candidates):
+        raise ConfigError(
+            f"--fine-tune-layers {layers} but backbone {base.name!r} has {len(candidates)} "
+            f"layers with weights (BatchNormalization excluded); expected at most that. Pass "
+            f"--fine-tune-layers {len(candidates)} or 'all'."
+        )
+    chosen = candidates[len(candidates) - count:]
+    chosen_ids = {id(layer) for layer in chosen}
+    base.trainable = True
+    for layer in base.layers:
+        layer.trainable = id(layer) in chosen_ids
+    return [layer.name for layer in chosen]
+
+
+def fine_tune(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distribution, *,
+              class_weight: dict[int, float] | None, run_dir: Path, batch_size: int, observer: Observer) -> Fitted:
+    """Phase 2: unfreeze the top of the backbone and train end to end on live images."""
+    config, classifier = setup.config, trainable.classifier
+    names = unfreeze_top(classifier.backbone, config.fine_tune_layers)
+    lr = config.fine_tune_lr if config.fine_tune_lr is not None else config.lr / 10
+    observer.note(f"Fine-tuning {len(names)} backbone layer(s) ({names[0]} ... {names[-1]}) for "
+                  f"{config.fine_tune_epochs} epoch(s) at learning rate {lr:g}; BatchNormalization "
+                  f"stays frozen in inference mode.")
+    train, steps = training_batches(data.bundle.train, data.n_train, seed=config.seed, batch_size=batch_size,
+                                    first_epoch=0, epochs=config.fine_tune_epochs, dist=dist)
+    train = augmented(train, config, live_images=True)
+    # A new optimizer, warming up from 0 again.
+    settings = compile_for(classifier.model, lr, dist, config, steps and steps * config.fine_tune_epochs)
+    val = trainable.live_validation
+    best = best_epoch(restore=not config.last_epoch, variables=lambda model: model.trainable_weights)
+    callbacks = phase_callbacks(observer, "fine_tune", config.fine_tune_epochs, config, setup.host, run_dir,
+                                val is not None, best)
+    observer.phase_start("fine_tune", total=config.fine_tune_epochs, unit="epoch")
+    t0 = time.perf_counter()
+    history = quiet_fit(classifier.model, train, validation_data=val, epochs=config.fine_tune_epochs,
+                        steps_per_epoch=steps, class_weight=class_weight, callbacks=callbacks)
+    best.restore_into(classifier.model)
+    seconds = time.perf_counter() - t0
+    info = {"layers": len(names), **settings, **best.info()}
+    observer.phase_end("fine_tune", seconds=seconds, summary=describe_fit(info))
+    return Fitted({f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}, seconds,
+                  info=info)
+
+
+def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda model: model.weights,
+               past: tuple[int, float, list[Any]] | None = None, first_epoch: int = 0) -> Any:
+    """A callback keeping the weights of the lowest-validation-loss epoch;
+    ``restore_into(model)`` after fit puts them back (with ``restore``), as later epochs can
+    be worse. ``variables(model)``: what to copy (fine-tuning passes only the trainable weights).
+    ``past``: ``(epoch, val_loss, values)`` of a resumed run's best epoch; ``first_epoch``:
+    the epochs it had run. ``info()`` says what was kept, for the record."""
+    import keras
+
+    class BestEpoch(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            start: tuple[int, float, list[Any] | None] = past or (0, float("inf"), None)
+            self.epoch, self.value, self.values = start
+            self.epochs_run = first_epoch
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.epochs_run = epoch + 1
+            value = (logs or {}).get("val_loss")
+            if value is not None and float(value) < self.value:
+                self.epoch, self.value = epoch + 1, float(value)
+                self.values = [v.numpy().copy() for v in variables(self.model)]
+
+        def restore_into(self, model: Any) -> None:
+            if restore and self.values is not None and self.epoch != self.epochs_run:
+                for var, value in zip(variables(model), self.values):
+                    var.assign(value)
+
+        def info(self) -> dict:
+            if self.values is None:
+                return {"kept_epoch": self.epochs_run, "kept": "last (no validation loss to choose by)",
+                        "epochs_run": self.epochs_run}
+            kept = self.epoch if restore else self.epochs_run
+            return {"kept_epoch": kept, "kept": "best" if restore else "last (--last-epoch)",
+                    "best_epoch": self.epoch, "best_val_loss": self.value, "epochs_run": self.epochs_run}
+
+    return BestEpoch()
+
+
+def phase_callbacks(observer: Observer, phase: str, epochs: int, config: RunConfig, host: PluginHost,
+                    run_dir: Path, has_validation: bool, *extra: Any) -> list[Any]:
+    """Learning-rate logger, per-epoch logs to the observer, the phase's own callbacks (best
+    epoch, checkpoint), early stopping on validation loss (``best_epoch`` restores the best
+    weights, or Keras itself with ``--last-epoch``), then the callbacks plugins add through
+    the register_callbacks hook (a factory returning None sits this run out)."""
+    import keras
+
+    class LearningRate(keras.callbacks.Callback):
+        """Adds the learning rate to each epoch's logs (first in the list), so history.csv
+        and the progress display show the schedule."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    class Reporter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            observer.epoch_end(phase, epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+    stopping: list[Any] = []
+    if config.patience and has_validation:
+        stopping.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                      restore_best_weights=config.last_epoch))
+    made = (factory.make(config, run_dir) for factory in host.callbacks)  # None: sits this run out
+    return [LearningRate(), Reporter(), *extra, *stopping, *(cb for cb in made if cb is not None)]
 
 
 def describe_fit(info: dict[str, Any]) -> str:

@@ -140,20 +140,6 @@ class _Problem:
         return (q[:, None] * u, result.x[r * k:]), int(result.nit), bool(result.success)
 
 
-class _Stats:
-    """L-BFGS iterations over every fit, and whether each one converged."""
-
-    def __init__(self) -> None:
-        self.iterations, self.converged = 0, True
-
-    def run(self, problem: _Problem, l2: float, start: tuple[np.ndarray, np.ndarray] | None,
-            gtol: float) -> tuple[np.ndarray, np.ndarray]:
-        coef, iterations, ok = problem.solve(l2, start, gtol)
-        self.iterations += iterations
-        self.converged = self.converged and ok
-        return coef
-
-
 def _log_loss(coef: tuple[np.ndarray, np.ndarray], z: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
     """Weighted mean held-out cross-entropy of the solution ``coef`` on rows ``z``."""
     logits = z @ coef[0] + coef[1]
@@ -211,56 +197,34 @@ def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
     on one thread: the products are small and memory-bound, and waiting threads slow it badly."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _solve(features, labels, num_classes, class_weight, n_clean, folds)
-
-
-def _solve(features: np.ndarray, labels: np.ndarray, num_classes: int, class_weight: dict[int, float] | None,
-           n_clean: int | None, folds: int) -> LinearSolution:
     t0 = time.perf_counter()
-    x = np.asarray(features, np.float64)
-    y = np.asarray(labels, np.int64)
-    n_clean = len(y) if n_clean is None else n_clean
-    weights = (np.asarray([class_weight.get(int(c), 0.0) for c in y], np.float64) if class_weight
-               else np.ones(len(y)))
-    mean = x.mean(axis=0)
-    basis, curvature = _basis(x - mean)
-    z = (x - mean) @ basis
+    with threadpool_limits(limits=1, user_api="blas"):
+        rows = _Rows(features, labels, num_classes, class_weight)
+        z, y, weights = rows.z, rows.y, rows.weights
+        n_clean = len(y) if n_clean is None else n_clean
+        counts = np.bincount(y[:n_clean], minlength=num_classes)
+        k = int(min(folds, counts[counts > 0].min())) if counts.any() else 0
+        scores: dict[float, float] = {}
+        if k >= 2:
+            fold_of = stratified_folds(y[:n_clean], k)[np.arange(len(y)) % n_clean]
+            clean = np.arange(len(y)) < n_clean
+            held = [(fold_of != f, (fold_of == f) & clean) for f in range(k)]
+            problems = [_Problem(z[tr], y[tr], weights[tr], num_classes, rows.curvature, np.float32)
+                        for tr, _ in held]
 
-    problem = _Problem(z, y, weights, num_classes, curvature)
-    rough = _Problem(z, y, weights, num_classes, curvature, np.float32)  # for cross-validation
-    stats = _Stats()
-    path: dict[float, tuple] = {}  # L2 strength -> full-data solution
+            def held_out_loss(l2: float) -> float:
+                # Start each fold from the full-data solution at this strength: a few steps away.
+                losses = [_log_loss(rows.coef(sub, l2, rows.rough_at(l2), CV_GTOL), z[te], y[te],
+                                    weights[te]) for (_, te), sub in zip(held, problems)]
+                return sum(losses) / k
 
-    def full(l2: float) -> tuple[np.ndarray, np.ndarray]:
-        if l2 not in path:
-            nearest = min(path, key=lambda s: abs(np.log(s / l2)), default=None)
-            path[l2] = stats.run(rough, l2, path.get(nearest) if nearest is not None else None, CV_GTOL)
-        return path[l2]
-
-    counts = np.bincount(y[:n_clean], minlength=num_classes)
-    k = int(min(folds, counts[counts > 0].min())) if counts.any() else 0
-    scores: dict[float, float] = {}
-    if k >= 2:
-        fold_of = stratified_folds(y[:n_clean], k)[np.arange(len(y)) % n_clean]
-        clean = np.arange(len(y)) < n_clean
-        held = [(fold_of != f, (fold_of == f) & clean) for f in range(k)]
-        problems = [_Problem(z[tr], y[tr], weights[tr], num_classes, curvature, np.float32) for tr, _ in held]
-
-        def held_out_loss(l2: float) -> float:
-            # Start each fold from the full-data solution at this strength: a few steps away.
-            return sum(_log_loss(stats.run(sub, l2, full(l2), CV_GTOL), z[te], y[te], weights[te])
-                       for (_, te), sub in zip(held, problems)) / k
-
-        scores = search(held_out_loss)
-        l2 = min(scores, key=scores.__getitem__)
-    else:
-        l2, k = DEFAULT_L2, 0
-    coef = stats.run(problem, l2, path.get(l2), GTOL)  # the chosen strength, solved tightly
-    kernel = basis @ coef[0]
-    bias = coef[1] - mean @ kernel  # the centring, folded into the bias
-    return LinearSolution(kernel, bias, float(l2), k, scores, stats.iterations, stats.converged,
-                          time.perf_counter() - t0)
+            scores = search(held_out_loss)
+            l2 = min(scores, key=scores.__getitem__)
+        else:
+            l2, k = DEFAULT_L2, 0
+        solution = rows.solution(l2, k, scores)  # the chosen strength, solved tightly
+    solution.seconds = time.perf_counter() - t0
+    return solution
 
 
 def _basis(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -268,14 +232,10 @@ def _basis(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     zero-variance directions (an L2 solution lies in the rows' span), giving the
     preconditioner its curvature. From the Gram (n x n) or covariance (d x d), whichever is smaller."""
     n, d = centred.shape
-    if n < d:
-        values, vectors = np.linalg.eigh(centred @ centred.T)
-        keep = values > max(values.max(initial=0.0), 1e-300) * 1e-12
-        basis = centred.T @ (vectors[:, keep] / np.sqrt(values[keep]))
-    else:
-        values, vectors = np.linalg.eigh(centred.T @ centred)
-        keep = values > max(values.max(initial=0.0), 1e-300) * 1e-12
-        basis = vectors[:, keep]
+    gram = n < d
+    values, vectors = np.linalg.eigh(centred @ centred.T if gram else centred.T @ centred)
+    keep = values > max(values.max(initial=0.0), 1e-300) * 1e-12
+    basis = centred.T @ (vectors[:, keep] / np.sqrt(values[keep])) if gram else vectors[:, keep]
     return basis, values[keep] / n
 
 
@@ -289,8 +249,7 @@ def solve_at(features: np.ndarray, labels: np.ndarray, num_classes: int, l2: flo
 
     t0 = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):
-        rows = _Rows(features, labels, num_classes, class_weight)
-        solution = rows.solution(rows.tight, float(l2), None, GTOL)
+        solution = _Rows(features, labels, num_classes, class_weight).solution(float(l2))
     solution.seconds = time.perf_counter() - t0
     return solution
 
@@ -330,67 +289,68 @@ def held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None = None
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
-        return _held_out(folds, num_classes, l2)
+        rows = [_Rows(f.fit, f.fit_labels, num_classes, f.class_weight) for f in folds]
+        scores: dict[float, float] = {}
+        if l2 is None:
+            held = [((np.asarray(f.held, np.float64) - r.mean) @ r.basis, np.asarray(f.held_labels, np.int64),
+                     _row_weights(f.held_labels, f.class_weight)) for f, r in zip(folds, rows)]
 
+            def held_out_loss(strength: float) -> float:
+                losses = [_log_loss(r.rough_at(strength), *h) for r, h in zip(rows, held)]
+                return sum(losses) / len(folds)
 
-def _held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None) -> HeldOutResult:
-    rows = [_Rows(f.fit, f.fit_labels, num_classes, f.class_weight) for f in folds]
-    paths: list[dict[float, tuple[np.ndarray, np.ndarray]]] = [{} for _ in folds]
-    scores: dict[float, float] = {}
-
-    def rough(i: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
-        path = paths[i]
-        if strength not in path:
-            nearest = min(path, key=lambda s: abs(np.log(s / strength)), default=None)
-            start = path[nearest] if nearest is not None else None
-            path[strength] = rows[i].coef(rows[i].rough, strength, start, CV_GTOL)
-        return path[strength]
-
-    if l2 is None:
-        held = [((np.asarray(f.held, np.float64) - r.mean) @ r.basis, np.asarray(f.held_labels, np.int64),
-                 _row_weights(f.held_labels, f.class_weight)) for f, r in zip(folds, rows)]
-
-        def held_out_loss(strength: float) -> float:
-            return sum(_log_loss(rough(i, strength), *held[i]) for i in range(len(folds))) / len(folds)
-
-        scores = search(held_out_loss)
-        l2 = min(scores, key=scores.__getitem__)
-    strength = float(l2)
-    probabilities = [softmax_outputs(r.solution(r.tight, strength, paths[i].get(strength), GTOL), fold.held)
-                     for i, (r, fold) in enumerate(zip(rows, folds))]
-    return HeldOutResult(probabilities, strength, scores, sum(r.stats.iterations for r in rows),
-                         all(r.stats.converged for r in rows))
+            scores = search(held_out_loss)
+            l2 = min(scores, key=scores.__getitem__)
+        probabilities = [softmax_outputs(r.solution(float(l2)), f.held)
+                         for r, f in zip(rows, folds)]
+    return HeldOutResult(probabilities, float(l2), scores, sum(r.iterations for r in rows),
+                         all(r.converged for r in rows))
 
 
 def _row_weights(labels: np.ndarray, class_weight: dict[int, float] | None) -> np.ndarray:
-    """Each row's loss weight, as ``_solve`` weights it."""
+    """Each row's loss weight: its class's weight, or 1."""
     y = np.asarray(labels, np.int64)
     return (np.asarray([class_weight.get(int(c), 0.0) for c in y], np.float64) if class_weight
             else np.ones(len(y)))
 
 
 class _Rows:
-    """``_solve``'s set-up of one set of rows, with tight (float64) and rough (float32) problems."""
+    """One set of rows, centred in their principal basis, with tight (float64) and rough
+    (float32) problems; counts L-BFGS iterations over every fit, and whether each converged."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, num_classes: int,
                  class_weight: dict[int, float] | None) -> None:
         x = np.asarray(features, np.float64)
-        y = np.asarray(labels, np.int64)
-        weights = _row_weights(y, class_weight)
+        self.y = np.asarray(labels, np.int64)
+        self.weights = _row_weights(self.y, class_weight)
         self.mean = x.mean(axis=0)
-        self.basis, curvature = _basis(x - self.mean)
-        z = (x - self.mean) @ self.basis
-        self.tight = _Problem(z, y, weights, num_classes, curvature)
-        self.rough = _Problem(z, y, weights, num_classes, curvature, np.float32)
-        self.stats = _Stats()
+        self.basis, self.curvature = _basis(x - self.mean)
+        self.z = (x - self.mean) @ self.basis
+        self.tight = _Problem(self.z, self.y, self.weights, num_classes, self.curvature)
+        self.rough = _Problem(self.z, self.y, self.weights, num_classes, self.curvature, np.float32)
+        self.path: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # L2 strength -> rough solution
+        self.iterations, self.converged = 0, True
 
     def coef(self, problem: _Problem, l2: float, start: tuple[np.ndarray, np.ndarray] | None,
              gtol: float) -> tuple[np.ndarray, np.ndarray]:
-        return self.stats.run(problem, l2, start, gtol)
+        coef, iterations, ok = problem.solve(l2, start, gtol)
+        self.iterations += iterations
+        self.converged = self.converged and ok
+        return coef
 
-    def solution(self, problem: _Problem, l2: float, start: tuple[np.ndarray, np.ndarray] | None,
-                 gtol: float) -> LinearSolution:
-        coef = self.coef(problem, l2, start, gtol)
+    def rough_at(self, l2: float) -> tuple[np.ndarray, np.ndarray]:
+        """The rough solution at ``l2``, warm-started from the nearest strength solved."""
+        if l2 not in self.path:
+            nearest = min(self.path, key=lambda s: abs(np.log(s / l2)), default=None)
+            start = self.path[nearest] if nearest is not None else None
+            self.path[l2] = self.coef(self.rough, l2, start, CV_GTOL)
+        return self.path[l2]
+
+    def solution(self, l2: float, folds: int = 0,
+                 scores: dict[float, float] | None = None) -> LinearSolution:
+        """The tight solution at ``l2`` (from the rough one there, if any) in feature space."""
+        coef = self.coef(self.tight, l2, self.path.get(l2), GTOL)
         kernel = self.basis @ coef[0]
         bias = coef[1] - self.mean @ kernel  # the centring, folded into the bias
-        return LinearSolution(kernel, bias, float(l2), 0, {}, self.stats.iterations, self.stats.converged)
+        return LinearSolution(kernel, bias, float(l2), folds, scores or {}, self.iterations,
+                              self.converged)

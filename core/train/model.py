@@ -62,8 +62,6 @@ def build_head(head: Head, num_features: int, num_classes: int, options: dict[st
 
 def build_classifier(backbone: Backbone, head: Head, num_classes: int,
                      image_size: tuple[int, int], weights: str | None, head_options: dict[str, Any]) -> Classifier:
-    import keras
-
     base = build_backbone(backbone, image_size, weights)
     head_model = build_head(head, int(base.output_shape[-1]), num_classes, head_options)
     return join(base, head_model, backbone.preprocess, image_size, train_backbone=backbone.trainable)

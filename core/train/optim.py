@@ -67,14 +67,3 @@ def describe(config: RunConfig, lr: float, total_steps: int | None) -> dict[str,
                          f"cosine decay to 0 at step {total_steps}") if scheduled else "constant",
             "weight_decay": config.weight_decay, "label_smoothing": config.label_smoothing}
 
-
-def learning_rate_logger() -> Any:
-    """A callback adding the learning rate to each epoch's logs, so history.csv and the
-    progress display show the schedule. Goes first in the list."""
-
-    class LearningRate(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            if logs is not None:
-                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-    return LearningRate()

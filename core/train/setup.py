@@ -1,5 +1,6 @@
 """The setup phase: everything a run is made of, resolved before any slow work, so a typo
-or unusable option fails in milliseconds. ``clf run --dry-run`` runs this same phase.
+or unusable option fails in milliseconds. ``clf run --dry-run`` (``plan``) runs this same
+phase and the data phase, then stops.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from clf.artifacts.exporting import check_export_options
 from clf.config import RunConfig
+from clf.configfile import config_to_toml
 from clf.data import guardrails
 from clf.data.images import ImageSize
+from clf.data.loading import load_data
 from clf.errors import ConfigError, PluginError, UsageError, WeightsNotFoundError
-from clf.host.manager import PluginHost
+from clf.events import Observer
+from clf.host.manager import PluginHost, get_host
 from clf.data.modes import preprocess_modes
 
 if TYPE_CHECKING:
@@ -41,20 +45,29 @@ class Setup:
 
 def resolve(config: RunConfig, host: PluginHost) -> Setup:
     """Look up every named component and check the options that depend on them."""
-    backbone, head, loader, exporters = resolve_components(config, host)
+    backbone = host.backbones.get(config.backbone)
+    head, loader = host.heads.get(config.head), host.loaders.get(config.loader)
+    exporters = [host.exporters.get(name) for name in config.export]
     check_export_options(config, exporters)
     check_weights_path(config)
     check_preprocess(backbone)
     return Setup(config, host, backbone, head, loader, exporters, image_size_for(config, backbone))
 
 
-def resolve_components(config: RunConfig, host: PluginHost) -> tuple[Backbone, Head, DataLoader, list[Exporter]]:
-    """Look up every named component."""
-    backbone = host.backbones.get(config.backbone)
-    head = host.heads.get(config.head)
-    loader = host.loaders.get(config.loader)
-    exporters = [host.exporters.get(name) for name in config.export]
-    return backbone, head, loader, exporters
+def plan(config: RunConfig, host: PluginHost | None = None,
+         observer: Observer | None = None) -> dict[str, Any]:
+    """``clf run --dry-run``: the effective TOML and a dataset summary, or the error the real
+    run would raise first (the same ``resolve`` and ``load_data`` as ``clf.run``)."""
+    setup = resolve(config, host or get_host(config.plugins))
+    data = load_data(config, setup.loader, setup.image_size, observer or Observer())
+    return {
+        "toml": config_to_toml(config),
+        "backbone": setup.backbone.name, "head": setup.head.name, "loader": setup.loader.name,
+        "exporters": [e.name for e in setup.exporters],
+        "image_size": list(setup.image_size),
+        "class_names": data.bundle.class_names,
+        "counts": data.counts,
+    }
 
 
 def check_preprocess(backbone: Backbone) -> None:

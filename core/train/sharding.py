@@ -7,8 +7,7 @@ added hardware pays): every process ends with every image's features, in file or
   rank and file-list fingerprint (other files are an error, not a silently wrong model),
   then the chief's cache hits (only the chief uses the disk cache); deals the misses by
   content hash (``assign``); and all-gathers the extracted features, so the head trains
-  on identical features everywhere. A loader that lists no files gives nothing to split:
-  every worker then extracts everything itself.
+  on identical features everywhere.
 """
 
 from __future__ import annotations
@@ -44,12 +43,10 @@ def replica_sizes(n: int, replicas: int) -> list[int]:
 class ReplicaForward:
     """``images -> features`` with each batch split over the strategy's local replicas;
     ``rows`` counts each replica's rows. A batch smaller than the replica count runs on the
-    first one: an empty slice cannot go through TensorFlow's CPU convolution.
-    """
+    first one: an empty slice cannot go through TensorFlow's CPU convolution."""
 
     def __init__(self, strategy: Any, extractor: Any) -> None:
         import tensorflow as tf
-
 
         self.strategy = strategy
         self.replicas = local_replicas(strategy)
@@ -85,9 +82,9 @@ class ReplicaForward:
         return rows
 
 
-def replica_forward(dist: Distribution | None, extractor: Any) -> ReplicaForward | None:
+def replica_forward(dist: Distribution, extractor: Any) -> ReplicaForward | None:
     """A ``ReplicaForward`` when this process has several replicas, else None."""
-    if dist is None or dist.name not in ("mirrored", "multiworker") or local_replicas(dist.strategy) < 2:
+    if dist.name not in ("mirrored", "multiworker") or local_replicas(dist.strategy) < 2:
         return None
     return ReplicaForward(dist.strategy, extractor)
 
@@ -98,17 +95,6 @@ def assign(hashes: Sequence[str], indices: Sequence[int], workers: int) -> list[
     same shares. Each share is in file order."""
     ranked = sorted(indices, key=lambda i: (hashes[i], i))
     return [sorted(ranked[w::workers]) for w in range(workers)]
-
-
-def worker_rank(strategy: Any) -> tuple[int, int]:
-    """``(this worker's rank, number of workers)``: the chief task is rank 0, then the
-    workers by index (as in clf.train.distribute.is_chief)."""
-    resolver = strategy.cluster_resolver
-    spec = resolver.cluster_spec().as_dict() or {}
-    chiefs = len(spec.get("chief", []))
-    count = chiefs + len(spec.get("worker", []))
-    rank = 0 if resolver.task_type == "chief" else chiefs + int(resolver.task_id or 0)
-    return rank, count
 
 
 def _fingerprint(hashes: Sequence[str], split: str, variant: str) -> np.ndarray:
@@ -124,13 +110,17 @@ class Workers:
         import tensorflow as tf
 
         self.strategy = strategy
-        self.rank, self.count = worker_rank(strategy)
+        resolver = strategy.cluster_resolver
+        spec = resolver.cluster_spec().as_dict() or {}
+        chiefs = len(spec.get("chief", []))
+        # The chief task is rank 0, then the workers by index (as in clf.train.distribute.is_chief).
+        self.rank = 0 if resolver.task_type == "chief" else chiefs + int(resolver.task_id or 0)
+        self.count = chiefs + len(spec.get("worker", []))
         self.local = local_replicas(strategy)
 
         def gather(value: Any) -> Any:
             # tf.identity puts the value on the replica's device, the collective's destination.
-            ctx = tf.distribute.get_replica_context()
-            return ctx.all_gather(tf.identity(value), axis=0)
+            return tf.distribute.get_replica_context().all_gather(tf.identity(value), axis=0)
 
         def gather_step(value: Any) -> Any:
             return strategy.run(gather, args=(value,))
@@ -155,8 +145,7 @@ class Workers:
 
         ``extract_files(indices)`` runs this worker's share through the backbone; ``cache``
         is the chief's disk cache (None elsewhere, or with ``--no-cache``). Returns
-        ``(features [n, width] in file order, images extracted per rank, cache hits)``.
-        """
+        ``(features [n, width] in file order, images extracted per rank, cache hits)``."""
         n = len(hashes)
         # Ranks and file-list fingerprints, so workers seeing different files all stop clearly.
         header = np.concatenate([[float(self.rank)], _fingerprint(hashes, split, variant)])[None]
@@ -213,9 +202,9 @@ class Workers:
         return position
 
 
-def workers_for(dist: Distribution | None) -> Workers | None:
+def workers_for(dist: Distribution) -> Workers | None:
     """The ``Workers`` of a multi-worker run with more than one worker, else None."""
-    if dist is None or dist.name != "multiworker":
+    if dist.name != "multiworker":
         return None
     workers = Workers(dist.strategy)
     return workers if workers.count > 1 else None
