@@ -127,14 +127,6 @@ def representative_data(bundle: DatasetBundle, limit: int = REPRESENTATIVE_IMAGE
     return batches
 
 
-def model_for(exporter: Exporter, config: ExportOptions, fixed: Any, photo: Any) -> tuple[Any, str]:
-    """``(model, input kind)`` an exporter writes: the photo model, unless the run asked for
-    the fixed input or full int8 (an integer graph has no place for the float resize)."""
-    if photo is None or ("quantize" in exporter.options and config.quantize == "int8"):
-        return fixed, "fixed"
-    return photo, "photo"
-
-
 def _merged_summary(previous: dict | None, report: VerificationReport, listed: dict) -> dict:
     """labels.json's ``verification``: these results plus earlier ones of listed artifacts not rechecked."""
     summary = report.summary()
@@ -172,7 +164,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
     size = ImageSize(metadata["input_size"], float(metadata.get("resize", {}).get("center_crop", 0.0)))
     fixed = fixed_model(model)
-    photo = photo_model(fixed, size) if getattr(config, "model_input", "photo") == "photo" else None
+    photo = photo_model(fixed, size) if config.model_input == "photo" else None
     inputs: dict[str, dict] = {}
     remove_orphans(run_dir)  # half-written files of an earlier run that was killed mid-export
     check_free_space(model, run_dir, exporters)
@@ -185,9 +177,11 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
             staging.mkdir()
         for exporter in exporters:
             kwargs = {k: options[k] for k in exporter.options if k in options}
-            target, kind = model_for(exporter, config, fixed, photo)
-            quantized = "quantize" in exporter.options and config.quantize == "int8"
-            inputs[exporter.name] = input_record(kind, size, quantized)
+            int8 = "quantize" in exporter.options and config.quantize == "int8"
+            # The photo model, unless the run asked for the fixed input or full int8 (an
+            # integer graph has no place for the float resize).
+            target = fixed if photo is None or int8 else photo
+            inputs[exporter.name] = input_record("fixed" if target is fixed else "photo", size, int8)
             files = _run_exporter(exporter, target, run_dir, {**metadata, "inputs": {
                 exporter.name: inputs[exporter.name]}}, kwargs, into=staging)
             artifacts[exporter.name] = files

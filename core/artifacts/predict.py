@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence, TYPE_CHECKING, cast
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from clf.artifacts.labels import LABELS_FILE, read_labels
 from clf.errors import ModelError, ModelNotFoundError
-from clf.infer.decode import collect_images, why_unreadable
+from clf.infer.decode import Decoder, collect_images, why_unreadable
 from clf.artifacts.integrity import check_artifact
 from clf.config import RUNTIMES, check_name
 from clf.host.manager import get_host
@@ -22,9 +23,6 @@ from clf.infer.forward import predict
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
-    from clf.data.images import ImageSize
-    from clf.infer.choice import BackboneRuntime
-    from clf.infer.decode import Decoder
 
 __all__ = ["Prediction", "Predictor", "KerasPredictor", "collect_images", "load_predictor", "predict_files",
            "resolve_artifact"]
@@ -61,15 +59,10 @@ class Predictor:
         h, w = self.input_size
         return int(np.asarray(self.predict_batch(np.zeros((1, h, w, 3), np.float32))).shape[-1])
 
-    @property
-    def decoder(self) -> "Decoder":
+    @cached_property
+    def decoder(self) -> Decoder:
         """The decoder for this model's input (size and centre crop): the one every path uses."""
-        decoder = getattr(self, "_decoder", None)
-        if decoder is None:
-            from clf.infer.decode import Decoder
-
-            decoder = self._decoder = Decoder(self.decode_size)
-        return decoder
+        return Decoder(self.decode_size)
 
     def decode(self, data: bytes) -> np.ndarray:
         """One image file's bytes as float32 ``[h, w, 3]`` input (``clf.infer.decode.Decoder.from_bytes``);

@@ -30,7 +30,6 @@ from clf.data.manifest import read_manifest
 if TYPE_CHECKING:
     from clf.artifacts.predict import Predictor
     from clf.host.manager import PluginHost
-    from clf.artifacts.predict import Predictor
 
 FLOAT_TOLERANCE = 1e-4
 MIN_QUANTIZED_AGREEMENT = 0.95
@@ -99,13 +98,14 @@ class VerificationReport:
         }
 
 
-def criterion_for(quantization: str) -> str:
+def criterion_for(quantization: str, tolerance: float = FLOAT_TOLERANCE) -> str:
     if quantization == "none":
-        return f"max_abs_diff <= {FLOAT_TOLERANCE:g}"
+        return f"max_abs_diff <= {tolerance:g}"
     return f"top1_agreement >= {MIN_QUANTIZED_AGREEMENT:.0%}"
 
 
-def compare(reference: np.ndarray, got: np.ndarray, quantization: str) -> tuple[float, float, bool]:
+def compare(reference: np.ndarray, got: np.ndarray, quantization: str,
+            tolerance: float = FLOAT_TOLERANCE) -> tuple[float, float, bool]:
     """``(max_abs_diff, top1_agreement, passed)`` of two probability arrays."""
     reference, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
     if reference.shape != got.shape:
@@ -114,7 +114,7 @@ def compare(reference: np.ndarray, got: np.ndarray, quantization: str) -> tuple[
         return float("inf"), float(np.mean(reference.argmax(1) == np.nan_to_num(got).argmax(1))), False
     diff = float(np.max(np.abs(reference - got))) if got.size else 0.0
     agreement = float(np.mean(reference.argmax(1) == got.argmax(1))) if len(got) else 1.0
-    passed = diff <= FLOAT_TOLERANCE if quantization == "none" else agreement >= MIN_QUANTIZED_AGREEMENT
+    passed = diff <= tolerance if quantization == "none" else agreement >= MIN_QUANTIZED_AGREEMENT
     return diff, agreement, passed
 
 
@@ -136,13 +136,11 @@ def check_client(result: Verification, predictor: Predictor, files: Sequence[str
     if not len(files):
         return
     got = client_probabilities(predictor, files)
-    diff, agreement, _ = compare(reference, got, result.quantization)
-    ok = diff <= CLIENT_TOLERANCE if result.quantization == "none" else agreement >= MIN_QUANTIZED_AGREEMENT
+    diff, agreement, ok = compare(reference, got, result.quantization, CLIENT_TOLERANCE)
     result.client_images, result.client_max_abs_diff, result.client_top1_agreement = len(files), diff, agreement
     result.passed = result.passed and ok
-    result.criterion += ("; photos decoded by Pillow and passed raw: " +
-                         (f"max_abs_diff <= {CLIENT_TOLERANCE:g}" if result.quantization == "none"
-                          else f"top1_agreement >= {MIN_QUANTIZED_AGREEMENT:.0%}"))
+    result.criterion += "; photos decoded by Pillow and passed raw: " + criterion_for(result.quantization,
+                                                                                      CLIENT_TOLERANCE)
 
 
 def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
