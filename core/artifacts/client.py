@@ -51,10 +51,10 @@ def client_probabilities(predictor: Predictor, files: Sequence[str | Path]) -> n
     return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 
-def test_vectors(files: Sequence[str | Path], probabilities: np.ndarray, limit: int = TEST_VECTORS) -> list[dict]:
-    """``[{file, sha256, height, width, probabilities}]`` of the first ``limit`` files, for integrators."""
+def test_vectors(files: Sequence[str | Path], probabilities: np.ndarray) -> list[dict]:
+    """``[{file, sha256, height, width, probabilities}]`` of the first ``TEST_VECTORS`` files, for integrators."""
     vectors = []
-    for f, probs in zip(list(files)[:limit], probabilities):
+    for f, probs in zip(list(files)[:TEST_VECTORS], probabilities):
         pixels = pillow_pixels(f)
         vectors.append({"file": Path(f).name, "sha256": file_hash(Path(f)), "height": int(pixels.shape[0]),
                         "width": int(pixels.shape[1]), "probabilities": [round(float(p), 6) for p in probs]})

@@ -77,18 +77,8 @@ def _write_failed(exc: BaseException) -> str:
 
 
 def check_export_options(config: ExportOptions, exporters: Sequence[Exporter]) -> None:
-    """``--export`` checked before slow work: modules installed, ``--quantize`` taken by an exporter."""
-    check_requirements(exporters)
-    if config.quantize != "none" and not any("quantize" in e.options for e in exporters):
-        raise ConfigError(
-            f"--quantize {config.quantize} applies to exporters that quantize (tflite), but "
-            f"--export is {','.join(config.export)}. Add tflite to --export "
-            f"(e.g. --export h5,tflite) or drop --quantize."
-        )
-
-
-def check_requirements(exporters: Sequence[Exporter]) -> None:
-    """Each exporter's ``requires`` modules can be imported (found, not imported: cheap)."""
+    """``--export`` checked before slow work: each exporter's ``requires`` modules installed (found,
+    not imported: cheap), ``--quantize`` taken by an exporter."""
     for exporter in exporters:
         missing = [name for name in getattr(exporter, "requires", ()) if not _importable(name)]
         if missing:
@@ -99,6 +89,12 @@ def check_requirements(exporters: Sequence[Exporter]) -> None:
                 f"an --export format needs to be installed before anything runs. Install "
                 f"{'it' if len(missing) == 1 else 'them'} ({install}) or drop {exporter.name} from --export."
             )
+    if config.quantize != "none" and not any("quantize" in e.options for e in exporters):
+        raise ConfigError(
+            f"--quantize {config.quantize} applies to exporters that quantize (tflite), but "
+            f"--export is {','.join(config.export)}. Add tflite to --export "
+            f"(e.g. --export h5,tflite) or drop --quantize."
+        )
 
 
 def _importable(module: str) -> bool:

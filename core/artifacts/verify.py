@@ -150,15 +150,22 @@ def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
     return list(files[:min(len(images), CLIENT_IMAGES)])
 
 
-def quarantine(files: Sequence[Path]) -> list[Path]:
+def quarantine(files: Sequence[Path]) -> None:
     """Rename a failed artifact's files to ``<name>.failed``: kept, but never taken for a valid model."""
-    moved = []
     for f in map(Path, files):
         if f.exists():
-            target = f.with_name(f.name + FAILED_SUFFIX)
-            os.replace(f, target)
-            moved.append(target)
-    return moved
+            os.replace(f, f.with_name(f.name + FAILED_SUFFIX))
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A ``verification.json``'s object; {} when there is none or it is not a JSON object."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_report(directory: Path, report: VerificationReport, *, export_record: bool = True,
@@ -169,14 +176,7 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
     replacing the results it repeats. Other checks (``clf verify --data`` or ``--reference``)
     go to ``other_checks``, so a later plain ``clf verify`` still checks the export's images."""
     path = Path(directory) / VERIFICATION_FILE
-    previous: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            previous = {}
-        if not isinstance(previous, dict):
-            previous = {}
+    previous = _read_record(path)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results = {n: r.to_dict() for n, r in report.results.items()}
     others: list[Any] = previous["other_checks"] if isinstance(previous.get("other_checks"), list) else []
@@ -258,9 +258,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
 
 def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.ndarray:
     """Decode image files as ``clf predict`` does (``clf.infer.decode.Decoder``)."""
-    decoder = Decoder(image_size)
-    out = [decoder.from_file(f) for f in files]
-    return np.stack(out) if out else np.zeros((0, *decoder.size, 3), np.float32)
+    return Decoder(image_size).batch(list(files))
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
@@ -288,9 +286,8 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
         raise DataError(f"No images to verify {str(artifact)!r} on; expected image files under --data. "
                         f"Pass --data with a folder of held-out images.")
     images = load_images(files, predictor.decode_size)
-    report = VerificationReport(images=files, source=source)
     reference_probs = in_batches(ref.predict_batch, images)
-    report.reference_probs = reference_probs
+    report = VerificationReport(images=files, source=source, reference_probs=reference_probs)
     result = verify_predictor(exporter_name, predictor, images, reference_probs)
     if takes_photo(labels, exporter_name):
         photos = client_files(files, images)
@@ -315,13 +312,8 @@ def keras_model_in(folder: Path, labels: dict, missing: str) -> Path:
 
 def _recorded_images(folder: Path) -> tuple[list[str], str]:
     path = folder / VERIFICATION_FILE
-    if not path.is_file():
-        return [], ""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return [], ""
-    if not isinstance(data, dict) or not isinstance(data.get("images", []), list):
+    data = _read_record(path)
+    if not isinstance(data.get("images", []), list):
         return [], ""
     # Only inside the run's data folder (manifest.json), else the bundle folder; never elsewhere.
     recorded = read_manifest(folder, required=False).get("data", {}).get("source")
