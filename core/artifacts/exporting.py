@@ -17,11 +17,10 @@ import numpy as np
 from clf.errors import ClfError, ConfigError, ExportError, UsageError, VerificationError
 from clf.events import Observer
 from clf.infer.forward import BatchFn, batch_fn
-from clf.artifacts.integrity import record_digests
-from clf.artifacts.labels import write_labels
-from clf.artifacts.verify import FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, verify_exports, write_report
+from clf.artifacts.labels import record_digests, write_labels
+from clf.artifacts.verify import (FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, input_record, test_vectors,
+                                  verify_exports, write_report)
 from clf.files import free_bytes, temp_name, atomic_path
-from clf.artifacts.client import input_record, test_vectors
 from clf.data.guardrails import remove_orphans
 from clf.data.images import ImageSize
 
@@ -123,17 +122,6 @@ def representative_data(bundle: DatasetBundle, limit: int = REPRESENTATIVE_IMAGE
     return batches
 
 
-def _merged_summary(previous: dict | None, report: VerificationReport, listed: dict) -> dict:
-    """labels.json's ``verification``: these results plus earlier ones of listed artifacts not rechecked."""
-    summary = report.summary()
-    earlier = {name: r for name, r in (previous or {}).get("results", {}).items()
-               if name in listed and name not in summary["results"]}
-    if earlier:
-        summary["results"] = {**earlier, **summary["results"]}
-        summary["passed"] = all(r.get("passed") for r in summary["results"].values())
-    return summary
-
-
 def held_out(bundle: DatasetBundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
     """The first ``limit`` images of test, else validation, else (said so) training."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
@@ -191,7 +179,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     metadata["artifacts"] = {**metadata.get("artifacts", {}),
                              **{name: [f.name for f in files] for name, files in artifacts.items()}}
     metadata["inputs"] = {**metadata.get("inputs", {}), **inputs}
-    # Recorded now, checked before every later open (clf.artifacts.integrity).
+    # Recorded now, checked before every later open (clf.artifacts.labels.check_artifact).
     metadata["sha256"] = {**metadata.get("sha256", {}),
                           **record_digests(f for files in artifacts.values() for f in files)}
     if config.quantize != "none":
@@ -281,7 +269,14 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
         metadata["inputs"].pop(failed.exporter, None)
         for name in metadata["artifacts"].pop(failed.exporter, []):
             metadata["sha256"].pop(name, None)
-    metadata["verification"] = _merged_summary(metadata.get("verification"), report, metadata["artifacts"])
+    # labels.json's summary keeps earlier results of listed artifacts not rechecked now.
+    summary = report.summary()
+    earlier = {name: r for name, r in (metadata.get("verification") or {}).get("results", {}).items()
+               if name in metadata["artifacts"] and name not in summary["results"]}
+    if earlier:
+        summary["results"] = {**earlier, **summary["results"]}
+        summary["passed"] = all(r.get("passed") for r in summary["results"].values())
+    metadata["verification"] = summary
     observer.phase_end("verify", passed=not report.failed, source=report.source,
                        results=[r.to_dict() for r in report.results.values()],
                        lines=[("ok " if r.passed else "FAILED ") + r.describe() for r in report.results.values()])

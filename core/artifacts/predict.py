@@ -9,10 +9,9 @@ from typing import Any, Callable, Sequence, TYPE_CHECKING, cast
 
 import numpy as np
 
-from clf.artifacts.labels import LABELS_FILE, read_labels
+from clf.artifacts.labels import LABELS_FILE, check_artifact, read_labels
 from clf.errors import ModelError, ModelNotFoundError
 from clf.infer.decode import Decoder, collect_images, why_unreadable
-from clf.artifacts.integrity import check_artifact
 from clf.config import RUNTIMES, check_name
 from clf.host.manager import get_host
 from clf.data.filecheck import display_path, image_problem
@@ -228,10 +227,8 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
     frozen backbone (clf.infer.choice)."""
     runtime = check_name("runtime", runtime, RUNTIMES)
     host = host or get_host()
-    if fmt is not None and fmt.strip().lower() != "auto":
-        fmt = host.exporters.get(fmt).name  # an alias becomes the name labels.json uses
-    else:
-        fmt = None
+    if fmt is not None:  # an alias becomes the name labels.json uses
+        fmt = None if fmt.strip().lower() == "auto" else host.exporters.get(fmt).name
     folder, exporter_name, files = resolve_artifact(artifact, fmt)
     labels = read_labels(folder)
     exporter = host.exporters.get(exporter_name)

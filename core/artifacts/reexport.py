@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any, Sequence, TYPE_CHECKING
 
 from clf.artifacts.exporting import check_export_options, export_all
-from clf.artifacts.labels import read_labels
+from clf.artifacts.labels import check_artifact, read_labels
 from clf.artifacts.verify import keras_model_in
 from clf.config import MODEL_INPUTS, QUANTIZE_MODES, check_name
 from clf.errors import DataError, ModelNotFoundError, UsageError, VerificationError
 from clf.events import Observer
 from clf.files import write_json
 from clf.host.manager import get_host
-from clf.artifacts.integrity import check_artifact
 from clf.artifacts.predict import KerasPredictor
 from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
 from clf.data.manifest import MANIFEST_FILE, split_files, read_manifest
