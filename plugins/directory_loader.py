@@ -54,12 +54,8 @@ def stratified_split(per_class: dict[str, list[Path]], fraction: float, seed: in
 
 
 def _split(per_class: dict[str, list[Path]], class_names: list[str]) -> Split:
-    files, labels = [], []
-    for index, name in enumerate(class_names):
-        for f in per_class.get(name, []):
-            files.append(str(f))
-            labels.append(index)
-    return Split(files, labels)
+    pairs = [(str(f), index) for index, name in enumerate(class_names) for f in per_class.get(name, [])]
+    return Split([f for f, _ in pairs], [index for _, index in pairs])
 
 
 def load_directory(source: str | Path, *, image_size: Sequence[int], seed: int, validation_split: float,

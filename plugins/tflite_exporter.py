@@ -49,11 +49,9 @@ def embed_labels(flatbuffer: bytes, record: dict[str, Any]) -> bytes:
     return bytes(builder.Output())
 
 
-def read_embedded_labels(path_or_bytes: str | Path | bytes | bytearray) -> dict[str, Any] | None:
+def read_embedded_labels(path: str | Path) -> dict[str, Any] | None:
     """The ``clf_labels`` record inside a .tflite file, or None when it has none."""
-    schema = _schema()
-    data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
-    model = schema.Model.GetRootAs(data, 0)
+    model = _schema().Model.GetRootAs(Path(path).read_bytes(), 0)
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
         if entry.Name() and entry.Name().decode() == METADATA_NAME:

@@ -225,10 +225,7 @@ def _read_part(path: Path) -> _Part:
     try:
         check_file(path, max_bytes=1 << 62)  # a FIFO or a device would never end
         text = path.read_text(encoding="utf-8")
-    except FileProblem as problem:
-        raise DataError(f"Cannot read prediction part {str(path)!r}: {problem.reason}; expected a file "
-                        f"written by clf predict --shard. Check the path.") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (FileProblem, OSError, UnicodeDecodeError) as exc:  # a FileProblem's text is its reason
         raise DataError(f"Cannot read prediction part {str(path)!r}: {exc}; expected a file written by "
                         f"clf predict --shard. Check the path.") from None
     return _json_part(path, text) if text.lstrip().startswith("[") else _csv_part(path, text)

@@ -54,14 +54,9 @@ class WeightsFile:
         return "sha256" if len(self.expected_hash) == 64 else "md5"
 
 
-def mirror() -> str | None:
-    value = os.environ.get(MIRROR_ENV, "").strip()
-    return value.rstrip("/") + "/" if value else None
-
-
 def url_for(wf: WeightsFile, base: str | None = None) -> str:
-    """The download URL: the Keras origin, or the same path under the mirror base."""
-    base = base if base is not None else mirror()
+    """The download URL: the Keras origin, or its path under ``base`` (default: the mirror env)."""
+    base = base if base is not None else os.environ.get(MIRROR_ENV, "").strip()
     if not base:
         return wf.origin
     path = wf.origin[len(KERAS_HOST):] if wf.origin.startswith(KERAS_HOST) else wf.fname
