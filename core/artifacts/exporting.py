@@ -241,10 +241,8 @@ def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
 def _inside(path: Path, folder: Path) -> Path:
     """``path`` relative to ``folder``; an ExportError when an exporter wrote elsewhere."""
     for p, f in ((path, folder), (path.resolve(), folder.resolve())):
-        try:
+        if p.is_relative_to(f):
             return p.relative_to(f)
-        except ValueError:
-            continue
     raise ExportError(f"An exporter returned {str(path)!r}, outside the folder it was given; expected "
                       f"the files it wrote there. Fix the exporter plugin.")
 

@@ -278,9 +278,8 @@ def merge_predictions(parts: Sequence[str | Path], notes: list[str] | None = Non
                         "clf predict options for every shard. Run the shards again with the same options.")
     _same_model_and_shards(read, notes)
     rows: dict[int, Any] = {}
-    totals: set[int] = set()
+    totals: set[int] = set().union(*(part.totals for part in read))
     for part in read:
-        totals |= part.totals
         for line, index, row in part.rows:
             if index in rows:
                 raise DataError(f"File number {index} appears twice ({str(part.path)!r}, line {line}, and "

@@ -245,23 +245,6 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
     return write_json(path, data)
 
 
-class _Reference:
-    """The in-memory model's probabilities on the held-out images, computed as far as needed.
-
-    ``known``: those of the first images, already computed (the engine's head output on cached
-    features), so verifying costs no second backbone pass."""
-
-    def __init__(self, predict: BatchFn, images: np.ndarray, known: np.ndarray | None = None) -> None:
-        self.predict, self.images = predict, images
-        self.probs = np.asarray(known, np.float32) if known is not None else np.zeros((0, 0), np.float32)
-
-    def first(self, n: int) -> np.ndarray:
-        if len(self.probs) < n:
-            more = in_batches(self.predict, self.images[len(self.probs):n])
-            self.probs = np.concatenate([self.probs, more]) if len(self.probs) else more
-        return self.probs[:n]
-
-
 def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],
                    exporters: dict[str, Any], images: np.ndarray, image_files: Sequence[str], source: str,
                    reference_probs: np.ndarray | None = None) -> VerificationReport:
@@ -270,9 +253,10 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
 
     ``exporters``: name -> ``Exporter``; ones without ``load`` are skipped. Float artifacts
     are compared on the first ``FLOAT_CHECK_IMAGES`` images, quantized ones on all.
-    ``reference_probs``: the model's probabilities on the first images, when known."""
+    ``reference_probs``: the model's probabilities on ``images``, when known."""
     report = VerificationReport(images=list(map(str, image_files)), source=source)
-    reference = _Reference(reference_fn, images, reference_probs)
+    # Known: the engine's head output on cached features, so verifying costs no second backbone pass.
+    reference = reference_probs if reference_probs is not None else in_batches(reference_fn, images)
     photos = client_files(list(map(str, image_files)), images)
     photo_reference = None
     if photos and any(takes_photo(labels, name) for name in artifacts):
@@ -290,7 +274,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
             predictor = exporter.load(Path(files[0]), labels)
             n = len(images) if getattr(predictor, "quantization", "none") != "none" else \
                 min(len(images), FLOAT_CHECK_IMAGES)
-            result = verify_predictor(name, predictor, images[:n], reference.first(n))
+            result = verify_predictor(name, predictor, images[:n], reference[:n])
             if photo_reference is not None and takes_photo(labels, name):
                 check_client(result, predictor, photos, photo_reference)
         except Exception as exc:  # a runtime that cannot even open it is a failed check
