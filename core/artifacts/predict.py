@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence, TYPE_CHECKING, cast
+from typing import Callable, Sequence, TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -301,10 +301,9 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
                   progress: Callable[[int], None] | None = None) -> list[Prediction]:
     """Decode (``clf.infer.decode.Decoder.files``) and predict in batches; an undecodable file
     gets an ``error`` without stopping the rest. ``progress(n)``: files done, after each batch."""
-    results = [Prediction(display_path(f), class_names=list(predictor.class_names)) for f in files]
     # Checked before TensorFlow reads it: a link to /dev/zero, a FIFO or a huge image is never read.
-    for r, f in zip(results, files):
-        r.error = image_problem(f)
+    results = [Prediction(display_path(f), error=image_problem(f), class_names=list(predictor.class_names))
+               for f in files]
     readable = [i for i, r in enumerate(results) if r.error is None]
     if progress is not None and len(readable) < len(files):
         progress(len(files) - len(readable))

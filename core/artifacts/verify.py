@@ -24,6 +24,7 @@ from clf.infer.decode import Decoder
 from clf.artifacts.labels import read_labels
 from clf.artifacts.predict import collect_images, load_predictor, resolve_artifact
 from clf.data.filecheck import inside_folder
+from clf.data.images import ImageSize
 from clf.data.manifest import read_manifest
 
 if TYPE_CHECKING:
@@ -261,8 +262,6 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     photo_reference = None
     if photos and any(takes_photo(labels, name) for name in artifacts):
         # Decoded in full like the client path (held-out images may be DCT-scaled decodes).
-        from clf.data.images import ImageSize
-
         size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
         photo_reference = in_batches(reference_fn, load_images(photos, size))
         report.reference_probs = photo_reference
