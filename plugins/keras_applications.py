@@ -163,7 +163,8 @@ def _kw(kwargs: dict) -> str:
 @hookimpl
 def register_backbones(register: Callable[..., None]) -> None:
     for app in APPS:
+        entry = IMAGENET_FILES.get(app.name)
         register(app.name, make_builder(app), preprocess=app.module, input_size=(app.size, app.size),
                  aliases=app.aliases, description=app.description, params=app.params,
                  features=app.features, min_size=app.min_size,
-                 imagenet_file=WeightsFile(*IMAGENET_FILES[app.name]) if app.name in IMAGENET_FILES else None)
+                 imagenet_file=WeightsFile(*entry) if entry else None)

@@ -18,8 +18,8 @@ from clf.errors import ClfError, ConfigError, ExportError, UsageError, Verificat
 from clf.events import Observer
 from clf.infer.forward import BatchFn, batch_fn
 from clf.artifacts.labels import record_digests, write_labels
-from clf.artifacts.verify import (FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, input_record, test_vectors,
-                                  verify_exports, write_report)
+from clf.artifacts.verify import (FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, input_record,
+                                  test_vectors, verify_exports, write_report)
 from clf.files import free_bytes, temp_name, atomic_path
 from clf.data.guardrails import remove_orphans
 from clf.data.images import ImageSize

@@ -135,7 +135,7 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
     if not isinstance(digests, dict):
         raise bad("sha256", digests, "an object: file name -> sha256")
     for name, digest in digests.items():
-        if not _plain_name(name) or not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        if not (_plain_name(name) and isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
             raise bad(f"sha256[{name!r}]", digest, "64 lowercase hex digits for a file in the bundle folder")
     inputs = data.get("inputs", {})
     if not isinstance(inputs, dict):

@@ -114,7 +114,8 @@ def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, n
     root = Path(data) if data is not None else Path(manifest.get("data", {}).get("source", ""))
     size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
     splits: dict[str, Split] = {}
-    for split, (paths, labels_of, _) in split_files(manifest, class_names, root, run_dir / MANIFEST_FILE).items():
+    recorded = split_files(manifest, class_names, root, run_dir / MANIFEST_FILE)
+    for split, (paths, labels_of, _) in recorded.items():
         present = [(str(p), label) for p, label in zip(paths, labels_of) if p.is_file()]
         if present:
             splits[split] = Split([p for p, _ in present], [label for _, label in present])

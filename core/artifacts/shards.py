@@ -106,10 +106,12 @@ def _whole_number(value: Any, name: str, where: str) -> int:
 
 def _probability(value: Any, where: str) -> float:
     """A finite probability in [0, 1]; ``1e400`` (infinity), NaN, text or null are refused."""
-    try:
-        number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
-    except (ValueError, OverflowError):  # an integer of hundreds of digits overflows
-        number = None
+    number = None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):  # an integer of hundreds of digits overflows
+            pass
     if number is None or not math.isfinite(number) or not 0.0 <= number <= 1.0:
         raise _problem(where, f"probability {_shown(value)} is not a number between 0 and 1")
     return number

@@ -187,8 +187,8 @@ def check_client(result: Verification, predictor: Predictor, files: Sequence[str
     diff, agreement, ok = compare(reference, got, result.quantization, CLIENT_TOLERANCE)
     result.client_images, result.client_max_abs_diff, result.client_top1_agreement = len(files), diff, agreement
     result.passed = result.passed and ok
-    result.criterion += "; photos decoded by Pillow and passed raw: " + criterion_for(result.quantization,
-                                                                                      CLIENT_TOLERANCE)
+    client = criterion_for(result.quantization, CLIENT_TOLERANCE)
+    result.criterion += f"; photos decoded by Pillow and passed raw: {client}"
 
 
 def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:

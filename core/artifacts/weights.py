@@ -136,8 +136,8 @@ def fetch_for(backbone: Backbone, base: str | None = None, force: bool = False) 
     wf = backbone.imagenet_file
     if wf is None:
         raise WeightsError(
-            f"Backbone {backbone.name!r} (plugin {backbone.plugin!r}) has no known ImageNet weights file; "
-            f"expected one of the Keras Applications backbones. Pass --weights FILE or "
+            f"Backbone {backbone.name!r} (plugin {backbone.plugin!r}) has no known ImageNet weights "
+            f"file; expected one of the Keras Applications backbones. Pass --weights FILE or "
             f"--weights none for it."
         )
 
