@@ -98,7 +98,7 @@ def mcnemar(before: np.ndarray, after: np.ndarray) -> dict:
 def client_path(run_dir: Path, data: Path) -> dict:
     """model.tflite in LiteRT on raw Pillow pixels vs clf predict, over the validation photos."""
     import clf
-    from clf.artifacts.client import client_probabilities
+    from clf.artifacts.verify import client_probabilities
     from clf.artifacts.predict import collect_images, predict_files
 
     labels = json.loads((run_dir / "labels.json").read_text())

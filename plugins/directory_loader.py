@@ -25,17 +25,14 @@ from clf import (
 )
 
 
-def _images(class_dir: Path, skip: Collection[str] = frozenset(), substitute: Mapping[str, str] | None = None) -> list[Path]:
-    """Image files of one class, without ``skip`` (quarantined); files in ``substitute`` (the
-    doctor's converted copies) are kept even when tf.data cannot decode their suffix."""
-    substitute = substitute or {}
-    return sorted(p for p in class_dir.rglob("*")
-                  if str(p) not in skip and (str(p) in substitute or is_image_file(p)))
-
-
 def scan_classes(folder: Path, skip: Collection[str] = frozenset(), substitute: Mapping[str, str] | None = None) -> dict[str, list[Path]]:
-    """Class name -> image files, for a folder of class folders (sorted by name)."""
-    return {sub.name: _images(sub, skip, substitute) for sub in class_folders(folder)}
+    """Class name -> image files, for a folder of class folders (sorted by name), without ``skip``
+    (quarantined); files in ``substitute`` (the doctor's converted copies) are kept even when
+    tf.data cannot decode their suffix."""
+    substitute = substitute or {}
+    return {sub.name: sorted(p for p in sub.rglob("*")
+                             if str(p) not in skip and (str(p) in substitute or is_image_file(p)))
+            for sub in class_folders(folder)}
 
 
 def stratified_split(per_class: dict[str, list[Path]], fraction: float, seed: int) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
@@ -57,12 +54,8 @@ def stratified_split(per_class: dict[str, list[Path]], fraction: float, seed: in
 
 
 def _split(per_class: dict[str, list[Path]], class_names: list[str]) -> Split:
-    files, labels = [], []
-    for index, name in enumerate(class_names):
-        for f in per_class.get(name, []):
-            files.append(str(f))
-            labels.append(index)
-    return Split(files, labels)
+    pairs = [(str(f), index) for index, name in enumerate(class_names) for f in per_class.get(name, [])]
+    return Split([f for f, _ in pairs], [index for _, index in pairs])
 
 
 def load_directory(source: str | Path, *, image_size: Sequence[int], seed: int, validation_split: float,

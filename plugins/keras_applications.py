@@ -94,11 +94,6 @@ APPS: list[App] = [
 ]
 
 
-def _is_download_failure(exc: BaseException) -> bool:
-    text = str(exc)
-    return ("fetch failure" in text or "URL" in text or isinstance(exc, (OSError, ConnectionError)))
-
-
 def make_builder(app: App) -> Callable[[Sequence[int], str | None], Any]:
     def build(input_shape: Sequence[int], weights: str | None) -> Any:
         import keras  # deferred: registering must stay cheap
@@ -116,7 +111,7 @@ def make_builder(app: App) -> Callable[[Sequence[int], str | None], Any]:
             except WeightsError:
                 raise
             except Exception as exc:
-                if not _is_download_failure(exc):
+                if not ("fetch failure" in str(exc) or "URL" in str(exc) or isinstance(exc, OSError)):
                     raise
                 raise WeightsError(
                     f"ImageNet weights for backbone {app.name!r} are not in the Keras cache "
@@ -168,11 +163,8 @@ def _kw(kwargs: dict) -> str:
 @hookimpl
 def register_backbones(register: Callable[..., None]) -> None:
     for app in APPS:
+        entry = IMAGENET_FILES.get(app.name)
         register(app.name, make_builder(app), preprocess=app.module, input_size=(app.size, app.size),
                  aliases=app.aliases, description=app.description, params=app.params,
-                 features=app.features, min_size=app.min_size, imagenet_file=imagenet_file(app.name))
-
-
-def imagenet_file(name: str) -> WeightsFile | None:
-    entry = IMAGENET_FILES.get(name)
-    return WeightsFile(*entry) if entry else None
+                 features=app.features, min_size=app.min_size,
+                 imagenet_file=WeightsFile(*entry) if entry else None)

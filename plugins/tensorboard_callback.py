@@ -20,7 +20,6 @@ def make_tensorboard(config: RunConfig, run_dir: Path) -> Any:
 
     import keras
 
-
     if importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(
             "--tensorboard needs the 'tensorboard' package, which is not installed (tensorflow-cpu "

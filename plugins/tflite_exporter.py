@@ -21,10 +21,6 @@ from clf import hookimpl, atomic_path, ModelError, Predictor, LiteRTRunner, to_t
 METADATA_NAME = "clf_labels"
 
 
-def artifact_name(quantize: str) -> str:
-    return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
-
-
 def _schema() -> Any:
     """The TFLite flatbuffer schema module: LiteRT's, else the copy inside TensorFlow."""
     try:
@@ -39,7 +35,6 @@ def embed_labels(flatbuffer: bytes, record: dict[str, Any]) -> bytes:
     import flatbuffers
 
     schema = _schema()
-
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     payload = np.frombuffer(json.dumps(record, sort_keys=True).encode("utf-8"), np.uint8)
     model.buffers = model.buffers or []
@@ -54,11 +49,9 @@ def embed_labels(flatbuffer: bytes, record: dict[str, Any]) -> bytes:
     return bytes(builder.Output())
 
 
-def read_embedded_labels(path_or_bytes: str | Path | bytes | bytearray) -> dict[str, Any] | None:
+def read_embedded_labels(path: str | Path) -> dict[str, Any] | None:
     """The ``clf_labels`` record inside a .tflite file, or None when it has none."""
-    schema = _schema()
-    data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
-    model = schema.Model.GetRootAs(data, 0)
+    model = _schema().Model.GetRootAs(Path(path).read_bytes(), 0)
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
         if entry.Name() and entry.Name().decode() == METADATA_NAME:
@@ -70,7 +63,7 @@ def read_embedded_labels(path_or_bytes: str | Path | bytes | bytearray) -> dict[
 def export_tflite(model: Any, directory: Path, metadata: dict[str, Any], *, quantize: str = "none",
                   representative_data: Callable[[], Iterable[np.ndarray]] | None = None) -> list[Path]:
     """TensorFlow Lite flatbuffer (float32, float16, dynamic-range or int8) with embedded labels."""
-    path = Path(directory) / artifact_name(quantize)
+    path = Path(directory) / ("model.tflite" if quantize == "none" else f"model_{quantize}.tflite")
     flatbuffer = to_tflite(model, quantize, representative_data)
     flatbuffer = embed_labels(flatbuffer, {**metadata, "quantization": quantize})
     with atomic_path(path) as tmp:

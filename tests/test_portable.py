@@ -283,7 +283,7 @@ def test_float16_tflite_takes_the_photo_too(bundle, photos, tmp_path):
     agrees with clf predict on the class (its probabilities move by float16 rounding)."""
     import keras
 
-    from clf.artifacts.client import client_probabilities
+    from clf.artifacts.verify import client_probabilities
     from clf.plugins.tflite_exporter import TFLitePredictor, export_tflite
 
     run_dir, _ = bundle

@@ -17,11 +17,10 @@ import numpy as np
 from clf.errors import ClfError, ConfigError, ExportError, UsageError, VerificationError
 from clf.events import Observer
 from clf.infer.forward import BatchFn, batch_fn
-from clf.artifacts.integrity import record_digests
-from clf.artifacts.labels import write_labels
-from clf.artifacts.verify import FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, verify_exports, write_report
+from clf.artifacts.labels import record_digests, write_labels
+from clf.artifacts.verify import (FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, input_record,
+                                  test_vectors, verify_exports, write_report)
 from clf.files import free_bytes, temp_name, atomic_path
-from clf.artifacts.client import input_record, test_vectors
 from clf.data.guardrails import remove_orphans
 from clf.data.images import ImageSize
 
@@ -77,18 +76,8 @@ def _write_failed(exc: BaseException) -> str:
 
 
 def check_export_options(config: ExportOptions, exporters: Sequence[Exporter]) -> None:
-    """``--export`` checked before slow work: modules installed, ``--quantize`` taken by an exporter."""
-    check_requirements(exporters)
-    if config.quantize != "none" and not any("quantize" in e.options for e in exporters):
-        raise ConfigError(
-            f"--quantize {config.quantize} applies to exporters that quantize (tflite), but "
-            f"--export is {','.join(config.export)}. Add tflite to --export "
-            f"(e.g. --export h5,tflite) or drop --quantize."
-        )
-
-
-def check_requirements(exporters: Sequence[Exporter]) -> None:
-    """Each exporter's ``requires`` modules can be imported (found, not imported: cheap)."""
+    """``--export`` checked before slow work: each exporter's ``requires`` modules installed (found,
+    not imported: cheap), ``--quantize`` taken by an exporter."""
     for exporter in exporters:
         missing = [name for name in getattr(exporter, "requires", ()) if not _importable(name)]
         if missing:
@@ -99,6 +88,12 @@ def check_requirements(exporters: Sequence[Exporter]) -> None:
                 f"an --export format needs to be installed before anything runs. Install "
                 f"{'it' if len(missing) == 1 else 'them'} ({install}) or drop {exporter.name} from --export."
             )
+    if config.quantize != "none" and not any("quantize" in e.options for e in exporters):
+        raise ConfigError(
+            f"--quantize {config.quantize} applies to exporters that quantize (tflite), but "
+            f"--export is {','.join(config.export)}. Add tflite to --export "
+            f"(e.g. --export h5,tflite) or drop --quantize."
+        )
 
 
 def _importable(module: str) -> bool:
@@ -127,25 +122,6 @@ def representative_data(bundle: DatasetBundle, limit: int = REPRESENTATIVE_IMAGE
     return batches
 
 
-def model_for(exporter: Exporter, config: ExportOptions, fixed: Any, photo: Any) -> tuple[Any, str]:
-    """``(model, input kind)`` an exporter writes: the photo model, unless the run asked for
-    the fixed input or full int8 (an integer graph has no place for the float resize)."""
-    if photo is None or ("quantize" in exporter.options and config.quantize == "int8"):
-        return fixed, "fixed"
-    return photo, "photo"
-
-
-def _merged_summary(previous: dict | None, report: VerificationReport, listed: dict) -> dict:
-    """labels.json's ``verification``: these results plus earlier ones of listed artifacts not rechecked."""
-    summary = report.summary()
-    earlier = {name: r for name, r in (previous or {}).get("results", {}).items()
-               if name in listed and name not in summary["results"]}
-    if earlier:
-        summary["results"] = {**earlier, **summary["results"]}
-        summary["passed"] = all(r.get("passed") for r in summary["results"].values())
-    return summary
-
-
 def held_out(bundle: DatasetBundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
     """The first ``limit`` images of test, else validation, else (said so) training."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
@@ -172,7 +148,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
     size = ImageSize(metadata["input_size"], float(metadata.get("resize", {}).get("center_crop", 0.0)))
     fixed = fixed_model(model)
-    photo = photo_model(fixed, size) if getattr(config, "model_input", "photo") == "photo" else None
+    photo = photo_model(fixed, size) if config.model_input == "photo" else None
     inputs: dict[str, dict] = {}
     remove_orphans(run_dir)  # half-written files of an earlier run that was killed mid-export
     check_free_space(model, run_dir, exporters)
@@ -185,9 +161,11 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
             staging.mkdir()
         for exporter in exporters:
             kwargs = {k: options[k] for k in exporter.options if k in options}
-            target, kind = model_for(exporter, config, fixed, photo)
-            quantized = "quantize" in exporter.options and config.quantize == "int8"
-            inputs[exporter.name] = input_record(kind, size, quantized)
+            int8 = "quantize" in exporter.options and config.quantize == "int8"
+            # The photo model, unless the run asked for the fixed input or full int8 (an
+            # integer graph has no place for the float resize).
+            target = fixed if photo is None or int8 else photo
+            inputs[exporter.name] = input_record("fixed" if target is fixed else "photo", size, int8)
             files = _run_exporter(exporter, target, run_dir, {**metadata, "inputs": {
                 exporter.name: inputs[exporter.name]}}, kwargs, into=staging)
             artifacts[exporter.name] = files
@@ -201,7 +179,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     metadata["artifacts"] = {**metadata.get("artifacts", {}),
                              **{name: [f.name for f in files] for name, files in artifacts.items()}}
     metadata["inputs"] = {**metadata.get("inputs", {}), **inputs}
-    # Recorded now, checked before every later open (clf.artifacts.integrity).
+    # Recorded now, checked before every later open (clf.artifacts.labels.check_artifact).
     metadata["sha256"] = {**metadata.get("sha256", {}),
                           **record_digests(f for files in artifacts.values() for f in files)}
     if config.quantize != "none":
@@ -263,10 +241,8 @@ def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
 def _inside(path: Path, folder: Path) -> Path:
     """``path`` relative to ``folder``; an ExportError when an exporter wrote elsewhere."""
     for p, f in ((path, folder), (path.resolve(), folder.resolve())):
-        try:
+        if p.is_relative_to(f):
             return p.relative_to(f)
-        except ValueError:
-            continue
     raise ExportError(f"An exporter returned {str(path)!r}, outside the folder it was given; expected "
                       f"the files it wrote there. Fix the exporter plugin.")
 
@@ -291,7 +267,14 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
         metadata["inputs"].pop(failed.exporter, None)
         for name in metadata["artifacts"].pop(failed.exporter, []):
             metadata["sha256"].pop(name, None)
-    metadata["verification"] = _merged_summary(metadata.get("verification"), report, metadata["artifacts"])
+    # labels.json's summary keeps earlier results of listed artifacts not rechecked now.
+    summary = report.summary()
+    earlier = {name: r for name, r in (metadata.get("verification") or {}).get("results", {}).items()
+               if name in metadata["artifacts"] and name not in summary["results"]}
+    if earlier:
+        summary["results"] = {**earlier, **summary["results"]}
+        summary["passed"] = all(r.get("passed") for r in summary["results"].values())
+    metadata["verification"] = summary
     observer.phase_end("verify", passed=not report.failed, source=report.source,
                        results=[r.to_dict() for r in report.results.values()],
                        lines=[("ok " if r.passed else "FAILED ") + r.describe() for r in report.results.values()])

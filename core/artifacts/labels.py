@@ -1,18 +1,23 @@
 """The label record that travels with every artifact: ``labels.json`` beside the model.
 
-``predict`` reads the class order from here and never guesses it.
-"""
+``predict`` reads the class order from here and never guesses it. It also records each
+artifact's sha256 at export, checked before the artifact is opened again: a model file is a
+program for a native runtime (a bit-flipped ``.tflite`` can segfault the interpreter, a
+SavedModel's graph can touch files), so a changed file is refused first. This proves
+integrity, not origin (see docs/security.md); ``--trust-artifact`` opens it anyway."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from clf.errors import ModelError
-from clf.files import write_json
+from clf.files import sha256_path, write_json
 from clf import __version__
-from clf.data.filecheck import FileProblem, read_file
+from clf.data.filecheck import FileProblem, check_file, read_file
 from clf.config import MAX_IMAGE_SIZE
 
 LABELS_FILE = "labels.json"
@@ -73,8 +78,6 @@ def read_labels(artifact: Path) -> dict[str, Any]:
 
 
 def _is_number(value: Any) -> bool:
-    import math
-
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -132,8 +135,7 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
     if not isinstance(digests, dict):
         raise bad("sha256", digests, "an object: file name -> sha256")
     for name, digest in digests.items():
-        if not _plain_name(name) or not (isinstance(digest, str) and len(digest) == 64
-                                         and all(c in "0123456789abcdef" for c in digest)):
+        if not (_plain_name(name) and isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
             raise bad(f"sha256[{name!r}]", digest, "64 lowercase hex digits for a file in the bundle folder")
     inputs = data.get("inputs", {})
     if not isinstance(inputs, dict):
@@ -151,3 +153,45 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
             raise bad(key, data[key], "a string")
     if "preprocessing" in data and not isinstance(data["preprocessing"], dict):
         raise bad("preprocessing", data["preprocessing"], "an object")
+
+
+TRUST_HINT = ("Re-export the model (clf run), or pass --trust-artifact to open it anyway "
+              "(only for a file you trust: models run native code).")
+
+
+def record_digests(files: Iterable[Path]) -> dict[str, str]:
+    """``{file name: sha256}`` for the files (or folders) an export wrote."""
+    return {Path(f).name: sha256_path(Path(f)) for f in files if Path(f).exists()}
+
+
+def check_artifact(path: Path, labels: dict, trust: bool = False) -> None:
+    """Raise ModelError unless ``path``'s sha256 is the one recorded in ``labels``."""
+    if trust:
+        return
+    path = Path(path)
+    recorded = labels.get("sha256", {}).get(path.name)
+    if recorded is None:
+        raise ModelError(
+            f"{str(path)!r} has no sha256 recorded in the labels.json beside it (exported by an "
+            f"older clf, or listed by hand), so clf cannot tell whether it changed since export. "
+            f"{TRUST_HINT}"
+        )
+    _check_regular(path)
+    actual = sha256_path(path)
+    if actual != recorded:
+        raise ModelError(
+            f"{str(path)!r} changed since it was exported: its sha256 is {actual[:16]}..., labels.json "
+            f"records {recorded[:16]}... (damaged, truncated or replaced). Refusing to open it in a "
+            f"native runtime. {TRUST_HINT}"
+        )
+
+
+def _check_regular(path: Path) -> None:
+    """Only regular files (and folders of them) are hashed: a link to /dev/zero never ends."""
+    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        if p.is_dir():
+            continue
+        try:
+            check_file(p, max_bytes=1 << 62)
+        except FileProblem as problem:
+            raise ModelError(f"{str(path)!r} cannot be opened: {str(p)!r} is {problem.reason}.") from None

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence, TYPE_CHECKING, cast
+from typing import Callable, Sequence, TYPE_CHECKING, cast
 
 import numpy as np
 
-from clf.artifacts.labels import LABELS_FILE, read_labels
+from clf.artifacts.labels import LABELS_FILE, check_artifact, read_labels
 from clf.errors import ModelError, ModelNotFoundError
-from clf.infer.decode import collect_images, why_unreadable
-from clf.artifacts.integrity import check_artifact
+from clf.infer.decode import Decoder, collect_images, why_unreadable
 from clf.config import RUNTIMES, check_name
 from clf.host.manager import get_host
 from clf.data.filecheck import display_path, image_problem
@@ -22,9 +22,6 @@ from clf.infer.forward import predict
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
-    from clf.data.images import ImageSize
-    from clf.infer.choice import BackboneRuntime
-    from clf.infer.decode import Decoder
 
 __all__ = ["Prediction", "Predictor", "KerasPredictor", "collect_images", "load_predictor", "predict_files",
            "resolve_artifact"]
@@ -61,15 +58,10 @@ class Predictor:
         h, w = self.input_size
         return int(np.asarray(self.predict_batch(np.zeros((1, h, w, 3), np.float32))).shape[-1])
 
-    @property
-    def decoder(self) -> "Decoder":
+    @cached_property
+    def decoder(self) -> Decoder:
         """The decoder for this model's input (size and centre crop): the one every path uses."""
-        decoder = getattr(self, "_decoder", None)
-        if decoder is None:
-            from clf.infer.decode import Decoder
-
-            decoder = self._decoder = Decoder(self.decode_size)
-        return decoder
+        return Decoder(self.decode_size)
 
     def decode(self, data: bytes) -> np.ndarray:
         """One image file's bytes as float32 ``[h, w, 3]`` input (``clf.infer.decode.Decoder.from_bytes``);
@@ -235,10 +227,8 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
     frozen backbone (clf.infer.choice)."""
     runtime = check_name("runtime", runtime, RUNTIMES)
     host = host or get_host()
-    if fmt is not None and fmt.strip().lower() != "auto":
-        fmt = host.exporters.get(fmt).name  # an alias becomes the name labels.json uses
-    else:
-        fmt = None
+    if fmt is not None:  # an alias becomes the name labels.json uses
+        fmt = None if fmt.strip().lower() == "auto" else host.exporters.get(fmt).name
     folder, exporter_name, files = resolve_artifact(artifact, fmt)
     labels = read_labels(folder)
     exporter = host.exporters.get(exporter_name)
@@ -311,10 +301,9 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
                   progress: Callable[[int], None] | None = None) -> list[Prediction]:
     """Decode (``clf.infer.decode.Decoder.files``) and predict in batches; an undecodable file
     gets an ``error`` without stopping the rest. ``progress(n)``: files done, after each batch."""
-    results = [Prediction(display_path(f), class_names=list(predictor.class_names)) for f in files]
     # Checked before TensorFlow reads it: a link to /dev/zero, a FIFO or a huge image is never read.
-    for r, f in zip(results, files):
-        r.error = image_problem(f)
+    names = list(predictor.class_names)
+    results = [Prediction(display_path(f), error=image_problem(f), class_names=names) for f in files]
     readable = [i for i, r in enumerate(results) if r.error is None]
     if progress is not None and len(readable) < len(files):
         progress(len(files) - len(readable))

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 FORMATS = ("table", "csv", "json")
 
 
-
 def choose_format(fmt: str | None, output: str | None) -> str:
     """``--format`` if given, else the ``--output`` file's suffix (.csv, .json), else table."""
     if fmt is None:
@@ -33,19 +32,15 @@ def choose_format(fmt: str | None, output: str | None) -> str:
     return fmt
 
 
-def to_records(results: Sequence[Prediction], class_names: Sequence[str], k: int,
-           columns: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+def to_json(results: Sequence[Prediction], class_names: Sequence[str], k: int,
+            columns: dict[str, list[Any]] | None = None) -> str:
     """``columns``: extra values per row, after the others (``clf predict --shard``'s index)."""
     columns = columns or {}
-    return [{"path": r.path, "error": r.error,
-             "top": [{"class": n, "probability": p} for n, p in r.top(class_names, k)] if r.error is None else [],
-             **{name: values[i] for name, values in columns.items()}}
-            for i, r in enumerate(results)]
-
-
-def to_json(results: Sequence[Prediction], class_names: Sequence[str], k: int,
-           columns: dict[str, list[Any]] | None = None) -> str:
-    return json.dumps(to_records(results, class_names, k, columns), indent=2) + "\n"
+    records = [{"path": r.path, "error": r.error,
+                "top": [{"class": n, "probability": p} for n, p in r.top(class_names, k)] if r.error is None else [],
+                **{name: values[i] for name, values in columns.items()}}
+               for i, r in enumerate(results)]
+    return json.dumps(records, indent=2) + "\n"
 
 
 def to_csv(results: Sequence[Prediction], class_names: Sequence[str], k: int,

@@ -12,25 +12,21 @@ from pathlib import Path
 from typing import Any, Sequence, TYPE_CHECKING
 
 from clf.artifacts.exporting import check_export_options, export_all
-from clf.artifacts.labels import read_labels
+from clf.artifacts.labels import check_artifact, read_labels
 from clf.artifacts.verify import keras_model_in
 from clf.config import MODEL_INPUTS, QUANTIZE_MODES, check_name
 from clf.errors import DataError, ModelNotFoundError, UsageError, VerificationError
 from clf.events import Observer
 from clf.files import write_json
 from clf.host.manager import get_host
-from clf.artifacts.integrity import check_artifact
 from clf.artifacts.predict import KerasPredictor
 from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
-from clf.data.manifest import split_files, read_manifest
+from clf.data.manifest import MANIFEST_FILE, split_files, read_manifest
 from clf import __version__
 
 if TYPE_CHECKING:
-    from clf.data.images import DatasetBundle
     from clf.host.manager import PluginHost
     from clf.host.registry import Exporter
-
-MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -82,14 +78,12 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
 
     check_artifact(source, labels, trust_artifact)  # as clf predict: a swapped model is not exported
     bundle = _bundle(run_dir, labels, data, need_train=options.quantize == "int8", need_held_out=verify)
-
-
     model = KerasPredictor(source, labels).model
     from clf.data.fitting import check_input_size
 
     check_input_size(model, labels["input_size"], str(run_dir / "labels.json"))
     observer = observer or Observer()
-    metadata = {k: v for k, v in labels.items()}
+    metadata = dict(labels)
     try:
         # Only a listed artifact of these formats may be replaced (_refuse_existing leaves none).
         own = {f for e in exporters for f in labels.get("artifacts", {}).get(e.name, [])}
@@ -115,12 +109,13 @@ def _refuse_existing(run_dir: Path, labels: dict[str, Any], exporters: Sequence[
 def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, need_train: bool,
             need_held_out: bool) -> DatasetBundle:
     """The run's own images by split (as its manifest.json records), to calibrate and verify on."""
-    manifest = _manifest(run_dir)
+    manifest = read_manifest(run_dir, required=False)
     class_names = list(labels["class_names"])
     root = Path(data) if data is not None else Path(manifest.get("data", {}).get("source", ""))
     size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
     splits: dict[str, Split] = {}
-    for split, (paths, labels_of, _) in split_files(manifest, class_names, root, run_dir / MANIFEST).items():
+    recorded = split_files(manifest, class_names, root, run_dir / MANIFEST_FILE)
+    for split, (paths, labels_of, _) in recorded.items():
         present = [(str(p), label) for p, label in zip(paths, labels_of) if p.is_file()]
         if present:
             splits[split] = Split([p for p, _ in present], [label for _, label in present])
@@ -135,31 +130,22 @@ def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, n
             + (", or --no-verify to skip the round-trip check." if not need_train else ".")
         )
 
-    def dataset(files: list[str], targets: list[int]) -> Any:
-        return files_dataset(files, targets, size)
-
     # A split the run did not have stays None (train: only int8 calibration reads it).
-    made = {s: dataset(splits[s].files, splits[s].labels) if s in splits else None
+    made = {s: files_dataset(splits[s].files, splits[s].labels, size) if s in splits else None
             for s in ("train", "validation", "test")}
     return DatasetBundle(class_names, made["train"], made["validation"], made["test"], splits=splits,
-                         make_dataset=dataset)
-
-
-def _manifest(run_dir: Path) -> dict:
-    """The run's manifest.json, validated; {} for a bundle without one."""
-    return read_manifest(run_dir, required=False)
+                         make_dataset=lambda files, targets: files_dataset(files, targets, size))
 
 
 def _record(run_dir: Path, metadata: dict, options: _Options) -> None:
     """manifest.json lists the artifacts labels.json lists, and when each export was added."""
-    manifest = _manifest(run_dir)
+    manifest = read_manifest(run_dir, required=False)
     if not manifest:
         return
-
     manifest["artifacts"] = metadata.get("artifacts", {})
     if metadata.get("verification") is not None:
         manifest["verification"] = metadata["verification"]
     manifest.setdefault("exports_added", []).append({
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "export": list(options.export),
         "quantize": options.quantize, "verified": options.verify, "clf_version": __version__})
-    write_json(run_dir / MANIFEST, manifest)
+    write_json(run_dir / MANIFEST_FILE, manifest)

@@ -55,11 +55,6 @@ def shard_of(path: str | Path, shards: int) -> int:
     return int.from_bytes(digest, "big") % shards
 
 
-def select(files: Sequence[str | Path], shard: int, shards: int) -> list[int]:
-    """Indices into ``files`` of the files in shard ``shard`` of ``shards``, in order."""
-    return [i for i, f in enumerate(files) if shard_of(f, shards) == shard]
-
-
 def model_fingerprint(path: str | Path, labels: dict, checked: bool = True) -> str:
     """16 hex digits of an artifact's sha256: labels.json's if ``checked`` (no second read), else hashed."""
     recorded = labels.get("sha256", {}) if isinstance(labels.get("sha256"), dict) else {}
@@ -75,7 +70,7 @@ def shard_files(files: Sequence[Path], shard: tuple[int, int] | None,
     parts predicted by different models."""
     if shard is None:
         return list(files), None
-    picked = select(files, *shard)
+    picked = [i for i, f in enumerate(files) if shard_of(f, shard[1]) == shard[0]]
     n = len(picked)
     return [files[i] for i in picked], {"model": [model] * n, "shard": [f"{shard[0]}/{shard[1]}"] * n,
                                         "index": picked, "total": [len(files)] * n}
@@ -112,13 +107,11 @@ def _whole_number(value: Any, name: str, where: str) -> int:
 def _probability(value: Any, where: str) -> float:
     """A finite probability in [0, 1]; ``1e400`` (infinity), NaN, text or null are refused."""
     number = None
-    if isinstance(value, str):
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         try:
             number = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # an integer of hundreds of digits overflows
             pass
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
     if number is None or not math.isfinite(number) or not 0.0 <= number <= 1.0:
         raise _problem(where, f"probability {_shown(value)} is not a number between 0 and 1")
     return number
@@ -234,10 +227,7 @@ def _read_part(path: Path) -> _Part:
     try:
         check_file(path, max_bytes=1 << 62)  # a FIFO or a device would never end
         text = path.read_text(encoding="utf-8")
-    except FileProblem as problem:
-        raise DataError(f"Cannot read prediction part {str(path)!r}: {problem.reason}; expected a file "
-                        f"written by clf predict --shard. Check the path.") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (FileProblem, OSError, UnicodeDecodeError) as exc:  # a FileProblem's text is its reason
         raise DataError(f"Cannot read prediction part {str(path)!r}: {exc}; expected a file written by "
                         f"clf predict --shard. Check the path.") from None
     return _json_part(path, text) if text.lstrip().startswith("[") else _csv_part(path, text)
@@ -290,9 +280,8 @@ def merge_predictions(parts: Sequence[str | Path], notes: list[str] | None = Non
                         "clf predict options for every shard. Run the shards again with the same options.")
     _same_model_and_shards(read, notes)
     rows: dict[int, Any] = {}
-    totals: set[int] = set()
+    totals: set[int] = set().union(*(part.totals for part in read))
     for part in read:
-        totals |= part.totals
         for line, index, row in part.rows:
             if index in rows:
                 raise DataError(f"File number {index} appears twice ({str(part.path)!r}, line {line}, and "

@@ -4,7 +4,7 @@ with its Keras model on held-out images (after every export, and in ``clf verify
 Float artifacts must match within ``FLOAT_TOLERANCE`` (max absolute probability difference);
 quantized ones need ``MIN_QUANTIZED_AGREEMENT`` top-1 agreement. A failed artifact becomes
 ``<name>.failed`` so nothing downstream mistakes it for a good one. An artifact that takes
-the photo itself is also checked through a client's path (``clf.artifacts.client``)."""
+the photo itself is also checked through a client's path (Pillow decode, raw photo in)."""
 
 from __future__ import annotations
 
@@ -18,19 +18,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from clf.errors import DataError, ModelError
-from clf.files import write_json
+from clf.files import file_hash, write_json
 from clf.infer.forward import BatchFn, in_batches
-from clf.artifacts.client import CLIENT_TOLERANCE, client_probabilities, CLIENT_IMAGES, takes_photo
 from clf.infer.decode import Decoder
 from clf.artifacts.labels import read_labels
 from clf.artifacts.predict import collect_images, load_predictor, resolve_artifact
 from clf.data.filecheck import inside_folder
+from clf.data.images import ImageSize
 from clf.data.manifest import read_manifest
 
 if TYPE_CHECKING:
     from clf.artifacts.predict import Predictor
     from clf.host.manager import PluginHost
-    from clf.artifacts.predict import Predictor
 
 FLOAT_TOLERANCE = 1e-4
 MIN_QUANTIZED_AGREEMENT = 0.95
@@ -39,6 +38,54 @@ FAILED_SUFFIX = ".failed"
 MAX_IMAGES = 256  # enough for a stable agreement figure; keeps export checks to seconds
 # A float conversion error shows on any image; quantized ones get MAX_IMAGES (see benchmarks/overhead.py).
 FLOAT_CHECK_IMAGES = 8
+
+# The client path: Pillow decodes the photo, the artifact crops and resizes it. labels.json
+# records each artifact's input and test vectors for integrators; this path must give clf's answer.
+# Same pixels from Pillow and clf (accurate integer IDCT); only resize rounding remains.
+CLIENT_TOLERANCE = 1e-3
+CLIENT_IMAGES = 8  # photos per artifact: the path either matches or it does not
+TEST_VECTORS = 3
+
+
+def input_record(kind: str, size: Sequence[int], quantized: bool = False) -> dict:
+    """What one artifact takes as input, for ``labels.json``'s ``inputs``."""
+    dtype = "uint8" if quantized else "float32"
+    if kind == "photo":
+        return {"kind": "photo", "name": "image", "shape": [None, None, None, 3], "dtype": dtype,
+                "pixels": "RGB 0-255 as decoded, any height and width (a batch shares one size); "
+                          "the centre crop and resize happen inside the model"}
+    return {"kind": "fixed", "name": "image", "shape": [None, int(size[0]), int(size[1]), 3], "dtype": dtype,
+            "pixels": "RGB 0-255, already centre-cropped and resized as 'resize' describes"}
+
+
+def takes_photo(labels: dict, exporter: str) -> bool:
+    """Whether ``exporter``'s artifact here takes a photo of any size (none recorded: fixed)."""
+    return labels.get("inputs", {}).get(exporter, {}).get("kind") == "photo"
+
+
+def pillow_pixels(path: str | Path) -> np.ndarray:
+    """One image file as a client decodes it: Pillow, RGB, uint8 ``[h, w, 3]``, no EXIF rotation (as clf)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.uint8)
+
+
+def client_probabilities(predictor: Predictor, files: Sequence[str | Path]) -> np.ndarray:
+    """``predictor``'s probabilities per file, Pillow-decoded and passed raw, one call each (sizes differ)."""
+    rows = [np.asarray(predictor.predict_batch(pillow_pixels(f)[None].astype(np.float32)), np.float32)[0]
+            for f in files]
+    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def test_vectors(files: Sequence[str | Path], probabilities: np.ndarray) -> list[dict]:
+    """``[{file, sha256, height, width, probabilities}]`` of the first ``TEST_VECTORS`` files, for integrators."""
+    vectors = []
+    for f, probs in zip(list(files)[:TEST_VECTORS], probabilities):
+        pixels = pillow_pixels(f)
+        vectors.append({"file": Path(f).name, "sha256": file_hash(Path(f)), "height": int(pixels.shape[0]),
+                        "width": int(pixels.shape[1]), "probabilities": [round(float(p), 6) for p in probs]})
+    return vectors
 
 
 @dataclass
@@ -99,13 +146,14 @@ class VerificationReport:
         }
 
 
-def criterion_for(quantization: str) -> str:
+def criterion_for(quantization: str, tolerance: float = FLOAT_TOLERANCE) -> str:
     if quantization == "none":
-        return f"max_abs_diff <= {FLOAT_TOLERANCE:g}"
+        return f"max_abs_diff <= {tolerance:g}"
     return f"top1_agreement >= {MIN_QUANTIZED_AGREEMENT:.0%}"
 
 
-def compare(reference: np.ndarray, got: np.ndarray, quantization: str) -> tuple[float, float, bool]:
+def compare(reference: np.ndarray, got: np.ndarray, quantization: str,
+            tolerance: float = FLOAT_TOLERANCE) -> tuple[float, float, bool]:
     """``(max_abs_diff, top1_agreement, passed)`` of two probability arrays."""
     reference, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
     if reference.shape != got.shape:
@@ -114,7 +162,7 @@ def compare(reference: np.ndarray, got: np.ndarray, quantization: str) -> tuple[
         return float("inf"), float(np.mean(reference.argmax(1) == np.nan_to_num(got).argmax(1))), False
     diff = float(np.max(np.abs(reference - got))) if got.size else 0.0
     agreement = float(np.mean(reference.argmax(1) == got.argmax(1))) if len(got) else 1.0
-    passed = diff <= FLOAT_TOLERANCE if quantization == "none" else agreement >= MIN_QUANTIZED_AGREEMENT
+    passed = diff <= tolerance if quantization == "none" else agreement >= MIN_QUANTIZED_AGREEMENT
     return diff, agreement, passed
 
 
@@ -136,13 +184,11 @@ def check_client(result: Verification, predictor: Predictor, files: Sequence[str
     if not len(files):
         return
     got = client_probabilities(predictor, files)
-    diff, agreement, _ = compare(reference, got, result.quantization)
-    ok = diff <= CLIENT_TOLERANCE if result.quantization == "none" else agreement >= MIN_QUANTIZED_AGREEMENT
+    diff, agreement, ok = compare(reference, got, result.quantization, CLIENT_TOLERANCE)
     result.client_images, result.client_max_abs_diff, result.client_top1_agreement = len(files), diff, agreement
     result.passed = result.passed and ok
-    result.criterion += ("; photos decoded by Pillow and passed raw: " +
-                         (f"max_abs_diff <= {CLIENT_TOLERANCE:g}" if result.quantization == "none"
-                          else f"top1_agreement >= {MIN_QUANTIZED_AGREEMENT:.0%}"))
+    client = criterion_for(result.quantization, CLIENT_TOLERANCE)
+    result.criterion += f"; photos decoded by Pillow and passed raw: {client}"
 
 
 def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
@@ -152,15 +198,22 @@ def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
     return list(files[:min(len(images), CLIENT_IMAGES)])
 
 
-def quarantine(files: Sequence[Path]) -> list[Path]:
+def quarantine(files: Sequence[Path]) -> None:
     """Rename a failed artifact's files to ``<name>.failed``: kept, but never taken for a valid model."""
-    moved = []
     for f in map(Path, files):
         if f.exists():
-            target = f.with_name(f.name + FAILED_SUFFIX)
-            os.replace(f, target)
-            moved.append(target)
-    return moved
+            os.replace(f, f.with_name(f.name + FAILED_SUFFIX))
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A ``verification.json``'s object; {} when there is none or it is not a JSON object."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_report(directory: Path, report: VerificationReport, *, export_record: bool = True,
@@ -171,14 +224,7 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
     replacing the results it repeats. Other checks (``clf verify --data`` or ``--reference``)
     go to ``other_checks``, so a later plain ``clf verify`` still checks the export's images."""
     path = Path(directory) / VERIFICATION_FILE
-    previous: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            previous = {}
-        if not isinstance(previous, dict):
-            previous = {}
+    previous = _read_record(path)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results = {n: r.to_dict() for n, r in report.results.items()}
     others: list[Any] = previous["other_checks"] if isinstance(previous.get("other_checks"), list) else []
@@ -200,23 +246,6 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
     return write_json(path, data)
 
 
-class _Reference:
-    """The in-memory model's probabilities on the held-out images, computed as far as needed.
-
-    ``known``: those of the first images, already computed (the engine's head output on cached
-    features), so verifying costs no second backbone pass."""
-
-    def __init__(self, predict: BatchFn, images: np.ndarray, known: np.ndarray | None = None) -> None:
-        self.predict, self.images = predict, images
-        self.probs = np.asarray(known, np.float32) if known is not None else np.zeros((0, 0), np.float32)
-
-    def first(self, n: int) -> np.ndarray:
-        if len(self.probs) < n:
-            more = in_batches(self.predict, self.images[len(self.probs):n])
-            self.probs = np.concatenate([self.probs, more]) if len(self.probs) else more
-        return self.probs[:n]
-
-
 def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],
                    exporters: dict[str, Any], images: np.ndarray, image_files: Sequence[str], source: str,
                    reference_probs: np.ndarray | None = None) -> VerificationReport:
@@ -225,15 +254,14 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
 
     ``exporters``: name -> ``Exporter``; ones without ``load`` are skipped. Float artifacts
     are compared on the first ``FLOAT_CHECK_IMAGES`` images, quantized ones on all.
-    ``reference_probs``: the model's probabilities on the first images, when known."""
+    ``reference_probs``: the model's probabilities on ``images``, when known."""
     report = VerificationReport(images=list(map(str, image_files)), source=source)
-    reference = _Reference(reference_fn, images, reference_probs)
+    # Known: the engine's head output on cached features, so verifying costs no second backbone pass.
+    reference = reference_probs if reference_probs is not None else in_batches(reference_fn, images)
     photos = client_files(list(map(str, image_files)), images)
     photo_reference = None
     if photos and any(takes_photo(labels, name) for name in artifacts):
         # Decoded in full like the client path (held-out images may be DCT-scaled decodes).
-        from clf.data.images import ImageSize
-
         size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
         photo_reference = in_batches(reference_fn, load_images(photos, size))
         report.reference_probs = photo_reference
@@ -245,7 +273,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
             predictor = exporter.load(Path(files[0]), labels)
             n = len(images) if getattr(predictor, "quantization", "none") != "none" else \
                 min(len(images), FLOAT_CHECK_IMAGES)
-            result = verify_predictor(name, predictor, images[:n], reference.first(n))
+            result = verify_predictor(name, predictor, images[:n], reference[:n])
             if photo_reference is not None and takes_photo(labels, name):
                 check_client(result, predictor, photos, photo_reference)
         except Exception as exc:  # a runtime that cannot even open it is a failed check
@@ -260,9 +288,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
 
 def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.ndarray:
     """Decode image files as ``clf predict`` does (``clf.infer.decode.Decoder``)."""
-    decoder = Decoder(image_size)
-    out = [decoder.from_file(f) for f in files]
-    return np.stack(out) if out else np.zeros((0, *decoder.size, 3), np.float32)
+    return Decoder(image_size).batch(list(files))
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
@@ -290,9 +316,8 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
         raise DataError(f"No images to verify {str(artifact)!r} on; expected image files under --data. "
                         f"Pass --data with a folder of held-out images.")
     images = load_images(files, predictor.decode_size)
-    report = VerificationReport(images=files, source=source)
     reference_probs = in_batches(ref.predict_batch, images)
-    report.reference_probs = reference_probs
+    report = VerificationReport(images=files, source=source, reference_probs=reference_probs)
     result = verify_predictor(exporter_name, predictor, images, reference_probs)
     if takes_photo(labels, exporter_name):
         photos = client_files(files, images)
@@ -317,13 +342,8 @@ def keras_model_in(folder: Path, labels: dict, missing: str) -> Path:
 
 def _recorded_images(folder: Path) -> tuple[list[str], str]:
     path = folder / VERIFICATION_FILE
-    if not path.is_file():
-        return [], ""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return [], ""
-    if not isinstance(data, dict) or not isinstance(data.get("images", []), list):
+    data = _read_record(path)
+    if not isinstance(data.get("images", []), list):
         return [], ""
     # Only inside the run's data folder (manifest.json), else the bundle folder; never elsewhere.
     recorded = read_manifest(folder, required=False).get("data", {}).get("source")

@@ -1,15 +1,10 @@
 """Pretrained weights, offline: the Keras cache, a mirror for air-gapped sites, hash checks.
 
-clf takes over Keras Applications' ``get_file`` downloads into ``$KERAS_HOME/models``
-(``keras_downloads()``), so that:
-
-- a mirror base URL (``CLF_WEIGHTS_MIRROR`` or ``--weights-mirror``) replaces the Google
-  host, keeping the path: a site copies that tree (or the files it needs) to any HTTP server;
-- the file is checked against Keras' hash (md5 or sha256), or clf's (``PINNED_SHA256``);
-- it is loaded in full into its architecture *before* it enters the cache under its real
-  name, so an error page or another model's file never lands in the cache, hash or not;
-- a failure is one message naming the URL, the cache path and the ways out.
-"""
+clf takes over Keras Applications' downloads into ``$KERAS_HOME/models`` (``keras_downloads()``):
+a mirror (``CLF_WEIGHTS_MIRROR`` or ``--weights-mirror``) may replace the Google host, keeping
+the path; the file is checked against Keras' hash or clf's (``PINNED_SHA256``), and loaded in
+full into its architecture *before* it enters the cache, so an error page or another model's
+file never lands there."""
 
 from __future__ import annotations
 
@@ -59,19 +54,13 @@ class WeightsFile:
         return "sha256" if len(self.expected_hash) == 64 else "md5"
 
 
-def mirror() -> str | None:
-    value = os.environ.get(MIRROR_ENV, "").strip()
-    return value.rstrip("/") + "/" if value else None
-
-
 def url_for(wf: WeightsFile, base: str | None = None) -> str:
-    """The download URL: the Keras origin, or the same path under the mirror base."""
-    base = base if base is not None else mirror()
-    if base and wf.origin.startswith(KERAS_HOST):
-        return base.rstrip("/") + "/" + wf.origin[len(KERAS_HOST):]
-    if base:
-        return base.rstrip("/") + "/" + wf.fname
-    return wf.origin
+    """The download URL: the Keras origin, or its path under ``base`` (default: the mirror env)."""
+    base = base if base is not None else os.environ.get(MIRROR_ENV, "").strip()
+    if not base:
+        return wf.origin
+    path = wf.origin[len(KERAS_HOST):] if wf.origin.startswith(KERAS_HOST) else wf.fname
+    return base.rstrip("/") + "/" + path
 
 
 def check(wf: WeightsFile, path: Path) -> str:
@@ -87,6 +76,15 @@ def _fixes(wf: WeightsFile) -> str:
     return (f"Fix: set {MIRROR_ENV} (or --weights-mirror) to a mirror serving the Keras "
             f"weights tree, or copy {wf.fname} into {keras_cache_dir()}, or pass --weights FILE, or "
             f"--weights none to train from random weights.")
+
+
+def _not_loading(wf: WeightsFile, url: str, into: str, exc: Exception) -> WeightsError:
+    """The file downloaded but does not load into ``into``: discarded, never cached."""
+    return WeightsError(
+        f"{wf.fname} from {url} does not load into {into}: {type(exc).__name__}: "
+        f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. The file was discarded (not cached); "
+        f"expected the original Keras Applications file. Check the mirror's copy. {_fixes(wf)}"
+    )
 
 
 def _download(wf: WeightsFile, url: str, dest: Path) -> None:
@@ -105,9 +103,7 @@ def _download(wf: WeightsFile, url: str, dest: Path) -> None:
             f"access to {'the mirror' if not url.startswith(KERAS_HOST) else 'the Keras weights host'} "
             f"or the file already in {keras_cache_dir()}. {_fixes(wf)}"
         ) from None
-    if check(wf, dest) == "mismatch":
-        assert wf.algorithm is not None  # "mismatch": a known hash was compared
-        digest = file_hash(dest, wf.algorithm)
+    if wf.algorithm and (digest := file_hash(dest, wf.algorithm)) != wf.expected_hash:
         dest.unlink(missing_ok=True)
         raise WeightsError(
             f"Downloaded {wf.fname} from {url} but its {wf.algorithm} is {digest}, not the known "
@@ -137,17 +133,19 @@ def fetch(wf: WeightsFile, base: str | None = None, force: bool = False,
 
 def fetch_for(backbone: Backbone, base: str | None = None, force: bool = False) -> Path:
     """``clf weights fetch``: a backbone's ImageNet file, loaded into that backbone before it is cached."""
-    wf = lookup_file(backbone)
+    wf = backbone.imagenet_file
+    if wf is None:
+        raise WeightsError(
+            f"Backbone {backbone.name!r} (plugin {backbone.plugin!r}) has no known ImageNet weights "
+            f"file; expected one of the Keras Applications backbones. Pass --weights FILE or "
+            f"--weights none for it."
+        )
 
     def load(path: Path) -> None:
         try:
             backbone.build((*backbone.input_size, 3), str(path))
         except Exception as exc:
-            raise WeightsError(
-                f"{wf.fname} from {url_for(wf, base)} does not load into backbone {backbone.name!r}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}. The file "
-                f"was discarded (not cached). Check the mirror's copy. {_fixes(wf)}"
-            ) from None
+            raise _not_loading(wf, url_for(wf, base), f"backbone {backbone.name!r}", exc) from None
 
     return fetch(wf, base, force, validate=load)
 
@@ -179,12 +177,7 @@ def keras_downloads() -> Iterator[None]:
             if not staged:
                 raise
             tmp, target, url = staged[-1]
-            raise WeightsError(
-                f"{target.name} downloaded from {url} does not load into the model: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. The file was discarded (not cached); "
-                f"expected the original Keras Applications file. Check the mirror's copy. "
-                f"{_fixes(WeightsFile(target.name, url))}"
-            ) from None
+            raise _not_loading(WeightsFile(target.name, url), url, "the model", exc) from None
         else:
             for tmp, target, _ in staged:  # loaded in full by Keras: now it may enter the cache
                 os.replace(tmp, target)
@@ -234,16 +227,3 @@ def status_rows(host: PluginHost, names: Collection[str] = ()) -> list[dict[str,
                      "status": "cached" if path.is_file() else "not cached", "url": url_for(wf)})
     return rows
 
-
-def lookup(host: PluginHost, name: str) -> WeightsFile:
-    return lookup_file(host.backbones.get(name))
-
-
-def lookup_file(bb: Backbone) -> WeightsFile:
-    if bb.imagenet_file is None:
-        raise WeightsError(
-            f"Backbone {bb.name!r} (plugin {bb.plugin!r}) has no known ImageNet weights file; "
-            f"expected one of the Keras Applications backbones. Pass --weights FILE or "
-            f"--weights none for it."
-        )
-    return bb.imagenet_file
