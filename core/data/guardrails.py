@@ -69,13 +69,6 @@ def _not_a_run(path: Path) -> UsageError:
     )
 
 
-def _nearest_existing(path: Path) -> Path:
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
 def check_output(output: str | None, force: bool = False) -> None:
     """Fail fast (before loading data) when ``--output`` cannot be used."""
     if not output:
@@ -95,23 +88,21 @@ def check_output(output: str | None, force: bool = False) -> None:
             )
         if not is_run_dir(path):
             raise _not_a_run(path)
-    parent = _nearest_existing(path)
+    parent = path  # the nearest folder that exists
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
     if not parent.is_dir():
         raise UsageError(
             f"Cannot create output folder {str(path)!r}: {str(parent)!r} is a file, not a "
             f"folder; expected a writable location. Pass another --output."
         )
-    _probe_writable(parent, path)
-
-
-def _probe_writable(folder: Path, target: Path) -> None:
-    probe = folder / f".clf-write-test-{uuid.uuid4().hex}"
+    probe = parent / f".clf-write-test-{uuid.uuid4().hex}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise UsageError(
-            f"Output folder {str(target)!r} is not writable ({str(folder)!r}: "
+            f"Output folder {str(path)!r} is not writable ({str(parent)!r}: "
             f"{exc.strerror or exc}); expected a folder clf can write the run into. Pass "
             f"another --output or fix the permissions."
         ) from None
@@ -128,8 +119,8 @@ def replace_output(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-# clf's temporary names: one found in a run folder was left by a process that died mid-write
-ORPHAN_PREFIXES = (".tmp-",)
+# clf's temporary names (".tmp-..." and older ones): one found in a run folder was left by a
+# process that died mid-write
 ORPHAN_NAMES = frozenset({"labels.json.tmp", "verification.json.tmp"})
 
 
@@ -141,9 +132,7 @@ def remove_orphans(run_dir: Path) -> list[Path]:
         if not folder.is_dir():
             continue
         for p in folder.iterdir():
-            name = p.name
-            if not (name.startswith(ORPHAN_PREFIXES) or (name.startswith(".") and ".tmp-" in name)
-                    or name in ORPHAN_NAMES):
+            if not ((p.name.startswith(".") and ".tmp-" in p.name) or p.name in ORPHAN_NAMES):
                 continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
