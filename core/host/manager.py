@@ -117,12 +117,14 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 class PluginHost:
     """One plugin manager plus the registries its hooks filled."""
+
+    backbones: Registry[Backbone]
+    heads: Registry[Head]
+    loaders: Registry[DataLoader]
+    exporters: Registry[Exporter]
+    callbacks: Registry[CallbackFactory]
 
     def __init__(self, plugins: Iterable[str] = (), *, entry_points: bool = True,
                  strict: bool | None = None, only: Iterable[str] | str | None = None,
@@ -136,9 +138,8 @@ class PluginHost:
         self.infos: dict[str, PluginInfo] = {}
         self.skipped: list[SkippedPlugin] = []
         self.notes: list[str] = []  # other one-line warnings (e.g. an unknown CLF_LOAD_PLUGINS name)
-        self.registries: dict[str, Registry] = {
-            attr: Registry(kind, command, cls) for attr, cls, kind, command in HOOKS.values()
-        }
+        for attr, cls, kind, command in HOOKS.values():
+            setattr(self, attr, Registry(kind, command, cls))
 
         for module_name in BUILTIN_PLUGINS:
             self.register(importlib.import_module(module_name), name=module_name,
@@ -187,7 +188,7 @@ class PluginHost:
                         f"{exc} (Strict plugin loading is on: {ENV_STRICT}=1 or --strict-plugins; "
                         f"without it clf skips this plugin with a warning.)"
                     ) from exc
-                self.skipped.append(SkippedPlugin(ep.name, _one_line(exc), dist, version, ep.value))
+                self.skipped.append(SkippedPlugin(ep.name, " ".join(str(exc).split()), dist, version, ep.value))
                 self._trace("skipped plugin %r: %s", ep.name, exc)
                 continue
             info.module = ep.value
@@ -259,30 +260,6 @@ class PluginHost:
         for attr, *_ in HOOKS.values():
             getattr(self, attr).remove_plugin(name)
 
-    # -- registries ----------------------------------------------------------------------
-    @property
-    def backbones(self) -> Registry[Backbone]:
-        return self._registry("backbones")
-
-    @property
-    def heads(self) -> Registry[Head]:
-        return self._registry("heads")
-
-    @property
-    def loaders(self) -> Registry[DataLoader]:
-        return self._registry("loaders")
-
-    @property
-    def exporters(self) -> Registry[Exporter]:
-        return self._registry("exporters")
-
-    @property
-    def callbacks(self) -> Registry[CallbackFactory]:
-        return self._registry("callbacks")
-
-    def _registry(self, attr: str) -> Registry:
-        return self.registries[attr]
-
     def _collect(self, plugin_name: str) -> None:
         """Call each hook of one plugin with a register callback that records the plugin."""
         plugin = self.pm.get_plugin(plugin_name)
@@ -292,7 +269,7 @@ class PluginHost:
             for impl in caller.get_hookimpls():
                 if impl.plugin is not plugin:
                     continue
-                registry = self._registry(attr)
+                registry = getattr(self, attr)
                 before = set(registry.names())
                 kwargs = {"register": registry.callback(plugin_name)}
                 self._trace("hook %s: calling plugin %r", hook_name, plugin_name)
