@@ -10,7 +10,9 @@ from string import Template
 
 from clf.errors import UsageError
 
-KINDS = ("backbone", "head", "loader", "exporter")
+_HOOK = {"backbone": "register_backbones", "head": "register_heads",
+         "loader": "register_data_loaders", "exporter": "register_exporters"}
+KINDS = tuple(_HOOK)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -60,10 +62,6 @@ def pip_target(root: Path) -> str:
     if root.is_absolute() or text.startswith(("./", "../", ".\\", "..\\")):
         return text
     return f".{os.sep}{text}"
-
-
-_HOOK = {"backbone": "register_backbones", "head": "register_heads",
-         "loader": "register_data_loaders", "exporter": "register_exporters"}
 
 _PYPROJECT = '''
 [build-system]
