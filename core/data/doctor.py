@@ -100,17 +100,7 @@ class DoctorReport:
         return max(counts) / min(counts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": "clf-quarantine/1",
-            "root": self.root,
-            "layout": self.layout,
-            "class_names": self.class_names,
-            "counts": self.counts,
-            "imbalance": self.imbalance(),
-            "quarantined": [asdict(b) for b in self.quarantined],
-            "converted": [asdict(c) for c in self.converted],
-            "notes": self.notes,
-        }
+        return {"format": "clf-quarantine/1", **asdict(self), "imbalance": self.imbalance()}
 
     def write(self, run_dir: Path) -> Path:
         """``quarantine.json`` in the run folder (atomic): every file left out, and why."""
@@ -346,9 +336,9 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
         looks = list(pool.map(lambda job: inspect_file(job[2], min_side, facts), jobs))
     facts.save()
 
-    report = DoctorReport(str(root), {k: str(v) for k, v in layout.items()}, class_names, {})
+    counts = {split: {n: 0 for n in sorted(classes)} for split, classes in per_split.items()}
+    report = DoctorReport(str(root), {k: str(v) for k, v in layout.items()}, class_names, counts)
     first: dict[str, tuple[str, str, Path]] = {}  # sha -> where it was first seen
-    usable: list[tuple[str, str, _Look]] = []
     for (split, cls, f), look in zip(jobs, looks):
         if look.kind is None and look.sha in first:
             f_split, f_cls, f_path = first[look.sha]
@@ -367,24 +357,18 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
             continue
         assert look.sha is not None
         first[look.sha] = (split, cls, f)
-        usable.append((split, cls, look))
-
-    for split, cls, look in usable:
-        report.counts.setdefault(split, {n: 0 for n in sorted(per_split[split])})
-        report.counts[split][cls] = report.counts[split].get(cls, 0) + 1
+        counts[split][cls] += 1
         if look.changes:
             conv = Conversion(str(look.path), split, cls, look.changes)
             if convert:
                 try:
-                    conv.copy = str(convert_file(look.path, look.sha or "", cache_dir(CONVERTED_CACHE)))
+                    conv.copy = str(convert_file(look.path, look.sha, cache_dir(CONVERTED_CACHE)))
                 except Exception as exc:  # a file Pillow read but cannot convert: quarantine it
                     report.quarantined.append(BadFile(str(look.path), split, cls, "corrupt",
                                                       f"could not be converted: {type(exc).__name__}: {exc}"))
-                    report.counts[split][cls] -= 1
+                    counts[split][cls] -= 1
                     continue
             report.converted.append(conv)
-    for split, classes in per_split.items():
-        report.counts.setdefault(split, {n: 0 for n in sorted(classes)})
     _add_notes(report)
     return report
 
