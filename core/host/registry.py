@@ -4,6 +4,7 @@ errors naming both plugins of a duplicate. Fields are the keywords of the hook's
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -107,17 +108,14 @@ class Registry(Generic[C]):
     _items: dict[str, C] = field(default_factory=dict)
     _aliases: dict[str, str] = field(default_factory=dict)
 
-    def callback(self, plugin: str) -> Callable[..., None]:
+    def callback(self, plugin: str) -> Callable[..., C]:
         """The ``register`` function handed to one plugin's hook."""
+        return functools.partial(self.add, plugin)
 
-        def register(name: str, fn: Callable[..., Any], /, *, aliases: Iterable[str] = (),
-                     description: str | None = None, **extra: Any) -> None:
-            self.add(plugin, name, fn, aliases=tuple(aliases), description=description, **extra)
-
-        return register
-
-    def add(self, plugin: str, name: str, fn: Callable[..., Any], *, aliases: tuple[str, ...] = (),
+    def add(self, plugin: str, name: str, fn: Callable[..., Any], /, *, aliases: Iterable[str] = (),
             description: str | None = None, **extra: Any) -> C:
+        """Register ``fn`` as component ``name`` of ``plugin``."""
+        aliases = tuple(aliases)
         for n in (name, *aliases):
             if not isinstance(n, str) or not _NAME.match(n):
                 raise PluginError(
