@@ -134,7 +134,6 @@ class _Look:
     kind: str | None = None  # a quarantine kind, or None when usable
     reason: str = ""
     changes: list[str] = field(default_factory=list)
-    size: tuple[int, int] | None = None
 
 
 def pillow_facts(data: bytes) -> dict[str, Any]:
@@ -219,12 +218,11 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None 
         remember_sha256(path, sha, stat)  # spares the feature cache and run record a re-read
     found = facts.facts(sha, data) if facts is not None else pillow_facts(data)
     fmt, mode = found.get("format"), found.get("mode")
-    if "size" in found:
-        look.size = tuple(found["size"])
-        if min(look.size) < min_side:
-            look.kind = "too_small"
-            look.reason = f"too small: {look.size[0]}x{look.size[1]} px, expected at least {min_side} px a side"
-            return look
+    if "size" in found and min(found["size"]) < min_side:
+        width, height = found["size"]
+        look.kind = "too_small"
+        look.reason = f"too small: {width}x{height} px, expected at least {min_side} px a side"
+        return look
     error, text = found.get("error"), found.get("text", "")
     if error == "unidentified":
         what = "not an image" if path.suffix.lower() not in IMAGE_LIKE_SUFFIXES else \

@@ -25,18 +25,14 @@ RUN_MARKER = ".clf-run"
 RUN_MARKER_FORMAT = "clf-run/1"
 
 
-def claim_run_dir(path: Path) -> dict[str, Any]:
+def claim_run_dir(path: Path) -> None:
     """Mark ``path`` as a clf run folder before anything else is written (keeps an existing
-    marker, so resume is a no-op); returns the marker record."""
-    path = Path(path)
-    existing = read_run_marker(path)
-    if existing is not None:
-        return existing
-    record = {"format": RUN_MARKER_FORMAT, "run_id": uuid.uuid4().hex,
-              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "clf_version": __version__}
-    write_json(path / RUN_MARKER, record)
-    return record
+    marker, so resume is a no-op)."""
+    if read_run_marker(path) is None:
+        write_json(Path(path) / RUN_MARKER, {
+            "format": RUN_MARKER_FORMAT, "run_id": uuid.uuid4().hex,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "clf_version": __version__})
 
 
 def read_run_marker(path: Path) -> dict[str, Any] | None:
