@@ -41,17 +41,6 @@ def replace_symbolic_build(model: keras.Model, build: Callable[..., None]) -> No
     model._maybe_symbolic_build = build  # type: ignore[method-assign]  # one instance, on purpose
 
 
-def versions() -> str:
-    import keras
-
-    try:
-        import tensorflow as tf
-
-        return f"Keras {keras.__version__}, TensorFlow {tf.__version__}"
-    except ImportError:
-        return f"Keras {keras.__version__}"
-
-
 def _parameters(function: Callable[..., Any]) -> list[str]:
     return list(inspect.signature(function).parameters)
 
