@@ -13,7 +13,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Iterable
 
 import pluggy
@@ -212,7 +211,18 @@ class PluginHost:
                     f"an importable module name. Check the --plugin value."
                 )
             name = f"clf_plugin_{path.stem}"
-            module = _import_file(name, path)
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise PluginError(f"Cannot import plugin file {str(path)!r}; expected a Python file.")
+            module = sys.modules[name] = importlib.util.module_from_spec(module_spec)
+            try:
+                module_spec.loader.exec_module(module)
+            except Exception as exc:
+                del sys.modules[name]
+                raise PluginError(
+                    f"Plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}. "
+                    f"Fix the file."
+                ) from exc
             return self.register(module, name=str(path), origin="file")
         try:
             module = importlib.import_module(spec)
@@ -288,23 +298,6 @@ class PluginHost:
                 self._trace("hook %s: plugin %r registered %s in %.1f ms", hook_name, plugin_name,
                             ", ".join(info.components[attr]) or "nothing",
                             (time.perf_counter() - t0) * 1e3)
-
-
-def _import_file(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(f"Cannot import plugin file {str(path)!r}; expected a Python file.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise PluginError(
-            f"Plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}. "
-            f"Fix the file."
-        ) from exc
-    return module
 
 
 _default_host: PluginHost | None = None
