@@ -270,9 +270,7 @@ def normalise(data: bytes) -> Image.Image:
         if arr.max(initial=0) > 255:
             arr = arr / 257.0  # 16-bit 0..65535 -> 0..255
         im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if im.mode in ("LA", "PA", "RGBa", "La"):
+    if im.mode in ("LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
     if im.mode == "RGBA":
         background = Image.new("RGB", im.size, (255, 255, 255))
