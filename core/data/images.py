@@ -193,7 +193,6 @@ def may_scale(paths: Sequence, image_size: Sequence[int]) -> bool:
 def _jpeg_shape(f: BinaryIO) -> tuple[int, int] | None:
     """``(height, width)`` from a JPEG's frame header (``f`` at its start); None for another
     format, ``(0, 0)`` when the header cannot be followed."""
-    sof = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
     if f.read(3) != b"\xff\xd8\xff":  # what tf.io.is_jpeg checks
         return None
     f.seek(2)
@@ -212,7 +211,7 @@ def _jpeg_shape(f: BinaryIO) -> tuple[int, int] | None:
         if m == 0x01 or 0xD0 <= m <= 0xD8:  # markers without a segment
             continue
         length = int.from_bytes(f.read(2), "big")
-        if m in sof:
+        if 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
             header = f.read(5)
             return (int.from_bytes(header[1:3], "big"), int.from_bytes(header[3:5], "big")) \
                 if len(header) == 5 else (0, 0)
