@@ -24,17 +24,10 @@ from clf.host.registry import Backbone, CallbackFactory, DataLoader, Exporter, H
 
 ENTRY_POINT_GROUP = "clf"
 
-BUILTIN_PLUGINS = (
-    "clf.plugins.keras_applications",
-    "clf.plugins.heads",
-    "clf.plugins.directory_loader",
-    "clf.plugins.h5_exporter",
-    "clf.plugins.tensorboard_callback",
-    "clf.plugins.keras_exporter",
-    "clf.plugins.savedmodel_exporter",
-    "clf.plugins.tflite_exporter",
-    "clf.plugins.onnx_exporter",
-)
+BUILTIN_PLUGINS = tuple(f"clf.plugins.{name}" for name in (
+    "keras_applications", "heads", "directory_loader", "h5_exporter", "tensorboard_callback",
+    "keras_exporter", "savedmodel_exporter", "tflite_exporter", "onnx_exporter",
+))
 
 # hook name -> (registry attribute, component class, kind, listing command)
 HOOKS = {
@@ -187,7 +180,8 @@ class PluginHost:
                         f"{exc} (Strict plugin loading is on: {ENV_STRICT}=1 or --strict-plugins; "
                         f"without it clf skips this plugin with a warning.)"
                     ) from exc
-                self.skipped.append(SkippedPlugin(ep.name, " ".join(str(exc).split()), dist, version, ep.value))
+                one_line = " ".join(str(exc).split())
+                self.skipped.append(SkippedPlugin(ep.name, one_line, dist, version, ep.value))
                 self._trace("skipped plugin %r: %s", ep.name, exc)
                 continue
             info.module = ep.value
@@ -213,7 +207,8 @@ class PluginHost:
             name = f"clf_plugin_{path.stem}"
             module_spec = importlib.util.spec_from_file_location(name, path)
             if module_spec is None or module_spec.loader is None:
-                raise PluginError(f"Cannot import plugin file {str(path)!r}; expected a Python file.")
+                raise PluginError(f"Cannot import plugin file {str(path)!r}; expected a Python "
+                                  f"file.")
             module = sys.modules[name] = importlib.util.module_from_spec(module_spec)
             try:
                 module_spec.loader.exec_module(module)
@@ -275,10 +270,8 @@ class PluginHost:
         plugin = self.pm.get_plugin(plugin_name)
         info = self.infos[plugin_name]
         for hook_name, (attr, *_rest) in HOOKS.items():
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in caller.get_hookimpls():
-                if impl.plugin is not plugin:
-                    continue
+            impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+            for impl in [i for i in impls if i.plugin is plugin]:
                 registry = getattr(self, attr)
                 before = set(registry.names())
                 kwargs = {"register": registry.callback(plugin_name)}
