@@ -81,14 +81,9 @@ def split_files(manifest: dict[str, Any], class_names: list[str], root: Path,
     every file inside ``root`` (else a DataError naming ``path``)."""
     out: dict[str, tuple[list[Path], list[int], list[str]]] = {}
     for split, per_class in manifest.get("split", {}).items():
-        files: list[Path] = []
-        labels: list[int] = []
-        names: list[str] = []
-        for index, name in enumerate(class_names):
-            for rel in per_class.get(name, []):
-                file = inside_folder(root, rel, str(path))
-                files.append(file)
-                labels.append(index)
-                names.append(file.relative_to(os.path.abspath(root)).as_posix())
-        out[split] = (files, labels, names)
+        listed = [(inside_folder(root, rel, str(path)), index)
+                  for index, name in enumerate(class_names) for rel in per_class.get(name, [])]
+        files = [file for file, _ in listed]
+        names = [file.relative_to(os.path.abspath(root)).as_posix() for file in files]
+        out[split] = (files, [index for _, index in listed], names)
     return out
