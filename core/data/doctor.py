@@ -12,6 +12,7 @@ training (a truncated JPEG fails only at its last bytes) and decides, per file:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -174,12 +175,10 @@ class FactsCache:
         self.new: dict[str, dict[str, Any]] = {}
         self.known: dict[str, dict[str, Any]] = {}
         if path is not None and path.is_file():
-            try:
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # unreadable: start afresh
                 data = json.loads(path.read_text(encoding="utf-8"))
                 if data.get("version") == self.version:
                     self.known = data.get("facts", {})
-            except (OSError, ValueError, AttributeError):
-                pass
 
     def facts(self, sha: str, data: bytes) -> dict[str, Any]:
         found = self.known.get(sha) or self.new.get(sha)
@@ -190,11 +189,9 @@ class FactsCache:
     def save(self) -> None:
         if self.path is None or not self.new:
             return
-        try:
+        with contextlib.suppress(OSError):  # read-only cache: the next run just decodes again
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_json(self.path, {"version": self.version, "facts": {**self.known, **self.new}})
-        except OSError:
-            pass  # read-only cache: the next run just decodes again
 
 
 def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None = None) -> _Look:
