@@ -47,8 +47,7 @@ def check_hookimpls(pm: pluggy.PluginManager, plugin: Any, plugin_name: str, hoo
                 f"Rename the argument to {hooks[hook][0]!r}."
             )
     for hook in hooks:
-        fn = getattr(plugin, hook, None)
-        if hook not in marked and callable(fn):
+        if hook not in marked and callable(getattr(plugin, hook, None)):
             raise PluginError(
                 f"Plugin {plugin_name!r} defines {hook!r} but it is not marked as a hook "
                 f"implementation, so clf would never call it; expected '@clf.hookimpl' above "

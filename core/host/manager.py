@@ -89,8 +89,7 @@ class PluginSettings:
     @classmethod
     def resolve(cls, strict: bool | None = None, only: Iterable[str] | str | None = None,
                 trace: bool | None = None) -> "PluginSettings":
-        if only is None and ENV_LOAD in os.environ:
-            only = os.environ[ENV_LOAD]
+        only = os.environ.get(ENV_LOAD) if only is None else only
         if isinstance(only, str):
             only = only.split(",")
         return cls(
