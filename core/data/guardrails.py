@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
+from clf.data.filecheck import FileProblem, read_file
 from clf.errors import UsageError
 from clf import __version__
 from clf.files import write_json
@@ -37,12 +38,9 @@ def claim_run_dir(path: Path) -> None:
 
 def read_run_marker(path: Path) -> dict[str, Any] | None:
     """The marker record of a run folder, or None when ``path`` has no valid marker."""
-    marker = Path(path) / RUN_MARKER
     try:
-        if not marker.is_file() or marker.stat().st_size > 4096:
-            return None
-        data = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_file(Path(path) / RUN_MARKER, 4096).decode("utf-8"))
+    except (FileProblem, ValueError):  # missing, not a file, over 4 KiB, not UTF-8 JSON
         return None
     if (not isinstance(data, dict) or data.get("format") != RUN_MARKER_FORMAT
             or not isinstance(data.get("run_id"), str) or not data["run_id"]):
