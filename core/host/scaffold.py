@@ -17,8 +17,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def plugin_names(name: str) -> dict[str, str]:
-    """NAME -> component name, distribution, module and folder (``my-cnn`` -> ``my_cnn``,
-    ``clf-my-cnn``, ``clf_my_cnn``)."""
+    """NAME -> component name, distribution (also the folder) and module (``my-cnn`` ->
+    ``my_cnn``, ``clf-my-cnn``, ``clf_my_cnn``)."""
     component = re.sub(r"^clf[-_]", "", name.strip().lower()).replace("-", "_")
     if not _NAME.match(component):
         raise UsageError(
