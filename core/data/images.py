@@ -96,12 +96,9 @@ DCT_RATIOS = (2, 4, 8)
 def decode_image(contents: Any, image_size: Sequence[int], scale_jpeg: bool = True) -> Any:
     """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF frame),
     centre-cropped when ``image_size`` is an ``ImageSize`` with a crop; a JPEG much larger than
-    the input is decoded at a reduced DCT scale (``DCT_MARGIN``).
-
-    ``scale_jpeg=False`` decodes JPEGs in full: prediction always does (exported models take the
-    full decode), and extraction does for images ``may_scale`` clears, sparing the per-image
-    branch (see benchmarks/extract.py).
-    """
+    the input is decoded at a reduced DCT scale (``DCT_MARGIN``). ``scale_jpeg=False`` decodes
+    JPEGs in full: prediction always does (exported models take the full decode), and extraction
+    does where ``may_scale`` says no file needs the per-image branch (benchmarks/extract.py)."""
     import tensorflow as tf
 
     size = (int(image_size[0]), int(image_size[1]))
