@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from clf.host import keras_patches
+from clf.report.runrecord import versions
 
 
 def _fail_with_versions(what: str) -> str:
-    return (f"{what} under {keras_patches.versions()}: clf.host.keras_patches needs updating for this "
+    return (f"{what} under {versions()}: clf.host.keras_patches needs updating for this "
             f"version (the weights mirror and hash check, or multi-worker fit, rely on it).")
 
 

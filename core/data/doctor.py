@@ -12,6 +12,7 @@ training (a truncated JPEG fails only at its last bytes) and decides, per file:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -20,7 +21,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from clf.data.images import IMAGE_SUFFIXES
 from clf.data.layout import check_data_root, class_folders, find_layout
@@ -38,6 +39,8 @@ IMAGE_LIKE_SUFFIXES = IMAGE_SUFFIXES | frozenset({".jpe", ".jfif", ".webp", ".ti
                                                   ".pgm", ".pbm", ".ico"})
 SYSTEM_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 TF_FORMATS = frozenset({"JPEG", "PNG", "BMP"})  # formats tf.io.decode_image reads as-is
+# a Pillow mode -> the change converting it to RGB, where it is not "MODE -> RGB"
+_MODE_CHANGES = {"P": "palette -> RGB", "L": "grayscale -> RGB", "1": "grayscale -> RGB"}
 MIN_SIDE = 16  # smaller images (icons, tracking pixels) carry no usable content
 # largest/smallest class ratio that is noted and balanced by --class-weight auto (clf.train.class_weights)
 IMBALANCE_RATIO = 3.0
@@ -92,23 +95,13 @@ class DoctorReport:
         return {c.path: c.copy for c in self.converted if c.copy}
 
     def imbalance(self, split: str = "train") -> float | None:
-        counts = [n for n in self.counts.get(split, {}).values()]
+        counts = list(self.counts.get(split, {}).values())
         if not counts or min(counts) == 0:
             return None
         return max(counts) / min(counts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": "clf-quarantine/1",
-            "root": self.root,
-            "layout": self.layout,
-            "class_names": self.class_names,
-            "counts": self.counts,
-            "imbalance": self.imbalance(),
-            "quarantined": [asdict(b) for b in self.quarantined],
-            "converted": [asdict(c) for c in self.converted],
-            "notes": self.notes,
-        }
+        return {"format": "clf-quarantine/1", **asdict(self), "imbalance": self.imbalance()}
 
     def write(self, run_dir: Path) -> Path:
         """``quarantine.json`` in the run folder (atomic): every file left out, and why."""
@@ -142,12 +135,6 @@ class _Look:
     kind: str | None = None  # a quarantine kind, or None when usable
     reason: str = ""
     changes: list[str] = field(default_factory=list)
-    size: tuple[int, int] | None = None
-
-
-def _png_bit_depth(data: bytes) -> int:
-    # IHDR comes first: signature 8, length 4, type 4, width 4, height 4, then depth
-    return data[24] if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24 else 8
 
 
 def pillow_facts(data: bytes) -> dict[str, Any]:
@@ -172,7 +159,8 @@ def pillow_facts(data: bytes) -> dict[str, Any]:
         facts.update(error="unidentified", text="")
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         facts.update(error="decode", text=str(exc) or type(exc).__name__)
-    facts["bit_depth"] = _png_bit_depth(data)
+    # PNG's IHDR comes first: signature 8, length 4, type 4, width 4, height 4, then depth
+    facts["bit_depth"] = data[24] if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24 else 8
     return facts
 
 
@@ -187,12 +175,10 @@ class FactsCache:
         self.new: dict[str, dict[str, Any]] = {}
         self.known: dict[str, dict[str, Any]] = {}
         if path is not None and path.is_file():
-            try:
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # unreadable: start afresh
                 data = json.loads(path.read_text(encoding="utf-8"))
                 if data.get("version") == self.version:
                     self.known = data.get("facts", {})
-            except (OSError, ValueError, AttributeError):
-                pass
 
     def facts(self, sha: str, data: bytes) -> dict[str, Any]:
         found = self.known.get(sha) or self.new.get(sha)
@@ -203,22 +189,16 @@ class FactsCache:
     def save(self) -> None:
         if self.path is None or not self.new:
             return
-        from clf.files import write_json
-
-        try:
+        with contextlib.suppress(OSError):  # read-only cache: the next run just decodes again
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_json(self.path, {"version": self.version, "facts": {**self.known, **self.new}})
-        except OSError:
-            pass  # read-only cache: the next run just decodes again
 
 
 def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None = None) -> _Look:
     """Whether one file is usable, convertible or bad (Pillow's findings from ``facts`` when known)."""
-    look = _Look(path)
     name = path.name.lower()
     if name in SYSTEM_NAMES or name.startswith("."):
-        look.kind, look.reason = "system", "system or hidden file, not an image"
-        return look
+        return _Look(path, kind="system", reason="system or hidden file, not an image")
     try:
         stat = path.stat()  # before reading: a file changed since is hashed again later
     except OSError:
@@ -226,36 +206,32 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None 
     try:
         data = read_file(path)  # regular files within the byte limit only: no FIFO, no /dev/zero
     except FileProblem as problem:
-        look.kind, look.reason = problem.kind, problem.reason
-        return look
+        return _Look(path, kind=problem.kind, reason=problem.reason)
     if not data:
-        look.kind, look.reason = "empty", "empty file (0 bytes)"
-        return look
-    look.sha = hashlib.sha256(data).hexdigest()
+        return _Look(path, kind="empty", reason="empty file (0 bytes)")
+    sha = hashlib.sha256(data).hexdigest()
+    look = _Look(path, sha)
     if stat is not None:
-        remember_sha256(path, look.sha, stat)  # spares the feature cache and run record a re-read
-    found = facts.facts(look.sha, data) if facts is not None else pillow_facts(data)
+        remember_sha256(path, sha, stat)  # spares the feature cache and run record a re-read
+    found = facts.facts(sha, data) if facts is not None else pillow_facts(data)
     fmt, mode = found.get("format"), found.get("mode")
-    if "size" in found:
-        look.size = tuple(found["size"])
-        if min(look.size) < min_side:
-            look.kind = "too_small"
-            look.reason = f"too small: {look.size[0]}x{look.size[1]} px, expected at least {min_side} px a side"
-            return look
-    error, text = found.get("error"), found.get("text", "")
-    if error == "too_large":
-        look.kind, look.reason = "too_large", text
+    if "size" in found and min(found["size"]) < min_side:
+        width, height = found["size"]
+        look.kind = "too_small"
+        look.reason = f"too small: {width}x{height} px, expected at least {min_side} px a side"
         return look
+    error, text = found.get("error"), found.get("text", "")
     if error == "unidentified":
         what = "not an image" if path.suffix.lower() not in IMAGE_LIKE_SUFFIXES else \
             f"not a readable image despite its {path.suffix} suffix"
         look.kind, look.reason = "not_image", f"{what} ({len(data)} bytes, format unknown to Pillow)"
-        return look
-    if error == "decode":
-        if "truncated" in text.lower():
-            look.kind, look.reason = "truncated", f"truncated file: {text}"
-        else:
-            look.kind, look.reason = "corrupt", f"corrupt {fmt or 'image'} data: {text}"
+    elif error == "decode" and "truncated" in text.lower():
+        look.kind, look.reason = "truncated", f"truncated file: {text}"
+    elif error == "decode":
+        look.kind, look.reason = "corrupt", f"corrupt {fmt or 'image'} data: {text}"
+    elif error == "too_large":
+        look.kind, look.reason = "too_large", text
+    if error:
         return look
 
     frames, orientation = found["frames"], found["orientation"]
@@ -265,16 +241,10 @@ def inspect_file(path: Path, min_side: int = MIN_SIDE, facts: FactsCache | None 
         look.changes.append(f"EXIF orientation {orientation} applied")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and found.get("transparency")):
         look.changes.append(f"alpha ({mode}) flattened onto white")
-    elif mode == "P":
-        look.changes.append("palette -> RGB")
-    elif mode in ("L", "1"):
-        look.changes.append("grayscale -> RGB")
-    elif mode == "CMYK":
-        look.changes.append("CMYK -> RGB")
     elif isinstance(mode, str) and mode.startswith("I") or mode == "F":
         look.changes.append(f"16-bit ({mode}) -> 8-bit RGB")
     elif mode != "RGB":
-        look.changes.append(f"{mode} -> RGB")
+        look.changes.append(_MODE_CHANGES.get(str(mode), f"{mode} -> RGB"))
     if fmt == "PNG" and found["bit_depth"] == 16 and not any("16-bit" in c for c in look.changes):
         look.changes.append("16-bit -> 8-bit RGB")
     if fmt not in TF_FORMATS:
@@ -297,9 +267,7 @@ def normalise(data: bytes) -> Image.Image:
         if arr.max(initial=0) > 255:
             arr = arr / 257.0  # 16-bit 0..65535 -> 0..255
         im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if im.mode in ("LA", "PA", "RGBa", "La"):
+    if im.mode in ("LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
     if im.mode == "RGBA":
         background = Image.new("RGB", im.size, (255, 255, 255))
@@ -322,20 +290,16 @@ def convert_file(path: Path, sha: str, target_dir: Path) -> Path:
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
     classes = class_folders(folder)
-    check_class_names(folder, [c.name for c in classes])
-    # links and FIFOs included, so each is used or listed with its reason
-    return {c.name: sorted(p for p in c.rglob("*") if p.is_symlink() or not p.is_dir()) for c in classes}
-
-
-def check_class_names(folder: Path, names: Sequence[str]) -> None:
-    """A class name goes into labels.json and every report: it must be text (UTF-8)."""
-    bad = [n for n in names if not is_utf8_name(n)]
+    # a class name goes into labels.json and every report: it must be text (UTF-8)
+    bad = [c.name for c in classes if not is_utf8_name(c.name)]
     if bad:
         raise DataError(
             f"Class folder name(s) {', '.join(display_path(n) for n in bad)} in {display_path(folder)!r} "
             f"are not valid UTF-8 (bytes from another encoding); expected text, since class names "
             f"are saved with the model. Rename the folder(s)."
         )
+    # links and FIFOs included, so each is used or listed with its reason
+    return {c.name: sorted(p for p in c.rglob("*") if p.is_symlink() or not p.is_dir()) for c in classes}
 
 
 # copy names from file managers and browsers: "x(1).jpg", "x - Copy.jpg", "x copy 2.jpg", "Copy of x.jpg"
@@ -348,10 +312,10 @@ def plainest_first(path: Path) -> tuple[bool, int, str]:
     return bool(_COPY_MARKER.search(Path(path).stem)), len(name), name
 
 
-def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = True, workers: int | None = None,
-            target_dir: Path | None = None, facts_file: Path | None | bool = True) -> DoctorReport:
+def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = True,
+            facts_file: bool = True) -> DoctorReport:
     """Look at every file of a folder-per-class dataset; with ``convert`` write the copies.
-    ``facts_file``: Pillow's findings cache (True: the default place; None/False: none)."""
+    ``facts_file``: keep Pillow's findings in ``facts_path()`` across runs."""
     root = Path(source)
     check_data_root(root, source)
     layout = find_layout(root)
@@ -360,14 +324,14 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
     # plainest name first, so it is the copy kept
     jobs = [(split, cls, f) for split, classes in per_split.items() for cls, files in classes.items()
             for f in sorted(files, key=plainest_first)]
-    facts = FactsCache(facts_path() if facts_file is True else (facts_file or None))
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+    facts = FactsCache(facts_path() if facts_file else None)
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         looks = list(pool.map(lambda job: inspect_file(job[2], min_side, facts), jobs))
     facts.save()
 
-    report = DoctorReport(str(root), {k: str(v) for k, v in layout.items()}, class_names, {})
+    counts = {split: {n: 0 for n in sorted(classes)} for split, classes in per_split.items()}
+    report = DoctorReport(str(root), {k: str(v) for k, v in layout.items()}, class_names, counts)
     first: dict[str, tuple[str, str, Path]] = {}  # sha -> where it was first seen
-    usable: list[tuple[str, str, _Look]] = []
     for (split, cls, f), look in zip(jobs, looks):
         if look.kind is None and look.sha in first:
             f_split, f_cls, f_path = first[look.sha]
@@ -386,24 +350,18 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
             continue
         assert look.sha is not None
         first[look.sha] = (split, cls, f)
-        usable.append((split, cls, look))
-
-    for split, cls, look in usable:
-        report.counts.setdefault(split, {n: 0 for n in sorted(per_split[split])})
-        report.counts[split][cls] = report.counts[split].get(cls, 0) + 1
+        counts[split][cls] += 1
         if look.changes:
             conv = Conversion(str(look.path), split, cls, look.changes)
             if convert:
                 try:
-                    conv.copy = str(convert_file(look.path, look.sha or "", target_dir or cache_dir(CONVERTED_CACHE)))
+                    conv.copy = str(convert_file(look.path, look.sha, cache_dir(CONVERTED_CACHE)))
                 except Exception as exc:  # a file Pillow read but cannot convert: quarantine it
                     report.quarantined.append(BadFile(str(look.path), split, cls, "corrupt",
                                                       f"could not be converted: {type(exc).__name__}: {exc}"))
-                    report.counts[split][cls] -= 1
+                    counts[split][cls] -= 1
                     continue
             report.converted.append(conv)
-    for split, classes in per_split.items():
-        report.counts.setdefault(split, {n: 0 for n in sorted(classes)})
     _add_notes(report)
     return report
 
@@ -458,21 +416,15 @@ def preflight(config: RunConfig, loader: Any, observer: Observer) -> DoctorRepor
         return None
     observer.phase_start("doctor")
     # --no-cache keeps no findings on disk either
-    report = examine(config.data, facts_file=bool(getattr(config, "cache", True)))
-    if getattr(config, "strict_data", False):
+    report = examine(config.data, facts_file=config.cache)
+    if config.strict_data:
         report.strict_check()
     check_usable(report)
     for note in report.notes:
-        if note.startswith(IMBALANCED) and getattr(config, "class_weight", None) == "auto":
+        if note.startswith(IMBALANCED) and config.class_weight == "auto":
             # fit says nothing more about it
             note += (f" --class-weight auto balances the class weights when the training split is over "
                      f"{IMBALANCE_RATIO:g}x; --class-weight none turns this off.")
         observer.note(note)
     observer.phase_end("doctor", report=report)
     return report
-
-
-def loader_options(report: DoctorReport | None) -> dict[str, Any]:
-    if report is None:
-        return {}
-    return {"skip": report.skip, "substitute": report.substitute}

@@ -48,9 +48,8 @@ def is_utf8_name(path: StrPath) -> bool:
         return False
 
 
-def check_file(path: StrPath, max_bytes: int | None = None) -> os.stat_result:
+def check_file(path: StrPath, max_bytes: int = MAX_FILE_BYTES) -> os.stat_result:
     """``stat`` of a regular file within the size cap (links followed), else FileProblem."""
-    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -70,10 +69,9 @@ def _check_stat(path: StrPath, st: os.stat_result, max_bytes: int) -> None:
                                        f"for an image; not read. Downscale or recompress it")
 
 
-def read_file(path: StrPath, max_bytes: int | None = None) -> bytes:
+def read_file(path: StrPath, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of a regular file within the size cap. Opened non-blocking and rechecked on the
     descriptor, so a file swapped for a FIFO or grown since ``check_file`` cannot hang or overrun."""
-    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     check_file(path, max_bytes)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
@@ -87,11 +85,10 @@ def read_file(path: StrPath, max_bytes: int | None = None) -> bytes:
     return data
 
 
-def check_pixels(width: int, height: int, max_pixels: int | None = None) -> None:
-    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
-    if width * height > max_pixels:
+def check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
         raise FileProblem("too_large", f"{width}x{height} px ({width * height:,} pixels), over the "
-                                       f"{max_pixels:,}-pixel limit; not decoded (it would take "
+                                       f"{MAX_PIXELS:,}-pixel limit; not decoded (it would take "
                                        f"{width * height * 3 / 2**30:.1f} GiB or more). Downscale it")
 
 
@@ -105,32 +102,26 @@ def bomb_problem(exc: Exception) -> FileProblem:
                                     f"Downscale it")
 
 
-def check_image_file(path: StrPath, max_bytes: int | None = None, max_pixels: int | None = None) -> None:
-    """FileProblem unless ``path`` is a regular file within the size cap whose image header
-    declares at most ``MAX_PIXELS`` pixels. Unidentified files pass: their decoder reports them."""
+def image_problem(path: StrPath) -> str | None:
+    """Why ``path`` may not be decoded (not a regular file within the size cap, or an image header
+    declaring over ``MAX_PIXELS`` pixels), or None. Unidentified files pass: their decoder reports
+    them."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
 
-    check_file(path, max_bytes)
     try:
+        check_file(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                width, height = im.size
-    except Image.DecompressionBombError as exc:
-        raise bomb_problem(exc) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-        return
-    check_pixels(width, height, max_pixels)
-
-
-def image_problem(path: StrPath) -> str | None:
-    """``check_image_file`` as a reason string, or None when the file may be decoded."""
-    try:
-        check_image_file(path)
+                check_pixels(*im.size)
     except FileProblem as problem:
         return problem.reason
+    except Image.DecompressionBombError as exc:
+        return bomb_problem(exc).reason
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        pass
     return None
 
 

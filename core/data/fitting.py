@@ -1,12 +1,9 @@
 """The centre crop and resize that bring a photo to a model's input, built from ops every
 runtime has, so an exported model can take the decoded photo itself.
 
-``decode_image``'s antialiased resize is TensorFlow's ``ScaleAndTranslate`` kernel, which
-TFLite and ONNX lack. It is separable, so ``resize_weights`` builds each axis's weights as a
-dense ``[output, input]`` matrix from builtin ops and two matrix products apply them: the same
-resize up to float rounding (tested), so training keeps TensorFlow's fast kernel. Dense costs
-more than the sparse kernel; pipelines that shrink photos cheaply can use the fixed-size input
-(docs/export.md, "Export formats").
+TFLite and ONNX lack ``decode_image``'s ``ScaleAndTranslate`` kernel; it is separable, so two
+matrix products of dense per-axis weights (``resize_weights``) give the same resize up to float
+rounding (tested), while training keeps TensorFlow's faster kernel (docs/export.md).
 """
 
 from __future__ import annotations
@@ -118,8 +115,7 @@ def fixed_model(model: Any) -> Any:
     """The fixed-size classifier inside a ``photo_model`` (``model`` itself otherwise)."""
     if not is_photo_model(model):
         return model
-    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    return inner[0]
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
 def check_input_size(model: keras.Model, input_size: Sequence[int], labels_path: str) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
+from clf.data.filecheck import FileProblem, read_file
 from clf.errors import UsageError
 from clf import __version__
 from clf.files import write_json
@@ -25,28 +26,21 @@ RUN_MARKER = ".clf-run"
 RUN_MARKER_FORMAT = "clf-run/1"
 
 
-def claim_run_dir(path: Path) -> dict[str, Any]:
+def claim_run_dir(path: Path) -> None:
     """Mark ``path`` as a clf run folder before anything else is written (keeps an existing
-    marker, so resume is a no-op); returns the marker record."""
-    path = Path(path)
-    existing = read_run_marker(path)
-    if existing is not None:
-        return existing
-    record = {"format": RUN_MARKER_FORMAT, "run_id": uuid.uuid4().hex,
-              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "clf_version": __version__}
-    write_json(path / RUN_MARKER, record)
-    return record
+    marker, so resume is a no-op)."""
+    if read_run_marker(path) is None:
+        write_json(Path(path) / RUN_MARKER, {
+            "format": RUN_MARKER_FORMAT, "run_id": uuid.uuid4().hex,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "clf_version": __version__})
 
 
 def read_run_marker(path: Path) -> dict[str, Any] | None:
     """The marker record of a run folder, or None when ``path`` has no valid marker."""
-    marker = Path(path) / RUN_MARKER
     try:
-        if not marker.is_file() or marker.stat().st_size > 4096:
-            return None
-        data = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_file(Path(path) / RUN_MARKER, 4096).decode("utf-8"))
+    except (FileProblem, ValueError):  # missing, not a file, over 4 KiB, not UTF-8 JSON
         return None
     if (not isinstance(data, dict) or data.get("format") != RUN_MARKER_FORMAT
             or not isinstance(data.get("run_id"), str) or not data["run_id"]):
@@ -69,13 +63,6 @@ def _not_a_run(path: Path) -> UsageError:
     )
 
 
-def _nearest_existing(path: Path) -> Path:
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
 def check_output(output: str | None, force: bool = False) -> None:
     """Fail fast (before loading data) when ``--output`` cannot be used."""
     if not output:
@@ -95,23 +82,21 @@ def check_output(output: str | None, force: bool = False) -> None:
             )
         if not is_run_dir(path):
             raise _not_a_run(path)
-    parent = _nearest_existing(path)
+    parent = path  # the nearest folder that exists
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
     if not parent.is_dir():
         raise UsageError(
             f"Cannot create output folder {str(path)!r}: {str(parent)!r} is a file, not a "
             f"folder; expected a writable location. Pass another --output."
         )
-    _probe_writable(parent, path)
-
-
-def _probe_writable(folder: Path, target: Path) -> None:
-    probe = folder / f".clf-write-test-{uuid.uuid4().hex}"
+    probe = parent / f".clf-write-test-{uuid.uuid4().hex}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise UsageError(
-            f"Output folder {str(target)!r} is not writable ({str(folder)!r}: "
+            f"Output folder {str(path)!r} is not writable ({str(parent)!r}: "
             f"{exc.strerror or exc}); expected a folder clf can write the run into. Pass "
             f"another --output or fix the permissions."
         ) from None
@@ -128,8 +113,8 @@ def replace_output(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-# clf's temporary names: one found in a run folder was left by a process that died mid-write
-ORPHAN_PREFIXES = (".tmp-",)
+# clf's temporary names (".tmp-..." and older ones): one found in a run folder was left by a
+# process that died mid-write
 ORPHAN_NAMES = frozenset({"labels.json.tmp", "verification.json.tmp"})
 
 
@@ -141,9 +126,7 @@ def remove_orphans(run_dir: Path) -> list[Path]:
         if not folder.is_dir():
             continue
         for p in folder.iterdir():
-            name = p.name
-            if not (name.startswith(ORPHAN_PREFIXES) or (name.startswith(".") and ".tmp-" in name)
-                    or name in ORPHAN_NAMES):
+            if not ((p.name.startswith(".") and ".tmp-" in p.name) or p.name in ORPHAN_NAMES):
                 continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Sequence
+
 from clf.data.filecheck import as_tf_path
 
 # what tf.io.decode_image reads; anything else is skipped
@@ -94,12 +96,9 @@ DCT_RATIOS = (2, 4, 8)
 def decode_image(contents: Any, image_size: Sequence[int], scale_jpeg: bool = True) -> Any:
     """Decode JPEG/PNG/BMP/GIF bytes to float32 RGB 0-255 of ``image_size`` (first GIF frame),
     centre-cropped when ``image_size`` is an ``ImageSize`` with a crop; a JPEG much larger than
-    the input is decoded at a reduced DCT scale (``DCT_MARGIN``).
-
-    ``scale_jpeg=False`` decodes JPEGs in full: prediction always does (exported models take the
-    full decode), and extraction does for images ``may_scale`` clears, sparing the per-image
-    branch (see benchmarks/extract.py).
-    """
+    the input is decoded at a reduced DCT scale (``DCT_MARGIN``). ``scale_jpeg=False`` decodes
+    JPEGs in full: prediction always does (exported models take the full decode), and extraction
+    does where ``may_scale`` says no file needs the per-image branch (benchmarks/extract.py)."""
     import tensorflow as tf
 
     size = (int(image_size[0]), int(image_size[1]))
@@ -108,15 +107,13 @@ def decode_image(contents: Any, image_size: Sequence[int], scale_jpeg: bool = Tr
     def full() -> Any:
         return fit_image(decode_pixels(contents), image_size)
 
-    def scaled(ratio: int) -> Any:
-        return lambda: _decode_scaled_jpeg(contents, ratio, size, crop)
-
     if not scale_jpeg:
         return full()
     index = tf.cond(tf.io.is_jpeg(contents),
                     lambda: dct_scale_index(tf.io.extract_jpeg_shape(contents)[:2], size, crop),
                     lambda: tf.constant(0, tf.int32))
-    image = tf.switch_case(index, [full] + [scaled(r) for r in DCT_RATIOS])
+    scaled = [functools.partial(_decode_scaled_jpeg, contents, r, size, crop) for r in DCT_RATIOS]
+    image = tf.switch_case(index, [full, *scaled])
     image.set_shape([size[0], size[1], 3])
     return image
 
@@ -165,38 +162,34 @@ def dct_scale_index(shape: Any, size: tuple[int, int], fraction: float) -> Any:
 def may_scale(paths: Sequence, image_size: Sequence[int]) -> bool:
     """Whether any file may be a JPEG large enough for DCT scaling, from headers alone; may
     over-report, never miss (``decode_image`` decides exactly)."""
+    size = (int(image_size[0]), int(image_size[1]))
+    fraction = getattr(image_size, "center_crop", 0.0)
     for path in paths:
         try:
             with open(path, "rb") as f:
-                if _header_may_scale(f, image_size):
-                    return True
+                shape = _jpeg_shape(f)
         except OSError:
             continue
+        if shape == (0, 0):  # a JPEG whose header this parser cannot follow: let TF decide
+            return True
+        if shape is None:
+            continue
+        h, w = float(shape[0]), float(shape[1])
+        if fraction:
+            aspect = size[1] / size[0]
+            largest = min(h, w / aspect)
+            box_h = min(largest, max(largest * fraction, size[0]))
+            h, w = box_h, box_h * aspect
+        # one pixel of slack for decode_image's box rounding
+        if (h / DCT_RATIOS[0] >= DCT_MARGIN * size[0] - 1
+                and w / DCT_RATIOS[0] >= DCT_MARGIN * size[1] - 1):
+            return True
     return False
-
-
-def _header_may_scale(f: BinaryIO, image_size: Sequence[int]) -> bool:
-    size = (int(image_size[0]), int(image_size[1]))
-    fraction = getattr(image_size, "center_crop", 0.0)
-    shape = _jpeg_shape(f)
-    if shape is None:
-        return False
-    if shape == (0, 0):  # a JPEG whose header this parser cannot follow: let TF decide
-        return True
-    h, w = float(shape[0]), float(shape[1])
-    if fraction:
-        aspect = size[1] / size[0]
-        largest = min(h, w / aspect)
-        box_h = min(largest, max(largest * fraction, size[0]))
-        h, w = box_h, box_h * aspect
-    # one pixel of slack for decode_image's box rounding
-    return h / DCT_RATIOS[0] >= DCT_MARGIN * size[0] - 1 and w / DCT_RATIOS[0] >= DCT_MARGIN * size[1] - 1
 
 
 def _jpeg_shape(f: BinaryIO) -> tuple[int, int] | None:
     """``(height, width)`` from a JPEG's frame header (``f`` at its start); None for another
     format, ``(0, 0)`` when the header cannot be followed."""
-    sof = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
     if f.read(3) != b"\xff\xd8\xff":  # what tf.io.is_jpeg checks
         return None
     f.seek(2)
@@ -215,7 +208,7 @@ def _jpeg_shape(f: BinaryIO) -> tuple[int, int] | None:
         if m == 0x01 or 0xD0 <= m <= 0xD8:  # markers without a segment
             continue
         length = int.from_bytes(f.read(2), "big")
-        if m in sof:
+        if 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
             header = f.read(5)
             return (int.from_bytes(header[1:3], "big"), int.from_bytes(header[3:5], "big")) \
                 if len(header) == 5 else (0, 0)
@@ -246,12 +239,9 @@ def _decode_scaled_jpeg(contents: Any, ratio: int, size: tuple[int, int], fracti
 
 def _box(shape: Any, size: tuple[int, int], fraction: float) -> Any:
     """``(top, left, height, width)`` of the centre box: ``clf.data.fitting.center_box``, the
-    one exported models cut too."""
-    import tensorflow as tf
-
+    one exported models cut too (imported here: it imports Keras)."""
     from clf.data.fitting import center_box
 
-    shape = tf.cast(shape, tf.int32)
     return center_box(shape[0], shape[1], size, fraction)
 
 
@@ -260,8 +250,7 @@ def _center_box(image: Any, size: tuple[int, int], fraction: float) -> Any:
     than ``size`` while the photo allows: cropping small photos loses detail they lack."""
     import tensorflow as tf
 
-    top, left, bh, bw = _box(tf.shape(image)[:2], size, fraction)
-    return tf.image.crop_to_bounding_box(image, top, left, bh, bw)
+    return tf.image.crop_to_bounding_box(image, *_box(tf.shape(image)[:2], size, fraction))
 
 
 def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Sequence[int],
@@ -270,7 +259,6 @@ def files_dataset(files: Sequence[str], labels: Sequence[int], image_size: Seque
     ``substitute`` maps a file to the copy to read instead (the doctor's conversions). A file
     failing to decode is dropped with a warning rather than stopping training mid-epoch."""
     import tensorflow as tf
-
 
     substitute = substitute or {}
     size = ImageSize(image_size)

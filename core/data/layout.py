@@ -21,18 +21,12 @@ def class_folders(folder: Path) -> list[Path]:
     return sorted((p for p in Path(folder).iterdir() if is_class_folder(p)), key=lambda p: p.name)
 
 
-def _split_folder(root: Path, names: tuple[str, ...]) -> Path | None:
-    for sub in class_folders(root):
-        if sub.name.lower() in names:
-            return sub
-    return None
-
-
 def find_layout(root: Path) -> dict[str, Path]:
     """Split name -> folder of class folders; without split folders the root is train."""
-    root = Path(root)
-    found = {split: _split_folder(root, names) for split, names in SPLIT_FOLDER_NAMES.items()}
-    layout = {"train": found["train"] or root}
+    subs = class_folders(Path(root))
+    found = {split: next((sub for sub in subs if sub.name.lower() in names), None)
+             for split, names in SPLIT_FOLDER_NAMES.items()}
+    layout = {"train": found["train"] or Path(root)}
     layout.update({split: folder for split, folder in found.items() if split != "train" and folder is not None})
     return layout
 

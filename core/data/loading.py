@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
 from clf.data import doctor
@@ -33,21 +34,18 @@ def load_data(config: RunConfig, loader: Any, image_size: ImageSize, observer: O
     observer.phase_start("data")
     t0 = time.perf_counter()
     report = doctor.preflight(config, loader, observer)
+    files = {"skip": report.skip, "substitute": report.substitute} if report else {}
     bundle = loader.load(config.data, image_size=image_size, seed=config.seed,
-                         validation_split=config.validation_split, **doctor.loader_options(report))
-    check_classes(config.classes, config.data, bundle)
+                         validation_split=config.validation_split, **files)
+    check_classes(config.classes, config.data, bundle.class_names)
     counts = {name: bundle.counts(name) for name in bundle.splits}
     observer.phase_end("data", class_names=bundle.class_names, counts=counts,
                        seconds=time.perf_counter() - t0)
     return LoadedData(bundle, counts, report)
 
 
-def check_classes(expected: int | None, data: str, bundle: DatasetBundle) -> None:
+def check_classes(expected: int | None, data: str, class_names: list[str]) -> None:
     """``--classes N`` must match the class folders found (omitted: inferred)."""
-    _check_count(expected, data, bundle.class_names)
-
-
-def _check_count(expected: int | None, data: str, class_names: list[str]) -> None:
     if expected is not None and expected != len(class_names):
         raise DataError(
             f"--classes {expected} but {data} has {len(class_names)} class "
@@ -56,14 +54,11 @@ def _check_count(expected: int | None, data: str, class_names: list[str]) -> Non
         )
 
 
-def check_early(config: Any) -> None:
+def check_early(config: RunConfig) -> None:
     """Data checks needing no TensorFlow, run before importing it (built-in folder loader only):
     ``--data`` exists and ``--classes`` matches. They run again at load time."""
-    from pathlib import Path
-
-
     if config.loader != "directory":  # a plugin's loader may read from anywhere
         return
     root = Path(config.data)
     check_data_root(root, config.data)
-    _check_count(config.classes, config.data, [p.name for p in class_folders(find_layout(root)["train"])])
+    check_classes(config.classes, config.data, [p.name for p in class_folders(find_layout(root)["train"])])

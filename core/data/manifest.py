@@ -35,10 +35,6 @@ def read_manifest(run_dir: Path, *, required: bool = True) -> dict[str, Any]:
     return data
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def validate_manifest(data: Any, path: Path | str = MANIFEST_FILE) -> None:
     """Type-check the fields clf reads back; a ModelError names the first bad one (paths are
     checked in ``split_files``)."""
@@ -67,8 +63,10 @@ def validate_manifest(data: Any, path: Path | str = MANIFEST_FILE) -> None:
     head = training.get("head", {}) if isinstance(training, dict) else None
     if not isinstance(head, dict):
         raise bad("training", training, "an object whose 'head' is an object")
-    if head.get("l2") is not None and not (_number(head["l2"]) and head["l2"] >= 0):
-        raise bad("training.head.l2", head["l2"], "a number of 0 or more")
+    l2 = head.get("l2")
+    number = isinstance(l2, (int, float)) and not isinstance(l2, bool)
+    if l2 is not None and not (number and 0 <= l2 < math.inf):
+        raise bad("training.head.l2", l2, "a number of 0 or more")
     runtime = data.get("runtime", {})
     if not isinstance(runtime, dict) or not isinstance(runtime.get("name", ""), (str, type(None))):
         raise bad("runtime", runtime, "an object whose 'name' is a runtime name")
@@ -83,14 +81,9 @@ def split_files(manifest: dict[str, Any], class_names: list[str], root: Path,
     every file inside ``root`` (else a DataError naming ``path``)."""
     out: dict[str, tuple[list[Path], list[int], list[str]]] = {}
     for split, per_class in manifest.get("split", {}).items():
-        files: list[Path] = []
-        labels: list[int] = []
-        names: list[str] = []
-        for index, name in enumerate(class_names):
-            for rel in per_class.get(name, []):
-                file = inside_folder(root, rel, str(path))
-                files.append(file)
-                labels.append(index)
-                names.append(file.relative_to(os.path.abspath(root)).as_posix())
-        out[split] = (files, labels, names)
+        listed = [(inside_folder(root, rel, str(path)), index)
+                  for index, name in enumerate(class_names) for rel in per_class.get(name, [])]
+        files = [file for file, _ in listed]
+        names = [file.relative_to(os.path.abspath(root)).as_posix() for file in files]
+        out[split] = (files, [index for _, index in listed], names)
     return out

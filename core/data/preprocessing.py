@@ -12,8 +12,13 @@ from typing import Any
 from clf.data.modes import get_preprocess, preprocess_modes, register_preprocess  # noqa: F401
 
 
+class _SameShape(keras.layers.Layer):
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+
 @keras.saving.register_keras_serializable(package="clf")
-class Preprocess(keras.layers.Layer):
+class Preprocess(_SameShape):
     """Applies a named preprocessing mode to raw RGB 0-255 images."""
 
     def __init__(self, mode: str, **kwargs: Any) -> None:
@@ -26,15 +31,12 @@ class Preprocess(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         return get_preprocess(self.mode)(keras.ops.cast(inputs, "float32"))
 
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return input_shape
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
 
 
 @keras.saving.register_keras_serializable(package="clf")
-class Standardize(keras.layers.Layer):
+class Standardize(_SameShape):
     """``(features - mean) / std`` with the statistics as non-trainable weights. Not Keras'
     ``Normalization``: its legacy HDF5 reload silently resets to mean 0, variance 1."""
 
@@ -47,19 +49,13 @@ class Standardize(keras.layers.Layer):
         x = keras.ops.cast(inputs, self.compute_dtype)
         return (x - keras.ops.cast(self.mean, x.dtype)) / keras.ops.cast(self.std, x.dtype)
 
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return input_shape
-
 
 @keras.saving.register_keras_serializable(package="clf")
-class Mirror(keras.layers.Layer):
+class Mirror(_SameShape):
     """Images mirrored left to right: ``--tta flip``'s second view, saved in every export format."""
 
     def call(self, inputs: Any) -> Any:
         return keras.ops.flip(inputs, axis=2)
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return input_shape
 
 
 # registers FitPhoto, which exported models start with, for whoever reloads through this module

@@ -14,7 +14,8 @@ from clf.errors import PluginError
 
 def check_hookimpls(pm: pluggy.PluginManager, plugin: Any, plugin_name: str, hook_names: Iterable[str]) -> None:
     """Raise PluginError for a misspelled hook, a wrong argument or a forgotten marker."""
-    hooks = {name: _spec_args(pm, name) for name in hook_names}
+    # every name is a clf hookspec (added before any plugin), so each has a spec
+    hooks = {name: list(getattr(pm.hook, name).spec.argnames) for name in hook_names}
     marked = set()
     for attr in dir(plugin):
         if attr.startswith("__"):
@@ -46,18 +47,12 @@ def check_hookimpls(pm: pluggy.PluginManager, plugin: Any, plugin_name: str, hoo
                 f"Rename the argument to {hooks[hook][0]!r}."
             )
     for hook in hooks:
-        fn = getattr(plugin, hook, None)
-        if hook not in marked and callable(fn):
+        if hook not in marked and callable(getattr(plugin, hook, None)):
             raise PluginError(
                 f"Plugin {plugin_name!r} defines {hook!r} but it is not marked as a hook "
                 f"implementation, so clf would never call it; expected '@clf.hookimpl' above "
                 f"it. Add the decorator (from clf import hookimpl)."
             )
-
-
-def _spec_args(pm: pluggy.PluginManager, hook: str) -> list[str]:
-    caller = getattr(pm.hook, hook)
-    return list(caller.spec.argnames) if caller.spec else []
 
 
 def _impl_args(fn: Any) -> list[str]:

@@ -22,16 +22,11 @@ if TYPE_CHECKING:
 APPLICATION_MODULE = "keras.src.applications.mobilenet_v2"
 
 
-def _file_utils() -> Any:
-    from keras.src.utils import file_utils
-
-    return file_utils
-
-
 @contextmanager
 def replaced_get_file(replacement: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
     """While active, Keras Applications download through ``replacement``; yields the original."""
-    file_utils = _file_utils()
+    from keras.src.utils import file_utils
+
     original = file_utils.get_file
     file_utils.get_file = replacement
     try:
@@ -46,17 +41,6 @@ def replace_symbolic_build(model: keras.Model, build: Callable[..., None]) -> No
     model._maybe_symbolic_build = build  # type: ignore[method-assign]  # one instance, on purpose
 
 
-def versions() -> str:
-    import keras
-
-    try:
-        import tensorflow as tf
-
-        return f"Keras {keras.__version__}, TensorFlow {tf.__version__}"
-    except ImportError:
-        return f"Keras {keras.__version__}"
-
-
 def _parameters(function: Callable[..., Any]) -> list[str]:
     return list(inspect.signature(function).parameters)
 
@@ -66,9 +50,9 @@ def problems() -> list[str]:
     import importlib
 
     import keras
+    from keras.src.utils import file_utils
 
     found = []
-    file_utils = _file_utils()
     get_file = getattr(file_utils, "get_file", None)
     if get_file is None:
         found.append("keras.src.utils.file_utils.get_file is gone")
@@ -87,7 +71,6 @@ def problems() -> list[str]:
             found.append(f"keras.Model.{name} is gone")
         elif expected is not None and _parameters(method) != expected:
             found.append(f"keras.Model.{name} takes {_parameters(method)}; clf expects {expected}")
-    if getattr(keras.Model, "_symbolic_build", None) is not None and \
-            "data_batch" not in _parameters(keras.Model._symbolic_build):
-        found.append("keras.Model._symbolic_build has no data_batch parameter")
+        elif expected is None and "data_batch" not in _parameters(method):
+            found.append(f"keras.Model.{name} has no data_batch parameter")
     return found

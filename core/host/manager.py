@@ -13,7 +13,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Iterable
 
 import pluggy
@@ -25,17 +24,10 @@ from clf.host.registry import Backbone, CallbackFactory, DataLoader, Exporter, H
 
 ENTRY_POINT_GROUP = "clf"
 
-BUILTIN_PLUGINS = (
-    "clf.plugins.keras_applications",
-    "clf.plugins.heads",
-    "clf.plugins.directory_loader",
-    "clf.plugins.h5_exporter",
-    "clf.plugins.tensorboard_callback",
-    "clf.plugins.keras_exporter",
-    "clf.plugins.savedmodel_exporter",
-    "clf.plugins.tflite_exporter",
-    "clf.plugins.onnx_exporter",
-)
+BUILTIN_PLUGINS = tuple(f"clf.plugins.{name}" for name in (
+    "keras_applications", "heads", "directory_loader", "h5_exporter", "tensorboard_callback",
+    "keras_exporter", "savedmodel_exporter", "tflite_exporter", "onnx_exporter",
+))
 
 # hook name -> (registry attribute, component class, kind, listing command)
 HOOKS = {
@@ -97,8 +89,7 @@ class PluginSettings:
     @classmethod
     def resolve(cls, strict: bool | None = None, only: Iterable[str] | str | None = None,
                 trace: bool | None = None) -> "PluginSettings":
-        if only is None and ENV_LOAD in os.environ:
-            only = os.environ[ENV_LOAD]
+        only = os.environ.get(ENV_LOAD) if only is None else only
         if isinstance(only, str):
             only = only.split(",")
         return cls(
@@ -117,12 +108,14 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 class PluginHost:
     """One plugin manager plus the registries its hooks filled."""
+
+    backbones: Registry[Backbone]
+    heads: Registry[Head]
+    loaders: Registry[DataLoader]
+    exporters: Registry[Exporter]
+    callbacks: Registry[CallbackFactory]
 
     def __init__(self, plugins: Iterable[str] = (), *, entry_points: bool = True,
                  strict: bool | None = None, only: Iterable[str] | str | None = None,
@@ -136,9 +129,8 @@ class PluginHost:
         self.infos: dict[str, PluginInfo] = {}
         self.skipped: list[SkippedPlugin] = []
         self.notes: list[str] = []  # other one-line warnings (e.g. an unknown CLF_LOAD_PLUGINS name)
-        self.registries: dict[str, Registry] = {
-            attr: Registry(kind, command, cls) for attr, cls, kind, command in HOOKS.values()
-        }
+        for attr, cls, kind, command in HOOKS.values():
+            setattr(self, attr, Registry(kind, command, cls))
 
         for module_name in BUILTIN_PLUGINS:
             self.register(importlib.import_module(module_name), name=module_name,
@@ -187,7 +179,8 @@ class PluginHost:
                         f"{exc} (Strict plugin loading is on: {ENV_STRICT}=1 or --strict-plugins; "
                         f"without it clf skips this plugin with a warning.)"
                     ) from exc
-                self.skipped.append(SkippedPlugin(ep.name, _one_line(exc), dist, version, ep.value))
+                one_line = " ".join(str(exc).split())
+                self.skipped.append(SkippedPlugin(ep.name, one_line, dist, version, ep.value))
                 self._trace("skipped plugin %r: %s", ep.name, exc)
                 continue
             info.module = ep.value
@@ -211,7 +204,19 @@ class PluginHost:
                     f"an importable module name. Check the --plugin value."
                 )
             name = f"clf_plugin_{path.stem}"
-            module = _import_file(name, path)
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise PluginError(f"Cannot import plugin file {str(path)!r}; expected a Python "
+                                  f"file.")
+            module = sys.modules[name] = importlib.util.module_from_spec(module_spec)
+            try:
+                module_spec.loader.exec_module(module)
+            except Exception as exc:
+                del sys.modules[name]
+                raise PluginError(
+                    f"Plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}. "
+                    f"Fix the file."
+                ) from exc
             return self.register(module, name=str(path), origin="file")
         try:
             module = importlib.import_module(spec)
@@ -259,40 +264,14 @@ class PluginHost:
         for attr, *_ in HOOKS.values():
             getattr(self, attr).remove_plugin(name)
 
-    # -- registries ----------------------------------------------------------------------
-    @property
-    def backbones(self) -> Registry[Backbone]:
-        return self._registry("backbones")
-
-    @property
-    def heads(self) -> Registry[Head]:
-        return self._registry("heads")
-
-    @property
-    def loaders(self) -> Registry[DataLoader]:
-        return self._registry("loaders")
-
-    @property
-    def exporters(self) -> Registry[Exporter]:
-        return self._registry("exporters")
-
-    @property
-    def callbacks(self) -> Registry[CallbackFactory]:
-        return self._registry("callbacks")
-
-    def _registry(self, attr: str) -> Registry:
-        return self.registries[attr]
-
     def _collect(self, plugin_name: str) -> None:
         """Call each hook of one plugin with a register callback that records the plugin."""
         plugin = self.pm.get_plugin(plugin_name)
         info = self.infos[plugin_name]
         for hook_name, (attr, *_rest) in HOOKS.items():
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in caller.get_hookimpls():
-                if impl.plugin is not plugin:
-                    continue
-                registry = self._registry(attr)
+            impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+            for impl in [i for i in impls if i.plugin is plugin]:
+                registry = getattr(self, attr)
                 before = set(registry.names())
                 kwargs = {"register": registry.callback(plugin_name)}
                 self._trace("hook %s: calling plugin %r", hook_name, plugin_name)
@@ -311,23 +290,6 @@ class PluginHost:
                 self._trace("hook %s: plugin %r registered %s in %.1f ms", hook_name, plugin_name,
                             ", ".join(info.components[attr]) or "nothing",
                             (time.perf_counter() - t0) * 1e3)
-
-
-def _import_file(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(f"Cannot import plugin file {str(path)!r}; expected a Python file.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise PluginError(
-            f"Plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}. "
-            f"Fix the file."
-        ) from exc
-    return module
 
 
 _default_host: PluginHost | None = None

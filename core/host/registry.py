@@ -4,6 +4,7 @@ errors naming both plugins of a duplicate. Fields are the keywords of the hook's
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -107,17 +108,14 @@ class Registry(Generic[C]):
     _items: dict[str, C] = field(default_factory=dict)
     _aliases: dict[str, str] = field(default_factory=dict)
 
-    def callback(self, plugin: str) -> Callable[..., None]:
+    def callback(self, plugin: str) -> Callable[..., C]:
         """The ``register`` function handed to one plugin's hook."""
+        return functools.partial(self.add, plugin)
 
-        def register(name: str, fn: Callable[..., Any], /, *, aliases: Iterable[str] = (),
-                     description: str | None = None, **extra: Any) -> None:
-            self.add(plugin, name, fn, aliases=tuple(aliases), description=description, **extra)
-
-        return register
-
-    def add(self, plugin: str, name: str, fn: Callable[..., Any], *, aliases: tuple[str, ...] = (),
+    def add(self, plugin: str, name: str, fn: Callable[..., Any], /, *, aliases: Iterable[str] = (),
             description: str | None = None, **extra: Any) -> C:
+        """Register ``fn`` as component ``name`` of ``plugin``."""
+        aliases = tuple(aliases)
         for n in (name, *aliases):
             if not isinstance(n, str) or not _NAME.match(n):
                 raise PluginError(
@@ -137,13 +135,13 @@ class Registry(Generic[C]):
                 f"Plugin {plugin!r} registered {self.kind} {name!r} with {fn!r}, which is not "
                 f"callable; expected a function. Pass the function itself."
             )
-        fn_field = _FN_FIELD[self.factory]
         if self.factory is Backbone and "preprocess" in extra:
             extra["preprocess"] = _preprocess_mode(plugin, name, extra["preprocess"])
         try:
             item = self.factory(
                 name=name, plugin=plugin, aliases=aliases,
-                description=description or _first_line(fn.__doc__), **{fn_field: fn}, **extra,
+                description=description or next(iter((fn.__doc__ or "").strip().splitlines()), ""),
+                **{_FN_FIELD[self.factory]: fn}, **extra,
             )
         except TypeError as exc:
             raise PluginError(
@@ -156,11 +154,8 @@ class Registry(Generic[C]):
         return item
 
     def _owner(self, name: str) -> str | None:
-        if name in self._items:
-            return self._items[name].plugin
-        if name in self._aliases:
-            return self._items[self._aliases[name]].plugin
-        return None
+        item = self._items.get(self._aliases.get(name, name))
+        return item.plugin if item else None
 
     def get(self, name: str) -> C:
         key = name.strip().lower().replace("-", "_")
@@ -210,7 +205,3 @@ def _preprocess_mode(plugin: str, backbone: str, preprocess: Any) -> str:
         f"expected a mode name (see clf.register_preprocess) or a function fn(x) -> x taking "
         f"RGB 0-255 images. Fix the plugin's register call."
     )
-
-
-def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""

@@ -10,13 +10,15 @@ from string import Template
 
 from clf.errors import UsageError
 
-KINDS = ("backbone", "head", "loader", "exporter")
+_HOOK = {"backbone": "register_backbones", "head": "register_heads",
+         "loader": "register_data_loaders", "exporter": "register_exporters"}
+KINDS = tuple(_HOOK)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def plugin_names(name: str) -> dict[str, str]:
-    """NAME -> component name, distribution, module and folder (``my-cnn`` -> ``my_cnn``,
-    ``clf-my-cnn``, ``clf_my_cnn``)."""
+    """NAME -> component name, distribution (also the folder) and module (``my-cnn`` ->
+    ``my_cnn``, ``clf-my-cnn``, ``clf_my_cnn``)."""
     component = re.sub(r"^clf[-_]", "", name.strip().lower()).replace("-", "_")
     if not _NAME.match(component):
         raise UsageError(
@@ -60,10 +62,6 @@ def pip_target(root: Path) -> str:
     if root.is_absolute() or text.startswith(("./", "../", ".\\", "..\\")):
         return text
     return f".{os.sep}{text}"
-
-
-_HOOK = {"backbone": "register_backbones", "head": "register_heads",
-         "loader": "register_data_loaders", "exporter": "register_exporters"}
 
 _PYPROJECT = '''
 [build-system]
