@@ -312,10 +312,11 @@ def plainest_first(path: Path) -> tuple[bool, int, str]:
     return bool(_COPY_MARKER.search(Path(path).stem)), len(name), name
 
 
-def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = True,
-            facts_file: bool = True) -> DoctorReport:
-    """Look at every file of a folder-per-class dataset; with ``convert`` write the copies.
-    ``facts_file``: keep Pillow's findings in ``facts_path()`` across runs."""
+def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = True, workers: int | None = None,
+            target_dir: Path | None = None, facts_file: Path | None | bool = True) -> DoctorReport:
+    """Look at every file of a folder-per-class dataset; with ``convert`` write the copies
+    (into ``target_dir``, default clf's cache). ``facts_file``: Pillow's findings cache
+    (True: ``facts_path()``; a path; None/False: none)."""
     root = Path(source)
     check_data_root(root, source)
     layout = find_layout(root)
@@ -324,8 +325,8 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
     # plainest name first, so it is the copy kept
     jobs = [(split, cls, f) for split, classes in per_split.items() for cls, files in classes.items()
             for f in sorted(files, key=plainest_first)]
-    facts = FactsCache(facts_path() if facts_file else None)
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+    facts = FactsCache(facts_path() if facts_file is True else (facts_file or None))
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
         looks = list(pool.map(lambda job: inspect_file(job[2], min_side, facts), jobs))
     facts.save()
 
@@ -355,7 +356,7 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
             conv = Conversion(str(look.path), split, cls, look.changes)
             if convert:
                 try:
-                    conv.copy = str(convert_file(look.path, look.sha, cache_dir(CONVERTED_CACHE)))
+                    conv.copy = str(convert_file(look.path, look.sha, target_dir or cache_dir(CONVERTED_CACHE)))
                 except Exception as exc:  # a file Pillow read but cannot convert: quarantine it
                     report.quarantined.append(BadFile(str(look.path), split, cls, "corrupt",
                                                       f"could not be converted: {type(exc).__name__}: {exc}"))
