@@ -109,32 +109,29 @@ class RunConfig:
         self.center_crop = _normalise_center_crop(self.center_crop)
         _positive_int(self, "seed", minimum=0)
         _positive_int(self, "hidden_units", minimum=0)
-        if not _is_number(self.lr) or not 0 < self.lr < 1:
-            _bad("lr", self.lr, "a learning rate between 0 and 1 (e.g. 1e-3)")
-        if not _is_number(self.validation_split) or not 0 < self.validation_split < 1:
-            _bad("validation_split", self.validation_split, "a fraction between 0 and 1 (e.g. 0.2)")
-        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
-            _bad("dropout", self.dropout, "a fraction in [0, 1) (e.g. 0.5)")
-        for flag in ("augment", "tensorboard", "strict_data", "force", "verify"):
+        for name, zero_ok, expected in (
+            ("lr", False, "a learning rate between 0 and 1 (e.g. 1e-3)"),
+            ("validation_split", False, "a fraction between 0 and 1 (e.g. 0.2)"),
+            ("dropout", True, "a fraction in [0, 1) (e.g. 0.5)"),
+            ("label_smoothing", True, "a fraction in [0, 1) (e.g. 0.1)"),
+            ("weight_decay", True, "a decoupled weight decay in [0, 1) (e.g. 1e-4)"),
+        ):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < 1 or (value == 0 and not zero_ok):
+                _bad(name, value, expected)
+        for flag in ("augment", "tensorboard", "strict_data", "force", "verify", "cache", "last_epoch"):
             if not isinstance(getattr(self, flag), bool):
                 _bad(flag, getattr(self, flag), "true or false")
         self.quantize = check_name("quantize", self.quantize, QUANTIZE_MODES)
-        if not isinstance(self.model_input, str) or self.model_input.strip().lower() not in MODEL_INPUTS:
-            _bad("model_input", self.model_input, f"one of {', '.join(MODEL_INPUTS)}")
-        self.model_input = self.model_input.strip().lower()
+        self.model_input = check_name("model_input", self.model_input, MODEL_INPUTS)
         _positive_int(self, "augment_copies", minimum=0)
-        if not isinstance(self.cache, bool):
-            _bad("cache", self.cache, "true or false")
         if self.cache_dir is not None:
             self.cache_dir = str(Path(str(self.cache_dir)).expanduser())
         self.fine_tune_layers = _normalise_fine_tune_layers(self.fine_tune_layers)
         _positive_int(self, "fine_tune_epochs")
         if self.fine_tune_lr is not None and (not _is_number(self.fine_tune_lr) or not 0 < self.fine_tune_lr < 1):
             _bad("fine_tune_lr", self.fine_tune_lr, "a learning rate between 0 and 1, or unset for lr/10")
-        if isinstance(self.class_weight, str):
-            self.class_weight = self.class_weight.strip().lower()
-        if self.class_weight not in ("auto", "balanced", "none"):
-            _bad("class_weight", self.class_weight, "'auto', 'balanced' or 'none'")
+        self.class_weight = check_name("class_weight", self.class_weight, ("auto", "balanced", "none"))
         _positive_int(self, "patience", minimum=0)
         self.strategy = check_name("strategy", self.strategy, STRATEGIES)
         self.precision = check_name("precision", self.precision, PRECISIONS)
@@ -142,12 +139,6 @@ class RunConfig:
         self.solver = check_name("solver", self.solver, SOLVERS)
         self.schedule = check_name("schedule", self.schedule, SCHEDULES)
         self.tta = check_name("tta", self.tta, TTA)
-        if not isinstance(self.last_epoch, bool):
-            _bad("last_epoch", self.last_epoch, "true or false")
-        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
-            _bad("label_smoothing", self.label_smoothing, "a fraction in [0, 1) (e.g. 0.1)")
-        if not _is_number(self.weight_decay) or not 0 <= self.weight_decay < 1:
-            _bad("weight_decay", self.weight_decay, "a decoupled weight decay in [0, 1) (e.g. 1e-4)")
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 
@@ -170,22 +161,14 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists, not tuples; no None) suitable for TOML and JSON."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
 
 
 def check_name(kind: str, value: str, choices: tuple[str, ...]) -> str:
     """``value`` lower-cased when it is one of ``choices``; else a ConfigError naming the flag."""
     if not isinstance(value, str) or value.strip().lower() not in choices:
-        raise ConfigError(
-            f"Invalid {kind} {value!r}: expected one of {', '.join(choices)}."
-            f"{did_you_mean(str(value), choices)} Pass a valid --{kind} (or '{kind}' in the config file)."
-        )
+        _bad(kind, value, f"one of {', '.join(choices)}", hint=did_you_mean(str(value), choices))
     return value.strip().lower()
 
 
@@ -239,9 +222,9 @@ def _positive_int(cfg: RunConfig, name: str, minimum: int = 1, fix: str = "") ->
         _bad(name, value, f"an integer >= {minimum}", fix)
 
 
-def _bad(name: str, value: Any, expected: str, fix: str = "") -> NoReturn:
+def _bad(name: str, value: Any, expected: str, fix: str = "", hint: str = "") -> NoReturn:
     flag = "--" + name.replace("_", "-")
     raise ConfigError(
-        f"Invalid {name} {value!r}: expected {expected}. "
+        f"Invalid {name} {value!r}: expected {expected}.{hint} "
         + (fix or f"Pass a valid {flag} (or '{name}' in the config file).")
     )
