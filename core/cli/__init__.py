@@ -7,19 +7,13 @@ module registers its commands on the shared ``app`` when imported.
 import os
 import sys
 
-from clf.cli.app import app
+from clf.cli.app import app, tidy_help
 
 # Importing a command module registers its commands; 'clf --help' lists them in this order.
 # isort: off
-from clf.cli import run  # noqa: E402,F401
-from clf.cli import evaluate, doctor, predict, listing, weights  # noqa: E402,F401
-from clf.cli import merge  # noqa: E402,F401
-from clf.cli import serve  # noqa: E402,F401
-from clf.cli import export  # noqa: E402,F401
-from clf.cli import inspect  # noqa: E402,F401
+from clf.cli import run, evaluate, doctor, predict, listing, weights  # noqa: F401
+from clf.cli import merge, serve, export, inspect  # noqa: F401
 # isort: on
-
-from clf.cli.app import tidy_help  # noqa: E402
 
 # Every command's --help: value words instead of type tags, panels where a command has them.
 for _command in app.registered_commands:

@@ -6,12 +6,7 @@ import json
 from pathlib import Path
 
 import typer
-from clf.cli.app import (
-    app,
-    cli_errors,
-    err,
-    out,
-)
+from clf.cli.app import app, cli_errors, err, out
 from rich.table import Table
 
 

@@ -5,20 +5,8 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
-from clf.cli.app import (
-    LogFormatOpt,
-    PluginOpt,
-    TrustOpt,
-    QuietOpt,
-    _close,
-    _host,
-    _observer,
-    _print_reports,
-    app,
-    cli_errors,
-    err,
-    out,
-)
+from clf.cli.app import (LogFormatOpt, PluginOpt, TrustOpt, QuietOpt, _close, _host, _observer,
+                         _print_reports, app, cli_errors, err, out)
 from clf.cli.render import esc
 
 

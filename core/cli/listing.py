@@ -6,14 +6,7 @@ import json
 from typing import Any, Callable, List, Optional, TYPE_CHECKING
 
 import typer
-from clf.cli.app import (
-    JsonOpt,
-    PluginOpt,
-    _host,
-    app,
-    cli_errors,
-    out,
-)
+from clf.cli.app import JsonOpt, PluginOpt, _host, app, cli_errors, out
 from clf.cli.render import esc
 from rich import box
 from rich.table import Table

@@ -7,18 +7,8 @@ import sys
 from typing import List, Optional, Sequence, TYPE_CHECKING
 
 import typer
-from clf.cli.app import (
-    PhaseTracker,
-    PluginOpt,
-    TrustOpt,
-    _close,
-    _host,
-    _opened,
-    app,
-    cli_errors,
-    err,
-    out,
-)
+from clf.cli.app import (PhaseTracker, PluginOpt, TrustOpt, _close, _host, _opened, app, cli_errors,
+                         err, out)
 from rich.console import Console
 from clf.cli.render import esc
 from rich.table import Table

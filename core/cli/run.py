@@ -7,21 +7,8 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from clf.cli.app import (
-    LogFormatOpt,
-    PluginOpt,
-    QuietOpt,
-    VerboseOpt,
-    _close,
-    _explicit,
-    _host,
-    _observer,
-    _print_reports,
-    _verbose,
-    app,
-    cli_errors,
-    out,
-)
+from clf.cli.app import (LogFormatOpt, PluginOpt, QuietOpt, VerboseOpt, _close, _explicit, _host,
+                         _observer, _print_reports, _verbose, app, cli_errors, out)
 from clf.config import RunConfig
 from clf.errors import UsageError
 from clf.cli.render import esc

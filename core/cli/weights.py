@@ -6,15 +6,7 @@ import json
 from typing import List, Optional
 
 import typer
-from clf.cli.app import (
-    JsonOpt,
-    PluginOpt,
-    _host,
-    app,
-    cli_errors,
-    err,
-    out,
-)
+from clf.cli.app import JsonOpt, PluginOpt, _host, app, cli_errors, err, out
 from clf.cli.render import esc
 from rich.table import Table
 
