@@ -36,15 +36,13 @@ def esc(value: Any) -> str:
     return escape(display_path(str(value)))
 
 
-def make_observer(console: Console, log_format: str = "auto", quiet: bool = False,
-                  stream: TextIO | None = None) -> Observer:
-    if quiet:
+def make_observer(console: Console, log_format: str = "auto", quiet: bool = False) -> Observer:
+    fmt = resolved_format(console, log_format, quiet)
+    if fmt == "quiet":
         return QuietObserver(console)
-    if log_format == "jsonl":
-        return JsonlObserver(stream or sys.stdout)
-    if log_format == "rich" or (log_format == "auto" and console.is_terminal):
-        return RichProgressObserver(console)
-    return PlainObserver(console)
+    if fmt == "jsonl":
+        return JsonlObserver(sys.stdout)
+    return RichProgressObserver(console) if fmt == "rich" else PlainObserver(console)
 
 
 def progress_observer(console: Console | None = None) -> PlainObserver:
@@ -55,10 +53,8 @@ def progress_observer(console: Console | None = None) -> PlainObserver:
     import importlib.util
 
     console = console or Console()
-    if console.is_jupyter:
-        widgets = importlib.util.find_spec("ipywidgets") is not None
-        return RichProgressObserver(console) if widgets else PlainObserver(console)
-    return RichProgressObserver(console) if console.is_terminal else PlainObserver(console)  # "auto"
+    bars = importlib.util.find_spec("ipywidgets") is not None if console.is_jupyter else console.is_terminal
+    return RichProgressObserver(console) if bars else PlainObserver(console)
 
 
 def resolved_format(console: Console, log_format: str, quiet: bool) -> str:
@@ -127,7 +123,7 @@ class PlainObserver(Observer):
             else:
                 done_text = f"{done} images extracted"
             self.print(f"features: {done_text}, {hit} from the cache in {info['seconds']:.1f}s{where}{runtime}")
-        elif "seconds" in info and phase not in ("data",):
+        elif "seconds" in info:
             self.print(f"{esc(phase)} done in {info['seconds']:.1f}s"
                        + (f": {esc(info['summary'])}" if info.get("summary") else ""))
         if phase == "evaluate" and "metrics" in info:
@@ -188,10 +184,6 @@ class RichProgressObserver(PlainObserver):
             self.progress.start()
         return self.progress
 
-    def print(self, *args: Any, **kwargs: Any) -> None:
-        # Through the live display's console, so lines appear above the bars.
-        (self.progress.console if self.progress else self.console).print(*args, highlight=False, soft_wrap=True, **kwargs)
-
     def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         if total:
             self.tasks[phase] = self._progress().add_task(f"{phase} ({unit}s)" if unit else phase, total=total)
@@ -212,9 +204,8 @@ class RichProgressObserver(PlainObserver):
         task = self.tasks.pop(phase, None)
         if task is not None and self.progress is not None:
             self.progress.remove_task(task)
-        if self.progress is not None and not self.tasks:
-            self.progress.stop()
-            self.progress = None
+        if not self.tasks:
+            self.close()
         super().phase_end(phase, **info)
 
     def close(self) -> None:
@@ -288,13 +279,9 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
                      for j, v in enumerate(report["confusion_matrix"][i])]
             cm.add_row(esc(name), *cells)
         out.append(cm)
-        pairs = report.get("most_confused", [])
-        if pairs:
-            out.append("most confused: " + "; ".join(
-                f"{esc(p['true'])} -> {esc(p['predicted'])} {p['count']} ({p['fraction_of_true']:.0%} of {esc(p['true'])})"
-                for p in pairs))
-        else:
-            out.append("most confused: none (no errors)")
+        out.append("most confused: " + ("; ".join(
+            f"{esc(p['true'])} -> {esc(p['predicted'])} {p['count']} ({p['fraction_of_true']:.0%} of {esc(p['true'])})"
+            for p in report.get("most_confused", [])) or "none (no errors)"))
         return out
     from clf.report.metrics import most_confused
 
