@@ -204,16 +204,6 @@ def _close_open() -> None:
         _close(_open[-1])
 
 
-def _explicit(ctx: typer.Context, values: dict) -> dict:
-    """The options given on the command line (not defaults), so they override --config."""
-    # Compared by name: typer >= 0.26 vendors click, so its ParameterSource enum moved.
-    def given(name: str) -> bool:
-        source = ctx.get_parameter_source(name)
-        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-    return {k: v for k, v in values.items() if given(k)}
-
-
 def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
     from clf.cli.render import print_report, resolved_format
 

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from clf.cli.app import (LogFormatOpt, PluginOpt, QuietOpt, VerboseOpt, _close, _explicit, _host,
+from clf.cli.app import (LogFormatOpt, PluginOpt, QuietOpt, VerboseOpt, _close, _host,
                          _observer, _print_reports, _verbose, app, cli_errors, out)
 from clf.config import RunConfig
 from clf.errors import UsageError
 from clf.cli.render import esc
 
-# Option name -> RunConfig field, for the flags whose names differ.
-_FIELD = {"plugin": "plugins"}
-_OPTION = {field: option for option, field in _FIELD.items()}
+# RunConfig field -> clf run option, for the one flag named otherwise.
+_OPTION = {"plugins": "plugin"}
 
 
 def _default(name: str) -> Any:
@@ -88,9 +87,15 @@ def run(
     options = locals()  # the parameters, before any other name is bound
     if verbose:
         _verbose(True)
-    # Flag values by option name, one per RunConfig field (--plugin for plugins).
-    values = {_OPTION.get(f, f): options[_OPTION.get(f, f)] for f in RunConfig.__dataclass_fields__}
-    values["plugin"] = tuple(plugin or ())
+    options["plugin"] = tuple(plugin or ())
+    values = {f: options[_OPTION.get(f, f)] for f in RunConfig.__dataclass_fields__}
+
+    def explicit(field: str) -> bool:  # compared by name: typer >= 0.26 vendors click
+        source = ctx.get_parameter_source(_OPTION.get(field, field))
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    # The flags given on the command line: they override --config; a resume checks them.
+    given = {f: v for f, v in values.items() if explicit(f)}
 
     from clf.configfile import config_from_file
     from clf.data.loading import check_early
@@ -102,31 +107,22 @@ def run(
             raise UsageError(f"--config {str(config_file)!r} with --resume {resume!r}: a resume continues with "
                              f"the settings its checkpoint recorded, not a config file's. Drop --config to "
                              f"resume, or drop --resume to start a new run from the file.")
-        # Every flag given must equal the recorded value: the engine refuses the others.
-        given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
         from clf.train.engine import resume as resume_engine
 
         observer = _observer(log_format, quiet)
         result = resume_engine(resume, observer, _host(plugin), **given)
-        _close(observer)
-        _print_reports(result.evaluation, log_format, quiet)
-        out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
-        return
-    if config_file is not None:
-        given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
-        config = config_from_file(config_file, given)
     else:
-        config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
-    check_early(config)  # a typo in --data is reported at once, not after TensorFlow's import
-    if dry_run:
-        return _print_plan(config)
-    from clf.train.engine import run as run_engine
+        config = config_from_file(config_file, given) if config_file is not None else RunConfig(**values)
+        check_early(config)  # a typo in --data is reported at once, not after TensorFlow's import
+        if dry_run:
+            return _print_plan(config)
+        from clf.train.engine import run as run_engine
 
-    observer = _observer(log_format, quiet)
-    result = run_engine(config, observer, _host(config.plugins))
+        observer = _observer(log_format, quiet)
+        result = run_engine(config, observer, _host(config.plugins))
     _close(observer)
     _print_reports(result.evaluation, log_format, quiet)
-    if log_format != "jsonl" or quiet:
+    if resume or log_format != "jsonl" or quiet:
         out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
 
 
