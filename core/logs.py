@@ -97,23 +97,15 @@ def quiet_logs() -> Iterator[None]:
             lg.setLevel(level)
 
 
-class _DropMessage(logging.Filter):
-    """Drops one known, harmless record (unless --verbose)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return verbose() or self.text not in record.getMessage()
+_dropped: set[tuple[str, str]] = set()
 
 
 def drop_message(logger: str, text: str) -> None:
-    """Drop ``logger``'s records containing ``text`` from now on, for a warning clf triggers by
-    design (see clf.infer.forward)."""
-    target = logging.getLogger(logger)
-    if not any(isinstance(f, _DropMessage) and f.text == text for f in target.filters):
-        target.addFilter(_DropMessage(text))
+    """Drop ``logger``'s records containing ``text`` from now on (unless --verbose), for a warning
+    clf triggers by design (see clf.infer.forward)."""
+    if (logger, text) not in _dropped:
+        _dropped.add((logger, text))
+        logging.getLogger(logger).addFilter(lambda record: verbose() or text not in record.getMessage())
 
 
 class _QuietLoader(importlib.abc.Loader):
