@@ -60,20 +60,22 @@ def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backb
 
     host = _host(plugin)
     backbones = [host.backbones.get(n) for n in names] if names else list(host.backbones)
-    seen, bad = set(), 0
+    cache = keras_cache_dir()
+    seen, shown, bad = set(), 0, 0
     for bb in backbones:
         wf = bb.imagenet_file
         if wf is None or wf.fname in seen:
             continue
         seen.add(wf.fname)
-        status = check(wf, keras_cache_dir() / wf.fname)
+        status = check(wf, cache / wf.fname)
         if status == "missing" and not names:
             continue
+        shown += 1
         bad += status in ("mismatch", "missing")
         colour = {"ok": "green", "unchecked": "yellow"}.get(status, "red")
-        out.print(f"[{colour}]{status}[/] {esc(bb.name)}: {esc(str(keras_cache_dir() / wf.fname))}", highlight=False)
-    if not seen or (not names and bad == 0 and not any((keras_cache_dir() / f).is_file() for f in seen)):
-        out.print(f"no cached weights files in {esc(str(keras_cache_dir()))}", highlight=False)
+        out.print(f"[{colour}]{status}[/] {esc(bb.name)}: {esc(str(cache / wf.fname))}", highlight=False)
+    if not shown:
+        out.print(f"no cached weights files in {esc(str(cache))}", highlight=False)
     if bad:
         err.print(f"[bold red]Error:[/] {bad} file(s) missing or not matching Keras' hash; "
                   f"delete them and run 'clf weights fetch NAME'.", highlight=False)
