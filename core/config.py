@@ -95,8 +95,9 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 _bad(name, value, "a non-empty name", f"Run 'clf {name}s' to list them.")
-        _positive_int(self, "epochs")
-        _positive_int(self, "batch_size")
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("fine_tune_epochs", 1), ("seed", 0),
+                              ("hidden_units", 0), ("augment_copies", 0), ("patience", 0)):
+            _positive_int(self, name, minimum)
         if self.classes is not None:
             _positive_int(self, "classes", minimum=2,
                           fix="A classifier needs at least two classes; omit --classes to infer it.")
@@ -107,8 +108,6 @@ class RunConfig:
                      f"backbones use 224-600; a larger input multiplies memory and time by its area)",
                      "Pass a smaller --image-size (e.g. the backbone's default: omit it).")
         self.center_crop = _normalise_center_crop(self.center_crop)
-        _positive_int(self, "seed", minimum=0)
-        _positive_int(self, "hidden_units", minimum=0)
         for name, zero_ok, expected in (
             ("lr", False, "a learning rate between 0 and 1 (e.g. 1e-3)"),
             ("validation_split", False, "a fraction between 0 and 1 (e.g. 0.2)"),
@@ -124,15 +123,12 @@ class RunConfig:
                 _bad(flag, getattr(self, flag), "true or false")
         self.quantize = check_name("quantize", self.quantize, QUANTIZE_MODES)
         self.model_input = check_name("model_input", self.model_input, MODEL_INPUTS)
-        _positive_int(self, "augment_copies", minimum=0)
         if self.cache_dir is not None:
             self.cache_dir = str(Path(str(self.cache_dir)).expanduser())
         self.fine_tune_layers = _normalise_fine_tune_layers(self.fine_tune_layers)
-        _positive_int(self, "fine_tune_epochs")
         if self.fine_tune_lr is not None and (not _is_number(self.fine_tune_lr) or not 0 < self.fine_tune_lr < 1):
             _bad("fine_tune_lr", self.fine_tune_lr, "a learning rate between 0 and 1, or unset for lr/10")
         self.class_weight = check_name("class_weight", self.class_weight, ("auto", "balanced", "none"))
-        _positive_int(self, "patience", minimum=0)
         self.strategy = check_name("strategy", self.strategy, STRATEGIES)
         self.precision = check_name("precision", self.precision, PRECISIONS)
         self.runtime = check_name("runtime", self.runtime, RUNTIMES)

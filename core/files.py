@@ -153,9 +153,8 @@ def file_sha256(path: str | Path) -> str:
     key = os.path.abspath(path)
     stat = os.stat(key)
     known = _SHA256.get(key)
-    if known is not None and known[0] == _identity(stat):
-        return known[1]
-    _SHA256[key] = (_identity(stat), file_hash(key))
+    if known is None or known[0] != _identity(stat):
+        remember_sha256(key, file_hash(key), stat)
     return _SHA256[key][1]
 
 

@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import ModuleType
 from typing import Iterator, Sequence
 
@@ -56,24 +56,18 @@ def native_stderr_silenced() -> Iterator[None]:
         return
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
+        failed = True
         try:
             yield
-        except BaseException:
-            _restore(saved)
-            sink.seek(0)
-            os.write(2, sink.read())
-            raise
-        else:
-            _restore(saved)
-
-
-def _restore(saved: int) -> None:
-    try:
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    os.dup2(saved, 2)
-    os.close(saved)
+            failed = False
+        finally:
+            with suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                sink.seek(0)
+                os.write(2, sink.read())
 
 
 @contextmanager

@@ -3,13 +3,17 @@ and helpers to load plugins, fail with an exit code and render progress."""
 
 from __future__ import annotations
 
+import copy
 import errno
+import functools
+import inspect
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import typer
 from clf import logs
+from clf.cli.render import LOG_FORMATS, esc, make_observer, print_report, resolved_format
 from clf.errors import ClfError, UsageError
 from clf.events import Observer
 from clf.report.history import TeeObserver
@@ -73,7 +77,6 @@ class _ErrHandler(logging.Handler):
 
 
 def _host(plugins: Sequence[str] | None) -> PluginHost:
-    from clf.cli.render import esc
     from clf.host.manager import get_host
 
     host = get_host(plugins or (), strict=_options["strict_plugins"])
@@ -83,8 +86,6 @@ def _host(plugins: Sequence[str] | None) -> PluginHost:
 
 
 def _fail(exc: ClfError) -> NoReturn:
-    from clf.cli.render import esc
-
     # The message carries paths, class names and values from the user: never markup.
     err.print(f"[bold red]Error:[/] {esc(exc)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
@@ -125,8 +126,6 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only notes, errors a
 
 
 def _observer(log_format: str, quiet: bool) -> PhaseTracker:
-    from clf.cli.render import LOG_FORMATS, make_observer
-
     if log_format not in LOG_FORMATS:
         _fail(UsageError(f"Invalid --log-format {log_format!r}: expected one of {', '.join(LOG_FORMATS)}. "
                          f"Pass one of them."))
@@ -152,8 +151,6 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
     the open observers and fails with its message and exit code. ``interrupt``: Ctrl-C says
     where it stopped (and what the ``run_dir`` option's folder keeps) and exits 130.
     ``write_errors``: an OSError is one line, no traceback."""
-    import functools
-    import inspect
 
     def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command)
@@ -205,8 +202,6 @@ def _close_open() -> None:
 
 
 def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
-    from clf.cli.render import print_report, resolved_format
-
     fmt = resolved_format(out, log_format, quiet)
     if fmt == "jsonl":
         print(json.dumps({"event": "report", "reports": reports}, default=str), flush=True)
@@ -237,10 +232,6 @@ def tidy_help(info: CommandInfo | TyperInfo) -> None:
     value instead of a type tag, the panels of ``callback.help_panels``, and our own --help.
     Typer reads options from the signature, so the callback is wrapped with one listing copied
     options (some are shared) in panel order, plus --help, which the wrapper drops."""
-    import copy
-    import functools
-    import inspect
-
     from typer.models import OptionInfo
 
     callback = info.callback

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from clf.cli.app import app, cli_errors, err, out
+from clf.cli.render import esc
 from rich.table import Table
 
 
@@ -19,7 +20,6 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Check a dataset: counts per class, bad files, files to convert, duplicates and leakage."""
-    from clf.cli.render import esc
     from clf.data.doctor import examine
 
     report = examine(data, min_side=min_size, convert=False)

@@ -9,6 +9,7 @@ from typing import Any, List, Optional, TYPE_CHECKING, cast
 import typer
 from clf.cli.app import JsonOpt, LogFormatOpt, PluginOpt, QuietOpt, _close, _host, _observer, app, cli_errors, err, out
 from clf.errors import UsageError
+from clf.events import Observer
 from rich.markup import escape
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ def inspect_command(
 ) -> None:
     """Find suspected label issues, worst errors (with heatmaps), outliers, near duplicates and
     calibration of a run; write RUN_DIR/inspect/index.html."""
-    from clf.events import Observer
     from clf.inspect import inspect_run
 
     observer = Observer() if as_json else _observer(log_format, quiet)

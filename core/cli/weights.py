@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 from clf.cli.app import JsonOpt, PluginOpt, _host, app, cli_errors, err, out
 from clf.cli.render import esc
+from clf.files import keras_cache_dir
 from rich.table import Table
 
 weights_app = typer.Typer(no_args_is_help=True, help="ImageNet weights offline: list, fetch, verify.")
@@ -21,7 +22,6 @@ def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbon
                  as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt) -> None:
     """Each backbone's ImageNet weights file: cached or not, file name, size."""
     from clf.artifacts.weights import status_rows
-    from clf.files import keras_cache_dir
 
     rows = status_rows(_host(plugin), names or ())
     if as_json:
@@ -56,7 +56,6 @@ def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backb
                    plugin: Optional[List[str]] = PluginOpt) -> None:
     """Check cached weights files against Keras' known hashes (exit 1 on a mismatch)."""
     from clf.artifacts.weights import check
-    from clf.files import keras_cache_dir
 
     host = _host(plugin)
     backbones = [host.backbones.get(n) for n in names] if names else list(host.backbones)
