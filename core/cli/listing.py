@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Callable, List, Optional, TYPE_CHECKING
 
 import typer
@@ -68,8 +69,6 @@ def _backbone_listing(title: str, items: list[Backbone], width: int) -> Table:
 
 
 def _short_plugin(name: str) -> str:
-    from pathlib import Path
-
     from clf.host.manager import BUILTIN_PLUGINS
 
     if name in BUILTIN_PLUGINS:

@@ -8,10 +8,11 @@ JSON object per event). ``--log-format auto`` picks ``rich`` on a terminal, else
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from clf.data.doctor import Conversion, DoctorReport
+    from clf.data.doctor import DoctorReport
     from rich.progress import Progress
 
 LOG_FORMATS = ("auto", "rich", "plain", "jsonl")
@@ -50,8 +51,6 @@ def progress_observer(console: Console | None = None) -> PlainObserver:
 
     A terminal, or Jupyter with ``ipywidgets`` (``pip install 'clf[notebook]'``): rich's
     progress bars, as ``clf run``. Otherwise plain lines, which every front end shows."""
-    import importlib.util
-
     console = console or Console()
     bars = importlib.util.find_spec("ipywidgets") is not None if console.is_jupyter else console.is_terminal
     return RichProgressObserver(console) if bars else PlainObserver(console)
@@ -148,21 +147,14 @@ class PlainObserver(Observer):
                 self.print(f"  {esc(b.path)}: {esc(b.reason)}")
             if len(bad) > 20:
                 self.print(f"  ... and {len(bad) - 20} more")
-        if report.converted:
+        if report.converted:  # by kind of change: 'grayscale: 2, alpha: 1'
+            kinds = Counter(ch.split(":")[0].split(" (")[0] for c in report.converted for ch in c.changes)
             self.print(f"converted {len(report.converted)} file(s) for training "
-                       f"({esc(summarise_changes(report.converted))})")
+                       f"({esc(', '.join(f'{k}: {n}' for k, n in kinds.most_common()))})")
 
     def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
         self.print(f"{esc(phase)} epoch {epoch}/{epochs} {esc(parts)}")
-
-
-def summarise_changes(conversions: Iterable[Conversion]) -> str:
-    """'grayscale: 2, alpha: 1' from the doctor's conversion records."""
-    from collections import Counter
-
-    kinds = Counter(ch.split(":")[0].split(" (")[0] for c in conversions for ch in c.changes)
-    return ", ".join(f"{k}: {n}" for k, n in kinds.most_common())
 
 
 class RichProgressObserver(PlainObserver):
