@@ -4,6 +4,7 @@ Only this package prints and chooses exit codes (docs/reference/exit-codes.md); 
 module registers its commands on the shared ``app`` when imported.
 """
 
+import atexit
 import os
 import sys
 
@@ -38,8 +39,6 @@ def main() -> None:
 def _exit_now(code: int) -> None:
     """Exit without tearing the interpreter down: freeing a loaded TensorFlow is slow (see
     benchmarks/overhead.py). Exit handlers still run, and every file is already written atomically."""
-    import atexit
-
     if "tensorflow" not in sys.modules or sys.getprofile() or sys.gettrace():
         sys.exit(code)  # nothing slow to tear down, or a profiler that reports at exit
     sys.stdout.flush()

@@ -246,11 +246,9 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
     for k, v in report.get("top_k_accuracy", {}).items():
         summary += f", top-{k} {v:.4f}"
 
-    shown = names
-    heading = "per class"
-    if len(names) > PER_CLASS_ROWS:
-        order = sorted(range(len(names)), key=lambda i: (report["per_class"][names[i]]["f1"], i))
-        shown = [names[i] for i in order[:PER_CLASS_ROWS]]
+    shown, heading = names, "per class"
+    if len(names) > PER_CLASS_ROWS:  # a stable sort: ties keep the output order
+        shown = sorted(names, key=lambda name: report["per_class"][name]["f1"])[:PER_CLASS_ROWS]
         heading = f"per class: {PER_CLASS_ROWS} lowest F1 of {len(names)} (all: metrics.json)"
     per_class = Table(title=heading, title_justify="left")
     for col in ("class", "precision", "recall", "f1", "support"):
@@ -270,10 +268,9 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
             cells = [f"[bold green]{v}[/]" if i == j else (f"[red]{v}[/]" if v else "0")
                      for j, v in enumerate(report["confusion_matrix"][i])]
             cm.add_row(esc(name), *cells)
-        out.append(cm)
-        out.append("most confused: " + ("; ".join(
+        out += [cm, "most confused: " + ("; ".join(
             f"{esc(p['true'])} -> {esc(p['predicted'])} {p['count']} ({p['fraction_of_true']:.0%} of {esc(p['true'])})"
-            for p in report.get("most_confused", [])) or "none (no errors)"))
+            for p in report.get("most_confused", [])) or "none (no errors)")]
         return out
     from clf.report.metrics import most_confused
 

@@ -153,12 +153,12 @@ run.help_panels = {  # type: ignore[attr-defined]  # a function attribute tidy_h
                 "runtime", "tensorboard", "log_format", "quiet", "verbose", "help"),
 }
 run.metavars = {  # type: ignore[attr-defined]  # a function attribute tidy_help reads
-    "classes": "N", "epochs": "N", "batch_size": "N", "image_size": "PIXELS", "center_crop": "FRACTION",
-    "lr": "RATE", "export": "NAMES", "output": "DIR", "weights": "imagenet|none|FILE", "seed": "N",
-    "validation_split": "FRACTION", "dropout": "FRACTION", "hidden_units": "N", "weights_mirror": "URL",
-    "resume": "RUN_DIR", "augment_copies": "K", "cache_dir": "DIR", "fine_tune_layers": "N|all",
-    "fine_tune_epochs": "N", "fine_tune_lr": "RATE", "class_weight": "auto|balanced|none", "patience": "N",
-    "strategy": "NAME", "precision": "NAME", "runtime": "auto|tensorflow|tflite|onnx",
-    "solver": "auto|keras", "schedule": "cosine|constant", "label_smoothing": "FRACTION", "weight_decay": "RATE",
-    "tta": "none|flip", "model_input": "photo|fixed",
+    "classes": "N", "epochs": "N", "image_size": "PIXELS", "lr": "RATE", "output": "DIR",
+    "weights": "imagenet|none|FILE", "seed": "N", "validation_split": "FRACTION",
+    "dropout": "FRACTION", "hidden_units": "N", "augment_copies": "K", "cache_dir": "DIR",
+    "fine_tune_layers": "N|all", "fine_tune_epochs": "N", "fine_tune_lr": "RATE",
+    "class_weight": "auto|balanced|none", "patience": "N", "strategy": "NAME", "precision": "NAME",
+    "runtime": "auto|tensorflow|tflite|onnx", "solver": "auto|keras", "schedule": "cosine|constant",
+    "label_smoothing": "FRACTION", "weight_decay": "RATE", "tta": "none|flip",
+    "model_input": "photo|fixed",
 }
