@@ -38,10 +38,7 @@ def doctor(
         if ratio is not None:
             out.print(f"imbalance (largest / smallest training class): {ratio:.1f}x", highlight=False)
         def shown(path: str) -> str:  # relative to the dataset folder: shorter, and what the user knows
-            try:
-                return esc(Path(path).relative_to(data))
-            except ValueError:
-                return esc(path)
+            return esc(Path(path).relative_to(data) if Path(path).is_relative_to(data) else path)
 
         if report.quarantined:
             table = Table(title=f"{len(report.quarantined)} file(s) to quarantine (paths under {esc(data)})")
