@@ -9,7 +9,7 @@ from typing import Any, List, Optional
 import typer
 from clf.cli.app import (LogFormatOpt, PluginOpt, QuietOpt, VerboseOpt, _close, _host,
                          _observer, _print_reports, _verbose, app, cli_errors, out)
-from clf.config import RunConfig
+from clf.config import RunConfig, config_from_file
 from clf.errors import UsageError
 from clf.cli.render import esc
 
@@ -97,7 +97,6 @@ def run(
     # The flags given on the command line: they override --config; a resume checks them.
     given = {f: v for f, v in values.items() if explicit(f)}
 
-    from clf.configfile import config_from_file
     from clf.data.loading import check_early
 
     if weights_mirror:

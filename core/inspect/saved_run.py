@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clf.config import RunConfig
+from clf.config import RunConfig, read_config_file
 from clf.data.images import ImageSize, Split
 from clf.errors import DataError, ModelError, UsageError
-from clf.configfile import read_config_file
 from clf.artifacts.labels import read_labels
 from clf.data.manifest import read_manifest, split_files
 

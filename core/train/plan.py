@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from clf.config import RunConfig
-from clf.configfile import config_to_toml
+from clf.config import RunConfig, config_to_toml
 from clf.data.loading import load_data
 from clf.events import Observer
 from clf.train.setup import resolve
