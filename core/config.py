@@ -11,7 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, NoReturn
+from typing import Any, Callable, Mapping, NoReturn
 
 from clf.data.images import DEFAULT_CENTER_CROP
 from clf.errors import ConfigError, did_you_mean
@@ -281,25 +281,23 @@ def config_from_file(path: str | Path, overrides: Mapping[str, Any] | None = Non
     return RunConfig.from_mapping(values)
 
 
+# What a TOML value may be, by the first type of a field's annotation.
+_TOML_TYPES: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: _is_number(v) and isinstance(v, int),
+    "float": _is_number,
+    "bool": lambda v: isinstance(v, bool),
+    "tuple": lambda v: isinstance(v, (list, str)) and all(isinstance(x, str) for x in v),
+    "str": lambda v: isinstance(v, str),
+}
+
+
 def _check_types(values: Mapping[str, Any], path: str | Path) -> None:
     """Type errors TOML can express (``epochs = "10"``) name the key before validation runs."""
     expected = {f.name: str(f.type) for f in fields(RunConfig)}
     for key, value in values.items():
-        kind = expected.get(key)
-        if kind is None:
-            continue  # RunConfig.from_mapping reports unknown keys
-        ok = True
-        if kind.startswith("int"):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif kind.startswith("float"):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif kind.startswith("bool"):
-            ok = isinstance(value, bool)
-        elif kind.startswith("tuple"):
-            ok = isinstance(value, (list, str)) and all(isinstance(v, str) for v in value)
-        elif kind.startswith("str"):
-            ok = isinstance(value, str)
-        if not ok:
+        kind = expected.get(key, "")  # an unknown key: RunConfig.from_mapping reports it
+        check = _TOML_TYPES.get(kind.split("[")[0].split(" ")[0])  # "int | None": int
+        if check is not None and not check(value):
             raise ConfigError(
                 f"Invalid {key} {value!r} in {str(path)!r}: expected {kind.replace(' | None', '')} "
                 f"(TOML {type(value).__name__} given). Fix '{key}' in the config file."
