@@ -130,9 +130,8 @@ class _QuietImport(importlib.abc.MetaPathFinder):
         if verbose():
             return None
         spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        spec.loader = _QuietLoader(spec.loader)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _QuietLoader(spec.loader)
         return spec
 
 
