@@ -48,8 +48,6 @@ def evaluate(
         raise typer.Exit(1)
 
 
-
-
 @app.command()
 @cli_errors()
 def verify(

@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, List, Optional, TYPE_CHECKING, cast
+from pathlib import Path
+from typing import Any, List, Optional, cast
 
 import typer
 from clf.cli.app import JsonOpt, LogFormatOpt, PluginOpt, QuietOpt, _close, _host, _observer, app, cli_errors, err, out
 from clf.errors import UsageError
 from clf.events import Observer
 from rich.markup import escape
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 SHOWN_ISSUES = 5  # label issues named in the printed summary (the page has them all)
 
