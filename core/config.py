@@ -126,20 +126,16 @@ class RunConfig:
         for flag in ("augment", "tensorboard", "strict_data", "force", "verify", "cache", "last_epoch"):
             if not isinstance(getattr(self, flag), bool):
                 _bad(flag, getattr(self, flag), "true or false")
-        self.quantize = check_name("quantize", self.quantize, QUANTIZE_MODES)
-        self.model_input = check_name("model_input", self.model_input, MODEL_INPUTS)
         if self.cache_dir is not None:
             self.cache_dir = str(Path(str(self.cache_dir)).expanduser())
         self.fine_tune_layers = _normalise_fine_tune_layers(self.fine_tune_layers)
         if self.fine_tune_lr is not None and (not _is_number(self.fine_tune_lr) or not 0 < self.fine_tune_lr < 1):
             _bad("fine_tune_lr", self.fine_tune_lr, "a learning rate between 0 and 1, or unset for lr/10")
-        self.class_weight = check_name("class_weight", self.class_weight, ("auto", "balanced", "none"))
-        self.strategy = check_name("strategy", self.strategy, STRATEGIES)
-        self.precision = check_name("precision", self.precision, PRECISIONS)
-        self.runtime = check_name("runtime", self.runtime, RUNTIMES)
-        self.solver = check_name("solver", self.solver, SOLVERS)
-        self.schedule = check_name("schedule", self.schedule, SCHEDULES)
-        self.tta = check_name("tta", self.tta, TTA)
+        for name, choices in (("quantize", QUANTIZE_MODES), ("model_input", MODEL_INPUTS),
+                              ("class_weight", ("auto", "balanced", "none")), ("strategy", STRATEGIES),
+                              ("precision", PRECISIONS), ("runtime", RUNTIMES), ("solver", SOLVERS),
+                              ("schedule", SCHEDULES), ("tta", TTA)):
+            setattr(self, name, check_name(name, getattr(self, name), choices))
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 
