@@ -101,24 +101,22 @@ def run(
 
     if weights_mirror:
         os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror
-    if resume:
-        if config_file is not None:
-            raise UsageError(f"--config {str(config_file)!r} with --resume {resume!r}: a resume continues with "
-                             f"the settings its checkpoint recorded, not a config file's. Drop --config to "
-                             f"resume, or drop --resume to start a new run from the file.")
-        from clf.train.engine import resume as resume_engine
-
-        observer = _observer(log_format, quiet)
-        result = resume_engine(resume, observer, _host(plugin), **given)
-    else:
+    if resume and config_file is not None:
+        raise UsageError(f"--config {str(config_file)!r} with --resume {resume!r}: a resume continues with "
+                         f"the settings its checkpoint recorded, not a config file's. Drop --config to "
+                         f"resume, or drop --resume to start a new run from the file.")
+    if not resume:
         config = config_from_file(config_file, given) if config_file is not None else RunConfig(**values)
         check_early(config)  # a typo in --data is reported at once, not after TensorFlow's import
         if dry_run:
             return _print_plan(config)
-        from clf.train.engine import run as run_engine
+    from clf.train import engine
 
-        observer = _observer(log_format, quiet)
-        result = run_engine(config, observer, _host(config.plugins))
+    observer = _observer(log_format, quiet)
+    if resume:
+        result = engine.resume(resume, observer, _host(plugin), **given)
+    else:
+        result = engine.run(config, observer, _host(config.plugins))
     _close(observer)
     _print_reports(result.evaluation, log_format, quiet)
     if resume or log_format != "jsonl" or quiet:
