@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from clf.events import Observer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ LIST_CLASSES = 20  # class names and per-class counts listed in full up to this 
 
 def esc(value: Any) -> str:
     """Outside text as rich text: markup escaped, non-UTF-8 bytes as ``\\xe9`` escapes."""
-    from rich.markup import escape
-
     from clf.data.filecheck import display_path
 
     return escape(display_path(str(value)))
