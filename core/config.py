@@ -1,12 +1,17 @@
 """RunConfig: one flat, validated description of a training run, whether from the CLI, TOML or Python.
-``validate`` runs on construction, so an invalid run fails before any data is read."""
+``validate`` runs on construction, so an invalid run fails before any data is read.
+
+RunConfig <-> TOML (``clf run --config run.toml``, a run's ``config.toml``) is flat: one key per
+field (``batch_size``)."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+import os
+import tomllib
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, NoReturn
+from typing import Any, Callable, Mapping, NoReturn
 
 from clf.data.images import DEFAULT_CENTER_CROP
 from clf.errors import ConfigError, did_you_mean
@@ -95,8 +100,9 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 _bad(name, value, "a non-empty name", f"Run 'clf {name}s' to list them.")
-        _positive_int(self, "epochs")
-        _positive_int(self, "batch_size")
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("fine_tune_epochs", 1), ("seed", 0),
+                              ("hidden_units", 0), ("augment_copies", 0), ("patience", 0)):
+            _positive_int(self, name, minimum)
         if self.classes is not None:
             _positive_int(self, "classes", minimum=2,
                           fix="A classifier needs at least two classes; omit --classes to infer it.")
@@ -107,47 +113,29 @@ class RunConfig:
                      f"backbones use 224-600; a larger input multiplies memory and time by its area)",
                      "Pass a smaller --image-size (e.g. the backbone's default: omit it).")
         self.center_crop = _normalise_center_crop(self.center_crop)
-        _positive_int(self, "seed", minimum=0)
-        _positive_int(self, "hidden_units", minimum=0)
-        if not _is_number(self.lr) or not 0 < self.lr < 1:
-            _bad("lr", self.lr, "a learning rate between 0 and 1 (e.g. 1e-3)")
-        if not _is_number(self.validation_split) or not 0 < self.validation_split < 1:
-            _bad("validation_split", self.validation_split, "a fraction between 0 and 1 (e.g. 0.2)")
-        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
-            _bad("dropout", self.dropout, "a fraction in [0, 1) (e.g. 0.5)")
-        for flag in ("augment", "tensorboard", "strict_data", "force", "verify"):
+        for name, zero_ok, expected in (
+            ("lr", False, "a learning rate between 0 and 1 (e.g. 1e-3)"),
+            ("validation_split", False, "a fraction between 0 and 1 (e.g. 0.2)"),
+            ("dropout", True, "a fraction in [0, 1) (e.g. 0.5)"),
+            ("label_smoothing", True, "a fraction in [0, 1) (e.g. 0.1)"),
+            ("weight_decay", True, "a decoupled weight decay in [0, 1) (e.g. 1e-4)"),
+        ):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < 1 or (value == 0 and not zero_ok):
+                _bad(name, value, expected)
+        for flag in ("augment", "tensorboard", "strict_data", "force", "verify", "cache", "last_epoch"):
             if not isinstance(getattr(self, flag), bool):
                 _bad(flag, getattr(self, flag), "true or false")
-        self.quantize = check_name("quantize", self.quantize, QUANTIZE_MODES)
-        if not isinstance(self.model_input, str) or self.model_input.strip().lower() not in MODEL_INPUTS:
-            _bad("model_input", self.model_input, f"one of {', '.join(MODEL_INPUTS)}")
-        self.model_input = self.model_input.strip().lower()
-        _positive_int(self, "augment_copies", minimum=0)
-        if not isinstance(self.cache, bool):
-            _bad("cache", self.cache, "true or false")
         if self.cache_dir is not None:
             self.cache_dir = str(Path(str(self.cache_dir)).expanduser())
         self.fine_tune_layers = _normalise_fine_tune_layers(self.fine_tune_layers)
-        _positive_int(self, "fine_tune_epochs")
         if self.fine_tune_lr is not None and (not _is_number(self.fine_tune_lr) or not 0 < self.fine_tune_lr < 1):
             _bad("fine_tune_lr", self.fine_tune_lr, "a learning rate between 0 and 1, or unset for lr/10")
-        if isinstance(self.class_weight, str):
-            self.class_weight = self.class_weight.strip().lower()
-        if self.class_weight not in ("auto", "balanced", "none"):
-            _bad("class_weight", self.class_weight, "'auto', 'balanced' or 'none'")
-        _positive_int(self, "patience", minimum=0)
-        self.strategy = check_name("strategy", self.strategy, STRATEGIES)
-        self.precision = check_name("precision", self.precision, PRECISIONS)
-        self.runtime = check_name("runtime", self.runtime, RUNTIMES)
-        self.solver = check_name("solver", self.solver, SOLVERS)
-        self.schedule = check_name("schedule", self.schedule, SCHEDULES)
-        self.tta = check_name("tta", self.tta, TTA)
-        if not isinstance(self.last_epoch, bool):
-            _bad("last_epoch", self.last_epoch, "true or false")
-        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
-            _bad("label_smoothing", self.label_smoothing, "a fraction in [0, 1) (e.g. 0.1)")
-        if not _is_number(self.weight_decay) or not 0 <= self.weight_decay < 1:
-            _bad("weight_decay", self.weight_decay, "a decoupled weight decay in [0, 1) (e.g. 1e-4)")
+        for name, choices in (("quantize", QUANTIZE_MODES), ("model_input", MODEL_INPUTS),
+                              ("class_weight", ("auto", "balanced", "none")), ("strategy", STRATEGIES),
+                              ("precision", PRECISIONS), ("runtime", RUNTIMES), ("solver", SOLVERS),
+                              ("schedule", SCHEDULES), ("tta", TTA)):
+            setattr(self, name, check_name(name, getattr(self, name), choices))
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")
 
@@ -170,22 +158,14 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists, not tuples; no None) suitable for TOML and JSON."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
 
 
 def check_name(kind: str, value: str, choices: tuple[str, ...]) -> str:
     """``value`` lower-cased when it is one of ``choices``; else a ConfigError naming the flag."""
     if not isinstance(value, str) or value.strip().lower() not in choices:
-        raise ConfigError(
-            f"Invalid {kind} {value!r}: expected one of {', '.join(choices)}."
-            f"{did_you_mean(str(value), choices)} Pass a valid --{kind} (or '{kind}' in the config file)."
-        )
+        _bad(kind, value, f"one of {', '.join(choices)}", hint=did_you_mean(str(value), choices))
     return value.strip().lower()
 
 
@@ -239,9 +219,103 @@ def _positive_int(cfg: RunConfig, name: str, minimum: int = 1, fix: str = "") ->
         _bad(name, value, f"an integer >= {minimum}", fix)
 
 
-def _bad(name: str, value: Any, expected: str, fix: str = "") -> NoReturn:
+def _bad(name: str, value: Any, expected: str, fix: str = "", hint: str = "") -> NoReturn:
     flag = "--" + name.replace("_", "-")
     raise ConfigError(
-        f"Invalid {name} {value!r}: expected {expected}. "
+        f"Invalid {name} {value!r}: expected {expected}.{hint} "
         + (fix or f"Pass a valid {flag} (or '{name}' in the config file).")
     )
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The flat mapping in a TOML file; a clear ConfigError when it is missing or malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {str(path)!r} does not exist; expected a TOML file. Check --config.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {str(path)!r}: {exc.strerror}. Check --config.") from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {exc}. Fix the line it names.") from None
+    tables = sorted(k for k, v in values.items() if isinstance(v, dict))
+    if tables:
+        raise ConfigError(
+            f"Config file {str(path)!r} has table(s) {', '.join(f'[{t}]' for t in tables)}; expected "
+            f"flat 'key = value' lines (e.g. epochs = 10). Move those keys to the top level."
+        )
+    return values
+
+
+def config_from_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """The file's values with ``overrides`` (explicit CLI flags) on top.
+
+    ``force = true`` (deletes a folder) and ``plugins`` (runs code) must come from the command
+    line too, since files are shared and replayed; otherwise ConfigError."""
+    values = read_config_file(path)
+    _check_types(values, path)
+    overrides = dict(overrides or {})
+    if values.get("force") is True and "force" not in overrides:
+        raise ConfigError(
+            f"Config file {str(path)!r} says force = true; a config file never replaces a run folder "
+            f"(it may be a copy of an earlier run's config.toml, whose folder --force would delete). "
+            f"Remove that line, and pass --force on the command line if you mean to replace --output."
+        )
+    values.pop("force", None)  # older config.toml files carry force = false
+    plugins = values.get("plugins") or []
+    plugins = [plugins] if isinstance(plugins, str) else list(plugins)
+    if plugins and "plugins" not in overrides:
+        raise ConfigError(
+            f"Config file {str(path)!r} names plugins = {plugins}; clf loads plugin code only when "
+            f"the command line names it (a config file is data, and a plugin runs with your "
+            f"permissions, even in a --dry-run). Pass {' '.join(f'--plugin {p}' for p in plugins)} "
+            f"if you trust {'it' if len(plugins) == 1 else 'them'}, or remove 'plugins' from the file."
+        )
+    values.update(overrides)
+    return RunConfig.from_mapping(values)
+
+
+# What a TOML value may be, by the first type of a field's annotation.
+_TOML_TYPES: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: _is_number(v) and isinstance(v, int),
+    "float": _is_number,
+    "bool": lambda v: isinstance(v, bool),
+    "tuple": lambda v: isinstance(v, (list, str)) and all(isinstance(x, str) for x in v),
+    "str": lambda v: isinstance(v, str),
+}
+
+
+def _check_types(values: Mapping[str, Any], path: str | Path) -> None:
+    """Type errors TOML can express (``epochs = "10"``) name the key before validation runs."""
+    expected = {f.name: str(f.type) for f in fields(RunConfig)}
+    for key, value in values.items():
+        kind = expected.get(key, "")  # an unknown key: RunConfig.from_mapping reports it
+        check = _TOML_TYPES.get(kind.split("[")[0].split(" ")[0])  # "int | None": int
+        if check is not None and not check(value):
+            raise ConfigError(
+                f"Invalid {key} {value!r} in {str(path)!r}: expected {kind.replace(' | None', '')} "
+                f"(TOML {type(value).__name__} given). Fix '{key}' in the config file."
+            )
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """The config as TOML for ``clf run --config``: without ``force``, with paths made absolute
+    so the file repeats the run from any folder."""
+    import tomli_w
+
+    values = {k: v for k, v in config.to_dict().items() if k != "force"}
+    if Path(values["data"]).expanduser().exists():  # a loader may take something other than a path
+        values["data"] = _absolute(values["data"])
+    if values["weights"] not in ("imagenet", "none"):
+        values["weights"] = _absolute(values["weights"])
+    if "cache_dir" in values:
+        values["cache_dir"] = _absolute(values["cache_dir"])
+    values["plugins"] = [_absolute(p) if p.endswith(".py") or Path(p).is_file() else p for p in values["plugins"]]
+    return "# clf run configuration (clf run --config THIS_FILE)\n" + tomli_w.dumps(values)
+
+
+def _absolute(path: str) -> str:
+    """``path`` from the current folder, as an absolute path (links kept, as typed)."""
+    return os.path.abspath(os.path.expanduser(path))

@@ -40,9 +40,8 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 def _closest(key: str, candidates: dict[str, str], cutoff: float) -> list[str]:
     """Up to three matches (form -> name), only those about as close as the best (vgg61: vgg16, vgg19)."""
-    scored = []
-    for form in difflib.get_close_matches(key, list(candidates), n=3, cutoff=cutoff):
-        scored.append((difflib.SequenceMatcher(None, key, form).ratio(), candidates[form]))
+    scored = [(difflib.SequenceMatcher(None, key, form).ratio(), candidates[form])
+              for form in difflib.get_close_matches(key, list(candidates), n=3, cutoff=cutoff)]
     return [name for ratio, name in scored if ratio >= scored[0][0] - 0.03]
 
 

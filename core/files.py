@@ -30,14 +30,12 @@ def _fsync(path: Path) -> None:
     for f in files:
         try:
             fd = os.open(f, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError:
             pass
-        finally:
-            os.close(fd)
 
 
 def _remove(path: Path) -> None:
@@ -129,8 +127,6 @@ def sha256_path(path: str | Path) -> str:
 
 def free_bytes(path: str | Path) -> int:
     """Free bytes on the filesystem holding ``path``; the one probe, so tests can simulate a full disk."""
-    import shutil
-
     path = Path(path)
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -157,9 +153,8 @@ def file_sha256(path: str | Path) -> str:
     key = os.path.abspath(path)
     stat = os.stat(key)
     known = _SHA256.get(key)
-    if known is not None and known[0] == _identity(stat):
-        return known[1]
-    _SHA256[key] = (_identity(stat), file_hash(key))
+    if known is None or known[0] != _identity(stat):
+        remember_sha256(key, file_hash(key), stat)
     return _SHA256[key][1]
 
 

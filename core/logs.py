@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import ModuleType
 from typing import Iterator, Sequence
 
@@ -56,24 +56,18 @@ def native_stderr_silenced() -> Iterator[None]:
         return
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
+        failed = True
         try:
             yield
-        except BaseException:
-            _restore(saved)
-            sink.seek(0)
-            os.write(2, sink.read())
-            raise
-        else:
-            _restore(saved)
-
-
-def _restore(saved: int) -> None:
-    try:
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    os.dup2(saved, 2)
-    os.close(saved)
+            failed = False
+        finally:
+            with suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                sink.seek(0)
+                os.write(2, sink.read())
 
 
 @contextmanager
@@ -97,23 +91,15 @@ def quiet_logs() -> Iterator[None]:
             lg.setLevel(level)
 
 
-class _DropMessage(logging.Filter):
-    """Drops one known, harmless record (unless --verbose)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return verbose() or self.text not in record.getMessage()
+_dropped: set[tuple[str, str]] = set()
 
 
 def drop_message(logger: str, text: str) -> None:
-    """Drop ``logger``'s records containing ``text`` from now on, for a warning clf triggers by
-    design (see clf.infer.forward)."""
-    target = logging.getLogger(logger)
-    if not any(isinstance(f, _DropMessage) and f.text == text for f in target.filters):
-        target.addFilter(_DropMessage(text))
+    """Drop ``logger``'s records containing ``text`` from now on (unless --verbose), for a warning
+    clf triggers by design (see clf.infer.forward)."""
+    if (logger, text) not in _dropped:
+        _dropped.add((logger, text))
+        logging.getLogger(logger).addFilter(lambda record: verbose() or text not in record.getMessage())
 
 
 class _QuietLoader(importlib.abc.Loader):
@@ -144,9 +130,8 @@ class _QuietImport(importlib.abc.MetaPathFinder):
         if verbose():
             return None
         spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        spec.loader = _QuietLoader(spec.loader)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _QuietLoader(spec.loader)
         return spec
 
 

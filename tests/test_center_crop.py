@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 import clf
-from clf.configfile import config_from_file
+from clf.config import config_from_file
 from clf.data.images import ImageSize, _center_box, decode_image, files_dataset
 from clf.report.runrecord import write_config
 from conftest import SMALL_SIZE

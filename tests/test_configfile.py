@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from clf import ConfigError, RunConfig
 from clf.cli import app
-from clf.configfile import config_from_file, config_to_toml, read_config_file
+from clf.config import config_from_file, config_to_toml, read_config_file
 from conftest import SMALL_BACKBONE, SMALL_SIZE
 
 runner = CliRunner()

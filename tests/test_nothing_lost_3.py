@@ -73,7 +73,7 @@ def test_r01_merge_predictions_writes_a_new_file_and_an_existing_one_only_with_o
 # -- 2. a config file never carries force ----------------------------------------------------
 
 def test_r02_config_toml_is_written_without_force():
-    from clf.configfile import config_to_toml
+    from clf.config import config_to_toml
 
     assert "force" not in tomllib.loads(config_to_toml(clf.RunConfig(force=True, weights="none")))
 
@@ -92,7 +92,7 @@ def test_r02_force_in_a_config_file_is_refused_and_the_run_folder_kept(tmp_path,
 
 
 def test_r02_force_false_is_accepted_and_the_command_line_force_still_works(tmp_path):
-    from clf.configfile import config_from_file
+    from clf.config import config_from_file
 
     config = tmp_path / "config.toml"
     config.write_text('weights = "none"\nforce = false\n')
@@ -276,7 +276,7 @@ def test_verify_with_other_data_keeps_the_exports_record(trained_run, tmp_path):
 
 
 def test_config_toml_records_absolute_paths(tmp_path, monkeypatch):
-    from clf.configfile import config_to_toml
+    from clf.config import config_to_toml
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import clf
 from clf.cli import app
-from clf.configfile import config_from_file
+from clf.config import config_from_file
 from clf.files import file_hash
 from conftest import SMALL_BACKBONE, SMALL_SIZE, make_folder
 from test_history_plots import assert_png

@@ -4,22 +4,17 @@ Only this package prints and chooses exit codes (docs/reference/exit-codes.md); 
 module registers its commands on the shared ``app`` when imported.
 """
 
+import atexit
 import os
 import sys
 
-from clf.cli.app import app
+from clf.cli.app import app, tidy_help
 
 # Importing a command module registers its commands; 'clf --help' lists them in this order.
 # isort: off
-from clf.cli import run  # noqa: E402,F401
-from clf.cli import evaluate, doctor, predict, listing, weights  # noqa: E402,F401
-from clf.cli import merge  # noqa: E402,F401
-from clf.cli import serve  # noqa: E402,F401
-from clf.cli import export  # noqa: E402,F401
-from clf.cli import inspect  # noqa: E402,F401
+from clf.cli import run, evaluate, doctor, predict, listing, weights  # noqa: F401
+from clf.cli import merge, serve, export, inspect  # noqa: F401
 # isort: on
-
-from clf.cli.app import tidy_help  # noqa: E402
 
 # Every command's --help: value words instead of type tags, panels where a command has them.
 for _command in app.registered_commands:
@@ -44,8 +39,6 @@ def main() -> None:
 def _exit_now(code: int) -> None:
     """Exit without tearing the interpreter down: freeing a loaded TensorFlow is slow (see
     benchmarks/overhead.py). Exit handlers still run, and every file is already written atomically."""
-    import atexit
-
     if "tensorflow" not in sys.modules or sys.getprofile() or sys.gettrace():
         sys.exit(code)  # nothing slow to tear down, or a profiler that reports at exit
     sys.stdout.flush()

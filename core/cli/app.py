@@ -3,14 +3,20 @@ and helpers to load plugins, fail with an exit code and render progress."""
 
 from __future__ import annotations
 
+import copy
+import errno
+import functools
+import inspect
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import typer
 from clf import logs
-from clf.errors import ClfError
+from clf.cli.render import LOG_FORMATS, esc, make_observer, print_report, resolved_format
+from clf.errors import ClfError, UsageError
 from clf.events import Observer
+from clf.report.history import TeeObserver
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -57,17 +63,11 @@ def _global_options(
     _verbose(verbose)
     from clf.host.manager import ENV_TRACE, env_flag
 
-    if env_flag(ENV_TRACE):
-        _trace_to_stderr()
-
-
-def _trace_to_stderr() -> None:
-    """Route the plugin host's trace records (logger 'clf.plugins') to stderr, once."""
+    # The plugin host's trace records (logger 'clf.plugins') to stderr, once.
     logger = logging.getLogger("clf.plugins")
-    if any(isinstance(h, _ErrHandler) for h in logger.handlers):
-        return
-    logger.addHandler(_ErrHandler())
-    logger.setLevel(logging.INFO)
+    if env_flag(ENV_TRACE) and not any(isinstance(h, _ErrHandler) for h in logger.handlers):
+        logger.addHandler(_ErrHandler())
+        logger.setLevel(logging.INFO)
 
 
 class _ErrHandler(logging.Handler):
@@ -77,7 +77,6 @@ class _ErrHandler(logging.Handler):
 
 
 def _host(plugins: Sequence[str] | None) -> PluginHost:
-    from clf.cli.render import esc
     from clf.host.manager import get_host
 
     host = get_host(plugins or (), strict=_options["strict_plugins"])
@@ -86,77 +85,40 @@ def _host(plugins: Sequence[str] | None) -> PluginHost:
     return host
 
 
-def _fail(exc: ClfError) -> None:
-    from clf.cli.render import esc
-
+def _fail(exc: ClfError) -> NoReturn:
     # The message carries paths, class names and values from the user: never markup.
     err.print(f"[bold red]Error:[/] {esc(exc)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
-
-
-def _write_failed(exc: OSError) -> None:
-    """An unexpected OSError as one line, no traceback; a full disk says how to go on."""
-    import errno
-
-    where = f" ({exc.filename})" if exc.filename else ""
-    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        text = (f"No space left to write{where}: {exc.strerror}. Nothing half-written was kept. Free some "
-                f"space, then continue a run with: clf run --resume RUN_FOLDER")
-    else:
-        text = f"Cannot read or write{where}: {exc.strerror or exc}. Check the path and its permissions."
-    _fail(ClfError(text))
-
-
-def _interrupted(observer: Observer | None, run_dir: str | None = None) -> None:
-    """Ctrl-C outside training (which saves and says so itself): say where it stopped."""
-    phase = getattr(observer, "phase", None)
-    hint = ""
-    if run_dir:
-        from clf.train.checkpoint import latest
-
-        done = latest(run_dir)
-        hint = (f"Epoch {done.epoch} is saved; continue with: clf run --resume {run_dir}" if done is not None
-                else "Nothing was saved to resume from; start the run again.")
-    _close(observer)
-    _fail(_Stopped(f"Interrupted (Ctrl-C) during {phase or 'startup'}. {hint}".strip()))
 
 
 class _Stopped(ClfError):
     exit_code = 130
 
 
-class PhaseTracker(Observer):
-    """Remembers the running phase for Ctrl-C's message; phases nest, so the innermost unfinished counts."""
+class PhaseTracker(TeeObserver):
+    """Forwards to ``inner`` and remembers the running phase for Ctrl-C's message; phases nest,
+    so the innermost unfinished counts."""
 
     def __init__(self, inner: Observer) -> None:
+        super().__init__(inner)
         self.inner = inner
         self.running: list[str] = []
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # close(), and anything else the renderer has
         return getattr(self.inner, name)
 
     @property
     def phase(self) -> str | None:
         return self.running[-1] if self.running else None
 
-    # Observer's no-op methods would hide __getattr__'s forwarding: these forward too.
-    def note(self, text: str) -> None:
-        self.inner.note(text)
-
-    def phase_advance(self, phase: str, amount: int = 1) -> None:
-        self.inner.phase_advance(phase, amount)
-
-    def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        self.inner.epoch_end(phase, epoch, epochs, logs)
-
     def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         self.running.append(phase)
-        self.inner.phase_start(phase, total, unit)
+        super().phase_start(phase, total, unit)
 
     def phase_end(self, phase: str, **info: Any) -> None:
         if phase in self.running:
             self.running.remove(phase)
-        self.inner.phase_end(phase, **info)
+        super().phase_end(phase, **info)
 
 
 LogFormatOpt = typer.Option("auto", "--log-format", help="auto (rich bars on a terminal, plain lines otherwise), rich, plain or jsonl.")
@@ -164,15 +126,12 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only notes, errors a
 
 
 def _observer(log_format: str, quiet: bool) -> PhaseTracker:
-    from clf.cli.render import LOG_FORMATS, make_observer
-
     if log_format not in LOG_FORMATS:
-        from clf.cli.render import esc
-
-        err.print(f"[bold red]Error:[/] Invalid --log-format {esc(repr(log_format))}: expected one of "
-                  f"{', '.join(LOG_FORMATS)}. Pass one of them.", highlight=False)
-        raise typer.Exit(2)
-    return _opened(PhaseTracker(make_observer(out, log_format, quiet)))
+        _fail(UsageError(f"Invalid --log-format {log_format!r}: expected one of {', '.join(LOG_FORMATS)}. "
+                         f"Pass one of them."))
+    observer = PhaseTracker(make_observer(out, log_format, quiet))
+    _open.append(observer)  # so that an error in its command closes it before the message
+    return observer
 
 
 def _close(observer: Observer | None) -> None:
@@ -182,16 +141,8 @@ def _close(observer: Observer | None) -> None:
         close()
 
 
-_O = TypeVar("_O", bound=Observer)
-
 # The observers the running command opened and has not closed yet (closed on an error).
 _open: list[Observer] = []
-
-
-def _opened(observer: _O) -> _O:
-    """Note ``observer`` as open, so an error in its command closes it before the message."""
-    _open.append(observer)
-    return observer
 
 
 def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
@@ -199,9 +150,7 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
     """The one error path of every command (apply under ``@app.command()``): a ClfError closes
     the open observers and fails with its message and exit code. ``interrupt``: Ctrl-C says
     where it stopped (and what the ``run_dir`` option's folder keeps) and exits 130.
-    ``write_errors``: an OSError is one line (``_write_failed``)."""
-    import functools
-    import inspect
+    ``write_errors``: an OSError is one line, no traceback."""
 
     def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command)
@@ -217,14 +166,30 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
             except KeyboardInterrupt:
                 if not interrupt:
                     raise
+                # Ctrl-C outside training (which saves and says so itself): say where it stopped.
+                phase = getattr(_open[-1], "phase", None) if _open else None
                 given = signature.bind_partial(*args, **kwargs).arguments
                 folder = next((given[name] for name in run_dir if given.get(name)), None)
-                _interrupted(_open[-1] if _open else None, folder)
+                hint = ""
+                if folder:
+                    from clf.train.checkpoint import latest
+
+                    done = latest(folder)
+                    hint = (f"Epoch {done.epoch} is saved; continue with: clf run --resume {folder}"
+                            if done is not None else "Nothing was saved to resume from; start the run again.")
+                _close_open()
+                _fail(_Stopped(f"Interrupted (Ctrl-C) during {phase or 'startup'}. {hint}".strip()))
             except OSError as exc:
                 if not write_errors:
                     raise
                 _close_open()
-                _write_failed(exc)
+                # One line, no traceback; a full disk says how to go on.
+                where = f" ({exc.filename})" if exc.filename else ""
+                if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                    _fail(ClfError(f"No space left to write{where}: {exc.strerror}. Nothing half-written was "
+                                   f"kept. Free some space, then continue a run with: clf run --resume RUN_FOLDER"))
+                _fail(ClfError(f"Cannot read or write{where}: {exc.strerror or exc}. Check the path and its "
+                               f"permissions."))
 
         return guarded
 
@@ -236,19 +201,7 @@ def _close_open() -> None:
         _close(_open[-1])
 
 
-def _explicit(ctx: typer.Context, values: dict) -> dict:
-    """The options given on the command line (not defaults), so they override --config."""
-    # Compared by name: typer >= 0.26 vendors click, so its ParameterSource enum moved.
-    def given(name: str) -> bool:
-        source = ctx.get_parameter_source(name)
-        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-    return {k: v for k, v in values.items() if given(k)}
-
-
 def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
-    from clf.cli.render import print_report, resolved_format
-
     fmt = resolved_format(out, log_format, quiet)
     if fmt == "jsonl":
         print(json.dumps({"event": "report", "reports": reports}, default=str), flush=True)
@@ -279,10 +232,6 @@ def tidy_help(info: CommandInfo | TyperInfo) -> None:
     value instead of a type tag, the panels of ``callback.help_panels``, and our own --help.
     Typer reads options from the signature, so the callback is wrapped with one listing copied
     options (some are shared) in panel order, plus --help, which the wrapper drops."""
-    import copy
-    import functools
-    import inspect
-
     from typer.models import OptionInfo
 
     callback = info.callback

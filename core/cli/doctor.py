@@ -6,12 +6,8 @@ import json
 from pathlib import Path
 
 import typer
-from clf.cli.app import (
-    app,
-    cli_errors,
-    err,
-    out,
-)
+from clf.cli.app import app, cli_errors, err, out
+from clf.cli.render import esc
 from rich.table import Table
 
 
@@ -24,7 +20,6 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Check a dataset: counts per class, bad files, files to convert, duplicates and leakage."""
-    from clf.cli.render import esc
     from clf.data.doctor import examine
 
     report = examine(data, min_side=min_size, convert=False)
@@ -43,10 +38,7 @@ def doctor(
         if ratio is not None:
             out.print(f"imbalance (largest / smallest training class): {ratio:.1f}x", highlight=False)
         def shown(path: str) -> str:  # relative to the dataset folder: shorter, and what the user knows
-            try:
-                return esc(Path(path).relative_to(data))
-            except ValueError:
-                return esc(path)
+            return esc(Path(path).relative_to(data) if Path(path).is_relative_to(data) else path)
 
         if report.quarantined:
             table = Table(title=f"{len(report.quarantined)} file(s) to quarantine (paths under {esc(data)})")

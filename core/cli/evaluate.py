@@ -5,20 +5,8 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
-from clf.cli.app import (
-    LogFormatOpt,
-    PluginOpt,
-    TrustOpt,
-    QuietOpt,
-    _close,
-    _host,
-    _observer,
-    _print_reports,
-    app,
-    cli_errors,
-    err,
-    out,
-)
+from clf.cli.app import (LogFormatOpt, PluginOpt, TrustOpt, QuietOpt, _close, _host, _observer,
+                         _print_reports, app, cli_errors, err, out)
 from clf.cli.render import esc
 
 
@@ -58,8 +46,6 @@ def evaluate(
         err.print(f"[bold red]Accuracy {accuracy:.4f} is below the required {assert_accuracy_at_least:.4f}[/] "
                   f"(--assert-accuracy-at-least).", highlight=False)
         raise typer.Exit(1)
-
-
 
 
 @app.command()

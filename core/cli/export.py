@@ -5,18 +5,8 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
-from clf.cli.app import (
-    LogFormatOpt,
-    PluginOpt,
-    QuietOpt,
-    TrustOpt,
-    _close,
-    _host,
-    _observer,
-    app,
-    cli_errors,
-    out,
-)
+from clf.cli.app import (LogFormatOpt, PluginOpt, QuietOpt, TrustOpt, _close, _host, _observer, app,
+                         cli_errors, out)
 
 
 @app.command("export")

@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, List, Optional, TYPE_CHECKING, cast
+from pathlib import Path
+from typing import Any, List, Optional, cast
 
 import typer
 from clf.cli.app import JsonOpt, LogFormatOpt, PluginOpt, QuietOpt, _close, _host, _observer, app, cli_errors, err, out
 from clf.errors import UsageError
+from clf.events import Observer
 from rich.markup import escape
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 SHOWN_ISSUES = 5  # label issues named in the printed summary (the page has them all)
 
@@ -35,7 +34,6 @@ def inspect_command(
 ) -> None:
     """Find suspected label issues, worst errors (with heatmaps), outliers, near duplicates and
     calibration of a run; write RUN_DIR/inspect/index.html."""
-    from clf.events import Observer
     from clf.inspect import inspect_run
 
     observer = Observer() if as_json else _observer(log_format, quiet)

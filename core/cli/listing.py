@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Callable, List, Optional, TYPE_CHECKING
 
 import typer
-from clf.cli.app import (
-    JsonOpt,
-    PluginOpt,
-    _host,
-    app,
-    cli_errors,
-    out,
-)
+from clf.cli.app import JsonOpt, PluginOpt, _host, app, cli_errors, out
 from clf.cli.render import esc
 from rich import box
 from rich.table import Table
@@ -75,8 +69,6 @@ def _backbone_listing(title: str, items: list[Backbone], width: int) -> Table:
 
 
 def _short_plugin(name: str) -> str:
-    from pathlib import Path
-
     from clf.host.manager import BUILTIN_PLUGINS
 
     if name in BUILTIN_PLUGINS:
@@ -90,37 +82,27 @@ def _count(n: int | None) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
 
 
-def _backbone_fields(c: Backbone) -> dict[str, Any]:
-    return {"input_size": list(c.input_size), "params": c.params, "features": c.features,
-            "preprocess": c.preprocess, "min_size": c.min_size}
-
-
 @app.command()
 @cli_errors()
 def backbones(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
     """List the available backbones: input size, parameters, feature width, preprocessing."""
-    _list("backbones", plugin, as_json, _backbone_listing, _backbone_fields)
+    _list("backbones", plugin, as_json, _backbone_listing,
+          lambda c: {"input_size": list(c.input_size), "params": c.params, "features": c.features,
+                     "preprocess": c.preprocess, "min_size": c.min_size})
 
 
-@app.command()
-@cli_errors()
-def heads(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
-    """List the available heads."""
-    _list("heads", plugin, as_json)
+def _lister(kind: str, what: str) -> None:
+    """Register ``clf KIND``, the plain listing of one registry."""
+
+    def command(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
+        _list(kind, plugin, as_json)
+
+    command.__doc__ = f"List the available {what}."
+    app.command(kind)(cli_errors()(command))
 
 
-@app.command()
-@cli_errors()
-def loaders(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
-    """List the available data loaders."""
-    _list("loaders", plugin, as_json)
-
-
-@app.command()
-@cli_errors()
-def exporters(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) -> None:
-    """List the available exporters."""
-    _list("exporters", plugin, as_json)
+for _kind, _what in (("heads", "heads"), ("loaders", "data loaders"), ("exporters", "exporters")):
+    _lister(_kind, _what)
 
 
 @app.command()

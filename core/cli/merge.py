@@ -40,7 +40,6 @@ def merge_predictions(
     try:
         write_output(target, text)
     except OSError as exc:
-        err.print(f"[bold red]Error:[/] cannot write --output {output!r}: {exc.strerror}; expected a writable "
-                  f"file path. Pass another --output.", highlight=False)
-        raise typer.Exit(2)
+        raise UsageError(f"cannot write --output {output!r}: {exc.strerror}; expected a writable file path. "
+                         f"Pass another --output.") from None
     err.print(f"merged {len(parts)} part(s) into {output}", highlight=False)

@@ -7,20 +7,10 @@ import sys
 from typing import List, Optional, Sequence, TYPE_CHECKING
 
 import typer
-from clf.cli.app import (
-    PhaseTracker,
-    PluginOpt,
-    TrustOpt,
-    _close,
-    _host,
-    _opened,
-    app,
-    cli_errors,
-    err,
-    out,
-)
-from rich.console import Console
+from clf.cli.app import PluginOpt, TrustOpt, _close, _host, _observer, app, cli_errors, err, out
 from clf.cli.render import esc
+from clf.errors import UsageError
+from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -47,7 +37,6 @@ def predict(
     from clf.artifacts.predict import collect_images, load_predictor, predict_files, resolve_artifact
     from clf.artifacts.predict_output import check_output_file, choose_format, to_csv, to_json, write_output
     from clf.artifacts.shards import model_fingerprint, parse_shard, shard_files
-    from clf.cli.render import make_observer
 
     chosen = choose_format("json" if as_json else fmt, output)
     target = check_output_file(output, overwrite) if output else None  # before any slow work
@@ -56,7 +45,7 @@ def predict(
     resolve_artifact(model)
     images = collect_images(paths)
     # A progress bar on a terminal only; csv/json output stays clean.
-    observer = _opened(PhaseTracker(make_observer(out, "auto", quiet=chosen != "table")))
+    observer = _observer("auto", quiet=chosen != "table")
     predictor = load_predictor(model, _host(plugin), trust=trust_artifact, runtime=runtime)
     # A part records which model predicted it, so that the merge can refuse a mix.
     model_id = model_fingerprint(predictor.path, predictor.labels, not trust_artifact) if part else ""
@@ -81,10 +70,8 @@ def predict(
         try:
             write_output(target, text)
         except OSError as exc:
-            err.print(f"[bold red]Error:[/] cannot write --output {esc(repr(output))}: "
-                      f"{esc(exc.strerror or str(exc))}; expected a writable file path. Pass another "
-                      f"--output.", highlight=False)
-            raise typer.Exit(2)
+            raise UsageError(f"cannot write --output {output!r}: {exc.strerror or exc}; expected a writable "
+                             f"file path. Pass another --output.") from None
         err.print(f"wrote {len(results)} predictions to {esc(output)}", highlight=False)
     elif text is None:
         out.print(table)

@@ -8,19 +8,21 @@ JSON object per event). ``--log-format auto`` picks ``rich`` on a terminal, else
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from clf.events import Observer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from clf.data.doctor import Conversion, DoctorReport
+    from clf.data.doctor import DoctorReport
     from rich.progress import Progress
 
 LOG_FORMATS = ("auto", "rich", "plain", "jsonl")
@@ -29,22 +31,18 @@ LIST_CLASSES = 20  # class names and per-class counts listed in full up to this 
 
 def esc(value: Any) -> str:
     """Outside text as rich text: markup escaped, non-UTF-8 bytes as ``\\xe9`` escapes."""
-    from rich.markup import escape
-
     from clf.data.filecheck import display_path
 
     return escape(display_path(str(value)))
 
 
-def make_observer(console: Console, log_format: str = "auto", quiet: bool = False,
-                  stream: TextIO | None = None) -> Observer:
-    if quiet:
+def make_observer(console: Console, log_format: str = "auto", quiet: bool = False) -> Observer:
+    fmt = resolved_format(console, log_format, quiet)
+    if fmt == "quiet":
         return QuietObserver(console)
-    if log_format == "jsonl":
-        return JsonlObserver(stream or sys.stdout)
-    if log_format == "rich" or (log_format == "auto" and console.is_terminal):
-        return RichProgressObserver(console)
-    return PlainObserver(console)
+    if fmt == "jsonl":
+        return JsonlObserver(sys.stdout)
+    return RichProgressObserver(console) if fmt == "rich" else PlainObserver(console)
 
 
 def progress_observer(console: Console | None = None) -> PlainObserver:
@@ -52,13 +50,9 @@ def progress_observer(console: Console | None = None) -> PlainObserver:
 
     A terminal, or Jupyter with ``ipywidgets`` (``pip install 'clf[notebook]'``): rich's
     progress bars, as ``clf run``. Otherwise plain lines, which every front end shows."""
-    import importlib.util
-
     console = console or Console()
-    if console.is_jupyter:
-        widgets = importlib.util.find_spec("ipywidgets") is not None
-        return RichProgressObserver(console) if widgets else PlainObserver(console)
-    return RichProgressObserver(console) if console.is_terminal else PlainObserver(console)  # "auto"
+    bars = importlib.util.find_spec("ipywidgets") is not None if console.is_jupyter else console.is_terminal
+    return RichProgressObserver(console) if bars else PlainObserver(console)
 
 
 def resolved_format(console: Console, log_format: str, quiet: bool) -> str:
@@ -127,7 +121,7 @@ class PlainObserver(Observer):
             else:
                 done_text = f"{done} images extracted"
             self.print(f"features: {done_text}, {hit} from the cache in {info['seconds']:.1f}s{where}{runtime}")
-        elif "seconds" in info and phase not in ("data",):
+        elif "seconds" in info:
             self.print(f"{esc(phase)} done in {info['seconds']:.1f}s"
                        + (f": {esc(info['summary'])}" if info.get("summary") else ""))
         if phase == "evaluate" and "metrics" in info:
@@ -152,21 +146,14 @@ class PlainObserver(Observer):
                 self.print(f"  {esc(b.path)}: {esc(b.reason)}")
             if len(bad) > 20:
                 self.print(f"  ... and {len(bad) - 20} more")
-        if report.converted:
+        if report.converted:  # by kind of change: 'grayscale: 2, alpha: 1'
+            kinds = Counter(ch.split(":")[0].split(" (")[0] for c in report.converted for ch in c.changes)
             self.print(f"converted {len(report.converted)} file(s) for training "
-                       f"({esc(summarise_changes(report.converted))})")
+                       f"({esc(', '.join(f'{k}: {n}' for k, n in kinds.most_common()))})")
 
     def epoch_end(self, phase: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
         self.print(f"{esc(phase)} epoch {epoch}/{epochs} {esc(parts)}")
-
-
-def summarise_changes(conversions: Iterable[Conversion]) -> str:
-    """'grayscale: 2, alpha: 1' from the doctor's conversion records."""
-    from collections import Counter
-
-    kinds = Counter(ch.split(":")[0].split(" (")[0] for c in conversions for ch in c.changes)
-    return ", ".join(f"{k}: {n}" for k, n in kinds.most_common())
 
 
 class RichProgressObserver(PlainObserver):
@@ -179,24 +166,14 @@ class RichProgressObserver(PlainObserver):
 
     def _progress(self) -> Progress:
         if self.progress is None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
 
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
                                      transient=True)
             self.progress.start()
         return self.progress
-
-    def print(self, *args: Any, **kwargs: Any) -> None:
-        # Through the live display's console, so lines appear above the bars.
-        (self.progress.console if self.progress else self.console).print(*args, highlight=False, soft_wrap=True, **kwargs)
 
     def phase_start(self, phase: str, total: int | None = None, unit: str = "") -> None:
         if total:
@@ -218,9 +195,8 @@ class RichProgressObserver(PlainObserver):
         task = self.tasks.pop(phase, None)
         if task is not None and self.progress is not None:
             self.progress.remove_task(task)
-        if self.progress is not None and not self.tasks:
-            self.progress.stop()
-            self.progress = None
+        if not self.tasks:
+            self.close()
         super().phase_end(phase, **info)
 
     def close(self) -> None:
@@ -269,11 +245,9 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
     for k, v in report.get("top_k_accuracy", {}).items():
         summary += f", top-{k} {v:.4f}"
 
-    shown = names
-    heading = "per class"
-    if len(names) > PER_CLASS_ROWS:
-        order = sorted(range(len(names)), key=lambda i: (report["per_class"][names[i]]["f1"], i))
-        shown = [names[i] for i in order[:PER_CLASS_ROWS]]
+    shown, heading = names, "per class"
+    if len(names) > PER_CLASS_ROWS:  # a stable sort: ties keep the output order
+        shown = sorted(names, key=lambda name: report["per_class"][name]["f1"])[:PER_CLASS_ROWS]
         heading = f"per class: {PER_CLASS_ROWS} lowest F1 of {len(names)} (all: metrics.json)"
     per_class = Table(title=heading, title_justify="left")
     for col in ("class", "precision", "recall", "f1", "support"):
@@ -293,14 +267,9 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
             cells = [f"[bold green]{v}[/]" if i == j else (f"[red]{v}[/]" if v else "0")
                      for j, v in enumerate(report["confusion_matrix"][i])]
             cm.add_row(esc(name), *cells)
-        out.append(cm)
-        pairs = report.get("most_confused", [])
-        if pairs:
-            out.append("most confused: " + "; ".join(
-                f"{esc(p['true'])} -> {esc(p['predicted'])} {p['count']} ({p['fraction_of_true']:.0%} of {esc(p['true'])})"
-                for p in pairs))
-        else:
-            out.append("most confused: none (no errors)")
+        out += [cm, "most confused: " + ("; ".join(
+            f"{esc(p['true'])} -> {esc(p['predicted'])} {p['count']} ({p['fraction_of_true']:.0%} of {esc(p['true'])})"
+            for p in report.get("most_confused", [])) or "none (no errors)")]
         return out
     from clf.report.metrics import most_confused
 

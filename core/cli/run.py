@@ -7,28 +7,14 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from clf.cli.app import (
-    LogFormatOpt,
-    PluginOpt,
-    QuietOpt,
-    VerboseOpt,
-    _close,
-    _explicit,
-    _host,
-    _observer,
-    _print_reports,
-    _verbose,
-    app,
-    cli_errors,
-    out,
-)
-from clf.config import RunConfig
+from clf.cli.app import (LogFormatOpt, PluginOpt, QuietOpt, VerboseOpt, _close, _host,
+                         _observer, _print_reports, _verbose, app, cli_errors, out)
+from clf.config import RunConfig, config_from_file
 from clf.errors import UsageError
 from clf.cli.render import esc
 
-# Option name -> RunConfig field, for the flags whose names differ.
-_FIELD = {"plugin": "plugins"}
-_OPTION = {field: option for option, field in _FIELD.items()}
+# RunConfig field -> clf run option, for the one flag named otherwise.
+_OPTION = {"plugins": "plugin"}
 
 
 def _default(name: str) -> Any:
@@ -101,45 +87,39 @@ def run(
     options = locals()  # the parameters, before any other name is bound
     if verbose:
         _verbose(True)
-    # Flag values by option name, one per RunConfig field (--plugin for plugins).
-    values = {_OPTION.get(f, f): options[_OPTION.get(f, f)] for f in RunConfig.__dataclass_fields__}
-    values["plugin"] = tuple(plugin or ())
+    options["plugin"] = tuple(plugin or ())
+    values = {f: options[_OPTION.get(f, f)] for f in RunConfig.__dataclass_fields__}
 
-    from clf.configfile import config_from_file
+    def explicit(field: str) -> bool:  # compared by name: typer >= 0.26 vendors click
+        source = ctx.get_parameter_source(_OPTION.get(field, field))
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    # The flags given on the command line: they override --config; a resume checks them.
+    given = {f: v for f, v in values.items() if explicit(f)}
+
     from clf.data.loading import check_early
 
     if weights_mirror:
         os.environ["CLF_WEIGHTS_MIRROR"] = weights_mirror
-    if resume:
-        if config_file is not None:
-            raise UsageError(f"--config {str(config_file)!r} with --resume {resume!r}: a resume continues with "
-                             f"the settings its checkpoint recorded, not a config file's. Drop --config to "
-                             f"resume, or drop --resume to start a new run from the file.")
-        # Every flag given must equal the recorded value: the engine refuses the others.
-        given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
-        from clf.train.engine import resume as resume_engine
-
-        observer = _observer(log_format, quiet)
-        result = resume_engine(resume, observer, _host(plugin), **given)
-        _close(observer)
-        _print_reports(result.evaluation, log_format, quiet)
-        out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
-        return
-    if config_file is not None:
-        given = {_FIELD.get(k, k): v for k, v in _explicit(ctx, values).items()}
-        config = config_from_file(config_file, given)
-    else:
-        config = RunConfig(**{_FIELD.get(k, k): v for k, v in values.items()})
-    check_early(config)  # a typo in --data is reported at once, not after TensorFlow's import
-    if dry_run:
-        return _print_plan(config)
-    from clf.train.engine import run as run_engine
+    if resume and config_file is not None:
+        raise UsageError(f"--config {str(config_file)!r} with --resume {resume!r}: a resume continues with "
+                         f"the settings its checkpoint recorded, not a config file's. Drop --config to "
+                         f"resume, or drop --resume to start a new run from the file.")
+    if not resume:
+        config = config_from_file(config_file, given) if config_file is not None else RunConfig(**values)
+        check_early(config)  # a typo in --data is reported at once, not after TensorFlow's import
+        if dry_run:
+            return _print_plan(config)
+    from clf.train import engine
 
     observer = _observer(log_format, quiet)
-    result = run_engine(config, observer, _host(config.plugins))
+    if resume:
+        result = engine.resume(resume, observer, _host(plugin), **given)
+    else:
+        result = engine.run(config, observer, _host(config.plugins))
     _close(observer)
     _print_reports(result.evaluation, log_format, quiet)
-    if log_format != "jsonl" or quiet:
+    if resume or log_format != "jsonl" or quiet:
         out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
 
 
@@ -170,12 +150,12 @@ run.help_panels = {  # type: ignore[attr-defined]  # a function attribute tidy_h
                 "runtime", "tensorboard", "log_format", "quiet", "verbose", "help"),
 }
 run.metavars = {  # type: ignore[attr-defined]  # a function attribute tidy_help reads
-    "classes": "N", "epochs": "N", "batch_size": "N", "image_size": "PIXELS", "center_crop": "FRACTION",
-    "lr": "RATE", "export": "NAMES", "output": "DIR", "weights": "imagenet|none|FILE", "seed": "N",
-    "validation_split": "FRACTION", "dropout": "FRACTION", "hidden_units": "N", "weights_mirror": "URL",
-    "resume": "RUN_DIR", "augment_copies": "K", "cache_dir": "DIR", "fine_tune_layers": "N|all",
-    "fine_tune_epochs": "N", "fine_tune_lr": "RATE", "class_weight": "auto|balanced|none", "patience": "N",
-    "strategy": "NAME", "precision": "NAME", "runtime": "auto|tensorflow|tflite|onnx",
-    "solver": "auto|keras", "schedule": "cosine|constant", "label_smoothing": "FRACTION", "weight_decay": "RATE",
-    "tta": "none|flip", "model_input": "photo|fixed",
+    "classes": "N", "epochs": "N", "image_size": "PIXELS", "lr": "RATE", "output": "DIR",
+    "weights": "imagenet|none|FILE", "seed": "N", "validation_split": "FRACTION",
+    "dropout": "FRACTION", "hidden_units": "N", "augment_copies": "K", "cache_dir": "DIR",
+    "fine_tune_layers": "N|all", "fine_tune_epochs": "N", "fine_tune_lr": "RATE",
+    "class_weight": "auto|balanced|none", "patience": "N", "strategy": "NAME", "precision": "NAME",
+    "runtime": "auto|tensorflow|tflite|onnx", "solver": "auto|keras", "schedule": "cosine|constant",
+    "label_smoothing": "FRACTION", "weight_decay": "RATE", "tta": "none|flip",
+    "model_input": "photo|fixed",
 }

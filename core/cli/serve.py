@@ -80,54 +80,45 @@ def serve(
     except ImportError as exc:
         raise UsageError(f"clf serve needs {exc.name!r}, which is not installed. {INSTALL_HINT}") from None
     from clf.artifacts.predict import load_predictor
-    from clf.serve import ServeSettings
+    from clf.serve import ServeSettings, create_app, warm_up
 
     settings = ServeSettings(max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
                              max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels,
                              max_request_pixels=max_request_pixels, max_images=max_images, top_k=top_k,
                              request_timeout=request_timeout, allowed_hosts=_allowed_hosts(host, allowed_hosts))
-    sock = _bind(host, port)
-    port = sock.getsockname()[1]  # the one picked, for --port 0
-    try:
-        _serve(sock, host, port, load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime), settings,
-               access_log)
-    finally:
-        sock.close()
-
-
-def _serve(sock: socket.socket, host: str, port: int, predictor: Any, settings: Any, access_log: bool) -> None:
-    import uvicorn
-    from clf.serve import create_app, warm_up
-
-    warm_up(predictor, settings)
-    for note in predictor.notes:
-        err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
-    if not _is_loopback(host):
-        err.print(f"[yellow]warning:[/] binding {esc(host)}: anyone who can reach this machine can use the "
-                  f"model (no authentication). Use the default 127.0.0.1 to keep it local. Clients must "
-                  f"name it by one of: {esc(', '.join(settings.allowed_hosts))} (--allowed-hosts adds names).",
+    with _bind(host, port) as sock:
+        port = sock.getsockname()[1]  # the one picked, for --port 0
+        predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime)
+        warm_up(predictor, settings)
+        for note in predictor.notes:
+            err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
+        if not _is_loopback(host):
+            err.print(f"[yellow]warning:[/] binding {esc(host)}: anyone who can reach this machine can use the "
+                      f"model (no authentication). Use the default 127.0.0.1 to keep it local. Clients must "
+                      f"name it by one of: {esc(', '.join(settings.allowed_hosts))} (--allowed-hosts adds "
+                      f"names).", highlight=False, soft_wrap=True)
+        shown = f"[{host}]" if ":" in host else host
+        err.print(f"serving {predictor.path.name} ({predictor.runtime}, {len(predictor.class_names)} "
+                  f"classes) on http://{shown}:{port}/  (API docs: /docs; Ctrl-C stops)",
                   highlight=False, soft_wrap=True)
-    shown = f"[{host}]" if ":" in host else host
-    err.print(f"serving {predictor.path.name} ({predictor.runtime}, {len(predictor.class_names)} classes) "
-              f"on http://{shown}:{port}/  (API docs: /docs; Ctrl-C stops)", highlight=False, soft_wrap=True)
-    asgi = create_app(predictor, settings)
-    config = uvicorn.Config(asgi, host=host, port=port, log_level="warning",
-                            access_log=access_log, lifespan="on",
-                            # SIGTERM/Ctrl-C: stop accepting, answer in-flight requests (503 after request_timeout).
-                            timeout_graceful_shutdown=int(settings.request_timeout) + 5)
+        asgi = create_app(predictor, settings)
+        # SIGTERM/Ctrl-C: stop accepting, answer in-flight requests (503 after request_timeout).
+        config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", access_log=access_log,
+                                lifespan="on", timeout_graceful_shutdown=int(settings.request_timeout) + 5)
 
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            asgi.state.begin_shutdown()
-            super().handle_exit(sig, frame)
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                asgi.state.begin_shutdown()
+                super().handle_exit(sig, frame)
 
-    server = Server(config)
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once in-flight requests are answered
-        err.print("stopped", highlight=False)
-        raise typer.Exit(130)
-    except SystemExit as exc:  # uvicorn's startup failure (3): the app did not start
-        raise ClfError(f"The server did not start (uvicorn exit {exc.code}); its log above says why.") from None
-    if not server.started:
-        raise ClfError("The server did not start; its log above says why.")
+        server = Server(config)
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once in-flight requests are answered
+            err.print("stopped", highlight=False)
+            raise typer.Exit(130)
+        except SystemExit as exc:  # uvicorn's startup failure (3): the app did not start
+            raise ClfError(f"The server did not start (uvicorn exit {exc.code}); its log above says "
+                           f"why.") from None
+        if not server.started:
+            raise ClfError("The server did not start; its log above says why.")

@@ -6,16 +6,9 @@ import json
 from typing import List, Optional
 
 import typer
-from clf.cli.app import (
-    JsonOpt,
-    PluginOpt,
-    _host,
-    app,
-    cli_errors,
-    err,
-    out,
-)
+from clf.cli.app import JsonOpt, PluginOpt, _host, app, cli_errors, err, out
 from clf.cli.render import esc
+from clf.files import keras_cache_dir
 from rich.table import Table
 
 weights_app = typer.Typer(no_args_is_help=True, help="ImageNet weights offline: list, fetch, verify.")
@@ -29,7 +22,6 @@ def weights_list(names: Optional[List[str]] = typer.Argument(None, help="Backbon
                  as_json: bool = JsonOpt, plugin: Optional[List[str]] = PluginOpt) -> None:
     """Each backbone's ImageNet weights file: cached or not, file name, size."""
     from clf.artifacts.weights import status_rows
-    from clf.files import keras_cache_dir
 
     rows = status_rows(_host(plugin), names or ())
     if as_json:
@@ -64,24 +56,25 @@ def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Backb
                    plugin: Optional[List[str]] = PluginOpt) -> None:
     """Check cached weights files against Keras' known hashes (exit 1 on a mismatch)."""
     from clf.artifacts.weights import check
-    from clf.files import keras_cache_dir
 
     host = _host(plugin)
     backbones = [host.backbones.get(n) for n in names] if names else list(host.backbones)
-    seen, bad = set(), 0
+    cache = keras_cache_dir()
+    seen, shown, bad = set(), 0, 0
     for bb in backbones:
         wf = bb.imagenet_file
         if wf is None or wf.fname in seen:
             continue
         seen.add(wf.fname)
-        status = check(wf, keras_cache_dir() / wf.fname)
+        status = check(wf, cache / wf.fname)
         if status == "missing" and not names:
             continue
+        shown += 1
         bad += status in ("mismatch", "missing")
         colour = {"ok": "green", "unchecked": "yellow"}.get(status, "red")
-        out.print(f"[{colour}]{status}[/] {esc(bb.name)}: {esc(str(keras_cache_dir() / wf.fname))}", highlight=False)
-    if not seen or (not names and bad == 0 and not any((keras_cache_dir() / f).is_file() for f in seen)):
-        out.print(f"no cached weights files in {esc(str(keras_cache_dir()))}", highlight=False)
+        out.print(f"[{colour}]{status}[/] {esc(bb.name)}: {esc(str(cache / wf.fname))}", highlight=False)
+    if not shown:
+        out.print(f"no cached weights files in {esc(str(cache))}", highlight=False)
     if bad:
         err.print(f"[bold red]Error:[/] {bad} file(s) missing or not matching Keras' hash; "
                   f"delete them and run 'clf weights fetch NAME'.", highlight=False)

@@ -16,10 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TYPE_CHECKING
 
-from clf.config import RunConfig
+from clf.config import RunConfig, read_config_file
 from clf.data.images import DatasetBundle, ImageSize, Split, files_dataset
 from clf.errors import DataError, ModelError, UsageError
-from clf.configfile import read_config_file
 from clf.artifacts.labels import read_labels
 from clf.data.manifest import read_manifest, split_files
 from clf.events import Observer

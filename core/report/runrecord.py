@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence, TYPE_CHECKING
 
 from clf.files import file_hash, file_sha256, write_json, write_text
 from clf import __version__
-from clf.configfile import config_to_toml
+from clf.config import config_to_toml
 from clf.data.guardrails import claim_run_dir
 from clf.report.metrics import confusion_matrix_csv
 from clf.report.plots import plot_confusion_matrix

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clf.artifacts.exporting import check_export_options
-from clf.config import RunConfig
-from clf.configfile import config_to_toml
+from clf.config import RunConfig, config_to_toml
 from clf.data import guardrails
 from clf.data.images import ImageSize
 from clf.data.loading import load_data
