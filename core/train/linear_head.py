@@ -1,13 +1,9 @@
 """The default head, solved rather than trained: multinomial logistic regression on the
-cached features (full-batch L-BFGS), so the result depends on the features alone, not on
-the seed, batch order or stopping point. The L2 strength comes from stratified k-fold
-cross-validation on the training features (held-out log loss), as linear-probe evaluations
-pick it. The solution is written into the head's own Dense layer, so export and
-verification are those of a Keras-trained head.
-
-Kept fast by centring (the bias is unpenalised, so this only removes the mean direction
-that slows L-BFGS), a diagonal preconditioner (changes the path, not the solution), and
-solving in the span of the images when there are fewer images than features.
+cached features (full-batch L-BFGS), so the result depends on the features alone, not on the
+seed, batch order or stopping point; the L2 strength by stratified k-fold cross-validation
+(held-out log loss), as linear-probe evaluations pick it. The solution is written into the
+head's own Dense layer. Kept fast by centring (the bias is unpenalised), a diagonal
+preconditioner and, with fewer images than features, solving in the images' span.
 """
 
 from __future__ import annotations
@@ -17,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 FOLDS = 5
 # L2 strengths tried by half decades from START_L2 (see search), within 10**-LIMITS[0] ..
@@ -161,9 +158,10 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = FOLD_SEED) -> n
     return out
 
 
-def search(held_out_loss: Callable[[float], float]) -> dict[float, float]:
-    """Held-out loss at L2 strengths half a decade apart, from START_L2 downhill until it
-    rises (the loss is smooth in the strength); the stronger side first, as it solves fastest."""
+def search(held_out_loss: Callable[[float], float]) -> tuple[float, dict[float, float]]:
+    """``(best strength, {strength: held-out loss})`` at L2 strengths half a decade apart, from
+    START_L2 downhill until it rises (the loss is smooth in the strength); the stronger side
+    first, as it solves fastest."""
     scores: dict[float, float] = {}
 
     def at(e: int) -> float:
@@ -177,7 +175,7 @@ def search(held_out_loss: Callable[[float], float]) -> dict[float, float]:
             best += direction
         if len(scores) > 2 or best != 0:
             break  # moved (or both neighbours were tried): the minimum is found
-    return scores
+    return min(scores, key=scores.__getitem__), scores
 
 
 def strength(half_decades: int) -> float:
@@ -195,8 +193,6 @@ def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
     i % n_clean); a copy is held out with its image and only clean images are scored.
     ``class_weight`` weights each row's loss by its class, in fitting and scoring. BLAS runs
     on one thread: the products are small and memory-bound, and waiting threads slow it badly."""
-    from threadpoolctl import threadpool_limits
-
     t0 = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):
         rows = _Rows(features, labels, num_classes, class_weight)
@@ -218,8 +214,7 @@ def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
                                     weights[te]) for (_, te), sub in zip(held, problems)]
                 return sum(losses) / k
 
-            scores = search(held_out_loss)
-            l2 = min(scores, key=scores.__getitem__)
+            l2, scores = search(held_out_loss)
         else:
             l2, k = DEFAULT_L2, 0
         solution = rows.solution(l2, k, scores)  # the chosen strength, solved tightly
@@ -245,8 +240,6 @@ def solve_at(features: np.ndarray, labels: np.ndarray, num_classes: int, l2: flo
              class_weight: dict[int, float] | None = None) -> LinearSolution:
     """The head ``solve`` writes, at the given L2 strength instead of a cross-validated one.
     ``features``: the head's inputs (``head_inputs``)."""
-    from threadpoolctl import threadpool_limits
-
     t0 = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):
         solution = _Rows(features, labels, num_classes, class_weight).solution(float(l2))
@@ -286,8 +279,6 @@ def held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None = None
     """Each fold's held rows scored by ``solve_at``'s solution on its fit rows. ``l2`` None:
     the strength ``solve`` would pick by the same search, each fold warm-starting only from
     its own solutions (never one that saw its held-out rows); then solved tightly."""
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(limits=1, user_api="blas"):
         rows = [_Rows(f.fit, f.fit_labels, num_classes, f.class_weight) for f in folds]
         scores: dict[float, float] = {}
@@ -299,10 +290,8 @@ def held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None = None
                 losses = [_log_loss(r.rough_at(strength), *h) for r, h in zip(rows, held)]
                 return sum(losses) / len(folds)
 
-            scores = search(held_out_loss)
-            l2 = min(scores, key=scores.__getitem__)
-        probabilities = [softmax_outputs(r.solution(float(l2)), f.held)
-                         for r, f in zip(rows, folds)]
+            l2, scores = search(held_out_loss)
+        probabilities = [softmax_outputs(r.solution(float(l2)), f.held) for r, f in zip(rows, folds)]
     return HeldOutResult(probabilities, float(l2), scores, sum(r.iterations for r in rows),
                          all(r.converged for r in rows))
 
