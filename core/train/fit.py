@@ -1,12 +1,8 @@
-"""The head phase: assemble the classifier and train what is trainable; then the optional
-fine-tuning phase, at a lower learning rate with the top of the backbone unfrozen.
-
-A frozen backbone's head trains on cached features; a backbone trained from scratch changes
-every step, so it trains with the head on live images. The default softmax head on cached
-features is solved (``--solver auto``, clf.train.linear_head); every other head trains with
-Keras fit (clf.train.optim) and keeps its best validation epoch. Fine-tuning keeps
-BatchNormalization frozen and in inference mode: a small batch of new photos would wreck
-its ImageNet statistics.
+"""The head phase (cached features for a frozen backbone; live images for one trained from
+scratch, which changes every step), then optional fine-tuning of the backbone's top layers.
+The default softmax head on cached features is solved (clf.train.linear_head); other heads
+train with Keras fit and keep their best validation epoch. Fine-tuning keeps BatchNormalization
+in inference mode: a small batch of new photos would wreck its ImageNet statistics.
 """
 
 from __future__ import annotations
@@ -64,7 +60,7 @@ class Trainable:
 class Fitted:
     history: dict[str, list[float]]  # fine-tuning's keys are prefixed fine_tune_
     seconds: float
-    class_weight: dict[int, float] | None = field(default=None)
+    class_weight: dict[int, float] | None = None
     info: dict[str, Any] = field(default_factory=dict)  # how it was trained, for the record
 
 
@@ -144,17 +140,6 @@ def compile_for(model: keras.Model, lr: float, dist: Distribution, config: RunCo
     return optim.describe(config, lr, total_steps)
 
 
-def solvable(setup: Setup, trainable: Trainable,
-             ckpt: Checkpoint | None) -> tuple[Standardize | None, keras.layers.Dense] | None:
-    """The head's (Standardize, Dense) layers when the linear solver applies (``--solver
-    auto``, built-in softmax head, cached features, not a resumed Keras fit), else None."""
-    config = setup.config
-    if (config.solver != "auto" or ckpt is not None or trainable.train_features is None or not trainable.n_fit
-            or (setup.head.plugin, setup.head.name) not in SOLVABLE_HEADS):
-        return None
-    return linear_head.linear_layers(trainable.head_model)
-
-
 # Settings only Keras fit uses; the learning-rate ones still reach fine-tuning when it runs.
 FIT_ONLY = ("epochs", "dropout", "patience", "last_epoch")
 FIT_AND_FINE_TUNE = ("lr", "schedule", "label_smoothing", "weight_decay")
@@ -172,7 +157,7 @@ def solve_head(trainable: Trainable, layers: tuple[Standardize | None, keras.lay
     """Phase 1 for the default head: the converged, cross-validated linear solution."""
     standardize, dense = layers
     feats = trainable.train_features
-    assert feats is not None  # solvable() checked
+    assert feats is not None  # fit_head checked
     observer.phase_start("train")
     solution = linear_head.solve(linear_head.head_inputs(standardize, feats.features), feats.labels, num_classes,
                                  class_weight=class_weight, n_clean=trainable.n_clean)
@@ -189,7 +174,10 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
                                               data.bundle.class_names)
     if note and not noted_imbalance(data.report):
         observer.note(note)
-    layers = solvable(setup, trainable, ckpt)
+    # The linear solver: --solver auto, the built-in softmax head, cached features, not a resumed Keras fit.
+    solvable = (config.solver == "auto" and ckpt is None and trainable.train_features is not None
+                and trainable.n_fit and (setup.head.plugin, setup.head.name) in SOLVABLE_HEADS)
+    layers = linear_head.linear_layers(trainable.head_model) if solvable else None
     if layers is not None:
         ignored = solver_ignores(config)
         if ignored:
@@ -336,10 +324,7 @@ def phase_callbacks(observer: Observer, phase: str, epochs: int, config: RunConf
     the register_callbacks hook (a factory returning None sits this run out)."""
     import keras
 
-    class LearningRate(keras.callbacks.Callback):
-        """Adds the learning rate to each epoch's logs (first in the list), so history.csv
-        and the progress display show the schedule."""
-
+    class LearningRate(keras.callbacks.Callback):  # first: history.csv and progress show the schedule
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             if logs is not None:
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
