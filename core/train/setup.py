@@ -108,17 +108,13 @@ def image_size_for(config: RunConfig, backbone: Backbone) -> ImageSize:
 
 
 def open_run_dir(config: RunConfig, *, chief: bool, resume_from: Path | None) -> Path:
-    """The folder this process writes: the resumed run's, a new one, or a temporary one on
-    a non-chief worker (which must still run every step)."""
+    """The folder this process writes: the resumed run's, a new one (``--output`` or
+    ``runs/<timestamp>-<backbone>``, never an existing folder), or a temporary one on a
+    non-chief worker (which must still run every step)."""
     if not chief:
         return Path(tempfile.mkdtemp(prefix="clf-worker-"))
     if resume_from is not None:
         return Path(resume_from)
-    return new_run_dir(config)
-
-
-def new_run_dir(config: RunConfig) -> Path:
-    """``--output`` or ``runs/<timestamp>-<backbone>``; never reuses an existing folder."""
     if config.output:
         path = Path(config.output)
         guardrails.check_output(config.output, config.force)
