@@ -13,14 +13,13 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from clf.files import cache_dir, write_bytes, write_json
 from clf.infer.store import extractor_key
 from clf.data.filecheck import FileProblem, read_file
-
 
 
 def default_cache_dir() -> Path:
@@ -51,17 +50,15 @@ class FeatureCache:
         if self.note is not None:
             self.note(text)
 
-    def _shards(self, variant: str) -> Iterable[Path]:
-        try:  # a missing folder globs to nothing
-            return sorted(self.dir.glob(f"{variant}-*.npz"))
-        except OSError:
-            return []
-
     def entries(self, variant: str) -> dict[str, np.ndarray]:
         """Content hash -> feature vector, for every stored file of ``variant``."""
         if variant not in self._loaded:
             table: dict[str, np.ndarray] = {}
-            for shard in self._shards(variant):
+            try:  # a missing folder globs to nothing
+                shards = sorted(self.dir.glob(f"{variant}-*.npz"))
+            except OSError:
+                shards = []
+            for shard in shards:
                 try:
                     hashes, features = _read_shard(shard, variant)
                 except ShardError as exc:
