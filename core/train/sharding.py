@@ -1,13 +1,8 @@
 """Extraction spread over the strategy's devices (most of a frozen-backbone run, so where
-added hardware pays): every process ends with every image's features, in file order.
-
-- **Replicas** (``--strategy mirrored``, and each worker's local GPUs): ``ReplicaForward``
-  gives replica *i* the *i*-th contiguous slice of each batch via ``strategy.run``.
-- **Workers** (``--strategy multiworker``): ``Workers.exchange`` all-gathers each worker's
-  rank and file-list fingerprint (other files are an error, not a silently wrong model),
-  then the chief's cache hits (only the chief uses the disk cache); deals the misses by
-  content hash (``assign``); and all-gathers the extracted features, so the head trains
-  on identical features everywhere.
+added hardware pays); every process ends with every image's features, in file order.
+``ReplicaForward`` gives each local replica a contiguous slice of each batch; across workers,
+``Workers.exchange`` checks that all see the same files, deals the chief's cache misses by
+content hash and all-gathers the features, so the head trains on identical features everywhere.
 """
 
 from __future__ import annotations
@@ -27,14 +22,6 @@ if TYPE_CHECKING:
     from clf.train.features import SplitFeatures
 
 
-def local_replicas(strategy: Any) -> int:
-    """This process's devices under ``strategy`` (1 for the default strategy)."""
-    try:
-        return len(strategy.extended.worker_devices)
-    except (AttributeError, RuntimeError):  # the default strategy has no device list
-        return 1
-
-
 def replica_sizes(n: int, replicas: int) -> list[int]:
     """Rows per replica for a batch of ``n``: contiguous slices differing by one at most."""
     return [n // replicas + (i < n % replicas) for i in range(replicas)]
@@ -49,7 +36,7 @@ class ReplicaForward:
         import tensorflow as tf
 
         self.strategy = strategy
-        self.replicas = local_replicas(strategy)
+        self.replicas = len(strategy.extended.worker_devices)  # this process's devices
         self.rows = [0] * self.replicas
         self._forward = forward_fn(extractor)
         # A Python callable: given a tf.function, MirroredStrategy calls it once, not per replica.
@@ -84,7 +71,7 @@ class ReplicaForward:
 
 def replica_forward(dist: Distribution, extractor: Any) -> ReplicaForward | None:
     """A ``ReplicaForward`` when this process has several replicas, else None."""
-    if dist.name not in ("mirrored", "multiworker") or local_replicas(dist.strategy) < 2:
+    if dist.name not in ("mirrored", "multiworker") or len(dist.devices) < 2:
         return None
     return ReplicaForward(dist.strategy, extractor)
 
@@ -116,7 +103,7 @@ class Workers:
         # The chief task is rank 0, then the workers by index (as in clf.train.distribute.is_chief).
         self.rank = 0 if resolver.task_type == "chief" else chiefs + int(resolver.task_id or 0)
         self.count = chiefs + len(spec.get("worker", []))
-        self.local = local_replicas(strategy)
+        self.local = len(strategy.extended.worker_devices)
 
         def gather(value: Any) -> Any:
             # tf.identity puts the value on the replica's device, the collective's destination.
@@ -158,19 +145,17 @@ class Workers:
         mask[0, list(hits)] = 1.0
         masks = self._gather(mask, np.zeros_like(mask))
         hit_rows = [int(i) for i in np.flatnonzero(masks[position[0]] > 0.5)]
-        hit_set = set(hit_rows)
-        shares = assign(hashes, [i for i in range(n) if i not in hit_set], self.count)
+        shares = assign(hashes, sorted(set(range(n)) - set(hit_rows)), self.count)
         # The chief's contribution carries the cache hits first.
         orders = [(hit_rows if r == 0 else []) + shares[r] for r in range(self.count)]
 
-        mine = np.zeros((len(orders[self.rank]), width), np.float32)
-        if shares[self.rank]:
-            mine[len(orders[self.rank]) - len(shares[self.rank]):] = extract_files(shares[self.rank])
-        if self.rank == 0 and hit_rows:
-            mine[:len(hit_rows)] = np.stack([hits[i] for i in hit_rows])
         size = max(1, max(len(o) for o in orders))  # one shape for every contribution
         padded = np.zeros((size, width), np.float32)
-        padded[:len(mine)] = mine
+        share, start = shares[self.rank], len(hit_rows) if self.rank == 0 else 0
+        if share:
+            padded[start:start + len(share)] = extract_files(share)
+        if self.rank == 0 and hit_rows:
+            padded[:len(hit_rows)] = np.stack([hits[i] for i in hit_rows])
         gathered = self._gather(padded, np.zeros_like(padded))
 
         features = np.empty((n, width), np.float32)
