@@ -33,10 +33,6 @@ class Evaluated:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> evaluation report
     live: bool = False  # evaluated on images, not cached features
 
-    @property
-    def primary(self) -> str | None:
-        return "test" if "test" in self.reports else ("validation" if "validation" in self.reports else None)
-
 
 def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
                  dist: Distribution, *, batch_size: int, observer: Observer) -> Evaluated:
@@ -99,14 +95,13 @@ def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: 
 
 
 def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: Exported, recorder: RunRecorder, *,
-               extraction: dict,
-               training: dict, started: datetime, run_dir: Path, observer: Observer,
-               runtime: dict | None = None) -> dict[str, Any]:
+               extraction: dict, training: dict, started: datetime, run_dir: Path,
+               observer: Observer, runtime: dict | None = None) -> dict[str, Any]:
     """metrics.json, confusion matrix, history.csv, training curves and manifest.json
     (``runtime``: what ran the backbone and its agreement with TensorFlow)."""
     config, bundle = setup.config, data.bundle
     observer.phase_start("record")
-    primary = evaluated.primary
+    primary = next((split for split in ("test", "validation") if split in evaluated.reports), None)
     files = (runrecord.write_evaluation(run_dir, evaluated.reports, primary)
              + runrecord.write_history(run_dir, recorder.epochs))
     manifest = runrecord.build_manifest(
