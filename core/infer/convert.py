@@ -1,8 +1,6 @@
 """A Keras model as a TFLite flatbuffer or as ONNX, for the exporters and ``--runtime``.
-TFLite converts the traced forward (``clf.infer.forward.forward_fn``) frozen to constants,
-not a SavedModel, which writes and re-reads the whole model for the same flatbuffer (see
-benchmarks/export_formats.py). ONNX uses Keras' ``model.export(format="onnx")``, whose
-tf2onnx is patched for NumPy 2.
+TFLite converts the traced forward frozen to constants, not a SavedModel (which writes and
+re-reads the whole model for the same flatbuffer: benchmarks/export_formats.py).
 """
 
 from __future__ import annotations

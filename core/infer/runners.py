@@ -1,7 +1,6 @@
-"""Each runtime behind the same ``run(batch) -> outputs``: TensorFlow's traced forward,
-LiteRT (TFLite + XNNPACK) and onnxruntime, on the cores this process may use. A runner takes
-float32 ``[n, h, w, 3]`` RGB 0-255 and gives float32 outputs (int8 TFLite is quantised and
-dequantised here), re-planning when the shape changes.
+"""Each runtime behind the same ``run(batch) -> outputs``: TensorFlow's traced forward, LiteRT
+and onnxruntime, on the cores this process may use; float32 in and out (int8 TFLite is
+quantised and dequantised here).
 """
 
 from __future__ import annotations

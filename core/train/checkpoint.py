@@ -1,11 +1,7 @@
-"""Checkpoint every epoch, atomically, and resume from the last completed one.
-
-``callback(...)`` writes weights, optimizer state and epoch into
-``RUN/checkpoint/<phase>-epoch-NNNN/`` after each epoch, under a temporary name renamed when
-complete, so a kill never leaves a half-written checkpoint. ``state.json`` records each
-array file's sha256 and the previous checkpoint is kept, so a later-damaged latest one is
-passed over with a note. Resuming builds the same model, ``restore``s it and calls
-``fit(..., initial_epoch=checkpoint.epoch)`` on ``epoch_batches``.
+"""Checkpoint every epoch into ``RUN/checkpoint/<phase>-epoch-NNNN/``, atomically (a kill never
+leaves half a checkpoint), and resume from the last sound one: ``state.json`` records each
+array file's sha256 and the previous checkpoint is kept, so a damaged latest one is passed
+over with a note.
 """
 
 from __future__ import annotations
@@ -266,8 +262,7 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
              history: dict[str, list[float]] | None = None,
              best: Any = None, data: dict[str, Any] | None = None) -> Any:
     """A Keras callback that checkpoints after every epoch. ``history`` continues a resume;
-    ``best`` (a ``clf.train.fit.best_epoch`` callback earlier in the list) has its
-    best epoch saved too, so a resumed run can still restore it."""
+    ``best`` (a ``clf.train.fit.best_epoch`` callback earlier in the list) is saved too."""
     import keras
 
     past = {k: list(v) for k, v in (history or {}).items()}
@@ -287,10 +282,9 @@ def callback(run_dir: Path, *, phase: str, epochs: int, config: dict[str, Any],
 
 def epoch_batches(ds: Any, *, seed: int, buffer: int, first_epoch: int, epochs: int,
                   batch: Callable[[Any], Any]) -> Any:
-    """Batches for epochs ``first_epoch .. epochs-1``, each epoch shuffled by (seed, epoch)
-    only, so a resumed run and every tf.distribute strategy see the same batches; ``batch``
-    batches one shuffled epoch (``Distribution.batch``). Fit with ``steps_per_epoch`` from
-    ``Distribution.steps(n)``, so epoch boundaries fall where each shuffle ends."""
+    """Batches for epochs ``first_epoch .. epochs-1``, each shuffled by (seed, epoch) only, so a
+    resumed run and every strategy see the same batches; ``batch`` batches one epoch. Fit with
+    ``steps_per_epoch=Distribution.steps(n)``, so epochs end where each shuffle ends."""
     import tensorflow as tf
 
     def one_epoch(epoch: Any) -> Any:

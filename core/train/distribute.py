@@ -1,7 +1,6 @@
-"""Scale out on TensorFlow's own engine: pick a ``tf.distribute`` strategy and a precision;
-Keras splits each batch across the replicas. ``--batch-size`` is the **global** batch
-(images per optimizer step over every replica of every worker), so it must be a multiple of
-the replica count: one command then means one training recipe on any hardware.
+"""Scale out on TensorFlow's own engine: a ``tf.distribute`` strategy and a precision. Keras
+splits each batch across the replicas; ``--batch-size`` is the **global** batch, so one command
+means one training recipe on any hardware.
 """
 
 from __future__ import annotations
@@ -78,9 +77,9 @@ class Distribution:
         return max(1, count // size if self.static_batches else -(-count // size))
 
     def prepare(self, model: Any) -> None:
-        """Work around Keras 3's ``fit`` under MultiWorkerMirroredStrategy, which cannot reduce
-        the first ``(images, labels)`` batch Keras reduces just for its shapes
-        (keras-team/keras#20585, tensorflow/tensorflow#72388): take them from the first replica."""
+        """Keras 3's ``fit`` under MultiWorkerMirroredStrategy cannot reduce the first batch it
+        reduces for shapes (keras-team/keras#20585, tensorflow/tensorflow#72388): use replica
+        0's."""
         if self.name != "multiworker":
             return
         import tensorflow as tf

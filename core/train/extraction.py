@@ -1,10 +1,7 @@
-"""The extract phase: each image through the frozen backbone once (K+1 times with
-augmented copies), via the on-disk feature cache. Replicas and workers share the work
-(clf.train.sharding); only the chief uses the disk cache.
-
-The backbone runs in the runtime ``--runtime`` picks (clf.infer.choice): with ``auto``, a
-converted copy once it has reproduced TensorFlow's features on the first batch and proved
-faster. The runtime is part of the cache key, so features stay bit-reproducible.
+"""The extract phase: each image through the frozen backbone once (K+1 times with augmented
+copies), via the chief's on-disk feature cache, shared by replicas and workers
+(clf.train.sharding), in the runtime ``--runtime`` picks (clf.infer.choice). The runtime is
+part of the cache key, so features stay bit-reproducible.
 """
 
 from __future__ import annotations

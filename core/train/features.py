@@ -159,11 +159,9 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
 
 
 def make_standardizer(train_features: np.ndarray) -> Standardize:
-    """A ``Standardize`` layer dividing features by their overall training RMS, saved in
-    the head and the exported model. Backbones' features differ wildly in scale, which can
-    leave one Adam learning rate stuck at chance. Deliberately no per-feature centring or
-    scaling: both amplify tiny feature differences, costing accuracy and int8 TFLite
-    agreement with the float model."""
+    """A ``Standardize`` layer dividing features by their overall training RMS (backbones differ
+    wildly in scale, which can leave one Adam learning rate stuck at chance). No per-feature
+    centring or scaling: both amplify tiny differences, costing accuracy and int8 agreement."""
     from clf.data.preprocessing import Standardize
 
     rms = float(np.sqrt(np.mean(np.square(train_features, dtype=np.float64)))) if train_features.size else 0.0

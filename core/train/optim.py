@@ -1,9 +1,6 @@
-"""What every Keras fit phase optimizes with: Adam or AdamW (``--weight-decay``), a
-warm-up + cosine learning rate (``--schedule``), and cross-entropy with optional label smoothing.
-
-Warm-up because large first updates of fine-tuning wreck the pretrained features: the rate
-rises linearly over the first ``WARMUP_FRACTION`` of steps to ``--lr`` (or
-``--fine-tune-lr``), then follows a half cosine to 0.
+"""What every Keras fit phase optimizes with: Adam or AdamW (``--weight-decay``), a linear
+warm-up then cosine learning rate (``--schedule``; warm-up because large first updates wreck
+pretrained features), and cross-entropy with optional label smoothing.
 """
 
 from __future__ import annotations
