@@ -184,22 +184,20 @@ def strength(half_decades: int) -> float:
 
 
 def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
-          class_weight: dict[int, float] | None = None, n_clean: int | None = None,
-          folds: int = FOLDS) -> LinearSolution:
-    """The L2-regularised multinomial logistic regression of ``labels`` on ``features``,
-    its strength chosen by stratified ``folds``-fold cross-validation.
-
-    ``n_clean``: the first rows are the images, the rest augmented copies (row i is image
-    i % n_clean); a copy is held out with its image and only clean images are scored.
-    ``class_weight`` weights each row's loss by its class, in fitting and scoring. BLAS runs
-    on one thread: the products are small and memory-bound, and waiting threads slow it badly."""
+          class_weight: dict[int, float] | None = None,
+          n_clean: int | None = None) -> LinearSolution:
+    """The L2-regularised multinomial logistic regression of ``labels`` on ``features``, its
+    strength chosen by stratified ``FOLDS``-fold cross-validation. ``n_clean``: the first rows
+    are the images, the rest augmented copies (row i is image i % n_clean), held out with their
+    image and never scored; ``class_weight`` weights each row by its class. BLAS runs on one
+    thread: the products are small and memory-bound, and waiting threads slow it badly."""
     t0 = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):
         rows = _Rows(features, labels, num_classes, class_weight)
         z, y, weights = rows.z, rows.y, rows.weights
         n_clean = len(y) if n_clean is None else n_clean
         counts = np.bincount(y[:n_clean], minlength=num_classes)
-        k = int(min(folds, counts[counts > 0].min())) if counts.any() else 0
+        k = int(min(FOLDS, counts[counts > 0].min())) if counts.any() else 0
         scores: dict[float, float] = {}
         if k >= 2:
             fold_of = stratified_folds(y[:n_clean], k)[np.arange(len(y)) % n_clean]
@@ -291,7 +289,8 @@ def held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None = None
                 return sum(losses) / len(folds)
 
             l2, scores = search(held_out_loss)
-        probabilities = [softmax_outputs(r.solution(float(l2)), f.held) for r, f in zip(rows, folds)]
+        probabilities = [softmax_outputs(r.solution(float(l2)), f.held)
+                         for r, f in zip(rows, folds)]
     return HeldOutResult(probabilities, float(l2), scores, sum(r.iterations for r in rows),
                          all(r.converged for r in rows))
 
