@@ -1,7 +1,6 @@
-"""One decoder from a file, folder, bytes, array or PIL image to a model's input: float32
-``[h, w, 3]`` RGB 0-255 (JPEGs with the accurate integer IDCT, as Pillow decodes them),
-centre-cropped and resized by ``clf.data.images.fit_image`` as in training. Every caller
-decodes here, so the same photo gives the same bits everywhere.
+"""One decoder from a file, folder, bytes, array or PIL image to a model's input (float32
+``[h, w, 3]`` RGB 0-255, JPEGs with Pillow's accurate IDCT, fitted as in training): every
+caller decodes here, so the same photo gives the same bits everywhere.
 """
 
 from __future__ import annotations
@@ -68,26 +67,6 @@ def why_unreadable(path: Path) -> str:
     return "not a decodable image (JPEG, PNG, BMP or GIF expected)"
 
 
-def _is_paths(images: Any) -> bool:
-    return isinstance(images, (str, os.PathLike)) or (
-        isinstance(images, (list, tuple)) and bool(images) and all(isinstance(i, (str, os.PathLike)) for i in images))
-
-
-def rgb(image: Any) -> np.ndarray:
-    """An ``[h, w, 3]`` RGB array from an RGB or grayscale array or a PIL image."""
-    if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
-        image = image.convert("RGB")
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3):
-        raise DataError(
-            f"An image array of shape {image.shape} cannot be predicted; expected [height, width, 3] "
-            f"RGB (or grayscale). Convert it first, e.g. PIL's image.convert('RGB')."
-        )
-    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
-
-
 class Decoder:
     """Decodes to one model input size (an ``clf.data.images.ImageSize``, crop included)."""
 
@@ -127,12 +106,25 @@ class Decoder:
         """A decoded image (array of any size, grayscale or RGB, or a PIL image)."""
         import tensorflow as tf
 
-        return np.asarray(fit_image(tf.convert_to_tensor(rgb(image)), self.size), np.float32)
+        if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
+            image = image.convert("RGB")
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.ndim != 3 or image.shape[-1] not in (1, 3):
+            raise DataError(
+                f"An image array of shape {image.shape} cannot be predicted; expected [height, "
+                f"width, 3] RGB (or grayscale). Convert it first, e.g. PIL's image.convert('RGB')."
+            )
+        rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+        return np.asarray(fit_image(tf.convert_to_tensor(rgb), self.size), np.float32)
 
     def batch(self, images: Any) -> np.ndarray:
         """``[n, h, w, 3]`` from a path (a folder means its images, sorted), a list of paths,
         one array of any size, a batch array, or a list of arrays or PIL images."""
-        if _is_paths(images):
+        path = (str, os.PathLike)
+        if isinstance(images, path) or (isinstance(images, (list, tuple)) and bool(images)
+                                        and all(isinstance(i, path) for i in images)):
             out = [self.from_file(f) for f in collect_images(images)]
         else:
             batch = images if isinstance(images, (list, tuple)) else np.asarray(images)
