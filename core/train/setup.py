@@ -59,14 +59,10 @@ def plan(config: RunConfig, host: PluginHost | None = None,
     run would raise first (the same ``resolve`` and ``load_data`` as ``clf.run``)."""
     setup = resolve(config, host or get_host(config.plugins))
     data = load_data(config, setup.loader, setup.image_size, observer or Observer())
-    return {
-        "toml": config_to_toml(config),
-        "backbone": setup.backbone.name, "head": setup.head.name, "loader": setup.loader.name,
-        "exporters": [e.name for e in setup.exporters],
-        "image_size": list(setup.image_size),
-        "class_names": data.bundle.class_names,
-        "counts": data.counts,
-    }
+    return {"toml": config_to_toml(config), "backbone": setup.backbone.name,
+            "head": setup.head.name, "loader": setup.loader.name,
+            "exporters": [e.name for e in setup.exporters], "image_size": list(setup.image_size),
+            "class_names": data.bundle.class_names, "counts": data.counts}
 
 
 def check_preprocess(backbone: Backbone) -> None:
