@@ -188,10 +188,8 @@ def build_backbone_phase(setup: Setup, dist: Distribution, observer: Observer) -
 
 def resume(run_dir: str | Path, observer: Observer | None = None, host: PluginHost | None = None,
            **options: Any) -> RunResult:
-    """Continue an interrupted run from its last completed epoch (same config, same folder).
-
-    ``options`` (flags beside ``clf run --resume``) must equal the recorded values; others
-    are refused."""
+    """Continue an interrupted run from its last completed epoch (same config, same folder);
+    ``options`` (flags beside ``clf run --resume``) must equal the recorded values."""
     ckpt = checkpoint.require(run_dir)
     values = {k: v for k, v in ckpt.config.items() if k not in ("force",)}
     config = RunConfig.from_mapping({**values, "output": str(run_dir)})

@@ -1,9 +1,6 @@
-"""A persistent cache of backbone features on disk, one entry per image file.
-
-Layout: ``<cache dir>/<extractor key>/<variant>-<sha256>.npz`` shards, written atomically
-so runs can share a cache. The extractor key hashes everything that changes the backbone's
-output; entries are keyed by file *content* hash, so only changed or added files miss.
-A shard's name is checked against its bytes' sha256 on read: a damaged shard is a miss,
+"""Backbone features on disk, in ``<cache dir>/<extractor key>/<variant>-<sha256>.npz`` shards
+written atomically (runs can share a cache) and keyed by file *content* hash, so only changed
+or added files miss. A shard whose bytes no longer match the sha256 in its name is a miss,
 moved into ``bad/`` and reported once; an unwritable folder leaves the features in memory.
 """
 

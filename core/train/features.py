@@ -1,8 +1,5 @@
-"""Feature caching: run the frozen backbone over each image once and keep the features.
-
-A frozen backbone gives the same features every epoch, so one forward pass per image
-suffices; augmentation becomes ``K`` copies extracted once each (``--augment-copies``). A
-``clf.train.feature_cache.FeatureCache`` lets a later run extract only changed files.
+"""Feature caching: a frozen backbone gives the same features every epoch, so each image goes
+through it once; augmentation becomes ``K`` copies extracted once each (``--augment-copies``).
 """
 
 from __future__ import annotations
@@ -91,11 +88,9 @@ def split_features(bundle: DatasetBundle, split: str, extractor: keras.Model, ba
                    progress: Callable[[int], None] | None = None,
                    forward: Callable[[np.ndarray], np.ndarray] | None = None,
                    workers: Workers | None = None) -> SplitFeatures | None:
-    """The features of one split (``train``, ``validation`` or ``test``) of a loader bundle.
-
-    With ``cache`` and a file list, only misses are extracted (the whole split if the loader
-    cannot build a subset) and stored. With ``workers`` (clf.train.sharding.Workers) and a
-    file list, the workers split the images and exchange features."""
+    """The features of one split of a loader bundle. With a file list, ``cache`` extracts only
+    its misses (the whole split if the loader cannot build a subset) and ``workers`` split the
+    images and exchange features."""
     dataset = {"train": bundle.train, "validation": bundle.validation, "test": bundle.test}[split]
     if dataset is None:
         return None

@@ -174,7 +174,7 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
                                               data.bundle.class_names)
     if note and not noted_imbalance(data.report):
         observer.note(note)
-    # The linear solver: --solver auto, the built-in softmax head, cached features, not a resumed Keras fit.
+    # Solved: --solver auto, the built-in softmax head, cached features, not a resumed Keras fit.
     solvable = (config.solver == "auto" and ckpt is None and trainable.train_features is not None
                 and trainable.n_fit and (setup.head.plugin, setup.head.name) in SOLVABLE_HEADS)
     layers = linear_head.linear_layers(trainable.head_model) if solvable else None
@@ -279,11 +279,9 @@ def fine_tune(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distri
 
 def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda model: model.weights,
                past: tuple[int, float, list[Any]] | None = None, first_epoch: int = 0) -> Any:
-    """A callback keeping the weights of the lowest-validation-loss epoch;
-    ``restore_into(model)`` after fit puts them back (with ``restore``), as later epochs can
-    be worse. ``variables(model)``: what to copy (fine-tuning passes only the trainable weights).
-    ``past``: ``(epoch, val_loss, values)`` of a resumed run's best epoch; ``first_epoch``:
-    the epochs it had run. ``info()`` says what was kept, for the record."""
+    """A callback keeping the weights of the lowest-validation-loss epoch, which
+    ``restore_into(model)`` puts back (with ``restore``); ``variables(model)``: what to copy;
+    ``past``: ``(epoch, val_loss, values)`` of a resumed run's best epoch, after ``first_epoch``."""
     import keras
 
     class BestEpoch(keras.callbacks.Callback):
@@ -318,13 +316,12 @@ def best_epoch(*, restore: bool, variables: Callable[[Any], list[Any]] = lambda 
 
 def phase_callbacks(observer: Observer, phase: str, epochs: int, config: RunConfig, host: PluginHost,
                     run_dir: Path, has_validation: bool, *extra: Any) -> list[Any]:
-    """Learning-rate logger, per-epoch logs to the observer, the phase's own callbacks (best
-    epoch, checkpoint), early stopping on validation loss (``best_epoch`` restores the best
-    weights, or Keras itself with ``--last-epoch``), then the callbacks plugins add through
-    the register_callbacks hook (a factory returning None sits this run out)."""
+    """Learning-rate logger, observer, the phase's own callbacks, early stopping on validation
+    loss (``best_epoch`` restores the best weights, or Keras itself with ``--last-epoch``),
+    then those plugins add (register_callbacks hook)."""
     import keras
 
-    class LearningRate(keras.callbacks.Callback):  # first: history.csv and progress show the schedule
+    class LearningRate(keras.callbacks.Callback):  # first: history.csv shows the schedule
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             if logs is not None:
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))

@@ -128,11 +128,9 @@ class Workers:
     def exchange(self, split: str, variant: str, hashes: Sequence[str], cache: FeatureCache | None, width: int,
                  extract_files: Callable[[list[int]], np.ndarray],
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[int], int]:
-        """Every file's features for one variant of one split, extracted across the workers.
-
-        ``extract_files(indices)`` runs this worker's share through the backbone; ``cache``
-        is the chief's disk cache (None elsewhere, or with ``--no-cache``). Returns
-        ``(features [n, width] in file order, images extracted per rank, cache hits)``."""
+        """``(features [n, width] in file order, images extracted per rank, cache hits)`` of one
+        variant of one split; ``extract_files(indices)`` runs this worker's share, ``cache`` is
+        the chief's disk cache (None elsewhere)."""
         n = len(hashes)
         # Ranks and file-list fingerprints, so workers seeing different files all stop clearly.
         header = np.concatenate([[float(self.rank)], _fingerprint(hashes, split, variant)])[None]
