@@ -48,11 +48,10 @@ def save(run_dir: Path, model: Any, *, phase: str, epoch: int, epochs: int,
     final = root / f"{phase}-epoch-{epoch:04d}"
     with atomic_path(final) as tmp:
         tmp.mkdir()
-        np.savez(tmp / "weights.npz", *[np.asarray(v.numpy()) for v in model.weights])
         optimizer = getattr(model, "optimizer", None)
         opt_vars = list(optimizer.variables) if optimizer is not None and optimizer.built else []
-        np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in opt_vars])
-        np.savez(tmp / "rng.npz", *[np.asarray(v.numpy()) for v in _rng_state(model)])
+        for name, variables in zip(ARRAY_FILES, (model.weights, opt_vars, _rng_state(model))):
+            np.savez(tmp / name, *[np.asarray(v.numpy()) for v in variables])
         state = {"format": FORMAT, "phase": phase, "epoch": epoch, "epochs": epochs,
                  "history": history, "config": config}
         if data is not None:
