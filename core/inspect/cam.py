@@ -57,14 +57,11 @@ def _linear_head(head: Any) -> tuple[Any, Any] | None:
 
     layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
     dense = [layer for layer in layers if isinstance(layer, keras.layers.Dense)]
-    if len(dense) != 1 or layers[-1] is not dense[0]:
+    kinds = (Standardize, keras.layers.Dropout, keras.layers.Dense)
+    if (len(dense) != 1 or layers[-1] is not dense[0] or not all(isinstance(la, kinds) for la in layers)
+            or dense[0].activation not in (keras.activations.softmax, keras.activations.linear)):
         return None
-    if not all(isinstance(layer, (Standardize, keras.layers.Dropout, keras.layers.Dense)) for layer in layers):
-        return None
-    if dense[0].activation not in (keras.activations.softmax, keras.activations.linear):
-        return None
-    scale = [layer for layer in layers if isinstance(layer, Standardize)]
-    return (scale[0] if scale else None), dense[0]
+    return next((layer for layer in layers if isinstance(layer, Standardize)), None), dense[0]
 
 
 class Heatmaps:
