@@ -40,14 +40,6 @@ def display_path(path: StrPath | bytes) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def is_utf8_name(path: StrPath) -> bool:
-    try:
-        str(path).encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 def check_file(path: StrPath, max_bytes: int = MAX_FILE_BYTES) -> os.stat_result:
     """``stat`` of a regular file within the size cap (links followed), else FileProblem."""
     try:
