@@ -5,9 +5,8 @@ class's logit is exactly the spatial mean of a gradient-free map,
 ``CAM_c(i, j) = sum_k W[k, c] * (A[i, j, k] - mean_k) / std_k + b_c`` (Zhou et al. 2016).
 Any other head gets Grad-CAM (Selvaraju et al. 2017): channels weighted by the mean gradient
 of the class probability. A backbone with no spatial feature map (no 4-D output before
-pooling, or 1x1 at the run's input size) gets none, and ``reason`` says why. The page shows
-the maps over thumbnails, small JPEGs decoded as training decoded them (centre crop, then
-resize) so they show what the model saw.
+pooling, or 1x1 at the run's input size) gets none, and ``reason`` says why. Thumbnails are
+decoded as training decoded them, so they show what the model saw.
 """
 
 from __future__ import annotations
