@@ -65,12 +65,10 @@ DEFAULT_CENTER_CROP = 0.875
 
 
 class ImageSize(tuple):
-    """``(height, width)`` of a model's input, and how a photo is brought to that size.
-
-    ``center_crop``: the fraction of the photo kept in a centred box of the input's aspect
-    before resizing (never below the input size). 0.875 is how ImageNet backbones were
-    evaluated, and separates classes better; 0 squashes the whole photo. The crop rides on the
-    size, so any loader passing ``image_size`` to ``files_dataset`` crops as prediction does.
+    """``(height, width)`` of a model's input, and ``center_crop``: the fraction of the photo
+    kept in a centred box of the input's aspect before resizing (never below the input size;
+    0.875 as ImageNet backbones were evaluated, 0 squashes the whole photo). The crop rides on
+    the size, so any loader passing ``image_size`` to ``files_dataset`` crops as prediction does.
     """
 
     center_crop: float

@@ -76,8 +76,7 @@ def load_run(run_dir: str | Path, data: str | Path | None = None) -> SavedRun:
     values = read_config_file(run_dir / "config.toml")
     config = RunConfig.from_mapping({k: v for k, v in values.items() if k != "force"})
     root = Path(data) if data is not None else Path(manifest.get("data", {}).get("source", config.data))
-    class_names = list(labels["class_names"])
-    recorded = split_files(manifest, class_names, root, run_dir / "manifest.json")
+    recorded = split_files(manifest, list(labels["class_names"]), root, run_dir / "manifest.json")
     splits, relative, missing = {}, {}, []
     for split in SPLITS:
         files, classes, names = recorded.get(split, ([], [], []))
