@@ -115,7 +115,7 @@ def plugins(plugin: Optional[List[str]] = PluginOpt, as_json: bool = JsonOpt) ->
     hook call; 'clf --strict-plugins' or CLF_STRICT_PLUGINS=1 stops on a broken plugin
     instead of skipping it with a warning. Guide: docs/plugins.md.
     """
-    from clf.host.listing import TABLE_COLUMNS, plugin_rows, plugin_table_rows
+    from clf.host.manager import TABLE_COLUMNS, plugin_rows, plugin_table_rows
 
     host = _host(plugin)
     if as_json:

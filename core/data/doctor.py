@@ -25,7 +25,7 @@ from typing import Any, TYPE_CHECKING
 
 from clf.data.images import IMAGE_SUFFIXES
 from clf.data.layout import check_data_root, class_folders, find_layout
-from clf.data.filecheck import FileProblem, bomb_problem, check_pixels, display_path, is_utf8_name, read_file
+from clf.data.filecheck import FileProblem, bomb_problem, check_pixels, display_path, read_file
 from clf.errors import DataError
 from clf.files import atomic_path, cache_dir, remember_sha256, write_json
 
@@ -290,8 +290,9 @@ def convert_file(path: Path, sha: str, target_dir: Path) -> Path:
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
     classes = class_folders(folder)
-    # a class name goes into labels.json and every report: it must be text (UTF-8)
-    bad = [c.name for c in classes if not is_utf8_name(c.name)]
+    # a class name goes into labels.json and every report: it must be text (UTF-8), which
+    # display_path leaves as it is
+    bad = [c.name for c in classes if display_path(c.name) != c.name]
     if bad:
         raise DataError(
             f"Class folder name(s) {', '.join(display_path(n) for n in bad)} in {display_path(folder)!r} "

@@ -40,22 +40,13 @@ def display_path(path: StrPath | bytes) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def is_utf8_name(path: StrPath) -> bool:
-    try:
-        str(path).encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def check_file(path: StrPath, max_bytes: int = MAX_FILE_BYTES) -> os.stat_result:
-    """``stat`` of a regular file within the size cap (links followed), else FileProblem."""
+def check_file(path: StrPath, max_bytes: int = MAX_FILE_BYTES) -> None:
+    """FileProblem unless ``path`` is a regular file within the size cap (links followed)."""
     try:
         st = os.stat(path)
     except OSError as exc:
         raise FileProblem("unreadable", f"cannot be read: {exc.strerror or exc}") from None
     _check_stat(path, st, max_bytes)
-    return st
 
 
 def _check_stat(path: StrPath, st: os.stat_result, max_bytes: int) -> None:

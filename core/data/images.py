@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from clf.data.filecheck import as_tf_path
 
@@ -65,12 +65,10 @@ DEFAULT_CENTER_CROP = 0.875
 
 
 class ImageSize(tuple):
-    """``(height, width)`` of a model's input, and how a photo is brought to that size.
-
-    ``center_crop``: the fraction of the photo kept in a centred box of the input's aspect
-    before resizing (never below the input size). 0.875 is how ImageNet backbones were
-    evaluated, and separates classes better; 0 squashes the whole photo. The crop rides on the
-    size, so any loader passing ``image_size`` to ``files_dataset`` crops as prediction does.
+    """``(height, width)`` of a model's input, and ``center_crop``: the fraction of the photo
+    kept in a centred box of the input's aspect before resizing (never below the input size;
+    0.875 as ImageNet backbones were evaluated, 0 squashes the whole photo). The crop rides on
+    the size, so any loader passing ``image_size`` to ``files_dataset`` crops as prediction does.
     """
 
     center_crop: float
@@ -162,19 +160,23 @@ def dct_scale_index(shape: Any, size: tuple[int, int], fraction: float) -> Any:
 def may_scale(paths: Sequence, image_size: Sequence[int]) -> bool:
     """Whether any file may be a JPEG large enough for DCT scaling, from headers alone; may
     over-report, never miss (``decode_image`` decides exactly)."""
+    from PIL.JpegImagePlugin import JpegImageFile  # parses the header only, no pixel limit
+
     size = (int(image_size[0]), int(image_size[1]))
     fraction = getattr(image_size, "center_crop", 0.0)
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                shape = _jpeg_shape(f)
+            f = open(path, "rb")
         except OSError:
             continue
-        if shape == (0, 0):  # a JPEG whose header this parser cannot follow: let TF decide
-            return True
-        if shape is None:
-            continue
-        h, w = float(shape[0]), float(shape[1])
+        with f:
+            if f.read(3) != b"\xff\xd8\xff":  # what tf.io.is_jpeg checks
+                continue
+            f.seek(0)
+            try:
+                w, h = (float(v) for v in JpegImageFile(f).size)
+            except Exception:  # a JPEG whose header Pillow cannot follow: let TF decide
+                return True
         if fraction:
             aspect = size[1] / size[0]
             largest = min(h, w / aspect)
@@ -185,36 +187,6 @@ def may_scale(paths: Sequence, image_size: Sequence[int]) -> bool:
                 and w / DCT_RATIOS[0] >= DCT_MARGIN * size[1] - 1):
             return True
     return False
-
-
-def _jpeg_shape(f: BinaryIO) -> tuple[int, int] | None:
-    """``(height, width)`` from a JPEG's frame header (``f`` at its start); None for another
-    format, ``(0, 0)`` when the header cannot be followed."""
-    if f.read(3) != b"\xff\xd8\xff":  # what tf.io.is_jpeg checks
-        return None
-    f.seek(2)
-    while True:
-        byte = f.read(1)
-        if not byte:
-            return 0, 0
-        if byte != b"\xff":
-            continue
-        marker = f.read(1)
-        while marker == b"\xff":  # fill bytes
-            marker = f.read(1)
-        if not marker:
-            return 0, 0
-        m = marker[0]
-        if m == 0x01 or 0xD0 <= m <= 0xD8:  # markers without a segment
-            continue
-        length = int.from_bytes(f.read(2), "big")
-        if 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
-            header = f.read(5)
-            return (int.from_bytes(header[1:3], "big"), int.from_bytes(header[3:5], "big")) \
-                if len(header) == 5 else (0, 0)
-        if length < 2:
-            return 0, 0
-        f.seek(length - 2, 1)
 
 
 def _decode_scaled_jpeg(contents: Any, ratio: int, size: tuple[int, int], fraction: float) -> Any:

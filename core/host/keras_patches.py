@@ -1,13 +1,8 @@
 """Every private Keras attribute clf replaces, and ``problems()``, a check that each still has the
-shape clf expects (tests/test_keras_patches.py runs it).
-
-- ``keras.src.utils.file_utils.get_file``: Keras Applications download through it, and Keras has
-  no public hook for the URL or cache; clf.artifacts.weights replaces it (mirror, hash check).
-- ``Model._maybe_symbolic_build``: ``fit`` under MultiWorkerMirroredStrategy fails in it
-  (keras-team/keras#20585); clf.train.distribute replaces it for that one model.
-
-Keras is imported inside the functions, so importing this module is cheap.
-"""
+shape clf expects (tests/test_keras_patches.py runs it): ``file_utils.get_file``, since Keras has
+no public hook for the weights' URL or cache (clf.artifacts.weights), and
+``Model._maybe_symbolic_build``, where ``fit`` under MultiWorkerMirroredStrategy fails
+(keras-team/keras#20585; clf.train.distribute)."""
 
 from __future__ import annotations
 

@@ -3,9 +3,11 @@ Built-in plugins take the same path as third-party ones; only their origin diffe
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as md
 import importlib.util
+import inspect
 import logging
 import os
 import re
@@ -19,7 +21,6 @@ import pluggy
 
 from clf import __version__, hookspecs
 from clf.errors import PluginError, PluginNotFoundError
-from clf.host.checks import check_hookimpls
 from clf.host.registry import Backbone, CallbackFactory, DataLoader, Exporter, Head, Registry
 
 ENTRY_POINT_GROUP = "clf"
@@ -240,7 +241,7 @@ class PluginHost:
                 f"A plugin named {name!r} is already registered; expected unique plugin "
                 f"names. Give the second one another name."
             )
-        check_hookimpls(self.pm, plugin, name, HOOKS)
+        check_hookimpls(self.pm, plugin, name)
         try:
             self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
@@ -290,6 +291,105 @@ class PluginHost:
                 self._trace("hook %s: plugin %r registered %s in %.1f ms", hook_name, plugin_name,
                             ", ".join(info.components[attr]) or "nothing",
                             (time.perf_counter() - t0) * 1e3)
+
+
+# Checked before pluggy does: its errors name neither the plugin nor what to write instead.
+def check_hookimpls(pm: pluggy.PluginManager, plugin: Any, plugin_name: str) -> None:
+    """Raise PluginError for a misspelled hook, a wrong argument or a forgotten marker."""
+    # every name is a clf hookspec (added before any plugin), so each has a spec
+    hooks = {name: list(getattr(pm.hook, name).spec.argnames) for name in HOOKS}
+    marked = set()
+    for attr in dir(plugin):
+        if attr.startswith("__"):
+            continue
+        try:
+            opts = pm.parse_hookimpl_opts(plugin, attr)
+        except Exception:  # uninspectable: not a hook implementation
+            opts = None
+        if opts is None:
+            continue
+        hook = opts.get("specname") or attr
+        marked.add(hook)
+        if hook not in hooks:
+            if opts.get("optionalhook"):
+                continue
+            guess = difflib.get_close_matches(hook, list(hooks), n=1)
+            hint = f"Did you mean {guess[0]!r}?" if guess else "Rename it to one of them."
+            raise PluginError(
+                f"Plugin {plugin_name!r} implements unknown hook {hook!r}; expected one of "
+                f"{', '.join(hooks)}. {hint}"
+            )
+        args = _impl_args(getattr(plugin, attr))
+        wrong = [a for a in args if a not in hooks[hook]]
+        if wrong:
+            raise PluginError(
+                f"Plugin {plugin_name!r} implements hook {hook!r} with argument "
+                f"{wrong[0]!r}, which the hook does not have; expected "
+                f"{hook}({', '.join(hooks[hook])}). Rename the argument to {hooks[hook][0]!r}."
+            )
+    for hook in hooks:
+        if hook not in marked and callable(getattr(plugin, hook, None)):
+            raise PluginError(
+                f"Plugin {plugin_name!r} defines {hook!r} but it is not marked as a hook "
+                f"implementation, so clf would never call it; expected '@clf.hookimpl' above "
+                f"it. Add the decorator (from clf import hookimpl)."
+            )
+
+
+def _impl_args(fn: Any) -> list[str]:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    # a class registered as the plugin: its functions keep 'self'
+    return [n for n in names if n not in ("self", "cls")]
+
+
+# What clf plugins shows: loaded plugins (built-ins marked) and skipped ones; the table names
+# at most SHOWN components per kind (--json all)
+SHOWN = 6
+
+
+def plugin_rows(host: PluginHost) -> list[dict[str, Any]]:
+    """One record per plugin, loaded or skipped, for ``clf plugins --json``."""
+    rows = [{"name": i.name, "status": "loaded", "origin": i.origin, "builtin": i.builtin,
+             "distribution": i.distribution, "version": i.version, "module": i.module or
+             (i.name if i.origin in ("builtin", "module") else None),
+             "hooks": list(i.hooks), "components": {k: list(v) for k, v in i.components.items()},
+             "error": None} for i in host.infos.values()]
+    rows += [{"name": s.name, "status": "skipped", "origin": "entrypoint", "builtin": False,
+              "distribution": s.distribution, "version": s.version, "module": s.module,
+              "hooks": [], "components": {}, "error": s.error} for s in host.skipped]
+    return rows
+
+
+TABLE_COLUMNS = ["plugin", "distribution", "hooks", "registered"]
+_ORIGIN = {"builtin": "built-in", "entrypoint": "installed", "module": "--plugin module",
+           "file": "--plugin file", "object": "registered in code"}
+
+
+def plugin_table_rows(host: PluginHost) -> list[list[str]]:
+    """Rows for TABLE_COLUMNS: the plugin cell says where it came from on a second line."""
+    rows = []
+    for r in plugin_rows(host):
+        name = r["name"].removeprefix("clf.plugins.") if r["builtin"] else r["name"]
+        if r["origin"] == "file":
+            name = Path(name).name  # --json has the whole path
+        name += f"\n({_ORIGIN.get(r['origin'], r['origin'])})"
+        dist = f"{r['distribution'] or '-'} {r['version'] or ''}".strip()
+        if r["status"] == "skipped":
+            # the full error is printed above the table
+            rows.append([name, dist, "-", f"SKIPPED: {r['error'].split(';')[0]}"])
+            continue
+        registered = "; ".join(f"{kind}: {_names(names)}" for kind, names in r["components"].items())
+        rows.append([name, dist, "\n".join(r["hooks"]), registered or "-"])
+    return rows
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:SHOWN])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > SHOWN else shown
 
 
 _default_host: PluginHost | None = None

@@ -5,9 +5,8 @@ class's logit is exactly the spatial mean of a gradient-free map,
 ``CAM_c(i, j) = sum_k W[k, c] * (A[i, j, k] - mean_k) / std_k + b_c`` (Zhou et al. 2016).
 Any other head gets Grad-CAM (Selvaraju et al. 2017): channels weighted by the mean gradient
 of the class probability. A backbone with no spatial feature map (no 4-D output before
-pooling, or 1x1 at the run's input size) gets none, and ``reason`` says why. The page shows
-the maps over thumbnails, small JPEGs decoded as training decoded them (centre crop, then
-resize) so they show what the model saw.
+pooling, or 1x1 at the run's input size) gets none, and ``reason`` says why. Thumbnails are
+decoded as training decoded them, so they show what the model saw.
 """
 
 from __future__ import annotations
@@ -57,14 +56,11 @@ def _linear_head(head: Any) -> tuple[Any, Any] | None:
 
     layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
     dense = [layer for layer in layers if isinstance(layer, keras.layers.Dense)]
-    if len(dense) != 1 or layers[-1] is not dense[0]:
+    kinds = (Standardize, keras.layers.Dropout, keras.layers.Dense)
+    if (len(dense) != 1 or layers[-1] is not dense[0] or not all(isinstance(la, kinds) for la in layers)
+            or dense[0].activation not in (keras.activations.softmax, keras.activations.linear)):
         return None
-    if not all(isinstance(layer, (Standardize, keras.layers.Dropout, keras.layers.Dense)) for layer in layers):
-        return None
-    if dense[0].activation not in (keras.activations.softmax, keras.activations.linear):
-        return None
-    scale = [layer for layer in layers if isinstance(layer, Standardize)]
-    return (scale[0] if scale else None), dense[0]
+    return next((layer for layer in layers if isinstance(layer, Standardize)), None), dense[0]
 
 
 class Heatmaps:

@@ -148,10 +148,9 @@ def reliability(labels: np.ndarray, probabilities: np.ndarray, bins: int = BINS)
     for i in range(bins):
         inside = which == i
         count = int(inside.sum())
-        conf: float | None = None
-        acc: float | None = None
-        if count:
-            conf, acc = float(confidence[inside].mean()), float(correct[inside].mean())
+        conf = float(confidence[inside].mean()) if count else None
+        acc = float(correct[inside].mean()) if count else None
+        if conf is not None and acc is not None:
             ece += count / n * abs(acc - conf)
         out.append({"lower": float(edges[i]), "upper": float(edges[i + 1]), "count": count,
                     "confidence": conf, "accuracy": acc})

@@ -1,12 +1,7 @@
-"""Out-of-fold probabilities: every image scored by a head that never saw it.
-
-Label-error ranking needs them: a head trained on a mislabelled image learns that label.
-Images go into ``k`` stratified folds (clf.train.linear_head.stratified_folds); each fold is
-scored by a fresh head fitted on the other folds' cached features as a run fits its head.
-The default head is solved by the run's own solver (clf.train.linear_head) with the L2
-strength the run chose, else the one its search picks on the folds. Other heads (a hidden
-layer, a plugin's head, ``--solver keras``) take the run's Keras route (clf.train.fit);
-with no validation split inside a fold, each keeps its last epoch.
+"""Out-of-fold probabilities: every image scored by a head that never saw it, since a head
+trained on a mislabelled image learns that label (which label-error ranking must not see).
+Each fold's head is fitted as the run fitted its own: solved (clf.train.linear_head) or
+through Keras (clf.train.fit), keeping its last epoch (a fold has no validation split).
 """
 
 from __future__ import annotations

@@ -200,7 +200,8 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
         # Every image's label quality (low: label looks wrong) and typicality (low: far out), for scripts.
         "images": [{"file": table.relative[i], "split": ("train", "validation")[table.split[i]],
                     "label": names[table.labels[i]], "quality": float(issues.quality[i]),
-                    "typicality": float(far.score[i])} for i in range(len(table.labels))],
+                    "typicality": float(far.score[i]), "thumb": None, "heat": None}
+                   for i in range(len(table.labels))],
         "validation": {
             "confusion_matrix": confusion_matrix(val_labels, errors.predicted, len(names)).tolist(),
             # Every validation image, highest loss first: the gallery the matrix filters.
@@ -244,22 +245,18 @@ def _write_folder(tmp: Path, run: SavedRun, parts: RunModel, table: _Table, find
     small_ids = [i for i in plan.thumbs if i not in at_input_size]
     small = ((small_ids[k], image) for k, image in
              decoded([table.files[i] for i in small_ids], thumbnail_size(run.image_size)))
-    thumbs: dict[int, str] = {}
+    images = findings["images"]  # each entry's "thumb" and "heat" start as None
     for i, image in itertools.chain(at_input_size.items(), small):
         write_thumbnail(image, tmp / "thumbs" / f"{i}.jpg")
-        thumbs[i] = f"thumbs/{i}.jpg"
+        images[i]["thumb"] = f"thumbs/{i}.jpg"
         observer.phase_advance("page", 1)
-    heat: dict[int, str] = {}
     if at_input_size:
         maps = maker.maps(np.stack(list(at_input_size.values())), [plan.heat[i] for i in at_input_size])
         for (i, image), m in zip(at_input_size.items(), maps):
             write_overlay(image, m, tmp / "heat" / f"{i}.jpg")
-            heat[i] = f"heat/{i}.jpg"
+            images[i]["heat"] = f"heat/{i}.jpg"
     findings["heatmaps"] = {"method": maker.method, "reason": maker.reason,
                             "class": "predicted" if maker.method else None}
-    for i, entry in enumerate(findings["images"]):
-        entry["thumb"] = thumbs.get(i)
-        entry["heat"] = heat.get(i)
 
 
 def _finish(tmp: Path, findings: dict[str, Any]) -> Path:

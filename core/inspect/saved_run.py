@@ -1,11 +1,7 @@
-"""What a finished run folder holds, read back for inspection: ``config.toml``, ``labels.json``,
-``manifest.json`` (files per split, relative to the data folder), the exported Keras model,
-whose backbone and head are exactly what the run trained, and the features it extracted.
-
-That backbone has the very weights the run extracted with and the run record names its
-runtime, so the same cache key finds the run's features and nothing is extracted again.
-Files the cache lacks (``--no-cache`` runs, a cleared cache, a fine-tuned backbone) are
-extracted as the engine does, in the run's runtime, and stored for next time.
+"""A finished run folder read back for inspection: its config, labels, manifest, exported
+Keras model (backbone and head exactly as trained) and features. The backbone's weights and
+the recorded runtime give the run's own feature-cache key, so nothing is extracted again;
+files the cache lacks are extracted as the engine does and stored for next time.
 """
 
 from __future__ import annotations
@@ -80,8 +76,7 @@ def load_run(run_dir: str | Path, data: str | Path | None = None) -> SavedRun:
     values = read_config_file(run_dir / "config.toml")
     config = RunConfig.from_mapping({k: v for k, v in values.items() if k != "force"})
     root = Path(data) if data is not None else Path(manifest.get("data", {}).get("source", config.data))
-    class_names = list(labels["class_names"])
-    recorded = split_files(manifest, class_names, root, run_dir / "manifest.json")
+    recorded = split_files(manifest, list(labels["class_names"]), root, run_dir / "manifest.json")
     splits, relative, missing = {}, {}, []
     for split in SPLITS:
         files, classes, names = recorded.get(split, ([], [], []))
