@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,14 +28,8 @@ def _fsync(path: Path) -> None:
     """Flush a file, or every file in a folder, to disk (best effort: some filesystems refuse)."""
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     for f in files:
-        try:
-            fd = os.open(f, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
+        with suppress(OSError), open(f, "rb") as handle:
+            os.fsync(handle.fileno())
 
 
 def _remove(path: Path) -> None:
@@ -68,8 +62,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         else:
             os.replace(tmp, path)
     finally:
-        if tmp.exists() or tmp.is_symlink():
-            _remove(tmp)
+        _remove(tmp)  # left over only on an error
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
