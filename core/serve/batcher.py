@@ -102,8 +102,7 @@ class MicroBatcher:
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained, at the recent model speed (at least 1)."""
-        rate = self.stats.rate or 1.0
-        return max(1, math.ceil(self.waiting / rate))
+        return max(1, math.ceil(self.waiting / (self.stats.rate or 1.0)))
 
     def check_room(self, n: int = 1) -> None:
         """Raise ``QueueFull`` when ``n`` more images would pass ``max_queue``."""
