@@ -86,6 +86,9 @@ def _host(plugins: Sequence[str] | None) -> PluginHost:
 
 
 def _fail(exc: ClfError) -> NoReturn:
+    """Close the command's open observers (their bars end first), print ``exc`` and exit with its code."""
+    while _open:
+        _close(_open[-1])
     # The message carries paths, class names and values from the user: never markup.
     err.print(f"[bold red]Error:[/] {esc(exc)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
@@ -161,7 +164,6 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
             try:
                 return command(*args, **kwargs)
             except ClfError as exc:
-                _close_open()
                 _fail(exc)
             except KeyboardInterrupt:
                 if not interrupt:
@@ -177,12 +179,10 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
                     done = latest(folder)
                     hint = (f"Epoch {done.epoch} is saved; continue with: clf run --resume {folder}"
                             if done is not None else "Nothing was saved to resume from; start the run again.")
-                _close_open()
                 _fail(_Stopped(f"Interrupted (Ctrl-C) during {phase or 'startup'}. {hint}".strip()))
             except OSError as exc:
                 if not write_errors:
                     raise
-                _close_open()
                 # One line, no traceback; a full disk says how to go on.
                 where = f" ({exc.filename})" if exc.filename else ""
                 if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
@@ -194,11 +194,6 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
         return guarded
 
     return wrap
-
-
-def _close_open() -> None:
-    while _open:
-        _close(_open[-1])
 
 
 def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
