@@ -1,8 +1,5 @@
-"""Files on disk: atomic writes, JSON, file hashes and clf's cache folders.
-
-Writes go to a temporary name in the same folder (same filesystem, so the rename is atomic),
-are flushed, then renamed over the target: readers never see a half-written file, even after a kill.
-"""
+"""Files on disk: atomic writes (a flushed temporary sibling renamed over the target, so readers
+never see a half-written file), JSON, file hashes and clf's cache folders."""
 
 from __future__ import annotations
 
