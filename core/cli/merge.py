@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -20,7 +19,7 @@ def merge_predictions(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
 ) -> None:
     """Join prediction parts into exactly the file one unsharded clf predict writes."""
-    from clf.artifacts.predict_output import write_output
+    from clf.artifacts.predict_output import choose_format, write_output
     from clf.artifacts.shards import merge_predictions as merge
     from clf.data.guardrails import check_output_file
 
@@ -30,7 +29,7 @@ def merge_predictions(
     fmt, text = merge(parts, notes)
     for note in notes:
         err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
-    suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+    suffix = choose_format(None, output)  # csv or json from --output's suffix, else table
     if suffix in ("csv", "json") and suffix != fmt:
         raise UsageError(f"--output {output!r} ends in .{suffix} but the parts are {fmt}; pass an --output "
                          f"ending in .{fmt}.")
