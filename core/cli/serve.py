@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from contextlib import suppress
 from typing import Any, List, Optional
 
 import typer
@@ -15,16 +16,10 @@ FORMATS = ("auto", "h5", "keras", "savedmodel", "tflite", "onnx")
 INSTALL_HINT = "Install the serve extra: pip install 'clf[serve]' (starlette, uvicorn, python-multipart)."
 
 
-WILDCARDS = ("", "0.0.0.0", "::")
-
-
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
+    with suppress(ValueError):  # a name, not an address
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host == "localhost"
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -45,7 +40,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def _allowed_hosts(host: str, extra: Optional[str]) -> tuple[str, ...]:
     """Loopback names, the bound address (unless a wildcard) and ``--allowed-hosts``."""
     names = ["localhost", "127.0.0.1", "::1"]
-    if host not in WILDCARDS:
+    if host not in ("", "0.0.0.0", "::"):  # a wildcard is no name to reach the server by
         names.append(host)
     names += [name.strip() for name in (extra or "").split(",") if name.strip()]
     return tuple(dict.fromkeys(names))
