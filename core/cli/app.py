@@ -223,10 +223,9 @@ def _show_help(ctx: typer.Context, value: bool) -> None:
 
 
 def tidy_help(info: CommandInfo | TyperInfo) -> None:
-    """Tidy a command's --help (``info``: its CommandInfo or the app's TyperInfo): a word per
-    value instead of a type tag, the panels of ``callback.help_panels``, and our own --help.
-    Typer reads options from the signature, so the callback is wrapped with one listing copied
-    options (some are shared) in panel order, plus --help, which the wrapper drops."""
+    """Tidy a command's --help: a word per value instead of a type tag, the panels of
+    ``callback.help_panels``, and our own --help. Typer reads options from the signature, so the
+    callback is wrapped with one listing copied (shared) options in panel order, plus --help."""
     from typer.models import OptionInfo
 
     callback = info.callback
