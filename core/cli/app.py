@@ -9,7 +9,7 @@ import functools
 import inspect
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn, Sequence
 
 import typer
 from clf import logs
@@ -83,6 +83,12 @@ def _host(plugins: Sequence[str] | None) -> PluginHost:
     for line in host.warnings:  # one line per broken plugin; everything else goes on
         err.print(f"[yellow]warning:[/] {esc(line)}", highlight=False, soft_wrap=True)
     return host
+
+
+def _notes(notes: Iterable[str]) -> None:
+    """What the user should know (a fallback taken, a file skipped), one line each on stderr."""
+    for note in notes:
+        err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
 
 
 def _fail(exc: ClfError) -> NoReturn:

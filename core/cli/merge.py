@@ -6,8 +6,7 @@ import sys
 from typing import List, Optional
 
 import typer
-from clf.cli.app import app, cli_errors, err
-from clf.cli.render import esc
+from clf.cli.app import _notes, app, cli_errors, err
 from clf.errors import UsageError
 
 
@@ -27,8 +26,7 @@ def merge_predictions(
     target = check_output_file(output, overwrite, "merged predictions") if output else None
     notes: list[str] = []
     fmt, text = merge(parts, notes)
-    for note in notes:
-        err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
+    _notes(notes)
     suffix = choose_format(None, output)  # csv or json from --output's suffix, else table
     if suffix in ("csv", "json") and suffix != fmt:
         raise UsageError(f"--output {output!r} ends in .{suffix} but the parts are {fmt}; pass an --output "

@@ -8,7 +8,7 @@ from contextlib import suppress
 from typing import Any, List, Optional
 
 import typer
-from clf.cli.app import PluginOpt, _host, app, cli_errors, err
+from clf.cli.app import PluginOpt, _host, _notes, app, cli_errors, err
 from clf.cli.render import esc
 from clf.errors import ClfError, UsageError
 
@@ -85,8 +85,7 @@ def serve(
         port = sock.getsockname()[1]  # the one picked, for --port 0
         predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime)
         warm_up(predictor, settings)
-        for note in predictor.notes:
-            err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
+        _notes(predictor.notes)
         if not _is_loopback(host):
             err.print(f"[yellow]warning:[/] binding {esc(host)}: anyone who can reach this machine can use the "
                       f"model (no authentication). Use the default 127.0.0.1 to keep it local. Clients must "
