@@ -1,5 +1,5 @@
 """RunConfig: one flat description of a training run (CLI, TOML or Python), validated on
-construction so an invalid run fails before any data is read; its TOML form has one key per field."""
+construction so an invalid run fails before any data is read; in TOML, one key per field."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def _notes(notes: Iterable[str]) -> None:
 
 
 def _fail(exc: ClfError) -> NoReturn:
-    """Close the command's open observers (their bars end first), print ``exc`` and exit with its code."""
+    """Close the open observers (their bars end first), print ``exc``, exit with its code."""
     while _open:
         _close(_open[-1])
     # The message carries paths, class names and values from the user: never markup.

@@ -7,8 +7,8 @@ import sys
 from typing import List, Optional, Sequence, TYPE_CHECKING
 
 import typer
-from clf.cli.app import (PluginOpt, TrustOpt, _close, _host, _notes, _observer, app, cli_errors, err,
-                         out)
+from clf.cli.app import (PluginOpt, TrustOpt, _close, _host, _notes, _observer, app, cli_errors,
+                         err, out)
 from clf.cli.render import esc
 from clf.errors import UsageError
 from rich.console import Console
