@@ -1,14 +1,12 @@
-"""RunConfig: one flat, validated description of a training run, whether from the CLI, TOML or Python.
-``validate`` runs on construction, so an invalid run fails before any data is read.
-
-RunConfig <-> TOML (``clf run --config run.toml``, a run's ``config.toml``) is flat: one key per
-field (``batch_size``)."""
+"""RunConfig: one flat description of a training run (CLI, TOML or Python), validated on
+construction so an invalid run fails before any data is read; in TOML, one key per field."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import tomllib
+from contextlib import suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, NoReturn
@@ -184,12 +182,10 @@ def _normalise_center_crop(value: Any) -> float:
     """A fraction in (0, 1], or 0 for no crop; the CLI and TOML may say "none"."""
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in ("none", "off", "0"):
+        if text in ("none", "off"):
             return 0.0
-        try:
+        with suppress(ValueError):  # not a number: refused below
             value = float(text)
-        except ValueError:
-            pass
     if _is_number(value) and 0 <= value <= 1:
         return float(value)
     _bad("center_crop", value, "a fraction of the photo in (0, 1] (0.875: ImageNet's centre "

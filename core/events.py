@@ -1,7 +1,5 @@
-"""The engine reports progress by calling an ``Observer``, never by printing.
-
-Every method has a no-op default, so an observer implements only what it shows.
-"""
+"""The engine reports progress by calling an ``Observer``, never by printing; every method has a
+no-op default, so an observer implements only what it shows."""
 
 from __future__ import annotations
 

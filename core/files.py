@@ -1,8 +1,5 @@
-"""Files on disk: atomic writes, JSON, file hashes and clf's cache folders.
-
-Writes go to a temporary name in the same folder (same filesystem, so the rename is atomic),
-are flushed, then renamed over the target: readers never see a half-written file, even after a kill.
-"""
+"""Files on disk: atomic writes (a flushed temporary sibling renamed over the target, so readers
+never see a half-written file), JSON, file hashes and clf's cache folders."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ import json
 import os
 import secrets
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,14 +25,8 @@ def _fsync(path: Path) -> None:
     """Flush a file, or every file in a folder, to disk (best effort: some filesystems refuse)."""
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     for f in files:
-        try:
-            fd = os.open(f, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
+        with suppress(OSError), open(f, "rb") as handle:
+            os.fsync(handle.fileno())
 
 
 def _remove(path: Path) -> None:
@@ -68,8 +59,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         else:
             os.replace(tmp, path)
     finally:
-        if tmp.exists() or tmp.is_symlink():
-            _remove(tmp)
+        _remove(tmp)  # left over only on an error
 
 
 def write_bytes(path: Path, data: bytes) -> Path:

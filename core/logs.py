@@ -108,9 +108,6 @@ class _QuietLoader(importlib.abc.Loader):
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
 
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)
-
     def exec_module(self, module: ModuleType) -> None:
         assert module.__spec__ is not None  # a module being imported has its spec
         module.__loader__ = module.__spec__.loader = self.loader

@@ -1,8 +1,5 @@
-"""The ``clf`` command: a thin typer + rich layer over the Python API.
-
-Only this package prints and chooses exit codes (docs/reference/exit-codes.md); each command
-module registers its commands on the shared ``app`` when imported.
-"""
+"""The ``clf`` command: a thin typer + rich layer over the Python API, and the only package that
+prints and chooses exit codes (docs/reference/exit-codes.md)."""
 
 import atexit
 import os

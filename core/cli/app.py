@@ -9,7 +9,7 @@ import functools
 import inspect
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn, Sequence
 
 import typer
 from clf import logs
@@ -85,7 +85,16 @@ def _host(plugins: Sequence[str] | None) -> PluginHost:
     return host
 
 
+def _notes(notes: Iterable[str]) -> None:
+    """What the user should know (a fallback taken, a file skipped), one line each on stderr."""
+    for note in notes:
+        err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
+
+
 def _fail(exc: ClfError) -> NoReturn:
+    """Close the open observers (their bars end first), print ``exc``, exit with its code."""
+    while _open:
+        _close(_open[-1])
     # The message carries paths, class names and values from the user: never markup.
     err.print(f"[bold red]Error:[/] {esc(exc)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
@@ -161,7 +170,6 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
             try:
                 return command(*args, **kwargs)
             except ClfError as exc:
-                _close_open()
                 _fail(exc)
             except KeyboardInterrupt:
                 if not interrupt:
@@ -177,12 +185,10 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
                     done = latest(folder)
                     hint = (f"Epoch {done.epoch} is saved; continue with: clf run --resume {folder}"
                             if done is not None else "Nothing was saved to resume from; start the run again.")
-                _close_open()
                 _fail(_Stopped(f"Interrupted (Ctrl-C) during {phase or 'startup'}. {hint}".strip()))
             except OSError as exc:
                 if not write_errors:
                     raise
-                _close_open()
                 # One line, no traceback; a full disk says how to go on.
                 where = f" ({exc.filename})" if exc.filename else ""
                 if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
@@ -194,11 +200,6 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
         return guarded
 
     return wrap
-
-
-def _close_open() -> None:
-    while _open:
-        _close(_open[-1])
 
 
 def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
@@ -228,10 +229,9 @@ def _show_help(ctx: typer.Context, value: bool) -> None:
 
 
 def tidy_help(info: CommandInfo | TyperInfo) -> None:
-    """Tidy a command's --help (``info``: its CommandInfo or the app's TyperInfo): a word per
-    value instead of a type tag, the panels of ``callback.help_panels``, and our own --help.
-    Typer reads options from the signature, so the callback is wrapped with one listing copied
-    options (some are shared) in panel order, plus --help, which the wrapper drops."""
+    """Tidy a command's --help: a word per value instead of a type tag, the panels of
+    ``callback.help_panels``, and our own --help. Typer reads options from the signature, so the
+    callback is wrapped with one listing copied (shared) options in panel order, plus --help."""
     from typer.models import OptionInfo
 
     callback = info.callback

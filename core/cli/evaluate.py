@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
-from clf.cli.app import (LogFormatOpt, PluginOpt, TrustOpt, QuietOpt, _close, _host, _observer,
-                         _print_reports, app, cli_errors, err, out)
+from clf.cli.app import (LogFormatOpt, PluginOpt, TrustOpt, QuietOpt, _close, _host, _notes,
+                         _observer, _print_reports, app, cli_errors, err, out)
 from clf.cli.render import esc
 
 
@@ -34,8 +34,7 @@ def evaluate(
                              observer=observer, trust_artifact=trust_artifact, runtime=runtime)
     _close(observer)
     _print_reports({"evaluation": result.report}, log_format, quiet)
-    for note in result.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    _notes(result.notes)
     for path, why in result.unreadable:
         err.print(f"[yellow]skipped[/] {esc(path)}: {esc(why)}", highlight=False)
     if log_format != "jsonl" or quiet:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import List, Optional
 
 import typer
-from clf.cli.app import app, cli_errors, err
-from clf.cli.render import esc
+from clf.cli.app import _notes, app, cli_errors, err
 from clf.errors import UsageError
 
 
@@ -20,7 +18,7 @@ def merge_predictions(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
 ) -> None:
     """Join prediction parts into exactly the file one unsharded clf predict writes."""
-    from clf.artifacts.predict_output import write_output
+    from clf.artifacts.predict_output import choose_format, write_output
     from clf.artifacts.shards import merge_predictions as merge
     from clf.data.guardrails import check_output_file
 
@@ -28,9 +26,8 @@ def merge_predictions(
     target = check_output_file(output, overwrite, "merged predictions") if output else None
     notes: list[str] = []
     fmt, text = merge(parts, notes)
-    for note in notes:
-        err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
-    suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+    _notes(notes)
+    suffix = choose_format(None, output)  # csv or json from --output's suffix, else table
     if suffix in ("csv", "json") and suffix != fmt:
         raise UsageError(f"--output {output!r} ends in .{suffix} but the parts are {fmt}; pass an --output "
                          f"ending in .{fmt}.")

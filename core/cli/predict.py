@@ -7,7 +7,8 @@ import sys
 from typing import List, Optional, Sequence, TYPE_CHECKING
 
 import typer
-from clf.cli.app import PluginOpt, TrustOpt, _close, _host, _observer, app, cli_errors, err, out
+from clf.cli.app import (PluginOpt, TrustOpt, _close, _host, _notes, _observer, app, cli_errors,
+                         err, out)
 from clf.cli.render import esc
 from clf.errors import UsageError
 from rich.console import Console
@@ -55,8 +56,7 @@ def predict(
                             progress=lambda n: observer.phase_advance("predict", n))
     observer.phase_end("predict")
     _close(observer)
-    for note in predictor.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    _notes(predictor.notes)
     k = min(top_k, len(predictor.class_names))
     if chosen == "table":
         table, text = _table(results, predictor, k), None

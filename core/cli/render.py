@@ -1,10 +1,5 @@
-"""How the CLI shows engine events and evaluation reports.
-
-Three renderers of the same ``Observer`` events: ``rich`` (progress bars, finished epochs
-above them), ``plain`` (one line per epoch and result, for logs and CI) and ``jsonl`` (one
-JSON object per event). ``--log-format auto`` picks ``rich`` on a terminal, else ``plain``;
-``--quiet`` shows only notes, errors and the command's final line.
-"""
+"""How the CLI shows engine events and evaluation reports: ``rich`` (progress bars), ``plain``
+(a line per result, for logs and CI) or ``jsonl`` (an object per event), per ``--log-format``."""
 
 from __future__ import annotations
 

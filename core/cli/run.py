@@ -85,8 +85,7 @@ def run(
 ) -> None:
     """Train a classifier on a folder of images, evaluate it and export it."""
     options = locals()  # the parameters, before any other name is bound
-    if verbose:
-        _verbose(True)
+    _verbose(verbose)  # after the app callback's: also counts when given after 'run'
     options["plugin"] = tuple(plugin or ())
     values = {f: options[_OPTION.get(f, f)] for f in RunConfig.__dataclass_fields__}
 

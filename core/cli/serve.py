@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from contextlib import suppress
 from typing import Any, List, Optional
 
 import typer
-from clf.cli.app import PluginOpt, _host, app, cli_errors, err
+from clf.cli.app import PluginOpt, _host, _notes, app, cli_errors, err
 from clf.cli.render import esc
 from clf.errors import ClfError, UsageError
 
@@ -15,16 +16,10 @@ FORMATS = ("auto", "h5", "keras", "savedmodel", "tflite", "onnx")
 INSTALL_HINT = "Install the serve extra: pip install 'clf[serve]' (starlette, uvicorn, python-multipart)."
 
 
-WILDCARDS = ("", "0.0.0.0", "::")
-
-
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
+    with suppress(ValueError):  # a name, not an address
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host == "localhost"
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -45,7 +40,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def _allowed_hosts(host: str, extra: Optional[str]) -> tuple[str, ...]:
     """Loopback names, the bound address (unless a wildcard) and ``--allowed-hosts``."""
     names = ["localhost", "127.0.0.1", "::1"]
-    if host not in WILDCARDS:
+    if host not in ("", "0.0.0.0", "::"):  # a wildcard is no name to reach the server by
         names.append(host)
     names += [name.strip() for name in (extra or "").split(",") if name.strip()]
     return tuple(dict.fromkeys(names))
@@ -90,8 +85,7 @@ def serve(
         port = sock.getsockname()[1]  # the one picked, for --port 0
         predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime)
         warm_up(predictor, settings)
-        for note in predictor.notes:
-            err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
+        _notes(predictor.notes)
         if not _is_loopback(host):
             err.print(f"[yellow]warning:[/] binding {esc(host)}: anyone who can reach this machine can use the "
                       f"model (no authentication). Use the default 127.0.0.1 to keep it local. Clients must "

@@ -56,8 +56,7 @@ class ServeSettings:
     def batch_sizes(self) -> list[int]:
         """The batch sizes the model is called with (a batch is padded up to the next): a first
         call per shape is slow (oneDNN builds kernels per shape), so a few sizes are warmed at start."""
-        sizes = {n for n in (1, 2, 4) if n < self.max_batch}
-        sizes.update(range(8, self.max_batch, 8))
+        sizes = {n for n in (1, 2, 4, *range(8, self.max_batch, 8)) if n < self.max_batch}
         return sorted(sizes | {self.max_batch})
 
 
@@ -286,7 +285,6 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> S
     from starlette.middleware import Middleware
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
-
 
     settings = settings or ServeSettings()
     batcher = MicroBatcher(padded(predictor.predict_batch, settings.batch_sizes), max_batch=settings.max_batch,

@@ -1,9 +1,5 @@
-"""Micro-batching: concurrent requests' images gathered into one model call.
-
-One call on a batch costs far less than one per image, so a worker gathers requests for up
-to ``window_ms`` or ``max_batch`` images, but only while others are on their way
-(``MicroBatcher.incoming``), and runs the model in its own thread. Past ``max_queue`` images
-a request is refused at once (503 with Retry-After) rather than waiting without end."""
+"""Micro-batching: concurrent requests' images gathered into one model call, which costs far
+less than one per image; past ``max_queue`` images a request is refused at once (503)."""
 
 from __future__ import annotations
 
@@ -102,8 +98,7 @@ class MicroBatcher:
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained, at the recent model speed (at least 1)."""
-        rate = self.stats.rate or 1.0
-        return max(1, math.ceil(self.waiting / rate))
+        return max(1, math.ceil(self.waiting / (self.stats.rate or 1.0)))
 
     def check_room(self, n: int = 1) -> None:
         """Raise ``QueueFull`` when ``n`` more images would pass ``max_queue``."""

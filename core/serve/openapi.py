@@ -1,7 +1,5 @@
-"""The server's OpenAPI 3.1 description (``/openapi.json``) and a plain page of it (``/docs``).
-
-Hand-written: five routes need no schema generator, and the page needs no CDN (as Swagger UI would).
-"""
+"""The server's OpenAPI 3.1 description (``/openapi.json``) and a plain page of it (``/docs``),
+hand-written: six routes need no schema generator, and the page no CDN (as Swagger UI would)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""What a client sent to ``POST /predict``, read within limits and checked before decoding.
-
-Every refusal is a ``Problem`` (HTTP status, a message naming the file and fault), which the
-app turns into a JSON error. A request carries image bytes, never a URL or path to open.
-"""
+"""What a client sent to ``POST /predict`` (image bytes, never a URL or path), read within
+limits and checked before decoding; every refusal is a ``Problem`` the app answers as JSON."""
 
 from __future__ import annotations
 
