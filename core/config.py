@@ -283,13 +283,19 @@ _TOML_TYPES: dict[str, Callable[[Any], bool]] = {
 }
 
 
+_TEXT_FIELDS = {"center_crop"}  # a float that the CLI and TOML may also write as "none"
+
+
 def _check_types(values: Mapping[str, Any], path: str | Path) -> None:
     """Type errors TOML can express (``epochs = "10"``) name the key before validation runs."""
     expected = {f.name: str(f.type) for f in fields(RunConfig)}
     for key, value in values.items():
         kind = expected.get(key, "")  # an unknown key: RunConfig.from_mapping reports it
-        check = _TOML_TYPES.get(kind.split("[")[0].split(" ")[0])  # "int | None": int
-        if check is not None and not check(value):
+        # "int | str": either; "int | None": int. Fields that read text ("none") take a string.
+        kinds = [k.split("[")[0] for k in kind.split(" | ") if k != "None"]
+        kinds += ["str"] if key in _TEXT_FIELDS else []
+        checks = [_TOML_TYPES[k] for k in kinds if k in _TOML_TYPES]
+        if checks and not any(check(value) for check in checks):
             raise ConfigError(
                 f"Invalid {key} {value!r} in {str(path)!r}: expected {kind.replace(' | None', '')} "
                 f"(TOML {type(value).__name__} given). Fix '{key}' in the config file."

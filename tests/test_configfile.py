@@ -19,6 +19,19 @@ def test_config_toml_round_trips(tmp_path):
     assert config_from_file(path) == cfg
 
 
+def test_fields_that_take_a_number_or_text_replay_from_toml(tmp_path):
+    # A run's own config.toml with fine-tuning of every layer must replay with --config.
+    cfg = RunConfig(fine_tune_layers="all", fine_tune_epochs=1, weights="none")
+    path = tmp_path / "run.toml"
+    path.write_text(config_to_toml(cfg))
+    assert config_from_file(path) == cfg
+    path.write_text('center_crop = "none"\nfine_tune_layers = 2\n')
+    assert config_from_file(path).center_crop == 0.0 and config_from_file(path).fine_tune_layers == 2
+    path.write_text("fine_tune_layers = true\n")
+    with pytest.raises(ConfigError, match="fine_tune_layers"):
+        config_from_file(path)
+
+
 def test_unknown_key_is_named(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('backbone = "vgg16"\nepoch = 3\n')
