@@ -113,3 +113,9 @@ def test_new_plugin_next_step_installs_as_printed(tmp_path, monkeypatch):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert list((tmp_path / "site").glob("clf_mlp2*"))
+
+
+def test_serve_help_names_an_artifact_for_format_not_predicts_table_words(clf_at):
+    text = " ".join(clf_at(200, "serve", "--help").split())
+    assert "--format NAME Which artifact" in text and "table|csv|json" not in text
+    assert "table|csv|json" in clf_at(200, "predict", "--help")

@@ -116,3 +116,6 @@ def serve(
                            f"why.") from None
         if not server.started:
             raise ClfError("The server did not start; its log above says why.")
+
+
+serve.metavars = {"fmt": "NAME"}  # type: ignore[attr-defined]  # an artifact, not predict's table|csv|json
