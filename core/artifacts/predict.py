@@ -307,16 +307,13 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     readable = [i for i, r in enumerate(results) if r.error is None]
     if progress is not None and len(readable) < len(files):
         progress(len(files) - len(readable))
-    seen = set()
     for positions, images in predictor.decoder.files([files[i] for i in readable], batch_size):
         probs = predictor.predict_batch(images)
         for position, p in zip(positions, probs):
-            i = readable[position]
-            results[i].probabilities = [float(v) for v in p]
-            seen.add(i)
+            results[readable[position]].probabilities = [float(v) for v in p]
         if progress is not None:
             progress(len(positions))
-    for i in readable:
-        if i not in seen:
+    for i in readable:  # decoded ones have a probability per class (one at least)
+        if not results[i].probabilities:
             results[i].error = why_unreadable(Path(files[i]))
     return results

@@ -307,11 +307,8 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
         "(.keras or .h5) to compare against; expected a bundle exported with keras or h5 too. "
         "Pass --reference MODEL (a clf .keras or .h5 file)."))
     ref = load_predictor(ref_path, host, trust=trust_artifact)
-    if data:
-        files = [str(f) for f in collect_images(data)]
-        source = "--data"
-    else:
-        files, source = _recorded_images(folder)
+    files, source = (([str(f) for f in collect_images(data)], "--data") if data
+                     else _recorded_images(folder))
     if not files:
         raise DataError(f"No images to verify {str(artifact)!r} on; expected image files under --data. "
                         f"Pass --data with a folder of held-out images.")

@@ -49,9 +49,8 @@ class WeightsFile:
 
     @property
     def algorithm(self) -> str | None:
-        if not self.expected_hash:
-            return None
-        return "sha256" if len(self.expected_hash) == 64 else "md5"
+        expected = self.expected_hash
+        return None if not expected else "sha256" if len(expected) == 64 else "md5"
 
 
 def url_for(wf: WeightsFile, base: str | None = None) -> str:
