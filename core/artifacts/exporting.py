@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from clf.infer.forward import BatchFn, batch_fn
 from clf.artifacts.labels import record_digests, write_labels
 from clf.artifacts.verify import (FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, input_record,
                                   test_vectors, verify_exports, write_report)
-from clf.files import free_bytes, temp_name, atomic_path
+from clf.files import free_bytes, temp_name
 from clf.data.guardrails import remove_orphans
 from clf.data.images import ImageSize
 
@@ -135,15 +135,13 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
                bundle: DatasetBundle,
                observer: Observer, reference: BatchFn | None = None,
                reference_probs: Callable[[str], np.ndarray | None] | None = None,
-               replaceable: Collection[str] | None = None,
-               ) -> tuple[dict[str, list[Path]], VerificationReport | None]:
+               staged: bool = False) -> tuple[dict[str, list[Path]], VerificationReport | None]:
     """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
 
     ``reference``: the forward compared with (default ``model``'s,
     ``clf.infer.forward.batch_fn``). ``reference_probs(split)``: the reference's
-    probabilities on that split's images, when known (None: computed). ``replaceable``: when
-    given, files are staged and move into ``run_dir`` only if each replaces nothing or one
-    of these names (``clf export`` replaces nothing it did not write)."""
+    probabilities on that split's images, when known (None: computed). ``staged``: the files
+    move into ``run_dir`` together, and only if none replaces a file (``clf export``)."""
     from clf.data.fitting import fixed_model, photo_model
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
     size = ImageSize(metadata["input_size"], float(metadata.get("resize", {}).get("center_crop", 0.0)))
@@ -155,7 +153,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
     # One hidden folder (an orphan name, removed if killed): its files move together or not at all.
-    staging = None if replaceable is None else temp_name(run_dir / "export")
+    staging = temp_name(run_dir / "export") if staged else None
     try:
         if staging is not None:
             staging.mkdir()
@@ -170,8 +168,8 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
                 exporter.name: inputs[exporter.name]}}, kwargs, into=staging)
             artifacts[exporter.name] = files
             observer.phase_advance("export")
-        if staging is not None and replaceable is not None:
-            artifacts = _move_staged(staging, run_dir, artifacts, replaceable)
+        if staging is not None:
+            artifacts = _move_staged(staging, run_dir, artifacts)
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -217,12 +215,11 @@ def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict
         ) from exc
 
 
-def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
-                 replaceable: Collection[str]) -> dict[str, list[Path]]:
-    """Move the staged files into ``run_dir``, or nothing if one would replace a file not in ``replaceable``."""
+def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]]) -> dict[str, list[Path]]:
+    """Move the staged files into ``run_dir``, or none if one would replace a file there."""
     written = {name: [_inside(f, staging) for f in files] for name, files in artifacts.items()}
     names = list(dict.fromkeys(rel.parts[0] for files in written.values() for rel in files))
-    clash = [n for n in names if ((run_dir / n).exists() or (run_dir / n).is_symlink()) and n not in replaceable]
+    clash = [n for n in names if (run_dir / n).exists() or (run_dir / n).is_symlink()]
     if clash:
         one = len(clash) == 1
         raise UsageError(
@@ -233,8 +230,7 @@ def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
             f"clf export again."
         )
     for n in names:
-        with atomic_path(run_dir / n) as tmp:  # a listed artifact (a folder too) replaced in one step
-            os.replace(staging / n, tmp)
+        os.replace(staging / n, run_dir / n)
     return {name: [run_dir / rel for rel in files] for name, files in written.items()}
 
 
