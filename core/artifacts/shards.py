@@ -302,10 +302,10 @@ def merge_predictions(parts: Sequence[str | Path], notes: list[str] | None = Non
     if fmt == "json":
         records = [{k: v for k, v in r.items() if k not in PART_COLUMNS} for r in ordered]
         return fmt, json.dumps(records, indent=2) + "\n"
-    width = len(next(iter(headers)))
+    header = next(iter(headers))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(next(iter(headers)))
+    writer.writerow(header)
     # Quoted as clf predict quotes its cells (idempotent: a part's quoted cells stay as they are).
-    writer.writerows([csv_cell(c) for c in r[:width]] for r in ordered)
+    writer.writerows([csv_cell(c) for c in r[:len(header)]] for r in ordered)
     return fmt, buf.getvalue()

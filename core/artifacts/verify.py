@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -168,8 +169,6 @@ def compare(reference: np.ndarray, got: np.ndarray, quantization: str,
 
 def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray) -> Verification:
     """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``."""
-    import time
-
     t0 = time.perf_counter()
     got = in_batches(predictor.predict_batch, images)
     seconds = time.perf_counter() - t0

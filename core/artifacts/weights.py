@@ -213,9 +213,7 @@ def capture(build: Callable[..., Any], input_shape: Sequence[int]) -> WeightsFil
 def status_rows(host: PluginHost, names: Collection[str] = ()) -> list[dict[str, Any]]:
     """One row per backbone with a known ImageNet file: cached or not, file, size, hash check."""
     rows = []
-    for bb in host.backbones:
-        if names and bb.name not in names:
-            continue
+    for bb in (b for b in host.backbones if not names or b.name in names):
         wf = bb.imagenet_file
         if wf is None:
             rows.append({"backbone": bb.name, "file": None, "cached": False, "bytes": None, "status": "no file known"})

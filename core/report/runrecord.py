@@ -49,12 +49,10 @@ def _relative(path: str, root: Path) -> str:
 def split_record(splits: Mapping[str, Any], class_names: list[str], data_root: str) -> dict[str, dict[str, list[str]]]:
     """Which file went to which split: ``{split: {class: [paths relative to --data]}}``."""
     root = Path(data_root)
-    out: dict[str, dict[str, list[str]]] = {}
+    out: dict[str, dict[str, list[str]]] = {name: {c: [] for c in class_names} for name in splits}
     for name, split in splits.items():
-        per_class: dict[str, list[str]] = {c: [] for c in class_names}
         for f, label in zip(split.files, split.labels):
-            per_class[class_names[label]].append(_relative(f, root))
-        out[name] = per_class
+            out[name][class_names[label]].append(_relative(f, root))
     return out
 
 
