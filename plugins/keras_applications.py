@@ -1,8 +1,5 @@
-"""Every model in ``keras.applications`` as a clf backbone, from one table.
-
-Parameter counts and feature widths (headless, average-pooled) are recorded so that listing
-never builds a model. Width variants with published ImageNet weights get their own names.
-"""
+"""Every model in ``keras.applications`` as a clf backbone, from one table; parameter counts
+and feature widths are recorded so that listing never builds a model."""
 
 from __future__ import annotations
 

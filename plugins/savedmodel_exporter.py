@@ -1,12 +1,7 @@
-"""TensorFlow SavedModel for TF Serving: ``saved_model/`` with a ``serving_default``
-signature taking ``image`` (float32 RGB 0-255, any batch) and returning probabilities.
-
-For a photo model (``clf.photo_model``, the default export) ``serving_default`` takes the
-decoded photo at any size and crops and resizes it inside; ``fixed`` takes images already at
-the input size. The label record goes in ``assets.extra/labels.json``, since TF Serving gets
-the folder alone and keeps files beside the graph there. Written by Keras'
-``model.export(format="tf_saved_model")``, so reloading needs neither Keras nor clf.
-"""
+"""TensorFlow SavedModel for TF Serving: ``saved_model/``, whose ``serving_default`` takes
+``image`` (float32 RGB 0-255; a photo model's: any size, a ``fixed`` signature beside it) and
+returns probabilities. Reloading needs neither Keras nor clf. The label record goes in
+``assets.extra/labels.json``: TF Serving gets the folder alone and keeps such files there."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
 """The export phase of a run: every chosen exporter, each artifact's round-trip check, then
-``labels.json`` (what was written, its input, how it verified).
-
-Exporters get the ``clf.data.fitting.FitPhoto`` model (``--model-input photo``, the default),
-which crops and resizes a photo of any size as clf does; full-int8 TFLite and
-``--model-input fixed`` get the fixed-size model."""
+``labels.json``. Exporters get the photo model (crops and resizes any photo as clf does),
+except full-int8 TFLite and ``--model-input fixed``, which get the fixed-size model."""
 
 from __future__ import annotations
 

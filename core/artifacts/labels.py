@@ -1,10 +1,6 @@
-"""The label record that travels with every artifact: ``labels.json`` beside the model.
-
-``predict`` reads the class order from here and never guesses it. It also records each
-artifact's sha256 at export, checked before the artifact is opened again: a model file is a
-program for a native runtime (a bit-flipped ``.tflite`` can segfault the interpreter, a
-SavedModel's graph can touch files), so a changed file is refused first. This proves
-integrity, not origin (see docs/security.md); ``--trust-artifact`` opens it anyway."""
+"""``labels.json`` beside every artifact: the class order (predict never guesses it) and each
+artifact's sha256, checked before it is opened again, as a model file is a program for a
+native runtime (a bit-flipped ``.tflite`` can crash it). Integrity, not origin: docs/security.md."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""``clf export RUN_DIR --export tflite,onnx``: more artifacts for a finished run.
-
-The run's Keras model goes through a run's export phase (``clf.artifacts.exporting.export_all``),
-verified on the run's held-out images; labels.json, verification.json and manifest.json are
-updated atomically."""
+"""``clf export RUN_DIR --export tflite,onnx``: more artifacts for a finished run, through a
+run's export phase (``clf.artifacts.exporting.export_all``) and its round-trip check."""
 
 from __future__ import annotations
 

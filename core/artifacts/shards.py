@@ -1,13 +1,9 @@
-"""Batch prediction in parts: ``clf predict --shard K/N`` and ``clf merge-predictions``.
+"""Batch prediction in parts (a Slurm array, say): ``clf predict --shard K/N`` writes part K,
+``clf merge-predictions`` joins the parts into exactly the unsharded file (each row's
+``index`` and ``total`` restore the order and show a missing part).
 
-N copies of one ``clf predict`` command (a Slurm array, a Kubernetes indexed Job) each
-write their part; ``merge-predictions`` joins them into exactly the unsharded file, using
-each row's ``index`` and ``total`` to restore the order and check that no part is missing.
-
-A file belongs to shard ``blake2b(path) mod N``, the path as ``clf predict`` prints it: a
-content hash (as training uses) would make every shard read every file, the very work
-sharding divides. A file keeps its shard when files are added. Run every shard with the
-same arguments from the same folder, so the paths are the same strings."""
+A file's shard is ``blake2b(path) mod N`` of its path as printed, not of its content (every
+shard would read every file), so every shard runs with the same arguments in one folder."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Pretrained weights, offline: the Keras cache, a mirror for air-gapped sites, hash checks.
-
-clf takes over Keras Applications' downloads into ``$KERAS_HOME/models`` (``keras_downloads()``):
-a mirror (``CLF_WEIGHTS_MIRROR`` or ``--weights-mirror``) may replace the Google host, keeping
-the path; the file is checked against Keras' hash or clf's (``PINNED_SHA256``), and loaded in
-full into its architecture *before* it enters the cache, so an error page or another model's
-file never lands there."""
+"""Pretrained weights: the Keras cache, a mirror for air-gapped sites (``CLF_WEIGHTS_MIRROR``),
+hash checks. A download is checked and loaded into its architecture *before* it enters the
+cache (``keras_downloads``), so an error page or another model's file never lands there."""
 
 from __future__ import annotations
 
