@@ -21,8 +21,16 @@ def export_savedmodel(model: Any, directory: Path, metadata: dict[str, Any]) -> 
     """TensorFlow SavedModel folder: saved_model/ (serving_default signature)."""
     path = Path(directory) / "saved_model"
     with atomic_path(path) as tmp:  # the whole folder appears at once, or not at all
-        if is_photo_model(model):
-            _export_two_signatures(model, tmp)
+        if is_photo_model(model):  # serving_default: a photo of any size; fixed: at the input size
+            import keras
+            import tensorflow as tf
+
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            for name, m in ((SIGNATURE, model), (FIXED_SIGNATURE, fixed_model(model))):
+                spec = tf.TensorSpec([None, *m.input_shape[1:]], tf.float32, name="image")
+                archive.add_endpoint(name, _serve(m), input_signature=[spec])
+            archive.write_out(str(tmp), verbose=False)
         else:
             model.export(str(tmp), format="tf_saved_model", verbose=False)
         (tmp / EXTRA).mkdir(exist_ok=True)
@@ -30,21 +38,8 @@ def export_savedmodel(model: Any, directory: Path, metadata: dict[str, Any]) -> 
     return [path]
 
 
-def _export_two_signatures(model: Any, path: Path) -> None:
-    """``serving_default``: the photo at any size; ``fixed``: images at the input size."""
-    import keras
-    import tensorflow as tf
-
-    fixed = fixed_model(model)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    def serve(m: Any) -> Callable[[Any], Any]:  # a closure: a default argument would become part of the signature
-        return lambda image: m(image, training=False)
-
-    for name, m in ((SIGNATURE, model), (FIXED_SIGNATURE, fixed)):
-        archive.add_endpoint(name, serve(m),
-                             input_signature=[tf.TensorSpec([None, *m.input_shape[1:]], tf.float32, name="image")])
-    archive.write_out(str(path), verbose=False)
+def _serve(m: Any) -> Callable[[Any], Any]:  # a closure: a default argument joins the signature
+    return lambda image: m(image, training=False)
 
 
 class SavedModelPredictor(Predictor):

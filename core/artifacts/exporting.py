@@ -14,10 +14,10 @@ import numpy as np
 from clf.errors import ClfError, ConfigError, ExportError, UsageError, VerificationError
 from clf.events import Observer
 from clf.infer.forward import BatchFn, batch_fn
-from clf.artifacts.labels import record_digests, write_labels
+from clf.artifacts.labels import LABELS_FILE, record_digests
 from clf.artifacts.verify import (FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, input_record,
                                   test_vectors, verify_exports, write_report)
-from clf.files import free_bytes, temp_name
+from clf.files import free_bytes, temp_name, write_json
 from clf.data.guardrails import remove_orphans
 from clf.data.images import ImageSize
 
@@ -183,7 +183,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
 
     report = _verify(reference or batch_fn(fixed), metadata, artifacts, exporters, config, bundle, run_dir, observer,
                      reference_probs) if config.verify else None
-    write_labels(run_dir, metadata)
+    write_json(run_dir / LABELS_FILE, metadata)
     if report is not None and report.failed:
         raise VerificationError(
             "Round-trip check failed: " + "; ".join(r.describe() for r in report.failed)

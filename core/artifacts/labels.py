@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from clf.errors import ModelError
-from clf.files import sha256_path, write_json
+from clf.files import sha256_path
 from clf import __version__
 from clf.data.filecheck import FileProblem, check_file, read_file
 from clf.config import MAX_IMAGE_SIZE
@@ -39,11 +39,6 @@ def make_metadata(class_names: Sequence[str], backbone: str, input_size: Sequenc
         "clf_version": __version__,
         **extra,
     }
-
-
-def write_labels(directory: Path, metadata: dict[str, Any]) -> Path:
-    """Write ``labels.json`` atomically (temporary name, then rename)."""
-    return write_json(Path(directory) / LABELS_FILE, metadata)
 
 
 MAX_LABELS_BYTES = 16 * 1024 * 1024  # a record with 100k class names is ~2 MB

@@ -262,7 +262,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     if photos and any(takes_photo(labels, name) for name in artifacts):
         # Decoded in full like the client path (held-out images may be DCT-scaled decodes).
         size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
-        photo_reference = in_batches(reference_fn, load_images(photos, size))
+        photo_reference = in_batches(reference_fn, Decoder(size).batch(photos))
         report.reference_probs = photo_reference
     for name, files in artifacts.items():
         exporter = exporters[name]
@@ -283,11 +283,6 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
         if not result.passed:
             quarantine(files)
     return report
-
-
-def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.ndarray:
-    """Decode image files as ``clf predict`` does (``clf.infer.decode.Decoder``)."""
-    return Decoder(image_size).batch(list(files))
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
@@ -311,7 +306,7 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     if not files:
         raise DataError(f"No images to verify {str(artifact)!r} on; expected image files under --data. "
                         f"Pass --data with a folder of held-out images.")
-    images = load_images(files, predictor.decode_size)
+    images = predictor.decoder.batch(files)  # as clf predict decodes them
     reference_probs = in_batches(ref.predict_batch, images)
     report = VerificationReport(images=files, source=source, reference_probs=reference_probs)
     result = verify_predictor(exporter_name, predictor, images, reference_probs)
