@@ -334,13 +334,14 @@ def keras_model_in(folder: Path, labels: dict, missing: str) -> Path:
 def _recorded_images(folder: Path) -> tuple[list[str], str]:
     path = folder / VERIFICATION_FILE
     data = _read_record(path)
-    if not isinstance(data.get("images", []), list):
+    images = data.get("images", [])
+    if not isinstance(images, list):
         return [], ""
     # Only inside the run's data folder (manifest.json), else the bundle folder; never elsewhere.
     recorded = read_manifest(folder, required=False).get("data", {}).get("source")
     root = Path(recorded) if recorded else folder
     files = []
-    for name in data["images"]:
+    for name in images:
         # Relative names are relative to where the run ran, like the data folder's own name.
         where = name if not isinstance(name, str) or os.path.isabs(name) else os.path.join(os.getcwd(), name)
         try:
