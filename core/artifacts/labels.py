@@ -173,9 +173,7 @@ def check_artifact(path: Path, labels: dict, trust: bool = False) -> None:
 
 def _check_regular(path: Path) -> None:
     """Only regular files (and folders of them) are hashed: a link to /dev/zero never ends."""
-    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
-        if p.is_dir():
-            continue
+    for p in [f for f in path.rglob("*") if not f.is_dir()] if path.is_dir() else [path]:
         try:
             check_file(p, max_bytes=1 << 62)
         except FileProblem as problem:

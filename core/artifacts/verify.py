@@ -232,7 +232,7 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
                  "images": report.images, "results": results}
         return write_json(path, {"format": "clf-verification/1", **previous, "other_checks": [*others, check]})
     earlier: dict[str, Any] = previous["results"] if isinstance(previous.get("results"), dict) else {}
-    data = {
+    return write_json(path, {
         "format": "clf-verification/1",
         "checked_at": now,
         "float_tolerance": FLOAT_TOLERANCE,
@@ -241,8 +241,7 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
         "images": report.images,
         "results": {**earlier, **results},
         **({"other_checks": others} if others else {}),
-    }
-    return write_json(path, data)
+    })
 
 
 def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],

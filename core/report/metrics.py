@@ -64,23 +64,19 @@ def evaluation_report(y_true: Sequence[int] | np.ndarray, probabilities: np.ndar
     cm = confusion_matrix(y_true, y_pred, n)
     scores = per_class_scores(cm)
     total = int(cm.sum())
-    report: dict[str, Any] = {
+    return {
         "images": total,
         "accuracy": float(np.trace(cm) / total) if total else 0.0,
         "top_k_accuracy": {str(k): top_k_accuracy(y_true, probs, k) for k in TOP_K if k < n},
         "macro_f1": float(np.mean(scores["f1"])) if n else 0.0,
-        "per_class": {
-            name: {"precision": float(scores["precision"][i]), "recall": float(scores["recall"][i]),
-                   "f1": float(scores["f1"][i]), "support": int(scores["support"][i])}
-            for i, name in enumerate(class_names)
-        },
+        # precision, recall, f1 (floats) and support (an int) per class
+        "per_class": {name: {key: column[i].item() for key, column in scores.items()}
+                      for i, name in enumerate(class_names)},
         "class_names": list(class_names),
         "confusion_matrix": cm.tolist(),
         "most_confused": most_confused(cm, class_names),
+        **({"loss": float(loss)} if loss is not None else {}),
     }
-    if loss is not None:
-        report["loss"] = float(loss)
-    return report
 
 
 def confusion_matrix_csv(report: dict[str, Any]) -> str:
