@@ -241,13 +241,11 @@ def _same_model_and_shards(read: list[_Part], notes: list[str]) -> None:
         raise DataError(f"The parts split the files into different numbers of parts ("
                         f"{', '.join(f'{str(p.path)!r}: {p.shard[0]}/{p.shard[1]}' for p in read if p.shard)}"
                         f"); expected every --shard K/N with the same N. Run the shards again with one N.")
-    seen: dict[tuple[int, int], Path] = {}
+    seen: dict[tuple[int, int], _Part] = {}
     for p in read:
-        if p.shard is not None and p.shard in seen:
-            raise DataError(f"Part {p.shard[0]}/{p.shard[1]} appears twice ({str(seen[p.shard])!r} and "
-                            f"{str(p.path)!r}); expected each part once. Pass each shard's output once.")
-        if p.shard is not None:
-            seen[p.shard] = p.path
+        if p.shard is not None and seen.setdefault(p.shard, p) is not p:
+            raise DataError(f"Part {p.shard[0]}/{p.shard[1]} appears twice ({str(seen[p.shard].path)!r} "
+                            f"and {str(p.path)!r}); expected each part once. Pass each shard's output once.")
     old = [str(p.path) for p in read if p.model is None and p.rows]
     if old:
         notes.append(f"{', '.join(map(repr, old))} record(s) no model fingerprint (written by an older clf, or "

@@ -85,8 +85,7 @@ def confusion_matrix_csv(report: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["true\\predicted", *names])
-    for name, row in zip(names, report["confusion_matrix"]):
-        writer.writerow([name, *row])
+    writer.writerows([name, *row] for name, row in zip(names, report["confusion_matrix"]))
     return buf.getvalue()
 
 

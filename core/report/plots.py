@@ -84,10 +84,9 @@ def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "conf
         ax.set_ylabel("true")
         ax.set_title(heading)
         threshold = cm.max() / 2 if cm.size else 0
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                        color="white" if cm[i, j] > threshold else "black")
+        for i, j in np.ndindex(n, n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > threshold else "black")
     return Path(path)
 
 
