@@ -77,6 +77,7 @@ class KerasPredictor(Predictor):
         import keras
 
         from clf.data import preprocessing  # noqa: F401  registers the Preprocess layer
+        from clf.data.fitting import fixed_model
 
         _check_keras_container(Path(path))
         try:
@@ -90,8 +91,6 @@ class KerasPredictor(Predictor):
 
         self._backbone: BackboneRuntime | None = None  # set by use_runtime
         self._head = None
-        from clf.data.fitting import fixed_model
-
         # Images at the input size skip the photo model's crop and resize; others take the whole model.
         self._fixed = fixed_model(self.model)
 

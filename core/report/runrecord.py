@@ -15,7 +15,7 @@ from clf import __version__
 from clf.config import config_to_toml
 from clf.data.guardrails import claim_run_dir
 from clf.report.metrics import confusion_matrix_csv
-from clf.report.plots import plot_confusion_matrix
+from clf.report.plots import plot_confusion_matrix, plot_training_curves
 from clf.report.history import history_csv
 
 if TYPE_CHECKING:
@@ -125,7 +125,5 @@ def write_history(run_dir: Path, records: Sequence[EpochRecord]) -> list[Path]:
     run_dir = Path(run_dir)
     written = [write_text(run_dir / "history.csv", history_csv(records))]
     if records:
-        from clf.report.plots import plot_training_curves
-
         written.append(plot_training_curves(records, run_dir / "training_curves.png"))
     return written
