@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
@@ -269,6 +270,6 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
         summary["passed"] = all(r.get("passed") for r in summary["results"].values())
     metadata["verification"] = summary
     observer.phase_end("verify", passed=not report.failed, source=report.source,
-                       results=[r.to_dict() for r in report.results.values()],
+                       results=[asdict(r) for r in report.results.values()],
                        lines=[("ok " if r.passed else "FAILED ") + r.describe() for r in report.results.values()])
     return report

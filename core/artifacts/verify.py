@@ -108,9 +108,6 @@ class Verification:
     client_max_abs_diff: float | None = None
     client_top1_agreement: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def describe(self) -> str:
         client = ""
         if self.client_images:
@@ -225,7 +222,7 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
     path = Path(directory) / VERIFICATION_FILE
     previous = _read_record(path)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    results = {n: r.to_dict() for n, r in report.results.items()}
+    results = {n: asdict(r) for n, r in report.results.items()}
     others: list[Any] = previous["other_checks"] if isinstance(previous.get("other_checks"), list) else []
     if not export_record:
         check = {"checked_at": now, "source": report.source, "reference": reference,
