@@ -53,8 +53,7 @@ def shard_of(path: str | Path, shards: int) -> int:
 
 def model_fingerprint(path: str | Path, labels: dict, checked: bool = True) -> str:
     """16 hex digits of an artifact's sha256: labels.json's if ``checked`` (no second read), else hashed."""
-    recorded = labels.get("sha256", {}) if isinstance(labels.get("sha256"), dict) else {}
-    digest = recorded.get(Path(path).name) if checked else None
+    digest = labels.get("sha256", {}).get(Path(path).name) if checked else None  # validated: a dict
     return (digest if isinstance(digest, str) else sha256_path(path))[:16]
 
 
