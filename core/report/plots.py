@@ -34,13 +34,11 @@ def _figure(path: Path, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
 def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:
     """Loss and accuracy per epoch, every phase on one x axis, a dashed line where each later phase begins."""
     with _figure(path, 1, 2, figsize=(10, 4)) as (fig, axes):
-        x = list(range(1, len(records) + 1))
         for ax, metric in zip(axes, ("loss", "accuracy")):
             for key, label, style in ((metric, "train", "-o"), (f"val_{metric}", "validation", "-s")):
-                ys = [r.logs.get(key) for r in records]
-                if any(y is not None for y in ys):
-                    ax.plot([xi for xi, y in zip(x, ys) if y is not None], [y for y in ys if y is not None],
-                            style, label=label, markersize=3)
+                points = [(x, r.logs[key]) for x, r in enumerate(records, 1) if key in r.logs]
+                if points:  # (epoch number, value) where that epoch logged it
+                    ax.plot(*zip(*points), style, label=label, markersize=3)
             for i in range(1, len(records)):
                 if records[i].phase != records[i - 1].phase:
                     ax.axvline(i + 0.5, color="grey", linestyle="--", linewidth=1)
