@@ -213,7 +213,8 @@ def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict
         ) from exc
 
 
-def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]]) -> dict[str, list[Path]]:
+def _move_staged(staging: Path, run_dir: Path,
+                 artifacts: dict[str, list[Path]]) -> dict[str, list[Path]]:
     """Move the staged files into ``run_dir``, or none if one would replace a file there."""
     written = {name: [_inside(f, staging) for f in files] for name, files in artifacts.items()}
     names = list(dict.fromkeys(rel.parts[0] for files in written.values() for rel in files))

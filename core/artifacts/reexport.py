@@ -70,9 +70,10 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
     present = [f"{e.name} ({', '.join(have[e.name])})" for e in exporters if have.get(e.name)]
     if present:
         raise UsageError(
-            f"Run folder {str(run_dir)!r} already has {', '.join(present)}; clf export adds formats "
-            f"a run lacks and never replaces an artifact. Drop it from --export (to re-check an "
-            f"artifact: clf verify), or train again with the --export and --quantize you want."
+            f"Run folder {str(run_dir)!r} already has {', '.join(present)}; clf export adds "
+            f"formats a run lacks and never replaces an artifact. Drop it from --export (to "
+            f"re-check an artifact: clf verify), or train again with the --export and --quantize "
+            f"you want."
         )
     source = keras_model_in(run_dir, labels, (  # the source of every new artifact
         f"(model.keras or model.h5) to export from; its labels.json lists: "
@@ -89,7 +90,8 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
     metadata = dict(labels)
     try:
         # Staged, replacing no file: the formats the run has were refused above.
-        artifacts, report = export_all(model, run_dir, metadata, exporters, options, bundle, observer, staged=True)
+        artifacts, report = export_all(model, run_dir, metadata, exporters, options, bundle,
+                                       observer, staged=True)
     except VerificationError:
         _record(run_dir, read_labels(run_dir), options)  # labels.json lists what passed
         raise
