@@ -44,8 +44,7 @@ def top_k_accuracy(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray
 def most_confused(cm: np.ndarray, class_names: Sequence[str], limit: int = 5) -> list[dict[str, Any]]:
     """The off-diagonal cells with the most images, largest first (ties by class order)."""
     cm = np.asarray(cm)
-    off = cm.copy()
-    np.fill_diagonal(off, 0)
+    off = np.where(np.eye(len(cm), dtype=bool), 0, cm)
     rows, cols = np.nonzero(off)
     order = np.argsort(-off[rows, cols], kind="stable")[:limit]  # stable: ties keep class order
     support = cm.sum(axis=1)
