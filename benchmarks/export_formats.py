@@ -51,7 +51,8 @@ def main() -> int:
     from clf.plugins.tflite_exporter import export_tflite
     from clf.data.images import ImageSize
     from clf.artifacts.exporting import representative_data
-    from clf.artifacts.verify import compare, load_images
+    from clf.artifacts.verify import compare
+    from clf.infer.decode import Decoder
     from clf.infer.forward import batch_fn, in_batches
 
     out = Path(args.out)
@@ -76,7 +77,7 @@ def main() -> int:
                       representative_data=representative_data(bundle))
 
     val_files = bundle.splits["validation"].files
-    x = load_images(val_files, size)
+    x = Decoder(size).batch(val_files)
     reference = in_batches(batch_fn(result.model), x)
     accuracy = float(np.mean(reference.argmax(1) == np.asarray(bundle.splits["validation"].labels)))
 

@@ -1,9 +1,5 @@
-"""The default data loader: one folder per class.
-
-``--data DIR`` holds the class folders (then a stratified, seeded validation split is drawn)
-or train/val(/test) folders of them under their usual names in any case (``training``,
-``validation``, ...), found by ``clf.find_layout`` (shared with the doctor).
-"""
+"""The default data loader: one folder per class, under ``--data`` itself (then a seeded,
+stratified validation split is drawn) or under train/val(/test) folders (``clf.find_layout``)."""
 
 from __future__ import annotations
 

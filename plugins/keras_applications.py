@@ -1,8 +1,5 @@
-"""Every model in ``keras.applications`` as a clf backbone, from one table.
-
-Parameter counts and feature widths (headless, average-pooled) are recorded so that listing
-never builds a model. Width variants with published ImageNet weights get their own names.
-"""
+"""Every model in ``keras.applications`` as a clf backbone, from one table; parameter counts
+and feature widths are recorded so that listing never builds a model."""
 
 from __future__ import annotations
 
@@ -37,19 +34,16 @@ def _mobilenets() -> list[App]:
           ("small", 1.0, True): (441000, 576), ("large", 0.75, False): (1808736, 720),
           ("large", 1.0, False): (2996352, 960), ("large", 1.0, True): (1437608, 960)}
     apps = []
-    for alpha, (p, f) in v1.items():
-        tag = f"{round(alpha * 100):03d}"
-        apps.append(App(f"mobilenet_{tag}", "MobileNet", "mobilenet", 224, p, f,
+    for alpha, (p, f) in v1.items():  # named by width in hundredths: mobilenet_025
+        apps.append(App(f"mobilenet_{alpha * 100:03.0f}", "MobileNet", "mobilenet", 224, p, f,
                         f"MobileNet v1, width {alpha} (2017): depthwise separable convs",
                         {"alpha": alpha}, ("mobilenet",) if alpha == 1.0 else ()))
     for alpha, (p, f) in v2.items():
-        tag = f"{round(alpha * 100):03d}"
-        apps.append(App(f"mobilenet_v2_{tag}", "MobileNetV2", "mobilenet_v2", 224, p, f,
-                        f"MobileNetV2, width {alpha} (2018): inverted residuals",
+        apps.append(App(f"mobilenet_v2_{alpha * 100:03.0f}", "MobileNetV2", "mobilenet_v2", 224,
+                        p, f, f"MobileNetV2, width {alpha} (2018): inverted residuals",
                         {"alpha": alpha}, ("mobilenet_v2",) if alpha == 1.0 else ()))
     for (kind, alpha, mini), (p, f) in v3.items():
-        tag = f"{round(alpha * 100):03d}"
-        name = f"mobilenet_v3_{kind}_{'minimalistic_' if mini else ''}{tag}"
+        name = f"mobilenet_v3_{kind}_{'minimalistic_' if mini else ''}{alpha * 100:03.0f}"
         alias = (f"mobilenet_v3_{kind}",) if alpha == 1.0 and not mini else ()
         apps.append(App(name, f"MobileNetV3{kind.capitalize()}", "mobilenet_v3", 224, p, f,
                         f"MobileNetV3-{kind.capitalize()}{' minimalistic' if mini else ''}, "

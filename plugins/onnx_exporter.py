@@ -1,9 +1,5 @@
-"""ONNX for onnxruntime: ``model.onnx`` (opset 17), input ``image`` (float32 RGB 0-255,
-dynamic batch), output probabilities, the label record in its ``metadata_props``.
-
-Conversion and running are clf's own (``clf.to_onnx``, ``clf.OnnxRunner``, also behind
-``--runtime onnx``). Needs the ``onnx`` extra (``pip install 'clf[onnx]'``), imported lazily.
-"""
+"""ONNX for onnxruntime: ``model.onnx`` (opset 17, via ``clf.to_onnx``), input ``image``
+(float32 RGB 0-255), the label record in its ``metadata_props``; needs the ``onnx`` extra."""
 
 from __future__ import annotations
 

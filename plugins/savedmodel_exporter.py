@@ -1,12 +1,7 @@
-"""TensorFlow SavedModel for TF Serving: ``saved_model/`` with a ``serving_default``
-signature taking ``image`` (float32 RGB 0-255, any batch) and returning probabilities.
-
-For a photo model (``clf.photo_model``, the default export) ``serving_default`` takes the
-decoded photo at any size and crops and resizes it inside; ``fixed`` takes images already at
-the input size. The label record goes in ``assets.extra/labels.json``, since TF Serving gets
-the folder alone and keeps files beside the graph there. Written by Keras'
-``model.export(format="tf_saved_model")``, so reloading needs neither Keras nor clf.
-"""
+"""TensorFlow SavedModel for TF Serving: ``saved_model/``, whose ``serving_default`` takes
+``image`` (float32 RGB 0-255; a photo model's: any size, a ``fixed`` signature beside it) and
+returns probabilities. Reloading needs neither Keras nor clf. The label record goes in
+``assets.extra/labels.json``: TF Serving gets the folder alone and keeps such files there."""
 
 from __future__ import annotations
 
@@ -26,8 +21,16 @@ def export_savedmodel(model: Any, directory: Path, metadata: dict[str, Any]) -> 
     """TensorFlow SavedModel folder: saved_model/ (serving_default signature)."""
     path = Path(directory) / "saved_model"
     with atomic_path(path) as tmp:  # the whole folder appears at once, or not at all
-        if is_photo_model(model):
-            _export_two_signatures(model, tmp)
+        if is_photo_model(model):  # serving_default: a photo of any size; fixed: at the input size
+            import keras
+            import tensorflow as tf
+
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            for name, m in ((SIGNATURE, model), (FIXED_SIGNATURE, fixed_model(model))):
+                spec = tf.TensorSpec([None, *m.input_shape[1:]], tf.float32, name="image")
+                archive.add_endpoint(name, _serve(m), input_signature=[spec])
+            archive.write_out(str(tmp), verbose=False)
         else:
             model.export(str(tmp), format="tf_saved_model", verbose=False)
         (tmp / EXTRA).mkdir(exist_ok=True)
@@ -35,21 +38,8 @@ def export_savedmodel(model: Any, directory: Path, metadata: dict[str, Any]) -> 
     return [path]
 
 
-def _export_two_signatures(model: Any, path: Path) -> None:
-    """``serving_default``: the photo at any size; ``fixed``: images at the input size."""
-    import keras
-    import tensorflow as tf
-
-    fixed = fixed_model(model)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    def serve(m: Any) -> Callable[[Any], Any]:  # a closure: a default argument would become part of the signature
-        return lambda image: m(image, training=False)
-
-    for name, m in ((SIGNATURE, model), (FIXED_SIGNATURE, fixed)):
-        archive.add_endpoint(name, serve(m),
-                             input_signature=[tf.TensorSpec([None, *m.input_shape[1:]], tf.float32, name="image")])
-    archive.write_out(str(path), verbose=False)
+def _serve(m: Any) -> Callable[[Any], Any]:  # a closure: a default argument joins the signature
+    return lambda image: m(image, training=False)
 
 
 class SavedModelPredictor(Predictor):

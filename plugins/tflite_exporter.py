@@ -1,12 +1,7 @@
-"""TensorFlow Lite for phones and small boards: float32, float16, dynamic-range or full
-int8 (``--quantize``), with the label record embedded in the model itself.
-
-Conversion and running are clf's own (``clf.to_tflite``, ``clf.LiteRTRunner``, also behind
-``--runtime tflite``). Full int8 calibrates on raw training images (``representative_data``)
-and is uint8 in and out, so it runs on integer-only accelerators. The labels go in the
-model's ``metadata`` table as ``clf_labels`` (UTF-8 JSON) via LiteRT's flatbuffer schema:
-``tflite-support``'s writer is unmaintained and pins a protobuf current TensorFlow rejects.
-"""
+"""TensorFlow Lite for phones and small boards: float32, float16, dynamic-range or full int8
+(``--quantize``; uint8 in and out, for integer-only accelerators), through ``clf.to_tflite``.
+The label record goes in the model's ``metadata`` as ``clf_labels`` (UTF-8 JSON) via LiteRT's
+flatbuffer schema: ``tflite-support``'s writer pins a protobuf current TensorFlow rejects."""
 
 from __future__ import annotations
 

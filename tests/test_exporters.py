@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 import clf
 from clf.cli import app
-from clf.artifacts.verify import FLOAT_TOLERANCE, compare, load_images
+from clf.artifacts.verify import FLOAT_TOLERANCE, compare
+from clf.infer.decode import Decoder
 from conftest import SMALL_BACKBONE, SMALL_SIZE, SMALL_WEIGHTS, make_folder, make_image, require_shared
 
 ALL = "h5,keras,savedmodel,tflite,onnx"
@@ -144,7 +145,7 @@ def test_quantized_tflite_round_trip(real_run, tmp_path, mode):
 
     result, data = real_run
     labels = json.loads((result.run_dir / "labels.json").read_text())
-    x = load_images(sorted(data.rglob("*.jpg")), (SMALL_SIZE, SMALL_SIZE))
+    x = Decoder((SMALL_SIZE, SMALL_SIZE)).batch(sorted(data.rglob("*.jpg")))
     ref = result.predict(x)
     assert ref.std(axis=0).max() > 1e-3  # outputs really vary with the image
     calls = []

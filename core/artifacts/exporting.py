@@ -1,26 +1,24 @@
 """The export phase of a run: every chosen exporter, each artifact's round-trip check, then
-``labels.json`` (what was written, its input, how it verified).
-
-Exporters get the ``clf.data.fitting.FitPhoto`` model (``--model-input photo``, the default),
-which crops and resizes a photo of any size as clf does; full-int8 TFLite and
-``--model-input fixed`` get the fixed-size model."""
+``labels.json``. Exporters get the photo model (crops and resizes any photo as clf does),
+except full-int8 TFLite and ``--model-input fixed``, which get the fixed-size model."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from clf.errors import ClfError, ConfigError, ExportError, UsageError, VerificationError
 from clf.events import Observer
 from clf.infer.forward import BatchFn, batch_fn
-from clf.artifacts.labels import record_digests, write_labels
+from clf.artifacts.labels import LABELS_FILE, record_digests
 from clf.artifacts.verify import (FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, input_record,
                                   test_vectors, verify_exports, write_report)
-from clf.files import free_bytes, temp_name, atomic_path
+from clf.files import free_bytes, temp_name, write_json
 from clf.data.guardrails import remove_orphans
 from clf.data.images import ImageSize
 
@@ -135,15 +133,13 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
                bundle: DatasetBundle,
                observer: Observer, reference: BatchFn | None = None,
                reference_probs: Callable[[str], np.ndarray | None] | None = None,
-               replaceable: Collection[str] | None = None,
-               ) -> tuple[dict[str, list[Path]], VerificationReport | None]:
+               staged: bool = False) -> tuple[dict[str, list[Path]], VerificationReport | None]:
     """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
 
     ``reference``: the forward compared with (default ``model``'s,
     ``clf.infer.forward.batch_fn``). ``reference_probs(split)``: the reference's
-    probabilities on that split's images, when known (None: computed). ``replaceable``: when
-    given, files are staged and move into ``run_dir`` only if each replaces nothing or one
-    of these names (``clf export`` replaces nothing it did not write)."""
+    probabilities on that split's images, when known (None: computed). ``staged``: the files
+    move into ``run_dir`` together, and only if none replaces a file (``clf export``)."""
     from clf.data.fitting import fixed_model, photo_model
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
     size = ImageSize(metadata["input_size"], float(metadata.get("resize", {}).get("center_crop", 0.0)))
@@ -155,7 +151,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
     # One hidden folder (an orphan name, removed if killed): its files move together or not at all.
-    staging = None if replaceable is None else temp_name(run_dir / "export")
+    staging = temp_name(run_dir / "export") if staged else None
     try:
         if staging is not None:
             staging.mkdir()
@@ -170,8 +166,8 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
                 exporter.name: inputs[exporter.name]}}, kwargs, into=staging)
             artifacts[exporter.name] = files
             observer.phase_advance("export")
-        if staging is not None and replaceable is not None:
-            artifacts = _move_staged(staging, run_dir, artifacts, replaceable)
+        if staging is not None:
+            artifacts = _move_staged(staging, run_dir, artifacts)
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -188,7 +184,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
 
     report = _verify(reference or batch_fn(fixed), metadata, artifacts, exporters, config, bundle, run_dir, observer,
                      reference_probs) if config.verify else None
-    write_labels(run_dir, metadata)
+    write_json(run_dir / LABELS_FILE, metadata)
     if report is not None and report.failed:
         raise VerificationError(
             "Round-trip check failed: " + "; ".join(r.describe() for r in report.failed)
@@ -217,12 +213,12 @@ def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict
         ) from exc
 
 
-def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
-                 replaceable: Collection[str]) -> dict[str, list[Path]]:
-    """Move the staged files into ``run_dir``, or nothing if one would replace a file not in ``replaceable``."""
+def _move_staged(staging: Path, run_dir: Path,
+                 artifacts: dict[str, list[Path]]) -> dict[str, list[Path]]:
+    """Move the staged files into ``run_dir``, or none if one would replace a file there."""
     written = {name: [_inside(f, staging) for f in files] for name, files in artifacts.items()}
     names = list(dict.fromkeys(rel.parts[0] for files in written.values() for rel in files))
-    clash = [n for n in names if ((run_dir / n).exists() or (run_dir / n).is_symlink()) and n not in replaceable]
+    clash = [n for n in names if (run_dir / n).exists() or (run_dir / n).is_symlink()]
     if clash:
         one = len(clash) == 1
         raise UsageError(
@@ -233,8 +229,7 @@ def _move_staged(staging: Path, run_dir: Path, artifacts: dict[str, list[Path]],
             f"clf export again."
         )
     for n in names:
-        with atomic_path(run_dir / n) as tmp:  # a listed artifact (a folder too) replaced in one step
-            os.replace(staging / n, tmp)
+        os.replace(staging / n, run_dir / n)
     return {name: [run_dir / rel for rel in files] for name, files in written.items()}
 
 
@@ -276,6 +271,6 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
         summary["passed"] = all(r.get("passed") for r in summary["results"].values())
     metadata["verification"] = summary
     observer.phase_end("verify", passed=not report.failed, source=report.source,
-                       results=[r.to_dict() for r in report.results.values()],
+                       results=[asdict(r) for r in report.results.values()],
                        lines=[("ok " if r.passed else "FAILED ") + r.describe() for r in report.results.values()])
     return report

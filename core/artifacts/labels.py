@@ -1,10 +1,6 @@
-"""The label record that travels with every artifact: ``labels.json`` beside the model.
-
-``predict`` reads the class order from here and never guesses it. It also records each
-artifact's sha256 at export, checked before the artifact is opened again: a model file is a
-program for a native runtime (a bit-flipped ``.tflite`` can segfault the interpreter, a
-SavedModel's graph can touch files), so a changed file is refused first. This proves
-integrity, not origin (see docs/security.md); ``--trust-artifact`` opens it anyway."""
+"""``labels.json`` beside every artifact: the class order (predict never guesses it) and each
+artifact's sha256, checked before it is opened again, as a model file is a program for a
+native runtime (a bit-flipped ``.tflite`` can crash it). Integrity, not origin: docs/security.md."""
 
 from __future__ import annotations
 
@@ -15,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from clf.errors import ModelError
-from clf.files import sha256_path, write_json
+from clf.files import sha256_path
 from clf import __version__
 from clf.data.filecheck import FileProblem, check_file, read_file
 from clf.config import MAX_IMAGE_SIZE
@@ -43,11 +39,6 @@ def make_metadata(class_names: Sequence[str], backbone: str, input_size: Sequenc
         "clf_version": __version__,
         **extra,
     }
-
-
-def write_labels(directory: Path, metadata: dict[str, Any]) -> Path:
-    """Write ``labels.json`` atomically (temporary name, then rename)."""
-    return write_json(Path(directory) / LABELS_FILE, metadata)
 
 
 MAX_LABELS_BYTES = 16 * 1024 * 1024  # a record with 100k class names is ~2 MB
@@ -101,6 +92,12 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
             f"Re-export the model or fix the file."
         )
 
+    def table(key: str, expected: str) -> dict:  # the object at ``key`` (absent: empty)
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise bad(key, value, expected)
+        return value
+
     if not isinstance(data, dict):
         raise bad("the record", data, "a JSON object")
     if "format" in data and data["format"] != FORMAT:
@@ -118,28 +115,17 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
     if (not isinstance(size, list) or len(size) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIZE for v in size)):
         raise bad("input_size", size, f"[height, width], two integers from 1 to {MAX_IMAGE_SIZE}")
-    resize = data.get("resize", {})
-    if not isinstance(resize, dict):
-        raise bad("resize", resize, "an object")
-    crop = resize.get("center_crop", 0.0)
+    crop = table("resize", "an object").get("center_crop", 0.0)
     if not _is_number(crop) or not 0 <= crop <= 1:
         raise bad("resize.center_crop", crop, "a number from 0 to 1")
-    artifacts = data.get("artifacts", {})
-    if not isinstance(artifacts, dict):
-        raise bad("artifacts", artifacts, "an object: exporter name -> list of file names")
-    for name, files in artifacts.items():
+    for name, files in table("artifacts", "an object: exporter name -> list of file names").items():
         if not isinstance(files, list) or not all(_plain_name(f) for f in files):
             raise bad(f"artifacts[{name!r}]", files, "a list of file names in the bundle folder "
                       "(no folders, no absolute paths)")
-    digests = data.get("sha256", {})
-    if not isinstance(digests, dict):
-        raise bad("sha256", digests, "an object: file name -> sha256")
-    for name, digest in digests.items():
+    for name, digest in table("sha256", "an object: file name -> sha256").items():
         if not (_plain_name(name) and isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
             raise bad(f"sha256[{name!r}]", digest, "64 lowercase hex digits for a file in the bundle folder")
-    inputs = data.get("inputs", {})
-    if not isinstance(inputs, dict):
-        raise bad("inputs", inputs, "an object: exporter name -> the input its artifact takes")
+    inputs = table("inputs", "an object: exporter name -> the input its artifact takes")
     for name, record in inputs.items():
         if not isinstance(record, dict) or record.get("kind") not in ("photo", "fixed"):
             raise bad(f"inputs[{name!r}]", record, "an object whose 'kind' is 'photo' or 'fixed'")
@@ -151,8 +137,7 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
     for key in ("backbone", "clf_version"):
         if key in data and not isinstance(data[key], str):
             raise bad(key, data[key], "a string")
-    if "preprocessing" in data and not isinstance(data["preprocessing"], dict):
-        raise bad("preprocessing", data["preprocessing"], "an object")
+    table("preprocessing", "an object")
 
 
 TRUST_HINT = ("Re-export the model (clf run), or pass --trust-artifact to open it anyway "
@@ -188,9 +173,7 @@ def check_artifact(path: Path, labels: dict, trust: bool = False) -> None:
 
 def _check_regular(path: Path) -> None:
     """Only regular files (and folders of them) are hashed: a link to /dev/zero never ends."""
-    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
-        if p.is_dir():
-            continue
+    for p in [f for f in path.rglob("*") if not f.is_dir()] if path.is_dir() else [path]:
         try:
             check_file(p, max_bytes=1 << 62)
         except FileProblem as problem:

@@ -77,6 +77,7 @@ class KerasPredictor(Predictor):
         import keras
 
         from clf.data import preprocessing  # noqa: F401  registers the Preprocess layer
+        from clf.data.fitting import fixed_model
 
         _check_keras_container(Path(path))
         try:
@@ -90,8 +91,6 @@ class KerasPredictor(Predictor):
 
         self._backbone: BackboneRuntime | None = None  # set by use_runtime
         self._head = None
-        from clf.data.fitting import fixed_model
-
         # Images at the input size skip the photo model's crop and resize; others take the whole model.
         self._fixed = fixed_model(self.model)
 
@@ -307,16 +306,13 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     readable = [i for i, r in enumerate(results) if r.error is None]
     if progress is not None and len(readable) < len(files):
         progress(len(files) - len(readable))
-    seen = set()
     for positions, images in predictor.decoder.files([files[i] for i in readable], batch_size):
         probs = predictor.predict_batch(images)
         for position, p in zip(positions, probs):
-            i = readable[position]
-            results[i].probabilities = [float(v) for v in p]
-            seen.add(i)
+            results[readable[position]].probabilities = [float(v) for v in p]
         if progress is not None:
             progress(len(positions))
-    for i in readable:
-        if i not in seen:
+    for i in readable:  # decoded ones have a probability per class (one at least)
+        if not results[i].probabilities:
             results[i].error = why_unreadable(Path(files[i]))
     return results

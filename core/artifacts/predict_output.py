@@ -50,10 +50,8 @@ def to_csv(results: Sequence[Prediction], class_names: Sequence[str], k: int,
     columns = columns or {}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    header = ["path"]
-    for i in range(1, k + 1):
-        header += [f"class_{i}", f"probability_{i}"]
-    writer.writerow(header + ["error", *columns])
+    pairs = (c for i in range(1, k + 1) for c in (f"class_{i}", f"probability_{i}"))
+    writer.writerow(["path", *pairs, "error", *columns])
     for n, r in enumerate(results):
         row = [csv_cell(str(r.path))]
         top = r.top(class_names, k) if r.error is None else []

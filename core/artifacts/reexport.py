@@ -1,8 +1,5 @@
-"""``clf export RUN_DIR --export tflite,onnx``: more artifacts for a finished run.
-
-The run's Keras model goes through a run's export phase (``clf.artifacts.exporting.export_all``),
-verified on the run's held-out images; labels.json, verification.json and manifest.json are
-updated atomically."""
+"""``clf export RUN_DIR --export tflite,onnx``: more artifacts for a finished run, through a
+run's export phase (``clf.artifacts.exporting.export_all``) and its round-trip check."""
 
 from __future__ import annotations
 
@@ -26,7 +23,6 @@ from clf import __version__
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
-    from clf.host.registry import Exporter
 
 
 @dataclass
@@ -70,10 +66,18 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
     options = _Options(tuple(e.name for e in exporters), check_name("quantize", quantize, QUANTIZE_MODES), verify,
                        check_name("model-input", model_input, MODEL_INPUTS))
     check_export_options(options, exporters)
-    _refuse_existing(run_dir, labels, exporters)
+    have = labels.get("artifacts", {})
+    present = [f"{e.name} ({', '.join(have[e.name])})" for e in exporters if have.get(e.name)]
+    if present:
+        raise UsageError(
+            f"Run folder {str(run_dir)!r} already has {', '.join(present)}; clf export adds "
+            f"formats a run lacks and never replaces an artifact. Drop it from --export (to "
+            f"re-check an artifact: clf verify), or train again with the --export and --quantize "
+            f"you want."
+        )
     source = keras_model_in(run_dir, labels, (  # the source of every new artifact
         f"(model.keras or model.h5) to export from; its labels.json lists: "
-        f"{', '.join(labels.get('artifacts', {})) or 'nothing'}. Expected a run exported with h5 or keras "
+        f"{', '.join(have) or 'nothing'}. Expected a run exported with h5 or keras "
         f"(clf run's default is h5)."))
 
     check_artifact(source, labels, trust_artifact)  # as clf predict: a swapped model is not exported
@@ -85,25 +89,14 @@ def export(run_dir: str | Path, export: str | Sequence[str], *, quantize: str = 
     observer = observer or Observer()
     metadata = dict(labels)
     try:
-        # Only a listed artifact of these formats may be replaced (_refuse_existing leaves none).
-        own = {f for e in exporters for f in labels.get("artifacts", {}).get(e.name, [])}
-        artifacts, report = export_all(model, run_dir, metadata, exporters, options, bundle, observer, replaceable=own)
+        # Staged, replacing no file: the formats the run has were refused above.
+        artifacts, report = export_all(model, run_dir, metadata, exporters, options, bundle,
+                                       observer, staged=True)
     except VerificationError:
         _record(run_dir, read_labels(run_dir), options)  # labels.json lists what passed
         raise
     _record(run_dir, metadata, options)
     return Added(run_dir, artifacts, report)
-
-
-def _refuse_existing(run_dir: Path, labels: dict[str, Any], exporters: Sequence[Exporter]) -> None:
-    have = labels.get("artifacts", {})
-    present = [f"{e.name} ({', '.join(have[e.name])})" for e in exporters if have.get(e.name)]
-    if present:
-        raise UsageError(
-            f"Run folder {str(run_dir)!r} already has {', '.join(present)}; clf export adds formats "
-            f"a run lacks and never replaces an artifact. Drop it from --export (to re-check an "
-            f"artifact: clf verify), or train again with the --export and --quantize you want."
-        )
 
 
 def _bundle(run_dir: Path, labels: dict[str, Any], data: str | Path | None, *, need_train: bool,

@@ -1,13 +1,9 @@
-"""Batch prediction in parts: ``clf predict --shard K/N`` and ``clf merge-predictions``.
+"""Batch prediction in parts (a Slurm array, say): ``clf predict --shard K/N`` writes part K,
+``clf merge-predictions`` joins the parts into exactly the unsharded file (each row's
+``index`` and ``total`` restore the order and show a missing part).
 
-N copies of one ``clf predict`` command (a Slurm array, a Kubernetes indexed Job) each
-write their part; ``merge-predictions`` joins them into exactly the unsharded file, using
-each row's ``index`` and ``total`` to restore the order and check that no part is missing.
-
-A file belongs to shard ``blake2b(path) mod N``, the path as ``clf predict`` prints it: a
-content hash (as training uses) would make every shard read every file, the very work
-sharding divides. A file keeps its shard when files are added. Run every shard with the
-same arguments from the same folder, so the paths are the same strings."""
+A file's shard is ``blake2b(path) mod N`` of its path as printed, not of its content (every
+shard would read every file), so every shard runs with the same arguments in one folder."""
 
 from __future__ import annotations
 
@@ -57,8 +53,7 @@ def shard_of(path: str | Path, shards: int) -> int:
 
 def model_fingerprint(path: str | Path, labels: dict, checked: bool = True) -> str:
     """16 hex digits of an artifact's sha256: labels.json's if ``checked`` (no second read), else hashed."""
-    recorded = labels.get("sha256", {}) if isinstance(labels.get("sha256"), dict) else {}
-    digest = recorded.get(Path(path).name) if checked else None
+    digest = labels.get("sha256", {}).get(Path(path).name) if checked else None  # validated: a dict
     return (digest if isinstance(digest, str) else sha256_path(path))[:16]
 
 
@@ -245,13 +240,11 @@ def _same_model_and_shards(read: list[_Part], notes: list[str]) -> None:
         raise DataError(f"The parts split the files into different numbers of parts ("
                         f"{', '.join(f'{str(p.path)!r}: {p.shard[0]}/{p.shard[1]}' for p in read if p.shard)}"
                         f"); expected every --shard K/N with the same N. Run the shards again with one N.")
-    seen: dict[tuple[int, int], Path] = {}
+    seen: dict[tuple[int, int], _Part] = {}
     for p in read:
-        if p.shard is not None and p.shard in seen:
-            raise DataError(f"Part {p.shard[0]}/{p.shard[1]} appears twice ({str(seen[p.shard])!r} and "
-                            f"{str(p.path)!r}); expected each part once. Pass each shard's output once.")
-        if p.shard is not None:
-            seen[p.shard] = p.path
+        if p.shard is not None and seen.setdefault(p.shard, p) is not p:
+            raise DataError(f"Part {p.shard[0]}/{p.shard[1]} appears twice ({str(seen[p.shard].path)!r} "
+                            f"and {str(p.path)!r}); expected each part once. Pass each shard's output once.")
     old = [str(p.path) for p in read if p.model is None and p.rows]
     if old:
         notes.append(f"{', '.join(map(repr, old))} record(s) no model fingerprint (written by an older clf, or "
@@ -302,10 +295,10 @@ def merge_predictions(parts: Sequence[str | Path], notes: list[str] | None = Non
     if fmt == "json":
         records = [{k: v for k, v in r.items() if k not in PART_COLUMNS} for r in ordered]
         return fmt, json.dumps(records, indent=2) + "\n"
-    width = len(next(iter(headers)))
+    header = next(iter(headers))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(next(iter(headers)))
+    writer.writerow(header)
     # Quoted as clf predict quotes its cells (idempotent: a part's quoted cells stay as they are).
-    writer.writerows([csv_cell(c) for c in r[:width]] for r in ordered)
+    writer.writerows([csv_cell(c) for c in r[:len(header)]] for r in ordered)
     return fmt, buf.getvalue()

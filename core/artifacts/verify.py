@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,9 +108,6 @@ class Verification:
     client_max_abs_diff: float | None = None
     client_top1_agreement: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def describe(self) -> str:
         client = ""
         if self.client_images:
@@ -168,8 +166,6 @@ def compare(reference: np.ndarray, got: np.ndarray, quantization: str,
 
 def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray) -> Verification:
     """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``."""
-    import time
-
     t0 = time.perf_counter()
     got = in_batches(predictor.predict_batch, images)
     seconds = time.perf_counter() - t0
@@ -226,14 +222,14 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
     path = Path(directory) / VERIFICATION_FILE
     previous = _read_record(path)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    results = {n: r.to_dict() for n, r in report.results.items()}
+    results = {n: asdict(r) for n, r in report.results.items()}
     others: list[Any] = previous["other_checks"] if isinstance(previous.get("other_checks"), list) else []
     if not export_record:
         check = {"checked_at": now, "source": report.source, "reference": reference,
                  "images": report.images, "results": results}
         return write_json(path, {"format": "clf-verification/1", **previous, "other_checks": [*others, check]})
     earlier: dict[str, Any] = previous["results"] if isinstance(previous.get("results"), dict) else {}
-    data = {
+    return write_json(path, {
         "format": "clf-verification/1",
         "checked_at": now,
         "float_tolerance": FLOAT_TOLERANCE,
@@ -242,8 +238,7 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
         "images": report.images,
         "results": {**earlier, **results},
         **({"other_checks": others} if others else {}),
-    }
-    return write_json(path, data)
+    })
 
 
 def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],
@@ -263,7 +258,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     if photos and any(takes_photo(labels, name) for name in artifacts):
         # Decoded in full like the client path (held-out images may be DCT-scaled decodes).
         size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
-        photo_reference = in_batches(reference_fn, load_images(photos, size))
+        photo_reference = in_batches(reference_fn, Decoder(size).batch(photos))
         report.reference_probs = photo_reference
     for name, files in artifacts.items():
         exporter = exporters[name]
@@ -286,11 +281,6 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     return report
 
 
-def load_images(files: Sequence[str | Path], image_size: Sequence[int]) -> np.ndarray:
-    """Decode image files as ``clf predict`` does (``clf.infer.decode.Decoder``)."""
-    return Decoder(image_size).batch(list(files))
-
-
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
                     reference: str | Path | None = None, host: PluginHost | None = None,
                     trust_artifact: bool = False) -> VerificationReport:
@@ -307,15 +297,12 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
         "(.keras or .h5) to compare against; expected a bundle exported with keras or h5 too. "
         "Pass --reference MODEL (a clf .keras or .h5 file)."))
     ref = load_predictor(ref_path, host, trust=trust_artifact)
-    if data:
-        files = [str(f) for f in collect_images(data)]
-        source = "--data"
-    else:
-        files, source = _recorded_images(folder)
+    files, source = (([str(f) for f in collect_images(data)], "--data") if data
+                     else _recorded_images(folder))
     if not files:
         raise DataError(f"No images to verify {str(artifact)!r} on; expected image files under --data. "
                         f"Pass --data with a folder of held-out images.")
-    images = load_images(files, predictor.decode_size)
+    images = predictor.decoder.batch(files)  # as clf predict decodes them
     reference_probs = in_batches(ref.predict_batch, images)
     report = VerificationReport(images=files, source=source, reference_probs=reference_probs)
     result = verify_predictor(exporter_name, predictor, images, reference_probs)
@@ -343,13 +330,14 @@ def keras_model_in(folder: Path, labels: dict, missing: str) -> Path:
 def _recorded_images(folder: Path) -> tuple[list[str], str]:
     path = folder / VERIFICATION_FILE
     data = _read_record(path)
-    if not isinstance(data.get("images", []), list):
+    images = data.get("images", [])
+    if not isinstance(images, list):
         return [], ""
     # Only inside the run's data folder (manifest.json), else the bundle folder; never elsewhere.
     recorded = read_manifest(folder, required=False).get("data", {}).get("source")
     root = Path(recorded) if recorded else folder
     files = []
-    for name in data["images"]:
+    for name in images:
         # Relative names are relative to where the run ran, like the data folder's own name.
         where = name if not isinstance(name, str) or os.path.isabs(name) else os.path.join(os.getcwd(), name)
         try:

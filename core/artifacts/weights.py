@@ -1,10 +1,6 @@
-"""Pretrained weights, offline: the Keras cache, a mirror for air-gapped sites, hash checks.
-
-clf takes over Keras Applications' downloads into ``$KERAS_HOME/models`` (``keras_downloads()``):
-a mirror (``CLF_WEIGHTS_MIRROR`` or ``--weights-mirror``) may replace the Google host, keeping
-the path; the file is checked against Keras' hash or clf's (``PINNED_SHA256``), and loaded in
-full into its architecture *before* it enters the cache, so an error page or another model's
-file never lands there."""
+"""Pretrained weights: the Keras cache, a mirror for air-gapped sites (``CLF_WEIGHTS_MIRROR``),
+hash checks. A download is checked and loaded into its architecture *before* it enters the
+cache (``keras_downloads``), so an error page or another model's file never lands there."""
 
 from __future__ import annotations
 
@@ -49,9 +45,8 @@ class WeightsFile:
 
     @property
     def algorithm(self) -> str | None:
-        if not self.expected_hash:
-            return None
-        return "sha256" if len(self.expected_hash) == 64 else "md5"
+        expected = self.expected_hash
+        return None if not expected else "sha256" if len(expected) == 64 else "md5"
 
 
 def url_for(wf: WeightsFile, base: str | None = None) -> str:
@@ -214,9 +209,7 @@ def capture(build: Callable[..., Any], input_shape: Sequence[int]) -> WeightsFil
 def status_rows(host: PluginHost, names: Collection[str] = ()) -> list[dict[str, Any]]:
     """One row per backbone with a known ImageNet file: cached or not, file, size, hash check."""
     rows = []
-    for bb in host.backbones:
-        if names and bb.name not in names:
-            continue
+    for bb in (b for b in host.backbones if not names or b.name in names):
         wf = bb.imagenet_file
         if wf is None:
             rows.append({"backbone": bb.name, "file": None, "cached": False, "bytes": None, "status": "no file known"})

@@ -88,11 +88,9 @@ def labelled_files(folder: Path, class_names: list[str]) -> tuple[list[Path], li
             f"know; expected only its classes ({', '.join(class_names)}). Point --data at a folder of "
             f"those class folders (e.g. the val/ or test/ folder of a dataset)."
         )
-    files, labels = [], []
-    for sub in subdirs:
-        found = sorted(p for p in sub.rglob("*") if is_image_file(p))
-        files += found
-        labels += [class_names.index(sub.name)] * len(found)
+    pairs = [(p, class_names.index(sub.name)) for sub in subdirs
+             for p in sorted(sub.rglob("*")) if is_image_file(p)]
+    files, labels = [p for p, _ in pairs], [label for _, label in pairs]
     if not files:
         raise DataError(f"{str(folder)!r} holds no images in class folders named after the model's classes "
                         f"({', '.join(class_names)}). Pass a labelled folder.")

@@ -44,8 +44,7 @@ def top_k_accuracy(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray
 def most_confused(cm: np.ndarray, class_names: Sequence[str], limit: int = 5) -> list[dict[str, Any]]:
     """The off-diagonal cells with the most images, largest first (ties by class order)."""
     cm = np.asarray(cm)
-    off = cm.copy()
-    np.fill_diagonal(off, 0)
+    off = np.where(np.eye(len(cm), dtype=bool), 0, cm)
     rows, cols = np.nonzero(off)
     order = np.argsort(-off[rows, cols], kind="stable")[:limit]  # stable: ties keep class order
     support = cm.sum(axis=1)
@@ -64,23 +63,19 @@ def evaluation_report(y_true: Sequence[int] | np.ndarray, probabilities: np.ndar
     cm = confusion_matrix(y_true, y_pred, n)
     scores = per_class_scores(cm)
     total = int(cm.sum())
-    report: dict[str, Any] = {
+    return {
         "images": total,
         "accuracy": float(np.trace(cm) / total) if total else 0.0,
         "top_k_accuracy": {str(k): top_k_accuracy(y_true, probs, k) for k in TOP_K if k < n},
         "macro_f1": float(np.mean(scores["f1"])) if n else 0.0,
-        "per_class": {
-            name: {"precision": float(scores["precision"][i]), "recall": float(scores["recall"][i]),
-                   "f1": float(scores["f1"][i]), "support": int(scores["support"][i])}
-            for i, name in enumerate(class_names)
-        },
+        # precision, recall, f1 (floats) and support (an int) per class
+        "per_class": {name: {key: column[i].item() for key, column in scores.items()}
+                      for i, name in enumerate(class_names)},
         "class_names": list(class_names),
         "confusion_matrix": cm.tolist(),
         "most_confused": most_confused(cm, class_names),
+        **({"loss": float(loss)} if loss is not None else {}),
     }
-    if loss is not None:
-        report["loss"] = float(loss)
-    return report
 
 
 def confusion_matrix_csv(report: dict[str, Any]) -> str:
@@ -89,8 +84,7 @@ def confusion_matrix_csv(report: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["true\\predicted", *names])
-    for name, row in zip(names, report["confusion_matrix"]):
-        writer.writerow([name, *row])
+    writer.writerows([name, *row] for name, row in zip(names, report["confusion_matrix"]))
     return buf.getvalue()
 
 

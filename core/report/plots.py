@@ -3,8 +3,9 @@ headless, never a window)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -13,33 +14,31 @@ from clf.report.history import EpochRecord
 from clf.report.metrics import most_confused
 
 
-def _pyplot() -> Any:
+@contextmanager
+def _figure(path: Path, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+    """``plt.subplots(*args, **kwargs)``, written to ``path`` as PNG at the end; always closed."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return Path(path)
+    fig, axes = plt.subplots(*args, **kwargs)
+    try:
+        yield fig, axes
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:
     """Loss and accuracy per epoch, every phase on one x axis, a dashed line where each later phase begins."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    try:
-        x = list(range(1, len(records) + 1))
+    with _figure(path, 1, 2, figsize=(10, 4)) as (fig, axes):
         for ax, metric in zip(axes, ("loss", "accuracy")):
             for key, label, style in ((metric, "train", "-o"), (f"val_{metric}", "validation", "-s")):
-                ys = [r.logs.get(key) for r in records]
-                if any(y is not None for y in ys):
-                    ax.plot([xi for xi, y in zip(x, ys) if y is not None], [y for y in ys if y is not None],
-                            style, label=label, markersize=3)
+                points = [(x, r.logs[key]) for x, r in enumerate(records, 1) if key in r.logs]
+                if points:  # (epoch number, value) where that epoch logged it
+                    ax.plot(*zip(*points), style, label=label, markersize=3)
             for i in range(1, len(records)):
                 if records[i].phase != records[i - 1].phase:
                     ax.axvline(i + 0.5, color="grey", linestyle="--", linewidth=1)
@@ -56,9 +55,7 @@ def plot_training_curves(records: Sequence[EpochRecord], path: Path) -> Path:
                 ax.legend()
         phases = list(dict.fromkeys(r.phase for r in records))
         fig.suptitle(f"training curves ({', '.join(phases) or 'no epochs'})")
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return Path(path)
 
 
 # Past this many classes, cell labels cost matplotlib too much: row fractions, with the top confusions.
@@ -69,7 +66,6 @@ TOP_CONFUSIONS = 20
 
 def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "confusion matrix") -> Path:
     """A heat map of ``report['confusion_matrix']`` (cell counts up to ``ANNOTATE_CLASSES``)."""
-    plt = _pyplot()
     names = report["class_names"]
     cm = np.asarray(report["confusion_matrix"])
     n = len(names)
@@ -77,8 +73,7 @@ def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "conf
     if n > ANNOTATE_CLASSES:
         return _plot_large(cm, names, path, heading)
     size = max(4.0, 0.6 * n + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    try:
+    with _figure(path, figsize=(size + 1, size)) as (fig, ax):
         image = ax.imshow(cm, cmap="Blues")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         ax.set_xticks(range(n), labels=names, rotation=45, ha="right")
@@ -87,23 +82,19 @@ def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str = "conf
         ax.set_ylabel("true")
         ax.set_title(heading)
         threshold = cm.max() / 2 if cm.size else 0
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                        color="white" if cm[i, j] > threshold else "black")
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+        for i, j in np.ndindex(n, n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > threshold else "black")
+    return Path(path)
 
 
 def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) -> Path:
-    plt = _pyplot()
     n = len(names)
     support = cm.sum(axis=1, keepdims=True)
     fractions = np.divide(cm, support, out=np.zeros(cm.shape, float), where=support > 0)
     pairs = most_confused(cm, names, limit=TOP_CONFUSIONS)
-    fig, (ax, bars) = plt.subplots(1, 2, figsize=(17, 8), gridspec_kw={"width_ratios": [1, 0.8], "wspace": 0.6})
-    try:
+    layout = {"width_ratios": [1, 0.8], "wspace": 0.6}
+    with _figure(path, 1, 2, figsize=(17, 8), gridspec_kw=layout) as (fig, (ax, bars)):
         image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
         if n <= TICK_CLASSES:
@@ -129,7 +120,5 @@ def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) 
             bars.axis("off")
             bars.text(0.5, 0.5, "no confusions", ha="center", va="center")
         fig.suptitle(heading)
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return Path(path)
 

@@ -15,7 +15,7 @@ from clf import __version__
 from clf.config import config_to_toml
 from clf.data.guardrails import claim_run_dir
 from clf.report.metrics import confusion_matrix_csv
-from clf.report.plots import plot_confusion_matrix
+from clf.report.plots import plot_confusion_matrix, plot_training_curves
 from clf.report.history import history_csv
 
 if TYPE_CHECKING:
@@ -49,12 +49,10 @@ def _relative(path: str, root: Path) -> str:
 def split_record(splits: Mapping[str, Any], class_names: list[str], data_root: str) -> dict[str, dict[str, list[str]]]:
     """Which file went to which split: ``{split: {class: [paths relative to --data]}}``."""
     root = Path(data_root)
-    out: dict[str, dict[str, list[str]]] = {}
+    out: dict[str, dict[str, list[str]]] = {name: {c: [] for c in class_names} for name in splits}
     for name, split in splits.items():
-        per_class: dict[str, list[str]] = {c: [] for c in class_names}
         for f, label in zip(split.files, split.labels):
-            per_class[class_names[label]].append(_relative(f, root))
-        out[name] = per_class
+            out[name][class_names[label]].append(_relative(f, root))
     return out
 
 
@@ -127,7 +125,5 @@ def write_history(run_dir: Path, records: Sequence[EpochRecord]) -> list[Path]:
     run_dir = Path(run_dir)
     written = [write_text(run_dir / "history.csv", history_csv(records))]
     if records:
-        from clf.report.plots import plot_training_curves
-
         written.append(plot_training_curves(records, run_dir / "training_curves.png"))
     return written

@@ -25,10 +25,8 @@ def text(result: Any) -> str:
     """``RunResult(run_dir='runs/...', backbone='vgg16', classes=[...], validation_accuracy=0.9, ...)``."""
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith("accuracy"))
     parts = [f"run_dir={str(result.run_dir)!r}", f"backbone={result.config.backbone!r}",
-             f"classes={_classes(result.class_names)}"]
-    if metrics:
-        parts.append(metrics)
-    parts.append(f"artifacts={_files(result)!r}")
+             f"classes={_classes(result.class_names)}", *([metrics] if metrics else []),
+             f"artifacts={_files(result)!r}"]
     return f"RunResult({', '.join(parts)})"
 
 
