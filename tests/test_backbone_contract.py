@@ -1,8 +1,9 @@
 """Every registered backbone honours the contract: headless, pooled [None, features],
 built with weights=None at a small input, with a preprocessing that keeps the shape.
 
-The smallest backbone of each family runs in the unit suite; the larger variants (the same
-builder, another depth or width, and its recorded parameter count) are slow checks."""
+The smallest backbone of each family (backbones sharing a preprocessing, i.e. a Keras
+applications module) runs in the unit suite; the larger variants (another depth or width of
+the same builder, and its recorded parameter count) are slow checks."""
 
 import numpy as np
 import pytest
@@ -13,22 +14,15 @@ from clf.train.model import build_backbone
 from clf.data.preprocessing import Preprocess
 
 HOST = PluginHost(entry_points=False)
-# Longest first: a name belongs to the first family it starts with.
-FAMILIES = ("efficientnet_v2", "efficientnet", "convnext", "densenet", "nasnet", "inception_resnet",
-            "inception", "xception", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v2",
-            "mobilenet", "resnet", "vgg")
-
-
-def _family(name: str) -> tuple[str, bool]:
-    prefix = next((f for f in FAMILIES if name.startswith(f)), name)
-    return prefix, name.endswith("_v2")  # resnet50_v2: pre-activation, a builder of its own
 
 
 def _names() -> list:
+    """Every backbone; all but the smallest of each family (its preprocessing, i.e. its Keras
+    applications module) marked slow."""
     by_size = sorted(HOST.backbones.names(), key=lambda n: HOST.backbones.get(n).params or 0)
-    smallest: dict[tuple[str, bool], str] = {}
+    smallest: dict[str, str] = {}
     for name in by_size:
-        smallest.setdefault(_family(name), name)
+        smallest.setdefault(HOST.backbones.get(name).preprocess, name)
     fast = set(smallest.values())
     return [name if name in fast else pytest.param(name, marks=pytest.mark.slow)
             for name in HOST.backbones.names()]
