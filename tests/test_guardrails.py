@@ -82,3 +82,20 @@ def test_kill_during_export_keeps_the_previous_artifact(trained_run, tmp_path):
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".tmp")) == []
     predictor = clf.load_predictor(run_dir)
     assert predictor.predict_batch(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 3)
+
+
+def test_output_beside_a_fifo_named_labels_json_is_checked_without_waiting_on_it(tmp_path):
+    import threading
+
+    from clf.data.guardrails import check_output_file, claim_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    claim_run_dir(run)
+    os.mkfifo(run / "labels.json")
+    answer: list = []
+    worker = threading.Thread(target=lambda: answer.append(check_output_file(run / "new.csv")), daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "check_output_file waited on a FIFO named labels.json"
+    assert answer == [(run / "new.csv").resolve()]

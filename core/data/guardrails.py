@@ -155,10 +155,10 @@ DEFAULT_ARTIFACTS = frozenset({"model.h5", "model.weights.h5", "model.keras", "s
 
 def listed_artifacts(folder: Path) -> set[str]:
     """The artifact file names the ``labels.json`` in ``folder`` lists (none when unreadable)."""
-    try:
-        listed = json.loads((Path(folder) / "labels.json").read_text(encoding="utf-8")).get("artifacts", {})
+    try:  # read_file: a FIFO or device named labels.json is refused, not waited on
+        listed = json.loads(read_file(Path(folder) / "labels.json").decode("utf-8")).get("artifacts", {})
         return {f for files in listed.values() if isinstance(files, list) for f in files if isinstance(f, str)}
-    except (OSError, ValueError, AttributeError):
+    except (FileProblem, OSError, ValueError, AttributeError):
         return set()
 
 
