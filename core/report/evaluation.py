@@ -115,12 +115,12 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
     (``trust_artifact``: ``load_predictor``'s ``trust``; ``runtime``: as there)."""
     observer = observer or Observer()
     check_paths(model, data)
-    predictor = load_predictor(model, host, trust=trust_artifact, runtime=runtime)
-    files, labels, copies = once_each(*labelled_files(Path(data), predictor.class_names))
     out = Path(output) if output else default_output(Path(model), Path(data))
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(out.iterdir()):  # before the model loads and every image is hashed
         raise UsageError(f"Output folder {str(out)!r} already exists and is not empty; expected a new or "
                          f"empty folder so no earlier evaluation is overwritten. Pass another --output.")
+    predictor = load_predictor(model, host, trust=trust_artifact, runtime=runtime)
+    files, labels, copies = once_each(*labelled_files(Path(data), predictor.class_names))
     observer.phase_start("predict", total=len(files), unit="image")
     results = predict_files(predictor, files, batch_size, progress=lambda n: observer.phase_advance("predict", n))
     observer.phase_end("predict")
