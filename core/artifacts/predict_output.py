@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any, Sequence, TYPE_CHECKING
 
-from clf.data.guardrails import DEFAULT_ARTIFACTS, RUN_RECORD_FILES, check_output_file  # noqa: F401 (re-exported)
 from clf.errors import UsageError
 from clf.files import csv_cell, write_text
 

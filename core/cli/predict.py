@@ -36,7 +36,8 @@ def predict(
 ) -> None:
     """Predict class names and probabilities, using the class names saved with the model."""
     from clf.artifacts.predict import collect_images, load_predictor, predict_files, resolve_artifact
-    from clf.artifacts.predict_output import check_output_file, choose_format, to_csv, to_json, write_output
+    from clf.artifacts.predict_output import choose_format, to_csv, to_json, write_output
+    from clf.data.guardrails import check_output_file
     from clf.artifacts.shards import model_fingerprint, parse_shard, shard_files
 
     chosen = choose_format("json" if as_json else fmt, output)
