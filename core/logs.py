@@ -43,8 +43,11 @@ _state = {"set_level": False}
 
 
 @contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Point fd 2 at a temporary file during the block, hiding native lines; replayed if it raises."""
+def native_stderr_silenced(keep_python: bool = False) -> Iterator[None]:
+    """Point fd 2 at a temporary file during the block, hiding native lines; replayed if it raises.
+    ``keep_python``: Python's own ``sys.stderr`` (progress bars, error messages) still reaches the
+    terminal, for a block that yields to its caller; only for blocks that set up no library
+    (whose loggers would keep the stand-in stream)."""
     if verbose():
         yield
         return
@@ -54,8 +57,12 @@ def native_stderr_silenced() -> Iterator[None]:
     except (OSError, ValueError, AttributeError):  # no real fd 2 (an embedding host): leave it
         yield
         return
+    python_stderr = sys.stderr
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
+        if keep_python and _writes_fd_2(python_stderr):
+            sys.stderr = open(saved, "w", encoding=python_stderr.encoding, errors=python_stderr.errors,
+                              closefd=False, buffering=1)
         failed = True
         try:
             yield
@@ -63,11 +70,22 @@ def native_stderr_silenced() -> Iterator[None]:
         finally:
             with suppress(OSError, ValueError):
                 sys.stderr.flush()
+            if sys.stderr is not python_stderr:
+                sys.stderr.close()
+                sys.stderr = python_stderr
             os.dup2(saved, 2)
             os.close(saved)
             if failed:
                 sink.seek(0)
                 os.write(2, sink.read())
+
+
+def _writes_fd_2(stream: object) -> bool:
+    """Whether ``stream`` writes to fd 2 (not pytest's or a CliRunner's capture)."""
+    try:
+        return stream.fileno() == 2  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 @contextmanager

@@ -85,3 +85,29 @@ def test_predict_names_a_truncated_jpeg_and_libjpeg_stays_quiet(trained_run, tmp
     assert "half.jpg: truncated image (image file is truncated" in done.stderr
     assert "Premature end of JPEG data" not in done.stdout + done.stderr  # libjpeg's native error line
     assert noise(done) == []
+
+
+def test_decoding_hides_libjpeg_but_not_what_the_caller_writes_between_batches(tmp_path):
+    # Decoder.files silences native stderr while it iterates; the caller's own Python output
+    # between batches (a progress bar, an error message) must still reach the terminal.
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (tmp_path / "a_half.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    for name in ("b.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(buf.getvalue())
+    script = (
+        "import sys; from pathlib import Path; from clf.infer.decode import Decoder\n"
+        f"files = sorted(Path({str(tmp_path)!r}).glob('*.jpg'))\n"
+        "for indices, batch in Decoder((32, 32)).files(files, batch_size=1):\n"
+        "    print('between', indices, file=sys.stderr, flush=True)\n"
+        "print('after', file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith(("between", "after"))]
+    assert lines == ["between [1]", "between [2]", "after"], done.stderr
+    assert "Premature end of JPEG data" not in done.stderr  # libjpeg's line, from the half file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -306,12 +307,14 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     readable = [i for i, r in enumerate(results) if r.error is None]
     if progress is not None and len(readable) < len(files):
         progress(len(files) - len(readable))
-    for positions, images in predictor.decoder.files([files[i] for i in readable], batch_size):
-        probs = predictor.predict_batch(images)
-        for position, p in zip(positions, probs):
-            results[readable[position]].probabilities = [float(v) for v in p]
-        if progress is not None:
-            progress(len(positions))
+    # closing: an error here ends the decoding (and its silenced stderr) before it propagates
+    with closing(predictor.decoder.files([files[i] for i in readable], batch_size)) as batches:
+        for positions, images in batches:
+            probs = predictor.predict_batch(images)
+            for position, p in zip(positions, probs):
+                results[readable[position]].probabilities = [float(v) for v in p]
+            if progress is not None:
+                progress(len(positions))
     for i in readable:  # decoded ones have a probability per class (one at least)
         if not results[i].probabilities:
             results[i].error = why_unreadable(Path(files[i]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Sequence
 
 import numpy as np
 
@@ -136,7 +136,8 @@ class Decoder:
                             "[height, width, 3]. Pass at least one.")
         return np.stack(out).astype(np.float32)
 
-    def files(self, files: Sequence[str | os.PathLike[str]], batch_size: int = 32) -> Iterator[tuple[list[int], np.ndarray]]:
+    def files(self, files: Sequence[str | os.PathLike[str]],
+              batch_size: int = 32) -> Generator[tuple[list[int], np.ndarray], None, None]:
         """``(indices, batch)`` over the files that decode, in parallel through ``tf.data``;
         an index that never comes back did not decode (the caller asks ``why_unreadable``).
         The files must have passed ``image_problem`` (nothing unsafe is read here)."""
@@ -150,7 +151,8 @@ class Decoder:
         # ignore_errors drops undecodable files without giving up batching.
         ds = ds.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
         # libjpeg logs errors from the prefetching threads: silence native stderr for the whole
-        # iteration (why_unreadable gives the reason instead).
-        with native_stderr_silenced():
+        # iteration (why_unreadable gives the reason instead); the caller's own output between
+        # batches (a progress bar, an error) still shows.
+        with native_stderr_silenced(keep_python=True):
             for indices, images in ds:
                 yield [int(i) for i in indices.numpy()], np.asarray(images.numpy(), np.float32)
