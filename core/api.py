@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
-from clf.cli.render import progress_observer
-from clf.report.history import TeeObserver
 
 if TYPE_CHECKING:
     from clf.config import RunConfig
@@ -41,6 +39,10 @@ def _with_progress(progress: bool, observer: Observer | None,
                    call: Callable[[Observer | None], RunResult]) -> RunResult:
     if not progress:
         return call(observer)
+    # Only here: importing clf.cli loads typer and every command module.
+    from clf.cli.render import progress_observer
+    from clf.report.history import TeeObserver
+
     display = progress_observer()
     try:
         return call(TeeObserver(observer, display) if observer else display)
