@@ -152,9 +152,6 @@ def test_a_script_using_the_api_prints_no_tensorflow_import_lines(tmp_path):
 
 
 def test_the_api_module_loads_no_cli_until_progress_bars_are_asked_for():
-    import subprocess
-    import sys
-
     code = "import sys, clf.api; print(sorted(m for m in ('typer', 'clf.cli') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
