@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 # 'auto' balances at the dataset doctor's imbalance threshold.
-from clf.data.doctor import IMBALANCE_RATIO, IMBALANCED
+from clf.data.doctor import IMBALANCE_RATIO
 
 
 def balanced_weights(counts: Sequence[int]) -> dict[int, float]:
@@ -35,5 +35,6 @@ def choose_class_weights(mode: str, counts: Sequence[int],
 
 
 def noted_imbalance(report: Any) -> bool:
-    """Whether the dataset doctor already noted the imbalance, so no second note is needed."""
-    return report is not None and any(n.startswith(IMBALANCED) for n in report.notes)
+    """Whether the dataset doctor already noted the imbalance (it does above the same ratio), so
+    no second note is needed."""
+    return report is not None and (report.imbalance() or 0.0) > IMBALANCE_RATIO
