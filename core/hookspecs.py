@@ -59,7 +59,8 @@ def register_backbones(register: Callable[..., None]) -> None:
       for one trained from scratch with the head.
 
     Contract: clf calls ``build`` once per run and saves preprocessing, backbone and head in
-    the exported model, so serving cannot skew from training. Output must be 2-D.
+    the exported model, so serving cannot skew from training. An output that is not 2-D is
+    an error naming the backbone and its plugin.
     Tested by ``test_hook_register_backbones``.
     """
 
@@ -76,7 +77,8 @@ def register_heads(register: Callable[..., None]) -> None:
       accept ``**_``.
 
     Contract: clf wraps the head in its own ``keras.Model`` (trained on cached features, then
-    joined to the backbone) with sparse categorical cross-entropy. Tested by
+    joined to the backbone) with sparse categorical cross-entropy. An output whose last
+    dimension is not ``num_classes`` is an error naming the head and its plugin. Tested by
     ``test_hook_register_heads``.
     """
 
@@ -123,8 +125,9 @@ def register_exporters(register: Callable[..., None]) -> None:
     - ``load(path, labels) -> clf.Predictor``, optional: reopen an artifact this exporter
       wrote (``path``: its first file; ``labels``: parsed ``labels.json``) for ``clf predict``,
       ``evaluate``, ``verify`` and ``serve``. A ``Predictor`` implements ``predict_batch(images)``
-      (float32 ``[n, h, w, 3]`` RGB 0-255 -> ``[n, classes]``); ``clf serve`` calls it from one
-      thread at a time.
+      (float32 ``[n, h, w, 3]`` RGB 0-255 -> ``[n, classes]``, any ``n``); ``clf serve`` calls
+      it from one thread at a time, at a few fixed batch sizes. Without ``load``, predicting
+      from the artifact is a clear error.
     - ``options``: the keyword options ``export`` takes (``"quantize"``,
       ``"representative_data"``); only those are passed.
     - ``requires``: modules ``export`` or ``load`` imports, checked before any data is read,
@@ -133,8 +136,9 @@ def register_exporters(register: Callable[..., None]) -> None:
 
     Contract: clf records each returned file's sha256 in ``labels.json`` and checks it before
     ``load``. Write under a ``.tmp-`` name and rename (``clf.atomic_path``), so a crash leaves
-    no valid-looking file. Other exceptions become ``ExportError``. Tested by
-    ``test_hook_register_exporters``.
+    no valid-looking file; clf removes such leftovers when an export fails. Other exceptions
+    become ``ExportError``. After ``load``, the predictor's ``output_width()`` must equal the
+    number of class names. Tested by ``test_hook_register_exporters``.
     """
 
 
