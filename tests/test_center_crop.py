@@ -81,3 +81,13 @@ def test_another_crop_misses_the_feature_cache(small_config, tmp_path, feature_c
     assert again.extraction["train"]["extracted"] == 0
     other = clf.run(small_config(center_crop=0, output=str(tmp_path / "other")))
     assert other.extraction["train"] == {"extracted": 15, "cached": 0}
+
+
+def test_decoder_keeps_its_earlier_method_names_for_plugins(tmp_path):
+    _photo(tmp_path / "p.png")
+    decoder = clf.Decoder(ImageSize((32, 32), 0.5))
+    want = decoder.from_file(tmp_path / "p.png")
+    np.testing.assert_array_equal(decoder.file(tmp_path / "p.png"), want)
+    np.testing.assert_array_equal(decoder.bytes((tmp_path / "p.png").read_bytes()), want)
+    np.testing.assert_array_equal(decoder.array(decoder.from_bytes((tmp_path / "p.png").read_bytes())),
+                                  decoder.from_array(want))

@@ -156,3 +156,10 @@ class Decoder:
         with native_stderr_silenced(keep_python=True):
             for indices, images in ds:
                 yield [int(i) for i in indices.numpy()], np.asarray(images.numpy(), np.float32)
+
+
+# The method names of earlier clf versions, kept for plugins that call them (``bytes`` as a
+# method name shadowed the builtin in the class's own annotations, hence the from_ names).
+Decoder.bytes = Decoder.from_bytes  # type: ignore[attr-defined]
+Decoder.file = Decoder.from_file  # type: ignore[attr-defined]
+Decoder.array = Decoder.from_array  # type: ignore[attr-defined]
