@@ -39,7 +39,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _allowed_hosts(host: str, extra: Optional[str]) -> tuple[str, ...]:
     """Loopback names, the bound address (unless a wildcard) and ``--allowed-hosts``."""
-    names = ["localhost", "127.0.0.1", "::1"]
+    from clf.serve.app import LOOPBACK_HOSTS  # here: clf.serve loads numpy, too slow for --help
+
+    names = list(LOOPBACK_HOSTS)
     if host not in ("", "0.0.0.0", "::"):  # a wildcard is no name to reach the server by
         names.append(host)
     names += [name.strip() for name in (extra or "").split(",") if name.strip()]
