@@ -163,3 +163,15 @@ def test_verify_reads_no_recorded_image_outside_the_data_folder(run_dir):
     res = runner.invoke(app, ["verify", str(run_dir / "model.h5")])
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert "'/etc/passwd', which is not a file inside" in res.output and "--data" in res.output
+
+
+def test_verify_of_a_bundle_moved_away_from_its_run_asks_for_data(run_dir, tmp_path):
+    # Without manifest.json nothing says where the run's data was: the recorded images are not
+    # read, and the error asks for --data instead of calling the record damaged.
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for name in ("model.h5", "labels.json", "verification.json"):
+        shutil.copy(run_dir / name, bundle / name)
+    res = runner.invoke(app, ["verify", str(bundle / "model.h5")])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "No images to verify" in res.output and "damaged" not in res.output

@@ -343,6 +343,8 @@ def _recorded_images(folder: Path) -> tuple[list[str], str]:
         try:
             image = inside_folder(root, where, str(path))
         except DataError as exc:
+            if not recorded:  # a bundle moved away from its run: nothing edited, its images elsewhere
+                continue
             raise DataError(f"{exc} Or pass --data with a folder of held-out images.") from None
         if image.is_file():
             files.append(str(image))
