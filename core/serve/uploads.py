@@ -41,11 +41,17 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB" if n >= 2**18 else f"{n} bytes"
 
 
+def _declared_length(request: "Request") -> int | None:
+    """The Content-Length header, when it is a plain number."""
+    value = request.headers.get("content-length")
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
 async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
     """The request body: 413 past ``max_bytes`` (by Content-Length, else while reading), 408 past ``timeout`` s."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
-        raise Problem(413, f"The request body is {_mib(int(declared))}; the limit is {_mib(max_bytes)} "
+    declared = _declared_length(request)
+    if declared is not None and declared > max_bytes:
+        raise Problem(413, f"The request body is {_mib(declared)}; the limit is {_mib(max_bytes)} "
                            f"(--max-upload-mb). Send fewer or smaller images per request.",
                       await discard_body(request, drain_limit(max_bytes), timeout))
 
@@ -74,8 +80,8 @@ async def discard_body(request: "Request", max_bytes: int, timeout: float, read:
     """Drop the rest of a refused body, up to ``max_bytes`` in all (``read`` already) within ``timeout`` s:
     a client still sending (urllib, requests) would see a reset, not the answer. Returns its headers
     (``Connection: close`` when not all was read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+    declared = _declared_length(request)
+    if declared is not None and declared > max_bytes:
         return dict(CLOSE)  # not worth reading: the client is cut off either way
 
     async def drop() -> bool:
