@@ -26,6 +26,8 @@ RUNTIMES = ("auto", "tensorflow", "tflite", "onnx")  # the frozen backbone's (cl
 SOLVERS = ("auto", "keras")  # auto: the linear softmax head solved (clf.train.linear_head)
 SCHEDULES = ("cosine", "constant")  # learning rate of every Keras fit (clf.train.optim)
 TTA = ("none", "flip")  # test-time augmentation built into the model (clf.train.model)
+# Unknown-photo scores (clf.data.preprocessing.KnownScore); --unknown also takes auto and off.
+UNKNOWN_SCORES = ("vim", "maha", "energy", "max-softmax")
 
 
 @dataclass
@@ -81,6 +83,10 @@ class RunConfig:
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) for Keras fit and fine-tuning; 0: Adam
     # "flip": features averaged with the mirror image's, cached and in the exported model alike.
     tta: str = "none"
+    # Unknown-photo rejection (clf.train.unknown): auto (ViM with the solved head, else Mahalanobis),
+    # off, or one of UNKNOWN_SCORES; the threshold accepts accept_known of the training images out of fold.
+    unknown: str = "auto"
+    accept_known: float = 0.95
 
     def __post_init__(self) -> None:
         self.validate()
@@ -117,6 +123,7 @@ class RunConfig:
             ("dropout", True, "a fraction in [0, 1) (e.g. 0.5)"),
             ("label_smoothing", True, "a fraction in [0, 1) (e.g. 0.1)"),
             ("weight_decay", True, "a decoupled weight decay in [0, 1) (e.g. 1e-4)"),
+            ("accept_known", False, "the share of known photos to accept, between 0 and 1 (e.g. 0.95)"),
         ):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < 1 or (value == 0 and not zero_ok):
@@ -132,7 +139,7 @@ class RunConfig:
         for name, choices in (("quantize", QUANTIZE_MODES), ("model_input", MODEL_INPUTS),
                               ("class_weight", ("auto", "balanced", "none")), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("runtime", RUNTIMES), ("solver", SOLVERS),
-                              ("schedule", SCHEDULES), ("tta", TTA)):
+                              ("schedule", SCHEDULES), ("tta", TTA), ("unknown", ("auto", "off", *UNKNOWN_SCORES))):
             setattr(self, name, check_name(name, getattr(self, name), choices))
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")

@@ -138,6 +138,26 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
         if key in data and not isinstance(data[key], str):
             raise bad(key, data[key], "a string")
     table("preprocessing", "an object")
+    unknown = table("unknown", "an object describing the known-score output column")
+    if unknown and (unknown.get("column") != len(names) or not _is_number(unknown.get("threshold"))):
+        raise bad("unknown", {k: unknown.get(k) for k in ("column", "threshold")},
+                  f"'column' {len(names)} (the output after the class probabilities) and a numeric 'threshold'")
+
+
+def output_width(labels: dict[str, Any]) -> int:
+    """Columns the model outputs: one per class, and the known score when recorded."""
+    return len(labels["class_names"]) + (1 if labels.get("unknown") else 0)
+
+
+def split_outputs(labels: dict[str, Any], outputs: Any) -> tuple[Any, Any]:
+    """``(probabilities [n, classes], known scores [n] or None)`` of a model's outputs."""
+    k = len(labels["class_names"])
+    return outputs[:, :k], (outputs[:, k] if labels.get("unknown") else None)
+
+
+def is_known(labels: dict[str, Any], known_score: float | None) -> bool:
+    """Whether a photo with this known score counts as one of the classes (no score: yes)."""
+    return known_score is None or known_score >= float(labels["unknown"]["threshold"])
 
 
 TRUST_HINT = ("Re-export the model (clf run), or pass --trust-artifact to open it anyway "

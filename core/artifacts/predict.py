@@ -10,7 +10,7 @@ from typing import Callable, Sequence, TYPE_CHECKING, cast
 
 import numpy as np
 
-from clf.artifacts.labels import LABELS_FILE, check_artifact, read_labels
+from clf.artifacts.labels import LABELS_FILE, check_artifact, output_width, read_labels
 from clf.errors import ModelError, ModelNotFoundError
 from clf.infer.decode import Decoder, collect_images, why_unreadable
 from clf.config import RUNTIMES, check_name
@@ -245,10 +245,11 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
     check_artifact(path, labels, trust)
     predictor = exporter.load(path, labels)
     width = predictor.output_width()
-    if width != len(predictor.class_names):
+    if width != output_width(labels):
+        known = " and a known score ('unknown')" if labels.get("unknown") else ""
         raise ModelError(
-            f"{str(folder / LABELS_FILE)!r} lists {len(predictor.class_names)} class name(s) but "
-            f"{str(path)!r} outputs {width} score(s); expected one name per output, in output order. "
+            f"{str(folder / LABELS_FILE)!r} lists {len(predictor.class_names)} class name(s){known} but "
+            f"{str(path)!r} outputs {width} score(s); expected one output per name, in output order. "
             f"Re-export the model or fix 'class_names'."
         )
     if not hasattr(predictor, "notes"):  # a plugin's predictor that skipped Predictor.__init__

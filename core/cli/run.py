@@ -76,6 +76,8 @@ def run(
     label_smoothing: float = typer.Option(_default("label_smoothing"), help="Label smoothing of the cross-entropy in Keras fit and fine-tuning (0: none; e.g. 0.1)."),
     weight_decay: float = typer.Option(_default("weight_decay"), help="Decoupled weight decay (AdamW) in Keras fit and fine-tuning (0: Adam; e.g. 1e-4)."),
     tta: str = typer.Option(_default("tta"), help="Test-time augmentation inside the model: none, or flip (features averaged with the mirror image's; two backbone passes per image)."),
+    unknown: str = typer.Option(_default("unknown"), help="Unknown-photo rejection: auto (ViM with the solved head, else Mahalanobis distance), off, vim, maha, energy or max-softmax. The exported model outputs a known score after the probabilities; below its threshold a photo is 'unknown'."),
+    accept_known: float = typer.Option(_default("accept_known"), help="Share of photos like the training images that the unknown-photo threshold accepts (calibrated out of fold on the training images)."),
     plugin: Optional[List[str]] = PluginOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective TOML and the dataset summary; train nothing."),
     log_format: str = LogFormatOpt,
@@ -140,7 +142,8 @@ def _print_plan(config: RunConfig) -> None:
 run.help_panels = {  # type: ignore[attr-defined]  # a function attribute tidy_help reads
     "Data": ("data", "classes", "loader", "validation_split", "image_size", "center_crop", "augment",
              "augment_copies", "strict_data"),
-    "Model": ("backbone", "weights", "weights_mirror", "head", "dropout", "hidden_units", "tta"),
+    "Model": ("backbone", "weights", "weights_mirror", "head", "dropout", "hidden_units", "tta", "unknown",
+              "accept_known"),
     "Training": ("epochs", "batch_size", "lr", "seed", "class_weight", "patience", "fine_tune_layers",
                  "fine_tune_epochs", "fine_tune_lr", "solver", "last_epoch", "schedule", "label_smoothing",
                  "weight_decay"),
@@ -156,5 +159,5 @@ run.metavars = {  # type: ignore[attr-defined]  # a function attribute tidy_help
     "class_weight": "auto|balanced|none", "patience": "N", "strategy": "NAME", "precision": "NAME",
     "runtime": "auto|tensorflow|tflite|onnx", "solver": "auto|keras", "schedule": "cosine|constant",
     "label_smoothing": "FRACTION", "weight_decay": "RATE", "tta": "none|flip",
-    "model_input": "photo|fixed",
+    "model_input": "photo|fixed", "unknown": "auto|off|SCORE", "accept_known": "FRACTION",
 }

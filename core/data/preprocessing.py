@@ -1,5 +1,6 @@
-"""Backbone preprocessing as a saved Keras layer, so serving cannot skew from training.
-Its config names the mode, not the function, so ``.keras`` and ``.h5`` models reload once
+"""Backbone preprocessing as a saved Keras layer, so serving cannot skew from training, and
+clf's other layers that travel inside exported models (Standardize, Mirror, KnownScore).
+Their configs name modes and kinds, not functions, so ``.keras`` and ``.h5`` models reload once
 ``clf`` is imported.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import keras
 from typing import Any
 
+from clf.config import UNKNOWN_SCORES
 # the mode registry lives in a Keras-free module, so registering backbones never imports Keras
 from clf.data.modes import get_preprocess, preprocess_modes, register_preprocess  # noqa: F401
 
@@ -56,6 +58,78 @@ class Mirror(_SameShape):
 
     def call(self, inputs: Any) -> Any:
         return keras.ops.flip(inputs, axis=2)
+
+
+
+
+@keras.saving.register_keras_serializable(package="clf")
+class KnownScore(keras.layers.Layer):
+    """How much pooled features look like the training images': ``sigmoid((score - threshold) / scale)``
+    as one column, 0.5 exactly at the threshold calibrated on the training images
+    (clf.train.unknown), so a client needs no clf to decide. ``kind``'s score, on ``z = (x - center) / spread``
+    (the head's standardisation):
+
+    - ``vim``: the linear head's energy ``logsumexp(z W + b)`` minus ``alpha`` times the norm of
+      ``z - origin`` off the training features' top ``dim`` principal axes (Wang et al., CVPR 2022);
+    - ``energy``, ``max-softmax``: from the head's logits alone;
+    - ``maha``: minus the smallest squared Mahalanobis distance to a class mean under one shared
+      Ledoit-Wolf covariance, whose inverse is ``I * alpha - F F'`` (``F``: ``dim`` columns), with
+      ``pm = P means'`` and ``mpm = diag(means P means')`` precomputed: no d x d matrix.
+
+    Statistics are non-trainable weights, so every export format carries them."""
+
+    def __init__(self, kind: str, classes: int, dim: int = 0, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")  # thresholds are calibrated in float32
+        super().__init__(**kwargs)
+        if kind not in UNKNOWN_SCORES:
+            raise ValueError(f"Unknown known-score kind {kind!r}; expected one of {', '.join(UNKNOWN_SCORES)}.")
+        self.kind, self.classes, self.dim = kind, int(classes), int(dim)
+
+    def build(self, input_shape: Any) -> None:
+        d, k = int(input_shape[-1]), self.classes
+
+        def weight(name: str, shape: tuple[int, ...]) -> Any:
+            return self.add_weight(name=name, shape=shape, initializer="zeros", trainable=False)
+
+        self.center, self.spread = weight("center", (d,)), weight("spread", (d,))
+        if self.kind == "maha":
+            self.pm, self.mpm = weight("pm", (d, k)), weight("mpm", (k,))
+        else:
+            self.kernel, self.bias = weight("kernel", (d, k)), weight("bias", (k,))
+        if self.kind in ("vim", "maha"):
+            self.axes = weight("axes", (d, self.dim))
+        self.origin = weight("origin", (d,)) if self.kind == "vim" else None
+        # alpha (vim: residual weight; maha: 1 / covariance floor), threshold, scale
+        self.calibration = weight("calibration", (3,))
+
+    def score(self, features: Any) -> Any:
+        """The raw score per row (higher: more like the training images)."""
+        ops = keras.ops
+        z = (ops.cast(features, "float32") - self.center) / self.spread
+        alpha = self.calibration[0]
+        if self.kind == "maha":
+            projected = ops.matmul(z, self.axes)
+            quadratic = ops.sum(z * z, axis=-1) * alpha - ops.sum(projected * projected, axis=-1)
+            return -(quadratic + ops.min(self.mpm - 2.0 * ops.matmul(z, self.pm), axis=-1))
+        logits = ops.matmul(z, self.kernel) + self.bias
+        if self.kind == "max-softmax":
+            return ops.max(ops.softmax(logits, axis=-1), axis=-1)
+        energy = ops.logsumexp(logits, axis=-1)
+        if self.kind == "energy":
+            return energy
+        centred = z - self.origin
+        residual = centred - ops.matmul(ops.matmul(centred, self.axes), ops.transpose(self.axes))
+        return energy - alpha * ops.sqrt(ops.sum(residual * residual, axis=-1))
+
+    def call(self, features: Any) -> Any:
+        scaled = (self.score(features) - self.calibration[1]) / self.calibration[2]
+        return keras.ops.sigmoid(scaled)[:, None]
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (input_shape[0], 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "kind": self.kind, "classes": self.classes, "dim": self.dim}
 
 
 # registers FitPhoto, which exported models start with, for whoever reloads through this module

@@ -11,6 +11,7 @@ Each phase returns a small dataclass; the observer sees a ``phase_start``/``phas
     assemble         train/fit.py        head on the features, joined to the backbone
     fit_head         train/fit.py        head solved (train/linear_head.py) or Keras fit (train/optim.py)
     fine_tune        train/fit.py        optional: top layers unfrozen, live images
+    unknown          train/unknown.py    known-photo score calibrated on the training images, a column more
     evaluate_run     train/finish.py     validation/test reports
     export_run       train/finish.py     every exporter, round-trip verification, labels.json
     record_run       train/finish.py     metrics, history, plots, manifest.json
@@ -42,6 +43,7 @@ from clf.train.finish import evaluate_run, export_run, record_run
 from clf.train.fit import assemble, fine_tune, fit_head
 from clf.train.model import Classifier, build_backbone
 from clf.train.setup import Setup, open_run_dir, resolve
+from clf.train.unknown import fit_unknown
 from clf.infer.decode import Decoder
 from clf.infer.forward import batch_fn, in_batches
 from clf.report.summary import text, html
@@ -81,6 +83,16 @@ class RunResult:
         as ``clf predict`` does (``clf.infer.decode.Decoder``, ``clf.infer.forward``). Takes a
         path, a folder, a list of paths, an ``[h, w, 3]`` array, a batch, or a list of arrays
         or PIL images."""
+        return self.outputs(images, batch_size)[:, :len(self.class_names)]
+
+    def known_scores(self, images: Any, batch_size: int = 32) -> np.ndarray | None:
+        """The known score per image ``[n]`` (known at >= 0.5: ``manifest["unknown"]``), as
+        every export computes it; None when the run has no unknown-photo score."""
+        outputs = self.outputs(images, batch_size)
+        return outputs[:, len(self.class_names)] if outputs.shape[1] > len(self.class_names) else None
+
+    def outputs(self, images: Any, batch_size: int = 32) -> np.ndarray:
+        """The exported model's raw output: probabilities, then the known score when there is one."""
         return in_batches(batch_fn(self.model), self._decoder.batch(images), batch_size)
 
     @cached_property
@@ -142,8 +154,10 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
         history.update(tuned.history)
         timings["fine_tune"], training["fine_tune"] = tuned.seconds, tuned.info
 
+    known = fit_unknown(setup, data, trainable, extracted, fitted, observer)
     evaluated = evaluate_run(setup, data, trainable, extracted, dist, batch_size=batch_size, observer=observer)
-    exported = export_run(setup, data, trainable, extracted, evaluated, dist, run_dir=run_dir, observer=observer)
+    exported = export_run(setup, data, trainable, extracted, evaluated, dist, run_dir=run_dir, observer=observer,
+                          known=known)
     extraction = extracted.counts if extracted is not None else {}
     manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, training=training,
                           started=started, run_dir=run_dir, observer=observer,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from clf.train.extraction import Extracted
     from clf.train.fit import Trainable
     from clf.train.setup import Setup
+    from clf.train.unknown import KnownFit
 
 
 @dataclass
@@ -76,15 +77,16 @@ class Exported:
 
 def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
                evaluated: Evaluated, dist: Distribution, *, run_dir: Path,
-               observer: Observer) -> Exported:
+               observer: Observer, known: KnownFit | None = None) -> Exported:
     config, backbone = setup.config, setup.backbone
     metadata = make_metadata(data.bundle.class_names, backbone.name, setup.image_size, backbone.preprocess,
-                             weights=config.weights, precision=dist.precision)
+                             weights=config.weights, precision=dist.precision,
+                             **({"unknown": known.record} if known is not None else {}))
 
     def cached_probs(split: str) -> np.ndarray | None:
         # The head on cached features is the exported model's output (train's order may differ).
         f = extracted[split] if extracted is not None and split in ("validation", "test") else None
-        return None if evaluated.live or f is None else forward_predict(trainable.head_model,
+        return None if evaluated.live or f is None else forward_predict(trainable.classifier.head,
                                                                          f.features[:MAX_IMAGES])
 
     model = trainable.classifier.model
@@ -110,7 +112,7 @@ def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: E
         backbone=setup.backbone.name, image_size=setup.image_size, started=started,
         extra={"artifacts": exported.metadata["artifacts"], "metrics": evaluated.metrics, "evaluated_on": primary,
                "verification": exported.metadata.get("verification"), "extraction": extraction,
-               "runtime": runtime, "training": training},
+               "runtime": runtime, "training": training, "unknown": exported.metadata.get("unknown")},
     )
     files.append(runrecord.write_json(run_dir / "manifest.json", manifest))
     observer.phase_end("record", run_dir=run_dir, files=files, reports=evaluated.reports, primary=primary)
