@@ -256,7 +256,7 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
     report = verify_exports(reference, metadata, artifacts, {e.name: e for e in exporters},
                             images, files, source, known[:len(images)] if known is not None else None)
     if report.reference_probs is not None and len(files) >= len(report.reference_probs):
-        metadata["test_vectors"] = test_vectors(files, report.reference_probs)
+        metadata["test_vectors"] = test_vectors(files, report.reference_probs, metadata)
     write_report(run_dir, report)
     for failed in report.failed:  # renamed to *.failed: no longer listed as usable
         metadata["inputs"].pop(failed.exporter, None)

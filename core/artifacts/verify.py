@@ -22,7 +22,7 @@ from clf.errors import DataError, ModelError
 from clf.files import file_hash, write_json
 from clf.infer.forward import BatchFn, in_batches
 from clf.infer.decode import Decoder
-from clf.artifacts.labels import read_labels
+from clf.artifacts.labels import read_labels, split_outputs
 from clf.artifacts.predict import collect_images, load_predictor, resolve_artifact
 from clf.data.filecheck import inside_folder
 from clf.data.images import ImageSize
@@ -79,13 +79,16 @@ def client_probabilities(predictor: Predictor, files: Sequence[str | Path]) -> n
     return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 
-def test_vectors(files: Sequence[str | Path], probabilities: np.ndarray) -> list[dict]:
-    """``[{file, sha256, height, width, probabilities}]`` of the first ``TEST_VECTORS`` files, for integrators."""
+def test_vectors(files: Sequence[str | Path], outputs: np.ndarray, labels: dict[str, Any]) -> list[dict]:
+    """``[{file, sha256, height, width, probabilities[, known_score]}]`` of the first ``TEST_VECTORS``
+    files, for integrators."""
     vectors = []
-    for f, probs in zip(list(files)[:TEST_VECTORS], probabilities):
+    probabilities, known = split_outputs(labels, np.asarray(outputs))
+    for i, (f, probs) in enumerate(zip(list(files)[:TEST_VECTORS], probabilities)):
         pixels = pillow_pixels(f)
         vectors.append({"file": Path(f).name, "sha256": file_hash(Path(f)), "height": int(pixels.shape[0]),
-                        "width": int(pixels.shape[1]), "probabilities": [round(float(p), 6) for p in probs]})
+                        "width": int(pixels.shape[1]), "probabilities": [round(float(p), 6) for p in probs],
+                        **({"known_score": round(float(known[i]), 6)} if known is not None else {})})
     return vectors
 
 
@@ -107,14 +110,16 @@ class Verification:
     client_images: int = 0
     client_max_abs_diff: float | None = None
     client_top1_agreement: float | None = None
+    known_agreement: float | None = None  # same known/unknown decision (a model with a known score)
 
     def describe(self) -> str:
+        known = "" if self.known_agreement is None else f", known/unknown agreement {self.known_agreement:.1%}"
         client = ""
         if self.client_images:
             client = (f"; photos decoded by Pillow and passed raw: max |diff| {self.client_max_abs_diff:.2e}, "
                       f"top-1 agreement {self.client_top1_agreement:.1%} on {self.client_images}")
         return (f"{self.exporter} ({self.file}, {self.runtime}, quantization {self.quantization}): "
-                f"max |diff| {self.max_abs_diff:.2e}, top-1 agreement {self.top1_agreement:.1%} on "
+                f"max |diff| {self.max_abs_diff:.2e}, top-1 agreement {self.top1_agreement:.1%}{known} on "
                 f"{self.images} images{client}; needs {self.criterion}")
 
 
@@ -139,6 +144,7 @@ class VerificationReport:
             "source": self.source,
             "results": {name: {"passed": r.passed, "max_abs_diff": r.max_abs_diff,
                                "top1_agreement": r.top1_agreement, "quantization": r.quantization,
+                               "known_agreement": r.known_agreement,
                                "client_images": r.client_images, "client_max_abs_diff": r.client_max_abs_diff}
                         for name, r in self.results.items()},
         }
@@ -151,17 +157,35 @@ def criterion_for(quantization: str, tolerance: float = FLOAT_TOLERANCE) -> str:
 
 
 def compare(reference: np.ndarray, got: np.ndarray, quantization: str,
-            tolerance: float = FLOAT_TOLERANCE) -> tuple[float, float, bool]:
-    """``(max_abs_diff, top1_agreement, passed)`` of two probability arrays."""
+            tolerance: float = FLOAT_TOLERANCE, classes: int | None = None) -> tuple[float, float, bool]:
+    """``(max_abs_diff, top1_agreement, passed)`` of two output arrays; top-1 over the first
+    ``classes`` columns (None: all), the difference over every column (a known score too)."""
     reference, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
     if reference.shape != got.shape:
         return float("inf"), 0.0, False
+    k = classes or reference.shape[-1]
     if not np.all(np.isfinite(got)):
-        return float("inf"), float(np.mean(reference.argmax(1) == np.nan_to_num(got).argmax(1))), False
+        return float("inf"), float(np.mean(reference[:, :k].argmax(1) == np.nan_to_num(got[:, :k]).argmax(1))), False
     diff = float(np.max(np.abs(reference - got))) if got.size else 0.0
-    agreement = float(np.mean(reference.argmax(1) == got.argmax(1))) if len(got) else 1.0
+    agreement = float(np.mean(reference[:, :k].argmax(1) == got[:, :k].argmax(1))) if len(got) else 1.0
     passed = diff <= tolerance if quantization == "none" else agreement >= MIN_QUANTIZED_AGREEMENT
     return diff, agreement, passed
+
+
+def known_agreement(labels: dict[str, Any], reference: np.ndarray, got: np.ndarray, quantization: str,
+                    tolerance: float = FLOAT_TOLERANCE) -> tuple[float | None, bool]:
+    """``(share of images with the same known/unknown decision, passed)``; ``(None, True)``
+    without a known score. A float artifact must decide as the model on every image whose
+    score is more than ``tolerance`` from the threshold; a quantized one on
+    ``MIN_QUANTIZED_AGREEMENT`` of them."""
+    if not labels.get("unknown") or np.shape(reference) != np.shape(got) or not len(got):
+        return None, True
+    threshold = float(labels["unknown"]["threshold"])
+    ref, new = split_outputs(labels, np.asarray(reference))[1], split_outputs(labels, np.asarray(got))[1]
+    same = (ref >= threshold) == (new >= threshold)
+    if quantization == "none":
+        return float(np.mean(same)), bool(np.all(same | (np.abs(ref - threshold) <= tolerance)))
+    return float(np.mean(same)), float(np.mean(same)) >= MIN_QUANTIZED_AGREEMENT
 
 
 def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray) -> Verification:
@@ -170,9 +194,12 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
     got = in_batches(predictor.predict_batch, images)
     seconds = time.perf_counter() - t0
     quantization = getattr(predictor, "quantization", "none")
-    diff, agreement, passed = compare(reference, got, quantization)
+    labels = getattr(predictor, "labels", {})
+    diff, agreement, passed = compare(reference, got, quantization, classes=len(labels.get("class_names", [])) or None)
+    known, same = known_agreement(labels, reference, got, quantization)
+    criterion = criterion_for(quantization) + ("; the same known/unknown decision" if known is not None else "")
     return Verification(name, predictor.path.name, getattr(predictor, "runtime", "unknown"), quantization,
-                        len(images), diff, agreement, criterion_for(quantization), passed, seconds)
+                        len(images), diff, agreement, criterion, passed and same, seconds, known_agreement=known)
 
 
 def check_client(result: Verification, predictor: Predictor, files: Sequence[str | Path], reference: np.ndarray) -> None:
@@ -180,7 +207,10 @@ def check_client(result: Verification, predictor: Predictor, files: Sequence[str
     if not len(files):
         return
     got = client_probabilities(predictor, files)
-    diff, agreement, ok = compare(reference, got, result.quantization, CLIENT_TOLERANCE)
+    labels = getattr(predictor, "labels", {})
+    diff, agreement, ok = compare(reference, got, result.quantization, CLIENT_TOLERANCE,
+                                  classes=len(labels.get("class_names", [])) or None)
+    ok = ok and known_agreement(labels, reference, got, result.quantization, CLIENT_TOLERANCE)[1]
     result.client_images, result.client_max_abs_diff, result.client_top1_agreement = len(files), diff, agreement
     result.passed = result.passed and ok
     client = criterion_for(result.quantization, CLIENT_TOLERANCE)

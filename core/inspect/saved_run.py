@@ -20,6 +20,7 @@ from clf.data.manifest import read_manifest, split_files
 from clf.events import Observer
 from clf.train.features import make_extractor, split_features, SplitFeatures
 from clf.infer.store import extractor_parts, runtime_store
+from clf.train.unknown import detach
 from clf.infer.choice import BackboneRuntime
 
 if TYPE_CHECKING:
@@ -101,10 +102,11 @@ def load_run(run_dir: str | Path, data: str | Path | None = None) -> SavedRun:
 class RunModel:
     """The run's exported model, taken apart: images -> preprocess -> backbone -> head."""
 
-    model: Any  # keras.Model: RGB 0-255 images -> probabilities
+    model: Any  # keras.Model: RGB 0-255 images -> probabilities (and the known score, when the run has one)
     backbone: Any  # keras.Model: preprocessed images -> pooled features
     head: Any  # keras.Model: pooled features -> probabilities
     preprocess: str
+    known: Any = None  # clf.data.preprocessing.KnownScore on the pooled features, when the run has one
 
 
 def load_model(run: SavedRun) -> RunModel:
@@ -130,7 +132,8 @@ def load_model(run: SavedRun) -> RunModel:
         raise ModelError(f"{str(path)!r} is not a clf classifier (no 'preprocess' and 'head' layers); "
                          f"expected a model exported by 'clf run'.") from None
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer is not head)
-    return RunModel(model, backbone, head, preprocess)
+    classes, known = detach(head)
+    return RunModel(model, backbone, classes, preprocess, known)
 
 
 def run_features(run: SavedRun, parts: RunModel, host: PluginHost, *, cache: bool = True,

@@ -50,7 +50,18 @@ def resolve(config: RunConfig, host: PluginHost) -> Setup:
     check_export_options(config, exporters)
     check_weights_path(config)
     check_preprocess(backbone)
+    check_unknown(config, backbone, head)
     return Setup(config, host, backbone, head, loader, exporters, image_size_for(config, backbone))
+
+
+def check_unknown(config: RunConfig, backbone: Backbone, head: Any) -> None:
+    """An explicit --unknown score this run cannot calibrate fails now, not after training
+    (the unknown phase decides again with what training did)."""
+    from clf.train.fit import SOLVABLE_HEADS
+    from clf.train.unknown import choose_kind
+
+    solvable = config.solver == "auto" and not config.hidden_units and (head.plugin, head.name) in SOLVABLE_HEADS
+    choose_kind(config.unknown, solved=solvable, cached=not backbone.trainable and not config.fine_tune_layers)
 
 
 def plan(config: RunConfig, host: PluginHost | None = None,

@@ -198,6 +198,17 @@ def attach(classifier: Classifier, layer: KnownScore) -> Classifier:
                 tta=classifier.tta)
 
 
+def detach(head: Any) -> tuple[Any, KnownScore | None]:
+    """``(class head, known-score layer or None)`` of a head ``attach`` built (reloaded too)."""
+    from clf.data.preprocessing import KnownScore
+
+    known = [layer for layer in head.layers if isinstance(layer, KnownScore)]
+    if not known:
+        return head, None
+    inner = [layer for layer in head.layers if hasattr(layer, "layers")]
+    return inner[0], known[0]
+
+
 def fit_unknown(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None, fitted: Fitted,
                 observer: Observer) -> KnownFit | None:
     """The unknown phase: choose the score, calibrate it on the training images' features, and
