@@ -197,7 +197,9 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
     labels = getattr(predictor, "labels", {})
     diff, agreement, passed = compare(reference, got, quantization, classes=len(labels.get("class_names", [])) or None)
     known, same = known_agreement(labels, reference, got, quantization)
-    criterion = criterion_for(quantization) + ("; the same known/unknown decision" if known is not None else "")
+    criterion = criterion_for(quantization) + ("" if known is None else "; the same known/unknown decision" if
+                                               quantization == "none" else f"; known/unknown agreement >= "
+                                               f"{MIN_QUANTIZED_AGREEMENT:.0%}")
     return Verification(name, predictor.path.name, getattr(predictor, "runtime", "unknown"), quantization,
                         len(images), diff, agreement, criterion, passed and same, seconds, known_agreement=known)
 
