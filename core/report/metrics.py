@@ -93,3 +93,38 @@ def cross_entropy(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray)
     probs = np.clip(np.asarray(probabilities, float), 1e-7, 1 - 1e-7)
     y = np.asarray(y_true, int)
     return float(-np.mean(np.log(probs[np.arange(len(y)), y]))) if len(y) else 0.0
+
+
+# Unknown-photo metrics: the known score separating known images (positives) from unknown
+# ones; numpy here, as evaluate needs no scikit-learn (tests/test_unknown_evaluate.py checks
+# both against sklearn.metrics).
+TPR_FOR_FPR = 0.95
+
+
+def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
+    """Area under the ROC curve of a score higher for ``known`` than ``unknown`` rows: the chance
+    a random known image outscores a random unknown one, ties counting half (Mann-Whitney U)."""
+    known, unknown = np.asarray(known, float).ravel(), np.asarray(unknown, float).ravel()
+    if not len(known) or not len(unknown):
+        raise ValueError("AUROC needs at least one known and one unknown score")
+    both = np.concatenate([known, unknown])
+    order = np.argsort(both, kind="stable")
+    ranks = np.empty(len(both))
+    ranks[order] = np.arange(1, len(both) + 1)
+    values, first, counts = np.unique(both[order], return_index=True, return_counts=True)
+    mean_rank = first + (counts + 1) / 2.0  # tied scores share their mean rank
+    ranks[order] = np.repeat(mean_rank, counts)
+    u = ranks[:len(known)].sum() - len(known) * (len(known) + 1) / 2.0
+    return float(u / (len(known) * len(unknown)))
+
+
+def fpr_at_tpr(known: np.ndarray, unknown: np.ndarray, tpr: float = TPR_FOR_FPR) -> float:
+    """Share of ``unknown`` scores at or above the highest threshold that keeps at least ``tpr``
+    of the ``known`` ones (FPR@95TPR for the default; as sklearn's ROC curve reads it)."""
+    known, unknown = np.sort(np.asarray(known, float).ravel())[::-1], np.asarray(unknown, float).ravel()
+    if not len(known) or not len(unknown):
+        raise ValueError("FPR at a TPR needs at least one known and one unknown score")
+    # The fewest top known scores whose share reaches tpr, compared as the ROC curve's ratios are.
+    needed = int(np.searchsorted(np.arange(1, len(known) + 1) / len(known), tpr)) + 1
+    threshold = known[min(needed, len(known)) - 1]
+    return float(np.mean(unknown >= threshold))
