@@ -101,10 +101,11 @@ def load_run(run_dir: str | Path, data: str | Path | None = None) -> SavedRun:
 class RunModel:
     """The run's exported model, taken apart: images -> preprocess -> backbone -> head."""
 
-    model: Any  # keras.Model: RGB 0-255 images -> probabilities
+    model: Any  # keras.Model: RGB 0-255 images -> probabilities (and the known score, when it has one)
     backbone: Any  # keras.Model: preprocessed images -> pooled features
     head: Any  # keras.Model: pooled features -> probabilities
     preprocess: str
+    known: Any = None  # the KnownScore layer on the pooled features (clf.train.unknown); None: the run has none
 
 
 def load_model(run: SavedRun) -> RunModel:
@@ -130,7 +131,17 @@ def load_model(run: SavedRun) -> RunModel:
         raise ModelError(f"{str(path)!r} is not a clf classifier (no 'preprocess' and 'head' layers); "
                          f"expected a model exported by 'clf run'.") from None
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer is not head)
-    return RunModel(model, backbone, head, preprocess)
+    known = _known_layer(head)
+    if known is not None:  # the probabilities' own head, inside the one that adds the known score
+        head = next(layer for layer in head.layers if isinstance(layer, keras.Model))
+    return RunModel(model, backbone, head, preprocess, known)
+
+
+def _known_layer(head: Any) -> Any:
+    """The head's KnownScore layer (clf.train.unknown.attach puts it beside the probabilities' head)."""
+    from clf.data.preprocessing import KnownScore
+
+    return next((layer for layer in head.layers if isinstance(layer, KnownScore)), None)
 
 
 def run_features(run: SavedRun, parts: RunModel, host: PluginHost, *, cache: bool = True,
