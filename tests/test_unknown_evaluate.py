@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from clf.artifacts.labels import is_known
 from clf.cli import app
+from clf.errors import DataError
 from clf.report.evaluation import unknown_report
 from clf.report.metrics import auroc, fpr_at_tpr
 from conftest import copy_run, make_folder
@@ -40,7 +41,7 @@ def test_fpr_at_tpr_on_exact_shares():
     assert fpr_at_tpr(known, np.array([0.5, 1.0, 2.0, -1.0])) == 0.5
     assert auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
     assert auroc(np.array([1.0]), np.array([1.0])) == 0.5
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="0 unknown"):
         auroc(np.array([1.0]), np.zeros(0))
 
 

@@ -19,7 +19,7 @@ from clf.events import Observer
 from clf.artifacts.predict import load_predictor, predict_files, Prediction, resolve_artifact
 from clf.infer.decode import collect_images
 from clf.infer.forward import BatchFn
-from clf.report.metrics import TPR_FOR_FPR, auroc, cross_entropy, evaluation_report, fpr_at_tpr
+from clf.report.metrics import KNOWN_TPR, auroc, cross_entropy, evaluation_report, fpr_at_tpr
 from clf.data.doctor import plainest_first
 from clf.data.filecheck import FileProblem, check_file
 from clf.files import file_sha256
@@ -95,7 +95,7 @@ def unknown_report(labels: dict[str, Any], y_true: np.ndarray, probabilities: np
             "unknown_images": int(len(unknown)),
             "unknown_accepted": float(taken.mean()) if len(unknown) else 0.0,
             "auroc": auroc(known, unknown) if separable else None,
-            f"fpr_at_{round(TPR_FOR_FPR * 100)}_tpr": fpr_at_tpr(known, unknown) if separable else None,
+            "fpr_at_95_tpr": fpr_at_tpr(known, unknown, KNOWN_TPR) if separable else None,
         })
     return out
 
