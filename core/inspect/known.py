@@ -47,7 +47,8 @@ def known_scores(run: SavedRun, parts: RunModel, features: np.ndarray, labels: n
     if record and parts.known is not None:
         layer = parts.known
         kind, accept, source, why = str(record["score"]), float(record["accept_known"]), "run", str(record["chosen"])
-        def weight(name: str) -> np.ndarray:
+
+        def weight(name: str) -> np.ndarray:  # the exported layer's statistics, as calibrate's inputs
             return np.asarray(getattr(layer, name).numpy(), np.float64)
 
         center, spread = weight("center"), weight("spread")
