@@ -142,3 +142,14 @@ def test_unknown_histogram_without_validation(tmp_path):
     path = plot_unknown_scores(np.random.default_rng(0).normal(size=40), None, -1.5, tmp_path / "u.png",
                                kind="maha", accept_known=0.95)
     assert_png(path)
+
+
+def test_summary_of_a_run_without_a_known_score(tmp_path):
+    from types import SimpleNamespace
+
+    from clf.report.summary import html, text
+
+    result = SimpleNamespace(config=SimpleNamespace(backbone="b", image_size=32), run_dir=tmp_path, class_names=["a"],
+                             metrics={"validation_accuracy": 1.0}, artifacts={}, evaluation={}, manifest={})
+    assert "unknown='off'" in text(result) and "validation_known_accepted" not in text(result)
+    assert "no known score" in html(result) and "<img" not in html(result)
