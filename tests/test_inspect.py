@@ -154,11 +154,40 @@ def test_a_solved_fold_head_is_the_runs_head_solved_on_the_other_folds():
         np.testing.assert_allclose(oof.probabilities[held], predict(head, features[held]), atol=1e-6)
 
 
-def test_a_far_image_is_the_first_outlier():
-    features, _ = _clusters()
-    features[17] = 40.0  # far from both clusters
-    found = outliers(features)
-    assert found.ranking[0] == 17 and found.flagged[17] and found.flagged.sum() <= 3
+def test_outliers_are_the_images_below_the_known_score_threshold():
+    found = outliers(np.array([0.5, -3.0, 1.0, -1.0, -1.0]), -1.0)
+    assert found.ranking.tolist() == [1, 3, 4, 0, 2]
+    assert found.flagged.tolist() == [False, True, False, False, False]  # at the threshold: accepted
+
+
+def test_outliers_use_the_runs_known_score_out_of_fold(inspected):
+    # The same score, out of fold as the run calibrated it: the same shares accepted.
+    run, report = inspected
+    record, known = run.manifest["unknown"], report.findings["known_score"]
+    assert (known["source"], known["kind"], known["threshold"]) == ("run", record["score"], record["score_threshold"])
+    assert known["training_accepted"] == pytest.approx(record["training_accepted"])
+    assert known["validation_accepted"] == pytest.approx(record["validation_accepted"])
+    images = report.findings["images"]
+    below = {i for i, image in enumerate(images) if image["known_score"] < known["threshold"]}
+    assert {o["image"] for o in report.findings["outliers"]} == below
+    # Validation images get the exported model's own known score.
+    val = [i for i, image in enumerate(images) if image["split"] == "validation"]
+    files = [str(run.config.data + "/" + images[i]["file"]) for i in val]
+    labels = json.loads((run.run_dir / "labels.json").read_text())
+    from clf.artifacts.labels import is_known
+
+    exported = [is_known(labels, float(s)) for s in run.known_scores(files)]
+    assert exported == [i not in below for i in val]
+
+
+def test_a_run_without_a_known_score_gets_the_auto_one_computed(tmp_path, small_config):
+    run = clf.run(small_config(unknown="off", image_size=32))
+    assert "unknown" not in json.loads((run.run_dir / "labels.json").read_text())
+    report = clf.inspect_run(run.run_dir)
+    known = report.findings["known_score"]
+    # Keras fit trained the head (small_config): auto is the Mahalanobis distance.
+    assert (known["source"], known["kind"], known["accept_known"]) == ("computed", "maha", 0.95)
+    assert report.findings["summary"]["outliers"] == len(report.findings["outliers"]) >= 1
 
 
 def test_near_duplicates_flag_copies_across_splits_and_classes():
@@ -520,7 +549,13 @@ def test_planted_wrong_labels_in_real_photos_rank_at_the_top(tmp_path):
     assert len(set(planted) & flagged) >= k - 1 and len(flagged) <= 4 * k
     leak = [p for p in f["near_duplicates"] if set(p["files"]) == {original.relative_to(data).as_posix(), "val/bees/copy.jpg"}]
     assert leak and leak[0]["cross_split"]
-    assert "train/ants/noise.png" in {o["file"] for o in f["outliers"]}
+    # The noise image is among the least known-looking by the run's known score (ViM, out of
+    # fold): 7th lowest of the 112 images, its score exactly the 5% quantile of the 81 training
+    # images' that sets the threshold, so the model (and the outliers, strictly below) still
+    # accept it; --unknown maha ranks it 2nd and flags it.
+    scores = {i["file"]: i["known_score"] for i in f["images"]}
+    assert sorted(scores, key=scores.__getitem__).index("train/ants/noise.png") < 10
+    assert f["known_score"]["kind"] == "vim" and len(f["outliers"]) >= 4
     assert f["heatmaps"]["method"] == "cam"
     page, errors, close = open_page(report.page, tmp_path / "inspect-hymenoptera.png")
     try:

@@ -43,7 +43,7 @@ def test_every_file_of_the_run_folder(trained):
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([
         "config.toml", "manifest.json", "metrics.json", "confusion_matrix.csv", "confusion_matrix.png",
         "history.csv", "training_curves.png", "labels.json", "model.h5", "model.weights.h5", "tensorboard",
-        "quarantine.json", "checkpoint", "verification.json", ".clf-run"])
+        "quarantine.json", "checkpoint", "verification.json", ".clf-run", "unknown_scores.png"])
     # quarantine.json: the doctor's pre-flight found nothing to leave out of this clean data
     quarantine = json.loads((run_dir / "quarantine.json").read_text())
     assert quarantine["quarantined"] == [] and quarantine["class_names"] == ["ant", "bee", "cat"]

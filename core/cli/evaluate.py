@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from clf.cli.app import (LogFormatOpt, PluginOpt, TrustOpt, QuietOpt, _close, _host, _notes,
                          _observer, _print_reports, app, cli_errors, err, out)
-from clf.cli.render import esc
+from clf.cli.render import esc, resolved_format
+
+
+def unknown_lines(u: dict[str, Any]) -> list[str]:
+    """The known score's verdicts (``clf.report.evaluation.unknown_report``) as printed lines."""
+    among = (f"accuracy among the accepted {u['accuracy_accepted']:.4f}" if u["accuracy_accepted"] is not None
+             else "none accepted")
+    lines = [f"[bold]unknown photos[/] ({esc(str(u['score']))} score): {u['known_rejected']:.1%} of the "
+             f"{u['known_images']} known images rejected as unknown; {among} ({u['known_accepted']} images)"]
+    if "unknown_images" in u:
+        separation = (f"AUROC {u['auroc']:.4f}, FPR@95TPR {u['fpr_at_95_tpr']:.4f}" if u["auroc"] is not None
+                      else "AUROC and FPR@95TPR need decodable images of both kinds")
+        lines.append(f"  --unknown-data: {u['unknown_accepted']:.1%} of {u['unknown_images']} unknown images "
+                     f"accepted as known; {separation} (known score, known vs unknown images)")
+    return lines
 
 
 @app.command()
@@ -15,6 +29,7 @@ from clf.cli.render import esc
 def evaluate(
     model: str = typer.Argument(..., help="A clf run folder or an exported model file in one."),
     data: str = typer.Option(..., "--data", help="A folder of class folders named after the model's classes."),
+    unknown_data: Optional[str] = typer.Option(None, "--unknown-data", help="A folder of photos of none of the model's classes (any layout): how well its known score rejects them (AUROC, FPR@95TPR, share accepted)."),
     output: Optional[str] = typer.Option(None, help="Where to write the report; default <run>/evaluations/<timestamp>-<data>."),
     batch_size: int = typer.Option(32, help="Images per batch."),
     assert_accuracy_at_least: Optional[float] = typer.Option(
@@ -25,15 +40,21 @@ def evaluate(
     quiet: bool = QuietOpt,
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
 ) -> None:
-    """Evaluate a saved model on a labelled folder: accuracy, per-class scores, confusion matrix."""
+    """Evaluate a saved model on a labelled folder: accuracy, per-class scores, confusion matrix;
+    with a known score, the share of known photos it rejects (and, with --unknown-data, how well it
+    rejects unknown ones)."""
     from clf.report.evaluation import check_paths, evaluate_folder
 
-    check_paths(model, data)  # a typo is reported at once, before plugins import TensorFlow
+    check_paths(model, data, unknown_data)  # a typo is reported at once, before plugins import TensorFlow
     observer = _observer(log_format, quiet)
     result = evaluate_folder(model, data, output=output, batch_size=batch_size, host=_host(plugin),
-                             observer=observer, trust_artifact=trust_artifact, runtime=runtime)
+                             observer=observer, trust_artifact=trust_artifact, runtime=runtime,
+                             unknown_data=unknown_data)
     _close(observer)
     _print_reports({"evaluation": result.report}, log_format, quiet)
+    if "unknown" in result.report and resolved_format(out, log_format, quiet) not in ("jsonl", "quiet"):
+        for line in unknown_lines(result.report["unknown"]):
+            out.print(line, highlight=False, soft_wrap=True)
     _notes(result.notes)
     for path, why in result.unreadable:
         err.print(f"[yellow]skipped[/] {esc(path)}: {esc(why)}", highlight=False)
@@ -45,6 +66,9 @@ def evaluate(
         err.print(f"[bold red]Accuracy {accuracy:.4f} is below the required {assert_accuracy_at_least:.4f}[/] "
                   f"(--assert-accuracy-at-least).", highlight=False)
         raise typer.Exit(1)
+
+
+evaluate.metavars = {"unknown_data": "DIR"}  # type: ignore[attr-defined]  # a function attribute tidy_help reads
 
 
 @app.command()

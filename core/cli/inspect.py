@@ -69,7 +69,11 @@ def _print_summary(f: dict[str, Any], page: Path) -> None:
     heat = f["heatmaps"]
     how = {"cam": "class activation maps", "gradcam": "Grad-CAM"}.get(heat["method"], f"none ({heat['reason']})")
     line(f"worst errors: {s['worst_errors']} misclassified validation images; heatmaps: {escape(how)}")
-    line(f"outliers: {s['outliers']}; near duplicates: {s['near_duplicates']} pair(s), {s['leaks']} across "
+    known = f["known_score"]
+    whose = "the run's" if known and known["source"] == "run" else "computed here, the run has none"
+    below = (f" below the {known['kind']} known score's threshold ({whose})" if known
+             else " (no known score: a class has fewer than 2 training images)")
+    line(f"outliers: {s['outliers']}{escape(below)}; near duplicates: {s['near_duplicates']} pair(s), {s['leaks']} across "
          f"train/validation, {s['cross_class_duplicates']} across classes")
     line(f"calibration: expected calibration error {s['ece']:.3f} on {s['validation']} validation images")
     line(f"[green]report[/] {escape(str(page))}")

@@ -148,7 +148,8 @@ def batch_size_for(batch_size: int, n_train: int, observer: Observer) -> int:
 # a run's record files: no user-named output overwrites them
 RUN_RECORD_FILES = frozenset({"labels.json", ".clf-run", "config.toml", "manifest.json", "metrics.json",
                               "quarantine.json", "verification.json", "history.csv", "confusion_matrix.csv",
-                              "confusion_matrix.png", "training_curves.png", "checkpoint", "tensorboard"})
+                              "confusion_matrix.png", "training_curves.png", "unknown_scores.png", "checkpoint",
+                              "tensorboard"})
 # built-in exporters' files, protected even when labels.json is missing or damaged
 DEFAULT_ARTIFACTS = frozenset({"model.h5", "model.weights.h5", "model.keras", "saved_model", "model.onnx"})
 

@@ -1,7 +1,8 @@
 """Which images look wrong: suspected label issues, the worst validation errors, outliers,
 near duplicates; and how far the model's confidence is from its accuracy (calibration).
-Label issues and outliers come from cleanlab (confident learning on out-of-fold
-probabilities; kNN distances in feature space) rather than a formula of our own."""
+Label issues come from cleanlab (confident learning on out-of-fold probabilities) rather than
+a formula of our own; outliers from the known score that rejects unknown photos
+(clf.inspect.known), so inspection and the exported model agree on what looks unlike the rest."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ import numpy as np
 # cleanlab's default; on planted flips it ranks at least as well as the other methods
 # (see benchmarks/label_noise.py).
 QUALITY_METHOD = "self_confidence"
-# cleanlab Datalab's default outlier fence on kNN distances: Q3 + (1/0.37037 - 1) * IQR.
-OUTLIER_IQR_SCALE = 1 / 0.37037 - 1
 
 
 @dataclass
@@ -60,25 +59,16 @@ def worst_errors(labels: np.ndarray, probabilities: np.ndarray) -> Errors:
 
 @dataclass
 class Outliers:
-    score: np.ndarray  # [n] cleanlab's typicality in [0, 1]; low: far from its neighbours
-    ranking: np.ndarray  # every index, least typical first
-    flagged: np.ndarray  # [n] bool: past the fence
+    score: np.ndarray  # [n] raw known score; low: unlike the training images
+    ranking: np.ndarray  # every index, lowest score first
+    flagged: np.ndarray  # [n] bool: below the threshold
 
 
-def outliers(features: np.ndarray) -> Outliers:
-    """Images far from every other image in feature space (their k nearest neighbours)."""
-    from cleanlab.outlier import OutOfDistribution
-
-    features = np.asarray(features, np.float32)
-    if len(features) < 3:
-        return Outliers(np.ones(len(features)), np.arange(len(features)), np.zeros(len(features), bool))
-    k = min(10, len(features) - 1)
-    score = OutOfDistribution(params={"k": k}).fit_score(features=features, verbose=False)
-    # -log turns the score back into a distance-like scale, where Tukey's fence marks the few far out.
-    distance = -np.log(np.clip(score, 1e-12, 1.0))
-    q1, q3 = np.percentile(distance, [25, 75])
-    flagged = distance > q3 + OUTLIER_IQR_SCALE * (q3 - q1)
-    return Outliers(score, np.argsort(score, kind="stable"), flagged)
+def outliers(score: np.ndarray, threshold: float) -> Outliers:
+    """Images whose known score (``clf.inspect.known``) falls below ``threshold``: those the
+    model would call unknown photos."""
+    score = np.asarray(score, float)
+    return Outliers(score, np.argsort(score, kind="stable"), score < threshold)
 
 
 # Near duplicates: a resized or re-encoded copy has other bytes (the doctor finds only identical

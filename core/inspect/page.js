@@ -132,10 +132,15 @@
   $("show-heat").disabled = !hm.method;
   showHeat(!!hm.method);
 
-  // Outliers
+  // Outliers: below the known score's threshold
+  const ks = D.known_score;
+  $("outlier-note").textContent = ks
+    ? ks.kind + " score" + (ks.source === "run" ? " of the run's model" : " (the run has none: calibrated here, as --unknown auto would)")
+      + ", threshold " + num(ks.threshold, 3) + ", accepting " + pct(ks.accept_known) + " of the training images out of fold"
+    : "No known score: a class has fewer than 2 training images.";
   for (const o of D.outliers.slice(0, D.shown.outliers)) {
     const tick = el("input", { type: "checkbox", checked: false });
-    $("outlier-gallery").append(card(o.image, [["class " + o.label + ", typicality " + num(o.score, 3)]], el("label", {}, tick, " remove")));
+    $("outlier-gallery").append(card(o.image, [["class " + o.label + " (" + o.split + "), known score " + num(o.score, 3)]], el("label", {}, tick, " remove")));
     fixes.push({ file: o.file, label: o.label, tick: tick, target: () => REMOVED });
   }
   if (!D.outliers.length) empty($("outlier-gallery"), "No outliers.");

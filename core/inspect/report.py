@@ -26,6 +26,7 @@ from clf.inspect.oof import DEFAULT_FOLDS, out_of_fold, solved_out_of_fold
 from clf.host.manager import get_host
 from clf.inspect.saved_run import load_model, load_run, run_features
 from clf.inspect.findings import label_issues, near_duplicates, outliers, reliability, worst_errors
+from clf.inspect.known import known_scores
 from clf.report.metrics import confusion_matrix
 from clf.infer.forward import predict
 from clf.inspect.cam import Heatmaps, decoded, thumbnail_size, write_overlay, write_thumbnail
@@ -169,7 +170,9 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
     val_probs = predict(parts.head, table.features[val]) if len(val) else np.zeros((0, len(names)), np.float32)
     val_labels = table.labels[val]
     errors = worst_errors(val_labels, val_probs)
-    far = outliers(table.features)
+    known = known_scores(run, parts, table.features, table.labels, table.split)
+    far = (outliers(known.score, known.threshold) if known is not None
+           else outliers(np.zeros(len(table.labels)), -np.inf))  # no out-of-fold score: no outliers
     pairs = near_duplicates(table.features, table.labels, table.split)
 
     flagged = [int(i) for i in issues.ranking if issues.flagged[i]]
@@ -197,10 +200,19 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
             "leaks": sum(p.cross_split for p in pairs), "cross_class_duplicates": sum(p.cross_class for p in pairs),
             "ece": calibration["ece"],
         },
-        # Every image's label quality (low: label looks wrong) and typicality (low: far out), for scripts.
+        # The score outliers come from: the run's known score (source "run") or, for a run without
+        # one, the one --unknown auto would choose, calibrated on these features ("computed").
+        "known_score": None if known is None else {
+            "kind": known.kind, "source": known.source, "chosen": known.why, "threshold": known.threshold,
+            "accept_known": known.accept_known,
+            "training_accepted": float(np.mean(~far.flagged[table.split == 0])),
+            "validation_accepted": float(np.mean(~far.flagged[val])) if len(val) else None,
+        },
+        # Every image's label quality (low: label looks wrong) and raw known score (low: unlike the
+        # training images; out of fold for training images; None without one), for scripts.
         "images": [{"file": table.relative[i], "split": ("train", "validation")[table.split[i]],
                     "label": names[table.labels[i]], "quality": float(issues.quality[i]),
-                    "typicality": float(far.score[i]), "thumb": None, "heat": None}
+                    "known_score": float(far.score[i]) if known is not None else None, "thumb": None, "heat": None}
                    for i in range(len(table.labels))],
         "validation": {
             "confusion_matrix": confusion_matrix(val_labels, errors.predicted, len(names)).tolist(),
@@ -221,7 +233,8 @@ def _findings(run: SavedRun, parts: RunModel, table: _Table, oof: OutOfFold) -> 
                          for r in errors.indices],
         "heatmaps": {"method": None, "reason": None},
         "outliers": [{"image": i, "file": table.relative[i], "label": names[table.labels[i]],
-                      "score": float(far.score[i])} for i in flagged_far],
+                      "split": ("train", "validation")[table.split[i]], "score": float(far.score[i])}
+                     for i in flagged_far],
         "near_duplicates": [{"a": p.a, "b": p.b, "files": [table.relative[p.a], table.relative[p.b]],
                              "similarity": p.similarity, "cross_split": p.cross_split,
                              "cross_class": p.cross_class} for p in pairs],

@@ -1,5 +1,6 @@
 """Run a model over labelled images and build the evaluation report (``clf.report.metrics``):
-``evaluate_dataset`` for the engine after training, ``evaluate_folder`` for ``clf evaluate``."""
+``evaluate_dataset`` for the engine after training, ``evaluate_folder`` for ``clf evaluate``
+(with the known score's verdicts, ``unknown_report``, when the model has one)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from typing import Any
 
 import numpy as np
 
+from clf.artifacts.labels import is_known, output_width, read_labels, split_outputs
 from clf.data.images import is_image_file
 from clf.data.layout import class_folders
 from clf.errors import DataError, DataNotFoundError, UsageError
 from clf.events import Observer
 from clf.artifacts.predict import load_predictor, predict_files, Prediction, resolve_artifact
+from clf.infer.decode import collect_images
 from clf.infer.forward import BatchFn
-from clf.report.metrics import cross_entropy, evaluation_report
+from clf.report.metrics import KNOWN_TPR, auroc, cross_entropy, evaluation_report, fpr_at_tpr
 from clf.data.doctor import plainest_first
 from clf.data.filecheck import FileProblem, check_file
 from clf.files import file_sha256
@@ -47,12 +50,54 @@ class FolderEvaluation:
     predictions: list[Prediction] = field(default_factory=list)  # one per image counted (``once_each``), in order
 
 
-def check_paths(model: str | Path, data: str | Path) -> None:
-    """The model (a clf artifact) and data folder exist: checked before the slow TensorFlow import."""
-    resolve_artifact(model)
+def check_paths(model: str | Path, data: str | Path, unknown_data: str | Path | None = None) -> None:
+    """The model (a clf artifact) and data folders exist, and a model given ``unknown_data`` has a
+    known score: checked before the slow TensorFlow import."""
+    folder = resolve_artifact(model)[0]
     if not Path(data).is_dir():
         raise DataNotFoundError(f"Data directory {str(data)!r} does not exist or is not a folder; "
                                 f"expected a folder of class folders. Pass --data DIR.")
+    if unknown_data is None:
+        return
+    if not Path(unknown_data).is_dir():
+        raise DataNotFoundError(f"Unknown-photo folder {str(unknown_data)!r} does not exist or is not a folder; "
+                                f"expected a folder of photos of none of the model's classes. Pass "
+                                f"--unknown-data DIR.")
+    if not read_labels(folder).get("unknown"):
+        raise UsageError(
+            f"--unknown-data {str(unknown_data)!r}: the model in {str(folder)!r} has no known score (its "
+            f"labels.json has no 'unknown'; trained with --unknown off, before clf had one, or with a "
+            f"fine-tuned backbone), so nothing can tell its known photos from unknown ones. Expected a "
+            f"model trained with --unknown auto (the default). Train again, or drop --unknown-data.")
+
+
+def unknown_report(labels: dict[str, Any], y_true: np.ndarray, probabilities: np.ndarray, known: np.ndarray,
+                   unknown: np.ndarray | None = None) -> dict[str, Any]:
+    """What the known score (``known``: one per labelled image) decides on labelled images: the
+    share rejected as unknown and the accuracy among those accepted; with ``unknown`` (the scores
+    of photos of no trained class), how well it separates them (AUROC, FPR@95TPR: the share of
+    unknowns scored at or above what keeps 95% of the known) and the share of them accepted."""
+    record = labels["unknown"]
+    accepted = np.array([is_known(labels, float(s)) for s in known], bool)
+    correct = np.asarray(probabilities).argmax(axis=1) == np.asarray(y_true) if len(known) else np.zeros(0, bool)
+    out: dict[str, Any] = {
+        "score": record.get("score"), "threshold": float(record["threshold"]),
+        "known_images": int(len(known)),
+        "known_rejected": float(1.0 - accepted.mean()) if len(known) else 0.0,
+        "known_accepted": int(accepted.sum()),
+        # Accuracy over the accepted images alone (None when none is accepted).
+        "accuracy_accepted": float(correct[accepted].mean()) if accepted.any() else None,
+    }
+    if unknown is not None:
+        taken = np.array([is_known(labels, float(s)) for s in unknown], bool)
+        separable = len(known) > 0 and len(unknown) > 0
+        out.update({
+            "unknown_images": int(len(unknown)),
+            "unknown_accepted": float(taken.mean()) if len(unknown) else 0.0,
+            "auroc": auroc(known, unknown) if separable else None,
+            "fpr_at_95_tpr": fpr_at_tpr(known, unknown, KNOWN_TPR) if separable else None,
+        })
+    return out
 
 
 def once_each(files: list[Path], labels: list[int]) -> tuple[list[Path], list[int], list[tuple[Path, Path]]]:
@@ -110,26 +155,40 @@ def default_output(model_path: Path, data: Path) -> Path:
 # host: a clf.host.manager.PluginHost (report imports no host, so Any here)
 def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path | None = None,
                     batch_size: int = 32, host: Any = None, observer: Observer | None = None,
-                    trust_artifact: bool = False, runtime: str = "tensorflow") -> FolderEvaluation:
+                    trust_artifact: bool = False, runtime: str = "tensorflow",
+                    unknown_data: str | Path | None = None) -> FolderEvaluation:
     """Evaluate an artifact on a labelled folder and save the reports
-    (``trust_artifact``: ``load_predictor``'s ``trust``; ``runtime``: as there)."""
+    (``trust_artifact``: ``load_predictor``'s ``trust``; ``runtime``: as there). A model with a
+    known score gets ``report["unknown"]`` (``unknown_report``); ``unknown_data``: a folder of
+    photos of none of its classes (any layout), to measure how well the score rejects them."""
     observer = observer or Observer()
-    check_paths(model, data)
+    check_paths(model, data, unknown_data)
     out = Path(output) if output else default_output(Path(model), Path(data))
     if out.exists() and any(out.iterdir()):  # before the model loads and every image is hashed
         raise UsageError(f"Output folder {str(out)!r} already exists and is not empty; expected a new or "
                          f"empty folder so no earlier evaluation is overwritten. Pass another --output.")
     predictor = load_predictor(model, host, trust=trust_artifact, runtime=runtime)
     files, labels, copies = once_each(*labelled_files(Path(data), predictor.class_names))
-    observer.phase_start("predict", total=len(files), unit="image")
-    results = predict_files(predictor, files, batch_size, progress=lambda n: observer.phase_advance("predict", n))
+    strangers = collect_images(unknown_data) if unknown_data is not None else []
+    if unknown_data is not None and not strangers:
+        raise DataError(f"--unknown-data {str(unknown_data)!r} holds no images; expected photos of none of the "
+                        f"model's classes (any folder layout). Pass a folder with images.")
+    observer.phase_start("predict", total=len(files) + len(strangers), unit="image")
+    progress = lambda n: observer.phase_advance("predict", n)  # noqa: E731
+    results = predict_files(predictor, files, batch_size, progress=progress)
+    others = predict_files(predictor, strangers, batch_size, progress=progress) if strangers else []
     observer.phase_end("predict")
     ok = [i for i, r in enumerate(results) if r.error is None]
-    probs = np.array([results[i].probabilities for i in ok]).reshape(len(ok), len(predictor.class_names))
+    probs, known = _outputs(predictor.labels, [results[i] for i in ok])
     y = np.array([labels[i] for i in ok], int)
     report = evaluation_report(y, probs, predictor.class_names, loss=cross_entropy(y, probs))
     report.update(data=str(data), model=str(model), runtime=predictor.runtime,
                   duplicates_counted_once=len(copies))
+    if known is not None:
+        unknown = _outputs(predictor.labels, [r for r in others if r.error is None])[1] if strangers else None
+        report["unknown"] = unknown_report(predictor.labels, y, probs, known, unknown)
+        if unknown_data is not None:
+            report["unknown"]["unknown_data"] = str(unknown_data)
     notes = list(predictor.notes)
     if copies:
         shown = "; ".join(f"{a} (same bytes as {b})" for a, b in copies[:5])
@@ -137,5 +196,11 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
                      f"scores weigh each photo once: {shown}{' ...' if len(copies) > 5 else ''}.")
     out.mkdir(parents=True, exist_ok=True)
     written = write_evaluation(out, {"evaluation": report}, "evaluation")
-    return FolderEvaluation(report, out, written, [(r.path, r.error) for r in results if r.error],
+    return FolderEvaluation(report, out, written, [(r.path, r.error) for r in [*results, *others] if r.error],
                             notes=notes, predictions=results)
+
+
+def _outputs(labels: dict[str, Any], results: list[Prediction]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(probabilities [n, classes], known scores [n] or None)`` of decoded predictions."""
+    outputs = np.array([r.probabilities for r in results], float).reshape(len(results), output_width(labels))
+    return split_outputs(labels, outputs)

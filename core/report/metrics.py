@@ -8,6 +8,7 @@ import io
 from typing import Any, Sequence
 
 import numpy as np
+from clf.errors import DataError
 from clf.files import csv_cell
 
 TOP_K = (2, 3, 5)  # reported only where k < number of classes (top-n accuracy is always 1)
@@ -93,3 +94,41 @@ def cross_entropy(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray)
     probs = np.clip(np.asarray(probabilities, float), 1e-7, 1 - 1e-7)
     y = np.asarray(y_true, int)
     return float(-np.mean(np.log(probs[np.arange(len(y)), y]))) if len(y) else 0.0
+
+
+# Unknown-photo metrics: the known score separating known images (positives) from unknown
+# ones; numpy here, as evaluate needs no scikit-learn (tests/test_unknown_evaluate.py checks
+# both against sklearn.metrics).
+KNOWN_TPR = 0.95  # FPR@95TPR: the false-positive rate where 95% of the known images are kept
+
+
+def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
+    """Area under the ROC curve of a score higher for ``known`` than ``unknown`` rows: the chance
+    a random known image outscores a random unknown one, ties counting half (Mann-Whitney U)."""
+    known, unknown = _both("AUROC", known, unknown)
+    both = np.concatenate([known, unknown])
+    order = np.argsort(both, kind="stable")
+    _, first, counts = np.unique(both[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(both))
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)  # 1-based; tied scores share their mean rank
+    u = ranks[:len(known)].sum() - len(known) * (len(known) + 1) / 2.0
+    return float(u / (len(known) * len(unknown)))
+
+
+def fpr_at_tpr(known: np.ndarray, unknown: np.ndarray, tpr: float = KNOWN_TPR) -> float:
+    """Share of ``unknown`` scores at or above the highest threshold that keeps at least ``tpr``
+    of the ``known`` ones (FPR@95TPR for the default; as sklearn's ROC curve reads it)."""
+    known, unknown = _both("FPR at a TPR", known, unknown)
+    known = np.sort(known)[::-1]
+    # The fewest top known scores whose share reaches tpr, compared as the ROC curve's ratios are.
+    needed = int(np.searchsorted(np.arange(1, len(known) + 1) / len(known), tpr)) + 1
+    threshold = known[min(needed, len(known)) - 1]
+    return float(np.mean(unknown >= threshold))
+
+
+def _both(metric: str, known: np.ndarray, unknown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    known, unknown = np.asarray(known, float).ravel(), np.asarray(unknown, float).ravel()
+    if not len(known) or not len(unknown):
+        raise DataError(f"{metric} compares known and unknown images' scores, but got {len(known)} known and "
+                        f"{len(unknown)} unknown score(s); expected at least one of each. Pass both.")
+    return known, unknown

@@ -1,5 +1,5 @@
-"""PNG plots of a run: training curves and the confusion matrix (matplotlib's Agg backend:
-headless, never a window)."""
+"""PNG plots of a run: training curves, the confusion matrix and the known score's histogram
+(matplotlib's Agg backend: headless, never a window)."""
 
 from __future__ import annotations
 
@@ -122,3 +122,28 @@ def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) 
         fig.suptitle(heading)
     return Path(path)
 
+
+
+def plot_unknown_scores(training: np.ndarray, validation: np.ndarray | None, threshold: float, path: Path, *,
+                        kind: str, accept_known: float) -> Path:
+    """Histograms of the raw known score (``clf.train.unknown``): the training images' out-of-fold
+    scores, which set the threshold, and the validation images' scores, with the threshold as a
+    vertical line (below it a photo is "unknown")."""
+    training = np.asarray(training, float)
+    groups = [(training, f"training images, out of fold ({len(training)})", "tab:blue")]
+    if validation is not None and len(validation):
+        groups.append((np.asarray(validation, float), f"validation images ({len(validation)})", "tab:orange"))
+    every = np.concatenate([g[0] for g in groups] + [np.array([threshold])])
+    edges = np.histogram_bin_edges(every, bins=min(50, max(10, len(every) // 5)))
+    with _figure(path, figsize=(8, 4.5)) as (fig, ax):
+        for values, label, color in groups:
+            # Densities: the two sets differ in size, their shapes are what compare.
+            ax.hist(values, bins=edges, density=True, alpha=0.5, color=color, label=label)
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1.2,
+                   label=f"threshold {threshold:.4g} (accepts {accept_known:.0%} of training, out of fold)")
+        ax.set_xlabel(f"raw {kind} score (higher: more like the training images)")
+        ax.set_ylabel("density")
+        ax.set_title(f"known-photo score ({kind}): below the threshold a photo is 'unknown'")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return Path(path)

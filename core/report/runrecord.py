@@ -15,7 +15,7 @@ from clf import __version__
 from clf.config import config_to_toml
 from clf.data.guardrails import claim_run_dir
 from clf.report.metrics import confusion_matrix_csv
-from clf.report.plots import plot_confusion_matrix, plot_training_curves
+from clf.report.plots import plot_confusion_matrix, plot_training_curves, plot_unknown_scores
 from clf.report.history import history_csv
 
 if TYPE_CHECKING:
@@ -108,10 +108,12 @@ def write_config(run_dir: Path, config: RunConfig) -> Path:
     return write_text(Path(run_dir) / "config.toml", config_to_toml(config))
 
 
-def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | None) -> list[Path]:
-    """``metrics.json`` (every split) and the primary split's confusion matrix as CSV and PNG."""
+def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | None,
+                     extra: dict[str, Any] | None = None) -> list[Path]:
+    """``metrics.json`` (every split, and ``extra``'s keys beside them) and the primary split's
+    confusion matrix as CSV and PNG."""
     directory = Path(directory)
-    written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports})]
+    written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports, **(extra or {})})]
     if primary is not None:
         report = reports[primary]
         written += [write_text(directory / "confusion_matrix.csv", confusion_matrix_csv(report)),
@@ -127,3 +129,13 @@ def write_history(run_dir: Path, records: Sequence[EpochRecord]) -> list[Path]:
     if records:
         written.append(plot_training_curves(records, run_dir / "training_curves.png"))
     return written
+
+
+UNKNOWN_PLOT = "unknown_scores.png"
+
+
+def write_unknown_scores(run_dir: Path, record: dict[str, Any], training: Any, validation: Any) -> Path:
+    """``unknown_scores.png``: the known score's histogram (``record``: labels.json's "unknown";
+    ``training``: out-of-fold raw scores; ``validation``: raw scores or None)."""
+    return plot_unknown_scores(training, validation, float(record["score_threshold"]), Path(run_dir) / UNKNOWN_PLOT,
+                               kind=str(record["score"]), accept_known=float(record["accept_known"]))

@@ -8,6 +8,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from clf.report.runrecord import UNKNOWN_PLOT
+
 SHOWN_CLASSES = 6  # the repr names this many classes, then counts the rest
 
 
@@ -21,11 +23,28 @@ def _files(result: Any) -> list[str]:
     return [Path(f).name for files in (result.artifacts or {}).values() for f in files]
 
 
+def _unknown(result: Any) -> dict[str, Any] | None:
+    """The run's known score (labels.json's "unknown"), None when it has none."""
+    return (getattr(result, "manifest", None) or {}).get("unknown") or None
+
+
+def unknown_line(record: dict[str, Any]) -> str:
+    """One line on the run's known score: which, what it accepts of the training images (out of
+    fold, as chosen) and of the validation images."""
+    validation = (f", {record['validation_accepted']:.1%} of the validation images"
+                  if record.get("validation_accepted") is not None else "")
+    return (f"{record['score']} score, threshold accepting {record['accept_known']:.0%} of the training images "
+            f"out of fold; accepts {record['training_accepted']:.1%} of the training images{validation}")
+
+
 def text(result: Any) -> str:
     """``RunResult(run_dir='runs/...', backbone='vgg16', classes=[...], validation_accuracy=0.9, ...)``."""
-    metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith("accuracy"))
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()
+                        if k.endswith("accuracy") or k == "validation_known_accepted")
+    known = _unknown(result)
+    unknown = f"unknown={known['score'] if known else 'off'!r}"
     parts = [f"run_dir={str(result.run_dir)!r}", f"backbone={result.config.backbone!r}",
-             f"classes={_classes(result.class_names)}", *([metrics] if metrics else []),
+             f"classes={_classes(result.class_names)}", *([metrics] if metrics else []), unknown,
              f"artifacts={_files(result)!r}"]
     return f"RunResult({', '.join(parts)})"
 
@@ -48,6 +67,9 @@ def html(result: Any) -> str:
     parts = [f"<p><b>clf run</b> <code>{escape(str(result.run_dir))}</code>: backbone "
              f"<code>{escape(config.backbone)}</code>{size}, {len(result.class_names)} classes; "
              f"artifacts: {escape(files)}</p>"]
+    known = _unknown(result)
+    parts.append(f"<p>unknown photos: {escape(unknown_line(known))}</p>{_image(result, UNKNOWN_PLOT, 'known score')}"
+                 if known else "<p>unknown photos: no known score (every photo gets one of the classes)</p>")
     reports = result.evaluation or {}
     if reports:
         rows = [[split, r["images"], f"{r['accuracy']:.4f}", f"{r['loss']:.4f}" if "loss" in r else "",
@@ -65,11 +87,18 @@ def html(result: Any) -> str:
 
 def _confusion(result: Any, report: dict[str, Any], split: str) -> str:
     """The run's confusion_matrix.png inline (it shows the primary split), else a table."""
-    image = Path(result.run_dir) / "confusion_matrix.png"
-    if image.is_file():
-        data = base64.b64encode(image.read_bytes()).decode("ascii")
-        return (f'<p>confusion matrix ({escape(split)})</p>'
-                f'<img alt="confusion matrix" style="max-width:480px" src="data:image/png;base64,{data}"/>')
+    image = _image(result, "confusion_matrix.png", "confusion matrix")
+    if image:
+        return f'<p>confusion matrix ({escape(split)})</p>{image}'
     names = report["class_names"]
     rows = [[name, *row] for name, row in zip(names, report["confusion_matrix"])]
     return f"<p>confusion matrix ({escape(split)})</p>" + _table(["true \\ predicted", *names], rows)
+
+
+def _image(result: Any, name: str, alt: str) -> str:
+    """The run folder's PNG ``name`` as an inline ``<img>``; "" when it has none."""
+    image = Path(result.run_dir) / name
+    if not image.is_file():
+        return ""
+    data = base64.b64encode(image.read_bytes()).decode("ascii")
+    return f'<img alt="{escape(alt)}" style="max-width:480px" src="data:image/png;base64,{data}"/>'

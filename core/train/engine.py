@@ -161,7 +161,7 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
     extraction = extracted.counts if extracted is not None else {}
     manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, training=training,
                           started=started, run_dir=run_dir, observer=observer,
-                          runtime=extracted.runtime if extracted else None)
+                          runtime=extracted.runtime if extracted else None, known=known)
     if not dist.chief:  # its folder was temporary
         shutil.rmtree(run_dir, ignore_errors=True)
         exported.artifacts = {}

@@ -98,14 +98,21 @@ def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: 
 
 def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: Exported, recorder: RunRecorder, *,
                extraction: dict, training: dict, started: datetime, run_dir: Path,
-               observer: Observer, runtime: dict | None = None) -> dict[str, Any]:
-    """metrics.json, confusion matrix, history.csv, training curves and manifest.json
-    (``runtime``: what ran the backbone and its agreement with TensorFlow)."""
+               observer: Observer, runtime: dict | None = None, known: KnownFit | None = None) -> dict[str, Any]:
+    """metrics.json, confusion matrix, history.csv, training curves, the known score's histogram
+    and manifest.json (``runtime``: what ran the backbone and its agreement with TensorFlow;
+    ``known``: the unknown phase's calibration, None when off)."""
     config, bundle = setup.config, data.bundle
     observer.phase_start("record")
     primary = next((split for split in ("test", "validation") if split in evaluated.reports), None)
-    files = (runrecord.write_evaluation(run_dir, evaluated.reports, primary)
+    if known is not None and "validation_accepted" in known.record:
+        # The share of validation images the known score accepts joins the run's metrics.
+        evaluated.metrics["validation_known_accepted"] = known.record["validation_accepted"]
+    extra = {k: v for k, v in evaluated.metrics.items() if k == "validation_known_accepted"}
+    files = (runrecord.write_evaluation(run_dir, evaluated.reports, primary, extra)
              + runrecord.write_history(run_dir, recorder.epochs))
+    if known is not None:
+        files.append(runrecord.write_unknown_scores(run_dir, known.record, known.oof, known.validation))
     manifest = runrecord.build_manifest(
         config=config, class_names=bundle.class_names, counts=data.counts, splits=bundle.splits,
         seconds={**recorder.seconds, "total": (datetime.now() - started).total_seconds()},
