@@ -405,11 +405,12 @@ def targets(results: dict, groups: dict, acceptance: dict, exports: dict, overhe
                      else "NO"))
     if overhead:
         phase = overhead["unknown_phase"]
-        rows.append(("(e) warm clf run, --unknown auto minus off, <= 0.3 s (hymenoptera)",
-                     f"{overhead['auto']:.2f} s - {overhead['off']:.2f} s = {overhead['difference']:+.2f} s "
-                     f"(ratio {overhead['ratio']:.3f}; unknown phase "
-                     f"{'-' if phase is None else format(phase, '.2f')} s)",
-                     "yes" if overhead["difference"] <= 0.3 else "NO"))
+        # The phase's own seconds bound the cost from below, whatever the load does to whole runs.
+        rows.append(("(e) warm clf run, --unknown auto minus off, <= 0.3 s (hymenoptera; the unknown phase "
+                     "alone too)", f"{overhead['auto']:.2f} s - {overhead['off']:.2f} s = "
+                     f"{overhead['difference']:+.2f} s (ratio {overhead['ratio']:.3f}); unknown phase "
+                     f"{'-' if phase is None else format(phase, '.2f')} s",
+                     "yes" if overhead["difference"] <= 0.3 and (phase is None or phase <= 0.3) else "NO"))
     return rows
 
 
