@@ -111,7 +111,7 @@ def clf_run(data: Path, run_dir: Path, args: argparse.Namespace, unknown: str) -
 
 @dataclass
 class Opened:
-    """A finished run: its labels.json, its known-score layer and (once read) its features."""
+    """A finished run reopened: its labels.json, its known-score layer, the run and its model parts."""
 
     labels: dict[str, Any]
     layer: Any  # clf.data.preprocessing.KnownScore
