@@ -15,7 +15,7 @@ import numpy as np
 
 from clf.inspect.oof import fold_class_weight
 from clf.train import linear_head
-from clf.train.unknown import HEAD_KINDS, VIM_DIM, calibrate, choose_kind, raw_scores
+from clf.train.unknown import HEAD_KINDS, VIM_DIM, calibrate, choose_kind, raw_scores, score_inputs
 
 if TYPE_CHECKING:
     from clf.inspect.saved_run import RunModel, SavedRun
@@ -62,16 +62,7 @@ def known_scores(run: SavedRun, parts: RunModel, features: np.ndarray, labels: n
         found, why = choose_kind("auto", solved=layers is not None and head_record.get("solver") == "lbfgs",
                                  cached=True)
         kind, accept, source = str(found), float(run.config.accept_known), "computed"
-        width = x.shape[1]
-        center, spread, head = np.zeros(width), np.ones(width), None
-        if layers is not None and kind in HEAD_KINDS:  # as the run's unknown phase reads the head
-            standardize, dense = layers
-            head = (np.asarray(dense.kernel.numpy(), np.float64), np.asarray(dense.bias.numpy(), np.float64))
-            if standardize is not None:
-                center = np.asarray(standardize.mean.numpy(), np.float64)
-                spread = np.asarray(standardize.std.numpy(), np.float64)
-        else:
-            spread = np.full(width, float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) or 1.0)
+        head, center, spread = score_inputs(kind, layers, x)
         layer, oof, _ = calibrate(kind, x, y, classes, center=center, spread=spread, accept_known=accept,
                                   head=head, dim=min(VIM_DIM, len(y) // 2), **options)
         threshold = float(layer.calibration.numpy()[1])

@@ -198,6 +198,22 @@ def attach(classifier: Classifier, layer: KnownScore) -> Classifier:
                 tta=classifier.tta)
 
 
+def score_inputs(kind: str, layers: tuple[Any, Any] | None, features: np.ndarray
+                 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray, np.ndarray]:
+    """``(head kernel and bias or None, center, spread)``: what ``calibrate`` scores with. Head
+    scores read the linear head (``linear_head.linear_layers``) on its own standardised input;
+    ``maha`` scales the features by their training RMS, as the head's input is."""
+    width = features.shape[1]
+    if layers is None or kind not in HEAD_KINDS:
+        return None, np.zeros(width), np.full(width, float(np.sqrt(np.mean(np.square(features, dtype=np.float64))))
+                                              or 1.0)
+    standardize, dense = layers
+    head = (np.asarray(dense.kernel.numpy(), np.float64), np.asarray(dense.bias.numpy(), np.float64))
+    if standardize is None:
+        return head, np.zeros(width), np.ones(width)
+    return head, np.asarray(standardize.mean.numpy(), np.float64), np.asarray(standardize.std.numpy(), np.float64)
+
+
 def detach(head: Any) -> tuple[Any, KnownScore | None]:
     """``(class head, known-score layer or None)`` of a head ``attach`` built (reloaded too)."""
     from clf.data.preprocessing import KnownScore
@@ -229,16 +245,7 @@ def fit_unknown(setup: Setup, data: LoadedData, trainable: Trainable, extracted:
         return None  # too few images to calibrate; an explicit --unknown gets calibrate's DataError
     observer.phase_start("unknown")
     t0 = time.perf_counter()
-    width = features.shape[1]
-    head, center, spread = None, np.zeros(width), np.ones(width)
-    if layers is not None and kind in HEAD_KINDS:
-        standardize, dense = layers
-        head = (np.asarray(dense.kernel.numpy(), np.float64), np.asarray(dense.bias.numpy(), np.float64))
-        if standardize is not None:
-            center = np.asarray(standardize.mean.numpy(), np.float64)
-            spread = np.asarray(standardize.std.numpy(), np.float64)
-    else:  # the training RMS, as the head's own input scaling
-        spread = np.full(width, float(np.sqrt(np.mean(np.square(features, dtype=np.float64)))) or 1.0)
+    head, center, spread = score_inputs(kind, layers, features)
     layer, oof, params = calibrate(kind, features, labels, classes, center=center, spread=spread,
                                    accept_known=config.accept_known, head=head, l2=fitted.info.get("l2"),
                                    class_weight=fitted.class_weight, dim=min(VIM_DIM, n // 2))
