@@ -27,7 +27,7 @@ def test_run_trains_exports_and_the_h5_predicts_the_same(trained_run):
 
     predictor = clf.load_predictor(result.run_dir)
     x = np.random.default_rng(0).uniform(0, 255, (3, SMALL_SIZE, SMALL_SIZE, 3)).astype(np.float32)
-    np.testing.assert_allclose(predictor.predict_batch(x), result.predict(x), atol=1e-5)
+    np.testing.assert_allclose(predictor.predict_batch(x), result.outputs(x), atol=1e-5)  # probabilities, known score
     assert predictor.class_names == ["ant", "bee", "cat"]
 
 

@@ -25,7 +25,8 @@ def finished(tmp_path_factory):
     weights = str(SMALL_WEIGHTS) if SMALL_WEIGHTS.exists() else "none"
     clf.run(data=str(data), backbone=SMALL_BACKBONE, weights=weights, epochs=5, lr=1e-2, batch_size=16,
             image_size=SMALL_SIZE, validation_split=0.5, output=str(root / "run"), augment=False,
-            solver="keras", schedule="constant", last_epoch=True)  # as tests/test_exporters' int8 run
+            solver="keras", schedule="constant", last_epoch=True,  # as tests/test_exporters' int8 run
+            unknown="off")
     return root / "run", data
 
 

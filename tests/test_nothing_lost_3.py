@@ -126,7 +126,7 @@ def test_r03_export_adds_a_new_artifact_as_before(trained_run, tmp_path):
     labels = json.loads((run_dir / "labels.json").read_text())
     assert labels["artifacts"]["tflite"] == ["model.tflite"] and "model.tflite" in labels["sha256"]
     assert clf.load_predictor(run_dir / "model.tflite").predict_batch(
-        np.zeros((1, SMALL_SIZE, SMALL_SIZE, 3), np.float32)).shape == (1, 3)
+        np.zeros((1, SMALL_SIZE, SMALL_SIZE, 3), np.float32)).shape == (1, 4)  # 3 classes, the known score
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".tmp-")]
 
 

@@ -45,13 +45,13 @@ if runtime == "litert":
         interpreter.allocate_tensors()
         interpreter.set_tensor(inp["index"], x)
         interpreter.invoke()
-        return interpreter.get_tensor(out["index"])[0]
+        return interpreter.get_tensor(out["index"])[0][:len(class_names)]  # then the known score, if any
 else:
     import onnxruntime as ort
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     def predict(x):
-        return session.run(None, {name: x})[0][0]
+        return session.run(None, {name: x})[0][0][:len(class_names)]
 
 probs = [predict(pixels(p)).tolist() for p in photos]
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "clf"))

@@ -168,6 +168,23 @@ def test_unsupported_settings_are_clear_errors(small_config):
         clf.RunConfig(unknown="distance")
 
 
+def test_decision_agreement_tolerates_flips_only_at_the_threshold_or_below_the_quantized_bar():
+    from clf.artifacts.verify import known_agreement
+
+    labels = {"class_names": ["a", "b"], "unknown": {"column": 2, "threshold": 0.5}}
+    reference = np.array([[0.9, 0.1, 0.8], [0.2, 0.8, 0.1], [0.5, 0.5, 0.50001]] + [[0.6, 0.4, 0.9]] * 17)
+    at_threshold = reference.copy()
+    at_threshold[2, 2] = 0.49999  # within the float tolerance of the threshold: not a disagreement
+    assert known_agreement(labels, reference, at_threshold, "none") == (0.95, True)
+    flipped = reference.copy()
+    flipped[0, 2] = 0.3  # a clear flip
+    assert known_agreement(labels, reference, flipped, "none") == (0.95, False)
+    assert known_agreement(labels, reference, flipped, "int8") == (0.95, True)  # quantized: 95% agree
+    flipped[1, 2] = 0.7
+    assert known_agreement(labels, reference, flipped, "int8") == (0.9, False)
+    assert known_agreement({"class_names": ["a", "b"]}, reference[:, :2], reference[:, :2], "none") == (None, True)
+
+
 def test_a_label_record_whose_column_does_not_follow_the_classes_is_refused():
     record = {"class_names": ["a", "b"], "input_size": [32, 32], "unknown": {"column": 1, "threshold": 0.5}}
     with pytest.raises(clf.ModelError, match="'column' 2"):

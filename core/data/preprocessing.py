@@ -73,8 +73,8 @@ class KnownScore(keras.layers.Layer):
       ``z - origin`` off the training features' top ``dim`` principal axes (Wang et al., CVPR 2022);
     - ``energy``, ``max-softmax``: from the head's logits alone;
     - ``maha``: minus the smallest squared Mahalanobis distance to a class mean under one shared
-      Ledoit-Wolf covariance, whose inverse is ``I * alpha - F F'`` (``F``: ``dim`` columns), with
-      ``pm = P means'`` and ``mpm = diag(means P means')`` precomputed: no d x d matrix.
+      Ledoit-Wolf covariance: ``precision`` on the sample's ``dim`` principal ``axes``, ``alpha`` off
+      them. Both parts are sums of squares (no d x d matrix, no cancellation in float32 or int8).
 
     Statistics are non-trainable weights, so every export format carries them."""
 
@@ -93,7 +93,7 @@ class KnownScore(keras.layers.Layer):
 
         self.center, self.spread = weight("center", (d,)), weight("spread", (d,))
         if self.kind == "maha":
-            self.pm, self.mpm = weight("pm", (d, k)), weight("mpm", (k,))
+            self.means, self.precision = weight("means", (k, d)), weight("precision", (self.dim,))
         else:
             self.kernel, self.bias = weight("kernel", (d, k)), weight("bias", (k,))
         if self.kind in ("vim", "maha"):
@@ -108,9 +108,11 @@ class KnownScore(keras.layers.Layer):
         z = (ops.cast(features, "float32") - self.center) / self.spread
         alpha = self.calibration[0]
         if self.kind == "maha":
-            projected = ops.matmul(z, self.axes)
-            quadratic = ops.sum(z * z, axis=-1) * alpha - ops.sum(projected * projected, axis=-1)
-            return -(quadratic + ops.min(self.mpm - 2.0 * ops.matmul(z, self.pm), axis=-1))
+            q = ops.expand_dims(z, 1) - self.means  # [n, classes, d]
+            projected = ops.matmul(q, self.axes)
+            off = q - ops.matmul(projected, ops.transpose(self.axes))
+            distance = ops.sum(projected * projected * self.precision, axis=-1) + alpha * ops.sum(off * off, axis=-1)
+            return -ops.min(distance, axis=-1)
         logits = ops.matmul(z, self.kernel) + self.bias
         if self.kind == "max-softmax":
             return ops.max(ops.softmax(logits, axis=-1), axis=-1)

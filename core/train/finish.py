@@ -86,7 +86,7 @@ def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: 
     def cached_probs(split: str) -> np.ndarray | None:
         # The head on cached features is the exported model's output (train's order may differ).
         f = extracted[split] if extracted is not None and split in ("validation", "test") else None
-        return None if evaluated.live or f is None else forward_predict(trainable.classifier.head,
+        return None if evaluated.live or f is None else forward_predict(trainable.classifier.outputs_head,
                                                                          f.features[:MAX_IMAGES])
 
     model = trainable.classifier.model

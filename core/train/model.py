@@ -14,11 +14,17 @@ from clf.host.registry import Backbone, Head
 
 @dataclass
 class Classifier:
-    model: Any  # keras.Model: images (0-255 RGB) -> probabilities
+    model: Any  # keras.Model: images (0-255 RGB) -> probabilities (then the known score, with ``known``)
     backbone: Any  # keras.Model: preprocessed images -> pooled features
     head: Any  # keras.Model: features -> probabilities
     preprocess: str
     tta: str = "none"  # "flip": features averaged with the mirror image's (see backbone_features)
+    known: Any = None  # clf.data.preprocessing.KnownScore on the features (clf.train.unknown.attach)
+
+    @property
+    def outputs_head(self) -> Any:
+        """features -> the model's outputs: the head, and the known score when there is one."""
+        return self.model.get_layer("head")
 
 
 def build_backbone(backbone: Backbone, image_size: tuple[int, int], weights: str | None) -> Any:

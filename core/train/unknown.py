@@ -9,7 +9,7 @@ measured by benchmarks/unknown.py.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -90,7 +90,8 @@ def _principal_axes(centred: np.ndarray, dim: int) -> np.ndarray:
 
 def maha_statistics(z: np.ndarray, labels: np.ndarray, classes: int, shrinkage: float | None) -> dict[str, Any]:
     """``KnownScore`` weights for ``maha``: class means and one shared Ledoit-Wolf covariance,
-    its inverse kept as ``I / floor - F F'``. ``shrinkage``: a fold keeps the full fit's
+    its inverse kept as ``precision`` along the centred sample's principal ``axes`` and
+    ``alpha = 1 / floor`` off them. ``shrinkage``: a fold keeps the full fit's
     intensity (a fold's own estimate shifts the scale of its scores)."""
     means = np.stack([z[labels == c].mean(axis=0) for c in range(classes)])
     xc = z - means[labels]
@@ -108,11 +109,8 @@ def maha_statistics(z: np.ndarray, labels: np.ndarray, classes: int, shrinkage: 
         delta = (frob2 / n ** 2 - 2.0 * mu * sq.sum() / n + d * mu ** 2) / d
         shrinkage = 0.0 if beta == 0 or delta == 0 else min(beta, delta) / delta
     floor = max(shrinkage * sq.sum() / (n * d), 1e-12)
-    inverse = 1.0 / ((1 - shrinkage) * values + floor)
-    axes = basis * np.sqrt(np.maximum(1.0 / floor - inverse, 0.0))
-    pm = means.T / floor - axes @ (axes.T @ means.T)
-    return {"pm": pm, "mpm": np.einsum("ij,ji->i", means, pm), "axes": axes, "dim": axes.shape[1],
-            "alpha": 1.0 / floor, "shrinkage": shrinkage}
+    return {"means": means, "axes": basis, "precision": 1.0 / ((1 - shrinkage) * values + floor),
+            "dim": basis.shape[1], "alpha": 1.0 / floor, "shrinkage": shrinkage}
 
 
 def make_layer(kind: str, classes: int, width: int, stats: dict[str, Any], center: np.ndarray, spread: np.ndarray,
@@ -122,7 +120,8 @@ def make_layer(kind: str, classes: int, width: int, stats: dict[str, Any], cente
 
     layer = KnownScore(kind, classes, stats["dim"], name="known_score")
     layer.build((None, width))
-    values: dict[str, Any] = {k: stats[k] for k in ("kernel", "bias", "pm", "mpm", "axes", "origin") if k in stats}
+    names = ("kernel", "bias", "means", "precision", "axes", "origin")
+    values: dict[str, Any] = {k: stats[k] for k in names if k in stats}
     values.update(center=center, spread=spread, calibration=[stats["alpha"], threshold, scale])
     for name, value in values.items():
         getattr(layer, name).assign(np.asarray(value, np.float32))
@@ -185,17 +184,17 @@ def calibrate(kind: str, features: np.ndarray, labels: np.ndarray, classes: int,
 
 
 def attach(classifier: Classifier, layer: KnownScore) -> Classifier:
-    """The classifier whose head outputs the class probabilities and then the known score, one
-    column more; the backbone and the probabilities are unchanged."""
+    """The classifier whose model outputs the class probabilities and then the known score, one
+    column more; the backbone, ``head`` and the probabilities are unchanged."""
     import keras
 
     from clf.train.model import join
 
     features = keras.Input(shape=(int(classifier.backbone.output_shape[-1]),), name="features")
     outputs = keras.layers.Concatenate(name="outputs")([classifier.head(features), layer(features)])
-    head = keras.Model(features, outputs, name="head")
-    return join(classifier.backbone, head, classifier.preprocess, classifier.model.input_shape[1:3],
-                tta=classifier.tta)
+    joined = join(classifier.backbone, keras.Model(features, outputs, name="head"), classifier.preprocess,
+                  classifier.model.input_shape[1:3], tta=classifier.tta)
+    return replace(joined, head=classifier.head, known=layer)
 
 
 def score_inputs(kind: str, layers: tuple[Any, Any] | None, features: np.ndarray
