@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from clf.report.history import EpochRecord
 
 MANIFEST_FORMAT = "clf-manifest/1"
+PREDICTIONS_FORMAT = "clf-predictions/1"
+PREDICTIONS = "predictions.json"
 
 
 def versions() -> dict[str, str]:
@@ -108,10 +110,15 @@ def write_config(run_dir: Path, config: RunConfig) -> Path:
     return write_text(Path(run_dir) / "config.toml", config_to_toml(config))
 
 
-def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | None) -> list[Path]:
-    """``metrics.json`` (every split) and the primary split's confusion matrix as CSV and PNG."""
+def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | None,
+                     cross_validation: dict[str, Any] | None = None) -> list[Path]:
+    """``metrics.json`` (every split, and the --folds report) and the primary split's confusion
+    matrix as CSV and PNG."""
     directory = Path(directory)
-    written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports})]
+    record: dict[str, Any] = {"evaluated_on": primary, "splits": reports}
+    if cross_validation:
+        record["cross_validation"] = cross_validation
+    written = [write_json(directory / "metrics.json", record)]
     if primary is not None:
         report = reports[primary]
         written += [write_text(directory / "confusion_matrix.csv", confusion_matrix_csv(report)),
@@ -127,3 +134,27 @@ def write_history(run_dir: Path, records: Sequence[EpochRecord]) -> list[Path]:
     if records:
         written.append(plot_training_curves(records, run_dir / "training_curves.png"))
     return written
+
+
+def write_predictions(run_dir: Path, predictions: Mapping[str, tuple[Any, Any]], splits: Mapping[str, Any],
+                      class_names: list[str], data_root: str) -> list[Path]:
+    """``predictions.json``: each evaluated image's file (relative to --data), content sha256,
+    label, predicted class and its probability, per split, so ``clf compare`` pairs runs image
+    by image without TensorFlow. A split whose images are not files in the evaluated order
+    (a loader without file lists) is left out."""
+    import numpy as np
+
+    root = Path(data_root)
+    record: dict[str, Any] = {"format": PREDICTIONS_FORMAT, "class_names": list(class_names), "splits": {}}
+    for name, (labels, probs) in predictions.items():
+        split = splits.get(name)
+        if split is None or len(split.files) != len(labels) or list(split.labels) != [int(y) for y in labels]:
+            continue
+        predicted = np.asarray(probs).argmax(axis=1)
+        record["splits"][name] = [
+            {"file": _relative(f, root), "sha256": file_sha256(f), "label": class_names[int(y)],
+             "predicted": class_names[int(k)], "probability": round(float(p[k]), 6)}
+            for f, y, k, p in zip(split.files, labels, predicted, probs)]
+    if not record["splits"]:
+        return []
+    return [write_json(Path(run_dir) / PREDICTIONS, record)]

@@ -60,6 +60,9 @@ def html(result: Any) -> str:
         parts.append(f"<p>per class ({escape(split)})</p>"
                      + _table(["class", "precision", "recall", "f1", "support"], per_class))
         parts.append(_confusion(result, report, split))
+    folds = getattr(result, "cross_validation", None)
+    if folds:
+        parts.append(_folds(folds))
     return '<div class="clf-run-result">' + "".join(parts) + "</div>"
 
 
@@ -73,3 +76,15 @@ def _confusion(result: Any, report: dict[str, Any], split: str) -> str:
     names = report["class_names"]
     rows = [[name, *row] for name, row in zip(names, report["confusion_matrix"])]
     return f"<p>confusion matrix ({escape(split)})</p>" + _table(["true \\ predicted", *names], rows)
+
+
+def _folds(report: dict[str, Any]) -> str:
+    """The --folds scores: mean and 95% t interval over the folds, overall and per class."""
+    def row(name: str, score: dict[str, Any]) -> list[Any]:
+        return [name, f"{score['mean']:.4f}", f"[{score['low']:.4f}, {score['high']:.4f}]"]
+
+    rows = [row("accuracy", report["accuracy"]), row("macro F1", report["macro_f1"]),
+            *(row(f"recall: {name}", score) for name, score in report["per_class_recall"].items())]
+    return (f"<p>{report['folds']}-fold cross-validation on {report['images']} images "
+            f"({escape(report['splits'])}): mean and 95% t interval over the folds</p>"
+            + _table(["score", "mean", "95% interval"], rows))

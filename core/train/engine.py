@@ -11,6 +11,7 @@ Each phase returns a small dataclass; the observer sees a ``phase_start``/``phas
     assemble         train/fit.py        head on the features, joined to the backbone
     fit_head         train/fit.py        head solved (train/linear_head.py) or Keras fit (train/optim.py)
     fine_tune        train/fit.py        optional: top layers unfrozen, live images
+    cross_validate   train/crossval.py   optional (--folds K): K-fold scores with intervals, cached features
     evaluate_run     train/finish.py     validation/test reports
     export_run       train/finish.py     every exporter, round-trip verification, labels.json
     record_run       train/finish.py     metrics, history, plots, manifest.json
@@ -49,7 +50,10 @@ from clf.report.summary import text, html
 if TYPE_CHECKING:
     import keras
 
+    from clf.data.loading import LoadedData
     from clf.train.distribute import Distribution
+    from clf.train.extraction import Extracted
+    from clf.train.fit import Trainable
 
 
 @dataclass
@@ -71,6 +75,8 @@ class RunResult:
     distribution: dict[str, Any] = field(default_factory=dict)
     # {"head": {"solver": ...}, "fine_tune": {...}}, as in manifest.json's "training".
     training: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # --folds K: metrics.json's "cross_validation" (clf.train.crossval.fold_report); empty without.
+    cross_validation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> keras.Model:
@@ -108,6 +114,7 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
     observer = TeeObserver(recorder, observer or Observer())
     started = datetime.now()
     setup = resolve(config, host or get_host(config.plugins))
+    check_folds_and_trackers(setup)
     ckpt = checkpoint.require(resume_from) if resume_from is not None else None
     if ckpt is None:
         guardrails.check_output(config.output, config.force)  # before any slow work
@@ -142,19 +149,22 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
         history.update(tuned.history)
         timings["fine_tune"], training["fine_tune"] = tuned.seconds, tuned.info
 
+    folds = cross_validate_phase(setup, data, trainable, extracted, training["head"], observer)
     evaluated = evaluate_run(setup, data, trainable, extracted, dist, batch_size=batch_size, observer=observer)
+    if folds:
+        evaluated.metrics["cv_accuracy"] = folds["accuracy"]["mean"]
     exported = export_run(setup, data, trainable, extracted, evaluated, dist, run_dir=run_dir, observer=observer)
     extraction = extracted.counts if extracted is not None else {}
     manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, training=training,
                           started=started, run_dir=run_dir, observer=observer,
-                          runtime=extracted.runtime if extracted else None)
+                          runtime=extracted.runtime if extracted else None, cross_validation=folds)
     if not dist.chief:  # its folder was temporary
         shutil.rmtree(run_dir, ignore_errors=True)
         exported.artifacts = {}
     return RunResult(config, run_dir, data.bundle.class_names, history, evaluated.metrics, exported.artifacts,
                      trainable.classifier, data.counts, evaluation=evaluated.reports, manifest=manifest,
                      verification=exported.verification, timings=timings, extraction=extraction,
-                     distribution=dist.as_info(), training=training)
+                     distribution=dist.as_info(), training=training, cross_validation=folds)
 
 
 def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
@@ -168,6 +178,33 @@ def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
     if config is None:
         return RunConfig.from_mapping(options)
     return RunConfig.from_mapping({**config.to_dict(), **options}) if options else config
+
+
+def check_folds_and_trackers(setup: Setup) -> None:
+    """--folds needs cached features; each --track name must be a registered callback plugin."""
+    config = setup.config
+    if config.folds and setup.backbone.trainable:
+        raise ConfigError(
+            f"--folds {config.folds} scores heads on cached backbone features, but backbone "
+            f"{setup.backbone.name!r} is trained with the head (no features are cached). Drop --folds, "
+            f"or pick a pretrained backbone (see 'clf backbones')."
+        )
+    for name in config.track:
+        setup.host.callbacks.get(name)  # an unknown tracker is an error naming the known ones
+
+
+def cross_validate_phase(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
+                         head_info: dict[str, Any], observer: Observer) -> dict[str, Any]:
+    """--folds K: every labelled image's cached features scored K-fold (clf.train.crossval)."""
+    if not setup.config.folds or extracted is None:
+        return {}
+    from clf.train.crossval import cross_validate, labelled_features
+
+    features, labels = labelled_features(extracted, trainable.n_clean)
+    observer.phase_start("cross_validate")
+    report = cross_validate(setup, features, labels, data.bundle.class_names, head_info)
+    observer.phase_end("cross_validate", report=report, seconds=report["seconds"])
+    return report
 
 
 def build_backbone_phase(setup: Setup, dist: Distribution, observer: Observer) -> keras.Model:

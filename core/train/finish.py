@@ -13,7 +13,8 @@ from clf.artifacts.labels import make_metadata
 from clf.artifacts.verify import MAX_IMAGES
 from clf.events import Observer
 from clf.report import runrecord
-from clf.report.evaluation import evaluate_dataset
+from clf.report.evaluation import predict_dataset
+from clf.report.metrics import cross_entropy, evaluation_report
 from clf.infer.forward import batch_fn, predict as forward_predict
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class Evaluated:
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. validation_accuracy
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> evaluation report
     live: bool = False  # evaluated on images, not cached features
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # split -> (labels, probs)
 
 
 def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
@@ -59,7 +61,9 @@ def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted
             assert feats is not None
             model = batch_fn(trainable.head_model)
             batches = tf.data.Dataset.from_tensor_slices((feats.features, feats.labels)).batch(256)
-        report = evaluate_dataset(model, batches, bundle.class_names, observer)
+        y, p = predict_dataset(model, batches, len(bundle.class_names), observer)
+        report = evaluation_report(y, p, bundle.class_names, loss=cross_entropy(y, p))
+        result.predictions[split] = (y, p)  # per image, for predictions.json (clf compare)
         result.reports[split] = report
         result.metrics[f"{split}_loss"] = report["loss"]
         result.metrics[f"{split}_accuracy"] = report["accuracy"]
@@ -96,13 +100,15 @@ def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: 
 
 def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: Exported, recorder: RunRecorder, *,
                extraction: dict, training: dict, started: datetime, run_dir: Path,
-               observer: Observer, runtime: dict | None = None) -> dict[str, Any]:
+               observer: Observer, runtime: dict | None = None,
+               cross_validation: dict[str, Any] | None = None) -> dict[str, Any]:
     """metrics.json, confusion matrix, history.csv, training curves and manifest.json
-    (``runtime``: what ran the backbone and its agreement with TensorFlow)."""
+    (``runtime``: what ran the backbone and its agreement with TensorFlow; ``cross_validation``:
+    the --folds report, in metrics.json)."""
     config, bundle = setup.config, data.bundle
     observer.phase_start("record")
     primary = next((split for split in ("test", "validation") if split in evaluated.reports), None)
-    files = (runrecord.write_evaluation(run_dir, evaluated.reports, primary)
+    files = (runrecord.write_evaluation(run_dir, evaluated.reports, primary, cross_validation)
              + runrecord.write_history(run_dir, recorder.epochs))
     manifest = runrecord.build_manifest(
         config=config, class_names=bundle.class_names, counts=data.counts, splits=bundle.splits,
@@ -112,6 +118,8 @@ def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: E
                "verification": exported.metadata.get("verification"), "extraction": extraction,
                "runtime": runtime, "training": training},
     )
+    files += runrecord.write_predictions(run_dir, evaluated.predictions, bundle.splits, bundle.class_names,
+                                         config.data)
     files.append(runrecord.write_json(run_dir / "manifest.json", manifest))
     observer.phase_end("record", run_dir=run_dir, files=files, reports=evaluated.reports, primary=primary)
     return manifest
