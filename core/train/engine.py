@@ -19,6 +19,7 @@ Each phase returns a small dataclass; the observer sees a ``phase_start``/``phas
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -161,10 +162,13 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
     if not dist.chief:  # its folder was temporary
         shutil.rmtree(run_dir, ignore_errors=True)
         exported.artifacts = {}
-    return RunResult(config, run_dir, data.bundle.class_names, history, evaluated.metrics, exported.artifacts,
-                     trainable.classifier, data.counts, evaluation=evaluated.reports, manifest=manifest,
-                     verification=exported.verification, timings=timings, extraction=extraction,
-                     distribution=dist.as_info(), training=training, cross_validation=folds)
+    result = RunResult(config, run_dir, data.bundle.class_names, history, evaluated.metrics, exported.artifacts,
+                       trainable.classifier, data.counts, evaluation=evaluated.reports, manifest=manifest,
+                       verification=exported.verification, timings=timings, extraction=extraction,
+                       distribution=dist.as_info(), training=training, cross_validation=folds)
+    if dist.chief:
+        finish_callbacks(result, setup.host)
+    return result
 
 
 def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
@@ -190,7 +194,22 @@ def check_folds_and_trackers(setup: Setup) -> None:
             f"or pick a pretrained backbone (see 'clf backbones')."
         )
     for name in config.track:
-        setup.host.callbacks.get(name)  # an unknown tracker is an error naming the known ones
+        tracker = setup.host.callbacks.get(name)  # an unknown tracker is an error naming the known ones
+        missing = [m for m in tracker.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"--track {name} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+                f"installed; expected every package a tracker needs before anything runs. Install "
+                f"{'it' if len(missing) == 1 else 'them'} ({tracker.install or 'pip install ' + ' '.join(missing)}) "
+                f"or drop --track {name}."
+            )
+
+
+def finish_callbacks(result: RunResult, host: PluginHost) -> None:
+    """Each callback plugin's ``finish(result)`` (register_callbacks), once the run folder is complete."""
+    for factory in host.callbacks:
+        if factory.finish is not None:
+            factory.finish(result)
 
 
 def cross_validate_phase(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
