@@ -301,3 +301,14 @@ def cross_validation_tables(report: dict[str, Any]) -> list[Any]:
     for name, score in report["per_class_recall"].items():
         table.add_row(esc(name), f"{score['mean']:.3f}", f"[{score['low']:.3f}, {score['high']:.3f}]")
     return [summary, table]
+
+
+def leaderboard_table(board: list[dict[str, Any]], folds: int) -> Table:
+    """The backbone sweep's leaderboard, best first."""
+    table = Table(title=f"backbones by {folds}-fold accuracy (mean [95% t interval])", title_justify="left")
+    for col in ("#", "backbone", "accuracy", "macro F1", "images", "seconds"):
+        table.add_column(col, justify="left" if col == "backbone" else "right")
+    for rank, entry in enumerate(board, 1):
+        table.add_row(str(rank), esc(entry["backbone"]), interval_text(entry["accuracy"]),
+                      interval_text(entry["macro_f1"]), str(entry["images"]), f"{entry['seconds']:.1f}")
+    return table

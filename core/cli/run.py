@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, List, Optional
@@ -11,7 +12,7 @@ from clf.cli.app import (LogFormatOpt, PluginOpt, QuietOpt, VerboseOpt, _close, 
                          _observer, _print_reports, _verbose, app, cli_errors, out)
 from clf.config import RunConfig, config_from_file
 from clf.errors import UsageError
-from clf.cli.render import esc
+from clf.cli.render import esc, leaderboard_table
 
 # RunConfig field -> clf run option, for the one flag named otherwise.
 _OPTION = {"plugins": "plugin"}
@@ -34,7 +35,7 @@ def _text_default(name: str) -> str:
 def run(
     ctx: typer.Context,
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of run options; flags given here override it."),
-    backbone: str = typer.Option(_default("backbone"), help="Backbone name (see 'clf backbones')."),
+    backbone: str = typer.Option(_default("backbone"), help="Backbone name (see 'clf backbones'); several, comma-separated, with --folds K: each scored by K-fold cross-validation, the best trained and exported, with the leaderboard."),
     classes: Optional[int] = typer.Option(_default("classes"), help="Number of classes; checked against the data. Omit to infer."),
     data: str = typer.Option(_default("data"), help="Folder of class folders, or of train/ val/ (test/) folders."),
     epochs: int = typer.Option(_default("epochs"), help="Head training epochs (on cached features: cheap)."),
@@ -109,6 +110,8 @@ def run(
     if not resume:
         config = config_from_file(config_file, given) if config_file is not None else RunConfig(**values)
         check_early(config)  # a typo in --data is reported at once, not after TensorFlow's import
+        if "," in config.backbone:  # --backbone a,b,c --folds K: pick the best (clf.train.sweep)
+            return _sweep(config, dry_run, log_format, quiet)
         if dry_run:
             return _print_plan(config)
     from clf.train import engine
@@ -122,6 +125,27 @@ def run(
     _print_reports(result.evaluation, log_format, quiet, result.cross_validation)
     if resume or log_format != "jsonl" or quiet:
         out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
+
+
+def _sweep(config: RunConfig, dry_run: bool, log_format: str, quiet: bool) -> None:
+    """--backbone a,b,c --folds K: each backbone scored by K-fold, the leaderboard, the best one's run."""
+    from clf.train.sweep import backbone_names, sweep
+
+    names = backbone_names(config.backbone)
+    if dry_run:
+        for name in names:
+            _print_plan(config.replace(backbone=name))
+        return
+    observer = _observer(log_format, quiet)
+    result = sweep(config, names, observer, _host(config.plugins))
+    _close(observer)
+    _print_reports(result.result.evaluation, log_format, quiet, result.result.cross_validation)
+    if log_format != "jsonl" or quiet:
+        out.print(leaderboard_table(result.leaderboard, config.folds))
+        out.print(f"[bold green]done[/] best backbone {esc(result.best)}; run folder: {esc(result.result.run_dir)} "
+                  f"(leaderboard: sweep.json, leaderboard.png)", highlight=False, soft_wrap=True)
+    else:
+        print(json.dumps({"event": "leaderboard", "best": result.best, "leaderboard": result.leaderboard}), flush=True)
 
 
 def _print_plan(config: RunConfig) -> None:
@@ -158,5 +182,5 @@ run.metavars = {  # type: ignore[attr-defined]  # a function attribute tidy_help
     "class_weight": "auto|balanced|none", "patience": "N", "strategy": "NAME", "precision": "NAME",
     "runtime": "auto|tensorflow|tflite|onnx", "solver": "auto|keras", "schedule": "cosine|constant",
     "label_smoothing": "FRACTION", "weight_decay": "RATE", "tta": "none|flip",
-    "model_input": "photo|fixed", "folds": "K", "track": "NAMES",
+    "model_input": "photo|fixed", "folds": "K", "track": "NAMES", "backbone": "NAME[,NAME...]",
 }
