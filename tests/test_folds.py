@@ -104,3 +104,20 @@ def test_run_with_folds_keras_head(data, tmp_path):
     assert (cv["folds"], cv["heads"], cv["l2"]) == (2, "keras", None)
     assert len(cv["accuracy"]["per_fold"]) == 2 and "cv_accuracy" in result.metrics
     assert "2-fold cross-validation" in result._repr_html_()
+
+
+def test_fold_heads_with_one_shared_basis_match_the_tight_ones():
+    """--folds solves each fold to the cross-validation tolerance in one basis of every row's
+    span (clf.train.linear_head.held_out's span): the same answers as inspect's tight heads."""
+    from clf.train.oof import solved_out_of_fold
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    features = (rng.normal(size=(3, 64))[labels] + 1.5 * rng.normal(size=(120, 64))).astype(np.float32)
+    for width in (64, 200):  # more rows than features, and fewer (the Gram route)
+        x = np.concatenate([features, rng.normal(size=(120, width - 64)).astype(np.float32)], axis=1)
+        tight = solved_out_of_fold(x, labels, ["a", "b", "c"], folds=4, l2=0.1, seed=3)
+        fast = solved_out_of_fold(x, labels, ["a", "b", "c"], folds=4, l2=0.1, seed=3, tight=False)
+        assert (tight.fold == fast.fold).all()
+        np.testing.assert_allclose(fast.probabilities, tight.probabilities, atol=5e-3)
+        assert (fast.probabilities.argmax(1) == tight.probabilities.argmax(1)).mean() >= 0.99

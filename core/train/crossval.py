@@ -40,7 +40,7 @@ def cross_validate(setup: Setup, features: np.ndarray, labels: np.ndarray, class
     t0 = time.perf_counter()
     if head_info.get("solver") == "lbfgs":
         oof = solved_out_of_fold(features, labels, class_names, class_weight=config.class_weight,
-                                 seed=config.seed, folds=config.folds, l2=float(head_info["l2"]))
+                                 seed=config.seed, folds=config.folds, l2=float(head_info["l2"]), tight=False)
     else:
         oof = out_of_fold(features, labels, class_names, head=setup.head, config=config, folds=config.folds)
     report = fold_report(oof, labels, class_names)
