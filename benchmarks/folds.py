@@ -72,7 +72,7 @@ def cost(args, work: Path) -> dict:
         plain.append(seconds)
         result, seconds = one_run(data, work / f"folds-{i}", args, folds=args.folds)
         folded.append(seconds)
-        phase.append(result.cross_validation["seconds"])
+        phase.append(result.timings["cross_validate"])
     base, with_folds = statistics.median(plain), statistics.median(folded)
     added = with_folds - base
     print(f"(a) {data.name}, warm run: {base:.2f} s; with --folds {args.folds}: {with_folds:.2f} s; adds "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime
@@ -150,7 +151,10 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
         history.update(tuned.history)
         timings["fine_tune"], training["fine_tune"] = tuned.seconds, tuned.info
 
+    t0 = time.perf_counter()
     folds = cross_validate_phase(setup, data, trainable, extracted, training["head"], observer)
+    if folds:
+        timings["cross_validate"] = time.perf_counter() - t0
     evaluated = evaluate_run(setup, data, trainable, extracted, dist, batch_size=batch_size, observer=observer)
     if folds:
         evaluated.metrics["cv_accuracy"] = folds["accuracy"]["mean"]
@@ -221,8 +225,9 @@ def cross_validate_phase(setup: Setup, data: LoadedData, trainable: Trainable, e
 
     features, labels = labelled_features(extracted, trainable.n_clean)
     observer.phase_start("cross_validate")
+    t0 = time.perf_counter()
     report = cross_validate(setup, features, labels, data.bundle.class_names, head_info)
-    observer.phase_end("cross_validate", report=report, seconds=report["seconds"])
+    observer.phase_end("cross_validate", report=report, seconds=time.perf_counter() - t0)
     return report
 
 
