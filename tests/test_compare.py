@@ -118,3 +118,12 @@ def test_compare_cli_json_without_tensorflow(runs, tmp_path):
     assert record["format"] == "clf-compare/1" and record["output"] == str(tmp_path / "out")
     res = runner.invoke(app, ["compare", str(a), str(b), "--no-page"])
     assert res.exit_code == 0 and "McNemar p" in res.output and "recall per class" in res.output
+
+
+def test_runs_with_one_folder_name_are_told_apart(runs, tmp_path):
+    a = runs[0]
+    twin = shutil.copytree(a, tmp_path / "elsewhere" / a.name, ignore=shutil.ignore_patterns("comparisons"))
+    record = compare_runs([a, twin], page=False).record
+    assert [r["name"] for r in record["runs"]] == [str(a), str(twin)]
+    pair = record["pairs"][0]
+    assert (pair["difference"], pair["right_only_a"], pair["right_only_b"], pair["p_value"]) == (0.0, 0, 0, 1.0)

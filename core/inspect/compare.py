@@ -127,6 +127,9 @@ def compare_runs(run_dirs: list[str | Path], *, split: str | None = None, output
     names = base.class_names
     labels = np.array([names.index(row["label"]) for row in base.images], int)
     rows = [r.by_file() for r in runs]
+    folder_names = [r.run_dir.name for r in runs]
+    # Each run by its folder's name; by its path where two folders share a name.
+    names_shown = [str(r.run_dir) if folder_names.count(r.run_dir.name) > 1 else r.run_dir.name for r in runs]
     right = [np.array([m[f]["predicted"] == m[f]["label"] for f in files], bool) for m in rows]
     record: dict[str, Any] = {
         "format": FORMAT,
@@ -134,16 +137,16 @@ def compare_runs(run_dirs: list[str | Path], *, split: str | None = None, output
         "split": base.split,
         "images": len(files),
         "class_names": names,
-        "runs": [{"run": str(r.run_dir), "name": r.run_dir.name, "accuracy": float(np.mean(ok)) if len(ok) else 0.0}
-                 for r, ok in zip(runs, right)],
+        "runs": [{"run": str(r.run_dir), "name": shown, "accuracy": float(np.mean(ok)) if len(ok) else 0.0}
+                 for r, shown, ok in zip(runs, names_shown, right)],
         "interval": f"{LEVEL:.0%} paired bootstrap percentile interval of the accuracy difference",
         "pairs": [],
         "per_class": [{"class": name, "images": int(np.sum(labels == c)),
                        "recall": [float(np.mean(ok[labels == c])) if np.any(labels == c) else 0.0 for ok in right]}
                       for c, name in enumerate(names)],
     }
-    for r, m, ok in zip(runs[1:], rows[1:], right[1:]):
-        pair = {"a": base.run_dir.name, "b": r.run_dir.name, **paired_bootstrap(right[0], ok), **mcnemar(right[0], ok)}
+    for shown, m, ok in zip(names_shown[1:], rows[1:], right[1:]):
+        pair = {"a": names_shown[0], "b": shown, **paired_bootstrap(right[0], ok), **mcnemar(right[0], ok)}
         pair["right_only_in_a"] = [_row(rows[0], m, files[i]) for i in np.flatnonzero(right[0] & ~ok)]
         pair["right_only_in_b"] = [_row(rows[0], m, files[i]) for i in np.flatnonzero(ok & ~right[0])]
         record["pairs"].append(pair)

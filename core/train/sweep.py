@@ -51,7 +51,8 @@ def sweep(config: RunConfig, backbones: list[str], observer: Observer | None = N
     host = host or get_host(config.plugins)
     _check(config, backbones, host)
     guardrails.check_output(config.output, config.force)  # before any slow work
-    board = [score_backbone(config.replace(backbone=name), host, observer) for name in backbones]
+    # Scoring records nothing: trackers (--track) follow the best backbone's run only.
+    board = [score_backbone(config.replace(backbone=name, track=()), host, observer) for name in backbones]
     board.sort(key=lambda entry: -entry["accuracy"]["mean"])  # stable: ties keep the order given
     best = board[0]["backbone"]
     observer.note(f"Best backbone by {config.folds}-fold accuracy: {best}; training and exporting it.")
