@@ -68,3 +68,10 @@ def test_pyfunc_answers_as_clf_predict(tracked):
 def test_unknown_tracker_is_refused(tmp_path):
     with pytest.raises(clf.UnknownComponentError, match="mlflw"):
         clf.run(backbone=SMALL_BACKBONE, data=str(tmp_path), weights="none", track="mlflw")
+
+
+def test_tracker_with_a_missing_package_fails_before_the_data(host, tmp_path):
+    host.callbacks.add("test_plugin", "needy", lambda config, run_dir: None, requires=("no_such_module_xyz",),
+                       install="pip install needy")
+    with pytest.raises(clf.ConfigError, match=r"--track needy needs no_such_module_xyz.*pip install needy"):
+        clf.run(backbone=SMALL_BACKBONE, data=str(tmp_path / "absent"), weights="none", track="needy", host=host)
