@@ -87,12 +87,11 @@ def validation_files(data: Path):
 def mcnemar(before: np.ndarray, after: np.ndarray) -> dict:
     """Photos only one of two models gets right, and the exact two-sided McNemar p-value
     (how likely a split at least this uneven is when neither decoder is better)."""
-    from math import comb
+    from clf.report.confidence import mcnemar as paired_test  # clf compare's test
 
-    lost, gained = int(np.sum(before & ~after)), int(np.sum(~before & after))
-    n = lost + gained
-    p = min(1.0, 2 * sum(comb(n, k) for k in range(min(lost, gained) + 1)) / 2 ** n) if n else 1.0
-    return {"right_before_only": lost, "right_after_only": gained, "p_value": p}
+    pairs = paired_test(before, after)
+    return {"right_before_only": pairs["right_only_a"], "right_after_only": pairs["right_only_b"],
+            "p_value": pairs["p_value"]}
 
 
 def client_path(run_dir: Path, data: Path) -> dict:

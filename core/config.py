@@ -87,6 +87,11 @@ class RunConfig:
     # off, or one of UNKNOWN_SCORES; the threshold accepts accept_known of the training images out of fold.
     unknown: str = "auto"
     accept_known: float = 0.95
+    # K >= 2: stratified K-fold scores with 95% intervals over every labelled image's cached
+    # features (clf.train.crossval), beside the usual model; 0: off.
+    folds: int = 0
+    # Experiment trackers: names of callback plugins that record the run (e.g. "mlflow").
+    track: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -96,6 +101,9 @@ class RunConfig:
             self.export = tuple(e.strip() for e in self.export.split(",") if e.strip())
         self.export = tuple(self.export)
         self.plugins = tuple(self.plugins)
+        if isinstance(self.track, str):
+            self.track = tuple(t.strip().lower() for t in self.track.split(",") if t.strip() and t.strip() != "none")
+        self.track = tuple(self.track)
         self.data = str(self.data)
         if self.output is not None:
             self.output = str(self.output)
@@ -117,6 +125,9 @@ class RunConfig:
                      f"backbones use 224-600; a larger input multiplies memory and time by its area)",
                      "Pass a smaller --image-size (e.g. the backbone's default: omit it).")
         self.center_crop = _normalise_center_crop(self.center_crop)
+        _positive_int(self, "folds", minimum=0)
+        if self.folds == 1:
+            _bad("folds", self.folds, "0 (off) or a number of folds >= 2 (e.g. 5)")
         for name, zero_ok, expected in (
             ("lr", False, "a learning rate between 0 and 1 (e.g. 1e-3)"),
             ("validation_split", False, "a fraction between 0 and 1 (e.g. 0.2)"),

@@ -146,12 +146,20 @@ def register_exporters(register: Callable[..., None]) -> None:
 def register_callbacks(register: Callable[..., None]) -> None:
     """Register Keras training callbacks.
 
-    ``register(name, make, *, aliases=(), description=None)``
+    ``register(name, make, *, aliases=(), description=None, finish=None, requires=(), install="")``
 
     - ``make(config, run_dir) -> keras.callbacks.Callback | None``: ``config`` is the run's
       ``clf.RunConfig``, ``run_dir`` its folder. Return ``None`` to stay out of this run.
+    - ``finish(result) -> None``, optional: called once per run after the run folder is
+      complete (model exported, metrics, manifest written), whatever trained the head (the
+      solved head fits no epochs, so ``make``'s callback may never run); ``result`` is the
+      ``clf.RunResult``. An experiment tracker uploads here (the built-in ``mlflow``).
+    - ``requires``: modules ``make`` or ``finish`` import, checked before any data is read
+      when the run names the callback in ``--track`` (a missing one is exit code 2).
+    - ``install``: how to get ``requires`` (``"pip install 'clf[mlflow]'"``), shown in that error.
 
     Contract: every factory is called at the start of every run's training (decide in
-    ``make``); the callbacks go to ``model.fit``. Write files only inside ``run_dir``.
+    ``make``; ``config.track`` lists the trackers the user asked for); the callbacks go to
+    ``model.fit``. Write files only inside ``run_dir``.
     Tested by ``test_hook_register_callbacks``.
     """

@@ -91,7 +91,10 @@ class Recorder:
             self.calls["callback"] = {"config": config, "run_dir": run_dir}
             return CountEpochs()
 
-        register("rec_epochs", make)
+        def finish(result):  # once, after the run folder is complete
+            self.calls.setdefault("finish", []).append((result, (result.run_dir / "manifest.json").is_file()))
+
+        register("rec_epochs", make, finish=finish)
         register("rec_off", lambda config, run_dir: None)  # stays out of the run
 
 
@@ -170,3 +173,4 @@ def test_hook_register_callbacks(recorded):
     assert recorder.calls["callback"]["run_dir"] == result.run_dir
     assert recorder.calls["epochs"] == [0, 1]
     assert {c.name for c in host.callbacks} >= {"rec_epochs", "rec_off"}
+    assert recorder.calls["finish"] == [(result, True)]

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import clf
 from clf.cli import app
 from clf.inspect.findings import label_issues, near_duplicates, outliers, reliability
-from clf.inspect.oof import out_of_fold, solved_out_of_fold
+from clf.train.oof import out_of_fold, solved_out_of_fold
 from clf.inspect.relabel import apply_relabel, plan_relabel, plan_undo
 from conftest import DATASETS, MOBILENET_V2_035, SMALL_BACKBONE, SMALL_WEIGHTS, make_folder, require_shared
 

@@ -41,7 +41,7 @@ def test_every_file_of_the_run_folder(trained):
     result, obs, data, _ = trained
     run_dir = result.run_dir
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([
-        "config.toml", "manifest.json", "metrics.json", "confusion_matrix.csv", "confusion_matrix.png",
+        "config.toml", "manifest.json", "metrics.json", "predictions.json", "confusion_matrix.csv", "confusion_matrix.png",
         "history.csv", "training_curves.png", "labels.json", "model.h5", "model.weights.h5", "tensorboard",
         "quarantine.json", "checkpoint", "verification.json", ".clf-run", "unknown_scores.png"])
     # quarantine.json: the doctor's pre-flight found nothing to leave out of this clean data

@@ -29,7 +29,7 @@ ALLOWED = {
 # inspect reuses training's pieces through these modules, nothing else of train/ (or artifacts/).
 NAMED = {("inspect", "train"): {"clf.train", "clf.train.features", "clf.train.model", "clf.train.extraction",
                                 "clf.train.linear_head", "clf.train.fit", "clf.train.class_weights",
-                                "clf.train.distribute", "clf.train.unknown"},
+                                "clf.train.distribute", "clf.train.oof", "clf.train.unknown"},
          # a run's labels.json through the one reader that validates it
          ("inspect", "artifacts"): {"clf.artifacts.labels"}}
 

@@ -10,7 +10,7 @@ from clf.cli.app import app, tidy_help
 # Importing a command module registers its commands; 'clf --help' lists them in this order.
 # isort: off
 from clf.cli import run, evaluate, doctor, predict, listing, weights  # noqa: F401
-from clf.cli import merge, serve, export, inspect  # noqa: F401
+from clf.cli import merge, serve, export, inspect, compare  # noqa: F401
 # isort: on
 
 # Every command's --help: value words instead of type tags, panels where a command has them.

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn, Sequence
 
 import typer
 from clf import logs
-from clf.cli.render import LOG_FORMATS, esc, make_observer, print_report, resolved_format
+from clf.cli.render import (LOG_FORMATS, cross_validation_tables, esc, make_observer, print_report,
+                            resolved_format)
 from clf.errors import ClfError, UsageError
 from clf.events import Observer
 from clf.report.history import TeeObserver
@@ -202,13 +203,18 @@ def cli_errors(interrupt: bool = False, run_dir: tuple[str, ...] = (),
     return wrap
 
 
-def _print_reports(reports: dict, log_format: str, quiet: bool) -> None:
+def _print_reports(reports: dict, log_format: str, quiet: bool,
+                   cross_validation: dict | None = None) -> None:
     fmt = resolved_format(out, log_format, quiet)
     if fmt == "jsonl":
-        print(json.dumps({"event": "report", "reports": reports}, default=str), flush=True)
+        extra = {"cross_validation": cross_validation} if cross_validation else {}
+        print(json.dumps({"event": "report", "reports": reports, **extra}, default=str), flush=True)
     elif fmt != "quiet":
         for name, report in reports.items():
             print_report(out, report, name)
+        if cross_validation:
+            for item in cross_validation_tables(cross_validation):
+                out.print(item, highlight=False, soft_wrap=isinstance(item, str))
 
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")

@@ -282,3 +282,33 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
 def print_report(console: Console, report: dict[str, Any], title: str) -> None:
     for item in report_tables(report, title):
         console.print(item, highlight=False, soft_wrap=isinstance(item, str))
+
+
+def interval_text(score: dict[str, Any]) -> str:
+    """``0.8125 [0.7710, 0.8540]``: a mean and its interval."""
+    return f"{score['mean']:.4f} [{score['low']:.4f}, {score['high']:.4f}]"
+
+
+def cross_validation_tables(report: dict[str, Any]) -> list[Any]:
+    """Rich renderables for a --folds report: the summary line and per-class recall."""
+    heads = f"solved heads, L2 {report['l2']:.3g}" if report.get("heads") == "solved" else "heads trained by Keras fit"
+    summary = (f"[bold]{report['folds']}-fold cross-validation[/] on {report['images']} images "
+               f"({report['splits']}; {heads}): accuracy [bold]{interval_text(report['accuracy'])}[/], "
+               f"macro F1 {interval_text(report['macro_f1'])} (mean [95% t interval over the folds])")
+    table = Table(title="per-class recall over the folds", title_justify="left")
+    for col in ("class", "mean", "95% interval"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, score in report["per_class_recall"].items():
+        table.add_row(esc(name), f"{score['mean']:.3f}", f"[{score['low']:.3f}, {score['high']:.3f}]")
+    return [summary, table]
+
+
+def leaderboard_table(board: list[dict[str, Any]], folds: int) -> Table:
+    """The backbone sweep's leaderboard, best first."""
+    table = Table(title=f"backbones by {folds}-fold accuracy (mean [95% t interval])", title_justify="left")
+    for col in ("#", "backbone", "accuracy", "macro F1", "images", "seconds"):
+        table.add_column(col, justify="left" if col == "backbone" else "right")
+    for rank, entry in enumerate(board, 1):
+        table.add_row(str(rank), esc(entry["backbone"]), interval_text(entry["accuracy"]),
+                      interval_text(entry["macro_f1"]), str(entry["images"]), f"{entry['seconds']:.1f}")
+    return table

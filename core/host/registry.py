@@ -93,6 +93,12 @@ class CallbackFactory(Component):
 
     make: Callable[..., Any] = None  # type: ignore[assignment]
     """``make(config, run_dir) -> keras.callbacks.Callback | None``."""
+    finish: Callable[..., Any] | None = None
+    """``finish(result) -> None``, called once the run folder is complete (a tracker's upload)."""
+    requires: tuple[str, ...] = ()
+    """Modules it imports when the run names it in ``--track``, checked before any data is read."""
+    install: str = ""
+    """How to install ``requires`` (e.g. ``"pip install 'clf[mlflow]'"``), shown when one is missing."""
 
 
 C = TypeVar("C", bound=Component)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clf.inspect.oof import fold_class_weight
+from clf.train.oof import fold_class_weight
 from clf.train import linear_head
 from clf.train.unknown import HEAD_KINDS, VIM_DIM, calibrate, choose_kind, raw_scores, score_inputs
 

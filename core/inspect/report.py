@@ -22,7 +22,7 @@ import numpy as np
 
 from clf.errors import UsageError
 from clf.events import Observer
-from clf.inspect.oof import DEFAULT_FOLDS, out_of_fold, solved_out_of_fold
+from clf.train.oof import DEFAULT_FOLDS, out_of_fold, solved_out_of_fold
 from clf.host.manager import get_host
 from clf.inspect.saved_run import load_model, load_run, run_features
 from clf.inspect.findings import label_issues, near_duplicates, outliers, reliability, worst_errors
@@ -34,7 +34,7 @@ from clf.files import write_json, write_text
 
 if TYPE_CHECKING:
     from clf.host.manager import PluginHost
-    from clf.inspect.oof import OutOfFold
+    from clf.train.oof import OutOfFold
     from clf.inspect.saved_run import RunModel, SavedRun
     from clf.train.features import SplitFeatures
 

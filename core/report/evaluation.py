@@ -29,6 +29,13 @@ from clf.report.runrecord import write_evaluation
 def evaluate_dataset(predict: BatchFn, dataset: Any, class_names: list[str], observer: Observer | None = None,
                      phase: str = "evaluate") -> dict[str, Any]:
     """``predict`` (``clf.infer.forward.batch_fn``) on each ``(images, labels)`` batch, and the report."""
+    y_true, p = predict_dataset(predict, dataset, len(class_names), observer, phase)
+    return evaluation_report(y_true, p, class_names, loss=cross_entropy(y_true, p))
+
+
+def predict_dataset(predict: BatchFn, dataset: Any, num_classes: int, observer: Observer | None = None,
+                    phase: str = "evaluate") -> tuple[np.ndarray, np.ndarray]:
+    """``(labels [n], probabilities [n, classes])`` of ``predict`` on each ``(images, labels)`` batch, in order."""
     observer = observer or Observer()
     labels, probs = [], []
     for images, y in dataset:
@@ -36,8 +43,8 @@ def evaluate_dataset(predict: BatchFn, dataset: Any, class_names: list[str], obs
         labels.append(np.asarray(y))
         observer.phase_advance(phase, len(labels[-1]))
     y_true = np.concatenate(labels) if labels else np.zeros(0, int)
-    p = np.concatenate(probs) if probs else np.zeros((0, len(class_names)))
-    return evaluation_report(y_true, p, class_names, loss=cross_entropy(y_true, p))
+    p = np.concatenate(probs) if probs else np.zeros((0, num_classes))
+    return y_true, p
 
 
 @dataclass

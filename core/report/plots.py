@@ -123,7 +123,6 @@ def _plot_large(cm: np.ndarray, names: Sequence[str], path: Path, heading: str) 
     return Path(path)
 
 
-
 def plot_unknown_scores(training: np.ndarray, validation: np.ndarray | None, threshold: float, path: Path, *,
                         kind: str, accept_known: float) -> Path:
     """Histograms of the raw known score (``clf.train.unknown``): the training images' out-of-fold
@@ -146,4 +145,19 @@ def plot_unknown_scores(training: np.ndarray, validation: np.ndarray | None, thr
         ax.set_title(f"known-photo score ({kind}): below the threshold a photo is 'unknown'")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return Path(path)
+
+
+def plot_leaderboard(board: Sequence[dict[str, Any]], path: Path, folds: int) -> Path:
+    """Each backbone's mean fold accuracy with its 95% interval, best on top."""
+    names = [entry["backbone"] for entry in board][::-1]
+    means = np.array([entry["accuracy"]["mean"] for entry in board][::-1])
+    low = means - np.array([entry["accuracy"]["low"] for entry in board][::-1])
+    high = np.array([entry["accuracy"]["high"] for entry in board][::-1]) - means
+    with _figure(path, figsize=(7, 1.2 + 0.5 * len(names))) as (fig, ax):
+        ax.errorbar(means, range(len(names)), xerr=[low, high], fmt="o", capsize=4, color="tab:blue")
+        ax.set_yticks(range(len(names)), labels=names)
+        ax.set_xlabel(f"accuracy ({folds}-fold mean, 95% t interval)")
+        ax.grid(alpha=0.3, axis="x")
+        ax.set_title("backbones by cross-validated accuracy")
     return Path(path)

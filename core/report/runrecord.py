@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from clf.report.history import EpochRecord
 
 MANIFEST_FORMAT = "clf-manifest/1"
+PREDICTIONS_FORMAT = "clf-predictions/1"
+PREDICTIONS = "predictions.json"
 
 
 def versions() -> dict[str, str]:
@@ -110,8 +112,8 @@ def write_config(run_dir: Path, config: RunConfig) -> Path:
 
 def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | None,
                      extra: dict[str, Any] | None = None) -> list[Path]:
-    """``metrics.json`` (every split, and ``extra``'s keys beside them) and the primary split's
-    confusion matrix as CSV and PNG."""
+    """``metrics.json`` (every split, and ``extra``'s keys beside them: the --folds report, the
+    validation images' known-score acceptance) and the primary split's confusion matrix as CSV and PNG."""
     directory = Path(directory)
     written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports, **(extra or {})})]
     if primary is not None:
@@ -139,3 +141,27 @@ def write_unknown_scores(run_dir: Path, record: dict[str, Any], training: Any, v
     ``training``: out-of-fold raw scores; ``validation``: raw scores or None)."""
     return plot_unknown_scores(training, validation, float(record["score_threshold"]), Path(run_dir) / UNKNOWN_PLOT,
                                kind=str(record["score"]), accept_known=float(record["accept_known"]))
+
+
+def write_predictions(run_dir: Path, predictions: Mapping[str, tuple[Any, Any]], splits: Mapping[str, Any],
+                      class_names: list[str], data_root: str) -> list[Path]:
+    """``predictions.json``: each evaluated image's file (relative to --data), content sha256,
+    label, predicted class and its probability, per split, so ``clf compare`` pairs runs image
+    by image without TensorFlow. A split whose images are not files in the evaluated order
+    (a loader without file lists) is left out."""
+    import numpy as np
+
+    root = Path(data_root)
+    record: dict[str, Any] = {"format": PREDICTIONS_FORMAT, "class_names": list(class_names), "splits": {}}
+    for name, (labels, probs) in predictions.items():
+        split = splits.get(name)
+        if split is None or len(split.files) != len(labels) or list(split.labels) != [int(y) for y in labels]:
+            continue
+        predicted = np.asarray(probs).argmax(axis=1)
+        record["splits"][name] = [
+            {"file": _relative(f, root), "sha256": file_sha256(f), "label": class_names[int(y)],
+             "predicted": class_names[int(k)], "probability": round(float(p[k]), 6)}
+            for f, y, k, p in zip(split.files, labels, predicted, probs)]
+    if not record["splits"]:
+        return []
+    return [write_json(Path(run_dir) / PREDICTIONS, record)]

@@ -82,6 +82,9 @@ def html(result: Any) -> str:
         parts.append(f"<p>per class ({escape(split)})</p>"
                      + _table(["class", "precision", "recall", "f1", "support"], per_class))
         parts.append(_confusion(result, report, split))
+    folds = getattr(result, "cross_validation", None)
+    if folds:
+        parts.append(_folds(folds))
     return '<div class="clf-run-result">' + "".join(parts) + "</div>"
 
 
@@ -102,3 +105,15 @@ def _image(result: Any, name: str, alt: str) -> str:
         return ""
     data = base64.b64encode(image.read_bytes()).decode("ascii")
     return f'<img alt="{escape(alt)}" style="max-width:480px" src="data:image/png;base64,{data}"/>'
+
+
+def _folds(report: dict[str, Any]) -> str:
+    """The --folds scores: mean and 95% t interval over the folds, overall and per class."""
+    def row(name: str, score: dict[str, Any]) -> list[Any]:
+        return [name, f"{score['mean']:.4f}", f"[{score['low']:.4f}, {score['high']:.4f}]"]
+
+    rows = [row("accuracy", report["accuracy"]), row("macro F1", report["macro_f1"]),
+            *(row(f"recall: {name}", score) for name, score in report["per_class_recall"].items())]
+    return (f"<p>{report['folds']}-fold cross-validation on {report['images']} images "
+            f"({escape(report['splits'])}): mean and 95% t interval over the folds</p>"
+            + _table(["score", "mean", "95% interval"], rows))

@@ -12,6 +12,7 @@ Each phase returns a small dataclass; the observer sees a ``phase_start``/``phas
     fit_head         train/fit.py        head solved (train/linear_head.py) or Keras fit (train/optim.py)
     fine_tune        train/fit.py        optional: top layers unfrozen, live images
     unknown          train/unknown.py    known-photo score calibrated on the training images, a column more
+    cross_validate   train/crossval.py   optional (--folds K): K-fold scores with intervals, cached features
     evaluate_run     train/finish.py     validation/test reports
     export_run       train/finish.py     every exporter, round-trip verification, labels.json
     record_run       train/finish.py     metrics, history, plots, manifest.json
@@ -19,7 +20,9 @@ Each phase returns a small dataclass; the observer sees a ``phase_start``/``phas
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime
@@ -51,7 +54,10 @@ from clf.report.summary import text, html
 if TYPE_CHECKING:
     import keras
 
+    from clf.data.loading import LoadedData
     from clf.train.distribute import Distribution
+    from clf.train.extraction import Extracted
+    from clf.train.fit import Trainable
 
 
 @dataclass
@@ -73,6 +79,8 @@ class RunResult:
     distribution: dict[str, Any] = field(default_factory=dict)
     # {"head": {"solver": ...}, "fine_tune": {...}}, as in manifest.json's "training".
     training: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # --folds K: metrics.json's "cross_validation" (clf.train.crossval.fold_report); empty without.
+    cross_validation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> keras.Model:
@@ -120,6 +128,7 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
     observer = TeeObserver(recorder, observer or Observer())
     started = datetime.now()
     setup = resolve(config, host or get_host(config.plugins))
+    check_folds_and_trackers(setup)
     ckpt = checkpoint.require(resume_from) if resume_from is not None else None
     if ckpt is None:
         guardrails.check_output(config.output, config.force)  # before any slow work
@@ -155,20 +164,29 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
         timings["fine_tune"], training["fine_tune"] = tuned.seconds, tuned.info
 
     known = fit_unknown(setup, data, trainable, extracted, fitted, observer)
+    t0 = time.perf_counter()
+    folds = cross_validate_phase(setup, data, trainable, extracted, training["head"], observer)
+    if folds:
+        timings["cross_validate"] = time.perf_counter() - t0
     evaluated = evaluate_run(setup, data, trainable, extracted, dist, batch_size=batch_size, observer=observer)
+    if folds:
+        evaluated.metrics["cv_accuracy"] = folds["accuracy"]["mean"]
     exported = export_run(setup, data, trainable, extracted, evaluated, dist, run_dir=run_dir, observer=observer,
                           known=known)
     extraction = extracted.counts if extracted is not None else {}
     manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, training=training,
                           started=started, run_dir=run_dir, observer=observer,
-                          runtime=extracted.runtime if extracted else None, known=known)
+                          runtime=extracted.runtime if extracted else None, known=known, cross_validation=folds)
     if not dist.chief:  # its folder was temporary
         shutil.rmtree(run_dir, ignore_errors=True)
         exported.artifacts = {}
-    return RunResult(config, run_dir, data.bundle.class_names, history, evaluated.metrics, exported.artifacts,
-                     trainable.classifier, data.counts, evaluation=evaluated.reports, manifest=manifest,
-                     verification=exported.verification, timings=timings, extraction=extraction,
-                     distribution=dist.as_info(), training=training)
+    result = RunResult(config, run_dir, data.bundle.class_names, history, evaluated.metrics, exported.artifacts,
+                       trainable.classifier, data.counts, evaluation=evaluated.reports, manifest=manifest,
+                       verification=exported.verification, timings=timings, extraction=extraction,
+                       distribution=dist.as_info(), training=training, cross_validation=folds)
+    if dist.chief:
+        finish_callbacks(result, setup.host)
+    return result
 
 
 def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
@@ -182,6 +200,49 @@ def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
     if config is None:
         return RunConfig.from_mapping(options)
     return RunConfig.from_mapping({**config.to_dict(), **options}) if options else config
+
+
+def check_folds_and_trackers(setup: Setup) -> None:
+    """--folds needs cached features; each --track name must be a registered callback plugin."""
+    config = setup.config
+    if config.folds and setup.backbone.trainable:
+        raise ConfigError(
+            f"--folds {config.folds} scores heads on cached backbone features, but backbone "
+            f"{setup.backbone.name!r} is trained with the head (no features are cached). Drop --folds, "
+            f"or pick a pretrained backbone (see 'clf backbones')."
+        )
+    for name in config.track:
+        tracker = setup.host.callbacks.get(name)  # an unknown tracker is an error naming the known ones
+        missing = [m for m in tracker.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"--track {name} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+                f"installed; expected every package a tracker needs before anything runs. Install "
+                f"{'it' if len(missing) == 1 else 'them'} ({tracker.install or 'pip install ' + ' '.join(missing)}) "
+                f"or drop --track {name}."
+            )
+
+
+def finish_callbacks(result: RunResult, host: PluginHost) -> None:
+    """Each callback plugin's ``finish(result)`` (register_callbacks), once the run folder is complete."""
+    for factory in host.callbacks:
+        if factory.finish is not None:
+            factory.finish(result)
+
+
+def cross_validate_phase(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
+                         head_info: dict[str, Any], observer: Observer) -> dict[str, Any]:
+    """--folds K: every labelled image's cached features scored K-fold (clf.train.crossval)."""
+    if not setup.config.folds or extracted is None:
+        return {}
+    from clf.train.crossval import cross_validate, labelled_features
+
+    features, labels = labelled_features(extracted, trainable.n_clean)
+    observer.phase_start("cross_validate")
+    t0 = time.perf_counter()
+    report = cross_validate(setup, features, labels, data.bundle.class_names, head_info)
+    observer.phase_end("cross_validate", report=report, seconds=time.perf_counter() - t0)
+    return report
 
 
 def build_backbone_phase(setup: Setup, dist: Distribution, observer: Observer) -> keras.Model:

@@ -13,7 +13,8 @@ from clf.artifacts.labels import make_metadata
 from clf.artifacts.verify import MAX_IMAGES
 from clf.events import Observer
 from clf.report import runrecord
-from clf.report.evaluation import evaluate_dataset
+from clf.report.evaluation import predict_dataset
+from clf.report.metrics import cross_entropy, evaluation_report
 from clf.infer.forward import batch_fn, predict as forward_predict
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Evaluated:
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. validation_accuracy
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> evaluation report
     live: bool = False  # evaluated on images, not cached features
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # split -> (labels, probs)
 
 
 def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
@@ -60,7 +62,9 @@ def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted
             assert feats is not None
             model = batch_fn(trainable.head_model)
             batches = tf.data.Dataset.from_tensor_slices((feats.features, feats.labels)).batch(256)
-        report = evaluate_dataset(model, batches, bundle.class_names, observer)
+        y, p = predict_dataset(model, batches, len(bundle.class_names), observer)
+        report = evaluation_report(y, p, bundle.class_names, loss=cross_entropy(y, p))
+        result.predictions[split] = (y, p)  # per image, for predictions.json (clf compare)
         result.reports[split] = report
         result.metrics[f"{split}_loss"] = report["loss"]
         result.metrics[f"{split}_accuracy"] = report["accuracy"]
@@ -98,17 +102,21 @@ def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: 
 
 def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: Exported, recorder: RunRecorder, *,
                extraction: dict, training: dict, started: datetime, run_dir: Path,
-               observer: Observer, runtime: dict | None = None, known: KnownFit | None = None) -> dict[str, Any]:
+               observer: Observer, runtime: dict | None = None, known: KnownFit | None = None,
+               cross_validation: dict[str, Any] | None = None) -> dict[str, Any]:
     """metrics.json, confusion matrix, history.csv, training curves, the known score's histogram
     and manifest.json (``runtime``: what ran the backbone and its agreement with TensorFlow;
-    ``known``: the unknown phase's calibration, None when off)."""
+    ``known``: the unknown phase's calibration, None when off; ``cross_validation``: the --folds
+    report, in metrics.json)."""
     config, bundle = setup.config, data.bundle
     observer.phase_start("record")
     primary = next((split for split in ("test", "validation") if split in evaluated.reports), None)
     if known is not None and "validation_accepted" in known.record:
         # The share of validation images the known score accepts joins the run's metrics.
         evaluated.metrics["validation_known_accepted"] = known.record["validation_accepted"]
-    extra = {k: v for k, v in evaluated.metrics.items() if k == "validation_known_accepted"}
+    extra: dict[str, Any] = {k: v for k, v in evaluated.metrics.items() if k == "validation_known_accepted"}
+    if cross_validation:
+        extra["cross_validation"] = cross_validation
     files = (runrecord.write_evaluation(run_dir, evaluated.reports, primary, extra)
              + runrecord.write_history(run_dir, recorder.epochs))
     if known is not None:
@@ -121,6 +129,8 @@ def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: E
                "verification": exported.metadata.get("verification"), "extraction": extraction,
                "runtime": runtime, "training": training, "unknown": exported.metadata.get("unknown")},
     )
+    files += runrecord.write_predictions(run_dir, evaluated.predictions, bundle.splits, bundle.class_names,
+                                         config.data)
     files.append(runrecord.write_json(run_dir / "manifest.json", manifest))
     observer.phase_end("record", run_dir=run_dir, files=files, reports=evaluated.reports, primary=primary)
     return manifest

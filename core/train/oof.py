@@ -92,10 +92,11 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[
 
 def solved_out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
                        class_weight: str = "auto", seed: int = 42, folds: int = DEFAULT_FOLDS,
-                       l2: float | None = None) -> OutOfFold:
+                       l2: float | None = None, tight: bool = True) -> OutOfFold:
     """Probabilities for every row of ``features`` from the run's linear solver, each fold's
     head solved without the fold. ``l2``: the strength (penalty l2/2 |W|^2 on the mean loss);
-    None: the one the run's search picks, by the folds' held-out log loss."""
+    None: the one the run's search picks, by the folds' held-out log loss. ``tight``: as
+    ``linear_head.held_out``'s."""
     from clf.train import linear_head
 
     features = np.asarray(features, np.float32)
@@ -110,7 +111,8 @@ def solved_out_of_fold(features: np.ndarray, labels: np.ndarray, class_names: Se
             linear_head.head_inputs(standardize, features[fit]), labels[fit],
             linear_head.head_inputs(standardize, features[held]), labels[held],
             fold_class_weight(class_weight, labels[fit], class_names)))
-    result = linear_head.held_out(problems, len(class_names), l2)
+    # Not tight (--folds): one basis from every row serves all folds (linear_head.held_out's span).
+    result = linear_head.held_out(problems, len(class_names), l2, tight=tight, span=None if tight else features)
     probabilities = np.zeros((len(labels), len(class_names)), np.float32)
     for f, p in enumerate(result.probabilities):
         probabilities[fold == f] = p
