@@ -67,6 +67,7 @@ def serve(
     allowed_hosts: Optional[str] = typer.Option(None, "--allowed-hosts", help="Comma-separated names clients may reach the server by (the Host header), besides localhost, 127.0.0.1, ::1 and --host; '*': any. Others get 400 (against DNS rebinding)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model (h5, keras): auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
+    unknown: str = typer.Option("auto", "--unknown", help="auto: each prediction carries the model's known_score and 'unknown' (below the threshold: none of the classes); off: ignore the score, answers as for a model without one."),
     plugin: Optional[List[str]] = PluginOpt,
 ) -> None:
     """Serve a trained model: POST /predict, GET /metadata, /health, /docs, and a page at /."""
@@ -85,7 +86,7 @@ def serve(
                              request_timeout=request_timeout, allowed_hosts=_allowed_hosts(host, allowed_hosts))
     with _bind(host, port) as sock:
         port = sock.getsockname()[1]  # the one picked, for --port 0
-        predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime)
+        predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime, unknown=unknown)
         warm_up(predictor, settings)
         _notes(predictor.notes)
         if not _is_loopback(host):
@@ -120,4 +121,4 @@ def serve(
             raise ClfError("The server did not start; its log above says why.")
 
 
-serve.metavars = {"fmt": "NAME"}  # type: ignore[attr-defined]  # an artifact, not predict's table|csv|json
+serve.metavars = {"fmt": "NAME", "unknown": "auto|off"}  # type: ignore[attr-defined]  # an artifact, not predict's table|csv|json

@@ -20,15 +20,28 @@ def openapi_spec(info: dict) -> dict:
     classes = info["class_names"]
     top = {"type": "object", "properties": {"class": {"type": "string", "enum": classes},
                                              "probability": {"type": "number"}}}
+    unknown = info.get("unknown") or {}
+    applied = bool(unknown.get("applied"))
     prediction = {
-        "type": "object", "required": ["name", "class", "probability", "top", "probabilities"],
+        "type": "object",
+        "required": ["name", "class", "probability", "top", "probabilities",
+                     *(("known_score", "unknown") if applied else ())],
         "properties": {
             "name": {"type": "string", "description": "The upload's file name (raw uploads: ?name=, else 'upload')."},
-            "class": {"type": "string", "enum": classes, "description": "The most probable class."},
+            "class": {"type": "string", "enum": classes,
+                      "description": "The most probable class (for an unknown photo: the class it would be)."},
             "probability": {"type": "number"},
             "top": {"type": "array", "items": top, "description": "The top_k classes, most probable first."},
             "probabilities": {"type": "array", "items": {"type": "number"},
                               "description": "One per class, in class_names order."},
+            **({"known_score": {"type": "number", "minimum": 0, "maximum": 1,
+                                "description": f"How much the photo looks like the training images ("
+                                               f"{unknown.get('score')} score); known at >= "
+                                               f"{unknown.get('threshold')} (/metadata 'unknown')."},
+                "unknown": {"type": "boolean",
+                            "description": "true: the photo is none of the classes (known_score below the "
+                                           "threshold); 'class' is what it would have been."}}
+               if applied else {}),
         }}
     image_types = {t: {"schema": {"type": "string", "format": "binary"}}
                    for t in ("image/jpeg", "image/png", "image/bmp", "image/gif", "application/octet-stream")}
@@ -46,7 +59,9 @@ def openapi_spec(info: dict) -> dict:
                     f"a request) or one image's raw bytes with an image/* Content-Type. Each image is "
                     f"decoded, centre-cropped and resized exactly as 'clf predict' does. Limits: "
                     f"{limits['max_upload_bytes']} bytes a request, {limits['max_pixels']} pixels an image, "
-                    f"{limits['max_request_pixels']} pixels a request. Nothing is ever fetched from a URL or a path."),
+                    f"{limits['max_request_pixels']} pixels a request. Nothing is ever fetched from a URL or a path."
+                    + (f" Each prediction carries the model's known_score; below {unknown.get('threshold')} the "
+                       f"photo is unknown (unknown: true), none of the classes." if applied else "")),
                 "parameters": [
                     {"name": "top_k", "in": "query", "required": False,
                      "schema": {"type": "integer", "minimum": 1,
@@ -74,7 +89,9 @@ def openapi_spec(info: dict) -> dict:
                     "504": _err("No answer (decoding and prediction) within the request timeout."),
                 }}},
             "/metadata": {"get": {"summary": "The model: class names, backbone, input size, preprocessing, "
-                                             "artifact format, clf version, and the server's limits",
+                                             "the known-score rule ('unknown': output, threshold, score kind, "
+                                             "applied; null without one), artifact format, clf version, and "
+                                             "the server's limits",
                                   "responses": {"200": {"description": "Model and server description.",
                                                         "content": {"application/json": {}}}}}},
             "/health": {"get": {"summary": "Liveness, the queue and batching counters",
