@@ -144,6 +144,9 @@ def test_prediction_is_clf_predicts_to_the_last_digit(server, trained, keras_pre
     assert json.loads(cli.stdout)[0]["top"] == pred["top"]
     [api] = clf.predict_files(keras_predictor, [photo])
     assert api.probabilities == pred["probabilities"]
+    # The model's known score (issue 27) and its decision, the same everywhere too.
+    assert json.loads(cli.stdout)[0]["known_score"] == pred["known_score"] == api.known_score
+    assert json.loads(cli.stdout)[0]["unknown"] is pred["unknown"] is api.unknown
     # Raw bytes with an image content type: the same answer, named by ?name=.
     raw = httpx.post(server.url + "/predict", content=photo.read_bytes(), params={"name": "raw.jpg", "top_k": 1},
                      headers={"Content-Type": "image/jpeg"}, timeout=30).json()["predictions"][0]
@@ -171,6 +174,8 @@ def test_metadata_health_docs_and_a_page_without_outside_links(server, trained):
     assert meta["preprocessing"] == labels["preprocessing"] and labels["preprocessing"]["inside_model"] is True
     assert meta["artifact"] == {"format": "keras", "file": "model.keras", "runtime": "keras", "quantization": "none"}
     assert meta["clf_version"] == clf.__version__ and meta["limits"]["max_images"] == 4
+    assert meta["unknown"]["applied"] is True and meta["unknown"]["output"] == "known_score"
+    assert {k: meta["unknown"][k] for k in ("threshold", "score")} == {k: labels["unknown"][k] for k in ("threshold", "score")}
     health = httpx.get(server.url + "/health").json()
     assert health["status"] == "ok" and health["waiting_images"] == 0
     spec = httpx.get(server.url + "/openapi.json").json()
@@ -461,11 +466,25 @@ def test_page_in_headless_chromium_shows_the_predicted_class(server, tmp_path):
             page.goto(server.url + "/")
             page.wait_for_function("document.getElementById('model').textContent.includes('classes')")
             page.set_input_files("#files", str(photo))
-            card = page.locator(".card[data-state=done]")
+            card = page.locator(".card[data-state=done]", has=page.locator(".name", has_text="bee.jpg"))
             card.wait_for(timeout=30_000)
             assert card.locator(".label").inner_text() == expected["class"]
             bars = card.locator(".bar")
             assert bars.count() == 3 and bars.first.locator(".cls").inner_text() == expected["class"]
+            assert card.get_attribute("data-unknown") == ("true" if expected["unknown"] else "false")
+            # A photo unlike the training images: "unknown", the class it would be beside, set apart.
+            white = tmp_path / "white.jpg"
+            Image.new("RGB", (40, 40), (255, 255, 255)).save(white)
+            odd = _post_file(server.url, white).json()["predictions"][0]
+            assert odd["unknown"] is True and not expected["unknown"]
+            page.set_input_files("#files", str(white))
+            unknown = page.locator(".card[data-state=done]", has=page.locator(".name", has_text="white.jpg"))
+            unknown.wait_for(timeout=30_000)
+            assert unknown.get_attribute("data-unknown") == "true"
+            assert unknown.locator(".label").inner_text() == f"unknown (would be: {odd['class']})"
+            assert f"known score {odd['known_score']:.3f}" in unknown.locator(".known").inner_text()
+            assert unknown.evaluate("e => getComputedStyle(e).borderColor") != card.evaluate(
+                "e => getComputedStyle(e).borderColor")
             page.screenshot(path=str(shot), full_page=True)
             assert problems == []
             # A file that is no image shows the server's message on its card.

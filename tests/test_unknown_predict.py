@@ -114,7 +114,6 @@ def test_predict_shows_unknown_photos_in_the_table_csv_and_json(run):
     # --unknown off: the answers and columns of a model without a known score.
     off = runner.invoke(app, [*base, "--format", "csv", "--unknown", "off"])
     assert off.exit_code == 0 and off.stdout.splitlines()[0] == "path,class_1,probability_1,error"
-    assert "known score" not in runner.invoke(app, [*base, "--unknown", "off"], env={"COLUMNS": "200"}).stdout
     bad = runner.invoke(app, [*base, "--unknown", "maybe"])
     assert bad.exit_code == 2 and "expected one of auto, off" in bad.output
 
@@ -134,25 +133,18 @@ def test_models_without_a_known_score_answer_as_before():
                for p in clf.predict_files(predictor, sorted(Path(inputs).iterdir())))
 
 
-def test_sharded_predict_keeps_the_known_columns(run, tmp_path):
-    result, photos = run
-    args = ["predict", str(result.run_dir), str(photos[0].parent), "--runtime", "tensorflow"]
-    for fmt in ("csv", "json"):
-        whole = tmp_path / f"all.{fmt}"
-        assert runner.invoke(app, [*args, "--output", str(whole)]).exit_code == 0
-        parts = [tmp_path / f"part-{k}.{fmt}" for k in range(2)]
-        for k, part in enumerate(parts):
-            res = runner.invoke(app, [*args, "--shard", f"{k}/2", "--output", str(part)])
-            assert res.exit_code == 0, res.output
-        merged = tmp_path / f"merged.{fmt}"
-        res = runner.invoke(app, ["merge-predictions", *map(str, parts), "--output", str(merged)])
-        assert res.exit_code == 0, res.output
-        assert merged.read_bytes() == whole.read_bytes() and "known_score" in merged.read_text()
-    # A part written with --unknown off does not join parts with the known columns.
-    off = tmp_path / "off-1.csv"
-    assert runner.invoke(app, [*args, "--shard", "1/2", "--unknown", "off", "--output", str(off)]).exit_code == 0
-    with pytest.raises(clf.DataError, match=r"different columns \(different --top-k or --unknown\?\)"):
-        merge_predictions([tmp_path / "part-0.csv", off])
+def test_parts_with_and_without_the_known_columns_do_not_merge(tmp_path):
+    # (tests/test_shards.py merges real parts of a model with a known score into the unsharded file.)
+    results = [Prediction(f"img/{i}.png", [0.25, 0.75], known_score=0.5, unknown=False) for i in range(6)]
+    for fmt, write in (("csv", to_csv), ("json", to_json)):
+        parts = []
+        for k in range(2):
+            picked, columns = shard_files([r.path for r in results], (k, 2), "1a2b3c4d5e6f7a8b")
+            parts.append(tmp_path / f"part-{k}.{fmt}")
+            parts[-1].write_text(write([r for r in results if r.path in set(picked)], ["a", "b"], 2, columns,
+                                       known_score=k == 0))  # part 1 as --unknown off writes it
+        with pytest.raises(clf.DataError, match=r"different columns \(different --top-k or --unknown\?\)"):
+            merge_predictions(parts)
 
 
 RESULTS = [Prediction(f"img/{i}.png", [0.25, 0.75], known_score=0.1 * i, unknown=i < 5) for i in range(8)] + \
