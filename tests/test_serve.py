@@ -342,7 +342,10 @@ def test_other_formats_serve_the_same_predictions(trained, keras_predictor, tmp_
         assert httpx.get(url + "/metadata").json()["artifact"]["format"] == fmt
         res = httpx.post(url + "/predict", content=photo, headers={"Content-Type": "image/jpeg"}, timeout=30)
     assert res.status_code == 200, res.text
-    np.testing.assert_allclose(res.json()["predictions"][0]["probabilities"], expected, atol=1e-5)
+    served = res.json()["predictions"][0]
+    # The model outputs the class probabilities, then its known score (labels.json "unknown").
+    np.testing.assert_allclose(served["probabilities"], expected[:len(CLASSES)], atol=1e-5)
+    np.testing.assert_allclose(served["known_score"], expected[len(CLASSES)], atol=1e-5)
     if runtime == "tflite":
         assert "backbone in litert" in predictor.runtime or "backbone in tflite" in predictor.runtime, predictor.runtime
 
@@ -363,8 +366,9 @@ def test_serve_command_errors_are_one_clear_line(trained, tmp_path):
 def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_predictor, tmp_path):
     """What docs/export.md tells TF Serving users: signature serving_default, input 'image'
     float32 [batch, h, w, 3] RGB 0-255 at any h, w (the decoded photo; signature 'fixed':
-    at the input size), output 'output_0' float32 [batch, classes], the class names in
-    assets.extra/labels.json inside the folder."""
+    at the input size), output 'output_0' float32 [batch, classes + 1] (the probabilities, then
+    the known score), the class names and the known-score rule in assets.extra/labels.json inside
+    the folder."""
     import tensorflow as tf
 
     run_dir, _ = trained
@@ -378,9 +382,10 @@ def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_pr
     assert fixed.structured_input_signature[1]["image"].shape.as_list() == [None, SMALL_SIZE, SMALL_SIZE, 3]
     outputs = fn.structured_outputs
     assert list(outputs) == ["output_0"]
-    assert outputs["output_0"].dtype == tf.float32 and outputs["output_0"].shape.as_list() == [None, len(CLASSES)]
+    assert outputs["output_0"].dtype == tf.float32 and outputs["output_0"].shape.as_list() == [None, len(CLASSES) + 1]
     labels = json.loads((run_dir / "saved_model" / "assets.extra" / "labels.json").read_text())
     assert labels["class_names"] == CLASSES and labels["input_size"] == [SMALL_SIZE, SMALL_SIZE]
+    assert labels["unknown"]["column"] == len(CLASSES) and labels["unknown"]["output"] == "known_score"
     # Fed the way docs/export.md says (the decoded photo as it is), it gives the server's numbers;
     # so does the fixed signature fed clf's decoded, cropped, resized pixels.
     from PIL import Image
@@ -388,7 +393,11 @@ def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_pr
     image = keras_predictor.decode(_jpeg(tmp_path).read_bytes())
     want = keras_predictor.predict_batch(image[None])
     photo = np.asarray(Image.open(_jpeg(tmp_path)).convert("RGB"), np.float32)[None]
-    np.testing.assert_allclose(fn(image=tf.constant(photo))["output_0"].numpy(), want, atol=1e-5)
+    # The known score moves more with the in-model resize than the probabilities: clf verify's
+    # tolerance for photos passed raw (1e-3).
+    raw = fn(image=tf.constant(photo))["output_0"].numpy()
+    np.testing.assert_allclose(raw[:, :-1], want[:, :-1], atol=1e-5)
+    np.testing.assert_allclose(raw[:, -1], want[:, -1], atol=1e-3)
     np.testing.assert_allclose(fixed(image=tf.constant(image[None]))["output_0"].numpy(), want, atol=1e-5)
 
 
