@@ -284,6 +284,11 @@ def _run_cache_dir(folder: Path) -> str | None:
 
 @dataclass
 class Prediction:
+    """One image's answer: a probability per class (``top()`` names the best), or an ``error``.
+    A model with a known score (labels.json ``unknown``) also gives ``known_score``; ``unknown``
+    is True below its threshold (``clf.artifacts.labels.is_known``), and ``top()`` is then the
+    class the photo would have been."""
+
     path: str
     probabilities: list[float] = field(default_factory=list)
     error: str | None = None

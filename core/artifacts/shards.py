@@ -180,7 +180,8 @@ def _csv_part(path: Path, text: str) -> _Part:
                 raise _problem(where, f"{len(row)} cells where the header has {len(header)}")
             values = row[:len(columns)]
             if known:
-                _known_cells(*values[-len(KNOWN_COLUMNS):], bool(values[-3]), where)
+                score, unknown = values[-len(KNOWN_COLUMNS):]
+                _known_cells(score, unknown, bool(values[-len(KNOWN_COLUMNS) - 1]), where)
                 values = values[:-len(KNOWN_COLUMNS)]
             for cls, prob in zip(values[1:-1:2], values[2:-1:2]):
                 if bool(cls) != bool(prob):
