@@ -14,18 +14,18 @@ def _err(text: str) -> dict:
     return {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def openapi_spec(info: dict) -> dict:
-    """The OpenAPI document for a server of the model described by ``info`` (/metadata)."""
-    limits = info["limits"]
-    classes = info["class_names"]
+def _prediction_schema(classes: list[str], unknown: dict | None) -> dict:
+    """One prediction's schema; ``unknown``: the applied known-score rule (/metadata), or None."""
     top = {"type": "object", "properties": {"class": {"type": "string", "enum": classes},
                                              "probability": {"type": "number"}}}
-    unknown = info.get("unknown") or {}
-    applied = bool(unknown.get("applied"))
-    prediction = {
-        "type": "object",
-        "required": ["name", "class", "probability", "top", "probabilities",
-                     *(("known_score", "unknown") if applied else ())],
+    known = {} if unknown is None else {
+        "known_score": {"type": "number", "minimum": 0, "maximum": 1,
+                        "description": f"How much the photo looks like the training images ({unknown.get('score')} "
+                                       f"score); known at >= {unknown.get('threshold')} (/metadata 'unknown')."},
+        "unknown": {"type": "boolean", "description": "true: the photo is none of the classes (known_score below "
+                                                      "the threshold); 'class' is what it would have been."}}
+    return {
+        "type": "object", "required": ["name", "class", "probability", "top", "probabilities", *known],
         "properties": {
             "name": {"type": "string", "description": "The upload's file name (raw uploads: ?name=, else 'upload')."},
             "class": {"type": "string", "enum": classes,
@@ -34,15 +34,17 @@ def openapi_spec(info: dict) -> dict:
             "top": {"type": "array", "items": top, "description": "The top_k classes, most probable first."},
             "probabilities": {"type": "array", "items": {"type": "number"},
                               "description": "One per class, in class_names order."},
-            **({"known_score": {"type": "number", "minimum": 0, "maximum": 1,
-                                "description": f"How much the photo looks like the training images ("
-                                               f"{unknown.get('score')} score); known at >= "
-                                               f"{unknown.get('threshold')} (/metadata 'unknown')."},
-                "unknown": {"type": "boolean",
-                            "description": "true: the photo is none of the classes (known_score below the "
-                                           "threshold); 'class' is what it would have been."}}
-               if applied else {}),
+            **known,
         }}
+
+
+def openapi_spec(info: dict) -> dict:
+    """The OpenAPI document for a server of the model described by ``info`` (/metadata)."""
+    limits = info["limits"]
+    classes = info["class_names"]
+    unknown = info.get("unknown") or {}
+    applied = bool(unknown.get("applied"))
+    prediction = _prediction_schema(classes, unknown if applied else None)
     image_types = {t: {"schema": {"type": "string", "format": "binary"}}
                    for t in ("image/jpeg", "image/png", "image/bmp", "image/gif", "application/octet-stream")}
     return {
