@@ -77,7 +77,7 @@ def serve(
         import python_multipart  # noqa: F401  (for uploads)
     except ImportError as exc:
         raise UsageError(f"clf serve needs {exc.name!r}, which is not installed. {INSTALL_HINT}") from None
-    from clf.artifacts.predict import load_predictor
+    from clf.artifacts.predict import load_predictor, unknown_rule
     from clf.serve import ServeSettings, create_app, warm_up
 
     settings = ServeSettings(max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
@@ -95,8 +95,10 @@ def serve(
                       f"name it by one of: {esc(', '.join(settings.allowed_hosts))} (--allowed-hosts adds "
                       f"names).", highlight=False, soft_wrap=True)
         shown = f"[{host}]" if ":" in host else host
+        rule = unknown_rule(predictor)
+        known = f"; unknown below known score {rule['threshold']}" if rule else ""
         err.print(f"serving {predictor.path.name} ({predictor.runtime}, {len(predictor.class_names)} "
-                  f"classes) on http://{shown}:{port}/  (API docs: /docs; Ctrl-C stops)",
+                  f"classes{known}) on http://{shown}:{port}/  (API docs: /docs; Ctrl-C stops)",
                   highlight=False, soft_wrap=True)
         asgi = create_app(predictor, settings)
         # SIGTERM/Ctrl-C: stop accepting, answer in-flight requests (503 after request_timeout).
