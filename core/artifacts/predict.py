@@ -228,7 +228,7 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
     ``fmt``: an exporter name or alias choosing which of a bundle's artifacts to open; None
     or ``"auto"``: the first listed. labels.json is validated, the sha256 checked before any
     runtime opens the file (``trust=True``: opened anyway), and the output width must equal
-    the class count. ``runtime`` (auto, tensorflow, tflite, onnx): what runs a Keras model's
+    the class count (plus one for a known score). ``runtime`` (auto, tensorflow, tflite, onnx): what runs a Keras model's
     frozen backbone (clf.infer.choice). ``unknown``: ``auto`` marks photos below the model's
     known-score threshold unknown (``Prediction.unknown``); ``off`` ignores the score."""
     runtime = check_name("runtime", runtime, RUNTIMES)
