@@ -26,7 +26,7 @@ _LAZY = {
     "Observer": "events", "RecordingObserver": "events",
     "Prediction": "artifacts.predict", "Predictor": "artifacts.predict",
     "KerasPredictor": "artifacts.predict", "collect_images": "infer.decode",
-    "load_predictor": "artifacts.predict", "predict_files": "artifacts.predict",
+    "load_predictor": "artifacts.predict", "predict_files": "artifacts.predict", "to_predictions": "artifacts.predict",
     "merge_predictions": "artifacts.shards", "shard_files": "artifacts.shards", "parse_shard": "artifacts.shards",
     "PluginHost": "host.manager", "get_host": "host.manager",
     "inspect_run": "inspect.report", "InspectResult": "inspect.report",

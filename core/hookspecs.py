@@ -125,7 +125,8 @@ def register_exporters(register: Callable[..., None]) -> None:
     - ``load(path, labels) -> clf.Predictor``, optional: reopen an artifact this exporter
       wrote (``path``: its first file; ``labels``: parsed ``labels.json``) for ``clf predict``,
       ``evaluate``, ``verify`` and ``serve``. A ``Predictor`` implements ``predict_batch(images)``
-      (float32 ``[n, h, w, 3]`` RGB 0-255 -> ``[n, classes]``, any ``n``); ``clf serve`` calls
+      (float32 ``[n, h, w, 3]`` RGB 0-255 -> the model's outputs ``[n, classes]``, then the known
+      score column when ``labels`` has ``unknown``; any ``n``); ``clf serve`` calls
       it from one thread at a time, at a few fixed batch sizes. Without ``load``, predicting
       from the artifact is a clear error.
     - ``options``: the keyword options ``export`` takes (``"quantize"``,
@@ -138,7 +139,8 @@ def register_exporters(register: Callable[..., None]) -> None:
     ``load``. Write under a ``.tmp-`` name and rename (``clf.atomic_path``), so a crash leaves
     no valid-looking file; clf removes such leftovers when an export fails. Other exceptions
     become ``ExportError``. After ``load``, the predictor's ``output_width()`` must equal the
-    number of class names. Tested by ``test_hook_register_exporters``.
+    number of class names (plus one with a known score: ``clf.artifacts.labels.output_width``).
+    Tested by ``test_hook_register_exporters``.
     """
 
 

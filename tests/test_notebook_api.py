@@ -71,7 +71,11 @@ def test_result_repr_is_one_short_line_and_html_shows_metrics_and_the_confusion_
 def test_result_predict_prepares_files_and_arrays_as_clf_predict_does(trained):
     result, data, photo, _ = trained
     predictor = clf.load_predictor(result.run_dir)
-    expected = np.array(clf.predict_files(predictor, [photo])[0].probabilities)
+    [prediction] = clf.predict_files(predictor, [photo])
+    expected = np.array(prediction.probabilities)
+    # The known score and its decision, as clf predict gives them (issue 27).
+    np.testing.assert_allclose(result.known_scores(photo), [prediction.known_score], atol=1e-5)
+    assert prediction.unknown == (prediction.known_score < result.manifest["unknown"]["threshold"])
     np.testing.assert_allclose(result.predict(photo)[0], expected, atol=1e-5)
     np.testing.assert_allclose(result.predict(str(photo))[0], expected, atol=1e-5)
     # The same pixels as an array of the photo's own size (decoded by Pillow, as clf decodes
@@ -86,7 +90,9 @@ def test_result_predict_prepares_files_and_arrays_as_clf_predict_does(trained):
     assert result.predict(data / "ant").shape == (6, 3)
     # An image already at the input size goes through unchanged (crop and resize are no-ops).
     x = np.random.default_rng(0).uniform(0, 255, (4, SMALL_SIZE, SMALL_SIZE, 3)).astype(np.float32)
-    np.testing.assert_allclose(result.predict(x), result.model.predict(x, verbose=0), atol=1e-6)
+    # (the model outputs the probabilities, then its known score: RunResult.outputs gives both)
+    np.testing.assert_allclose(result.outputs(x), result.model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_array_equal(result.predict(x), result.outputs(x)[:, :3])
 
 
 def test_result_predict_names_a_bad_input(trained, tmp_path):

@@ -144,6 +144,9 @@ def test_prediction_is_clf_predicts_to_the_last_digit(server, trained, keras_pre
     assert json.loads(cli.stdout)[0]["top"] == pred["top"]
     [api] = clf.predict_files(keras_predictor, [photo])
     assert api.probabilities == pred["probabilities"]
+    # The model's known score (issue 27) and its decision, the same everywhere too.
+    assert json.loads(cli.stdout)[0]["known_score"] == pred["known_score"] == api.known_score
+    assert json.loads(cli.stdout)[0]["unknown"] is pred["unknown"] is api.unknown
     # Raw bytes with an image content type: the same answer, named by ?name=.
     raw = httpx.post(server.url + "/predict", content=photo.read_bytes(), params={"name": "raw.jpg", "top_k": 1},
                      headers={"Content-Type": "image/jpeg"}, timeout=30).json()["predictions"][0]
@@ -171,6 +174,8 @@ def test_metadata_health_docs_and_a_page_without_outside_links(server, trained):
     assert meta["preprocessing"] == labels["preprocessing"] and labels["preprocessing"]["inside_model"] is True
     assert meta["artifact"] == {"format": "keras", "file": "model.keras", "runtime": "keras", "quantization": "none"}
     assert meta["clf_version"] == clf.__version__ and meta["limits"]["max_images"] == 4
+    assert meta["unknown"]["applied"] is True and meta["unknown"]["output"] == "known_score"
+    assert {k: meta["unknown"][k] for k in ("threshold", "score")} == {k: labels["unknown"][k] for k in ("threshold", "score")}
     health = httpx.get(server.url + "/health").json()
     assert health["status"] == "ok" and health["waiting_images"] == 0
     spec = httpx.get(server.url + "/openapi.json").json()
@@ -337,7 +342,10 @@ def test_other_formats_serve_the_same_predictions(trained, keras_predictor, tmp_
         assert httpx.get(url + "/metadata").json()["artifact"]["format"] == fmt
         res = httpx.post(url + "/predict", content=photo, headers={"Content-Type": "image/jpeg"}, timeout=30)
     assert res.status_code == 200, res.text
-    np.testing.assert_allclose(res.json()["predictions"][0]["probabilities"], expected, atol=1e-5)
+    served = res.json()["predictions"][0]
+    # The model outputs the class probabilities, then its known score (labels.json "unknown").
+    np.testing.assert_allclose(served["probabilities"], expected[:len(CLASSES)], atol=1e-5)
+    np.testing.assert_allclose(served["known_score"], expected[len(CLASSES)], atol=1e-5)
     if runtime == "tflite":
         assert "backbone in litert" in predictor.runtime or "backbone in tflite" in predictor.runtime, predictor.runtime
 
@@ -358,8 +366,9 @@ def test_serve_command_errors_are_one_clear_line(trained, tmp_path):
 def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_predictor, tmp_path):
     """What docs/export.md tells TF Serving users: signature serving_default, input 'image'
     float32 [batch, h, w, 3] RGB 0-255 at any h, w (the decoded photo; signature 'fixed':
-    at the input size), output 'output_0' float32 [batch, classes], the class names in
-    assets.extra/labels.json inside the folder."""
+    at the input size), output 'output_0' float32 [batch, classes + 1] (the probabilities, then
+    the known score), the class names and the known-score rule in assets.extra/labels.json inside
+    the folder."""
     import tensorflow as tf
 
     run_dir, _ = trained
@@ -373,9 +382,10 @@ def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_pr
     assert fixed.structured_input_signature[1]["image"].shape.as_list() == [None, SMALL_SIZE, SMALL_SIZE, 3]
     outputs = fn.structured_outputs
     assert list(outputs) == ["output_0"]
-    assert outputs["output_0"].dtype == tf.float32 and outputs["output_0"].shape.as_list() == [None, len(CLASSES)]
+    assert outputs["output_0"].dtype == tf.float32 and outputs["output_0"].shape.as_list() == [None, len(CLASSES) + 1]
     labels = json.loads((run_dir / "saved_model" / "assets.extra" / "labels.json").read_text())
     assert labels["class_names"] == CLASSES and labels["input_size"] == [SMALL_SIZE, SMALL_SIZE]
+    assert labels["unknown"]["column"] == len(CLASSES) and labels["unknown"]["output"] == "known_score"
     # Fed the way docs/export.md says (the decoded photo as it is), it gives the server's numbers;
     # so does the fixed signature fed clf's decoded, cropped, resized pixels.
     from PIL import Image
@@ -383,7 +393,11 @@ def test_savedmodel_serving_default_is_the_tf_serving_contract(trained, keras_pr
     image = keras_predictor.decode(_jpeg(tmp_path).read_bytes())
     want = keras_predictor.predict_batch(image[None])
     photo = np.asarray(Image.open(_jpeg(tmp_path)).convert("RGB"), np.float32)[None]
-    np.testing.assert_allclose(fn(image=tf.constant(photo))["output_0"].numpy(), want, atol=1e-5)
+    # The known score moves more with the in-model resize than the probabilities: clf verify's
+    # tolerance for photos passed raw (1e-3).
+    raw = fn(image=tf.constant(photo))["output_0"].numpy()
+    np.testing.assert_allclose(raw[:, :-1], want[:, :-1], atol=1e-5)
+    np.testing.assert_allclose(raw[:, -1], want[:, -1], atol=1e-3)
     np.testing.assert_allclose(fixed(image=tf.constant(image[None]))["output_0"].numpy(), want, atol=1e-5)
 
 
@@ -461,11 +475,25 @@ def test_page_in_headless_chromium_shows_the_predicted_class(server, tmp_path):
             page.goto(server.url + "/")
             page.wait_for_function("document.getElementById('model').textContent.includes('classes')")
             page.set_input_files("#files", str(photo))
-            card = page.locator(".card[data-state=done]")
+            card = page.locator(".card[data-state=done]", has=page.locator(".name", has_text="bee.jpg"))
             card.wait_for(timeout=30_000)
             assert card.locator(".label").inner_text() == expected["class"]
             bars = card.locator(".bar")
             assert bars.count() == 3 and bars.first.locator(".cls").inner_text() == expected["class"]
+            assert card.get_attribute("data-unknown") == ("true" if expected["unknown"] else "false")
+            # A photo unlike the training images: "unknown", the class it would be beside, set apart.
+            white = tmp_path / "white.jpg"
+            Image.new("RGB", (40, 40), (255, 255, 255)).save(white)
+            odd = _post_file(server.url, white).json()["predictions"][0]
+            assert odd["unknown"] is True and not expected["unknown"]
+            page.set_input_files("#files", str(white))
+            unknown = page.locator(".card[data-state=done]", has=page.locator(".name", has_text="white.jpg"))
+            unknown.wait_for(timeout=30_000)
+            assert unknown.get_attribute("data-unknown") == "true"
+            assert unknown.locator(".label").inner_text() == f"unknown (would be: {odd['class']})"
+            assert f"known score {odd['known_score']:.3f}" in unknown.locator(".known").inner_text()
+            assert unknown.evaluate("e => getComputedStyle(e).borderColor") != card.evaluate(
+                "e => getComputedStyle(e).borderColor")
             page.screenshot(path=str(shot), full_page=True)
             assert problems == []
             # A file that is no image shows the server's message on its card.

@@ -97,6 +97,7 @@ def test_sharded_predict_merges_into_the_unsharded_output(small_config, image_fo
         res = runner.invoke(app, ["merge-predictions", *map(str, parts[::-1]), "--output", str(merged)])
         assert res.exit_code == 0, res.output
         assert merged.read_bytes() == whole.read_bytes()
+        assert "known_score" in whole.read_text()  # the model's known score (issue 27) kept too
     again = runner.invoke(app, ["merge-predictions", *map(str, parts), "--output", str(merged)])
     assert again.exit_code == 2 and "already exists" in again.output
     assert runner.invoke(app, [*args, "--shard", "0/2"]).exit_code == 2  # a table cannot be merged

@@ -10,7 +10,7 @@ from typing import Callable, Sequence, TYPE_CHECKING, cast
 
 import numpy as np
 
-from clf.artifacts.labels import LABELS_FILE, check_artifact, output_width, read_labels
+from clf.artifacts.labels import LABELS_FILE, check_artifact, is_known, output_width, read_labels, split_outputs
 from clf.errors import ModelError, ModelNotFoundError
 from clf.infer.decode import Decoder, collect_images, why_unreadable
 from clf.config import RUNTIMES, check_name
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from clf.host.manager import PluginHost
 
 __all__ = ["Prediction", "Predictor", "KerasPredictor", "collect_images", "load_predictor", "predict_files",
-           "resolve_artifact"]
+           "resolve_artifact", "to_predictions", "unknown_rule", "UNKNOWN_MODES"]
+
+# What a predictor does with a model's known score (labels.json "unknown"): auto applies it, off ignores it.
+UNKNOWN_MODES = ("auto", "off")
 
 
 class Predictor:
@@ -37,6 +40,7 @@ class Predictor:
 
     runtime = "unknown"
     quantization = "none"
+    unknown = "auto"  # UNKNOWN_MODES; load_predictor(unknown=) sets it
 
     def __init__(self, path: Path, labels: dict) -> None:
         self.path = Path(path)
@@ -51,7 +55,8 @@ class Predictor:
         return ImageSize(self.input_size, float(self.labels.get("resize", {}).get("center_crop", 0.0)))
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
-        """``images``: float32 RGB 0-255 ``[n, h, w, 3]`` -> probabilities ``[n, classes]``."""
+        """``images``: float32 RGB 0-255 ``[n, h, w, 3]`` -> the model's outputs ``[n, output_width(labels)]``:
+        probabilities, then the known score when labels.json records one (``to_predictions`` splits them)."""
         raise NotImplementedError
 
     def output_width(self) -> int:
@@ -217,15 +222,17 @@ def _not_a_run_folder(folder: Path) -> str:
 
 
 def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: str | None = None, *, trust: bool = False,
-                   runtime: str = "tensorflow") -> Predictor:
+                   runtime: str = "tensorflow", unknown: str = "auto") -> Predictor:
     """Open a clf artifact (a bundle folder, or a model file or folder inside one).
 
     ``fmt``: an exporter name or alias choosing which of a bundle's artifacts to open; None
     or ``"auto"``: the first listed. labels.json is validated, the sha256 checked before any
     runtime opens the file (``trust=True``: opened anyway), and the output width must equal
-    the class count. ``runtime`` (auto, tensorflow, tflite, onnx): what runs a Keras model's
-    frozen backbone (clf.infer.choice)."""
+    the class count (plus one for a known score). ``runtime`` (auto, tensorflow, tflite, onnx): what runs a Keras model's
+    frozen backbone (clf.infer.choice). ``unknown``: ``auto`` marks photos below the model's
+    known-score threshold unknown (``Prediction.unknown``); ``off`` ignores the score."""
     runtime = check_name("runtime", runtime, RUNTIMES)
+    unknown = check_name("unknown", unknown, UNKNOWN_MODES)
     host = host or get_host()
     if fmt is not None:  # an alias becomes the name labels.json uses
         fmt = None if fmt.strip().lower() == "auto" else host.exporters.get(fmt).name
@@ -254,6 +261,7 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
         )
     if not hasattr(predictor, "notes"):  # a plugin's predictor that skipped Predictor.__init__
         predictor.notes = []
+    predictor.unknown = unknown
     if hasattr(predictor, "use_runtime"):
         predictor.use_runtime(runtime, _run_cache_dir(folder))
     elif runtime not in ("auto", "tensorflow"):
@@ -276,11 +284,20 @@ def _run_cache_dir(folder: Path) -> str | None:
 
 @dataclass
 class Prediction:
+    """One image's answer: a probability per class (``top()`` names the best), or an ``error``.
+    A model with a known score (labels.json ``unknown``) also gives ``known_score``; ``unknown``
+    is True below its threshold (``clf.artifacts.labels.is_known``), and ``top()`` is then the
+    class the photo would have been."""
+
     path: str
     probabilities: list[float] = field(default_factory=list)
     error: str | None = None
     # The model's class names in output order (predict_files sets them from the predictor).
     class_names: list[str] = field(default_factory=list, repr=False)
+    # The model's known score in [0, 1] (labels.json "unknown"); None: the model has none, or --unknown off.
+    known_score: float | None = None
+    # Below the known-score threshold: none of the classes; top() still names the class it would have been.
+    unknown: bool = False
 
     def top(self, k: int | Sequence[str] = 1, class_names: Sequence[str] | int | None = None
             ) -> list[tuple[str, float]]:
@@ -298,10 +315,33 @@ class Prediction:
         return [(names[i], float(self.probabilities[i])) for i in order]
 
 
+def unknown_rule(predictor: Predictor) -> dict | None:
+    """labels.json's ``unknown`` record when the predictor applies it; None: no known score, or ``unknown="off"``."""
+    record = predictor.labels.get("unknown")
+    return record if record and getattr(predictor, "unknown", "auto") != "off" else None
+
+
+def to_predictions(predictor: Predictor, paths: Sequence[str], outputs: np.ndarray) -> list[Prediction]:
+    """One ``Prediction`` per row of the model's ``outputs`` (``Predictor.predict_batch``): the class
+    probabilities and, when the predictor applies one, the known score and its verdict."""
+    labels = predictor.labels
+    probs, known = split_outputs(labels, np.asarray(outputs))
+    if unknown_rule(predictor) is None:
+        known = None
+    names = list(predictor.class_names)
+    results = []
+    for i, (path, p) in enumerate(zip(paths, probs)):
+        score = None if known is None else float(known[i])
+        results.append(Prediction(path, [float(v) for v in p], class_names=names, known_score=score,
+                                  unknown=not is_known(labels, score)))
+    return results
+
+
 def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int = 32,
                   progress: Callable[[int], None] | None = None) -> list[Prediction]:
     """Decode (``clf.infer.decode.Decoder.files``) and predict in batches; an undecodable file
-    gets an ``error`` without stopping the rest. ``progress(n)``: files done, after each batch."""
+    gets an ``error`` without stopping the rest. ``progress(n)``: files done, after each batch.
+    Each prediction carries the known score and its verdict when the model has one (``to_predictions``)."""
     # Checked before TensorFlow reads it: a link to /dev/zero, a FIFO or a huge image is never read.
     names = list(predictor.class_names)
     results = [Prediction(display_path(f), error=image_problem(f), class_names=names) for f in files]
@@ -311,9 +351,10 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     # closing: an error here ends the decoding (and its silenced stderr) before it propagates
     with closing(predictor.decoder.files([files[i] for i in readable], batch_size)) as batches:
         for positions, images in batches:
-            probs = predictor.predict_batch(images)
-            for position, p in zip(positions, probs):
-                results[readable[position]].probabilities = [float(v) for v in p]
+            rows = [readable[position] for position in positions]
+            outputs = np.asarray(predictor.predict_batch(images))
+            for row, prediction in zip(rows, to_predictions(predictor, [results[r].path for r in rows], outputs)):
+                results[row] = prediction
             if progress is not None:
                 progress(len(positions))
     for i in readable:  # decoded ones have a probability per class (one at least)

@@ -31,33 +31,51 @@ def choose_format(fmt: str | None, output: str | None) -> str:
     return fmt
 
 
+# After the error: the model's known score and its verdict (a model with one, unless --unknown off).
+KNOWN_COLUMNS = ("known_score", "unknown")
+
+
 def to_json(results: Sequence[Prediction], class_names: Sequence[str], k: int,
-            columns: dict[str, list[Any]] | None = None) -> str:
-    """``columns``: extra values per row, after the others (``clf predict --shard``'s index)."""
+            columns: dict[str, list[Any]] | None = None, *, known_score: bool = False) -> str:
+    """``columns``: extra values per row, after the others (``clf predict --shard``'s index).
+    ``known_score``: each row's ``known_score`` and ``unknown`` (null for an error)."""
     columns = columns or {}
     records = [{"path": r.path, "error": r.error,
                 "top": [{"class": n, "probability": p} for n, p in r.top(class_names, k)] if r.error is None else [],
+                **(_known_values(r, json=True) if known_score else {}),
                 **{name: values[i] for name, values in columns.items()}}
                for i, r in enumerate(results)]
     return json.dumps(records, indent=2) + "\n"
 
 
 def to_csv(results: Sequence[Prediction], class_names: Sequence[str], k: int,
-           columns: dict[str, list[Any]] | None = None) -> str:
-    """One row per image: path, class_1, probability_1, ..., error, then any extra ``columns``;
-    formula-like text quoted (``clf.files.csv_cell``)."""
+           columns: dict[str, list[Any]] | None = None, *, known_score: bool = False) -> str:
+    """One row per image: path, class_1, probability_1, ..., error, (``known_score``: known_score,
+    unknown as true/false,) then any extra ``columns``; formula-like text quoted (``clf.files.csv_cell``)."""
     columns = columns or {}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     pairs = (c for i in range(1, k + 1) for c in (f"class_{i}", f"probability_{i}"))
-    writer.writerow(["path", *pairs, "error", *columns])
+    writer.writerow(["path", *pairs, "error", *(KNOWN_COLUMNS if known_score else ()), *columns])
     for n, r in enumerate(results):
         row = [csv_cell(str(r.path))]
         top = r.top(class_names, k) if r.error is None else []
         for i in range(k):
             row += [csv_cell(top[i][0]), f"{top[i][1]:.6f}"] if i < len(top) else ["", ""]
-        writer.writerow(row + [csv_cell(r.error or "")] + [values[n] for values in columns.values()])
+        row.append(csv_cell(r.error or ""))
+        if known_score:
+            row += list(_known_values(r, json=False).values())
+        writer.writerow(row + [values[n] for values in columns.values()])
     return buf.getvalue()
+
+
+def _known_values(r: Prediction, json: bool) -> dict[str, Any]:
+    """A row's KNOWN_COLUMNS: JSON values (null for an error row), or CSV cells (empty for one)."""
+    if r.error is not None or r.known_score is None:
+        return dict.fromkeys(KNOWN_COLUMNS, None if json else "")
+    if json:
+        return {"known_score": r.known_score, "unknown": r.unknown}
+    return {"known_score": f"{r.known_score:.6f}", "unknown": "true" if r.unknown else "false"}
 
 
 def write_output(target: Path, text: str) -> Path:

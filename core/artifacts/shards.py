@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from clf.artifacts.predict_output import KNOWN_COLUMNS
 from clf.errors import DataError, UsageError
 from clf.files import csv_cell, sha256_path
 from clf.data.filecheck import FileProblem, check_file
@@ -82,6 +83,7 @@ class _Part:
     shard: tuple[int, int] | None
     totals: set[int] = field(default_factory=set)
     widths: set[int] = field(default_factory=set)  # JSON: entries in "top" of predicted rows
+    known: set[bool] = field(default_factory=set)  # JSON: whether rows carry KNOWN_COLUMNS
     rows: list[tuple[int, int, Any]] = field(default_factory=list)
 
 
@@ -110,6 +112,19 @@ def _probability(value: Any, where: str) -> float:
     if number is None or not math.isfinite(number) or not 0.0 <= number <= 1.0:
         raise _problem(where, f"probability {_shown(value)} is not a number between 0 and 1")
     return number
+
+
+def _known_cells(score: Any, unknown: Any, error: bool, where: str) -> None:
+    """A row's known score (a probability) and verdict (true/false): both empty (CSV) or null
+    (JSON) in an error row, both there in the others."""
+    if error or score in ("", None):
+        if not error or score not in ("", None) or unknown not in ("", None):
+            raise _problem(where, f"known_score {_shown(score)} and unknown {_shown(unknown)} in "
+                                  f"{'an error row' if error else 'a predicted row'}")
+        return
+    _probability(score, where)
+    if not isinstance(unknown, bool) and unknown not in ("true", "false"):
+        raise _problem(where, f"unknown {_shown(unknown)} is not true or false")
 
 
 def _shown(value: Any) -> str:
@@ -150,17 +165,24 @@ def _csv_part(path: Path, text: str) -> _Part:
                             f"Pass the parts, not an unsharded output.")
         extra = PART_COLUMNS if tuple(header[-len(PART_COLUMNS):]) == PART_COLUMNS else LEGACY_COLUMNS
         columns = header[:-len(extra)]
-        k = (len(columns) - 2) // 2
-        expected = ["path", *(c for i in range(1, k + 1) for c in (f"class_{i}", f"probability_{i}")), "error"]
+        known = tuple(columns[-len(KNOWN_COLUMNS):]) == KNOWN_COLUMNS
+        k = (len(columns) - 2 - (len(KNOWN_COLUMNS) if known else 0)) // 2
+        expected = ["path", *(c for i in range(1, k + 1) for c in (f"class_{i}", f"probability_{i}")), "error",
+                    *(KNOWN_COLUMNS if known else ())]
         if columns != expected or k < 1:
             raise _problem(f"{name}, line 1", f"the header {_shown(','.join(header))} is not path, "
-                                             f"class_1, probability_1, ..., error, then the part columns")
+                                             f"class_1, probability_1, ..., error, (known_score, unknown,) "
+                                             f"then the part columns")
         part = _Part(path, "csv", tuple(columns), None, None)
         for row in reader:
             where = f"{name}, line {reader.line_num}"
             if len(row) != len(header):
                 raise _problem(where, f"{len(row)} cells where the header has {len(header)}")
             values = row[:len(columns)]
+            if known:
+                score, unknown = values[-len(KNOWN_COLUMNS):]
+                _known_cells(score, unknown, bool(values[-len(KNOWN_COLUMNS) - 1]), where)
+                values = values[:-len(KNOWN_COLUMNS)]
             for cls, prob in zip(values[1:-1:2], values[2:-1:2]):
                 if bool(cls) != bool(prob):
                     raise _problem(where, f"class {cls!r} with probability {prob!r}")
@@ -198,10 +220,14 @@ def _json_part(path: Path, text: str) -> _Part:
             raise DataError(f"{name} has rows without {' and '.join(LEGACY_COLUMNS)}; expected a part "
                             f"written by clf predict --shard. Pass the parts, not an unsharded output.")
         extra = PART_COLUMNS if "model" in record else LEGACY_COLUMNS
-        if set(record) != {"path", "error", "top", *extra}:
-            raise _problem(where, f"the keys {', '.join(map(repr, record))} are not path, error, top and "
-                                  f"{', '.join(extra)}")
+        known = KNOWN_COLUMNS if "known_score" in record else ()
+        if set(record) != {"path", "error", "top", *known, *extra}:
+            raise _problem(where, f"the keys {', '.join(map(repr, record))} are not path, error, top, "
+                                  f"(known_score, unknown,) {', '.join(extra)}")
         top, error = record["top"], record["error"]
+        part.known.add(bool(known))
+        if known:
+            _known_cells(record["known_score"], record["unknown"], error is not None, where)
         if not isinstance(record["path"], str) or not record["path"] or not (error is None or isinstance(error, str)):
             raise _problem(where, "path is not a file name, or error is neither text nor null")
         if not isinstance(top, list) or (error is not None and top):
@@ -268,8 +294,9 @@ def merge_predictions(parts: Sequence[str | Path], notes: list[str] | None = Non
                          f"JSON. Run every shard with the same --format.")
     fmt = formats.pop()
     headers = {p.header for p in read if p.header is not None}
-    if len(headers) > 1 or len({w for p in read for w in p.widths}) > 1:
-        raise DataError("The parts have different columns (different --top-k?); expected the same "
+    if (len(headers) > 1 or len({w for p in read for w in p.widths}) > 1
+            or len({k for p in read for k in p.known}) > 1):
+        raise DataError("The parts have different columns (different --top-k or --unknown?); expected the same "
                         "clf predict options for every shard. Run the shards again with the same options.")
     _same_model_and_shards(read, notes)
     rows: dict[int, Any] = {}

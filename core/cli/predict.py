@@ -33,9 +33,10 @@ def predict(
     trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
+    unknown: str = typer.Option("auto", "--unknown", help="auto: a photo below the model's known-score threshold is 'unknown' (shown with the class it would be, and its known score); off: ignore the score, answer and columns as for a model without one."),
 ) -> None:
     """Predict class names and probabilities, using the class names saved with the model."""
-    from clf.artifacts.predict import collect_images, load_predictor, predict_files, resolve_artifact
+    from clf.artifacts.predict import collect_images, load_predictor, predict_files, resolve_artifact, unknown_rule
     from clf.artifacts.predict_output import choose_format, to_csv, to_json, write_output
     from clf.data.guardrails import check_output_file
     from clf.artifacts.shards import model_fingerprint, parse_shard, shard_files
@@ -48,7 +49,7 @@ def predict(
     images = collect_images(paths)
     # A progress bar on a terminal only; csv/json output stays clean.
     observer = _observer("auto", quiet=chosen != "table")
-    predictor = load_predictor(model, _host(plugin), trust=trust_artifact, runtime=runtime)
+    predictor = load_predictor(model, _host(plugin), trust=trust_artifact, runtime=runtime, unknown=unknown)
     # A part records which model predicted it, so that the merge can refuse a mix.
     model_id = model_fingerprint(predictor.path, predictor.labels, not trust_artifact) if part else ""
     files, columns = shard_files(images, part, model_id)
@@ -62,7 +63,8 @@ def predict(
     if chosen == "table":
         table, text = _table(results, predictor, k), None
     else:
-        text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k, columns)
+        text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k, columns,
+                                                         known_score=unknown_rule(predictor) is not None)
     if target is not None:
         if text is None:
             buf = io.StringIO()
@@ -88,14 +90,25 @@ def predict(
 
 
 def _table(results: Sequence[Prediction], predictor: Predictor, k: int) -> Table:
-    """The terminal table: each image's top ``k`` classes and probabilities, or its error."""
+    """The terminal table: each image's top ``k`` classes and probabilities, or its error; with a
+    known score, its column, and an unknown photo as "unknown (would be: CLASS)"."""
+    from clf.artifacts.predict import unknown_rule
+
+    known = unknown_rule(predictor) is not None
     table = Table(title=f"{len(results)} images ({esc(predictor.path.name)}, {esc(predictor.runtime)})")
-    for col in ("image", "class", "probability"):
+    for col in ("image", "class", "probability", *(("known score",) if known else ())):
         table.add_column(col, overflow="fold")
     for r in results:
         if r.error:
-            table.add_row(esc(r.path), f"[red]error: {esc(r.error)}[/]", "")
+            table.add_row(esc(r.path), f"[red]error: {esc(r.error)}[/]", "", *([""] if known else []))
             continue
         top = r.top(predictor.class_names, k)
-        table.add_row(esc(r.path), esc("\n".join(n for n, _ in top)), "\n".join(f"{p:.4f}" for _, p in top))
+        names = [esc(n) for n, _ in top]
+        if r.unknown:
+            names[0] = f"[yellow]unknown[/] (would be: {names[0]})"
+        score = [f"{r.known_score:.4f}"] if known and r.known_score is not None else [""] if known else []
+        table.add_row(esc(r.path), "\n".join(names), "\n".join(f"{p:.4f}" for _, p in top), *score)
     return table
+
+
+predict.metavars = {"unknown": "auto|off"}  # type: ignore[attr-defined]  # a function attribute tidy_help reads

@@ -67,6 +67,7 @@ def serve(
     allowed_hosts: Optional[str] = typer.Option(None, "--allowed-hosts", help="Comma-separated names clients may reach the server by (the Host header), besides localhost, 127.0.0.1, ::1 and --host; '*': any. Others get 400 (against DNS rebinding)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
     runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model (h5, keras): auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
+    unknown: str = typer.Option("auto", "--unknown", help="auto: each prediction carries the model's known_score and 'unknown' (below the threshold: none of the classes); off: ignore the score, answers as for a model without one."),
     plugin: Optional[List[str]] = PluginOpt,
 ) -> None:
     """Serve a trained model: POST /predict, GET /metadata, /health, /docs, and a page at /."""
@@ -76,7 +77,7 @@ def serve(
         import python_multipart  # noqa: F401  (for uploads)
     except ImportError as exc:
         raise UsageError(f"clf serve needs {exc.name!r}, which is not installed. {INSTALL_HINT}") from None
-    from clf.artifacts.predict import load_predictor
+    from clf.artifacts.predict import load_predictor, unknown_rule
     from clf.serve import ServeSettings, create_app, warm_up
 
     settings = ServeSettings(max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
@@ -85,7 +86,7 @@ def serve(
                              request_timeout=request_timeout, allowed_hosts=_allowed_hosts(host, allowed_hosts))
     with _bind(host, port) as sock:
         port = sock.getsockname()[1]  # the one picked, for --port 0
-        predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime)
+        predictor = load_predictor(model, _host(plugin), fmt=fmt, runtime=runtime, unknown=unknown)
         warm_up(predictor, settings)
         _notes(predictor.notes)
         if not _is_loopback(host):
@@ -94,8 +95,10 @@ def serve(
                       f"name it by one of: {esc(', '.join(settings.allowed_hosts))} (--allowed-hosts adds "
                       f"names).", highlight=False, soft_wrap=True)
         shown = f"[{host}]" if ":" in host else host
+        rule = unknown_rule(predictor)
+        known = f"; unknown below known score {rule['threshold']}" if rule else ""
         err.print(f"serving {predictor.path.name} ({predictor.runtime}, {len(predictor.class_names)} "
-                  f"classes) on http://{shown}:{port}/  (API docs: /docs; Ctrl-C stops)",
+                  f"classes{known}) on http://{shown}:{port}/  (API docs: /docs; Ctrl-C stops)",
                   highlight=False, soft_wrap=True)
         asgi = create_app(predictor, settings)
         # SIGTERM/Ctrl-C: stop accepting, answer in-flight requests (503 after request_timeout).
@@ -120,4 +123,4 @@ def serve(
             raise ClfError("The server did not start; its log above says why.")
 
 
-serve.metavars = {"fmt": "NAME"}  # type: ignore[attr-defined]  # an artifact, not predict's table|csv|json
+serve.metavars = {"fmt": "NAME", "unknown": "auto|off"}  # type: ignore[attr-defined]  # an artifact, not predict's table|csv|json

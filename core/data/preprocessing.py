@@ -120,12 +120,18 @@ class KnownScore(keras.layers.Layer):
         if self.kind == "energy":
             return energy
         centred = z - self.origin
-        residual = centred - ops.matmul(ops.matmul(centred, self.axes), ops.transpose(self.axes))
-        return energy - alpha * ops.sqrt(ops.sum(residual * residual, axis=-1))
+        # |residual|^2 = |centred|^2 - |centred axes|^2 (orthonormal axes): no [n, d] product back
+        # through the axes, whose rounding depends on the batch size in a traced graph.
+        projected = ops.matmul(centred, self.axes)
+        squared = ops.sum(centred * centred, axis=-1) - ops.sum(projected * projected, axis=-1)
+        return energy - alpha * ops.sqrt(ops.maximum(squared, 0.0))
 
     def call(self, features: Any) -> Any:
+        ops = keras.ops
         scaled = (self.score(features) - self.calibration[1]) / self.calibration[2]
-        return keras.ops.sigmoid(scaled)[:, None]
+        # sigmoid(s) as softmax([s, 0])[0]: TensorFlow's CPU sigmoid rounds a batch's last rows
+        # differently, so a photo's score would depend on the batch it came in (clf predict --shard).
+        return ops.softmax(ops.stack([scaled, ops.zeros_like(scaled)], axis=-1), axis=-1)[:, :1]
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return (input_shape[0], 1)

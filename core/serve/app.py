@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Corou
 
 import numpy as np
 
-from clf.artifacts.predict import Prediction
+from clf.artifacts.predict import to_predictions, unknown_rule
 from clf.serve.batcher import MicroBatcher, QueueFull
 from clf.serve.uploads import (Problem, Upload, check_images, discard_body, drain_limit, parse_uploads,
                                read_body, why_undecodable)
@@ -74,10 +74,21 @@ def metadata(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
         "preprocessing": labels.get("preprocessing"),
         "artifact": {"format": exporter, "file": predictor.path.name,
                      "runtime": predictor.runtime, "quantization": predictor.quantization},
+        "unknown": _unknown_info(predictor),
         "trained_with_clf_version": labels.get("clf_version"),
         "clf_version": __version__,
         "limits": asdict(settings),
     }
+
+
+def _unknown_info(predictor: Predictor) -> dict[str, Any] | None:
+    """How the server decides "unknown": labels.json's rule (threshold, score kind) and whether it is
+    applied (--unknown off: not); None for a model without a known score."""
+    record = predictor.labels.get("unknown")
+    if not record:
+        return None
+    shown = ("output", "threshold", "score", "rule", "accept_known", "validation_accepted")
+    return {**{key: record[key] for key in shown if key in record}, "applied": unknown_rule(predictor) is not None}
 
 
 def padded(predict: Callable[[np.ndarray], Any], sizes: list[int]) -> Callable[[np.ndarray], np.ndarray]:
@@ -126,14 +137,17 @@ def _busy(retry_after: int, why: str) -> Problem:
     return Problem(503, f"The server is busy: {why}. Retry after {retry_after} s.", {"Retry-After": str(retry_after)})
 
 
-def _predictions(uploads: list[Upload], probs: np.ndarray, class_names: list[str], k: int) -> list[dict[str, Any]]:
-    """The response's row per upload: its top class and ``k`` best, and every probability."""
+def _predictions(uploads: list[Upload], outputs: np.ndarray, predictor: Predictor, k: int) -> list[dict[str, Any]]:
+    """The response's row per upload: its top class and ``k`` best, every probability, and, when the
+    model's known score is applied, the score and whether the photo is unknown (``to_predictions``)."""
     rows = []
-    for upload, p in zip(uploads, probs):
-        pred = Prediction(upload.name, [float(v) for v in p])
-        top = [{"class": c, "probability": q} for c, q in pred.top(class_names, k)]
-        rows.append({"name": upload.name, "class": top[0]["class"], "probability": top[0]["probability"],
-                     "top": top, "probabilities": pred.probabilities})
+    for upload, pred in zip(uploads, to_predictions(predictor, [u.name for u in uploads], outputs)):
+        top = [{"class": c, "probability": q} for c, q in pred.top(k)]
+        row = {"name": upload.name, "class": top[0]["class"], "probability": top[0]["probability"],
+               "top": top, "probabilities": pred.probabilities}
+        if pred.known_score is not None:
+            row.update(known_score=pred.known_score, unknown=pred.unknown)
+        rows.append(row)
     return rows
 
 
@@ -308,11 +322,11 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> S
         batch = images[0][None] if len(images) == 1 else np.stack(images)
         del images
         try:
-            probs = await _within(batcher.predict(batch), deadline, timeout, "waiting for the model")
+            outputs = await _within(batcher.predict(batch), deadline, timeout, "waiting for the model")
         except QueueFull as exc:
             raise _busy(exc.retry_after, f"{exc} (--max-queue)") from None
         return JSONResponse({"class_names": predictor.class_names,
-                             "predictions": _predictions(uploads, probs, predictor.class_names, k)})
+                             "predictions": _predictions(uploads, outputs, predictor, k)})
 
     async def predict(request: Request) -> JSONResponse:
         try:  # refusals before the body is read: read and drop it first (discard_body)

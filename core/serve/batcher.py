@@ -49,9 +49,10 @@ class BatchStats:
 
 
 class MicroBatcher:
-    """``await batcher.predict(images)`` -> probabilities, one model call per gathered batch.
+    """``await batcher.predict(images)`` -> the model's outputs, one model call per gathered batch.
 
-    ``predict``: ``float32 [n, h, w, 3] -> [n, classes]`` (a ``Predictor.predict_batch``),
+    ``predict``: ``float32 [n, h, w, 3] -> [n, outputs]`` (a ``Predictor.predict_batch``: probabilities,
+    then any known score),
     always called from one thread (a TFLite interpreter is not thread-safe).
     ``max_batch=1`` turns gathering off (the benchmark's baseline)."""
 

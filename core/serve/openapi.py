@@ -14,22 +14,37 @@ def _err(text: str) -> dict:
     return {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def openapi_spec(info: dict) -> dict:
-    """The OpenAPI document for a server of the model described by ``info`` (/metadata)."""
-    limits = info["limits"]
-    classes = info["class_names"]
+def _prediction_schema(classes: list[str], unknown: dict | None) -> dict:
+    """One prediction's schema; ``unknown``: the applied known-score rule (/metadata), or None."""
     top = {"type": "object", "properties": {"class": {"type": "string", "enum": classes},
                                              "probability": {"type": "number"}}}
-    prediction = {
-        "type": "object", "required": ["name", "class", "probability", "top", "probabilities"],
+    known = {} if unknown is None else {
+        "known_score": {"type": "number", "minimum": 0, "maximum": 1,
+                        "description": f"How much the photo looks like the training images ({unknown.get('score')} "
+                                       f"score); known at >= {unknown.get('threshold')} (/metadata 'unknown')."},
+        "unknown": {"type": "boolean", "description": "true: the photo is none of the classes (known_score below "
+                                                      "the threshold); 'class' is what it would have been."}}
+    return {
+        "type": "object", "required": ["name", "class", "probability", "top", "probabilities", *known],
         "properties": {
             "name": {"type": "string", "description": "The upload's file name (raw uploads: ?name=, else 'upload')."},
-            "class": {"type": "string", "enum": classes, "description": "The most probable class."},
+            "class": {"type": "string", "enum": classes,
+                      "description": "The most probable class (for an unknown photo: the class it would be)."},
             "probability": {"type": "number"},
             "top": {"type": "array", "items": top, "description": "The top_k classes, most probable first."},
             "probabilities": {"type": "array", "items": {"type": "number"},
                               "description": "One per class, in class_names order."},
+            **known,
         }}
+
+
+def openapi_spec(info: dict) -> dict:
+    """The OpenAPI document for a server of the model described by ``info`` (/metadata)."""
+    limits = info["limits"]
+    classes = info["class_names"]
+    unknown = info.get("unknown") or {}
+    applied = bool(unknown.get("applied"))
+    prediction = _prediction_schema(classes, unknown if applied else None)
     image_types = {t: {"schema": {"type": "string", "format": "binary"}}
                    for t in ("image/jpeg", "image/png", "image/bmp", "image/gif", "application/octet-stream")}
     return {
@@ -46,7 +61,9 @@ def openapi_spec(info: dict) -> dict:
                     f"a request) or one image's raw bytes with an image/* Content-Type. Each image is "
                     f"decoded, centre-cropped and resized exactly as 'clf predict' does. Limits: "
                     f"{limits['max_upload_bytes']} bytes a request, {limits['max_pixels']} pixels an image, "
-                    f"{limits['max_request_pixels']} pixels a request. Nothing is ever fetched from a URL or a path."),
+                    f"{limits['max_request_pixels']} pixels a request. Nothing is ever fetched from a URL or a path."
+                    + (f" Each prediction carries the model's known_score; below {unknown.get('threshold')} the "
+                       f"photo is unknown (unknown: true), none of the classes." if applied else "")),
                 "parameters": [
                     {"name": "top_k", "in": "query", "required": False,
                      "schema": {"type": "integer", "minimum": 1,
@@ -74,7 +91,9 @@ def openapi_spec(info: dict) -> dict:
                     "504": _err("No answer (decoding and prediction) within the request timeout."),
                 }}},
             "/metadata": {"get": {"summary": "The model: class names, backbone, input size, preprocessing, "
-                                             "artifact format, clf version, and the server's limits",
+                                             "the known-score rule ('unknown': output, threshold, score kind, "
+                                             "applied; null without one), artifact format, clf version, and "
+                                             "the server's limits",
                                   "responses": {"200": {"description": "Model and server description.",
                                                         "content": {"application/json": {}}}}}},
             "/health": {"get": {"summary": "Liveness, the queue and batching counters",
