@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from clf.artifacts.labels import is_known, output_width, read_labels, split_outputs
+from clf.artifacts.labels import is_known, read_labels
 from clf.data.images import is_image_file
 from clf.data.layout import class_folders
 from clf.errors import DataError, DataNotFoundError, UsageError
@@ -209,5 +209,7 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
 
 def _outputs(labels: dict[str, Any], results: list[Prediction]) -> tuple[np.ndarray, np.ndarray | None]:
     """``(probabilities [n, classes], known scores [n] or None)`` of decoded predictions."""
-    outputs = np.array([r.probabilities for r in results], float).reshape(len(results), output_width(labels))
-    return split_outputs(labels, outputs)
+    probs = np.array([r.probabilities for r in results], float).reshape(len(results), len(labels["class_names"]))
+    if not labels.get("unknown") or any(r.known_score is None for r in results):
+        return probs, None
+    return probs, np.array([r.known_score for r in results], float)
