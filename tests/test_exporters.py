@@ -271,10 +271,12 @@ def test_predict_formats_output_file_and_unreadable_files(bundle, tmp_path):
     import csv
 
     lines = list(csv.reader(out_csv.read_text().splitlines()))
-    assert lines[0] == ["path", "class_1", "probability_1", "class_2", "probability_2", "error"]
+    assert lines[0] == ["path", "class_1", "probability_1", "class_2", "probability_2", "error", "known_score",
+                        "unknown"]
     rows = {line[0].rsplit("/", 1)[-1]: line for line in lines[1:]}
-    assert rows["good.jpg"][1] in ("ant", "bee", "cat") and rows["good.jpg"][-1] == ""
-    assert rows["broken.jpg"][1] == "" and "decodable" in rows["broken.jpg"][-1]
+    assert rows["good.jpg"][1] in ("ant", "bee", "cat") and rows["good.jpg"][5] == ""
+    assert 0 <= float(rows["good.jpg"][6]) <= 1 and rows["good.jpg"][7] in ("true", "false")
+    assert rows["broken.jpg"][1] == "" and "decodable" in rows["broken.jpg"][5]
     table = runner.invoke(app, ["predict", str(result.run_dir / "saved_model"), str(data / "ant"), "--format", "table"])
     assert table.exit_code == 0 and "8 images (saved_model, tf.saved_model)" in table.output, table.output
     out_json = tmp_path / "p.json"
