@@ -81,7 +81,7 @@ def test_kill_during_export_keeps_the_previous_artifact(trained_run, tmp_path):
     assert model_file.read_bytes() == before
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".tmp")) == []
     predictor = clf.load_predictor(run_dir)
-    assert predictor.predict_batch(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 3)
+    assert predictor.predict_batch(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 4)  # 3 classes, known score
 
 
 def test_output_beside_a_fifo_named_labels_json_is_checked_without_waiting_on_it(tmp_path):

@@ -134,7 +134,8 @@ def test_hook_register_heads(recorded):
     call = recorder.calls["head"]
     assert call["features"] == (None, 4) and call["num_classes"] == 3
     assert call["options"] == {"dropout": 0.25, "hidden_units": 3}
-    assert result.model.output_shape == (None, 3)
+    assert result.classifier.head.output_shape == (None, 3)
+    assert result.model.output_shape == (None, 4)  # then the known score (Mahalanobis: not a linear head)
 
 
 def test_hook_register_data_loaders(recorded):
@@ -164,7 +165,7 @@ def test_hook_register_exporters(recorded):
     assert recorder.calls["exporter_load"]["path"] == result.run_dir / "rec.keras"
     assert recorder.calls["exporter_load"]["labels"]["class_names"] == ["ant", "bee", "cat"]
     images = np.full((1, SMALL_SIZE, SMALL_SIZE, 3), 100, np.float32)
-    assert np.allclose(predictor.predict_batch(images), result.predict(images), atol=1e-5)
+    assert np.allclose(predictor.predict_batch(images), result.outputs(images), atol=1e-5)
 
 
 def test_hook_register_callbacks(recorded):

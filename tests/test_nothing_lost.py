@@ -115,7 +115,8 @@ def test_c02_predict_output_never_overwrites_a_runs_model(trained, tmp_path):
     res = runner.invoke(app, ["predict", str(run_dir), str(images), "--output", str(link), "--overwrite"])
     assert res.exit_code == 2 and "model artifact 'model.h5'" in res.output
     assert model.read_bytes() == before
-    assert clf.load_predictor(model).predict_batch(np.zeros((1, SMALL_SIZE, SMALL_SIZE, 3), np.float32)).shape == (1, 3)
+    # 3 class probabilities, then the known score
+    assert clf.load_predictor(model).predict_batch(np.zeros((1, SMALL_SIZE, SMALL_SIZE, 3), np.float32)).shape == (1, 4)
 
 
 def test_c02_predict_output_refuses_an_existing_file_unless_overwrite(trained, tmp_path):
@@ -338,9 +339,9 @@ def test_c10_class_count_must_equal_the_models_outputs(trained, tmp_path, names)
     for model in (folder, folder / "model.tflite"):
         res = runner.invoke(app, ["predict", str(model), str(trained[1] / "ant")])
         assert res.exit_code == 1 and f"lists {len(names)} class name(s)" in res.output, res.output
-        assert "outputs 3 score(s)" in res.output
+        assert "outputs 4 score(s)" in res.output  # 3 classes, then the known score
     res = runner.invoke(app, ["evaluate", str(folder), "--data", str(trained[1])])
-    assert res.exit_code == 1 and "outputs 3 score(s)" in res.output and "reshape" not in res.output
+    assert res.exit_code == 1 and "outputs 4 score(s)" in res.output and "reshape" not in res.output
 
 
 # -- 11, 12. Artifacts are checked against the sha256 recorded at export -----------------------
@@ -394,7 +395,7 @@ def _file_writing_savedmodel(path: Path, marker: Path) -> None:
         @tf.function(input_signature=[tf.TensorSpec([None, SMALL_SIZE, SMALL_SIZE, 3], tf.float32, name="image")])
         def serve(self, image):
             tf.io.write_file(str(marker), "written by the model")
-            return {"probabilities": tf.fill([tf.shape(image)[0], 3], 1 / 3)}
+            return {"probabilities": tf.fill([tf.shape(image)[0], 4], 1 / 3)}  # 3 classes, the known score
 
     module = Writes()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})

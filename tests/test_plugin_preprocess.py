@@ -68,7 +68,7 @@ def test_it_trains_and_the_saved_model_reloads_with_the_plugin(plugin_file, smal
     # A new host (the plugin imported again: a new function object) reloads the model.
     fresh = PluginHost([str(plugin_file)])
     predictor = clf.load_predictor(result.run_dir / "model.h5", fresh)
-    np.testing.assert_allclose(predictor.predict_batch(x), result.predict(x), atol=1e-5)
+    np.testing.assert_allclose(predictor.predict_batch(x), result.outputs(x), atol=1e-5)
 
 
 def test_a_preprocess_that_is_neither_refuses_the_plugin_and_nothing_else(host):

@@ -185,7 +185,14 @@ def test_decision_agreement_tolerates_flips_only_at_the_threshold_or_below_the_q
     assert known_agreement({"class_names": ["a", "b"]}, reference[:, :2], reference[:, :2], "none") == (None, True)
 
 
-def test_a_label_record_whose_column_does_not_follow_the_classes_is_refused():
-    record = {"class_names": ["a", "b"], "input_size": [32, 32], "unknown": {"column": 1, "threshold": 0.5}}
-    with pytest.raises(clf.ModelError, match="'column' 2"):
+def test_a_label_record_whose_column_does_not_follow_the_classes_is_refused(unknown_runs, tmp_path):
+    record = {"class_names": ["a", "b"], "input_size": [32, 32], "unknown": {"column": "2", "threshold": 0.5}}
+    with pytest.raises(clf.ModelError, match="an integer 'column'"):
         validate_labels(record)
+    first = unknown_runs[0]
+    bundle = shutil.copytree(first.run_dir, tmp_path / "bundle")
+    labels = labels_of(first)
+    labels["unknown"]["column"] = 1
+    (bundle / "labels.json").write_text(json.dumps(labels))
+    with pytest.raises(clf.ModelError, match=r"then the known score \(unknown.column 1\)"):
+        load_predictor(bundle)

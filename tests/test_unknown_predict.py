@@ -84,14 +84,17 @@ def test_predictions_carry_the_known_score_and_its_decision(run):
     assert [(p.known_score, p.unknown) for p in from_arrays] == [(p.known_score, p.unknown) for p in predictions]
 
 
-def test_predict_shows_unknown_photos_in_the_table_csv_and_json(run):
+def test_predict_shows_unknown_photos_in_the_table_csv_and_json(run, monkeypatch):
+    from clf.cli.app import out
+
+    monkeypatch.setattr(out, "width", 200)  # the console's width was fixed when the CLI was first imported
     result, photos = run
     folder = str(photos[0].parent)
     base = ["predict", str(result.run_dir), folder, "--runtime", "tensorflow"]
     api = {Path(p.path).name: p for p in clf.predict_files(clf.load_predictor(result.run_dir, runtime="tensorflow"),
                                                           photos)}
 
-    table = runner.invoke(app, [*base, "--top-k", "2"], env={"COLUMNS": "200"})
+    table = runner.invoke(app, [*base, "--top-k", "2"])
     assert table.exit_code == 0, table.output
     assert "known score" in table.stdout
     white = api["odd_white.jpg"]

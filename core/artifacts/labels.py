@@ -139,9 +139,11 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
             raise bad(key, data[key], "a string")
     table("preprocessing", "an object")
     unknown = table("unknown", "an object describing the known-score output column")
-    if unknown and (unknown.get("column") != len(names) or not _is_number(unknown.get("threshold"))):
+    column = unknown.get("column")
+    if unknown and (not isinstance(column, int) or isinstance(column, bool) or column < 1
+                    or not _is_number(unknown.get("threshold"))):
         raise bad("unknown", {k: unknown.get(k) for k in ("column", "threshold")},
-                  f"'column' {len(names)} (the output after the class probabilities) and a numeric 'threshold'")
+                  "an integer 'column' (the output after the class probabilities) and a numeric 'threshold'")
 
 
 def output_width(labels: dict[str, Any]) -> int:

@@ -252,11 +252,13 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
     check_artifact(path, labels, trust)
     predictor = exporter.load(path, labels)
     width = predictor.output_width()
-    if width != output_width(labels):
+    column = (labels.get("unknown") or {}).get("column", len(predictor.class_names))
+    if width != output_width(labels) or column != len(predictor.class_names):
         known = " and a known score ('unknown')" if labels.get("unknown") else ""
         raise ModelError(
             f"{str(folder / LABELS_FILE)!r} lists {len(predictor.class_names)} class name(s){known} but "
-            f"{str(path)!r} outputs {width} score(s); expected one output per name, in output order. "
+            f"{str(path)!r} outputs {width} score(s); expected one output per name, in output order"
+            f"{', then the known score (unknown.column ' + str(column) + ')' if known else ''}. "
             f"Re-export the model or fix 'class_names'."
         )
     if not hasattr(predictor, "notes"):  # a plugin's predictor that skipped Predictor.__init__
