@@ -126,7 +126,7 @@ def open_run(run_dir: Path) -> Opened:
     if not run.labels.get("unknown"):
         raise SystemExit(f"{run_dir} has no unknown-photo score (labels.json has no 'unknown'); see its manifest.")
     parts = load_model(run)
-    return Opened(run.labels, parts.head.get_layer(run.labels["unknown"]["output"]), run, parts)
+    return Opened(run.labels, parts.known, run, parts)
 
 
 @dataclass
@@ -251,22 +251,12 @@ def measure(t: Trained, scores: list[str], out: Path, args: argparse.Namespace,
 
 def decisions(predictor: Any, photos: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """``(known?, known score)`` per photo through ``predictor`` (NaN: the photo did not decode)."""
-    from clf.artifacts.labels import is_known, split_outputs
     from clf.artifacts.predict import predict_files
 
     known, scores = [], []
     for p in predict_files(predictor, photos):
-        if p.error is not None:
-            known.append(False)
-            scores.append(np.nan)
-        elif hasattr(p, "known_score"):  # Prediction carries the split column and the decision
-            known.append(not p.unknown)
-            scores.append(np.nan if p.known_score is None else p.known_score)
-        else:  # a Prediction whose probabilities are the raw output row
-            _, column = split_outputs(predictor.labels, np.asarray([p.probabilities]))
-            s = None if column is None else float(column[0])
-            known.append(is_known(predictor.labels, s))
-            scores.append(np.nan if s is None else s)
+        known.append(p.error is None and not p.unknown)
+        scores.append(np.nan if p.error is not None or p.known_score is None else p.known_score)
     return np.array(known, bool), np.array(scores, float)
 
 

@@ -43,6 +43,10 @@ def test_t_interval_matches_scipy():
     assert got["mean"] == pytest.approx(np.mean(scores))
     assert (got["low"], got["high"]) == (pytest.approx(low), pytest.approx(high))
     assert got["sd"] == pytest.approx(np.std(scores, ddof=1)) and got["per_fold"] == scores
+    # One more split's score: the prediction interval, scale sd * sqrt(1 + 1/k).
+    scale = np.std(scores, ddof=1) * np.sqrt(1 + 1 / len(scores))
+    low, high = stats.t.interval(0.95, len(scores) - 1, loc=np.mean(scores), scale=scale)
+    assert (got["split_low"], got["split_high"]) == (pytest.approx(low), pytest.approx(min(high, 1.0)))
     # clipped to [0, 1]; identical folds: a zero-width interval
     assert t_interval([1.0, 0.9, 1.0])["high"] == 1.0
     assert t_interval([0.5, 0.5])["low"] == t_interval([0.5, 0.5])["high"] == 0.5

@@ -294,7 +294,9 @@ def cross_validation_tables(report: dict[str, Any]) -> list[Any]:
     heads = f"solved heads, L2 {report['l2']:.3g}" if report.get("heads") == "solved" else "heads trained by Keras fit"
     summary = (f"[bold]{report['folds']}-fold cross-validation[/] on {report['images']} images "
                f"({report['splits']}; {heads}): accuracy [bold]{interval_text(report['accuracy'])}[/], "
-               f"macro F1 {interval_text(report['macro_f1'])} (mean [95% t interval over the folds])")
+               f"macro F1 {interval_text(report['macro_f1'])} (mean [95% t interval over the folds]); one "
+               f"train/validation split's accuracy would land in [{report['accuracy']['split_low']:.4f}, "
+               f"{report['accuracy']['split_high']:.4f}] (95% prediction interval)")
     table = Table(title="per-class recall over the folds", title_justify="left")
     for col in ("class", "mean", "95% interval"):
         table.add_column(col, justify="left" if col == "class" else "right")

@@ -20,15 +20,20 @@ EXACT_MCNEMAR_UP_TO = 1000
 def t_interval(values: Sequence[float] | np.ndarray, level: float = LEVEL) -> dict[str, Any]:
     """Mean of ``values`` (one score per fold) and its two-sided Student t interval
     ``mean -/+ t_{(1+level)/2, k-1} * sd / sqrt(k)`` (sd with k-1 in the denominator); the
-    usual interval for a k-fold mean. Clipped to [0, 1], as every score here is a fraction."""
+    usual interval for a k-fold mean. ``split_low``/``split_high``: the t prediction interval
+    of one more held-out split's score, ``mean -/+ t * sd * sqrt(1 + 1/k)``: where a single
+    train/validation split's score would land, which is what one run's validation accuracy is.
+    Clipped to [0, 1], as every score here is a fraction."""
     from scipy.stats import t
 
     x = np.asarray(values, np.float64)
     k = len(x)
     mean = float(x.mean()) if k else 0.0
     sd = float(x.std(ddof=1)) if k > 1 else 0.0
-    half = float(t.ppf((1 + level) / 2, k - 1) * sd / math.sqrt(k)) if k > 1 else 0.0
+    quantile = float(t.ppf((1 + level) / 2, k - 1)) if k > 1 else 0.0
+    half, split = quantile * sd / math.sqrt(k) if k else 0.0, quantile * sd * math.sqrt(1 + 1 / k) if k else 0.0
     return {"mean": mean, "low": max(0.0, mean - half), "high": min(1.0, mean + half), "sd": sd,
+            "split_low": max(0.0, mean - split), "split_high": min(1.0, mean + split),
             "per_fold": [float(v) for v in x]}
 
 

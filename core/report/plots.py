@@ -136,8 +136,10 @@ def plot_unknown_scores(training: np.ndarray, validation: np.ndarray | None, thr
     edges = np.histogram_bin_edges(every, bins=min(50, max(10, len(every) // 5)))
     with _figure(path, figsize=(8, 4.5)) as (fig, ax):
         for values, label, color in groups:
-            # Densities: the two sets differ in size, their shapes are what compare.
-            ax.hist(values, bins=edges, density=True, alpha=0.5, color=color, label=label)
+            # Densities: the two sets differ in size, their shapes are what compare. One outline
+            # per set (stairs), not a rectangle per bin: far quicker to draw.
+            ax.stairs(np.histogram(values, bins=edges, density=True)[0], edges, fill=True, alpha=0.5, color=color,
+                      label=label)
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1.2,
                    label=f"threshold {threshold:.4g} (accepts {accept_known:.0%} of training, out of fold)")
         ax.set_xlabel(f"raw {kind} score (higher: more like the training images)")

@@ -52,15 +52,18 @@ def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted
     total = sum(len(bundle.splits[n]) for n in todo if n in bundle.splits)
     observer.phase_start("evaluate", total=total or None, unit="image")
     result = Evaluated(live=live)
+    k = len(bundle.class_names)
+    # The model's outputs (then the known score) cut to the classes: export's reference reuses the trace.
+    outputs = batch_fn(trainable.classifier.model if live else trainable.classifier.outputs_head)
+    model = lambda batch: outputs(batch)[:, :k]  # noqa: E731
     for split, (ds, feats) in todo.items():
         if live:
             if split == "test":
                 ds = dist.batch(ds, len(bundle.splits.get("test", [])) or None, "test",
                                 size=batch_size).prefetch(tf.data.AUTOTUNE)
-            model, batches = batch_fn(trainable.classifier.model), ds
+            batches = ds
         else:
             assert feats is not None
-            model = batch_fn(trainable.head_model)
             batches = tf.data.Dataset.from_tensor_slices((feats.features, feats.labels)).batch(256)
         y, p = predict_dataset(model, batches, len(bundle.class_names), observer)
         report = evaluation_report(y, p, bundle.class_names, loss=cross_entropy(y, p))
