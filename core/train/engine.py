@@ -20,7 +20,6 @@ Each phase returns a small dataclass; the observer sees a ``phase_start``/``phas
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -128,7 +127,6 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
     observer = TeeObserver(recorder, observer or Observer())
     started = datetime.now()
     setup = resolve(config, host or get_host(config.plugins))
-    check_folds_and_trackers(setup)
     ckpt = checkpoint.require(resume_from) if resume_from is not None else None
     if ckpt is None:
         guardrails.check_output(config.output, config.force)  # before any slow work
@@ -200,27 +198,6 @@ def configure(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
     if config is None:
         return RunConfig.from_mapping(options)
     return RunConfig.from_mapping({**config.to_dict(), **options}) if options else config
-
-
-def check_folds_and_trackers(setup: Setup) -> None:
-    """--folds needs cached features; each --track name must be a registered callback plugin."""
-    config = setup.config
-    if config.folds and setup.backbone.trainable:
-        raise ConfigError(
-            f"--folds {config.folds} scores heads on cached backbone features, but backbone "
-            f"{setup.backbone.name!r} is trained with the head (no features are cached). Drop --folds, "
-            f"or pick a pretrained backbone (see 'clf backbones')."
-        )
-    for name in config.track:
-        tracker = setup.host.callbacks.get(name)  # an unknown tracker is an error naming the known ones
-        missing = [m for m in tracker.requires if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ConfigError(
-                f"--track {name} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
-                f"installed; expected every package a tracker needs before anything runs. Install "
-                f"{'it' if len(missing) == 1 else 'them'} ({tracker.install or 'pip install ' + ' '.join(missing)}) "
-                f"or drop --track {name}."
-            )
 
 
 def finish_callbacks(result: RunResult, host: PluginHost) -> None:

@@ -5,6 +5,7 @@ phase and the data phase, then stops.
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,7 +52,30 @@ def resolve(config: RunConfig, host: PluginHost) -> Setup:
     check_weights_path(config)
     check_preprocess(backbone)
     check_unknown(config, backbone, head)
-    return Setup(config, host, backbone, head, loader, exporters, image_size_for(config, backbone))
+    setup = Setup(config, host, backbone, head, loader, exporters, image_size_for(config, backbone))
+    check_folds_and_trackers(setup)
+    return setup
+
+
+def check_folds_and_trackers(setup: Setup) -> None:
+    """--folds needs cached features; each --track name must be a registered callback plugin."""
+    config = setup.config
+    if config.folds and setup.backbone.trainable:
+        raise ConfigError(
+            f"--folds {config.folds} scores heads on cached backbone features, but backbone "
+            f"{setup.backbone.name!r} is trained with the head (no features are cached). Drop --folds, "
+            f"or pick a pretrained backbone (see 'clf backbones')."
+        )
+    for name in config.track:
+        tracker = setup.host.callbacks.get(name)  # an unknown tracker is an error naming the known ones
+        missing = [m for m in tracker.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"--track {name} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+                f"installed; expected every package a tracker needs before anything runs. Install "
+                f"{'it' if len(missing) == 1 else 'them'} ({tracker.install or 'pip install ' + ' '.join(missing)}) "
+                f"or drop --track {name}."
+            )
 
 
 def check_unknown(config: RunConfig, backbone: Backbone, head: Any) -> None:

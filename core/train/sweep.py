@@ -22,7 +22,7 @@ from clf.files import write_json
 from clf.host.manager import PluginHost, get_host
 from clf.report.plots import plot_leaderboard
 from clf.train.distribute import distribution
-from clf.train.engine import (RunResult, build_backbone_phase, check_folds_and_trackers, cross_validate_phase,
+from clf.train.engine import (RunResult, build_backbone_phase, cross_validate_phase,
                               run)
 from clf.train.extraction import extract_features
 from clf.train.fit import assemble, fit_head
@@ -84,7 +84,6 @@ def score_backbone(config: RunConfig, host: PluginHost, observer: Observer) -> d
     go to a temporary folder)."""
     t0 = time.perf_counter()
     setup = resolve(config, host)
-    check_folds_and_trackers(setup)
     dist = distribution(config.strategy, config.precision, config.batch_size)
     data = load_data(config, setup.loader, setup.image_size, observer)
     base = build_backbone_phase(setup, dist, observer)
