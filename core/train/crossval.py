@@ -2,7 +2,8 @@
 validation splits, clean copies only) is scored by a head fitted without it, through the same
 out-of-fold heads ``clf inspect`` uses (clf.train.oof: solved like the run's head, at the run's
 L2 strength, or trained by Keras fit with the run's settings). Each fold's accuracy, macro F1
-and per-class recall give a mean and a 95% Student t interval over the K folds. The exported
+and per-class recall give a mean, a 95% Student t interval over the K folds and the
+prediction interval of one split's score. The exported
 model is the run's own, trained on the training split as without --folds.
 """
 
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from clf.train.extraction import Extracted
     from clf.train.setup import Setup
 
-INTERVAL = f"{LEVEL:.0%} Student t interval over the fold scores: mean -/+ t(0.975, K-1) * sd / sqrt(K)"
+INTERVAL = (f"{LEVEL:.0%} Student t interval over the fold scores: mean -/+ t(0.975, K-1) * sd / sqrt(K); "
+            f"split_low/split_high: where one split's score lands, mean -/+ t(0.975, K-1) * sd * sqrt(1 + 1/K)")
 
 
 def labelled_features(extracted: Extracted, n_clean: int) -> tuple[np.ndarray, np.ndarray]:
