@@ -44,7 +44,7 @@ _LAZY = {
     "register_preprocess": "data.preprocessing", "WeightsFile": "artifacts.weights",
     "keras_downloads": "artifacts.weights", "keras_cache_dir": "files",
     # exporters
-    "atomic_path": "files", "write_json": "files", "QUANTIZE_MODES": "config",
+    "atomic_path": "files", "write_json": "files", "h5_holds": "artifacts.keras_files", "QUANTIZE_MODES": "config",
     "photo_model": "data.fitting", "fixed_model": "data.fitting", "is_photo_model": "data.fitting",
     "FitPhoto": "data.fitting", "MODEL_INPUTS": "config",
     # the inference core: one converter per format, one runner per runtime, one decoder

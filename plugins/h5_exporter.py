@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from clf import hookimpl, atomic_path, quiet_logs, KerasPredictor
+from clf import hookimpl, atomic_path, quiet_logs, KerasPredictor, h5_holds
 
 
 def export_h5(model: Any, directory: Path, metadata: dict[str, Any]) -> list[Path]:
@@ -23,5 +23,6 @@ def export_h5(model: Any, directory: Path, metadata: dict[str, Any]) -> list[Pat
 
 @hookimpl
 def register_exporters(register: Callable[..., None]) -> None:
-    register("h5", export_h5, load=KerasPredictor,
+    # holds: the file proven to be the in-memory model, weight by weight, spares reloading it.
+    register("h5", export_h5, load=KerasPredictor, holds=h5_holds,
              description="Keras HDF5: model.h5 + model.weights.h5 (the tutorial's format)")

@@ -341,3 +341,75 @@ def test_evaluate_counts_exact_duplicates_once(trained_run, tmp_path):
     assert len(result.predictions) == 6 and result.report["duplicates_counted_once"] == 1
     (note,) = [n for n in result.notes if "duplicate" in n]
     assert note.startswith("1 exact duplicate file(s) counted once") and "ant_0(1).jpg (same bytes as" in note
+
+
+def test_an_h5_file_proven_identical_to_the_model_is_not_rerun(bundle, tmp_path):
+    """Verification proves model.h5 holds the in-memory model (config and every weight) instead
+    of reloading and running it; the test vectors still come from the model's answer on the photos."""
+    result, _ = bundle
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    assert labels["verification"]["results"]["h5"]["method"] == "identical"
+    assert labels["verification"]["results"]["onnx"]["method"] == "run"  # other runtimes still run
+    predictor = clf.load_predictor(result.run_dir / "model.h5")
+    full = json.loads((result.run_dir / "verification.json").read_text())
+    folder = {os.path.basename(f): f for f in full["images"]}
+    for vector in labels["test_vectors"]:
+        got = predictor.predict_batch(predictor.decoder.batch([folder[vector["file"]]]))[0]
+        np.testing.assert_allclose(got[:3], vector["probabilities"], atol=2e-6)
+        if "known_score" in vector:
+            assert abs(got[3] - vector["known_score"]) <= 2e-6
+
+
+def test_h5_holds_only_the_exact_model(bundle, tmp_path):
+    import keras
+
+    result, _ = bundle
+    path = result.run_dir / "model.h5"
+    model = keras.models.load_model(str(path), compile=False)
+    assert clf.h5_holds(path, model)
+    changed = model.weights[-1]
+    changed.assign(changed.numpy() + 1e-6)
+    assert not clf.h5_holds(path, model)
+    (tmp_path / "bad.h5").write_bytes(path.read_bytes()[:4096])  # truncated: unreadable, so not proven
+    assert not clf.h5_holds(tmp_path / "bad.h5", model)
+
+
+def test_a_file_not_proven_identical_is_run_and_judged(bundle, tmp_path):
+    """An h5 that does not hold the model it is said to come from falls back to the full round
+    trip, which fails it (and sets it aside) as before."""
+    import shutil
+
+    import keras
+
+    from clf.artifacts.verify import verify_exports
+    from clf.infer.forward import batch_fn
+
+    result, _ = bundle
+    shutil.copy(result.run_dir / "model.h5", tmp_path / "model.h5")
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    other = keras.models.load_model(str(tmp_path / "model.h5"), compile=False)
+    kernel = next(w for w in reversed(other.weights) if len(w.shape) == 2)  # the head's: changes every answer
+    kernel.assign(np.random.default_rng(0).normal(0, 1, kernel.shape).astype(np.float32))
+    exporters = {"h5": clf.get_host().exporters.get("h5")}
+    images = _images(4)
+    got = verify_exports(batch_fn(other), labels, {"h5": [tmp_path / "model.h5"]}, exporters, images, [], "test",
+                         models={"h5": other})
+    assert got.results["h5"].method == "run" and not got.results["h5"].passed
+    assert (tmp_path / "model.h5.failed").exists()
+
+
+def test_photo_features_are_cached_for_the_next_run(bundle, tmp_path):
+    """The test vectors' full-decode features come from the cache in a warm run: no backbone runs,
+    and the head on them gives the model's own answer."""
+    from clf.train.feature_cache import FeatureCache
+    from clf.train.features import make_extractor, photo_features
+
+    result, data = bundle
+    files = sorted(str(f) for f in (data / "ant").iterdir())[:2]
+    crop = json.loads((result.run_dir / "labels.json").read_text())["resize"]["center_crop"]
+    size = clf.ImageSize((SMALL_SIZE, SMALL_SIZE), crop)  # the run's own crop, as the engine passes it
+    first = photo_features(make_extractor(result.classifier, size), files, size, FeatureCache(tmp_path, {"test": 1}))
+    again = photo_features(None, files, size, FeatureCache(tmp_path, {"test": 1}))  # hits only: no extractor
+    np.testing.assert_array_equal(first, again)
+    head = result.classifier.outputs_head.predict(again, verbose=0)
+    np.testing.assert_allclose(head, result.outputs(files), atol=1e-5)

@@ -133,12 +133,14 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
                bundle: DatasetBundle,
                observer: Observer, reference: BatchFn | None = None,
                reference_probs: Callable[[str], np.ndarray | None] | None = None,
-               staged: bool = False) -> tuple[dict[str, list[Path]], VerificationReport | None]:
+               staged: bool = False,
+               photo_probs: Callable[[list[str]], np.ndarray | None] | None = None) -> tuple[dict[str, list[Path]], VerificationReport | None]:
     """Run the exporters, verify what they wrote, write ``labels.json``; raise on failure.
 
     ``reference``: the forward compared with (default ``model``'s,
     ``clf.infer.forward.batch_fn``). ``reference_probs(split)``: the reference's
-    probabilities on that split's images, when known (None: computed). ``staged``: the files
+    probabilities on that split's images, when known (None: computed). ``photo_probs(files)``:
+    the reference's outputs on those photos decoded in full, when known cheaply. ``staged``: the files
     move into ``run_dir`` together, and only if none replaces a file (``clf export``)."""
     from clf.data.fitting import fixed_model, photo_model
     options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
@@ -150,6 +152,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     check_free_space(model, run_dir, exporters)
     observer.phase_start("export", total=len(exporters))
     artifacts: dict[str, list[Path]] = {}
+    written_from: dict[str, Any] = {}  # exporter -> the in-memory model it wrote (verification's proof)
     # One hidden folder (an orphan name, removed if killed): its files move together or not at all.
     staging = temp_name(run_dir / "export") if staged else None
     try:
@@ -165,6 +168,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
             files = _run_exporter(exporter, target, run_dir, {**metadata, "inputs": {
                 exporter.name: inputs[exporter.name]}}, kwargs, into=staging)
             artifacts[exporter.name] = files
+            written_from[exporter.name] = target
             observer.phase_advance("export")
         if staging is not None:
             artifacts = _move_staged(staging, run_dir, artifacts)
@@ -183,7 +187,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
                                     **{e.name: config.quantize for e in exporters if "quantize" in e.options}}
 
     report = _verify(reference or batch_fn(fixed), metadata, artifacts, exporters, config, bundle, run_dir, observer,
-                     reference_probs) if config.verify else None
+                     reference_probs, written_from, photo_probs) if config.verify else None
     write_json(run_dir / LABELS_FILE, metadata)
     if report is not None and report.failed:
         raise VerificationError(
@@ -244,7 +248,9 @@ def _inside(path: Path, folder: Path) -> Path:
 
 def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, list[Path]], exporters: Sequence[Exporter],
             config: ExportOptions, bundle: DatasetBundle, run_dir: Path, observer: Observer,
-            reference_probs: Callable[[str], np.ndarray | None] | None) -> VerificationReport:
+            reference_probs: Callable[[str], np.ndarray | None] | None,
+            written_from: dict[str, Any] | None = None,
+            photo_probs: Callable[[list[str]], np.ndarray | None] | None = None) -> VerificationReport:
     """Verify against ``reference``, write verification.json, update ``metadata`` (vectors, failures, summary)."""
     observer.phase_start("verify", total=len(artifacts))
     # Float artifacts are checked on FLOAT_CHECK_IMAGES: decode no more unless quantized.
@@ -254,7 +260,8 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
     if known is not None and len(known) < len(images):
         known = None  # not one row per image: compute them instead
     report = verify_exports(reference, metadata, artifacts, {e.name: e for e in exporters},
-                            images, files, source, known[:len(images)] if known is not None else None)
+                            images, files, source, known[:len(images)] if known is not None else None,
+                            models=written_from, photo_probs=photo_probs)
     if report.reference_probs is not None and len(files) >= len(report.reference_probs):
         metadata["test_vectors"] = test_vectors(files, report.reference_probs, metadata)
     write_report(run_dir, report)

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -111,8 +111,14 @@ class Verification:
     client_max_abs_diff: float | None = None
     client_top1_agreement: float | None = None
     known_agreement: float | None = None  # same known/unknown decision (a model with a known score)
+    # "run": reopened in its runtime and run on the images; "identical": the file was proven to
+    # hold the in-memory model itself (the exporter's ``holds``), which is the reference.
+    method: str = "run"
 
     def describe(self) -> str:
+        if self.method == "identical":
+            return (f"{self.exporter} ({self.file}, {self.runtime}): holds the verified in-memory model, "
+                    f"config and every weight equal; needs {self.criterion}")
         known = "" if self.known_agreement is None else f", known/unknown agreement {self.known_agreement:.1%}"
         client = ""
         if self.client_images:
@@ -144,7 +150,7 @@ class VerificationReport:
             "source": self.source,
             "results": {name: {"passed": r.passed, "max_abs_diff": r.max_abs_diff,
                                "top1_agreement": r.top1_agreement, "quantization": r.quantization,
-                               "known_agreement": r.known_agreement,
+                               "known_agreement": r.known_agreement, "method": r.method,
                                "client_images": r.client_images, "client_max_abs_diff": r.client_max_abs_diff}
                         for name, r in self.results.items()},
         }
@@ -275,24 +281,43 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
 
 def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],
                    exporters: dict[str, Any], images: np.ndarray, image_files: Sequence[str], source: str,
-                   reference_probs: np.ndarray | None = None) -> VerificationReport:
+                   reference_probs: np.ndarray | None = None, models: dict[str, Any] | None = None,
+                   photo_probs: Callable[[list[str]], np.ndarray | None] | None = None) -> VerificationReport:
     """Reopen every artifact whose exporter can load it and compare with the forward
     ``reference_fn`` (``clf.infer.forward.batch_fn``); failed artifacts are quarantined.
 
     ``exporters``: name -> ``Exporter``; ones without ``load`` are skipped. Float artifacts
     are compared on the first ``FLOAT_CHECK_IMAGES`` images, quantized ones on all.
-    ``reference_probs``: the model's probabilities on ``images``, when known."""
+    ``reference_probs``: the model's probabilities on ``images``, when known. ``models``: name
+    -> the in-memory model that exporter wrote; a file its exporter's ``holds`` proves identical
+    to it passes without being reopened (``method`` "identical"). ``photo_probs(files)``: the
+    reference's outputs on photos decoded in full, when known cheaply (None: computed)."""
     report = VerificationReport(images=list(map(str, image_files)), source=source)
-    # Known: the engine's head output on cached features, so verifying costs no second backbone pass.
-    reference = reference_probs if reference_probs is not None else in_batches(reference_fn, images)
+    identical = {name for name, files in artifacts.items()
+                 if files and _holds(exporters[name], Path(files[0]), (models or {}).get(name))}
+    for name in identical:
+        report.results[name] = Verification(
+            name, Path(artifacts[name][0]).name, "tensorflow", "none", 0, 0.0, 1.0,
+            "the file's config and every weight equal to the in-memory model's, which is the reference",
+            True, method="identical")
+    to_run = {name: files for name, files in artifacts.items() if name not in identical}
     photos = client_files(list(map(str, image_files)), images)
+    if not any(takes_photo(labels, name) for name in to_run):
+        photos = photos[:TEST_VECTORS]  # no client check: only the test vectors need photos
     photo_reference = None
+    if not to_run:
+        reference = np.zeros((0, 0), np.float32)
+    else:
+        # Known: the engine's head output on cached features, so verifying costs no second backbone pass.
+        reference = reference_probs if reference_probs is not None else in_batches(reference_fn, images)
     if photos and any(takes_photo(labels, name) for name in artifacts):
         # Decoded in full like the client path (held-out images may be DCT-scaled decodes).
         size = ImageSize(labels["input_size"], float(labels.get("resize", {}).get("center_crop", 0.0)))
-        photo_reference = in_batches(reference_fn, Decoder(size).batch(photos))
+        photo_reference = photo_probs(photos) if photo_probs is not None else None
+        if photo_reference is None:
+            photo_reference = in_batches(reference_fn, Decoder(size).batch(photos))
         report.reference_probs = photo_reference
-    for name, files in artifacts.items():
+    for name, files in to_run.items():
         exporter = exporters[name]
         if exporter.load is None or not files:
             continue
@@ -311,6 +336,12 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
         if not result.passed:
             quarantine(files)
     return report
+
+
+def _holds(exporter: Any, path: Path, model: Any) -> bool:
+    """Whether ``exporter`` proves ``path`` holds ``model`` exactly (an exporter without ``holds``: no)."""
+    holds = getattr(exporter, "holds", None)
+    return model is not None and holds is not None and bool(holds(path, model))
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,

@@ -76,6 +76,10 @@ class Exporter(Component):
     """``export(model, directory, metadata, **options) -> list[pathlib.Path]``."""
     load: Callable[..., Any] | None = None
     """``load(path, labels) -> clf.Predictor``, or ``None``: its artifacts cannot be reopened."""
+    holds: Callable[..., bool] | None = None
+    """``holds(path, model) -> bool``: whether a file it wrote holds exactly ``model`` (architecture
+    and every weight). True lets the export's round-trip check skip reloading and running it;
+    False (or ``None`` here) means the full check (``clf.h5_holds`` for Keras HDF5)."""
     options: tuple[str, ...] = ()
     """Export options it accepts as keyword arguments (e.g. ``"quantize"``,
     ``"representative_data"``); the engine passes only these, so three-argument exporters

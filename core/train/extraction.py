@@ -34,6 +34,8 @@ class Extracted:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> extracted / cached
     seconds: float = 0.0
     runtime: dict[str, Any] = field(default_factory=dict)  # BackboneRuntime.record(): name, check, notes
+    cache: FeatureCache | None = None  # the on-disk cache it read (None: --no-cache, or not the chief)
+    extractor: Any = None  # the TensorFlow extractor (images -> features)
 
     def __getitem__(self, split: str) -> SplitFeatures | None:
         return self.splits.get(split)
@@ -115,4 +117,4 @@ def extract_features(setup: Setup, data: LoadedData, base: Any, dist: Distributi
                        runtime=runtime.name, worker=workers.rank if workers is not None else None)
     if config.augment_copies and not config.augment:
         observer.note("--augment-copies is ignored with --no-augment: training on clean features only.")
-    return Extracted(splits, counts, seconds, runtime.record())
+    return Extracted(splits, counts, seconds, runtime.record(), cache, extractor)

@@ -74,6 +74,27 @@ def extract(extractor: keras.Model, dataset: tf.data.Dataset, batch_size: int, a
     return np.concatenate(features).astype(np.float32, copy=False), np.concatenate(labels).astype(np.int32)
 
 
+# Photos decoded in full as clf predict decodes them, through TensorFlow: the test vectors' inputs.
+PHOTO_VARIANT = "photo-tensorflow"
+
+
+def photo_features(extractor: keras.Model, files: Sequence[str], image_size: Sequence[int],
+                   cache: FeatureCache | None) -> np.ndarray:
+    """Features of ``files`` decoded in full (``clf.infer.decode.Decoder``, as ``clf predict``),
+    through TensorFlow; cached under ``PHOTO_VARIANT``, so a warm run traces no backbone for them."""
+    from clf.infer.decode import Decoder
+
+    hashes = [file_sha256(f) for f in files]
+    hits, misses = cache.lookup(PHOTO_VARIANT, hashes) if cache is not None else ({}, list(range(len(files))))
+    table = dict(hits)
+    if misses:
+        got = np.asarray(forward_fn(extractor)(Decoder(image_size).batch([files[i] for i in misses])), np.float32)
+        if cache is not None:
+            cache.store(PHOTO_VARIANT, [hashes[i] for i in misses], got)
+        table.update(zip(misses, got))
+    return np.stack([table[i] for i in range(len(files))]).astype(np.float32)
+
+
 def variants(copies: int, seed: int, tta: str = "none") -> list[tuple[str, int | None]]:
     """``(cache variant name, augmentation seed or None)``: the clean copy, then K augmented;
     ``tta`` is a prefix, not a suffix, since the cache globs ``<variant>-*.npz``."""

@@ -16,6 +16,7 @@ from clf.report import runrecord
 from clf.report.evaluation import predict_dataset
 from clf.report.metrics import cross_entropy, evaluation_report
 from clf.infer.forward import batch_fn, predict as forward_predict
+from clf.train.features import photo_features
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,10 +97,17 @@ def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: 
         return None if evaluated.live or f is None else forward_predict(trainable.classifier.outputs_head,
                                                                          f.features[:MAX_IMAGES])
 
+    def photo_probs(files: list[str]) -> np.ndarray | None:
+        # Test vectors: the head on the photos' cached full-decode features, no backbone trace when warm.
+        if evaluated.live or extracted is None or extracted.extractor is None:
+            return None
+        features = photo_features(extracted.extractor, files, setup.image_size, extracted.cache)
+        return forward_predict(trainable.classifier.outputs_head, features)
+
     model = trainable.classifier.model
     artifacts, verification = export_all(model, run_dir, metadata, setup.exporters, config, data.bundle,
                                          observer, reference=batch_fn(model),
-                                         reference_probs=cached_probs)
+                                         reference_probs=cached_probs, photo_probs=photo_probs)
     return Exported(metadata, artifacts, verification)
 
 
