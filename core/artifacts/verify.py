@@ -225,11 +225,12 @@ def check_client(result: Verification, predictor: Predictor, files: Sequence[str
     result.criterion += f"; photos decoded by Pillow and passed raw: {client}"
 
 
-def client_files(files: Sequence[str], images: np.ndarray) -> list[str]:
-    """The first ``CLIENT_IMAGES`` of ``files`` for the client path; none when a loader streams."""
-    if len(files) < min(len(images), CLIENT_IMAGES) or not all(Path(f).is_file() for f in files[:CLIENT_IMAGES]):
+def client_files(files: Sequence[str], count: int) -> list[str]:
+    """The first ``CLIENT_IMAGES`` of the ``count`` images' ``files`` for the client path; none
+    when a loader streams (fewer files than images, or names that are no files)."""
+    if len(files) < min(count, CLIENT_IMAGES) or not all(Path(f).is_file() for f in files[:CLIENT_IMAGES]):
         return []
-    return list(files[:min(len(images), CLIENT_IMAGES)])
+    return list(files[:min(count, CLIENT_IMAGES)])
 
 
 def quarantine(files: Sequence[Path]) -> None:
@@ -282,7 +283,8 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
 def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],
                    exporters: dict[str, Any], images: np.ndarray, image_files: Sequence[str], source: str,
                    reference_probs: np.ndarray | None = None, models: dict[str, Any] | None = None,
-                   photo_probs: Callable[[list[str]], np.ndarray | None] | None = None) -> VerificationReport:
+                   photo_probs: Callable[[list[str]], np.ndarray | None] | None = None,
+                   identical: set[str] | None = None) -> VerificationReport:
     """Reopen every artifact whose exporter can load it and compare with the forward
     ``reference_fn`` (``clf.infer.forward.batch_fn``); failed artifacts are quarantined.
 
@@ -291,17 +293,19 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     ``reference_probs``: the model's probabilities on ``images``, when known. ``models``: name
     -> the in-memory model that exporter wrote; a file its exporter's ``holds`` proves identical
     to it passes without being reopened (``method`` "identical"). ``photo_probs(files)``: the
-    reference's outputs on photos decoded in full, when known cheaply (None: computed)."""
+    reference's outputs on photos decoded in full, when known cheaply (None: computed).
+    ``identical``: ``proven_identical``'s answer when the caller has it (None: asked here)."""
     report = VerificationReport(images=list(map(str, image_files)), source=source)
-    identical = {name for name, files in artifacts.items()
-                 if files and _holds(exporters[name], Path(files[0]), (models or {}).get(name))}
+    if identical is None:
+        identical = proven_identical(artifacts, exporters, models)
     for name in identical:
         report.results[name] = Verification(
             name, Path(artifacts[name][0]).name, "tensorflow", "none", 0, 0.0, 1.0,
             "the file's config and every weight equal to the in-memory model's, which is the reference",
-            True, method="identical")
+            True, known_agreement=1.0 if labels.get("unknown") else None, method="identical")
     to_run = {name: files for name, files in artifacts.items() if name not in identical}
-    photos = client_files(list(map(str, image_files)), images)
+    # No images decoded (every artifact proven identical): the files alone give the test vectors.
+    photos = client_files(list(map(str, image_files)), len(images) if len(images) else len(image_files))
     if not any(takes_photo(labels, name) for name in to_run):
         photos = photos[:TEST_VECTORS]  # no client check: only the test vectors need photos
     photo_reference = None
@@ -338,10 +342,16 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     return report
 
 
-def _holds(exporter: Any, path: Path, model: Any) -> bool:
-    """Whether ``exporter`` proves ``path`` holds ``model`` exactly (an exporter without ``holds``: no)."""
-    holds = getattr(exporter, "holds", None)
-    return model is not None and holds is not None and bool(holds(path, model))
+def proven_identical(artifacts: dict[str, list[Path]], exporters: dict[str, Any],
+                     models: dict[str, Any] | None) -> set[str]:
+    """The artifacts whose exporter's ``holds`` proves the file is the in-memory model it was
+    written from (``models``: name -> that model); the rest must be reopened and run."""
+    proven = set()
+    for name, files in artifacts.items():
+        holds, model = getattr(exporters[name], "holds", None), (models or {}).get(name)
+        if files and holds is not None and model is not None and holds(Path(files[0]), model):
+            proven.add(name)
+    return proven
 
 
 def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None = None,
@@ -370,7 +380,7 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
     report = VerificationReport(images=files, source=source, reference_probs=reference_probs)
     result = verify_predictor(exporter_name, predictor, images, reference_probs)
     if takes_photo(labels, exporter_name):
-        photos = client_files(files, images)
+        photos = client_files(files, len(images))
         check_client(result, predictor, photos, reference_probs[:len(photos)])
     report.results[exporter_name] = result
     # Other images or another reference: recorded beside the export's record, never over it.
