@@ -195,9 +195,12 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
     seconds = time.perf_counter() - t0
     quantization = getattr(predictor, "quantization", "none")
     labels = getattr(predictor, "labels", {})
-    diff, agreement, passed = compare(reference, got, quantization, classes=len(labels.get("class_names", [])) or None)
-    known, same = known_agreement(labels, reference, got, quantization)
-    criterion = criterion_for(quantization) + ("" if known is None else "; the same known/unknown decision" if
+    # A client that takes 8-bit images (MediaPipe) states its own bound; others the float one.
+    tolerance = float(getattr(predictor, "tolerance", FLOAT_TOLERANCE))
+    diff, agreement, passed = compare(reference, got, quantization, tolerance,
+                                      classes=len(labels.get("class_names", [])) or None)
+    known, same = known_agreement(labels, reference, got, quantization, tolerance)
+    criterion = criterion_for(quantization, tolerance) + ("" if known is None else "; the same known/unknown decision" if
                                                quantization == "none" else f"; known/unknown agreement >= "
                                                f"{MIN_QUANTIZED_AGREEMENT:.0%}")
     return Verification(name, predictor.path.name, getattr(predictor, "runtime", "unknown"), quantization,
