@@ -44,7 +44,7 @@ def exported(trained_run, tmp_path_factory):
         pytest.skip(f"onnxruntime-web is absent ({web.missing_runtime()}); .ci/run installs it")
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     run_dir = copy_run(trained_run, tmp_path_factory.mktemp("web") / "run")
-    clf.export(run_dir, "web,onnx")
+    clf.export(run_dir, "web")
     return run_dir
 
 
@@ -93,7 +93,7 @@ def classify_in_page(page, files):
 
 def test_page_outputs_equal_clf_predict_and_load_only_its_folder(exported, served, browser, trained_run):
     files = clf.collect_images(trained_run.data)[:6]
-    predictions = clf.predict_files(clf.load_predictor(exported, fmt="onnx"), files)
+    predictions = clf.predict_files(clf.load_predictor(exported, fmt="h5"), files)
     page = browser.new_page()
     requests, errors = [], []
     page.on("request", lambda r: requests.append(r.url))
@@ -113,7 +113,7 @@ def test_page_outputs_equal_clf_predict_and_load_only_its_folder(exported, serve
 
 def test_picked_photos_show_bars_and_the_verdict(exported, served, browser, trained_run, tmp_path):
     files = clf.collect_images(trained_run.data)[:2]
-    predictions = clf.predict_files(clf.load_predictor(exported, fmt="onnx"), files)
+    predictions = clf.predict_files(clf.load_predictor(exported, fmt="h5"), files)
     page = browser.new_page()
     page.goto(served)
     page.wait_for_function("document.getElementById('status').textContent.startsWith('Ready')")

@@ -195,12 +195,9 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
     seconds = time.perf_counter() - t0
     quantization = getattr(predictor, "quantization", "none")
     labels = getattr(predictor, "labels", {})
-    # A client that takes 8-bit images (MediaPipe) states its own bound; others the float one.
-    tolerance = float(getattr(predictor, "tolerance", FLOAT_TOLERANCE))
-    diff, agreement, passed = compare(reference, got, quantization, tolerance,
-                                      classes=len(labels.get("class_names", [])) or None)
-    known, same = known_agreement(labels, reference, got, quantization, tolerance)
-    criterion = criterion_for(quantization, tolerance) + ("" if known is None else "; the same known/unknown decision" if
+    diff, agreement, passed = compare(reference, got, quantization, classes=len(labels.get("class_names", [])) or None)
+    known, same = known_agreement(labels, reference, got, quantization)
+    criterion = criterion_for(quantization) + ("" if known is None else "; the same known/unknown decision" if
                                                quantization == "none" else f"; known/unknown agreement >= "
                                                f"{MIN_QUANTIZED_AGREEMENT:.0%}")
     return Verification(name, predictor.path.name, getattr(predictor, "runtime", "unknown"), quantization,
@@ -303,7 +300,14 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
             predictor = exporter.load(Path(files[0]), labels)
             n = len(images) if getattr(predictor, "quantization", "none") != "none" else \
                 min(len(images), FLOAT_CHECK_IMAGES)
-            result = verify_predictor(name, predictor, images[:n], reference[:n])
+            sample, expected = images[:n], reference[:n]
+            if getattr(predictor, "eight_bit_input", False):
+                # A client that takes 8-bit images (MediaPipe): the model sees the same rounded pixels.
+                sample = np.clip(np.round(sample), 0, 255)
+                expected = in_batches(reference_fn, sample)
+            result = verify_predictor(name, predictor, sample, expected)
+            if getattr(predictor, "eight_bit_input", False):
+                result.criterion += " (on the images rounded to 8 bits, as the client takes them)"
             if photo_reference is not None and takes_photo(labels, name):
                 check_client(result, predictor, photos, photo_reference)
         except Exception as exc:  # a runtime that cannot even open it is a failed check
