@@ -90,6 +90,7 @@ def mediapipe_check(run_dir: Path, files: list[Path], reference: np.ndarray, lab
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(pixels))
         with clf.quiet_logs():
             app.append(mpx.result_outputs(classifier.classify(image, roi), k, known))
+    classifier.close()
     return {"photos": len(files),
             "clf_image_vs_clf_predict": figures(reference, clf_image, k),
             "clf_image_vs_keras_same_8_bit_image": figures(keras, clf_image, k),

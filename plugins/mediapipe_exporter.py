@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import types
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -180,6 +181,8 @@ class MediaPipePredictor(Predictor):
         super().__init__(path, labels)
         try:
             self._classifier = open_classifier(Path(path))
+            # Closed while the interpreter still runs: MediaPipe's own __del__ at exit fails noisily.
+            weakref.finalize(self, self._classifier.close)
         except ImportError:
             raise ModelError(f"Predicting with {str(path)!r} needs mediapipe. {INSTALL_HINT}") from None
         except Exception as exc:
