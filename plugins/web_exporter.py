@@ -21,7 +21,7 @@ from clf import hookimpl, atomic_path, ExportError, ImageSize, ModelError, OnnxR
 ENV_PACKAGE = "CLF_ONNXRUNTIME_WEB"
 FOLDER = "web"
 # The CPU (WebAssembly) build only: the script, the loader it imports and the SIMD binary
-# (one binary serves one thread too). Names shared by onnxruntime-web 1.19 to 1.31 at least.
+# (one binary serves one thread too). onnxruntime-web 1.20.1 and 1.31.1 both ship these names.
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 PAGE = Path(__file__).with_name("web_page.html")
 CONFIG_MARK = "/*CLF_CONFIG*/null"
