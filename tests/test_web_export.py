@@ -49,6 +49,13 @@ def exported(trained_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def reference(exported, trained_run):
+    """Six of the run's photos and clf predict's answers for them (the run's Keras model)."""
+    files = clf.collect_images(trained_run.data)[:6]
+    return files, clf.predict_files(clf.load_predictor(exported, fmt="h5"), files)
+
+
+@pytest.fixture(scope="module")
 def served(exported):
     """The web folder on a static HTTP server: its index.html URL."""
     folder = exported / web.FOLDER
@@ -91,9 +98,8 @@ def classify_in_page(page, files):
     return np.array([page.evaluate(script, base64.b64encode(Path(f).read_bytes()).decode()) for f in files])
 
 
-def test_page_outputs_equal_clf_predict_and_load_only_its_folder(exported, served, browser, trained_run):
-    files = clf.collect_images(trained_run.data)[:6]
-    predictions = clf.predict_files(clf.load_predictor(exported, fmt="h5"), files)
+def test_page_outputs_equal_clf_predict_and_load_only_its_folder(reference, served, browser):
+    files, predictions = reference
     page = browser.new_page()
     requests, errors = [], []
     page.on("request", lambda r: requests.append(r.url))
@@ -111,9 +117,8 @@ def test_page_outputs_equal_clf_predict_and_load_only_its_folder(exported, serve
     page.close()
 
 
-def test_picked_photos_show_bars_and_the_verdict(exported, served, browser, trained_run, tmp_path):
-    files = clf.collect_images(trained_run.data)[:2]
-    predictions = clf.predict_files(clf.load_predictor(exported, fmt="h5"), files)
+def test_picked_photos_show_bars_and_the_verdict(reference, served, browser):
+    files, predictions = reference[0][:2], reference[1][:2]
     page = browser.new_page()
     page.goto(served)
     page.wait_for_function("document.getElementById('status').textContent.startsWith('Ready')")
