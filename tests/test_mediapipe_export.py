@@ -80,3 +80,13 @@ def test_metadata_names_the_classes_and_the_normalisation(exported):
     assert image["process_units"][0]["options"] == {"mean": [0.0], "std": [1.0]}
     labels = json.loads((exported / "labels.json").read_text())
     assert displayer.get_associated_file_buffer("labels.txt").decode().split() == labels["class_names"]
+
+
+def test_clf_verify_rechecks_it_in_mediapipe(exported):
+    from typer.testing import CliRunner
+
+    from clf.cli import app
+
+    done = CliRunner().invoke(app, ["verify", str(exported / mpx.FILE_NAME)])
+    assert done.exit_code == 0, done.output
+    assert "ok mediapipe" in done.output and "rounded to 8 bits" in done.output
