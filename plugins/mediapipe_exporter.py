@@ -11,6 +11,7 @@ score threshold never mix it with the classes."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 import weakref
@@ -33,17 +34,18 @@ def _metadata_writer() -> Any:
     missing, a stand-in gives the version of the fields written here (schema 1.0.0)."""
     helper = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
     try:
-        import importlib
-
         importlib.import_module(helper)
     except ImportError:
         stub = types.ModuleType(helper)
         stub.GetMinimumMetadataParserVersion = lambda _buffer: "1.0.0"  # type: ignore[attr-defined]
         parent = None
         for name in ("mediapipe.tasks.cc", "mediapipe.tasks.cc.metadata", "mediapipe.tasks.cc.metadata.python"):
-            module = sys.modules.get(name) or types.ModuleType(name)
-            module.__path__ = getattr(module, "__path__", [])
-            sys.modules[name] = module
+            try:  # a real package where the wheel has one, else an empty stand-in
+                module = importlib.import_module(name)
+            except ImportError:
+                module = types.ModuleType(name)
+                module.__path__ = []
+                sys.modules[name] = module
             if parent is not None:
                 setattr(parent, name.rsplit(".", 1)[1], module)
             parent = module
