@@ -113,7 +113,7 @@ def register_exporters(register: Callable[..., None]) -> None:
     """Register model exporters.
 
     ``register(name, export, *, load=None, aliases=(), description=None, options=(),
-    requires=(), install="")``
+    requires=(), install="", fixed_input=False, check=None)``
 
     - ``export(model, directory, metadata, **options) -> list[pathlib.Path]``: write the
       trained ``keras.Model`` (raw RGB 0-255 in, probabilities out) into ``directory`` (the
@@ -134,6 +134,9 @@ def register_exporters(register: Callable[..., None]) -> None:
     - ``requires``: modules ``export`` or ``load`` imports, checked before any data is read,
       so a missing package fails at once (exit code 2), not after training.
     - ``install``: how to get ``requires`` (``"pip install 'clf[onnx]'"``), shown in that error.
+    - ``fixed_input``: ``export`` always gets the fixed-size model (its client resizes itself).
+    - ``check() -> str | None``: what ``export`` needs outside Python (an npm package), checked
+      with ``requires``; ``None`` when it is there, else what is missing and how to get it.
 
     Contract: clf records each returned file's sha256 in ``labels.json`` and checks it before
     ``load``. Write under a ``.tmp-`` name and rename (``clf.atomic_path``), so a crash leaves

@@ -86,6 +86,9 @@ def check_export_options(config: ExportOptions, exporters: Sequence[Exporter]) -
                 f"an --export format needs to be installed before anything runs. Install "
                 f"{'it' if len(missing) == 1 else 'them'} ({install}) or drop {exporter.name} from --export."
             )
+        problem = exporter.check() if exporter.check is not None else None
+        if problem:
+            raise ConfigError(f"Exporter {exporter.name!r} cannot run: {problem} Or drop {exporter.name} from --export.")
     if config.quantize != "none" and not any("quantize" in e.options for e in exporters):
         raise ConfigError(
             f"--quantize {config.quantize} applies to exporters that quantize (tflite), but "
@@ -163,7 +166,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
             int8 = "quantize" in exporter.options and config.quantize == "int8"
             # The photo model, unless the run asked for the fixed input or full int8 (an
             # integer graph has no place for the float resize).
-            target = fixed if photo is None or int8 else photo
+            target = fixed if photo is None or int8 or exporter.fixed_input else photo
             inputs[exporter.name] = input_record("fixed" if target is fixed else "photo", size, int8)
             files = _run_exporter(exporter, target, run_dir, {**metadata, "inputs": {
                 exporter.name: inputs[exporter.name]}}, kwargs, into=staging)

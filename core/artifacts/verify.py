@@ -194,6 +194,12 @@ def known_agreement(labels: dict[str, Any], reference: np.ndarray, got: np.ndarr
     return float(np.mean(same)), float(np.mean(same)) >= MIN_QUANTIZED_AGREEMENT
 
 
+def eight_bit(predictor: Predictor) -> bool:
+    """Whether ``predictor``'s client takes 8-bit images (MediaPipe): it is then compared with the
+    model on the same images rounded to 8 bits (what rounding moves: benchmarks/deploy_clients.py)."""
+    return bool(getattr(predictor, "eight_bit_input", False))
+
+
 def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray) -> Verification:
     """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``."""
     t0 = time.perf_counter()
@@ -206,6 +212,8 @@ def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, refere
     criterion = criterion_for(quantization) + ("" if known is None else "; the same known/unknown decision" if
                                                quantization == "none" else f"; known/unknown agreement >= "
                                                f"{MIN_QUANTIZED_AGREEMENT:.0%}")
+    if eight_bit(predictor):
+        criterion += " (on the images rounded to 8 bits, as the client takes them)"
     return Verification(name, predictor.path.name, getattr(predictor, "runtime", "unknown"), quantization,
                         len(images), diff, agreement, criterion, passed and same, seconds, known_agreement=known)
 
@@ -329,7 +337,11 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
             predictor = exporter.load(Path(files[0]), labels)
             n = len(images) if getattr(predictor, "quantization", "none") != "none" else \
                 min(len(images), FLOAT_CHECK_IMAGES)
-            result = verify_predictor(name, predictor, images[:n], reference[:n])
+            sample, expected = images[:n], reference[:n]
+            if eight_bit(predictor):
+                sample = np.clip(np.round(sample), 0, 255)
+                expected = in_batches(reference_fn, sample)
+            result = verify_predictor(name, predictor, sample, expected)
             if photo_reference is not None and takes_photo(labels, name):
                 check_client(result, predictor, photos, photo_reference)
         except Exception as exc:  # a runtime that cannot even open it is a failed check
@@ -376,6 +388,8 @@ def verify_artifact(artifact: str | Path, *, data: Sequence[str | Path] | None =
         raise DataError(f"No images to verify {str(artifact)!r} on; expected image files under --data. "
                         f"Pass --data with a folder of held-out images.")
     images = predictor.decoder.batch(files)  # as clf predict decodes them
+    if eight_bit(predictor):
+        images = np.clip(np.round(images), 0, 255)
     reference_probs = in_batches(ref.predict_batch, images)
     report = VerificationReport(images=files, source=source, reference_probs=reference_probs)
     result = verify_predictor(exporter_name, predictor, images, reference_probs)

@@ -28,6 +28,7 @@ ENTRY_POINT_GROUP = "clf"
 BUILTIN_PLUGINS = tuple(f"clf.plugins.{name}" for name in (
     "keras_applications", "heads", "directory_loader", "h5_exporter", "tensorboard_callback",
     "keras_exporter", "savedmodel_exporter", "tflite_exporter", "onnx_exporter", "mlflow_tracker",
+    "mediapipe_exporter", "web_exporter",
 ))
 
 # hook name -> (registry attribute, component class, kind, listing command)

@@ -89,6 +89,12 @@ class Exporter(Component):
     missing extra fails at once, not after the training it would have thrown away."""
     install: str = ""
     """How to install ``requires`` (e.g. ``"pip install 'clf[onnx]'"``), shown when one is missing."""
+    fixed_input: bool = False
+    """It always gets the fixed-size model (input at the run's size), never the photo model: its
+    client resizes (MediaPipe)."""
+    check: Callable[[], str | None] | None = None
+    """``check() -> None`` when what it needs outside Python is there, else what is missing and how
+    to get it; run with ``requires``, before a run trains."""
 
 
 @dataclass(frozen=True)
