@@ -293,11 +293,15 @@ def _tensorflow_free(folder: Path, host: PluginHost, trust: bool) -> tuple[Predi
     the listed TensorFlow-free artifacts did not answer (when none did)."""
     labels = read_labels(folder)
     usable, skipped = candidates(folder, labels)
+    damaged: list[str] = []
     for name in usable:
         try:
-            return _open(folder, host, name, trust), []
+            predictor = _open(folder, host, name, trust)
         except ClfError as exc:  # a damaged file (sha256), a runtime that fails to open it
-            skipped.append(f"{labels['artifacts'][name][0]}: {exc}")
+            damaged.append(f"{labels['artifacts'][name][0]} could not answer: {exc}")
+            continue
+        return predictor, [f"{line}; {predictor.path.name} answers instead." for line in damaged]
+    skipped += damaged
     if not skipped:
         return None, []
     first = next(iter(labels.get("artifacts", {}).values()), ["?"])[0]
