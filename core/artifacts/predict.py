@@ -268,14 +268,12 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
     if fmt is not None:  # an alias becomes the name labels.json uses
         fmt = None if choose else host.exporters.get(fmt).name
     notes: list[str] = []
+    chosen: Predictor | None = None
     if runtime == "openvino":
-        predictor = _open_in_openvino(artifact, fmt, trust)
-    else:
-        predictor = None
-        if choose and runtime == "auto" and Path(artifact).is_dir() and (Path(artifact) / LABELS_FILE).is_file():
-            predictor, notes = _tensorflow_free(Path(artifact), host, trust)
-        if predictor is None:
-            predictor = _open(artifact, host, fmt, trust)
+        chosen = _open_in_openvino(artifact, fmt, trust)
+    elif choose and runtime == "auto" and Path(artifact).is_dir() and (Path(artifact) / LABELS_FILE).is_file():
+        chosen, notes = _tensorflow_free(Path(artifact), host, trust)
+    predictor = chosen if chosen is not None else _open(artifact, host, fmt, trust)
     if not hasattr(predictor, "notes"):  # a plugin's predictor that skipped Predictor.__init__
         predictor.notes = []
     predictor.notes[:0] = notes

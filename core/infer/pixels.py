@@ -3,8 +3,8 @@ the accurate integer IDCT, no EXIF rotation) and numpy crops and resizes as ``fi
 TFLite, ONNX or OpenVINO artifact predicts without importing TensorFlow.
 
 The resize is ``tf.image.resize(bilinear, antialias=True)``: TensorFlow's ``ScaleAndTranslate`` with
-the triangle kernel. It is separable, so two dense per-axis weight matrices (the ones
-``clf.data.fitting.resize_weights`` builds inside exported models) give it up to float rounding
+the triangle kernel. It is separable: the per-axis weights ``clf.data.fitting.resize_weights`` builds
+inside exported models, applied by their few nonzero taps, give it up to float rounding
 (tests/test_predict_without_tf.py compares with the TensorFlow op).
 """
 
@@ -67,17 +67,44 @@ def resize_weights(in_size: int, out_size: int) -> np.ndarray:
     return (weights / weights.sum(axis=1, keepdims=True, dtype=f32)).astype(f32)
 
 
+def resize_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``resize_weights`` as ``(indices, weights)``, both ``[out_size, taps]``: each output's few nonzero
+    inputs (a triangle kernel covers about two input pixels per output pixel when shrinking), so the
+    resize costs taps, not the input's width, per output pixel. Padding taps weigh 0."""
+    dense = resize_weights(in_size, out_size)
+    nonzero = dense > 0
+    first = nonzero.argmax(axis=1)
+    last = in_size - 1 - nonzero[:, ::-1].argmax(axis=1)
+    taps = int((last - first).max()) + 1
+    indices = np.minimum(first[:, None] + np.arange(taps), in_size - 1)
+    weights = np.take_along_axis(dense, indices, axis=1)
+    weights[first[:, None] + np.arange(taps) > last[:, None]] = 0.0
+    return indices, weights.astype(np.float32)
+
+
+def _resize_axis(image: np.ndarray, axis: int, out_size: int) -> np.ndarray:
+    """``image`` resized along ``axis`` (0: rows, 1: columns), one tap at a time (never a copy of the
+    image per tap: a 12 MP photo stays a few hundred MB below that)."""
+    indices, weights = resize_taps(image.shape[axis], out_size)
+    shape = [1, 1, 1]
+    shape[axis] = out_size
+    out = np.zeros([out_size if a == axis else n for a, n in enumerate(image.shape)], np.float32)
+    for tap in range(indices.shape[1]):
+        out += np.take(image, indices[:, tap], axis=axis) * weights[:, tap].reshape(shape)
+    return out
+
+
 def fit_pixels(image: Any, size: Sequence[int]) -> np.ndarray:
     """An RGB image ``[h, w, 3]`` (any dtype, 0-255) to float32 ``size`` as ``clf.data.images.fit_image``
-    does it: the ``ImageSize`` centre crop, then the antialiased bilinear resize."""
+    does it: the ``ImageSize`` centre crop, then the antialiased bilinear resize (columns, then rows)."""
     out_h, out_w = int(size[0]), int(size[1])
     image = np.asarray(image)
     top, left, bh, bw = center_box(image.shape[0], image.shape[1], (out_h, out_w),
                                    float(getattr(size, "center_crop", 0.0)))
-    x = image[top:top + bh, left:left + bw].astype(np.float32).transpose(2, 0, 1)  # [3, h, w]
-    if (bh, bw) != (out_h, out_w):
-        x = resize_weights(bh, out_h) @ (x @ resize_weights(bw, out_w).T)  # [3, out_h, out_w]
-    return np.ascontiguousarray(x.transpose(1, 2, 0), np.float32)
+    x = image[top:top + bh, left:left + bw]
+    x = _resize_axis(x, 1, out_w) if bw != out_w else x
+    x = _resize_axis(x, 0, out_h) if bh != out_h else x
+    return np.ascontiguousarray(x, np.float32)
 
 
 def decode_fit(data: bytes, size: Sequence[int]) -> np.ndarray:
