@@ -26,15 +26,20 @@ def installed(module: str) -> bool:
 
 
 def verified(labels: dict[str, Any], fmt: str) -> str | None:
-    """None when export verification passed ``fmt``'s artifact as a float model; else why not."""
+    """None when export verification passed ``fmt``'s artifact; else why not."""
     result = ((labels.get("verification") or {}).get("results") or {}).get(fmt)
     if not isinstance(result, dict):
         return "export verification did not check it"
     if not result.get("passed"):
         return "it failed export verification"
-    if result.get("quantization", "none") != "none":
-        return f"it is quantized ({result.get('quantization')}): its answers differ from the Keras model's"
     return None
+
+
+def quantized(labels: dict[str, Any], fmt: str) -> bool:
+    """Whether ``fmt``'s artifact is quantized: its answers differ from the Keras model's, so it answers
+    only when named (``RUN/model_int8.tflite``); never a fallback worth a note."""
+    result = ((labels.get("verification") or {}).get("results") or {}).get(fmt)
+    return isinstance(result, dict) and result.get("quantization", "none") != "none"
 
 
 def candidates(folder: Path, labels: dict[str, Any], order: tuple[str, ...] = TENSORFLOW_FREE,
@@ -45,7 +50,7 @@ def candidates(folder: Path, labels: dict[str, Any], order: tuple[str, ...] = TE
     usable, skipped = [], []
     for fmt in order:
         files = exports.get(fmt)
-        if not files:
+        if not files or quantized(labels, fmt):
             continue
         module = (runtime_of or RUNTIME_MODULES)[fmt]
         why = verified(labels, fmt)
