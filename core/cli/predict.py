@@ -39,7 +39,7 @@ def predict(
     from clf.artifacts.predict import collect_images, load_predictor, predict_files, resolve_artifact, unknown_rule
     from clf.artifacts.predict_output import choose_format, to_csv, to_json, write_output
     from clf.data.guardrails import check_output_file
-    from clf.artifacts.shards import model_fingerprint, parse_shard, shard_files
+    from clf.artifacts.shards import ANSWERED_BY, model_fingerprint, parse_shard, shard_files
 
     chosen = choose_format("json" if as_json else fmt, output)
     target = check_output_file(output, overwrite) if output else None  # before any slow work
@@ -66,7 +66,7 @@ def predict(
         table, text = _table(results, predictor, k), None
     else:
         if chosen == "json":
-            columns = {**(columns or {}), "artifact": [answered_by(predictor)] * len(results)}
+            columns = {**(columns or {}), ANSWERED_BY: [answered_by(predictor)] * len(results)}
         text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k, columns,
                                                          known_score=unknown_rule(predictor) is not None)
     if target is not None:
