@@ -107,7 +107,6 @@ def test_predict_answers_without_importing_tensorflow(run):
     assert labels["verification"]["results"]["tflite"]["passed"]
     imported, records, stderr = _predict_in_subprocess(run_dir, photos)
     assert imported == {"tensorflow": False, "keras": False}
-    assert "answered by model.tflite, litert" in stderr
     assert {r["artifact"] for r in records} == {"model.tflite, litert"}
     keras = _keras_probabilities(run_dir, photos)
     for r in records:

@@ -60,8 +60,6 @@ def predict(
     _close(observer)
     _notes(predictor.notes)
     k = min(top_k, len(predictor.class_names))
-    if chosen != "table":  # the table's title names it
-        err.print(f"answered by {esc(answered_by(predictor))}", highlight=False, soft_wrap=True)
     if chosen == "table":
         table, text = _table(results, predictor, k), None
     else:
