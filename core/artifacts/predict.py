@@ -443,7 +443,7 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     """Decode (``clf.infer.decode.Decoder.files``) and predict in batches; an undecodable file
     gets an ``error`` without stopping the rest. ``progress(n)``: files done, after each batch.
     Each prediction carries the known score and its verdict when the model has one (``to_predictions``)."""
-    # Checked before TensorFlow reads it: a link to /dev/zero, a FIFO or a huge image is never read.
+    # Checked before the decoder reads it: a link to /dev/zero, a FIFO or a huge image is never read.
     names = list(predictor.class_names)
     results = [Prediction(display_path(f), error=image_problem(f), class_names=names) for f in files]
     readable = [i for i, r in enumerate(results) if r.error is None]
