@@ -176,9 +176,9 @@ class Decoder:
 
     def _pillow_files(self, files: Sequence[str | os.PathLike[str]],
                       batch_size: int) -> Generator[tuple[list[int], np.ndarray], None, None]:
-        """``files`` without TensorFlow: decoded on every core (Pillow and numpy release the GIL),
-        a batch's worth at a time so a big folder never sits in memory whole."""
-        from concurrent.futures import ThreadPoolExecutor
+        """``files`` without TensorFlow: decoded on every core (Pillow and numpy release the GIL), the
+        next batch while the caller predicts this one; two batches in memory at most."""
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         from clf.infer.runners import cpu_threads
 
@@ -188,12 +188,21 @@ class Decoder:
             except (Undecodable, OSError):
                 return None
 
-        with ThreadPoolExecutor(max_workers=min(cpu_threads(), batch_size)) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(cpu_threads(), batch_size), thread_name_prefix="clf-decode")
+
+        def submit(start: int) -> list[Future]:
+            return [pool.submit(decode, f) for f in files[start:start + batch_size]]
+
+        try:
+            pending = submit(0)
             for start in range(0, len(files), batch_size):
-                decoded = list(pool.map(decode, files[start:start + batch_size]))
+                decoded = [future.result() for future in pending]
+                pending = submit(start + batch_size)
                 kept = [(start + i, image) for i, image in enumerate(decoded) if image is not None]
                 if kept:
                     yield [i for i, _ in kept], np.stack([image for _, image in kept])
+        finally:  # closed early (an error while predicting): drop what was not started
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # The method names of earlier clf versions, kept for plugins that call them (``bytes`` as a
