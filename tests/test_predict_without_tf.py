@@ -1,7 +1,7 @@
 """Predicting without TensorFlow (issue 29): the Pillow + numpy decoder reproduces clf's TensorFlow
 decode and resize, and ``clf predict`` on a run folder answers with its verified .tflite or .onnx in a
 process that never imports TensorFlow, with the Keras model's answers; a missing, unverified or
-damaged artifact falls back to TensorFlow with a note."""
+damaged artifact falls back to TensorFlow with a note; clf serve answers the same way.
 
 from __future__ import annotations
 
@@ -163,3 +163,32 @@ def test_an_artifact_passed_by_name_answers(run):
     assert clf.load_predictor(run_dir / "model.h5", fmt="auto", runtime="auto").path.name == "model.h5"
     assert clf.load_predictor(run_dir, runtime="auto").path.name == "model.h5"  # fmt None: the first listed
     assert clf.load_predictor(run_dir, fmt="auto", runtime="tensorflow").path.name == "model.h5"
+
+
+SERVE = """
+import json, sys
+import clf
+from clf.serve import ServeSettings, create_app, warm_up
+from starlette.testclient import TestClient
+predictor = clf.load_predictor(sys.argv[1], fmt="auto", runtime="auto")
+settings = ServeSettings(allowed_hosts=("testserver",))
+warm_up(predictor, settings)
+with TestClient(create_app(predictor, settings)) as client:
+    answer = client.post("/predict", files={"file": ("p.jpg", open(sys.argv[2], "rb").read(), "image/jpeg")})
+print(json.dumps({"status": answer.status_code, "answer": answer.json(), "runtime": predictor.runtime,
+                  "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def test_serve_answers_without_importing_tensorflow(run):
+    pytest.importorskip("starlette", reason="clf serve needs the serve extra")
+    pytest.importorskip("httpx", reason="the test client needs httpx")
+    run_dir, photos = run
+    photo = sorted(photos.glob("*.jpg"))[0]
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", SERVE, str(run_dir), str(photo)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["status"] == 200 and found["runtime"] == "litert" and not found["tensorflow"]
+    want = _keras_probabilities(run_dir, photos)[photo.name]
+    assert np.abs(np.array(found["answer"]["predictions"][0]["probabilities"]) - want).max() <= FLOAT_TOLERANCE
