@@ -1,7 +1,7 @@
 """Predicting without TensorFlow (issue 29): the Pillow + numpy decoder reproduces clf's TensorFlow
 decode and resize, and ``clf predict`` on a run folder answers with its verified .tflite or .onnx in a
 process that never imports TensorFlow, with the Keras model's answers; a missing, unverified or
-damaged artifact falls back to TensorFlow with a note; clf serve answers the same way.
+damaged artifact falls back to TensorFlow with a note; clf serve answers the same way."""
 
 from __future__ import annotations
 
