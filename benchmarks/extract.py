@@ -2,7 +2,7 @@
 
 Per backbone (mobilenet_v2_035 with the real ImageNet weights, efficientnet_b0 and vgg16
 with random weights), at 224x224 with the 0.875 centre crop:
-  forward-only img/s per runtime (TensorFlow, LiteRT, onnxruntime) on decoded photos, with
+  forward-only img/s per runtime (TensorFlow, LiteRT, onnxruntime, OpenVINO) on decoded photos, with
       each runtime's relative max difference from TensorFlow's features, and what
       --runtime auto picks;
   decode-only img/s (today's full decode and the DCT-scaled one) per data set;
@@ -43,7 +43,7 @@ DATASETS = SHARED / "datasets"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_notop.weights.h5"
 SIZE = 224
 CROP = 0.875
-RUNTIMES = ("tensorflow", "tflite", "onnx")
+RUNTIMES = ("tensorflow", "tflite", "onnx", "openvino")
 SLOW = {"vgg16"}  # backbones that get --slow-images per set instead of --images
 
 

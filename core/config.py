@@ -22,7 +22,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")  # tf.distrib
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 # Largest --image-size: activation memory grows with the area.
 MAX_IMAGE_SIZE = 2048
-RUNTIMES = ("auto", "tensorflow", "tflite", "onnx")  # the frozen backbone's (clf.infer.choice)
+RUNTIMES = ("auto", "tensorflow", "tflite", "onnx", "openvino")  # the frozen backbone's (clf.infer.choice)
 SOLVERS = ("auto", "keras")  # auto: the linear softmax head solved (clf.train.linear_head)
 SCHEDULES = ("cosine", "constant")  # learning rate of every Keras fit (clf.train.optim)
 TTA = ("none", "flip")  # test-time augmentation built into the model (clf.train.model)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from clf import hookimpl, atomic_path, fixed_model, is_photo_model, ModelError, Predictor, write_json
+from clf import hookimpl, atomic_path, ModelError, Predictor, write_json
 
 SIGNATURE = "serving_default"
 FIXED_SIGNATURE = "fixed"  # beside a photo serving_default: the fixed-size input
@@ -19,6 +19,8 @@ EXTRA = "assets.extra"  # TF Serving's folder for files beside the graph
 
 def export_savedmodel(model: Any, directory: Path, metadata: dict[str, Any]) -> list[Path]:
     """TensorFlow SavedModel folder: saved_model/ (serving_default signature)."""
+    from clf import fixed_model, is_photo_model  # here: they import Keras, and listings must not
+
     path = Path(directory) / "saved_model"
     with atomic_path(path) as tmp:  # the whole folder appears at once, or not at all
         if is_photo_model(model):  # serving_default: a photo of any size; fixed: at the input size

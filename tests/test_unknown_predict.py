@@ -128,7 +128,7 @@ def test_models_without_a_known_score_answer_as_before():
     assert out.exit_code == 0, out.output
     assert out.stdout.splitlines()[0] == "path,class_1,probability_1,class_2,probability_2,error"
     records = json.loads(runner.invoke(app, [*base, "--json"]).stdout)
-    assert all(set(r) == {"path", "error", "top"} for r in records)
+    assert all(set(r) == {"path", "error", "top", "artifact"} for r in records)  # artifact: which answered
     table = runner.invoke(app, base, env={"COLUMNS": "200"}).stdout
     assert "known score" not in table and "unknown" not in table
     predictor = clf.load_predictor(LEGACY, trust=True)

@@ -11,7 +11,8 @@ from typing import Callable, Sequence, TYPE_CHECKING, cast
 import numpy as np
 
 from clf.artifacts.labels import LABELS_FILE, check_artifact, is_known, output_width, read_labels, split_outputs
-from clf.errors import ModelError, ModelNotFoundError
+from clf.artifacts.answering import OPENVINO_SOURCES, RUNTIME_MODULES, TENSORFLOW_FREE_RUNTIMES, candidates
+from clf.errors import ClfError, ModelError, ModelNotFoundError
 from clf.infer.decode import Decoder, collect_images, why_unreadable
 from clf.config import RUNTIMES, check_name
 from clf.host.manager import get_host
@@ -67,7 +68,7 @@ class Predictor:
     @cached_property
     def decoder(self) -> Decoder:
         """The decoder for this model's input (size and centre crop): the one every path uses."""
-        return Decoder(self.decode_size)
+        return Decoder(self.decode_size, tensorflow=self.runtime not in TENSORFLOW_FREE_RUNTIMES)
 
     def decode(self, data: bytes) -> np.ndarray:
         """One image file's bytes as float32 ``[h, w, 3]`` input (``clf.infer.decode.Decoder.from_bytes``);
@@ -138,6 +139,31 @@ class KerasPredictor(Predictor):
 
     def output_width(self) -> int:
         return int(self.model.output_shape[-1])
+
+
+class OpenVINOPredictor(Predictor):
+    """A run's .onnx or .tflite artifact in OpenVINO (``load_predictor(runtime="openvino")``)."""
+
+    runtime = "openvino"
+
+    def __init__(self, path: Path, labels: dict) -> None:
+        super().__init__(path, labels)
+        from clf.infer.runners import OpenVINORunner, RuntimeUnavailable
+
+        try:
+            self._runner = OpenVINORunner(path)
+        except RuntimeUnavailable as exc:
+            raise ModelError(f"Predicting with {str(path)!r} in OpenVINO needs it: {exc}.") from None
+        except Exception as exc:
+            raise ModelError(f"OpenVINO could not open {str(path)!r}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Expected a .onnx or "
+                             f".tflite file exported by clf.") from None
+
+    def output_width(self) -> int:
+        return int(self._runner.output_width() or 0)
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        return self._runner.run(images)
 
 
 def _check_keras_container(path: Path) -> None:
@@ -225,17 +251,94 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
                    runtime: str = "tensorflow", unknown: str = "auto") -> Predictor:
     """Open a clf artifact (a bundle folder, or a model file or folder inside one).
 
-    ``fmt``: an exporter name or alias choosing which of a bundle's artifacts to open; None
-    or ``"auto"``: the first listed. labels.json is validated, the sha256 checked before any
-    runtime opens the file (``trust=True``: opened anyway), and the output width must equal
-    the class count (plus one for a known score). ``runtime`` (auto, tensorflow, tflite, onnx): what runs a Keras model's
-    frozen backbone (clf.infer.choice). ``unknown``: ``auto`` marks photos below the model's
-    known-score threshold unknown (``Prediction.unknown``); ``off`` ignores the score."""
+    ``fmt``: an exporter name or alias choosing which of a bundle's artifacts to open; None: the
+    first listed; ``"auto"`` (what ``clf predict``, ``evaluate`` and ``serve`` pass) with ``runtime``
+    auto: the fastest float artifact that export verification passed and that runs without
+    TensorFlow (``clf.artifacts.answering``), else the first listed, with a note saying why.
+    labels.json is validated, the sha256 checked before any runtime opens the file
+    (``trust=True``: opened anyway), and the output width must equal the class count (plus one
+    for a known score). ``runtime`` (auto, tensorflow, tflite, onnx): what runs a Keras model's
+    frozen backbone (clf.infer.choice); ``openvino``: the bundle's .onnx or .tflite in OpenVINO.
+    ``unknown``: ``auto`` marks photos below the model's known-score threshold unknown
+    (``Prediction.unknown``); ``off`` ignores the score."""
     runtime = check_name("runtime", runtime, RUNTIMES)
     unknown = check_name("unknown", unknown, UNKNOWN_MODES)
     host = host or get_host()
+    choose = fmt is not None and fmt.strip().lower() == "auto"
     if fmt is not None:  # an alias becomes the name labels.json uses
-        fmt = None if fmt.strip().lower() == "auto" else host.exporters.get(fmt).name
+        fmt = None if choose else host.exporters.get(fmt).name
+    notes: list[str] = []
+    chosen: Predictor | None = None
+    if runtime == "openvino":
+        chosen = _open_in_openvino(artifact, fmt, trust)
+    elif choose and runtime == "auto" and Path(artifact).is_dir() and (Path(artifact) / LABELS_FILE).is_file():
+        chosen, notes = _tensorflow_free(Path(artifact), host, trust)
+    predictor = chosen if chosen is not None else _open(artifact, host, fmt, trust)
+    if not hasattr(predictor, "notes"):  # a plugin's predictor that skipped Predictor.__init__
+        predictor.notes = []
+    predictor.notes[:0] = notes
+    predictor.unknown = unknown
+    if hasattr(predictor, "use_runtime"):
+        predictor.use_runtime(runtime, _run_cache_dir(predictor.path.parent))
+    elif runtime not in ("auto", "tensorflow", "openvino"):
+        predictor.notes.append(f"--runtime {runtime} applies to Keras models (h5, keras); {predictor.path.name} "
+                               f"runs in its own runtime ({predictor.runtime}).")
+    return predictor
+
+
+def _tensorflow_free(folder: Path, host: PluginHost, trust: bool) -> tuple[Predictor | None, list[str]]:
+    """The first of the bundle's ``answering.candidates`` that opens, or None; the notes say why
+    the listed TensorFlow-free artifacts did not answer (when none did)."""
+    labels = read_labels(folder)
+    usable, skipped = candidates(folder, labels)
+    damaged: list[str] = []
+    for name in usable:
+        try:
+            predictor = _open(folder, host, name, trust)
+        except ClfError as exc:  # a damaged file (sha256), a runtime that fails to open it
+            damaged.append(f"{labels['artifacts'][name][0]} could not answer: {exc}")
+            continue
+        return predictor, [f"{line}; {predictor.path.name} answers instead." for line in damaged]
+    skipped += damaged
+    if not skipped:
+        return None, []
+    first = next(iter(labels.get("artifacts", {}).values()), ["?"])[0]
+    return None, [f"{first} answers (in TensorFlow) instead of a faster artifact: " + "; ".join(skipped)]
+
+
+def _open_in_openvino(artifact: str | Path, fmt: str | None, trust: bool) -> Predictor:
+    """``--runtime openvino``: the bundle's verified .onnx or .tflite (``fmt``, or the first of
+    ``OPENVINO_SOURCES``; a file passed must be one of those) in OpenVINO."""
+    path = Path(artifact)
+    if path.is_dir() and (path / LABELS_FILE).is_file():
+        folder = path
+        labels = read_labels(folder)
+        if fmt is None:
+            usable, skipped = candidates(folder, labels, OPENVINO_SOURCES,
+                                         dict.fromkeys(OPENVINO_SOURCES, RUNTIME_MODULES["openvino"]))
+            if not usable:
+                why = "; ".join(skipped) or f"it lists {', '.join(labels.get('artifacts', {})) or 'none'}"
+                raise ModelError(f"--runtime openvino runs a run's .onnx or .tflite artifact, and {str(folder)!r} "
+                                 f"has none it can use ({why}). Export one with 'clf export {folder} --export "
+                                 f"onnx', or pick another --runtime.")
+            fmt = usable[0]
+    folder, name, files = resolve_artifact(artifact, fmt)
+    if name not in OPENVINO_SOURCES:
+        raise ModelError(f"--runtime openvino runs .onnx or .tflite artifacts; {files[0]} is a {name!r} one. Pass "
+                         f"the run folder or its model.onnx / model.tflite, or pick another --runtime.")
+    labels = read_labels(folder)
+    path = folder / files[0]
+    if not path.exists():
+        raise ModelError(f"{str(path)!r}, listed in {str(folder / LABELS_FILE)!r}, does not exist; "
+                         f"expected the exported model beside it. Re-export the model.")
+    check_artifact(path, labels, trust)
+    predictor = OpenVINOPredictor(path, labels)
+    _check_width(predictor, folder, path, labels)
+    return predictor
+
+
+def _open(artifact: str | Path, host: PluginHost, fmt: str | None, trust: bool) -> Predictor:
+    """The artifact through its exporter's ``load``, its sha256 and output width checked."""
     folder, exporter_name, files = resolve_artifact(artifact, fmt)
     labels = read_labels(folder)
     exporter = host.exporters.get(exporter_name)
@@ -251,6 +354,11 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
                          f"expected the exported model beside it. Re-export the model.")
     check_artifact(path, labels, trust)
     predictor = exporter.load(path, labels)
+    _check_width(predictor, folder, path, labels)
+    return predictor
+
+
+def _check_width(predictor: Predictor, folder: Path, path: Path, labels: dict) -> None:
     width = predictor.output_width()
     column = (labels.get("unknown") or {}).get("column", len(predictor.class_names))
     if width != output_width(labels) or column != len(predictor.class_names):
@@ -261,15 +369,6 @@ def load_predictor(artifact: str | Path, host: PluginHost | None = None, fmt: st
             f"{', then the known score (unknown.column ' + str(column) + ')' if known else ''}. "
             f"Re-export the model or fix 'class_names'."
         )
-    if not hasattr(predictor, "notes"):  # a plugin's predictor that skipped Predictor.__init__
-        predictor.notes = []
-    predictor.unknown = unknown
-    if hasattr(predictor, "use_runtime"):
-        predictor.use_runtime(runtime, _run_cache_dir(folder))
-    elif runtime not in ("auto", "tensorflow"):
-        predictor.notes.append(f"--runtime {runtime} applies to Keras models (h5, keras); {files[0]} runs in "
-                               f"its own runtime ({predictor.runtime}).")
-    return predictor
 
 
 def _run_cache_dir(folder: Path) -> str | None:
@@ -344,7 +443,7 @@ def predict_files(predictor: Predictor, files: Sequence[Path], batch_size: int =
     """Decode (``clf.infer.decode.Decoder.files``) and predict in batches; an undecodable file
     gets an ``error`` without stopping the rest. ``progress(n)``: files done, after each batch.
     Each prediction carries the known score and its verdict when the model has one (``to_predictions``)."""
-    # Checked before TensorFlow reads it: a link to /dev/zero, a FIFO or a huge image is never read.
+    # Checked before the decoder reads it: a link to /dev/zero, a FIFO or a huge image is never read.
     names = list(predictor.class_names)
     results = [Prediction(display_path(f), error=image_problem(f), class_names=names) for f in files]
     readable = [i for i, r in enumerate(results) if r.error is None]

@@ -27,6 +27,8 @@ from clf.data.filecheck import FileProblem, check_file
 PART_COLUMNS = ("model", "shard", "index", "total")
 # Parts written before the model and the part were recorded end with these two only.
 LEGACY_COLUMNS = ("index", "total")
+# A JSON row's last key (clf predict --json): which artifact answered, in which runtime; kept by the merge.
+ANSWERED_BY = "artifact"
 
 
 def parse_shard(text: str, fmt: str = "csv") -> tuple[int, int]:
@@ -221,7 +223,8 @@ def _json_part(path: Path, text: str) -> _Part:
                             f"written by clf predict --shard. Pass the parts, not an unsharded output.")
         extra = PART_COLUMNS if "model" in record else LEGACY_COLUMNS
         known = KNOWN_COLUMNS if "known_score" in record else ()
-        if set(record) != {"path", "error", "top", *known, *extra}:
+        answered = (ANSWERED_BY,) if ANSWERED_BY in record else ()
+        if set(record) != {"path", "error", "top", *known, *extra, *answered}:
             raise _problem(where, f"the keys {', '.join(map(repr, record))} are not path, error, top, "
                                   f"(known_score, unknown,) {', '.join(extra)}")
         top, error = record["top"], record["error"]

@@ -38,7 +38,7 @@ def evaluate(
     plugin: Optional[List[str]] = PluginOpt,
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
-    runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
+    runtime: str = typer.Option("auto", help="auto: a run folder's fastest verified artifact that runs without TensorFlow (.tflite, .onnx), else its Keras model with the backbone in the runtime its training run chose and checked; tensorflow, tflite or onnx: what runs a Keras model's frozen backbone; openvino: the run's .onnx or .tflite in OpenVINO."),
 ) -> None:
     """Evaluate a saved model on a labelled folder: accuracy, per-class scores, confusion matrix;
     with a known score, the share of known photos it rejects (and, with --unknown-data, how well it

@@ -32,14 +32,14 @@ def predict(
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: predict only part K (0-based) of N, as CSV or JSON with each file's position; join the parts with clf merge-predictions."),
     trust_artifact: bool = TrustOpt,
     plugin: Optional[List[str]] = PluginOpt,
-    runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model: auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
+    runtime: str = typer.Option("auto", help="auto: a run folder's fastest verified artifact that runs without TensorFlow (.tflite, .onnx), else its Keras model with the backbone in the runtime its training run chose and checked; tensorflow, tflite or onnx: what runs a Keras model's frozen backbone; openvino: the run's .onnx or .tflite in OpenVINO."),
     unknown: str = typer.Option("auto", "--unknown", help="auto: a photo below the model's known-score threshold is 'unknown' (shown with the class it would be, and its known score); off: ignore the score, answer and columns as for a model without one."),
 ) -> None:
     """Predict class names and probabilities, using the class names saved with the model."""
     from clf.artifacts.predict import collect_images, load_predictor, predict_files, resolve_artifact, unknown_rule
     from clf.artifacts.predict_output import choose_format, to_csv, to_json, write_output
     from clf.data.guardrails import check_output_file
-    from clf.artifacts.shards import model_fingerprint, parse_shard, shard_files
+    from clf.artifacts.shards import ANSWERED_BY, model_fingerprint, parse_shard, shard_files
 
     chosen = choose_format("json" if as_json else fmt, output)
     target = check_output_file(output, overwrite) if output else None  # before any slow work
@@ -49,7 +49,7 @@ def predict(
     images = collect_images(paths)
     # A progress bar on a terminal only; csv/json output stays clean.
     observer = _observer("auto", quiet=chosen != "table")
-    predictor = load_predictor(model, _host(plugin), trust=trust_artifact, runtime=runtime, unknown=unknown)
+    predictor = load_predictor(model, _host(plugin), fmt="auto", trust=trust_artifact, runtime=runtime, unknown=unknown)
     # A part records which model predicted it, so that the merge can refuse a mix.
     model_id = model_fingerprint(predictor.path, predictor.labels, not trust_artifact) if part else ""
     files, columns = shard_files(images, part, model_id)
@@ -63,6 +63,8 @@ def predict(
     if chosen == "table":
         table, text = _table(results, predictor, k), None
     else:
+        if chosen == "json":
+            columns = {**(columns or {}), ANSWERED_BY: [answered_by(predictor)] * len(results)}
         text = (to_json if chosen == "json" else to_csv)(results, predictor.class_names, k, columns,
                                                          known_score=unknown_rule(predictor) is not None)
     if target is not None:
@@ -89,13 +91,18 @@ def predict(
         raise typer.Exit(1)
 
 
+def answered_by(predictor: Predictor) -> str:
+    """Which artifact answered, in which runtime: ``model.tflite, litert``."""
+    return f"{predictor.path.name}, {predictor.runtime}"
+
+
 def _table(results: Sequence[Prediction], predictor: Predictor, k: int) -> Table:
     """The terminal table: each image's top ``k`` classes and probabilities, or its error; with a
     known score, its column, and an unknown photo as "unknown (would be: CLASS)"."""
     from clf.artifacts.predict import unknown_rule
 
     known = unknown_rule(predictor) is not None
-    table = Table(title=f"{len(results)} images ({esc(predictor.path.name)}, {esc(predictor.runtime)})")
+    table = Table(title=f"{len(results)} images ({esc(answered_by(predictor))})")
     for col in ("image", "class", "probability", *(("known score",) if known else ())):
         table.add_column(col, overflow="fold")
     for r in results:

@@ -86,7 +86,7 @@ def run(
     log_format: str = LogFormatOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
-    runtime: str = typer.Option(_default("runtime"), help="What runs the frozen backbone during extraction: auto (LiteRT when it reproduces TensorFlow's features and is faster), tensorflow, tflite or onnx."),
+    runtime: str = typer.Option(_default("runtime"), help="What runs the frozen backbone during extraction: auto (the fastest of LiteRT and OpenVINO that reproduces TensorFlow's features, when faster than TensorFlow), tensorflow, tflite, onnx or openvino."),
 ) -> None:
     """Train a classifier on a folder of images, evaluate it and export it."""
     options = locals()  # the parameters, before any other name is bound

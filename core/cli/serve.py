@@ -54,7 +54,7 @@ def serve(
     model: str = typer.Argument(..., help="A clf run folder, or an artifact in one (model.keras, saved_model, model.tflite...)."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 opens the server to the network (there is no authentication)."),
     port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
-    fmt: str = typer.Option("auto", "--format", help=f"Which artifact of a run folder: {', '.join(FORMATS)} (or another exporter's name); auto: the first labels.json lists."),
+    fmt: str = typer.Option("auto", "--format", help=f"Which artifact of a run folder: {', '.join(FORMATS)} (or another exporter's name); auto: the fastest verified one that runs without TensorFlow (tflite, onnx), else the first labels.json lists."),
     max_batch: int = typer.Option(32, min=1, help="Most images in one model call (1: no micro-batching)."),
     batch_window_ms: float = typer.Option(5.0, min=0, help="How long a request waits for others to share its model call."),
     max_queue: int = typer.Option(256, min=1, help="Images waiting for the model (and requests in progress) before answering 503 with Retry-After."),
@@ -66,7 +66,7 @@ def serve(
     request_timeout: float = typer.Option(60.0, min=0.1, help="Seconds for a request's body to arrive, and for its prediction (decoding included); at shutdown, what in-flight requests are given."),
     allowed_hosts: Optional[str] = typer.Option(None, "--allowed-hosts", help="Comma-separated names clients may reach the server by (the Host header), besides localhost, 127.0.0.1, ::1 and --host; '*': any. Others get 400 (against DNS rebinding)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
-    runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model (h5, keras): auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx."),
+    runtime: str = typer.Option("auto", help="What runs the frozen backbone of a Keras model (h5, keras): auto (the runtime its training run chose and checked, when cached), tensorflow, tflite or onnx; openvino: the run's .onnx or .tflite in OpenVINO."),
     unknown: str = typer.Option("auto", "--unknown", help="auto: each prediction carries the model's known_score and 'unknown' (below the threshold: none of the classes); off: ignore the score, answers as for a model without one."),
     plugin: Optional[List[str]] = PluginOpt,
 ) -> None:

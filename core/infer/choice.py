@@ -1,6 +1,6 @@
-"""Which runtime runs the frozen feature extractor: ``--runtime auto|tensorflow|tflite|onnx``.
+"""Which runtime runs the frozen feature extractor: ``--runtime auto|tensorflow|tflite|onnx|openvino``.
 A converted extractor is used only once it reproduces TensorFlow's features on a real batch
-(``TOLERANCE``), and by ``auto`` only if faster; otherwise TensorFlow runs it, with a note,
+(``TOLERANCE``), and by ``auto`` only if fastest; otherwise TensorFlow runs it, with a note,
 never an error. Checks are stored (``clf.infer.store.RuntimeStore``) for later runs.
 """
 
@@ -16,7 +16,10 @@ from clf.infer.runners import Runner, RuntimeUnavailable, TensorFlowRunner
 from clf.infer.store import OPENERS, RuntimeStore, content_hash
 
 TOLERANCE = 1e-4  # relative max difference of the features against TensorFlow's
-AUTO_CANDIDATES = ("tflite", "onnx")  # tried in this order by auto; the first that runs is timed
+# Tried in this order by auto; each that agrees with TensorFlow is timed, the fastest runs. OpenVINO
+# reads the TFLite conversion; ONNX (a slow conversion) only when neither of those agreed.
+AUTO_CANDIDATES = ("tflite", "openvino", "onnx")
+FALLBACK_ONLY = frozenset({"onnx"})
 TIMING_SECONDS = 0.2  # time each runtime at least this long (at most 3 calls)
 
 
@@ -95,8 +98,11 @@ class BackboneRuntime:
         tensorflow = TensorFlowRunner(self.model)
         reference = tensorflow.run(batch)  # also the warm-up
         candidates = AUTO_CANDIDATES if self.requested == "auto" else (self.requested,)
-        reasons = []
+        reasons: list[str] = []
+        passed: dict[str, tuple[Runner, dict[str, Any]]] = {}
         for name in candidates:
+            if (passed and name in FALLBACK_ONLY) or (self.requested == "auto" and name not in self.openers):
+                continue
             try:
                 runtime = self.openers[name](self.model, self.store)
                 got = runtime.run(batch)  # also its warm-up
@@ -110,18 +116,29 @@ class BackboneRuntime:
             if not check["passed"]:
                 reasons.append(f"{name}: its features differ from TensorFlow's by {diff:.2e} (relative max "
                                f"difference on {len(batch)} images; at most {TOLERANCE:g} allowed)")
+                self._remember(name, check)  # it disagreed: remember, so no run checks it again
                 continue
-            speed = {"tensorflow": images_per_second(tensorflow, batch), name: images_per_second(runtime, batch)}
-            check["images_per_second"] = {k: round(v, 1) for k, v in speed.items()}
-            faster = speed[name] > speed["tensorflow"]
-            self.name, self._runtime = (name, runtime) if faster or self.requested != "auto" else \
+            passed[name] = runtime, check
+        if passed:
+            speed = {"tensorflow": images_per_second(tensorflow, batch)}
+            speed.update({name: images_per_second(runtime, batch) for name, (runtime, _) in passed.items()})
+            rounded = {k: round(v, 1) for k, v in speed.items()}
+            fastest = max(passed, key=lambda name: speed[name])
+            for name, (_, check) in passed.items():
+                check["images_per_second"] = {k: v for k, v in rounded.items() if k in ("tensorflow", name)}
+            self.check = passed[fastest][1]
+            faster = speed[fastest] > speed["tensorflow"]
+            self.name, self._runtime = (fastest, passed[fastest][0]) if faster or self.requested != "auto" else \
                 ("tensorflow", tensorflow)
-            self._remember(name, check)
+            for name, (_, check) in passed.items():
+                if name != fastest:
+                    self._remember(name, check)
+            self._remember(fastest, self.check)
             return
         self.name, self._runtime = "tensorflow", tensorflow
         self.notes.append(f"--runtime {self.requested}: TensorFlow runs the backbone, because "
                           + "; ".join(reasons) + ".")
-        if self.check is not None:  # it disagreed: remember, so no run checks it again
+        if self.check is not None and self.requested == "auto":  # auto's decision: TensorFlow
             self._remember(self.check["runtime"], self.check)
 
     def _remember(self, name: str, check: dict[str, Any]) -> None:

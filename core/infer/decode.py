@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Sequence
 import numpy as np
 
 from clf.data.images import decode_image, fit_image, ImageSize, is_image_file
+from clf.infer.pixels import Undecodable, decode_fit, fit_pixels
 from clf.errors import DataError, DataNotFoundError
 from clf.data.filecheck import FileProblem, read_file, display_path, image_problem, as_tf_path
 from clf.logs import native_stderr_silenced
@@ -68,10 +69,14 @@ def why_unreadable(path: Path) -> str:
 
 
 class Decoder:
-    """Decodes to one model input size (an ``clf.data.images.ImageSize``, crop included)."""
+    """Decodes to one model input size (an ``clf.data.images.ImageSize``, crop included).
 
-    def __init__(self, size: Sequence[int], center_crop: float | None = None) -> None:
+    ``tensorflow=False``: Pillow and numpy instead (``clf.infer.pixels``, the same pixels and resize
+    up to float rounding), for artifacts that run without TensorFlow; ``tensor`` needs TensorFlow."""
+
+    def __init__(self, size: Sequence[int], center_crop: float | None = None, *, tensorflow: bool = True) -> None:
         self.size = ImageSize(size, center_crop)
+        self.tensorflow = tensorflow
         self._traced: Callable[[Any], Any] | None = None
 
     def tensor(self, contents: "tf.Tensor") -> "tf.Tensor":
@@ -79,7 +84,10 @@ class Decoder:
         return decode_image(contents, self.size, scale_jpeg=False)
 
     def from_bytes(self, data: bytes) -> np.ndarray:
-        """One encoded image (JPEG, PNG, BMP, GIF); ``tf.errors.InvalidArgumentError`` if not."""
+        """One encoded image (JPEG, PNG, BMP, GIF); ``tf.errors.InvalidArgumentError`` if not
+        (``clf.infer.pixels.Undecodable`` without TensorFlow)."""
+        if not self.tensorflow:
+            return decode_fit(data, self.size)
         if self._traced is None:  # traced once: much faster than eager
             import tensorflow as tf
 
@@ -90,22 +98,24 @@ class Decoder:
     def from_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         """One image file, checked before it is read (unsafe files are refused with their
         reason); a DataError otherwise."""
-        import tensorflow as tf
-
         problem = image_problem(path)
         if problem:
             raise DataError(f"{display_path(path)!r} cannot be read: {problem}. Remove it or convert it "
                             f"(clf doctor lists such files).")
+        if self.tensorflow:
+            import tensorflow as tf
+
+            failures: tuple[type[BaseException], ...] = (tf.errors.OpError, OSError)
+        else:
+            failures = (Undecodable, OSError)
         try:
             return self.from_bytes(Path(path).read_bytes())
-        except (tf.errors.OpError, OSError):
+        except failures:
             raise DataError(f"{display_path(path)!r} could not be read: {why_unreadable(Path(path))}. Remove "
                             f"it or convert it (clf doctor lists such files).") from None
 
     def from_array(self, image: Any) -> np.ndarray:
         """A decoded image (array of any size, grayscale or RGB, or a PIL image)."""
-        import tensorflow as tf
-
         if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
             image = image.convert("RGB")
         image = np.asarray(image)
@@ -117,6 +127,10 @@ class Decoder:
                 f"width, 3] RGB (or grayscale). Convert it first, e.g. PIL's image.convert('RGB')."
             )
         rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+        if not self.tensorflow:
+            return fit_pixels(rgb, self.size)
+        import tensorflow as tf
+
         return np.asarray(fit_image(tf.convert_to_tensor(rgb), self.size), np.float32)
 
     def batch(self, images: Any) -> np.ndarray:
@@ -141,10 +155,13 @@ class Decoder:
         """``(indices, batch)`` over the files that decode, in parallel through ``tf.data``;
         an index that never comes back did not decode (the caller asks ``why_unreadable``).
         The files must have passed ``image_problem`` (nothing unsafe is read here)."""
-        import tensorflow as tf
-
         if not files:
             return
+        if not self.tensorflow:
+            yield from self._pillow_files(files, batch_size)
+            return
+        import tensorflow as tf
+
         ds = tf.data.Dataset.from_tensor_slices((np.arange(len(files), dtype=np.int64),
                                                  [as_tf_path(f) for f in files]))
         ds = ds.map(lambda i, path: (i, self.tensor(tf.io.read_file(path))), num_parallel_calls=tf.data.AUTOTUNE)
@@ -156,6 +173,36 @@ class Decoder:
         with native_stderr_silenced(keep_python=True):
             for indices, images in ds:
                 yield [int(i) for i in indices.numpy()], np.asarray(images.numpy(), np.float32)
+
+    def _pillow_files(self, files: Sequence[str | os.PathLike[str]],
+                      batch_size: int) -> Generator[tuple[list[int], np.ndarray], None, None]:
+        """``files`` without TensorFlow: decoded on every core (Pillow and numpy release the GIL), the
+        next batch while the caller predicts this one; two batches in memory at most."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        from clf.infer.runners import cpu_threads
+
+        def decode(path: str | os.PathLike[str]) -> np.ndarray | None:
+            try:
+                return decode_fit(Path(path).read_bytes(), self.size)
+            except (Undecodable, OSError):
+                return None
+
+        pool = ThreadPoolExecutor(max_workers=min(cpu_threads(), batch_size), thread_name_prefix="clf-decode")
+
+        def submit(start: int) -> list[Future]:
+            return [pool.submit(decode, f) for f in files[start:start + batch_size]]
+
+        try:
+            pending = submit(0)
+            for start in range(0, len(files), batch_size):
+                decoded = [future.result() for future in pending]
+                pending = submit(start + batch_size)
+                kept = [(start + i, image) for i, image in enumerate(decoded) if image is not None]
+                if kept:
+                    yield [i for i, _ in kept], np.stack([image for _, image in kept])
+        finally:  # closed early (an error while predicting): drop what was not started
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # The method names of earlier clf versions, kept for plugins that call them (``bytes`` as a

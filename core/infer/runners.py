@@ -150,3 +150,53 @@ class OnnxRunner(Runner):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self._session.run(None, {self._input: np.asarray(batch, np.float32)})[0], np.float32)
+
+
+OPENVINO_HINT = "pip install 'clf[openvino]'"
+
+
+class OpenVINORunner(Runner):
+    """An ONNX or TFLite model (bytes or a file; OpenVINO reads both) compiled for OpenVINO's CPU
+    plugin in float32: its default on CPUs with bf16 units is bfloat16, whose answers drift far
+    beyond clf's tolerances. Latency mode on every core (benchmarks/predict_cold.py times it)."""
+
+    name = engine = "openvino"
+
+    def __init__(self, model: bytes | str | Path, threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise RuntimeUnavailable(f"OpenVINO is not installed ({OPENVINO_HINT})") from None
+        core = ov.Core()
+        with quiet_logs():
+            network = _read_openvino(core, model)
+            if len(network.inputs) != 1:
+                raise RuntimeUnavailable(f"the model has {len(network.inputs)} inputs instead of the image alone")
+            self._compiled = core.compile_model(network, "CPU", {
+                "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_NUM_THREADS": threads or cpu_threads()})
+        self._request = self._compiled.create_infer_request()
+        width = network.outputs[0].get_partial_shape()[-1]
+        self._width = width.get_length() if width.is_static else None
+
+    def output_width(self) -> int | None:
+        return self._width
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        result = self._request.infer([np.ascontiguousarray(batch, np.float32)])
+        return np.array(result[self._compiled.output(0)], np.float32)
+
+
+def _read_openvino(core: Any, model: bytes | str | Path) -> Any:
+    """An OpenVINO model from a file or bytes: ONNX bytes are read as they are, a TFLite flatbuffer
+    (``TFL3`` at byte 4) only from a file, so through a temporary one."""
+    if not isinstance(model, (bytes, bytearray)):
+        return core.read_model(str(model))
+    if bytes(model[4:8]) != b"TFL3":
+        return core.read_model(bytes(model))
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="clf-openvino-") as folder:
+        path = Path(folder) / "model.tflite"
+        path.write_bytes(bytes(model))
+        return core.read_model(str(path))

@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from clf.files import cache_dir as clf_cache_dir, write_bytes, write_json
-from clf.infer.runners import ONNX_HINT, LiteRTRunner, OnnxRunner, Runner, RuntimeUnavailable, \
-    litert_interpreter_class
+from clf.infer.runners import ONNX_HINT, OPENVINO_HINT, LiteRTRunner, OnnxRunner, OpenVINORunner, Runner, \
+    RuntimeUnavailable, litert_interpreter_class
 from clf.infer.convert import describe_failure, to_tflite, to_onnx
 
 if TYPE_CHECKING:
     import keras
 
 SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
+# Runtimes that run another's conversion (OpenVINO reads TFLite): nothing of their own is stored.
+READS = {"openvino": "tflite"}
 CHECKS_FILE = "checks.json"
 # Versions the extractor key (feature cache too): bump when decoding or extraction changes features.
 KEY_FORMAT = "clf-features/4"
@@ -84,6 +86,7 @@ class RuntimeStore:
         self.dir = Path(root) / "runtimes" / extractor_key(self.parts) if root is not None else None
 
     def path(self, name: str) -> Path | None:
+        name = READS.get(name, name)
         return self.dir / f"extractor{SUFFIXES[name]}" if self.dir is not None else None
 
     def load(self, name: str) -> bytes | None:
@@ -152,5 +155,15 @@ def open_onnx(model: "keras.Model", store: RuntimeStore | None) -> Runner:
     return OnnxRunner(converted("onnx", model, store, to_onnx))
 
 
+def open_openvino(model: "keras.Model", store: RuntimeStore | None) -> Runner:
+    """The TFLite conversion (stored once for both) in OpenVINO."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        raise RuntimeUnavailable(f"OpenVINO is not installed ({OPENVINO_HINT})") from None
+    return OpenVINORunner(converted(READS["openvino"], model, store, to_tflite))
+
+
 # Runtime name -> ``open(model, store) -> Runner`` (raising RuntimeUnavailable); tests inject others.
-OPENERS: dict[str, Callable[[Any, RuntimeStore | None], Runner]] = {"tflite": open_tflite, "onnx": open_onnx}
+OPENERS: dict[str, Callable[[Any, RuntimeStore | None], Runner]] = {"tflite": open_tflite, "onnx": open_onnx,
+                                                                    "openvino": open_openvino}

@@ -174,7 +174,7 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
     if out.exists() and any(out.iterdir()):  # before the model loads and every image is hashed
         raise UsageError(f"Output folder {str(out)!r} already exists and is not empty; expected a new or "
                          f"empty folder so no earlier evaluation is overwritten. Pass another --output.")
-    predictor = load_predictor(model, host, trust=trust_artifact, runtime=runtime)
+    predictor = load_predictor(model, host, fmt="auto", trust=trust_artifact, runtime=runtime)
     files, labels, copies = once_each(*labelled_files(Path(data), predictor.class_names))
     strangers = collect_images(unknown_data) if unknown_data is not None else []
     if unknown_data is not None and not strangers:

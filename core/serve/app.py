@@ -279,7 +279,7 @@ async def _decode_all(predictor: Any, decoders: ThreadPoolExecutor, settings: Se
     def decode(upload: Upload) -> np.ndarray:
         try:
             return predictor.decode(upload.data)
-        except Exception as exc:  # tf.errors.InvalidArgumentError: not decodable after all
+        except Exception as exc:  # TensorFlow's InvalidArgumentError or pixels.Undecodable: not decodable
             raise why_undecodable(upload, str(exc)) from None
 
     await _within(loop.run_in_executor(decoders, check_images, uploads, settings.max_pixels,

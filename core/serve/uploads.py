@@ -180,14 +180,15 @@ def check_images(uploads: list[Upload], max_pixels: int, max_request_pixels: int
                                f"(--max-request-pixels); send fewer or smaller images per request.")
 
 
-def why_undecodable(upload: Upload, tf_message: str) -> Problem:
-    """After TensorFlow failed: a full Pillow decode says why (only failed images pay for it)."""
+def why_undecodable(upload: Upload, message: str) -> Problem:
+    """After the decoder failed (TensorFlow's, or Pillow's without it): a full Pillow decode says why
+    (only failed images pay for it)."""
     found = pillow_problem(upload.data)
     if found is not None:
         kind, text = found
         what = "is truncated" if kind == "truncated" else "has corrupt image data"
         return Problem(422, f"{upload.name!r} {what} ({text}); expected a complete image file. "
                             f"Upload it again, or re-save it.")
-    line = tf_message.strip().splitlines()[-1] if tf_message.strip() else "unknown error"
-    return Problem(422, f"{upload.name!r} could not be decoded by TensorFlow ({line[:200]}); expected "
-                        f"a JPEG, PNG, BMP or GIF file TensorFlow reads. Re-save it as JPEG or PNG.")
+    line = message.strip().splitlines()[-1] if message.strip() else "unknown error"
+    return Problem(422, f"{upload.name!r} could not be decoded ({line[:200]}); expected a JPEG, PNG, BMP "
+                        f"or GIF file. Re-save it as JPEG or PNG.")
