@@ -112,7 +112,7 @@ def register_data_loaders(register: Callable[..., None]) -> None:
 def register_exporters(register: Callable[..., None]) -> None:
     """Register model exporters.
 
-    ``register(name, export, *, load=None, aliases=(), description=None, options=(),
+    ``register(name, export, *, load=None, holds=None, aliases=(), description=None, options=(),
     requires=(), install="", fixed_input=False, check=None)``
 
     - ``export(model, directory, metadata, **options) -> list[pathlib.Path]``: write the
@@ -129,6 +129,9 @@ def register_exporters(register: Callable[..., None]) -> None:
       score column when ``labels`` has ``unknown``; any ``n``); ``clf serve`` calls
       it from one thread at a time, at a few fixed batch sizes. Without ``load``, predicting
       from the artifact is a clear error.
+    - ``holds(path, model) -> bool``, optional: whether the file at ``path`` holds exactly
+      ``model`` (architecture and every weight); True lets the export's round-trip check skip
+      reloading and running it (``clf.h5_holds`` proves it for a Keras HDF5 file).
     - ``options``: the keyword options ``export`` takes (``"quantize"``,
       ``"representative_data"``); only those are passed.
     - ``requires``: modules ``export`` or ``load`` imports, checked before any data is read,

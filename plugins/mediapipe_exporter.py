@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from clf import hookimpl, atomic_path, ExportError, ModelError, Predictor, fixed_model, quiet_logs, to_tflite
+from clf import hookimpl, atomic_path, ExportError, ModelError, Predictor, quiet_logs, to_tflite
 
 INSTALL_HINT = "Install the MediaPipe extra: pip install 'clf[mediapipe]'."
 FILE_NAME = "model_mediapipe.tflite"
@@ -60,6 +60,8 @@ def mediapipe_model(model: Any, class_count: int, known: bool) -> Any:
     """The fixed-size model (0-255 RGB in); with a known score, two outputs: the class
     probabilities ``[n, classes]`` and the known score ``[n, 1]``."""
     import keras
+
+    from clf import fixed_model  # here: it imports Keras, and listings must not
 
     fixed = fixed_model(model)
     if not known:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from clf import hookimpl, atomic_path, ExportError, ImageSize, ModelError, OnnxRunner, Predictor, \
-    RuntimeUnavailable, photo_model, stamp_onnx_metadata, to_onnx
+    RuntimeUnavailable, stamp_onnx_metadata, to_onnx
 
 ENV_PACKAGE = "CLF_ONNXRUNTIME_WEB"
 FOLDER = "web"
@@ -91,6 +91,8 @@ def export_web(model: Any, directory: Path, metadata: dict[str, Any]) -> list[Pa
         raise ExportError(f"The web exporter cannot run: {missing_runtime()}")
     size = ImageSize(metadata["input_size"], float(metadata.get("resize", {}).get("center_crop", 0.0)))
     try:
+        from clf import photo_model  # here: it imports Keras, and listings must not
+
         content = to_onnx(photo_model(model, size))  # the page passes whole photos (any size)
     except RuntimeUnavailable as exc:
         raise ExportError(f"The web exporter cannot run: {exc}. Install the ONNX extra: "
