@@ -4,6 +4,7 @@ precision/recall/F1, micro and macro F1, exact-match ratio, label cardinality.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -81,3 +82,56 @@ def multilabel_report(targets: np.ndarray, scores: np.ndarray, thresholds: Seque
         "per_class": per_class,
         "class_names": list(class_names),
     }
+
+
+# host: a clf.host.manager.PluginHost (report imports no host, so Any here)
+def evaluate_labels_file(model: str | Path, data: str | Path, out: Path, *, batch_size: int = 32, host: Any = None,
+                         observer: Any = None, trust_artifact: bool = False, runtime: str = "tensorflow") -> Any:
+    """``clf evaluate RUN --data labels.csv``: the model on a labels file's rows (every row,
+    whatever its split). A multi-label model gets ``multilabel_report`` at its recorded thresholds
+    (and ``pr_curves.png``); a single-label one the folder evaluation's report (one label a row).
+    Returns a ``clf.report.evaluation.FolderEvaluation``."""
+    from clf.artifacts.labels import is_multilabel
+    from clf.artifacts.predict import load_predictor, predict_files
+    from clf.data.labels_file import read_labels_file
+    from clf.errors import DataError
+    from clf.events import Observer
+    from clf.report.evaluation import FolderEvaluation
+    from clf.report.metrics import cross_entropy, evaluation_report
+    from clf.report.runrecord import write_evaluation, write_pr_curves
+
+    observer = observer or Observer()
+    predictor = load_predictor(model, host, trust=trust_artifact, runtime=runtime)
+    names = list(predictor.class_names)
+    rows = read_labels_file(data)
+    strange = sorted({label for r in rows for label in r.labels} - set(names))
+    if strange:
+        raise DataError(f"Labels file {str(data)!r} has label(s) {', '.join(map(repr, strange[:10]))} the model "
+                        f"does not know; expected the model's classes ({', '.join(names)}). Fix or drop those rows.")
+    multilabel = is_multilabel(predictor.labels)
+    if not multilabel and any(len(r.labels) != 1 for r in rows):
+        r = next(r for r in rows if len(r.labels) != 1)
+        raise DataError(f"Labels file {str(data)!r} line {r.line} has {len(r.labels)} labels but the model gives one "
+                        f"class a photo; expected one label a row. Evaluate a multi-label model with it.")
+    observer.phase_start("predict", total=len(rows), unit="image")
+    results = predict_files(predictor, [r.path for r in rows], batch_size,
+                            progress=lambda n: observer.phase_advance("predict", n))
+    observer.phase_end("predict")
+    ok = [i for i, r in enumerate(results) if r.error is None]
+    scores = np.array([results[i].probabilities for i in ok], float).reshape(len(ok), len(names))
+    index = {n: i for i, n in enumerate(names)}
+    out.mkdir(parents=True, exist_ok=True)
+    if multilabel:
+        y = np.zeros((len(ok), len(names)))
+        for row, i in enumerate(ok):
+            y[row, [index[label] for label in rows[i].labels]] = 1
+        report = multilabel_report(y, scores, predictor.labels["thresholds"], names)
+    else:
+        labels = np.array([index[rows[i].labels[0]] for i in ok], int)
+        report = evaluation_report(labels, scores, names, loss=cross_entropy(labels, scores))
+    report.update(data=str(data), model=str(model), runtime=predictor.runtime)
+    written = write_evaluation(out, {"evaluation": report}, "evaluation")
+    if multilabel:
+        written.append(write_pr_curves(out, y, scores, names, report, "evaluation"))
+    return FolderEvaluation(report, out, written, [(r.path, r.error) for r in results if r.error],
+                            notes=list(predictor.notes), predictions=results)
