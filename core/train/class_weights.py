@@ -62,7 +62,7 @@ def label_weights(mode: str, targets: Any, class_names: Sequence[str]) -> tuple[
     weights[1, chosen] = n / (2 * pos[chosen])
     note = None
     if mode == "auto":
-        names = [class_names[i] for i in np.flatnonzero(chosen)]
+        names = [class_names[int(i)] for i in np.flatnonzero(chosen)]
         note = (f"Label(s) {', '.join(map(repr, names[:8]))}{' ...' if len(names) > 8 else ''} are on over "
                 f"{IMBALANCE_RATIO:g}x more or fewer training images than they are off: their positives and "
                 f"negatives are balanced. Pass --class-weight none to turn this off.")

@@ -222,6 +222,8 @@ def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
         z, y, weights = rows.z, rows.y, rows.weights
         multilabel = y.ndim == 2
         n_clean = len(y) if n_clean is None else n_clean
+        counts: Any
+        strata: Any
         if multilabel:
             counts = y[:n_clean].sum(axis=0)
             strata = np.unique(y[:n_clean], axis=0, return_inverse=True)[1].reshape(-1)
