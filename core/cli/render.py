@@ -97,7 +97,8 @@ class PlainObserver(Observer):
                     per = ", ".join(f"{k} {v}" for k, v in counts.items())
                 else:  # one line, not two hundred names
                     per = f"{min(counts.values())} to {max(counts.values())} per class"
-                self.print(f"  {esc(split)}: {sum(counts.values())} images ({esc(per)})")
+                total = info.get("images", {}).get(split, sum(counts.values()))
+                self.print(f"  {esc(split)}: {total} images ({esc(per)})")
         elif phase == "build":
             self.print(f"backbone: {info['params']:,} parameters; backbone weights: {esc(info['weights'])}")
             if "strategy" in info:  # batch size semantics: --batch-size is the global batch

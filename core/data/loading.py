@@ -39,8 +39,9 @@ def load_data(config: RunConfig, loader: Any, image_size: ImageSize, observer: O
                          validation_split=config.validation_split, **files, **task_option(config, loader))
     check_classes(config.classes, config.data, bundle.class_names)
     counts = {name: bundle.counts(name) for name in bundle.splits}
+    # images per split: with multi-label data the per-class counts add up to more
     observer.phase_end("data", class_names=bundle.class_names, counts=counts,
-                       seconds=time.perf_counter() - t0)
+                       images={name: len(s) for name, s in bundle.splits.items()}, seconds=time.perf_counter() - t0)
     return LoadedData(bundle, counts, report)
 
 
