@@ -173,3 +173,10 @@ def test_what_multilabel_runs_refuse(multilabel_run, tmp_path, option, match):
     with pytest.raises(clf.ConfigError, match=match):
         clf.run(backbone=SMALL_BACKBONE, data=str(root / "labels.csv"), weights="none", image_size=SMALL_SIZE,
                 output=str(tmp_path / "no"), verify=False, cache_dir=str(root / "cache"), **option)
+
+
+def test_inspect_refuses_a_multilabel_run_clearly(multilabel_run):
+    pytest.importorskip("cleanlab")
+    result, _ = multilabel_run
+    with pytest.raises(clf.UsageError, match="multi-label run"):
+        clf.inspect_run(result.run_dir)

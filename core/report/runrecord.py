@@ -42,6 +42,8 @@ def versions() -> dict[str, str]:
 
 
 def _relative(path: str, root: Path) -> str:
+    if root.is_file():  # a labels file: its paths are relative to its folder
+        root = root.parent
     try:
         return Path(path).resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
