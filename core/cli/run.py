@@ -160,7 +160,8 @@ def _print_plan(config: RunConfig) -> None:
     lines = [f"# backbone {summary['backbone']} at {summary['image_size'][0]}x{summary['image_size'][1]}, "
              f"head {summary['head']}, loader {summary['loader']}, export {', '.join(summary['exporters'])}",
              f"# classes ({len(summary['class_names'])}): {', '.join(summary['class_names'])}"]
-    lines += [f"# {split}: {sum(c.values())} images ({', '.join(f'{k} {v}' for k, v in c.items())})"
+    images = summary.get("images", {})  # multi-label: the per-class counts add up to more
+    lines += [f"# {split}: {images.get(split, sum(c.values()))} images ({', '.join(f'{k} {v}' for k, v in c.items())})"
               for split, c in summary["counts"].items()]
     print("\n".join(lines + ["# dry run: nothing trained or written"]), flush=True)
 

@@ -43,7 +43,7 @@ def check(config: RunConfig, bundle: DatasetBundle, backbone: Backbone) -> None:
         refused.append(f"backbone {backbone.name!r} trained from scratch (multi-label heads train on cached features)")
     if refused:
         raise ConfigError(
-            f"--data {config.data!r} is multi-label (a row has several labels), which does not support "
+            f"--data {config.data!r} is multi-label data (--task {config.task}), which does not support "
             f"{'; '.join(refused)}. Drop {'it' if len(refused) == 1 else 'them'}, or pass --task single with "
             f"one label a row.")
 

@@ -102,10 +102,17 @@ def plan(config: RunConfig, host: PluginHost | None = None,
     run would raise first (the same ``resolve`` and ``load_data`` as ``clf.run``)."""
     setup = resolve(config, host or get_host(config.plugins))
     data = load_data(config, setup.loader, setup.image_size, observer or Observer())
+    head = setup.head.name
+    if data.bundle.multilabel:
+        from clf.train.multilabel import check, head_for
+
+        check(config, data.bundle, setup.backbone)
+        head = f"{head_for(setup).name} (multi-label)"
     return {"toml": config_to_toml(config), "backbone": setup.backbone.name,
-            "head": setup.head.name, "loader": setup.loader.name,
+            "head": head, "loader": setup.loader.name,
             "exporters": [e.name for e in setup.exporters], "image_size": list(setup.image_size),
-            "class_names": data.bundle.class_names, "counts": data.counts}
+            "class_names": data.bundle.class_names, "counts": data.counts,
+            "images": {name: len(s) for name, s in data.bundle.splits.items()}}
 
 
 def check_preprocess(backbone: Backbone) -> None:
