@@ -143,3 +143,19 @@ def test_run_config_task_and_loader_choice(tmp_path):
     config = RunConfig(data=str(tmp_path / "labels.csv"))
     assert loader_name(config) == "labels_file"
     assert get_host(()).loaders.get("labels_file").name == "labels_file"
+
+
+def test_a_single_label_run_from_a_labels_file(tmp_path):
+    import clf
+    from conftest import SMALL_BACKBONE, SMALL_SIZE
+
+    rows = [("red",), ("green",), ("blue",)] * 4
+    path = write_csv(tmp_path, make_shapes(tmp_path, rows), rows)
+    result = clf.run(backbone=SMALL_BACKBONE, data=str(path), weights="none", image_size=SMALL_SIZE,
+                     output=str(tmp_path / "run"), augment=False, verify=False, unknown="off")
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    assert "task" not in labels and labels["class_names"] == ["blue", "green", "red"]
+    assert "accuracy" in result.evaluation["validation"]
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    listed = [f for per_class in manifest["split"]["train"].values() for f in per_class]
+    assert listed and all(f.startswith("img/") for f in listed)  # relative to the labels file's folder
