@@ -39,6 +39,8 @@ _LAZY = {
     "DatasetBundle": "data.images", "Split": "data.images", "ImageSize": "data.images",
     "IMAGE_SUFFIXES": "data.images", "is_image_file": "data.images", "is_class_folder": "data.images",
     "decode_image": "data.images", "files_dataset": "data.images",
+    "read_labels_file": "data.labels_file", "resolve_task": "data.labels_file",
+    "check_labels_rows": "data.labels_file", "is_labels_file": "data.labels_file",
     "find_layout": "data.layout", "check_data_root": "data.layout", "class_folders": "data.layout",
     # backbones
     "register_preprocess": "data.preprocessing", "WeightsFile": "artifacts.weights",

@@ -28,6 +28,7 @@ SCHEDULES = ("cosine", "constant")  # learning rate of every Keras fit (clf.trai
 TTA = ("none", "flip")  # test-time augmentation built into the model (clf.train.model)
 # Unknown-photo scores (clf.data.preprocessing.KnownScore); --unknown also takes auto and off.
 UNKNOWN_SCORES = ("vim", "maha", "energy", "max-softmax")
+TASKS = ("auto", "single", "multilabel")  # clf.data.labels_file
 
 
 @dataclass
@@ -43,7 +44,10 @@ class RunConfig:
     # Adam's default: on cached, RMS-scaled features it beat the tutorial's 4e-4 (hymenoptera, flowers5).
     lr: float = 1e-3
     head: str = "softmax"
-    loader: str = "directory"
+    loader: str = "directory"  # a .csv/.jsonl --data picks "labels_file" (clf.train.setup.loader_name)
+    # "single" (softmax, one class a photo), "multilabel" (sigmoid, any number), or "auto": multi-label
+    # when a labels file has a row with two labels (clf.data.labels_file); folders are single-label.
+    task: str = "auto"
     export: tuple[str, ...] = ("h5",)
     output: str | None = None  # None: runs/<timestamp>-<backbone>
     weights: str = "imagenet"  # "imagenet", "none" or a path to a weights file
@@ -150,7 +154,8 @@ class RunConfig:
         for name, choices in (("quantize", QUANTIZE_MODES), ("model_input", MODEL_INPUTS),
                               ("class_weight", ("auto", "balanced", "none")), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("runtime", RUNTIMES), ("solver", SOLVERS),
-                              ("schedule", SCHEDULES), ("tta", TTA), ("unknown", ("auto", "off", *UNKNOWN_SCORES))):
+                              ("schedule", SCHEDULES), ("tta", TTA), ("unknown", ("auto", "off", *UNKNOWN_SCORES)),
+                              ("task", TASKS)):
             setattr(self, name, check_name(name, getattr(self, name), choices))
         if not self.export:
             _bad("export", self.export, "at least one exporter name", "Run 'clf exporters'.")

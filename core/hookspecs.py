@@ -77,7 +77,9 @@ def register_heads(register: Callable[..., None]) -> None:
       accept ``**_``.
 
     Contract: clf wraps the head in its own ``keras.Model`` (trained on cached features, then
-    joined to the backbone) with sparse categorical cross-entropy. An output whose last
+    joined to the backbone) with sparse categorical cross-entropy; on multi-label data a head
+    outputs a sigmoid a class instead and trains with binary cross-entropy (the built-in
+    ``softmax`` gives way to the built-in ``sigmoid``). An output whose last
     dimension is not ``num_classes`` is an error naming the head and its plugin. Tested by
     ``test_hook_register_heads``.
     """
@@ -95,12 +97,15 @@ def register_data_loaders(register: Callable[..., None]) -> None:
       ``clf.decode_image`` so training crops as ``clf predict`` will. ``seed`` and
       ``validation_split`` draw a validation split when the data has none. Accept ``**_``
       (later versions may pass more); a loader accepting ``skip`` and ``substitute`` (or
-      ``**kwargs``) gets the dataset doctor's quarantine and conversions.
+      ``**kwargs``) gets the dataset doctor's quarantine and conversions; one accepting ``task``
+      gets ``--task`` (``auto``, ``single``, ``multilabel``).
 
     Returns a ``clf.DatasetBundle(class_names, train, validation=None, test=None,
     splits={})``: ``class_names`` sorted, at least two, in output order; unbatched ``tf.data``
     datasets of ``(image, label)``, float32 RGB 0-255 images of ``image_size`` and int32 labels;
     ``splits`` maps split names to ``clf.Split(files, labels)`` when the data comes from files.
+    Multi-label data: ``DatasetBundle(..., task="multilabel")`` and ``clf.Split(files, labels,
+    targets)``, each file's label indices in ``targets`` (``labels`` holds the first, or 0).
 
     Contract: do not batch (the engine batches, shuffles, augments and caches). Raise
     ``clf.DataError`` naming the offending file, row or folder. Tested by

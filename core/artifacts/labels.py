@@ -138,6 +138,13 @@ def validate_labels(data: Any, path: Path | str = LABELS_FILE) -> None:
         if key in data and not isinstance(data[key], str):
             raise bad(key, data[key], "a string")
     table("preprocessing", "an object")
+    task = data.get("task", "single")
+    if task not in ("single", "multilabel"):
+        raise bad("task", task, "'single' or 'multilabel'")
+    cuts = data.get("thresholds")
+    if task == "multilabel" and (not isinstance(cuts, list) or len(cuts) != len(names)
+                                 or not all(_is_number(t) and 0 <= t <= 1 for t in cuts)):
+        raise bad("thresholds", cuts, f"one threshold from 0 to 1 per class ({len(names)}) for a multi-label model")
     unknown = table("unknown", "an object describing the known-score output column")
     column = unknown.get("column")
     if unknown and (not isinstance(column, int) or isinstance(column, bool) or column < 1
@@ -160,6 +167,26 @@ def split_outputs(labels: dict[str, Any], outputs: Any) -> tuple[Any, Any]:
 def is_known(labels: dict[str, Any], known_score: float | None) -> bool:
     """Whether a photo with this known score counts as one of the classes (no score: yes)."""
     return known_score is None or known_score >= float(labels["unknown"]["threshold"])
+
+
+def is_multilabel(labels: dict[str, Any]) -> bool:
+    """Whether the model scores every class alone (a sigmoid a class, ``thresholds`` recorded)."""
+    return labels.get("task") == "multilabel"
+
+
+def decide(labels: dict[str, Any], scores: Any) -> Any:
+    """Multi-label: 0/1 ``[n, classes]``, each class whose sigmoid score reaches its recorded
+    threshold (the one place thresholds are applied)."""
+    return apply_thresholds(scores, labels["thresholds"])
+
+
+def apply_thresholds(scores: Any, thresholds: Sequence[float]) -> Any:
+    """0/1 ``[n, classes]``: each class whose score reaches its threshold (columns past the
+    classes, such as a known score, ignored)."""
+    import numpy as np
+
+    cuts = np.asarray(thresholds, np.float64)
+    return np.asarray(scores, np.float64)[:, :len(cuts)] >= cuts[None, :]
 
 
 TRUST_HINT = ("Re-export the model (clf run), or pass --trust-artifact to open it anyway "

@@ -10,7 +10,8 @@ from typing import Callable, Sequence, TYPE_CHECKING, cast
 
 import numpy as np
 
-from clf.artifacts.labels import LABELS_FILE, check_artifact, is_known, output_width, read_labels, split_outputs
+from clf.artifacts.labels import (LABELS_FILE, check_artifact, decide, is_known, is_multilabel, output_width,
+                                  read_labels, split_outputs)
 from clf.artifacts.answering import OPENVINO_SOURCES, RUNTIME_MODULES, TENSORFLOW_FREE_RUNTIMES, candidates
 from clf.errors import ClfError, ModelError, ModelNotFoundError
 from clf.infer.decode import Decoder, collect_images, why_unreadable
@@ -399,6 +400,9 @@ class Prediction:
     known_score: float | None = None
     # Below the known-score threshold: none of the classes; top() still names the class it would have been.
     unknown: bool = False
+    # Multi-label models (labels.json task "multilabel"): the classes whose sigmoid score reaches its
+    # threshold, highest score first (possibly none); None for a single-label model.
+    labels: list[str] | None = None
 
     def top(self, k: int | Sequence[str] = 1, class_names: Sequence[str] | int | None = None
             ) -> list[tuple[str, float]]:
@@ -430,11 +434,13 @@ def to_predictions(predictor: Predictor, paths: Sequence[str], outputs: np.ndarr
     if unknown_rule(predictor) is None:
         known = None
     names = list(predictor.class_names)
+    chosen = decide(labels, probs) if is_multilabel(labels) else None
     results = []
     for i, (path, p) in enumerate(zip(paths, probs)):
         score = None if known is None else float(known[i])
+        over = None if chosen is None else [names[c] for c in np.argsort(-p, kind="stable") if chosen[i, c]]
         results.append(Prediction(path, [float(v) for v in p], class_names=names, known_score=score,
-                                  unknown=not is_known(labels, score)))
+                                  unknown=not is_known(labels, score), labels=over))
     return results
 
 

@@ -41,6 +41,7 @@ def to_json(results: Sequence[Prediction], class_names: Sequence[str], k: int,
     ``known_score``: each row's ``known_score`` and ``unknown`` (null for an error)."""
     columns = columns or {}
     records = [{"path": r.path, "error": r.error,
+                **_labels_values(r, class_names, json=True),
                 "top": [{"class": n, "probability": p} for n, p in r.top(class_names, k)] if r.error is None else [],
                 **(_known_values(r, json=True) if known_score else {}),
                 **{name: values[i] for name, values in columns.items()}}
@@ -56,9 +57,11 @@ def to_csv(results: Sequence[Prediction], class_names: Sequence[str], k: int,
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     pairs = (c for i in range(1, k + 1) for c in (f"class_{i}", f"probability_{i}"))
-    writer.writerow(["path", *pairs, "error", *(KNOWN_COLUMNS if known_score else ()), *columns])
+    multi = any(r.labels is not None for r in results)
+    writer.writerow(["path", *(("labels",) if multi else ()), *pairs, "error", *(KNOWN_COLUMNS if known_score else ()),
+                     *columns])
     for n, r in enumerate(results):
-        row = [csv_cell(str(r.path))]
+        row = [csv_cell(str(r.path)), *(_labels_values(r, class_names, json=False).values() if multi else ())]
         top = r.top(class_names, k) if r.error is None else []
         for i in range(k):
             row += [csv_cell(top[i][0]), f"{top[i][1]:.6f}"] if i < len(top) else ["", ""]
@@ -67,6 +70,18 @@ def to_csv(results: Sequence[Prediction], class_names: Sequence[str], k: int,
             row += list(_known_values(r, json=False).values())
         writer.writerow(row + [values[n] for values in columns.values()])
     return buf.getvalue()
+
+
+def _labels_values(r: Prediction, class_names: Sequence[str], json: bool) -> dict[str, Any]:
+    """Multi-label: ``labels``, the classes over their thresholds with their scores (JSON), or
+    their names joined by ';' (CSV; empty for an error row); nothing in JSON for a single-label
+    model or an error row."""
+    if r.labels is None:
+        return {} if json else {"labels": ""}
+    if json:
+        scores = dict(zip(class_names, r.probabilities))
+        return {"labels": [{"class": n, "score": scores[n]} for n in r.labels or []]}
+    return {"labels": csv_cell(";".join(r.labels or []))}
 
 
 def _known_values(r: Prediction, json: bool) -> dict[str, Any]:

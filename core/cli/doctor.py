@@ -14,15 +14,17 @@ from rich.table import Table
 @app.command()
 @cli_errors()
 def doctor(
-    data: str = typer.Argument(..., help="The dataset folder (class folders, or train/ val/ folders of them)."),
+    data: str = typer.Argument(..., help="The dataset folder (class folders, or train/ val/ folders of them), or a labels file (.csv path,labels or .jsonl)."),
     strict_data: bool = typer.Option(False, "--strict-data", help="Exit 1 when any bad file is found."),
     min_size: int = typer.Option(16, "--min-size", min=1, help="Smallest usable image side in pixels."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Check a dataset: counts per class, bad files, files to convert, duplicates and leakage."""
-    from clf.data.doctor import examine
+    from clf.data.doctor import examine, examine_labels_file
+    from clf.data.labels_file import is_labels_file
 
-    report = examine(data, min_side=min_size, convert=False)
+    # a labels file (path,labels rows): counts per label; its paths relative to its folder
+    report = (examine_labels_file if is_labels_file(data) else examine)(data, min_side=min_size, convert=False)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:

@@ -28,7 +28,7 @@ def unknown_lines(u: dict[str, Any]) -> list[str]:
 @cli_errors(interrupt=True)
 def evaluate(
     model: str = typer.Argument(..., help="A clf run folder or an exported model file in one."),
-    data: str = typer.Option(..., "--data", help="A folder of class folders named after the model's classes."),
+    data: str = typer.Option(..., "--data", help="A folder of class folders named after the model's classes, or a labels file (.csv path,labels or .jsonl; multi-label models too)."),
     unknown_data: Optional[str] = typer.Option(None, "--unknown-data", help="A folder of photos of none of the model's classes (any layout): how well its known score rejects them (AUROC, FPR@95TPR, share accepted)."),
     output: Optional[str] = typer.Option(None, help="Where to write the report; default <run>/evaluations/<timestamp>-<data>."),
     batch_size: int = typer.Option(32, help="Images per batch."),
@@ -61,7 +61,7 @@ def evaluate(
     if log_format != "jsonl" or quiet:
         out.print(f"saved {esc(', '.join(p.name for p in result.files))} in {esc(result.output)}", highlight=False,
                   soft_wrap=True)
-    accuracy = result.report["accuracy"]
+    accuracy = result.report.get("accuracy", result.report.get("exact_match", 0.0))  # multi-label: exact match
     if assert_accuracy_at_least is not None and accuracy < assert_accuracy_at_least:
         err.print(f"[bold red]Accuracy {accuracy:.4f} is below the required {assert_accuracy_at_least:.4f}[/] "
                   f"(--assert-accuracy-at-least).", highlight=False)

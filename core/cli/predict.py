@@ -102,12 +102,19 @@ def _table(results: Sequence[Prediction], predictor: Predictor, k: int) -> Table
     from clf.artifacts.predict import unknown_rule
 
     known = unknown_rule(predictor) is not None
+    multi = any(r.labels is not None for r in results)  # multi-label: the labels over their thresholds first
     table = Table(title=f"{len(results)} images ({esc(answered_by(predictor))})")
-    for col in ("image", "class", "probability", *(("known score",) if known else ())):
+    for col in ("image", *(("labels",) if multi else ()), "class", "probability", *(("known score",) if known else ())):
         table.add_column(col, overflow="fold")
     for r in results:
         if r.error:
-            table.add_row(esc(r.path), f"[red]error: {esc(r.error)}[/]", "", *([""] if known else []))
+            table.add_row(esc(r.path), *([""] if multi else []), f"[red]error: {esc(r.error)}[/]", "",
+                          *([""] if known else []))
+            continue
+        if multi:
+            top = r.top(predictor.class_names, k)
+            table.add_row(esc(r.path), ", ".join(esc(n) for n in r.labels or []) or "[yellow](none)[/]",
+                          "\n".join(esc(n) for n, _ in top), "\n".join(f"{p:.4f}" for _, p in top))
             continue
         top = r.top(predictor.class_names, k)
         names = [esc(n) for n, _ in top]

@@ -97,7 +97,8 @@ class PlainObserver(Observer):
                     per = ", ".join(f"{k} {v}" for k, v in counts.items())
                 else:  # one line, not two hundred names
                     per = f"{min(counts.values())} to {max(counts.values())} per class"
-                self.print(f"  {esc(split)}: {sum(counts.values())} images ({esc(per)})")
+                total = info.get("images", {}).get(split, sum(counts.values()))
+                self.print(f"  {esc(split)}: {total} images ({esc(per)})")
         elif phase == "build":
             self.print(f"backbone: {info['params']:,} parameters; backbone weights: {esc(info['weights'])}")
             if "strategy" in info:  # batch size semantics: --batch-size is the global batch
@@ -232,6 +233,8 @@ TOP_CONFUSIONS = 15
 
 def report_tables(report: dict[str, Any], title: str) -> list[Any]:
     """Rich renderables for one evaluation report: summary, per class, confusion matrix."""
+    if report.get("task") == "multilabel":
+        return multilabel_tables(report, title)
     names = report["class_names"]
     summary = f"[bold]{esc(title)}[/]: {report['images']} images, accuracy [bold]{report['accuracy']:.4f}[/]"
     if "loss" in report:
@@ -277,6 +280,28 @@ def report_tables(report: dict[str, Any], title: str) -> list[Any]:
         top.add_row(esc(p["true"]), esc(p["predicted"]), str(p["count"]), f"{p['fraction_of_true']:.0%}")
     out.append(top if pairs else "most confused: none (no errors)")
     return out
+
+
+def multilabel_tables(report: dict[str, Any], title: str) -> list[Any]:
+    """Rich renderables for a multi-label report (clf.report.multilabel): summary, per class."""
+    names = report["class_names"]
+    summary = (f"[bold]{esc(title)}[/]: {report['images']} images, mAP [bold]{report['map']:.4f}[/], "
+               f"macro F1 {report['macro_f1']:.4f}, micro F1 {report['micro_f1']:.4f}, exact match "
+               f"{report['exact_match']:.4f}, labels per image {report['label_cardinality']:.2f} "
+               f"(predicted {report['predicted_cardinality']:.2f}), loss {report['loss']:.4f}")
+    shown, heading = names, "per class, at its threshold"
+    if len(names) > PER_CLASS_ROWS:
+        shown = sorted(names, key=lambda name: report["per_class"][name]["f1"])[:PER_CLASS_ROWS]
+        heading = f"per class: {PER_CLASS_ROWS} lowest F1 of {len(names)} (all: metrics.json)"
+    table = Table(title=heading, title_justify="left")
+    for col in ("class", "AP", "threshold", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name in shown:
+        s = report["per_class"][name]
+        ap = "-" if s["average_precision"] is None else f"{s['average_precision']:.3f}"
+        table.add_row(esc(name), ap, f"{s['threshold']:.3f}", f"{s['precision']:.3f}", f"{s['recall']:.3f}",
+                      f"{s['f1']:.3f}", str(s["support"]))
+    return [summary, table]
 
 
 def print_report(console: Console, report: dict[str, Any], title: str) -> None:

@@ -37,14 +37,15 @@ def run(
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of run options; flags given here override it."),
     backbone: str = typer.Option(_default("backbone"), help="Backbone name (see 'clf backbones'); several, comma-separated, with --folds K: each scored by K-fold cross-validation, the best trained and exported, with the leaderboard."),
     classes: Optional[int] = typer.Option(_default("classes"), help="Number of classes; checked against the data. Omit to infer."),
-    data: str = typer.Option(_default("data"), help="Folder of class folders, or of train/ val/ (test/) folders."),
+    data: str = typer.Option(_default("data"), help="Folder of class folders, or of train/ val/ (test/) folders; or a labels file (.csv path,labels or .jsonl)."),
     epochs: int = typer.Option(_default("epochs"), help="Head training epochs (on cached features: cheap)."),
     batch_size: int = typer.Option(_default("batch_size"), help="Images per batch."),
     image_size: Optional[int] = typer.Option(_default("image_size"), help="Square input size; default: the backbone's."),
     center_crop: str = typer.Option(_text_default("center_crop"), metavar="FRACTION", help="Keep this centred fraction of each photo before resizing (0.875: how ImageNet backbones were evaluated); 'none': resize the whole photo."),
     lr: float = typer.Option(_default("lr"), help="Adam learning rate of the head (fine-tuning: a tenth of it unless --fine-tune-lr)."),
     head: str = typer.Option(_default("head"), help="Head name (see 'clf heads')."),
-    loader: str = typer.Option(_default("loader"), help="Data loader name (see 'clf loaders')."),
+    loader: str = typer.Option(_default("loader"), help="Data loader name (see 'clf loaders'); a .csv or .jsonl --data uses labels_file."),
+    task: str = typer.Option(_default("task"), help="auto (multi-label when a labels file has a row with two labels), single (one class a photo, softmax) or multilabel (any number of labels, sigmoid scores with per-class thresholds)."),
     export: str = typer.Option(_text_default("export"), help="Comma-separated exporter names (see 'clf exporters')."),
     output: Optional[str] = typer.Option(_default("output"), help="Run folder; default runs/<timestamp>-<backbone>."),
     weights: str = typer.Option(_default("weights"), help="'imagenet' (Keras cache, then download), 'none', or a weights file."),
@@ -159,14 +160,15 @@ def _print_plan(config: RunConfig) -> None:
     lines = [f"# backbone {summary['backbone']} at {summary['image_size'][0]}x{summary['image_size'][1]}, "
              f"head {summary['head']}, loader {summary['loader']}, export {', '.join(summary['exporters'])}",
              f"# classes ({len(summary['class_names'])}): {', '.join(summary['class_names'])}"]
-    lines += [f"# {split}: {sum(c.values())} images ({', '.join(f'{k} {v}' for k, v in c.items())})"
+    images = summary.get("images", {})  # multi-label: the per-class counts add up to more
+    lines += [f"# {split}: {images.get(split, sum(c.values()))} images ({', '.join(f'{k} {v}' for k, v in c.items())})"
               for split, c in summary["counts"].items()]
     print("\n".join(lines + ["# dry run: nothing trained or written"]), flush=True)
 
 
 # `clf run --help` panels and value words (clf.cli.app.tidy_help); others from app.METAVARS.
 run.help_panels = {  # type: ignore[attr-defined]  # a function attribute tidy_help reads
-    "Data": ("data", "classes", "loader", "validation_split", "image_size", "center_crop", "augment",
+    "Data": ("data", "classes", "loader", "task", "validation_split", "image_size", "center_crop", "augment",
              "augment_copies", "strict_data"),
     "Model": ("backbone", "weights", "weights_mirror", "head", "dropout", "hidden_units", "tta", "unknown",
               "accept_known"),
@@ -186,5 +188,5 @@ run.metavars = {  # type: ignore[attr-defined]  # a function attribute tidy_help
     "runtime": "auto|tensorflow|tflite|onnx", "solver": "auto|keras", "schedule": "cosine|constant",
     "label_smoothing": "FRACTION", "weight_decay": "RATE", "tta": "none|flip",
     "model_input": "photo|fixed", "unknown": "auto|off|SCORE", "accept_known": "FRACTION",
-    "folds": "K", "track": "NAMES", "backbone": "NAME[,NAME...]",
+    "folds": "K", "track": "NAMES", "backbone": "NAME[,NAME...]", "task": "auto|single|multilabel",
 }

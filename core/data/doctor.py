@@ -21,7 +21,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import Any, Callable, TYPE_CHECKING
 
 from clf.data.images import IMAGE_SUFFIXES
 from clf.data.layout import check_data_root, class_folders, find_layout
@@ -326,13 +326,40 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
     # plainest name first, so it is the copy kept
     jobs = [(split, cls, f) for split, classes in per_split.items() for cls, files in classes.items()
             for f in sorted(files, key=plainest_first)]
+    counts = {split: {n: 0 for n in sorted(classes)} for split, classes in per_split.items()}
+    report = DoctorReport(str(root), {k: str(v) for k, v in layout.items()}, class_names, counts)
+    return _examine_jobs(report, jobs, min_side=min_side, convert=convert, workers=workers, target_dir=target_dir,
+                         facts_file=facts_file)
+
+
+def examine_labels_file(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = True,
+                        workers: int | None = None, target_dir: Path | None = None,
+                        facts_file: Path | None | bool = True) -> DoctorReport:
+    """``examine`` for a labels file (clf.data.labels_file): its rows' files, counted per label
+    (a row's "class" in the report is its labels joined by ';'); rows without a split count as train."""
+    from clf.data.labels_file import SEPARATOR, read_labels_file
+
+    rows = read_labels_file(source)
+    names = sorted({label for r in rows for label in r.labels})
+    splits = sorted({r.split or "train" for r in rows}, key=["train", "validation", "test"].index)
+    counts = {split: {n: 0 for n in names} for split in splits}
+    report = DoctorReport(str(source), {split: str(Path(source).parent) for split in splits}, names, counts)
+    jobs = [(r.split or "train", SEPARATOR.join(r.labels), r.path) for r in rows]
+    return _examine_jobs(report, jobs, min_side=min_side, convert=convert, workers=workers, target_dir=target_dir,
+                         facts_file=facts_file, labels_of=lambda text: text.split(SEPARATOR) if text else [])
+
+
+def _examine_jobs(report: DoctorReport, jobs: list[tuple[str, str, Path]], *, min_side: int, convert: bool,
+                  workers: int | None, target_dir: Path | None, facts_file: Path | None | bool,
+                  labels_of: Callable[[str], list[str]] = lambda cls: [cls]) -> DoctorReport:
+    """Look at each ``(split, class, file)`` job, counting usable files in ``report.counts``
+    under ``labels_of(class)``."""
+    counts = report.counts
     facts = FactsCache(facts_path() if facts_file is True else (facts_file or None))
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
         looks = list(pool.map(lambda job: inspect_file(job[2], min_side, facts), jobs))
     facts.save()
 
-    counts = {split: {n: 0 for n in sorted(classes)} for split, classes in per_split.items()}
-    report = DoctorReport(str(root), {k: str(v) for k, v in layout.items()}, class_names, counts)
     first: dict[str, tuple[str, str, Path]] = {}  # sha -> where it was first seen
     for (split, cls, f), look in zip(jobs, looks):
         if look.kind is None and look.sha in first:
@@ -352,7 +379,8 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
             continue
         assert look.sha is not None
         first[look.sha] = (split, cls, f)
-        counts[split][cls] += 1
+        for name in labels_of(cls):
+            counts[split][name] += 1
         if look.changes:
             conv = Conversion(str(look.path), split, cls, look.changes)
             if convert:
@@ -361,7 +389,8 @@ def examine(source: str | Path, *, min_side: int = MIN_SIDE, convert: bool = Tru
                 except Exception as exc:  # a file Pillow read but cannot convert: quarantine it
                     report.quarantined.append(BadFile(str(look.path), split, cls, "corrupt",
                                                       f"could not be converted: {type(exc).__name__}: {exc}"))
-                    counts[split][cls] -= 1
+                    for name in labels_of(cls):
+                        counts[split][name] -= 1
                     continue
             report.converted.append(conv)
     _add_notes(report)
@@ -409,7 +438,10 @@ def preflight(config: RunConfig, loader: Any, observer: Observer) -> DoctorRepor
     files. ``None`` when the data is not a local folder or the loader cannot take file lists."""
     import inspect
 
-    if not Path(config.data).is_dir():
+    from clf.data.labels_file import is_labels_file
+
+    labels_file = is_labels_file(config.data) and Path(config.data).is_file()
+    if not Path(config.data).is_dir() and not labels_file:
         return None  # the loader reports it
     params = inspect.signature(loader.load).parameters
     if not ({"skip", "substitute"} <= set(params) or any(p.kind == p.VAR_KEYWORD for p in params.values())):
@@ -418,7 +450,7 @@ def preflight(config: RunConfig, loader: Any, observer: Observer) -> DoctorRepor
         return None
     observer.phase_start("doctor")
     # --no-cache keeps no findings on disk either
-    report = examine(config.data, facts_file=config.cache)
+    report = (examine_labels_file if labels_file else examine)(config.data, facts_file=config.cache)
     if config.strict_data:
         report.strict_check()
     check_usable(report)

@@ -32,9 +32,20 @@ class Split:
 
     files: list[str]
     labels: list[int]
+    # Multi-label data: each file's label indices (``labels`` then holds the first, or 0 for none).
+    targets: list[tuple[int, ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def multi_hot(self, num_classes: int) -> Any:
+        """``[files, classes]`` float32 0/1 matrix of ``targets`` (one-hot of ``labels`` without)."""
+        import numpy as np
+
+        out = np.zeros((len(self.files), num_classes), np.float32)
+        for row, indices in enumerate(self.targets if self.targets is not None else [(y,) for y in self.labels]):
+            out[row, list(indices)] = 1.0
+        return out
 
 
 @dataclass
@@ -50,14 +61,23 @@ class DatasetBundle:
     splits: dict[str, Split] = field(default_factory=dict)
     # optional: a dataset for any subset of files, so the feature cache decodes only its misses
     make_dataset: Callable[[list[str], list[int]], Any] | None = None
+    # "single" (one class an image, softmax) or "multilabel" (any number, sigmoid; Split.targets)
+    task: str = "single"
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
     def counts(self, split: str = "train") -> dict[str, int]:
-        """Images per class in one split (needs ``splits``)."""
-        labels = self.splits[split].labels if split in self.splits else []
+        """Images per class in one split (needs ``splits``); multi-label: images carrying each label."""
+        s = self.splits.get(split)
+        if s is not None and s.targets is not None:
+            return {name: sum(1 for t in s.targets if i in t) for i, name in enumerate(self.class_names)}
+        labels = s.labels if s is not None else []
         return {name: labels.count(i) for i, name in enumerate(self.class_names)}
 
 

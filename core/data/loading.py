@@ -36,12 +36,28 @@ def load_data(config: RunConfig, loader: Any, image_size: ImageSize, observer: O
     report = doctor.preflight(config, loader, observer)
     files = {"skip": report.skip, "substitute": report.substitute} if report else {}
     bundle = loader.load(config.data, image_size=image_size, seed=config.seed,
-                         validation_split=config.validation_split, **files)
+                         validation_split=config.validation_split, **files, **task_option(config, loader))
     check_classes(config.classes, config.data, bundle.class_names)
     counts = {name: bundle.counts(name) for name in bundle.splits}
+    # images per split: with multi-label data the per-class counts add up to more
     observer.phase_end("data", class_names=bundle.class_names, counts=counts,
-                       seconds=time.perf_counter() - t0)
+                       images={name: len(s) for name, s in bundle.splits.items()}, seconds=time.perf_counter() - t0)
     return LoadedData(bundle, counts, report)
+
+
+def task_option(config: RunConfig, loader: Any) -> dict[str, str]:
+    """``task`` for a loader that takes it (the labels file's); another one with ``--task
+    multilabel`` is an error, since it gives one class an image."""
+    import inspect
+
+    if "task" in inspect.signature(loader.load).parameters:
+        return {"task": config.task}
+    if config.task == "multilabel":
+        raise DataError(
+            f"--task multilabel needs a loader that reads several labels an image, but loader {loader.name!r} "
+            f"gives one class an image; expected a labels file (--data labels.csv, rows path,labels with "
+            f"labels separated by ';'). Pass one, or drop --task.")
+    return {}
 
 
 def check_classes(expected: int | None, data: str, class_names: list[str]) -> None:
@@ -57,7 +73,9 @@ def check_classes(expected: int | None, data: str, class_names: list[str]) -> No
 def check_early(config: RunConfig) -> None:
     """Data checks needing no TensorFlow, run before importing it (built-in folder loader only):
     ``--data`` exists and ``--classes`` matches. They run again at load time."""
-    if config.loader != "directory":  # a plugin's loader may read from anywhere
+    from clf.data.labels_file import is_labels_file
+
+    if config.loader != "directory" or is_labels_file(config.data):  # a plugin's loader may read from anywhere
         return
     root = Path(config.data)
     check_data_root(root, config.data)

@@ -80,6 +80,8 @@ def split_files(manifest: dict[str, Any], class_names: list[str], root: Path,
     """``{split: (files, class indices, paths as recorded)}`` for the classes of ``class_names``,
     every file inside ``root`` (else a DataError naming ``path``)."""
     out: dict[str, tuple[list[Path], list[int], list[str]]] = {}
+    if Path(root).is_file():  # a labels file (--data labels.csv): its paths are relative to its folder
+        root = Path(root).parent
     for split, per_class in manifest.get("split", {}).items():
         listed = [(inside_folder(root, rel, str(path)), index)
                   for index, name in enumerate(class_names) for rel in per_class.get(name, [])]

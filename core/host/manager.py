@@ -26,7 +26,7 @@ from clf.host.registry import Backbone, CallbackFactory, DataLoader, Exporter, H
 ENTRY_POINT_GROUP = "clf"
 
 BUILTIN_PLUGINS = tuple(f"clf.plugins.{name}" for name in (
-    "keras_applications", "heads", "directory_loader", "h5_exporter", "tensorboard_callback",
+    "keras_applications", "heads", "directory_loader", "labels_file_loader", "h5_exporter", "tensorboard_callback",
     "keras_exporter", "savedmodel_exporter", "tflite_exporter", "onnx_exporter", "mlflow_tracker",
     "mediapipe_exporter", "web_exporter",
 ))

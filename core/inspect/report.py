@@ -68,6 +68,11 @@ def inspect_run(run_dir: str | Path, data: str | Path | None = None, *, folds: i
     _require_extra()
     observer = observer or Observer()
     run = load_run(run_dir, data)
+    if run.labels.get("task") == "multilabel":  # label issues here are single-label (cleanlab's filter)
+        raise UsageError(
+            f"{str(run_dir)!r} is a multi-label run (labels.json task 'multilabel'); clf inspect ranks label "
+            f"issues of single-label runs only so far. Expected a run trained on one class a photo; for a "
+            f"multi-label run, read metrics.json and pr_curves.png, or 'clf evaluate RUN --data labels.csv'.")
     _report_folder(run.run_dir)  # before the work, not after it
     host = host or get_host()  # plugins a run's config.toml names never load from it: pass host
     seconds: dict[str, float] = {}

@@ -61,7 +61,11 @@ def check_paths(model: str | Path, data: str | Path, unknown_data: str | Path | 
     """The model (a clf artifact) and data folders exist, and a model given ``unknown_data`` has a
     known score: checked before the slow TensorFlow import."""
     folder = resolve_artifact(model)[0]
-    if not Path(data).is_dir():
+    from clf.data.labels_file import is_labels_file
+
+    if is_labels_file(data) and Path(data).is_file():  # a labels file (clf.report.multilabel.evaluate_labels_file)
+        pass
+    elif not Path(data).is_dir():
         raise DataNotFoundError(f"Data directory {str(data)!r} does not exist or is not a folder; "
                                 f"expected a folder of class folders. Pass --data DIR.")
     if unknown_data is None:
@@ -174,6 +178,13 @@ def evaluate_folder(model: str | Path, data: str | Path, *, output: str | Path |
     if out.exists() and any(out.iterdir()):  # before the model loads and every image is hashed
         raise UsageError(f"Output folder {str(out)!r} already exists and is not empty; expected a new or "
                          f"empty folder so no earlier evaluation is overwritten. Pass another --output.")
+    from clf.data.labels_file import is_labels_file
+
+    if is_labels_file(data) and unknown_data is None:  # rows path,labels; multi-label models too
+        from clf.report.multilabel import evaluate_labels_file
+
+        return evaluate_labels_file(model, data, out, batch_size=batch_size, host=host, observer=observer,
+                                    trust_artifact=trust_artifact, runtime=runtime)
     predictor = load_predictor(model, host, fmt="auto", trust=trust_artifact, runtime=runtime)
     files, labels, copies = once_each(*labelled_files(Path(data), predictor.class_names))
     strangers = collect_images(unknown_data) if unknown_data is not None else []

@@ -163,3 +163,30 @@ def plot_leaderboard(board: Sequence[dict[str, Any]], path: Path, folds: int) ->
         ax.grid(alpha=0.3, axis="x")
         ax.set_title("backbones by cross-validated accuracy")
     return Path(path)
+
+
+def plot_pr_curves(targets: np.ndarray, scores: np.ndarray, class_names: Sequence[str], report: dict[str, Any],
+                   path: Path, title: str = "precision-recall") -> Path:
+    """Multi-label: each class's precision-recall curve (its AP in the legend), a dot at the
+    operating point of its threshold (``report``: clf.report.multilabel's)."""
+    from clf.report.multilabel import precision_recall_curve
+
+    y, s = np.asarray(targets), np.asarray(scores)
+    shown = list(range(len(class_names)))[:20]  # a legend of more is unreadable; metrics.json has all
+    with _figure(path, figsize=(7, 6)) as (fig, ax):
+        for c in shown:
+            stats = report["per_class"][class_names[c]]
+            if not stats["support"]:
+                continue
+            precision, recall, _ = precision_recall_curve(y[:, c], s[:, c])
+            line, = ax.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="post", linewidth=1.2,
+                            label=f"{class_names[c]} (AP {stats['average_precision']:.3f})")
+            ax.plot([stats["recall"]], [stats["precision"]], "o", color=line.get_color(), markersize=5)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(f"{title}: mAP {report['map']:.3f} (dots: each class's threshold)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    return Path(path)

@@ -42,6 +42,8 @@ def versions() -> dict[str, str]:
 
 
 def _relative(path: str, root: Path) -> str:
+    if root.is_file():  # a labels file: its paths are relative to its folder
+        root = root.parent
     try:
         return Path(path).resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -116,12 +118,23 @@ def write_evaluation(directory: Path, reports: dict[str, dict], primary: str | N
     validation images' known-score acceptance) and the primary split's confusion matrix as CSV and PNG."""
     directory = Path(directory)
     written = [write_json(directory / "metrics.json", {"evaluated_on": primary, "splits": reports, **(extra or {})})]
-    if primary is not None:
+    if primary is not None and reports[primary].get("task") != "multilabel":  # multi-label: write_pr_curves
         report = reports[primary]
         written += [write_text(directory / "confusion_matrix.csv", confusion_matrix_csv(report)),
                     plot_confusion_matrix(report, directory / "confusion_matrix.png",
                                           title=f"{primary} confusion matrix")]
     return written
+
+
+PR_CURVES = "pr_curves.png"
+
+
+def write_pr_curves(run_dir: Path, targets: Any, scores: Any, class_names: list[str], report: dict[str, Any],
+                    split: str) -> Path:
+    """``pr_curves.png``: each class's precision-recall curve on ``split``, its threshold marked."""
+    from clf.report.plots import plot_pr_curves
+
+    return plot_pr_curves(targets, scores, class_names, report, Path(run_dir) / PR_CURVES, title=f"{split} precision-recall")
 
 
 def write_history(run_dir: Path, records: Sequence[EpochRecord]) -> list[Path]:

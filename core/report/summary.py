@@ -40,7 +40,7 @@ def unknown_line(record: dict[str, Any]) -> str:
 def text(result: Any) -> str:
     """``RunResult(run_dir='runs/...', backbone='vgg16', classes=[...], validation_accuracy=0.9, ...)``."""
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()
-                        if k.endswith("accuracy") or k == "validation_known_accepted")
+                        if k.endswith(("accuracy", "_map", "macro_f1")) or k == "validation_known_accepted")
     known = _unknown(result)
     unknown = f"unknown={known['score'] if known else 'off'!r}"
     parts = [f"run_dir={str(result.run_dir)!r}", f"backbone={result.config.backbone!r}",
@@ -72,9 +72,11 @@ def html(result: Any) -> str:
                  if known else "<p>unknown photos: no known score (every photo gets one of the classes)</p>")
     reports = result.evaluation or {}
     if reports:
-        rows = [[split, r["images"], f"{r['accuracy']:.4f}", f"{r['loss']:.4f}" if "loss" in r else "",
-                 f"{r['macro_f1']:.4f}"] for split, r in reports.items()]
-        parts.append(_table(["split", "images", "accuracy", "loss", "macro F1"], rows))
+        # multi-label reports (clf.report.multilabel) have mAP where single-label ones have accuracy
+        first = "mAP" if "map" in next(iter(reports.values())) else "accuracy"
+        rows = [[split, r["images"], f"{r.get('map', r.get('accuracy', 0.0)):.4f}",
+                 f"{r['loss']:.4f}" if "loss" in r else "", f"{r['macro_f1']:.4f}"] for split, r in reports.items()]
+        parts.append(_table(["split", "images", first, "loss", "macro F1"], rows))
         split = "test" if "test" in reports else next(iter(reports))
         report = reports[split]
         per_class = [[name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", s["support"]]

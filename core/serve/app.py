@@ -147,6 +147,9 @@ def _predictions(uploads: list[Upload], outputs: np.ndarray, predictor: Predicto
                "top": top, "probabilities": pred.probabilities}
         if pred.known_score is not None:
             row.update(known_score=pred.known_score, unknown=pred.unknown)
+        if pred.labels is not None:  # multi-label: the classes over their thresholds, with their scores
+            scores = dict(zip(pred.class_names, pred.probabilities))
+            row["labels"] = [{"class": c, "score": scores[c]} for c in pred.labels]
         rows.append(row)
     return rows
 

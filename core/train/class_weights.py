@@ -38,3 +38,32 @@ def noted_imbalance(report: Any) -> bool:
     """Whether the dataset doctor already noted the imbalance (it does above the same ratio), so
     no second note is needed."""
     return report is not None and (report.imbalance() or 0.0) > IMBALANCE_RATIO
+
+
+def label_weights(mode: str, targets: Any, class_names: Sequence[str]) -> tuple[Any, str | None]:
+    """Multi-label: ``([2, classes] array of each label's negative and positive weight, or None,
+    note or None)``. Each label is its own two-class problem, balanced alone: ``balanced``
+    balances every label, ``auto`` those whose positives and negatives differ over
+    ``IMBALANCE_RATIO`` times (weights ``n / (2 n_pos)`` and ``n / (2 n_neg)``)."""
+    import numpy as np
+
+    y = np.asarray(targets) > 0.5
+    n = len(y)
+    if mode == "none" or n == 0:
+        return None, None
+    pos = y.sum(axis=0).astype(np.float64)
+    neg = n - pos
+    ratio = np.maximum(pos, neg) / np.maximum(np.minimum(pos, neg), 1.0)
+    chosen = (pos > 0) & (neg > 0) & ((ratio > IMBALANCE_RATIO) if mode == "auto" else True)
+    if not chosen.any():
+        return None, None
+    weights = np.ones((2, y.shape[1]))
+    weights[0, chosen] = n / (2 * neg[chosen])
+    weights[1, chosen] = n / (2 * pos[chosen])
+    note = None
+    if mode == "auto":
+        names = [class_names[int(i)] for i in np.flatnonzero(chosen)]
+        note = (f"Label(s) {', '.join(map(repr, names[:8]))}{' ...' if len(names) > 8 else ''} are on over "
+                f"{IMBALANCE_RATIO:g}x more or fewer training images than they are off: their positives and "
+                f"negatives are balanced. Pass --class-weight none to turn this off.")
+    return weights, note

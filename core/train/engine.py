@@ -38,7 +38,7 @@ from clf.events import Observer
 from clf.host.manager import PluginHost, get_host
 from clf.report import runrecord
 from clf.report.history import RunRecorder, TeeObserver
-from clf.train import checkpoint
+from clf.train import checkpoint, multilabel
 from clf.train.distribute import distribution, precision_scope
 from clf.train.extraction import extract_features
 from clf.train.finish import evaluate_run, export_run, record_run
@@ -136,6 +136,7 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
         observer.note(dist.describe())
 
     data = load_data(config, setup.loader, setup.image_size, observer)
+    multilabel.check(config, data.bundle, setup.backbone)  # what multi-label runs refuse, before slow work
     if ckpt is not None and resume_from is not None:  # before any slow work
         checkpoint.check_data(ckpt, data.bundle, config.data, resume_from, observer)
     base = build_backbone_phase(setup, dist, observer)
@@ -161,16 +162,23 @@ def run(config: RunConfig | None = None, observer: Observer | None = None, host:
         history.update(tuned.history)
         timings["fine_tune"], training["fine_tune"] = tuned.seconds, tuned.info
 
-    known = fit_unknown(setup, data, trainable, extracted, fitted, observer)
+    # Multi-label: no known score (calibrated for one class a photo); clf.train.multilabel.check
+    known = None if data.bundle.multilabel else fit_unknown(setup, data, trainable, extracted, fitted, observer)
     t0 = time.perf_counter()
     folds = cross_validate_phase(setup, data, trainable, extracted, training["head"], observer)
     if folds:
         timings["cross_validate"] = time.perf_counter() - t0
-    evaluated = evaluate_run(setup, data, trainable, extracted, dist, batch_size=batch_size, observer=observer)
+    labels_extra: dict[str, Any] = {}
+    if data.bundle.multilabel and extracted is not None:
+        cuts = multilabel.thresholds(fitted, data.bundle.num_classes)
+        evaluated = multilabel.evaluate(setup, data, trainable, extracted, cuts, observer)
+        labels_extra = multilabel.metadata(cuts)
+    else:
+        evaluated = evaluate_run(setup, data, trainable, extracted, dist, batch_size=batch_size, observer=observer)
     if folds:
         evaluated.metrics["cv_accuracy"] = folds["accuracy"]["mean"]
     exported = export_run(setup, data, trainable, extracted, evaluated, dist, run_dir=run_dir, observer=observer,
-                          known=known)
+                          known=known, extra_metadata=labels_extra)
     extraction = extracted.counts if extracted is not None else {}
     manifest = record_run(setup, data, evaluated, exported, recorder, extraction=extraction, training=training,
                           started=started, run_dir=run_dir, observer=observer,

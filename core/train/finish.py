@@ -36,6 +36,8 @@ class Evaluated:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> evaluation report
     live: bool = False  # evaluated on images, not cached features
     predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # split -> (labels, probs)
+    # multi-label: split -> (0/1 targets, sigmoid scores), for the precision-recall curves
+    multilabel_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def evaluate_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
@@ -85,11 +87,13 @@ class Exported:
 
 def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: Extracted | None,
                evaluated: Evaluated, dist: Distribution, *, run_dir: Path,
-               observer: Observer, known: KnownFit | None = None) -> Exported:
+               observer: Observer, known: KnownFit | None = None,
+               extra_metadata: dict[str, Any] | None = None) -> Exported:
+    """``extra_metadata``: more labels.json fields (multi-label: the task and thresholds)."""
     config, backbone = setup.config, setup.backbone
     metadata = make_metadata(data.bundle.class_names, backbone.name, setup.image_size, backbone.preprocess,
                              weights=config.weights, precision=dist.precision,
-                             **({"unknown": known.record} if known is not None else {}))
+                             **({"unknown": known.record} if known is not None else {}), **(extra_metadata or {}))
 
     def cached_probs(split: str) -> np.ndarray | None:
         # The head on cached features is the exported model's output (train's order may differ).
@@ -130,6 +134,9 @@ def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: E
         extra["cross_validation"] = cross_validation
     files = (runrecord.write_evaluation(run_dir, evaluated.reports, primary, extra)
              + runrecord.write_history(run_dir, recorder.epochs))
+    if primary is not None and primary in evaluated.multilabel_scores:
+        files.append(runrecord.write_pr_curves(run_dir, *evaluated.multilabel_scores[primary], bundle.class_names,
+                                               evaluated.reports[primary], primary))
     if known is not None:
         files.append(runrecord.write_unknown_scores(run_dir, known.record, known.oof, known.validation))
     manifest = runrecord.build_manifest(

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 # Heads the linear solver may solve: the built-in softmax; a plugin's head trains with Keras.
-SOLVABLE_HEADS = {("clf.plugins.heads", "softmax")}
+SOLVABLE_HEADS = {("clf.plugins.heads", "softmax"), ("clf.plugins.heads", "sigmoid")}
 
 
 @dataclass
@@ -54,6 +54,8 @@ class Trainable:
     live_validation: tf.data.Dataset | None = None  # batched validation images, for fine-tuning and live evaluation
     train_features: SplitFeatures | None = None  # the training split's features, when cached
     n_clean: int = 0  # the first n_clean rows of train_features are the images, the rest augmented copies
+    # Multi-label: train_features' targets, 0/1 [rows, classes] (clf.train.multilabel.split_targets)
+    targets: Any = None
 
 
 @dataclass
@@ -88,19 +90,28 @@ def assemble(setup: Setup, data: LoadedData, base: keras.Model, extracted: Extra
 
     train_f, val_f = extracted["train"], extracted["validation"]
     assert train_f is not None
+    head = setup.head
+    if bundle.multilabel:  # a sigmoid a class, the targets as 0/1 rows
+        from clf.train.multilabel import head_for, split_targets
+
+        head = head_for(setup)
     keras.utils.set_random_seed(config.seed)  # the head starts the same however extraction went
     with dist.strategy.scope(), precision_scope(dist.precision):
-        head_model = build_head(setup.head, width, num_classes, setup.head_options,
+        head_model = build_head(head, width, num_classes, setup.head_options,
                                 standardize=make_standardizer(train_f.features))
         classifier = join(base, head_model, setup.backbone.preprocess, setup.image_size, tta=config.tta)
-    fit_val = (dist.batch(tf.data.Dataset.from_tensor_slices((val_f.features, val_f.labels)),
+    train_y, val_y, targets = train_f.labels, val_f.labels if val_f is not None else None, None
+    if bundle.multilabel:
+        train_y = targets = split_targets(bundle, "train", len(train_f.labels))
+        val_y = split_targets(bundle, "validation", len(val_f.labels)) if val_f is not None else None
+    fit_val = (dist.batch(tf.data.Dataset.from_tensor_slices((val_f.features, val_y)),
                           len(val_f.labels), "validation", size=256) if val_f is not None else None)
     n_fit = len(train_f.labels)
     n_clean = n_fit // (1 + (config.augment_copies if config.augment else 0))  # clean copy first
     counts = np.bincount(train_f.labels[:n_clean], minlength=num_classes).tolist()
     return Trainable(classifier, head_model, head_model,
-                     tf.data.Dataset.from_tensor_slices((train_f.features, train_f.labels)),
-                     n_fit, fit_val, counts, val_images, train_f, n_clean)
+                     tf.data.Dataset.from_tensor_slices((train_f.features, train_y)),
+                     n_fit, fit_val, counts, val_images, train_f, n_clean, targets)
 
 
 def training_batches(dataset: tf.data.Dataset, n: int, *, seed: int, batch_size: int, first_epoch: int, epochs: int,
@@ -128,14 +139,20 @@ def augmented(batches: tf.data.Dataset, config: RunConfig, *, live_images: bool)
 
 
 def compile_for(model: keras.Model, lr: float, dist: Distribution, config: RunConfig,
-                total_steps: int | None) -> dict[str, Any]:
+                total_steps: int | None, multilabel: bool = False) -> dict[str, Any]:
     """Compile ``model`` with the run's optimizer, schedule over ``total_steps`` and loss;
     returns those settings for the record."""
     # Variables made inside the scope (optimizer slots) are mirrored on every replica.
     with dist.strategy.scope(), precision_scope(dist.precision):
         optimizer = optim.make_optimizer(lr, weight_decay=config.weight_decay, schedule=config.schedule,
                                          total_steps=total_steps)
-        model.compile(optimizer=optimizer, loss=optim.make_loss(config.label_smoothing), metrics=["accuracy"])
+        if multilabel:  # a sigmoid a class: binary cross-entropy over the 0/1 targets
+            import keras
+
+            model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+                          metrics=["binary_accuracy"])
+        else:
+            model.compile(optimizer=optimizer, loss=optim.make_loss(config.label_smoothing), metrics=["accuracy"])
     dist.prepare(model)
     return optim.describe(config, lr, total_steps)
 
@@ -153,13 +170,14 @@ def solver_ignores(config: RunConfig) -> list[str]:
 
 
 def solve_head(trainable: Trainable, layers: tuple[Standardize | None, keras.layers.Dense], num_classes: int,
-               class_weight: dict[int, float] | None, observer: Observer) -> Fitted:
+               class_weight: Any, observer: Observer) -> Fitted:
     """Phase 1 for the default head: the converged, cross-validated linear solution."""
     standardize, dense = layers
     feats = trainable.train_features
     assert feats is not None  # fit_head checked
     observer.phase_start("train")
-    solution = linear_head.solve(linear_head.head_inputs(standardize, feats.features), feats.labels, num_classes,
+    labels = feats.labels if trainable.targets is None else trainable.targets  # multi-label: 0/1 rows
+    solution = linear_head.solve(linear_head.head_inputs(standardize, feats.features), labels, num_classes,
                                  class_weight=class_weight, n_clean=trainable.n_clean)
     linear_head.write(dense, solution)
     observer.phase_end("train", seconds=solution.seconds, summary=solution.describe())
@@ -170,14 +188,23 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
              run_dir: Path, batch_size: int, observer: Observer) -> Fitted:
     """Phase 1: train the head (or the whole from-scratch model), checkpointing every epoch."""
     config = setup.config
-    class_weight, note = choose_class_weights(config.class_weight, trainable.train_counts,
-                                              data.bundle.class_names)
-    if note and not noted_imbalance(data.report):
+    multilabel = trainable.targets is not None
+    if multilabel:  # each label balanced alone (the solver's weights; Keras fit takes none)
+        from clf.train.class_weights import label_weights
+
+        class_weight, note = label_weights(config.class_weight, trainable.targets[:trainable.n_clean],
+                                           data.bundle.class_names)
+    else:
+        class_weight, note = choose_class_weights(config.class_weight, trainable.train_counts,
+                                                  data.bundle.class_names)
+    if note and (multilabel or not noted_imbalance(data.report)):
         observer.note(note)
     # Solved: --solver auto, the built-in softmax head, cached features, not a resumed Keras fit.
     solvable = (config.solver == "auto" and ckpt is None and trainable.train_features is not None
                 and trainable.n_fit and (setup.head.plugin, setup.head.name) in SOLVABLE_HEADS)
     layers = linear_head.linear_layers(trainable.head_model) if solvable else None
+    if layers is not None and (getattr(layers[1].activation, "__name__", "") == "sigmoid") != multilabel:
+        layers = None  # a sigmoid head on single-label data (or the reverse) trains with Keras
     if layers is not None:
         ignored = solver_ignores(config)
         if ignored:
@@ -185,10 +212,16 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
                           f"convergence instead of trained by epochs; pass --solver keras to train it with "
                           f"Keras fit.")
         return solve_head(trainable, layers, data.bundle.num_classes, class_weight, observer)
+    if multilabel:
+        if class_weight is not None:
+            observer.note("Keras fit takes no per-label weights: the labels are not balanced (--solver auto "
+                          "balances them).")
+        class_weight = None
     first_epoch = ckpt.epoch if ckpt is not None else 0
     train, steps = training_batches(trainable.fit_data, trainable.n_fit, seed=config.seed, batch_size=batch_size,
                                     first_epoch=first_epoch, epochs=config.epochs, dist=dist)
-    settings = compile_for(trainable.fit_model, config.lr, dist, config, steps and steps * config.epochs)
+    settings = compile_for(trainable.fit_model, config.lr, dist, config, steps and steps * config.epochs,
+                           multilabel=multilabel)
     train = augmented(train, config, live_images=setup.backbone.trainable)
     if ckpt is not None:
         if ckpt.note:
@@ -215,6 +248,9 @@ def fit_head(setup: Setup, data: LoadedData, trainable: Trainable, dist: Distrib
     best.restore_into(trainable.fit_model)
     seconds = time.perf_counter() - t0
     info = {"solver": "keras_fit", **settings, **best.info()}
+    if multilabel:  # no out-of-fold scores to choose by: every class at 0.5
+        info["thresholds"] = [0.5] * data.bundle.num_classes
+        info["threshold_selection"] = "0.5 (Keras fit; --solver auto chooses per-class thresholds out of fold)"
     observer.phase_end("train", seconds=seconds, summary=describe_fit(info))
     history = {k: [float(v) for v in vs] for k, vs in saver.history_so_far.items()}
     return Fitted(history, seconds, class_weight, info=info)

@@ -1,5 +1,6 @@
 """The default head, solved rather than trained: multinomial logistic regression on the
-cached features (full-batch L-BFGS), so the result depends on the features alone, not on the
+cached features (multi-label data: one-vs-rest logistic regression, a sigmoid a class, with
+per-class decision thresholds maximising F1 out of fold: ``f1_thresholds``) (full-batch L-BFGS), so the result depends on the features alone, not on the
 seed, batch order or stopping point; the L2 strength by stratified k-fold cross-validation
 (held-out log loss), as linear-probe evaluations pick it. The solution is written into the
 head's own Dense layer. Kept fast by centring (the bias is unpenalised), a diagonal
@@ -37,12 +38,19 @@ class LinearSolution:
     iterations: int = 0  # L-BFGS iterations, every fit included
     converged: bool = True
     seconds: float = 0.0
+    # Multi-label: each class's decision threshold on its sigmoid score (F1-best out of fold).
+    thresholds: np.ndarray | None = None
 
     def record(self) -> dict[str, Any]:
         """What the run record says about the head's training."""
+        extra = {} if self.thresholds is None else {
+            "thresholds": [round(float(t), 6) for t in self.thresholds],
+            "threshold_selection": (f"per class, the F1-best cut of the out-of-fold scores ({self.folds} folds)"
+                                    if self.folds else "0.5 (too few images per label to cross-validate)")}
         return {
             "solver": "lbfgs",
-            "model": "multinomial logistic regression on the cached features",
+            "model": ("one-vs-rest logistic regression (sigmoid per class) on the cached features"
+                      if self.thresholds is not None else "multinomial logistic regression on the cached features"),
             "l2": self.l2,
             "C": 1.0 / self.l2,  # scikit-learn's convention, for anyone comparing
             "selection": (f"stratified {self.folds}-fold cross-validation on the training features "
@@ -52,6 +60,7 @@ class LinearSolution:
             "iterations": self.iterations,
             "converged": self.converged,
             "seconds": round(self.seconds, 3),
+            **extra,
         }
 
     def describe(self) -> str:
@@ -61,8 +70,8 @@ class LinearSolution:
 
 def linear_layers(head_model: Any) -> tuple[Any, Any] | None:
     """``(standardize layer or None, Dense softmax layer)`` when ``head_model`` is a linear
-    softmax (optional Standardize and Dropout, then Dense; Dropout is the identity at
-    inference); else None."""
+    softmax, or sigmoid for multi-label (optional Standardize and Dropout, then Dense; Dropout is
+    the identity at inference); else None."""
     import keras
 
     from clf.data.preprocessing import Standardize
@@ -77,7 +86,7 @@ def linear_layers(head_model: Any) -> tuple[Any, Any] | None:
             dense = layer
         else:
             return None
-    if dense is None or getattr(dense.activation, "__name__", "") != "softmax":
+    if dense is None or getattr(dense.activation, "__name__", "") not in ("softmax", "sigmoid"):
         return None
     return standardize, dense
 
@@ -105,12 +114,16 @@ class _Problem:
     def __init__(self, z: np.ndarray, labels: np.ndarray, weights: np.ndarray, num_classes: int,
                  curvature: np.ndarray, dtype: type[np.floating[Any]] = np.float64) -> None:
         self.z, self.n_classes, self.curvature, self.dtype = z.astype(dtype), num_classes, curvature, dtype
-        self.onehot = np.eye(num_classes)[labels]
-        self.w = weights / weights.sum()
+        # Multi-label: labels [n, k] 0/1 and weights [n, k]; the loss is each class's mean binary
+        # cross-entropy, summed over the classes (one-vs-rest, one shared L2 strength).
+        self.multilabel = labels.ndim == 2
+        self.onehot = np.asarray(labels, np.float64) if self.multilabel else np.eye(num_classes)[labels]
+        self.w = weights / (len(weights) if self.multilabel else weights.sum())
 
     def solve(self, l2: float, start: tuple[np.ndarray, np.ndarray] | None,
               gtol: float = GTOL) -> tuple[tuple[np.ndarray, np.ndarray], int, bool]:
         from scipy.optimize import minimize
+        from scipy.special import expit
 
         r, k = self.z.shape[1], self.n_classes
         # W = q * U, q = 1/sqrt(axis curvature: variance / 4 + l2), so every axis of U is about as steep.
@@ -120,12 +133,16 @@ class _Problem:
         def loss_and_grad(p: np.ndarray) -> tuple[float, np.ndarray]:
             u, b = p[:r * k].reshape(r, k), p[r * k:]
             logits = (zq @ u.astype(self.dtype)).astype(np.float64) + b
-            logits -= logits.max(axis=1, keepdims=True)
-            e = np.exp(logits)
-            total = e.sum(axis=1)
             qu = q[:, None] * u
-            loss = np.dot(self.w, np.log(total) - (logits * self.onehot).sum(axis=1)) + 0.5 * l2 * np.sum(qu * qu)
-            g = (e / total[:, None] - self.onehot) * self.w[:, None]
+            if self.multilabel:
+                loss = np.sum(self.w * (np.logaddexp(0.0, logits) - self.onehot * logits)) + 0.5 * l2 * np.sum(qu * qu)
+                g = (expit(logits) - self.onehot) * self.w
+            else:
+                logits -= logits.max(axis=1, keepdims=True)
+                e = np.exp(logits)
+                total = e.sum(axis=1)
+                loss = np.dot(self.w, np.log(total) - (logits * self.onehot).sum(axis=1)) + 0.5 * l2 * np.sum(qu * qu)
+                g = (e / total[:, None] - self.onehot) * self.w[:, None]
             grad_u = (zq.T @ g.astype(self.dtype)).astype(np.float64) + l2 * q[:, None] * qu
             return loss, np.concatenate([grad_u.ravel(), g.sum(axis=0)])
 
@@ -138,8 +155,11 @@ class _Problem:
 
 
 def _log_loss(coef: tuple[np.ndarray, np.ndarray], z: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
-    """Weighted mean held-out cross-entropy of the solution ``coef`` on rows ``z``."""
+    """Weighted mean held-out cross-entropy of the solution ``coef`` on rows ``z`` (multi-label:
+    binary cross-entropy summed over the classes)."""
     logits = z @ coef[0] + coef[1]
+    if y.ndim == 2:
+        return float(np.sum(weights * (np.logaddexp(0.0, logits) - y * logits)) / len(y))
     logits -= logits.max(axis=1, keepdims=True)
     log_p = logits[np.arange(len(y)), y] - np.log(np.exp(logits).sum(axis=1))
     return float(-np.dot(weights, log_p) / weights.sum())
@@ -184,23 +204,38 @@ def strength(half_decades: int) -> float:
 
 
 def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
-          class_weight: dict[int, float] | None = None,
+          class_weight: dict[int, float] | np.ndarray | None = None,
           n_clean: int | None = None) -> LinearSolution:
     """The L2-regularised multinomial logistic regression of ``labels`` on ``features``, its
     strength chosen by stratified ``FOLDS``-fold cross-validation. ``n_clean``: the first rows
     are the images, the rest augmented copies (row i is image i % n_clean), held out with their
     image and never scored; ``class_weight`` weights each row by its class. BLAS runs on one
-    thread: the products are small and memory-bound, and waiting threads slow it badly."""
+    thread: the products are small and memory-bound, and waiting threads slow it badly.
+
+    Multi-label: ``labels`` is ``[n, classes]`` 0/1, the model one-vs-rest logistic regression
+    (folds stratified by label set), ``class_weight`` a ``[2, classes]`` array (each label's
+    negative and positive weight: ``clf.train.class_weights.label_weights``), and the solution
+    carries per-class thresholds chosen on the out-of-fold scores at the chosen strength."""
     t0 = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):
         rows = _Rows(features, labels, num_classes, class_weight)
         z, y, weights = rows.z, rows.y, rows.weights
+        multilabel = y.ndim == 2
         n_clean = len(y) if n_clean is None else n_clean
-        counts = np.bincount(y[:n_clean], minlength=num_classes)
+        counts: Any
+        strata: Any
+        if multilabel:
+            counts = y[:n_clean].sum(axis=0)
+            strata = np.unique(y[:n_clean], axis=0, return_inverse=True)[1].reshape(-1)
+        else:
+            counts = np.bincount(y[:n_clean], minlength=num_classes)
+            strata = y[:n_clean]
         k = int(min(FOLDS, counts[counts > 0].min())) if counts.any() else 0
         scores: dict[float, float] = {}
+        fold_coefs: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {}
+        held: list[tuple[np.ndarray, np.ndarray]] = []
         if k >= 2:
-            fold_of = stratified_folds(y[:n_clean], k)[np.arange(len(y)) % n_clean]
+            fold_of = stratified_folds(strata, k)[np.arange(len(y)) % n_clean]
             clean = np.arange(len(y)) < n_clean
             held = [(fold_of != f, (fold_of == f) & clean) for f in range(k)]
             problems = [_Problem(z[tr], y[tr], weights[tr], num_classes, rows.curvature, np.float32)
@@ -208,16 +243,46 @@ def solve(features: np.ndarray, labels: np.ndarray, num_classes: int, *,
 
             def held_out_loss(l2: float) -> float:
                 # Start each fold from the full-data solution at this strength: a few steps away.
-                losses = [_log_loss(rows.coef(sub, l2, rows.rough_at(l2), CV_GTOL), z[te], y[te],
-                                    weights[te]) for (_, te), sub in zip(held, problems)]
+                fold_coefs[l2] = [rows.coef(sub, l2, rows.rough_at(l2), CV_GTOL) for sub in problems]
+                losses = [_log_loss(coef, z[te], y[te], weights[te]) for (_, te), coef in zip(held, fold_coefs[l2])]
                 return sum(losses) / k
 
             l2, scores = search(held_out_loss)
         else:
             l2, k = DEFAULT_L2, 0
         solution = rows.solution(l2, k, scores)  # the chosen strength, solved tightly
+        if multilabel:
+            solution.thresholds = np.full(num_classes, 0.5)
+            if k >= 2:  # each clean row scored by the fold head that did not see it
+                from scipy.special import expit
+
+                scored = np.zeros((n_clean, num_classes))
+                for (_, te), coef in zip(held, fold_coefs[l2]):
+                    scored[np.flatnonzero(te)] = expit(z[te] @ coef[0] + coef[1])
+                solution.thresholds = f1_thresholds(y[:n_clean], scored)
     solution.seconds = time.perf_counter() - t0
     return solution
+
+
+def f1_thresholds(targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per class, the cut on ``scores`` that maximises F1 against ``targets`` (0/1 ``[n, classes]``),
+    placed midway between the last score kept and the next one (ties: the lowest best cut);
+    0.5 for a class without positives."""
+    y, p = np.asarray(targets) > 0.5, np.asarray(scores, np.float64)
+    out = np.full(y.shape[1], 0.5)
+    for c in range(y.shape[1]):
+        positives = int(y[:, c].sum())
+        if positives == 0:
+            continue
+        order = np.argsort(-p[:, c], kind="stable")
+        s, hit = p[order, c], y[order, c]
+        tp = np.cumsum(hit)
+        fp = np.cumsum(~hit)
+        last = np.r_[s[1:] != s[:-1], True]  # cut only between distinct scores
+        f1 = np.where(last, 2 * tp / (2 * tp + fp + (positives - tp)), -1.0)
+        i = int(np.argmax(f1))
+        out[c] = (s[i] + s[i + 1]) / 2 if i + 1 < len(s) else s[i] / 2
+    return out
 
 
 def _basis(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -305,6 +370,15 @@ def held_out(folds: list[HeldOutRows], num_classes: int, l2: float | None = None
                          all(r.converged for r in rows))
 
 
+def _entry_weights(targets: np.ndarray, label_weight: np.ndarray | None) -> np.ndarray:
+    """Multi-label: each (row, class) entry's loss weight, the class's negative or positive
+    weight (``label_weight[0 | 1, class]``), or 1."""
+    if label_weight is None:
+        return np.ones_like(targets)
+    w = np.asarray(label_weight, np.float64)
+    return np.where(targets > 0.5, w[1], w[0])
+
+
 def _row_weights(labels: np.ndarray, class_weight: dict[int, float] | None) -> np.ndarray:
     """Each row's loss weight: its class's weight, or 1."""
     y = np.asarray(labels, np.int64)
@@ -317,10 +391,12 @@ class _Rows:
     (float32) problems; counts L-BFGS iterations over every fit, and whether each converged."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, num_classes: int,
-                 class_weight: dict[int, float] | None, basis: np.ndarray | None = None) -> None:
+                 class_weight: dict[int, float] | np.ndarray | None, basis: np.ndarray | None = None) -> None:
         x = np.asarray(features, np.float64)
-        self.y = np.asarray(labels, np.int64)
-        self.weights = _row_weights(self.y, class_weight)
+        multilabel = np.ndim(labels) == 2
+        self.y = np.asarray(labels, np.float64 if multilabel else np.int64)
+        self.weights = (_entry_weights(self.y, class_weight) if multilabel  # type: ignore[arg-type]
+                        else _row_weights(self.y, class_weight))  # type: ignore[arg-type]
         self.mean = x.mean(axis=0)
         if basis is None:
             self.basis, self.curvature = _basis(x - self.mean)

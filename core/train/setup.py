@@ -46,7 +46,7 @@ class Setup:
 def resolve(config: RunConfig, host: PluginHost) -> Setup:
     """Look up every named component and check the options that depend on them."""
     backbone = host.backbones.get(config.backbone)
-    head, loader = host.heads.get(config.head), host.loaders.get(config.loader)
+    head, loader = host.heads.get(config.head), host.loaders.get(loader_name(config))
     exporters = [host.exporters.get(name) for name in config.export]
     check_export_options(config, exporters)
     check_weights_path(config)
@@ -55,6 +55,14 @@ def resolve(config: RunConfig, host: PluginHost) -> Setup:
     setup = Setup(config, host, backbone, head, loader, exporters, image_size_for(config, backbone))
     check_folds_and_trackers(setup)
     return setup
+
+
+def loader_name(config: RunConfig) -> str:
+    """The loader: ``--loader``, except that a labels file (.csv, .jsonl) given to the default
+    folder loader goes to ``labels_file``."""
+    from clf.data.labels_file import is_labels_file
+
+    return "labels_file" if config.loader == "directory" and is_labels_file(config.data) else config.loader
 
 
 def check_folds_and_trackers(setup: Setup) -> None:
@@ -94,10 +102,17 @@ def plan(config: RunConfig, host: PluginHost | None = None,
     run would raise first (the same ``resolve`` and ``load_data`` as ``clf.run``)."""
     setup = resolve(config, host or get_host(config.plugins))
     data = load_data(config, setup.loader, setup.image_size, observer or Observer())
+    head = setup.head.name
+    if data.bundle.multilabel:
+        from clf.train.multilabel import check, head_for
+
+        check(config, data.bundle, setup.backbone)
+        head = f"{head_for(setup).name} (multi-label)"
     return {"toml": config_to_toml(config), "backbone": setup.backbone.name,
-            "head": setup.head.name, "loader": setup.loader.name,
+            "head": head, "loader": setup.loader.name,
             "exporters": [e.name for e in setup.exporters], "image_size": list(setup.image_size),
-            "class_names": data.bundle.class_names, "counts": data.counts}
+            "class_names": data.bundle.class_names, "counts": data.counts,
+            "images": {name: len(s) for name, s in data.bundle.splits.items()}}
 
 
 def check_preprocess(backbone: Backbone) -> None:
