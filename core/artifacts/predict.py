@@ -12,7 +12,8 @@ import numpy as np
 
 from clf.artifacts.labels import (LABELS_FILE, check_artifact, decide, is_known, is_multilabel, output_width,
                                   read_labels, split_outputs)
-from clf.artifacts.answering import OPENVINO_SOURCES, RUNTIME_MODULES, TENSORFLOW_FREE_RUNTIMES, candidates
+from clf.artifacts.answering import (OPENVINO_SOURCES, RUNTIME_MODULES, TENSORFLOW_FREE, TENSORFLOW_FREE_RUNTIMES,
+                                     candidates, installed)
 from clf.errors import ClfError, ModelError, ModelNotFoundError
 from clf.infer.decode import Decoder, collect_images, why_unreadable
 from clf.config import RUNTIMES, check_name
@@ -302,9 +303,21 @@ def _tensorflow_free(folder: Path, host: PluginHost, trust: bool) -> tuple[Predi
         return predictor, [f"{line}; {predictor.path.name} answers instead." for line in damaged]
     skipped += damaged
     if not skipped:
-        return None, []
+        return None, _faster_hint(folder, labels)
     first = next(iter(labels.get("artifacts", {}).values()), ["?"])[0]
     return None, [f"{first} answers (in TensorFlow) instead of a faster artifact: " + "; ".join(skipped)]
+
+
+def _faster_hint(folder: Path, labels: dict) -> list[str]:
+    """With no TensorFlow-free artifact in the run (a plain ``--export h5`` run): how to add one."""
+    if labels.get("quantization"):
+        return []
+    fmt = next((f for f in TENSORFLOW_FREE if installed(RUNTIME_MODULES[f])), None)
+    if fmt is None:
+        return []
+    first = next(iter(labels.get("artifacts", {}).values()), ["?"])[0]
+    return [f"{first} answers in TensorFlow, whose import takes seconds; once 'clf export {folder} --export {fmt}' "
+            f"has added a verified {fmt} file, clf predict answers without TensorFlow."]
 
 
 def _open_in_openvino(artifact: str | Path, fmt: str | None, trust: bool) -> Predictor:
