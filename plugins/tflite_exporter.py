@@ -56,11 +56,19 @@ def read_embedded_labels(path: str | Path) -> dict[str, Any] | None:
 
 
 def export_tflite(model: Any, directory: Path, metadata: dict[str, Any], *, quantize: str = "none",
-                  representative_data: Callable[[], Iterable[np.ndarray]] | None = None) -> list[Path]:
-    """TensorFlow Lite flatbuffer (float32, float16, dynamic-range or int8) with embedded labels."""
+                  representative_data: Callable[[], Iterable[np.ndarray]] | None = None,
+                  quantize_check: Any = None) -> list[Path]:
+    """TensorFlow Lite flatbuffer (float32, float16, dynamic-range or int8) with embedded labels.
+    ``quantize_check`` (a ``clf.artifacts.quantize.QuantizeCheck``, from the export phase):
+    int8 and dynamic go through its fallback ladder, and the variant kept is embedded."""
     path = Path(directory) / ("model.tflite" if quantize == "none" else f"model_{quantize}.tflite")
-    flatbuffer = to_tflite(model, quantize, representative_data)
-    flatbuffer = embed_labels(flatbuffer, {**metadata, "quantization": quantize})
+    extra: dict[str, Any] = {}
+    if quantize_check is not None and quantize in ("int8", "dynamic"):
+        flatbuffer = quantize_check.convert(model, quantize, representative_data)
+        extra["quantization_variant"] = quantize_check.outcome.record()
+    else:
+        flatbuffer = to_tflite(model, quantize, representative_data)
+    flatbuffer = embed_labels(flatbuffer, {**metadata, "quantization": quantize, **extra})
     with atomic_path(path) as tmp:
         tmp.write_bytes(flatbuffer)
     return [path]
@@ -93,5 +101,5 @@ class TFLitePredictor(Predictor):
 @hookimpl
 def register_exporters(register: Callable[..., None]) -> None:
     register("tflite", export_tflite, load=TFLitePredictor, aliases=("litert",),
-             options=("quantize", "representative_data"),
+             options=("quantize", "representative_data", "quantize_check"),
              description="TensorFlow Lite (--quantize none|float16|dynamic|int8), labels embedded")

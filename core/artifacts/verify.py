@@ -39,6 +39,7 @@ FAILED_SUFFIX = ".failed"
 MAX_IMAGES = 256  # enough for a stable agreement figure; keeps export checks to seconds
 # A float conversion error shows on any image; quantized ones get MAX_IMAGES (see benchmarks/overhead.py).
 FLOAT_CHECK_IMAGES = 8
+KERAS_FORMATS = ("h5", "keras")  # artifacts the reference's own runtime opens
 
 # The client path: Pillow decodes the photo, the artifact crops and resizes it. labels.json
 # records each artifact's input and test vectors for integrators; this path must give clf's answer.
@@ -130,6 +131,11 @@ class VerificationReport:
     source: str = ""  # which split the images came from
     # The Keras model's probabilities (for labels.json's test vectors); not in verification.json.
     reference_probs: "np.ndarray | None" = field(default=None, repr=False)
+    # Each artifact's outputs on the checked images, its opened predictor and the images: the
+    # deployment table (clf.artifacts.deployment) reuses them; not in verification.json.
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    predictors: dict[str, Any] = field(default_factory=dict, repr=False)
+    images_array: np.ndarray = field(default_factory=lambda: np.zeros((0,)), repr=False)
 
     @property
     def failed(self) -> list[Verification]:
@@ -188,11 +194,15 @@ def known_agreement(labels: dict[str, Any], reference: np.ndarray, got: np.ndarr
     return float(np.mean(same)), float(np.mean(same)) >= MIN_QUANTIZED_AGREEMENT
 
 
-def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray) -> Verification:
-    """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``."""
+def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray,
+                     outputs: dict[str, np.ndarray] | None = None) -> Verification:
+    """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``
+    (its outputs kept in ``outputs[name]`` when given)."""
     t0 = time.perf_counter()
     got = in_batches(predictor.predict_batch, images)
     seconds = time.perf_counter() - t0
+    if outputs is not None:
+        outputs[name] = got
     quantization = getattr(predictor, "quantization", "none")
     labels = getattr(predictor, "labels", {})
     diff, agreement, passed = compare(reference, got, quantization, classes=len(labels.get("class_names", [])) or None)
@@ -282,7 +292,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     ``exporters``: name -> ``Exporter``; ones without ``load`` are skipped. Float artifacts
     are compared on the first ``FLOAT_CHECK_IMAGES`` images, quantized ones on all.
     ``reference_probs``: the model's probabilities on ``images``, when known."""
-    report = VerificationReport(images=list(map(str, image_files)), source=source)
+    report = VerificationReport(images=list(map(str, image_files)), source=source, images_array=images)
     # Known: the engine's head output on cached features, so verifying costs no second backbone pass.
     reference = reference_probs if reference_probs is not None else in_batches(reference_fn, images)
     photos = client_files(list(map(str, image_files)), images)
@@ -298,9 +308,11 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
             continue
         try:
             predictor = exporter.load(Path(files[0]), labels)
-            n = len(images) if getattr(predictor, "quantization", "none") != "none" else \
-                min(len(images), FLOAT_CHECK_IMAGES)
-            result = verify_predictor(name, predictor, images[:n], reference[:n])
+            # Keras formats run in the reference's own runtime: a few images show any difference.
+            n = len(images) if getattr(predictor, "quantization", "none") != "none" or name not in KERAS_FORMATS \
+                else min(len(images), FLOAT_CHECK_IMAGES)
+            result = verify_predictor(name, predictor, images[:n], reference[:n], report.outputs)
+            report.predictors[name] = predictor
             if photo_reference is not None and takes_photo(labels, name):
                 check_client(result, predictor, photos, photo_reference)
         except Exception as exc:  # a runtime that cannot even open it is a failed check

@@ -314,3 +314,36 @@ def leaderboard_table(board: list[dict[str, Any]], folds: int) -> Table:
         table.add_row(str(rank), esc(entry["backbone"]), interval_text(entry["accuracy"]),
                       interval_text(entry["macro_f1"]), str(entry["images"]), f"{entry['seconds']:.1f}")
     return table
+
+
+def deployment_table(rows: list[dict[str, Any]]) -> Table:
+    """deployment.json's rows (clf.artifacts.deployment): each artifact against the Keras model."""
+    table = Table(title="deployment: each artifact on the held-out images through its own runtime",
+                  title_justify="left")
+    for col in ("artifact", "runtime", "quantization", "images", "accuracy", "vs Keras", "McNemar p",
+                "top-1 agreement", "max |diff|", "size", "batch-1 ms", "batch-32 img/s"):
+        table.add_column(col, justify="left" if col in ("artifact", "runtime", "quantization") else "right")
+    for r in rows:
+        quant = r.get("quantization") or "none"
+        if r.get("variant"):
+            quant += f" ({r['variant']})"
+        table.add_row(esc(r["file"]), esc(r["runtime"]), esc(quant), str(r["images"]), f"{r['accuracy']:.1%}",
+                      f"{100 * r['difference']:+.1f} pt", f"{r['p_value']:.3g}", f"{r['top1_agreement']:.1%}",
+                      f"{r['max_abs_diff']:.2e}", f"{r['size_bytes'] / 2**20:.2f} MiB",
+                      "-" if r.get("latency_ms") is None else f"{r['latency_ms']:.1f}",
+                      "-" if r.get("throughput") is None else f"{r['throughput']:.0f}")
+    return table
+
+
+def print_deployment(console: Console, run_dir: Any, log_format: str, quiet: bool) -> None:
+    """The run folder's deployment table (nothing without one; one JSON event with jsonl)."""
+    from clf.artifacts.deployment import read_table
+
+    rows = read_table(Path(run_dir))
+    fmt = resolved_format(console, log_format, quiet)
+    if not rows or fmt == "quiet":
+        return
+    if fmt == "jsonl":
+        print(json.dumps({"event": "deployment", "rows": rows}), flush=True)
+    else:
+        console.print(deployment_table(rows))
