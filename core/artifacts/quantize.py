@@ -154,10 +154,16 @@ def resolved_model(model: "keras.Model", mode: str, representative_data: Callabl
     quantized model must agree with."""
     import keras
 
+    from clf.data.fitting import FitPhoto, fixed_model, is_photo_model, photo_model
+    from clf.data.images import ImageSize
     from clf.infer.forward import batch_fn
     from clf.train.linear_head import head_inputs, linear_layers, solve, write
     from clf.train.unknown import detach
 
+    if is_photo_model(model):  # solved on the classifier inside, then behind the same FitPhoto
+        fit = next(layer for layer in model.layers if isinstance(layer, FitPhoto))
+        return photo_model(resolved_model(fixed_model(model), mode, representative_data, training),
+                           ImageSize(fit.size, fit.center_crop))
     backbone = LiteRTRunner(to_tflite(features_model(model), mode, representative_data))
     forward = batch_fn(model)
     features, targets = [], []

@@ -317,21 +317,29 @@ def leaderboard_table(board: list[dict[str, Any]], folds: int) -> Table:
 
 
 def deployment_table(rows: list[dict[str, Any]]) -> Table:
-    """deployment.json's rows (clf.artifacts.deployment): each artifact against the Keras model."""
-    table = Table(title="deployment: each artifact on the held-out images through its own runtime",
+    """deployment.json's rows (clf.artifacts.deployment), one column per artifact so a run's
+    few artifacts fit 80 columns; docs/export.md says what each line is."""
+    table = Table(title="deployment: held-out images, each artifact in its own runtime",
                   title_justify="left")
-    for col in ("artifact", "runtime", "quantization", "images", "accuracy", "vs Keras", "McNemar p",
-                "top-1 agreement", "max |diff|", "size", "batch-1 ms", "batch-32 img/s"):
-        table.add_column(col, justify="left" if col in ("artifact", "runtime", "quantization") else "right")
+    table.add_column("")
     for r in rows:
-        quant = r.get("quantization") or "none"
-        if r.get("variant"):
-            quant += f" ({r['variant']})"
-        table.add_row(esc(r["file"]), esc(r["runtime"]), esc(quant), str(r["images"]), f"{r['accuracy']:.1%}",
-                      f"{100 * r['difference']:+.1f} pt", f"{r['p_value']:.3g}", f"{r['top1_agreement']:.1%}",
-                      f"{r['max_abs_diff']:.2e}", f"{r['size_bytes'] / 2**20:.2f} MiB",
-                      "-" if r.get("latency_ms") is None else f"{r['latency_ms']:.1f}",
-                      "-" if r.get("throughput") is None else f"{r['throughput']:.0f}")
+        table.add_column(esc(r["file"]), justify="right")
+
+    def line(name: str, cell: Any) -> None:
+        table.add_row(name, *[cell(r) for r in rows])
+
+    line("runtime", lambda r: esc(r["runtime"]))
+    line("quantization", lambda r: esc((r.get("quantization") or "none")
+                                       + (f" ({r['variant']})" if r.get("variant") else "")))
+    line("images", lambda r: str(r["images"]))
+    line("accuracy", lambda r: f"{r['accuracy']:.1%}")
+    line("vs Keras", lambda r: f"{100 * r['difference']:+.1f} pt")
+    line("McNemar p", lambda r: f"{r['p_value']:.3g}")
+    line("top-1 agreement", lambda r: f"{r['top1_agreement']:.1%}")
+    line("max |diff|", lambda r: f"{r['max_abs_diff']:.1e}")
+    line("size", lambda r: f"{r['size_bytes'] / 2**20:.2f} MiB")
+    line("batch-1 latency", lambda r: "-" if r.get("latency_ms") is None else f"{r['latency_ms']:.1f} ms")
+    line("batch-32", lambda r: "-" if r.get("throughput") is None else f"{r['throughput']:.0f} img/s")
     return table
 
 

@@ -101,7 +101,7 @@ def quantize_calibrated(calibrated: bytes, *, float_head: bool = False) -> bytes
     nodes = head_nodes(calibrated) if float_head else None
     with quiet_logs():
         return bytes(tflite_convert.mlir_quantize(
-            calibrated, fully_quantize=True, input_data_type=tf.uint8,
+            calibrated, input_data_type=tf.uint8,  # as TFLiteConverter.convert calls it
             output_data_type=tf.float32 if float_head else tf.uint8, denylisted_nodes=nodes))
 
 
