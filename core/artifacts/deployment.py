@@ -76,17 +76,17 @@ def timing(predict_batch: Any, image: np.ndarray) -> tuple[float, float]:
     return float(np.median(times)) * 1000.0, 32.0 / best
 
 
-def build_rows(report: Any, targets: Sequence[int], reference: np.ndarray, artifacts: dict[str, list[Path]],
+def build_rows(report: Any, targets: Sequence[int] | np.ndarray, reference: np.ndarray, artifacts: dict[str, list[Path]],
                labels: dict[str, Any], time_it: bool | None = None) -> list[Row]:
     """One row per verified, passed artifact of ``report`` (a ``VerificationReport`` holding
     ``outputs`` and ``predictors``), scored on the images whose class indices are ``targets``
     (the reference's outputs on them: ``reference``). ``time_it``: time latency (None: only
     when a non-Keras artifact is there)."""
     k = len(labels.get("class_names", [])) or reference.shape[-1]
-    targets = np.asarray(targets)
     n = min(len(targets), len(reference))
-    reference, targets = np.asarray(reference, np.float64)[:n], targets[:n]
-    ref_correct = reference[:, :k].argmax(1) == targets
+    truth = np.asarray(targets)[:n]
+    reference = np.asarray(reference, np.float64)[:n]
+    ref_correct = reference[:, :k].argmax(1) == truth
     if time_it is None:
         time_it = any(name not in KERAS_FORMATS for name in report.results)
     variants = labels.get("quantization_variant", {})
@@ -97,7 +97,7 @@ def build_rows(report: Any, targets: Sequence[int], reference: np.ndarray, artif
         got = report.outputs.get(name)
         keras_runtime = name in KERAS_FORMATS or got is None or len(got) < n
         outputs = reference if keras_runtime else np.asarray(got, np.float64)[:n]
-        correct = outputs[:, :k].argmax(1) == targets
+        correct = outputs[:, :k].argmax(1) == truth
         agreement = float(np.mean(outputs[:, :k].argmax(1) == reference[:, :k].argmax(1))) if n else 1.0
         diff = float(np.max(np.abs(outputs - reference))) if n and not keras_runtime else result.max_abs_diff
         if keras_runtime:

@@ -105,17 +105,16 @@ def _importable(module: str) -> bool:
         return False
 
 
-def spread(labels: Sequence[int], limit: int) -> np.ndarray:
+def spread(labels: Sequence[int] | np.ndarray, limit: int) -> np.ndarray:
     """Indices of at most ``limit`` rows, the same share of each class, evenly spaced within it
     (loaders list files class by class: the first ``limit`` would cover one or two classes)."""
-    labels = np.asarray(labels)
-    if len(labels) <= limit:
-        return np.arange(len(labels))
-    classes = np.unique(labels)
+    rows_of = np.asarray(labels)
+    if len(rows_of) <= limit:
+        return np.arange(len(rows_of))
     picked = []
-    for c in classes:
-        rows = np.flatnonzero(labels == c)
-        take = max(1, round(limit * len(rows) / len(labels)))
+    for c in np.unique(rows_of):
+        rows = np.flatnonzero(rows_of == c)
+        take = max(1, round(limit * len(rows) / len(rows_of)))
         picked.append(rows[np.linspace(0, len(rows) - 1, min(take, len(rows))).round().astype(int)])
     return np.sort(np.unique(np.concatenate(picked)))[:limit]
 
@@ -189,6 +188,7 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     if config.verify and config.quantize in LADDERS and any("quantize_check" in e.options for e in exporters):
         # Decoded once: the ladder judges each variant on the images verification then uses.
         checked = _held_out_images(bundle, MAX_IMAGES, reference or batch_fn(fixed), reference_probs)
+        assert checked[3] is not None  # computed with a reference given
         options["quantize_check"] = QuantizeCheck(checked[0], checked[3], metadata, training_data(bundle))
     photo = photo_model(fixed, size) if config.model_input == "photo" else None
     inputs: dict[str, dict] = {}
