@@ -3,7 +3,7 @@ hymenoptera and flowers5, against the float TFLite model of the same run.
 
     python benchmarks/quantize.py [--datasets hymenoptera,flowers5] [--repeats 30]
         [--weights ../shared/weights/mobilenet_v2_0.35_224_imagenet_notop.weights.h5]
-        [--out runs/bench-quantize] [--json results.json]
+        [--out runs/bench-quantize] [--json results.json] [--calibration 30,100,300,1000]
 
 Per data set: one default ``clf run`` (mobilenet_v2_035, real ImageNet weights, h5), then
 ``clf.export(run, "tflite", quantize=MODE)`` for none, float16, dynamic and int8 (each into a
@@ -12,7 +12,9 @@ the variant the ladder kept, top-1 agreement with the Keras model, validation ac
 difference from the float .tflite's, file size and batch-1 latency (median of ``--repeats``
 single-image calls after warm-up) as ratios to the float .tflite. The targets of issue 28 are
 checked at the end (int8 and dynamic: agreement >= 97%, accuracy within 1.0 point; int8 file
-<= 0.35x, batch-1 latency <= 0.7x). Timings depend on the machine and its load.
+<= 0.35x, batch-1 latency <= 0.7x). ``--calibration N,N,...``: also the fully integer model's
+agreement and accuracy calibrated on N training images each (how many are enough; clf uses
+``clf.artifacts.exporting.REPRESENTATIVE_IMAGES``). Timings depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def bench_dataset(name: str, data: Path, args: argparse.Namespace) -> dict:
                       "accuracy": float(np.mean(got[:, :k].argmax(1) == targets)),
                       "size": path.stat().st_size, "latency_ms": latency_ms(runner.run, images[0], args.repeats),
                       "export_seconds": seconds, "tried": record.get("tried", [])}
+    if args.calibration:
+        calibration_sweep(base, images, targets, keras, k, args.calibration)
     float_row = rows["none"]
     print(f"\n{name}: {len(files)} validation images, Keras accuracy "
           f"{np.mean(keras[:, :k].argmax(1) == targets):.1%}")
@@ -114,6 +118,31 @@ def bench_dataset(name: str, data: Path, args: argparse.Namespace) -> dict:
     return rows
 
 
+def calibration_sweep(run_dir: Path, images, targets, keras, k: int, counts: str) -> None:
+    """Full int8 calibrated on each count of training images (spread over the classes as clf does)."""
+    import numpy as np
+
+    from clf.artifacts.exporting import representative_data
+    from clf.artifacts.labels import read_labels
+    from clf.artifacts.predict import KerasPredictor
+    from clf.artifacts.reexport import _bundle
+    from clf.data.fitting import fixed_model
+    from clf.infer.convert import calibrate, quantize_calibrated
+    from clf.infer.forward import in_batches
+    from clf.infer.runners import LiteRTRunner
+
+    labels = read_labels(run_dir)
+    bundle = _bundle(run_dir, labels, None, need_train=True, need_held_out=False)
+    model = fixed_model(KerasPredictor(run_dir / "model.h5", labels).model)
+    for n in (int(c) for c in counts.split(",")):
+        t0 = time.perf_counter()
+        got = in_batches(LiteRTRunner(quantize_calibrated(calibrate(model, representative_data(bundle, n)))).run,
+                         images)
+        print(f"  int8 full, calibrated on {n:5d} training images: agreement "
+              f"{np.mean(got[:, :k].argmax(1) == keras[:, :k].argmax(1)):.1%}, accuracy "
+              f"{np.mean(got[:, :k].argmax(1) == targets):.1%} ({time.perf_counter() - t0:.0f}s)", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="hymenoptera,flowers5")
@@ -121,6 +150,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=30, help="batch-1 calls timed per artifact")
     ap.add_argument("--out", default="runs/bench-quantize")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--calibration", default="", help="comma-separated calibration image counts to compare")
     args = ap.parse_args()
     results = {}
     for name in args.datasets.split(","):

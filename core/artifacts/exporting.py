@@ -232,8 +232,11 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
         _record_variant(metadata, ladder.outcome, [e.name for e in exporters if "quantize_check" in e.options],
                         observer)
 
+    # The kept variant already ran on the check's images: verification judges those outputs.
+    ran = {e.name: ladder.outcome.outputs for e in exporters if "quantize_check" in e.options
+           and ladder is not None and ladder.outcome is not None and ladder.outcome.outputs is not None}
     report = _verify(reference or batch_fn(fixed), metadata, artifacts, exporters, config, bundle, run_dir, observer,
-                     reference_probs, checked) if config.verify else None
+                     reference_probs, checked, ran) if config.verify else None
     write_json(run_dir / LABELS_FILE, metadata)
     if report is not None and report.failed:
         raise VerificationError(
@@ -339,7 +342,8 @@ def _deployment(run_dir: Path, report: VerificationReport, bundle: DatasetBundle
 def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, list[Path]], exporters: Sequence[Exporter],
             config: ExportOptions, bundle: DatasetBundle, run_dir: Path, observer: Observer,
             reference_probs: Callable[[str], np.ndarray | None] | None,
-            checked: tuple[np.ndarray, list[str], str, np.ndarray | None] | None = None) -> VerificationReport:
+            checked: tuple[np.ndarray, list[str], str, np.ndarray | None] | None = None,
+            ran: dict[str, np.ndarray] | None = None) -> VerificationReport:
     """Verify against ``reference``, write verification.json, update ``metadata`` (vectors, failures, summary)."""
     observer.phase_start("verify", total=len(artifacts))
     # Keras formats (the reference's own runtime) are checked on FLOAT_CHECK_IMAGES: decode no
@@ -348,7 +352,7 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
     images, files, source, known = checked or _held_out_images(
         bundle, MAX_IMAGES if wide else FLOAT_CHECK_IMAGES, reference, reference_probs)
     report = verify_exports(reference, metadata, artifacts, {e.name: e for e in exporters},
-                            images, files, source, known)
+                            images, files, source, known, ran if checked is not None else None)
     if report.reference_probs is not None and len(files) >= len(report.reference_probs):
         metadata["test_vectors"] = test_vectors(files, report.reference_probs, metadata)
     write_report(run_dir, report)

@@ -196,10 +196,12 @@ def known_agreement(labels: dict[str, Any], reference: np.ndarray, got: np.ndarr
 
 def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray,
                      outputs: dict[str, np.ndarray] | None = None) -> Verification:
-    """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``
-    (its outputs kept in ``outputs[name]`` when given)."""
+    """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``.
+    ``outputs``: its outputs are kept in ``outputs[name]``; ones already there for as many
+    images (the quantization ladder ran the same file on them) are judged without a second run."""
     t0 = time.perf_counter()
-    got = in_batches(predictor.predict_batch, images)
+    ran = (outputs or {}).get(name)
+    got = ran if ran is not None and len(ran) == len(images) else in_batches(predictor.predict_batch, images)
     seconds = time.perf_counter() - t0
     if outputs is not None:
         outputs[name] = got
@@ -285,14 +287,17 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
 
 def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],
                    exporters: dict[str, Any], images: np.ndarray, image_files: Sequence[str], source: str,
-                   reference_probs: np.ndarray | None = None) -> VerificationReport:
+                   reference_probs: np.ndarray | None = None,
+                   outputs: dict[str, np.ndarray] | None = None) -> VerificationReport:
     """Reopen every artifact whose exporter can load it and compare with the forward
     ``reference_fn`` (``clf.infer.forward.batch_fn``); failed artifacts are quarantined.
 
     ``exporters``: name -> ``Exporter``; ones without ``load`` are skipped. Float artifacts
     are compared on the first ``FLOAT_CHECK_IMAGES`` images, quantized ones on all.
-    ``reference_probs``: the model's probabilities on ``images``, when known."""
-    report = VerificationReport(images=list(map(str, image_files)), source=source, images_array=images)
+    ``reference_probs``: the model's probabilities on ``images``, when known. ``outputs``: an
+    artifact's outputs on ``images`` already computed from the same file (not run again)."""
+    report = VerificationReport(images=list(map(str, image_files)), source=source, images_array=images,
+                                outputs=dict(outputs or {}))
     # Known: the engine's head output on cached features, so verifying costs no second backbone pass.
     reference = reference_probs if reference_probs is not None else in_batches(reference_fn, images)
     photos = client_files(list(map(str, image_files)), images)
