@@ -83,7 +83,7 @@ def test_no_variant_passing_sets_the_artifact_aside_and_says_what_was_tried(plai
 
 def test_the_ladder_runs_in_order_and_starts_where_asked(monkeypatch):
     monkeypatch.delenv(START_ENV, raising=False)
-    assert ladder("int8") == ("full", "float-head", "16x8", "resolved-head")
+    assert ladder("int8") == ("full", "float-head", "selective", "16x8", "resolved-head")
     assert ladder("dynamic") == ("full", "resolved-head")
     monkeypatch.setenv(START_ENV, "16x8")
     assert ladder("int8") == ("16x8", "resolved-head")

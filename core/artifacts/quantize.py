@@ -2,7 +2,8 @@
 order and keep the first whose outputs pass verification's bar on the held-out images.
 
 int8: ``full`` (uint8 in and out) -> ``float-head`` (pooling, head and known score in float)
--> ``16x8`` (int16 activations) -> ``resolved-head`` (the head solved again on the int8
+-> ``selective`` (also the layers TFLite's quantization debugger ranks worst in float) ->
+``16x8`` (int16 activations) -> ``resolved-head`` (the head solved again on the int8
 backbone's own features, then fully int8). dynamic: ``full`` -> ``resolved-head``. What each
 promises: docs/export.md. ``CLF_QUANTIZE_FROM=<variant>`` starts the ladder there (tests,
 debugging)."""
@@ -24,11 +25,12 @@ from clf.artifacts.verify import compare, known_agreement
 if TYPE_CHECKING:
     import keras
 
-LADDERS = {"int8": ("full", "float-head", "16x8", "resolved-head"), "dynamic": ("full", "resolved-head")}
+LADDERS = {"int8": ("full", "float-head", "selective", "16x8", "resolved-head"), "dynamic": ("full", "resolved-head")}
 START_ENV = "CLF_QUANTIZE_FROM"
 RESOLVE_IMAGES = 2000
 # What each int8 variant takes (all give float32 out except full, uint8); labels.json "inputs"
-VARIANT_INPUT = {"full": "uint8", "float-head": "uint8", "16x8": "float32", "resolved-head": "uint8"}  # training images whose int8 features the head is solved again on
+VARIANT_INPUT = {"full": "uint8", "float-head": "uint8", "selective": "float32", "16x8": "float32",
+                 "resolved-head": "uint8"}  # training images whose int8 features the head is solved again on
 
 # images [n, h, w, 3] float32 and their class indices, in batches
 TrainingData = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]

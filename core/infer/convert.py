@@ -6,6 +6,7 @@ re-reads the whole model for the same flatbuffer: benchmarks/export_formats.py).
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import tempfile
 from pathlib import Path
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 ONNX_OPSET = 17
 
 
-INT8_VARIANTS = ("full", "float-head", "16x8")  # how much of the graph is integer (docs/export.md)
+INT8_VARIANTS = ("full", "float-head", "selective", "16x8")  # how much of the graph is integer (docs/export.md)
 
 
 def _converter(model: "keras.Model") -> Any:
@@ -61,11 +62,13 @@ def to_tflite(model: "keras.Model", quantize: str = "none",
     ``float16``, ``dynamic`` (int8 weights) or ``int8`` (calibrated on
     ``representative_data()``: raw model inputs). ``variant`` (int8 only): ``full`` (uint8
     in and out, every op integer), ``float-head`` (uint8 in, the pooling and head in float,
-    float32 out) or ``16x8`` (int16 activations, int8 weights, float32 in and out)."""
+    float32 out), ``selective`` (``selective_tflite``: float32 in and out) or ``16x8`` (int16 activations, int8 weights, float32 in and out)."""
     import tensorflow as tf
 
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"Unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZE_MODES)}.")
+    if quantize == "int8" and variant == "selective":
+        return selective_tflite(model, representative_data)
     if quantize == "int8" and variant != "16x8":
         return quantize_calibrated(calibrate(model, representative_data), float_head=variant == "float-head")
     converter = _converter(model)
@@ -103,6 +106,44 @@ def quantize_calibrated(calibrated: bytes, *, float_head: bool = False) -> bytes
         return bytes(tflite_convert.mlir_quantize(
             calibrated, input_data_type=tf.uint8,  # as TFLiteConverter.convert calls it
             output_data_type=tf.float32 if float_head else tf.uint8, denylisted_nodes=nodes))
+
+
+SELECTIVE_LAYERS = 20  # backbone ops the debugger ranks worst, kept float by int8's "selective" variant
+DEBUG_IMAGES = 50  # calibration images the quantization debugger compares float and int8 layers on
+
+
+def selective_tflite(model: "keras.Model", representative_data: Callable[[], Iterable[np.ndarray]] | None,
+                     layers: int = SELECTIVE_LAYERS) -> bytes:
+    """int8 with the pooling, head and known score in float, and the ``layers`` ops whose int8
+    output differs most from float (TFLite's quantization debugger: RMSE over the quantization
+    scale, on ``DEBUG_IMAGES`` calibration images) in float too; float32 in and out."""
+    import itertools
+
+    import tensorflow as tf
+
+    converter = _converter(model)
+    _calibration(converter, representative_data)
+    assert representative_data is not None  # _calibration raised otherwise
+    source = representative_data
+
+    def debug_data() -> Iterable[list[np.ndarray]]:
+        return ([np.asarray(image, np.float32)] for image in itertools.islice(source(), DEBUG_IMAGES))
+
+    with quiet_logs():
+        head = head_nodes(calibrate(model, representative_data))
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_data)
+        debugger.run()
+        buffer = io.StringIO()
+        debugger.layer_statistics_dump(buffer)
+    buffer.seek(0)
+    ranked = sorted(((float(r["mean_squared_error"]) ** 0.5 / float(r["scale"]), r["tensor_name"])
+                     for r in csv.DictReader(buffer) if float(r["scale"] or 0) > 0 and r["tensor_name"] not in head),
+                    reverse=True)
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=head + [name for _, name in ranked[:layers]])
+    with quiet_logs():
+        return bytes(tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=debug_data, debug_options=options).get_nondebug_quantized_model())
 
 
 def head_nodes(flatbuffer: bytes) -> list[str]:
