@@ -63,7 +63,8 @@ def test_result_repr_is_one_short_line_and_html_shows_metrics_and_the_confusion_
     assert "['ant', 'bee', 'cat']" in text and "model.h5" in text
     page = result._repr_html_()
     accuracy = result.evaluation["validation"]["accuracy"]
-    assert page.count("<table>") == 2 and f"{accuracy:.4f}" in page and "macro F1" in page
+    # metrics, per class, and the deployment table (deployment.json)
+    assert page.count("<table>") == 3 and f"{accuracy:.4f}" in page and "macro F1" in page and "McNemar p" in page
     assert all(f"<td>{name}</td>" in page for name in ("ant", "bee", "cat"))
     assert '<img alt="confusion matrix"' in page and "data:image/png;base64," in page
 

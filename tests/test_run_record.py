@@ -43,7 +43,7 @@ def test_every_file_of_the_run_folder(trained):
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([
         "config.toml", "manifest.json", "metrics.json", "predictions.json", "confusion_matrix.csv", "confusion_matrix.png",
         "history.csv", "training_curves.png", "labels.json", "model.h5", "model.weights.h5", "tensorboard",
-        "quarantine.json", "checkpoint", "verification.json", ".clf-run", "unknown_scores.png"])
+        "quarantine.json", "checkpoint", "verification.json", ".clf-run", "unknown_scores.png", "deployment.json"])
     # quarantine.json: the doctor's pre-flight found nothing to leave out of this clean data
     quarantine = json.loads((run_dir / "quarantine.json").read_text())
     assert quarantine["quarantined"] == [] and quarantine["class_names"] == ["ant", "bee", "cat"]
@@ -191,6 +191,7 @@ def test_cli_jsonl_logs_and_a_callback_plugin(image_folder, tmp_path):
                     "1 ['accuracy', 'learning_rate', 'loss', 'val_accuracy', 'val_loss']"]
     events = [json.loads(line) for line in res.output.splitlines()]
     kinds = [e["event"] for e in events]
-    assert kinds.count("epoch") == 2 and kinds[-1] == "report" and "note" in kinds
-    assert events[-1]["reports"]["validation"]["class_names"] == CLASSES
+    # the deployment table comes last, after the evaluation report
+    assert kinds.count("epoch") == 2 and kinds[-2:] == ["report", "deployment"] and "note" in kinds
+    assert events[-2]["reports"]["validation"]["class_names"] == CLASSES
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(next(e for e in events if e["event"] == "epoch"))

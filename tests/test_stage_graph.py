@@ -17,7 +17,7 @@ ALLOWED = {
     "data": set(),
     "host": {"data"},  # registries hold ImageSize-aware backbone records
     "infer": {"data"},  # decoding and the classifier's Preprocess layer
-    "artifacts": {"data", "host", "infer"},
+    "artifacts": {"data", "host", "infer", "train"},  # train: only the quantization ladder's head solver (NAMED)
     "report": {"data", "infer", "artifacts"},
     "train": {"data", "host", "infer", "artifacts", "report"},
     "serve": {"infer", "artifacts"},
@@ -31,7 +31,9 @@ NAMED = {("inspect", "train"): {"clf.train", "clf.train.features", "clf.train.mo
                                 "clf.train.linear_head", "clf.train.fit", "clf.train.class_weights",
                                 "clf.train.distribute", "clf.train.oof", "clf.train.unknown"},
          # a run's labels.json through the one reader that validates it
-         ("inspect", "artifacts"): {"clf.artifacts.labels"}}
+         ("inspect", "artifacts"): {"clf.artifacts.labels"},
+         # int8's resolved-head variant solves the head as training does, with training's solver
+         ("artifacts", "train"): {"clf.train.linear_head", "clf.train.unknown"}}
 
 
 def stage(module: str) -> str | None:

@@ -14,10 +14,12 @@ import numpy as np
 
 from clf.errors import ClfError, ConfigError, ExportError, UsageError, VerificationError
 from clf.events import Observer
-from clf.infer.forward import BatchFn, batch_fn
+from clf.infer.forward import BatchFn, batch_fn, in_batches
 from clf.artifacts.labels import LABELS_FILE, record_digests
-from clf.artifacts.verify import (FLOAT_CHECK_IMAGES, MAX_IMAGES, VerificationReport, input_record,
+from clf.artifacts.deployment import build_rows, write_table
+from clf.artifacts.verify import (FLOAT_CHECK_IMAGES, KERAS_FORMATS, MAX_IMAGES, VerificationReport, input_record,
                                   proven_identical, test_vectors, verify_exports, write_report)
+from clf.artifacts.quantize import LADDERS, RESOLVE_IMAGES, VARIANT_INPUT, Outcome, QuantizeCheck, TrainingData
 from clf.files import free_bytes, temp_name, write_json
 from clf.data.guardrails import remove_orphans
 from clf.data.images import ImageSize
@@ -106,19 +108,57 @@ def _importable(module: str) -> bool:
         return False
 
 
+def spread(labels: Sequence[int] | np.ndarray, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` rows, the same share of each class, evenly spaced within it
+    (loaders list files class by class: the first ``limit`` would cover one or two classes)."""
+    rows_of = np.asarray(labels)
+    if len(rows_of) <= limit:
+        return np.arange(len(rows_of))
+    picked = []
+    for c in np.unique(rows_of):
+        rows = np.flatnonzero(rows_of == c)
+        take = max(1, round(limit * len(rows) / len(rows_of)))
+        picked.append(rows[np.linspace(0, len(rows) - 1, min(take, len(rows))).round().astype(int)])
+    return np.sort(np.unique(np.concatenate(picked)))[:limit]
+
+
 def representative_data(bundle: DatasetBundle, limit: int = REPRESENTATIVE_IMAGES) -> Callable[[], Iterator[np.ndarray]]:
-    """A lazy factory of raw training images ``[1, h, w, 3]`` for int8 calibration, spread over the
-    files: loaders list them by class, so the first ``limit`` would cover one or two classes."""
+    """A lazy factory of raw training images ``[1, h, w, 3]`` for int8 calibration, decoded as the
+    exported fixed-size model takes them, the same share of each class."""
     files = bundle.splits["train"] if "train" in bundle.splits else None
 
     def batches() -> Iterator[np.ndarray]:
         if files is not None and bundle.make_dataset is not None and len(files) > limit:
-            picked = np.linspace(0, len(files) - 1, limit).round().astype(int)
+            picked = spread(files.labels, limit)
             dataset = bundle.make_dataset([files.files[i] for i in picked], [files.labels[i] for i in picked])
         else:
             dataset = bundle.train.take(limit)
         for image, _ in dataset:
             yield np.asarray(image, np.float32)[None]
+
+    return batches
+
+
+def training_data(bundle: DatasetBundle, limit: int = RESOLVE_IMAGES) -> TrainingData | None:
+    """Training images and class indices in batches of 32 (the quantization ladder's
+    ``resolved-head``), the same share of each class; None without a training split."""
+    files = bundle.splits.get("train")
+    if files is None or bundle.make_dataset is None:
+        return None
+    picked = spread(files.labels, limit)
+    chosen, targets = [files.files[i] for i in picked], [files.labels[i] for i in picked]
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        assert bundle.make_dataset is not None
+        images, labels = [], []
+        for image, label in bundle.make_dataset(chosen, targets):
+            images.append(np.asarray(image, np.float32))
+            labels.append(int(np.asarray(label).argmax()) if np.ndim(label) else int(label))
+            if len(images) == 32:
+                yield np.stack(images), np.asarray(labels)
+                images, labels = [], []
+        if images:
+            yield np.stack(images), np.asarray(labels)
 
     return batches
 
@@ -146,9 +186,15 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     the reference's outputs on those photos decoded in full, when known cheaply. ``staged``: the files
     move into ``run_dir`` together, and only if none replaces a file (``clf export``)."""
     from clf.data.fitting import fixed_model, photo_model
-    options = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
+    options: dict[str, Any] = {"quantize": config.quantize, "representative_data": representative_data(bundle)}
     size = ImageSize(metadata["input_size"], float(metadata.get("resize", {}).get("center_crop", 0.0)))
     fixed = fixed_model(model)
+    checked = None
+    if config.verify and config.quantize in LADDERS and any("quantize_check" in e.options for e in exporters):
+        # Decoded once: the ladder judges each variant on the images verification then uses.
+        checked = _held_out_images(bundle, MAX_IMAGES, reference or batch_fn(fixed), reference_probs)
+        assert checked[3] is not None  # computed with a reference given
+        options["quantize_check"] = QuantizeCheck(checked[0], checked[3], metadata, training_data(bundle))
     photo = photo_model(fixed, size) if config.model_input == "photo" else None
     inputs: dict[str, dict] = {}
     remove_orphans(run_dir)  # half-written files of an earlier run that was killed mid-export
@@ -188,13 +234,22 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     if config.quantize != "none":
         metadata["quantization"] = {**metadata.get("quantization", {}),
                                     **{e.name: config.quantize for e in exporters if "quantize" in e.options}}
+    ladder = options.get("quantize_check")
+    if ladder is not None and ladder.outcome is not None:
+        _record_variant(metadata, ladder.outcome, [e.name for e in exporters if "quantize_check" in e.options],
+                        observer)
 
+    # The kept variant already ran on the check's images: verification judges those outputs.
+    ran = {e.name: ladder.outcome.outputs for e in exporters if "quantize_check" in e.options
+           and ladder is not None and ladder.outcome is not None and ladder.outcome.outputs is not None}
     report = _verify(reference or batch_fn(fixed), metadata, artifacts, exporters, config, bundle, run_dir, observer,
-                     reference_probs, written_from, photo_probs) if config.verify else None
+                     reference_probs, checked, ran, written_from, photo_probs) if config.verify else None
     write_json(run_dir / LABELS_FILE, metadata)
     if report is not None and report.failed:
         raise VerificationError(
             "Round-trip check failed: " + "; ".join(r.describe() for r in report.failed)
+            + (f". The quantization ladder: {ladder.outcome.describe()}" if ladder is not None and
+               ladder.outcome is not None and not ladder.outcome.passed else "")
             + f". The failed artifact(s) were renamed to *.failed in {str(run_dir)!r}; see "
             f"verification.json. Try another --export or --quantize (int8 needs representative "
             f"training images; float16 or dynamic lose less)."
@@ -249,29 +304,76 @@ def _inside(path: Path, folder: Path) -> Path:
                       f"the files it wrote there. Fix the exporter plugin.")
 
 
-def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, list[Path]], exporters: Sequence[Exporter],
-            config: ExportOptions, bundle: DatasetBundle, run_dir: Path, observer: Observer,
-            reference_probs: Callable[[str], np.ndarray | None] | None,
-            written_from: dict[str, Any] | None = None,
-            photo_probs: Callable[[list[str]], np.ndarray | None] | None = None) -> VerificationReport:
-    """Verify against ``reference``, write verification.json, update ``metadata`` (vectors, failures, summary)."""
-    observer.phase_start("verify", total=len(artifacts))
-    # Float artifacts are checked on FLOAT_CHECK_IMAGES: decode no more unless quantized.
-    ds, files, source = held_out(bundle, MAX_IMAGES if config.quantize != "none" else FLOAT_CHECK_IMAGES)
-    identical = proven_identical(artifacts, {e.name: e for e in exporters}, written_from)
-    if set(artifacts) <= identical:  # nothing to run: decode no images (the test vectors use files)
-        images = np.zeros((0, 0, 0, 3), np.float32)
-    else:
-        images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
+def _held_out_images(bundle: DatasetBundle, limit: int, reference: BatchFn | None,
+                     reference_probs: Callable[[str], np.ndarray | None] | None
+                     ) -> tuple[np.ndarray, list[str], str, np.ndarray | None]:
+    """``(images, files, split, the reference's outputs on them or None)`` of ``held_out``;
+    with ``reference`` given, outputs it does not know are computed."""
+    ds, files, source = held_out(bundle, limit)
+    images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
     known = reference_probs(source) if reference_probs is not None else None
     if known is not None and len(known) < len(images):
         known = None  # not one row per image: compute them instead
+    known = known[:len(images)] if known is not None else None
+    if known is None and reference is not None:
+        known = in_batches(reference, images)
+    return images, files, source, known
+
+
+def _record_variant(metadata: dict[str, Any], outcome: Outcome, names: Sequence[str], observer: Observer) -> None:
+    """labels.json's ``quantization_variant`` and the artifact's input and output types; one line said."""
+    metadata["quantization_variant"] = {**metadata.get("quantization_variant", {}),
+                                        **{name: outcome.record() for name in names}}
+    for name in names:
+        if name in metadata.get("inputs", {}):
+            metadata["inputs"][name]["dtype"] = VARIANT_INPUT.get(outcome.variant, "uint8") \
+                if outcome.mode == "int8" else "float32"
+    observer.note(f"{', '.join(names)} --quantize {outcome.describe()}")
+
+
+def _deployment(run_dir: Path, report: VerificationReport, bundle: DatasetBundle, source: str,
+                reference: np.ndarray | None, reference_probs: Callable[[str], np.ndarray | None] | None,
+                artifacts: dict[str, list[Path]], metadata: dict[str, Any]) -> None:
+    """deployment.json from verification's outputs (clf.artifacts.deployment); a Keras-only
+    export scores on the reference's outputs it already has, decoding nothing more."""
+    split = bundle.splits.get(source)
+    if split is None or reference is None:
+        return
+    if all(name in KERAS_FORMATS for name in report.results) and reference_probs is not None:
+        more = reference_probs(source)
+        reference = more if more is not None and len(more) > len(reference) else reference
+    targets = np.asarray(split.labels[:len(reference)])
+    write_table(run_dir, build_rows(report, targets, reference[:len(targets)], artifacts, metadata), source)
+
+
+def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, list[Path]], exporters: Sequence[Exporter],
+            config: ExportOptions, bundle: DatasetBundle, run_dir: Path, observer: Observer,
+            reference_probs: Callable[[str], np.ndarray | None] | None,
+            checked: tuple[np.ndarray, list[str], str, np.ndarray | None] | None = None,
+            ran: dict[str, np.ndarray] | None = None, written_from: dict[str, Any] | None = None,
+            photo_probs: Callable[[list[str]], np.ndarray | None] | None = None) -> VerificationReport:
+    """Verify against ``reference``, write verification.json, update ``metadata`` (vectors, failures, summary)."""
+    observer.phase_start("verify", total=len(artifacts))
+    identical = proven_identical(artifacts, {e.name: e for e in exporters}, written_from)
+    # Keras formats (the reference's own runtime) are checked on FLOAT_CHECK_IMAGES: decode no
+    # more unless another runtime's artifact needs its accuracy for the deployment table.
+    wide = config.quantize != "none" or any(name not in KERAS_FORMATS for name in artifacts)
+    known = None
+    if checked is None and set(artifacts) <= identical and reference_probs is not None:
+        # Nothing to run: no image decoded (the test vectors use the files, the table cached outputs).
+        _, files, source = held_out(bundle, FLOAT_CHECK_IMAGES)
+        known = reference_probs(source)
+        images = np.zeros((0, 0, 0, 3), np.float32)
+    if known is None:
+        images, files, source, known = checked or _held_out_images(
+            bundle, MAX_IMAGES if wide else FLOAT_CHECK_IMAGES, reference, reference_probs)
     report = verify_exports(reference, metadata, artifacts, {e.name: e for e in exporters},
-                            images, files, source, known[:len(images)] if known is not None else None,
+                            images, files, source, known, ran if checked is not None else None,
                             models=written_from, photo_probs=photo_probs, identical=identical)
     if report.reference_probs is not None and len(files) >= len(report.reference_probs):
         metadata["test_vectors"] = test_vectors(files, report.reference_probs, metadata)
     write_report(run_dir, report)
+    _deployment(run_dir, report, bundle, source, known, reference_probs, artifacts, metadata)
     for failed in report.failed:  # renamed to *.failed: no longer listed as usable
         metadata["inputs"].pop(failed.exporter, None)
         for name in metadata["artifacts"].pop(failed.exporter, []):

@@ -138,6 +138,8 @@ def _record(run_dir: Path, metadata: dict, options: _Options) -> None:
     manifest["artifacts"] = metadata.get("artifacts", {})
     if metadata.get("verification") is not None:
         manifest["verification"] = metadata["verification"]
+    if metadata.get("quantization_variant"):
+        manifest["quantization_variant"] = metadata["quantization_variant"]
     manifest.setdefault("exports_added", []).append({
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "export": list(options.export),
         "quantize": options.quantize, "verified": options.verify, "clf_version": __version__})

@@ -39,6 +39,7 @@ FAILED_SUFFIX = ".failed"
 MAX_IMAGES = 256  # enough for a stable agreement figure; keeps export checks to seconds
 # A float conversion error shows on any image; quantized ones get MAX_IMAGES (see benchmarks/overhead.py).
 FLOAT_CHECK_IMAGES = 8
+KERAS_FORMATS = ("h5", "keras")  # artifacts the reference's own runtime opens
 
 # The client path: Pillow decodes the photo, the artifact crops and resizes it. labels.json
 # records each artifact's input and test vectors for integrators; this path must give clf's answer.
@@ -136,6 +137,11 @@ class VerificationReport:
     source: str = ""  # which split the images came from
     # The Keras model's probabilities (for labels.json's test vectors); not in verification.json.
     reference_probs: "np.ndarray | None" = field(default=None, repr=False)
+    # Each artifact's outputs on the checked images, its opened predictor and the images: the
+    # deployment table (clf.artifacts.deployment) reuses them; not in verification.json.
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    predictors: dict[str, Any] = field(default_factory=dict, repr=False)
+    images_array: np.ndarray = field(default_factory=lambda: np.zeros((0,)), repr=False)
 
     @property
     def failed(self) -> list[Verification]:
@@ -200,11 +206,17 @@ def eight_bit(predictor: Predictor) -> bool:
     return bool(getattr(predictor, "eight_bit_input", False))
 
 
-def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray) -> Verification:
-    """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``."""
+def verify_predictor(name: str, predictor: Predictor, images: np.ndarray, reference: np.ndarray,
+                     outputs: dict[str, np.ndarray] | None = None) -> Verification:
+    """Run ``predictor`` (a ``clf.Predictor``) on ``images`` and judge it against ``reference``.
+    ``outputs``: its outputs are kept in ``outputs[name]``; ones already there for as many
+    images (the quantization ladder ran the same file on them) are judged without a second run."""
     t0 = time.perf_counter()
-    got = in_batches(predictor.predict_batch, images)
+    ran = (outputs or {}).get(name)
+    got = ran if ran is not None and len(ran) == len(images) else in_batches(predictor.predict_batch, images)
     seconds = time.perf_counter() - t0
+    if outputs is not None:
+        outputs[name] = got
     quantization = getattr(predictor, "quantization", "none")
     labels = getattr(predictor, "labels", {})
     diff, agreement, passed = compare(reference, got, quantization, classes=len(labels.get("class_names", [])) or None)
@@ -290,7 +302,8 @@ def write_report(directory: Path, report: VerificationReport, *, export_record: 
 
 def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dict[str, list[Path]],
                    exporters: dict[str, Any], images: np.ndarray, image_files: Sequence[str], source: str,
-                   reference_probs: np.ndarray | None = None, models: dict[str, Any] | None = None,
+                   reference_probs: np.ndarray | None = None,
+                   outputs: dict[str, np.ndarray] | None = None, *, models: dict[str, Any] | None = None,
                    photo_probs: Callable[[list[str]], np.ndarray | None] | None = None,
                    identical: set[str] | None = None) -> VerificationReport:
     """Reopen every artifact whose exporter can load it and compare with the forward
@@ -298,12 +311,14 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
 
     ``exporters``: name -> ``Exporter``; ones without ``load`` are skipped. Float artifacts
     are compared on the first ``FLOAT_CHECK_IMAGES`` images, quantized ones on all.
-    ``reference_probs``: the model's probabilities on ``images``, when known. ``models``: name
-    -> the in-memory model that exporter wrote; a file its exporter's ``holds`` proves identical
-    to it passes without being reopened (``method`` "identical"). ``photo_probs(files)``: the
-    reference's outputs on photos decoded in full, when known cheaply (None: computed).
-    ``identical``: ``proven_identical``'s answer when the caller has it (None: asked here)."""
-    report = VerificationReport(images=list(map(str, image_files)), source=source)
+    ``reference_probs``: the model's probabilities on ``images``, when known. ``outputs``: an
+    artifact's outputs on ``images`` already computed from the same file (not run again).
+    ``models``: name -> the in-memory model that exporter wrote; a file its exporter's ``holds``
+    proves identical to it passes without being reopened (``method`` "identical").
+    ``photo_probs(files)``: the reference's outputs on photos decoded in full, when known cheaply
+    (None: computed). ``identical``: ``proven_identical``'s answer when the caller has it."""
+    report = VerificationReport(images=list(map(str, image_files)), source=source, images_array=images,
+                                outputs=dict(outputs or {}))
     if identical is None:
         identical = proven_identical(artifacts, exporters, models)
     for name in identical:
@@ -335,13 +350,15 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
             continue
         try:
             predictor = exporter.load(Path(files[0]), labels)
-            n = len(images) if getattr(predictor, "quantization", "none") != "none" else \
-                min(len(images), FLOAT_CHECK_IMAGES)
+            # Keras formats run in the reference's own runtime: a few images show any difference.
+            n = len(images) if getattr(predictor, "quantization", "none") != "none" or name not in KERAS_FORMATS \
+                else min(len(images), FLOAT_CHECK_IMAGES)
             sample, expected = images[:n], reference[:n]
             if eight_bit(predictor):
                 sample = np.clip(np.round(sample), 0, 255)
                 expected = in_batches(reference_fn, sample)
-            result = verify_predictor(name, predictor, sample, expected)
+            result = verify_predictor(name, predictor, sample, expected, report.outputs)
+            report.predictors[name] = predictor
             if photo_reference is not None and takes_photo(labels, name):
                 check_client(result, predictor, photos, photo_reference)
         except Exception as exc:  # a runtime that cannot even open it is a failed check

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from clf.cli.app import (LogFormatOpt, PluginOpt, QuietOpt, TrustOpt, _close, _host, _observer, app,
                          cli_errors, out)
-from clf.cli.render import esc
+from clf.cli.render import esc, print_deployment
 
 
 @app.command("export")
@@ -32,6 +32,7 @@ def export_command(
     added = add_exports(run_dir, export, quantize=quantize, data=data, verify=verify, observer=observer,
                         host=_host(plugin), model_input=model_input, trust_artifact=trust_artifact)
     _close(observer)
+    print_deployment(out, added.run_dir, log_format, quiet)
     files = ", ".join(f.name for files in added.artifacts.values() for f in files)
     out.print(f"[bold green]done[/] added {esc(files)} to {esc(added.run_dir)}", highlight=False,
               soft_wrap=True)

@@ -339,3 +339,44 @@ def leaderboard_table(board: list[dict[str, Any]], folds: int) -> Table:
         table.add_row(str(rank), esc(entry["backbone"]), interval_text(entry["accuracy"]),
                       interval_text(entry["macro_f1"]), str(entry["images"]), f"{entry['seconds']:.1f}")
     return table
+
+
+def deployment_table(rows: list[dict[str, Any]]) -> Table:
+    """deployment.json's rows (clf.artifacts.deployment), one column per artifact so a run's
+    few artifacts fit 80 columns; docs/export.md says what each line is."""
+    table = Table(title="deployment: held-out images, each artifact in its own runtime",
+                  title_justify="left")
+    table.add_column("")
+    for r in rows:
+        table.add_column(esc(r["file"]), justify="right")
+
+    def line(name: str, cell: Any) -> None:
+        table.add_row(name, *[cell(r) for r in rows])
+
+    line("runtime", lambda r: esc(r["runtime"]))
+    line("quantization", lambda r: esc((r.get("quantization") or "none")
+                                       + (f" ({r['variant']})" if r.get("variant") else "")))
+    line("images", lambda r: str(r["images"]))
+    line("accuracy", lambda r: f"{r['accuracy']:.1%}")
+    line("vs Keras", lambda r: f"{100 * r['difference']:+.1f} pt")
+    line("McNemar p", lambda r: f"{r['p_value']:.3g}")
+    line("top-1 agreement", lambda r: f"{r['top1_agreement']:.1%}")
+    line("max |diff|", lambda r: f"{r['max_abs_diff']:.1e}")
+    line("size", lambda r: f"{r['size_bytes'] / 2**20:.2f} MiB")
+    line("batch-1 latency", lambda r: "-" if r.get("latency_ms") is None else f"{r['latency_ms']:.1f} ms")
+    line("batch-32", lambda r: "-" if r.get("throughput") is None else f"{r['throughput']:.0f} img/s")
+    return table
+
+
+def print_deployment(console: Console, run_dir: Any, log_format: str, quiet: bool) -> None:
+    """The run folder's deployment table (nothing without one; one JSON event with jsonl)."""
+    from clf.artifacts.deployment import read_table
+
+    rows = read_table(Path(run_dir))
+    fmt = resolved_format(console, log_format, quiet)
+    if not rows or fmt == "quiet":
+        return
+    if fmt == "jsonl":
+        print(json.dumps({"event": "deployment", "rows": rows}), flush=True)
+    else:
+        console.print(deployment_table(rows))

@@ -12,7 +12,7 @@ from clf.cli.app import (LogFormatOpt, PluginOpt, QuietOpt, VerboseOpt, _close, 
                          _observer, _print_reports, _verbose, app, cli_errors, out)
 from clf.config import RunConfig, config_from_file
 from clf.errors import UsageError
-from clf.cli.render import esc, leaderboard_table
+from clf.cli.render import esc, leaderboard_table, print_deployment
 
 # RunConfig field -> clf run option, for the one flag named otherwise.
 _OPTION = {"plugins": "plugin"}
@@ -126,6 +126,7 @@ def run(
         result = engine.run(config, observer, _host(config.plugins))
     _close(observer)
     _print_reports(result.evaluation, log_format, quiet, result.cross_validation)
+    print_deployment(out, result.run_dir, log_format, quiet)
     if resume or log_format != "jsonl" or quiet:
         out.print(f"[bold green]done[/] run folder: {esc(result.run_dir)}", highlight=False, soft_wrap=True)
 

@@ -87,7 +87,25 @@ def html(result: Any) -> str:
     folds = getattr(result, "cross_validation", None)
     if folds:
         parts.append(_folds(folds))
+    parts.append(_deployment(result))
     return '<div class="clf-run-result">' + "".join(parts) + "</div>"
+
+
+def _deployment(result: Any) -> str:
+    """deployment.json as a table: each artifact against the Keras model (nothing without one)."""
+    from clf.artifacts.deployment import read_table
+
+    rows = read_table(Path(result.run_dir))
+    if not rows:
+        return ""
+    cells = [[r["file"], r["runtime"], r["quantization"] + (f" ({r['variant']})" if r.get("variant") else ""),
+              r["images"], f"{r['accuracy']:.4f}", f"{100 * r['difference']:+.1f}", f"{r['p_value']:.3g}",
+              f"{r['top1_agreement']:.4f}", f"{r['max_abs_diff']:.2e}", f"{r['size_bytes'] / 2**20:.2f}",
+              "" if r.get("latency_ms") is None else f"{r['latency_ms']:.1f}",
+              "" if r.get("throughput") is None else f"{r['throughput']:.0f}"] for r in rows]
+    return "<p>deployment (held-out images through each artifact's own runtime)</p>" + _table(
+        ["artifact", "runtime", "quantization", "images", "accuracy", "vs Keras (pt)", "McNemar p",
+         "top-1 agreement", "max |diff|", "MiB", "batch-1 ms", "batch-32 img/s"], cells, numeric_from=3)
 
 
 def _confusion(result: Any, report: dict[str, Any], split: str) -> str:

@@ -145,7 +145,9 @@ def record_run(setup: Setup, data: LoadedData, evaluated: Evaluated, exported: E
         backbone=setup.backbone.name, image_size=setup.image_size, started=started,
         extra={"artifacts": exported.metadata["artifacts"], "metrics": evaluated.metrics, "evaluated_on": primary,
                "verification": exported.metadata.get("verification"), "extraction": extraction,
-               "runtime": runtime, "training": training, "unknown": exported.metadata.get("unknown")},
+               "runtime": runtime, "training": training, "unknown": exported.metadata.get("unknown"),
+               **({"quantization_variant": exported.metadata["quantization_variant"]}
+                  if "quantization_variant" in exported.metadata else {})},
     )
     files += runrecord.write_predictions(run_dir, evaluated.predictions, bundle.splits, bundle.class_names,
                                          config.data)
