@@ -224,21 +224,8 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-    # Added to what labels.json already lists (clf export adds formats to a finished run).
-    metadata["artifacts"] = {**metadata.get("artifacts", {}),
-                             **{name: [f.name for f in files] for name, files in artifacts.items()}}
-    metadata["inputs"] = {**metadata.get("inputs", {}), **inputs}
-    # Recorded now, checked before every later open (clf.artifacts.labels.check_artifact).
-    metadata["sha256"] = {**metadata.get("sha256", {}),
-                          **record_digests(f for files in artifacts.values() for f in files)}
-    if config.quantize != "none":
-        metadata["quantization"] = {**metadata.get("quantization", {}),
-                                    **{e.name: config.quantize for e in exporters if "quantize" in e.options}}
     ladder = options.get("quantize_check")
-    if ladder is not None and ladder.outcome is not None:
-        _record_variant(metadata, ladder.outcome, [e.name for e in exporters if "quantize_check" in e.options],
-                        observer)
-
+    _record_artifacts(metadata, artifacts, inputs, config, exporters, ladder, observer)
     # The kept variant already ran on the check's images: verification judges those outputs.
     ran = {e.name: ladder.outcome.outputs for e in exporters if "quantize_check" in e.options
            and ladder is not None and ladder.outcome is not None and ladder.outcome.outputs is not None}
@@ -256,6 +243,25 @@ def export_all(model: Any, run_dir: Path, metadata: dict[str, Any], exporters: S
         )
     observer.phase_end("export", artifacts=artifacts, run_dir=run_dir)
     return artifacts, report
+
+
+def _record_artifacts(metadata: dict[str, Any], artifacts: dict[str, list[Path]], inputs: dict[str, dict],
+                      config: ExportOptions, exporters: Sequence[Exporter], ladder: QuantizeCheck | None,
+                      observer: Observer) -> None:
+    """labels.json's record of what was written: files, inputs, sha256, quantization (and its variant)."""
+    # Added to what labels.json already lists (clf export adds formats to a finished run).
+    metadata["artifacts"] = {**metadata.get("artifacts", {}),
+                             **{name: [f.name for f in files] for name, files in artifacts.items()}}
+    metadata["inputs"] = {**metadata.get("inputs", {}), **inputs}
+    # Recorded now, checked before every later open (clf.artifacts.labels.check_artifact).
+    metadata["sha256"] = {**metadata.get("sha256", {}),
+                          **record_digests(f for files in artifacts.values() for f in files)}
+    if config.quantize != "none":
+        metadata["quantization"] = {**metadata.get("quantization", {}),
+                                    **{e.name: config.quantize for e in exporters if "quantize" in e.options}}
+    if ladder is not None and ladder.outcome is not None:
+        _record_variant(metadata, ladder.outcome, [e.name for e in exporters if "quantize_check" in e.options],
+                        observer)
 
 
 def _run_exporter(exporter: Exporter, target: Any, run_dir: Path, metadata: dict[str, Any],
