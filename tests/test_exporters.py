@@ -326,6 +326,22 @@ def test_int8_calibration_images_cover_every_class(tmp_path, host):
     assert classes(im[0] for im in picked) == {0, 1, 2}
 
 
+def test_verification_images_cover_every_class(tmp_path, host):
+    """Verification and the deployment table take held-out images spread over the split (listed
+    class by class), each with its own row, so the reference's outputs line up."""
+    from clf.artifacts.exporting import held_out
+
+    data = make_folder(tmp_path / "data", per_class=6)
+    bundle = host.loaders.get("directory").load(str(data), image_size=(SMALL_SIZE, SMALL_SIZE), seed=0,
+                                                 validation_split=0.5)
+    split = bundle.splits["validation"]
+    ds, files, name, rows = held_out(bundle, limit=3)
+    assert name == "validation" and len(files) == len(rows) == 3
+    assert files == [split.files[i] for i in rows]
+    assert {split.labels[i] for i in rows} == {0, 1, 2}  # the first 3 would be one class
+    assert [int(y) for _, y in ds] == [split.labels[i] for i in rows]
+
+
 def test_evaluate_counts_exact_duplicates_once(trained_run, tmp_path):
     import shutil
 

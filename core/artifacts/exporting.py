@@ -163,12 +163,21 @@ def training_data(bundle: DatasetBundle, limit: int = RESOLVE_IMAGES) -> Trainin
     return batches
 
 
-def held_out(bundle: DatasetBundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str]:
-    """The first ``limit`` images of test, else validation, else (said so) training."""
+def held_out(bundle: DatasetBundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str, np.ndarray]:
+    """``(dataset, files, split, rows)``: up to ``limit`` images of test, else validation, else
+    (said so) training; ``rows``, their positions in the split. Spread over the split's files when
+    the loader can load a subset (loaders list files by class: the first ``limit`` may cover two
+    classes of five), else its first ``limit``."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
-        if ds is not None:
-            files = bundle.splits[split].files[:limit] if split in bundle.splits else []
-            return ds.take(limit), files, split
+        if ds is None:
+            continue
+        listed = bundle.splits.get(split)
+        if listed is not None and bundle.make_dataset is not None and len(listed) > limit:
+            rows = np.unique(np.linspace(0, len(listed) - 1, limit).round().astype(int))
+            files = [listed.files[i] for i in rows]
+            return bundle.make_dataset(files, [listed.labels[i] for i in rows]), files, split, rows
+        files = list(listed.files[:limit]) if listed is not None else []
+        return ds.take(limit), files, split, np.arange(min(limit, len(listed)) if listed is not None else limit)
     raise ExportError("The dataset has no images to verify exports on.")
 
 
@@ -312,18 +321,25 @@ def _inside(path: Path, folder: Path) -> Path:
 
 def _held_out_images(bundle: DatasetBundle, limit: int, reference: BatchFn | None,
                      reference_probs: Callable[[str], np.ndarray | None] | None
-                     ) -> tuple[np.ndarray, list[str], str, np.ndarray | None]:
-    """``(images, files, split, the reference's outputs on them or None)`` of ``held_out``;
-    with ``reference`` given, outputs it does not know are computed."""
-    ds, files, source = held_out(bundle, limit)
+                     ) -> tuple[np.ndarray, list[str], str, np.ndarray | None, np.ndarray]:
+    """``(images, files, split, the reference's outputs on them or None, their rows in the split)``
+    of ``held_out``; with ``reference`` given, outputs it does not know are computed."""
+    ds, files, source, rows = held_out(bundle, limit)
     images = np.stack([np.asarray(x, np.float32) for x, _ in ds])
-    known = reference_probs(source) if reference_probs is not None else None
-    if known is not None and len(known) < len(images):
-        known = None  # not one row per image: compute them instead
-    known = known[:len(images)] if known is not None else None
+    rows = rows[:len(images)]
+    known = _rows_of(reference_probs, source, rows)
     if known is None and reference is not None:
         known = in_batches(reference, images)
-    return images, files, source, known
+    return images, files, source, known, rows
+
+
+def _rows_of(reference_probs: Callable[[str], np.ndarray | None] | None, source: str,
+             rows: np.ndarray) -> np.ndarray | None:
+    """The reference's known outputs (one row per image of the split) at ``rows``; None: not known."""
+    known = reference_probs(source) if reference_probs is not None else None
+    if known is None or (len(rows) and len(known) <= int(rows.max())):
+        return None  # not one row per image of the split: computed instead
+    return known[rows]
 
 
 def _record_variant(metadata: dict[str, Any], outcome: Outcome, names: Sequence[str], observer: Observer) -> None:
@@ -338,24 +354,27 @@ def _record_variant(metadata: dict[str, Any], outcome: Outcome, names: Sequence[
 
 
 def _deployment(run_dir: Path, report: VerificationReport, bundle: DatasetBundle, source: str,
-                reference: np.ndarray | None, reference_probs: Callable[[str], np.ndarray | None] | None,
+                reference: np.ndarray | None, rows: np.ndarray,
+                reference_probs: Callable[[str], np.ndarray | None] | None,
                 artifacts: dict[str, list[Path]], metadata: dict[str, Any]) -> None:
-    """deployment.json from verification's outputs (clf.artifacts.deployment); a Keras-only
-    export scores on the reference's outputs it already has, decoding nothing more."""
+    """deployment.json from verification's outputs (clf.artifacts.deployment) on the split's
+    ``rows``; a Keras-only export scores the whole split on the reference's outputs it already
+    has, decoding nothing more."""
     split = bundle.splits.get(source)
     if split is None or reference is None:
         return
     if all(name in KERAS_FORMATS for name in report.results) and reference_probs is not None:
         more = reference_probs(source)
-        reference = more if more is not None and len(more) > len(reference) else reference
-    targets = np.asarray(split.labels[:len(reference)])
+        if more is not None and len(more) == len(split):
+            reference, rows = more, np.arange(len(split))
+    targets = np.asarray(split.labels)[rows[:len(reference)]]
     write_table(run_dir, build_rows(report, targets, reference[:len(targets)], artifacts, metadata), source)
 
 
 def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, list[Path]], exporters: Sequence[Exporter],
             config: ExportOptions, bundle: DatasetBundle, run_dir: Path, observer: Observer,
             reference_probs: Callable[[str], np.ndarray | None] | None,
-            checked: tuple[np.ndarray, list[str], str, np.ndarray | None] | None = None,
+            checked: tuple[np.ndarray, list[str], str, np.ndarray | None, np.ndarray] | None = None,
             ran: dict[str, np.ndarray] | None = None, written_from: dict[str, Any] | None = None,
             photo_probs: Callable[[list[str]], np.ndarray | None] | None = None) -> VerificationReport:
     """Verify against ``reference``, write verification.json, update ``metadata`` (vectors, failures, summary)."""
@@ -365,13 +384,13 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
     # more unless another runtime's artifact needs its accuracy for the deployment table.
     wide = config.quantize != "none" or any(name not in KERAS_FORMATS for name in artifacts)
     known = None
-    if checked is None and set(artifacts) <= identical and reference_probs is not None:
+    if checked is None and set(artifacts) <= identical:
         # Nothing to run: no image decoded (the test vectors use the files, the table cached outputs).
-        _, files, source = held_out(bundle, FLOAT_CHECK_IMAGES)
-        known = reference_probs(source)
+        _, files, source, rows = held_out(bundle, FLOAT_CHECK_IMAGES)
+        known = _rows_of(reference_probs, source, rows)
         images = np.zeros((0, 0, 0, 3), np.float32)
     if known is None:
-        images, files, source, known = checked or _held_out_images(
+        images, files, source, known, rows = checked or _held_out_images(
             bundle, MAX_IMAGES if wide else FLOAT_CHECK_IMAGES, reference, reference_probs)
     report = verify_exports(reference, metadata, artifacts, {e.name: e for e in exporters},
                             images, files, source, known, ran if checked is not None else None,
@@ -379,7 +398,7 @@ def _verify(reference: BatchFn, metadata: dict[str, Any], artifacts: dict[str, l
     if report.reference_probs is not None and len(files) >= len(report.reference_probs):
         metadata["test_vectors"] = test_vectors(files, report.reference_probs, metadata)
     write_report(run_dir, report)
-    _deployment(run_dir, report, bundle, source, known, reference_probs, artifacts, metadata)
+    _deployment(run_dir, report, bundle, source, known, rows, reference_probs, artifacts, metadata)
     for failed in report.failed:  # renamed to *.failed: no longer listed as usable
         metadata["inputs"].pop(failed.exporter, None)
         for name in metadata["artifacts"].pop(failed.exporter, []):

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from clf.artifacts.exporting import export_all
 from clf.artifacts.labels import make_metadata
-from clf.artifacts.verify import MAX_IMAGES
 from clf.events import Observer
 from clf.report import runrecord
 from clf.report.evaluation import predict_dataset
@@ -98,8 +97,7 @@ def export_run(setup: Setup, data: LoadedData, trainable: Trainable, extracted: 
     def cached_probs(split: str) -> np.ndarray | None:
         # The head on cached features is the exported model's output (train's order may differ).
         f = extracted[split] if extracted is not None and split in ("validation", "test") else None
-        return None if evaluated.live or f is None else forward_predict(trainable.classifier.outputs_head,
-                                                                         f.features[:MAX_IMAGES])
+        return None if evaluated.live or f is None else forward_predict(trainable.classifier.outputs_head, f.features)
 
     def photo_probs(files: list[str]) -> np.ndarray | None:
         # Test vectors: the head on the photos' cached full-decode features, no backbone trace when warm.
