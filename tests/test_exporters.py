@@ -429,3 +429,34 @@ def test_photo_features_are_cached_for_the_next_run(bundle, tmp_path):
     np.testing.assert_array_equal(first, again)
     head = result.classifier.outputs_head.predict(again, verbose=0)
     np.testing.assert_allclose(head, result.outputs(files), atol=1e-5)
+
+
+def test_a_quantized_artifacts_client_path_is_held_to_its_own_answers(tmp_path):
+    """The client check tests the client's path (Pillow decode, raw photo in): a quantized
+    artifact is compared with its own answers on clf's decoding of the photos, not with the float
+    model's, whose near-ties quantization may flip (the main check judges that on more images)."""
+    from clf.artifacts.verify import Verification, check_client
+
+    class ColourModel(clf.Predictor):  # a photo-taking artifact: softmax of the mean R, G, B
+        runtime = "litert"
+
+        def predict_batch(self, images):
+            means = np.asarray(images, np.float64).reshape(len(images), -1, 3).mean(1) / 32.0
+            e = np.exp(means - means.max(1, keepdims=True))
+            return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+    rng = np.random.default_rng(0)
+    photos = []
+    for i in range(4):
+        make_image(tmp_path / f"p{i}.jpg", i % 3, rng, size=40)
+        photos.append(str(tmp_path / f"p{i}.jpg"))
+    labels = {"class_names": ["r", "g", "b"], "input_size": [SMALL_SIZE, SMALL_SIZE]}
+    model = ColourModel(tmp_path / "m.tflite", labels)
+    float_answers = model.predict_batch(model.decoder.batch(photos))[:, ::-1]  # a float model that disagrees
+    for quantization, passes in (("float16", True), ("none", False)):
+        result = Verification("tflite", "m.tflite", "litert", quantization, 4, 0.0, 1.0, "", True)
+        check_client(result, model, photos, float_answers)
+        assert result.passed is passes and result.client_images == 4, quantization
+    floated = Verification("tflite", "m.tflite", "litert", "float16", 4, 0.0, 1.0, "", True)
+    check_client(floated, model, photos, float_answers)
+    assert "own answers" in floated.criterion
