@@ -18,6 +18,7 @@ Every run: ``--backbone mobilenet_v2_035`` with the shared ImageNet weights at 2
 other settings clf's defaults. Usage (from the repository root):
     python benchmarks/multilabel.py                         # hymenoptera and flowers5, seeds 0 1 2
     python benchmarks/multilabel.py --data hymenoptera --seeds 0 --repeats 1
+    python benchmarks/multilabel.py --tta flip              # both heads on flip-averaged features
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--backbone", default="mobilenet_v2_035")
     p.add_argument("--epochs", type=int, default=20, help="the Keras head's epochs")
     p.add_argument("--repeats", type=int, default=3, help="alternated warm runs per task")
+    p.add_argument("--tta", default="none", choices=["none", "flip"],
+                   help="both heads' --tta (flip: features averaged with the mirror image's; not the default)")
     p.add_argument("--cache", default=None, help="where the mosaic sets go (default: clf's cache folder)")
     return p.parse_args(argv)
 
@@ -127,15 +130,16 @@ def one_run(data: Path, out: Path, args, **options):
 def compare_heads(name: str, args, cache: Path, work: Path) -> bool:
     ok = True
     target_map, target_f1 = TARGETS[name]
-    print(f"\n{name}: validation mAP / macro F1 (target mAP >= {target_map}, macro F1 >= {target_f1}; "
+    features = f" (--tta {args.tta}, both heads)" if args.tta != "none" else ""
+    print(f"\n{name}{features}: validation mAP / macro F1 (target mAP >= {target_map}, macro F1 >= {target_f1}; "
           f"default >= Keras at every seed)")
     print(f"{'seed':>4}  {'images':>6}  {'default mAP':>11}  {'default F1':>10}  {'keras mAP':>9}  {'keras F1':>8}  "
           f"{'default s':>9}  {'keras s':>7}  verdict")
     for seed in args.seeds:
         labels = make_mosaics(DATASETS[name], cache / f"{name}-s{seed}", seed)
-        solved, _ = one_run(labels, work / f"{name}-s{seed}-solved", args, seed=seed)
+        solved, _ = one_run(labels, work / f"{name}-s{seed}-solved", args, seed=seed, tta=args.tta)
         keras, _ = one_run(labels, work / f"{name}-s{seed}-keras", args, seed=seed, solver="keras",
-                           epochs=args.epochs)
+                           epochs=args.epochs, tta=args.tta)
         s, k = solved.evaluation["validation"], keras.evaluation["validation"]
         good = (s["map"] >= k["map"] and s["macro_f1"] >= k["macro_f1"] and s["map"] >= target_map
                 and s["macro_f1"] >= target_f1)
