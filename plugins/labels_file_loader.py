@@ -70,5 +70,6 @@ def load_labels_file(source: str | Path, *, image_size: Sequence[int], seed: int
 
 @hookimpl
 def register_data_loaders(register: Callable[..., None]) -> None:
-    register("labels_file", load_labels_file, aliases=("csv", "jsonl"),
+    # No "csv"/"jsonl" aliases: a third-party loader may well be called that (examples/ has one).
+    register("labels_file", load_labels_file, aliases=("labels",),
              description="A labels file (.csv path,labels or .jsonl); single- or multi-label")

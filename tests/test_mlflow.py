@@ -59,7 +59,7 @@ def test_pyfunc_answers_as_clf_predict(tracked):
     assert res.exit_code == 0, res.output
     names = result.class_names
     expected = np.zeros((len(files), len(names)))
-    for i, row in enumerate(json.loads(res.output)):
+    for i, row in enumerate(json.loads(res.stdout)):
         for top in row["top"]:
             expected[i, names.index(top["class"])] = top["probability"]
     assert got.shape == (4, 3) and np.array_equal(got, expected)

@@ -222,7 +222,7 @@ def test_c09_predict_and_doctor_handle_a_latin1_file_name(trained, tmp_path):
     make_image(Path(name), 0, np.random.default_rng(1), fmt="PNG")
     res = runner.invoke(app, ["predict", str(run_dir), str(folder), "--format", "csv"])
     assert res.exit_code == 0, res.output
-    assert "caf\\xe9.png" in res.output and len(res.output.strip().splitlines()) == 2
+    assert "caf\\xe9.png" in res.stdout and len(res.stdout.strip().splitlines()) == 2  # header and one row
     out = tmp_path / "p.json"
     assert runner.invoke(app, ["predict", str(run_dir), name, "--output", str(out)]).exit_code == 0
     assert json.loads(out.read_text(encoding="utf-8"))[0]["path"].endswith("caf\\xe9.png")

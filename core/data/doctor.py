@@ -440,7 +440,8 @@ def preflight(config: RunConfig, loader: Any, observer: Observer) -> DoctorRepor
 
     from clf.data.labels_file import is_labels_file
 
-    labels_file = is_labels_file(config.data) and Path(config.data).is_file()
+    # Only for the labels-file loader: a plugin's loader may read its own .csv (its own format).
+    labels_file = loader.name == "labels_file" and is_labels_file(config.data) and Path(config.data).is_file()
     if not Path(config.data).is_dir() and not labels_file:
         return None  # the loader reports it
     params = inspect.signature(loader.load).parameters
