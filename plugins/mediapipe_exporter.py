@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-import weakref
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -183,22 +183,32 @@ class MediaPipePredictor(Predictor):
 
     def __init__(self, path: Path, labels: dict[str, Any]) -> None:
         super().__init__(path, labels)
+        with self._opened():  # a file MediaPipe cannot open fails here, not at the first prediction
+            pass
+
+    @contextmanager
+    def _opened(self) -> Iterator[Any]:
+        """The classifier, closed on leaving: per call, never at interpreter exit, where MediaPipe's
+        own executor has already shut down and its close fails noisily."""
         try:
-            self._classifier = open_classifier(Path(path))
-            # Closed while the interpreter still runs: MediaPipe's own __del__ at exit fails noisily.
-            weakref.finalize(self, self._classifier.close)
+            classifier = open_classifier(self.path)
         except ImportError:
-            raise ModelError(f"Predicting with {str(path)!r} needs mediapipe. {INSTALL_HINT}") from None
+            raise ModelError(f"Predicting with {str(self.path)!r} needs mediapipe. {INSTALL_HINT}") from None
         except Exception as exc:
             raise ModelError(
-                f"MediaPipe could not open {str(path)!r}: {type(exc).__name__}: "
+                f"MediaPipe could not open {str(self.path)!r}: {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Expected a {FILE_NAME} exported by clf."
             ) from None
+        try:
+            yield classifier
+        finally:
+            classifier.close()
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         known = bool(self.labels.get("unknown"))
-        rows = [result_outputs(classify(self._classifier, image), len(self.class_names), known)
-                for image in np.asarray(images)]
+        with self._opened() as classifier:
+            rows = [result_outputs(classify(classifier, image), len(self.class_names), known)
+                    for image in np.asarray(images)]
         return np.stack(rows) if rows else np.zeros((0, len(self.class_names) + known), np.float32)
 
 

@@ -118,8 +118,8 @@ class Verification:
 
     def describe(self) -> str:
         if self.method == "identical":
-            return (f"{self.exporter} ({self.file}, {self.runtime}): holds the verified in-memory model, "
-                    f"config and every weight equal; needs {self.criterion}")
+            return (f"{self.exporter} ({self.file}): {self.criterion}, so it answers as the model does "
+                    f"(not rerun)")
         known = "" if self.known_agreement is None else f", known/unknown agreement {self.known_agreement:.1%}"
         client = ""
         if self.client_images:
@@ -332,7 +332,7 @@ def verify_exports(reference_fn: BatchFn, labels: dict[str, Any], artifacts: dic
     for name in identical:
         report.results[name] = Verification(
             name, Path(artifacts[name][0]).name, "tensorflow", "none", 0, 0.0, 1.0,
-            "the file's config and every weight equal to the in-memory model's, which is the reference",
+            "the file holds the in-memory model, its config and every weight equal",
             True, known_agreement=1.0 if labels.get("unknown") else None, method="identical")
     to_run = {name: files for name, files in artifacts.items() if name not in identical}
     # No images decoded (every artifact proven identical): the files alone give the test vectors.
