@@ -37,7 +37,7 @@ def test_quickstart_notebook_runs(tmp_path):
     seconds = time.perf_counter() - t0
     shown = [outputs(cell) for cell in notebook.cells if cell.cell_type == "code"]
     # progress=True showed each phase: the solved head, then the verified export
-    assert "linear head solved" in shown[1] and "h5 (model.h5, keras" in shown[1]
+    assert "linear head solved" in shown[1] and "h5 (model.h5): the file holds the in-memory model" in shown[1]
     assert "<table>" in shown[2] and "data:image/png;base64," in shown[2]  # the report, with its image
     assert shown[3].startswith("RunResult(") and "validation_accuracy=" in shown[3]
     assert [line.split(":")[0] for line in shown[4].splitlines()] == [
