@@ -165,15 +165,14 @@ def training_data(bundle: DatasetBundle, limit: int = RESOLVE_IMAGES) -> Trainin
 
 def held_out(bundle: DatasetBundle, limit: int = MAX_IMAGES) -> tuple[Any, list[str], str, np.ndarray]:
     """``(dataset, files, split, rows)``: up to ``limit`` images of test, else validation, else
-    (said so) training; ``rows``, their positions in the split. Spread over the split's files when
-    the loader can load a subset (loaders list files by class: the first ``limit`` may cover two
-    classes of five), else its first ``limit``."""
+    (said so) training; ``rows``, their positions in the split. The same share of each class
+    (``spread``) when the loader can load a subset, else the split's first ``limit``."""
     for split, ds in (("test", bundle.test), ("validation", bundle.validation), ("train", bundle.train)):
         if ds is None:
             continue
         listed = bundle.splits.get(split)
         if listed is not None and bundle.make_dataset is not None and len(listed) > limit:
-            rows = np.unique(np.linspace(0, len(listed) - 1, limit).round().astype(int))
+            rows = spread(listed.labels, limit)
             files = [listed.files[i] for i in rows]
             return bundle.make_dataset(files, [listed.labels[i] for i in rows]), files, split, rows
         files = list(listed.files[:limit]) if listed is not None else []
